@@ -1,0 +1,19 @@
+//! ZedOps wire protocol: the JSON envelope, subjects, payloads, error codes and limits shared by
+//! the relay, the agent and the client. Wire types only: no I/O, no runtime, no Docker.
+//!
+//! Every WebSocket text frame is one [`Envelope`]. Requests carry a `reply` inbox; the answer is
+//! sent with `subject` set to that inbox. `docs/PROTOCOL.md` describes every subject.
+
+pub mod envelope;
+pub mod error;
+pub mod limits;
+pub mod payload;
+pub mod subject;
+
+pub use envelope::{Envelope, Frame, new_inbox_suffix};
+pub use error::{ErrorCode, ErrorReply, ProtocolError};
+pub use limits::*;
+pub use payload::*;
+
+/// Version of this protocol. Both sides send it in their hello; a mismatch is refused.
+pub const PROTOCOL_VERSION: u32 = 1;

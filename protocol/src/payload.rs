@@ -1,0 +1,505 @@
+//! Payload types of every subject (the `data` of the envelope), camelCase on the wire.
+//!
+//! Incoming payloads are decoded with unknown fields refused and then [`Validate`]d against the
+//! limits, so a handler only ever sees well-formed, bounded input.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorCode, ProtocolError};
+use crate::limits::*;
+
+/// Checks a decoded payload against the protocol's limits.
+pub trait Validate {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        Ok(())
+    }
+}
+
+fn check_len(field: &'static str, value: &str, max: usize, reason: &'static str) -> Result<(), ProtocolError> {
+    if value.is_empty() || value.len() > max {
+        return Err(ProtocolError::invalid(field, reason));
+    }
+    Ok(())
+}
+
+fn check_optional(field: &'static str, value: &Option<String>, max: usize) -> Result<(), ProtocolError> {
+    match value {
+        Some(v) if v.len() > max => Err(ProtocolError::invalid(field, "too long")),
+        _ => Ok(()),
+    }
+}
+
+/// True when `name` is a usable agent or user name: 1–64 of `A-Z a-z 0-9 . _ -`, not starting
+/// with a dot or dash. Keeps names safe to print in a terminal and to use in file names.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && !name.starts_with(['.', '-'])
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handshakes
+// ---------------------------------------------------------------------------------------------
+
+/// What an agent reports about itself at every hello.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentInfo {
+    /// The agent's own version.
+    pub version: String,
+    /// Docker engine version, when Docker answered.
+    #[serde(default)]
+    pub docker_version: Option<String>,
+    /// Docker engine id, stable for one engine; tells two agents on one engine apart.
+    #[serde(default)]
+    pub engine_id: Option<String>,
+    /// Operating system (`linux`, …) and a human description when known.
+    pub os: String,
+    /// CPU architecture (`x86_64`, `aarch64`, …).
+    pub arch: String,
+    /// The server's host name.
+    #[serde(default)]
+    pub hostname: Option<String>,
+}
+
+impl Validate for AgentInfo {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_len("version", &self.version, MAX_INFO_LEN, "must be 1 to 256 bytes")?;
+        check_len("os", &self.os, MAX_INFO_LEN, "must be 1 to 256 bytes")?;
+        check_len("arch", &self.arch, MAX_INFO_LEN, "must be 1 to 256 bytes")?;
+        check_optional("dockerVersion", &self.docker_version, MAX_INFO_LEN)?;
+        check_optional("engineId", &self.engine_id, MAX_INFO_LEN)?;
+        check_optional("hostname", &self.hostname, MAX_INFO_LEN)
+    }
+}
+
+/// `agent.register`: first frame of a new agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentRegister {
+    pub protocol_version: u32,
+    /// The single-use registration token an admin created.
+    pub registration_token: String,
+    /// The name the agent asks for (unique at the relay).
+    pub name: String,
+    pub info: AgentInfo,
+}
+
+impl Validate for AgentRegister {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_len("registrationToken", &self.registration_token, MAX_TOKEN_LEN, "must be 1 to 128 bytes")?;
+        if !is_valid_name(&self.name) {
+            return Err(ProtocolError::invalid("name", "must be 1 to 64 of A-Z a-z 0-9 . _ -"));
+        }
+        self.info.validate()
+    }
+}
+
+/// `agent.auth`: first frame of an enrolled agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentAuth {
+    pub protocol_version: u32,
+    pub agent_id: String,
+    /// The permanent agent token received at enrolment.
+    pub token: String,
+    pub info: AgentInfo,
+}
+
+impl Validate for AgentAuth {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_len("agentId", &self.agent_id, MAX_AGENT_REF_LEN, "must be 1 to 64 bytes")?;
+        check_len("token", &self.token, MAX_TOKEN_LEN, "must be 1 to 128 bytes")?;
+        self.info.validate()
+    }
+}
+
+/// `agent.welcome`: the relay accepted an agent's hello.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentWelcome {
+    pub protocol_version: u32,
+    pub agent_id: String,
+    pub name: String,
+    /// The permanent token; only present in the answer to `agent.register`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl Validate for AgentWelcome {}
+
+/// `agent.heartbeat`: no fields.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {}
+
+impl Validate for Heartbeat {}
+
+/// `client.hello`: first frame of an app or CLI connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientHello {
+    pub protocol_version: u32,
+    /// Device token from `POST /api/login`.
+    pub token: String,
+}
+
+impl Validate for ClientHello {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_len("token", &self.token, MAX_TOKEN_LEN, "must be 1 to 128 bytes")
+    }
+}
+
+/// Roles a relay user can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, including users and tokens.
+    Admin,
+    /// Container actions.
+    Operator,
+    /// Read only.
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "operator" => Some(Role::Operator),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `client.welcome`: the relay accepted a client's hello.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientWelcome {
+    pub protocol_version: u32,
+    pub user: String,
+    pub role: Role,
+}
+
+impl Validate for ClientWelcome {}
+
+/// `POST /api/login` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    /// A label for the device session (host name of the machine logging in).
+    #[serde(default)]
+    pub device: Option<String>,
+}
+
+impl Validate for LoginRequest {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_len("username", &self.username, MAX_NAME_LEN, "must be 1 to 64 bytes")?;
+        check_len("password", &self.password, MAX_PASSWORD_LEN, "must be 1 to 1024 bytes")?;
+        check_optional("device", &self.device, MAX_INFO_LEN)
+    }
+}
+
+/// `POST /api/login` answer on success.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoginResponse {
+    /// The device token; present it in `client.hello`.
+    pub token: String,
+    pub user: String,
+    pub role: Role,
+}
+
+impl Validate for LoginResponse {}
+
+// ---------------------------------------------------------------------------------------------
+// Agents
+// ---------------------------------------------------------------------------------------------
+
+/// `agent.list` request: no fields.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentListRequest {}
+
+impl Validate for AgentListRequest {}
+
+/// One agent as the relay knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentSummary {
+    pub id: String,
+    pub name: String,
+    pub online: bool,
+    /// RFC 3339 time of the last frame from the agent; `None` if it never connected.
+    pub last_seen: Option<String>,
+    /// What the agent reported at its last hello.
+    pub info: Option<AgentInfo>,
+}
+
+impl Validate for AgentSummary {}
+
+/// `agent.list` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentListResponse {
+    pub agents: Vec<AgentSummary>,
+    pub count: usize,
+}
+
+impl Validate for AgentListResponse {}
+
+/// `agent.status` push: one agent came online or went offline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentStatus {
+    pub agent_id: String,
+    pub name: String,
+    pub online: bool,
+    pub last_seen: Option<String>,
+}
+
+impl Validate for AgentStatus {}
+
+// ---------------------------------------------------------------------------------------------
+// Containers
+// ---------------------------------------------------------------------------------------------
+
+/// `container.list` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerListRequest {
+    /// Agent id (or unique name, resolved by the relay).
+    pub agent_id: String,
+}
+
+impl Validate for ContainerListRequest {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_len("agentId", &self.agent_id, MAX_AGENT_REF_LEN, "must be 1 to 64 bytes")
+    }
+}
+
+/// `container.start|stop|restart` request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerActionRequest {
+    /// Agent id (or unique name, resolved by the relay).
+    pub agent_id: String,
+    /// Container id, id prefix or name.
+    pub container_id: String,
+}
+
+impl Validate for ContainerActionRequest {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_len("agentId", &self.agent_id, MAX_AGENT_REF_LEN, "must be 1 to 64 bytes")?;
+        check_len("containerId", &self.container_id, MAX_CONTAINER_REF_LEN, "must be 1 to 256 bytes")?;
+        // Docker resolves names and ids in URL paths; anything outside its name alphabet is refused
+        // here so that no path tricks ("../") ever reach the engine.
+        let bare = self.container_id.strip_prefix('/').unwrap_or(&self.container_id);
+        let ok = bare.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && bare.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !ok {
+            return Err(ProtocolError::invalid("containerId", "must be a container id or name"));
+        }
+        Ok(())
+    }
+}
+
+/// A published or exposed port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Port {
+    pub private_port: u16,
+    #[serde(default)]
+    pub public_port: Option<u16>,
+    /// `tcp`, `udp` or `sctp`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Host address the port is published on, when published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+}
+
+/// One container, running or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Container {
+    /// Full 64-hex id.
+    pub id: String,
+    /// Docker names, each with its leading `/` (`["/web"]`).
+    pub names: Vec<String>,
+    pub image: String,
+    /// Docker state: `created`, `running`, `paused`, `restarting`, `removing`, `exited`, `dead`.
+    pub state: String,
+    /// Human status, e.g. `Up 2 hours (healthy)`.
+    pub status: String,
+    /// Creation time, Unix seconds.
+    pub created: i64,
+    pub ports: Vec<Port>,
+    /// `healthy`, `unhealthy` or `starting` when the container has a health check.
+    #[serde(default)]
+    pub health: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Container {
+    /// The first name without its leading slash, or the short id.
+    pub fn display_name(&self) -> &str {
+        self.names
+            .first()
+            .map(|n| n.trim_start_matches('/'))
+            .unwrap_or_else(|| &self.id[..self.id.len().min(12)])
+    }
+}
+
+/// `container.list.response`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerListResponse {
+    pub containers: Vec<Container>,
+    pub count: usize,
+}
+
+impl Validate for ContainerListResponse {}
+
+/// The operations a container action request names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Operation {
+    /// The operation a request subject asks for.
+    pub fn from_subject(subject: &str) -> Option<Self> {
+        match subject {
+            crate::subject::CONTAINER_START => Some(Self::Start),
+            crate::subject::CONTAINER_STOP => Some(Self::Stop),
+            crate::subject::CONTAINER_RESTART => Some(Self::Restart),
+            _ => None,
+        }
+    }
+
+    pub fn subject(self) -> &'static str {
+        match self {
+            Self::Start => crate::subject::CONTAINER_START,
+            Self::Stop => crate::subject::CONTAINER_STOP,
+            Self::Restart => crate::subject::CONTAINER_RESTART,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Restart => "restart",
+        }
+    }
+
+    /// The code an agent answers with when Docker fails this operation.
+    pub fn failure_code(self) -> ErrorCode {
+        match self {
+            Self::Start => ErrorCode::DockerStartFailed,
+            Self::Stop => ErrorCode::DockerStopFailed,
+            Self::Restart => ErrorCode::DockerRestartFailed,
+        }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `container.operation.success`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OperationSuccess {
+    /// Always `true`.
+    pub success: bool,
+    pub container_id: String,
+    pub operation: Operation,
+}
+
+impl Validate for OperationSuccess {}
+
+/// `container.operation.error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OperationError {
+    /// Always `false`.
+    pub success: bool,
+    pub container_id: String,
+    pub operation: Operation,
+    pub error: String,
+    pub error_code: ErrorCode,
+}
+
+impl Validate for OperationError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_uses_seed_field_names() {
+        let c = Container {
+            id: "ab".repeat(32),
+            names: vec!["/web".into()],
+            image: "busybox".into(),
+            state: "running".into(),
+            status: "Up 2 seconds".into(),
+            created: 1,
+            ports: vec![Port { private_port: 80, public_port: Some(8080), kind: "tcp".into(), ip: None }],
+            health: None,
+            labels: BTreeMap::new(),
+        };
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["ports"][0]["privatePort"], 80);
+        assert_eq!(json["ports"][0]["publicPort"], 8080);
+        assert_eq!(json["ports"][0]["type"], "tcp");
+        assert_eq!(c.display_name(), "web");
+    }
+
+    #[test]
+    fn names_are_restricted() {
+        assert!(is_valid_name("web-1.example_a"));
+        for bad in ["", "-x", ".x", "a b", "x;rm", "é", &"a".repeat(65)] {
+            assert!(!is_valid_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn container_refs_refuse_path_tricks() {
+        let req = |c: &str| ContainerActionRequest { agent_id: "a".into(), container_id: c.into() };
+        assert!(req("web-1").validate().is_ok());
+        assert!(req("/web-1").validate().is_ok());
+        assert!(req("../../etc").validate().is_err());
+        assert!(req("a/b").validate().is_err());
+        assert!(req("/").validate().is_err());
+        assert!(req("..").validate().is_err());
+    }
+}

@@ -1,0 +1,41 @@
+//! Subject names. Requests keep the original ZedOps names; answers go to the request's inbox.
+
+/// Prefix of every reply inbox; the rest is a UUID.
+pub const INBOX_PREFIX: &str = "_INBOX.";
+
+/// Agent → relay, first frame of a new agent: enrol with a single-use registration token.
+pub const AGENT_REGISTER: &str = "agent.register";
+/// Agent → relay, first frame of an enrolled agent: authenticate with the permanent token.
+pub const AGENT_AUTH: &str = "agent.auth";
+/// Relay → agent: the hello was accepted (carries the permanent token after enrolment).
+pub const AGENT_WELCOME: &str = "agent.welcome";
+/// Agent → relay, every [`crate::HEARTBEAT_INTERVAL`]; no answer.
+pub const AGENT_HEARTBEAT: &str = "agent.heartbeat";
+
+/// Client → relay, first frame: authenticate with a device token.
+pub const CLIENT_HELLO: &str = "client.hello";
+/// Relay → client: the hello was accepted.
+pub const CLIENT_WELCOME: &str = "client.welcome";
+
+/// Client → relay: list the agents the relay knows.
+pub const AGENT_LIST: &str = "agent.list";
+/// Relay → client, pushed: an agent came online or went offline.
+pub const AGENT_STATUS: &str = "agent.status";
+
+/// Client → relay → agent: list all containers, running and stopped.
+pub const CONTAINER_LIST: &str = "container.list";
+/// Client → relay → agent: start a container.
+pub const CONTAINER_START: &str = "container.start";
+/// Client → relay → agent: stop a container (10 s grace before SIGKILL).
+pub const CONTAINER_STOP: &str = "container.stop";
+/// Client → relay → agent: restart a container.
+pub const CONTAINER_RESTART: &str = "container.restart";
+
+/// Any direction: a frame that could not be handled and had no inbox to answer to,
+/// or a refused hello just before the connection closes.
+pub const ERROR: &str = "error";
+
+/// True when `subject` is a reply inbox.
+pub fn is_inbox(subject: &str) -> bool {
+    subject.starts_with(INBOX_PREFIX)
+}
