@@ -34,6 +34,8 @@ pub enum ErrorCode {
     NotFound,
     /// The peer speaks a different protocol version.
     UnsupportedVersion,
+    /// An agent asked to enrol under a name another agent already has.
+    NameTaken,
     /// Something unexpected failed inside the relay or agent; see its log.
     Internal,
 }
@@ -56,6 +58,7 @@ impl ErrorCode {
             Self::RateLimited => "RATE_LIMITED",
             Self::NotFound => "NOT_FOUND",
             Self::UnsupportedVersion => "UNSUPPORTED_VERSION",
+            Self::NameTaken => "NAME_TAKEN",
             Self::Internal => "INTERNAL",
         }
     }
@@ -95,6 +98,8 @@ impl std::fmt::Display for ErrorReply {
 }
 
 impl std::error::Error for ErrorReply {}
+
+impl crate::payload::Validate for ErrorReply {}
 
 /// Why an incoming frame or payload was refused. Always answered with `INVALID_REQUEST`.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,43 @@
+//! The dialling side of the ZedOps wire, shared by the agent and the client: mapping a relay base
+//! URL to its endpoints, TLS trust (system roots plus an optional private CA), a typed WebSocket
+//! connection that speaks [`zedops_protocol`] frames, and reconnect backoff.
+
+pub mod backoff;
+pub mod connection;
+pub mod endpoint;
+pub mod tls;
+
+pub use backoff::Backoff;
+pub use connection::{FrameReader, FrameWriter, connect, hello, websocket_config};
+pub use endpoint::{RelayUrl, host_is_loopback};
+pub use tls::client_config;
+
+/// Everything that can go wrong while dialling or talking to the relay.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("invalid relay URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error(
+        "refusing plaintext {scheme}:// to {host}, which is not this machine: use https:// (wss://), \
+         or pass --insecure if you accept that tokens cross the network unencrypted"
+    )]
+    PlaintextRefused { scheme: String, host: String },
+    #[error("cannot read CA file {path}: {reason}")]
+    CaFile { path: String, reason: String },
+    #[error("cannot reach the relay at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: Box<tokio_tungstenite::tungstenite::Error>,
+    },
+    #[error("connection to the relay failed: {0}")]
+    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    #[error("the relay sent a frame this version cannot read: {0}")]
+    Protocol(#[from] zedops_protocol::ProtocolError),
+    #[error("the relay did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("the relay closed the connection")]
+    Closed,
+    #[error("the relay refused: {0}")]
+    Refused(zedops_protocol::ErrorReply),
+}
