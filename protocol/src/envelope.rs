@@ -119,6 +119,10 @@ mod tests {
             Frame::decode(r#"{"subject":"x","reply":"not-an-inbox"}"#),
             Err(ProtocolError::Invalid { .. })
         ));
+        assert!(matches!(
+            Frame::decode(r#"{"subject":"x","reply":"_INBOX.a\",\"b"}"#),
+            Err(ProtocolError::Invalid { .. })
+        ));
         let big = format!(r#"{{"subject":"{}"}}"#, "x".repeat(MAX_FRAME_BYTES));
         assert!(matches!(Frame::decode(&big), Err(ProtocolError::TooLarge { .. })));
         let frame = Frame::decode(

@@ -35,7 +35,9 @@ pub const CONTAINER_RESTART: &str = "container.restart";
 /// or a refused hello just before the connection closes.
 pub const ERROR: &str = "error";
 
-/// True when `subject` is a reply inbox.
+/// True when `subject` is a reply inbox: the prefix and then 1 or more of `A-Z a-z 0-9 . _ -`.
 pub fn is_inbox(subject: &str) -> bool {
-    subject.starts_with(INBOX_PREFIX)
+    subject.strip_prefix(INBOX_PREFIX).is_some_and(|rest| {
+        !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    })
 }

@@ -1,1 +1,18 @@
-//! placeholder
+//! ZedOps relay: accepts agents and admins over WebSockets, authenticates both, routes each
+//! admin request to the right agent and its answer back, pushes agent status, enforces roles
+//! and keeps an audit log, all backed by SQLite.
+
+pub mod agent_endpoint;
+pub mod client_endpoint;
+pub mod http_api;
+pub mod hub;
+pub mod policy;
+pub mod router;
+pub mod secret;
+pub mod server;
+pub mod socket;
+pub mod store;
+pub mod time;
+
+pub use server::{Options, Server, ShutdownHandle, Timeouts};
+pub use store::Store;

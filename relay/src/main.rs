@@ -1,1 +1,204 @@
-fn main() {}
+//! `zedops-relay`: run the relay, and administer its database (users, registration tokens,
+//! agents) from the same machine, also while the relay runs.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use zedops_protocol::{Role, payload::is_valid_name};
+use zedops_relay::{Options, Server, Store, Timeouts};
+
+#[derive(Parser)]
+#[command(name = "zedops-relay", version, about = "ZedOps relay: connects admins to the agents on their servers")]
+struct Cli {
+    /// SQLite database: a file path or a sqlite:// URL [default: the platform data dir]
+    #[arg(long, global = true, env = "ZEDOPS_DB")]
+    db: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "ZEDOPS_LISTEN", default_value = "127.0.0.1:7878")]
+        listen: SocketAddr,
+        /// PEM certificate chain; serves wss:// and https:// with --tls-key.
+        #[arg(long, env = "ZEDOPS_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, env = "ZEDOPS_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage registration tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Manage enrolled agents.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user. The password is read from stdin (one line) or a file, never from a flag.
+    Add {
+        name: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Read the password from standard input.
+        #[arg(long, conflicts_with = "password_file")]
+        password_stdin: bool,
+        /// Read the password from this file.
+        #[arg(long, env = "ZEDOPS_PASSWORD_FILE")]
+        password_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a new single-use registration token, alone on stdout.
+    Create {
+        /// How long the token stays valid (e.g. 15m, 1h, 2d).
+        #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// List enrolled agents.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an agent by name or id: its token stops working.
+    Revoke { name_or_id: String },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("{s:?} is not a role: use admin, operator or viewer"))
+}
+
+fn default_db() -> anyhow::Result<String> {
+    let dirs = directories::ProjectDirs::from("", "", "zedops-relay")
+        .context("no home directory to keep the database in; pass --db")?;
+    Ok(dirs.data_dir().join("relay.db").display().to_string())
+}
+
+fn read_password(stdin: bool, file: Option<PathBuf>) -> anyhow::Result<String> {
+    let password = match (stdin, file) {
+        (_, Some(path)) => std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+        (true, None) => {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            line
+        }
+        (false, None) => bail!("give the password with --password-stdin or --password-file"),
+    };
+    let password = password.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    Ok(password)
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let db = match cli.db {
+        Some(db) => db,
+        None => default_db()?,
+    };
+    match cli.command {
+        Command::Serve { listen, tls_cert, tls_key } => {
+            let tls = tls_cert.zip(tls_key);
+            let server = Server::new(Options { listen, db, tls, timeouts: Timeouts::default() }).await?;
+            let handle = server.shutdown_handle();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("shutting down");
+                handle.shutdown();
+            });
+            server.listen().await
+        }
+        Command::User { command: UserCommand::Add { name, role, password_stdin, password_file } } => {
+            if !is_valid_name(&name) {
+                bail!("{name:?} is not a valid user name: use 1 to 64 of A-Z a-z 0-9 . _ -");
+            }
+            let password = read_password(password_stdin, password_file)?;
+            Store::open(&db).await?.add_user(&name, &password, role).await?;
+            eprintln!("created {role} {name}");
+            Ok(())
+        }
+        Command::Token { command: TokenCommand::Create { ttl } } => {
+            let token = Store::open(&db).await?.create_registration_token(ttl).await?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Agent { command: AgentCommand::List { json } } => {
+            let agents = Store::open(&db).await?.agents().await?;
+            if json {
+                let list: Vec<_> = agents
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({
+                            "id": a.id, "name": a.name,
+                            "lastSeen": a.last_seen.map(zedops_relay::time::rfc3339), "info": a.info,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::json!({ "agents": list, "count": list.len() }));
+            } else {
+                println!("{:<24} {:<36} LAST SEEN", "NAME", "ID");
+                for a in agents {
+                    let seen = a.last_seen.map(zedops_relay::time::rfc3339).unwrap_or_else(|| "never".into());
+                    println!("{:<24} {:<36} {seen}", a.name, a.id);
+                }
+            }
+            Ok(())
+        }
+        Command::Agent { command: AgentCommand::Revoke { name_or_id } } => {
+            let agent = Store::open(&db).await?.revoke_agent(&name_or_id).await?;
+            eprintln!("revoked agent {} ({})", agent.name, agent.id);
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,201 @@
+//! `/ws/agent`: authenticates an agent (enrolment or permanent token), then relays requests to
+//! it and its answers back, until it disconnects, goes silent, is replaced or the relay stops.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
+use tracing::{Instrument, debug, info, info_span, warn};
+use zedops_protocol::{
+    AgentAuth, AgentRegister, AgentWelcome, Envelope, ErrorCode, ErrorReply, Frame, HELLO_TIMEOUT, PROTOCOL_VERSION,
+    subject,
+};
+
+use crate::server::AppState;
+use crate::socket::{self, Incoming, Socket};
+use crate::store::{AgentRecord, StoreError};
+
+pub async fn upgrade(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    socket::configure(ws).on_upgrade(move |ws| {
+        let span = info_span!("agent", %addr, agent = tracing::field::Empty);
+        let tasks = state.tasks.clone();
+        tasks.track_future(serve(state, Socket::new(ws)).instrument(span))
+    })
+}
+
+async fn serve(state: Arc<AppState>, mut socket: Socket) {
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
+        Ok(Incoming::Frame(frame)) => frame,
+        Ok(Incoming::Invalid(e)) => {
+            warn!(%e, "refused a malformed hello");
+            return socket.refuse(ErrorCode::InvalidRequest, e.to_string()).await;
+        }
+        Ok(Incoming::TooLarge) => return socket.refuse_too_large().await,
+        Ok(Incoming::Closed) => return,
+        Err(_) => {
+            warn!("no hello within the deadline");
+            return socket.refuse(ErrorCode::Unauthorized, "no agent.register or agent.auth within 10 s").await;
+        }
+    };
+    let (record, token) = match authenticate(&state, &hello).await {
+        Ok(ok) => ok,
+        Err(reply) => {
+            warn!(code = %reply.error_code, error = %reply.error, "refused an agent");
+            return socket.refuse(reply.error_code, reply.error).await;
+        }
+    };
+    tracing::Span::current().record("agent", record.name.as_str());
+
+    let (link, mut outbound, mut replaced) = state.hub.connect_agent(&record.id, &record.name);
+    let welcome = AgentWelcome {
+        protocol_version: PROTOCOL_VERSION,
+        agent_id: record.id.clone(),
+        name: record.name.clone(),
+        token,
+    };
+    if socket.send(&Envelope::new(subject::AGENT_WELCOME, &welcome)).await.is_ok() {
+        info!("agent connected");
+        let mut ping = tokio::time::interval(state.timeouts.heartbeat_interval);
+        ping.reset();
+        let mut shutdown = state.shutdown.clone();
+        let mut deadline = tokio::time::Instant::now() + state.timeouts.heartbeat_timeout;
+        loop {
+            tokio::select! {
+                incoming = socket.recv() => {
+                    deadline = tokio::time::Instant::now() + state.timeouts.heartbeat_timeout;
+                    link.touch();
+                    match incoming {
+                        Incoming::Frame(frame) => handle_frame(&link, &mut socket, frame).await,
+                        Incoming::Invalid(e) => {
+                            warn!(%e, "malformed frame from agent");
+                            let _ = socket.send_error(None, &e.to_reply()).await;
+                        }
+                        Incoming::TooLarge => {
+                            warn!("agent sent a frame over the limit");
+                            socket.refuse_too_large().await;
+                            break;
+                        }
+                        Incoming::Closed => break,
+                    }
+                }
+                Some(frame) = outbound.recv() => {
+                    if socket.send_text(frame).await.is_err() { break; }
+                }
+                _ = ping.tick() => {
+                    if socket.ping().await.is_err() { break; }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    warn!("agent silent for too long; closing");
+                    break;
+                }
+                _ = &mut replaced => {
+                    info!("closing: replaced by a newer connection or revoked");
+                    socket.close(axum::extract::ws::close_code::POLICY, "connection replaced or agent revoked").await;
+                    break;
+                }
+                _ = shutdown.changed() => {
+                    socket.close(axum::extract::ws::close_code::AWAY, "relay shutting down").await;
+                    break;
+                }
+            }
+        }
+    }
+    // Stop accepting frames for this agent before failing what waits on it, so nothing
+    // queued after this point can wait for a timeout.
+    drop(outbound);
+    state.hub.disconnect_agent(&link);
+    let last_seen = link.last_seen.load(std::sync::atomic::Ordering::Relaxed);
+    if let Err(e) = state.store.touch_agent(&link.id, last_seen).await {
+        warn!(%e, "could not record last-seen time");
+    }
+    info!("agent disconnected");
+}
+
+/// Checks the hello: protocol version, then enrolment or permanent token.
+async fn authenticate(state: &AppState, hello: &Frame) -> Result<(AgentRecord, Option<String>), ErrorReply> {
+    check_version(hello)?;
+    let invalid = |e: zedops_protocol::ProtocolError| e.to_reply();
+    match hello.subject.as_str() {
+        subject::AGENT_REGISTER => {
+            let register: AgentRegister = hello.payload().map_err(invalid)?;
+            match state.store.enrol_agent(&register.registration_token, &register.name, &register.info).await {
+                Ok((record, token)) => {
+                    info!(agent = %record.name, id = %record.id, "agent enrolled");
+                    Ok((record, Some(token)))
+                }
+                Err(StoreError::BadRegistrationToken) => Err(ErrorReply::new(
+                    ErrorCode::Unauthorized,
+                    "the registration token is unknown, already used or expired; create a new one with `zedops-relay token create`",
+                )),
+                Err(StoreError::NameTaken(name)) => Err(ErrorReply::new(
+                    ErrorCode::NameTaken,
+                    format!("an agent named {name} is already enrolled; choose another --name or revoke the old agent first"),
+                )),
+                Err(e) => Err(internal(e)),
+            }
+        }
+        subject::AGENT_AUTH => {
+            let auth: AgentAuth = hello.payload().map_err(invalid)?;
+            match state.store.authenticate_agent(&auth.agent_id, &auth.token, &auth.info).await {
+                Ok(Some(record)) => Ok((record, None)),
+                Ok(None) => Err(ErrorReply::new(
+                    ErrorCode::Unauthorized,
+                    "unknown or revoked agent credentials; enrol again with a new registration token",
+                )),
+                Err(e) => Err(internal(e)),
+            }
+        }
+        other => Err(ErrorReply::new(
+            ErrorCode::Unauthorized,
+            format!("the first frame must be agent.register or agent.auth, not {other:?}"),
+        )),
+    }
+}
+
+/// Refuses a hello from another protocol version with a message naming both versions.
+pub fn check_version(hello: &Frame) -> Result<(), ErrorReply> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Versioned {
+        protocol_version: Option<u32>,
+    }
+    let seen = serde_json::from_str::<Versioned>(hello.raw_data()).ok().and_then(|v| v.protocol_version);
+    match seen {
+        Some(PROTOCOL_VERSION) => Ok(()),
+        Some(other) => Err(ErrorReply::new(
+            ErrorCode::UnsupportedVersion,
+            format!("this relay speaks protocol {PROTOCOL_VERSION}, the peer speaks {other}; upgrade the older side"),
+        )),
+        None => Err(ErrorReply::new(ErrorCode::InvalidRequest, "the hello has no protocolVersion")),
+    }
+}
+
+fn internal(e: StoreError) -> ErrorReply {
+    tracing::error!(%e, "store failure during agent hello");
+    ErrorReply::new(ErrorCode::Internal, "the relay could not read its database; see the relay's log")
+}
+
+/// A frame from an authenticated agent: an answer to a request, a heartbeat, or junk.
+async fn handle_frame(link: &crate::hub::AgentLink, socket: &mut Socket, frame: Frame) {
+    if subject::is_inbox(&frame.subject) {
+        let data = frame.raw_data().to_string();
+        if !link.answer(&frame.subject, data) {
+            debug!(inbox = %frame.subject, "answer for an expired request dropped");
+        }
+        return;
+    }
+    match frame.subject.as_str() {
+        subject::AGENT_HEARTBEAT => {}
+        other => {
+            warn!(subject = %other, "unknown subject from agent");
+            let reply = ErrorReply::new(ErrorCode::InvalidRequest, format!("unknown subject {other:?}"));
+            let _ = socket.send_error(frame.reply.as_deref(), &reply).await;
+        }
+    }
+}

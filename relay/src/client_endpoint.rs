@@ -1,0 +1,134 @@
+//! `/ws/client`: authenticates an app or CLI with its device token, then serves its requests
+//! concurrently and pushes agent status changes to it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
+use tokio::sync::{Semaphore, broadcast, mpsc};
+use tracing::{Instrument, info, info_span, warn};
+use zedops_protocol::{ClientHello, ClientWelcome, Envelope, ErrorCode, ErrorReply, HELLO_TIMEOUT, PROTOCOL_VERSION, subject};
+
+use crate::agent_endpoint::check_version;
+use crate::router;
+use crate::server::AppState;
+use crate::socket::{self, Incoming, Socket};
+use crate::store::Session;
+
+/// Requests one client may have in flight; more are answered `RATE_LIMITED`.
+pub const MAX_IN_FLIGHT: usize = 256;
+
+pub async fn upgrade(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    socket::configure(ws).on_upgrade(move |ws| {
+        let span = info_span!("client", %addr, user = tracing::field::Empty);
+        let tasks = state.tasks.clone();
+        tasks.track_future(serve(state, Socket::new(ws)).instrument(span))
+    })
+}
+
+async fn serve(state: Arc<AppState>, mut socket: Socket) {
+    // Subscribe before the hello so no status change between welcome and the loop is missed.
+    let mut status = state.hub.subscribe_status();
+    let session = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
+        Ok(Incoming::Frame(frame)) => match authenticate(&state, &frame).await {
+            Ok(session) => session,
+            Err(reply) => {
+                warn!(code = %reply.error_code, error = %reply.error, "refused a client");
+                return socket.refuse(reply.error_code, reply.error).await;
+            }
+        },
+        Ok(Incoming::Invalid(e)) => {
+            warn!(%e, "refused a malformed hello");
+            return socket.refuse(ErrorCode::InvalidRequest, e.to_string()).await;
+        }
+        Ok(Incoming::TooLarge) => return socket.refuse_too_large().await,
+        Ok(Incoming::Closed) => return,
+        Err(_) => return socket.refuse(ErrorCode::Unauthorized, "no client.hello within 10 s").await,
+    };
+    tracing::Span::current().record("user", session.user.as_str());
+    let welcome = ClientWelcome { protocol_version: PROTOCOL_VERSION, user: session.user.clone(), role: session.role };
+    if socket.send(&Envelope::new(subject::CLIENT_WELCOME, &welcome)).await.is_err() {
+        return;
+    }
+    info!(role = %session.role, "client connected");
+
+    let session = Arc::new(session);
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let (answers_tx, mut answers) = mpsc::channel::<String>(MAX_IN_FLIGHT);
+    let mut shutdown = state.shutdown.clone();
+    let mut ping = tokio::time::interval(state.timeouts.heartbeat_interval);
+    ping.reset();
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => match incoming {
+                Incoming::Frame(frame) => {
+                    let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                        let reply = ErrorReply::new(ErrorCode::RateLimited, format!("more than {MAX_IN_FLIGHT} requests in flight; wait for answers"));
+                        let _ = socket.send_error(frame.reply.as_deref(), &reply).await;
+                        continue;
+                    };
+                    let (state, session, answers_tx) = (state.clone(), session.clone(), answers_tx.clone());
+                    tokio::spawn(async move {
+                        let answer = router::handle(&state, &session, frame).await;
+                        let _ = answers_tx.send(answer).await;
+                        drop(permit);
+                    }.in_current_span());
+                }
+                Incoming::Invalid(e) => {
+                    warn!(%e, "malformed frame from client");
+                    let _ = socket.send_error(None, &e.to_reply()).await;
+                }
+                Incoming::TooLarge => {
+                    warn!("client sent a frame over the limit");
+                    socket.refuse_too_large().await;
+                    break;
+                }
+                Incoming::Closed => break,
+            },
+            Some(answer) = answers.recv() => {
+                if socket.send_text(answer).await.is_err() { break; }
+            }
+            push = status.recv() => match push {
+                Ok(frame) => { if socket.send_text(frame.to_string()).await.is_err() { break; } }
+                Err(broadcast::error::RecvError::Lagged(n)) => warn!(missed = n, "client too slow for status pushes"),
+                Err(broadcast::error::RecvError::Closed) => {}
+            },
+            _ = ping.tick() => {
+                if socket.ping().await.is_err() { break; }
+            }
+            _ = shutdown.changed() => {
+                socket.close(axum::extract::ws::close_code::AWAY, "relay shutting down").await;
+                break;
+            }
+        }
+    }
+    info!("client disconnected");
+}
+
+async fn authenticate(state: &AppState, hello: &zedops_protocol::Frame) -> Result<Session, ErrorReply> {
+    if hello.subject != subject::CLIENT_HELLO {
+        return Err(ErrorReply::new(
+            ErrorCode::Unauthorized,
+            format!("the first frame must be client.hello with a device token, not {:?}", hello.subject),
+        ));
+    }
+    check_version(hello)?;
+    let hello: ClientHello = hello.payload().map_err(|e| e.to_reply())?;
+    match state.store.session(&hello.token).await {
+        Ok(Some(session)) => Ok(session),
+        Ok(None) => Err(ErrorReply::new(
+            ErrorCode::Unauthorized,
+            "the device token is unknown or was revoked; log in again",
+        )),
+        Err(e) => {
+            tracing::error!(%e, "store failure during client hello");
+            Err(ErrorReply::new(ErrorCode::Internal, "the relay could not read its database; see the relay's log"))
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The relay's live state: which agents are connected, the requests waiting for their answers,
+//! and the stream of status pushes every client receives. Only in memory; the store keeps the rest.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use zedops_protocol::{AgentStatus, Envelope, ErrorCode, ErrorReply, subject};
+
+use crate::store::now;
+
+/// Frames queued to one agent before senders wait; bounds memory for a slow agent.
+pub const AGENT_QUEUE: usize = 256;
+/// Status pushes buffered per client before the slowest starts losing the oldest.
+pub const STATUS_QUEUE: usize = 1024;
+
+/// A connected agent, as the routing side sees it.
+pub struct AgentLink {
+    /// Distinguishes this connection from a newer one of the same agent.
+    pub conn_id: u64,
+    pub id: String,
+    pub name: String,
+    /// Frames to write to the agent's socket.
+    pub tx: mpsc::Sender<String>,
+    /// Requests sent to this agent, by relay inbox, waiting for the agent's answer (its raw data).
+    pub pending: Mutex<HashMap<String, oneshot::Sender<String>>>,
+    /// Unix seconds of the last frame from the agent.
+    pub last_seen: AtomicI64,
+    /// Closes the connection when sent (a newer connection of the same agent replaced it).
+    pub close: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+/// Why a routed request got no answer from the agent.
+#[derive(Debug)]
+pub enum RouteError {
+    Offline,
+    Timeout(Duration),
+}
+
+impl RouteError {
+    pub fn to_reply(&self, agent_name: &str) -> ErrorReply {
+        match self {
+            RouteError::Offline => ErrorReply::new(
+                ErrorCode::AgentOffline,
+                format!("agent {agent_name} is not connected to the relay; check that zedops-agent runs on that server"),
+            ),
+            RouteError::Timeout(after) => ErrorReply::new(
+                ErrorCode::Timeout,
+                format!("agent {agent_name} did not answer within {} s; it may be overloaded or its Docker engine hung", after.as_secs()),
+            ),
+        }
+    }
+}
+
+/// Shared live state.
+pub struct Hub {
+    agents: RwLock<HashMap<String, Arc<AgentLink>>>,
+    next_conn: AtomicU64,
+    status: broadcast::Sender<Arc<str>>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self { agents: RwLock::default(), next_conn: AtomicU64::new(1), status: broadcast::channel(STATUS_QUEUE).0 }
+    }
+}
+
+impl Hub {
+    /// Registers a newly authenticated agent connection, replacing (and closing) an older
+    /// connection of the same agent. Returns the link and the receiver of its outgoing frames.
+    pub fn connect_agent(
+        &self,
+        id: &str,
+        name: &str,
+    ) -> (Arc<AgentLink>, mpsc::Receiver<String>, oneshot::Receiver<()>) {
+        let (tx, rx) = mpsc::channel(AGENT_QUEUE);
+        let (close_tx, close_rx) = oneshot::channel();
+        let link = Arc::new(AgentLink {
+            conn_id: self.next_conn.fetch_add(1, Ordering::Relaxed),
+            id: id.to_string(),
+            name: name.to_string(),
+            tx,
+            pending: Mutex::default(),
+            last_seen: AtomicI64::new(now()),
+            close: Mutex::new(Some(close_tx)),
+        });
+        let old = self.agents.write().expect("hub lock").insert(id.to_string(), link.clone());
+        if let Some(old) = old {
+            if let Some(close) = old.close.lock().expect("close lock").take() {
+                let _ = close.send(());
+            }
+        }
+        self.push_status(&link, true);
+        (link, rx, close_rx)
+    }
+
+    /// Removes an agent connection that ended. Requests still waiting on it are answered
+    /// `AGENT_OFFLINE` at once (their senders are dropped).
+    pub fn disconnect_agent(&self, link: &Arc<AgentLink>) {
+        let mut agents = self.agents.write().expect("hub lock");
+        let current = agents.get(&link.id).is_some_and(|l| l.conn_id == link.conn_id);
+        if current {
+            agents.remove(&link.id);
+        }
+        drop(agents);
+        link.pending.lock().expect("pending lock").clear();
+        if current {
+            self.push_status(link, false);
+        }
+    }
+
+    /// Closes the live connection of an agent, if any (after revocation).
+    pub fn kick_agent(&self, id: &str) {
+        if let Some(link) = self.agents.read().expect("hub lock").get(id) {
+            if let Some(close) = link.close.lock().expect("close lock").take() {
+                let _ = close.send(());
+            }
+        }
+    }
+
+    /// The link of a connected agent, by id or name.
+    pub fn agent(&self, id_or_name: &str) -> Option<Arc<AgentLink>> {
+        let agents = self.agents.read().expect("hub lock");
+        if let Some(link) = agents.get(id_or_name) {
+            return Some(link.clone());
+        }
+        agents.values().find(|l| l.name == id_or_name).cloned()
+    }
+
+    /// Ids of connected agents with their last-seen times.
+    pub fn online(&self) -> HashMap<String, i64> {
+        let agents = self.agents.read().expect("hub lock");
+        agents.iter().map(|(id, l)| (id.clone(), l.last_seen.load(Ordering::Relaxed))).collect()
+    }
+
+    /// Number of connected agents.
+    pub fn online_count(&self) -> usize {
+        self.agents.read().expect("hub lock").len()
+    }
+
+    /// Subscribes to status pushes (pre-encoded `agent.status` frames).
+    pub fn subscribe_status(&self) -> broadcast::Receiver<Arc<str>> {
+        self.status.subscribe()
+    }
+
+    fn push_status(&self, link: &AgentLink, online: bool) {
+        let status = AgentStatus {
+            agent_id: link.id.clone(),
+            name: link.name.clone(),
+            online,
+            last_seen: Some(crate::time::rfc3339(link.last_seen.load(Ordering::Relaxed))),
+        };
+        // No subscribers is fine: nobody is watching.
+        let _ = self.status.send(Envelope::new(subject::AGENT_STATUS, &status).to_json().into());
+    }
+}
+
+impl AgentLink {
+    /// Sends a request to this agent and waits for its answer (the raw `data` JSON).
+    pub async fn request(&self, subject: &str, data: &str, timeout: Duration) -> Result<String, RouteError> {
+        let inbox = format!("{}{}", subject::INBOX_PREFIX, uuid::Uuid::new_v4().simple());
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().expect("pending lock").insert(inbox.clone(), tx);
+        let frame = format!(
+            r#"{{"subject":{},"reply":"{inbox}","data":{data}}}"#,
+            serde_json::to_string(subject).expect("strings serialise")
+        );
+        let outcome = tokio::time::timeout(timeout, async {
+            self.tx.send(frame).await.map_err(|_| RouteError::Offline)?;
+            rx.await.map_err(|_| RouteError::Offline)
+        })
+        .await;
+        match outcome {
+            Ok(answer) => answer,
+            Err(_) => {
+                self.pending.lock().expect("pending lock").remove(&inbox);
+                Err(RouteError::Timeout(timeout))
+            }
+        }
+    }
+
+    /// Delivers an agent's answer to whoever waits on `inbox`. Returns false for an unknown or
+    /// expired inbox.
+    pub fn answer(&self, inbox: &str, data: String) -> bool {
+        match self.pending.lock().expect("pending lock").remove(inbox) {
+            Some(waiter) => waiter.send(data).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Marks the agent as just heard from.
+    pub fn touch(&self) {
+        self.last_seen.store(now(), Ordering::Relaxed);
+    }
+}

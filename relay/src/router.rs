@@ -1,0 +1,199 @@
+//! Serves one client request: checks it against the policy, answers relay subjects itself,
+//! forwards container subjects to the right agent, audits actions, and builds the answer frame.
+
+use serde::Serialize;
+use tracing::{info, warn};
+use zedops_protocol::{
+    AgentListRequest, AgentListResponse, AgentSummary, ContainerActionRequest, ContainerListRequest, Envelope,
+    ErrorCode, ErrorReply, Frame, Operation, subject,
+};
+
+use crate::hub::AgentLink;
+use crate::policy;
+use crate::server::AppState;
+use crate::store::{AuditEntry, Session};
+use crate::time::rfc3339;
+
+/// The answer frame (text) for one request.
+pub async fn handle(state: &AppState, session: &Session, frame: Frame) -> String {
+    let Some(reply) = frame.reply.as_deref() else {
+        let error = ErrorReply::new(ErrorCode::InvalidRequest, "requests need a reply inbox (\"reply\": \"_INBOX.<id>\")");
+        return Envelope::new(subject::ERROR, &error).to_json();
+    };
+    match serve(state, session, &frame).await {
+        Ok(Answer::Json(data)) => Envelope::new(reply, &data).to_json(),
+        Ok(Answer::Raw(raw)) => {
+            let subject = serde_json::to_string(reply).expect("strings serialise");
+            format!(r#"{{"subject":{subject},"data":{raw}}}"#)
+        }
+        Err(error) => Envelope::new(reply, &error).to_json(),
+    }
+}
+
+enum Answer {
+    Json(serde_json::Value),
+    /// An agent's answer, forwarded as it came.
+    Raw(String),
+}
+
+fn json(value: impl Serialize) -> Answer {
+    Answer::Json(serde_json::to_value(value).expect("protocol types serialise"))
+}
+
+async fn serve(state: &AppState, session: &Session, frame: &Frame) -> Result<Answer, ErrorReply> {
+    let Some(need) = policy::need(&frame.subject) else {
+        warn!(subject = %frame.subject, "unknown subject from client");
+        return Err(ErrorReply::new(ErrorCode::InvalidRequest, format!("unknown subject {:?}", frame.subject)));
+    };
+    let invalid = |e: zedops_protocol::ProtocolError| e.to_reply();
+    let operation = Operation::from_subject(&frame.subject);
+    if !policy::allows(session.role, need) {
+        let mut entry = AuditEntry { operation: &frame.subject, result: "forbidden", ..audit_base(session) };
+        let target = operation.and_then(|_| frame.payload::<ContainerActionRequest>().ok());
+        if let Some(t) = &target {
+            entry.agent_id = Some(&t.agent_id);
+            entry.container = Some(&t.container_id);
+        }
+        entry.error_code = Some(ErrorCode::Forbidden.as_str());
+        audit(state, entry).await?;
+        return Err(ErrorReply::new(
+            ErrorCode::Forbidden,
+            format!("your role ({}) may not {}; ask an admin for the operator role", session.role, frame.subject),
+        ));
+    }
+    match frame.subject.as_str() {
+        subject::AGENT_LIST => {
+            frame.payload::<AgentListRequest>().map_err(invalid)?;
+            agent_list(state).await.map(json)
+        }
+        subject::CONTAINER_LIST => {
+            let request: ContainerListRequest = frame.payload().map_err(invalid)?;
+            let link = online_agent(state, &request.agent_id).await?;
+            let data = serde_json::to_string(&ContainerListRequest { agent_id: link.id.clone() }).expect("serialises");
+            let raw = link
+                .request(subject::CONTAINER_LIST, &data, state.timeouts.list)
+                .await
+                .map_err(|e| e.to_reply(&link.name))?;
+            Ok(Answer::Raw(raw))
+        }
+        _ => {
+            let operation = operation.expect("the policy serves only list and action subjects");
+            let request: ContainerActionRequest = frame.payload().map_err(invalid)?;
+            action(state, session, operation, request).await
+        }
+    }
+}
+
+/// Forwards start, stop or restart and audits the outcome before answering.
+async fn action(
+    state: &AppState,
+    session: &Session,
+    operation: Operation,
+    request: ContainerActionRequest,
+) -> Result<Answer, ErrorReply> {
+    let link = match online_agent(state, &request.agent_id).await {
+        Ok(link) => link,
+        Err(error) => {
+            let entry = AuditEntry {
+                agent_id: Some(&request.agent_id),
+                container: Some(&request.container_id),
+                operation: operation.as_str(),
+                result: "failed",
+                error_code: Some(error.error_code.as_str()),
+                ..audit_base(session)
+            };
+            audit(state, entry).await?;
+            return Err(error);
+        }
+    };
+    let data = serde_json::to_string(&ContainerActionRequest {
+        agent_id: link.id.clone(),
+        container_id: request.container_id.clone(),
+    })
+    .expect("serialises");
+    let outcome = link.request(operation.subject(), &data, state.timeouts.operation).await;
+    let error_code = match &outcome {
+        Ok(raw) => answer_error_code(raw),
+        Err(e) => Some(e.to_reply(&link.name).error_code.as_str().to_string()),
+    };
+    let entry = AuditEntry {
+        agent_id: Some(&link.id),
+        container: Some(&request.container_id),
+        operation: operation.as_str(),
+        result: if error_code.is_none() { "ok" } else { "failed" },
+        error_code: error_code.as_deref(),
+        ..audit_base(session)
+    };
+    audit(state, entry).await?;
+    info!(agent = %link.name, container = %request.container_id, %operation, error = ?error_code, "container action");
+    outcome.map(Answer::Raw).map_err(|e| e.to_reply(&link.name))
+}
+
+/// The `errorCode` of an agent's answer, if it is a failure.
+fn answer_error_code(raw: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Outcome {
+        error_code: Option<String>,
+    }
+    match serde_json::from_str::<Outcome>(raw) {
+        Ok(outcome) => outcome.error_code,
+        Err(_) => Some(ErrorCode::InvalidRequest.as_str().into()),
+    }
+}
+
+fn audit_base(session: &Session) -> AuditEntry<'_> {
+    AuditEntry { user: Some(&session.user), session_id: Some(&session.id), ..Default::default() }
+}
+
+/// Writes an audit entry; an action whose audit cannot be written is not acknowledged.
+async fn audit(state: &AppState, entry: AuditEntry<'_>) -> Result<(), ErrorReply> {
+    state.store.audit(entry).await.map_err(|e| {
+        tracing::error!(%e, "could not write the audit log");
+        ErrorReply::new(ErrorCode::Internal, "the relay could not write its audit log; see the relay's log")
+    })
+}
+
+/// The connected agent with this id or name, or why there is none.
+async fn online_agent(state: &AppState, id_or_name: &str) -> Result<std::sync::Arc<AgentLink>, ErrorReply> {
+    if let Some(link) = state.hub.agent(id_or_name) {
+        return Ok(link);
+    }
+    match state.store.find_agent(id_or_name).await {
+        Ok(Some(agent)) => Err(ErrorReply::new(
+            ErrorCode::AgentOffline,
+            format!("agent {} is not connected to the relay; check that zedops-agent runs on that server", agent.name),
+        )),
+        Ok(None) => Err(ErrorReply::new(
+            ErrorCode::NotFound,
+            format!("no agent named or with id {id_or_name:?}; `zedops agents` lists them"),
+        )),
+        Err(e) => {
+            tracing::error!(%e, "store failure looking up an agent");
+            Err(ErrorReply::new(ErrorCode::Internal, "the relay could not read its database; see the relay's log"))
+        }
+    }
+}
+
+/// Every enrolled agent with its live status.
+async fn agent_list(state: &AppState) -> Result<AgentListResponse, ErrorReply> {
+    let online = state.hub.online();
+    let records = state.store.agents().await.map_err(|e| {
+        tracing::error!(%e, "store failure listing agents");
+        ErrorReply::new(ErrorCode::Internal, "the relay could not read its database; see the relay's log")
+    })?;
+    let agents: Vec<AgentSummary> = records
+        .into_iter()
+        .map(|r| {
+            let live = online.get(&r.id).copied();
+            AgentSummary {
+                online: live.is_some(),
+                last_seen: live.or(r.last_seen).map(rfc3339),
+                id: r.id,
+                name: r.name,
+                info: r.info,
+            }
+        })
+        .collect();
+    Ok(AgentListResponse { count: agents.len(), agents })
+}

@@ -1,0 +1,123 @@
+//! A typed wrapper over one accepted WebSocket: frames in, frames out. Handlers never see raw
+//! WebSocket messages, and every way a peer can misbehave arrives as one [`Incoming`] variant.
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use serde::Serialize;
+use zedops_protocol::{Envelope, ErrorCode, ErrorReply, Frame, MAX_FRAME_BYTES, ProtocolError, subject};
+
+/// Bytes tungstenite reads from the socket at a time. Its default (128 KiB) would be held by
+/// every idle connection; frames larger than this still arrive, in several reads.
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Outgoing bytes buffered before a write is flushed.
+pub const WRITE_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Applies the relay's frame limits and buffer sizes to an upgrade.
+pub fn configure(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+}
+
+/// What arrived from the peer.
+pub enum Incoming {
+    /// A well-formed frame.
+    Frame(Frame),
+    /// A text frame that does not decode; the connection stays usable.
+    Invalid(ProtocolError),
+    /// A message over [`MAX_FRAME_BYTES`]; the connection cannot continue.
+    TooLarge,
+    /// The peer closed the connection or it broke.
+    Closed,
+}
+
+/// One peer's connection.
+pub struct Socket {
+    ws: WebSocket,
+}
+
+impl Socket {
+    pub fn new(ws: WebSocket) -> Self {
+        Self { ws }
+    }
+
+    /// The next thing the peer sent. Pings and pongs are handled underneath.
+    /// Cancel-safe, so it can sit in a `select!`.
+    pub async fn recv(&mut self) -> Incoming {
+        loop {
+            match self.ws.recv().await {
+                None => return Incoming::Closed,
+                Some(Ok(Message::Text(text))) => {
+                    return match Frame::decode(text.as_str()) {
+                        Ok(frame) => Incoming::Frame(frame),
+                        Err(e) => Incoming::Invalid(e),
+                    };
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    return Incoming::Invalid(ProtocolError::Malformed(
+                        "binary frames are not part of the protocol; send JSON text frames".into(),
+                    ));
+                }
+                Some(Ok(Message::Close(_))) => return Incoming::Closed,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Err(e)) => {
+                    let too_large = e.into_inner().downcast_ref::<tokio_tungstenite::tungstenite::Error>().is_some_and(
+                        |e| matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)),
+                    );
+                    return if too_large { Incoming::TooLarge } else { Incoming::Closed };
+                }
+            }
+        }
+    }
+
+    /// Sends one envelope.
+    pub async fn send<T: Serialize>(&mut self, envelope: &Envelope<'_, T>) -> Result<(), axum::Error> {
+        self.send_text(envelope.to_json()).await
+    }
+
+    /// Sends one already-encoded frame.
+    pub async fn send_text(&mut self, text: impl Into<String>) -> Result<(), axum::Error> {
+        self.ws.send(Message::Text(text.into().into())).await
+    }
+
+    /// Sends an error: to `reply` when the peer gave an inbox, else as an `error` frame.
+    pub async fn send_error(&mut self, reply: Option<&str>, error: &ErrorReply) -> Result<(), axum::Error> {
+        self.send(&Envelope::new(reply.unwrap_or(subject::ERROR), error)).await
+    }
+
+    /// Sends a ping so that dead peers are noticed and proxies keep the connection open.
+    pub async fn ping(&mut self) -> Result<(), axum::Error> {
+        self.ws.send(Message::Ping(Default::default())).await
+    }
+
+    /// Sends an `error` frame, then closes with `code`.
+    pub async fn refuse(mut self, code: ErrorCode, message: impl Into<String>) {
+        let message = message.into();
+        let _ = self.send_error(None, &ErrorReply::new(code, message.clone())).await;
+        let close = match code {
+            ErrorCode::InvalidRequest => close_code::POLICY,
+            ErrorCode::Unauthorized | ErrorCode::Forbidden => close_code::POLICY,
+            ErrorCode::UnsupportedVersion => close_code::PROTOCOL,
+            _ => close_code::NORMAL,
+        };
+        self.close(close, &message).await;
+    }
+
+    /// Closes with a code and a reason (truncated to what a close frame can carry).
+    pub async fn close(mut self, code: u16, reason: &str) {
+        let mut end = reason.len().min(120);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let frame = CloseFrame { code, reason: reason[..end].into() };
+        let _ = self.ws.send(Message::Close(Some(frame))).await;
+    }
+
+    /// Tells the peer its message was over the limit and closes with 1009 (message too big).
+    pub async fn refuse_too_large(mut self) {
+        let message = format!("frame exceeds the {MAX_FRAME_BYTES} byte limit");
+        let _ = self.send_error(None, &ErrorReply::new(ErrorCode::InvalidRequest, message.clone())).await;
+        self.close(close_code::SIZE, &message).await;
+    }
+}

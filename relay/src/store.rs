@@ -1,0 +1,432 @@
+//! All of the relay's SQL, behind one `Store`, so that a second backend (PostgreSQL) can be
+//! added without touching the rest. Rows are converted to domain types here and nowhere else.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use zedops_protocol::{AgentInfo, Role};
+
+use crate::secret::{self, TokenKind};
+
+/// Errors of the store that callers branch on; anything else is `Database`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a user named {0:?} already exists")]
+    UserExists(String),
+    #[error("the registration token is unknown, already used or expired")]
+    BadRegistrationToken,
+    #[error("an agent named {0:?} is already enrolled")]
+    NameTaken(String),
+    #[error("no agent with the name or id {0:?}")]
+    NoSuchAgent(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+/// An authenticated device session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub user: String,
+    pub role: Role,
+}
+
+/// An agent as stored.
+#[derive(Debug, Clone)]
+pub struct AgentRecord {
+    pub id: String,
+    pub name: String,
+    pub last_seen: Option<i64>,
+    pub info: Option<AgentInfo>,
+}
+
+/// One audit log entry to write.
+#[derive(Debug, Clone, Default)]
+pub struct AuditEntry<'a> {
+    pub user: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+    pub agent_id: Option<&'a str>,
+    pub container: Option<&'a str>,
+    pub operation: &'a str,
+    pub result: &'a str,
+    pub error_code: Option<&'a str>,
+}
+
+/// The relay's database.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// Current time in Unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `db`, a file path or a `sqlite://` URL,
+    /// and runs pending migrations.
+    pub async fn open(db: &str) -> Result<Self, StoreError> {
+        let options = if db.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(db)?
+        } else {
+            if let Some(parent) = std::path::Path::new(db).parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(e.into()))?;
+                }
+            }
+            SqliteConnectOptions::new().filename(db)
+        }
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        // Admin commands (`user add`, `token create`) write while the relay runs.
+        .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Database(e.into()))?;
+        Ok(Self { pool })
+    }
+
+    /// Closes the pool, flushing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- users and sessions -----------------------------------------------------------------
+
+    /// Creates a user with an argon2id password hash.
+    pub async fn add_user(&self, name: &str, password: &str, role: Role) -> Result<(), StoreError> {
+        let password = password.to_string();
+        let hash = tokio::task::spawn_blocking(move || secret::hash_password(&password))
+            .await
+            .map_err(|e| StoreError::Hash(e.to_string()))?
+            .map_err(|e| StoreError::Hash(e.to_string()))?;
+        let result = sqlx::query("INSERT INTO users (id, name, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(name)
+            .bind(hash)
+            .bind(role.as_str())
+            .bind(now())
+            .execute(&self.pool)
+            .await;
+        match result {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::UserExists(name.into())),
+            other => other.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    /// Checks a user's password and, if right, opens a device session. Returns the session and
+    /// its token, or `None` for an unknown user, a disabled user or a wrong password (which take
+    /// the same time to refuse).
+    pub async fn login(
+        &self,
+        name: &str,
+        password: &str,
+        device: Option<&str>,
+    ) -> Result<Option<(Session, String)>, StoreError> {
+        let row = sqlx::query("SELECT id, password_hash, role, disabled FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        let (user_id, hash, role, disabled) = match &row {
+            Some(r) => (
+                Some(r.get::<String, _>("id")),
+                r.get::<String, _>("password_hash"),
+                Role::parse(r.get::<&str, _>("role")),
+                r.get::<bool, _>("disabled"),
+            ),
+            None => (None, secret::dummy_password_hash().to_string(), None, true),
+        };
+        let password = password.to_string();
+        let matches = tokio::task::spawn_blocking(move || secret::verify_password(&password, &hash))
+            .await
+            .map_err(|e| StoreError::Hash(e.to_string()))?;
+        let (Some(user_id), Some(role), false, true) = (user_id, role, disabled, matches) else {
+            return Ok(None);
+        };
+        let token = secret::new_token(TokenKind::Device);
+        let id = uuid::Uuid::new_v4().to_string();
+        sqlx::query("INSERT INTO device_sessions (id, user_id, token_hash, device, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&id)
+            .bind(&user_id)
+            .bind(secret::token_hash(&token))
+            .bind(device)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(Some((Session { id, user: name.to_string(), role }, token)))
+    }
+
+    /// The live session a device token belongs to, if any.
+    pub async fn session(&self, token: &str) -> Result<Option<Session>, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.id, u.name, u.role FROM device_sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = ? AND s.revoked_at IS NULL AND u.disabled = 0",
+        )
+        .bind(secret::token_hash(token))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let id: String = row.get("id");
+        sqlx::query("UPDATE device_sessions SET last_used_at = ? WHERE id = ?")
+            .bind(now())
+            .bind(&id)
+            .execute(&self.pool)
+            .await?;
+        Ok(Role::parse(row.get::<&str, _>("role")).map(|role| Session { id, user: row.get("name"), role }))
+    }
+
+    /// Ends the session of a device token. Returns whether one was live.
+    pub async fn revoke_session_token(&self, token: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE device_sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL")
+            .bind(now())
+            .bind(secret::token_hash(token))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- registration tokens and agents -----------------------------------------------------
+
+    /// Creates a single-use registration token valid for `ttl`.
+    pub async fn create_registration_token(&self, ttl: Duration) -> Result<String, StoreError> {
+        let token = secret::new_token(TokenKind::Registration);
+        let created = now();
+        sqlx::query("INSERT INTO registration_tokens (id, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(secret::token_hash(&token))
+            .bind(created)
+            .bind(created + ttl.as_secs() as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(token)
+    }
+
+    /// Enrols a new agent: consumes the registration token and creates the agent with a fresh
+    /// permanent token, in one transaction (a refused name leaves the token unused).
+    pub async fn enrol_agent(
+        &self,
+        registration_token: &str,
+        name: &str,
+        info: &AgentInfo,
+    ) -> Result<(AgentRecord, String), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let at = now();
+        let agent_id = uuid::Uuid::new_v4().to_string();
+        let consumed = sqlx::query(
+            "UPDATE registration_tokens SET used_at = ?, used_by_agent = ? \
+             WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?",
+        )
+        .bind(at)
+        .bind(&agent_id)
+        .bind(secret::token_hash(registration_token))
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        if consumed.rows_affected() != 1 {
+            return Err(StoreError::BadRegistrationToken);
+        }
+        let token = secret::new_token(TokenKind::Agent);
+        let inserted = sqlx::query(
+            "INSERT INTO agents (id, name, token_hash, created_at, last_seen, version, docker_version, engine_id, os, arch, hostname) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&agent_id)
+        .bind(name)
+        .bind(secret::token_hash(&token))
+        .bind(at)
+        .bind(at)
+        .bind(&info.version)
+        .bind(&info.docker_version)
+        .bind(&info.engine_id)
+        .bind(&info.os)
+        .bind(&info.arch)
+        .bind(&info.hostname)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(StoreError::NameTaken(name.into())),
+            other => other?,
+        };
+        tx.commit().await?;
+        let record = AgentRecord { id: agent_id, name: name.into(), last_seen: Some(at), info: Some(info.clone()) };
+        Ok((record, token))
+    }
+
+    /// Checks an agent's permanent token and records what it reports about itself.
+    /// `None` when the id and token do not match a live agent.
+    pub async fn authenticate_agent(
+        &self,
+        agent_id: &str,
+        token: &str,
+        info: &AgentInfo,
+    ) -> Result<Option<AgentRecord>, StoreError> {
+        let at = now();
+        // The token hash is the lookup key, so no secret is compared in the application.
+        let row = sqlx::query(
+            "UPDATE agents SET last_seen = ?, version = ?, docker_version = ?, engine_id = ?, os = ?, arch = ?, hostname = ? \
+             WHERE id = ? AND token_hash = ? AND revoked_at IS NULL RETURNING name",
+        )
+        .bind(at)
+        .bind(&info.version)
+        .bind(&info.docker_version)
+        .bind(&info.engine_id)
+        .bind(&info.os)
+        .bind(&info.arch)
+        .bind(&info.hostname)
+        .bind(agent_id)
+        .bind(secret::token_hash(token))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| AgentRecord {
+            id: agent_id.into(),
+            name: r.get("name"),
+            last_seen: Some(at),
+            info: Some(info.clone()),
+        }))
+    }
+
+    /// Records when an agent was last heard from.
+    pub async fn touch_agent(&self, agent_id: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE agents SET last_seen = ? WHERE id = ?").bind(at).bind(agent_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// All live (not revoked) agents, by name.
+    pub async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, last_seen, version, docker_version, engine_id, os, arch, hostname \
+             FROM agents WHERE revoked_at IS NULL ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(agent_from_row).collect())
+    }
+
+    /// The live agent with this id or name.
+    pub async fn find_agent(&self, id_or_name: &str) -> Result<Option<AgentRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, last_seen, version, docker_version, engine_id, os, arch, hostname \
+             FROM agents WHERE revoked_at IS NULL AND (id = ? OR name = ?) LIMIT 1",
+        )
+        .bind(id_or_name)
+        .bind(id_or_name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(agent_from_row))
+    }
+
+    /// Revokes an agent by id or name; its token stops working.
+    pub async fn revoke_agent(&self, id_or_name: &str) -> Result<AgentRecord, StoreError> {
+        let agent = self.find_agent(id_or_name).await?.ok_or_else(|| StoreError::NoSuchAgent(id_or_name.into()))?;
+        sqlx::query("UPDATE agents SET revoked_at = ? WHERE id = ?").bind(now()).bind(&agent.id).execute(&self.pool).await?;
+        Ok(agent)
+    }
+
+    // ---- audit ------------------------------------------------------------------------------
+
+    /// Appends to the audit log.
+    pub async fn audit(&self, entry: AuditEntry<'_>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, user_name, session_id, agent_id, container, operation, result, error_code) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(now())
+        .bind(entry.user)
+        .bind(entry.session_id)
+        .bind(entry.agent_id)
+        .bind(entry.container)
+        .bind(entry.operation)
+        .bind(entry.result)
+        .bind(entry.error_code)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Number of audit entries, for tests and health output.
+    pub async fn audit_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM audit_log").fetch_one(&self.pool).await?)
+    }
+}
+
+fn agent_from_row(r: &sqlx::sqlite::SqliteRow) -> AgentRecord {
+    let version: Option<String> = r.get("version");
+    AgentRecord {
+        id: r.get("id"),
+        name: r.get("name"),
+        last_seen: r.get("last_seen"),
+        info: version.map(|version| AgentInfo {
+            version,
+            docker_version: r.get("docker_version"),
+            engine_id: r.get("engine_id"),
+            os: r.get::<Option<String>, _>("os").unwrap_or_default(),
+            arch: r.get::<Option<String>, _>("arch").unwrap_or_default(),
+            hostname: r.get("hostname"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> AgentInfo {
+        AgentInfo { version: "1".into(), os: "linux".into(), arch: "x86_64".into(), ..Default::default() }
+    }
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("relay.db").to_str().unwrap()).await.unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn registration_tokens_are_single_use_and_expire() {
+        let (_dir, store) = store().await;
+        let token = store.create_registration_token(Duration::from_secs(60)).await.unwrap();
+        let (agent, permanent) = store.enrol_agent(&token, "web-1", &info()).await.unwrap();
+        assert!(matches!(store.enrol_agent(&token, "web-2", &info()).await, Err(StoreError::BadRegistrationToken)));
+        assert!(store.authenticate_agent(&agent.id, &permanent, &info()).await.unwrap().is_some());
+        assert!(store.authenticate_agent(&agent.id, "za_wrong", &info()).await.unwrap().is_none());
+
+        let expired = store.create_registration_token(Duration::ZERO).await.unwrap();
+        assert!(matches!(store.enrol_agent(&expired, "web-3", &info()).await, Err(StoreError::BadRegistrationToken)));
+
+        // A taken name leaves the token usable.
+        let token = store.create_registration_token(Duration::from_secs(60)).await.unwrap();
+        assert!(matches!(store.enrol_agent(&token, "web-1", &info()).await, Err(StoreError::NameTaken(_))));
+        store.enrol_agent(&token, "web-2", &info()).await.unwrap();
+
+        store.revoke_agent("web-1").await.unwrap();
+        assert!(store.authenticate_agent(&agent.id, &permanent, &info()).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn logins_open_sessions_and_store_no_plain_secret() {
+        let (dir, store) = store().await;
+        store.add_user("alice", "s3cret-pass", Role::Operator).await.unwrap();
+        assert!(matches!(store.add_user("alice", "x", Role::Viewer).await, Err(StoreError::UserExists(_))));
+        assert!(store.login("alice", "wrong", None).await.unwrap().is_none());
+        assert!(store.login("bob", "s3cret-pass", None).await.unwrap().is_none());
+        let (session, token) = store.login("alice", "s3cret-pass", Some("laptop")).await.unwrap().unwrap();
+        assert_eq!(session.role, Role::Operator);
+        assert_eq!(store.session(&token).await.unwrap().unwrap().user, "alice");
+        assert!(store.revoke_session_token(&token).await.unwrap());
+        assert!(store.session(&token).await.unwrap().is_none());
+        store.close().await;
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(!text.contains("s3cret-pass") && !text.contains(&token));
+        }
+    }
+}
