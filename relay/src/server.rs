@@ -131,6 +131,11 @@ impl Server {
         self.state.store.clone()
     }
 
+    /// The live state, for tests and benchmarks that wait on connections.
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
     /// Serves until [`ShutdownHandle::shutdown`], then waits briefly for connections to close.
     pub async fn listen(self) -> anyhow::Result<()> {
         let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();

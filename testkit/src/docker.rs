@@ -1,0 +1,113 @@
+//! The real Docker engine for tests: finding it (a failure under `CI=true` when it is missing),
+//! and throwaway containers from the locally imported busybox image, removed on drop.
+
+use bollard::Docker;
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{CreateContainerOptions, InspectContainerOptions, RemoveContainerOptions};
+
+/// The image `scripts/setup` imports from busybox-static; nothing can be pulled here.
+pub const TEST_IMAGE: &str = "zedops-test/busybox:latest";
+/// Label on every test container, so leftovers are easy to find and remove.
+pub const TEST_LABEL: &str = "zedops-test";
+
+/// The local Docker engine with the test image, or `None` (after saying why) when there is
+/// none outside CI. Under `CI=true` a missing engine or image fails the test.
+pub async fn require_docker() -> Option<Docker> {
+    let problem = match Docker::connect_with_local_defaults() {
+        Err(e) => format!("cannot connect to Docker: {e}"),
+        Ok(docker) => match docker.negotiate_version().await {
+            Err(e) => format!("Docker is not answering: {e}"),
+            Ok(docker) => match docker.inspect_image(TEST_IMAGE).await {
+                Ok(_) => return Some(docker),
+                Err(e) => format!("test image {TEST_IMAGE} missing ({e}); run scripts/setup"),
+            },
+        },
+    };
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{problem} (CI=true: tests need the real engine)");
+    }
+    eprintln!("SKIPPED: {problem}");
+    None
+}
+
+/// Containers created for one test, all removed (forcibly) when this is dropped.
+pub struct TestContainers {
+    docker: Docker,
+    prefix: String,
+    names: Vec<String>,
+}
+
+impl TestContainers {
+    pub fn new(docker: &Docker) -> Self {
+        let prefix = format!("zt-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        Self { docker: docker.clone(), prefix, names: vec![] }
+    }
+
+    /// Creates a container `<prefix>-<suffix>` running `cmd`; started when `start` is true.
+    /// Returns its full name.
+    pub async fn create(&mut self, suffix: &str, cmd: &[&str], start: bool) -> String {
+        let name = format!("{}-{suffix}", self.prefix);
+        let body = ContainerCreateBody {
+            image: Some(TEST_IMAGE.to_string()),
+            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+            labels: Some([(TEST_LABEL.to_string(), "1".to_string())].into()),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
+        self.docker.create_container(Some(options), body).await.expect("create test container");
+        self.names.push(name.clone());
+        if start {
+            self.docker.start_container(&name, None::<bollard::query_parameters::StartContainerOptions>).await.expect("start test container");
+        }
+        name
+    }
+
+    /// Command of a long-running container that exits at once on SIGTERM. A bare `sleep` as
+    /// PID 1 ignores SIGTERM, which would make every stop wait out the 10 s grace.
+    pub const SLEEP_CMD: [&str; 3] = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"];
+
+    /// A long-running container, started.
+    pub async fn sleeper(&mut self, suffix: &str) -> String {
+        self.create(suffix, &Self::SLEEP_CMD, true).await
+    }
+
+    /// Docker's own view of a container's state (`running`, `exited`, …).
+    pub async fn state(&self, name: &str) -> String {
+        let inspect = self.docker.inspect_container(name, None::<InspectContainerOptions>).await.expect("inspect");
+        inspect
+            .state
+            .and_then(|s| s.status)
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    }
+
+    /// When the container last started (changes on every restart).
+    pub async fn started_at(&self, name: &str) -> String {
+        let inspect = self.docker.inspect_container(name, None::<InspectContainerOptions>).await.expect("inspect");
+        inspect.state.and_then(|s| s.started_at).unwrap_or_default()
+    }
+
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+}
+
+impl Drop for TestContainers {
+    fn drop(&mut self) {
+        let names = std::mem::take(&mut self.names);
+        // Drop cannot await; a short-lived runtime on another thread, with its own client (a
+        // client's connections belong to the runtime that made them), removes the containers.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                let Ok(docker) = Docker::connect_with_local_defaults() else { return };
+                let Ok(docker) = docker.negotiate_version().await else { return };
+                for name in names {
+                    let options = RemoveContainerOptions { force: true, ..Default::default() };
+                    let _ = docker.remove_container(&name, Some(options)).await;
+                }
+            });
+        })
+        .join();
+    }
+}
