@@ -3,6 +3,7 @@
 //! containers made from the locally imported busybox image. Everything is torn down on drop.
 
 pub mod docker;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use zedops_relay::server::AppState;
 use zedops_relay::{Options, Server, ShutdownHandle, Store, Timeouts};
 
 pub use docker::{TestContainers, require_docker};
+pub use tls::TestPki;
 
 /// Password of the users [`TestRelay::login`] creates.
 pub const TEST_PASSWORD: &str = "test-password-1";
@@ -55,9 +57,26 @@ impl TestRelay {
         Self::start_on(dir, "127.0.0.1:0".parse().unwrap(), timeouts).await
     }
 
+    /// A relay serving wss:// and https:// with a certificate from `pki`.
+    pub async fn start_tls(pki: &TestPki) -> Self {
+        init_tracing();
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let tls = Some((pki.cert.clone(), pki.key.clone()));
+        Self::start_with(dir, "127.0.0.1:0".parse().unwrap(), Timeouts::default(), tls).await
+    }
+
     async fn start_on(dir: Arc<tempfile::TempDir>, listen: SocketAddr, timeouts: Timeouts) -> Self {
+        Self::start_with(dir, listen, timeouts, None).await
+    }
+
+    async fn start_with(
+        dir: Arc<tempfile::TempDir>,
+        listen: SocketAddr,
+        timeouts: Timeouts,
+        tls: Option<(PathBuf, PathBuf)>,
+    ) -> Self {
         let db = dir.path().join("relay.db").display().to_string();
-        let server = Server::new(Options { listen, db, tls: None, timeouts }).await.expect("relay starts");
+        let server = Server::new(Options { listen, db, tls, timeouts }).await.expect("relay starts");
         let (url, addr, store, state, handle) =
             (server.url(), server.local_addr(), server.store(), server.state(), server.shutdown_handle());
         let task = tokio::spawn(async move {
@@ -149,7 +168,7 @@ impl TestAgent {
         data_dir: &Path,
         docker_host: Option<String>,
     ) -> Self {
-        let options = zedops_agent::AgentOptions {
+        Self::spawn_options(zedops_agent::AgentOptions {
             relay_url: relay_url.to_string(),
             registration_token: token,
             name: Some(name.to_string()),
@@ -157,12 +176,17 @@ impl TestAgent {
             docker_host,
             ca_file: None,
             insecure: false,
-        };
+        })
+    }
+
+    /// Starts an agent with exactly these options.
+    pub fn spawn_options(options: zedops_agent::AgentOptions) -> Self {
+        let (name, data_dir) = (options.name.clone().unwrap_or_default(), options.data_dir.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(zedops_agent::run(options, async move {
             let _ = stopped.await;
         }));
-        Self { name: name.to_string(), data_dir: data_dir.to_path_buf(), stop: Some(stop), task: Some(task) }
+        Self { name, data_dir, stop: Some(stop), task: Some(task) }
     }
 
     /// Kills the agent abruptly, as a crash or `kill -9` would: its socket just closes.

@@ -1,0 +1,50 @@
+//! wss:// end to end: a relay with a certificate from a private CA; agent and client that trust
+//! the CA (`--ca-file`) get through, a client that does not is refused.
+
+use zedops_agent::AgentOptions;
+use zedops_client::{Client, ConnectOptions};
+use zedops_protocol::Role;
+use zedops_testkit::{TEST_PASSWORD, TestAgent, TestPki, TestRelay};
+
+#[tokio::test]
+async fn wss_with_a_private_ca_works_and_without_it_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate(dir.path());
+    let relay = TestRelay::start_tls(&pki).await;
+    assert!(relay.url.starts_with("https://"), "{}", relay.url);
+
+    let agent = TestAgent::spawn_options(AgentOptions {
+        relay_url: relay.url.clone(),
+        registration_token: Some(relay.registration_token().await),
+        name: Some("secure-1".into()),
+        data_dir: dir.path().join("agent"),
+        docker_host: None,
+        ca_file: Some(pki.ca_cert.clone()),
+        insecure: false,
+    });
+    relay.wait_agent("secure-1", true).await;
+
+    relay.login("alice", Role::Viewer).await;
+    let login = zedops_client::login(&relay.url, "alice", TEST_PASSWORD, Some(&pki.ca_cert), false)
+        .await
+        .expect("login over https with the CA");
+    let client = Client::connect(ConnectOptions {
+        relay: relay.url.clone(),
+        token: login.token.clone(),
+        ca_file: Some(pki.ca_cert.clone()),
+        insecure: false,
+    })
+    .await
+    .expect("wss with the CA");
+    let agents = client.agents().await.unwrap();
+    assert!(agents.iter().any(|a| a.name == "secure-1" && a.online));
+
+    // Without the CA the relay's certificate is not trusted, on both routes.
+    let refused = Client::connect(ConnectOptions { relay: relay.url.clone(), token: login.token, ca_file: None, insecure: false })
+        .await
+        .err()
+        .expect("an untrusted certificate is refused");
+    assert!(refused.to_string().to_lowercase().contains("certificate"), "{refused}");
+    assert!(zedops_client::login(&relay.url, "alice", TEST_PASSWORD, None, false).await.is_err());
+    agent.stop().await.unwrap();
+}
