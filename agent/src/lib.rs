@@ -1,1 +1,68 @@
-//! placeholder
+//! ZedOps agent: dials out to a relay over WebSocket, enrols with a one-time token (or
+//! authenticates with stored credentials), then lists, starts, stops and restarts containers on
+//! the local Docker engine for the relay. It never listens on a port.
+
+pub mod credentials;
+pub mod docker;
+mod handlers;
+mod info;
+mod session;
+mod silence;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use tracing::Instrument;
+
+/// Everything [`run`] needs; the binary fills it from flags and `ZEDOPS_…` variables.
+#[derive(Clone)]
+pub struct AgentOptions {
+    /// Relay base URL (`https://…`, `wss://…`; plaintext only to loopback unless `insecure`).
+    pub relay_url: String,
+    /// Single-use registration token, needed only until the agent has enrolled.
+    pub registration_token: Option<String>,
+    /// Name to enrol under; defaults to the host name.
+    pub name: Option<String>,
+    /// Where the credentials are kept.
+    pub data_dir: PathBuf,
+    /// Docker engine address (`unix:///path`, `tcp://host:port`); defaults to `DOCKER_HOST`,
+    /// then the local socket.
+    pub docker_host: Option<String>,
+    /// Extra CA certificate (PEM) to trust for the relay.
+    pub ca_file: Option<PathBuf>,
+    /// Allow plaintext `ws://` to a relay that is not on this machine.
+    pub insecure: bool,
+}
+
+impl std::fmt::Debug for AgentOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentOptions")
+            .field("relay_url", &self.relay_url)
+            .field(
+                "registration_token",
+                &self.registration_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("name", &self.name)
+            .field("data_dir", &self.data_dir)
+            .field("docker_host", &self.docker_host)
+            .field("ca_file", &self.ca_file)
+            .field("insecure", &self.insecure)
+            .finish()
+    }
+}
+
+/// Runs the agent until `shutdown` completes (then `Ok`), reconnecting to the relay whenever the
+/// connection is lost. Returns an error, already logged, when the agent cannot run at all: bad
+/// options, or a refusal that retrying cannot fix (token used or expired, agent revoked, name
+/// taken, protocol version not supported).
+pub async fn run(
+    options: AgentOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let span = tracing::info_span!("agent", relay = %options.relay_url);
+    let result = session::run(options, shutdown).instrument(span).await;
+    if let Err(err) = &result {
+        tracing::error!("{err:#}");
+    }
+    result
+}

@@ -1,0 +1,377 @@
+//! The agent's life on the wire: enrol or authenticate, serve the relay's requests, and reconnect
+//! with backoff whenever the connection is lost, until shutdown or a refusal retrying cannot fix.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+use zedops_protocol::payload::is_valid_name;
+use zedops_protocol::{
+    AgentAuth, AgentRegister, AgentWelcome, Envelope, ErrorCode, ErrorReply, Frame,
+    HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, Heartbeat, MAX_TOKEN_LEN, PROTOCOL_VERSION,
+    ProtocolError, subject,
+};
+use zedops_transport::{Backoff, FrameReader, FrameWriter, RelayUrl, TransportError};
+
+use crate::credentials::{self, Credentials};
+use crate::docker::DockerClient;
+use crate::handlers::{self, Request};
+use crate::silence::Activity;
+use crate::{AgentOptions, info};
+
+/// Frames waiting for the writer; beyond this, heartbeats and refusals are dropped and request
+/// tasks wait, rather than memory growing while the relay does not read.
+const OUTGOING_QUEUE: usize = 256;
+/// How long a clean shutdown waits for the WebSocket close to go out.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Who the agent says it is in its hello.
+enum Identity {
+    /// Stored credentials: `agent.auth`.
+    Enrolled(Credentials),
+    /// First start: `agent.register` with a single-use token.
+    Enrolling { token: String, name: String },
+}
+
+/// How one served connection ended.
+enum Ended {
+    Shutdown,
+    Lost(String),
+}
+
+/// See [`crate::run`].
+pub async fn run(
+    options: AgentOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let relay = RelayUrl::parse(&options.relay_url, options.insecure)?;
+    let tls = zedops_transport::client_config(options.ca_file.as_deref())?;
+    let mut identity = identity(&options, &relay)?;
+    let docker = Arc::new(DockerClient::connect(options.docker_host.as_deref()).await);
+    let url = relay.ws("/ws/agent");
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut backoff = Backoff::default();
+    let mut failures = 0u32;
+    loop {
+        let attempt = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            attempt = hello(&url, &tls, &identity, &docker) => attempt,
+        };
+        let (writer, reader, welcome) = match attempt {
+            Ok(connected) => connected,
+            Err(TransportError::Refused(reply)) if is_fatal(reply.error_code) => {
+                bail!(refusal_advice(&reply, &identity, &options.data_dir))
+            }
+            Err(err) => {
+                failures += 1;
+                // Logged once: an agent waiting for its relay for hours must not fill the journal.
+                if failures == 1 {
+                    tracing::warn!(%err, "cannot connect to the relay; retrying with backoff");
+                } else {
+                    tracing::debug!(%err, attempt = failures, "still cannot connect to the relay");
+                }
+                tokio::select! {
+                    () = &mut shutdown => return Ok(()),
+                    () = tokio::time::sleep(backoff.next_delay()) => continue,
+                }
+            }
+        };
+        if failures > 0 {
+            tracing::info!("connected to relay after {} attempts", failures + 1);
+        }
+        failures = 0;
+        backoff.reset();
+        if let Identity::Enrolling { name, .. } = &identity {
+            identity =
+                Identity::Enrolled(enrolled(&options.data_dir, &relay, name, welcome.clone())?);
+        }
+        tracing::info!(agent = %welcome.name, id = %welcome.agent_id, "connected to the relay; serving requests");
+        match serve(writer, reader, &docker, shutdown.as_mut()).await {
+            Ended::Shutdown => return Ok(()),
+            Ended::Lost(reason) => {
+                tracing::warn!(%reason, "lost the connection to the relay; reconnecting")
+            }
+        }
+        // A short jittered pause, so a relay that accepts and at once drops is not hammered.
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            () = tokio::time::sleep(Backoff::default().next_delay()) => {}
+        }
+    }
+}
+
+/// The stored credentials, or what is needed to enrol; refuses a start that cannot succeed.
+fn identity(options: &AgentOptions, relay: &RelayUrl) -> anyhow::Result<Identity> {
+    if let Some(stored) = credentials::load(&options.data_dir)? {
+        if options.registration_token.is_some() {
+            tracing::info!(id = %stored.agent_id, "already enrolled; ignoring the registration token");
+        }
+        if stored.relay != relay.canonical() {
+            tracing::warn!(issued_by = %stored.relay, relay = %relay.canonical(), "credentials were issued for another relay URL; trying them anyway");
+        }
+        return Ok(Identity::Enrolled(stored));
+    }
+    let Some(token) = options
+        .registration_token
+        .clone()
+        .filter(|t| !t.trim().is_empty())
+    else {
+        bail!(
+            "this agent is not enrolled yet and has no registration token: create one with \
+             `zedops-relay token create` and run again with --token"
+        );
+    };
+    ensure!(
+        token.len() <= MAX_TOKEN_LEN,
+        "the registration token is longer than {MAX_TOKEN_LEN} bytes; check it"
+    );
+    let name = match &options.name {
+        Some(name) => {
+            ensure!(
+                is_valid_name(name),
+                "invalid --name {name:?}: use 1 to 64 of A-Z a-z 0-9 . _ -, not starting with . or -"
+            );
+            name.clone()
+        }
+        None => info::default_name(info::hostname().as_deref()),
+    };
+    // Fail now rather than after the single-use token has been spent.
+    credentials::create_dir(&options.data_dir)?;
+    Ok(Identity::Enrolling {
+        token: token.trim().to_string(),
+        name,
+    })
+}
+
+/// Dials the relay and exchanges hellos.
+async fn hello(
+    url: &str,
+    tls: &Arc<rustls::ClientConfig>,
+    identity: &Identity,
+    docker: &DockerClient,
+) -> Result<(FrameWriter, FrameReader, AgentWelcome), TransportError> {
+    // Asked before dialling, so a slow Docker never holds a half-open handshake.
+    let info = info::gather(docker).await;
+    let (mut writer, mut reader) = zedops_transport::connect(url, tls.clone()).await?;
+    let welcome = match identity {
+        Identity::Enrolled(c) => {
+            let auth = AgentAuth {
+                protocol_version: PROTOCOL_VERSION,
+                agent_id: c.agent_id.clone(),
+                token: c.token.clone(),
+                info,
+            };
+            zedops_transport::hello(
+                &mut writer,
+                &mut reader,
+                subject::AGENT_AUTH,
+                &auth,
+                subject::AGENT_WELCOME,
+            )
+            .await?
+        }
+        Identity::Enrolling { token, name } => {
+            let register = AgentRegister {
+                protocol_version: PROTOCOL_VERSION,
+                registration_token: token.clone(),
+                name: name.clone(),
+                info,
+            };
+            zedops_transport::hello(
+                &mut writer,
+                &mut reader,
+                subject::AGENT_REGISTER,
+                &register,
+                subject::AGENT_WELCOME,
+            )
+            .await?
+        }
+    };
+    Ok((writer, reader, welcome))
+}
+
+/// Stores the credentials an `agent.register` earned.
+fn enrolled(
+    data_dir: &Path,
+    relay: &RelayUrl,
+    name: &str,
+    welcome: AgentWelcome,
+) -> anyhow::Result<Credentials> {
+    let token = welcome
+        .token
+        .context("the relay accepted the registration but sent no agent token")?;
+    let stored = Credentials {
+        agent_id: welcome.agent_id,
+        token,
+        relay: relay.canonical(),
+    };
+    credentials::save(data_dir, &stored).with_context(|| {
+        format!("enrolled as {name}, but the credentials could not be stored; enrol again with a new token")
+    })?;
+    let path = credentials::path(data_dir);
+    tracing::info!(%name, id = %stored.agent_id, path = %path.display(), "enrolled; credentials stored");
+    Ok(stored)
+}
+
+/// Refusals that retrying cannot fix.
+fn is_fatal(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::Unauthorized
+            | ErrorCode::NameTaken
+            | ErrorCode::UnsupportedVersion
+            | ErrorCode::InvalidRequest
+    )
+}
+
+/// The relay's reason for a fatal refusal and what the operator can do about it.
+fn refusal_advice(reply: &ErrorReply, identity: &Identity, data_dir: &Path) -> String {
+    const NEW_TOKEN: &str = "create a new registration token with `zedops-relay token create` and run again with --token";
+    let relay_says = format!("the relay refused this agent ({reply})");
+    match (reply.error_code, identity) {
+        (ErrorCode::Unauthorized, Identity::Enrolled(_)) => format!(
+            "{relay_says}: its stored credentials are no longer valid (revoked?). Delete {}, then {NEW_TOKEN}",
+            credentials::path(data_dir).display()
+        ),
+        (ErrorCode::Unauthorized, Identity::Enrolling { .. }) => {
+            format!(
+                "{relay_says}: the registration token is wrong, expired or already used; {NEW_TOKEN}"
+            )
+        }
+        (ErrorCode::NameTaken, Identity::Enrolling { name, .. }) => format!(
+            "{relay_says}: another agent is already called {name}; run again with a different --name \
+             (if the token was used up, {NEW_TOKEN})"
+        ),
+        (ErrorCode::UnsupportedVersion, _) => format!(
+            "{relay_says}: this agent speaks protocol version {PROTOCOL_VERSION}; install an agent that \
+             matches the relay's version"
+        ),
+        _ => format!("{relay_says}; {NEW_TOKEN}"),
+    }
+}
+
+/// Serves one connection until it is lost or shutdown is asked for.
+async fn serve(
+    writer: FrameWriter,
+    mut reader: FrameReader,
+    docker: &Arc<DockerClient>,
+    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> Ended {
+    let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
+    let (close_tx, close_rx) = oneshot::channel();
+    let mut writing = tokio::spawn(write_frames(writer, rx, close_rx));
+    let activity = Activity::new();
+    let heartbeat_frame = Envelope::new(subject::AGENT_HEARTBEAT, Heartbeat {}).to_json();
+    let mut heartbeat = tokio::time::interval_at(
+        tokio::time::Instant::now() + HEARTBEAT_INTERVAL,
+        HEARTBEAT_INTERVAL,
+    );
+    let ended = loop {
+        tokio::select! {
+            () = &mut shutdown => break Ended::Shutdown,
+            written = &mut writing => {
+                let reason = match written {
+                    Ok(Ok(())) => "the writer stopped".to_string(),
+                    Ok(Err(err)) => err.to_string(),
+                    Err(err) => err.to_string(),
+                };
+                return Ended::Lost(reason);
+            }
+            () = activity.silent_for(HEARTBEAT_TIMEOUT) => {
+                break Ended::Lost(format!("nothing arrived from the relay for {} s", HEARTBEAT_TIMEOUT.as_secs()));
+            }
+            _ = heartbeat.tick() => queue(&tx, heartbeat_frame.clone()),
+            received = activity.watch(reader.recv()) => match received {
+                Ok(Some(frame)) => dispatch(frame, docker, &tx),
+                Ok(None) => break Ended::Lost("the relay closed the connection".into()),
+                Err(TransportError::Protocol(err)) => {
+                    tracing::warn!(%err, "refused an unreadable frame from the relay");
+                    queue(&tx, handlers::refusal(None, &err));
+                }
+                Err(err) => break Ended::Lost(err.to_string()),
+            },
+        }
+    };
+    let _ = close_tx.send(());
+    if matches!(ended, Ended::Shutdown) {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, writing).await;
+    } else {
+        // Nobody is listening any more; answers still being prepared are dropped.
+        writing.abort();
+    }
+    ended
+}
+
+/// Starts handling one frame from the relay. Requests run in their own task, so a 10-second stop
+/// never delays a list.
+fn dispatch(frame: Frame, docker: &Arc<DockerClient>, tx: &mpsc::Sender<String>) {
+    if frame.subject == subject::ERROR {
+        // Never answered: two peers answering each other's errors would loop forever.
+        match frame.payload::<ErrorReply>() {
+            Ok(reply) => {
+                tracing::warn!(code = %reply.error_code, error = %reply.error, "the relay reported an error")
+            }
+            Err(err) => tracing::warn!(%err, "the relay sent an unreadable error frame"),
+        }
+        return;
+    }
+    let request = Request::parse(&frame).and_then(|request| match frame.reply {
+        Some(_) => Ok(request),
+        None => Err(ProtocolError::invalid(
+            "reply",
+            "a request needs a reply inbox",
+        )),
+    });
+    match request {
+        Ok(request) => {
+            let inbox = frame.reply.unwrap_or_default();
+            let span = tracing::info_span!("request", subject = %frame.subject, %inbox);
+            let (docker, tx) = (docker.clone(), tx.clone());
+            tokio::spawn(
+                async move {
+                    let answer = request.answer(&docker, &inbox).await;
+                    if tx.send(answer).await.is_err() {
+                        tracing::debug!("the connection is gone; dropping the answer");
+                    }
+                }
+                .instrument(span),
+            );
+        }
+        Err(err) => {
+            tracing::warn!(subject = %frame.subject, %err, "refused a request");
+            queue(tx, handlers::refusal(frame.reply.as_deref(), &err));
+        }
+    }
+}
+
+/// Queues a frame the read loop sends itself, without ever blocking that loop.
+fn queue(tx: &mpsc::Sender<String>, text: String) {
+    if tx.try_send(text).is_err() {
+        tracing::debug!("outgoing queue full or closed; dropping a frame");
+    }
+}
+
+/// Owns the sending half: the only place frames are written.
+async fn write_frames(
+    mut writer: FrameWriter,
+    mut rx: mpsc::Receiver<String>,
+    mut close: oneshot::Receiver<()>,
+) -> Result<(), TransportError> {
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut close => break,
+            text = rx.recv() => match text {
+                Some(text) => writer.send_text(text).await?,
+                None => break,
+            },
+        }
+    }
+    writer.close().await;
+    Ok(())
+}

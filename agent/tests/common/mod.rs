@@ -1,0 +1,151 @@
+//! Test containers shared by the Docker-backed tests: the engine (skip, or fail under
+//! `CI=true`, when it is unreachable) and containers that are removed even when a test fails.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
+    StartContainerOptions,
+};
+
+/// Made by the test setup with `docker import` of a busybox root file system; nothing is pulled.
+pub const IMAGE: &str = "zedops-test/busybox:latest";
+
+/// The engine the tests use, or `None` (skip) when it is unreachable outside CI.
+pub async fn engine() -> Option<Docker> {
+    let connected = match Docker::connect_with_local_defaults() {
+        Ok(docker) => docker.negotiate_version().await,
+        Err(err) => Err(err),
+    };
+    match connected {
+        Ok(docker) => Some(docker),
+        Err(err) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "Docker is required under CI=true but is not reachable (DOCKER_HOST or /var/run/docker.sock): {err}"
+            )
+        }
+        Err(err) => {
+            eprintln!("skipping: Docker is not reachable: {err}");
+            None
+        }
+    }
+}
+
+/// Test containers, force-removed when the test ends, also when it fails.
+pub struct Scratch {
+    pub docker: Docker,
+    pub suffix: String,
+    names: Vec<String>,
+}
+
+/// How a test container is made.
+#[derive(Default)]
+pub struct Spec {
+    pub start: bool,
+    /// Run `sleep` under Docker's init, so SIGTERM stops it at once. Without it `sleep` is PID 1,
+    /// which the kernel shields from SIGTERM, so a stop waits out the whole grace period.
+    pub init: bool,
+    pub healthcheck: bool,
+}
+
+impl Scratch {
+    pub async fn new() -> Option<Self> {
+        let docker = engine().await?;
+        let suffix = format!("{:08x}", rand::random::<u32>());
+        Some(Self {
+            docker,
+            suffix,
+            names: vec![],
+        })
+    }
+
+    /// Creates `zedops-test-<role>-<suffix>` and returns its name and id.
+    pub async fn create(&mut self, role: &str, spec: Spec) -> (String, String) {
+        let name = format!("zedops-test-{role}-{}", self.suffix);
+        self.names.push(name.clone());
+        let body = ContainerCreateBody {
+            image: Some(IMAGE.into()),
+            cmd: Some(vec!["/bin/sleep".into(), "100000".into()]),
+            labels: Some(HashMap::from([(
+                "zedops.test".to_string(),
+                self.suffix.clone(),
+            )])),
+            exposed_ports: Some(HashMap::from([("8080/tcp".to_string(), HashMap::new())])),
+            healthcheck: spec.healthcheck.then(|| HealthConfig {
+                test: Some(vec!["CMD".into(), "/bin/true".into()]),
+                interval: Some(500_000_000),
+                ..Default::default()
+            }),
+            host_config: Some(HostConfig {
+                init: Some(spec.init),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .expect("create test container");
+        if spec.start {
+            self.docker
+                .start_container(&name, None::<StartContainerOptions>)
+                .await
+                .expect("start test container");
+        }
+        (name, created.id)
+    }
+
+    pub async fn running(&self, name: &str) -> bool {
+        self.inspect(name).await.0
+    }
+
+    /// Whether the container runs, when it last started, and its last exit code.
+    pub async fn inspect(&self, name: &str) -> (bool, String, i64) {
+        let info = self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .expect("inspect");
+        let state = info.state.expect("state");
+        (
+            state.running.unwrap_or(false),
+            state.started_at.unwrap_or_default(),
+            state.exit_code.unwrap_or(-1),
+        )
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let names = std::mem::take(&mut self.names);
+        // Drop runs inside the test's runtime, which cannot be blocked on; remove from a thread
+        // with a runtime (and engine connection) of its own.
+        let removal = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let Ok(docker) = Docker::connect_with_local_defaults() else {
+                    return;
+                };
+                let Ok(docker) = docker.negotiate_version().await else {
+                    return;
+                };
+                for name in names {
+                    let options = RemoveContainerOptionsBuilder::new().force(true).build();
+                    if let Err(err) = docker.remove_container(&name, Some(options)).await {
+                        eprintln!("could not remove test container {name}: {err}");
+                    }
+                }
+            });
+        });
+        let _ = removal.join();
+    }
+}
