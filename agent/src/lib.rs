@@ -7,7 +7,6 @@ pub mod docker;
 mod handlers;
 mod info;
 mod session;
-mod silence;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -21,7 +21,6 @@ use zedops_transport::{Backoff, FrameReader, FrameWriter, RelayUrl, TransportErr
 use crate::credentials::{self, Credentials};
 use crate::docker::DockerClient;
 use crate::handlers::{self, Request};
-use crate::silence::Activity;
 use crate::{AgentOptions, info};
 
 /// Frames waiting for the writer; beyond this, heartbeats and refusals are dropped and request
@@ -265,7 +264,6 @@ async fn serve(
     let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
     let (close_tx, close_rx) = oneshot::channel();
     let mut writing = tokio::spawn(write_frames(writer, rx, close_rx));
-    let activity = Activity::new();
     let heartbeat_frame = Envelope::new(subject::AGENT_HEARTBEAT, Heartbeat {}).to_json();
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + HEARTBEAT_INTERVAL,
@@ -282,16 +280,16 @@ async fn serve(
                 };
                 return Ended::Lost(reason);
             }
-            () = activity.silent_for(HEARTBEAT_TIMEOUT) => {
-                break Ended::Lost(format!("nothing arrived from the relay for {} s", HEARTBEAT_TIMEOUT.as_secs()));
-            }
             _ = heartbeat.tick() => queue(&tx, heartbeat_frame.clone()),
-            received = activity.watch(reader.recv()) => match received {
+            received = reader.recv_idle(HEARTBEAT_TIMEOUT) => match received {
                 Ok(Some(frame)) => dispatch(frame, docker, &tx),
                 Ok(None) => break Ended::Lost("the relay closed the connection".into()),
                 Err(TransportError::Protocol(err)) => {
                     tracing::warn!(%err, "refused an unreadable frame from the relay");
                     queue(&tx, handlers::refusal(None, &err));
+                }
+                Err(TransportError::Timeout(_)) => {
+                    break Ended::Lost(format!("nothing arrived from the relay for {} s", HEARTBEAT_TIMEOUT.as_secs()));
                 }
                 Err(err) => break Ended::Lost(err.to_string()),
             },

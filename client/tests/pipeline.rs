@@ -48,8 +48,7 @@ async fn enrols_lists_and_drives_real_containers() {
 
     // Credentials are private to the agent's user.
     use std::os::unix::fs::PermissionsExt;
-    let creds =
-        std::fs::metadata(agent_dir.join("credentials.json")).expect("credentials stored");
+    let creds = std::fs::metadata(agent.wait_credentials().await).expect("credentials stored");
     assert_eq!(creds.permissions().mode() & 0o777, 0o600);
     assert_eq!(
         std::fs::metadata(&agent_dir).unwrap().permissions().mode() & 0o777,
@@ -221,6 +220,7 @@ async fn offline_agents_answer_at_once_and_come_back_with_stored_credentials() {
     let client = connect(&relay, Role::Admin).await;
     let mut events = client.events();
 
+    agent.wait_credentials().await;
     agent.kill().await;
     relay.wait_agent("flaky", false).await;
     let started = Instant::now();
@@ -301,6 +301,7 @@ async fn agent_and_client_carry_on_across_a_relay_restart() {
     .unwrap();
     let mut events = client.events();
 
+    agent.wait_credentials().await;
     let relay = relay.restart().await;
     // The agent backs off (1 s, then 2 s, …) and returns with its stored credentials.
     relay.wait_agent("steady", true).await;

@@ -189,6 +189,18 @@ impl TestAgent {
         Self { name, data_dir, stop: Some(stop), task: Some(task) }
     }
 
+    /// Waits until the agent has stored its credentials after enrolling (it saves them once the
+    /// relay's welcome arrives, a moment after the relay counts it online), up to 10 s.
+    pub async fn wait_credentials(&self) -> PathBuf {
+        let path = self.data_dir.join("credentials.json");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !path.exists() {
+            assert!(tokio::time::Instant::now() < deadline, "no credentials stored in {}", self.data_dir.display());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        path
+    }
+
     /// Kills the agent abruptly, as a crash or `kill -9` would: its socket just closes.
     pub async fn kill(mut self) {
         if let Some(task) = self.task.take() {

@@ -28,6 +28,9 @@ pub struct FrameWriter {
 /// The receiving half.
 pub struct FrameReader {
     stream: SplitStream<Stream>,
+    /// When anything at all (frame, ping, pong) last arrived: pings prove the peer is alive
+    /// even when it has nothing to say.
+    last_activity: tokio::time::Instant,
 }
 
 /// The WebSocket settings both halves use: frames capped at the protocol limit.
@@ -53,7 +56,7 @@ pub async fn connect(
         .map_err(|_| TransportError::Timeout(CONNECT_TIMEOUT))?
         .map_err(|e| TransportError::Connect { url: url.to_string(), source: Box::new(e) })?;
     let (sink, stream) = ws.split();
-    Ok((FrameWriter { sink }, FrameReader { stream }))
+    Ok((FrameWriter { sink }, FrameReader { stream, last_activity: tokio::time::Instant::now() }))
 }
 
 impl FrameWriter {
@@ -80,15 +83,44 @@ impl FrameReader {
     /// [`TransportError::Protocol`] and the connection stays usable.
     pub async fn recv(&mut self) -> Result<Option<Frame>, TransportError> {
         loop {
-            let Some(message) = self.stream.next().await else { return Ok(None) };
-            match message? {
-                Message::Text(text) => return Ok(Some(Frame::decode(text.as_str())?)),
-                Message::Binary(_) => {
-                    return Err(ProtocolError::Malformed("binary frames are not part of the protocol".into()).into());
-                }
-                Message::Close(_) => return Ok(None),
-                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+            let message = self.stream.next().await;
+            if let Some(outcome) = self.take(message) {
+                return outcome;
             }
+        }
+    }
+
+    /// Like [`recv`](Self::recv), but fails with [`TransportError::Timeout`] once nothing at
+    /// all, not even a ping, has arrived for `idle`: the peer or the path to it is dead.
+    /// Cancel-safe, so it can sit in a `select!` beside other work.
+    pub async fn recv_idle(&mut self, idle: Duration) -> Result<Option<Frame>, TransportError> {
+        loop {
+            let deadline = self.last_activity + idle;
+            let Ok(message) = tokio::time::timeout_at(deadline, self.stream.next()).await else {
+                return Err(TransportError::Timeout(idle));
+            };
+            if let Some(outcome) = self.take(message) {
+                return outcome;
+            }
+        }
+    }
+
+    /// What one WebSocket message means to the caller; `None` for control messages, which only
+    /// count as activity.
+    fn take(
+        &mut self,
+        message: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ) -> Option<Result<Option<Frame>, TransportError>> {
+        let Some(message) = message else { return Some(Ok(None)) };
+        self.last_activity = tokio::time::Instant::now();
+        match message {
+            Err(e) => Some(Err(e.into())),
+            Ok(Message::Text(text)) => Some(Frame::decode(text.as_str()).map(Some).map_err(Into::into)),
+            Ok(Message::Binary(_)) => {
+                Some(Err(ProtocolError::Malformed("binary frames are not part of the protocol".into()).into()))
+            }
+            Ok(Message::Close(_)) => Some(Ok(None)),
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => None,
         }
     }
 
