@@ -1,0 +1,56 @@
+//! Minimal protocol peers for loading the relay: agents that enrol and then idle or answer at
+//! once, and clients that pipeline requests. They speak the real protocol over real WebSockets;
+//! only Docker is left out, because these benchmarks measure the relay alone.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use zedops_protocol::PROTOCOL_VERSION;
+
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// An agent enrolled with `token` under `name`, connected and welcomed.
+pub async fn agent(base: &str, token: &str, name: &str) -> anyhow::Result<Ws> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{base}/ws/agent")).await?;
+    let hello = json!({"subject": "agent.register", "data": {
+        "protocolVersion": PROTOCOL_VERSION, "registrationToken": token, "name": name,
+        "info": {"version": "bench", "os": "linux", "arch": std::env::consts::ARCH}}});
+    ws.send(Message::text(hello.to_string())).await?;
+    expect_subject(&mut ws, "agent.welcome").await?;
+    Ok(ws)
+}
+
+/// A client signed in with a device token.
+pub async fn client(base: &str, token: &str) -> anyhow::Result<Ws> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{base}/ws/client")).await?;
+    let hello = json!({"subject": "client.hello", "data": {"protocolVersion": PROTOCOL_VERSION, "token": token}});
+    ws.send(Message::text(hello.to_string())).await?;
+    expect_subject(&mut ws, "client.welcome").await?;
+    Ok(ws)
+}
+
+async fn expect_subject(ws: &mut Ws, subject: &str) -> anyhow::Result<()> {
+    while let Some(msg) = ws.next().await {
+        if let Message::Text(text) = msg? {
+            let frame: Value = serde_json::from_str(text.as_str())?;
+            anyhow::ensure!(frame["subject"] == subject, "expected {subject}, got {frame}");
+            return Ok(());
+        }
+    }
+    anyhow::bail!("closed before {subject}")
+}
+
+/// Answers every request with an empty container list until the connection ends.
+pub async fn answer_forever(ws: Ws) {
+    let (mut tx, mut rx) = ws.split();
+    while let Some(Ok(msg)) = rx.next().await {
+        let Message::Text(text) = msg else { continue };
+        let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else { continue };
+        if let Some(reply) = frame["reply"].as_str() {
+            let answer = format!(r#"{{"subject":"{reply}","data":{{"containers":[],"count":0}}}}"#);
+            if tx.send(Message::text(answer)).await.is_err() {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Memory and size: the release agent idle on a relay, and the release relay's cost per idle
+//! agent connection. Both run as separate processes so their RSS is theirs alone.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use zedops_testkit::{TestRelay, require_docker};
+
+use crate::fake_peer;
+use crate::stats::{free_port, rss_kib};
+
+/// Kills the child process when dropped, so a failed benchmark leaves nothing running.
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub async fn agent(binary: &Path) -> anyhow::Result<()> {
+    let size = std::fs::metadata(binary)
+        .map_err(|e| anyhow::anyhow!("{}: {e}; build it with cargo build --release -p zedops-agent", binary.display()))?
+        .len();
+    let docker = require_docker().await;
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir()?;
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, relay.registration_token().await)?;
+    let child = Command::new(binary)
+        .args(["run", "--relay", &relay.url, "--name", "footprint", "--token-file"])
+        .arg(&token_file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let child = Reaper(child);
+    relay.wait_agent("footprint", true).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle = rss_kib(child.0.id())?;
+    println!("agent release binary (stripped): {:.2} MB (target <= 8 MB)", size as f64 / 1e6);
+    println!("agent idle RSS, connected to a relay: {:.2} MB (target <= 10 MB)", idle as f64 / 1024.0);
+    if docker.is_some() {
+        let token = relay.login("footprint", zedops_protocol::Role::Viewer).await;
+        let client = zedops_client::Client::connect(zedops_client::ConnectOptions {
+            relay: relay.url.clone(),
+            token,
+            ca_file: None,
+            insecure: false,
+        })
+        .await?;
+        for _ in 0..20 {
+            client.containers("footprint").await?;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        println!("agent RSS after 20 container lists: {:.2} MB", rss_kib(child.0.id())? as f64 / 1024.0);
+    }
+    Ok(())
+}
+
+pub async fn relay(binary: &Path, connections: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("relay.db").display().to_string();
+    let store = zedops_relay::Store::open(&db).await?;
+    let mut tokens = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        tokens.push(store.create_registration_token(Duration::from_secs(3600)).await?);
+    }
+    store.close().await;
+
+    let port = free_port();
+    let child = Command::new(binary)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db", &db])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("{}: {e}; build it with cargo build --release -p zedops-relay", binary.display()))?;
+    let child = Reaper(child);
+    let base = format!("ws://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One connection first, so one-time allocations are in the baseline, not the per-connection figure.
+    let first = fake_peer::agent(&base, &tokens[0], "idle-0").await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rss_kib(child.0.id())?;
+
+    let mut open = vec![first];
+    let mut pending = FuturesUnordered::new();
+    for (i, token) in tokens.iter().enumerate().skip(1) {
+        let base = base.clone();
+        pending.push(async move { fake_peer::agent(&base, token, &format!("idle-{i}")).await });
+        if pending.len() >= 64 {
+            open.push(pending.next().await.expect("pending")?);
+        }
+    }
+    while let Some(ws) = pending.next().await {
+        open.push(ws?);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(child.0.id())?;
+    let added = open.len() - 1;
+    println!("relay RSS with 1 agent: {:.2} MB; with {}: {:.2} MB", before as f64 / 1024.0, open.len(), after as f64 / 1024.0);
+    println!(
+        "relay RSS per idle agent connection: {:.1} KiB (target <= 32 KiB)",
+        (after.saturating_sub(before)) as f64 / added as f64
+    );
+    drop(open);
+    Ok(())
+}

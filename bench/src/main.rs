@@ -1,0 +1,73 @@
+//! `zedops-bench`: measures ZedOps against the targets in BENCHMARKS.md. Each measurement puts
+//! the thing measured and its baseline side by side in one run, because these machines are
+//! shared and noisy. `scripts/bench` builds the release binaries and runs them all.
+
+mod fake_peer;
+mod footprint;
+mod list;
+mod stats;
+mod throughput;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "zedops-bench", about = "ZedOps benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Listing N containers client → relay → agent → Docker vs straight through bollard.
+    List {
+        #[arg(long, default_value_t = 100)]
+        containers: usize,
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+    },
+    /// The release agent binary: stripped size and idle RSS while connected to a relay.
+    Agent {
+        /// Path of the release `zedops-agent`.
+        #[arg(long, default_value = "target/release/zedops-agent")]
+        binary: PathBuf,
+    },
+    /// The release relay: RSS per idle agent connection.
+    RelayMemory {
+        #[arg(long, default_value = "target/release/zedops-relay")]
+        binary: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+    },
+    /// The release relay: routed requests per second.
+    RelayThroughput {
+        #[arg(long, default_value = "target/release/zedops-relay")]
+        binary: PathBuf,
+        /// Client connections sending requests.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Agents answering them.
+        #[arg(long, default_value_t = 4)]
+        agents: usize,
+        /// Requests each client keeps in flight.
+        #[arg(long, default_value_t = 128)]
+        window: usize,
+        /// Seconds to measure.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::List { containers, rounds } => list::run(containers, rounds).await,
+        Command::Agent { binary } => footprint::agent(&binary).await,
+        Command::RelayMemory { binary, connections } => footprint::relay(&binary, connections).await,
+        Command::RelayThroughput { binary, clients, agents, window, seconds } => {
+            throughput::run(&binary, clients, agents, window, seconds).await
+        }
+    }
+}
