@@ -1,0 +1,74 @@
+//! The `zedops-relay` administration commands against a real SQLite file: users with passwords
+//! from stdin (stored only as argon2id), registration tokens alone on stdout, agent listing and
+//! revocation, and clear errors for bad input.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn relay(db: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zedops-relay"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("zedops-relay runs");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn administers_users_tokens_and_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relay.db").display().to_string();
+
+    let out = relay(&db, &["user", "add", "alice", "--role", "operator", "--password-stdin"], Some("hunter2-long\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let again = relay(&db, &["user", "add", "alice", "--role", "viewer", "--password-stdin"], Some("x\n"));
+    assert!(!again.status.success());
+    assert!(text(&again.stderr).contains("already exists"), "{}", text(&again.stderr));
+    let bad = relay(&db, &["user", "add", "bob", "--role", "root", "--password-stdin"], Some("x\n"));
+    assert!(!bad.status.success());
+    assert!(text(&bad.stderr).contains("admin, operator or viewer"), "{}", text(&bad.stderr));
+    let hostile = relay(&db, &["user", "add", "../../x", "--role", "viewer", "--password-stdin"], Some("x\n"));
+    assert!(!hostile.status.success());
+
+    let out = relay(&db, &["token", "create", "--ttl", "1h"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let token = text(&out.stdout);
+    assert!(token.starts_with("zr_") && token.trim_end().lines().count() == 1, "token alone on stdout: {token:?}");
+
+    // The database holds hashes only.
+    let store = zedops_relay::Store::open(&db).await.unwrap();
+    let info = zedops_protocol::AgentInfo { version: "1".into(), os: "linux".into(), arch: "x86_64".into(), ..Default::default() };
+    let (agent, _) = store.enrol_agent(token.trim(), "web-1", &info).await.unwrap();
+    assert!(store.login("alice", "hunter2-long", None).await.unwrap().is_some());
+    store.close().await;
+    for file in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+        let content = String::from_utf8_lossy(&bytes);
+        assert!(!content.contains("hunter2-long") && !content.contains(token.trim()));
+    }
+
+    let out = relay(&db, &["agent", "list", "--json"], None);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(listed["count"], 1);
+    assert_eq!(listed["agents"][0]["name"], "web-1");
+    assert_eq!(listed["agents"][0]["id"], agent.id.as_str());
+
+    let out = relay(&db, &["agent", "revoke", "web-1"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = relay(&db, &["agent", "revoke", "web-1"], None);
+    assert!(!out.status.success(), "revoking twice is an error");
+    let out = relay(&db, &["agent", "list", "--json"], None);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["count"], 0);
+}
