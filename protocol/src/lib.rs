@@ -4,6 +4,7 @@
 //! Every WebSocket text frame is one [`Envelope`]. Requests carry a `reply` inbox; the answer is
 //! sent with `subject` set to that inbox. `docs/PROTOCOL.md` describes every subject.
 
+pub mod admin;
 pub mod envelope;
 pub mod error;
 pub mod limits;
@@ -13,6 +14,7 @@ pub mod subject;
 pub use envelope::{Envelope, Frame, new_inbox_suffix};
 pub use error::{ErrorCode, ErrorReply, ProtocolError};
 pub use limits::*;
+pub use admin::*;
 pub use payload::*;
 
 /// Version of this protocol. Both sides send it in their hello; a mismatch is refused.

@@ -31,6 +31,17 @@ pub const CONTAINER_STOP: &str = "container.stop";
 /// Client → relay → agent: restart a container.
 pub const CONTAINER_RESTART: &str = "container.restart";
 
+/// Client → relay (admin): revoke an agent.
+pub const AGENT_REVOKE: &str = "agent.revoke";
+/// Client → relay (admin): list live device sessions.
+pub const SESSION_LIST: &str = "session.list";
+/// Client → relay (admin): end a device session.
+pub const SESSION_REVOKE: &str = "session.revoke";
+/// Client → relay (admin): create a registration token.
+pub const TOKEN_CREATE: &str = "token.create";
+/// Client → relay (admin): read the audit log.
+pub const AUDIT_LIST: &str = "audit.list";
+
 /// Any direction: a frame that could not be handled and had no inbox to answer to,
 /// or a refused hello just before the connection closes.
 pub const ERROR: &str = "error";

@@ -22,6 +22,10 @@ pub async fn upgrade(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if state.tasks.len() >= socket::MAX_CONNECTIONS {
+        tracing::warn!(%addr, "refused a connection: at the connection limit");
+        return socket::too_many_connections();
+    }
     socket::configure(ws).on_upgrade(move |ws| {
         let span = info_span!("agent", %addr, agent = tracing::field::Empty);
         let tasks = state.tasks.clone();

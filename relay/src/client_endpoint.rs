@@ -25,6 +25,10 @@ pub async fn upgrade(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if state.tasks.len() >= socket::MAX_CONNECTIONS {
+        tracing::warn!(%addr, "refused a connection: at the connection limit");
+        return socket::too_many_connections();
+    }
     socket::configure(ws).on_upgrade(move |ws| {
         let span = info_span!("client", %addr, user = tracing::field::Empty);
         let tasks = state.tasks.clone();
@@ -58,6 +62,7 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
     }
     info!(role = %session.role, "client connected");
 
+    let (conn_id, mut revoked) = state.hub.connect_client(&session.id);
     let session = Arc::new(session);
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let (answers_tx, mut answers) = mpsc::channel::<String>(MAX_IN_FLIGHT);
@@ -102,12 +107,20 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
             _ = ping.tick() => {
                 if socket.ping().await.is_err() { break; }
             }
+            _ = &mut revoked => {
+                info!("closing: device session revoked");
+                let reply = ErrorReply::new(ErrorCode::Unauthorized, "this device session was revoked; log in again");
+                let _ = socket.send_error(None, &reply).await;
+                socket.close(axum::extract::ws::close_code::POLICY, "session revoked").await;
+                break;
+            }
             _ = shutdown.changed() => {
                 socket.close(axum::extract::ws::close_code::AWAY, "relay shutting down").await;
                 break;
             }
         }
     }
+    state.hub.disconnect_client(&session.id, conn_id);
     info!("client disconnected");
 }
 

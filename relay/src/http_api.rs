@@ -1,11 +1,12 @@
 //! Plain HTTP routes: `/healthz`, `POST /api/login` (password → device token) and
 //! `POST /api/logout` (ends the device session named by the bearer token).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tracing::{info, warn};
@@ -25,7 +26,11 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     Json(serde_json::json!({ "status": "ok", "agentsOnline": state.hub.online_count() })).into_response()
 }
 
-pub async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+pub async fn login(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
     let request: LoginRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
@@ -36,13 +41,24 @@ pub async fn login(State(state): State<Arc<AppState>>, body: Bytes) -> Response 
     if let Err(e) = request.validate() {
         return error(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, e.to_string());
     }
+    if let Some(retry) = state.login_limit.check(&request.username, peer.ip()) {
+        warn!(user = %request.username, %peer, "login refused: too many failures");
+        let mut reply = ErrorReply::new(
+            ErrorCode::RateLimited,
+            format!("too many failed logins; try again in {retry} s"),
+        );
+        reply.retry_after_secs = Some(retry);
+        return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, retry.to_string())], Json(reply)).into_response();
+    }
     match state.store.login(&request.username, &request.password, request.device.as_deref()).await {
         Ok(Some((session, token))) => {
+            state.login_limit.succeeded(&session.user);
             info!(user = %session.user, device = ?request.device, "login");
             Json(LoginResponse { token, user: session.user, role: session.role }).into_response()
         }
         Ok(None) => {
-            warn!(user = %request.username, "failed login");
+            state.login_limit.failed(&request.username, peer.ip());
+            warn!(user = %request.username, %peer, "failed login");
             error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "wrong user name or password")
         }
         Err(e) => {

@@ -54,16 +54,26 @@ impl RouteError {
     }
 }
 
+/// Closers of one device session's live connections, by connection id.
+type SessionConnections = HashMap<u64, oneshot::Sender<()>>;
+
 /// Shared live state.
 pub struct Hub {
     agents: RwLock<HashMap<String, Arc<AgentLink>>>,
+    /// Live client connections by device session id, so revoking a session closes them.
+    clients: Mutex<HashMap<String, SessionConnections>>,
     next_conn: AtomicU64,
     status: broadcast::Sender<Arc<str>>,
 }
 
 impl Default for Hub {
     fn default() -> Self {
-        Self { agents: RwLock::default(), next_conn: AtomicU64::new(1), status: broadcast::channel(STATUS_QUEUE).0 }
+        Self {
+            agents: RwLock::default(),
+            clients: Mutex::default(),
+            next_conn: AtomicU64::new(1),
+            status: broadcast::channel(STATUS_QUEUE).0,
+        }
     }
 }
 
@@ -117,6 +127,34 @@ impl Hub {
             if let Some(close) = link.close.lock().expect("close lock").take() {
                 let _ = close.send(());
             }
+        }
+    }
+
+    /// Registers a client connection of a device session. The receiver fires when the session
+    /// is revoked.
+    pub fn connect_client(&self, session_id: &str) -> (u64, oneshot::Receiver<()>) {
+        let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.clients.lock().expect("clients lock").entry(session_id.to_string()).or_default().insert(conn_id, tx);
+        (conn_id, rx)
+    }
+
+    /// Forgets a client connection that ended.
+    pub fn disconnect_client(&self, session_id: &str, conn_id: u64) {
+        let mut clients = self.clients.lock().expect("clients lock");
+        if let Some(conns) = clients.get_mut(session_id) {
+            conns.remove(&conn_id);
+            if conns.is_empty() {
+                clients.remove(session_id);
+            }
+        }
+    }
+
+    /// Closes every live connection of a device session (after revocation).
+    pub fn kick_session(&self, session_id: &str) {
+        let conns = self.clients.lock().expect("clients lock").remove(session_id);
+        for (_, close) in conns.into_iter().flatten() {
+            let _ = close.send(());
         }
     }
 

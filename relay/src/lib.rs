@@ -2,11 +2,14 @@
 //! admin request to the right agent and its answer back, pushes agent status, enforces roles
 //! and keeps an audit log, all backed by SQLite.
 
+pub mod admin;
 pub mod agent_endpoint;
 pub mod client_endpoint;
 pub mod http_api;
 pub mod hub;
+pub mod login_limit;
 pub mod policy;
+pub mod revocation;
 pub mod router;
 pub mod secret;
 pub mod server;

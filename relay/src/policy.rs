@@ -21,6 +21,11 @@ pub const CLIENT_SUBJECTS: &[(&str, Need)] = &[
     (subject::CONTAINER_START, Need::Operate),
     (subject::CONTAINER_STOP, Need::Operate),
     (subject::CONTAINER_RESTART, Need::Operate),
+    (subject::AGENT_REVOKE, Need::Admin),
+    (subject::SESSION_LIST, Need::Admin),
+    (subject::SESSION_REVOKE, Need::Admin),
+    (subject::TOKEN_CREATE, Need::Admin),
+    (subject::AUDIT_LIST, Need::Admin),
 ];
 
 /// What `subject` needs, or `None` when the relay does not serve it.
@@ -51,6 +56,11 @@ mod tests {
             (subject::CONTAINER_START, [true, true, false]),
             (subject::CONTAINER_STOP, [true, true, false]),
             (subject::CONTAINER_RESTART, [true, true, false]),
+            (subject::AGENT_REVOKE, [true, false, false]),
+            (subject::SESSION_LIST, [true, false, false]),
+            (subject::SESSION_REVOKE, [true, false, false]),
+            (subject::TOKEN_CREATE, [true, false, false]),
+            (subject::AUDIT_LIST, [true, false, false]),
         ];
         assert_eq!(intended.len(), CLIENT_SUBJECTS.len(), "every served subject needs a row in this table");
         for (subject, expected) in intended {

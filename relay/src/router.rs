@@ -8,6 +8,7 @@ use zedops_protocol::{
     ErrorCode, ErrorReply, Frame, Operation, subject,
 };
 
+use crate::admin;
 use crate::hub::AgentLink;
 use crate::policy;
 use crate::server::AppState;
@@ -48,10 +49,15 @@ async fn serve(state: &AppState, session: &Session, frame: &Frame) -> Result<Ans
     let invalid = |e: zedops_protocol::ProtocolError| e.to_reply();
     let operation = Operation::from_subject(&frame.subject);
     if !policy::allows(session.role, need) {
+        warn!(user = %session.user, role = %session.role, subject = %frame.subject, "refused by policy");
         let mut entry = AuditEntry { operation: &frame.subject, result: "forbidden", ..audit_base(session) };
         let target = operation.and_then(|_| frame.payload::<ContainerActionRequest>().ok());
+        let agent_id = match &target {
+            Some(t) => Some(audited_agent_id(state, &t.agent_id).await),
+            None => None,
+        };
         if let Some(t) = &target {
-            entry.agent_id = Some(&t.agent_id);
+            entry.agent_id = agent_id.as_deref();
             entry.container = Some(&t.container_id);
         }
         entry.error_code = Some(ErrorCode::Forbidden.as_str());
@@ -76,8 +82,9 @@ async fn serve(state: &AppState, session: &Session, frame: &Frame) -> Result<Ans
                 .map_err(|e| e.to_reply(&link.name))?;
             Ok(Answer::Raw(raw))
         }
+        _ if need == policy::Need::Admin => admin::serve(state, session, frame).await.map(Answer::Json),
         _ => {
-            let operation = operation.expect("the policy serves only list and action subjects");
+            let operation = operation.expect("the policy serves only list, action and admin subjects");
             let request: ContainerActionRequest = frame.payload().map_err(invalid)?;
             action(state, session, operation, request).await
         }
@@ -94,8 +101,9 @@ async fn action(
     let link = match online_agent(state, &request.agent_id).await {
         Ok(link) => link,
         Err(error) => {
+            let agent_id = audited_agent_id(state, &request.agent_id).await;
             let entry = AuditEntry {
-                agent_id: Some(&request.agent_id),
+                agent_id: Some(&agent_id),
                 container: Some(&request.container_id),
                 operation: operation.as_str(),
                 result: "failed",
@@ -139,6 +147,18 @@ fn answer_error_code(raw: &str) -> Option<String> {
     match serde_json::from_str::<Outcome>(raw) {
         Ok(outcome) => outcome.error_code,
         Err(_) => Some(ErrorCode::InvalidRequest.as_str().into()),
+    }
+}
+
+/// The id the audit log records for an agent reference (an id or a name): the agent's id when
+/// it is known, else the reference as given.
+async fn audited_agent_id(state: &AppState, reference: &str) -> String {
+    if let Some(link) = state.hub.agent(reference) {
+        return link.id.clone();
+    }
+    match state.store.find_agent(reference).await {
+        Ok(Some(agent)) => agent.id,
+        _ => reference.to_string(),
     }
 }
 

@@ -61,6 +61,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Every connection task, so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Failed logins, for brute-force protection.
+    pub login_limit: crate::login_limit::LoginLimiter,
 }
 
 /// A bound, ready relay. [`listen`](Server::listen) serves until shut down.
@@ -106,6 +108,7 @@ impl Server {
             timeouts: options.timeouts,
             shutdown: rx,
             tasks: TaskTracker::new(),
+            login_limit: Default::default(),
         });
         let handle = ShutdownHandle { tx: Arc::new(tx), http: axum_server::Handle::new() };
         Ok(Self { state, listener, tls, handle })
@@ -140,6 +143,7 @@ impl Server {
     pub async fn listen(self) -> anyhow::Result<()> {
         let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(addr = %self.local_addr(), tls = self.tls.is_some(), "relay listening");
+        tokio::spawn(crate::revocation::watch(self.state.clone()));
         match self.tls {
             Some(tls) => axum_server::from_tcp_rustls(self.listener, tls).handle(self.handle.http).serve(app).await?,
             None => axum_server::from_tcp(self.listener).handle(self.handle.http).serve(app).await?,

@@ -11,6 +11,20 @@ pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Outgoing bytes buffered before a write is flushed.
 pub const WRITE_BUFFER_BYTES: usize = 4 * 1024;
 
+/// Open WebSocket connections (agents and clients together) the relay accepts; more are
+/// refused with 503 before the upgrade, so a flood cannot exhaust memory or descriptors.
+pub const MAX_CONNECTIONS: usize = 20_000;
+
+/// The answer to an upgrade over [`MAX_CONNECTIONS`].
+pub fn too_many_connections() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let reply = zedops_protocol::ErrorReply::new(
+        ErrorCode::RateLimited,
+        format!("the relay is at its limit of {MAX_CONNECTIONS} connections; retry later"),
+    );
+    (axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(reply)).into_response()
+}
+
 /// Applies the relay's frame limits and buffer sizes to an upgrade.
 pub fn configure(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
     upgrade

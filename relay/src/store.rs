@@ -44,6 +44,30 @@ pub struct AgentRecord {
     pub info: Option<AgentInfo>,
 }
 
+/// A live device session as stored.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub id: String,
+    pub user: String,
+    pub device: Option<String>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// An audit log entry as stored.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: i64,
+    pub user: Option<String>,
+    pub session_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub container: Option<String>,
+    pub operation: String,
+    pub result: String,
+    pub error_code: Option<String>,
+}
+
 /// One audit log entry to write.
 #[derive(Debug, Clone, Default)]
 pub struct AuditEntry<'a> {
@@ -192,6 +216,50 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Live device sessions, newest first.
+    pub async fn sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.id, u.name, s.device, s.created_at, s.last_used_at FROM device_sessions s \
+             JOIN users u ON u.id = s.user_id WHERE s.revoked_at IS NULL ORDER BY s.created_at DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SessionRow {
+                id: r.get("id"),
+                user: r.get("name"),
+                device: r.get("device"),
+                created_at: r.get("created_at"),
+                last_used_at: r.get("last_used_at"),
+            })
+            .collect())
+    }
+
+    /// Ends a device session by id. Returns whether one was live.
+    pub async fn revoke_session(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE device_sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ids of agents and sessions revoked at or after `since` (Unix seconds), so a running relay
+    /// can close their connections when another process (`zedops-relay agent revoke`) revoked them.
+    pub async fn revoked_since(&self, since: i64) -> Result<(Vec<String>, Vec<String>), StoreError> {
+        let agents = sqlx::query_scalar("SELECT id FROM agents WHERE revoked_at >= ?")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        let sessions = sqlx::query_scalar("SELECT id FROM device_sessions WHERE revoked_at >= ?")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok((agents, sessions))
     }
 
     // ---- registration tokens and agents -----------------------------------------------------
@@ -350,6 +418,38 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Audit entries, newest first: at most `limit`, optionally for one agent id and since a time.
+    pub async fn audit_list(
+        &self,
+        agent_id: Option<&str>,
+        since: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, user_name, session_id, agent_id, container, operation, result, error_code FROM audit_log \
+             WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR at >= ?2) ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(agent_id)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditRow {
+                id: r.get("id"),
+                at: r.get("at"),
+                user: r.get("user_name"),
+                session_id: r.get("session_id"),
+                agent_id: r.get("agent_id"),
+                container: r.get("container"),
+                operation: r.get("operation"),
+                result: r.get("result"),
+                error_code: r.get("error_code"),
+            })
+            .collect())
     }
 
     /// Number of audit entries, for tests and health output.
