@@ -243,3 +243,23 @@ async fn recovers_when_the_engine_appears() {
     client.list().await.expect("list once the engine is there");
     assert!(client.engine_info().await.version.is_some());
 }
+
+#[tokio::test]
+async fn the_agent_never_stops_or_restarts_its_own_container() {
+    let Some(mut scratch) = Scratch::new().await else {
+        return;
+    };
+    let (name, id) = scratch
+        .create("self", Spec { init: true, ..Default::default() })
+        .await;
+    let mut client = DockerClient::connect(None).await;
+    client.start(&name).await.expect("start");
+    // As if the agent ran inside this container (detected from /proc/self/mountinfo in production).
+    client.protect_container(&id);
+    for attempt in [client.stop(&name).await, client.restart(&id[..12]).await] {
+        let err = attempt.expect_err("refused");
+        assert_eq!(err.code(), ErrorCode::SelfProtected, "{err}");
+    }
+    assert!(scratch.running(&name).await, "still running");
+    client.start(&name).await.expect("starting it is harmless");
+}

@@ -36,6 +36,8 @@ pub enum ErrorCode {
     UnsupportedVersion,
     /// An agent asked to enrol under a name another agent already has.
     NameTaken,
+    /// The agent refuses to stop or restart the container it runs in.
+    SelfProtected,
     /// Something unexpected failed inside the relay or agent; see its log.
     Internal,
 }
@@ -59,6 +61,7 @@ impl ErrorCode {
             Self::NotFound => "NOT_FOUND",
             Self::UnsupportedVersion => "UNSUPPORTED_VERSION",
             Self::NameTaken => "NAME_TAKEN",
+            Self::SelfProtected => "SELF_PROTECTED",
             Self::Internal => "INTERNAL",
         }
     }

@@ -6,12 +6,13 @@
 //! again and the agent recovers on its own when Docker comes back.
 
 mod convert;
+pub mod own_container;
 
 use std::future::Future;
 
 use bollard::errors::Error as BollardError;
 use bollard::query_parameters::{
-    ListContainersOptionsBuilder, RestartContainerOptionsBuilder, StartContainerOptions,
+    InspectContainerOptions, ListContainersOptionsBuilder, RestartContainerOptionsBuilder, StartContainerOptions,
     StopContainerOptionsBuilder,
 };
 use bollard::{API_DEFAULT_VERSION, Docker};
@@ -57,6 +58,8 @@ pub struct EngineInfo {
 /// The local Docker engine.
 pub struct DockerClient {
     host: String,
+    /// The container the agent runs in, which it never stops or restarts.
+    own_container: Option<String>,
     /// The negotiated connection; `None` until Docker answers, and again after it stops answering.
     engine: Mutex<Option<Docker>>,
 }
@@ -71,8 +74,12 @@ impl DockerClient {
             .unwrap_or_else(|| DEFAULT_HOST.to_string());
         let client = Self {
             host,
+            own_container: own_container::detect(),
             engine: Mutex::new(None),
         };
+        if let Some(id) = &client.own_container {
+            tracing::info!(container = %&id[..12], "running in a container; it will not be stopped or restarted");
+        }
         if let Err(err) = client.engine().await {
             tracing::warn!(%err, "Docker is not available yet; will retry on every request");
         }
@@ -99,9 +106,33 @@ impl DockerClient {
         .await
     }
 
+    /// Treats `id` as the agent's own container (tests; detection reads /proc otherwise).
+    pub fn protect_container(&mut self, id: &str) {
+        self.own_container = Some(id.to_string());
+    }
+
+    /// Refuses when `reference` (name, id or id prefix) is the container the agent runs in.
+    async fn refuse_self(&self, reference: &str, failure: ErrorCode) -> Result<(), DockerError> {
+        let Some(own) = &self.own_container else { return Ok(()) };
+        let name = bare(reference);
+        let inspected = self
+            .call(failure, Some(reference), |d| async move {
+                d.inspect_container(name, None::<InspectContainerOptions>).await
+            })
+            .await?;
+        if inspected.id.as_deref() == Some(own.as_str()) {
+            return Err(DockerError::new(
+                ErrorCode::SelfProtected,
+                format!("{reference} is the container this agent runs in; stopping it would cut the server off from ZedOps"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Stops a container, giving it [`STOP_GRACE_SECS`] after SIGTERM; one already stopped counts
     /// as stopped.
     pub async fn stop(&self, id: &str) -> Result<(), DockerError> {
+        self.refuse_self(id, ErrorCode::DockerStopFailed).await?;
         let name = bare(id);
         let options = StopContainerOptionsBuilder::new()
             .t(STOP_GRACE_SECS)
@@ -114,6 +145,7 @@ impl DockerClient {
 
     /// Restarts a container with the same grace as [`stop`](Self::stop).
     pub async fn restart(&self, id: &str) -> Result<(), DockerError> {
+        self.refuse_self(id, ErrorCode::DockerRestartFailed).await?;
         let name = bare(id);
         let options = RestartContainerOptionsBuilder::new()
             .t(STOP_GRACE_SECS)
