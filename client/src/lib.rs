@@ -1,1 +1,41 @@
-//! placeholder
+//! ZedOps relay client: log in, list agents and containers, start/stop/restart containers, and
+//! follow agent status pushes, over one reconnecting WebSocket. Used by the desktop app and by
+//! the `zedops` command line.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), zedops_client::ClientError> {
+//! use zedops_client::{Client, ConnectOptions, Operation, login, store};
+//!
+//! let session = login("https://relay.example", "alice", "secret", None, false).await?;
+//! let client = Client::connect(ConnectOptions {
+//!     relay: "https://relay.example".into(),
+//!     token: session.token,
+//!     ca_file: None,
+//!     insecure: false,
+//! })
+//! .await?;
+//! for agent in client.agents().await? {
+//!     println!("{} online={}", agent.name, agent.online);
+//! }
+//! client.action("web-1", "nginx", Operation::Restart).await?;
+//! client.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Credentials are kept with [`store`]: the device token in the OS keyring, never on disk.
+
+mod client;
+mod error;
+mod http;
+pub mod store;
+
+pub use client::{
+    CLIENT_WS_PATH, Client, ClientEvent, ConnectOptions, EVENT_BUFFER, REQUEST_GRACE,
+};
+pub use error::ClientError;
+pub use http::{LOGIN_PATH, LOGOUT_PATH, login, logout};
+/// The wire types callers see in answers and events.
+pub use zedops_protocol::{
+    AgentInfo, AgentStatus, AgentSummary, Container, ErrorCode, ErrorReply, LoginResponse,
+    Operation, OperationSuccess, Port, Role,
+};

@@ -34,11 +34,15 @@ fn keyring_reachable(relay: &str) -> bool {
 /// What `secret-tool` finds under the attributes keyring-rs sets, or `None` when the tool is
 /// missing (outside CI) or nothing matches.
 fn secret_tool_lookup(user: &str) -> Option<String> {
-    let output = Command::new("secret-tool").args(["lookup", "service", "zedops", "username", user]).output();
+    let output = Command::new("secret-tool")
+        .args(["lookup", "service", "zedops", "username", user])
+        .output();
     match output {
         Ok(out) if out.status.success() => Some(String::from_utf8(out.stdout).unwrap()),
         Ok(_) => None,
-        Err(err) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("CI=true and secret-tool cannot run: {err}"),
+        Err(err) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true and secret-tool cannot run: {err}")
+        }
         Err(err) => {
             eprintln!("secret-tool unavailable ({err}); checking through the library only");
             None
@@ -47,7 +51,10 @@ fn secret_tool_lookup(user: &str) -> Option<String> {
 }
 
 fn secret_tool_present() -> bool {
-    Command::new("secret-tool").arg("--version").output().is_ok()
+    Command::new("secret-tool")
+        .arg("--version")
+        .output()
+        .is_ok()
 }
 
 #[test]
@@ -64,18 +71,33 @@ fn device_token_round_trips_through_the_os_keyring() {
     assert_eq!(store::load_token(&relay).unwrap(), None);
     store::save_token(&relay, "zd_first").unwrap();
     // Any spelling of the relay URL finds the same entry.
-    assert_eq!(store::load_token(relay.trim_end_matches('/')).unwrap().as_deref(), Some("zd_first"));
+    assert_eq!(
+        store::load_token(relay.trim_end_matches('/'))
+            .unwrap()
+            .as_deref(),
+        Some("zd_first")
+    );
     if check_outside {
         assert_eq!(secret_tool_lookup(&user).as_deref(), Some("zd_first"));
-        let search = Command::new("secret-tool").args(["search", "--all", "service", "zedops", "username", &user]).output().unwrap();
-        let listing = String::from_utf8_lossy(&search.stdout).to_string() + &String::from_utf8_lossy(&search.stderr);
+        let search = Command::new("secret-tool")
+            .args(["search", "--all", "service", "zedops", "username", &user])
+            .output()
+            .unwrap();
+        let listing = String::from_utf8_lossy(&search.stdout).to_string()
+            + &String::from_utf8_lossy(&search.stderr);
         assert!(listing.contains("attribute.target = default"), "{listing}");
-        assert!(listing.contains("attribute.application = rust-keyring"), "{listing}");
+        assert!(
+            listing.contains("attribute.application = rust-keyring"),
+            "{listing}"
+        );
     }
 
     // Saving again replaces, never duplicates.
     store::save_token(&relay, "zd_second").unwrap();
-    assert_eq!(store::load_token(&relay).unwrap().as_deref(), Some("zd_second"));
+    assert_eq!(
+        store::load_token(&relay).unwrap().as_deref(),
+        Some("zd_second")
+    );
     if check_outside {
         assert_eq!(secret_tool_lookup(&user).as_deref(), Some("zd_second"));
     }
@@ -83,7 +105,11 @@ fn device_token_round_trips_through_the_os_keyring() {
     store::delete_token(&relay).unwrap();
     assert_eq!(store::load_token(&relay).unwrap(), None);
     if check_outside {
-        assert_eq!(secret_tool_lookup(&user), None, "secret-tool still finds the token after delete");
+        assert_eq!(
+            secret_tool_lookup(&user),
+            None,
+            "secret-tool still finds the token after delete"
+        );
     }
     // Deleting what is not there is fine (logout twice).
     store::delete_token(&relay).unwrap();
@@ -92,24 +118,48 @@ fn device_token_round_trips_through_the_os_keyring() {
 #[tokio::test]
 async fn cli_login_stores_the_token_in_the_keyring_and_logout_removes_it() {
     // The fake relay answers every request with the same login answer; logout only needs a 2xx.
-    let (url, mut requests) = fake_http("200 OK", r#"{"token":"zd_cli_token","user":"alice","role":"viewer"}"#).await;
+    let (url, mut requests) = fake_http(
+        "200 OK",
+        r#"{"token":"zd_cli_token","user":"alice","role":"viewer"}"#,
+    )
+    .await;
     if !keyring_reachable(&url) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let check_outside = cfg!(target_os = "linux") && secret_tool_present();
 
-    let out = run(zedops(dir.path()).args(["login", "--relay", &url, "--user", "alice", "--password-stdin"]), "pw\n").await;
+    let out = run(
+        zedops(dir.path()).args([
+            "login",
+            "--relay",
+            &url,
+            "--user",
+            "alice",
+            "--password-stdin",
+        ]),
+        "pw\n",
+    )
+    .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty(), "login prints nothing on stdout");
-    assert_eq!(text(&out.stderr), format!("Logged in to {url} as alice (viewer)\n"));
+    assert_eq!(
+        text(&out.stderr),
+        format!("Logged in to {url} as alice (viewer)\n")
+    );
     requests.recv().await.unwrap();
-    assert_eq!(store::load_token(&url).unwrap().as_deref(), Some("zd_cli_token"));
+    assert_eq!(
+        store::load_token(&url).unwrap().as_deref(),
+        Some("zd_cli_token")
+    );
     if check_outside {
         assert_eq!(secret_tool_lookup(&url).as_deref(), Some("zd_cli_token"));
     }
     let config = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
-    assert!(!config.contains("zd_cli_token") && !config.contains("\"pw\""), "{config}");
+    assert!(
+        !config.contains("zd_cli_token") && !config.contains("\"pw\""),
+        "{config}"
+    );
 
     // No --relay: logout uses the last login's relay, presents the stored token, and deletes it.
     let out = run(zedops(dir.path()).arg("logout"), "").await;
@@ -117,7 +167,12 @@ async fn cli_login_stores_the_token_in_the_keyring_and_logout_removes_it() {
     assert_eq!(text(&out.stderr), format!("Logged out of {url}\n"));
     let logout = requests.recv().await.unwrap();
     assert!(logout.starts_with("POST /api/logout"), "{logout}");
-    assert!(logout.to_ascii_lowercase().contains("authorization: bearer zd_cli_token"), "{logout}");
+    assert!(
+        logout
+            .to_ascii_lowercase()
+            .contains("authorization: bearer zd_cli_token"),
+        "{logout}"
+    );
     assert_eq!(store::load_token(&url).unwrap(), None);
     if check_outside {
         assert_eq!(secret_tool_lookup(&url), None);

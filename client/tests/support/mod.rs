@@ -47,7 +47,12 @@ impl FakeRelay {
     }
 
     pub fn options(&self, token: &str) -> ConnectOptions {
-        ConnectOptions { relay: self.url.clone(), token: token.into(), ca_file: None, insecure: false }
+        ConnectOptions {
+            relay: self.url.clone(),
+            token: token.into(),
+            ca_file: None,
+            insecure: false,
+        }
     }
 
     /// Accepts the next connection's hello and welcomes it.
@@ -56,7 +61,10 @@ impl FakeRelay {
         let hello = recv(&mut ws).await.expect("a hello");
         assert_eq!(hello["subject"], "client.hello");
         assert_eq!(hello["data"]["token"], "tok-1");
-        assert_eq!(hello["data"]["protocolVersion"], zedops_protocol::PROTOCOL_VERSION);
+        assert_eq!(
+            hello["data"]["protocolVersion"],
+            zedops_protocol::PROTOCOL_VERSION
+        );
         send(
             &mut ws,
             json!({"subject": "client.welcome", "data": {"protocolVersion": zedops_protocol::PROTOCOL_VERSION, "user": "alice", "role": role}}),
@@ -69,7 +77,11 @@ impl FakeRelay {
     pub async fn refuse(&mut self, code: &str) {
         let mut ws = self.next().await;
         recv(&mut ws).await.expect("a hello");
-        send(&mut ws, json!({"subject": "error", "data": {"errorCode": code, "error": "session revoked"}})).await;
+        send(
+            &mut ws,
+            json!({"subject": "error", "data": {"errorCode": code, "error": "session revoked"}}),
+        )
+        .await;
         let _ = ws.close(None).await;
     }
 }
@@ -96,11 +108,17 @@ pub async fn answer(ws: &mut Ws, request: &Value, data: Value) {
 }
 
 pub async fn next_event(events: &mut broadcast::Receiver<ClientEvent>) -> ClientEvent {
-    tokio::time::timeout(Duration::from_secs(10), events.recv()).await.expect("an event in time").unwrap()
+    tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("an event in time")
+        .unwrap()
 }
 
 /// One canned HTTP answer per connection; hands the request text to the test.
-pub async fn fake_http(status: &'static str, body: &'static str) -> (String, mpsc::UnboundedReceiver<String>) {
+pub async fn fake_http(
+    status: &'static str,
+    body: &'static str,
+) -> (String, mpsc::UnboundedReceiver<String>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -117,7 +135,11 @@ pub async fn fake_http(status: &'static str, body: &'static str) -> (String, mps
                 if let Some(end) = text.find("\r\n\r\n") {
                     let length = text
                         .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
                         .unwrap_or(0usize);
                     if request.len() >= end + 4 + length || n == 0 {
                         break;
@@ -135,7 +157,6 @@ pub async fn fake_http(status: &'static str, body: &'static str) -> (String, mps
     (url, rx)
 }
 
-
 /// The binary with a clean environment: no token, relay or config from the machine running the tests.
 pub fn zedops(config_dir: &std::path::Path) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_zedops"));
@@ -144,7 +165,8 @@ pub fn zedops(config_dir: &std::path::Path) -> tokio::process::Command {
             cmd.env_remove(key);
         }
     }
-    cmd.env("ZEDOPS_CONFIG_DIR", config_dir).env_remove("RUST_LOG");
+    cmd.env("ZEDOPS_CONFIG_DIR", config_dir)
+        .env_remove("RUST_LOG");
     cmd
 }
 
@@ -165,4 +187,3 @@ pub async fn run(cmd: &mut tokio::process::Command, stdin: &str) -> std::process
     drop(input);
     child.wait_with_output().await.unwrap()
 }
-

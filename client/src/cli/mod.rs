@@ -1,0 +1,317 @@
+//! Argument parsing, the shared plumbing of every command (which relay, which token, errors and
+//! exit codes), and dispatch to the command modules.
+
+mod auth;
+mod fleet;
+mod table;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::builder::BoolishValueParser;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use zedops_client::{Client, ClientError, ConnectOptions, Operation, store};
+
+/// Environment variable with a device token, for machines without a keyring.
+const TOKEN_ENV: &str = "ZEDOPS_TOKEN";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zedops",
+    version,
+    about = "Control Docker containers on ZedOps agents through a ZedOps relay",
+    after_help = "Headless use: set ZEDOPS_TOKEN to a device token (from `zedops login --print-token`) \
+                  instead of using the OS keyring.\n\
+                  Errors are printed as `error: CODE: sentence` with exit code 1; usage errors exit with 2."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, Args)]
+struct Global {
+    /// Relay URL, e.g. https://relay.example (default: the relay of the last login)
+    #[arg(long, global = true, env = "ZEDOPS_RELAY", value_name = "URL")]
+    relay: Option<String>,
+    /// PEM file with a private CA certificate to trust for the relay's TLS
+    #[arg(long, global = true, env = "ZEDOPS_CA_FILE", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Allow plaintext http:// or ws:// to a relay that is not on this machine
+    #[arg(long, global = true, env = "ZEDOPS_INSECURE", value_parser = BoolishValueParser::new())]
+    insecure: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Log in to a relay; the device token goes into the OS keyring
+    Login(auth::LoginArgs),
+    /// End this device's session at the relay and delete the stored token
+    Logout,
+    /// List the agents the relay knows
+    Agents(JsonArg),
+    /// List the containers on an agent
+    Ps(PsArgs),
+    /// Start a container
+    Start(ActionArgs),
+    /// Stop a container
+    Stop(ActionArgs),
+    /// Restart a container
+    Restart(ActionArgs),
+}
+
+#[derive(Debug, Args)]
+struct JsonArg {
+    /// Print the relay's answer as JSON on stdout instead of a table
+    #[arg(long, env = "ZEDOPS_JSON", value_parser = BoolishValueParser::new())]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct PsArgs {
+    /// Agent name or id
+    #[arg(long, env = "ZEDOPS_AGENT", value_name = "AGENT")]
+    agent: String,
+    #[command(flatten)]
+    output: JsonArg,
+}
+
+#[derive(Debug, Args)]
+struct ActionArgs {
+    /// Agent name or id
+    #[arg(long, env = "ZEDOPS_AGENT", value_name = "AGENT")]
+    agent: String,
+    /// Container name, id or id prefix
+    container: String,
+    #[command(flatten)]
+    output: JsonArg,
+}
+
+/// A failure as the user sees it: a code and a sentence.
+#[derive(Debug)]
+pub struct CliError {
+    code: &'static str,
+    message: String,
+}
+
+impl CliError {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ClientError> for CliError {
+    fn from(err: ClientError) -> Self {
+        Self {
+            code: err.code(),
+            message: err.to_string(),
+        }
+    }
+}
+
+type CliResult = Result<(), CliError>;
+
+/// Parses the command line, runs the command, and turns the outcome into an exit code.
+pub async fn main() -> ExitCode {
+    // Parsing exits with code 2 on usage errors, before logging is set up.
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}: {}", err.code, err.message);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> CliResult {
+    let global = cli.global;
+    match cli.command {
+        Command::Login(args) => auth::login(&global, args).await,
+        Command::Logout => auth::logout(&global).await,
+        Command::Agents(out) => fleet::agents(&global, out.json).await,
+        Command::Ps(args) => fleet::ps(&global, &args.agent, args.output.json).await,
+        Command::Start(args) => {
+            fleet::action(
+                &global,
+                &args.agent,
+                &args.container,
+                Operation::Start,
+                args.output.json,
+            )
+            .await
+        }
+        Command::Stop(args) => {
+            fleet::action(
+                &global,
+                &args.agent,
+                &args.container,
+                Operation::Stop,
+                args.output.json,
+            )
+            .await
+        }
+        Command::Restart(args) => {
+            fleet::action(
+                &global,
+                &args.agent,
+                &args.container,
+                Operation::Restart,
+                args.output.json,
+            )
+            .await
+        }
+    }
+}
+
+/// Exits with clap's usage error (code 2).
+fn usage_error(message: &str) -> ! {
+    Cli::command()
+        .error(clap::error::ErrorKind::MissingRequiredArgument, message)
+        .exit()
+}
+
+/// Runs a blocking store call (keyring, config file) off the async worker threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ClientError> + Send + 'static,
+) -> Result<T, CliError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CliError::new("INTERNAL", format!("a background task failed: {e}")))?
+        .map_err(CliError::from)
+}
+
+/// The relay to talk to: `--relay`/`ZEDOPS_RELAY`, else the last login's.
+async fn relay(global: &Global) -> Result<Option<String>, CliError> {
+    if let Some(relay) = &global.relay {
+        return Ok(Some(relay.clone()));
+    }
+    Ok(blocking(store::load_config).await?.relay)
+}
+
+fn env_token() -> Option<String> {
+    std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty())
+}
+
+/// True when the token comes from `ZEDOPS_TOKEN` rather than the keyring.
+fn token_from_env() -> bool {
+    env_token().is_some()
+}
+
+/// The token for `relay`: `ZEDOPS_TOKEN`, else the keyring entry.
+async fn token(relay: &str) -> Result<Option<String>, CliError> {
+    if let Some(token) = env_token() {
+        return Ok(Some(token));
+    }
+    let key = relay.to_string();
+    blocking(move || store::load_token(&key)).await
+}
+
+/// Connects with the stored (or `ZEDOPS_TOKEN`) credentials.
+async fn connect(global: &Global) -> Result<Client, CliError> {
+    let relay = relay(global)
+        .await?
+        .ok_or(ClientError::NotLoggedIn { relay: None })?;
+    let canonical = store::keyring_user(&relay)?;
+    let token = token(&relay).await?.ok_or(ClientError::NotLoggedIn {
+        relay: Some(canonical),
+    })?;
+    Ok(Client::connect(ConnectOptions {
+        relay,
+        token,
+        ca_file: global.ca_file.clone(),
+        insecure: global.insecure,
+    })
+    .await?)
+}
+
+/// Writes to stdout; a closed pipe (`zedops ps | head`) is not an error.
+fn print_stdout(text: &str) -> CliResult {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::new(
+            "OUTPUT_FAILED",
+            format!("cannot write to stdout: {err}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Prints a protocol value as one line of JSON on stdout.
+fn print_json(value: &impl serde::Serialize) -> CliResult {
+    let mut text = serde_json::to_string(value).expect("protocol types always serialise");
+    text.push('\n');
+    print_stdout(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_global_flags_anywhere_and_actions() {
+        let cli = Cli::try_parse_from([
+            "zedops",
+            "stop",
+            "--agent",
+            "agent-1",
+            "web",
+            "--relay",
+            "https://r",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.relay.as_deref(), Some("https://r"));
+        let Command::Stop(args) = cli.command else {
+            panic!("not stop")
+        };
+        assert_eq!(
+            (
+                args.agent.as_str(),
+                args.container.as_str(),
+                args.output.json
+            ),
+            ("agent-1", "web", true)
+        );
+        // A container is required; a missing one is a usage error (exit code 2).
+        let err = Cli::try_parse_from(["zedops", "start", "--agent", "a"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn login_never_takes_a_password_flag() {
+        assert!(
+            Cli::try_parse_from(["zedops", "login", "--user", "u", "--password", "p"]).is_err()
+        );
+        let cli = Cli::try_parse_from([
+            "zedops",
+            "login",
+            "--relay",
+            "https://r",
+            "--user",
+            "u",
+            "--password-stdin",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Login(_)));
+    }
+}

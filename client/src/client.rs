@@ -1,0 +1,601 @@
+//! The live connection to a relay: requests with reply inboxes, pushes as events, and a
+//! background reconnect when the WebSocket drops.
+//!
+//! One supervisor task per [`Client`] owns the reading half and dispatches answers to the pending
+//! request that waits on that inbox; one writer task per connection owns the writing half and
+//! drains an mpsc queue. Requests never wait for a reconnect: with no connection they fail at once
+//! with `DISCONNECTED`, so the caller (a person, or the desktop app) decides whether to retry.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+use zedops_protocol::payload::Validate;
+use zedops_protocol::subject::{self, is_inbox};
+use zedops_protocol::{
+    AgentListRequest, AgentListResponse, AgentStatus, AgentSummary, ClientHello, ClientWelcome,
+    Container, ContainerActionRequest, ContainerListRequest, ContainerListResponse, Envelope,
+    ErrorCode, ErrorReply, Frame, HEARTBEAT_TIMEOUT, LIST_TIMEOUT, OPERATION_TIMEOUT, Operation,
+    OperationSuccess, PROTOCOL_VERSION, Role, new_inbox_suffix,
+};
+use zedops_transport::{Backoff, FrameReader, FrameWriter, RelayUrl, TransportError};
+
+use crate::error::{ClientError, decode_error_answer, from_transport, is_error_answer};
+
+/// The relay's WebSocket endpoint for apps and the CLI.
+pub const CLIENT_WS_PATH: &str = "/ws/client";
+/// How much longer than the relay's own timeout a request waits before giving up locally. The
+/// relay answers `TIMEOUT` itself when an agent is slow; this only covers a relay that is stuck.
+pub const REQUEST_GRACE: Duration = Duration::from_secs(5);
+/// Events buffered per subscriber; a subscriber that falls further behind loses the oldest.
+pub const EVENT_BUFFER: usize = 256;
+/// Frames queued for the writer before senders wait.
+const OUTGOING_BUFFER: usize = 64;
+/// How long closing waits for the writer to send the WebSocket close frame.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Relay base URL: `https://relay.example`, `wss://…`, or `http://127.0.0.1:7878` for a local relay.
+    pub relay: String,
+    /// Device token from [`login`](crate::login) (or `ZEDOPS_TOKEN`).
+    pub token: String,
+    /// PEM file with a private CA to trust besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Allow plaintext `http://`/`ws://` to a relay that is not on this machine.
+    pub insecure: bool,
+}
+
+/// Something that happened on the connection without being asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The relay pushed an agent's new status (came online, went offline).
+    AgentStatus(AgentStatus),
+    /// The connection is back after a drop (not sent for the first connection).
+    Connected,
+    /// The connection dropped (a reconnect follows), or reconnecting stopped for good because the
+    /// relay refused the session, or [`Client::close`] was called; `reason` says which.
+    Disconnected { reason: String },
+    /// The relay sent an `error` frame: it could not handle a frame that had no inbox to answer.
+    Error(ErrorReply),
+}
+
+/// A connection to one relay, reconnecting in the background. Cheap to clone; all clones share
+/// the connection. The connection ends when [`close`](Client::close) is called or the last clone
+/// is dropped.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// Owned by the `Client` clones only (not by the tasks), so that dropping the last clone stops
+/// the tasks.
+struct Inner {
+    shared: Arc<Shared>,
+    user: String,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shared.shut_down("the client was dropped");
+    }
+}
+
+/// What the tasks and the request paths share.
+struct Shared {
+    relay: RelayUrl,
+    ws_url: String,
+    token: String,
+    tls: Arc<rustls::ClientConfig>,
+    state: Mutex<State>,
+    events: broadcast::Sender<ClientEvent>,
+    shutdown: watch::Sender<bool>,
+}
+
+type Answer = Result<Frame, ClientError>;
+
+struct State {
+    /// The writer's queue while connected; `None` while disconnected.
+    outgoing: Option<mpsc::Sender<String>>,
+    /// Why `outgoing` is `None`, for the errors of requests made meanwhile.
+    down_reason: String,
+    /// Requests waiting for an answer, by inbox.
+    pending: HashMap<String, oneshot::Sender<Answer>>,
+    /// The role from the latest welcome (an admin may change it between connections).
+    role: Role,
+    /// Set by `close` (or drop): no more reconnects.
+    closed: bool,
+}
+
+impl Client {
+    /// Dials the relay and authenticates with the device token. Fails at once (no retry) when the
+    /// relay cannot be reached or refuses the token (`UNAUTHORIZED`); later drops reconnect.
+    pub async fn connect(opts: ConnectOptions) -> Result<Client, ClientError> {
+        let relay = RelayUrl::parse(&opts.relay, opts.insecure)
+            .map_err(|e| from_transport(e, &opts.relay))?;
+        let tls = zedops_transport::client_config(opts.ca_file.as_deref())
+            .map_err(|e| from_transport(e, &opts.relay))?;
+        let ws_url = relay.ws(CLIENT_WS_PATH);
+        let (writer, reader, welcome) = dial(&ws_url, &tls, &opts.token).await?;
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let shared = Arc::new(Shared {
+            relay,
+            ws_url,
+            token: opts.token,
+            tls,
+            state: Mutex::new(State {
+                outgoing: None,
+                down_reason: String::new(),
+                pending: HashMap::new(),
+                role: welcome.role,
+                closed: false,
+            }),
+            events,
+            shutdown: watch::channel(false).0,
+        });
+        // Installed before returning, so a request made right after `connect` finds the writer.
+        let writer_task = shared.install(writer).expect("a new client is not closed");
+        let supervisor = tokio::spawn(supervise(shared.clone(), reader, writer_task));
+        info!(relay = %shared.relay.canonical(), user = %welcome.user, role = %welcome.role, "connected to the relay");
+        Ok(Client {
+            inner: Arc::new(Inner {
+                shared,
+                user: welcome.user,
+                supervisor: Mutex::new(Some(supervisor)),
+            }),
+        })
+    }
+
+    /// The relay user this device session belongs to.
+    pub fn user(&self) -> &str {
+        &self.inner.user
+    }
+
+    /// The user's role, as of the latest (re)connection.
+    pub fn role(&self) -> Role {
+        self.inner.shared.state().role
+    }
+
+    /// The relay's canonical URL (`https://host:port/prefix`), the key used for stored credentials.
+    pub fn relay(&self) -> String {
+        self.inner.shared.relay.canonical()
+    }
+
+    /// True while the WebSocket is up.
+    pub fn is_connected(&self) -> bool {
+        self.inner.shared.state().outgoing.is_some()
+    }
+
+    /// The agents the relay knows, online or not.
+    pub async fn agents(&self) -> Result<Vec<AgentSummary>, ClientError> {
+        let list: AgentListResponse = self
+            .request(
+                subject::AGENT_LIST,
+                &AgentListRequest {},
+                LIST_TIMEOUT + REQUEST_GRACE,
+            )
+            .await?;
+        Ok(list.agents)
+    }
+
+    /// All containers, running and stopped, on `agent` (an agent id or name).
+    pub async fn containers(&self, agent: &str) -> Result<Vec<Container>, ClientError> {
+        let request = ContainerListRequest {
+            agent_id: agent.to_string(),
+        };
+        let list: ContainerListResponse = self
+            .request(
+                subject::CONTAINER_LIST,
+                &request,
+                LIST_TIMEOUT + REQUEST_GRACE,
+            )
+            .await?;
+        Ok(list.containers)
+    }
+
+    /// Starts, stops or restarts `container` (a name, id or id prefix) on `agent` (an id or name).
+    /// A Docker failure comes back as a [`ClientError::Remote`] with the agent's code
+    /// (`DOCKER_STOP_FAILED`, …) and message.
+    pub async fn action(
+        &self,
+        agent: &str,
+        container: &str,
+        op: Operation,
+    ) -> Result<OperationSuccess, ClientError> {
+        let request = ContainerActionRequest {
+            agent_id: agent.to_string(),
+            container_id: container.to_string(),
+        };
+        self.request(op.subject(), &request, OPERATION_TIMEOUT + REQUEST_GRACE)
+            .await
+    }
+
+    /// Sends any request and returns the answer's `data` as JSON, for tests and tools. An answer
+    /// with an `errorCode` comes back as an error, like for the typed calls.
+    pub async fn request_raw(
+        &self,
+        subject: &str,
+        data: serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let timeout = match Operation::from_subject(subject) {
+            Some(_) => OPERATION_TIMEOUT + REQUEST_GRACE,
+            None => LIST_TIMEOUT + REQUEST_GRACE,
+        };
+        let frame = self.request_frame(subject, &data, timeout).await?;
+        let raw = frame.raw_data();
+        if is_error_answer(raw) {
+            return Err(decode_error_answer(raw));
+        }
+        serde_json::from_str(raw).map_err(ClientError::protocol)
+    }
+
+    /// A new receiver of [`ClientEvent`]s from now on.
+    pub fn events(&self) -> broadcast::Receiver<ClientEvent> {
+        self.inner.shared.events.subscribe()
+    }
+
+    /// Closes the connection and stops reconnecting. Requests still waiting fail with
+    /// `DISCONNECTED`. Affects every clone.
+    pub async fn close(&self) {
+        self.inner
+            .shared
+            .shut_down("the connection was closed by this client");
+        let supervisor = self
+            .inner
+            .supervisor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = supervisor {
+            let _ = task.await;
+        }
+    }
+
+    async fn request<Req: Serialize, Resp: DeserializeOwned + Validate>(
+        &self,
+        subject: &str,
+        data: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, ClientError> {
+        let frame = self.request_frame(subject, data, timeout).await?;
+        let raw = frame.raw_data();
+        if is_error_answer(raw) {
+            return Err(decode_error_answer(raw));
+        }
+        frame.payload().map_err(ClientError::protocol)
+    }
+
+    /// Sends one request and waits for the frame that arrives on its inbox.
+    async fn request_frame<Req: Serialize>(
+        &self,
+        subject: &str,
+        data: &Req,
+        timeout: Duration,
+    ) -> Answer {
+        let shared = &self.inner.shared;
+        let inbox = new_inbox_suffix(uuid::Uuid::new_v4());
+        let text = Envelope::request(subject, &inbox, data).to_json();
+        let (answer_tx, answer_rx) = oneshot::channel();
+        let outgoing = {
+            let mut state = shared.state();
+            let Some(outgoing) = state.outgoing.clone() else {
+                return Err(ClientError::disconnected(state.down_reason.clone()));
+            };
+            state.pending.insert(inbox.clone(), answer_tx);
+            outgoing
+        };
+        // Removes the entry however this ends: answered, timed out, or the caller gave up.
+        let _pending = PendingGuard {
+            shared,
+            inbox: &inbox,
+        };
+        let answered = async {
+            if outgoing.send(text).await.is_err() {
+                // The writer is gone; the supervisor fails every pending request with the reason.
+                return match answer_rx.await {
+                    Ok(answer) => answer,
+                    Err(_) => Err(ClientError::disconnected(
+                        "the connection to the relay broke",
+                    )),
+                };
+            }
+            answer_rx.await.unwrap_or_else(|_| {
+                Err(ClientError::disconnected(
+                    "the connection to the relay broke",
+                ))
+            })
+        };
+        tokio::time::timeout(timeout, answered)
+            .await
+            .unwrap_or(Err(ClientError::Timeout { after: timeout }))
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("relay", &self.inner.shared.relay.canonical())
+            .field("user", &self.inner.user)
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+struct PendingGuard<'a> {
+    shared: &'a Shared,
+    inbox: &'a str,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.state().pending.remove(self.inbox);
+    }
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // No code panics while holding the lock, but a poisoned map is still consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn emit(&self, event: ClientEvent) {
+        // No subscribers is fine: events are optional for callers.
+        let _ = self.events.send(event);
+    }
+
+    /// Starts the writer task for a new connection and makes it available to requests.
+    /// `None` when the client was closed meanwhile.
+    fn install(&self, writer: FrameWriter) -> Option<JoinHandle<String>> {
+        let (tx, rx) = mpsc::channel(OUTGOING_BUFFER);
+        let mut state = self.state();
+        if state.closed {
+            return None;
+        }
+        state.outgoing = Some(tx);
+        Some(tokio::spawn(write_loop(writer, rx)))
+    }
+
+    /// The connection is gone: later requests fail at once and the ones in flight fail now, so
+    /// nobody waits for a timeout on a connection that no longer exists.
+    fn connection_lost(&self, reason: &str) {
+        let pending = {
+            let mut state = self.state();
+            state.outgoing = None;
+            if !state.closed {
+                state.down_reason = reason.to_string();
+            }
+            std::mem::take(&mut state.pending)
+        };
+        let reason = self.state().down_reason.clone();
+        for (_, answer) in pending {
+            let _ = answer.send(Err(ClientError::disconnected(reason.clone())));
+        }
+    }
+
+    /// Stops for good: by `close`, by dropping the client, or because the relay refused the session.
+    fn shut_down(&self, reason: &str) {
+        {
+            let mut state = self.state();
+            if !state.closed {
+                state.closed = true;
+                state.down_reason = reason.to_string();
+            }
+        }
+        self.connection_lost(reason);
+        self.shutdown.send_replace(true);
+    }
+
+    fn dispatch(&self, frame: Frame) {
+        if is_inbox(&frame.subject) {
+            let waiting = self.state().pending.remove(&frame.subject);
+            match waiting {
+                Some(answer) => {
+                    let _ = answer.send(Ok(frame));
+                }
+                // The request timed out or its caller gave up.
+                None => debug!(inbox = %frame.subject, "dropping an answer nobody waits for"),
+            }
+            return;
+        }
+        match frame.subject.as_str() {
+            subject::AGENT_STATUS => match frame.payload::<AgentStatus>() {
+                Ok(status) => self.emit(ClientEvent::AgentStatus(status)),
+                Err(err) => warn!(%err, "ignoring an agent.status push that does not decode"),
+            },
+            subject::ERROR => match frame.payload::<ErrorReply>() {
+                Ok(reply) => {
+                    warn!(%reply, "the relay reported an error");
+                    self.emit(ClientEvent::Error(reply));
+                }
+                Err(err) => warn!(%err, "ignoring an error frame that does not decode"),
+            },
+            other => debug!(
+                subject = other,
+                "ignoring a push this version does not know"
+            ),
+        }
+    }
+}
+
+/// Dials and authenticates one connection.
+async fn dial(
+    ws_url: &str,
+    tls: &Arc<rustls::ClientConfig>,
+    token: &str,
+) -> Result<(FrameWriter, FrameReader, ClientWelcome), ClientError> {
+    let (mut writer, mut reader) = zedops_transport::connect(ws_url, tls.clone())
+        .await
+        .map_err(|e| from_transport(e, ws_url))?;
+    let hello = ClientHello {
+        protocol_version: PROTOCOL_VERSION,
+        token: token.to_string(),
+    };
+    let welcome = zedops_transport::hello::<_, ClientWelcome>(
+        &mut writer,
+        &mut reader,
+        subject::CLIENT_HELLO,
+        &hello,
+        subject::CLIENT_WELCOME,
+    )
+    .await;
+    match welcome {
+        Ok(welcome) if welcome.protocol_version == PROTOCOL_VERSION => {
+            Ok((writer, reader, welcome))
+        }
+        Ok(welcome) => {
+            writer.close().await;
+            Err(ClientError::Remote(ErrorReply::new(
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "the relay speaks protocol version {}, this zedops speaks {PROTOCOL_VERSION}",
+                    welcome.protocol_version
+                ),
+            )))
+        }
+        Err(err) => {
+            writer.close().await;
+            Err(from_transport(err, ws_url))
+        }
+    }
+}
+
+/// Owns the writing half of one connection until its queue closes or a write fails.
+async fn write_loop(mut writer: FrameWriter, mut queue: mpsc::Receiver<String>) -> String {
+    while let Some(text) = queue.recv().await {
+        if let Err(err) = writer.send_text(text).await {
+            return format!("sending to the relay failed: {err}");
+        }
+    }
+    writer.close().await;
+    "the connection was closed".to_string()
+}
+
+/// Reads frames until the connection ends; returns why it ended. The relay pings every
+/// `HEARTBEAT_INTERVAL`, so silence for `HEARTBEAT_TIMEOUT` means the relay or the path to it is
+/// dead even though no TCP error arrived (a sleeping laptop, a dropped NAT mapping).
+async fn read_loop(shared: &Shared, reader: &mut FrameReader) -> String {
+    loop {
+        match reader.recv_idle(HEARTBEAT_TIMEOUT).await {
+            Ok(Some(frame)) => shared.dispatch(frame),
+            Ok(None) => return "the relay closed the connection".to_string(),
+            // One unreadable frame does not make the connection unusable.
+            Err(TransportError::Protocol(err)) => {
+                warn!(%err, "ignoring a frame from the relay that does not decode")
+            }
+            Err(TransportError::Timeout(idle)) => {
+                return format!("nothing heard from the relay for {} s", idle.as_secs());
+            }
+            Err(err) => return err.to_string(),
+        }
+    }
+}
+
+async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means stop.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Runs for the life of the client: reads the current connection, and when it drops, reconnects.
+async fn supervise(
+    shared: Arc<Shared>,
+    mut reader: FrameReader,
+    mut writer_task: JoinHandle<String>,
+) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        let mut writer_done = false;
+        let reason = tokio::select! {
+            reason = read_loop(&shared, &mut reader) => reason,
+            reason = &mut writer_task => {
+                writer_done = true;
+                reason.unwrap_or_else(|err| format!("the writer task failed: {err}"))
+            }
+            () = shutdown_requested(&mut shutdown) => "the connection was closed by this client".to_string(),
+        };
+        shared.connection_lost(&reason);
+        if !writer_done {
+            // The writer's queue is closed now; give it a moment to send the close frame.
+            if tokio::time::timeout(CLOSE_TIMEOUT, &mut writer_task)
+                .await
+                .is_err()
+            {
+                writer_task.abort();
+            }
+        }
+        drop(reader);
+        let closed = shared.state().closed;
+        let down_reason = shared.state().down_reason.clone();
+        shared.emit(ClientEvent::Disconnected {
+            reason: down_reason,
+        });
+        if closed {
+            return;
+        }
+        warn!(%reason, "lost the connection to the relay; reconnecting");
+        match reconnect(&shared, &mut shutdown).await {
+            Some((new_reader, new_writer_task)) => {
+                reader = new_reader;
+                writer_task = new_writer_task;
+                info!("reconnected to the relay");
+                shared.emit(ClientEvent::Connected);
+            }
+            None => return,
+        }
+    }
+}
+
+/// Dials with backoff until a connection is up (`Some`), the client is closed, or the relay
+/// refuses the session for good (`None`).
+async fn reconnect(
+    shared: &Shared,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(FrameReader, JoinHandle<String>)> {
+    let mut backoff = Backoff::default();
+    loop {
+        let delay = backoff.next_delay();
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown_requested(shutdown) => return None,
+        }
+        let dialled = tokio::select! {
+            dialled = dial(&shared.ws_url, &shared.tls, &shared.token) => dialled,
+            () = shutdown_requested(shutdown) => return None,
+        };
+        match dialled {
+            Ok((writer, reader, welcome)) => {
+                shared.state().role = welcome.role;
+                let writer_task = shared.install(writer)?;
+                return Some((reader, writer_task));
+            }
+            // Retrying cannot help: the session was revoked or expired, or versions differ.
+            Err(ClientError::Remote(reply))
+                if matches!(
+                    reply.error_code,
+                    ErrorCode::Unauthorized | ErrorCode::UnsupportedVersion
+                ) =>
+            {
+                let reason = format!(
+                    "the relay refused to reconnect: {}",
+                    ClientError::Remote(reply)
+                );
+                warn!(%reason, "stopped reconnecting");
+                shared.shut_down(&reason);
+                shared.emit(ClientEvent::Disconnected { reason });
+                return None;
+            }
+            // Logged once per outage, not on every attempt.
+            Err(err) if backoff.failures() == 1 => {
+                warn!(%err, "cannot reach the relay; retrying with backoff")
+            }
+            Err(err) => debug!(%err, attempt = backoff.failures(), "reconnect failed"),
+        }
+    }
+}

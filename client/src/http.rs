@@ -1,0 +1,173 @@
+//! The relay's HTTP endpoints: `POST /api/login` (password → device token) and
+//! `POST /api/logout` (ends a device session).
+
+use std::path::Path;
+use std::time::Duration;
+
+use zedops_protocol::{LoginRequest, LoginResponse, MAX_INFO_LEN};
+use zedops_transport::RelayUrl;
+
+use crate::error::{ClientError, decode_error_answer, from_transport, is_error_answer};
+
+/// Path of the login endpoint.
+pub const LOGIN_PATH: &str = "/api/login";
+/// Path of the logout endpoint.
+pub const LOGOUT_PATH: &str = "/api/logout";
+/// How long dialling the relay may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a whole login or logout may take (argon2 at the relay takes a fraction of this).
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Exchanges a user name and password for a device token. The device label sent along is this
+/// machine's host name, so that an admin can tell sessions apart. The password is sent once and
+/// kept nowhere.
+pub async fn login(
+    relay: &str,
+    username: &str,
+    password: &str,
+    ca_file: Option<&Path>,
+    insecure: bool,
+) -> Result<LoginResponse, ClientError> {
+    let url = RelayUrl::parse(relay, insecure).map_err(|e| from_transport(e, relay))?;
+    let endpoint = url.http(LOGIN_PATH);
+    let body = LoginRequest {
+        username: username.to_string(),
+        password: password.to_string(),
+        device: device_name(),
+    };
+    let response = http_client(ca_file, &endpoint)?
+        .post(&endpoint)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| unreachable(&endpoint, &e))?;
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| unreachable(&endpoint, &e))?;
+    if status.is_success() {
+        return serde_json::from_str(&text)
+            .map_err(|e| ClientError::protocol(format!("login answer: {e}")));
+    }
+    Err(match http_error(&endpoint, status, &text) {
+        ClientError::Remote(reply) => ClientError::LoginRefused(reply),
+        other => other,
+    })
+}
+
+/// Ends the device session of `token` at the relay. An unknown token is `UNAUTHORIZED`.
+pub async fn logout(
+    relay: &str,
+    token: &str,
+    ca_file: Option<&Path>,
+    insecure: bool,
+) -> Result<(), ClientError> {
+    let url = RelayUrl::parse(relay, insecure).map_err(|e| from_transport(e, relay))?;
+    let endpoint = url.http(LOGOUT_PATH);
+    let response = http_client(ca_file, &endpoint)?
+        .post(&endpoint)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| unreachable(&endpoint, &e))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let text = response
+        .text()
+        .await
+        .map_err(|e| unreachable(&endpoint, &e))?;
+    Err(http_error(&endpoint, status, &text))
+}
+
+fn http_client(ca_file: Option<&Path>, endpoint: &str) -> Result<reqwest::Client, ClientError> {
+    let tls = zedops_transport::client_config(ca_file).map_err(|e| from_transport(e, endpoint))?;
+    reqwest::Client::builder()
+        .use_preconfigured_tls((*tls).clone())
+        // A redirect would carry the password or token somewhere the user did not name.
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(HTTP_TIMEOUT)
+        .user_agent(concat!("zedops/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| unreachable(endpoint, &e))
+}
+
+/// A failed HTTP answer: the relay's own `ErrorReply` when it sent one, else the status.
+fn http_error(endpoint: &str, status: reqwest::StatusCode, body: &str) -> ClientError {
+    if is_error_answer(body) {
+        return decode_error_answer(body);
+    }
+    ClientError::RelayUnreachable {
+        url: endpoint.to_string(),
+        reason: format!("it answered HTTP {status}, which is not a ZedOps relay answer"),
+    }
+}
+
+fn unreachable(endpoint: &str, err: &reqwest::Error) -> ClientError {
+    ClientError::RelayUnreachable {
+        url: endpoint.to_string(),
+        reason: error_chain(err),
+    }
+}
+
+/// reqwest's own message is generic ("error sending request"); the cause is in its sources.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// This machine's host name, to label the device session; `None` when the OS will not say.
+pub(crate) fn device_name() -> Option<String> {
+    let name = whoami::fallible::hostname().ok()?;
+    let name = name.trim();
+    if name.is_empty() {
+        return None;
+    }
+    let mut end = name.len().min(MAX_INFO_LEN);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(name[..end].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_errors_prefer_the_relays_own_answer() {
+        let err = http_error(
+            "https://r/api/login",
+            reqwest::StatusCode::TOO_MANY_REQUESTS,
+            r#"{"errorCode":"RATE_LIMITED","error":"too many attempts","retryAfterSecs":30}"#,
+        );
+        assert_eq!(err.code(), "RATE_LIMITED");
+        assert_eq!(err.retry_after_secs(), Some(30));
+        let err = http_error(
+            "https://r/api/login",
+            reqwest::StatusCode::BAD_GATEWAY,
+            "<html>bad gateway</html>",
+        );
+        assert_eq!(err.code(), "RELAY_UNREACHABLE");
+        assert!(err.to_string().contains("502"), "{err}");
+    }
+
+    #[test]
+    fn device_name_is_bounded() {
+        if let Some(name) = device_name() {
+            assert!(!name.is_empty() && name.len() <= MAX_INFO_LEN);
+        }
+    }
+}
