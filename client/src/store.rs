@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use zedops_transport::{RelayUrl, TransportError};
+use zedops_transport::RelayUrl;
 
 use crate::error::{ClientError, from_transport};
 
@@ -25,14 +25,8 @@ pub const CONFIG_FILE: &str = "config.json";
 /// The keyring user name for `relay`: its canonical URL, so that `relay.example`,
 /// `https://relay.example/` and `wss://relay.example` share one entry.
 pub fn keyring_user(relay: &str) -> Result<String, ClientError> {
-    let url = match RelayUrl::parse(relay, false) {
-        Ok(url) => url,
-        // Whether plaintext is acceptable was decided when connecting; here only the key matters.
-        Err(TransportError::PlaintextRefused { .. }) => {
-            RelayUrl::parse(relay, true).map_err(|e| from_transport(e, relay))?
-        }
-        Err(err) => return Err(from_transport(err, relay)),
-    };
+    // Whether plaintext is acceptable is decided when connecting; here only the key matters.
+    let url = RelayUrl::parse_any(relay).map_err(|e| from_transport(e, relay))?;
     Ok(url.canonical())
 }
 

@@ -1,206 +1,185 @@
-//! The `zedops` binary against the scripted fake relay: what goes to stdout and stderr, exit
-//! codes, `ZEDOPS_TOKEN`, and that the config file never holds a secret.
+//! The `zedops` binary against the real relay, a real agent and the real Docker engine: login
+//! into the OS keyring (the password nowhere on disk), tables and `--json`, actions that change
+//! real containers, error lines and exit codes, admin commands, and logout.
 
 mod support;
 
-use serde_json::{Value, json};
-use support::{FakeRelay, answer, fake_http, recv, run, text, zedops};
+use std::process::Output;
+
+use serde_json::Value;
+use support::{run, text, zedops};
+use zedops_client::store;
+use zedops_protocol::Role;
+use zedops_testkit::{TEST_PASSWORD, TestAgent, TestContainers, TestRelay, require_docker};
+
+/// Runs `zedops ARGS` with `token` as ZEDOPS_TOKEN (headless) and the relay given.
+async fn headless(relay: &TestRelay, token: &str, config: &std::path::Path, args: &[&str]) -> Output {
+    run(zedops(config).env("ZEDOPS_TOKEN", token).env("ZEDOPS_RELAY", &relay.url).args(args), "").await
+}
+
+fn json(out: &Output) -> Value {
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("JSON on stdout ({e}): {}", text(&out.stdout)))
+}
+
+fn failed_with(out: &Output, code: &str) {
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with(&format!("error: {code}: ")), "{stderr}");
+    assert!(out.stdout.is_empty(), "errors go to stderr only");
+}
 
 #[tokio::test]
-async fn login_with_print_token_keeps_the_secret_out_of_the_config() {
-    let dir = tempfile::tempdir().unwrap();
-    let (url, mut requests) = fake_http(
-        "200 OK",
-        r#"{"token":"zd_secret_token","user":"alice","role":"operator"}"#,
-    )
-    .await;
-    let out = run(
-        zedops(dir.path()).args([
-            "login",
-            "--relay",
-            &url,
-            "--user",
-            "alice",
-            "--password-stdin",
-            "--print-token",
-        ]),
-        "hunter2 x\n",
-    )
-    .await;
+async fn drives_real_containers_through_the_cli() {
+    let Some(docker) = require_docker().await else { return };
+    let mut containers = TestContainers::new(&docker);
+    let web = containers.sleeper("web").await;
+    let relay = TestRelay::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let agent = TestAgent::spawn(&relay.url, Some(relay.registration_token().await), "cli-host", &data.path().join("a"));
+    relay.wait_agent("cli-host", true).await;
+    let token = relay.login("ops", Role::Operator).await;
+    let config = tempfile::tempdir().unwrap();
+
+    let agents = json(&headless(&relay, &token, config.path(), &["agents", "--json"]).await);
+    assert_eq!(agents["count"], 1);
+    assert_eq!(agents["agents"][0]["name"], "cli-host");
+    assert_eq!(agents["agents"][0]["online"], true);
+
+    let table = headless(&relay, &token, config.path(), &["ps", "--agent", "cli-host"]).await;
+    assert!(table.status.success());
+    let table = text(&table.stdout);
+    assert!(table.starts_with("ID"), "{table}");
+    let row = table.lines().find(|l| l.contains(&web)).expect("container row");
+    assert!(row.contains("running") && row.contains(zedops_testkit::docker::TEST_IMAGE), "{row}");
+
+    let ps = json(&headless(&relay, &token, config.path(), &["ps", "--agent", "cli-host", "--json"]).await);
+    let listed = ps["containers"].as_array().unwrap();
+    assert_eq!(ps["count"], listed.len());
+    assert!(listed.iter().any(|c| c["names"][0] == format!("/{web}") && c["state"] == "running"));
+
+    let stop = headless(&relay, &token, config.path(), &["stop", "--agent", "cli-host", &web]).await;
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    assert_eq!(text(&stop.stderr), format!("stopped {web} on cli-host\n"));
+    assert_eq!(containers.state(&web).await, "exited");
+    let start = json(&headless(&relay, &token, config.path(), &["start", "--agent", "cli-host", &web, "--json"]).await);
+    assert_eq!(start["success"], true);
+    assert_eq!(start["operation"], "start");
+    assert_eq!(containers.state(&web).await, "running");
+
+    failed_with(&headless(&relay, &token, config.path(), &["stop", "--agent", "cli-host", "no-such-box"]).await, "CONTAINER_NOT_FOUND");
+    failed_with(&headless(&relay, &token, config.path(), &["ps", "--agent", "nowhere"]).await, "NOT_FOUND");
+    failed_with(&headless(&relay, "zd_forged", config.path(), &["agents"]).await, "UNAUTHORIZED");
+    // An operator is not an admin.
+    failed_with(&headless(&relay, &token, config.path(), &["audit"]).await, "FORBIDDEN");
+
+    agent.kill().await;
+    relay.wait_agent("cli-host", false).await;
+    failed_with(&headless(&relay, &token, config.path(), &["ps", "--agent", "cli-host"]).await, "AGENT_OFFLINE");
+}
+
+#[tokio::test]
+async fn admin_commands_create_tokens_revoke_and_read_the_audit_log() {
+    let relay = TestRelay::start().await;
+    let admin = relay.login("root", Role::Admin).await;
+    let config = tempfile::tempdir().unwrap();
+
+    let out = headless(&relay, &admin, config.path(), &["token", "create", "--ttl", "10m"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "zd_secret_token\n");
-    assert_eq!(
-        text(&out.stderr),
-        format!("Logged in to {url} as alice (operator)\n")
-    );
-    let body = requests.recv().await.unwrap();
-    assert!(body.contains(r#""password":"hunter2 x""#), "{body}");
+    let token = text(&out.stdout);
+    assert!(token.starts_with("zr_") && token.lines().count() == 1, "token alone on stdout: {token:?}");
+    let data = tempfile::tempdir().unwrap();
+    let agent = TestAgent::spawn(&relay.url, Some(token.trim().to_string()), "enrolled", &data.path().join("a"));
+    relay.wait_agent("enrolled", true).await;
 
-    let config = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
-    let parsed: Value = serde_json::from_str(&config).unwrap();
-    assert_eq!(parsed, json!({"relay": url, "user": "alice"}));
-    assert!(
-        !config.contains("zd_secret_token") && !config.contains("hunter2"),
-        "{config}"
-    );
+    let viewer = relay.login("peek", Role::Viewer).await;
+    failed_with(&headless(&relay, &viewer, config.path(), &["restart", "--agent", "enrolled", "web"]).await, "FORBIDDEN");
+    let log = json(&headless(&relay, &admin, config.path(), &["audit", "--agent", "enrolled", "--since", "1h", "--json"]).await);
+    let entry = &log["entries"][0];
+    assert_eq!((entry["user"].as_str(), entry["result"].as_str()), (Some("peek"), Some("forbidden")), "{log}");
+    let table = text(&headless(&relay, &admin, config.path(), &["audit"]).await.stdout);
+    assert!(table.lines().any(|l| l.contains("peek") && l.contains("enrolled") && l.contains("FORBIDDEN")), "{table}");
+
+    let sessions = json(&headless(&relay, &admin, config.path(), &["sessions", "--json"]).await);
+    let peek = sessions["sessions"].as_array().unwrap().iter().find(|s| s["user"] == "peek").expect("listed")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = headless(&relay, &admin, config.path(), &["sessions", "revoke", &peek]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    failed_with(&headless(&relay, &viewer, config.path(), &["agents"]).await, "UNAUTHORIZED");
+
+    let out = headless(&relay, &admin, config.path(), &["agent", "revoke", "enrolled"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    relay.wait_agent("enrolled", false).await;
+    agent.exit().await.expect_err("a revoked agent stays out");
 }
 
 #[tokio::test]
-async fn a_refused_login_is_an_error_line_and_exit_code_1() {
-    let dir = tempfile::tempdir().unwrap();
-    let (url, _) = fake_http(
-        "401 Unauthorized",
-        r#"{"errorCode":"UNAUTHORIZED","error":"wrong user name or password"}"#,
-    )
-    .await;
-    let out = run(
-        zedops(dir.path()).args([
-            "login",
-            "--relay",
-            &url,
-            "--user",
-            "alice",
-            "--password-stdin",
-        ]),
-        "no\n",
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(1));
-    assert!(out.stdout.is_empty());
-    let stderr = text(&out.stderr);
-    assert!(
-        stderr.starts_with("error: UNAUTHORIZED: login refused (wrong user name or password)"),
-        "{stderr}"
-    );
-    assert!(!dir.path().join("config.json").exists());
-}
-
-#[tokio::test]
-async fn usage_errors_exit_with_2() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = run(zedops(dir.path()).args(["start", "--agent", "a"]), "").await;
-    assert_eq!(out.status.code(), Some(2));
-    let out = run(
-        zedops(dir.path()).args(["login", "--relay", "https://r.example", "--user", "u"]),
-        "",
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("--password-stdin"),
-        "{}",
-        text(&out.stderr)
-    );
-}
-
-#[tokio::test]
-async fn without_a_login_commands_say_how_to_log_in() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = run(zedops(dir.path()).arg("agents"), "").await;
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out.stderr);
-    assert!(
-        stderr.starts_with("error: NOT_LOGGED_IN: not logged in")
-            && stderr.contains("zedops login --relay URL"),
-        "{stderr}"
-    );
-}
-
-#[tokio::test]
-async fn tables_json_and_actions_with_zedops_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut relay = FakeRelay::start().await;
-    let url = relay.url.clone();
-    let serving = tokio::spawn(async move {
-        // One connection per command; each command sends one request.
-        for _ in 0..5 {
-            let mut ws = relay.accept("operator").await;
-            let request = recv(&mut ws).await.unwrap();
-            let data = &request["data"];
-            let reply = match request["subject"].as_str().unwrap() {
-                "agent.list" => {
-                    json!({"agents": [{"id": "a-1", "name": "agent-1", "online": true, "lastSeen": null,
-                    "info": {"version": "0.1.0", "dockerVersion": "26.1.5", "os": "linux", "arch": "x86_64"}}], "count": 1})
-                }
-                "container.list" => {
-                    json!({"containers": [{"id": "0123456789abcdef".repeat(4), "names": ["/web"],
-                    "image": "busybox", "state": "running", "status": "Up 1 second", "created": 1,
-                    "ports": [{"privatePort": 80, "publicPort": 8080, "type": "tcp", "ip": "0.0.0.0"},
-                              {"privatePort": 53, "type": "udp"}]}], "count": 1})
-                }
-                "container.stop" => {
-                    json!({"success": true, "containerId": data["containerId"], "operation": "stop"})
-                }
-                _ => {
-                    json!({"success": false, "containerId": data["containerId"], "operation": "start",
-                    "error": "container web is wedged", "errorCode": "DOCKER_START_FAILED"})
-                }
-            };
-            answer(&mut ws, &request, reply).await;
-            // Wait for the client's close so the next accept is the next command.
-            while recv(&mut ws).await.is_some() {}
+async fn login_keeps_only_a_device_token_in_the_keyring_and_logout_removes_it() {
+    let relay = TestRelay::start().await;
+    relay.login("alice", Role::Viewer).await;
+    let config = tempfile::tempdir().unwrap();
+    if let Err(err) = store::load_token(&relay.url) {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true and no OS keyring: {err}");
         }
-    });
-    let cmd = |args: &[&str]| {
-        let mut cmd = zedops(dir.path());
-        cmd.env("ZEDOPS_TOKEN", "tok-1")
-            .env("ZEDOPS_RELAY", &url)
-            .args(args);
-        cmd
-    };
-
-    let out = run(&mut cmd(&["agents"]), "").await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let table = text(&out.stdout);
-    let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(
-        lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["NAME", "ID", "STATUS", "LAST", "SEEN", "DOCKER", "OS"]
-    );
-    assert_eq!(
-        lines[1].split_whitespace().collect::<Vec<_>>(),
-        ["agent-1", "a-1", "online", "-", "26.1.5", "linux/x86_64"]
-    );
-
-    let out = run(&mut cmd(&["ps", "--agent", "agent-1", "--json"]), "").await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(listed["count"], 1);
-    assert_eq!(listed["containers"][0]["names"][0], "/web");
-    assert_eq!(listed["containers"][0]["ports"][0]["privatePort"], 80);
-
-    let out = run(&mut cmd(&["ps", "--agent", "agent-1"]), "").await;
-    let table = text(&out.stdout);
-    assert!(
-        table
-            .lines()
-            .nth(1)
-            .unwrap()
-            .starts_with("0123456789ab  web   busybox  running  Up 1 second"),
-        "{table}"
-    );
-    assert!(table.ends_with("0.0.0.0:8080->80/tcp, 53/udp\n"), "{table}");
+        eprintln!("SKIPPED: no OS keyring ({err})");
+        return;
+    }
 
     let out = run(
-        &mut cmd(&["stop", "--agent", "agent-1", "web", "--json"]),
-        "",
+        zedops(config.path()).args(["login", "--relay", &relay.url, "--user", "alice", "--password-stdin"]),
+        &format!("{TEST_PASSWORD}\n"),
     )
     .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stderr), "stopped web on agent-1\n");
-    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        done,
-        json!({"success": true, "containerId": "web", "operation": "stop"})
-    );
-
-    let out = run(&mut cmd(&["start", "--agent", "agent-1", "web"]), "").await;
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), format!("Logged in to {} as alice (viewer)\n", relay.url));
     assert!(out.stdout.is_empty());
-    assert!(
-        text(&out.stderr).starts_with("error: DOCKER_START_FAILED: container web is wedged"),
-        "{}",
-        text(&out.stderr)
-    );
-    serving.await.unwrap();
+    let token = store::load_token(&relay.url).unwrap().expect("token in the keyring");
+    assert!(token.starts_with("zd_"));
+    let found = std::process::Command::new("secret-tool")
+        .args(["lookup", "service", "zedops", "username", &store::keyring_user(&relay.url).unwrap()])
+        .output()
+        .expect("secret-tool runs");
+    assert_eq!(text(&found.stdout), token, "secret-tool finds the device token");
+
+    // Later commands use the stored login: no flags, no environment.
+    let agents = run(zedops(config.path()).args(["agents", "--json"]), "").await;
+    assert_eq!(json(&agents)["count"], 0);
+
+    // Neither the password nor the token is on disk: not in the config, not in the relay's files.
+    for dir in [config.path(), relay.db_path().parent().unwrap()] {
+        for file in std::fs::read_dir(dir).unwrap() {
+            let bytes = std::fs::read(file.unwrap().path()).unwrap();
+            let content = String::from_utf8_lossy(&bytes);
+            assert!(!content.contains(TEST_PASSWORD) && !content.contains(&token), "secret on disk in {}", dir.display());
+        }
+    }
+
+    let out = run(zedops(config.path()).arg("logout"), "").await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(store::load_token(&relay.url).unwrap(), None);
+    assert!(relay.store.session(&token).await.unwrap().is_none(), "the relay session ended too");
+    let after = run(zedops(config.path()).arg("agents"), "").await;
+    failed_with(&after, "NOT_LOGGED_IN");
+    assert!(text(&after.stderr).contains("zedops login"), "says how to log in");
+}
+
+#[tokio::test]
+async fn usage_and_connection_errors_are_plain() {
+    let config = tempfile::tempdir().unwrap();
+    let usage = run(zedops(config.path()).args(["stop", "--agent", "a"]), "").await;
+    assert_eq!(usage.status.code(), Some(2));
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = run(
+        zedops(config.path()).env("ZEDOPS_TOKEN", "zd_x").args(["agents", "--relay", &format!("http://{closed}")]),
+        "",
+    )
+    .await;
+    failed_with(&out, "RELAY_UNREACHABLE");
+    let out = run(zedops(config.path()).env("ZEDOPS_TOKEN", "zd_x").args(["agents", "--relay", "http://relay.example"]), "").await;
+    failed_with(&out, "INVALID_URL");
+    assert!(text(&out.stderr).contains("--insecure"), "says how to allow it: {}", text(&out.stderr));
 }

@@ -19,6 +19,20 @@ impl RelayUrl {
     /// A URL without a scheme is taken as `https://`. Plaintext to a host that is not loopback
     /// is refused unless `insecure` is set, in which case a warning is logged.
     pub fn parse(input: &str, insecure: bool) -> Result<Self, TransportError> {
+        let url = Self::parse_any(input)?;
+        let host = url.base.host_str().unwrap_or_default().to_string();
+        if !url.tls && !host_is_loopback(&host) {
+            if !insecure {
+                return Err(TransportError::PlaintextRefused { scheme: url.base.scheme().into(), host });
+            }
+            tracing::warn!(%host, "plaintext connection to a remote relay: tokens are sent unencrypted");
+        }
+        Ok(url)
+    }
+
+    /// Parses without the plaintext policy, for naming a relay (keyring keys, config) rather
+    /// than connecting to it.
+    pub fn parse_any(input: &str) -> Result<Self, TransportError> {
         let invalid = |reason: &str| TransportError::InvalidUrl { url: input.to_string(), reason: reason.into() };
         let with_scheme = if input.contains("://") { input.to_string() } else { format!("https://{input}") };
         let mut base = Url::parse(&with_scheme).map_err(|e| invalid(&e.to_string()))?;
@@ -27,12 +41,8 @@ impl RelayUrl {
             "http" | "ws" => false,
             other => return Err(invalid(&format!("scheme {other}:// is not http(s) or ws(s)"))),
         };
-        let host = base.host_str().ok_or_else(|| invalid("no host"))?.to_string();
-        if !tls && !host_is_loopback(&host) {
-            if !insecure {
-                return Err(TransportError::PlaintextRefused { scheme: base.scheme().into(), host });
-            }
-            tracing::warn!(%host, "plaintext connection to a remote relay: tokens are sent unencrypted");
+        if base.host_str().is_none_or(str::is_empty) {
+            return Err(invalid("no host"));
         }
         // Keep any path prefix (a relay behind a reverse proxy at /zedops/), without a trailing slash.
         let path = base.path().trim_end_matches('/').to_string();

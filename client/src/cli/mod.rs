@@ -1,6 +1,7 @@
 //! Argument parsing, the shared plumbing of every command (which relay, which token, errors and
 //! exit codes), and dispatch to the command modules.
 
+mod admin;
 mod auth;
 mod fleet;
 mod table;
@@ -62,6 +63,75 @@ enum Command {
     Stop(ActionArgs),
     /// Restart a container
     Restart(ActionArgs),
+    /// Manage agents (admin)
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+    /// List device sessions, or revoke one (admin)
+    Sessions(SessionsArgs),
+    /// Create a single-use registration token to enrol a server (admin)
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Show the audit log, newest first (admin)
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentCommand {
+    /// Revoke an agent: its connection closes at once and its token is refused from then on
+    Revoke {
+        /// Agent name or id
+        agent: String,
+        #[command(flatten)]
+        output: JsonArg,
+    },
+}
+
+#[derive(Debug, Args)]
+struct SessionsArgs {
+    #[command(subcommand)]
+    command: Option<SessionsCommand>,
+    #[command(flatten)]
+    output: JsonArg,
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionsCommand {
+    /// End a device session; its connections close at once
+    Revoke {
+        /// Session id (from `zedops sessions`)
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a new token alone on stdout
+    Create {
+        /// How long the token stays valid (e.g. 15m, 1h, 2d; at most 30 days)
+        #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        #[command(flatten)]
+        output: JsonArg,
+    },
+}
+
+#[derive(Debug, Args)]
+struct AuditArgs {
+    /// Only entries for this agent (name or id)
+    #[arg(long, env = "ZEDOPS_AGENT", value_name = "AGENT")]
+    agent: Option<String>,
+    /// Only entries since this long ago (1h, 2d) or this time (2026-11-23T09:00:00Z)
+    #[arg(long, value_name = "WHEN", value_parser = admin::since)]
+    since: Option<String>,
+    /// At most this many entries (1 to 1000)
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    limit: u32,
+    #[command(flatten)]
+    output: JsonArg,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +244,19 @@ async fn run(cli: Cli) -> CliResult {
                 args.output.json,
             )
             .await
+        }
+        Command::Agent { command: AgentCommand::Revoke { agent, output } } => {
+            admin::revoke_agent(&global, &agent, output.json).await
+        }
+        Command::Sessions(args) => match args.command {
+            None => admin::sessions(&global, args.output.json).await,
+            Some(SessionsCommand::Revoke { id }) => admin::revoke_session(&global, &id, args.output.json).await,
+        },
+        Command::Token { command: TokenCommand::Create { ttl, output } } => {
+            admin::create_token(&global, ttl, output.json).await
+        }
+        Command::Audit(args) => {
+            admin::audit(&global, args.agent.as_deref(), args.since.as_deref(), args.limit, args.output.json).await
         }
     }
 }
