@@ -6,6 +6,8 @@ pub mod credentials;
 pub mod docker;
 mod handlers;
 mod info;
+#[cfg(unix)]
+pub mod install;
 mod session;
 
 use std::future::Future;

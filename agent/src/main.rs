@@ -23,6 +23,57 @@ struct Cli {
 enum Command {
     /// Enrol (first start, with a registration token) or reconnect (stored credentials), then serve.
     Run(RunArgs),
+    /// Install this binary as a hardened systemd service (user zedops-agent), enabled and started.
+    Install(InstallArgs),
+    /// Stop and remove the systemd service; --purge also removes its settings and credentials.
+    Uninstall(UninstallArgs),
+}
+
+#[derive(Args)]
+struct InstallArgs {
+    /// Relay base URL, e.g. https://relay.example.com
+    #[arg(long, env = "ZEDOPS_RELAY")]
+    relay: String,
+    /// Single-use registration token from `zedops-relay token create` [not needed once enrolled]
+    #[arg(
+        long,
+        env = "ZEDOPS_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
+    token: Option<String>,
+    /// File holding the registration token, so it does not show up in `ps`.
+    #[arg(long, env = "ZEDOPS_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Name to enrol under [default: this host's name]
+    #[arg(long, env = "ZEDOPS_NAME")]
+    name: Option<String>,
+    /// Install into this directory instead of the system (packaging, tests): no useradd,
+    /// chown or systemctl, which are printed instead.
+    #[arg(long, env = "ZEDOPS_INSTALL_ROOT")]
+    root: Option<PathBuf>,
+    /// Install, but do not enable or start the service.
+    #[arg(long, env = "ZEDOPS_NO_START")]
+    no_start: bool,
+    /// Extra CA certificate (PEM) to trust for the relay; copied to /etc/zedops-agent/ca.pem.
+    #[arg(long, env = "ZEDOPS_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Allow plaintext ws:// to a relay that is not on this machine.
+    #[arg(long, env = "ZEDOPS_INSECURE")]
+    insecure: bool,
+}
+
+#[derive(Args)]
+struct UninstallArgs {
+    /// Uninstall from this directory instead of the system (see install --root).
+    #[arg(long, env = "ZEDOPS_INSTALL_ROOT")]
+    root: Option<PathBuf>,
+    /// Also remove /etc/zedops-agent, /var/lib/zedops-agent (the credentials) and the user.
+    #[arg(long)]
+    purge: bool,
+    /// Do not stop and disable the service first.
+    #[arg(long)]
+    no_stop: bool,
 }
 
 #[derive(Args)]
@@ -67,7 +118,11 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let Command::Run(args) = Cli::parse().command;
+    let args = match Cli::parse().command {
+        Command::Run(args) => args,
+        Command::Install(args) => return report(install(args)),
+        Command::Uninstall(args) => return report(uninstall(args)),
+    };
     let options = match options(args) {
         Ok(options) => options,
         Err(err) => {
@@ -101,6 +156,58 @@ fn options(args: RunArgs) -> anyhow::Result<AgentOptions> {
         ca_file: args.ca_file,
         insecure: args.insecure,
     })
+}
+
+#[cfg(not(unix))]
+fn install(_: InstallArgs) -> anyhow::Result<()> {
+    anyhow::bail!("install sets the agent up as a systemd service, which needs Linux")
+}
+
+#[cfg(not(unix))]
+fn uninstall(_: UninstallArgs) -> anyhow::Result<()> {
+    anyhow::bail!("uninstall removes a systemd service, which needs Linux")
+}
+
+#[cfg(unix)]
+fn install(args: InstallArgs) -> anyhow::Result<()> {
+    let token = match (args.token, &args.token_file) {
+        (Some(token), _) => Some(token),
+        (None, Some(path)) => Some(read_token(path)?),
+        (None, None) => None,
+    };
+    let binary = std::env::current_exe().context("cannot find the running zedops-agent binary")?;
+    zedops_agent::install::install(&zedops_agent::install::InstallOptions {
+        relay: args.relay,
+        token,
+        name: args.name,
+        root: args.root,
+        start: !args.no_start,
+        ca_file: args.ca_file,
+        insecure: args.insecure,
+        binary,
+    })?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn uninstall(args: UninstallArgs) -> anyhow::Result<()> {
+    zedops_agent::install::uninstall(&zedops_agent::install::UninstallOptions {
+        root: args.root,
+        purge: args.purge,
+        stop: !args.no_stop,
+    })?;
+    Ok(())
+}
+
+/// Install and uninstall talk to a person: plain sentences on stderr, no log decoration.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn read_token(path: &Path) -> anyhow::Result<String> {

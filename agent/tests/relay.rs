@@ -36,6 +36,7 @@ impl TestRelay {
             db: db.display().to_string(),
             tls: None,
             timeouts: Timeouts::default(),
+            installer: Default::default(),
         };
         let server = Server::new(options).await.expect("relay starts");
         let (addr, store, handle) = (

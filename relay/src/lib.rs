@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod agent_endpoint;
 pub mod client_endpoint;
+pub mod download;
 pub mod http_api;
 pub mod hub;
 pub mod login_limit;

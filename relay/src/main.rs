@@ -34,6 +34,13 @@ enum Command {
         /// PEM private key of --tls-cert.
         #[arg(long, env = "ZEDOPS_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Directory of agent binaries served at /download/agent/<os>-<arch> for /install.sh
+        /// (zedops-agent-linux-x86_64, zedops-agent-linux-aarch64); hashed at start.
+        #[arg(long, env = "ZEDOPS_DOWNLOADS")]
+        downloads: Option<PathBuf>,
+        /// URL servers reach this relay at, written into /install.sh [default: from each request's Host]
+        #[arg(long, env = "ZEDOPS_PUBLIC_URL")]
+        public_url: Option<String>,
     },
     /// Manage users.
     User {
@@ -75,6 +82,12 @@ enum TokenCommand {
         /// How long the token stays valid (e.g. 15m, 1h, 2d).
         #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
         ttl: Duration,
+        /// Print the one-line command that enrols a server with the token, instead of the token.
+        #[arg(long)]
+        install_command: bool,
+        /// URL servers reach this relay at, for --install-command (e.g. https://relay.example.com).
+        #[arg(long, env = "ZEDOPS_PUBLIC_URL", requires = "install_command")]
+        public_url: Option<String>,
     },
 }
 
@@ -136,9 +149,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => default_db()?,
     };
     match cli.command {
-        Command::Serve { listen, tls_cert, tls_key } => {
+        Command::Serve { listen, tls_cert, tls_key, downloads, public_url } => {
             let tls = tls_cert.zip(tls_key);
-            let server = Server::new(Options { listen, db, tls, timeouts: Timeouts::default() }).await?;
+            let installer = zedops_relay::download::InstallerOptions { downloads, public_url };
+            let server = Server::new(Options { listen, db, tls, timeouts: Timeouts::default(), installer }).await?;
             let handle = server.shutdown_handle();
             tokio::spawn(async move {
                 shutdown_signal().await;
@@ -156,9 +170,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("created {role} {name}");
             Ok(())
         }
-        Command::Token { command: TokenCommand::Create { ttl } } => {
+        Command::Token { command: TokenCommand::Create { ttl, install_command, public_url } } => {
+            // Check the URL before a token is spent on a command that cannot work.
+            let public_url = match (install_command, public_url) {
+                (false, _) => None,
+                (true, Some(url)) => Some(zedops_relay::download::check_public_url(&url).map_err(anyhow::Error::msg)?),
+                (true, None) => bail!(
+                    "--install-command needs the address servers reach this relay at: pass --public-url \
+                     https://relay.example.com or set ZEDOPS_PUBLIC_URL"
+                ),
+            };
             let token = Store::open(&db).await?.create_registration_token(ttl).await?;
-            println!("{token}");
+            match public_url {
+                Some(url) => {
+                    if url.starts_with("http://") {
+                        eprintln!(
+                            "warning: {url} is plaintext http; servers other than this one refuse it unless \
+                             --insecure is added to the command (tokens then cross the network unencrypted)"
+                        );
+                    }
+                    eprintln!("run this on the server to enrol (as root; the token is single-use, valid {}):", humantime::format_duration(ttl));
+                    println!("{}", zedops_relay::download::install_command(&url, &token));
+                }
+                None => println!("{token}"),
+            }
             Ok(())
         }
         Command::Agent { command: AgentCommand::List { json } } => {

@@ -13,9 +13,10 @@ use axum_server::tls_rustls::RustlsConfig;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use crate::download::{Installer, InstallerOptions};
 use crate::hub::Hub;
 use crate::store::Store;
-use crate::{agent_endpoint, client_endpoint, http_api};
+use crate::{agent_endpoint, client_endpoint, download, http_api};
 
 /// How long shutdown waits for open connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -50,6 +51,8 @@ pub struct Options {
     /// PEM certificate chain and private key; both or neither.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub timeouts: Timeouts,
+    /// What `/install.sh` and `/download/agent/…` serve (nothing to download by default).
+    pub installer: InstallerOptions,
 }
 
 /// What every connection task shares.
@@ -71,6 +74,7 @@ pub struct Server {
     listener: std::net::TcpListener,
     tls: Option<RustlsConfig>,
     handle: ShutdownHandle,
+    installer: Arc<Installer>,
 }
 
 /// Stops a running relay from elsewhere.
@@ -96,6 +100,7 @@ impl Server {
             Some((cert, key)) => Some(load_tls(cert, key)?),
             None => None,
         };
+        let installer = Arc::new(Installer::load(&options.installer, tls.is_some()).await?);
         // tokio's bind sets SO_REUSEADDR, so a restarted relay can take its port back at once.
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
@@ -111,7 +116,7 @@ impl Server {
             login_limit: Default::default(),
         });
         let handle = ShutdownHandle { tx: Arc::new(tx), http: axum_server::Handle::new() };
-        Ok(Self { state, listener, tls, handle })
+        Ok(Self { state, listener, tls, handle, installer })
     }
 
     /// The bound address (with the real port when 0 was asked for).
@@ -141,7 +146,7 @@ impl Server {
 
     /// Serves until [`ShutdownHandle::shutdown`], then waits briefly for connections to close.
     pub async fn listen(self) -> anyhow::Result<()> {
-        let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = router(self.state.clone(), self.installer.clone()).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(addr = %self.local_addr(), tls = self.tls.is_some(), "relay listening");
         tokio::spawn(crate::revocation::watch(self.state.clone()));
         match self.tls {
@@ -156,8 +161,9 @@ impl Server {
     }
 }
 
-fn router(state: Arc<AppState>) -> Router {
+fn router(state: Arc<AppState>, installer: Arc<Installer>) -> Router {
     Router::new()
+        .merge(download::router(installer))
         .route("/healthz", get(http_api::healthz))
         .route("/api/login", post(http_api::login))
         .route("/api/logout", post(http_api::logout))

@@ -76,7 +76,7 @@ impl TestRelay {
         tls: Option<(PathBuf, PathBuf)>,
     ) -> Self {
         let db = dir.path().join("relay.db").display().to_string();
-        let server = Server::new(Options { listen, db, tls, timeouts }).await.expect("relay starts");
+        let server = Server::new(Options { listen, db, tls, timeouts, installer: Default::default() }).await.expect("relay starts");
         let (url, addr, store, state, handle) =
             (server.url(), server.local_addr(), server.store(), server.state(), server.shutdown_handle());
         let task = tokio::spawn(async move {

@@ -1,0 +1,448 @@
+//! `zedops-agent install` and `uninstall`: put the agent on a Linux server as a hardened systemd
+//! service running as its own user (in the `docker` group, never root), or take it off again.
+//!
+//! Everything is declarative: install makes the files what the inputs say and compares before
+//! writing, so running it twice with the same inputs changes nothing. `root` installs into a
+//! prefix (packaging, tests): paths land under it, nothing outside it is touched, and the
+//! commands that would change the system are printed instead of run.
+
+mod files;
+mod system;
+pub mod unit;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail, ensure};
+use zedops_protocol::MAX_TOKEN_LEN;
+use zedops_protocol::payload::is_valid_name;
+use zedops_transport::RelayUrl;
+
+use files::Owner;
+use system::System;
+use unit::Config;
+
+/// The service's system user; it owns the data directory and the configuration file.
+pub const USER: &str = "zedops-agent";
+/// The group whose members may use the Docker socket.
+pub const DOCKER_GROUP: &str = "docker";
+/// The unit's name.
+pub const SERVICE: &str = "zedops-agent.service";
+/// Where install copies the binary.
+pub const BIN_PATH: &str = "/usr/local/bin/zedops-agent";
+/// Where a package manager puts the binary; used in place, and never removed by uninstall.
+pub const PACKAGED_BIN_PATH: &str = "/usr/bin/zedops-agent";
+/// The unit file (the administrator's unit directory, which overrides a packaged unit).
+pub const UNIT_PATH: &str = "/etc/systemd/system/zedops-agent.service";
+/// Configuration: the settings file and a copy of a private CA.
+pub const CONFIG_DIR: &str = "/etc/zedops-agent";
+pub const CONFIG_PATH: &str = "/etc/zedops-agent/agent.env";
+pub const CA_PATH: &str = "/etc/zedops-agent/ca.pem";
+/// The agent's data directory: its permanent credentials after enrolment.
+pub const DATA_DIR: &str = "/var/lib/zedops-agent";
+
+/// What `zedops-agent install` was asked for.
+pub struct InstallOptions {
+    /// Relay base URL.
+    pub relay: String,
+    /// Single-use registration token; may be left out when the agent has enrolled already.
+    pub token: Option<String>,
+    /// Name to enrol under (the host name when left out).
+    pub name: Option<String>,
+    /// Install into this prefix instead of the live system.
+    pub root: Option<PathBuf>,
+    /// Enable and start the service (or restart it when something changed).
+    pub start: bool,
+    /// A private CA certificate (PEM) the relay's certificate is signed by; copied into the
+    /// configuration directory, since the service cannot read home directories.
+    pub ca_file: Option<PathBuf>,
+    /// Allow plaintext to a relay that is not on this machine.
+    pub insecure: bool,
+    /// The binary to install (normally the running one).
+    pub binary: PathBuf,
+}
+
+impl std::fmt::Debug for InstallOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstallOptions")
+            .field("relay", &self.relay)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("name", &self.name)
+            .field("root", &self.root)
+            .field("start", &self.start)
+            .field("ca_file", &self.ca_file)
+            .field("insecure", &self.insecure)
+            .field("binary", &self.binary)
+            .finish()
+    }
+}
+
+/// What `zedops-agent uninstall` was asked for.
+#[derive(Debug)]
+pub struct UninstallOptions {
+    /// Uninstall from this prefix instead of the live system.
+    pub root: Option<PathBuf>,
+    /// Also remove the configuration, the credentials and (live) the user.
+    pub purge: bool,
+    /// Stop and disable the service first.
+    pub stop: bool,
+}
+
+/// The paths of an installation, on the live system or under a prefix.
+struct Target {
+    root: Option<PathBuf>,
+}
+
+impl Target {
+    /// Where the file the system knows as `path` is written.
+    fn path(&self, path: &str) -> PathBuf {
+        match &self.root {
+            Some(root) => root.join(path.trim_start_matches('/')),
+            None => PathBuf::from(path),
+        }
+    }
+}
+
+/// Installs (or updates) the service. Returns whether anything changed.
+pub fn install(options: &InstallOptions) -> anyhow::Result<bool> {
+    let target = Target {
+        root: options.root.clone(),
+    };
+    let system = System::new(options.root.is_none());
+    if system.is_live() {
+        ensure!(
+            is_root(),
+            "installing a system service needs root: run it with sudo, or pass --root DIR to \
+             install into a directory"
+        );
+    }
+
+    let relay = RelayUrl::parse(options.relay.trim(), options.insecure)
+        .with_context(|| "check --relay")?
+        .canonical();
+    ensure!(
+        unit::is_plain_value(&relay),
+        "the relay URL {relay:?} has characters the service configuration cannot hold; use a \
+         URL of letters, digits and - _ . : / @ % + , = [ ]"
+    );
+    if let Some(name) = &options.name {
+        ensure!(
+            is_valid_name(name),
+            "invalid --name {name:?}: use 1 to 64 of A-Z a-z 0-9 . _ -, not starting with . or -"
+        );
+    }
+    let token = registration_token(options, &target)?;
+    let ca_pem = match &options.ca_file {
+        Some(source) => {
+            let pem = fs::read(source)
+                .with_context(|| format!("cannot read --ca-file {}", source.display()))?;
+            ensure!(
+                String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----"),
+                "--ca-file {} holds no PEM certificate; give the relay's CA certificate",
+                source.display()
+            );
+            Some(pem)
+        }
+        None => None,
+    };
+
+    // The user first: the files below are given to it.
+    let owner = ensure_user(&system)?;
+    let mut changed = owner.1;
+    let owner = owner.0;
+
+    let data_dir = target.path(DATA_DIR);
+    changed |= note(
+        files::dir(&data_dir, 0o700, owner)?,
+        &data_dir,
+        "data directory",
+    );
+    if let Some(owner) = owner
+        && files::chown_tree(&data_dir, owner)?
+    {
+        eprintln!("gave the contents of {} to {USER}", data_dir.display());
+        changed = true;
+    }
+
+    let config_dir = target.path(CONFIG_DIR);
+    changed |= note(
+        files::dir(&config_dir, 0o755, None)?,
+        &config_dir,
+        "configuration directory",
+    );
+    let ca_path = target.path(CA_PATH);
+    let ca_file = match &ca_pem {
+        Some(pem) => {
+            changed |= note(
+                files::write(&ca_path, pem, 0o644, None)?,
+                &ca_path,
+                "CA certificate",
+            );
+            Some(CA_PATH.to_string())
+        }
+        None => {
+            changed |= removed(files::remove_file(&ca_path)?, &ca_path);
+            None
+        }
+    };
+    let config = Config {
+        relay,
+        token,
+        name: options.name.clone(),
+        ca_file,
+        insecure: options.insecure,
+    };
+    let config_path = target.path(CONFIG_PATH);
+    let config_changed = files::write(&config_path, config.render().as_bytes(), 0o600, owner)?;
+    changed |= note(config_changed, &config_path, "configuration (0600)");
+
+    let exec = install_binary(options, &target, &mut changed)?;
+
+    let unit_path = target.path(UNIT_PATH);
+    create_parent(&unit_path)?;
+    let unit_changed = files::write(&unit_path, unit::render(&exec).as_bytes(), 0o644, None)?;
+    changed |= note(unit_changed, &unit_path, "systemd unit");
+
+    start_service(&system, options.start, unit_changed, changed)?;
+    if !changed {
+        eprintln!("zedops-agent is installed as configured; nothing changed");
+    }
+    Ok(changed)
+}
+
+/// Takes the service off. Returns whether anything was removed.
+pub fn uninstall(options: &UninstallOptions) -> anyhow::Result<bool> {
+    let target = Target {
+        root: options.root.clone(),
+    };
+    let system = System::new(options.root.is_none());
+    if system.is_live() {
+        ensure!(
+            is_root(),
+            "removing a system service needs root: run it with sudo, or pass --root DIR"
+        );
+    }
+    let unit_path = target.path(UNIT_PATH);
+    if options.stop && unit_path.exists() && (system.has_systemd() || !system.is_live()) {
+        system
+            .run("systemctl", &["disable", "--now", SERVICE])
+            .context("stop it with `systemctl disable --now zedops-agent` and run again, or pass --no-stop")?;
+    }
+    let mut removed_any = false;
+    let mut gone = Vec::new();
+    if files::remove_file(&unit_path)? {
+        eprintln!("removed {}", unit_path.display());
+        gone.push(unit_path.clone());
+        removed_any = true;
+        if system.has_systemd() || !system.is_live() {
+            system.run("systemctl", &["daemon-reload"])?;
+        }
+    }
+    let bin_path = target.path(BIN_PATH);
+    if files::remove_file(&bin_path)? {
+        eprintln!("removed {}", bin_path.display());
+        gone.push(bin_path);
+        removed_any = true;
+    }
+    if options.purge {
+        for dir in [target.path(CONFIG_DIR), target.path(DATA_DIR)] {
+            if files::remove_tree(&dir)? {
+                eprintln!("removed {} and everything in it", dir.display());
+                gone.push(dir);
+                removed_any = true;
+            }
+        }
+        if !system.is_live() {
+            system.run("userdel", &[USER])?;
+        } else if system.user_ids(USER)?.is_some() {
+            system.run("userdel", &[USER])?;
+            removed_any = true;
+        }
+    } else {
+        eprintln!(
+            "kept {CONFIG_DIR} and {DATA_DIR} (the agent's credentials): install again to \
+             reconnect as the same agent, or uninstall --purge to remove them"
+        );
+    }
+    if let Some(root) = &options.root {
+        // In a prefix, the directories install created go too; on a live system /usr/local/bin
+        // and /etc/systemd/system are not ours to remove.
+        for path in &gone {
+            files::prune_empty_parents(path, root);
+        }
+    }
+    if options.purge && system.is_live() && Path::new(PACKAGED_BIN_PATH).exists() {
+        eprintln!(
+            "{PACKAGED_BIN_PATH} belongs to the zedops-agent package: remove it with `apt remove zedops-agent`"
+        );
+    }
+    if !removed_any {
+        eprintln!("zedops-agent was not installed here; nothing removed");
+    }
+    Ok(removed_any)
+}
+
+/// The token to write: the one given, else the one already configured while the agent has not
+/// enrolled yet. None once it has enrolled: the token is spent, and the stored credentials are
+/// what the agent uses.
+fn registration_token(options: &InstallOptions, target: &Target) -> anyhow::Result<Option<String>> {
+    if let Some(token) = &options.token {
+        let token = token.trim();
+        ensure!(
+            !token.is_empty() && token.len() <= MAX_TOKEN_LEN && unit::is_plain_value(token),
+            "the registration token is malformed; copy it again from `zedops-relay token create`"
+        );
+        return Ok(Some(token.to_string()));
+    }
+    let enrolled = crate::credentials::path(&target.path(DATA_DIR)).exists();
+    if enrolled {
+        return Ok(None);
+    }
+    let configured = fs::read_to_string(target.path(CONFIG_PATH))
+        .ok()
+        .and_then(|text| Config::lookup(&text, "ZEDOPS_TOKEN").map(str::to_string));
+    match configured {
+        Some(token) => Ok(Some(token)),
+        None => bail!(
+            "this server has not enrolled yet, so it needs a registration token: create one on \
+             the relay's machine with `zedops-relay token create` and pass it with --token-file \
+             (or --token)"
+        ),
+    }
+}
+
+/// Makes sure the service user exists and is in the docker group. Returns its ids (`None` in a
+/// prefix, where ownership is left as is) and whether anything changed.
+fn ensure_user(system: &System) -> anyhow::Result<(Option<Owner>, bool)> {
+    let add_user = [
+        "--system",
+        "--user-group",
+        "--home-dir",
+        DATA_DIR,
+        "--no-create-home",
+        "--shell",
+        system::nologin(),
+        "--comment",
+        "ZedOps agent",
+        USER,
+    ];
+    if !system.is_live() {
+        system.run("useradd", &add_user)?;
+        system.run("usermod", &["--append", "--groups", DOCKER_GROUP, USER])?;
+        eprintln!("would run: chown {USER}: {DATA_DIR} {CONFIG_PATH}");
+        return Ok((None, false));
+    }
+    let mut changed = false;
+    if system.user_ids(USER)?.is_none() {
+        system.run("useradd", &add_user)?;
+        changed = true;
+    }
+    if system.group_exists(DOCKER_GROUP)? {
+        if !system.in_group(USER, DOCKER_GROUP)? {
+            system.run("usermod", &["--append", "--groups", DOCKER_GROUP, USER])?;
+            changed = true;
+        }
+    } else {
+        eprintln!(
+            "warning: there is no {DOCKER_GROUP} group, so the agent cannot reach Docker yet: \
+             install Docker, then run `usermod -aG {DOCKER_GROUP} {USER}` and \
+             `systemctl restart zedops-agent`"
+        );
+    }
+    let ids = system
+        .user_ids(USER)?
+        .with_context(|| format!("user {USER} is still missing after useradd"))?;
+    Ok((Some(ids), changed))
+}
+
+/// Puts the binary in place and returns the path the unit runs. A binary already at the
+/// installed or the packaged path is used where it is.
+fn install_binary(
+    options: &InstallOptions,
+    target: &Target,
+    changed: &mut bool,
+) -> anyhow::Result<String> {
+    let source = fs::canonicalize(&options.binary)
+        .with_context(|| format!("cannot find the agent binary {}", options.binary.display()))?;
+    if target.root.is_none()
+        && (source == Path::new(BIN_PATH) || source == Path::new(PACKAGED_BIN_PATH))
+    {
+        return Ok(source.display().to_string());
+    }
+    let content = fs::read(&source).with_context(|| format!("cannot read {}", source.display()))?;
+    let bin_path = target.path(BIN_PATH);
+    create_parent(&bin_path)?;
+    *changed |= note(
+        files::write(&bin_path, &content, 0o755, None)?,
+        &bin_path,
+        "agent binary",
+    );
+    Ok(BIN_PATH.to_string())
+}
+
+/// Tells systemd about the unit and starts the service, or restarts it when something it runs
+/// with changed. With nothing changed this is a no-op for a running service.
+fn start_service(
+    system: &System,
+    start: bool,
+    unit_changed: bool,
+    changed: bool,
+) -> anyhow::Result<()> {
+    if system.is_live() && !system.has_systemd() {
+        eprintln!(
+            "warning: systemd is not running on this machine (no /run/systemd/system), so the \
+             service was installed but not started; where there is no systemd, run the agent in \
+             a container (see packaging/docker-compose.example.yml)"
+        );
+        return Ok(());
+    }
+    if unit_changed {
+        system.run("systemctl", &["daemon-reload"])?;
+    }
+    if !start {
+        eprintln!("not started (--no-start): start it with `systemctl enable --now zedops-agent`");
+        return Ok(());
+    }
+    system.run("systemctl", &["enable", SERVICE])?;
+    // A changed binary, configuration or group membership takes effect only on a restart.
+    let action = if changed { "restart" } else { "start" };
+    system
+        .run("systemctl", &[action, SERVICE])
+        .context("the service did not start; see `journalctl -u zedops-agent`")?;
+    if system.is_live() {
+        eprintln!("zedops-agent is running; follow it with `journalctl -u zedops-agent -f`");
+    }
+    Ok(())
+}
+
+/// Creates the directories a file goes into (in a prefix, none exist yet).
+fn create_parent(path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().context("an installed file has a directory")?;
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Prints what changed and passes the flag on.
+fn note(changed: bool, path: &Path, what: &str) -> bool {
+    if changed {
+        eprintln!("wrote {what}: {}", path.display());
+    }
+    changed
+}
+
+fn removed(was_there: bool, path: &Path) -> bool {
+    if was_there {
+        eprintln!("removed {}", path.display());
+    }
+    was_there
+}
+
+/// Whether the effective user is root, read from `/proc` to avoid unsafe code for one syscall.
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
+            .unwrap_or(false)
+    })
+}

@@ -1,0 +1,284 @@
+//! The relay's `/install.sh` run with `sh`, the way the README's one command runs it, against
+//! the real relay (port 0) serving the real `zedops-agent` binary from a `--downloads`
+//! directory: it downloads, verifies the SHA-256 and installs into a temporary root, and the
+//! installed configuration enrols the agent; a binary that no longer matches the published
+//! checksum, and an unknown architecture, are refused with nothing installed.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use installer::{AGENT, require_tool, text, verify_unit, walk};
+use tokio::process::Command;
+use zedops_relay::download::InstallerOptions;
+use zedops_relay::{Options, Server, ShutdownHandle, Store, Timeouts};
+
+mod installer;
+
+/// A relay serving agent downloads from `downloads`, stopped on drop.
+struct Relay {
+    url: String,
+    store: Store,
+    handle: ShutdownHandle,
+    _db: tempfile::TempDir,
+}
+
+impl Relay {
+    async fn start(downloads: &Path) -> Self {
+        let db = tempfile::tempdir().unwrap();
+        let server = Server::new(Options {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            db: db.path().join("relay.db").display().to_string(),
+            tls: None,
+            timeouts: Timeouts::default(),
+            installer: InstallerOptions {
+                downloads: Some(downloads.to_path_buf()),
+                public_url: None,
+            },
+        })
+        .await
+        .expect("relay starts");
+        let (url, store, handle) = (server.url(), server.store(), server.shutdown_handle());
+        tokio::spawn(async move { server.listen().await.expect("relay serves") });
+        Self {
+            url,
+            store,
+            handle,
+            _db: db,
+        }
+    }
+
+    async fn token(&self) -> String {
+        self.store
+            .create_registration_token(Duration::from_secs(900))
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
+/// A downloads directory holding the real agent binary under this machine's platform name.
+fn downloads() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir
+        .path()
+        .join(format!("zedops-agent-linux-{}", std::env::consts::ARCH));
+    fs::copy(AGENT, &file).unwrap();
+    (dir, file)
+}
+
+/// `curl -fsSL RELAY/install.sh | SHELL -s -- ARGS…`, as a person pastes it (without sudo:
+/// `--root` needs none). Returns success and stderr.
+async fn pipe_install(
+    shell: &str,
+    relay: &str,
+    args: &[&str],
+    path: Option<&str>,
+) -> (bool, String) {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!(
+            r#"curl -fsSL "$0/install.sh" | {shell} -s -- "$@""#
+        ))
+        .arg(relay)
+        .args(args)
+        .env_remove("ZEDOPS_TOKEN");
+    if let Some(path) = path {
+        command.env("PATH", path);
+    }
+    let out = command.output().await.expect("sh runs");
+    (out.status.success(), text(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn install_sh_verifies_installs_and_the_installed_service_enrols() {
+    if !require_tool("curl", "curl") {
+        return;
+    }
+    let (dir, _) = downloads();
+    let relay = Relay::start(dir.path()).await;
+    let token = relay.token().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("root");
+
+    // The script as served: this relay's URL filled in, and lint-clean POSIX sh.
+    let script = scratch.path().join("install.sh");
+    let out = Command::new("curl")
+        .args(["-fsSL", "-o"])
+        .arg(&script)
+        .arg(format!("{}/install.sh", relay.url))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let served = fs::read_to_string(&script).unwrap();
+    assert!(
+        served.contains(&format!("RELAY_URL='{}'", relay.url)),
+        "{served}"
+    );
+    if require_tool("shellcheck", "shellcheck") {
+        let out = Command::new("shellcheck")
+            .args(["-s", "sh"])
+            .arg(&script)
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "shellcheck: {}", text(&out.stdout));
+    }
+
+    let root_arg = root.to_str().unwrap();
+    let (ok, said) = pipe_install(
+        "sh",
+        &relay.url,
+        &["--token", &token, "--name", "web-1", "--root", root_arg],
+        None,
+    )
+    .await;
+    assert!(ok, "{said}");
+    assert!(said.contains("checksum verified"), "{said}");
+    assert!(!said.contains(&token), "the token was printed: {said}");
+
+    let binary = root.join("usr/local/bin/zedops-agent");
+    assert_eq!(fs::read(&binary).unwrap(), fs::read(AGENT).unwrap());
+    let config_path = root.join("etc/zedops-agent/agent.env");
+    assert_eq!(
+        fs::metadata(&config_path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    for path in walk(&root) {
+        if path.is_file() && path != config_path {
+            assert!(
+                !text(&fs::read(&path).unwrap()).contains(&token),
+                "token in {}",
+                path.display()
+            );
+        }
+    }
+    verify_unit(&root);
+
+    // What systemd would hand the service (EnvironmentFile=) enrols it with the relay.
+    let config = fs::read_to_string(&config_path).unwrap();
+    let mut env: HashMap<String, String> = config
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(env.get("ZEDOPS_RELAY"), Some(&relay.url));
+    assert_eq!(env.get("ZEDOPS_TOKEN"), Some(&token));
+    // Under the root, not the real /var/lib.
+    let data_dir = root.join(env["ZEDOPS_DATA_DIR"].trim_start_matches('/'));
+    env.insert("ZEDOPS_DATA_DIR".into(), data_dir.display().to_string());
+    let mut service = Command::new(&binary)
+        .arg("run")
+        .env_clear()
+        .envs(&env)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let credentials = data_dir.join("credentials.json");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !credentials.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the installed agent did not enrol"
+        );
+        if let Some(status) = service.try_wait().unwrap() {
+            panic!("the installed agent exited: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    service.kill().await.unwrap();
+    let agents = relay.store.agents().await.unwrap();
+    assert!(
+        agents.iter().any(|a| a.name == "web-1"),
+        "web-1 is not enrolled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn install_sh_refuses_a_changed_binary_and_an_unknown_architecture() {
+    if !require_tool("curl", "curl") {
+        return;
+    }
+    let (dir, file) = downloads();
+    let relay = Relay::start(dir.path()).await;
+    // The relay has published the checksum; now the binary on disk changes (same length).
+    let mut handle = fs::OpenOptions::new().write(true).open(&file).unwrap();
+    handle.seek(SeekFrom::Start(4096)).unwrap();
+    handle.write_all(b"tampered").unwrap();
+    drop(handle);
+
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("root");
+    let root_arg = root.to_str().unwrap();
+    let token = relay.token().await;
+    // Also under busybox's sh when it is there, a second POSIX shell.
+    let shell = if installer::require_tool("busybox", "busybox-static") {
+        "busybox sh"
+    } else {
+        "sh"
+    };
+    let (ok, said) = pipe_install(
+        shell,
+        &relay.url,
+        &["--token", &token, "--root", root_arg],
+        None,
+    )
+    .await;
+    assert!(!ok, "a tampered binary was accepted: {said}");
+    assert!(
+        said.contains("checksum mismatch, nothing was installed"),
+        "{said}"
+    );
+    assert!(!root.exists(), "files were installed: {:?}", walk(&root));
+
+    // An architecture without an agent: a clear refusal before any download.
+    let bin = scratch.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    let uname = bin.join("uname");
+    fs::write(
+        &uname,
+        "#!/bin/sh\ncase \"$1\" in -m) echo riscv64 ;; *) echo Linux ;; esac\n",
+    )
+    .unwrap();
+    fs::set_permissions(&uname, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let (ok, said) = pipe_install(
+        "sh",
+        &relay.url,
+        &["--token", &token, "--root", root_arg],
+        Some(&path),
+    )
+    .await;
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("no ZedOps agent for the riscv64 architecture"),
+        "{said}"
+    );
+    assert!(!said.contains("downloading"), "{said}");
+    assert!(!root.exists());
+
+    // A relay without a binary for this platform says what its admin must do.
+    let empty = tempfile::tempdir().unwrap();
+    let bare = Relay::start(empty.path()).await;
+    let (ok, said) = pipe_install(
+        "sh",
+        &bare.url,
+        &["--token", &token, "--root", root_arg],
+        None,
+    )
+    .await;
+    assert!(!ok, "{said}");
+    assert!(said.contains("--downloads DIR"), "{said}");
+    assert!(!root.exists());
+}

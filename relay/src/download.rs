@@ -1,0 +1,349 @@
+//! The agent installer the relay serves: `GET /install.sh` (a POSIX script with this relay's
+//! public URL filled in) and `GET /download/agent/<os>-<arch>` plus `….sha256` (agent binaries
+//! from the `--downloads` directory, and their SHA-256 as the relay computed it at start).
+//!
+//! Checksums are computed once, at start, on purpose: a binary replaced or damaged on disk
+//! afterwards no longer matches what the relay publishes, so the script refuses it instead of
+//! installing a half-copied file. Replace the binaries, then restart the relay.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+/// The platforms agents are served for, as `<os>-<arch>` (`uname -s`, `uname -m`, normalised).
+pub const PLATFORMS: &[&str] = &["linux-x86_64", "linux-aarch64"];
+
+/// The installer script; `@ZEDOPS_RELAY_URL@` is replaced by the relay's public URL.
+const SCRIPT: &str = include_str!("../assets/install.sh");
+const URL_PLACEHOLDER: &str = "@ZEDOPS_RELAY_URL@";
+
+/// Bytes read from disk per chunk while streaming a binary.
+const CHUNK: usize = 64 * 1024;
+
+/// What the installer routes serve.
+#[derive(Debug, Clone, Default)]
+pub struct InstallerOptions {
+    /// Directory holding `zedops-agent-<os>-<arch>` files (e.g. `zedops-agent-linux-x86_64`).
+    pub downloads: Option<PathBuf>,
+    /// The URL servers reach this relay at (`https://relay.example.com`), written into the
+    /// script. Without it, each request's `Host` (and `X-Forwarded-Proto`) says.
+    pub public_url: Option<String>,
+}
+
+/// The loaded installer: which binaries exist and their checksums.
+#[derive(Debug)]
+pub struct Installer {
+    agents: Vec<Agent>,
+    public_url: Option<String>,
+    tls: bool,
+}
+
+#[derive(Debug)]
+struct Agent {
+    platform: &'static str,
+    path: PathBuf,
+    sha256: String,
+}
+
+impl Installer {
+    /// Checks the options and hashes every agent binary present. `tls` says whether the relay
+    /// itself serves https (then script URLs taken from `Host` are https too).
+    pub async fn load(options: &InstallerOptions, tls: bool) -> anyhow::Result<Self> {
+        let public_url = match &options.public_url {
+            Some(url) => Some(check_public_url(url).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
+        let mut agents = Vec::new();
+        if let Some(dir) = &options.downloads {
+            anyhow::ensure!(
+                dir.is_dir(),
+                "the downloads directory {} does not exist; create it and put the agent \
+                 binaries (zedops-agent-linux-x86_64, zedops-agent-linux-aarch64) in it",
+                dir.display()
+            );
+            for &platform in PLATFORMS {
+                let path = dir.join(file_name(platform));
+                if !path.is_file() {
+                    continue;
+                }
+                let hashed = path.clone();
+                let sha256 = tokio::task::spawn_blocking(move || hash_file(&hashed))
+                    .await
+                    .context("hashing an agent binary")??;
+                tracing::info!(platform, %sha256, path = %path.display(), "serving agent download");
+                agents.push(Agent {
+                    platform,
+                    path,
+                    sha256,
+                });
+            }
+            if agents.is_empty() {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "no agent binaries to serve (expected zedops-agent-linux-x86_64 or \
+                     zedops-agent-linux-aarch64); /install.sh will fail until they are there \
+                     and the relay is restarted"
+                );
+            }
+        }
+        Ok(Self {
+            agents,
+            public_url,
+            tls,
+        })
+    }
+
+    /// The public URL, if one was configured.
+    pub fn public_url(&self) -> Option<&str> {
+        self.public_url.as_deref()
+    }
+
+    /// The SHA-256 (hex) published for `platform`, if its binary is served.
+    pub fn sha256(&self, platform: &str) -> Option<&str> {
+        self.agent(platform).map(|agent| agent.sha256.as_str())
+    }
+
+    fn agent(&self, platform: &str) -> Option<&Agent> {
+        self.agents.iter().find(|agent| agent.platform == platform)
+    }
+}
+
+/// The routes, with their own state so the rest of the relay's state is not involved.
+pub fn router<S: Clone + Send + Sync + 'static>(installer: Arc<Installer>) -> Router<S> {
+    Router::new()
+        .route("/install.sh", axum::routing::get(install_script))
+        .route("/download/agent/{file}", axum::routing::get(download))
+        .with_state(installer)
+}
+
+/// The file name a platform's binary has in the downloads directory.
+pub fn file_name(platform: &str) -> String {
+    format!("zedops-agent-{platform}")
+}
+
+/// The one line that enrols a server: downloads the script from `public_url` and runs it as
+/// root with the token. `public_url` must have passed [`check_public_url`].
+pub fn install_command(public_url: &str, token: &str) -> String {
+    format!("curl -fsSL {public_url}/install.sh | sudo sh -s -- --token {token}")
+}
+
+/// Checks a public URL for use in the script and the install command, where it is pasted into
+/// shell code: `http(s)://` and only characters that mean nothing to a shell inside quotes or
+/// a command line. Returns it without a trailing slash.
+pub fn check_public_url(url: &str) -> Result<String, String> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._~:/[]%@".contains(&b);
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && rest.bytes().all(plain) => {
+            Ok(trimmed.to_string())
+        }
+        _ => Err(format!(
+            "the public URL {url:?} is not usable: give the http:// or https:// address servers \
+             reach this relay at, e.g. https://relay.example.com (letters, digits and - . _ ~ : / \
+             [ ] % @ only)"
+        )),
+    }
+}
+
+async fn install_script(State(installer): State<Arc<Installer>>, headers: HeaderMap) -> Response {
+    let url = match installer.public_url.clone() {
+        Some(url) => url,
+        None => match url_from_headers(&headers, installer.tls) {
+            Some(url) => url,
+            None => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "cannot tell this relay's address from the request's Host header; \
+                     start the relay with --public-url https://your-relay\n",
+                );
+            }
+        },
+    };
+    let mut response = SCRIPT.replace(URL_PLACEHOLDER, &url).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/x-shellscript; charset=utf-8"),
+    );
+    no_store(response)
+}
+
+async fn download(
+    State(installer): State<Arc<Installer>>,
+    UrlPath(file): UrlPath<String>,
+) -> Response {
+    // Only exact known names: anything else, `..` and encoded slashes included, is not found.
+    let (platform, checksum) = match file.strip_suffix(".sha256") {
+        Some(platform) => (platform, true),
+        None => (file.as_str(), false),
+    };
+    let Some(&platform) = PLATFORMS.iter().find(|&&known| known == platform) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no such download; agents are served for {}\n",
+                PLATFORMS.join(", ")
+            ),
+        );
+    };
+    let Some(agent) = installer.agent(platform) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "this relay has no agent for {platform}: its admin must put {} in the \
+                 --downloads directory and restart the relay\n",
+                file_name(platform)
+            ),
+        );
+    };
+    if checksum {
+        // sha256sum's format, so `sha256sum -c` accepts it next to the binary.
+        let body = format!("{}  {}\n", agent.sha256, file_name(platform));
+        return no_store(body.into_response());
+    }
+    match stream_file(&agent.path).await {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::error!(%err, path = %agent.path.display(), "cannot serve an agent binary");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the relay cannot read this agent binary; see the relay's log\n",
+            )
+        }
+    }
+}
+
+/// The file as a streamed body, a chunk at a time, so large binaries cost little memory.
+async fn stream_file(path: &Path) -> std::io::Result<Response> {
+    let file = tokio::fs::File::open(path).await?;
+    let len = file.metadata().await?.len();
+    let chunks = futures_util::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = vec![0u8; CHUNK];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), Some(file)))
+            }
+            // End the stream after reporting: the client sees a cut-short body.
+            Err(err) => Some((Err::<Bytes, _>(err), None)),
+        }
+    });
+    let mut response = Body::from_stream(chunks).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    Ok(no_store(response))
+}
+
+/// `https://host[:port]` from the request: the relay's own TLS, else a proxy's
+/// `X-Forwarded-Proto`, else http. `None` when the host is missing or not a plain host name.
+fn url_from_headers(headers: &HeaderMap, tls: bool) -> Option<String> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b);
+    if host.is_empty() || host.len() > 255 || !host.bytes().all(plain) {
+        return None;
+    }
+    let forwarded_https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
+    let scheme = if tls || forwarded_https {
+        "https"
+    } else {
+        "http"
+    };
+    Some(format!("{scheme}://{host}"))
+}
+
+fn hash_file(path: &Path) -> anyhow::Result<String> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    no_store((status, body.into()).into_response())
+}
+
+/// The script names this relay and the checksums are this run's: neither may be cached.
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_urls_that_would_break_the_script_are_refused() {
+        assert_eq!(
+            check_public_url("https://relay.example.com/").unwrap(),
+            "https://relay.example.com"
+        );
+        assert!(check_public_url("http://[::1]:7878/zedops").is_ok());
+        for bad in [
+            "relay.example.com",
+            "ftp://x",
+            "https://",
+            "https:///x",
+            "https://a'b",
+            "https://a b",
+            "https://a$(x)",
+            "https://a;b",
+        ] {
+            assert!(check_public_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_headers_are_checked_and_the_scheme_follows_tls_or_the_proxy() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(url_from_headers(&headers, false), None);
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_static("relay.example.com:8443"),
+        );
+        assert_eq!(
+            url_from_headers(&headers, false).unwrap(),
+            "http://relay.example.com:8443"
+        );
+        assert_eq!(
+            url_from_headers(&headers, true).unwrap(),
+            "https://relay.example.com:8443"
+        );
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert_eq!(
+            url_from_headers(&headers, false).unwrap(),
+            "https://relay.example.com:8443"
+        );
+        headers.insert(header::HOST, HeaderValue::from_static("evil'$(reboot)"));
+        assert_eq!(url_from_headers(&headers, false), None);
+    }
+
+    #[test]
+    fn the_script_has_one_placeholder_in_quotes() {
+        assert_eq!(SCRIPT.matches(URL_PLACEHOLDER).count(), 1);
+        assert!(SCRIPT.contains(&format!("RELAY_URL='{URL_PLACEHOLDER}'")));
+    }
+}
