@@ -300,6 +300,7 @@ mod tests {
     fn client() -> DockerClient {
         DockerClient {
             host: "unix:///x.sock".into(),
+            own_container: None,
             engine: Mutex::new(None),
         }
     }
