@@ -1,0 +1,54 @@
+//! The Tauri commands: thin wrappers, each one call into `service` or `session`.
+
+use tauri::AppHandle;
+
+use crate::error::AppError;
+use crate::service;
+use crate::types::{Action, ActionOutcome, AgentView, ContainerView, LastLogin, SessionInfo};
+
+/// Signs in with a password; the device token it buys goes into the OS keyring.
+#[tauri::command]
+#[specta::specta]
+pub async fn sign_in(app: AppHandle, relay: String, username: String, password: String) -> Result<SessionInfo, AppError> {
+    service::sign_in(&app, &relay, &username, &password).await
+}
+
+/// Signs in silently with the token stored for the last relay; `null` when there is none.
+#[tauri::command]
+#[specta::specta]
+pub async fn resume_session(app: AppHandle) -> Result<Option<SessionInfo>, AppError> {
+    service::resume(&app).await
+}
+
+/// The last relay and user name, to prefill the sign-in form.
+#[tauri::command]
+#[specta::specta]
+pub async fn last_login() -> Result<LastLogin, AppError> {
+    crate::session::last_login().await
+}
+
+/// Ends the session at the relay and deletes the keyring entry.
+#[tauri::command]
+#[specta::specta]
+pub async fn sign_out(app: AppHandle) -> Result<(), AppError> {
+    service::sign_out(&app).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn list_agents(app: AppHandle) -> Result<Vec<AgentView>, AppError> {
+    service::list_agents(&app).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn list_containers(app: AppHandle, agent_id: String) -> Result<Vec<ContainerView>, AppError> {
+    service::list_containers(&app, &agent_id).await
+}
+
+/// Starts, stops or restarts a container; the agent's new list also arrives as `ContainersUpdated`.
+#[tauri::command]
+#[specta::specta]
+pub async fn container_action(app: AppHandle, agent_id: String, container_id: String, action: Action) -> Result<ActionOutcome, AppError> {
+    service::container_action(&app, &agent_id, &container_id, action).await
+}

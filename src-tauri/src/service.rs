@@ -1,0 +1,96 @@
+//! What the commands do, with the app's state and events: each command is a one-line call here.
+//! Kept apart from `session` (pure client work) so the Tauri-specific glue stays in one place.
+
+use tauri::{AppHandle, Manager};
+use tauri_specta::Event;
+use zedops_client::Client;
+
+use crate::error::AppError;
+use crate::events::ContainersUpdated;
+use crate::session::{self, Session};
+use crate::state::AppState;
+use crate::types::{self, Action, ActionOutcome, AgentView, ContainerView, SessionInfo};
+use crate::{forward, notify, tray};
+
+fn state(app: &AppHandle) -> tauri::State<'_, AppState> {
+    app.state::<AppState>()
+}
+
+async fn activate(app: &AppHandle, session: Session) {
+    let forwarder = forward::spawn(app.clone(), session.client.clone());
+    state(app).activate(session, forwarder).await;
+    tray::refresh(app);
+}
+
+pub async fn sign_in(app: &AppHandle, relay: &str, user: &str, password: &str) -> Result<SessionInfo, AppError> {
+    let (session, info) = session::sign_in(relay, user, password).await?;
+    activate(app, session).await;
+    Ok(info)
+}
+
+pub async fn resume(app: &AppHandle) -> Result<Option<SessionInfo>, AppError> {
+    let Some((session, info)) = session::resume().await? else { return Ok(None) };
+    activate(app, session).await;
+    Ok(Some(info))
+}
+
+pub async fn sign_out(app: &AppHandle) -> Result<(), AppError> {
+    let taken = state(app).take().await;
+    tray::signed_out(app);
+    match taken {
+        Some(session) => session::sign_out(session).await,
+        None => Ok(()),
+    }
+}
+
+pub async fn list_agents(app: &AppHandle) -> Result<Vec<AgentView>, AppError> {
+    let agents: Vec<AgentView> = state(app).client().await?.agents().await?.into_iter().map(AgentView::from).collect();
+    state(app).fleet().set_agents(&agents);
+    tray::refresh(app);
+    Ok(agents)
+}
+
+/// Lists an agent's containers and records the counts for the tray.
+pub async fn list_containers(app: &AppHandle, agent_id: &str) -> Result<Vec<ContainerView>, AppError> {
+    let client = state(app).client().await?;
+    relist(app, &client, agent_id).await
+}
+
+async fn relist(app: &AppHandle, client: &Client, agent_id: &str) -> Result<Vec<ContainerView>, AppError> {
+    let list = types::containers(client.containers(agent_id).await?);
+    state(app).fleet().set_containers(agent_id, &list);
+    tray::refresh(app);
+    Ok(list)
+}
+
+/// Runs an action, then re-lists that agent and pushes the new list to the UI (there are no
+/// container event pushes yet, so this is how a row learns its new state). A failure also shows
+/// a native notification, since the window may be hidden in the tray.
+pub async fn container_action(
+    app: &AppHandle,
+    agent_id: &str,
+    container: &str,
+    action: Action,
+) -> Result<ActionOutcome, AppError> {
+    let client = state(app).client().await?;
+    let done = client.action(agent_id, container, action.into()).await;
+    // Re-listed whatever the outcome: a failed stop may still have changed the state.
+    let containers = match relist(app, &client, agent_id).await {
+        Ok(list) => {
+            let _ = ContainersUpdated { agent_id: agent_id.to_string(), containers: list.clone() }.emit(app);
+            Some(list)
+        }
+        Err(err) => {
+            tracing::warn!(%err, agent_id, "could not re-list after an action");
+            None
+        }
+    };
+    match done {
+        Ok(_) => Ok(ActionOutcome { agent_id: agent_id.to_string(), container_id: container.to_string(), action, containers }),
+        Err(err) => {
+            let err = AppError::from(err);
+            notify::show(app, &format!("{} {container} failed", action.label()), &err.message);
+            Err(err)
+        }
+    }
+}
