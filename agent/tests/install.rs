@@ -4,9 +4,10 @@
 //! refused before anything is written, and `uninstall --purge` leaves nothing.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use installer::{agent, mode, snapshot, text, verify_unit, walk};
+use installer::{agent, mode, snapshot, text, verify_unit, verify_units, walk};
 
 mod installer;
 
@@ -287,4 +288,26 @@ fn bad_inputs_are_refused_before_anything_is_written() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn the_packaged_units_verify_and_are_hardened() {
+    // The Debian packages' units, with stand-in binaries where the packages put theirs.
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path();
+    let packaging = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/systemd");
+    fs::create_dir_all(root.join("lib/systemd/system")).unwrap();
+    fs::create_dir_all(root.join("usr/bin")).unwrap();
+    for name in ["zedops-agent", "zedops-relay"] {
+        let unit = format!("{name}.service");
+        fs::copy(
+            packaging.join(&unit),
+            root.join("lib/systemd/system").join(&unit),
+        )
+        .unwrap();
+        let stand_in = root.join("usr/bin").join(name);
+        fs::write(&stand_in, "#!/bin/sh\n").unwrap();
+        fs::set_permissions(&stand_in, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    verify_units(root, &["zedops-agent.service", "zedops-relay.service"]);
 }

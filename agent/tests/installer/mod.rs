@@ -89,6 +89,11 @@ pub fn mode(path: &Path) -> u32 {
 /// `root`, in a copy of the root that also holds the host's system units it refers to
 /// (multi-user.target, network-online.target…). Must pass without a single warning.
 pub fn verify_unit(root: &Path) {
+    verify_units(root, &["zedops-agent.service"]);
+}
+
+/// [`verify_unit`] for any units under `root`.
+pub fn verify_units(root: &Path, units: &[&str]) {
     if !require_tool("systemd-analyze", "systemd") {
         return;
     }
@@ -101,8 +106,8 @@ pub fn verify_unit(root: &Path) {
         .status()
         .unwrap();
     assert!(status.success());
-    let units = copy.join("usr/lib/systemd");
-    fs::create_dir_all(&units).unwrap();
+    let unit_dir = copy.join("usr/lib/systemd");
+    fs::create_dir_all(&unit_dir).unwrap();
     let system_units = ["/usr/lib/systemd/system", "/lib/systemd/system"]
         .into_iter()
         .find(|dir| Path::new(dir).join("multi-user.target").exists())
@@ -110,7 +115,7 @@ pub fn verify_unit(root: &Path) {
     let status = Command::new("cp")
         .arg("-r")
         .arg(system_units)
-        .arg(&units)
+        .arg(&unit_dir)
         .status()
         .unwrap();
     assert!(status.success());
@@ -118,7 +123,7 @@ pub fn verify_unit(root: &Path) {
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(format!("--root={}", copy.display()))
-        .arg("zedops-agent.service")
+        .args(units)
         .output()
         .unwrap();
     let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
@@ -131,7 +136,7 @@ pub fn verify_unit(root: &Path) {
     let out = Command::new("systemd-analyze")
         .args(["security", "--offline=true", "--threshold=20", "--no-pager"])
         .arg(format!("--root={}", copy.display()))
-        .arg("zedops-agent.service")
+        .args(units)
         .output()
         .unwrap();
     assert!(
