@@ -41,9 +41,12 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A path's mode, mtime (seconds, nanoseconds) and, for a file, content.
+pub type Entry = (u32, i64, i64, Option<Vec<u8>>);
+
 /// Every path under `root` with its mode, mtime and content (files) — what "changes nothing"
 /// compares.
-pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, i64, i64, Option<Vec<u8>>)> {
+pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, Entry> {
     let mut all = BTreeMap::new();
     for path in walk(root) {
         let meta = fs::symlink_metadata(&path).unwrap();
