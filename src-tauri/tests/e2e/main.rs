@@ -61,10 +61,13 @@ impl Driver {
             cmd.env(k, v);
         }
         let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        // tauri-driver forwards to WebKitWebDriver, which it starts itself: both must listen.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tauri-driver did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
+        for p in [port, native] {
+            while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
+                assert!(Instant::now() < deadline, "tauri-driver or WebKitWebDriver did not listen on {p}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         Self { child, url: format!("http://127.0.0.1:{port}") }
     }
@@ -72,6 +75,16 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // SIGTERM first: tauri-driver then stops the WebKitWebDriver it started (SIGKILL would
+        // leave that running).
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -106,10 +119,6 @@ fn row(name: &str) -> String {
     format!(r#"[data-testid="container-row"][data-container-name="{name}"]"#)
 }
 
-async fn sign_in_form_visible(wd: &WebDriver) -> bool {
-    !wd.find_all(r#"[data-testid="sign-in"]"#).await.is_empty()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a display, tauri-driver, a keyring and dunst: run scripts/test-desktop"]
 async fn the_desktop_app_controls_real_containers() {
@@ -136,6 +145,9 @@ async fn the_desktop_app_controls_real_containers() {
     relay.login(USER, Role::Admin).await;
     let mut containers = TestContainers::new(&docker);
     let web = containers.sleeper("web").await;
+    // Company for the screenshot: another running container and one never started.
+    containers.sleeper("db").await;
+    containers.create("batch", &TestContainers::SLEEP_CMD, false).await;
     let agent_dir = tempfile::tempdir().unwrap();
     let agent = TestAgent::spawn(&relay.url, Some(relay.registration_token().await), AGENT, agent_dir.path());
     relay.wait_agent(AGENT, true).await;
@@ -165,7 +177,8 @@ async fn the_desktop_app_controls_real_containers() {
     assert_eq!(found_on_disk(home.path(), TEST_PASSWORD), None, "the password must be nowhere on disk");
 
     // The agent's container table shows the real container.
-    wd.click(&agent_row).await;
+    // WebKitWebDriver does not click table rows themselves, only what is inside them.
+    wd.click(&wd.find_in(&agent_row, "td").await).await;
     let web_row = wd.wait_for(&format!(r#"{}[data-state="running"]"#, row(&web)), UI_WAIT).await;
     let shots = target_dir().join("e2e");
     std::fs::create_dir_all(&shots).unwrap();
@@ -182,11 +195,19 @@ async fn the_desktop_app_controls_real_containers() {
     assert!(text.contains("Stopped") && text.contains(&web), "toast: {text}");
     std::fs::write(shots.join("after-stop.png"), wd.screenshot().await).unwrap();
 
+    // The fleet view lists it too, with its agent, and filters by text.
+    wd.click(&wd.wait_for(r#"[data-testid="nav-fleet"]"#, UI_WAIT).await).await;
+    let filter = wd.wait_for(r#"[data-testid="fleet-filter"]"#, UI_WAIT).await;
+    wd.type_into(&filter, &web).await;
+    wd.wait_for(&format!(r#"{}[data-agent-name="{AGENT}"][data-state="exited"]"#, row(&web)), UI_WAIT).await;
+    assert_eq!(wd.find_all(r#"[data-testid="container-row"]"#).await.len(), 1, "the filter leaves one row");
+    std::fs::write(shots.join("fleet.png"), wd.screenshot().await).unwrap();
+
     // A new start signs in silently from the keyring.
     wd.quit().await;
     let wd = WebDriver::start(&driver.url, app).await;
     wd.wait_for(&format!(r#"[data-testid="agent-row"][data-agent-name="{AGENT}"]"#), UI_WAIT).await;
-    assert!(!sign_in_form_visible(&wd).await, "no sign-in form on a silent sign-in");
+    assert!(wd.find_all(r#"[data-testid="sign-in"]"#).await.is_empty(), "no sign-in form on a silent sign-in");
 
     // The agent dies: a native notification says it is offline.
     agent.kill().await;
@@ -210,6 +231,7 @@ async fn the_desktop_app_controls_real_containers() {
     // Sign-out removes the keyring entry.
     wd.click(&wd.wait_for(r#"[data-testid="sign-out"]"#, UI_WAIT).await).await;
     wd.wait_for(r#"[data-testid="sign-in"]"#, UI_WAIT).await;
+    wd.wait_gone(r#"[data-testid="agent-row"]"#, UI_WAIT).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while keyring_users().contains(&relay.url) {
         assert!(Instant::now() < deadline, "the keyring entry is still there after sign-out");

@@ -20,7 +20,9 @@ pub struct WebDriver {
 impl WebDriver {
     /// Starts the app (a new session) through the driver listening at `base`.
     pub async fn start(base: &str, application: &str) -> Self {
-        let http = reqwest::Client::new();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // A hung driver fails the test instead of stalling it; a cold app start takes seconds.
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("an HTTP client");
         let caps = json!({"capabilities": {"alwaysMatch": {"tauri:options": {"application": application}}}});
         let answer: Value = http
             .post(format!("{base}/session"))
@@ -110,10 +112,6 @@ impl WebDriver {
 
     pub async fn text(&self, element: &str) -> String {
         self.get(&format!("/element/{element}/text")).await.expect("text").as_str().unwrap_or_default().to_string()
-    }
-
-    pub async fn attribute(&self, element: &str, name: &str) -> Option<String> {
-        self.get(&format!("/element/{element}/attribute/{name}")).await.ok()?.as_str().map(String::from)
     }
 
     pub async fn enabled(&self, element: &str) -> bool {
