@@ -127,15 +127,20 @@ async fn main() -> ExitCode {
         Ok(options) => options,
         Err(err) => {
             tracing::error!("{err:#}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_NEEDS_ATTENTION);
         }
     };
-    // `run` logs its own fatal error.
+    // `run` retries everything that can heal by itself and logs its own fatal error, so an error
+    // here (bad options, a spent token, a revoked agent) needs a person.
     match zedops_agent::run(options, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(_) => ExitCode::FAILURE,
+        Err(_) => ExitCode::from(EXIT_NEEDS_ATTENTION),
     }
 }
+
+/// Exit status of `run` when retrying cannot help (EX_CONFIG); the systemd unit's
+/// `RestartPreventExitStatus=` names it so that systemd does not restart into the same refusal.
+const EXIT_NEEDS_ATTENTION: u8 = 78;
 
 fn options(args: RunArgs) -> anyhow::Result<AgentOptions> {
     let registration_token = match (&args.token, &args.token_file) {

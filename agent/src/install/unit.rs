@@ -28,6 +28,8 @@ EnvironmentFile={CONFIG_PATH}
 ExecStart={exec} run
 Restart=on-failure
 RestartSec=5
+# 78: refused for good (spent token, revoked agent); restarting would only repeat it.
+RestartPreventExitStatus=78
 
 # The agent needs the network, the Docker socket (through the docker group) and its data
 # directory; everything else is closed to it.
