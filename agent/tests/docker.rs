@@ -250,7 +250,13 @@ async fn the_agent_never_stops_or_restarts_its_own_container() {
         return;
     };
     let (name, id) = scratch
-        .create("self", Spec { init: true, ..Default::default() })
+        .create(
+            "self",
+            Spec {
+                init: true,
+                ..Default::default()
+            },
+        )
         .await;
     let mut client = DockerClient::connect(None).await;
     client.start(&name).await.expect("start");

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use zedops_protocol::PROTOCOL_VERSION;
 
-pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// An agent enrolled with `token` under `name`, connected and welcomed.
 pub async fn agent(base: &str, token: &str, name: &str) -> anyhow::Result<Ws> {
@@ -33,7 +34,10 @@ async fn expect_subject(ws: &mut Ws, subject: &str) -> anyhow::Result<()> {
     while let Some(msg) = ws.next().await {
         if let Message::Text(text) = msg? {
             let frame: Value = serde_json::from_str(text.as_str())?;
-            anyhow::ensure!(frame["subject"] == subject, "expected {subject}, got {frame}");
+            anyhow::ensure!(
+                frame["subject"] == subject,
+                "expected {subject}, got {frame}"
+            );
             return Ok(());
         }
     }
@@ -45,7 +49,9 @@ pub async fn answer_forever(ws: Ws) {
     let (mut tx, mut rx) = ws.split();
     while let Some(Ok(msg)) = rx.next().await {
         let Message::Text(text) = msg else { continue };
-        let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else { continue };
+        let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else {
+            continue;
+        };
         if let Some(reply) = frame["reply"].as_str() {
             let answer = format!(r#"{{"subject":"{reply}","data":{{"containers":[],"count":0}}}}"#);
             if tx.send(Message::text(answer)).await.is_err() {

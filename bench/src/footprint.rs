@@ -24,7 +24,12 @@ impl Drop for Reaper {
 
 pub async fn agent(binary: &Path) -> anyhow::Result<()> {
     let size = std::fs::metadata(binary)
-        .map_err(|e| anyhow::anyhow!("{}: {e}; build it with cargo build --release -p zedops-agent", binary.display()))?
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}; build it with cargo build --release -p zedops-agent",
+                binary.display()
+            )
+        })?
         .len();
     let docker = require_docker().await;
     let relay = TestRelay::start().await;
@@ -32,7 +37,14 @@ pub async fn agent(binary: &Path) -> anyhow::Result<()> {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, relay.registration_token().await)?;
     let child = Command::new(binary)
-        .args(["run", "--relay", &relay.url, "--name", "footprint", "--token-file"])
+        .args([
+            "run",
+            "--relay",
+            &relay.url,
+            "--name",
+            "footprint",
+            "--token-file",
+        ])
         .arg(&token_file)
         .arg("--data-dir")
         .arg(dir.path().join("data"))
@@ -43,10 +55,18 @@ pub async fn agent(binary: &Path) -> anyhow::Result<()> {
     relay.wait_agent("footprint", true).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle = rss_kib(child.0.id())?;
-    println!("agent release binary (stripped): {:.2} MB (target <= 8 MB)", size as f64 / 1e6);
-    println!("agent idle RSS, connected to a relay: {:.2} MB (target <= 10 MB)", idle as f64 / 1024.0);
+    println!(
+        "agent release binary (stripped): {:.2} MB (target <= 8 MB)",
+        size as f64 / 1e6
+    );
+    println!(
+        "agent idle RSS, connected to a relay: {:.2} MB (target <= 10 MB)",
+        idle as f64 / 1024.0
+    );
     if docker.is_some() {
-        let token = relay.login("footprint", zedops_protocol::Role::Viewer).await;
+        let token = relay
+            .login("footprint", zedops_protocol::Role::Viewer)
+            .await;
         let client = zedops_client::Client::connect(zedops_client::ConnectOptions {
             relay: relay.url.clone(),
             token,
@@ -58,7 +78,10 @@ pub async fn agent(binary: &Path) -> anyhow::Result<()> {
             client.containers("footprint").await?;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-        println!("agent RSS after 20 container lists: {:.2} MB", rss_kib(child.0.id())? as f64 / 1024.0);
+        println!(
+            "agent RSS after 20 container lists: {:.2} MB",
+            rss_kib(child.0.id())? as f64 / 1024.0
+        );
     }
     Ok(())
 }
@@ -69,21 +92,39 @@ pub async fn relay(binary: &Path, connections: usize) -> anyhow::Result<()> {
     let store = zedops_relay::Store::open(&db).await?;
     let mut tokens = Vec::with_capacity(connections);
     for _ in 0..connections {
-        tokens.push(store.create_registration_token(Duration::from_secs(3600)).await?);
+        tokens.push(
+            store
+                .create_registration_token(Duration::from_secs(3600))
+                .await?,
+        );
     }
     store.close().await;
 
     let port = free_port();
     let child = Command::new(binary)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db", &db])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--db",
+            &db,
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
-        .map_err(|e| anyhow::anyhow!("{}: {e}; build it with cargo build --release -p zedops-relay", binary.display()))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}; build it with cargo build --release -p zedops-relay",
+                binary.display()
+            )
+        })?;
     let child = Reaper(child);
     let base = format!("ws://127.0.0.1:{port}");
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -108,7 +149,12 @@ pub async fn relay(binary: &Path, connections: usize) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = rss_kib(child.0.id())?;
     let added = open.len() - 1;
-    println!("relay RSS with 1 agent: {:.2} MB; with {}: {:.2} MB", before as f64 / 1024.0, open.len(), after as f64 / 1024.0);
+    println!(
+        "relay RSS with 1 agent: {:.2} MB; with {}: {:.2} MB",
+        before as f64 / 1024.0,
+        open.len(),
+        after as f64 / 1024.0
+    );
     println!(
         "relay RSS per idle agent connection: {:.1} KiB (target <= 32 KiB)",
         (after.saturating_sub(before)) as f64 / added as f64

@@ -11,20 +11,40 @@ use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
 use crate::stats::{ms, percentile};
 
 pub async fn run(count: usize, rounds: usize) -> anyhow::Result<()> {
-    let docker = require_docker().await.ok_or_else(|| anyhow::anyhow!("a Docker engine is needed"))?;
+    let docker = require_docker()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("a Docker engine is needed"))?;
     let mut containers = TestContainers::new(&docker);
     // Created, not started: a list costs Docker the same, and 100 idle processes are not needed.
     for i in 0..count {
-        containers.create(&format!("b{i}"), &TestContainers::SLEEP_CMD, false).await;
+        containers
+            .create(&format!("b{i}"), &TestContainers::SLEEP_CMD, false)
+            .await;
     }
     let relay = TestRelay::start().await;
     let data = tempfile::tempdir()?;
-    let agent = TestAgent::spawn(&relay.url, Some(relay.registration_token().await), "bench", &data.path().join("a"));
+    let agent = TestAgent::spawn(
+        &relay.url,
+        Some(relay.registration_token().await),
+        "bench",
+        &data.path().join("a"),
+    );
     relay.wait_agent("bench", true).await;
     let token = relay.login("bench", Role::Viewer).await;
-    let client = Client::connect(ConnectOptions { relay: relay.url.clone(), token, ca_file: None, insecure: false }).await?;
+    let client = Client::connect(ConnectOptions {
+        relay: relay.url.clone(),
+        token,
+        ca_file: None,
+        insecure: false,
+    })
+    .await?;
 
-    let options = || Some(ListContainersOptions { all: true, ..Default::default() });
+    let options = || {
+        Some(ListContainersOptions {
+            all: true,
+            ..Default::default()
+        })
+    };
     let (mut through, mut direct) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     // Warm both paths (connections, caches) before measuring.
     for _ in 0..10 {
@@ -61,9 +81,20 @@ pub async fn run(count: usize, rounds: usize) -> anyhow::Result<()> {
 fn report(count: usize, through: &mut [Duration], direct: &mut [Duration]) {
     let (t50, d50) = (percentile(through, 50.0), percentile(direct, 50.0));
     let (t99, d99) = (percentile(through, 99.0), percentile(direct, 99.0));
-    println!("list {count} containers, {} rounds each, alternating", through.len());
-    println!("  client → relay → agent → Docker: p50 {}  p99 {}", ms(t50), ms(t99));
-    println!("  bollard → Docker:                p50 {}  p99 {}", ms(d50), ms(d99));
+    println!(
+        "list {count} containers, {} rounds each, alternating",
+        through.len()
+    );
+    println!(
+        "  client → relay → agent → Docker: p50 {}  p99 {}",
+        ms(t50),
+        ms(t99)
+    );
+    println!(
+        "  bollard → Docker:                p50 {}  p99 {}",
+        ms(d50),
+        ms(d99)
+    );
     println!(
         "  ratio p50 {:.2}x (target <= 1.30x)  p99 {:.2}x",
         t50.as_secs_f64() / d50.as_secs_f64(),

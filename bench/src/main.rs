@@ -65,9 +65,16 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::List { containers, rounds } => list::run(containers, rounds).await,
         Command::Agent { binary } => footprint::agent(&binary).await,
-        Command::RelayMemory { binary, connections } => footprint::relay(&binary, connections).await,
-        Command::RelayThroughput { binary, clients, agents, window, seconds } => {
-            throughput::run(&binary, clients, agents, window, seconds).await
-        }
+        Command::RelayMemory {
+            binary,
+            connections,
+        } => footprint::relay(&binary, connections).await,
+        Command::RelayThroughput {
+            binary,
+            clients,
+            agents,
+            window,
+            seconds,
+        } => throughput::run(&binary, clients, agents, window, seconds).await,
     }
 }

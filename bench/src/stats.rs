@@ -27,7 +27,11 @@ pub fn ms(d: Duration) -> String {
 
 /// A free port on loopback (bound then released) for a relay started as a separate process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 #[cfg(test)]

@@ -13,27 +13,51 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::fake_peer;
 use crate::stats::free_port;
 
-pub async fn run(binary: &Path, clients: usize, agents: usize, window: usize, seconds: u64) -> anyhow::Result<()> {
+pub async fn run(
+    binary: &Path,
+    clients: usize,
+    agents: usize,
+    window: usize,
+    seconds: u64,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("relay.db").display().to_string();
     let store = zedops_relay::Store::open(&db).await?;
     let mut agent_tokens = vec![];
     for _ in 0..agents {
-        agent_tokens.push(store.create_registration_token(Duration::from_secs(3600)).await?);
+        agent_tokens.push(
+            store
+                .create_registration_token(Duration::from_secs(3600))
+                .await?,
+        );
     }
-    store.add_user("load", "load-password", zedops_protocol::Role::Viewer).await?;
-    let (_, device) = store.login("load", "load-password", None).await?.expect("login");
+    store
+        .add_user("load", "load-password", zedops_protocol::Role::Viewer)
+        .await?;
+    let (_, device) = store
+        .login("load", "load-password", None)
+        .await?
+        .expect("login");
     store.close().await;
 
     let port = free_port();
     let mut child = Command::new(binary)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--db", &db])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--db",
+            &db,
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()?;
     let base = format!("ws://127.0.0.1:{port}");
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -50,7 +74,9 @@ pub async fn run(binary: &Path, clients: usize, agents: usize, window: usize, se
         let ws = fake_peer::client(&base, &device).await?;
         let (answered, stop) = (answered.clone(), stop.clone());
         let agent = format!("fast-{}", c % agents);
-        tasks.push(tokio::spawn(async move { pipeline(ws, &agent, window, answered, stop).await }));
+        tasks.push(tokio::spawn(async move {
+            pipeline(ws, &agent, window, answered, stop).await
+        }));
     }
     // Let the pipelines fill before counting.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -73,10 +99,18 @@ pub async fn run(binary: &Path, clients: usize, agents: usize, window: usize, se
 }
 
 /// Keeps `window` requests in flight on one client connection until `stop`.
-async fn pipeline(ws: fake_peer::Ws, agent: &str, window: usize, answered: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
+async fn pipeline(
+    ws: fake_peer::Ws,
+    agent: &str,
+    window: usize,
+    answered: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) {
     let (mut tx, mut rx) = ws.split();
     let request = |n: u64| {
-        format!(r#"{{"subject":"container.list","reply":"_INBOX.{n}","data":{{"agentId":"{agent}"}}}}"#)
+        format!(
+            r#"{{"subject":"container.list","reply":"_INBOX.{n}","data":{{"agentId":"{agent}"}}}}"#
+        )
     };
     let mut next = 0u64;
     for _ in 0..window {

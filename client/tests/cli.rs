@@ -13,13 +13,26 @@ use zedops_protocol::Role;
 use zedops_testkit::{TEST_PASSWORD, TestAgent, TestContainers, TestRelay, require_docker};
 
 /// Runs `zedops ARGS` with `token` as ZEDOPS_TOKEN (headless) and the relay given.
-async fn headless(relay: &TestRelay, token: &str, config: &std::path::Path, args: &[&str]) -> Output {
-    run(zedops(config).env("ZEDOPS_TOKEN", token).env("ZEDOPS_RELAY", &relay.url).args(args), "").await
+async fn headless(
+    relay: &TestRelay,
+    token: &str,
+    config: &std::path::Path,
+    args: &[&str],
+) -> Output {
+    run(
+        zedops(config)
+            .env("ZEDOPS_TOKEN", token)
+            .env("ZEDOPS_RELAY", &relay.url)
+            .args(args),
+        "",
+    )
+    .await
 }
 
 fn json(out: &Output) -> Value {
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("JSON on stdout ({e}): {}", text(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("JSON on stdout ({e}): {}", text(&out.stdout)))
 }
 
 fn failed_with(out: &Output, code: &str) {
@@ -31,12 +44,19 @@ fn failed_with(out: &Output, code: &str) {
 
 #[tokio::test]
 async fn drives_real_containers_through_the_cli() {
-    let Some(docker) = require_docker().await else { return };
+    let Some(docker) = require_docker().await else {
+        return;
+    };
     let mut containers = TestContainers::new(&docker);
     let web = containers.sleeper("web").await;
     let relay = TestRelay::start().await;
     let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::spawn(&relay.url, Some(relay.registration_token().await), "cli-host", &data.path().join("a"));
+    let agent = TestAgent::spawn(
+        &relay.url,
+        Some(relay.registration_token().await),
+        "cli-host",
+        &data.path().join("a"),
+    );
     relay.wait_agent("cli-host", true).await;
     let token = relay.login("ops", Role::Operator).await;
     let config = tempfile::tempdir().unwrap();
@@ -46,36 +66,101 @@ async fn drives_real_containers_through_the_cli() {
     assert_eq!(agents["agents"][0]["name"], "cli-host");
     assert_eq!(agents["agents"][0]["online"], true);
 
-    let table = headless(&relay, &token, config.path(), &["ps", "--agent", "cli-host"]).await;
+    let table = headless(
+        &relay,
+        &token,
+        config.path(),
+        &["ps", "--agent", "cli-host"],
+    )
+    .await;
     assert!(table.status.success());
     let table = text(&table.stdout);
     assert!(table.starts_with("ID"), "{table}");
-    let row = table.lines().find(|l| l.contains(&web)).expect("container row");
-    assert!(row.contains("running") && row.contains(zedops_testkit::docker::TEST_IMAGE), "{row}");
+    let row = table
+        .lines()
+        .find(|l| l.contains(&web))
+        .expect("container row");
+    assert!(
+        row.contains("running") && row.contains(zedops_testkit::docker::TEST_IMAGE),
+        "{row}"
+    );
 
-    let ps = json(&headless(&relay, &token, config.path(), &["ps", "--agent", "cli-host", "--json"]).await);
+    let ps = json(
+        &headless(
+            &relay,
+            &token,
+            config.path(),
+            &["ps", "--agent", "cli-host", "--json"],
+        )
+        .await,
+    );
     let listed = ps["containers"].as_array().unwrap();
     assert_eq!(ps["count"], listed.len());
-    assert!(listed.iter().any(|c| c["names"][0] == format!("/{web}") && c["state"] == "running"));
+    assert!(
+        listed
+            .iter()
+            .any(|c| c["names"][0] == format!("/{web}") && c["state"] == "running")
+    );
 
-    let stop = headless(&relay, &token, config.path(), &["stop", "--agent", "cli-host", &web]).await;
+    let stop = headless(
+        &relay,
+        &token,
+        config.path(),
+        &["stop", "--agent", "cli-host", &web],
+    )
+    .await;
     assert!(stop.status.success(), "{}", text(&stop.stderr));
     assert_eq!(text(&stop.stderr), format!("stopped {web} on cli-host\n"));
     assert_eq!(containers.state(&web).await, "exited");
-    let start = json(&headless(&relay, &token, config.path(), &["start", "--agent", "cli-host", &web, "--json"]).await);
+    let start = json(
+        &headless(
+            &relay,
+            &token,
+            config.path(),
+            &["start", "--agent", "cli-host", &web, "--json"],
+        )
+        .await,
+    );
     assert_eq!(start["success"], true);
     assert_eq!(start["operation"], "start");
     assert_eq!(containers.state(&web).await, "running");
 
-    failed_with(&headless(&relay, &token, config.path(), &["stop", "--agent", "cli-host", "no-such-box"]).await, "CONTAINER_NOT_FOUND");
-    failed_with(&headless(&relay, &token, config.path(), &["ps", "--agent", "nowhere"]).await, "NOT_FOUND");
-    failed_with(&headless(&relay, "zd_forged", config.path(), &["agents"]).await, "UNAUTHORIZED");
+    failed_with(
+        &headless(
+            &relay,
+            &token,
+            config.path(),
+            &["stop", "--agent", "cli-host", "no-such-box"],
+        )
+        .await,
+        "CONTAINER_NOT_FOUND",
+    );
+    failed_with(
+        &headless(&relay, &token, config.path(), &["ps", "--agent", "nowhere"]).await,
+        "NOT_FOUND",
+    );
+    failed_with(
+        &headless(&relay, "zd_forged", config.path(), &["agents"]).await,
+        "UNAUTHORIZED",
+    );
     // An operator is not an admin.
-    failed_with(&headless(&relay, &token, config.path(), &["audit"]).await, "FORBIDDEN");
+    failed_with(
+        &headless(&relay, &token, config.path(), &["audit"]).await,
+        "FORBIDDEN",
+    );
 
     agent.kill().await;
     relay.wait_agent("cli-host", false).await;
-    failed_with(&headless(&relay, &token, config.path(), &["ps", "--agent", "cli-host"]).await, "AGENT_OFFLINE");
+    failed_with(
+        &headless(
+            &relay,
+            &token,
+            config.path(),
+            &["ps", "--agent", "cli-host"],
+        )
+        .await,
+        "AGENT_OFFLINE",
+    );
 }
 
 #[tokio::test]
@@ -84,32 +169,96 @@ async fn admin_commands_create_tokens_revoke_and_read_the_audit_log() {
     let admin = relay.login("root", Role::Admin).await;
     let config = tempfile::tempdir().unwrap();
 
-    let out = headless(&relay, &admin, config.path(), &["token", "create", "--ttl", "10m"]).await;
+    let out = headless(
+        &relay,
+        &admin,
+        config.path(),
+        &["token", "create", "--ttl", "10m"],
+    )
+    .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let token = text(&out.stdout);
-    assert!(token.starts_with("zr_") && token.lines().count() == 1, "token alone on stdout: {token:?}");
+    assert!(
+        token.starts_with("zr_") && token.lines().count() == 1,
+        "token alone on stdout: {token:?}"
+    );
     let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::spawn(&relay.url, Some(token.trim().to_string()), "enrolled", &data.path().join("a"));
+    let agent = TestAgent::spawn(
+        &relay.url,
+        Some(token.trim().to_string()),
+        "enrolled",
+        &data.path().join("a"),
+    );
     relay.wait_agent("enrolled", true).await;
 
     let viewer = relay.login("peek", Role::Viewer).await;
-    failed_with(&headless(&relay, &viewer, config.path(), &["restart", "--agent", "enrolled", "web"]).await, "FORBIDDEN");
-    let log = json(&headless(&relay, &admin, config.path(), &["audit", "--agent", "enrolled", "--since", "1h", "--json"]).await);
+    failed_with(
+        &headless(
+            &relay,
+            &viewer,
+            config.path(),
+            &["restart", "--agent", "enrolled", "web"],
+        )
+        .await,
+        "FORBIDDEN",
+    );
+    let log = json(
+        &headless(
+            &relay,
+            &admin,
+            config.path(),
+            &["audit", "--agent", "enrolled", "--since", "1h", "--json"],
+        )
+        .await,
+    );
     let entry = &log["entries"][0];
-    assert_eq!((entry["user"].as_str(), entry["result"].as_str()), (Some("peek"), Some("forbidden")), "{log}");
-    let table = text(&headless(&relay, &admin, config.path(), &["audit"]).await.stdout);
-    assert!(table.lines().any(|l| l.contains("peek") && l.contains("enrolled") && l.contains("FORBIDDEN")), "{table}");
+    assert_eq!(
+        (entry["user"].as_str(), entry["result"].as_str()),
+        (Some("peek"), Some("forbidden")),
+        "{log}"
+    );
+    let table = text(
+        &headless(&relay, &admin, config.path(), &["audit"])
+            .await
+            .stdout,
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("peek") && l.contains("enrolled") && l.contains("FORBIDDEN")),
+        "{table}"
+    );
 
     let sessions = json(&headless(&relay, &admin, config.path(), &["sessions", "--json"]).await);
-    let peek = sessions["sessions"].as_array().unwrap().iter().find(|s| s["user"] == "peek").expect("listed")["id"]
+    let peek = sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["user"] == "peek")
+        .expect("listed")["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let out = headless(&relay, &admin, config.path(), &["sessions", "revoke", &peek]).await;
+    let out = headless(
+        &relay,
+        &admin,
+        config.path(),
+        &["sessions", "revoke", &peek],
+    )
+    .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    failed_with(&headless(&relay, &viewer, config.path(), &["agents"]).await, "UNAUTHORIZED");
+    failed_with(
+        &headless(&relay, &viewer, config.path(), &["agents"]).await,
+        "UNAUTHORIZED",
+    );
 
-    let out = headless(&relay, &admin, config.path(), &["agent", "revoke", "enrolled"]).await;
+    let out = headless(
+        &relay,
+        &admin,
+        config.path(),
+        &["agent", "revoke", "enrolled"],
+    )
+    .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     relay.wait_agent("enrolled", false).await;
     agent.exit().await.expect_err("a revoked agent stays out");
@@ -129,20 +278,42 @@ async fn login_keeps_only_a_device_token_in_the_keyring_and_logout_removes_it() 
     }
 
     let out = run(
-        zedops(config.path()).args(["login", "--relay", &relay.url, "--user", "alice", "--password-stdin"]),
+        zedops(config.path()).args([
+            "login",
+            "--relay",
+            &relay.url,
+            "--user",
+            "alice",
+            "--password-stdin",
+        ]),
         &format!("{TEST_PASSWORD}\n"),
     )
     .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stderr), format!("Logged in to {} as alice (viewer)\n", relay.url));
+    assert_eq!(
+        text(&out.stderr),
+        format!("Logged in to {} as alice (viewer)\n", relay.url)
+    );
     assert!(out.stdout.is_empty());
-    let token = store::load_token(&relay.url).unwrap().expect("token in the keyring");
+    let token = store::load_token(&relay.url)
+        .unwrap()
+        .expect("token in the keyring");
     assert!(token.starts_with("zd_"));
     let found = std::process::Command::new("secret-tool")
-        .args(["lookup", "service", "zedops", "username", &store::keyring_user(&relay.url).unwrap()])
+        .args([
+            "lookup",
+            "service",
+            "zedops",
+            "username",
+            &store::keyring_user(&relay.url).unwrap(),
+        ])
         .output()
         .expect("secret-tool runs");
-    assert_eq!(text(&found.stdout), token, "secret-tool finds the device token");
+    assert_eq!(
+        text(&found.stdout),
+        token,
+        "secret-tool finds the device token"
+    );
 
     // Later commands use the stored login: no flags, no environment.
     let agents = run(zedops(config.path()).args(["agents", "--json"]), "").await;
@@ -153,17 +324,27 @@ async fn login_keeps_only_a_device_token_in_the_keyring_and_logout_removes_it() 
         for file in std::fs::read_dir(dir).unwrap() {
             let bytes = std::fs::read(file.unwrap().path()).unwrap();
             let content = String::from_utf8_lossy(&bytes);
-            assert!(!content.contains(TEST_PASSWORD) && !content.contains(&token), "secret on disk in {}", dir.display());
+            assert!(
+                !content.contains(TEST_PASSWORD) && !content.contains(&token),
+                "secret on disk in {}",
+                dir.display()
+            );
         }
     }
 
     let out = run(zedops(config.path()).arg("logout"), "").await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(store::load_token(&relay.url).unwrap(), None);
-    assert!(relay.store.session(&token).await.unwrap().is_none(), "the relay session ended too");
+    assert!(
+        relay.store.session(&token).await.unwrap().is_none(),
+        "the relay session ended too"
+    );
     let after = run(zedops(config.path()).arg("agents"), "").await;
     failed_with(&after, "NOT_LOGGED_IN");
-    assert!(text(&after.stderr).contains("zedops login"), "says how to log in");
+    assert!(
+        text(&after.stderr).contains("zedops login"),
+        "says how to log in"
+    );
 }
 
 #[tokio::test]
@@ -172,14 +353,33 @@ async fn usage_and_connection_errors_are_plain() {
     let usage = run(zedops(config.path()).args(["stop", "--agent", "a"]), "").await;
     assert_eq!(usage.status.code(), Some(2));
     // A port nobody listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let out = run(
-        zedops(config.path()).env("ZEDOPS_TOKEN", "zd_x").args(["agents", "--relay", &format!("http://{closed}")]),
+        zedops(config.path()).env("ZEDOPS_TOKEN", "zd_x").args([
+            "agents",
+            "--relay",
+            &format!("http://{closed}"),
+        ]),
         "",
     )
     .await;
     failed_with(&out, "RELAY_UNREACHABLE");
-    let out = run(zedops(config.path()).env("ZEDOPS_TOKEN", "zd_x").args(["agents", "--relay", "http://relay.example"]), "").await;
+    let out = run(
+        zedops(config.path()).env("ZEDOPS_TOKEN", "zd_x").args([
+            "agents",
+            "--relay",
+            "http://relay.example",
+        ]),
+        "",
+    )
+    .await;
     failed_with(&out, "INVALID_URL");
-    assert!(text(&out.stderr).contains("--insecure"), "says how to allow it: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--insecure"),
+        "says how to allow it: {}",
+        text(&out.stderr)
+    );
 }

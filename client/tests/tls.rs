@@ -25,9 +25,15 @@ async fn wss_with_a_private_ca_works_and_without_it_is_refused() {
     relay.wait_agent("secure-1", true).await;
 
     relay.login("alice", Role::Viewer).await;
-    let login = zedops_client::login(&relay.url, "alice", TEST_PASSWORD, Some(&pki.ca_cert), false)
-        .await
-        .expect("login over https with the CA");
+    let login = zedops_client::login(
+        &relay.url,
+        "alice",
+        TEST_PASSWORD,
+        Some(&pki.ca_cert),
+        false,
+    )
+    .await
+    .expect("login over https with the CA");
     let client = Client::connect(ConnectOptions {
         relay: relay.url.clone(),
         token: login.token.clone(),
@@ -40,11 +46,23 @@ async fn wss_with_a_private_ca_works_and_without_it_is_refused() {
     assert!(agents.iter().any(|a| a.name == "secure-1" && a.online));
 
     // Without the CA the relay's certificate is not trusted, on both routes.
-    let refused = Client::connect(ConnectOptions { relay: relay.url.clone(), token: login.token, ca_file: None, insecure: false })
-        .await
-        .err()
-        .expect("an untrusted certificate is refused");
-    assert!(refused.to_string().to_lowercase().contains("certificate"), "{refused}");
-    assert!(zedops_client::login(&relay.url, "alice", TEST_PASSWORD, None, false).await.is_err());
+    let refused = Client::connect(ConnectOptions {
+        relay: relay.url.clone(),
+        token: login.token,
+        ca_file: None,
+        insecure: false,
+    })
+    .await
+    .err()
+    .expect("an untrusted certificate is refused");
+    assert!(
+        refused.to_string().to_lowercase().contains("certificate"),
+        "{refused}"
+    );
+    assert!(
+        zedops_client::login(&relay.url, "alice", TEST_PASSWORD, None, false)
+            .await
+            .is_err()
+    );
     agent.stop().await.unwrap();
 }

@@ -108,7 +108,9 @@ impl Validate for TokenCreateRequest {
     fn validate(&self) -> Result<(), ProtocolError> {
         match self.ttl_secs {
             Some(0) => Err(ProtocolError::invalid("ttlSecs", "must be at least 1")),
-            Some(t) if t > MAX_TOKEN_TTL_SECS => Err(ProtocolError::invalid("ttlSecs", "must be at most 30 days")),
+            Some(t) if t > MAX_TOKEN_TTL_SECS => {
+                Err(ProtocolError::invalid("ttlSecs", "must be at most 30 days"))
+            }
             _ => Ok(()),
         }
     }

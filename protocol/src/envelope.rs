@@ -20,12 +20,20 @@ pub struct Envelope<'a, T: Serialize> {
 impl<'a, T: Serialize> Envelope<'a, T> {
     /// A frame that expects no answer (pushes, heartbeats, replies).
     pub fn new(subject: &'a str, data: T) -> Self {
-        Self { subject, reply: None, data }
+        Self {
+            subject,
+            reply: None,
+            data,
+        }
     }
 
     /// A request whose answer goes to `reply`.
     pub fn request(subject: &'a str, reply: &'a str, data: T) -> Self {
-        Self { subject, reply: Some(reply), data }
+        Self {
+            subject,
+            reply: Some(reply),
+            data,
+        }
     }
 
     /// The JSON text of this frame.
@@ -62,7 +70,10 @@ impl Frame {
         }
         if let Some(reply) = &frame.reply {
             if reply.len() > MAX_SUBJECT_LEN || !is_inbox(reply) {
-                return Err(ProtocolError::invalid("reply", "must be an _INBOX. subject"));
+                return Err(ProtocolError::invalid(
+                    "reply",
+                    "must be an _INBOX. subject",
+                ));
             }
         }
         Ok(frame)
@@ -70,9 +81,12 @@ impl Frame {
 
     /// Decodes `data` strictly as `T` (unknown fields refused) and checks its limits.
     /// A missing `data` decodes as `{}`.
-    pub fn payload<T: DeserializeOwned + crate::payload::Validate>(&self) -> Result<T, ProtocolError> {
+    pub fn payload<T: DeserializeOwned + crate::payload::Validate>(
+        &self,
+    ) -> Result<T, ProtocolError> {
         let raw = self.data.as_deref().map(RawValue::get).unwrap_or("{}");
-        let value: T = serde_json::from_str(raw).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+        let value: T =
+            serde_json::from_str(raw).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
         value.validate()?;
         Ok(value)
     }
@@ -95,7 +109,10 @@ mod tests {
 
     #[test]
     fn round_trips_a_request() {
-        let data = ContainerActionRequest { agent_id: "a1".into(), container_id: "web".into() };
+        let data = ContainerActionRequest {
+            agent_id: "a1".into(),
+            container_id: "web".into(),
+        };
         let text = Envelope::request("container.start", "_INBOX.1", &data).to_json();
         assert_eq!(
             text,
@@ -110,7 +127,10 @@ mod tests {
 
     #[test]
     fn refuses_unknown_fields_and_bad_input() {
-        assert!(matches!(Frame::decode("{nope"), Err(ProtocolError::Malformed(_))));
+        assert!(matches!(
+            Frame::decode("{nope"),
+            Err(ProtocolError::Malformed(_))
+        ));
         assert!(matches!(
             Frame::decode(r#"{"subject":"x","extra":1}"#),
             Err(ProtocolError::Malformed(_))
@@ -124,13 +144,22 @@ mod tests {
             Err(ProtocolError::Invalid { .. })
         ));
         let big = format!(r#"{{"subject":"{}"}}"#, "x".repeat(MAX_FRAME_BYTES));
-        assert!(matches!(Frame::decode(&big), Err(ProtocolError::TooLarge { .. })));
+        assert!(matches!(
+            Frame::decode(&big),
+            Err(ProtocolError::TooLarge { .. })
+        ));
         let frame = Frame::decode(
             r#"{"subject":"container.start","data":{"agentId":"a","containerId":"b","x":1}}"#,
         )
         .unwrap();
         assert!(frame.payload::<ContainerActionRequest>().is_err());
-        let frame = Frame::decode(r#"{"subject":"container.start","data":{"agentId":"a","containerId":""}}"#).unwrap();
-        assert!(matches!(frame.payload::<ContainerActionRequest>(), Err(ProtocolError::Invalid { .. })));
+        let frame = Frame::decode(
+            r#"{"subject":"container.start","data":{"agentId":"a","containerId":""}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            frame.payload::<ContainerActionRequest>(),
+            Err(ProtocolError::Invalid { .. })
+        ));
     }
 }

@@ -90,7 +90,11 @@ pub struct ErrorReply {
 
 impl ErrorReply {
     pub fn new(error_code: ErrorCode, error: impl Into<String>) -> Self {
-        Self { error_code, error: error.into(), retry_after_secs: None }
+        Self {
+            error_code,
+            error: error.into(),
+            retry_after_secs: None,
+        }
     }
 }
 
@@ -112,7 +116,10 @@ pub enum ProtocolError {
     #[error("malformed frame: {0}")]
     Malformed(String),
     #[error("invalid {field}: {reason}")]
-    Invalid { field: &'static str, reason: &'static str },
+    Invalid {
+        field: &'static str,
+        reason: &'static str,
+    },
 }
 
 impl ProtocolError {
@@ -132,8 +139,15 @@ mod tests {
 
     #[test]
     fn codes_serialise_as_their_wire_names() {
-        for code in [ErrorCode::DockerNotAvailable, ErrorCode::AgentOffline, ErrorCode::UnsupportedVersion] {
-            assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{}\"", code.as_str()));
+        for code in [
+            ErrorCode::DockerNotAvailable,
+            ErrorCode::AgentOffline,
+            ErrorCode::UnsupportedVersion,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&code).unwrap(),
+                format!("\"{}\"", code.as_str())
+            );
         }
         let reply = ErrorReply::new(ErrorCode::Timeout, "agent did not answer");
         assert_eq!(

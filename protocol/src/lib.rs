@@ -11,10 +11,10 @@ pub mod limits;
 pub mod payload;
 pub mod subject;
 
+pub use admin::*;
 pub use envelope::{Envelope, Frame, new_inbox_suffix};
 pub use error::{ErrorCode, ErrorReply, ProtocolError};
 pub use limits::*;
-pub use admin::*;
 pub use payload::*;
 
 /// Version of this protocol. Both sides send it in their hello; a mismatch is refused.

@@ -17,14 +17,23 @@ pub trait Validate {
     }
 }
 
-fn check_len(field: &'static str, value: &str, max: usize, reason: &'static str) -> Result<(), ProtocolError> {
+fn check_len(
+    field: &'static str,
+    value: &str,
+    max: usize,
+    reason: &'static str,
+) -> Result<(), ProtocolError> {
     if value.is_empty() || value.len() > max {
         return Err(ProtocolError::invalid(field, reason));
     }
     Ok(())
 }
 
-fn check_optional(field: &'static str, value: &Option<String>, max: usize) -> Result<(), ProtocolError> {
+fn check_optional(
+    field: &'static str,
+    value: &Option<String>,
+    max: usize,
+) -> Result<(), ProtocolError> {
     match value {
         Some(v) if v.len() > max => Err(ProtocolError::invalid(field, "too long")),
         _ => Ok(()),
@@ -37,7 +46,9 @@ pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && !name.starts_with(['.', '-'])
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -67,7 +78,12 @@ pub struct AgentInfo {
 
 impl Validate for AgentInfo {
     fn validate(&self) -> Result<(), ProtocolError> {
-        check_len("version", &self.version, MAX_INFO_LEN, "must be 1 to 256 bytes")?;
+        check_len(
+            "version",
+            &self.version,
+            MAX_INFO_LEN,
+            "must be 1 to 256 bytes",
+        )?;
         check_len("os", &self.os, MAX_INFO_LEN, "must be 1 to 256 bytes")?;
         check_len("arch", &self.arch, MAX_INFO_LEN, "must be 1 to 256 bytes")?;
         check_optional("dockerVersion", &self.docker_version, MAX_INFO_LEN)?;
@@ -90,9 +106,17 @@ pub struct AgentRegister {
 
 impl Validate for AgentRegister {
     fn validate(&self) -> Result<(), ProtocolError> {
-        check_len("registrationToken", &self.registration_token, MAX_TOKEN_LEN, "must be 1 to 128 bytes")?;
+        check_len(
+            "registrationToken",
+            &self.registration_token,
+            MAX_TOKEN_LEN,
+            "must be 1 to 128 bytes",
+        )?;
         if !is_valid_name(&self.name) {
-            return Err(ProtocolError::invalid("name", "must be 1 to 64 of A-Z a-z 0-9 . _ -"));
+            return Err(ProtocolError::invalid(
+                "name",
+                "must be 1 to 64 of A-Z a-z 0-9 . _ -",
+            ));
         }
         self.info.validate()
     }
@@ -111,8 +135,18 @@ pub struct AgentAuth {
 
 impl Validate for AgentAuth {
     fn validate(&self) -> Result<(), ProtocolError> {
-        check_len("agentId", &self.agent_id, MAX_AGENT_REF_LEN, "must be 1 to 64 bytes")?;
-        check_len("token", &self.token, MAX_TOKEN_LEN, "must be 1 to 128 bytes")?;
+        check_len(
+            "agentId",
+            &self.agent_id,
+            MAX_AGENT_REF_LEN,
+            "must be 1 to 64 bytes",
+        )?;
+        check_len(
+            "token",
+            &self.token,
+            MAX_TOKEN_LEN,
+            "must be 1 to 128 bytes",
+        )?;
         self.info.validate()
     }
 }
@@ -149,7 +183,12 @@ pub struct ClientHello {
 
 impl Validate for ClientHello {
     fn validate(&self) -> Result<(), ProtocolError> {
-        check_len("token", &self.token, MAX_TOKEN_LEN, "must be 1 to 128 bytes")
+        check_len(
+            "token",
+            &self.token,
+            MAX_TOKEN_LEN,
+            "must be 1 to 128 bytes",
+        )
     }
 }
 
@@ -214,8 +253,18 @@ pub struct LoginRequest {
 
 impl Validate for LoginRequest {
     fn validate(&self) -> Result<(), ProtocolError> {
-        check_len("username", &self.username, MAX_NAME_LEN, "must be 1 to 64 bytes")?;
-        check_len("password", &self.password, MAX_PASSWORD_LEN, "must be 1 to 1024 bytes")?;
+        check_len(
+            "username",
+            &self.username,
+            MAX_NAME_LEN,
+            "must be 1 to 64 bytes",
+        )?;
+        check_len(
+            "password",
+            &self.password,
+            MAX_PASSWORD_LEN,
+            "must be 1 to 1024 bytes",
+        )?;
         check_optional("device", &self.device, MAX_INFO_LEN)
     }
 }
@@ -294,7 +343,12 @@ pub struct ContainerListRequest {
 
 impl Validate for ContainerListRequest {
     fn validate(&self) -> Result<(), ProtocolError> {
-        check_len("agentId", &self.agent_id, MAX_AGENT_REF_LEN, "must be 1 to 64 bytes")
+        check_len(
+            "agentId",
+            &self.agent_id,
+            MAX_AGENT_REF_LEN,
+            "must be 1 to 64 bytes",
+        )
     }
 }
 
@@ -310,15 +364,36 @@ pub struct ContainerActionRequest {
 
 impl Validate for ContainerActionRequest {
     fn validate(&self) -> Result<(), ProtocolError> {
-        check_len("agentId", &self.agent_id, MAX_AGENT_REF_LEN, "must be 1 to 64 bytes")?;
-        check_len("containerId", &self.container_id, MAX_CONTAINER_REF_LEN, "must be 1 to 256 bytes")?;
+        check_len(
+            "agentId",
+            &self.agent_id,
+            MAX_AGENT_REF_LEN,
+            "must be 1 to 64 bytes",
+        )?;
+        check_len(
+            "containerId",
+            &self.container_id,
+            MAX_CONTAINER_REF_LEN,
+            "must be 1 to 256 bytes",
+        )?;
         // Docker resolves names and ids in URL paths; anything outside its name alphabet is refused
         // here so that no path tricks ("../") ever reach the engine.
-        let bare = self.container_id.strip_prefix('/').unwrap_or(&self.container_id);
-        let ok = bare.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-            && bare.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        let bare = self
+            .container_id
+            .strip_prefix('/')
+            .unwrap_or(&self.container_id);
+        let ok = bare
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+            && bare
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if !ok {
-            return Err(ProtocolError::invalid("containerId", "must be a container id or name"));
+            return Err(ProtocolError::invalid(
+                "containerId",
+                "must be a container id or name",
+            ));
         }
         Ok(())
     }
@@ -473,7 +548,12 @@ mod tests {
             state: "running".into(),
             status: "Up 2 seconds".into(),
             created: 1,
-            ports: vec![Port { private_port: 80, public_port: Some(8080), kind: "tcp".into(), ip: None }],
+            ports: vec![Port {
+                private_port: 80,
+                public_port: Some(8080),
+                kind: "tcp".into(),
+                ip: None,
+            }],
             health: None,
             labels: BTreeMap::new(),
         };
@@ -494,7 +574,10 @@ mod tests {
 
     #[test]
     fn container_refs_refuse_path_tricks() {
-        let req = |c: &str| ContainerActionRequest { agent_id: "a".into(), container_id: c.into() };
+        let req = |c: &str| ContainerActionRequest {
+            agent_id: "a".into(),
+            container_id: c.into(),
+        };
         assert!(req("web-1").validate().is_ok());
         assert!(req("/web-1").validate().is_ok());
         assert!(req("../../etc").validate().is_err());

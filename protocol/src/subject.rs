@@ -49,6 +49,9 @@ pub const ERROR: &str = "error";
 /// True when `subject` is a reply inbox: the prefix and then 1 or more of `A-Z a-z 0-9 . _ -`.
 pub fn is_inbox(subject: &str) -> bool {
     subject.strip_prefix(INBOX_PREFIX).is_some_and(|rest| {
-        !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
     })
 }

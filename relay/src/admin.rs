@@ -7,9 +7,10 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use zedops_protocol::{
-    AgentRevokeRequest, AgentRevoked, AuditListRequest, AuditListResponse, AuditRecord, ErrorCode, ErrorReply, Frame,
-    MAX_AUDIT_ENTRIES, SessionListRequest, SessionListResponse, SessionRevokeRequest, SessionRevoked, SessionSummary,
-    TokenCreateRequest, TokenCreated, subject,
+    AgentRevokeRequest, AgentRevoked, AuditListRequest, AuditListResponse, AuditRecord, ErrorCode,
+    ErrorReply, Frame, MAX_AUDIT_ENTRIES, SessionListRequest, SessionListResponse,
+    SessionRevokeRequest, SessionRevoked, SessionSummary, TokenCreateRequest, TokenCreated,
+    subject,
 };
 
 use crate::server::AppState;
@@ -20,18 +21,33 @@ use crate::time::rfc3339;
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// Serves one admin subject; the answer's JSON value.
-pub async fn serve(state: &AppState, session: &Session, frame: &Frame) -> Result<serde_json::Value, ErrorReply> {
+pub async fn serve(
+    state: &AppState,
+    session: &Session,
+    frame: &Frame,
+) -> Result<serde_json::Value, ErrorReply> {
     let invalid = |e: zedops_protocol::ProtocolError| e.to_reply();
     let value = match frame.subject.as_str() {
-        subject::AGENT_REVOKE => to_json(revoke_agent(state, session, frame.payload().map_err(invalid)?).await?),
+        subject::AGENT_REVOKE => {
+            to_json(revoke_agent(state, session, frame.payload().map_err(invalid)?).await?)
+        }
         subject::SESSION_LIST => {
             frame.payload::<SessionListRequest>().map_err(invalid)?;
             to_json(sessions(state, session).await?)
         }
-        subject::SESSION_REVOKE => to_json(revoke_session(state, session, frame.payload().map_err(invalid)?).await?),
-        subject::TOKEN_CREATE => to_json(create_token(state, session, frame.payload().map_err(invalid)?).await?),
+        subject::SESSION_REVOKE => {
+            to_json(revoke_session(state, session, frame.payload().map_err(invalid)?).await?)
+        }
+        subject::TOKEN_CREATE => {
+            to_json(create_token(state, session, frame.payload().map_err(invalid)?).await?)
+        }
         subject::AUDIT_LIST => to_json(audit_list(state, frame.payload().map_err(invalid)?).await?),
-        other => return Err(ErrorReply::new(ErrorCode::InvalidRequest, format!("unknown subject {other:?}"))),
+        other => {
+            return Err(ErrorReply::new(
+                ErrorCode::InvalidRequest,
+                format!("unknown subject {other:?}"),
+            ));
+        }
     };
     Ok(value)
 }
@@ -42,10 +58,18 @@ fn to_json(value: impl serde::Serialize) -> serde_json::Value {
 
 fn internal(e: StoreError) -> ErrorReply {
     tracing::error!(%e, "store failure in an admin request");
-    ErrorReply::new(ErrorCode::Internal, "the relay could not use its database; see the relay's log")
+    ErrorReply::new(
+        ErrorCode::Internal,
+        "the relay could not use its database; see the relay's log",
+    )
 }
 
-async fn audit(state: &AppState, session: &Session, operation: &str, agent_id: Option<&str>) -> Result<(), ErrorReply> {
+async fn audit(
+    state: &AppState,
+    session: &Session,
+    operation: &str,
+    agent_id: Option<&str>,
+) -> Result<(), ErrorReply> {
     let entry = AuditEntry {
         user: Some(&session.user),
         session_id: Some(&session.id),
@@ -57,18 +81,28 @@ async fn audit(state: &AppState, session: &Session, operation: &str, agent_id: O
     state.store.audit(entry).await.map_err(internal)
 }
 
-async fn revoke_agent(state: &AppState, session: &Session, request: AgentRevokeRequest) -> Result<AgentRevoked, ErrorReply> {
+async fn revoke_agent(
+    state: &AppState,
+    session: &Session,
+    request: AgentRevokeRequest,
+) -> Result<AgentRevoked, ErrorReply> {
     let agent = match state.store.revoke_agent(&request.agent_id).await {
         Ok(agent) => agent,
         Err(StoreError::NoSuchAgent(name)) => {
-            return Err(ErrorReply::new(ErrorCode::NotFound, format!("no agent named or with id {name:?}")));
+            return Err(ErrorReply::new(
+                ErrorCode::NotFound,
+                format!("no agent named or with id {name:?}"),
+            ));
         }
         Err(e) => return Err(internal(e)),
     };
     audit(state, session, subject::AGENT_REVOKE, Some(&agent.id)).await?;
     state.hub.kick_agent(&agent.id);
     tracing::info!(agent = %agent.name, by = %session.user, "agent revoked");
-    Ok(AgentRevoked { agent_id: agent.id, name: agent.name })
+    Ok(AgentRevoked {
+        agent_id: agent.id,
+        name: agent.name,
+    })
 }
 
 async fn sessions(state: &AppState, session: &Session) -> Result<SessionListResponse, ErrorReply> {
@@ -84,7 +118,10 @@ async fn sessions(state: &AppState, session: &Session) -> Result<SessionListResp
             last_used_at: r.last_used_at.map(rfc3339),
         })
         .collect();
-    Ok(SessionListResponse { count: sessions.len(), sessions })
+    Ok(SessionListResponse {
+        count: sessions.len(),
+        sessions,
+    })
 }
 
 async fn revoke_session(
@@ -92,41 +129,79 @@ async fn revoke_session(
     session: &Session,
     request: SessionRevokeRequest,
 ) -> Result<SessionRevoked, ErrorReply> {
-    if !state.store.revoke_session(&request.session_id).await.map_err(internal)? {
-        return Err(ErrorReply::new(ErrorCode::NotFound, format!("no live session with id {:?}", request.session_id)));
+    if !state
+        .store
+        .revoke_session(&request.session_id)
+        .await
+        .map_err(internal)?
+    {
+        return Err(ErrorReply::new(
+            ErrorCode::NotFound,
+            format!("no live session with id {:?}", request.session_id),
+        ));
     }
     audit(state, session, subject::SESSION_REVOKE, None).await?;
     state.hub.kick_session(&request.session_id);
     tracing::info!(session = %request.session_id, by = %session.user, "session revoked");
-    Ok(SessionRevoked { session_id: request.session_id })
+    Ok(SessionRevoked {
+        session_id: request.session_id,
+    })
 }
 
-async fn create_token(state: &AppState, session: &Session, request: TokenCreateRequest) -> Result<TokenCreated, ErrorReply> {
-    let ttl = request.ttl_secs.map(Duration::from_secs).unwrap_or(DEFAULT_TOKEN_TTL);
-    let token = state.store.create_registration_token(ttl).await.map_err(internal)?;
+async fn create_token(
+    state: &AppState,
+    session: &Session,
+    request: TokenCreateRequest,
+) -> Result<TokenCreated, ErrorReply> {
+    let ttl = request
+        .ttl_secs
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TOKEN_TTL);
+    let token = state
+        .store
+        .create_registration_token(ttl)
+        .await
+        .map_err(internal)?;
     audit(state, session, subject::TOKEN_CREATE, None).await?;
-    Ok(TokenCreated { token, expires_at: rfc3339(now() + ttl.as_secs() as i64) })
+    Ok(TokenCreated {
+        token,
+        expires_at: rfc3339(now() + ttl.as_secs() as i64),
+    })
 }
 
-async fn audit_list(state: &AppState, request: AuditListRequest) -> Result<AuditListResponse, ErrorReply> {
+async fn audit_list(
+    state: &AppState,
+    request: AuditListRequest,
+) -> Result<AuditListResponse, ErrorReply> {
     let since = match &request.since {
         Some(text) => Some(
             OffsetDateTime::parse(text, &Rfc3339)
-                .map_err(|_| ErrorReply::new(ErrorCode::InvalidRequest, format!("since {text:?} is not an RFC 3339 time")))?
+                .map_err(|_| {
+                    ErrorReply::new(
+                        ErrorCode::InvalidRequest,
+                        format!("since {text:?} is not an RFC 3339 time"),
+                    )
+                })?
                 .unix_timestamp(),
         ),
         None => None,
     };
     // A name is resolved to the id the log records; an unknown one simply matches nothing.
     let agent_id = match &request.agent_id {
-        Some(reference) => Some(match state.store.find_agent(reference).await.map_err(internal)? {
-            Some(agent) => agent.id,
-            None => reference.clone(),
-        }),
+        Some(reference) => Some(
+            match state.store.find_agent(reference).await.map_err(internal)? {
+                Some(agent) => agent.id,
+                None => reference.clone(),
+            },
+        ),
         None => None,
     };
     let limit = request.limit.unwrap_or(MAX_AUDIT_ENTRIES);
-    let rows = state.store.audit_list(agent_id.as_deref(), since, limit).await.map_err(internal)?;
+    let rows = state
+        .store
+        .audit_list(agent_id.as_deref(), since, limit)
+        .await
+        .map_err(internal)?;
     let entries: Vec<AuditRecord> = rows
         .into_iter()
         .map(|r| AuditRecord {
@@ -141,5 +216,8 @@ async fn audit_list(state: &AppState, request: AuditListRequest) -> Result<Audit
             error_code: r.error_code,
         })
         .collect();
-    Ok(AuditListResponse { count: entries.len(), entries })
+    Ok(AuditListResponse {
+        count: entries.len(),
+        entries,
+    })
 }

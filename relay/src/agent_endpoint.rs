@@ -9,8 +9,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use tracing::{Instrument, debug, info, info_span, warn};
 use zedops_protocol::{
-    AgentAuth, AgentRegister, AgentWelcome, Envelope, ErrorCode, ErrorReply, Frame, HELLO_TIMEOUT, PROTOCOL_VERSION,
-    subject,
+    AgentAuth, AgentRegister, AgentWelcome, Envelope, ErrorCode, ErrorReply, Frame, HELLO_TIMEOUT,
+    PROTOCOL_VERSION, subject,
 };
 
 use crate::server::AppState;
@@ -38,13 +38,20 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
         Ok(Incoming::Frame(frame)) => frame,
         Ok(Incoming::Invalid(e)) => {
             warn!(%e, "refused a malformed hello");
-            return socket.refuse(ErrorCode::InvalidRequest, e.to_string()).await;
+            return socket
+                .refuse(ErrorCode::InvalidRequest, e.to_string())
+                .await;
         }
         Ok(Incoming::TooLarge) => return socket.refuse_too_large().await,
         Ok(Incoming::Closed) => return,
         Err(_) => {
             warn!("no hello within the deadline");
-            return socket.refuse(ErrorCode::Unauthorized, "no agent.register or agent.auth within 10 s").await;
+            return socket
+                .refuse(
+                    ErrorCode::Unauthorized,
+                    "no agent.register or agent.auth within 10 s",
+                )
+                .await;
         }
     };
     let (record, token) = match authenticate(&state, &hello).await {
@@ -63,7 +70,11 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
         name: record.name.clone(),
         token,
     };
-    if socket.send(&Envelope::new(subject::AGENT_WELCOME, &welcome)).await.is_ok() {
+    if socket
+        .send(&Envelope::new(subject::AGENT_WELCOME, &welcome))
+        .await
+        .is_ok()
+    {
         info!("agent connected");
         let mut ping = tokio::time::interval(state.timeouts.heartbeat_interval);
         ping.reset();
@@ -122,13 +133,20 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
 }
 
 /// Checks the hello: protocol version, then enrolment or permanent token.
-async fn authenticate(state: &AppState, hello: &Frame) -> Result<(AgentRecord, Option<String>), ErrorReply> {
+async fn authenticate(
+    state: &AppState,
+    hello: &Frame,
+) -> Result<(AgentRecord, Option<String>), ErrorReply> {
     check_version(hello)?;
     let invalid = |e: zedops_protocol::ProtocolError| e.to_reply();
     match hello.subject.as_str() {
         subject::AGENT_REGISTER => {
             let register: AgentRegister = hello.payload().map_err(invalid)?;
-            match state.store.enrol_agent(&register.registration_token, &register.name, &register.info).await {
+            match state
+                .store
+                .enrol_agent(&register.registration_token, &register.name, &register.info)
+                .await
+            {
                 Ok((record, token)) => {
                     info!(agent = %record.name, id = %record.id, "agent enrolled");
                     Ok((record, Some(token)))
@@ -139,14 +157,20 @@ async fn authenticate(state: &AppState, hello: &Frame) -> Result<(AgentRecord, O
                 )),
                 Err(StoreError::NameTaken(name)) => Err(ErrorReply::new(
                     ErrorCode::NameTaken,
-                    format!("an agent named {name} is already enrolled; choose another --name or revoke the old agent first"),
+                    format!(
+                        "an agent named {name} is already enrolled; choose another --name or revoke the old agent first"
+                    ),
                 )),
                 Err(e) => Err(internal(e)),
             }
         }
         subject::AGENT_AUTH => {
             let auth: AgentAuth = hello.payload().map_err(invalid)?;
-            match state.store.authenticate_agent(&auth.agent_id, &auth.token, &auth.info).await {
+            match state
+                .store
+                .authenticate_agent(&auth.agent_id, &auth.token, &auth.info)
+                .await
+            {
                 Ok(Some(record)) => Ok((record, None)),
                 Ok(None) => Err(ErrorReply::new(
                     ErrorCode::Unauthorized,
@@ -169,20 +193,30 @@ pub fn check_version(hello: &Frame) -> Result<(), ErrorReply> {
     struct Versioned {
         protocol_version: Option<u32>,
     }
-    let seen = serde_json::from_str::<Versioned>(hello.raw_data()).ok().and_then(|v| v.protocol_version);
+    let seen = serde_json::from_str::<Versioned>(hello.raw_data())
+        .ok()
+        .and_then(|v| v.protocol_version);
     match seen {
         Some(PROTOCOL_VERSION) => Ok(()),
         Some(other) => Err(ErrorReply::new(
             ErrorCode::UnsupportedVersion,
-            format!("this relay speaks protocol {PROTOCOL_VERSION}, the peer speaks {other}; upgrade the older side"),
+            format!(
+                "this relay speaks protocol {PROTOCOL_VERSION}, the peer speaks {other}; upgrade the older side"
+            ),
         )),
-        None => Err(ErrorReply::new(ErrorCode::InvalidRequest, "the hello has no protocolVersion")),
+        None => Err(ErrorReply::new(
+            ErrorCode::InvalidRequest,
+            "the hello has no protocolVersion",
+        )),
     }
 }
 
 fn internal(e: StoreError) -> ErrorReply {
     tracing::error!(%e, "store failure during agent hello");
-    ErrorReply::new(ErrorCode::Internal, "the relay could not read its database; see the relay's log")
+    ErrorReply::new(
+        ErrorCode::Internal,
+        "the relay could not read its database; see the relay's log",
+    )
 }
 
 /// A frame from an authenticated agent: an answer to a request, a heartbeat, or junk.
@@ -198,7 +232,10 @@ async fn handle_frame(link: &crate::hub::AgentLink, socket: &mut Socket, frame: 
         subject::AGENT_HEARTBEAT => {}
         other => {
             warn!(subject = %other, "unknown subject from agent");
-            let reply = ErrorReply::new(ErrorCode::InvalidRequest, format!("unknown subject {other:?}"));
+            let reply = ErrorReply::new(
+                ErrorCode::InvalidRequest,
+                format!("unknown subject {other:?}"),
+            );
             let _ = socket.send_error(frame.reply.as_deref(), &reply).await;
         }
     }

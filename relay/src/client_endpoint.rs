@@ -9,7 +9,10 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use tokio::sync::{Semaphore, broadcast, mpsc};
 use tracing::{Instrument, info, info_span, warn};
-use zedops_protocol::{ClientHello, ClientWelcome, Envelope, ErrorCode, ErrorReply, HELLO_TIMEOUT, PROTOCOL_VERSION, subject};
+use zedops_protocol::{
+    ClientHello, ClientWelcome, Envelope, ErrorCode, ErrorReply, HELLO_TIMEOUT, PROTOCOL_VERSION,
+    subject,
+};
 
 use crate::agent_endpoint::check_version;
 use crate::router;
@@ -49,15 +52,29 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
         },
         Ok(Incoming::Invalid(e)) => {
             warn!(%e, "refused a malformed hello");
-            return socket.refuse(ErrorCode::InvalidRequest, e.to_string()).await;
+            return socket
+                .refuse(ErrorCode::InvalidRequest, e.to_string())
+                .await;
         }
         Ok(Incoming::TooLarge) => return socket.refuse_too_large().await,
         Ok(Incoming::Closed) => return,
-        Err(_) => return socket.refuse(ErrorCode::Unauthorized, "no client.hello within 10 s").await,
+        Err(_) => {
+            return socket
+                .refuse(ErrorCode::Unauthorized, "no client.hello within 10 s")
+                .await;
+        }
     };
     tracing::Span::current().record("user", session.user.as_str());
-    let welcome = ClientWelcome { protocol_version: PROTOCOL_VERSION, user: session.user.clone(), role: session.role };
-    if socket.send(&Envelope::new(subject::CLIENT_WELCOME, &welcome)).await.is_err() {
+    let welcome = ClientWelcome {
+        protocol_version: PROTOCOL_VERSION,
+        user: session.user.clone(),
+        role: session.role,
+    };
+    if socket
+        .send(&Envelope::new(subject::CLIENT_WELCOME, &welcome))
+        .await
+        .is_err()
+    {
         return;
     }
     info!(role = %session.role, "client connected");
@@ -124,11 +141,17 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
     info!("client disconnected");
 }
 
-async fn authenticate(state: &AppState, hello: &zedops_protocol::Frame) -> Result<Session, ErrorReply> {
+async fn authenticate(
+    state: &AppState,
+    hello: &zedops_protocol::Frame,
+) -> Result<Session, ErrorReply> {
     if hello.subject != subject::CLIENT_HELLO {
         return Err(ErrorReply::new(
             ErrorCode::Unauthorized,
-            format!("the first frame must be client.hello with a device token, not {:?}", hello.subject),
+            format!(
+                "the first frame must be client.hello with a device token, not {:?}",
+                hello.subject
+            ),
         ));
     }
     check_version(hello)?;
@@ -141,7 +164,10 @@ async fn authenticate(state: &AppState, hello: &zedops_protocol::Frame) -> Resul
         )),
         Err(e) => {
             tracing::error!(%e, "store failure during client hello");
-            Err(ErrorReply::new(ErrorCode::Internal, "the relay could not read its database; see the relay's log"))
+            Err(ErrorReply::new(
+                ErrorCode::Internal,
+                "the relay could not read its database; see the relay's log",
+            ))
         }
     }
 }

@@ -23,7 +23,8 @@ fn error(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Res
 }
 
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    Json(serde_json::json!({ "status": "ok", "agentsOnline": state.hub.online_count() })).into_response()
+    Json(serde_json::json!({ "status": "ok", "agentsOnline": state.hub.online_count() }))
+        .into_response()
 }
 
 pub async fn login(
@@ -35,11 +36,19 @@ pub async fn login(
         Ok(request) => request,
         Err(e) => {
             warn!(%e, "malformed login request");
-            return error(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, format!("malformed login request: {e}"));
+            return error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidRequest,
+                format!("malformed login request: {e}"),
+            );
         }
     };
     if let Err(e) = request.validate() {
-        return error(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, e.to_string());
+        return error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest,
+            e.to_string(),
+        );
     }
     if let Some(retry) = state.login_limit.check(&request.username, peer.ip()) {
         warn!(user = %request.username, %peer, "login refused: too many failures");
@@ -48,22 +57,48 @@ pub async fn login(
             format!("too many failed logins; try again in {retry} s"),
         );
         reply.retry_after_secs = Some(retry);
-        return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, retry.to_string())], Json(reply)).into_response();
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, retry.to_string())],
+            Json(reply),
+        )
+            .into_response();
     }
-    match state.store.login(&request.username, &request.password, request.device.as_deref()).await {
+    match state
+        .store
+        .login(
+            &request.username,
+            &request.password,
+            request.device.as_deref(),
+        )
+        .await
+    {
         Ok(Some((session, token))) => {
             state.login_limit.succeeded(&session.user);
             info!(user = %session.user, device = ?request.device, "login");
-            Json(LoginResponse { token, user: session.user, role: session.role }).into_response()
+            Json(LoginResponse {
+                token,
+                user: session.user,
+                role: session.role,
+            })
+            .into_response()
         }
         Ok(None) => {
             state.login_limit.failed(&request.username, peer.ip());
             warn!(user = %request.username, %peer, "failed login");
-            error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "wrong user name or password")
+            error(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                "wrong user name or password",
+            )
         }
         Err(e) => {
             tracing::error!(%e, "store failure during login");
-            error(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "the relay could not read its database; see the relay's log")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "the relay could not read its database; see the relay's log",
+            )
         }
     }
 }
@@ -75,14 +110,26 @@ pub async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
         .and_then(|v| v.strip_prefix("Bearer "))
         .filter(|t| !t.is_empty() && t.len() <= zedops_protocol::MAX_TOKEN_LEN);
     let Some(token) = token else {
-        return error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "send the device token as `Authorization: Bearer <token>`");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "send the device token as `Authorization: Bearer <token>`",
+        );
     };
     match state.store.revoke_session_token(token).await {
         Ok(true) => StatusCode::NO_CONTENT.into_response(),
-        Ok(false) => error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "the device token is unknown or already logged out"),
+        Ok(false) => error(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "the device token is unknown or already logged out",
+        ),
         Err(e) => {
             tracing::error!(%e, "store failure during logout");
-            error(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "the relay could not write its database; see the relay's log")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "the relay could not write its database; see the relay's log",
+            )
         }
     }
 }

@@ -44,11 +44,16 @@ impl RouteError {
         match self {
             RouteError::Offline => ErrorReply::new(
                 ErrorCode::AgentOffline,
-                format!("agent {agent_name} is not connected to the relay; check that zedops-agent runs on that server"),
+                format!(
+                    "agent {agent_name} is not connected to the relay; check that zedops-agent runs on that server"
+                ),
             ),
             RouteError::Timeout(after) => ErrorReply::new(
                 ErrorCode::Timeout,
-                format!("agent {agent_name} did not answer within {} s; it may be overloaded or its Docker engine hung", after.as_secs()),
+                format!(
+                    "agent {agent_name} did not answer within {} s; it may be overloaded or its Docker engine hung",
+                    after.as_secs()
+                ),
             ),
         }
     }
@@ -84,7 +89,11 @@ impl Hub {
         &self,
         id: &str,
         name: &str,
-    ) -> (Arc<AgentLink>, mpsc::Receiver<String>, oneshot::Receiver<()>) {
+    ) -> (
+        Arc<AgentLink>,
+        mpsc::Receiver<String>,
+        oneshot::Receiver<()>,
+    ) {
         let (tx, rx) = mpsc::channel(AGENT_QUEUE);
         let (close_tx, close_rx) = oneshot::channel();
         let link = Arc::new(AgentLink {
@@ -96,7 +105,11 @@ impl Hub {
             last_seen: AtomicI64::new(now()),
             close: Mutex::new(Some(close_tx)),
         });
-        let old = self.agents.write().expect("hub lock").insert(id.to_string(), link.clone());
+        let old = self
+            .agents
+            .write()
+            .expect("hub lock")
+            .insert(id.to_string(), link.clone());
         if let Some(old) = old {
             if let Some(close) = old.close.lock().expect("close lock").take() {
                 let _ = close.send(());
@@ -110,7 +123,9 @@ impl Hub {
     /// `AGENT_OFFLINE` at once (their senders are dropped).
     pub fn disconnect_agent(&self, link: &Arc<AgentLink>) {
         let mut agents = self.agents.write().expect("hub lock");
-        let current = agents.get(&link.id).is_some_and(|l| l.conn_id == link.conn_id);
+        let current = agents
+            .get(&link.id)
+            .is_some_and(|l| l.conn_id == link.conn_id);
         if current {
             agents.remove(&link.id);
         }
@@ -135,7 +150,12 @@ impl Hub {
     pub fn connect_client(&self, session_id: &str) -> (u64, oneshot::Receiver<()>) {
         let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.clients.lock().expect("clients lock").entry(session_id.to_string()).or_default().insert(conn_id, tx);
+        self.clients
+            .lock()
+            .expect("clients lock")
+            .entry(session_id.to_string())
+            .or_default()
+            .insert(conn_id, tx);
         (conn_id, rx)
     }
 
@@ -152,7 +172,11 @@ impl Hub {
 
     /// Closes every live connection of a device session (after revocation).
     pub fn kick_session(&self, session_id: &str) {
-        let conns = self.clients.lock().expect("clients lock").remove(session_id);
+        let conns = self
+            .clients
+            .lock()
+            .expect("clients lock")
+            .remove(session_id);
         for (_, close) in conns.into_iter().flatten() {
             let _ = close.send(());
         }
@@ -170,7 +194,10 @@ impl Hub {
     /// Ids of connected agents with their last-seen times.
     pub fn online(&self) -> HashMap<String, i64> {
         let agents = self.agents.read().expect("hub lock");
-        agents.iter().map(|(id, l)| (id.clone(), l.last_seen.load(Ordering::Relaxed))).collect()
+        agents
+            .iter()
+            .map(|(id, l)| (id.clone(), l.last_seen.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Number of connected agents.
@@ -191,16 +218,28 @@ impl Hub {
             last_seen: Some(crate::time::rfc3339(link.last_seen.load(Ordering::Relaxed))),
         };
         // No subscribers is fine: nobody is watching.
-        let _ = self.status.send(Envelope::new(subject::AGENT_STATUS, &status).to_json().into());
+        let _ = self.status.send(
+            Envelope::new(subject::AGENT_STATUS, &status)
+                .to_json()
+                .into(),
+        );
     }
 }
 
 impl AgentLink {
     /// Sends a request to this agent and waits for its answer (the raw `data` JSON).
-    pub async fn request(&self, subject: &str, data: &str, timeout: Duration) -> Result<String, RouteError> {
+    pub async fn request(
+        &self,
+        subject: &str,
+        data: &str,
+        timeout: Duration,
+    ) -> Result<String, RouteError> {
         let inbox = format!("{}{}", subject::INBOX_PREFIX, uuid::Uuid::new_v4().simple());
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().expect("pending lock").insert(inbox.clone(), tx);
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .insert(inbox.clone(), tx);
         let frame = format!(
             r#"{{"subject":{},"reply":"{inbox}","data":{data}}}"#,
             serde_json::to_string(subject).expect("strings serialise")

@@ -30,7 +30,10 @@ pub struct LoginLimiter {
 }
 
 fn prune(times: &mut VecDeque<Instant>, now: Instant) {
-    while times.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+    while times
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+    {
         times.pop_front();
     }
 }
@@ -43,7 +46,11 @@ fn blocked_for(times: Option<&mut VecDeque<Instant>>, limit: usize, now: Instant
         return None;
     }
     let oldest = *times.front()?;
-    Some((WINDOW.saturating_sub(now.duration_since(oldest))).as_secs().max(1))
+    Some(
+        (WINDOW.saturating_sub(now.duration_since(oldest)))
+            .as_secs()
+            .max(1),
+    )
 }
 
 impl LoginLimiter {
@@ -61,10 +68,18 @@ impl LoginLimiter {
         let now = Instant::now();
         let mut f = self.failures.lock().expect("limiter lock");
         if f.users.len() >= MAX_KEYS {
-            f.users.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
+            f.users.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < WINDOW)
+            });
         }
         if f.addresses.len() >= MAX_KEYS {
-            f.addresses.retain(|_, times| times.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
+            f.addresses.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < WINDOW)
+            });
         }
         f.users.entry(user.to_string()).or_default().push_back(now);
         f.addresses.entry(address).or_default().push_back(now);
@@ -72,7 +87,11 @@ impl LoginLimiter {
 
     /// Forgets a user's failures after a successful login.
     pub fn succeeded(&self, user: &str) {
-        self.failures.lock().expect("limiter lock").users.remove(user);
+        self.failures
+            .lock()
+            .expect("limiter lock")
+            .users
+            .remove(user);
     }
 }
 
@@ -90,7 +109,11 @@ mod tests {
         }
         let wait = limiter.check("alice", ip).expect("blocked");
         assert!(wait > 0 && wait <= WINDOW.as_secs());
-        assert_eq!(limiter.check("bob", "10.0.0.2".parse().unwrap()), None, "others are unaffected");
+        assert_eq!(
+            limiter.check("bob", "10.0.0.2".parse().unwrap()),
+            None,
+            "others are unaffected"
+        );
         limiter.succeeded("alice");
         assert_eq!(limiter.check("alice", "10.0.0.3".parse().unwrap()), None);
     }
@@ -103,6 +126,10 @@ mod tests {
             limiter.failed(&format!("user{i}"), ip);
         }
         assert!(limiter.check("someone-new", ip).is_some());
-        assert!(limiter.check("someone-new", "10.0.0.10".parse().unwrap()).is_none());
+        assert!(
+            limiter
+                .check("someone-new", "10.0.0.10".parse().unwrap())
+                .is_none()
+        );
     }
 }

@@ -12,7 +12,11 @@ use zedops_protocol::{Role, payload::is_valid_name};
 use zedops_relay::{Options, Server, Store, Timeouts};
 
 #[derive(Parser)]
-#[command(name = "zedops-relay", version, about = "ZedOps relay: connects admins to the agents on their servers")]
+#[command(
+    name = "zedops-relay",
+    version,
+    about = "ZedOps relay: connects admins to the agents on their servers"
+)]
 struct Cli {
     /// SQLite database: a file path or a sqlite:// URL [default: the platform data dir]
     #[arg(long, global = true, env = "ZEDOPS_DB")]
@@ -114,7 +118,9 @@ fn default_db() -> anyhow::Result<String> {
 
 fn read_password(stdin: bool, file: Option<PathBuf>) -> anyhow::Result<String> {
     let password = match (stdin, file) {
-        (_, Some(path)) => std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+        (_, Some(path)) => {
+            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
+        }
         (true, None) => {
             let mut line = String::new();
             std::io::stdin().lock().read_line(&mut line)?;
@@ -149,10 +155,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => default_db()?,
     };
     match cli.command {
-        Command::Serve { listen, tls_cert, tls_key, downloads, public_url } => {
+        Command::Serve {
+            listen,
+            tls_cert,
+            tls_key,
+            downloads,
+            public_url,
+        } => {
             let tls = tls_cert.zip(tls_key);
-            let installer = zedops_relay::download::InstallerOptions { downloads, public_url };
-            let server = Server::new(Options { listen, db, tls, timeouts: Timeouts::default(), installer }).await?;
+            let installer = zedops_relay::download::InstallerOptions {
+                downloads,
+                public_url,
+            };
+            let server = Server::new(Options {
+                listen,
+                db,
+                tls,
+                timeouts: Timeouts::default(),
+                installer,
+            })
+            .await?;
             let handle = server.shutdown_handle();
             tokio::spawn(async move {
                 shutdown_signal().await;
@@ -161,26 +183,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             server.listen().await
         }
-        Command::User { command: UserCommand::Add { name, role, password_stdin, password_file } } => {
+        Command::User {
+            command:
+                UserCommand::Add {
+                    name,
+                    role,
+                    password_stdin,
+                    password_file,
+                },
+        } => {
             if !is_valid_name(&name) {
                 bail!("{name:?} is not a valid user name: use 1 to 64 of A-Z a-z 0-9 . _ -");
             }
             let password = read_password(password_stdin, password_file)?;
-            Store::open(&db).await?.add_user(&name, &password, role).await?;
+            Store::open(&db)
+                .await?
+                .add_user(&name, &password, role)
+                .await?;
             eprintln!("created {role} {name}");
             Ok(())
         }
-        Command::Token { command: TokenCommand::Create { ttl, install_command, public_url } } => {
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    ttl,
+                    install_command,
+                    public_url,
+                },
+        } => {
             // Check the URL before a token is spent on a command that cannot work.
             let public_url = match (install_command, public_url) {
                 (false, _) => None,
-                (true, Some(url)) => Some(zedops_relay::download::check_public_url(&url).map_err(anyhow::Error::msg)?),
+                (true, Some(url)) => Some(
+                    zedops_relay::download::check_public_url(&url).map_err(anyhow::Error::msg)?,
+                ),
                 (true, None) => bail!(
                     "--install-command needs the address servers reach this relay at: pass --public-url \
                      https://relay.example.com or set ZEDOPS_PUBLIC_URL"
                 ),
             };
-            let token = Store::open(&db).await?.create_registration_token(ttl).await?;
+            let token = Store::open(&db)
+                .await?
+                .create_registration_token(ttl)
+                .await?;
             match public_url {
                 Some(url) => {
                     if url.starts_with("http://") {
@@ -189,14 +234,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                              --insecure is added to the command (tokens then cross the network unencrypted)"
                         );
                     }
-                    eprintln!("run this on the server to enrol (as root; the token is single-use, valid {}):", humantime::format_duration(ttl));
+                    eprintln!(
+                        "run this on the server to enrol (as root; the token is single-use, valid {}):",
+                        humantime::format_duration(ttl)
+                    );
                     println!("{}", zedops_relay::download::install_command(&url, &token));
                 }
                 None => println!("{token}"),
             }
             Ok(())
         }
-        Command::Agent { command: AgentCommand::List { json } } => {
+        Command::Agent {
+            command: AgentCommand::List { json },
+        } => {
             let agents = Store::open(&db).await?.agents().await?;
             if json {
                 let list: Vec<_> = agents
@@ -208,17 +258,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         })
                     })
                     .collect();
-                println!("{}", serde_json::json!({ "agents": list, "count": list.len() }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "agents": list, "count": list.len() })
+                );
             } else {
                 println!("{:<24} {:<36} LAST SEEN", "NAME", "ID");
                 for a in agents {
-                    let seen = a.last_seen.map(zedops_relay::time::rfc3339).unwrap_or_else(|| "never".into());
+                    let seen = a
+                        .last_seen
+                        .map(zedops_relay::time::rfc3339)
+                        .unwrap_or_else(|| "never".into());
                     println!("{:<24} {:<36} {seen}", a.name, a.id);
                 }
             }
             Ok(())
         }
-        Command::Agent { command: AgentCommand::Revoke { name_or_id } } => {
+        Command::Agent {
+            command: AgentCommand::Revoke { name_or_id },
+        } => {
             let agent = Store::open(&db).await?.revoke_agent(&name_or_id).await?;
             eprintln!("revoked agent {} ({})", agent.name, agent.id);
             Ok(())

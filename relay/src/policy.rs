@@ -30,7 +30,10 @@ pub const CLIENT_SUBJECTS: &[(&str, Need)] = &[
 
 /// What `subject` needs, or `None` when the relay does not serve it.
 pub fn need(subject: &str) -> Option<Need> {
-    CLIENT_SUBJECTS.iter().find(|(s, _)| *s == subject).map(|(_, need)| *need)
+    CLIENT_SUBJECTS
+        .iter()
+        .find(|(s, _)| *s == subject)
+        .map(|(_, need)| *need)
 }
 
 /// Whether `role` satisfies `need`.
@@ -62,7 +65,11 @@ mod tests {
             (subject::TOKEN_CREATE, [true, false, false]),
             (subject::AUDIT_LIST, [true, false, false]),
         ];
-        assert_eq!(intended.len(), CLIENT_SUBJECTS.len(), "every served subject needs a row in this table");
+        assert_eq!(
+            intended.len(),
+            CLIENT_SUBJECTS.len(),
+            "every served subject needs a row in this table"
+        );
         for (subject, expected) in intended {
             let need = need(subject).unwrap_or_else(|| panic!("{subject} is not served"));
             let got = [Role::Admin, Role::Operator, Role::Viewer].map(|r| allows(r, need));

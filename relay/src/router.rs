@@ -4,8 +4,8 @@
 use serde::Serialize;
 use tracing::{info, warn};
 use zedops_protocol::{
-    AgentListRequest, AgentListResponse, AgentSummary, ContainerActionRequest, ContainerListRequest, Envelope,
-    ErrorCode, ErrorReply, Frame, Operation, subject,
+    AgentListRequest, AgentListResponse, AgentSummary, ContainerActionRequest,
+    ContainerListRequest, Envelope, ErrorCode, ErrorReply, Frame, Operation, subject,
 };
 
 use crate::admin;
@@ -18,7 +18,10 @@ use crate::time::rfc3339;
 /// The answer frame (text) for one request.
 pub async fn handle(state: &AppState, session: &Session, frame: Frame) -> String {
     let Some(reply) = frame.reply.as_deref() else {
-        let error = ErrorReply::new(ErrorCode::InvalidRequest, "requests need a reply inbox (\"reply\": \"_INBOX.<id>\")");
+        let error = ErrorReply::new(
+            ErrorCode::InvalidRequest,
+            "requests need a reply inbox (\"reply\": \"_INBOX.<id>\")",
+        );
         return Envelope::new(subject::ERROR, &error).to_json();
     };
     match serve(state, session, &frame).await {
@@ -44,13 +47,20 @@ fn json(value: impl Serialize) -> Answer {
 async fn serve(state: &AppState, session: &Session, frame: &Frame) -> Result<Answer, ErrorReply> {
     let Some(need) = policy::need(&frame.subject) else {
         warn!(subject = %frame.subject, "unknown subject from client");
-        return Err(ErrorReply::new(ErrorCode::InvalidRequest, format!("unknown subject {:?}", frame.subject)));
+        return Err(ErrorReply::new(
+            ErrorCode::InvalidRequest,
+            format!("unknown subject {:?}", frame.subject),
+        ));
     };
     let invalid = |e: zedops_protocol::ProtocolError| e.to_reply();
     let operation = Operation::from_subject(&frame.subject);
     if !policy::allows(session.role, need) {
         warn!(user = %session.user, role = %session.role, subject = %frame.subject, "refused by policy");
-        let mut entry = AuditEntry { operation: &frame.subject, result: "forbidden", ..audit_base(session) };
+        let mut entry = AuditEntry {
+            operation: &frame.subject,
+            result: "forbidden",
+            ..audit_base(session)
+        };
         let target = operation.and_then(|_| frame.payload::<ContainerActionRequest>().ok());
         let agent_id = match &target {
             Some(t) => Some(audited_agent_id(state, &t.agent_id).await),
@@ -64,7 +74,10 @@ async fn serve(state: &AppState, session: &Session, frame: &Frame) -> Result<Ans
         audit(state, entry).await?;
         return Err(ErrorReply::new(
             ErrorCode::Forbidden,
-            format!("your role ({}) may not {}; ask an admin for the operator role", session.role, frame.subject),
+            format!(
+                "your role ({}) may not {}; ask an admin for the operator role",
+                session.role, frame.subject
+            ),
         ));
     }
     match frame.subject.as_str() {
@@ -75,16 +88,22 @@ async fn serve(state: &AppState, session: &Session, frame: &Frame) -> Result<Ans
         subject::CONTAINER_LIST => {
             let request: ContainerListRequest = frame.payload().map_err(invalid)?;
             let link = online_agent(state, &request.agent_id).await?;
-            let data = serde_json::to_string(&ContainerListRequest { agent_id: link.id.clone() }).expect("serialises");
+            let data = serde_json::to_string(&ContainerListRequest {
+                agent_id: link.id.clone(),
+            })
+            .expect("serialises");
             let raw = link
                 .request(subject::CONTAINER_LIST, &data, state.timeouts.list)
                 .await
                 .map_err(|e| e.to_reply(&link.name))?;
             Ok(Answer::Raw(raw))
         }
-        _ if need == policy::Need::Admin => admin::serve(state, session, frame).await.map(Answer::Json),
+        _ if need == policy::Need::Admin => {
+            admin::serve(state, session, frame).await.map(Answer::Json)
+        }
         _ => {
-            let operation = operation.expect("the policy serves only list, action and admin subjects");
+            let operation =
+                operation.expect("the policy serves only list, action and admin subjects");
             let request: ContainerActionRequest = frame.payload().map_err(invalid)?;
             action(state, session, operation, request).await
         }
@@ -119,7 +138,9 @@ async fn action(
         container_id: request.container_id.clone(),
     })
     .expect("serialises");
-    let outcome = link.request(operation.subject(), &data, state.timeouts.operation).await;
+    let outcome = link
+        .request(operation.subject(), &data, state.timeouts.operation)
+        .await;
     let error_code = match &outcome {
         Ok(raw) => answer_error_code(raw),
         Err(e) => Some(e.to_reply(&link.name).error_code.as_str().to_string()),
@@ -163,26 +184,39 @@ async fn audited_agent_id(state: &AppState, reference: &str) -> String {
 }
 
 fn audit_base(session: &Session) -> AuditEntry<'_> {
-    AuditEntry { user: Some(&session.user), session_id: Some(&session.id), ..Default::default() }
+    AuditEntry {
+        user: Some(&session.user),
+        session_id: Some(&session.id),
+        ..Default::default()
+    }
 }
 
 /// Writes an audit entry; an action whose audit cannot be written is not acknowledged.
 async fn audit(state: &AppState, entry: AuditEntry<'_>) -> Result<(), ErrorReply> {
     state.store.audit(entry).await.map_err(|e| {
         tracing::error!(%e, "could not write the audit log");
-        ErrorReply::new(ErrorCode::Internal, "the relay could not write its audit log; see the relay's log")
+        ErrorReply::new(
+            ErrorCode::Internal,
+            "the relay could not write its audit log; see the relay's log",
+        )
     })
 }
 
 /// The connected agent with this id or name, or why there is none.
-async fn online_agent(state: &AppState, id_or_name: &str) -> Result<std::sync::Arc<AgentLink>, ErrorReply> {
+async fn online_agent(
+    state: &AppState,
+    id_or_name: &str,
+) -> Result<std::sync::Arc<AgentLink>, ErrorReply> {
     if let Some(link) = state.hub.agent(id_or_name) {
         return Ok(link);
     }
     match state.store.find_agent(id_or_name).await {
         Ok(Some(agent)) => Err(ErrorReply::new(
             ErrorCode::AgentOffline,
-            format!("agent {} is not connected to the relay; check that zedops-agent runs on that server", agent.name),
+            format!(
+                "agent {} is not connected to the relay; check that zedops-agent runs on that server",
+                agent.name
+            ),
         )),
         Ok(None) => Err(ErrorReply::new(
             ErrorCode::NotFound,
@@ -190,7 +224,10 @@ async fn online_agent(state: &AppState, id_or_name: &str) -> Result<std::sync::A
         )),
         Err(e) => {
             tracing::error!(%e, "store failure looking up an agent");
-            Err(ErrorReply::new(ErrorCode::Internal, "the relay could not read its database; see the relay's log"))
+            Err(ErrorReply::new(
+                ErrorCode::Internal,
+                "the relay could not read its database; see the relay's log",
+            ))
         }
     }
 }
@@ -200,7 +237,10 @@ async fn agent_list(state: &AppState) -> Result<AgentListResponse, ErrorReply> {
     let online = state.hub.online();
     let records = state.store.agents().await.map_err(|e| {
         tracing::error!(%e, "store failure listing agents");
-        ErrorReply::new(ErrorCode::Internal, "the relay could not read its database; see the relay's log")
+        ErrorReply::new(
+            ErrorCode::Internal,
+            "the relay could not read its database; see the relay's log",
+        )
     })?;
     let agents: Vec<AgentSummary> = records
         .into_iter()
@@ -215,5 +255,8 @@ async fn agent_list(state: &AppState) -> Result<AgentListResponse, ErrorReply> {
             }
         })
         .collect();
-    Ok(AgentListResponse { count: agents.len(), agents })
+    Ok(AgentListResponse {
+        count: agents.len(),
+        agents,
+    })
 }

@@ -95,7 +95,9 @@ impl ShutdownHandle {
 impl Server {
     /// Opens the database (running migrations), loads TLS material and binds the address.
     pub async fn new(options: Options) -> anyhow::Result<Self> {
-        let store = Store::open(&options.db).await.with_context(|| format!("opening database {}", options.db))?;
+        let store = Store::open(&options.db)
+            .await
+            .with_context(|| format!("opening database {}", options.db))?;
         let tls = match &options.tls {
             Some((cert, key)) => Some(load_tls(cert, key)?),
             None => None,
@@ -115,13 +117,24 @@ impl Server {
             tasks: TaskTracker::new(),
             login_limit: Default::default(),
         });
-        let handle = ShutdownHandle { tx: Arc::new(tx), http: axum_server::Handle::new() };
-        Ok(Self { state, listener, tls, handle, installer })
+        let handle = ShutdownHandle {
+            tx: Arc::new(tx),
+            http: axum_server::Handle::new(),
+        };
+        Ok(Self {
+            state,
+            listener,
+            tls,
+            handle,
+            installer,
+        })
     }
 
     /// The bound address (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The base URL clients and agents use (`http://127.0.0.1:PORT`, or `https://` with TLS).
@@ -146,12 +159,23 @@ impl Server {
 
     /// Serves until [`ShutdownHandle::shutdown`], then waits briefly for connections to close.
     pub async fn listen(self) -> anyhow::Result<()> {
-        let app = router(self.state.clone(), self.installer.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = router(self.state.clone(), self.installer.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(addr = %self.local_addr(), tls = self.tls.is_some(), "relay listening");
         tokio::spawn(crate::revocation::watch(self.state.clone()));
         match self.tls {
-            Some(tls) => axum_server::from_tcp_rustls(self.listener, tls).handle(self.handle.http).serve(app).await?,
-            None => axum_server::from_tcp(self.listener).handle(self.handle.http).serve(app).await?,
+            Some(tls) => {
+                axum_server::from_tcp_rustls(self.listener, tls)
+                    .handle(self.handle.http)
+                    .serve(app)
+                    .await?
+            }
+            None => {
+                axum_server::from_tcp(self.listener)
+                    .handle(self.handle.http)
+                    .serve(app)
+                    .await?
+            }
         }
         self.state.tasks.close();
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.state.tasks.wait()).await;
@@ -176,12 +200,18 @@ fn router(state: Arc<AppState>, installer: Arc<Installer>) -> Router {
 /// Reads a PEM certificate chain and key into a rustls server configuration (HTTP/1.1 only:
 /// WebSockets do not run over HTTP/2 here).
 fn load_tls(cert: &PathBuf, key: &PathBuf) -> anyhow::Result<RustlsConfig> {
-    let cert_pem = std::fs::read(cert).with_context(|| format!("reading TLS certificate {}", cert.display()))?;
-    let key_pem = std::fs::read(key).with_context(|| format!("reading TLS key {}", key.display()))?;
+    let cert_pem = std::fs::read(cert)
+        .with_context(|| format!("reading TLS certificate {}", cert.display()))?;
+    let key_pem =
+        std::fs::read(key).with_context(|| format!("reading TLS key {}", key.display()))?;
     let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("parsing TLS certificate {}", cert.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "no PEM certificate in {}", cert.display());
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "no PEM certificate in {}",
+        cert.display()
+    );
     let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .with_context(|| format!("parsing TLS key {}", key.display()))?
         .with_context(|| format!("no PEM private key in {}", key.display()))?;

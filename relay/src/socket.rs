@@ -3,7 +3,9 @@
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use serde::Serialize;
-use zedops_protocol::{Envelope, ErrorCode, ErrorReply, Frame, MAX_FRAME_BYTES, ProtocolError, subject};
+use zedops_protocol::{
+    Envelope, ErrorCode, ErrorReply, Frame, MAX_FRAME_BYTES, ProtocolError, subject,
+};
 
 /// Bytes tungstenite reads from the socket at a time. Its default (128 KiB) would be held by
 /// every idle connection; frames larger than this still arrive, in several reads.
@@ -22,7 +24,11 @@ pub fn too_many_connections() -> axum::response::Response {
         ErrorCode::RateLimited,
         format!("the relay is at its limit of {MAX_CONNECTIONS} connections; retry later"),
     );
-    (axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(reply)).into_response()
+    (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(reply),
+    )
+        .into_response()
 }
 
 /// Applies the relay's frame limits and buffer sizes to an upgrade.
@@ -76,17 +82,27 @@ impl Socket {
                 Some(Ok(Message::Close(_))) => return Incoming::Closed,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Err(e)) => {
-                    let too_large = e.into_inner().downcast_ref::<tokio_tungstenite::tungstenite::Error>().is_some_and(
-                        |e| matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)),
-                    );
-                    return if too_large { Incoming::TooLarge } else { Incoming::Closed };
+                    let too_large = e
+                        .into_inner()
+                        .downcast_ref::<tokio_tungstenite::tungstenite::Error>()
+                        .is_some_and(|e| {
+                            matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_))
+                        });
+                    return if too_large {
+                        Incoming::TooLarge
+                    } else {
+                        Incoming::Closed
+                    };
                 }
             }
         }
     }
 
     /// Sends one envelope.
-    pub async fn send<T: Serialize>(&mut self, envelope: &Envelope<'_, T>) -> Result<(), axum::Error> {
+    pub async fn send<T: Serialize>(
+        &mut self,
+        envelope: &Envelope<'_, T>,
+    ) -> Result<(), axum::Error> {
         self.send_text(envelope.to_json()).await
     }
 
@@ -96,8 +112,13 @@ impl Socket {
     }
 
     /// Sends an error: to `reply` when the peer gave an inbox, else as an `error` frame.
-    pub async fn send_error(&mut self, reply: Option<&str>, error: &ErrorReply) -> Result<(), axum::Error> {
-        self.send(&Envelope::new(reply.unwrap_or(subject::ERROR), error)).await
+    pub async fn send_error(
+        &mut self,
+        reply: Option<&str>,
+        error: &ErrorReply,
+    ) -> Result<(), axum::Error> {
+        self.send(&Envelope::new(reply.unwrap_or(subject::ERROR), error))
+            .await
     }
 
     /// Sends a ping so that dead peers are noticed and proxies keep the connection open.
@@ -108,7 +129,9 @@ impl Socket {
     /// Sends an `error` frame, then closes with `code`.
     pub async fn refuse(mut self, code: ErrorCode, message: impl Into<String>) {
         let message = message.into();
-        let _ = self.send_error(None, &ErrorReply::new(code, message.clone())).await;
+        let _ = self
+            .send_error(None, &ErrorReply::new(code, message.clone()))
+            .await;
         let close = match code {
             ErrorCode::InvalidRequest => close_code::POLICY,
             ErrorCode::Unauthorized | ErrorCode::Forbidden => close_code::POLICY,
@@ -124,14 +147,22 @@ impl Socket {
         while !reason.is_char_boundary(end) {
             end -= 1;
         }
-        let frame = CloseFrame { code, reason: reason[..end].into() };
+        let frame = CloseFrame {
+            code,
+            reason: reason[..end].into(),
+        };
         let _ = self.ws.send(Message::Close(Some(frame))).await;
     }
 
     /// Tells the peer its message was over the limit and closes with 1009 (message too big).
     pub async fn refuse_too_large(mut self) {
         let message = format!("frame exceeds the {MAX_FRAME_BYTES} byte limit");
-        let _ = self.send_error(None, &ErrorReply::new(ErrorCode::InvalidRequest, message.clone())).await;
+        let _ = self
+            .send_error(
+                None,
+                &ErrorReply::new(ErrorCode::InvalidRequest, message.clone()),
+            )
+            .await;
         self.close(close_code::SIZE, &message).await;
     }
 }

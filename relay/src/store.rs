@@ -114,8 +114,14 @@ impl Store {
         .foreign_keys(true)
         // Admin commands (`user add`, `token create`) write while the relay runs.
         .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Database(e.into()))?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(e.into()))?;
         Ok(Self { pool })
     }
 
@@ -133,16 +139,20 @@ impl Store {
             .await
             .map_err(|e| StoreError::Hash(e.to_string()))?
             .map_err(|e| StoreError::Hash(e.to_string()))?;
-        let result = sqlx::query("INSERT INTO users (id, name, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(name)
-            .bind(hash)
-            .bind(role.as_str())
-            .bind(now())
-            .execute(&self.pool)
-            .await;
+        let result = sqlx::query(
+            "INSERT INTO users (id, name, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(name)
+        .bind(hash)
+        .bind(role.as_str())
+        .bind(now())
+        .execute(&self.pool)
+        .await;
         match result {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::UserExists(name.into())),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::UserExists(name.into()))
+            }
             other => other.map(|_| ()).map_err(Into::into),
         }
     }
@@ -170,9 +180,10 @@ impl Store {
             None => (None, secret::dummy_password_hash().to_string(), None, true),
         };
         let password = password.to_string();
-        let matches = tokio::task::spawn_blocking(move || secret::verify_password(&password, &hash))
-            .await
-            .map_err(|e| StoreError::Hash(e.to_string()))?;
+        let matches =
+            tokio::task::spawn_blocking(move || secret::verify_password(&password, &hash))
+                .await
+                .map_err(|e| StoreError::Hash(e.to_string()))?;
         let (Some(user_id), Some(role), false, true) = (user_id, role, disabled, matches) else {
             return Ok(None);
         };
@@ -186,7 +197,14 @@ impl Store {
             .bind(now())
             .execute(&self.pool)
             .await?;
-        Ok(Some((Session { id, user: name.to_string(), role }, token)))
+        Ok(Some((
+            Session {
+                id,
+                user: name.to_string(),
+                role,
+            },
+            token,
+        )))
     }
 
     /// The live session a device token belongs to, if any.
@@ -205,16 +223,22 @@ impl Store {
             .bind(&id)
             .execute(&self.pool)
             .await?;
-        Ok(Role::parse(row.get::<&str, _>("role")).map(|role| Session { id, user: row.get("name"), role }))
+        Ok(Role::parse(row.get::<&str, _>("role")).map(|role| Session {
+            id,
+            user: row.get("name"),
+            role,
+        }))
     }
 
     /// Ends the session of a device token. Returns whether one was live.
     pub async fn revoke_session_token(&self, token: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE device_sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL")
-            .bind(now())
-            .bind(secret::token_hash(token))
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE device_sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+        )
+        .bind(now())
+        .bind(secret::token_hash(token))
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -240,17 +264,22 @@ impl Store {
 
     /// Ends a device session by id. Returns whether one was live.
     pub async fn revoke_session(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE device_sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(now())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE device_sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+        )
+        .bind(now())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Ids of agents and sessions revoked at or after `since` (Unix seconds), so a running relay
     /// can close their connections when another process (`zedops-relay agent revoke`) revoked them.
-    pub async fn revoked_since(&self, since: i64) -> Result<(Vec<String>, Vec<String>), StoreError> {
+    pub async fn revoked_since(
+        &self,
+        since: i64,
+    ) -> Result<(Vec<String>, Vec<String>), StoreError> {
         let agents = sqlx::query_scalar("SELECT id FROM agents WHERE revoked_at >= ?")
             .bind(since)
             .fetch_all(&self.pool)
@@ -321,11 +350,18 @@ impl Store {
         .execute(&mut *tx)
         .await;
         match inserted {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(StoreError::NameTaken(name.into())),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(StoreError::NameTaken(name.into()));
+            }
             other => other?,
         };
         tx.commit().await?;
-        let record = AgentRecord { id: agent_id, name: name.into(), last_seen: Some(at), info: Some(info.clone()) };
+        let record = AgentRecord {
+            id: agent_id,
+            name: name.into(),
+            last_seen: Some(at),
+            info: Some(info.clone()),
+        };
         Ok((record, token))
     }
 
@@ -364,7 +400,11 @@ impl Store {
 
     /// Records when an agent was last heard from.
     pub async fn touch_agent(&self, agent_id: &str, at: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE agents SET last_seen = ? WHERE id = ?").bind(at).bind(agent_id).execute(&self.pool).await?;
+        sqlx::query("UPDATE agents SET last_seen = ? WHERE id = ?")
+            .bind(at)
+            .bind(agent_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -394,8 +434,15 @@ impl Store {
 
     /// Revokes an agent by id or name; its token stops working.
     pub async fn revoke_agent(&self, id_or_name: &str) -> Result<AgentRecord, StoreError> {
-        let agent = self.find_agent(id_or_name).await?.ok_or_else(|| StoreError::NoSuchAgent(id_or_name.into()))?;
-        sqlx::query("UPDATE agents SET revoked_at = ? WHERE id = ?").bind(now()).bind(&agent.id).execute(&self.pool).await?;
+        let agent = self
+            .find_agent(id_or_name)
+            .await?
+            .ok_or_else(|| StoreError::NoSuchAgent(id_or_name.into()))?;
+        sqlx::query("UPDATE agents SET revoked_at = ? WHERE id = ?")
+            .bind(now())
+            .bind(&agent.id)
+            .execute(&self.pool)
+            .await?;
         Ok(agent)
     }
 
@@ -454,7 +501,9 @@ impl Store {
 
     /// Number of audit entries, for tests and health output.
     pub async fn audit_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM audit_log").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+            .fetch_one(&self.pool)
+            .await?)
     }
 }
 
@@ -480,44 +529,103 @@ mod tests {
     use super::*;
 
     fn info() -> AgentInfo {
-        AgentInfo { version: "1".into(), os: "linux".into(), arch: "x86_64".into(), ..Default::default() }
+        AgentInfo {
+            version: "1".into(),
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            ..Default::default()
+        }
     }
 
     async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("relay.db").to_str().unwrap()).await.unwrap();
+        let store = Store::open(dir.path().join("relay.db").to_str().unwrap())
+            .await
+            .unwrap();
         (dir, store)
     }
 
     #[tokio::test]
     async fn registration_tokens_are_single_use_and_expire() {
         let (_dir, store) = store().await;
-        let token = store.create_registration_token(Duration::from_secs(60)).await.unwrap();
+        let token = store
+            .create_registration_token(Duration::from_secs(60))
+            .await
+            .unwrap();
         let (agent, permanent) = store.enrol_agent(&token, "web-1", &info()).await.unwrap();
-        assert!(matches!(store.enrol_agent(&token, "web-2", &info()).await, Err(StoreError::BadRegistrationToken)));
-        assert!(store.authenticate_agent(&agent.id, &permanent, &info()).await.unwrap().is_some());
-        assert!(store.authenticate_agent(&agent.id, "za_wrong", &info()).await.unwrap().is_none());
+        assert!(matches!(
+            store.enrol_agent(&token, "web-2", &info()).await,
+            Err(StoreError::BadRegistrationToken)
+        ));
+        assert!(
+            store
+                .authenticate_agent(&agent.id, &permanent, &info())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .authenticate_agent(&agent.id, "za_wrong", &info())
+                .await
+                .unwrap()
+                .is_none()
+        );
 
-        let expired = store.create_registration_token(Duration::ZERO).await.unwrap();
-        assert!(matches!(store.enrol_agent(&expired, "web-3", &info()).await, Err(StoreError::BadRegistrationToken)));
+        let expired = store
+            .create_registration_token(Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.enrol_agent(&expired, "web-3", &info()).await,
+            Err(StoreError::BadRegistrationToken)
+        ));
 
         // A taken name leaves the token usable.
-        let token = store.create_registration_token(Duration::from_secs(60)).await.unwrap();
-        assert!(matches!(store.enrol_agent(&token, "web-1", &info()).await, Err(StoreError::NameTaken(_))));
+        let token = store
+            .create_registration_token(Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.enrol_agent(&token, "web-1", &info()).await,
+            Err(StoreError::NameTaken(_))
+        ));
         store.enrol_agent(&token, "web-2", &info()).await.unwrap();
 
         store.revoke_agent("web-1").await.unwrap();
-        assert!(store.authenticate_agent(&agent.id, &permanent, &info()).await.unwrap().is_none());
+        assert!(
+            store
+                .authenticate_agent(&agent.id, &permanent, &info())
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[tokio::test]
     async fn logins_open_sessions_and_store_no_plain_secret() {
         let (dir, store) = store().await;
-        store.add_user("alice", "s3cret-pass", Role::Operator).await.unwrap();
-        assert!(matches!(store.add_user("alice", "x", Role::Viewer).await, Err(StoreError::UserExists(_))));
+        store
+            .add_user("alice", "s3cret-pass", Role::Operator)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.add_user("alice", "x", Role::Viewer).await,
+            Err(StoreError::UserExists(_))
+        ));
         assert!(store.login("alice", "wrong", None).await.unwrap().is_none());
-        assert!(store.login("bob", "s3cret-pass", None).await.unwrap().is_none());
-        let (session, token) = store.login("alice", "s3cret-pass", Some("laptop")).await.unwrap().unwrap();
+        assert!(
+            store
+                .login("bob", "s3cret-pass", None)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let (session, token) = store
+            .login("alice", "s3cret-pass", Some("laptop"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(session.role, Role::Operator);
         assert_eq!(store.session(&token).await.unwrap().unwrap().user, "alice");
         assert!(store.revoke_session_token(&token).await.unwrap());

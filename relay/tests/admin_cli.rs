@@ -16,7 +16,12 @@ fn relay(db: &str, args: &[&str], stdin: Option<&str>) -> Output {
         .spawn()
         .expect("zedops-relay runs");
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     child.wait_with_output().unwrap()
 }
@@ -30,27 +35,89 @@ async fn administers_users_tokens_and_agents() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("relay.db").display().to_string();
 
-    let out = relay(&db, &["user", "add", "alice", "--role", "operator", "--password-stdin"], Some("hunter2-long\n"));
+    let out = relay(
+        &db,
+        &[
+            "user",
+            "add",
+            "alice",
+            "--role",
+            "operator",
+            "--password-stdin",
+        ],
+        Some("hunter2-long\n"),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let again = relay(&db, &["user", "add", "alice", "--role", "viewer", "--password-stdin"], Some("x\n"));
+    let again = relay(
+        &db,
+        &[
+            "user",
+            "add",
+            "alice",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ],
+        Some("x\n"),
+    );
     assert!(!again.status.success());
-    assert!(text(&again.stderr).contains("already exists"), "{}", text(&again.stderr));
-    let bad = relay(&db, &["user", "add", "bob", "--role", "root", "--password-stdin"], Some("x\n"));
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
+    let bad = relay(
+        &db,
+        &["user", "add", "bob", "--role", "root", "--password-stdin"],
+        Some("x\n"),
+    );
     assert!(!bad.status.success());
-    assert!(text(&bad.stderr).contains("admin, operator or viewer"), "{}", text(&bad.stderr));
-    let hostile = relay(&db, &["user", "add", "../../x", "--role", "viewer", "--password-stdin"], Some("x\n"));
+    assert!(
+        text(&bad.stderr).contains("admin, operator or viewer"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let hostile = relay(
+        &db,
+        &[
+            "user",
+            "add",
+            "../../x",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ],
+        Some("x\n"),
+    );
     assert!(!hostile.status.success());
 
     let out = relay(&db, &["token", "create", "--ttl", "1h"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let token = text(&out.stdout);
-    assert!(token.starts_with("zr_") && token.trim_end().lines().count() == 1, "token alone on stdout: {token:?}");
+    assert!(
+        token.starts_with("zr_") && token.trim_end().lines().count() == 1,
+        "token alone on stdout: {token:?}"
+    );
 
     // The database holds hashes only.
     let store = zedops_relay::Store::open(&db).await.unwrap();
-    let info = zedops_protocol::AgentInfo { version: "1".into(), os: "linux".into(), arch: "x86_64".into(), ..Default::default() };
-    let (agent, _) = store.enrol_agent(token.trim(), "web-1", &info).await.unwrap();
-    assert!(store.login("alice", "hunter2-long", None).await.unwrap().is_some());
+    let info = zedops_protocol::AgentInfo {
+        version: "1".into(),
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        ..Default::default()
+    };
+    let (agent, _) = store
+        .enrol_agent(token.trim(), "web-1", &info)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .login("alice", "hunter2-long", None)
+            .await
+            .unwrap()
+            .is_some()
+    );
     store.close().await;
     for file in std::fs::read_dir(dir.path()).unwrap() {
         let bytes = std::fs::read(file.unwrap().path()).unwrap();

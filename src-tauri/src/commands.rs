@@ -9,7 +9,12 @@ use crate::types::{Action, ActionOutcome, AgentView, ContainerView, LastLogin, S
 /// Signs in with a password; the device token it buys goes into the OS keyring.
 #[tauri::command]
 #[specta::specta]
-pub async fn sign_in(app: AppHandle, relay: String, username: String, password: String) -> Result<SessionInfo, AppError> {
+pub async fn sign_in(
+    app: AppHandle,
+    relay: String,
+    username: String,
+    password: String,
+) -> Result<SessionInfo, AppError> {
     service::sign_in(&app, &relay, &username, &password).await
 }
 
@@ -42,13 +47,21 @@ pub async fn list_agents(app: AppHandle) -> Result<Vec<AgentView>, AppError> {
 
 #[tauri::command]
 #[specta::specta]
-pub async fn list_containers(app: AppHandle, agent_id: String) -> Result<Vec<ContainerView>, AppError> {
+pub async fn list_containers(
+    app: AppHandle,
+    agent_id: String,
+) -> Result<Vec<ContainerView>, AppError> {
     service::list_containers(&app, &agent_id).await
 }
 
 /// Starts, stops or restarts a container; the agent's new list also arrives as `ContainersUpdated`.
 #[tauri::command]
 #[specta::specta]
-pub async fn container_action(app: AppHandle, agent_id: String, container_id: String, action: Action) -> Result<ActionOutcome, AppError> {
+pub async fn container_action(
+    app: AppHandle,
+    agent_id: String,
+    container_id: String,
+    action: Action,
+) -> Result<ActionOutcome, AppError> {
     service::container_action(&app, &agent_id, &container_id, action).await
 }

@@ -53,11 +53,31 @@ impl ErrorCode {
 pub const ALL: [ErrorCode; 25] = {
     use ErrorCode::*;
     [
-        DockerNotAvailable, DockerListFailed, DockerStartFailed, DockerStopFailed,
-        DockerRestartFailed, ContainerNotFound, InvalidRequest, Unauthorized, Forbidden,
-        AgentOffline, Timeout, RateLimited, NotFound, UnsupportedVersion, NameTaken, Internal,
-        RelayUnreachable, Disconnected, KeyringUnavailable, NotLoggedIn, InvalidUrl,
-        InvalidCaFile, ConfigError, ProtocolError, InvalidInput,
+        DockerNotAvailable,
+        DockerListFailed,
+        DockerStartFailed,
+        DockerStopFailed,
+        DockerRestartFailed,
+        ContainerNotFound,
+        InvalidRequest,
+        Unauthorized,
+        Forbidden,
+        AgentOffline,
+        Timeout,
+        RateLimited,
+        NotFound,
+        UnsupportedVersion,
+        NameTaken,
+        Internal,
+        RelayUnreachable,
+        Disconnected,
+        KeyringUnavailable,
+        NotLoggedIn,
+        InvalidUrl,
+        InvalidCaFile,
+        ConfigError,
+        ProtocolError,
+        InvalidInput,
     ]
 };
 
@@ -105,12 +125,18 @@ pub struct AppError {
 
 impl AppError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     /// A command that needs a session was called while signed out.
     pub fn not_signed_in() -> Self {
-        Self::new(ErrorCode::NotLoggedIn, "You are not signed in: sign in with your relay URL, user name and password.")
+        Self::new(
+            ErrorCode::NotLoggedIn,
+            "You are not signed in: sign in with your relay URL, user name and password.",
+        )
     }
 
     /// The OS keyring could not be used; the sentence names the fix on a desktop.
@@ -167,26 +193,56 @@ mod tests {
 
     #[test]
     fn client_errors_keep_their_code() {
-        let err: AppError = ClientError::Remote(ErrorReply::new(WireCode::DockerStopFailed, "container web is wedged")).into();
+        let err: AppError = ClientError::Remote(ErrorReply::new(
+            WireCode::DockerStopFailed,
+            "container web is wedged",
+        ))
+        .into();
         assert_eq!(err.code, ErrorCode::DockerStopFailed);
-        assert!(err.message.starts_with("Container web is wedged"), "{}", err.message);
+        assert!(
+            err.message.starts_with("Container web is wedged"),
+            "{}",
+            err.message
+        );
         let json = serde_json::to_value(&err).unwrap();
         assert_eq!(json["code"], "DOCKER_STOP_FAILED");
 
-        let err: AppError = ClientError::RelayUnreachable { url: "http://127.0.0.1:1".into(), reason: "connection refused".into() }.into();
-        assert_eq!(serde_json::to_value(&err).unwrap()["code"], "RELAY_UNREACHABLE");
+        let err: AppError = ClientError::RelayUnreachable {
+            url: "http://127.0.0.1:1".into(),
+            reason: "connection refused".into(),
+        }
+        .into();
+        assert_eq!(
+            serde_json::to_value(&err).unwrap()["code"],
+            "RELAY_UNREACHABLE"
+        );
         assert!(err.message.contains("check the URL"), "{}", err.message);
     }
 
     #[test]
     fn keyring_and_session_errors_name_the_desktop_fix() {
-        let err: AppError = ClientError::Keyring { reason: "no Secret Service".into() }.into();
-        assert_eq!(serde_json::to_value(&err).unwrap()["code"], "KEYRING_UNAVAILABLE");
-        assert!(err.message.contains("no Secret Service") && err.message.contains("unlock your keyring"), "{}", err.message);
+        let err: AppError = ClientError::Keyring {
+            reason: "no Secret Service".into(),
+        }
+        .into();
+        assert_eq!(
+            serde_json::to_value(&err).unwrap()["code"],
+            "KEYRING_UNAVAILABLE"
+        );
+        assert!(
+            err.message.contains("no Secret Service")
+                && err.message.contains("unlock your keyring"),
+            "{}",
+            err.message
+        );
         assert!(!err.message.contains("ZEDOPS_TOKEN"));
 
-        let err: AppError = ClientError::Remote(ErrorReply::new(WireCode::Unauthorized, "session revoked")).into();
-        assert_eq!(err.message, "The relay no longer accepts this sign-in (session revoked): sign in again.");
+        let err: AppError =
+            ClientError::Remote(ErrorReply::new(WireCode::Unauthorized, "session revoked")).into();
+        assert_eq!(
+            err.message,
+            "The relay no longer accepts this sign-in (session revoked): sign in again."
+        );
         let err: AppError = ClientError::NotLoggedIn { relay: None }.into();
         assert!(!err.message.contains("zedops login"), "{}", err.message);
     }
@@ -203,11 +259,22 @@ mod tests {
     #[test]
     fn every_client_library_code_is_known() {
         let wire = [
-            WireCode::DockerNotAvailable, WireCode::DockerListFailed, WireCode::DockerStartFailed,
-            WireCode::DockerStopFailed, WireCode::DockerRestartFailed, WireCode::ContainerNotFound,
-            WireCode::InvalidRequest, WireCode::Unauthorized, WireCode::Forbidden, WireCode::AgentOffline,
-            WireCode::Timeout, WireCode::RateLimited, WireCode::NotFound, WireCode::UnsupportedVersion,
-            WireCode::NameTaken, WireCode::Internal,
+            WireCode::DockerNotAvailable,
+            WireCode::DockerListFailed,
+            WireCode::DockerStartFailed,
+            WireCode::DockerStopFailed,
+            WireCode::DockerRestartFailed,
+            WireCode::ContainerNotFound,
+            WireCode::InvalidRequest,
+            WireCode::Unauthorized,
+            WireCode::Forbidden,
+            WireCode::AgentOffline,
+            WireCode::Timeout,
+            WireCode::RateLimited,
+            WireCode::NotFound,
+            WireCode::UnsupportedVersion,
+            WireCode::NameTaken,
+            WireCode::Internal,
         ];
         for code in wire {
             let err: AppError = ClientError::Remote(ErrorReply::new(code, "x")).into();

@@ -16,19 +16,25 @@ pub struct Fleet {
 impl Fleet {
     /// Replaces the agent list (after `list_agents`).
     pub fn set_agents(&mut self, agents: &[AgentView]) {
-        self.agents = agents.iter().map(|a| (a.id.clone(), (a.name.clone(), a.online))).collect();
+        self.agents = agents
+            .iter()
+            .map(|a| (a.id.clone(), (a.name.clone(), a.online)))
+            .collect();
         self.containers.retain(|id, _| self.agents.contains_key(id));
     }
 
     /// Records an agent's status; returns the previous online state if the agent was known.
     pub fn set_online(&mut self, id: &str, name: &str, online: bool) -> Option<bool> {
-        self.agents.insert(id.to_string(), (name.to_string(), online)).map(|(_, was)| was)
+        self.agents
+            .insert(id.to_string(), (name.to_string(), online))
+            .map(|(_, was)| was)
     }
 
     /// Records an agent's container list.
     pub fn set_containers(&mut self, agent_id: &str, list: &[ContainerView]) {
         let running = list.iter().filter(|c| c.state == "running").count();
-        self.containers.insert(agent_id.to_string(), (running, list.len()));
+        self.containers
+            .insert(agent_id.to_string(), (running, list.len()));
     }
 
     pub fn clear(&mut self) {
@@ -93,10 +99,16 @@ mod tests {
         fleet.set_containers("a", &[container("running"), container("exited")]);
         fleet.set_containers("b", &[container("running")]);
         fleet.set_containers("c", &[container("running")]);
-        assert_eq!(fleet.summary(), "2 of 3 agents online · 2 of 3 containers running");
+        assert_eq!(
+            fleet.summary(),
+            "2 of 3 agents online · 2 of 3 containers running"
+        );
         // An agent going offline takes its containers out of the count.
         assert_eq!(fleet.set_online("b", "n-b", false), Some(true));
-        assert_eq!(fleet.summary(), "1 of 3 agents online · 1 of 2 containers running");
+        assert_eq!(
+            fleet.summary(),
+            "1 of 3 agents online · 1 of 2 containers running"
+        );
         assert_eq!(fleet.set_online("d", "n-d", true), None);
     }
 }

@@ -56,13 +56,16 @@ pub fn export_bindings(path: &std::path::Path) -> Result<(), specta_typescript::
 pub fn run() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,zedops_desktop=debug".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,zedops_desktop=debug".into()),
         )
         .try_init();
     let specta = specta_builder();
     let app = tauri::Builder::default()
         // First, so a second start hands over to the running app before anything else starts.
-        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| window::show(app)))
+        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
+            window::show(app)
+        }))
         .plugin(tauri_plugin_window_state::Builder::new().build())
         .plugin(tauri_plugin_notification::init())
         .manage(state::AppState::default())

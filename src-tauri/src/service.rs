@@ -22,14 +22,21 @@ async fn activate(app: &AppHandle, session: Session) {
     tray::refresh(app);
 }
 
-pub async fn sign_in(app: &AppHandle, relay: &str, user: &str, password: &str) -> Result<SessionInfo, AppError> {
+pub async fn sign_in(
+    app: &AppHandle,
+    relay: &str,
+    user: &str,
+    password: &str,
+) -> Result<SessionInfo, AppError> {
     let (session, info) = session::sign_in(relay, user, password).await?;
     activate(app, session).await;
     Ok(info)
 }
 
 pub async fn resume(app: &AppHandle) -> Result<Option<SessionInfo>, AppError> {
-    let Some((session, info)) = session::resume().await? else { return Ok(None) };
+    let Some((session, info)) = session::resume().await? else {
+        return Ok(None);
+    };
     activate(app, session).await;
     Ok(Some(info))
 }
@@ -44,19 +51,33 @@ pub async fn sign_out(app: &AppHandle) -> Result<(), AppError> {
 }
 
 pub async fn list_agents(app: &AppHandle) -> Result<Vec<AgentView>, AppError> {
-    let agents: Vec<AgentView> = state(app).client().await?.agents().await?.into_iter().map(AgentView::from).collect();
+    let agents: Vec<AgentView> = state(app)
+        .client()
+        .await?
+        .agents()
+        .await?
+        .into_iter()
+        .map(AgentView::from)
+        .collect();
     state(app).fleet().set_agents(&agents);
     tray::refresh(app);
     Ok(agents)
 }
 
 /// Lists an agent's containers and records the counts for the tray.
-pub async fn list_containers(app: &AppHandle, agent_id: &str) -> Result<Vec<ContainerView>, AppError> {
+pub async fn list_containers(
+    app: &AppHandle,
+    agent_id: &str,
+) -> Result<Vec<ContainerView>, AppError> {
     let client = state(app).client().await?;
     relist(app, &client, agent_id).await
 }
 
-async fn relist(app: &AppHandle, client: &Client, agent_id: &str) -> Result<Vec<ContainerView>, AppError> {
+async fn relist(
+    app: &AppHandle,
+    client: &Client,
+    agent_id: &str,
+) -> Result<Vec<ContainerView>, AppError> {
     let list = types::containers(client.containers(agent_id).await?);
     state(app).fleet().set_containers(agent_id, &list);
     tray::refresh(app);
@@ -77,7 +98,11 @@ pub async fn container_action(
     // Re-listed whatever the outcome: a failed stop may still have changed the state.
     let containers = match relist(app, &client, agent_id).await {
         Ok(list) => {
-            let _ = ContainersUpdated { agent_id: agent_id.to_string(), containers: list.clone() }.emit(app);
+            let _ = ContainersUpdated {
+                agent_id: agent_id.to_string(),
+                containers: list.clone(),
+            }
+            .emit(app);
             Some(list)
         }
         Err(err) => {
@@ -86,10 +111,19 @@ pub async fn container_action(
         }
     };
     match done {
-        Ok(_) => Ok(ActionOutcome { agent_id: agent_id.to_string(), container_id: container.to_string(), action, containers }),
+        Ok(_) => Ok(ActionOutcome {
+            agent_id: agent_id.to_string(),
+            container_id: container.to_string(),
+            action,
+            containers,
+        }),
         Err(err) => {
             let err = AppError::from(err);
-            notify::show(app, &format!("{} {container} failed", action.label()), &err.message);
+            notify::show(
+                app,
+                &format!("{} {container} failed", action.label()),
+                &err.message,
+            );
             Err(err)
         }
     }

@@ -27,7 +27,9 @@ pub struct Session {
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the token.
-        f.debug_struct("Session").field("relay", &self.relay).finish_non_exhaustive()
+        f.debug_struct("Session")
+            .field("relay", &self.relay)
+            .finish_non_exhaustive()
     }
 }
 
@@ -43,16 +45,20 @@ impl Session {
 }
 
 fn ca_file() -> Option<PathBuf> {
-    std::env::var_os(CA_FILE_ENV).filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os(CA_FILE_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// Runs a blocking keyring or config call off the async threads.
 async fn blocking<T: Send + 'static>(
     call: impl FnOnce() -> Result<T, ClientError> + Send + 'static,
 ) -> Result<T, ClientError> {
-    spawn_blocking(call)
-        .await
-        .unwrap_or_else(|e| Err(ClientError::Keyring { reason: format!("the keyring call failed: {e}") }))
+    spawn_blocking(call).await.unwrap_or_else(|e| {
+        Err(ClientError::Keyring {
+            reason: format!("the keyring call failed: {e}"),
+        })
+    })
 }
 
 async fn connect(relay: &str, token: &str) -> Result<Client, ClientError> {
@@ -68,10 +74,17 @@ async fn connect(relay: &str, token: &str) -> Result<Client, ClientError> {
 /// Exchanges the password for a device token, keeps the token in the keyring and connects.
 /// A keyring that cannot store the token does not stop the sign-in; the answer says that the
 /// next start will ask again.
-pub async fn sign_in(relay: &str, user: &str, password: &str) -> Result<(Session, SessionInfo), AppError> {
+pub async fn sign_in(
+    relay: &str,
+    user: &str,
+    password: &str,
+) -> Result<(Session, SessionInfo), AppError> {
     let (relay, user) = (relay.trim(), user.trim());
     if relay.is_empty() || user.is_empty() || password.is_empty() {
-        return Err(AppError::new(ErrorCode::InvalidInput, "Enter the relay URL, your user name and your password."));
+        return Err(AppError::new(
+            ErrorCode::InvalidInput,
+            "Enter the relay URL, your user name and your password.",
+        ));
     }
     let answer = login(relay, user, password, ca_file().as_deref(), false).await?;
     let client = match connect(relay, &answer.token).await {
@@ -85,13 +98,23 @@ pub async fn sign_in(relay: &str, user: &str, password: &str) -> Result<(Session
     let (r, t) = (relay.to_string(), answer.token.clone());
     let keyring_warning = match blocking(move || store::save_token(&r, &t)).await {
         Ok(()) => None,
-        Err(err) => Some(format!("{} Until then you will have to sign in at every start.", AppError::from(err).message)),
+        Err(err) => Some(format!(
+            "{} Until then you will have to sign in at every start.",
+            AppError::from(err).message
+        )),
     };
-    let config = Config { relay: Some(relay.to_string()), user: Some(user.to_string()) };
+    let config = Config {
+        relay: Some(relay.to_string()),
+        user: Some(user.to_string()),
+    };
     if let Err(err) = blocking(move || store::save_config(&config)).await {
         tracing::warn!(%err, "could not remember the relay for the next start");
     }
-    let session = Session { client, relay: relay.to_string(), token: answer.token };
+    let session = Session {
+        client,
+        relay: relay.to_string(),
+        token: answer.token,
+    };
     let info = session.info(keyring_warning);
     Ok((session, info))
 }
@@ -100,12 +123,20 @@ pub async fn sign_in(relay: &str, user: &str, password: &str) -> Result<(Session
 /// A token the relay no longer accepts is deleted, so the next start goes straight to the form.
 pub async fn resume() -> Result<Option<(Session, SessionInfo)>, AppError> {
     let config = blocking(store::load_config).await?;
-    let Some(relay) = config.relay else { return Ok(None) };
+    let Some(relay) = config.relay else {
+        return Ok(None);
+    };
     let r = relay.clone();
-    let Some(token) = blocking(move || store::load_token(&r)).await? else { return Ok(None) };
+    let Some(token) = blocking(move || store::load_token(&r)).await? else {
+        return Ok(None);
+    };
     match connect(&relay, &token).await {
         Ok(client) => {
-            let session = Session { client, relay, token };
+            let session = Session {
+                client,
+                relay,
+                token,
+            };
             let info = session.info(None);
             Ok(Some((session, info)))
         }
@@ -120,7 +151,11 @@ pub async fn resume() -> Result<Option<(Session, SessionInfo)>, AppError> {
 /// Ends the session at the relay, closes the connection and deletes the keyring entry. The
 /// entry is deleted even when the relay cannot be reached; that failure is then reported.
 pub async fn sign_out(session: Session) -> Result<(), AppError> {
-    let Session { client, relay, token } = session;
+    let Session {
+        client,
+        relay,
+        token,
+    } = session;
     let ended = logout(&relay, &token, ca_file().as_deref(), false).await;
     client.close().await;
     let r = relay.clone();
@@ -141,5 +176,8 @@ pub async fn sign_out(session: Session) -> Result<(), AppError> {
 /// The last relay and user name, for the sign-in form.
 pub async fn last_login() -> Result<LastLogin, AppError> {
     let config = blocking(store::load_config).await?;
-    Ok(LastLogin { relay: config.relay, user: config.user })
+    Ok(LastLogin {
+        relay: config.relay,
+        user: config.user,
+    })
 }

@@ -34,7 +34,11 @@ impl AppState {
 
     /// Makes `session` the live one; a previous session is closed (not signed out).
     pub async fn activate(&self, session: Session, forwarder: JoinHandle<()>) {
-        let old = self.active.lock().await.replace(Active { session, forwarder });
+        let old = self
+            .active
+            .lock()
+            .await
+            .replace(Active { session, forwarder });
         if let Some(old) = old {
             old.forwarder.abort();
             old.session.client.close().await;

@@ -41,7 +41,9 @@ pub fn is_present(app: &AppHandle) -> bool {
 
 /// Rewrites the summary line from the app's picture of the fleet.
 pub fn refresh(app: &AppHandle) {
-    let Some(summary) = app.try_state::<Summary>() else { return };
+    let Some(summary) = app.try_state::<Summary>() else {
+        return;
+    };
     let signed_in = app.state::<AppState>().fleet().summary();
     if let Err(err) = summary.0.set_text(&signed_in) {
         tracing::debug!(%err, "could not update the tray summary");

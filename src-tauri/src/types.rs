@@ -74,7 +74,12 @@ pub struct PortView {
 
 impl From<Port> for PortView {
     fn from(p: Port) -> Self {
-        Self { private_port: p.private_port, public_port: p.public_port, protocol: p.kind, ip: p.ip }
+        Self {
+            private_port: p.private_port,
+            public_port: p.public_port,
+            protocol: p.kind,
+            ip: p.ip,
+        }
     }
 }
 
@@ -182,7 +187,12 @@ mod tests {
             state: "running".into(),
             status: "Up 2 seconds".into(),
             created: 1_700_000_000,
-            ports: vec![Port { private_port: 80, public_port: Some(8080), kind: "tcp".into(), ip: Some("0.0.0.0".into()) }],
+            ports: vec![Port {
+                private_port: 80,
+                public_port: Some(8080),
+                kind: "tcp".into(),
+                ip: Some("0.0.0.0".into()),
+            }],
             health: None,
             labels: BTreeMap::new(),
         };
@@ -201,7 +211,10 @@ mod tests {
     #[test]
     fn actions_are_lowercase_and_map_to_operations() {
         assert_eq!(serde_json::to_value(Action::Restart).unwrap(), "restart");
-        assert_eq!(serde_json::from_value::<Action>("stop".into()).unwrap(), Action::Stop);
+        assert_eq!(
+            serde_json::from_value::<Action>("stop".into()).unwrap(),
+            Action::Stop
+        );
         assert_eq!(Operation::from(Action::Start), Operation::Start);
     }
 }

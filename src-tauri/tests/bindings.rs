@@ -22,5 +22,8 @@ fn committed_bindings_match_the_rust_side() {
         );
     }
     std::fs::write(&committed, fresh).unwrap();
-    panic!("{} was stale and has been regenerated: review and commit it", committed.display());
+    panic!(
+        "{} was stale and has been regenerated: review and commit it",
+        committed.display()
+    );
 }

@@ -44,18 +44,37 @@ async fn sign_in_refusals_reach_the_ui_as_code_and_message() {
     let relay = TestRelay::start().await;
     relay.login("alice", Role::Operator).await;
 
-    let err = session::sign_in(&relay.url, "alice", "wrong-password").await.unwrap_err();
+    let err = session::sign_in(&relay.url, "alice", "wrong-password")
+        .await
+        .unwrap_err();
     assert_eq!(json(&err)["code"], "UNAUTHORIZED");
-    assert!(err.message.contains("check the user name and password"), "{}", err.message);
+    assert!(
+        err.message.contains("check the user name and password"),
+        "{}",
+        err.message
+    );
 
-    let err = session::sign_in("http://127.0.0.1:1", "alice", TEST_PASSWORD).await.unwrap_err();
+    let err = session::sign_in("http://127.0.0.1:1", "alice", TEST_PASSWORD)
+        .await
+        .unwrap_err();
     assert_eq!(json(&err)["code"], "RELAY_UNREACHABLE");
-    assert!(err.message.contains("that the relay is running"), "{}", err.message);
+    assert!(
+        err.message.contains("that the relay is running"),
+        "{}",
+        err.message
+    );
 
-    let err = session::sign_in(&relay.url, "", TEST_PASSWORD).await.unwrap_err();
-    assert_eq!(json(&err), serde_json::json!({"code": "INVALID_INPUT", "message": "Enter the relay URL, your user name and your password."}));
+    let err = session::sign_in(&relay.url, "", TEST_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        json(&err),
+        serde_json::json!({"code": "INVALID_INPUT", "message": "Enter the relay URL, your user name and your password."})
+    );
 
-    let err = session::sign_in("ftp://relay", "alice", TEST_PASSWORD).await.unwrap_err();
+    let err = session::sign_in("ftp://relay", "alice", TEST_PASSWORD)
+        .await
+        .unwrap_err();
     assert_eq!(json(&err)["code"], "INVALID_URL");
 }
 
@@ -68,22 +87,32 @@ async fn the_token_lives_in_the_keyring_until_sign_out() {
     let relay = TestRelay::start().await;
     relay.login("bob", Role::Admin).await;
 
-    let (live, info) = session::sign_in(&relay.url, "bob", TEST_PASSWORD).await.unwrap();
+    let (live, info) = session::sign_in(&relay.url, "bob", TEST_PASSWORD)
+        .await
+        .unwrap();
     assert_eq!((info.user.as_str(), info.role.as_str()), ("bob", "admin"));
     assert_eq!(info.keyring_warning, None);
-    let token = store::load_token(&relay.url).unwrap().expect("a token in the keyring");
+    let token = store::load_token(&relay.url)
+        .unwrap()
+        .expect("a token in the keyring");
     // The config remembers where, never a secret.
     let config = store::load_config().unwrap();
     assert_eq!(config.relay.as_deref(), Some(relay.url.as_str()));
     let text = std::fs::read_to_string(store::config_path().unwrap()).unwrap();
-    assert!(!text.contains(TEST_PASSWORD) && !text.contains(&token), "{text}");
+    assert!(
+        !text.contains(TEST_PASSWORD) && !text.contains(&token),
+        "{text}"
+    );
     assert_eq!(live.client.agents().await.unwrap(), vec![]);
     live.client.close().await;
 
     // The next start signs in silently.
     let (resumed, info) = session::resume().await.unwrap().expect("a silent sign-in");
     assert_eq!(info.user, "bob");
-    assert_eq!(session::last_login().await.unwrap().user.as_deref(), Some("bob"));
+    assert_eq!(
+        session::last_login().await.unwrap().user.as_deref(),
+        Some("bob")
+    );
 
     session::sign_out(resumed).await.unwrap();
     assert_eq!(store::load_token(&relay.url).unwrap(), None);

@@ -3,7 +3,9 @@
 
 use bollard::Docker;
 use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{CreateContainerOptions, InspectContainerOptions, RemoveContainerOptions};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, RemoveContainerOptions,
+};
 
 /// The image `scripts/setup` imports from busybox-static; nothing can be pulled here.
 pub const TEST_IMAGE: &str = "zedops-test/busybox:latest";
@@ -40,7 +42,11 @@ pub struct TestContainers {
 impl TestContainers {
     pub fn new(docker: &Docker) -> Self {
         let prefix = format!("zt-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        Self { docker: docker.clone(), prefix, names: vec![] }
+        Self {
+            docker: docker.clone(),
+            prefix,
+            names: vec![],
+        }
     }
 
     /// Creates a container `<prefix>-<suffix>` running `cmd`; started when `start` is true.
@@ -53,11 +59,23 @@ impl TestContainers {
             labels: Some([(TEST_LABEL.to_string(), "1".to_string())].into()),
             ..Default::default()
         };
-        let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
-        self.docker.create_container(Some(options), body).await.expect("create test container");
+        let options = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        self.docker
+            .create_container(Some(options), body)
+            .await
+            .expect("create test container");
         self.names.push(name.clone());
         if start {
-            self.docker.start_container(&name, None::<bollard::query_parameters::StartContainerOptions>).await.expect("start test container");
+            self.docker
+                .start_container(
+                    &name,
+                    None::<bollard::query_parameters::StartContainerOptions>,
+                )
+                .await
+                .expect("start test container");
         }
         name
     }
@@ -73,7 +91,11 @@ impl TestContainers {
 
     /// Docker's own view of a container's state (`running`, `exited`, …).
     pub async fn state(&self, name: &str) -> String {
-        let inspect = self.docker.inspect_container(name, None::<InspectContainerOptions>).await.expect("inspect");
+        let inspect = self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .expect("inspect");
         inspect
             .state
             .and_then(|s| s.status)
@@ -83,7 +105,11 @@ impl TestContainers {
 
     /// When the container last started (changes on every restart).
     pub async fn started_at(&self, name: &str) -> String {
-        let inspect = self.docker.inspect_container(name, None::<InspectContainerOptions>).await.expect("inspect");
+        let inspect = self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .expect("inspect");
         inspect.state.and_then(|s| s.started_at).unwrap_or_default()
     }
 
@@ -98,12 +124,22 @@ impl Drop for TestContainers {
         // Drop cannot await; a short-lived runtime on another thread, with its own client (a
         // client's connections belong to the runtime that made them), removes the containers.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async {
-                let Ok(docker) = Docker::connect_with_local_defaults() else { return };
-                let Ok(docker) = docker.negotiate_version().await else { return };
+                let Ok(docker) = Docker::connect_with_local_defaults() else {
+                    return;
+                };
+                let Ok(docker) = docker.negotiate_version().await else {
+                    return;
+                };
                 for name in names {
-                    let options = RemoveContainerOptions { force: true, ..Default::default() };
+                    let options = RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    };
                     let _ = docker.remove_container(&name, Some(options)).await;
                 }
             });

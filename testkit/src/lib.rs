@@ -62,7 +62,13 @@ impl TestRelay {
         init_tracing();
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let tls = Some((pki.cert.clone(), pki.key.clone()));
-        Self::start_with(dir, "127.0.0.1:0".parse().unwrap(), Timeouts::default(), tls).await
+        Self::start_with(
+            dir,
+            "127.0.0.1:0".parse().unwrap(),
+            Timeouts::default(),
+            tls,
+        )
+        .await
     }
 
     async fn start_on(dir: Arc<tempfile::TempDir>, listen: SocketAddr, timeouts: Timeouts) -> Self {
@@ -76,13 +82,34 @@ impl TestRelay {
         tls: Option<(PathBuf, PathBuf)>,
     ) -> Self {
         let db = dir.path().join("relay.db").display().to_string();
-        let server = Server::new(Options { listen, db, tls, timeouts, installer: Default::default() }).await.expect("relay starts");
-        let (url, addr, store, state, handle) =
-            (server.url(), server.local_addr(), server.store(), server.state(), server.shutdown_handle());
+        let server = Server::new(Options {
+            listen,
+            db,
+            tls,
+            timeouts,
+            installer: Default::default(),
+        })
+        .await
+        .expect("relay starts");
+        let (url, addr, store, state, handle) = (
+            server.url(),
+            server.local_addr(),
+            server.store(),
+            server.state(),
+            server.shutdown_handle(),
+        );
         let task = tokio::spawn(async move {
             server.listen().await.expect("relay serves");
         });
-        Self { url, addr, store, state, dir, handle, task: Some(task) }
+        Self {
+            url,
+            addr,
+            store,
+            state,
+            dir,
+            handle,
+            task: Some(task),
+        }
     }
 
     /// Path of the SQLite file.
@@ -107,7 +134,10 @@ impl TestRelay {
 
     /// A new single-use registration token valid for 15 minutes.
     pub async fn registration_token(&self) -> String {
-        self.store.create_registration_token(Duration::from_secs(900)).await.expect("token")
+        self.store
+            .create_registration_token(Duration::from_secs(900))
+            .await
+            .expect("token")
     }
 
     /// Creates a user with `role` (if new) and returns a device token for it.
@@ -116,7 +146,12 @@ impl TestRelay {
             Ok(()) | Err(zedops_relay::store::StoreError::UserExists(_)) => {}
             Err(e) => panic!("adding user {user}: {e}"),
         }
-        let (_, token) = self.store.login(user, TEST_PASSWORD, Some("test")).await.expect("login").expect("right password");
+        let (_, token) = self
+            .store
+            .login(user, TEST_PASSWORD, Some("test"))
+            .await
+            .expect("login")
+            .expect("right password");
         token
     }
 
@@ -124,7 +159,10 @@ impl TestRelay {
     pub async fn wait_agent(&self, name: &str, online: bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while self.state.hub.agent(name).is_some() != online {
-            assert!(tokio::time::Instant::now() < deadline, "agent {name} did not become online={online} within 10 s");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "agent {name} did not become online={online} within 10 s"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -158,7 +196,13 @@ impl TestAgent {
         data_dir: &Path,
         docker_host: &str,
     ) -> Self {
-        Self::spawn_inner(relay_url, token, name, data_dir, Some(docker_host.to_string()))
+        Self::spawn_inner(
+            relay_url,
+            token,
+            name,
+            data_dir,
+            Some(docker_host.to_string()),
+        )
     }
 
     fn spawn_inner(
@@ -181,12 +225,20 @@ impl TestAgent {
 
     /// Starts an agent with exactly these options.
     pub fn spawn_options(options: zedops_agent::AgentOptions) -> Self {
-        let (name, data_dir) = (options.name.clone().unwrap_or_default(), options.data_dir.clone());
+        let (name, data_dir) = (
+            options.name.clone().unwrap_or_default(),
+            options.data_dir.clone(),
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(zedops_agent::run(options, async move {
             let _ = stopped.await;
         }));
-        Self { name, data_dir, stop: Some(stop), task: Some(task) }
+        Self {
+            name,
+            data_dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     /// Waits until the agent has stored its credentials after enrolling (it saves them once the
@@ -195,7 +247,11 @@ impl TestAgent {
         let path = self.data_dir.join("credentials.json");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !path.exists() {
-            assert!(tokio::time::Instant::now() < deadline, "no credentials stored in {}", self.data_dir.display());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no credentials stored in {}",
+                self.data_dir.display()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         path

@@ -17,15 +17,25 @@ impl TestPki {
         let ca_key = KeyPair::generate().expect("CA key");
         let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::CommonName, "ZedOps test CA");
+        ca.distinguished_name
+            .push(DnType::CommonName, "ZedOps test CA");
         let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
 
         let key = KeyPair::generate().expect("relay key");
-        let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("params");
-        leaf.distinguished_name.push(DnType::CommonName, "localhost");
-        let cert = leaf.signed_by(&key, &ca_cert, &ca_key).expect("relay certificate");
+        let mut leaf =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .expect("params");
+        leaf.distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let cert = leaf
+            .signed_by(&key, &ca_cert, &ca_key)
+            .expect("relay certificate");
 
-        let pki = Self { ca_cert: dir.join("ca.pem"), cert: dir.join("relay.pem"), key: dir.join("relay.key") };
+        let pki = Self {
+            ca_cert: dir.join("ca.pem"),
+            cert: dir.join("relay.pem"),
+            key: dir.join("relay.key"),
+        };
         std::fs::write(&pki.ca_cert, ca_cert.pem()).expect("write CA");
         std::fs::write(&pki.cert, cert.pem()).expect("write certificate");
         std::fs::write(&pki.key, key.serialize_pem()).expect("write key");

@@ -19,7 +19,10 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { next: INITIAL_DELAY, failures: 0 }
+        Self {
+            next: INITIAL_DELAY,
+            failures: 0,
+        }
     }
 }
 
@@ -55,7 +58,10 @@ mod tests {
         for _ in 0..10 {
             let before = b.next;
             let d = b.next_delay();
-            assert!(d <= before && d >= before / 2, "{d:?} not within jitter of {before:?}");
+            assert!(
+                d <= before && d >= before / 2,
+                "{d:?} not within jitter of {before:?}"
+            );
             ceilings.push(before.as_secs());
         }
         assert_eq!(ceilings, [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]);

@@ -54,14 +54,26 @@ pub async fn connect(
     let (ws, _response) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
         .await
         .map_err(|_| TransportError::Timeout(CONNECT_TIMEOUT))?
-        .map_err(|e| TransportError::Connect { url: url.to_string(), source: Box::new(e) })?;
+        .map_err(|e| TransportError::Connect {
+            url: url.to_string(),
+            source: Box::new(e),
+        })?;
     let (sink, stream) = ws.split();
-    Ok((FrameWriter { sink }, FrameReader { stream, last_activity: tokio::time::Instant::now() }))
+    Ok((
+        FrameWriter { sink },
+        FrameReader {
+            stream,
+            last_activity: tokio::time::Instant::now(),
+        },
+    ))
 }
 
 impl FrameWriter {
     /// Sends one envelope.
-    pub async fn send<T: Serialize>(&mut self, envelope: &Envelope<'_, T>) -> Result<(), TransportError> {
+    pub async fn send<T: Serialize>(
+        &mut self,
+        envelope: &Envelope<'_, T>,
+    ) -> Result<(), TransportError> {
         self.send_text(envelope.to_json()).await
     }
 
@@ -111,28 +123,41 @@ impl FrameReader {
         &mut self,
         message: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
     ) -> Option<Result<Option<Frame>, TransportError>> {
-        let Some(message) = message else { return Some(Ok(None)) };
+        let Some(message) = message else {
+            return Some(Ok(None));
+        };
         self.last_activity = tokio::time::Instant::now();
         match message {
             Err(e) => Some(Err(e.into())),
-            Ok(Message::Text(text)) => Some(Frame::decode(text.as_str()).map(Some).map_err(Into::into)),
-            Ok(Message::Binary(_)) => {
-                Some(Err(ProtocolError::Malformed("binary frames are not part of the protocol".into()).into()))
+            Ok(Message::Text(text)) => {
+                Some(Frame::decode(text.as_str()).map(Some).map_err(Into::into))
             }
+            Ok(Message::Binary(_)) => Some(Err(ProtocolError::Malformed(
+                "binary frames are not part of the protocol".into(),
+            )
+            .into())),
             Ok(Message::Close(_)) => Some(Ok(None)),
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => None,
         }
     }
 
     /// Like [`recv`](Self::recv), but gives up after `timeout`.
-    pub async fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Frame>, TransportError> {
-        tokio::time::timeout(timeout, self.recv()).await.map_err(|_| TransportError::Timeout(timeout))?
+    pub async fn recv_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<Frame>, TransportError> {
+        tokio::time::timeout(timeout, self.recv())
+            .await
+            .map_err(|_| TransportError::Timeout(timeout))?
     }
 }
 
 /// Sends the first frame of a connection (`agent.register`, `agent.auth` or `client.hello`) and
 /// waits for the relay's welcome. A refusal comes back as [`TransportError::Refused`].
-pub async fn hello<Req: Serialize, Resp: serde::de::DeserializeOwned + zedops_protocol::payload::Validate>(
+pub async fn hello<
+    Req: Serialize,
+    Resp: serde::de::DeserializeOwned + zedops_protocol::payload::Validate,
+>(
     writer: &mut FrameWriter,
     reader: &mut FrameReader,
     subject: &str,
@@ -148,7 +173,11 @@ pub async fn hello<Req: Serialize, Resp: serde::de::DeserializeOwned + zedops_pr
         return Err(TransportError::Refused(frame.payload()?));
     }
     if frame.subject != welcome_subject {
-        return Err(ProtocolError::Malformed(format!("expected {welcome_subject}, got {}", frame.subject)).into());
+        return Err(ProtocolError::Malformed(format!(
+            "expected {welcome_subject}, got {}",
+            frame.subject
+        ))
+        .into());
     }
     Ok(frame.payload()?)
 }

@@ -23,7 +23,10 @@ impl RelayUrl {
         let host = url.base.host_str().unwrap_or_default().to_string();
         if !url.tls && !host_is_loopback(&host) {
             if !insecure {
-                return Err(TransportError::PlaintextRefused { scheme: url.base.scheme().into(), host });
+                return Err(TransportError::PlaintextRefused {
+                    scheme: url.base.scheme().into(),
+                    host,
+                });
             }
             tracing::warn!(%host, "plaintext connection to a remote relay: tokens are sent unencrypted");
         }
@@ -33,13 +36,24 @@ impl RelayUrl {
     /// Parses without the plaintext policy, for naming a relay (keyring keys, config) rather
     /// than connecting to it.
     pub fn parse_any(input: &str) -> Result<Self, TransportError> {
-        let invalid = |reason: &str| TransportError::InvalidUrl { url: input.to_string(), reason: reason.into() };
-        let with_scheme = if input.contains("://") { input.to_string() } else { format!("https://{input}") };
+        let invalid = |reason: &str| TransportError::InvalidUrl {
+            url: input.to_string(),
+            reason: reason.into(),
+        };
+        let with_scheme = if input.contains("://") {
+            input.to_string()
+        } else {
+            format!("https://{input}")
+        };
         let mut base = Url::parse(&with_scheme).map_err(|e| invalid(&e.to_string()))?;
         let tls = match base.scheme() {
             "https" | "wss" => true,
             "http" | "ws" => false,
-            other => return Err(invalid(&format!("scheme {other}:// is not http(s) or ws(s)"))),
+            other => {
+                return Err(invalid(&format!(
+                    "scheme {other}:// is not http(s) or ws(s)"
+                )));
+            }
         };
         if base.host_str().is_none_or(str::is_empty) {
             return Err(invalid("no host"));
@@ -75,15 +89,23 @@ impl RelayUrl {
 
     fn join(&self, scheme: &str, path: &str) -> String {
         let host = self.base.host_str().unwrap_or_default();
-        let port = self.base.port().map(|p| format!(":{p}")).unwrap_or_default();
-        format!("{scheme}://{host}{port}{}{path}", self.base.path().trim_end_matches('/'))
+        let port = self
+            .base
+            .port()
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        format!(
+            "{scheme}://{host}{port}{}{path}",
+            self.base.path().trim_end_matches('/')
+        )
     }
 }
 
 /// True for `localhost` and loopback addresses.
 pub fn host_is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost") || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -97,7 +119,10 @@ mod tests {
         assert_eq!(u.http("/api/login"), "http://127.0.0.1:7878/api/login");
         let u = RelayUrl::parse("wss://relay.example/zedops/", false).unwrap();
         assert_eq!(u.ws("/ws/client"), "wss://relay.example/zedops/ws/client");
-        assert_eq!(u.http("/api/login"), "https://relay.example/zedops/api/login");
+        assert_eq!(
+            u.http("/api/login"),
+            "https://relay.example/zedops/api/login"
+        );
         let u = RelayUrl::parse("relay.example:8443", false).unwrap();
         assert_eq!(u.canonical(), "https://relay.example:8443");
         let u = RelayUrl::parse("ws://[::1]:1", false).unwrap();

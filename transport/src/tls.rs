@@ -18,7 +18,10 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>
     }
     roots.add_parsable_certificates(native.certs);
     if let Some(path) = ca_file {
-        let ca_err = |reason: String| TransportError::CaFile { path: path.display().to_string(), reason };
+        let ca_err = |reason: String| TransportError::CaFile {
+            path: path.display().to_string(),
+            reason,
+        };
         let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
         let certs = rustls_pemfile::certs(&mut pem.as_slice())
             .collect::<Result<Vec<_>, _>>()

@@ -19,14 +19,25 @@ async fn pings_count_as_life_and_silence_times_out() {
             ws.send(Message::Ping(Default::default())).await.unwrap();
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        ws.send(Message::text(r#"{"subject":"agent.heartbeat","data":{}}"#)).await.unwrap();
+        ws.send(Message::text(r#"{"subject":"agent.heartbeat","data":{}}"#))
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_secs(5)).await;
         drop(ws);
     });
-    let (_writer, mut reader) = connect(&format!("ws://{addr}/"), client_config(None).unwrap()).await.unwrap();
+    let (_writer, mut reader) = connect(&format!("ws://{addr}/"), client_config(None).unwrap())
+        .await
+        .unwrap();
     let idle = Duration::from_millis(300);
-    let frame = reader.recv_idle(idle).await.expect("pings keep the connection alive").unwrap();
+    let frame = reader
+        .recv_idle(idle)
+        .await
+        .expect("pings keep the connection alive")
+        .unwrap();
     assert_eq!(frame.subject, "agent.heartbeat");
-    assert!(matches!(reader.recv_idle(idle).await, Err(TransportError::Timeout(_))));
+    assert!(matches!(
+        reader.recv_idle(idle).await,
+        Err(TransportError::Timeout(_))
+    ));
     peer.abort();
 }

@@ -12,8 +12,8 @@ use std::future::Future;
 
 use bollard::errors::Error as BollardError;
 use bollard::query_parameters::{
-    InspectContainerOptions, ListContainersOptionsBuilder, RestartContainerOptionsBuilder, StartContainerOptions,
-    StopContainerOptionsBuilder,
+    InspectContainerOptions, ListContainersOptionsBuilder, RestartContainerOptionsBuilder,
+    StartContainerOptions, StopContainerOptionsBuilder,
 };
 use bollard::{API_DEFAULT_VERSION, Docker};
 use tokio::sync::Mutex;
@@ -113,17 +113,22 @@ impl DockerClient {
 
     /// Refuses when `reference` (name, id or id prefix) is the container the agent runs in.
     async fn refuse_self(&self, reference: &str, failure: ErrorCode) -> Result<(), DockerError> {
-        let Some(own) = &self.own_container else { return Ok(()) };
+        let Some(own) = &self.own_container else {
+            return Ok(());
+        };
         let name = bare(reference);
         let inspected = self
             .call(failure, Some(reference), |d| async move {
-                d.inspect_container(name, None::<InspectContainerOptions>).await
+                d.inspect_container(name, None::<InspectContainerOptions>)
+                    .await
             })
             .await?;
         if inspected.id.as_deref() == Some(own.as_str()) {
             return Err(DockerError::new(
                 ErrorCode::SelfProtected,
-                format!("{reference} is the container this agent runs in; stopping it would cut the server off from ZedOps"),
+                format!(
+                    "{reference} is the container this agent runs in; stopping it would cut the server off from ZedOps"
+                ),
             ));
         }
         Ok(())

@@ -30,7 +30,13 @@ mod tests {
              631 612 254:1 /var/lib/docker/containers/{id}/hostname /etc/hostname rw,relatime - ext4 /dev/vda rw\n"
         );
         assert_eq!(from_mountinfo(&text).as_deref(), Some(id.as_str()));
-        assert_eq!(from_mountinfo("24 1 0:22 / /proc rw - proc proc rw\n"), None);
-        assert_eq!(from_mountinfo("1 1 0:1 /x/containers/short/hostname /etc/hostname - ext4 x rw\n"), None);
+        assert_eq!(
+            from_mountinfo("24 1 0:22 / /proc rw - proc proc rw\n"),
+            None
+        );
+        assert_eq!(
+            from_mountinfo("1 1 0:1 /x/containers/short/hostname /etc/hostname - ext4 x rw\n"),
+            None
+        );
     }
 }

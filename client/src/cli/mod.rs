@@ -245,18 +245,27 @@ async fn run(cli: Cli) -> CliResult {
             )
             .await
         }
-        Command::Agent { command: AgentCommand::Revoke { agent, output } } => {
-            admin::revoke_agent(&global, &agent, output.json).await
-        }
+        Command::Agent {
+            command: AgentCommand::Revoke { agent, output },
+        } => admin::revoke_agent(&global, &agent, output.json).await,
         Command::Sessions(args) => match args.command {
             None => admin::sessions(&global, args.output.json).await,
-            Some(SessionsCommand::Revoke { id }) => admin::revoke_session(&global, &id, args.output.json).await,
+            Some(SessionsCommand::Revoke { id }) => {
+                admin::revoke_session(&global, &id, args.output.json).await
+            }
         },
-        Command::Token { command: TokenCommand::Create { ttl, output } } => {
-            admin::create_token(&global, ttl, output.json).await
-        }
+        Command::Token {
+            command: TokenCommand::Create { ttl, output },
+        } => admin::create_token(&global, ttl, output.json).await,
         Command::Audit(args) => {
-            admin::audit(&global, args.agent.as_deref(), args.since.as_deref(), args.limit, args.output.json).await
+            admin::audit(
+                &global,
+                args.agent.as_deref(),
+                args.since.as_deref(),
+                args.limit,
+                args.output.json,
+            )
+            .await
         }
     }
 }

@@ -22,7 +22,10 @@ impl WebDriver {
     pub async fn start(base: &str, application: &str) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         // A hung driver fails the test instead of stalling it; a cold app start takes seconds.
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("an HTTP client");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("an HTTP client");
         let caps = json!({"capabilities": {"alwaysMatch": {"tauri:options": {"application": application}}}});
         let answer: Value = http
             .post(format!("{base}/session"))
@@ -37,16 +40,31 @@ impl WebDriver {
             .as_str()
             .unwrap_or_else(|| panic!("no WebDriver session: {answer}"))
             .to_string();
-        Self { http, base: base.to_string(), session }
+        Self {
+            http,
+            base: base.to_string(),
+            session,
+        }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let mut request = self.http.request(method, url);
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let answer: Value = request.send().await.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
+        let answer: Value = request
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
         match answer["value"].get("error") {
             Some(error) => Err(format!("{error}: {}", answer["value"]["message"])),
             None => Ok(answer["value"].clone()),
@@ -63,10 +81,17 @@ impl WebDriver {
 
     /// Every element matching `css`, now.
     pub async fn find_all(&self, css: &str) -> Vec<String> {
-        let found = self.post("/elements", json!({"using": "css selector", "value": css})).await.unwrap_or_default();
+        let found = self
+            .post("/elements", json!({"using": "css selector", "value": css}))
+            .await
+            .unwrap_or_default();
         found
             .as_array()
-            .map(|all| all.iter().filter_map(|e| e[ELEMENT].as_str().map(String::from)).collect())
+            .map(|all| {
+                all.iter()
+                    .filter_map(|e| e[ELEMENT].as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -77,7 +102,10 @@ impl WebDriver {
             if let Some(first) = self.find_all(css).await.into_iter().next() {
                 return first;
             }
-            assert!(Instant::now() < deadline, "nothing matched {css} within {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "nothing matched {css} within {timeout:?}"
+            );
             tokio::time::sleep(POLL).await;
         }
     }
@@ -86,7 +114,10 @@ impl WebDriver {
     pub async fn wait_gone(&self, css: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while !self.find_all(css).await.is_empty() {
-            assert!(Instant::now() < deadline, "{css} still present after {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{css} still present after {timeout:?}"
+            );
             tokio::time::sleep(POLL).await;
         }
     }
@@ -94,34 +125,54 @@ impl WebDriver {
     /// Finds `css` inside element `parent`.
     pub async fn find_in(&self, parent: &str, css: &str) -> String {
         let found = self
-            .post(&format!("/element/{parent}/element"), json!({"using": "css selector", "value": css}))
+            .post(
+                &format!("/element/{parent}/element"),
+                json!({"using": "css selector", "value": css}),
+            )
             .await
             .unwrap_or_else(|e| panic!("{css} in {parent}: {e}"));
         found[ELEMENT].as_str().expect("an element").to_string()
     }
 
     pub async fn click(&self, element: &str) {
-        self.post(&format!("/element/{element}/click"), json!({})).await.expect("click");
+        self.post(&format!("/element/{element}/click"), json!({}))
+            .await
+            .expect("click");
     }
 
     /// Replaces the text of an input.
     pub async fn type_into(&self, element: &str, text: &str) {
-        self.post(&format!("/element/{element}/clear"), json!({})).await.expect("clear");
-        self.post(&format!("/element/{element}/value"), json!({"text": text})).await.expect("type");
+        self.post(&format!("/element/{element}/clear"), json!({}))
+            .await
+            .expect("clear");
+        self.post(&format!("/element/{element}/value"), json!({"text": text}))
+            .await
+            .expect("type");
     }
 
     pub async fn text(&self, element: &str) -> String {
-        self.get(&format!("/element/{element}/text")).await.expect("text").as_str().unwrap_or_default().to_string()
+        self.get(&format!("/element/{element}/text"))
+            .await
+            .expect("text")
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     pub async fn enabled(&self, element: &str) -> bool {
-        self.get(&format!("/element/{element}/enabled")).await.ok().and_then(|v| v.as_bool()).unwrap_or(false)
+        self.get(&format!("/element/{element}/enabled"))
+            .await
+            .ok()
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
     }
 
     /// A PNG of the window.
     pub async fn screenshot(&self) -> Vec<u8> {
         let data = self.get("/screenshot").await.expect("screenshot");
-        base64::engine::general_purpose::STANDARD.decode(data.as_str().expect("base64")).expect("PNG bytes")
+        base64::engine::general_purpose::STANDARD
+            .decode(data.as_str().expect("base64"))
+            .expect("PNG bytes")
     }
 
     /// Ends the session, which closes the app.
