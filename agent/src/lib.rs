@@ -8,6 +8,7 @@ mod handlers;
 mod info;
 #[cfg(unix)]
 pub mod install;
+mod live;
 mod session;
 
 use std::future::Future;

@@ -264,6 +264,11 @@ async fn serve(
     let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
     let (close_tx, close_rx) = oneshot::channel();
     let mut writing = tokio::spawn(write_frames(writer, rx, close_rx));
+    // Live state for this connection: a snapshot first, then Docker's events as they happen.
+    let _following = AbortOnDrop(tokio::spawn(crate::live::follow(
+        docker.clone(),
+        tx.clone(),
+    )));
     let heartbeat_frame = Envelope::new(subject::AGENT_HEARTBEAT, Heartbeat {}).to_json();
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + HEARTBEAT_INTERVAL,
@@ -303,6 +308,15 @@ async fn serve(
         writing.abort();
     }
     ended
+}
+
+/// Ends a connection's background task however the connection ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Starts handling one frame from the relay. Requests run in their own task, so a 10-second stop

@@ -20,9 +20,10 @@ use zedops_protocol::payload::Validate;
 use zedops_protocol::subject::{self, is_inbox};
 use zedops_protocol::{
     AgentListRequest, AgentListResponse, AgentStatus, AgentSummary, ClientHello, ClientWelcome,
-    Container, ContainerActionRequest, ContainerListRequest, ContainerListResponse, Envelope,
-    ErrorCode, ErrorReply, Frame, HEARTBEAT_TIMEOUT, LIST_TIMEOUT, OPERATION_TIMEOUT, Operation,
-    OperationSuccess, PROTOCOL_VERSION, Role, new_inbox_suffix,
+    Container, ContainerActionRequest, ContainerEvent, ContainerListRequest, ContainerListResponse,
+    ContainerSync, Envelope, ErrorCode, ErrorReply, EventResync, EventSubscribe, EventSubscribed,
+    Frame, HEARTBEAT_TIMEOUT, LIST_TIMEOUT, OPERATION_TIMEOUT, Operation, OperationSuccess,
+    PROTOCOL_VERSION, Role, new_inbox_suffix,
 };
 use zedops_transport::{Backoff, FrameReader, FrameWriter, RelayUrl, TransportError};
 
@@ -34,7 +35,7 @@ pub const CLIENT_WS_PATH: &str = "/ws/client";
 /// relay answers `TIMEOUT` itself when an agent is slow; this only covers a relay that is stuck.
 pub const REQUEST_GRACE: Duration = Duration::from_secs(5);
 /// Events buffered per subscriber; a subscriber that falls further behind loses the oldest.
-pub const EVENT_BUFFER: usize = 256;
+pub const EVENT_BUFFER: usize = 1024;
 /// Frames queued for the writer before senders wait.
 const OUTGOING_BUFFER: usize = 64;
 /// How long closing waits for the writer to send the WebSocket close frame.
@@ -53,8 +54,9 @@ pub struct ConnectOptions {
     pub insecure: bool,
 }
 
-/// Something that happened on the connection without being asked for.
+/// Something that happened on the connection without being asked for. More kinds may come.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ClientEvent {
     /// The relay pushed an agent's new status (came online, went offline).
     AgentStatus(AgentStatus),
@@ -65,6 +67,14 @@ pub enum ClientEvent {
     Disconnected { reason: String },
     /// The relay sent an `error` frame: it could not handle a frame that had no inbox to answer.
     Error(ErrorReply),
+    /// A container changed on a subscribed agent (see [`Client::subscribe`]).
+    Container(ContainerEvent),
+    /// A subscribed agent's full container list, after a gap in its events: it replaces what
+    /// was known of that agent's containers.
+    Sync(ContainerSync),
+    /// The relay dropped events for this connection because it fell behind: list the
+    /// subscribed agents' containers again.
+    Resync { missed: u64 },
 }
 
 /// A connection to one relay, reconnecting in the background. Cheap to clone; all clones share
@@ -113,6 +123,8 @@ struct State {
     role: Role,
     /// Set by `close` (or drop): no more reconnects.
     closed: bool,
+    /// The live-state subscription to renew after a reconnect.
+    subscription: Option<EventSubscribe>,
 }
 
 impl Client {
@@ -137,6 +149,7 @@ impl Client {
                 pending: HashMap::new(),
                 role: welcome.role,
                 closed: false,
+                subscription: None,
             }),
             events,
             shutdown: watch::channel(false).0,
@@ -159,6 +172,29 @@ impl Client {
         &self.inner.user
     }
 
+    /// Receives `container.event` and `container.sync` of these agents (ids or names), or of the
+    /// whole fleet with `None`, as [`ClientEvent`]s. Replaces an earlier subscription and is
+    /// renewed on every reconnect, so a caller subscribes once. Pushes that arrive between this
+    /// answer and a later list are newer than that list's start: apply them after it.
+    pub async fn subscribe(
+        &self,
+        agents: Option<Vec<String>>,
+    ) -> Result<EventSubscribed, ClientError> {
+        let request = EventSubscribe { agents };
+        let answer: EventSubscribed = self
+            .request(
+                subject::EVENT_SUBSCRIBE,
+                &request,
+                LIST_TIMEOUT + REQUEST_GRACE,
+            )
+            .await?;
+        // Renewed by id, so a renamed agent stays watched after a reconnect.
+        self.inner.shared.state().subscription = Some(EventSubscribe {
+            agents: answer.agents.clone(),
+        });
+        Ok(answer)
+    }
+
     /// The user's role, as of the latest (re)connection.
     pub fn role(&self) -> Role {
         self.inner.shared.state().role
@@ -167,6 +203,11 @@ impl Client {
     /// The relay's canonical URL (`https://host:port/prefix`), the key used for stored credentials.
     pub fn relay(&self) -> String {
         self.inner.shared.relay.canonical()
+    }
+
+    /// True once the client stopped for good: closed, dropped, or refused by the relay.
+    pub fn is_closed(&self) -> bool {
+        self.inner.shared.state().closed
     }
 
     /// True while the WebSocket is up.
@@ -359,6 +400,13 @@ impl Shared {
         if state.closed {
             return None;
         }
+        // The subscription is renewed first, so it is in force before any request made after
+        // `Connected`; its answer is not awaited (the supervisor is not reading yet).
+        if let Some(subscription) = &state.subscription {
+            let inbox = new_inbox_suffix(uuid::Uuid::new_v4());
+            let text = Envelope::request(subject::EVENT_SUBSCRIBE, &inbox, subscription).to_json();
+            let _ = tx.try_send(text);
+        }
         state.outgoing = Some(tx);
         Some(tokio::spawn(write_loop(writer, rx)))
     }
@@ -409,6 +457,26 @@ impl Shared {
             subject::AGENT_STATUS => match frame.payload::<AgentStatus>() {
                 Ok(status) => self.emit(ClientEvent::AgentStatus(status)),
                 Err(err) => warn!(%err, "ignoring an agent.status push that does not decode"),
+            },
+            subject::CONTAINER_EVENT => match frame.payload::<ContainerEvent>() {
+                Ok(event) => self.emit(ClientEvent::Container(event)),
+                Err(err) => warn!(%err, "ignoring a container.event push that does not decode"),
+            },
+            subject::CONTAINER_SYNC => match frame.payload::<ContainerSync>() {
+                Ok(sync) => self.emit(ClientEvent::Sync(sync)),
+                Err(err) => warn!(%err, "ignoring a container.sync push that does not decode"),
+            },
+            subject::EVENT_RESYNC => match frame.payload::<EventResync>() {
+                Ok(resync) => {
+                    warn!(
+                        missed = resync.missed,
+                        "the relay dropped events for this slow connection"
+                    );
+                    self.emit(ClientEvent::Resync {
+                        missed: resync.missed,
+                    })
+                }
+                Err(err) => warn!(%err, "ignoring an event.resync push that does not decode"),
             },
             subject::ERROR => match frame.payload::<ErrorReply>() {
                 Ok(reply) => {

@@ -35,6 +35,7 @@ fn sample(subject: &str) -> Value {
         subject::SESSION_REVOKE => json!({"sessionId": "no-such-session"}),
         subject::TOKEN_CREATE => json!({"ttlSecs": 60}),
         subject::AUDIT_LIST => json!({"limit": 10}),
+        subject::EVENT_SUBSCRIBE => json!({}),
         other => panic!("no sample request for {other}: add one and a row in the policy table"),
     }
 }

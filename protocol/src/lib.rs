@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod envelope;
 pub mod error;
+pub mod events;
 pub mod limits;
 pub mod payload;
 pub mod subject;
@@ -14,6 +15,7 @@ pub mod subject;
 pub use admin::*;
 pub use envelope::{Envelope, Frame, new_inbox_suffix};
 pub use error::{ErrorCode, ErrorReply, ProtocolError};
+pub use events::*;
 pub use limits::*;
 pub use payload::*;
 

@@ -42,6 +42,17 @@ pub const TOKEN_CREATE: &str = "token.create";
 /// Client → relay (admin): read the audit log.
 pub const AUDIT_LIST: &str = "audit.list";
 
+// Live state (see `crate::events`).
+
+/// Agent → relay → subscribed clients, pushed: one container lifecycle change.
+pub const CONTAINER_EVENT: &str = "container.event";
+/// Agent → relay → subscribed clients, pushed: every container of the agent, after a gap.
+pub const CONTAINER_SYNC: &str = "container.sync";
+/// Client → relay: receive the events of some agents or of the whole fleet.
+pub const EVENT_SUBSCRIBE: &str = "event.subscribe";
+/// Relay → client, pushed: events were dropped for this slow connection; list again.
+pub const EVENT_RESYNC: &str = "event.resync";
+
 /// Any direction: a frame that could not be handled and had no inbox to answer to,
 /// or a refused hello just before the connection closes.
 pub const ERROR: &str = "error";

@@ -9,8 +9,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use tracing::{Instrument, debug, info, info_span, warn};
 use zedops_protocol::{
-    AgentAuth, AgentRegister, AgentWelcome, Envelope, ErrorCode, ErrorReply, Frame, HELLO_TIMEOUT,
-    PROTOCOL_VERSION, subject,
+    AgentAuth, AgentRegister, AgentWelcome, ContainerEvent, ContainerSync, Envelope, ErrorCode,
+    ErrorReply, Frame, HELLO_TIMEOUT, PROTOCOL_VERSION, subject,
 };
 
 use crate::server::AppState;
@@ -86,7 +86,7 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
                     deadline = tokio::time::Instant::now() + state.timeouts.heartbeat_timeout;
                     link.touch();
                     match incoming {
-                        Incoming::Frame(frame) => handle_frame(&link, &mut socket, frame).await,
+                        Incoming::Frame(frame) => handle_frame(&state, &link, &mut socket, frame).await,
                         Incoming::Invalid(e) => {
                             warn!(%e, "malformed frame from agent");
                             let _ = socket.send_error(None, &e.to_reply()).await;
@@ -219,8 +219,14 @@ fn internal(e: StoreError) -> ErrorReply {
     )
 }
 
-/// A frame from an authenticated agent: an answer to a request, a heartbeat, or junk.
-async fn handle_frame(link: &crate::hub::AgentLink, socket: &mut Socket, frame: Frame) {
+/// A frame from an authenticated agent: an answer to a request, a live-state push, a heartbeat,
+/// or junk.
+async fn handle_frame(
+    state: &AppState,
+    link: &crate::hub::AgentLink,
+    socket: &mut Socket,
+    frame: Frame,
+) {
     if subject::is_inbox(&frame.subject) {
         let data = frame.raw_data().to_string();
         if !link.answer(&frame.subject, data) {
@@ -230,6 +236,20 @@ async fn handle_frame(link: &crate::hub::AgentLink, socket: &mut Socket, frame: 
     }
     match frame.subject.as_str() {
         subject::AGENT_HEARTBEAT => {}
+        subject::CONTAINER_EVENT => {
+            let pushed = frame.payload::<ContainerEvent>().map(|mut event| {
+                event.agent_id = link.id.clone();
+                Envelope::new(subject::CONTAINER_EVENT, &event).to_json()
+            });
+            publish(state, link, socket, &frame, pushed).await;
+        }
+        subject::CONTAINER_SYNC => {
+            let pushed = frame.payload::<ContainerSync>().map(|mut sync| {
+                sync.agent_id = link.id.clone();
+                Envelope::new(subject::CONTAINER_SYNC, &sync).to_json()
+            });
+            publish(state, link, socket, &frame, pushed).await;
+        }
         other => {
             warn!(subject = %other, "unknown subject from agent");
             let reply = ErrorReply::new(
@@ -237,6 +257,24 @@ async fn handle_frame(link: &crate::hub::AgentLink, socket: &mut Socket, frame: 
                 format!("unknown subject {other:?}"),
             );
             let _ = socket.send_error(frame.reply.as_deref(), &reply).await;
+        }
+    }
+}
+
+/// Fans a decoded live-state push out to the clients, or tells the agent why it was refused.
+/// The agent id in the push is always the connection's own: an agent cannot speak for another.
+async fn publish(
+    state: &AppState,
+    link: &crate::hub::AgentLink,
+    socket: &mut Socket,
+    frame: &Frame,
+    pushed: Result<String, zedops_protocol::ProtocolError>,
+) {
+    match pushed {
+        Ok(text) => state.hub.push_event(&link.id, text),
+        Err(err) => {
+            warn!(subject = %frame.subject, %err, "refused a push from the agent");
+            let _ = socket.send_error(None, &err.to_reply()).await;
         }
     }
 }

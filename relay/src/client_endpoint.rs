@@ -1,5 +1,5 @@
 //! `/ws/client`: authenticates an app or CLI with its device token, then serves its requests
-//! concurrently and pushes agent status changes to it.
+//! concurrently and pushes agent status changes, and the container events it subscribed to.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,11 +7,11 @@ use std::sync::Arc;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
-use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 use tracing::{Instrument, info, info_span, warn};
 use zedops_protocol::{
-    ClientHello, ClientWelcome, Envelope, ErrorCode, ErrorReply, HELLO_TIMEOUT, PROTOCOL_VERSION,
-    subject,
+    ClientHello, ClientWelcome, Envelope, ErrorCode, ErrorReply, EventResync, HELLO_TIMEOUT,
+    PROTOCOL_VERSION, subject,
 };
 
 use crate::agent_endpoint::check_version;
@@ -19,6 +19,7 @@ use crate::router;
 use crate::server::AppState;
 use crate::socket::{self, Incoming, Socket};
 use crate::store::Session;
+use crate::subscription::Subscription;
 
 /// Requests one client may have in flight; more are answered `RATE_LIMITED`.
 pub const MAX_IN_FLIGHT: usize = 256;
@@ -42,6 +43,10 @@ pub async fn upgrade(
 async fn serve(state: Arc<AppState>, mut socket: Socket) {
     // Subscribe before the hello so no status change between welcome and the loop is missed.
     let mut status = state.hub.subscribe_status();
+    // Container pushes are received from the start too and filtered by the connection's
+    // subscription, so an event just after `event.subscribe` takes effect is never missed.
+    let mut events = state.hub.subscribe_events();
+    let watching = Arc::new(watch::Sender::new(Subscription::Off));
     let session = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
         Ok(Incoming::Frame(frame)) => match authenticate(&state, &frame).await {
             Ok(session) => session,
@@ -95,9 +100,9 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
                         let _ = socket.send_error(frame.reply.as_deref(), &reply).await;
                         continue;
                     };
-                    let (state, session, answers_tx) = (state.clone(), session.clone(), answers_tx.clone());
+                    let (state, session, answers_tx, watching) = (state.clone(), session.clone(), answers_tx.clone(), watching.clone());
                     tokio::spawn(async move {
-                        let answer = router::handle(&state, &session, frame).await;
+                        let answer = router::handle(&state, &session, &watching, frame).await;
                         let _ = answers_tx.send(answer).await;
                         drop(permit);
                     }.in_current_span());
@@ -119,6 +124,24 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
             push = status.recv() => match push {
                 Ok(frame) => { if socket.send_text(frame.to_string()).await.is_err() { break; } }
                 Err(broadcast::error::RecvError::Lagged(n)) => warn!(missed = n, "client too slow for status pushes"),
+                Err(broadcast::error::RecvError::Closed) => {}
+            },
+            push = events.recv() => match push {
+                Ok(pushed) => {
+                    let wanted = watching.borrow().wants(&pushed.agent_id);
+                    if wanted && socket.send_text(pushed.frame.to_string()).await.is_err() {
+                        break;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    // The oldest pushes were dropped for this connection only; it lists again.
+                    let on = watching.borrow().is_on();
+                    if on {
+                        warn!(missed, "client too slow for container events; asking it to re-sync");
+                        let resync = Envelope::new(subject::EVENT_RESYNC, EventResync { missed }).to_json();
+                        if socket.send_text(resync).await.is_err() { break; }
+                    }
+                }
                 Err(broadcast::error::RecvError::Closed) => {}
             },
             _ = ping.tick() => {

@@ -15,6 +15,16 @@ use crate::store::now;
 pub const AGENT_QUEUE: usize = 256;
 /// Status pushes buffered per client before the slowest starts losing the oldest.
 pub const STATUS_QUEUE: usize = 1024;
+/// Container events buffered per client before a slow one starts losing the oldest (and is
+/// told to re-sync). An agent never waits for a client.
+pub const EVENT_QUEUE: usize = 4096;
+
+/// A pre-encoded `container.event` or `container.sync` frame and the agent it is about.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub agent_id: Arc<str>,
+    pub frame: Arc<str>,
+}
 
 /// A connected agent, as the routing side sees it.
 pub struct AgentLink {
@@ -69,6 +79,7 @@ pub struct Hub {
     clients: Mutex<HashMap<String, SessionConnections>>,
     next_conn: AtomicU64,
     status: broadcast::Sender<Arc<str>>,
+    events: broadcast::Sender<Pushed>,
 }
 
 impl Default for Hub {
@@ -78,6 +89,7 @@ impl Default for Hub {
             clients: Mutex::default(),
             next_conn: AtomicU64::new(1),
             status: broadcast::channel(STATUS_QUEUE).0,
+            events: broadcast::channel(EVENT_QUEUE).0,
         }
     }
 }
@@ -208,6 +220,19 @@ impl Hub {
     /// Subscribes to status pushes (pre-encoded `agent.status` frames).
     pub fn subscribe_status(&self) -> broadcast::Receiver<Arc<str>> {
         self.status.subscribe()
+    }
+
+    /// Subscribes to container pushes of every agent; each client filters by its subscription.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Pushed> {
+        self.events.subscribe()
+    }
+
+    /// Fans a container push out to the clients; never waits for any of them.
+    pub fn push_event(&self, agent_id: &str, frame: String) {
+        let _ = self.events.send(Pushed {
+            agent_id: agent_id.into(),
+            frame: frame.into(),
+        });
     }
 
     fn push_status(&self, link: &AgentLink, online: bool) {

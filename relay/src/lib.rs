@@ -16,6 +16,7 @@ pub mod secret;
 pub mod server;
 pub mod socket;
 pub mod store;
+pub mod subscription;
 pub mod time;
 
 pub use server::{Options, Server, ShutdownHandle, Timeouts};

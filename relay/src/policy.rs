@@ -26,6 +26,7 @@ pub const CLIENT_SUBJECTS: &[(&str, Need)] = &[
     (subject::SESSION_REVOKE, Need::Admin),
     (subject::TOKEN_CREATE, Need::Admin),
     (subject::AUDIT_LIST, Need::Admin),
+    (subject::EVENT_SUBSCRIBE, Need::Read),
 ];
 
 /// What `subject` needs, or `None` when the relay does not serve it.
@@ -64,6 +65,7 @@ mod tests {
             (subject::SESSION_REVOKE, [true, false, false]),
             (subject::TOKEN_CREATE, [true, false, false]),
             (subject::AUDIT_LIST, [true, false, false]),
+            (subject::EVENT_SUBSCRIBE, [true, true, true]),
         ];
         assert_eq!(
             intended.len(),

@@ -2,10 +2,12 @@
 //! forwards container subjects to the right agent, audits actions, and builds the answer frame.
 
 use serde::Serialize;
+use tokio::sync::watch;
 use tracing::{info, warn};
 use zedops_protocol::{
     AgentListRequest, AgentListResponse, AgentSummary, ContainerActionRequest,
-    ContainerListRequest, Envelope, ErrorCode, ErrorReply, Frame, Operation, subject,
+    ContainerListRequest, Envelope, ErrorCode, ErrorReply, EventSubscribe, Frame, Operation,
+    subject,
 };
 
 use crate::admin;
@@ -13,10 +15,17 @@ use crate::hub::AgentLink;
 use crate::policy;
 use crate::server::AppState;
 use crate::store::{AuditEntry, Session};
+use crate::subscription::{self, Subscription};
 use crate::time::rfc3339;
 
-/// The answer frame (text) for one request.
-pub async fn handle(state: &AppState, session: &Session, frame: Frame) -> String {
+/// The answer frame (text) for one request. `watching` is the connection's live-state
+/// subscription, which `event.subscribe` replaces.
+pub async fn handle(
+    state: &AppState,
+    session: &Session,
+    watching: &watch::Sender<Subscription>,
+    frame: Frame,
+) -> String {
     let Some(reply) = frame.reply.as_deref() else {
         let error = ErrorReply::new(
             ErrorCode::InvalidRequest,
@@ -24,7 +33,7 @@ pub async fn handle(state: &AppState, session: &Session, frame: Frame) -> String
         );
         return Envelope::new(subject::ERROR, &error).to_json();
     };
-    match serve(state, session, &frame).await {
+    match serve(state, session, watching, &frame).await {
         Ok(Answer::Json(data)) => Envelope::new(reply, &data).to_json(),
         Ok(Answer::Raw(raw)) => {
             let subject = serde_json::to_string(reply).expect("strings serialise");
@@ -44,7 +53,12 @@ fn json(value: impl Serialize) -> Answer {
     Answer::Json(serde_json::to_value(value).expect("protocol types serialise"))
 }
 
-async fn serve(state: &AppState, session: &Session, frame: &Frame) -> Result<Answer, ErrorReply> {
+async fn serve(
+    state: &AppState,
+    session: &Session,
+    watching: &watch::Sender<Subscription>,
+    frame: &Frame,
+) -> Result<Answer, ErrorReply> {
     let Some(need) = policy::need(&frame.subject) else {
         warn!(subject = %frame.subject, "unknown subject from client");
         return Err(ErrorReply::new(
@@ -97,6 +111,12 @@ async fn serve(state: &AppState, session: &Session, frame: &Frame) -> Result<Ans
                 .await
                 .map_err(|e| e.to_reply(&link.name))?;
             Ok(Answer::Raw(raw))
+        }
+        subject::EVENT_SUBSCRIBE => {
+            let request: EventSubscribe = frame.payload().map_err(invalid)?;
+            let (wanted, answer) = subscription::resolve(state, &request).await?;
+            watching.send_replace(wanted);
+            Ok(json(answer))
         }
         _ if need == policy::Need::Admin => {
             admin::serve(state, session, frame).await.map(Answer::Json)

@@ -100,5 +100,7 @@ async fn handle(app: &AppHandle, client: &Client, event: ClientEvent) {
             .emit(app);
         }
         ClientEvent::Error(reply) => tracing::warn!(%reply, "the relay reported an error"),
+        // Container events are not subscribed to yet; the tables re-list after actions.
+        _ => {}
     }
 }

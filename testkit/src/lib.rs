@@ -71,7 +71,13 @@ impl TestRelay {
         .await
     }
 
-    async fn start_on(dir: Arc<tempfile::TempDir>, listen: SocketAddr, timeouts: Timeouts) -> Self {
+    /// A relay on `listen` with the database in `dir`: with what [`stop`](Self::stop) returned,
+    /// the same relay again after a pause in which the test changes things.
+    pub async fn start_on(
+        dir: Arc<tempfile::TempDir>,
+        listen: SocketAddr,
+        timeouts: Timeouts,
+    ) -> Self {
         Self::start_with(dir, listen, timeouts, None).await
     }
 

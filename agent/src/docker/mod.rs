@@ -6,7 +6,10 @@
 //! again and the agent recovers on its own when Docker comes back.
 
 mod convert;
+mod events;
 pub mod own_container;
+
+pub use events::DockerEvent;
 
 use std::future::Future;
 
@@ -46,6 +49,14 @@ impl DockerError {
     pub fn code(&self) -> ErrorCode {
         self.code
     }
+
+    /// Docker closed its event stream (the engine restarted or shut down).
+    pub fn stream_ended() -> Self {
+        Self::new(
+            ErrorCode::DockerNotAvailable,
+            "Docker closed its event stream",
+        )
+    }
 }
 
 /// Engine version details reported in the agent's hello.
@@ -62,6 +73,8 @@ pub struct DockerClient {
     own_container: Option<String>,
     /// The negotiated connection; `None` until Docker answers, and again after it stops answering.
     engine: Mutex<Option<Docker>>,
+    /// Stops and restarts of ZedOps' own, so their events are not mistaken for crashes.
+    requested: events::Requested,
 }
 
 impl DockerClient {
@@ -76,6 +89,7 @@ impl DockerClient {
             host,
             own_container: own_container::detect(),
             engine: Mutex::new(None),
+            requested: events::Requested::default(),
         };
         if let Some(id) = &client.own_container {
             tracing::info!(container = %&id[..12], "running in a container; it will not be stopped or restarted");
@@ -138,6 +152,7 @@ impl DockerClient {
     /// as stopped.
     pub async fn stop(&self, id: &str) -> Result<(), DockerError> {
         self.refuse_self(id, ErrorCode::DockerStopFailed).await?;
+        let _ours = self.requested.begin(id);
         let name = bare(id);
         let options = StopContainerOptionsBuilder::new()
             .t(STOP_GRACE_SECS)
@@ -151,6 +166,7 @@ impl DockerClient {
     /// Restarts a container with the same grace as [`stop`](Self::stop).
     pub async fn restart(&self, id: &str) -> Result<(), DockerError> {
         self.refuse_self(id, ErrorCode::DockerRestartFailed).await?;
+        let _ours = self.requested.begin(id);
         let name = bare(id);
         let options = RestartContainerOptionsBuilder::new()
             .t(STOP_GRACE_SECS)
@@ -307,6 +323,7 @@ mod tests {
             host: "unix:///x.sock".into(),
             own_container: None,
             engine: Mutex::new(None),
+            requested: events::Requested::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod events;
 mod fleet;
 mod table;
 
@@ -63,6 +64,8 @@ enum Command {
     Stop(ActionArgs),
     /// Restart a container
     Restart(ActionArgs),
+    /// Print container events as they happen, one per line, until Ctrl-C
+    Events(EventsArgs),
     /// Manage agents (admin)
     Agent {
         #[command(subcommand)]
@@ -130,6 +133,15 @@ struct AuditArgs {
     /// At most this many entries (1 to 1000)
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
     limit: u32,
+    #[command(flatten)]
+    output: JsonArg,
+}
+
+#[derive(Debug, Args)]
+struct EventsArgs {
+    /// Only this agent's events (name or id); all agents when left out
+    #[arg(long, env = "ZEDOPS_AGENT", value_name = "AGENT")]
+    agent: Option<String>,
     #[command(flatten)]
     output: JsonArg,
 }
@@ -244,6 +256,9 @@ async fn run(cli: Cli) -> CliResult {
                 args.output.json,
             )
             .await
+        }
+        Command::Events(args) => {
+            events::events(&global, args.agent.as_deref(), args.output.json).await
         }
         Command::Agent {
             command: AgentCommand::Revoke { agent, output },

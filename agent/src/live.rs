@@ -1,0 +1,200 @@
+//! Live state for one relay connection: a full snapshot of the containers, then every container
+//! lifecycle change Docker reports, pushed to the relay as it happens. After any gap (Docker's
+//! event stream broke, or this is a new relay connection) a new snapshot goes first, because
+//! Docker keeps only its last 256 events and some may have been lost meanwhile.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use zedops_protocol::{
+    Container, ContainerAction, ContainerEvent, ContainerSync, Envelope, subject,
+};
+use zedops_transport::Backoff;
+
+use crate::docker::{DockerClient, DockerError};
+
+/// How far back the event stream starts before the snapshot, so that no event between asking
+/// for the stream and Docker serving it is lost (Docker replays from its buffer).
+const REPLAY_MARGIN: Duration = Duration::from_secs(1);
+
+/// Why following stopped.
+enum Gap {
+    /// The relay connection is gone: nothing more to do for it.
+    RelayGone,
+    /// Docker did not answer or its stream broke: retry with backoff and a new snapshot.
+    Docker(DockerError),
+}
+
+impl From<DockerError> for Gap {
+    fn from(err: DockerError) -> Self {
+        Gap::Docker(err)
+    }
+}
+
+/// Follows Docker for as long as `tx` (the relay connection's outgoing queue) is open.
+pub async fn follow(docker: Arc<DockerClient>, tx: mpsc::Sender<String>) {
+    let mut reason = "connected to the relay";
+    let mut backoff = Backoff::default();
+    let mut failures = 0u32;
+    // Newest event sent, so events Docker replays after a reconnect are not sent twice.
+    let mut newest_sent = 0i64;
+    loop {
+        let since = SystemTime::now() - REPLAY_MARGIN;
+        match follow_once(&docker, &tx, since, reason, &mut newest_sent, &mut failures).await {
+            Gap::RelayGone => return,
+            Gap::Docker(err) => {
+                failures += 1;
+                // Logged once per outage: Docker down for hours must not fill the journal.
+                if failures == 1 {
+                    tracing::warn!(%err, "cannot follow Docker's events; retrying with backoff");
+                } else {
+                    tracing::debug!(%err, attempt = failures, "still cannot follow Docker's events");
+                }
+                reason = "reconnected to Docker";
+                tokio::time::sleep(backoff.next_delay()).await;
+                if tx.is_closed() {
+                    return;
+                }
+            }
+        }
+        if failures == 0 {
+            backoff.reset();
+        }
+    }
+}
+
+/// Sends a snapshot, then events until Docker's stream breaks or the relay connection closes.
+async fn follow_once(
+    docker: &DockerClient,
+    tx: &mpsc::Sender<String>,
+    since: SystemTime,
+    reason: &str,
+    newest_sent: &mut i64,
+    failures: &mut u32,
+) -> Gap {
+    let mut events = match docker.events(since).await {
+        Ok(events) => Box::pin(events),
+        Err(err) => return err.into(),
+    };
+    let containers = match docker.list().await {
+        Ok(list) => list,
+        Err(err) => return err.into(),
+    };
+    if *failures > 0 {
+        tracing::info!("following Docker's events again");
+        *failures = 0;
+    }
+    tracing::debug!(count = containers.len(), %reason, "sending a container snapshot");
+    let sync = ContainerSync {
+        agent_id: String::new(),
+        containers,
+        reason: reason.to_string(),
+    };
+    if !send(tx, subject::CONTAINER_SYNC, &sync).await {
+        return Gap::RelayGone;
+    }
+    while let Some(item) = events.next().await {
+        let event = match item {
+            Ok(event) => event,
+            Err(err) => return err.into(),
+        };
+        if event.time_nano != 0 && event.time_nano <= *newest_sent {
+            continue;
+        }
+        // The row as it is now, so clients update it without asking; a destroyed one has none.
+        let container = match event.action {
+            ContainerAction::Destroy => None,
+            _ => docker
+                .container(&event.container_id)
+                .await
+                .unwrap_or_else(|err| {
+                    tracing::debug!(%err, "could not list a container after its event");
+                    None
+                }),
+        };
+        let container = container.map(|row| settled(row, event.action, event.exit_code));
+        let requested = docker.was_requested(&event.container_id, &event.name);
+        let pushed = ContainerEvent {
+            agent_id: String::new(),
+            container_id: event.container_id,
+            name: event.name,
+            action: event.action,
+            time_nano: event.time_nano,
+            exit_code: event.exit_code,
+            health: event.health,
+            requested,
+            container,
+        };
+        if pushed.is_unexpected_death() {
+            tracing::info!(container = %pushed.name, action = %pushed.action, exit_code = ?pushed.exit_code, "container stopped without a ZedOps request");
+        }
+        if !send(tx, subject::CONTAINER_EVENT, &pushed).await {
+            return Gap::RelayGone;
+        }
+        *newest_sent = (*newest_sent).max(pushed.time_nano);
+    }
+    Gap::Docker(DockerError::stream_ended())
+}
+
+/// The row as it will be once Docker has finished with the event. Docker announces `die`
+/// before it records the container as stopped, so a list at that moment still says running.
+fn settled(mut row: Container, action: ContainerAction, exit_code: Option<i64>) -> Container {
+    if action == ContainerAction::Die && matches!(row.state.as_str(), "running" | "restarting") {
+        row.state = "exited".into();
+        row.status = format!(
+            "Exited ({}) Less than a second ago",
+            exit_code.unwrap_or_default()
+        );
+        row.health = None;
+    }
+    row
+}
+
+/// Queues a push for the relay, waiting while the queue is full (the relay reads slowly) rather
+/// than dropping an event. False when the connection is gone.
+async fn send(tx: &mpsc::Sender<String>, subject: &str, data: &impl Serialize) -> bool {
+    tx.send(Envelope::new(subject, data).to_json())
+        .await
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(state: &str) -> Container {
+        Container {
+            id: "a".repeat(64),
+            names: vec!["/web".into()],
+            image: "busybox".into(),
+            state: state.into(),
+            status: "Up 3 seconds (healthy)".into(),
+            created: 0,
+            ports: vec![],
+            health: Some("healthy".into()),
+            labels: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_row_listed_at_die_is_shown_stopped() {
+        let died = settled(row("running"), ContainerAction::Die, Some(137));
+        assert_eq!(died.state, "exited");
+        assert_eq!(died.status, "Exited (137) Less than a second ago");
+        assert_eq!(died.health, None);
+        // Other events keep what Docker listed.
+        assert_eq!(
+            settled(row("running"), ContainerAction::Kill, None).state,
+            "running"
+        );
+        // A restart policy may already have it running again after the die: then it is not
+        // "running" here but "restarting", which is also settled; "exited" stays as listed.
+        assert_eq!(
+            settled(row("exited"), ContainerAction::Die, Some(0)).status,
+            "Up 3 seconds (healthy)"
+        );
+    }
+}

@@ -1,0 +1,364 @@
+//! Live state end to end: Docker events on the real engine reach a subscribed client through the
+//! real agent and relay; after a relay restart the client's picture equals Docker's again; a
+//! client that stops reading loses only its own events (and is told to re-sync), never
+//! another's.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::Message;
+use zedops_client::{Client, ClientEvent, ConnectOptions, ContainerAction, ContainerEvent};
+use zedops_protocol::{Container, Operation, PROTOCOL_VERSION, Role, subject};
+use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
+
+/// Generous: these are liveness deadlines, not performance assertions.
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn connect(relay: &TestRelay, user: &str, role: Role) -> Client {
+    Client::connect(ConnectOptions {
+        relay: relay.url.clone(),
+        token: relay.login(user, role).await,
+        ca_file: None,
+        insecure: false,
+    })
+    .await
+    .expect("client connects")
+}
+
+/// The next container event matching `wanted`, skipping everything else.
+async fn event_where(
+    events: &mut broadcast::Receiver<ClientEvent>,
+    wanted: impl Fn(&ContainerEvent) -> bool,
+) -> ContainerEvent {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match events.recv().await.expect("client events") {
+                ClientEvent::Container(event) if wanted(&event) => return event,
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("the event arrived")
+}
+
+#[tokio::test]
+async fn docker_events_reach_a_subscribed_client() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let mut containers = TestContainers::new(&docker);
+    let web = containers.sleeper("web").await;
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = TestAgent::spawn(
+        &relay.url,
+        Some(relay.registration_token().await),
+        "live-1",
+        dir.path(),
+    );
+    relay.wait_agent("live-1", true).await;
+    let viewer = connect(&relay, "vera", Role::Viewer).await;
+    let mut events = viewer.events();
+    let subscribed = viewer.subscribe(Some(vec!["live-1".into()])).await.unwrap();
+    let agent_id = subscribed.agents.expect("one agent")[0].clone();
+
+    // Killed from outside ZedOps: a `die` nobody asked for, with the exit code and the new row.
+    docker
+        .kill_container(
+            &web,
+            None::<bollard::query_parameters::KillContainerOptions>,
+        )
+        .await
+        .unwrap();
+    let died = event_where(&mut events, |e| {
+        e.name == web && e.action == ContainerAction::Die
+    })
+    .await;
+    assert_eq!(died.agent_id, agent_id, "the relay names the agent");
+    assert_eq!(died.exit_code, Some(137));
+    assert!(died.is_unexpected_death(), "{died:?}");
+    let row = died.container.expect("the row after the event");
+    assert_eq!(row.state, "exited");
+    assert_eq!(row.display_name(), web);
+
+    // Started and stopped through ZedOps: the stop's `die` is marked as asked for.
+    let operator = connect(&relay, "olga", Role::Operator).await;
+    operator
+        .action("live-1", &web, Operation::Start)
+        .await
+        .unwrap();
+    let started = event_where(&mut events, |e| {
+        e.name == web && e.action == ContainerAction::Start
+    })
+    .await;
+    assert_eq!(started.container.unwrap().state, "running");
+    operator
+        .action("live-1", &web, Operation::Stop)
+        .await
+        .unwrap();
+    let stopped = event_where(&mut events, |e| {
+        e.name == web && e.action == ContainerAction::Die
+    })
+    .await;
+    assert!(
+        stopped.requested,
+        "a ZedOps stop is not a crash: {stopped:?}"
+    );
+    assert!(!stopped.is_unexpected_death());
+
+    // Removed: `destroy` carries no row.
+    drop(containers);
+    let destroyed = event_where(&mut events, |e| {
+        e.name == web && e.action == ContainerAction::Destroy
+    })
+    .await;
+    assert_eq!(destroyed.container, None);
+
+    // A subscription to an unknown agent is refused, and the old one stays.
+    let err = viewer
+        .subscribe(Some(vec!["no-such-agent".into()]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "NOT_FOUND");
+    viewer.close().await;
+    operator.close().await;
+}
+
+/// What a client knows of one agent's containers: name → state, kept from pushes alone.
+#[derive(Default)]
+struct Picture(BTreeMap<String, String>);
+
+impl Picture {
+    fn replace(&mut self, containers: &[Container], prefix: &str) {
+        self.0 = containers
+            .iter()
+            .filter(|c| c.display_name().starts_with(prefix))
+            .map(|c| (c.display_name().to_string(), c.state.clone()))
+            .collect();
+    }
+
+    fn apply(&mut self, event: &ContainerEvent, prefix: &str) {
+        if !event.name.starts_with(prefix) {
+            return;
+        }
+        match &event.container {
+            Some(row) => self.0.insert(event.name.clone(), row.state.clone()),
+            None => self.0.remove(&event.name),
+        };
+    }
+}
+
+/// Docker's own answer for the test's containers.
+async fn docker_picture(
+    containers: &TestContainers,
+    names: &[&String],
+) -> BTreeMap<String, String> {
+    let mut truth = BTreeMap::new();
+    for name in names {
+        truth.insert(name.to_string(), containers.state(name).await);
+    }
+    truth
+}
+
+#[tokio::test]
+async fn after_a_relay_restart_the_client_sees_what_docker_sees() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let mut containers = TestContainers::new(&docker);
+    let a = containers.sleeper("a").await;
+    let b = containers
+        .create("b", &TestContainers::SLEEP_CMD, false)
+        .await;
+    let prefix = a.trim_end_matches("-a").to_string();
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = TestAgent::spawn(
+        &relay.url,
+        Some(relay.registration_token().await),
+        "live-2",
+        dir.path(),
+    );
+    relay.wait_agent("live-2", true).await;
+    let client = connect(&relay, "rita", Role::Viewer).await;
+    let mut events = client.events();
+    client.subscribe(None).await.unwrap();
+    let mut picture = Picture::default();
+    picture.replace(&client.containers("live-2").await.unwrap(), &prefix);
+    assert_eq!(picture.0.get(&a).map(String::as_str), Some("running"));
+
+    // The relay goes away; meanwhile containers change.
+    let relay = {
+        let (dir_keep, addr, timeouts) = relay.stop().await;
+        containers
+            .docker()
+            .stop_container(&a, None::<bollard::query_parameters::StopContainerOptions>)
+            .await
+            .unwrap();
+        containers
+            .docker()
+            .start_container(&b, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .unwrap();
+        let c = containers.sleeper("c").await;
+        let relay = TestRelay::start_on(dir_keep, addr, timeouts).await;
+        (relay, c)
+    };
+    let (relay, c) = relay;
+
+    // Pushes alone (plus a list on reconnect, as the app does) bring the picture back to Docker's.
+    let truth = docker_picture(&containers, &[&a, &b, &c]).await;
+    assert_eq!(truth[&a], "exited");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while picture.0 != truth {
+        let received = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no re-sync: the client has {:?}, Docker has {truth:?}",
+                    picture.0
+                )
+            })
+            .expect("client events");
+        match received {
+            ClientEvent::Sync(sync) => picture.replace(&sync.containers, &prefix),
+            ClientEvent::Container(event) => picture.apply(&event, &prefix),
+            ClientEvent::Connected | ClientEvent::Resync { .. } => {
+                // The agent may not be back yet; its snapshot follows when it is.
+                if let Ok(list) = client.containers("live-2").await {
+                    picture.replace(&list, &prefix);
+                }
+            }
+            _ => {}
+        }
+    }
+    client.close().await;
+    drop(relay);
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_frame(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame within the deadline")
+            .expect("connection open")
+            .expect("readable frame");
+        if let Message::Text(text) = msg {
+            return serde_json::from_str(text.as_str()).expect("JSON");
+        }
+    }
+}
+
+/// A client that subscribes to the fleet and then reads nothing, with a tiny receive buffer so
+/// the relay's writes to it back up quickly.
+async fn stalled_client(relay: &TestRelay, token: &str) -> Ws {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(relay.addr).await.unwrap();
+    let url = format!("ws://{}/ws/client", relay.addr);
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
+    let hello = json!({"subject": "client.hello", "data": {"protocolVersion": PROTOCOL_VERSION, "token": token}});
+    ws.send(Message::text(hello.to_string())).await.unwrap();
+    assert_eq!(next_frame(&mut ws).await["subject"], "client.welcome");
+    let subscribe =
+        json!({"subject": subject::EVENT_SUBSCRIBE, "reply": "_INBOX.stalled", "data": {}});
+    ws.send(Message::text(subscribe.to_string())).await.unwrap();
+    assert_eq!(next_frame(&mut ws).await["subject"], "_INBOX.stalled");
+    ws
+}
+
+/// An agent speaking the real protocol that pushes events as fast as the relay takes them: the
+/// real agent cannot make Docker produce thousands of events quickly.
+async fn pushing_agent(relay: &TestRelay) -> Ws {
+    let url = format!("ws://{}/ws/agent", relay.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let hello = json!({"subject": "agent.register", "data": {
+        "protocolVersion": PROTOCOL_VERSION, "registrationToken": relay.registration_token().await,
+        "name": "pusher", "info": {"version": "test", "os": "linux", "arch": "x86_64"}}});
+    ws.send(Message::text(hello.to_string())).await.unwrap();
+    assert_eq!(next_frame(&mut ws).await["subject"], "agent.welcome");
+    ws
+}
+
+fn event_frame(seq: i64) -> String {
+    let container = Container {
+        id: format!("{seq:064x}"),
+        names: vec![format!("/c{seq}")],
+        image: "zedops-test/busybox:latest".into(),
+        state: "running".into(),
+        status: "Up 1 second".into(),
+        created: 1_700_000_000,
+        ports: vec![],
+        health: None,
+        // Bulk, so the stalled connection's buffers fill after a few hundred events.
+        labels: (0..32)
+            .map(|i| (format!("label-{i}"), "x".repeat(100)))
+            .collect(),
+    };
+    let event = ContainerEvent {
+        agent_id: "ignored-the-relay-sets-it".into(),
+        container_id: container.id.clone(),
+        name: format!("c{seq}"),
+        action: ContainerAction::Start,
+        time_nano: seq,
+        exit_code: None,
+        health: None,
+        requested: false,
+        container: Some(container),
+    };
+    zedops_protocol::Envelope::new(subject::CONTAINER_EVENT, &event).to_json()
+}
+
+#[tokio::test]
+async fn a_stalled_client_loses_only_its_own_events() {
+    const BATCH: i64 = 250;
+    const TOTAL: i64 = 8_000;
+    let relay = TestRelay::start().await;
+    let mut stalled = stalled_client(&relay, &relay.login("slow", Role::Viewer).await).await;
+    let reader = connect(&relay, "fast", Role::Viewer).await;
+    let mut events = reader.events();
+    reader.subscribe(None).await.unwrap();
+    let mut agent = pushing_agent(&relay).await;
+
+    // Batches paced by the reading client, so only the stalled one can fall behind.
+    let mut seen = 0i64;
+    for batch in 0..TOTAL / BATCH {
+        for seq in batch * BATCH..(batch + 1) * BATCH {
+            agent.send(Message::text(event_frame(seq))).await.unwrap();
+        }
+        while seen < (batch + 1) * BATCH {
+            let received = tokio::time::timeout(WAIT, events.recv())
+                .await
+                .expect("the reading client keeps receiving while the other is stalled")
+                .expect("client events");
+            if let ClientEvent::Container(event) = received {
+                assert_eq!(event.time_nano, seen, "in order, none lost");
+                assert_ne!(event.agent_id, "ignored-the-relay-sets-it");
+                seen += 1;
+            }
+        }
+    }
+
+    // The stalled client, reading again, learns that it missed events and must re-sync.
+    let mut resynced = false;
+    for _ in 0..TOTAL {
+        let frame = next_frame(&mut stalled).await;
+        if frame["subject"] == subject::EVENT_RESYNC {
+            assert!(frame["data"]["missed"].as_u64().unwrap() > 0, "{frame}");
+            resynced = true;
+            break;
+        }
+    }
+    assert!(resynced, "the stalled client was told to re-sync");
+    reader.close().await;
+}
