@@ -1,5 +1,6 @@
-//! The app's own small picture of the fleet, kept for the tray's one-line summary and to notice
-//! when an agent's online state really changes (so a repeated push does not notify twice).
+//! The app's own picture of the fleet, kept for the tray's one-line summary, to notice when an
+//! agent's online state really changes (so a repeated push does not notify twice), and to patch
+//! an agent's container list from live events without asking the relay.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,8 +10,8 @@ use crate::types::{AgentView, ContainerView};
 pub struct Fleet {
     /// Agent id → (name, online).
     agents: BTreeMap<String, (String, bool)>,
-    /// Agent id → (running, total) from its latest container list.
-    containers: HashMap<String, (usize, usize)>,
+    /// Agent id → its containers, from its latest list, snapshot and events.
+    containers: HashMap<String, Vec<ContainerView>>,
 }
 
 impl Fleet {
@@ -32,9 +33,33 @@ impl Fleet {
 
     /// Records an agent's container list.
     pub fn set_containers(&mut self, agent_id: &str, list: &[ContainerView]) {
-        let running = list.iter().filter(|c| c.state == "running").count();
-        self.containers
-            .insert(agent_id.to_string(), (running, list.len()));
+        self.containers.insert(agent_id.to_string(), list.to_vec());
+    }
+
+    /// The agent's name, when known.
+    pub fn agent_name(&self, id: &str) -> Option<&str> {
+        self.agents.get(id).map(|(name, _)| name.as_str())
+    }
+
+    /// Applies one container's new row (`None`: it was removed) to its agent's list and returns
+    /// the updated list, or `None` when that agent's list was never loaded (nothing shows it).
+    pub fn apply(
+        &mut self,
+        agent_id: &str,
+        container_id: &str,
+        row: Option<ContainerView>,
+    ) -> Option<Vec<ContainerView>> {
+        let list = self.containers.get_mut(agent_id)?;
+        let at = list.iter().position(|c| c.id == container_id);
+        match (at, row) {
+            (Some(i), Some(row)) => list[i] = row,
+            (None, Some(row)) => list.push(row),
+            (Some(i), None) => {
+                list.remove(i);
+            }
+            (None, None) => {}
+        }
+        Some(list.clone())
     }
 
     pub fn clear(&mut self) {
@@ -52,7 +77,10 @@ impl Fleet {
             .iter()
             .filter(|(_, (_, up))| *up)
             .filter_map(|(id, _)| self.containers.get(id))
-            .fold((0, 0), |(r, t), (cr, ct)| (r + cr, t + ct));
+            .fold((0, 0), |(r, t), list| {
+                let running = list.iter().filter(|c| c.state == "running").count();
+                (r + running, t + list.len())
+            });
         format!(
             "{online} of {} agents online · {running} of {total} containers running",
             self.agents.len()
@@ -79,8 +107,12 @@ mod tests {
     }
 
     fn container(state: &str) -> ContainerView {
+        named("x", state)
+    }
+
+    fn named(id: &str, state: &str) -> ContainerView {
         ContainerView {
-            id: "x".into(),
+            id: id.into(),
             name: "x".into(),
             image: "i".into(),
             state: state.into(),
@@ -110,5 +142,30 @@ mod tests {
             "1 of 3 agents online · 1 of 2 containers running"
         );
         assert_eq!(fleet.set_online("d", "n-d", true), None);
+    }
+
+    #[test]
+    fn events_patch_a_loaded_list_only() {
+        let mut fleet = Fleet::default();
+        fleet.set_agents(&[agent("a", true)]);
+        assert_eq!(fleet.apply("a", "web", Some(named("web", "exited"))), None);
+        fleet.set_containers("a", &[named("web", "running"), named("db", "running")]);
+        let list = fleet
+            .apply("a", "web", Some(named("web", "exited")))
+            .unwrap();
+        assert_eq!(list[0].state, "exited");
+        let list = fleet
+            .apply("a", "new", Some(named("new", "created")))
+            .unwrap();
+        assert_eq!(list.len(), 3);
+        let list = fleet.apply("a", "db", None).unwrap();
+        assert_eq!(
+            list.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            ["web", "new"]
+        );
+        assert_eq!(
+            fleet.summary(),
+            "1 of 1 agents online · 0 of 2 containers running"
+        );
     }
 }
