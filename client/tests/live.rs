@@ -1,9 +1,12 @@
 //! Live state end to end: Docker events on the real engine reach a subscribed client through the
 //! real agent and relay; after a relay restart the client's picture equals Docker's again; a
 //! client that stops reading loses only its own events (and is told to re-sync), never
-//! another's.
+//! another's. And `zedops events` prints the stream, one JSON object per line.
+
+mod support;
 
 use std::collections::BTreeMap;
+use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -361,4 +364,86 @@ async fn a_stalled_client_loses_only_its_own_events() {
     }
     assert!(resynced, "the stalled client was told to re-sync");
     reader.close().await;
+}
+
+#[tokio::test]
+async fn zedops_events_prints_one_json_line_per_event() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let mut containers = TestContainers::new(&docker);
+    let job = containers.sleeper("job").await;
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = TestAgent::spawn(
+        &relay.url,
+        Some(relay.registration_token().await),
+        "live-3",
+        dir.path(),
+    );
+    relay.wait_agent("live-3", true).await;
+    let config = tempfile::tempdir().unwrap();
+    let mut child = support::zedops(config.path())
+        .env("ZEDOPS_TOKEN", relay.login("cli", Role::Viewer).await)
+        .args([
+            "events", "--agent", "live-3", "--json", "--relay", &relay.url,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    // The subscription is in force once it says so.
+    tokio::time::timeout(WAIT, async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            if line.starts_with("watching agent live-3") {
+                return;
+            }
+        }
+        panic!("zedops events ended before watching");
+    })
+    .await
+    .expect("zedops events starts watching");
+
+    docker
+        .kill_container(
+            &job,
+            None::<bollard::query_parameters::KillContainerOptions>,
+        )
+        .await
+        .unwrap();
+    let died: Value = tokio::time::timeout(WAIT, async {
+        loop {
+            let line = stdout.next_line().await.unwrap().expect("a line");
+            let value: Value = serde_json::from_str(&line).expect("each line is JSON");
+            if value["kind"] == "container.event" && value["action"] == "die" {
+                return value;
+            }
+        }
+    })
+    .await
+    .expect("the die event is printed");
+    assert_eq!(died["name"], job.as_str());
+    assert_eq!(died["agentName"], "live-3");
+    assert_eq!(died["exitCode"], 137);
+    assert_eq!(died["requested"], false);
+    assert_eq!(died["container"]["state"], "exited");
+
+    // Ctrl-C ends it cleanly.
+    let pid = child.id().unwrap().to_string();
+    let interrupted = tokio::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(interrupted.success());
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("exits after Ctrl-C")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
 }
