@@ -2,6 +2,7 @@
 //! the thing measured and its baseline side by side in one run, because these machines are
 //! shared and noisy. `scripts/bench` builds the release binaries and runs them all.
 
+mod events;
 mod fake_peer;
 mod footprint;
 mod list;
@@ -27,6 +28,12 @@ enum Command {
         containers: usize,
         #[arg(long, default_value_t = 200)]
         rounds: usize,
+    },
+    /// Docker event → subscribed client vs Docker's own event stream, side by side.
+    Events {
+        /// Start/kill cycles of 4 containers (3 events each per container).
+        #[arg(long, default_value_t = 25)]
+        cycles: usize,
     },
     /// The release agent binary: stripped size and idle RSS while connected to a relay.
     Agent {
@@ -64,6 +71,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::List { containers, rounds } => list::run(containers, rounds).await,
+        Command::Events { cycles } => events::run(cycles).await,
         Command::Agent { binary } => footprint::agent(&binary).await,
         Command::RelayMemory {
             binary,

@@ -1,0 +1,129 @@
+//! Docker event → client, side by side with Docker's own event stream on the same engine: every
+//! event is timed when `docker events` (bollard's stream) delivers it and when it reaches a
+//! subscribed client through agent → relay → client, and the difference is reported.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::{
+    EventsOptionsBuilder, KillContainerOptions, StartContainerOptions,
+};
+use futures_util::StreamExt;
+use zedops_client::{Client, ClientEvent, ConnectOptions};
+use zedops_protocol::{ContainerAction, Role};
+use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
+
+use crate::stats::{ms, percentile};
+
+/// One event, as both streams name it.
+type Key = (String, &'static str, i64);
+
+pub async fn run(cycles: usize) -> anyhow::Result<()> {
+    let docker = require_docker()
+        .await
+        .ok_or_else(|| anyhow::anyhow!("a Docker engine is needed"))?;
+    let mut containers = TestContainers::new(&docker);
+    let mut targets = Vec::new();
+    for i in 0..4 {
+        targets.push(
+            containers
+                .create(&format!("e{i}"), &TestContainers::SLEEP_CMD, false)
+                .await,
+        );
+    }
+    let relay = TestRelay::start().await;
+    let data = tempfile::tempdir()?;
+    let agent = TestAgent::spawn(
+        &relay.url,
+        Some(relay.registration_token().await),
+        "bench",
+        &data.path().join("a"),
+    );
+    relay.wait_agent("bench", true).await;
+    let client = Client::connect(ConnectOptions {
+        relay: relay.url.clone(),
+        token: relay.login("bench", Role::Viewer).await,
+        ca_file: None,
+        insecure: false,
+    })
+    .await?;
+    let mut pushed = client.events();
+    client.subscribe(Some(vec!["bench".into()])).await?;
+
+    // Docker's own stream, read by a task that stamps each event on arrival.
+    let filters: HashMap<&str, Vec<&str>> = HashMap::from([("type", vec!["container"])]);
+    let options = EventsOptionsBuilder::new().filters(&filters).build();
+    let mut direct_stream = docker.events(Some(options));
+    let (direct_tx, mut direct_rx) = tokio::sync::mpsc::unbounded_channel::<(Key, Instant)>();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(message)) = direct_stream.next().await {
+            let at = Instant::now();
+            let action = message
+                .action
+                .as_deref()
+                .and_then(ContainerAction::from_docker);
+            let id = message.actor.and_then(|a| a.id);
+            if let (Some(action), Some(id), Some(nano)) = (action, id, message.time_nano) {
+                let _ = direct_tx.send(((id, action.as_str(), nano), at));
+            }
+        }
+    });
+    // The client's side, stamped the same way.
+    let (client_tx, mut client_rx) = tokio::sync::mpsc::unbounded_channel::<(Key, Instant)>();
+    let listener = tokio::spawn(async move {
+        while let Ok(event) = pushed.recv().await {
+            let at = Instant::now();
+            if let ClientEvent::Container(e) = event {
+                let _ = client_tx.send(((e.container_id, e.action.as_str(), e.time_nano), at));
+            }
+        }
+    });
+    // Let both streams settle before producing events.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Each cycle: start and kill every target (start, kill, die: 3 events each).
+    for _ in 0..cycles {
+        for name in &targets {
+            docker
+                .start_container(name, None::<StartContainerOptions>)
+                .await?;
+        }
+        for name in &targets {
+            docker
+                .kill_container(name, None::<KillContainerOptions>)
+                .await?;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    reader.abort();
+    listener.abort();
+
+    let mut direct = HashMap::new();
+    while let Ok((key, at)) = direct_rx.try_recv() {
+        direct.insert(key, at);
+    }
+    let mut behind = Vec::new();
+    let mut missing = 0usize;
+    while let Ok((key, at)) = client_rx.try_recv() {
+        match direct.get(&key) {
+            Some(seen) => behind.push(at.saturating_duration_since(*seen)),
+            None => missing += 1,
+        }
+    }
+    anyhow::ensure!(!behind.is_empty(), "no events were matched");
+    println!(
+        "Docker event → client: {} events matched with `docker events` ({} from Docker, {} extra at the client)",
+        behind.len(),
+        direct.len(),
+        missing
+    );
+    println!(
+        "  behind Docker's own stream: p50 {}  p99 {}  max {}  (target p99 <= 100 ms)",
+        ms(percentile(&mut behind, 50.0)),
+        ms(percentile(&mut behind, 99.0)),
+        ms(percentile(&mut behind, 100.0))
+    );
+    client.close().await;
+    agent.stop().await?;
+    Ok(())
+}
