@@ -12,6 +12,8 @@ use crate::docker::{DockerClient, DockerError};
 pub enum Request {
     /// `container.list`
     List,
+    /// `container.inspect` of a container id, id prefix or name.
+    Inspect { container_id: String },
     /// `container.start|stop|restart` of a container id, id prefix or name.
     Action {
         operation: Operation,
@@ -26,6 +28,12 @@ impl Request {
             frame.payload::<ContainerListRequest>()?;
             return Ok(Self::List);
         }
+        if frame.subject == subject::CONTAINER_INSPECT {
+            let request: ContainerActionRequest = frame.payload()?;
+            return Ok(Self::Inspect {
+                container_id: request.container_id,
+            });
+        }
         let operation = Operation::from_subject(&frame.subject)
             .ok_or_else(|| ProtocolError::invalid("subject", "not a request this agent handles"))?;
         let request: ContainerActionRequest = frame.payload()?;
@@ -39,6 +47,7 @@ impl Request {
     pub async fn answer(self, docker: &DockerClient, inbox: &str) -> String {
         match self {
             Self::List => list(docker, inbox).await,
+            Self::Inspect { container_id } => inspect(docker, &container_id, inbox).await,
             Self::Action {
                 operation,
                 container_id,
@@ -60,6 +69,16 @@ async fn list(docker: &DockerClient, inbox: &str) -> String {
                 _ => ErrorCode::DockerListFailed,
             };
             Envelope::new(inbox, ErrorReply::new(code, err.to_string())).to_json()
+        }
+    }
+}
+
+async fn inspect(docker: &DockerClient, container_id: &str, inbox: &str) -> String {
+    match docker.inspect(container_id).await {
+        Ok(detail) => Envelope::new(inbox, detail).to_json(),
+        Err(err) => {
+            log_failure(&err, "inspecting a container failed");
+            Envelope::new(inbox, ErrorReply::new(err.code(), err.to_string())).to_json()
         }
     }
 }

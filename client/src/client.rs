@@ -20,10 +20,10 @@ use zedops_protocol::payload::Validate;
 use zedops_protocol::subject::{self, is_inbox};
 use zedops_protocol::{
     AgentListRequest, AgentListResponse, AgentStatus, AgentSummary, ClientHello, ClientWelcome,
-    Container, ContainerActionRequest, ContainerEvent, ContainerListRequest, ContainerListResponse,
-    ContainerSync, Envelope, ErrorCode, ErrorReply, EventResync, EventSubscribe, EventSubscribed,
-    Frame, HEARTBEAT_TIMEOUT, LIST_TIMEOUT, OPERATION_TIMEOUT, Operation, OperationSuccess,
-    PROTOCOL_VERSION, Role, new_inbox_suffix,
+    Container, ContainerActionRequest, ContainerDetail, ContainerEvent, ContainerListRequest,
+    ContainerListResponse, ContainerSync, Envelope, ErrorCode, ErrorReply, EventResync,
+    EventSubscribe, EventSubscribed, Frame, HEARTBEAT_TIMEOUT, LIST_TIMEOUT, OPERATION_TIMEOUT,
+    Operation, OperationSuccess, PROTOCOL_VERSION, Role, new_inbox_suffix,
 };
 use zedops_transport::{Backoff, FrameReader, FrameWriter, RelayUrl, TransportError};
 
@@ -240,6 +240,24 @@ impl Client {
             )
             .await?;
         Ok(list.containers)
+    }
+
+    /// One container in detail; environment values whose names look secret come masked.
+    pub async fn inspect(
+        &self,
+        agent: &str,
+        container: &str,
+    ) -> Result<ContainerDetail, ClientError> {
+        let request = ContainerActionRequest {
+            agent_id: agent.to_string(),
+            container_id: container.to_string(),
+        };
+        self.request(
+            subject::CONTAINER_INSPECT,
+            &request,
+            LIST_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
     }
 
     /// Starts, stops or restarts `container` (a name, id or id prefix) on `agent` (an id or name).

@@ -36,7 +36,7 @@ pub use error::ClientError;
 pub use http::{LOGIN_PATH, LOGOUT_PATH, login, logout};
 /// The wire types callers see in answers and events.
 pub use zedops_protocol::{
-    AgentInfo, AgentStatus, AgentSummary, Container, ContainerAction, ContainerEvent,
-    ContainerSync, ErrorCode, ErrorReply, EventSubscribed, LoginResponse, Operation,
-    OperationSuccess, Port, Role,
+    AgentInfo, AgentStatus, AgentSummary, Container, ContainerAction, ContainerDetail,
+    ContainerEvent, ContainerSync, ErrorCode, ErrorReply, EventSubscribed, LoginResponse,
+    Operation, OperationSuccess, Port, Role,
 };

@@ -28,7 +28,10 @@ fn sample(subject: &str) -> Value {
     match subject {
         subject::AGENT_LIST | subject::SESSION_LIST => json!({}),
         subject::CONTAINER_LIST => json!({"agentId": "no-such-agent"}),
-        subject::CONTAINER_START | subject::CONTAINER_STOP | subject::CONTAINER_RESTART => {
+        subject::CONTAINER_START
+        | subject::CONTAINER_STOP
+        | subject::CONTAINER_RESTART
+        | subject::CONTAINER_INSPECT => {
             json!({"agentId": "no-such-agent", "containerId": "web"})
         }
         subject::AGENT_REVOKE => json!({"agentId": "no-such-agent"}),

@@ -5,6 +5,7 @@
 //! sent with `subject` set to that inbox. `docs/PROTOCOL.md` describes every subject.
 
 pub mod admin;
+pub mod detail;
 pub mod envelope;
 pub mod error;
 pub mod events;
@@ -13,6 +14,7 @@ pub mod payload;
 pub mod subject;
 
 pub use admin::*;
+pub use detail::*;
 pub use envelope::{Envelope, Frame, new_inbox_suffix};
 pub use error::{ErrorCode, ErrorReply, ProtocolError};
 pub use events::*;

@@ -31,6 +31,9 @@ pub const CONTAINER_STOP: &str = "container.stop";
 /// Client → relay → agent: restart a container.
 pub const CONTAINER_RESTART: &str = "container.restart";
 
+/// Client → relay → agent: one container in detail (secrets in its environment masked).
+pub const CONTAINER_INSPECT: &str = "container.inspect";
+
 /// Client → relay (admin): revoke an agent.
 pub const AGENT_REVOKE: &str = "agent.revoke";
 /// Client → relay (admin): list live device sessions.

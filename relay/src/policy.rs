@@ -18,6 +18,7 @@ pub enum Need {
 pub const CLIENT_SUBJECTS: &[(&str, Need)] = &[
     (subject::AGENT_LIST, Need::Read),
     (subject::CONTAINER_LIST, Need::Read),
+    (subject::CONTAINER_INSPECT, Need::Read),
     (subject::CONTAINER_START, Need::Operate),
     (subject::CONTAINER_STOP, Need::Operate),
     (subject::CONTAINER_RESTART, Need::Operate),
@@ -57,6 +58,7 @@ mod tests {
             //                          admin, operator, viewer
             (subject::AGENT_LIST, [true, true, true]),
             (subject::CONTAINER_LIST, [true, true, true]),
+            (subject::CONTAINER_INSPECT, [true, true, true]),
             (subject::CONTAINER_START, [true, true, false]),
             (subject::CONTAINER_STOP, [true, true, false]),
             (subject::CONTAINER_RESTART, [true, true, false]),

@@ -112,6 +112,20 @@ async fn serve(
                 .map_err(|e| e.to_reply(&link.name))?;
             Ok(Answer::Raw(raw))
         }
+        subject::CONTAINER_INSPECT => {
+            let request: ContainerActionRequest = frame.payload().map_err(invalid)?;
+            let link = online_agent(state, &request.agent_id).await?;
+            let data = serde_json::to_string(&ContainerActionRequest {
+                agent_id: link.id.clone(),
+                container_id: request.container_id,
+            })
+            .expect("serialises");
+            let raw = link
+                .request(subject::CONTAINER_INSPECT, &data, state.timeouts.list)
+                .await
+                .map_err(|e| e.to_reply(&link.name))?;
+            Ok(Answer::Raw(raw))
+        }
         subject::EVENT_SUBSCRIBE => {
             let request: EventSubscribe = frame.payload().map_err(invalid)?;
             let (wanted, answer) = subscription::resolve(state, &request).await?;

@@ -52,13 +52,26 @@ impl TestContainers {
     /// Creates a container `<prefix>-<suffix>` running `cmd`; started when `start` is true.
     /// Returns its full name.
     pub async fn create(&mut self, suffix: &str, cmd: &[&str], start: bool) -> String {
-        let name = format!("{}-{suffix}", self.prefix);
         let body = ContainerCreateBody {
-            image: Some(TEST_IMAGE.to_string()),
             cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-            labels: Some([(TEST_LABEL.to_string(), "1".to_string())].into()),
             ..Default::default()
         };
+        self.create_with(suffix, body, start).await
+    }
+
+    /// Like [`create`](Self::create) with more of the container's configuration (environment,
+    /// mounts, restart policy); the image and the test label are filled in.
+    pub async fn create_with(
+        &mut self,
+        suffix: &str,
+        mut body: ContainerCreateBody,
+        start: bool,
+    ) -> String {
+        let name = format!("{}-{suffix}", self.prefix);
+        body.image = Some(TEST_IMAGE.to_string());
+        body.labels
+            .get_or_insert_with(Default::default)
+            .insert(TEST_LABEL.to_string(), "1".to_string());
         let options = CreateContainerOptions {
             name: Some(name.clone()),
             ..Default::default()

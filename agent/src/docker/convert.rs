@@ -1,8 +1,8 @@
 //! Bollard's container models converted to the protocol's `Container`, so bollard never reaches
 //! the wire and a Docker API change is absorbed here.
 
-use bollard::models::{ContainerSummary, Port as DockerPort};
-use zedops_protocol::{Container, Port};
+use bollard::models::{ContainerInspectResponse, ContainerSummary, Port as DockerPort};
+use zedops_protocol::{Container, ContainerDetail, EnvVar, Health, HealthCheck, Mount, Port};
 
 /// One container from Docker's list, as the protocol describes it.
 pub fn container(summary: ContainerSummary) -> Container {
@@ -32,6 +32,123 @@ pub fn container(summary: ContainerSummary) -> Container {
         created: summary.created.unwrap_or_default(),
         ports,
         labels: summary.labels.unwrap_or_default().into_iter().collect(),
+    }
+}
+
+/// One container from Docker's inspect, as the detail view shows it. Environment values whose
+/// names look secret are dropped here, so they never leave the server.
+pub fn detail(inspect: ContainerInspectResponse) -> ContainerDetail {
+    let config = inspect.config.unwrap_or_default();
+    let state = inspect.state.unwrap_or_default();
+    let mut command = config.entrypoint.unwrap_or_default();
+    command.extend(config.cmd.unwrap_or_default());
+    let restart = inspect
+        .host_config
+        .and_then(|h| h.restart_policy)
+        .unwrap_or_default();
+    let restart_name = restart
+        .name
+        .map(|n| n.to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "no".into());
+    let restart_policy = match restart.maximum_retry_count {
+        Some(n) if n > 0 && restart_name == "on-failure" => format!("on-failure:{n}"),
+        _ => restart_name,
+    };
+    let mut ports = Vec::new();
+    for (key, bindings) in inspect
+        .network_settings
+        .and_then(|n| n.ports)
+        .unwrap_or_default()
+    {
+        let (number, kind) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+        let Ok(private_port) = number.parse() else {
+            continue;
+        };
+        let bindings = bindings.unwrap_or_default();
+        if bindings.is_empty() {
+            ports.push(Port {
+                private_port,
+                public_port: None,
+                kind: kind.to_string(),
+                ip: None,
+            });
+        }
+        for b in bindings {
+            ports.push(Port {
+                private_port,
+                public_port: b.host_port.and_then(|p| p.parse().ok()),
+                kind: kind.to_string(),
+                ip: b.host_ip.filter(|ip| !ip.is_empty()),
+            });
+        }
+    }
+    ports.sort_by(|a, b| {
+        (a.private_port, a.public_port, &a.kind, &a.ip).cmp(&(
+            b.private_port,
+            b.public_port,
+            &b.kind,
+            &b.ip,
+        ))
+    });
+    let health = state.health.map(|h| Health {
+        status: h.status.map(|s| s.to_string()).unwrap_or_default(),
+        failing_streak: h.failing_streak.unwrap_or_default(),
+        log: h
+            .log
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| HealthCheck {
+                start: r.start.map(|t| t.to_string()).unwrap_or_default(),
+                end: r.end.map(|t| t.to_string()).unwrap_or_default(),
+                exit_code: r.exit_code.unwrap_or_default(),
+                output: r.output.unwrap_or_default(),
+            })
+            .collect(),
+    });
+    // Docker reports "never" as the zero time.
+    let time = |t: Option<String>| t.filter(|t| !t.starts_with("0001-"));
+    ContainerDetail {
+        id: inspect.id.unwrap_or_default(),
+        name: inspect
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
+        image: config.image.unwrap_or_default(),
+        image_id: inspect.image.unwrap_or_default(),
+        command,
+        created: inspect.created.map(|t| t.to_string()).unwrap_or_default(),
+        state: state.status.map(|s| s.to_string()).unwrap_or_default(),
+        started_at: time(state.started_at),
+        finished_at: time(state.finished_at),
+        exit_code: state.exit_code,
+        restart_policy,
+        restart_count: inspect.restart_count.unwrap_or_default(),
+        env: config
+            .env
+            .unwrap_or_default()
+            .iter()
+            .map(|e| EnvVar::from_docker(e))
+            .collect(),
+        mounts: inspect
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| Mount {
+                kind: m.typ.map(|t| t.to_string()).unwrap_or_default(),
+                source: m
+                    .name
+                    .filter(|n| !n.is_empty())
+                    .or(m.source)
+                    .unwrap_or_default(),
+                destination: m.destination.unwrap_or_default(),
+                read_only: !m.rw.unwrap_or(true),
+            })
+            .collect(),
+        ports,
+        labels: config.labels.unwrap_or_default().into_iter().collect(),
+        health,
     }
 }
 

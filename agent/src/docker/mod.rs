@@ -20,7 +20,7 @@ use bollard::query_parameters::{
 };
 use bollard::{API_DEFAULT_VERSION, Docker};
 use tokio::sync::Mutex;
-use zedops_protocol::{Container, ErrorCode, STOP_GRACE_SECS};
+use zedops_protocol::{Container, ContainerDetail, ErrorCode, STOP_GRACE_SECS};
 
 /// Docker's socket when neither `--docker-host` nor `DOCKER_HOST` names one.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -109,6 +109,19 @@ impl DockerClient {
             })
             .await?;
         Ok(summaries.into_iter().map(convert::container).collect())
+    }
+
+    /// One container in detail, by name, id or id prefix; secret-looking environment values
+    /// are masked before they leave this module.
+    pub async fn inspect(&self, id: &str) -> Result<ContainerDetail, DockerError> {
+        let name = bare(id);
+        let inspected = self
+            .call(ErrorCode::DockerListFailed, Some(id), |d| async move {
+                d.inspect_container(name, None::<InspectContainerOptions>)
+                    .await
+            })
+            .await?;
+        Ok(convert::detail(inspected))
     }
 
     /// Starts a container; one already running counts as started.

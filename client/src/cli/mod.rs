@@ -58,6 +58,8 @@ enum Command {
     Agents(JsonArg),
     /// List the containers on an agent
     Ps(PsArgs),
+    /// Show one container in detail (secret-looking environment values are masked)
+    Inspect(ActionArgs),
     /// Start a container
     Start(ActionArgs),
     /// Stop a container
@@ -162,6 +164,7 @@ struct PsArgs {
     output: JsonArg,
 }
 
+/// One container on one agent: inspect, start, stop, restart.
 #[derive(Debug, Args)]
 struct ActionArgs {
     /// Agent name or id
@@ -227,6 +230,9 @@ async fn run(cli: Cli) -> CliResult {
         Command::Logout => auth::logout(&global).await,
         Command::Agents(out) => fleet::agents(&global, out.json).await,
         Command::Ps(args) => fleet::ps(&global, &args.agent, args.output.json).await,
+        Command::Inspect(args) => {
+            fleet::inspect(&global, &args.agent, &args.container, args.output.json).await
+        }
         Command::Start(args) => {
             fleet::action(
                 &global,

@@ -1,0 +1,141 @@
+//! `container.inspect` end to end on the real engine: the detail a container view and
+//! `zedops inspect` show, with secret-looking environment values masked before they leave the
+//! server.
+
+mod support;
+
+use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use serde_json::Value;
+use zedops_client::{Client, ConnectOptions};
+use zedops_protocol::Role;
+use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
+
+#[tokio::test]
+async fn inspect_shows_the_container_and_masks_secrets() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let mut containers = TestContainers::new(&docker);
+    let data = tempfile::tempdir().unwrap();
+    let body = ContainerCreateBody {
+        cmd: Some(
+            TestContainers::SLEEP_CMD
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        ),
+        env: Some(vec![
+            "SERVER_NAME=pz-eu".into(),
+            "RCON_PASSWORD=hunter2".into(),
+            "STEAM_API_KEY=abc123".into(),
+        ]),
+        host_config: Some(HostConfig {
+            binds: Some(vec![format!("{}:/data:ro", data.path().display())]),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let game = containers.create_with("game", body, true).await;
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let _agent = TestAgent::spawn(
+        &relay.url,
+        Some(relay.registration_token().await),
+        "detail-1",
+        dir.path(),
+    );
+    relay.wait_agent("detail-1", true).await;
+    let token = relay.login("viewer", Role::Viewer).await;
+    let client = Client::connect(ConnectOptions {
+        relay: relay.url.clone(),
+        token: token.clone(),
+        ca_file: None,
+        insecure: false,
+    })
+    .await
+    .unwrap();
+
+    let detail = client.inspect("detail-1", &game).await.unwrap();
+    assert_eq!(detail.name, game);
+    assert_eq!(detail.id.len(), 64);
+    assert_eq!(detail.image, zedops_testkit::docker::TEST_IMAGE);
+    assert!(
+        detail.image_id.starts_with("sha256:"),
+        "{}",
+        detail.image_id
+    );
+    assert_eq!(detail.command, TestContainers::SLEEP_CMD);
+    assert_eq!(detail.state, "running");
+    assert!(detail.started_at.is_some());
+    assert_eq!(detail.restart_policy, "unless-stopped");
+    let env: Vec<(String, Option<String>, bool)> = detail
+        .env
+        .iter()
+        .filter(|e| !e.name.starts_with("PATH"))
+        .map(|e| (e.name.clone(), e.value.clone(), e.masked))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            ("SERVER_NAME".into(), Some("pz-eu".into()), false),
+            ("RCON_PASSWORD".into(), None, true),
+            ("STEAM_API_KEY".into(), None, true),
+        ]
+    );
+    let mount = detail.mounts.first().expect("the bind mount");
+    assert_eq!(
+        (
+            mount.kind.as_str(),
+            mount.destination.as_str(),
+            mount.read_only
+        ),
+        ("bind", "/data", true)
+    );
+    assert_eq!(
+        detail.labels.get("zedops-test").map(String::as_str),
+        Some("1")
+    );
+
+    // Unknown container: its own code.
+    let err = client
+        .inspect("detail-1", "no-such-container")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "CONTAINER_NOT_FOUND");
+    client.close().await;
+
+    // The CLI: the JSON never carries the secret, and the table says it is masked.
+    let config = tempfile::tempdir().unwrap();
+    let out = support::zedops(config.path())
+        .env("ZEDOPS_TOKEN", &token)
+        .args([
+            "inspect", "--agent", "detail-1", &game, "--relay", &relay.url, "--json",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", support::text(&out.stderr));
+    let stdout = support::text(&out.stdout);
+    assert!(
+        !stdout.contains("hunter2") && !stdout.contains("abc123"),
+        "{stdout}"
+    );
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["restartPolicy"], "unless-stopped");
+    let out = support::zedops(config.path())
+        .env("ZEDOPS_TOKEN", &token)
+        .args([
+            "inspect", "--agent", "detail-1", &game, "--relay", &relay.url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    let table = support::text(&out.stdout);
+    assert!(table.contains("RCON_PASSWORD=(masked)"), "{table}");
+    assert!(table.contains("SERVER_NAME=pz-eu"), "{table}");
+    assert!(!table.contains("hunter2"), "{table}");
+}
