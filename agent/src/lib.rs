@@ -10,6 +10,7 @@ mod info;
 pub mod install;
 mod live;
 mod session;
+mod streams;
 
 use std::future::Future;
 use std::path::PathBuf;

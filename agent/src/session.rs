@@ -13,14 +13,15 @@ use tracing::Instrument;
 use zedops_protocol::payload::is_valid_name;
 use zedops_protocol::{
     AgentAuth, AgentRegister, AgentWelcome, Envelope, ErrorCode, ErrorReply, Frame,
-    HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, Heartbeat, MAX_TOKEN_LEN, PROTOCOL_VERSION,
-    ProtocolError, subject,
+    HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, Heartbeat, LogsRequest, MAX_TOKEN_LEN, PROTOCOL_VERSION,
+    ProtocolError, StreamCancel, subject,
 };
 use zedops_transport::{Backoff, FrameReader, FrameWriter, RelayUrl, TransportError};
 
 use crate::credentials::{self, Credentials};
 use crate::docker::DockerClient;
 use crate::handlers::{self, Request};
+use crate::streams::Streams;
 use crate::{AgentOptions, info};
 
 /// Frames waiting for the writer; beyond this, heartbeats and refusals are dropped and request
@@ -265,6 +266,7 @@ async fn serve(
     let (close_tx, close_rx) = oneshot::channel();
     let mut writing = tokio::spawn(write_frames(writer, rx, close_rx));
     // Live state for this connection: a snapshot first, then Docker's events as they happen.
+    let streams = Arc::new(Streams::default());
     let _following = AbortOnDrop(tokio::spawn(crate::live::follow(
         docker.clone(),
         tx.clone(),
@@ -287,7 +289,7 @@ async fn serve(
             }
             _ = heartbeat.tick() => queue(&tx, heartbeat_frame.clone()),
             received = reader.recv_idle(HEARTBEAT_TIMEOUT) => match received {
-                Ok(Some(frame)) => dispatch(frame, docker, &tx),
+                Ok(Some(frame)) => dispatch(frame, docker, &streams, &tx),
                 Ok(None) => break Ended::Lost("the relay closed the connection".into()),
                 Err(TransportError::Protocol(err)) => {
                     tracing::warn!(%err, "refused an unreadable frame from the relay");
@@ -321,7 +323,12 @@ impl Drop for AbortOnDrop {
 
 /// Starts handling one frame from the relay. Requests run in their own task, so a 10-second stop
 /// never delays a list.
-fn dispatch(frame: Frame, docker: &Arc<DockerClient>, tx: &mpsc::Sender<String>) {
+fn dispatch(
+    frame: Frame,
+    docker: &Arc<DockerClient>,
+    streams: &Arc<Streams>,
+    tx: &mpsc::Sender<String>,
+) {
     if frame.subject == subject::ERROR {
         // Never answered: two peers answering each other's errors would loop forever.
         match frame.payload::<ErrorReply>() {
@@ -329,6 +336,33 @@ fn dispatch(frame: Frame, docker: &Arc<DockerClient>, tx: &mpsc::Sender<String>)
                 tracing::warn!(code = %reply.error_code, error = %reply.error, "the relay reported an error")
             }
             Err(err) => tracing::warn!(%err, "the relay sent an unreadable error frame"),
+        }
+        return;
+    }
+    if frame.subject == subject::STREAM_CANCEL {
+        match frame.payload::<StreamCancel>() {
+            Ok(cancel) => streams.cancel(&cancel.inbox),
+            Err(err) => tracing::warn!(%err, "refused an unreadable stream.cancel"),
+        }
+        return;
+    }
+    if frame.subject == subject::CONTAINER_LOGS {
+        let logs = frame.payload::<LogsRequest>();
+        match (logs, frame.reply) {
+            (Ok(request), Some(inbox)) => {
+                streams.start_logs(docker.clone(), request, inbox, tx.clone())
+            }
+            (Err(err), reply) => {
+                tracing::warn!(%err, "refused a logs request");
+                queue(tx, handlers::refusal(reply.as_deref(), &err));
+            }
+            (Ok(_), None) => queue(
+                tx,
+                handlers::refusal(
+                    None,
+                    &ProtocolError::invalid("reply", "a request needs a reply inbox"),
+                ),
+            ),
         }
         return;
     }

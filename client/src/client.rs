@@ -22,12 +22,13 @@ use zedops_protocol::{
     AgentListRequest, AgentListResponse, AgentStatus, AgentSummary, ClientHello, ClientWelcome,
     Container, ContainerActionRequest, ContainerDetail, ContainerEvent, ContainerListRequest,
     ContainerListResponse, ContainerSync, Envelope, ErrorCode, ErrorReply, EventResync,
-    EventSubscribe, EventSubscribed, Frame, HEARTBEAT_TIMEOUT, LIST_TIMEOUT, OPERATION_TIMEOUT,
-    Operation, OperationSuccess, PROTOCOL_VERSION, Role, new_inbox_suffix,
+    EventSubscribe, EventSubscribed, Frame, HEARTBEAT_TIMEOUT, LIST_TIMEOUT, LogsRequest,
+    OPERATION_TIMEOUT, Operation, OperationSuccess, PROTOCOL_VERSION, Role, new_inbox_suffix,
 };
 use zedops_transport::{Backoff, FrameReader, FrameWriter, RelayUrl, TransportError};
 
 use crate::error::{ClientError, decode_error_answer, from_transport, is_error_answer};
+use crate::logs::{Logs, LogsOptions};
 
 /// The relay's WebSocket endpoint for apps and the CLI.
 pub const CLIENT_WS_PATH: &str = "/ws/client";
@@ -36,6 +37,8 @@ pub const CLIENT_WS_PATH: &str = "/ws/client";
 pub const REQUEST_GRACE: Duration = Duration::from_secs(5);
 /// Events buffered per subscriber; a subscriber that falls further behind loses the oldest.
 pub const EVENT_BUFFER: usize = 1024;
+/// Chunks of one log stream buffered for its reader; a reader further behind loses the stream.
+const LOG_STREAM_BUFFER: usize = 1024;
 /// Frames queued for the writer before senders wait.
 const OUTGOING_BUFFER: usize = 64;
 /// How long closing waits for the writer to send the WebSocket close frame.
@@ -68,10 +71,10 @@ pub enum ClientEvent {
     /// The relay sent an `error` frame: it could not handle a frame that had no inbox to answer.
     Error(ErrorReply),
     /// A container changed on a subscribed agent (see [`Client::subscribe`]).
-    Container(ContainerEvent),
+    Container(Box<ContainerEvent>),
     /// A subscribed agent's full container list, after a gap in its events: it replaces what
     /// was known of that agent's containers.
-    Sync(ContainerSync),
+    Sync(Box<ContainerSync>),
     /// The relay dropped events for this connection because it fell behind: list the
     /// subscribed agents' containers again.
     Resync { missed: u64 },
@@ -100,7 +103,7 @@ impl Drop for Inner {
 }
 
 /// What the tasks and the request paths share.
-struct Shared {
+pub(crate) struct Shared {
     relay: RelayUrl,
     ws_url: String,
     token: String,
@@ -125,6 +128,8 @@ struct State {
     closed: bool,
     /// The live-state subscription to renew after a reconnect.
     subscription: Option<EventSubscribe>,
+    /// Streamed answers (logs) in progress, by inbox.
+    streams: HashMap<String, mpsc::Sender<Frame>>,
 }
 
 impl Client {
@@ -150,6 +155,7 @@ impl Client {
                 role: welcome.role,
                 closed: false,
                 subscription: None,
+                streams: HashMap::new(),
             }),
             events,
             shutdown: watch::channel(false).0,
@@ -240,6 +246,46 @@ impl Client {
             )
             .await?;
         Ok(list.containers)
+    }
+
+    /// Streams a container's output: the last lines, then (with `follow`) new ones until the
+    /// container stops, [`Logs::cancel`] is called or the [`Logs`] is dropped. Refusals
+    /// (`FORBIDDEN`, `AGENT_OFFLINE`, `CONTAINER_NOT_FOUND`) arrive as the first item.
+    pub async fn logs(
+        &self,
+        agent: &str,
+        container: &str,
+        options: LogsOptions,
+    ) -> Result<Logs, ClientError> {
+        let shared = &self.inner.shared;
+        let request = LogsRequest {
+            agent_id: agent.to_string(),
+            container_id: container.to_string(),
+            tail: options.tail,
+            follow: options.follow,
+            timestamps: options.timestamps,
+        };
+        let inbox = new_inbox_suffix(uuid::Uuid::new_v4());
+        let text = Envelope::request(subject::CONTAINER_LOGS, &inbox, &request).to_json();
+        let (tx, rx) = mpsc::channel(LOG_STREAM_BUFFER);
+        let outgoing = {
+            let mut state = shared.state();
+            let Some(outgoing) = state.outgoing.clone() else {
+                return Err(ClientError::disconnected(state.down_reason.clone()));
+            };
+            state.streams.insert(inbox.clone(), tx);
+            outgoing
+        };
+        let logs = Logs {
+            shared: shared.clone(),
+            inbox,
+            rx,
+            finished: false,
+        };
+        if outgoing.send(text).await.is_err() {
+            return Err(ClientError::disconnected(shared.down_reason()));
+        }
+        Ok(logs)
     }
 
     /// One container in detail; environment values whose names look secret come masked.
@@ -405,6 +451,28 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    pub(crate) fn is_connected(&self) -> bool {
+        self.state().outgoing.is_some()
+    }
+
+    /// Why the connection is down (for errors of requests made meanwhile).
+    pub(crate) fn down_reason(&self) -> String {
+        self.state().down_reason.clone()
+    }
+
+    /// Queues a request whose answer nobody waits for.
+    pub(crate) fn fire_and_forget<Req: Serialize>(&self, subject: &str, data: &Req) {
+        let inbox = new_inbox_suffix(uuid::Uuid::new_v4());
+        let text = Envelope::request(subject, &inbox, data).to_json();
+        if let Some(outgoing) = self.state().outgoing.clone() {
+            let _ = outgoing.try_send(text);
+        }
+    }
+
+    pub(crate) fn forget_stream(&self, inbox: &str) {
+        self.state().streams.remove(inbox);
+    }
+
     fn emit(&self, event: ClientEvent) {
         // No subscribers is fine: events are optional for callers.
         let _ = self.events.send(event);
@@ -438,6 +506,8 @@ impl Shared {
             if !state.closed {
                 state.down_reason = reason.to_string();
             }
+            // Their receivers end, which the readers report as a lost connection.
+            state.streams.clear();
             std::mem::take(&mut state.pending)
         };
         let reason = self.state().down_reason.clone();
@@ -462,9 +532,20 @@ impl Shared {
     fn dispatch(&self, frame: Frame) {
         if is_inbox(&frame.subject) {
             let waiting = self.state().pending.remove(&frame.subject);
-            match waiting {
-                Some(answer) => {
-                    let _ = answer.send(Ok(frame));
+            if let Some(answer) = waiting {
+                let _ = answer.send(Ok(frame));
+                return;
+            }
+            let stream = self.state().streams.get(&frame.subject).cloned();
+            match stream {
+                // Never blocks the reader: a caller that stops reading its stream loses it.
+                Some(stream) => {
+                    let inbox = frame.subject.clone();
+                    if stream.try_send(frame).is_err() {
+                        warn!("a log stream's reader fell behind; stopping that stream");
+                        self.forget_stream(&inbox);
+                        self.send_cancel(&inbox);
+                    }
                 }
                 // The request timed out or its caller gave up.
                 None => debug!(inbox = %frame.subject, "dropping an answer nobody waits for"),
@@ -477,11 +558,11 @@ impl Shared {
                 Err(err) => warn!(%err, "ignoring an agent.status push that does not decode"),
             },
             subject::CONTAINER_EVENT => match frame.payload::<ContainerEvent>() {
-                Ok(event) => self.emit(ClientEvent::Container(event)),
+                Ok(event) => self.emit(ClientEvent::Container(Box::new(event))),
                 Err(err) => warn!(%err, "ignoring a container.event push that does not decode"),
             },
             subject::CONTAINER_SYNC => match frame.payload::<ContainerSync>() {
-                Ok(sync) => self.emit(ClientEvent::Sync(sync)),
+                Ok(sync) => self.emit(ClientEvent::Sync(Box::new(sync))),
                 Err(err) => warn!(%err, "ignoring a container.sync push that does not decode"),
             },
             subject::EVENT_RESYNC => match frame.payload::<EventResync>() {

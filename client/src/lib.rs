@@ -27,6 +27,7 @@
 mod client;
 mod error;
 mod http;
+mod logs;
 pub mod store;
 
 pub use client::{
@@ -34,9 +35,10 @@ pub use client::{
 };
 pub use error::ClientError;
 pub use http::{LOGIN_PATH, LOGOUT_PATH, login, logout};
+pub use logs::{Logs, LogsOptions};
 /// The wire types callers see in answers and events.
 pub use zedops_protocol::{
     AgentInfo, AgentStatus, AgentSummary, Container, ContainerAction, ContainerDetail,
-    ContainerEvent, ContainerSync, ErrorCode, ErrorReply, EventSubscribed, LoginResponse,
-    Operation, OperationSuccess, Port, Role,
+    ContainerEvent, ContainerSync, ErrorCode, ErrorReply, EventSubscribed, LogChunk, LogLine,
+    LogStream, LoginResponse, Operation, OperationSuccess, Port, Role, StreamEnd,
 };

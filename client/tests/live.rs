@@ -39,7 +39,7 @@ async fn event_where(
     tokio::time::timeout(WAIT, async {
         loop {
             match events.recv().await.expect("client events") {
-                ClientEvent::Container(event) if wanted(&event) => return event,
+                ClientEvent::Container(event) if wanted(&event) => return *event,
                 _ => continue,
             }
         }

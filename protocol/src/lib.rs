@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod limits;
 pub mod payload;
+pub mod stream;
 pub mod subject;
 
 pub use admin::*;
@@ -20,6 +21,7 @@ pub use error::{ErrorCode, ErrorReply, ProtocolError};
 pub use events::*;
 pub use limits::*;
 pub use payload::*;
+pub use stream::*;
 
 /// Version of this protocol. Both sides send it in their hello; a mismatch is refused.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -34,6 +34,11 @@ pub const CONTAINER_RESTART: &str = "container.restart";
 /// Client → relay → agent: one container in detail (secrets in its environment masked).
 pub const CONTAINER_INSPECT: &str = "container.inspect";
 
+/// Client → relay → agent: a container's output, streamed as many answers to the inbox.
+pub const CONTAINER_LOGS: &str = "container.logs";
+/// Client → relay → agent: stop a streamed answer early.
+pub const STREAM_CANCEL: &str = "stream.cancel";
+
 /// Client → relay (admin): revoke an agent.
 pub const AGENT_REVOKE: &str = "agent.revoke";
 /// Client → relay (admin): list live device sessions.

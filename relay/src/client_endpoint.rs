@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
-use tokio::sync::{Semaphore, broadcast, mpsc, watch};
+use tokio::sync::{Semaphore, broadcast, mpsc};
 use tracing::{Instrument, info, info_span, warn};
 use zedops_protocol::{
     ClientHello, ClientWelcome, Envelope, ErrorCode, ErrorReply, EventResync, HELLO_TIMEOUT,
@@ -15,11 +15,12 @@ use zedops_protocol::{
 };
 
 use crate::agent_endpoint::check_version;
-use crate::router;
+use crate::connection::ClientConn;
+use crate::router::{self, Reply};
 use crate::server::AppState;
 use crate::socket::{self, Incoming, Socket};
 use crate::store::Session;
-use crate::subscription::Subscription;
+use crate::streams;
 
 /// Requests one client may have in flight; more are answered `RATE_LIMITED`.
 pub const MAX_IN_FLIGHT: usize = 256;
@@ -46,7 +47,7 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
     // Container pushes are received from the start too and filtered by the connection's
     // subscription, so an event just after `event.subscribe` takes effect is never missed.
     let mut events = state.hub.subscribe_events();
-    let watching = Arc::new(watch::Sender::new(Subscription::Off));
+    let conn = Arc::new(ClientConn::default());
     let session = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
         Ok(Incoming::Frame(frame)) => match authenticate(&state, &frame).await {
             Ok(session) => session,
@@ -100,10 +101,18 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
                         let _ = socket.send_error(frame.reply.as_deref(), &reply).await;
                         continue;
                     };
-                    let (state, session, answers_tx, watching) = (state.clone(), session.clone(), answers_tx.clone(), watching.clone());
+                    let (state, session, answers_tx, conn) = (state.clone(), session.clone(), answers_tx.clone(), conn.clone());
                     tokio::spawn(async move {
-                        let answer = router::handle(&state, &session, &watching, frame).await;
-                        let _ = answers_tx.send(answer).await;
+                        match router::handle(&state, &session, &conn, frame).await {
+                            Reply::Frame(answer) => {
+                                let _ = answers_tx.send(answer).await;
+                            }
+                            // Holds its in-flight permit while it runs, which bounds the streams
+                            // one connection can have open.
+                            Reply::Stream { inbox, stream } => {
+                                streams::pump(stream, &conn.streams, &inbox, &answers_tx).await;
+                            }
+                        }
                         drop(permit);
                     }.in_current_span());
                 }
@@ -128,14 +137,14 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
             },
             push = events.recv() => match push {
                 Ok(pushed) => {
-                    let wanted = watching.borrow().wants(&pushed.agent_id);
+                    let wanted = conn.watching.borrow().wants(&pushed.agent_id);
                     if wanted && socket.send_text(pushed.frame.to_string()).await.is_err() {
                         break;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     // The oldest pushes were dropped for this connection only; it lists again.
-                    let on = watching.borrow().is_on();
+                    let on = conn.watching.borrow().is_on();
                     if on {
                         warn!(missed, "client too slow for container events; asking it to re-sync");
                         let resync = Envelope::new(subject::EVENT_RESYNC, EventResync { missed }).to_json();

@@ -19,6 +19,44 @@ pub const STATUS_QUEUE: usize = 1024;
 /// told to re-sync). An agent never waits for a client.
 pub const EVENT_QUEUE: usize = 4096;
 
+/// Frames of one streamed answer queued for its client before newer ones are dropped (and
+/// counted), so a client that reads slowly never holds up its agent.
+pub const STREAM_QUEUE: usize = 256;
+
+/// Where an agent's frames for one streamed answer go.
+pub struct StreamSink {
+    tx: mpsc::Sender<String>,
+    /// Lines dropped because the queue was full, reported to the client with the next frame.
+    pub dropped: AtomicU64,
+}
+
+impl StreamSink {
+    fn deliver(&self, data: String) {
+        match self.tx.try_send(data) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(data)) => {
+                // The last frame must arrive even when the client is slow; anything else is
+                // dropped and counted.
+                if data.contains(r#""end":"#) {
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(data).await;
+                    });
+                } else {
+                    #[derive(serde::Deserialize)]
+                    struct Lines {
+                        #[serde(default)]
+                        lines: Vec<serde::de::IgnoredAny>,
+                    }
+                    let lines = serde_json::from_str::<Lines>(&data).map_or(1, |l| l.lines.len());
+                    self.dropped.fetch_add(lines as u64, Ordering::Relaxed);
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
 /// A pre-encoded `container.event` or `container.sync` frame and the agent it is about.
 #[derive(Debug, Clone)]
 pub struct Pushed {
@@ -36,6 +74,8 @@ pub struct AgentLink {
     pub tx: mpsc::Sender<String>,
     /// Requests sent to this agent, by relay inbox, waiting for the agent's answer (its raw data).
     pub pending: Mutex<HashMap<String, oneshot::Sender<String>>>,
+    /// Streamed answers (logs) in progress, by relay inbox.
+    pub streams: Mutex<HashMap<String, Arc<StreamSink>>>,
     /// Unix seconds of the last frame from the agent.
     pub last_seen: AtomicI64,
     /// Closes the connection when sent (a newer connection of the same agent replaced it).
@@ -114,6 +154,7 @@ impl Hub {
             name: name.to_string(),
             tx,
             pending: Mutex::default(),
+            streams: Mutex::default(),
             last_seen: AtomicI64::new(now()),
             close: Mutex::new(Some(close_tx)),
         });
@@ -143,6 +184,8 @@ impl Hub {
         }
         drop(agents);
         link.pending.lock().expect("pending lock").clear();
+        // Dropping the sinks ends the streams; their readers tell the clients the agent left.
+        link.streams.lock().expect("streams lock").clear();
         if current {
             self.push_status(link, false);
         }
@@ -286,10 +329,69 @@ impl AgentLink {
     /// Delivers an agent's answer to whoever waits on `inbox`. Returns false for an unknown or
     /// expired inbox.
     pub fn answer(&self, inbox: &str, data: String) -> bool {
-        match self.pending.lock().expect("pending lock").remove(inbox) {
-            Some(waiter) => waiter.send(data).is_ok(),
+        if let Some(waiter) = self.pending.lock().expect("pending lock").remove(inbox) {
+            return waiter.send(data).is_ok();
+        }
+        let sink = self
+            .streams
+            .lock()
+            .expect("streams lock")
+            .get(inbox)
+            .cloned();
+        match sink {
+            Some(sink) => {
+                sink.deliver(data);
+                true
+            }
             None => false,
         }
+    }
+
+    /// Sends a request whose answer is a stream; its frames arrive on the receiver, which ends
+    /// when the agent disconnects. Returns the relay inbox, to cancel or close it.
+    pub async fn open_stream(
+        &self,
+        subject: &str,
+        data: &str,
+    ) -> Result<(String, mpsc::Receiver<String>, Arc<StreamSink>), RouteError> {
+        let inbox = format!("{}{}", subject::INBOX_PREFIX, uuid::Uuid::new_v4().simple());
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        let sink = Arc::new(StreamSink {
+            tx,
+            dropped: AtomicU64::new(0),
+        });
+        self.streams
+            .lock()
+            .expect("streams lock")
+            .insert(inbox.clone(), sink.clone());
+        let frame = format!(
+            r#"{{"subject":{},"reply":"{inbox}","data":{data}}}"#,
+            serde_json::to_string(subject).expect("strings serialise")
+        );
+        if self.tx.send(frame).await.is_err() {
+            self.close_stream(&inbox);
+            return Err(RouteError::Offline);
+        }
+        Ok((inbox, rx, sink))
+    }
+
+    /// Asks the agent to stop the stream on `inbox` (its last frame still comes).
+    pub fn cancel_stream(&self, inbox: &str) {
+        let frame = Envelope::new(
+            subject::STREAM_CANCEL,
+            zedops_protocol::StreamCancel {
+                inbox: inbox.to_string(),
+            },
+        )
+        .to_json();
+        if self.tx.try_send(frame).is_err() {
+            tracing::debug!(%inbox, "could not queue a stream cancel for the agent");
+        }
+    }
+
+    /// Forgets a stream that ended.
+    pub fn close_stream(&self, inbox: &str) {
+        self.streams.lock().expect("streams lock").remove(inbox);
     }
 
     /// Marks the agent as just heard from.

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod agent_endpoint;
 pub mod client_endpoint;
+pub mod connection;
 pub mod download;
 pub mod http_api;
 pub mod hub;
@@ -16,6 +17,7 @@ pub mod secret;
 pub mod server;
 pub mod socket;
 pub mod store;
+pub mod streams;
 pub mod subscription;
 pub mod time;
 

@@ -2,51 +2,63 @@
 //! forwards container subjects to the right agent, audits actions, and builds the answer frame.
 
 use serde::Serialize;
-use tokio::sync::watch;
 use tracing::{info, warn};
 use zedops_protocol::{
     AgentListRequest, AgentListResponse, AgentSummary, ContainerActionRequest,
-    ContainerListRequest, Envelope, ErrorCode, ErrorReply, EventSubscribe, Frame, Operation,
-    subject,
+    ContainerListRequest, Envelope, ErrorCode, ErrorReply, EventSubscribe, Frame, LogsRequest,
+    Operation, StreamCancel, StreamCancelled, subject,
 };
 
 use crate::admin;
+use crate::connection::ClientConn;
 use crate::hub::AgentLink;
 use crate::policy;
 use crate::server::AppState;
 use crate::store::{AuditEntry, Session};
-use crate::subscription::{self, Subscription};
+use crate::streams::OpenStream;
+use crate::subscription;
 use crate::time::rfc3339;
 
-/// The answer frame (text) for one request. `watching` is the connection's live-state
-/// subscription, which `event.subscribe` replaces.
-pub async fn handle(
-    state: &AppState,
-    session: &Session,
-    watching: &watch::Sender<Subscription>,
-    frame: Frame,
-) -> String {
+/// How a request is answered.
+pub enum Reply {
+    /// One frame (text).
+    Frame(String),
+    /// Many frames to `inbox`, from an agent's stream (see [`crate::streams::pump`]).
+    Stream { inbox: String, stream: OpenStream },
+}
+
+/// The answer to one request. `conn` is the connection's state: its subscription, which
+/// `event.subscribe` replaces, and its open streams, which `stream.cancel` stops.
+pub async fn handle(state: &AppState, session: &Session, conn: &ClientConn, frame: Frame) -> Reply {
     let Some(reply) = frame.reply.as_deref() else {
         let error = ErrorReply::new(
             ErrorCode::InvalidRequest,
             "requests need a reply inbox (\"reply\": \"_INBOX.<id>\")",
         );
-        return Envelope::new(subject::ERROR, &error).to_json();
+        return Reply::Frame(Envelope::new(subject::ERROR, &error).to_json());
     };
-    match serve(state, session, watching, &frame).await {
+    Reply::Frame(match serve(state, session, conn, &frame).await {
         Ok(Answer::Json(data)) => Envelope::new(reply, &data).to_json(),
         Ok(Answer::Raw(raw)) => {
             let subject = serde_json::to_string(reply).expect("strings serialise");
             format!(r#"{{"subject":{subject},"data":{raw}}}"#)
         }
+        Ok(Answer::Stream(stream)) => {
+            return Reply::Stream {
+                inbox: reply.to_string(),
+                stream,
+            };
+        }
         Err(error) => Envelope::new(reply, &error).to_json(),
-    }
+    })
 }
 
 enum Answer {
     Json(serde_json::Value),
     /// An agent's answer, forwarded as it came.
     Raw(String),
+    /// An agent's streamed answer, still to be pumped.
+    Stream(OpenStream),
 }
 
 fn json(value: impl Serialize) -> Answer {
@@ -56,7 +68,7 @@ fn json(value: impl Serialize) -> Answer {
 async fn serve(
     state: &AppState,
     session: &Session,
-    watching: &watch::Sender<Subscription>,
+    conn: &ClientConn,
     frame: &Frame,
 ) -> Result<Answer, ErrorReply> {
     let Some(need) = policy::need(&frame.subject) else {
@@ -129,8 +141,29 @@ async fn serve(
         subject::EVENT_SUBSCRIBE => {
             let request: EventSubscribe = frame.payload().map_err(invalid)?;
             let (wanted, answer) = subscription::resolve(state, &request).await?;
-            watching.send_replace(wanted);
+            conn.watching.send_replace(wanted);
             Ok(json(answer))
+        }
+        subject::CONTAINER_LOGS => {
+            let mut request: LogsRequest = frame.payload().map_err(invalid)?;
+            let link = online_agent(state, &request.agent_id).await?;
+            request.agent_id = link.id.clone();
+            let data = serde_json::to_string(&request).expect("serialises");
+            let (agent_inbox, rx, sink) = link
+                .open_stream(subject::CONTAINER_LOGS, &data)
+                .await
+                .map_err(|e| e.to_reply(&link.name))?;
+            Ok(Answer::Stream(OpenStream {
+                link,
+                agent_inbox,
+                rx,
+                sink,
+            }))
+        }
+        subject::STREAM_CANCEL => {
+            let request: StreamCancel = frame.payload().map_err(invalid)?;
+            let cancelled = conn.streams.cancel(&request.inbox);
+            Ok(json(StreamCancelled { cancelled }))
         }
         _ if need == policy::Need::Admin => {
             admin::serve(state, session, frame).await.map(Answer::Json)

@@ -111,7 +111,7 @@ async fn handle(app: &AppHandle, client: &Client, alerts: &mut alerts::Alerts, e
             .emit(app);
         }
         ClientEvent::Error(reply) => tracing::warn!(%reply, "the relay reported an error"),
-        ClientEvent::Container(event) => container_changed(app, alerts, event),
+        ClientEvent::Container(event) => container_changed(app, alerts, *event),
         ClientEvent::Sync(sync) => {
             let containers = types::containers(sync.containers);
             app.state::<AppState>()

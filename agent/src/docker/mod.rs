@@ -7,9 +7,11 @@
 
 mod convert;
 mod events;
+mod logs;
 pub mod own_container;
 
 pub use events::DockerEvent;
+pub use logs::LogPiece;
 
 use std::future::Future;
 

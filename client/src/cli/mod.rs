@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod events;
 mod fleet;
+mod logs;
 mod table;
 
 use std::io::Write;
@@ -68,6 +69,8 @@ enum Command {
     Restart(ActionArgs),
     /// Print container events as they happen, one per line, until Ctrl-C
     Events(EventsArgs),
+    /// Print a container's output (stdout to stdout, stderr to stderr)
+    Logs(LogsArgs),
     /// Manage agents (admin)
     Agent {
         #[command(subcommand)]
@@ -137,6 +140,24 @@ struct AuditArgs {
     limit: u32,
     #[command(flatten)]
     output: JsonArg,
+}
+
+#[derive(Debug, Args)]
+struct LogsArgs {
+    /// Agent name or id
+    #[arg(long, env = "ZEDOPS_AGENT", value_name = "AGENT")]
+    agent: String,
+    /// Container name, id or id prefix
+    container: String,
+    /// Lines from the end to start with (at most 10000)
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    tail: u32,
+    /// Keep printing new lines until the container stops or Ctrl-C
+    #[arg(long, short = 'f')]
+    follow: bool,
+    /// Prefix each line with Docker's timestamp
+    #[arg(long, short = 't')]
+    timestamps: bool,
 }
 
 #[derive(Debug, Args)]
@@ -262,6 +283,14 @@ async fn run(cli: Cli) -> CliResult {
                 args.output.json,
             )
             .await
+        }
+        Command::Logs(args) => {
+            let options = zedops_client::LogsOptions {
+                tail: Some(args.tail),
+                follow: args.follow,
+                timestamps: args.timestamps,
+            };
+            logs::logs(&global, &args.agent, &args.container, options).await
         }
         Command::Events(args) => {
             events::events(&global, args.agent.as_deref(), args.output.json).await

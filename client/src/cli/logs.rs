@@ -1,0 +1,90 @@
+//! `zedops logs`: a container's output, one line per line, stdout to stdout and stderr to
+//! stderr (as `docker logs` does), following new lines with `--follow` until Ctrl-C.
+
+use std::io::Write;
+
+use zedops_client::{LogStream, LogsOptions};
+
+use super::{CliError, CliResult, Global, connect};
+
+pub async fn logs(
+    global: &Global,
+    agent: &str,
+    container: &str,
+    options: LogsOptions,
+) -> CliResult {
+    let client = connect(global).await?;
+    let mut stream = match client.logs(agent, container, options).await {
+        Ok(stream) => stream,
+        Err(err) => {
+            client.close().await;
+            return Err(err.into());
+        }
+    };
+    let mut interrupted = false;
+    let outcome = loop {
+        let next = tokio::select! {
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                // The stream's last chunk still comes, then the loop ends.
+                interrupted = true;
+                stream.cancel();
+                continue;
+            }
+            next = stream.next() => next,
+        };
+        let chunk = match next {
+            None => break Ok(()),
+            Some(Err(err)) => break Err(CliError::from(err)),
+            Some(Ok(chunk)) => chunk,
+        };
+        if chunk.dropped > 0 {
+            eprintln!(
+                "[zedops: {} lines left out: the stream was over its rate or this terminal fell behind]",
+                chunk.dropped
+            );
+        }
+        let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+        for line in &chunk.lines {
+            let text = printable(&line.text);
+            let cut = if line.truncated {
+                " [line cut at 16 KiB]"
+            } else {
+                ""
+            };
+            let sink: &mut dyn Write = match line.stream {
+                LogStream::Stdout => &mut out,
+                LogStream::Stderr => &mut err,
+            };
+            if let Err(e) = writeln!(sink, "{text}{cut}") {
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    // `zedops logs | head`: the reader has what it wanted.
+                    interrupted = true;
+                    stream.cancel();
+                    break;
+                }
+                return Err(CliError::new(
+                    "OUTPUT_FAILED",
+                    format!("cannot write the log: {e}"),
+                ));
+            }
+        }
+        let _ = out.flush();
+        if let Some(end) = chunk.end {
+            break match end.error_code {
+                Some(code) if !interrupted => Err(CliError::new(code.as_str(), end.reason)),
+                _ => Ok(()),
+            };
+        }
+    };
+    drop(stream);
+    client.close().await;
+    outcome
+}
+
+/// A container's line with terminal control characters (escape sequences that could rewrite
+/// the screen) made visible; tabs stay.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+        .collect()
+}

@@ -1,0 +1,331 @@
+//! Container logs end to end on the real engine through the real agent and relay: numbered
+//! lines arrive complete and in order while following; a 10 MB line and binary output do not
+//! break the stream or the relay; cancel ends a follow; refusals are clear; `zedops logs`
+//! prints the lines.
+
+mod support;
+
+use std::time::Duration;
+
+use zedops_client::{Client, ConnectOptions, LogChunk, LogStream, Logs, LogsOptions};
+use zedops_protocol::Role;
+use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Setup {
+    relay: TestRelay,
+    _agent: TestAgent,
+    _dir: tempfile::TempDir,
+    client: Client,
+    token: String,
+}
+
+async fn setup(agent: &str) -> Setup {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spawned = TestAgent::spawn(
+        &relay.url,
+        Some(relay.registration_token().await),
+        agent,
+        dir.path(),
+    );
+    relay.wait_agent(agent, true).await;
+    let token = relay.login("reader", Role::Viewer).await;
+    let client = Client::connect(ConnectOptions {
+        relay: relay.url.clone(),
+        token: token.clone(),
+        ca_file: None,
+        insecure: false,
+    })
+    .await
+    .unwrap();
+    Setup {
+        relay,
+        _agent: spawned,
+        _dir: dir,
+        client,
+        token,
+    }
+}
+
+/// Every chunk until the end, which must come within the deadline.
+async fn read_to_end(logs: &mut Logs) -> Vec<LogChunk> {
+    let mut chunks = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while let Some(chunk) = logs.next().await {
+            chunks.push(chunk.expect("a readable chunk"));
+        }
+    })
+    .await
+    .expect("the stream ended");
+    chunks
+}
+
+fn texts(chunks: &[LogChunk], stream: LogStream) -> Vec<String> {
+    chunks
+        .iter()
+        .flat_map(|c| &c.lines)
+        .filter(|l| l.stream == stream)
+        .map(|l| l.text.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn numbered_lines_arrive_complete_and_in_order_while_following() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let mut containers = TestContainers::new(&docker);
+    let counter = containers
+        .create(
+            "counter",
+            &[
+                "/bin/sh",
+                "-c",
+                "seq 1 2000; sleep 2; seq 2001 4000; echo done >&2; trap 'exit 0' TERM; sleep 100000 & wait",
+            ],
+            true,
+        )
+        .await;
+    let s = setup("logs-1").await;
+    let mut logs = s
+        .client
+        .logs(
+            "logs-1",
+            &counter,
+            LogsOptions {
+                tail: Some(10_000),
+                follow: true,
+                timestamps: false,
+            },
+        )
+        .await
+        .unwrap();
+    // Lines keep coming while following; once all are there, the container is stopped, which
+    // ends the stream.
+    let mut chunks = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while texts(&chunks, LogStream::Stdout).len() < 4000
+            || texts(&chunks, LogStream::Stderr).is_empty()
+        {
+            chunks.push(logs.next().await.expect("still open").expect("readable"));
+        }
+    })
+    .await
+    .expect("all lines arrived");
+    containers
+        .docker()
+        .stop_container(
+            &counter,
+            None::<bollard::query_parameters::StopContainerOptions>,
+        )
+        .await
+        .unwrap();
+    chunks.extend(read_to_end(&mut logs).await);
+
+    let expected: Vec<String> = (1..=4000).map(|i| i.to_string()).collect();
+    assert_eq!(
+        texts(&chunks, LogStream::Stdout),
+        expected,
+        "complete and in order"
+    );
+    assert_eq!(texts(&chunks, LogStream::Stderr), ["done"]);
+    assert!(chunks.iter().all(|c| c.dropped == 0));
+    let end = chunks.last().unwrap().end.clone().expect("an end");
+    assert_eq!(end.error_code, None, "{end:?}");
+    assert_eq!(end.reason, "the container stopped");
+}
+
+#[tokio::test]
+async fn a_huge_line_and_binary_output_do_not_break_the_stream() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let mut containers = TestContainers::new(&docker);
+    let noisy = containers
+        .create(
+            "noisy",
+            &[
+                "/bin/sh",
+                "-c",
+                "busybox head -c 10485760 /dev/zero | busybox tr '\\0' x; echo; echo after; \
+                 busybox head -c 4096 /dev/urandom; echo; echo end; trap 'exit 0' TERM; sleep 100000 & wait",
+            ],
+            true,
+        )
+        .await;
+    let s = setup("logs-2").await;
+    // Wait until the container has printed everything (its last line is "end").
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut probe = s
+            .client
+            .logs(
+                "logs-2",
+                &noisy,
+                LogsOptions {
+                    tail: Some(1),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let last = texts(&read_to_end(&mut probe).await, LogStream::Stdout);
+        if last == ["end"] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the container never finished printing"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let mut logs = s
+        .client
+        .logs(
+            "logs-2",
+            &noisy,
+            LogsOptions {
+                tail: Some(10_000),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let chunks = read_to_end(&mut logs).await;
+    let lines: Vec<_> = chunks.iter().flat_map(|c| &c.lines).collect();
+    let huge = lines.first().expect("the huge line");
+    assert!(huge.truncated, "the 10 MB line is cut");
+    assert_eq!(huge.text.len(), zedops_protocol::MAX_LOG_LINE_BYTES);
+    assert!(huge.text.bytes().all(|b| b == b'x'));
+    let after = lines
+        .iter()
+        .position(|l| l.text == "after")
+        .expect("the line after it");
+    assert_eq!(after, 1, "nothing of the huge line leaks into other lines");
+    assert_eq!(
+        lines.last().unwrap().text,
+        "end",
+        "binary output did not end the stream"
+    );
+    assert_eq!(
+        chunks.last().unwrap().end.as_ref().unwrap().error_code,
+        None
+    );
+
+    // The relay and the agent keep serving.
+    let listed = s.client.containers("logs-2").await.unwrap();
+    assert!(listed.iter().any(|c| c.display_name() == noisy));
+    drop(s.relay);
+}
+
+#[tokio::test]
+async fn cancel_ends_a_follow_and_refusals_are_clear() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let mut containers = TestContainers::new(&docker);
+    let quiet = containers.sleeper("quiet").await;
+    let s = setup("logs-3").await;
+    let mut logs = s
+        .client
+        .logs(
+            "logs-3",
+            &quiet,
+            LogsOptions {
+                tail: Some(0),
+                follow: true,
+                timestamps: false,
+            },
+        )
+        .await
+        .unwrap();
+    // Nothing to read yet: the follow is open and silent.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), logs.next())
+            .await
+            .is_err()
+    );
+    logs.cancel();
+    let chunks = read_to_end(&mut logs).await;
+    let end = chunks.last().unwrap().end.clone().unwrap();
+    assert_eq!((end.error_code, end.reason.as_str()), (None, "cancelled"));
+
+    let mut missing = s
+        .client
+        .logs("logs-3", "no-such-container", LogsOptions::default())
+        .await
+        .unwrap();
+    let chunk = missing.next().await.unwrap().unwrap();
+    let end = chunk.end.expect("ends at once");
+    assert_eq!(
+        end.error_code,
+        Some(zedops_protocol::ErrorCode::ContainerNotFound)
+    );
+
+    let mut offline = s
+        .client
+        .logs("no-such-agent", &quiet, LogsOptions::default())
+        .await
+        .unwrap();
+    let err = offline.next().await.unwrap().unwrap_err();
+    assert_eq!(err.code(), "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn zedops_logs_prints_the_last_lines() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let mut containers = TestContainers::new(&docker);
+    let printer = containers
+        .create(
+            "printer",
+            // The pause keeps Docker's two copies (stdout, stderr) in a known order.
+            &["/bin/sh", "-c", "seq 1 50; sleep 1; echo warning >&2"],
+            true,
+        )
+        .await;
+    let s = setup("logs-4").await;
+    let config = tempfile::tempdir().unwrap();
+    // The container exits at once; wait until Docker has all of its output.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while containers.state(&printer).await != "exited" {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = support::zedops(config.path())
+        .env("ZEDOPS_TOKEN", &s.token)
+        .args([
+            "logs",
+            "--agent",
+            "logs-4",
+            &printer,
+            "--tail",
+            "5",
+            "--relay",
+            &s.relay.url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", support::text(&out.stderr));
+    // The last five lines of both outputs: 47..50 on stdout, the warning on stderr.
+    assert_eq!(support::text(&out.stdout), "47\n48\n49\n50\n");
+    assert!(support::text(&out.stderr).contains("warning"));
+
+    let out = support::zedops(config.path())
+        .env("ZEDOPS_TOKEN", &s.token)
+        .args(["logs", "--agent", "logs-4", "nope", "--relay", &s.relay.url])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        support::text(&out.stderr).starts_with("error: CONTAINER_NOT_FOUND: "),
+        "{}",
+        support::text(&out.stderr)
+    );
+}
