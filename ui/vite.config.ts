@@ -7,7 +7,13 @@ export default defineConfig(({ mode }) => ({
   plugins: [svelte()],
   clearScreen: false,
   server: { port: 5173, strictPort: true },
-  build: { target: 'safari15', outDir: 'dist', emptyOutDir: true },
+  build: {
+    target: 'safari15',
+    outDir: 'dist',
+    emptyOutDir: true,
+    // bench.html: the fleet table over synthetic rows, for scripts/bench-desktop.
+    rollupOptions: { input: { main: 'index.html', bench: 'bench.html' } },
+  },
   // Components are tested against Svelte's browser build in jsdom.
   resolve: mode === 'test' ? { conditions: ['browser'] } : undefined,
   test: {

@@ -4,7 +4,10 @@ use tauri::AppHandle;
 
 use crate::error::AppError;
 use crate::service;
-use crate::types::{Action, ActionOutcome, AgentView, ContainerView, LastLogin, SessionInfo};
+use crate::types::{
+    Action, ActionOutcome, AgentView, AuditEntry, ContainerView, LastLogin, RegistrationToken,
+    SessionInfo,
+};
 
 /// Signs in with a password; the device token it buys goes into the OS keyring.
 #[tauri::command]
@@ -64,4 +67,27 @@ pub async fn container_action(
     action: Action,
 ) -> Result<ActionOutcome, AppError> {
     service::container_action(&app, &agent_id, &container_id, action).await
+}
+
+/// (Admin) A single-use registration token valid for `ttl_secs`, with the one-line install
+/// command for a new server. `public_url` is the relay address servers reach; `null` uses the
+/// address this app signed in to.
+#[tauri::command]
+#[specta::specta]
+pub async fn create_registration_token(
+    app: AppHandle,
+    ttl_secs: u32,
+    public_url: Option<String>,
+) -> Result<RegistrationToken, AppError> {
+    service::create_registration_token(&app, ttl_secs, public_url).await
+}
+
+/// (Admin) The newest audit log entries, of one agent (id or name) or of all.
+#[tauri::command]
+#[specta::specta]
+pub async fn list_audit(
+    app: AppHandle,
+    agent_id: Option<String>,
+) -> Result<Vec<AuditEntry>, AppError> {
+    service::list_audit(&app, agent_id).await
 }

@@ -1,6 +1,7 @@
 //! ZedOps desktop app: a Tauri 2 shell whose commands are thin wrappers over `zedops-client`,
 //! with the device token in the OS keyring, a tray icon and native notifications.
 
+pub mod admin;
 pub mod commands;
 pub mod error;
 pub mod events;
@@ -32,6 +33,8 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             commands::list_agents,
             commands::list_containers,
             commands::container_action,
+            commands::create_registration_token,
+            commands::list_audit,
         ])
         .events(collect_events![
             events::ContainersUpdated,

@@ -9,8 +9,11 @@ use crate::error::AppError;
 use crate::events::ContainersUpdated;
 use crate::session::{self, Session};
 use crate::state::AppState;
-use crate::types::{self, Action, ActionOutcome, AgentView, ContainerView, SessionInfo};
-use crate::{forward, notify, tray};
+use crate::types::{
+    self, Action, ActionOutcome, AgentView, AuditEntry, ContainerView, RegistrationToken,
+    SessionInfo,
+};
+use crate::{admin, forward, notify, tray};
 
 fn state(app: &AppHandle) -> tauri::State<'_, AppState> {
     app.state::<AppState>()
@@ -127,4 +130,25 @@ pub async fn container_action(
             Err(err)
         }
     }
+}
+
+/// A registration token and its install command; `public_url` defaults to the signed-in relay.
+pub async fn create_registration_token(
+    app: &AppHandle,
+    ttl_secs: u32,
+    public_url: Option<String>,
+) -> Result<RegistrationToken, AppError> {
+    let client = state(app).client().await?;
+    let url = public_url
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| client.relay());
+    admin::create_registration_token(&client, ttl_secs, &url).await
+}
+
+pub async fn list_audit(
+    app: &AppHandle,
+    agent_id: Option<String>,
+) -> Result<Vec<AuditEntry>, AppError> {
+    let client = state(app).client().await?;
+    admin::audit_log(&client, agent_id.as_deref()).await
 }

@@ -163,6 +163,60 @@ pub struct ActionOutcome {
     pub containers: Option<Vec<ContainerView>>,
 }
 
+/// A new single-use registration token and the command that enrols a server with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationToken {
+    pub token: String,
+    /// RFC 3339 time after which the relay refuses the token.
+    pub expires_at: String,
+    /// The one line to run on the server: `curl -fsSL URL/install.sh | sudo sh -s -- --token T`.
+    pub install_command: String,
+    /// The relay address in the command.
+    pub public_url: String,
+    /// True when that address is this computer's (127.0.0.1, localhost): other servers cannot use it.
+    pub loopback: bool,
+}
+
+/// One audit log entry: who did what to which container, and how it went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    /// The relay's id of the entry, in decimal (a string: JavaScript numbers lose digits past 2^53).
+    pub id: String,
+    /// RFC 3339 time.
+    pub at: String,
+    pub user: Option<String>,
+    pub agent_id: Option<String>,
+    /// The container as it was asked for (a name or an id).
+    pub container: Option<String>,
+    /// `start`, `stop`, `restart`, or an admin subject such as `token.create`.
+    pub operation: String,
+    /// `ok`, `failed` or `forbidden`.
+    pub result: String,
+    pub error_code: Option<String>,
+}
+
+impl From<zedops_protocol::AuditRecord> for AuditEntry {
+    fn from(r: zedops_protocol::AuditRecord) -> Self {
+        Self {
+            id: r.id.to_string(),
+            at: r.at,
+            user: r.user,
+            agent_id: r.agent_id,
+            container: r.container,
+            // The relay records a refused action by its subject (`container.stop`) and a forwarded
+            // one by its operation (`stop`); people see one name for one thing.
+            operation: match r.operation.strip_prefix("container.") {
+                Some(op @ ("start" | "stop" | "restart")) => op.to_string(),
+                _ => r.operation,
+            },
+            result: r.result,
+            error_code: r.error_code,
+        }
+    }
+}
+
 /// Converts an agent status push.
 pub fn agent_status(s: &AgentStatus) -> crate::events::AgentStatusChanged {
     crate::events::AgentStatusChanged {

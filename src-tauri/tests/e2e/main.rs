@@ -6,13 +6,15 @@
 //! `scripts/test-desktop`, which provides them: `cargo test -p zedops-desktop --test e2e -- --ignored`.
 //! Every missing part fails the test with what to do; nothing is skipped.
 
+#[allow(dead_code)]
+mod harness;
+#[allow(dead_code)]
 mod webdriver;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::{AppHome, Driver, require, require_desktop_parts, run, target_dir};
 use webdriver::WebDriver;
 use zedops_protocol::Role;
 use zedops_testkit::{TEST_PASSWORD, TestAgent, TestContainers, TestRelay, require_docker};
@@ -22,98 +24,6 @@ const USER: &str = "e2e-admin";
 /// Generous: a cold WebKit start under Xvfb on 2 cores takes seconds.
 const UI_WAIT: Duration = Duration::from_secs(60);
 const ACTION_WAIT: Duration = Duration::from_secs(30);
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
-}
-
-/// Panics with what to do when a part the test needs is missing.
-fn require(ok: bool, what: &str) {
-    assert!(
-        ok,
-        "the desktop end-to-end test needs {what}; scripts/test-desktop sets everything up"
-    );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
-/// tauri-driver, killed on drop (it takes WebKitWebDriver and the app with it).
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Driver {
-    fn start(bin: &Path, env: &[(&str, &Path)]) -> Self {
-        let (port, native) = (free_port(), free_port());
-        let mut cmd = Command::new(bin);
-        cmd.args([
-            "--port",
-            &port.to_string(),
-            "--native-port",
-            &native.to_string(),
-        ])
-        .args(["--native-driver", "/usr/bin/WebKitWebDriver"])
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        // tauri-driver forwards to WebKitWebDriver, which it starts itself: both must listen.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        for p in [port, native] {
-            while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "tauri-driver or WebKitWebDriver did not listen on {p}"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // SIGTERM first: tauri-driver then stops the WebKitWebDriver it started (SIGKILL would
-        // leave that running).
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The keyring entries `secret-tool` finds for the service `zedops`.
 fn keyring_users() -> String {
@@ -150,34 +60,7 @@ fn row(name: &str) -> String {
 #[ignore = "needs a display, tauri-driver, a keyring and dunst: run scripts/test-desktop"]
 async fn the_desktop_app_controls_real_containers() {
     // Every part first, so a missing one says so before anything starts.
-    require(
-        std::env::var_os("DISPLAY").is_some(),
-        "an X display (DISPLAY), e.g. Xvfb",
-    );
-    require(
-        std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some(),
-        "a D-Bus session (dbus-run-session)",
-    );
-    require(
-        Path::new("/usr/bin/WebKitWebDriver").exists(),
-        "/usr/bin/WebKitWebDriver (Debian package webkit2gtk-driver)",
-    );
-    let driver_bin = std::env::var_os("TAURI_DRIVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo/bin/tauri-driver")
-        });
-    require(
-        driver_bin.exists(),
-        "tauri-driver (cargo install tauri-driver --locked)",
-    );
-    let app_bin = std::env::var_os("ZEDOPS_DESKTOP_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("debug/zedops-desktop"));
-    require(
-        app_bin.exists(),
-        "the app built first (cargo build -p zedops-desktop)",
-    );
+    let (driver_bin, app_bin) = require_desktop_parts();
     require(
         run("dunstctl", &["is-paused"]).trim() == "false",
         "dunst running in this D-Bus session",
@@ -213,17 +96,8 @@ async fn the_desktop_app_controls_real_containers() {
     relay.wait_agent(AGENT, true).await;
 
     // The app's own places, so the test neither reads nor leaves anything in the real ones.
-    let home = tempfile::tempdir().unwrap();
-    let dirs: Vec<(&str, PathBuf)> = ["config", "data", "cache", "zedops"]
-        .iter()
-        .map(|d| (*d, home.path().join(d)))
-        .collect();
-    let env: Vec<(&str, &Path)> = vec![
-        ("XDG_CONFIG_HOME", &dirs[0].1),
-        ("XDG_DATA_HOME", &dirs[1].1),
-        ("XDG_CACHE_HOME", &dirs[2].1),
-        ("ZEDOPS_CONFIG_DIR", &dirs[3].1),
-    ];
+    let home = AppHome::new();
+    let env = home.env();
     let driver = Driver::start(&driver_bin, &env);
     let app = app_bin.to_str().unwrap();
 
@@ -256,7 +130,7 @@ async fn the_desktop_app_controls_real_containers() {
         relay.url
     );
     assert_eq!(
-        found_on_disk(home.path(), TEST_PASSWORD),
+        found_on_disk(home.dir.path(), TEST_PASSWORD),
         None,
         "the password must be nowhere on disk"
     );
@@ -317,6 +191,92 @@ async fn the_desktop_app_controls_real_containers() {
         "the filter leaves one row"
     );
     std::fs::write(shots.join("fleet.png"), wd.screenshot().await).unwrap();
+
+    // Add server (admin): the install command's token enrols a real agent.
+    wd.click(
+        &wd.wait_for(r#"[data-testid="nav-add-server"]"#, UI_WAIT)
+            .await,
+    )
+    .await;
+    wd.click(
+        &wd.wait_for(r#"[data-testid="create-token"]"#, UI_WAIT)
+            .await,
+    )
+    .await;
+    let command = wd
+        .text(
+            &wd.wait_for(r#"[data-testid="install-command"]"#, UI_WAIT)
+                .await,
+        )
+        .await;
+    let prefix = format!(
+        "curl -fsSL {}/install.sh | sudo sh -s -- --token ",
+        relay.url.trim_end_matches('/')
+    );
+    let token = command
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("install command {command:?} does not start with {prefix:?}"))
+        .trim()
+        .to_string();
+    let expiry = wd
+        .wait_for(r#"[data-testid="token-expiry"]"#, UI_WAIT)
+        .await;
+    assert!(!wd.text(&expiry).await.is_empty(), "the expiry is shown");
+    // Copy, then paste into the address field: what the clipboard holds is the command.
+    let copy = wd
+        .wait_for(r#"[data-testid="copy-install-command"]"#, UI_WAIT)
+        .await;
+    wd.click(&copy).await;
+    let deadline = Instant::now() + UI_WAIT;
+    while wd.text(&copy).await != "Copied" {
+        assert!(
+            Instant::now() < deadline,
+            "the copy button never said Copied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let field = wd.wait_for(r#"[data-testid="public-url"]"#, UI_WAIT).await;
+    wd.clear(&field).await;
+    wd.send_keys(&field, "\u{E009}v\u{E009}").await;
+    let pasted = wd
+        .execute(
+            r#"return document.querySelector('[data-testid="public-url"]').value"#,
+            serde_json::json!([]),
+        )
+        .await;
+    assert_eq!(
+        pasted.as_str(),
+        Some(command.as_str()),
+        "the clipboard holds the command"
+    );
+    std::fs::write(shots.join("add-server.png"), wd.screenshot().await).unwrap();
+    let added_dir = tempfile::tempdir().unwrap();
+    let added = TestAgent::spawn(&relay.url, Some(token), "e2e-added", added_dir.path());
+    relay.wait_agent("e2e-added", true).await;
+    wd.click(&wd.wait_for(r#"[data-testid="nav-agents"]"#, UI_WAIT).await)
+        .await;
+    wd.wait_for(
+        r#"[data-testid="agent-row"][data-agent-name="e2e-added"]"#,
+        UI_WAIT,
+    )
+    .await;
+    added.kill().await;
+
+    // The audit view (admin) shows the Stop done above.
+    wd.click(&wd.wait_for(r#"[data-testid="nav-audit"]"#, UI_WAIT).await)
+        .await;
+    let stop_row = wd
+        .wait_for(
+            r#"[data-testid="audit-row"][data-operation="stop"][data-result="ok"]"#,
+            UI_WAIT,
+        )
+        .await;
+    let text = wd.text(&stop_row).await;
+    assert!(
+        text.contains(USER) && text.contains(AGENT) && text.contains(&web),
+        "audit row of the Stop: {text}"
+    );
+    std::fs::write(shots.join("audit.png"), wd.screenshot().await).unwrap();
 
     // A new start signs in silently from the keyring.
     wd.quit().await;

@@ -1,5 +1,6 @@
 //! Just enough of the W3C WebDriver protocol to drive the app through tauri-driver: sessions,
-//! finding elements by CSS, clicking, typing, reading attributes and text, screenshots.
+//! finding elements by CSS, clicking, typing, reading attributes and text, running scripts,
+//! screenshots.
 
 use std::time::{Duration, Instant};
 
@@ -138,6 +139,44 @@ impl WebDriver {
         self.post(&format!("/element/{element}/click"), json!({}))
             .await
             .expect("click");
+    }
+
+    /// Types `text` at the end of an input, one key event per character (`\u{E003}` is Backspace).
+    pub async fn send_keys(&self, element: &str, text: &str) {
+        self.post(&format!("/element/{element}/value"), json!({"text": text}))
+            .await
+            .expect("type");
+    }
+
+    /// Runs `script` (a function body; `arguments` are `args`) in the page, returns its value.
+    pub async fn execute(&self, script: &str, args: Value) -> Value {
+        self.post("/execute/sync", json!({"script": script, "args": args}))
+            .await
+            .unwrap_or_else(|e| panic!("script {script}: {e}"))
+    }
+
+    /// The page's URL.
+    pub async fn url(&self) -> String {
+        self.get("/url")
+            .await
+            .expect("url")
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Opens `url` in the window.
+    pub async fn navigate(&self, url: &str) {
+        self.post("/url", json!({"url": url}))
+            .await
+            .unwrap_or_else(|e| panic!("navigate to {url}: {e}"));
+    }
+
+    /// Empties an input.
+    pub async fn clear(&self, element: &str) {
+        self.post(&format!("/element/{element}/clear"), json!({}))
+            .await
+            .expect("clear");
     }
 
     /// Replaces the text of an input.

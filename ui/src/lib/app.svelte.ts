@@ -12,10 +12,16 @@ import type {
   LastLogin,
   SessionInfo,
 } from './backend';
+import { markOnce } from './marks';
 import { makeRow, type Row } from './table';
 
 export type Phase = 'starting' | 'signed-out' | 'signing-in' | 'signed-in';
-export type View = { kind: 'agents' } | { kind: 'agent'; agentId: string } | { kind: 'fleet' };
+export type View =
+  | { kind: 'agents' }
+  | { kind: 'agent'; agentId: string }
+  | { kind: 'fleet' }
+  | { kind: 'add-server' }
+  | { kind: 'audit' };
 export interface Toast {
   id: number;
   kind: 'success' | 'error' | 'info';
@@ -52,6 +58,11 @@ export class AppModel {
   fleetRows: Row[] = $derived.by(() =>
     this.agents.flatMap((a) => (this.containers[a.id] ?? []).map((c) => makeRow(a.id, a.name, a.online, c))),
   );
+
+  /** Admin screens (Add server, Audit) are shown to admins only; the relay enforces it anyway. */
+  get isAdmin(): boolean {
+    return this.session?.role === 'admin';
+  }
 
   agent(id: string): AgentView | undefined {
     return this.agents.find((a) => a.id === id);
@@ -133,6 +144,7 @@ export class AppModel {
     this.phase = 'signed-in';
     this.connection = { connected: true, reason: null };
     await this.refresh();
+    markOnce('zedops:containers-listed');
   }
 
   /** Lists the agents, then every online agent's containers at once. */

@@ -7,11 +7,13 @@ import type {
   ActionOutcome,
   AgentStatusChanged,
   AgentView,
+  AuditEntry,
   ConnectionChanged,
   ContainerView,
   ContainersUpdated,
   ErrorCode,
   LastLogin,
+  RegistrationToken,
   SessionInfo,
 } from './bindings';
 
@@ -20,11 +22,13 @@ export type {
   ActionOutcome,
   AgentStatusChanged,
   AgentView,
+  AuditEntry,
   ConnectionChanged,
   ContainerView,
   ContainersUpdated,
   ErrorCode,
   LastLogin,
+  RegistrationToken,
   SessionInfo,
 };
 export type { PortView } from './bindings';
@@ -69,6 +73,37 @@ export const listContainers = (agentId: string): Promise<ContainerView[]> =>
   call(() => commands.listContainers(agentId));
 export const containerAction = (agentId: string, containerId: string, action: Action): Promise<ActionOutcome> =>
   call(() => commands.containerAction(agentId, containerId, action));
+
+/** (Admin) A registration token and its install command; `publicUrl` null = the signed-in relay. */
+export const createRegistrationToken = (ttlSecs: number, publicUrl: string | null): Promise<RegistrationToken> =>
+  call(() => commands.createRegistrationToken(ttlSecs, publicUrl));
+/** (Admin) The newest audit entries, of one agent or (null) of all. */
+export const listAudit = (agentId: string | null): Promise<AuditEntry[]> => call(() => commands.listAudit(agentId));
+
+/** Puts text on the clipboard: the async Clipboard API where the web view allows it, else the
+ * older copy command on a selected, off-screen text area (both need the click that asks). */
+export async function copyText(text: string): Promise<void> {
+  try {
+    if (navigator.clipboard?.writeText) {
+      await navigator.clipboard.writeText(text);
+      return;
+    }
+  } catch {
+    // Refused (no permission, not a secure context): try the older way.
+  }
+  const area = document.createElement('textarea');
+  area.value = text;
+  area.setAttribute('readonly', '');
+  area.style.position = 'fixed';
+  area.style.left = '-9999px';
+  document.body.appendChild(area);
+  area.select();
+  const done = document.execCommand('copy');
+  area.remove();
+  if (!done) {
+    throw new BackendError('INTERNAL', 'The clipboard refused the text: select the command and copy it with Ctrl+C.');
+  }
+}
 
 export type Unlisten = () => void;
 

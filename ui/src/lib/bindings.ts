@@ -19,6 +19,14 @@ export const commands = {
 	listContainers: (agentId: string) => __TAURI_INVOKE<ContainerView[]>("list_containers", { agentId }),
 	/**  Starts, stops or restarts a container; the agent's new list also arrives as `ContainersUpdated`. */
 	containerAction: (agentId: string, containerId: string, action: Action) => __TAURI_INVOKE<ActionOutcome>("container_action", { agentId, containerId, action }),
+	/**
+	 *  (Admin) A single-use registration token valid for `ttl_secs`, with the one-line install
+	 *  command for a new server. `public_url` is the relay address servers reach; `null` uses the
+	 *  address this app signed in to.
+	 */
+	createRegistrationToken: (ttlSecs: number, publicUrl: string | null) => __TAURI_INVOKE<RegistrationToken>("create_registration_token", { ttlSecs, publicUrl }),
+	/**  (Admin) The newest audit log entries, of one agent (id or name) or of all. */
+	listAudit: (agentId: string | null) => __TAURI_INVOKE<AuditEntry[]>("list_audit", { agentId }),
 };
 
 /** Events */
@@ -67,6 +75,23 @@ export type AgentView = {
 export type AppError = {
 	code: ErrorCode,
 	message: string,
+};
+
+/**  One audit log entry: who did what to which container, and how it went. */
+export type AuditEntry = {
+	/**  The relay's id of the entry, in decimal (a string: JavaScript numbers lose digits past 2^53). */
+	id: string,
+	/**  RFC 3339 time. */
+	at: string,
+	user: string | null,
+	agentId: string | null,
+	/**  The container as it was asked for (a name or an id). */
+	container: string | null,
+	/**  `start`, `stop`, `restart`, or an admin subject such as `token.create`. */
+	operation: string,
+	/**  `ok`, `failed` or `forbidden`. */
+	result: string,
+	errorCode: string | null,
 };
 
 /**
@@ -123,6 +148,19 @@ export type PortView = {
 	/**  `tcp`, `udp` or `sctp`. */
 	protocol: string,
 	ip: string | null,
+};
+
+/**  A new single-use registration token and the command that enrols a server with it. */
+export type RegistrationToken = {
+	token: string,
+	/**  RFC 3339 time after which the relay refuses the token. */
+	expiresAt: string,
+	/**  The one line to run on the server: `curl -fsSL URL/install.sh | sudo sh -s -- --token T`. */
+	installCommand: string,
+	/**  The relay address in the command. */
+	publicUrl: string,
+	/**  True when that address is this computer's (127.0.0.1, localhost): other servers cannot use it. */
+	loopback: boolean,
 };
 
 /**  Who is signed in where. */

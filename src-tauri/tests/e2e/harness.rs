@@ -1,0 +1,161 @@
+//! What the end-to-end test and the desktop benchmark share: the parts they need (display,
+//! D-Bus, WebKitWebDriver, tauri-driver, the built app), tauri-driver itself, and the app's own
+//! private directories.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// Panics with what to do when a part the test needs is missing.
+pub fn require(ok: bool, what: &str) {
+    assert!(
+        ok,
+        "the desktop end-to-end test needs {what}; scripts/test-desktop sets everything up"
+    );
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Checks the display, D-Bus session, WebKitWebDriver, tauri-driver and the built app; returns
+/// the paths of tauri-driver and of the app.
+pub fn require_desktop_parts() -> (PathBuf, PathBuf) {
+    require(
+        std::env::var_os("DISPLAY").is_some(),
+        "an X display (DISPLAY), e.g. Xvfb",
+    );
+    require(
+        std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some(),
+        "a D-Bus session (dbus-run-session)",
+    );
+    require(
+        Path::new("/usr/bin/WebKitWebDriver").exists(),
+        "/usr/bin/WebKitWebDriver (Debian package webkit2gtk-driver)",
+    );
+    let driver_bin = std::env::var_os("TAURI_DRIVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo/bin/tauri-driver")
+        });
+    require(
+        driver_bin.exists(),
+        "tauri-driver (cargo install tauri-driver --locked)",
+    );
+    let app_bin = std::env::var_os("ZEDOPS_DESKTOP_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug/zedops-desktop"));
+    require(
+        app_bin.exists(),
+        "the app built first (cargo build -p zedops-desktop)",
+    );
+    (driver_bin, app_bin)
+}
+
+/// The app's own configuration, data and cache directories, so a run neither reads nor leaves
+/// anything in the real ones. Removed on drop.
+pub struct AppHome {
+    pub dir: tempfile::TempDir,
+    dirs: Vec<(&'static str, PathBuf)>,
+}
+
+impl AppHome {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = [
+            ("XDG_CONFIG_HOME", "config"),
+            ("XDG_DATA_HOME", "data"),
+            ("XDG_CACHE_HOME", "cache"),
+            ("ZEDOPS_CONFIG_DIR", "zedops"),
+        ]
+        .into_iter()
+        .map(|(var, sub)| (var, dir.path().join(sub)))
+        .collect();
+        Self { dir, dirs }
+    }
+
+    pub fn env(&self) -> Vec<(&str, &Path)> {
+        self.dirs.iter().map(|(k, v)| (*k, v.as_path())).collect()
+    }
+}
+
+/// tauri-driver, killed on drop (it takes WebKitWebDriver and the app with it).
+pub struct Driver {
+    child: Child,
+    pub url: String,
+}
+
+impl Driver {
+    pub fn start(bin: &Path, env: &[(&str, &Path)]) -> Self {
+        let (port, native) = (free_port(), free_port());
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--native-port",
+            &native.to_string(),
+        ])
+        .args(["--native-driver", "/usr/bin/WebKitWebDriver"])
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        // tauri-driver forwards to WebKitWebDriver, which it starts itself: both must listen.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for p in [port, native] {
+            while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "tauri-driver or WebKitWebDriver did not listen on {p}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // SIGTERM first: tauri-driver then stops the WebKitWebDriver it started (SIGKILL would
+        // leave that running).
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
