@@ -14,7 +14,7 @@ use zedops_protocol::payload::is_valid_name;
 use zedops_protocol::{
     AgentAuth, AgentRegister, AgentWelcome, Envelope, ErrorCode, ErrorReply, Frame,
     HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, Heartbeat, LogsRequest, MAX_TOKEN_LEN, PROTOCOL_VERSION,
-    ProtocolError, StreamCancel, subject,
+    ProtocolError, StatsRequest, StreamCancel, subject,
 };
 use zedops_transport::{Backoff, FrameReader, FrameWriter, RelayUrl, TransportError};
 
@@ -346,23 +346,24 @@ fn dispatch(
         }
         return;
     }
-    if frame.subject == subject::CONTAINER_LOGS {
-        let logs = frame.payload::<LogsRequest>();
-        match (logs, frame.reply) {
-            (Ok(request), Some(inbox)) => {
-                streams.start_logs(docker.clone(), request, inbox, tx.clone())
-            }
-            (Err(err), reply) => {
-                tracing::warn!(%err, "refused a logs request");
-                queue(tx, handlers::refusal(reply.as_deref(), &err));
-            }
-            (Ok(_), None) => queue(
-                tx,
-                handlers::refusal(
-                    None,
-                    &ProtocolError::invalid("reply", "a request needs a reply inbox"),
-                ),
-            ),
+    if frame.subject == subject::CONTAINER_LOGS || frame.subject == subject::CONTAINER_STATS {
+        let Some(inbox) = frame.reply.clone() else {
+            let err = ProtocolError::invalid("reply", "a request needs a reply inbox");
+            queue(tx, handlers::refusal(None, &err));
+            return;
+        };
+        let started = if frame.subject == subject::CONTAINER_LOGS {
+            frame
+                .payload::<LogsRequest>()
+                .map(|r| streams.start_logs(docker.clone(), r, inbox.clone(), tx.clone()))
+        } else {
+            frame
+                .payload::<StatsRequest>()
+                .map(|r| streams.start_stats(docker.clone(), r, inbox.clone(), tx.clone()))
+        };
+        if let Err(err) = started {
+            tracing::warn!(subject = %frame.subject, %err, "refused a stream request");
+            queue(tx, handlers::refusal(Some(&inbox), &err));
         }
         return;
     }

@@ -1,4 +1,4 @@
-//! Streamed answers of one relay connection (container logs). Each stream runs in its own task,
+//! Streamed answers of one relay connection (container logs and stats). Each stream runs in its own task,
 //! registered by its inbox so that `stream.cancel` stops it; all of them stop with the
 //! connection. Output becomes bounded lines in bounded chunks at a bounded rate, so a 10 MB line
 //! or a container printing binary at full speed never makes an oversize frame or starves the
@@ -12,7 +12,7 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use zedops_protocol::{
     Envelope, ErrorCode, LogChunk, LogLine, LogStream, LogsRequest, MAX_LOG_BYTES_PER_SEC,
-    MAX_LOG_CHUNK_BYTES, MAX_LOG_LINE_BYTES, StreamEnd,
+    MAX_LOG_CHUNK_BYTES, MAX_LOG_LINE_BYTES, StatsChunk, StatsRequest, StreamEnd,
 };
 
 use crate::docker::{DockerClient, DockerError, LogPiece};
@@ -37,6 +37,36 @@ impl Streams {
         inbox: String,
         tx: mpsc::Sender<String>,
     ) {
+        let (reply, out) = (inbox.clone(), tx.clone());
+        self.start(inbox, tx, move |cancel| async move {
+            stream_logs(&docker, &request, &reply, &out, cancel).await
+        });
+    }
+
+    /// Starts sending the stats `request` asks for, answering on `inbox`.
+    pub fn start_stats(
+        self: &Arc<Self>,
+        docker: Arc<DockerClient>,
+        request: StatsRequest,
+        inbox: String,
+        tx: mpsc::Sender<String>,
+    ) {
+        let (reply, out) = (inbox.clone(), tx.clone());
+        self.start(inbox, tx, move |cancel| async move {
+            stream_stats(&docker, &request, &reply, &out, cancel).await
+        });
+    }
+
+    /// Runs one stream in its own task; `run` sends its frames and says how it ended, which
+    /// becomes the last frame.
+    fn start<F>(
+        self: &Arc<Self>,
+        inbox: String,
+        tx: mpsc::Sender<String>,
+        run: impl FnOnce(oneshot::Receiver<()>) -> F + Send + 'static,
+    ) where
+        F: std::future::Future<Output = StreamEnd> + Send + 'static,
+    {
         let (cancel_tx, cancel_rx) = oneshot::channel();
         self.cancels
             .lock()
@@ -45,16 +75,13 @@ impl Streams {
         // Weak, so that the connection's end (dropping `Streams`) cancels the running tasks.
         let streams = Arc::downgrade(self);
         tokio::spawn(async move {
-            let end = stream_logs(&docker, &request, &inbox, &tx, cancel_rx).await;
+            let end = run(cancel_rx).await;
             if let Some(streams) = streams.upgrade() {
                 streams.cancels.lock().expect("streams lock").remove(&inbox);
             }
-            let last = LogChunk {
-                lines: vec![],
-                dropped: 0,
-                end: Some(end),
-            };
-            let _ = tx.send(Envelope::new(&inbox, last).to_json()).await;
+            // `{"end": …}` is a valid last frame of every kind of stream.
+            let last = Envelope::new(&inbox, serde_json::json!({ "end": end }));
+            let _ = tx.send(last.to_json()).await;
         });
     }
 
@@ -74,6 +101,49 @@ impl Drop for Streams {
         // The connection is gone: every stream stops (their last chunks go nowhere).
         for (_, cancel) in self.cancels.lock().expect("streams lock").drain() {
             let _ = cancel.send(());
+        }
+    }
+}
+
+/// Sends samples until the container stops, Docker fails, the connection closes or the stream is
+/// cancelled (or after one sample, without `stream`).
+async fn stream_stats(
+    docker: &DockerClient,
+    request: &StatsRequest,
+    inbox: &str,
+    tx: &mpsc::Sender<String>,
+    mut cancel: oneshot::Receiver<()>,
+) -> StreamEnd {
+    let samples = match docker.stats(&request.container_id, request.stream).await {
+        Ok(samples) => samples,
+        Err(err) => return failed(err),
+    };
+    let mut samples = Box::pin(samples);
+    loop {
+        let next = tokio::select! {
+            _ = &mut cancel => return ended("cancelled"),
+            next = samples.next() => next,
+        };
+        match next {
+            None if request.stream => return ended("the container stopped"),
+            None => return ended("done"),
+            Some(Err(err)) => return failed(err),
+            Some(Ok(stats)) => {
+                let chunk = StatsChunk {
+                    stats: Some(stats),
+                    end: None,
+                };
+                if tx
+                    .send(Envelope::new(inbox, chunk).to_json())
+                    .await
+                    .is_err()
+                {
+                    return ended("the relay connection closed");
+                }
+                if !request.stream {
+                    return ended("done");
+                }
+            }
         }
     }
 }

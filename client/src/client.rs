@@ -23,12 +23,13 @@ use zedops_protocol::{
     Container, ContainerActionRequest, ContainerDetail, ContainerEvent, ContainerListRequest,
     ContainerListResponse, ContainerSync, Envelope, ErrorCode, ErrorReply, EventResync,
     EventSubscribe, EventSubscribed, Frame, HEARTBEAT_TIMEOUT, LIST_TIMEOUT, LogsRequest,
-    OPERATION_TIMEOUT, Operation, OperationSuccess, PROTOCOL_VERSION, Role, new_inbox_suffix,
+    OPERATION_TIMEOUT, Operation, OperationSuccess, PROTOCOL_VERSION, Role, StatsRequest,
+    new_inbox_suffix,
 };
 use zedops_transport::{Backoff, FrameReader, FrameWriter, RelayUrl, TransportError};
 
 use crate::error::{ClientError, decode_error_answer, from_transport, is_error_answer};
-use crate::logs::{Logs, LogsOptions};
+use crate::streams::{Logs, LogsOptions, Stats, StreamReader};
 
 /// The relay's WebSocket endpoint for apps and the CLI.
 pub const CLIENT_WS_PATH: &str = "/ws/client";
@@ -37,8 +38,8 @@ pub const CLIENT_WS_PATH: &str = "/ws/client";
 pub const REQUEST_GRACE: Duration = Duration::from_secs(5);
 /// Events buffered per subscriber; a subscriber that falls further behind loses the oldest.
 pub const EVENT_BUFFER: usize = 1024;
-/// Chunks of one log stream buffered for its reader; a reader further behind loses the stream.
-const LOG_STREAM_BUFFER: usize = 1024;
+/// Chunks of one stream buffered for its reader; a reader further behind loses the stream.
+const STREAM_BUFFER: usize = 1024;
 /// Frames queued for the writer before senders wait.
 const OUTGOING_BUFFER: usize = 64;
 /// How long closing waits for the writer to send the WebSocket close frame.
@@ -257,7 +258,6 @@ impl Client {
         container: &str,
         options: LogsOptions,
     ) -> Result<Logs, ClientError> {
-        let shared = &self.inner.shared;
         let request = LogsRequest {
             agent_id: agent.to_string(),
             container_id: container.to_string(),
@@ -265,9 +265,35 @@ impl Client {
             follow: options.follow,
             timestamps: options.timestamps,
         };
+        self.open_stream(subject::CONTAINER_LOGS, &request).await
+    }
+
+    /// A running container's resource usage: one sample, or with `stream` one about every
+    /// second until the container stops or the [`Stats`] is cancelled or dropped.
+    pub async fn stats(
+        &self,
+        agent: &str,
+        container: &str,
+        stream: bool,
+    ) -> Result<Stats, ClientError> {
+        let request = StatsRequest {
+            agent_id: agent.to_string(),
+            container_id: container.to_string(),
+            stream,
+        };
+        self.open_stream(subject::CONTAINER_STATS, &request).await
+    }
+
+    /// Sends a request whose answer is a stream of frames to its inbox.
+    async fn open_stream<Req: Serialize, T>(
+        &self,
+        subject: &str,
+        request: &Req,
+    ) -> Result<StreamReader<T>, ClientError> {
+        let shared = &self.inner.shared;
         let inbox = new_inbox_suffix(uuid::Uuid::new_v4());
-        let text = Envelope::request(subject::CONTAINER_LOGS, &inbox, &request).to_json();
-        let (tx, rx) = mpsc::channel(LOG_STREAM_BUFFER);
+        let text = Envelope::request(subject, &inbox, request).to_json();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let outgoing = {
             let mut state = shared.state();
             let Some(outgoing) = state.outgoing.clone() else {
@@ -276,16 +302,17 @@ impl Client {
             state.streams.insert(inbox.clone(), tx);
             outgoing
         };
-        let logs = Logs {
+        let reader = StreamReader {
             shared: shared.clone(),
             inbox,
             rx,
             finished: false,
+            kind: std::marker::PhantomData,
         };
         if outgoing.send(text).await.is_err() {
             return Err(ClientError::disconnected(shared.down_reason()));
         }
-        Ok(logs)
+        Ok(reader)
     }
 
     /// One container in detail; environment values whose names look secret come masked.

@@ -27,18 +27,19 @@
 mod client;
 mod error;
 mod http;
-mod logs;
 pub mod store;
+mod streams;
 
 pub use client::{
     CLIENT_WS_PATH, Client, ClientEvent, ConnectOptions, EVENT_BUFFER, REQUEST_GRACE,
 };
 pub use error::ClientError;
 pub use http::{LOGIN_PATH, LOGOUT_PATH, login, logout};
-pub use logs::{Logs, LogsOptions};
+pub use streams::{Logs, LogsOptions, Stats, StreamChunk, StreamReader};
 /// The wire types callers see in answers and events.
 pub use zedops_protocol::{
     AgentInfo, AgentStatus, AgentSummary, Container, ContainerAction, ContainerDetail,
-    ContainerEvent, ContainerSync, ErrorCode, ErrorReply, EventSubscribed, LogChunk, LogLine,
-    LogStream, LoginResponse, Operation, OperationSuccess, Port, Role, StreamEnd,
+    ContainerEvent, ContainerStats, ContainerSync, ErrorCode, ErrorReply, EventSubscribed,
+    LogChunk, LogLine, LogStream, LoginResponse, Operation, OperationSuccess, Port, Role,
+    StatsChunk, StreamEnd,
 };

@@ -1,10 +1,13 @@
-//! A container's log stream as the client library hands it out: chunks of lines in order until
-//! the stream ends, with cancel on request and on drop.
+//! Streamed answers as the client library hands them out (a container's logs, its stats):
+//! chunks in order until the stream ends, with cancel on request and on drop.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
-use zedops_protocol::{LogChunk, StreamCancel, subject};
+use zedops_protocol::payload::Validate;
+use zedops_protocol::{LogChunk, StatsChunk, StreamCancel, subject};
 
 use crate::client::Shared;
 use crate::error::{ClientError, decode_error_answer, is_error_answer};
@@ -18,18 +21,42 @@ pub struct LogsOptions {
     pub timestamps: bool,
 }
 
-/// An open log stream. Dropping it cancels the stream at the agent.
-pub struct Logs {
+/// One frame of a streamed answer.
+pub trait StreamChunk: DeserializeOwned + Validate {
+    /// True on the stream's last frame.
+    fn is_last(&self) -> bool;
+}
+
+impl StreamChunk for LogChunk {
+    fn is_last(&self) -> bool {
+        self.end.is_some()
+    }
+}
+
+impl StreamChunk for StatsChunk {
+    fn is_last(&self) -> bool {
+        self.end.is_some()
+    }
+}
+
+/// An open streamed answer. Dropping it cancels the stream at the agent.
+pub struct StreamReader<T> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) inbox: String,
     pub(crate) rx: mpsc::Receiver<zedops_protocol::Frame>,
     pub(crate) finished: bool,
+    pub(crate) kind: PhantomData<fn() -> T>,
 }
 
-impl Logs {
+/// A container's output: chunks of lines.
+pub type Logs = StreamReader<LogChunk>;
+/// A container's resource usage: one sample per chunk.
+pub type Stats = StreamReader<StatsChunk>;
+
+impl<T: StreamChunk> StreamReader<T> {
     /// The next chunk, in order. `Some(Ok(chunk))` with `chunk.end` set is the last one; after
     /// it, and after an error, this returns `None`.
-    pub async fn next(&mut self) -> Option<Result<LogChunk, ClientError>> {
+    pub async fn next(&mut self) -> Option<Result<T, ClientError>> {
         if self.finished {
             return None;
         }
@@ -46,21 +73,23 @@ impl Logs {
             self.finished = true;
             return Some(Err(decode_error_answer(raw)));
         }
-        let chunk = frame.payload::<LogChunk>().map_err(ClientError::protocol);
-        if chunk.as_ref().map_or(true, |c| c.end.is_some()) {
+        let chunk = frame.payload::<T>().map_err(ClientError::protocol);
+        if chunk.as_ref().map_or(true, |c| c.is_last()) {
             self.finished = true;
         }
         Some(chunk)
     }
+}
 
+impl<T> StreamReader<T> {
     /// Asks the relay to stop the stream; its last chunk (with `end`) still arrives on
-    /// [`next`](Self::next).
+    /// [`next`](StreamReader::next).
     pub fn cancel(&self) {
         self.shared.send_cancel(&self.inbox);
     }
 }
 
-impl Drop for Logs {
+impl<T> Drop for StreamReader<T> {
     fn drop(&mut self) {
         self.shared.forget_stream(&self.inbox);
         if !self.finished {

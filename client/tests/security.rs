@@ -39,6 +39,10 @@ fn sample(subject: &str) -> Value {
         subject::TOKEN_CREATE => json!({"ttlSecs": 60}),
         subject::AUDIT_LIST => json!({"limit": 10}),
         subject::EVENT_SUBSCRIBE => json!({}),
+        subject::CONTAINER_LOGS | subject::CONTAINER_STATS => {
+            json!({"agentId": "no-such-agent", "containerId": "web"})
+        }
+        subject::STREAM_CANCEL => json!({"inbox": "_INBOX.none"}),
         other => panic!("no sample request for {other}: add one and a row in the policy table"),
     }
 }

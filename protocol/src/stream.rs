@@ -1,6 +1,6 @@
-//! Streamed answers: a request whose answer comes as many frames to its inbox (container logs),
-//! ended by a frame with `end`, and the cancel a client (and the relay, on its behalf) sends to
-//! stop one early.
+//! Streamed answers: a request whose answer comes as many frames to its inbox (container logs,
+//! container stats), ended by a frame with `end`, and the cancel a client (and the relay, on its
+//! behalf) sends to stop one early.
 
 use serde::{Deserialize, Serialize};
 
@@ -111,6 +111,61 @@ impl Validate for LogChunk {
         Ok(())
     }
 }
+
+/// `container.stats` request: resource usage of a running container, once or (with `stream`)
+/// about every second until cancelled or the container stops.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatsRequest {
+    pub agent_id: String,
+    pub container_id: String,
+    #[serde(default)]
+    pub stream: bool,
+}
+
+impl Validate for StatsRequest {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        ContainerActionRequest {
+            agent_id: self.agent_id.clone(),
+            container_id: self.container_id.clone(),
+        }
+        .validate()
+    }
+}
+
+/// One sample of a container's resource usage, computed as `docker stats` does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerStats {
+    /// When Docker read the sample (RFC 3339).
+    pub read: String,
+    /// Percent of one CPU (200 = two CPUs fully used), as `docker stats` shows it.
+    pub cpu_percent: f64,
+    /// Memory in use without the page cache, bytes.
+    pub memory_used: u64,
+    /// The container's memory limit (the host's memory when it has none), bytes.
+    pub memory_limit: u64,
+    pub memory_percent: f64,
+    /// Bytes received and sent over all networks since the container started.
+    pub net_rx: u64,
+    pub net_tx: u64,
+    /// Bytes read from and written to block devices since the container started.
+    pub block_read: u64,
+    pub block_write: u64,
+    pub pids: u64,
+}
+
+/// One frame of a `container.stats` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatsChunk {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<ContainerStats>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<StreamEnd>,
+}
+
+impl Validate for StatsChunk {}
 
 /// `stream.cancel`: client → relay → agent, no answer. Stops the stream answering on `inbox`;
 /// its last frame (with `end`) still arrives.

@@ -36,6 +36,8 @@ pub const CONTAINER_INSPECT: &str = "container.inspect";
 
 /// Client → relay → agent: a container's output, streamed as many answers to the inbox.
 pub const CONTAINER_LOGS: &str = "container.logs";
+/// Client → relay → agent: a container's resource usage, once or streamed.
+pub const CONTAINER_STATS: &str = "container.stats";
 /// Client → relay → agent: stop a streamed answer early.
 pub const STREAM_CANCEL: &str = "stream.cancel";
 

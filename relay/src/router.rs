@@ -6,7 +6,7 @@ use tracing::{info, warn};
 use zedops_protocol::{
     AgentListRequest, AgentListResponse, AgentSummary, ContainerActionRequest,
     ContainerListRequest, Envelope, ErrorCode, ErrorReply, EventSubscribe, Frame, LogsRequest,
-    Operation, StreamCancel, StreamCancelled, subject,
+    Operation, StatsRequest, StreamCancel, StreamCancelled, subject,
 };
 
 use crate::admin;
@@ -15,7 +15,7 @@ use crate::hub::AgentLink;
 use crate::policy;
 use crate::server::AppState;
 use crate::store::{AuditEntry, Session};
-use crate::streams::OpenStream;
+use crate::streams::{OpenStream, StreamKind};
 use crate::subscription;
 use crate::time::rfc3339;
 
@@ -154,6 +154,24 @@ async fn serve(
                 .await
                 .map_err(|e| e.to_reply(&link.name))?;
             Ok(Answer::Stream(OpenStream {
+                kind: StreamKind::Logs,
+                link,
+                agent_inbox,
+                rx,
+                sink,
+            }))
+        }
+        subject::CONTAINER_STATS => {
+            let mut request: StatsRequest = frame.payload().map_err(invalid)?;
+            let link = online_agent(state, &request.agent_id).await?;
+            request.agent_id = link.id.clone();
+            let data = serde_json::to_string(&request).expect("serialises");
+            let (agent_inbox, rx, sink) = link
+                .open_stream(subject::CONTAINER_STATS, &data)
+                .await
+                .map_err(|e| e.to_reply(&link.name))?;
+            Ok(Answer::Stream(OpenStream {
+                kind: StreamKind::Stats,
                 link,
                 agent_inbox,
                 rx,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
-use zedops_protocol::{Envelope, ErrorCode, LogChunk, StreamEnd};
+use zedops_protocol::{Envelope, ErrorCode, LogChunk, StatsChunk, StreamEnd};
 
 use crate::hub::{AgentLink, StreamSink};
 
@@ -45,8 +45,16 @@ impl ClientStreams {
     }
 }
 
+/// What a stream carries, which decides how each frame is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Logs,
+    Stats,
+}
+
 /// A stream opened at an agent, ready to be pumped to the client.
 pub struct OpenStream {
+    pub kind: StreamKind,
     pub link: Arc<AgentLink>,
     pub agent_inbox: String,
     pub rx: mpsc::Receiver<String>,
@@ -74,18 +82,15 @@ pub async fn pump(
         tokio::select! {
             data = stream.rx.recv() => match data {
                 Some(raw) => {
-                    let chunk = match serde_json::from_str::<LogChunk>(&raw) {
-                        Ok(chunk) => chunk,
+                    let (text, done) = match checked(&stream, client_inbox, &raw) {
+                        Ok(checked) => checked,
                         Err(err) => {
                             warn!(%err, "agent sent an unreadable stream frame; ending the stream");
                             stream.link.cancel_stream(&stream.agent_inbox);
-                            break Some(end(ErrorCode::InvalidRequest, format!("agent {} sent an unreadable log frame", stream.link.name)));
+                            break Some(end(ErrorCode::InvalidRequest, format!("agent {} sent an unreadable stream frame", stream.link.name)));
                         }
                     };
-                    let mut chunk = chunk;
-                    chunk.dropped += stream.sink.dropped.swap(0, Ordering::Relaxed);
-                    let done = chunk.end.is_some();
-                    if answers.send(Envelope::new(client_inbox, &chunk).to_json()).await.is_err() {
+                    if answers.send(text).await.is_err() {
                         stream.link.cancel_stream(&stream.agent_inbox);
                         break None;
                     }
@@ -113,15 +118,35 @@ pub async fn pump(
     stream.link.close_stream(&stream.agent_inbox);
     streams.forget(client_inbox);
     if let Some(last) = last {
-        let chunk = LogChunk {
-            lines: vec![],
-            dropped: stream.sink.dropped.swap(0, Ordering::Relaxed),
-            end: Some(last),
-        };
+        // `{"end": …}` is a valid last frame of every kind of stream.
+        let chunk = serde_json::json!({ "end": last });
         let _ = answers
             .send(Envelope::new(client_inbox, chunk).to_json())
             .await;
     }
+}
+
+/// An agent's stream frame, decoded strictly for its kind and re-encoded for the client's
+/// inbox (with the lines the relay dropped for a slow client counted in), and whether it is the
+/// last.
+fn checked(
+    stream: &OpenStream,
+    client_inbox: &str,
+    raw: &str,
+) -> Result<(String, bool), serde_json::Error> {
+    Ok(match stream.kind {
+        StreamKind::Logs => {
+            let mut chunk: LogChunk = serde_json::from_str(raw)?;
+            chunk.dropped += stream.sink.dropped.swap(0, Ordering::Relaxed);
+            let done = chunk.end.is_some();
+            (Envelope::new(client_inbox, &chunk).to_json(), done)
+        }
+        StreamKind::Stats => {
+            let chunk: StatsChunk = serde_json::from_str(raw)?;
+            let done = chunk.end.is_some();
+            (Envelope::new(client_inbox, &chunk).to_json(), done)
+        }
+    })
 }
 
 fn end(code: ErrorCode, reason: String) -> StreamEnd {

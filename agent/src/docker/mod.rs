@@ -9,6 +9,7 @@ mod convert;
 mod events;
 mod logs;
 pub mod own_container;
+mod stats;
 
 pub use events::DockerEvent;
 pub use logs::LogPiece;

@@ -6,6 +6,7 @@ mod auth;
 mod events;
 mod fleet;
 mod logs;
+mod stats;
 mod table;
 
 use std::io::Write;
@@ -71,6 +72,8 @@ enum Command {
     Events(EventsArgs),
     /// Print a container's output (stdout to stdout, stderr to stderr)
     Logs(LogsArgs),
+    /// Print a running container's CPU, memory, network and block I/O, every second until Ctrl-C
+    Stats(StatsArgs),
     /// Manage agents (admin)
     Agent {
         #[command(subcommand)]
@@ -158,6 +161,20 @@ struct LogsArgs {
     /// Prefix each line with Docker's timestamp
     #[arg(long, short = 't')]
     timestamps: bool,
+}
+
+#[derive(Debug, Args)]
+struct StatsArgs {
+    /// Agent name or id
+    #[arg(long, env = "ZEDOPS_AGENT", value_name = "AGENT")]
+    agent: String,
+    /// Container name, id or id prefix
+    container: String,
+    /// Print one sample and exit
+    #[arg(long)]
+    no_stream: bool,
+    #[command(flatten)]
+    output: JsonArg,
 }
 
 #[derive(Debug, Args)]
@@ -291,6 +308,16 @@ async fn run(cli: Cli) -> CliResult {
                 timestamps: args.timestamps,
             };
             logs::logs(&global, &args.agent, &args.container, options).await
+        }
+        Command::Stats(args) => {
+            stats::stats(
+                &global,
+                &args.agent,
+                &args.container,
+                !args.no_stream,
+                args.output.json,
+            )
+            .await
         }
         Command::Events(args) => {
             events::events(&global, args.agent.as_deref(), args.output.json).await
