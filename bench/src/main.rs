@@ -7,6 +7,7 @@ mod fake_peer;
 mod footprint;
 mod list;
 mod stats;
+mod stats_load;
 mod throughput;
 
 use std::path::PathBuf;
@@ -34,6 +35,15 @@ enum Command {
         /// Start/kill cycles of 4 containers (3 events each per container).
         #[arg(long, default_value_t = 25)]
         cycles: usize,
+    },
+    /// The release agent's CPU and RSS while streaming the stats of N running containers.
+    StatsLoad {
+        #[arg(long, default_value = "target/release/zedops-agent")]
+        binary: PathBuf,
+        #[arg(long, default_value_t = 50)]
+        containers: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
     },
     /// The release agent binary: stripped size and idle RSS while connected to a relay.
     Agent {
@@ -72,6 +82,11 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::List { containers, rounds } => list::run(containers, rounds).await,
         Command::Events { cycles } => events::run(cycles).await,
+        Command::StatsLoad {
+            binary,
+            containers,
+            seconds,
+        } => stats_load::run(&binary, containers, seconds).await,
         Command::Agent { binary } => footprint::agent(&binary).await,
         Command::RelayMemory {
             binary,

@@ -126,6 +126,17 @@ impl TestContainers {
         inspect.state.and_then(|s| s.started_at).unwrap_or_default()
     }
 
+    /// Kills a container with SIGKILL, as a crash or `docker kill` from outside ZedOps would.
+    pub async fn kill(&self, name: &str) {
+        self.docker
+            .kill_container(
+                name,
+                None::<bollard::query_parameters::KillContainerOptions>,
+            )
+            .await
+            .expect("kill test container");
+    }
+
     pub fn docker(&self) -> &Docker {
         &self.docker
     }

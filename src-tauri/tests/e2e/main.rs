@@ -82,7 +82,7 @@ async fn the_desktop_app_controls_real_containers() {
     let mut containers = TestContainers::new(&docker);
     let web = containers.sleeper("web").await;
     // Company for the screenshot: another running container and one never started.
-    containers.sleeper("db").await;
+    let db = containers.sleeper("db").await;
     containers
         .create("batch", &TestContainers::SLEEP_CMD, false)
         .await;
@@ -191,6 +191,29 @@ async fn the_desktop_app_controls_real_containers() {
         "the filter leaves one row"
     );
     std::fs::write(shots.join("fleet.png"), wd.screenshot().await).unwrap();
+
+    // Killed outside ZedOps: the row changes from the pushed event alone, and a native
+    // notification names server and container.
+    wd.clear(&filter).await;
+    wd.type_into(&filter, &db).await;
+    wd.wait_for(&format!(r#"{}[data-state="running"]"#, row(&db)), UI_WAIT)
+        .await;
+    containers.kill(&db).await;
+    wd.wait_for(&format!(r#"{}[data-state="exited"]"#, row(&db)), UI_WAIT)
+        .await;
+    let deadline = Instant::now() + UI_WAIT;
+    loop {
+        let history = run("dunstctl", &["history"]);
+        if history.contains(&format!("{db} stopped on {AGENT}")) {
+            assert!(history.contains("exited with code 137"), "{history}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no crash notification in dunst's history: {history}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Add server (admin): the install command's token enrols a real agent.
     wd.click(
