@@ -52,6 +52,8 @@ pub async fn run(
             // per-connection message limit and the per-agent in-flight cap within a second.
             "--max-messages-per-sec",
             "0",
+            "--max-agent-messages-per-sec",
+            "0",
             "--max-agent-requests",
             "1000000",
         ])

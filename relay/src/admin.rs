@@ -572,6 +572,11 @@ async fn rotate(state: &AppState, reference: &str) -> Result<(String, String), R
         .await;
     let raw = match answer {
         Ok(raw) => raw,
+        Err(e @ crate::hub::RouteError::Busy(_)) => {
+            // Never sent: the new token exists nowhere but here.
+            let _ = state.store.abort_rotation(&link.id, &next_hash).await;
+            return Err((id, e.to_reply(&link.name)));
+        }
         Err(e) => {
             // The agent may or may not have stored the new token: both stay valid until it
             // authenticates with one of them.

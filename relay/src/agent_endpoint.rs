@@ -82,7 +82,7 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
         ping.reset();
         let mut shutdown = state.shutdown.clone();
         let mut deadline = tokio::time::Instant::now() + state.timeouts.heartbeat_timeout;
-        let mut limiter = MessageLimiter::new(&state.limits);
+        let mut limiter = MessageLimiter::agent(&state.limits);
         loop {
             tokio::select! {
                 incoming = socket.recv() => {

@@ -106,7 +106,7 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
         Err(e) => warn!(%e, "could not re-check the session; continuing with the checked one"),
     }
     let session = Arc::new(session);
-    let mut limiter = MessageLimiter::new(&state.limits);
+    let mut limiter = MessageLimiter::client(&state.limits);
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let (answers_tx, mut answers) = mpsc::channel::<String>(MAX_IN_FLIGHT);
     let mut shutdown = state.shutdown.clone();
@@ -126,37 +126,37 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
                     }
                 }
                 match incoming {
-                Incoming::Frame(frame) => {
-                    let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-                        let reply = ErrorReply::new(ErrorCode::RateLimited, format!("more than {MAX_IN_FLIGHT} requests in flight; wait for answers"));
-                        let _ = socket.send_error(frame.reply.as_deref(), &reply).await;
-                        continue;
-                    };
-                    let (state, session, answers_tx, conn) = (state.clone(), session.clone(), answers_tx.clone(), conn.clone());
-                    tokio::spawn(async move {
-                        match router::handle(&state, &session, &conn, frame).await {
-                            Reply::Frame(answer) => {
-                                let _ = answers_tx.send(answer).await;
+                    Incoming::Frame(frame) => {
+                        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                            let reply = ErrorReply::new(ErrorCode::RateLimited, format!("more than {MAX_IN_FLIGHT} requests in flight; wait for answers"));
+                            let _ = socket.send_error(frame.reply.as_deref(), &reply).await;
+                            continue;
+                        };
+                        let (state, session, answers_tx, conn) = (state.clone(), session.clone(), answers_tx.clone(), conn.clone());
+                        tokio::spawn(async move {
+                            match router::handle(&state, &session, &conn, frame).await {
+                                Reply::Frame(answer) => {
+                                    let _ = answers_tx.send(answer).await;
+                                }
+                                // Holds its in-flight permit while it runs, which bounds the streams
+                                // one connection can have open.
+                                Reply::Stream { inbox, stream } => {
+                                    streams::pump(stream, &conn.streams, &inbox, &answers_tx).await;
+                                }
                             }
-                            // Holds its in-flight permit while it runs, which bounds the streams
-                            // one connection can have open.
-                            Reply::Stream { inbox, stream } => {
-                                streams::pump(stream, &conn.streams, &inbox, &answers_tx).await;
-                            }
-                        }
-                        drop(permit);
-                    }.in_current_span());
-                }
-                Incoming::Invalid(e) => {
-                    warn!(%e, "malformed frame from client");
-                    let _ = socket.send_error(None, &e.to_reply()).await;
-                }
-                Incoming::TooLarge => {
-                    warn!("client sent a frame over the limit");
-                    socket.refuse_too_large().await;
-                    break;
-                }
-                Incoming::Closed => break,
+                            drop(permit);
+                        }.in_current_span());
+                    }
+                    Incoming::Invalid(e) => {
+                        warn!(%e, "malformed frame from client");
+                        let _ = socket.send_error(None, &e.to_reply()).await;
+                    }
+                    Incoming::TooLarge => {
+                        warn!("client sent a frame over the limit");
+                        socket.refuse_too_large().await;
+                        break;
+                    }
+                    Incoming::Closed => break,
                 }
             }
             Some(answer) = answers.recv() => {

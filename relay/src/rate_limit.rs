@@ -7,18 +7,28 @@ use std::time::Instant;
 /// The relay's per-connection and per-agent limits (defaults below; `zedops-relay serve` flags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Sustained messages per second one connection may send; 0 turns the limit off.
+    /// Sustained messages per second one client connection may send; 0 turns the limit off.
     pub messages_per_sec: u32,
-    /// Messages a connection may send at once above the sustained rate.
+    /// Messages a client connection may send at once above the sustained rate.
     pub message_burst: u32,
+    /// Sustained messages per second one agent connection may send besides answers to the
+    /// relay's requests (heartbeats, Docker events); 0 turns the limit off.
+    pub agent_messages_per_sec: u32,
+    /// Messages an agent connection may send at once above its sustained rate.
+    pub agent_message_burst: u32,
     /// Requests one agent may have in flight, from all clients together.
     pub agent_in_flight: usize,
 }
 
-/// Sustained messages per second per connection.
+/// Sustained messages per second per client connection.
 pub const MESSAGES_PER_SEC: u32 = 100;
-/// Burst per connection: a client may fill its whole in-flight window at once.
+/// Burst per client connection: a client may fill its whole in-flight window at once.
 pub const MESSAGE_BURST: u32 = 256;
+/// Sustained messages per second per agent connection. Higher than a client's: an agent pushes
+/// one frame per Docker event, and restarting a few hundred containers makes a storm of them.
+pub const AGENT_MESSAGES_PER_SEC: u32 = 1000;
+/// Burst per agent connection.
+pub const AGENT_MESSAGE_BURST: u32 = 2000;
 /// Requests in flight per agent; more are answered `RATE_LIMITED` to the client that asked.
 pub const AGENT_IN_FLIGHT: usize = 256;
 /// Refusals a connection may collect at once before it is closed…
@@ -31,6 +41,8 @@ impl Default for Limits {
         Self {
             messages_per_sec: MESSAGES_PER_SEC,
             message_burst: MESSAGE_BURST,
+            agent_messages_per_sec: AGENT_MESSAGES_PER_SEC,
+            agent_message_burst: AGENT_MESSAGE_BURST,
             agent_in_flight: AGENT_IN_FLIGHT,
         }
     }
@@ -89,16 +101,21 @@ pub struct MessageLimiter {
 }
 
 impl MessageLimiter {
-    pub fn new(limits: &Limits) -> Self {
+    /// The limiter of a client connection.
+    pub fn client(limits: &Limits) -> Self {
+        Self::new(limits.messages_per_sec, limits.message_burst)
+    }
+
+    /// The limiter of an agent connection.
+    pub fn agent(limits: &Limits) -> Self {
+        Self::new(limits.agent_messages_per_sec, limits.agent_message_burst)
+    }
+
+    /// `per_sec` sustained (0: no limit) with bursts of `burst`.
+    pub fn new(per_sec: u32, burst: u32) -> Self {
         let now = Instant::now();
         Self {
-            messages: (limits.messages_per_sec > 0).then(|| {
-                Bucket::new(
-                    limits.message_burst.max(limits.messages_per_sec),
-                    limits.messages_per_sec,
-                    now,
-                )
-            }),
+            messages: (per_sec > 0).then(|| Bucket::new(burst.max(per_sec), per_sec, now)),
             refusals: Bucket::new(REFUSAL_BURST, REFUSALS_PER_SEC, now),
             limited: false,
         }
@@ -132,18 +149,10 @@ mod tests {
 
     use super::*;
 
-    fn limits(rate: u32, burst: u32) -> Limits {
-        Limits {
-            messages_per_sec: rate,
-            message_burst: burst,
-            ..Limits::default()
-        }
-    }
-
     #[test]
     fn allows_the_burst_then_the_sustained_rate() {
         let start = Instant::now();
-        let mut limiter = MessageLimiter::new(&limits(100, 256));
+        let mut limiter = MessageLimiter::new(100, 256);
         for _ in 0..256 {
             assert_eq!(limiter.check_at(start), Verdict::Allow);
         }
@@ -159,7 +168,7 @@ mod tests {
     #[test]
     fn a_peer_that_keeps_flooding_is_closed_and_one_that_slows_down_is_not() {
         let start = Instant::now();
-        let mut flood = MessageLimiter::new(&limits(100, 100));
+        let mut flood = MessageLimiter::new(100, 100);
         let verdicts: Vec<_> = (0..100 + REFUSAL_BURST + 1)
             .map(|_| flood.check_at(start))
             .collect();
@@ -171,7 +180,7 @@ mod tests {
 
         // 10 % over the rate for 20 s: the extra messages are refused, but no faster than
         // refusals refill, so the connection stays open.
-        let mut polite = MessageLimiter::new(&limits(100, 100));
+        let mut polite = MessageLimiter::new(100, 100);
         let mut closed = false;
         for i in 0..(110 * 20) {
             let at = start + Duration::from_secs_f64(f64::from(i) / 110.0);
@@ -182,7 +191,7 @@ mod tests {
 
     #[test]
     fn zero_turns_the_limit_off() {
-        let mut limiter = MessageLimiter::new(&limits(0, 0));
+        let mut limiter = MessageLimiter::new(0, 0);
         let now = Instant::now();
         assert!((0..100_000).all(|_| limiter.check_at(now) == Verdict::Allow));
     }
