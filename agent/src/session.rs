@@ -2,7 +2,7 @@
 //! with backoff whenever the connection is lost, until shutdown or a refusal retrying cannot fix.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 use zedops_protocol::payload::is_valid_name;
 use zedops_protocol::{
-    AgentAuth, AgentRegister, AgentWelcome, Envelope, ErrorCode, ErrorReply, Frame,
-    HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, Heartbeat, LogsRequest, MAX_TOKEN_LEN, PROTOCOL_VERSION,
-    ProtocolError, StatsRequest, StreamCancel, subject,
+    AgentAuth, AgentRegister, AgentToken, AgentTokenStored, AgentWelcome, Envelope, ErrorCode,
+    ErrorReply, Frame, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, Heartbeat, LogsRequest,
+    MAX_TOKEN_LEN, PROTOCOL_VERSION, ProtocolError, StatsRequest, StreamCancel, subject,
 };
 use zedops_transport::{Backoff, FrameReader, FrameWriter, RelayUrl, TransportError};
 
@@ -91,10 +91,31 @@ pub async fn run(
                 Identity::Enrolled(enrolled(&options.data_dir, &relay, name, welcome.clone())?);
         }
         tracing::info!(agent = %welcome.name, id = %welcome.agent_id, "connected to the relay; serving requests");
-        match serve(writer, reader, &docker, shutdown.as_mut()).await {
+        match serve(
+            writer,
+            reader,
+            &docker,
+            &options.data_dir,
+            shutdown.as_mut(),
+        )
+        .await
+        {
             Ended::Shutdown => return Ok(()),
             Ended::Lost(reason) => {
                 tracing::warn!(%reason, "lost the connection to the relay; reconnecting")
+            }
+        }
+        // The relay may have rotated the token meanwhile: the stored file is the truth.
+        if let Identity::Enrolled(current) = &identity {
+            match credentials::load(&options.data_dir) {
+                Ok(Some(stored)) if stored != *current => {
+                    tracing::info!("using the rotated agent token from now on");
+                    identity = Identity::Enrolled(stored);
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(%err, "cannot re-read the stored credentials; keeping the ones in memory")
+                }
             }
         }
         // A short jittered pause, so a relay that accepts and at once drops is not hammered.
@@ -260,6 +281,7 @@ async fn serve(
     writer: FrameWriter,
     mut reader: FrameReader,
     docker: &Arc<DockerClient>,
+    data_dir: &Path,
     mut shutdown: Pin<&mut impl Future<Output = ()>>,
 ) -> Ended {
     let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
@@ -289,7 +311,7 @@ async fn serve(
             }
             _ = heartbeat.tick() => queue(&tx, heartbeat_frame.clone()),
             received = reader.recv_idle(HEARTBEAT_TIMEOUT) => match received {
-                Ok(Some(frame)) => dispatch(frame, docker, &streams, &tx),
+                Ok(Some(frame)) => dispatch(frame, docker, &streams, data_dir, &tx),
                 Ok(None) => break Ended::Lost("the relay closed the connection".into()),
                 Err(TransportError::Protocol(err)) => {
                     tracing::warn!(%err, "refused an unreadable frame from the relay");
@@ -327,8 +349,12 @@ fn dispatch(
     frame: Frame,
     docker: &Arc<DockerClient>,
     streams: &Arc<Streams>,
+    data_dir: &Path,
     tx: &mpsc::Sender<String>,
 ) {
+    if frame.subject == subject::AGENT_TOKEN {
+        return rotate(frame, data_dir.to_path_buf(), tx);
+    }
     if frame.subject == subject::ERROR {
         // Never answered: two peers answering each other's errors would loop forever.
         match frame.payload::<ErrorReply>() {
@@ -394,6 +420,61 @@ fn dispatch(
             queue(tx, handlers::refusal(frame.reply.as_deref(), &err));
         }
     }
+}
+
+/// `agent.token`: stores the relay's new permanent token atomically in the credentials file,
+/// then answers. The relay switches to the new token only after this answer, so a failure
+/// here leaves the old token working.
+fn rotate(frame: Frame, data_dir: PathBuf, tx: &mpsc::Sender<String>) {
+    let Some(inbox) = frame.reply.clone() else {
+        let err = ProtocolError::invalid("reply", "a request needs a reply inbox");
+        tracing::warn!(%err, "refused an agent.token without an inbox");
+        return queue(tx, handlers::refusal(None, &err));
+    };
+    let new = match frame.payload::<AgentToken>() {
+        Ok(new) => new,
+        Err(err) => {
+            tracing::warn!(%err, "refused a malformed agent.token");
+            return queue(tx, handlers::refusal(Some(&inbox), &err));
+        }
+    };
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        let stored = tokio::task::spawn_blocking(move || store_rotated(&data_dir, new.token))
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r);
+        let answer = match stored {
+            Ok(agent_id) => {
+                tracing::info!("stored a new agent token from the relay");
+                Envelope::new(&inbox, AgentTokenStored { agent_id }).to_json()
+            }
+            Err(err) => {
+                tracing::error!(err = %format!("{err:#}"), "could not store the rotated agent token; keeping the old one");
+                let reply = ErrorReply::new(
+                    ErrorCode::Internal,
+                    format!(
+                        "the agent could not store the new token ({err:#}); it keeps the old one"
+                    ),
+                );
+                Envelope::new(&inbox, reply).to_json()
+            }
+        };
+        if tx.send(answer).await.is_err() {
+            tracing::debug!("the connection is gone; dropping the rotation answer");
+        }
+    });
+}
+
+/// Replaces the token in the stored credentials (one rotation at a time); the agent id.
+fn store_rotated(data_dir: &Path, token: String) -> anyhow::Result<String> {
+    static ROTATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = ROTATING.lock().unwrap_or_else(|p| p.into_inner());
+    let mut stored =
+        credentials::load(data_dir)?.context("this agent has no stored credentials to rotate")?;
+    stored.token = token;
+    credentials::save(data_dir, &stored)?;
+    Ok(stored.agent_id)
 }
 
 /// Queues a frame the read loop sends itself, without ever blocking that loop.

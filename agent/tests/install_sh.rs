@@ -38,6 +38,7 @@ impl Relay {
                 downloads: Some(downloads.to_path_buf()),
                 public_url: None,
             },
+            limits: Default::default(),
         })
         .await
         .expect("relay starts");

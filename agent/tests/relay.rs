@@ -37,6 +37,7 @@ impl TestRelay {
             tls: None,
             timeouts: Timeouts::default(),
             installer: Default::default(),
+            limits: Default::default(),
         };
         let server = Server::new(options).await.expect("relay starts");
         let (addr, store, handle) = (

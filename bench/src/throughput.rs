@@ -48,6 +48,14 @@ pub async fn run(
             &format!("127.0.0.1:{port}"),
             "--db",
             &db,
+            // Routing is what is measured: a few pipelined connections would otherwise hit the
+            // per-connection message limit and the per-agent in-flight cap within a second.
+            "--max-messages-per-sec",
+            "0",
+            "--max-agent-messages-per-sec",
+            "0",
+            "--max-agent-requests",
+            "1000000",
         ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

@@ -264,6 +264,190 @@ async fn admin_commands_create_tokens_revoke_and_read_the_audit_log() {
     agent.exit().await.expect_err("a revoked agent stays out");
 }
 
+/// Runs `zedops ARGS` headless with `stdin`.
+async fn headless_stdin(
+    relay: &TestRelay,
+    token: &str,
+    config: &std::path::Path,
+    args: &[&str],
+    stdin: &str,
+) -> Output {
+    run(
+        zedops(config)
+            .env("ZEDOPS_TOKEN", token)
+            .env("ZEDOPS_RELAY", &relay.url)
+            .args(args),
+        stdin,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn admins_manage_users_tokens_and_agent_tokens_from_the_cli() {
+    let relay = TestRelay::start().await;
+    let admin = relay.login("root", Role::Admin).await;
+    let config = tempfile::tempdir().unwrap();
+    let cfg = config.path();
+
+    // Users: the password comes from stdin, never from an argument.
+    let out = headless_stdin(
+        &relay,
+        &admin,
+        cfg,
+        &[
+            "user",
+            "add",
+            "dave",
+            "--role",
+            "operator",
+            "--password-stdin",
+        ],
+        "dave-pass-9\n",
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "created operator dave\n");
+    assert!(out.stdout.is_empty());
+    let usage = headless(
+        &relay,
+        &admin,
+        cfg,
+        &["user", "add", "erin", "--role", "viewer"],
+    )
+    .await;
+    assert_eq!(usage.status.code(), Some(2), "{}", text(&usage.stderr));
+    failed_with(
+        &headless_stdin(
+            &relay,
+            &admin,
+            cfg,
+            &[
+                "user",
+                "add",
+                "dave",
+                "--role",
+                "viewer",
+                "--password-stdin",
+            ],
+            "x\n",
+        )
+        .await,
+        "NAME_TAKEN",
+    );
+    zedops_client::login(&relay.url, "dave", "dave-pass-9", None, false)
+        .await
+        .expect("dave logs in with the password from stdin");
+
+    let users = json(&headless(&relay, &admin, cfg, &["user", "list", "--json"]).await);
+    let dave = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "dave")
+        .expect("listed")
+        .clone();
+    assert_eq!(
+        (dave["role"].as_str(), dave["disabled"].as_bool()),
+        (Some("operator"), Some(false))
+    );
+    let table = text(
+        &headless(&relay, &admin, cfg, &["user", "list"])
+            .await
+            .stdout,
+    );
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("dave") && l.contains("operator") && l.contains("enabled")),
+        "{table}"
+    );
+
+    let changed = json(
+        &headless(
+            &relay,
+            &admin,
+            cfg,
+            &["user", "set-role", "dave", "viewer", "--json"],
+        )
+        .await,
+    );
+    assert_eq!(changed["role"], "viewer");
+    let out = headless(&relay, &admin, cfg, &["user", "disable", "dave"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("disabled dave"),
+        "{}",
+        text(&out.stderr)
+    );
+    let err = zedops_client::login(&relay.url, "dave", "dave-pass-9", None, false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "UNAUTHORIZED");
+    let out = headless(&relay, &admin, cfg, &["user", "enable", "dave"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    failed_with(
+        &headless(&relay, &admin, cfg, &["user", "set-role", "root", "viewer"]).await,
+        "INVALID_REQUEST",
+    );
+    failed_with(
+        &headless(&relay, &admin, cfg, &["user", "disable", "nobody"]).await,
+        "NOT_FOUND",
+    );
+
+    // Registration tokens: listed by id and state, never the token; revoked by id.
+    let created = json(&headless(&relay, &admin, cfg, &["token", "create", "--json"]).await);
+    let (id, secret) = (
+        created["id"].as_str().unwrap().to_string(),
+        created["token"].as_str().unwrap().to_string(),
+    );
+    let out = headless(&relay, &admin, cfg, &["token", "list"]).await;
+    let table = text(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(&id) && l.contains("valid")),
+        "{table}"
+    );
+    assert!(!table.contains(&secret) && !text(&out.stderr).contains(&secret));
+    let out = headless(&relay, &admin, cfg, &["token", "revoke", &id]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list = json(&headless(&relay, &admin, cfg, &["token", "list", "--json"]).await);
+    assert_eq!(list["tokens"][0]["id"], id.as_str());
+    assert_eq!(list["tokens"][0]["state"], "revoked");
+    failed_with(
+        &headless(&relay, &admin, cfg, &["token", "revoke", "no-such-token"]).await,
+        "NOT_FOUND",
+    );
+
+    // Agent token rotation.
+    let data = tempfile::tempdir().unwrap();
+    let agent = TestAgent::spawn(
+        &relay.url,
+        Some(relay.registration_token().await),
+        "rotor",
+        &data.path().join("a"),
+    );
+    relay.wait_agent("rotor", true).await;
+    let path = agent.wait_credentials().await;
+    let before = std::fs::read_to_string(&path).unwrap();
+    let rotated =
+        json(&headless(&relay, &admin, cfg, &["agent", "rotate", "rotor", "--json"]).await);
+    assert_eq!(rotated["name"], "rotor");
+    assert_ne!(std::fs::read_to_string(&path).unwrap(), before);
+    failed_with(
+        &headless(&relay, &admin, cfg, &["agent", "rotate", "nobody"]).await,
+        "NOT_FOUND",
+    );
+    // Operators cannot manage users.
+    let ops = relay.login("ops", Role::Operator).await;
+    failed_with(
+        &headless(&relay, &ops, cfg, &["user", "list"]).await,
+        "FORBIDDEN",
+    );
+    agent.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn login_keeps_only_a_device_token_in_the_keyring_and_logout_removes_it() {
     let relay = TestRelay::start().await;

@@ -1,10 +1,14 @@
 //! Security promises, end to end against the real relay: the role matrix on every subject,
 //! revocation of agents and device sessions cutting live connections, brute-force protection
-//! at login, registration tokens from the admin API, and the audit log.
+//! at login, registration tokens from the admin API, the audit log, user management (role
+//! changes and disabling reach live connections), registration token listing and revocation,
+//! and agent token rotation.
 
 use std::time::{Duration, Instant};
 
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 use zedops_client::{Client, ClientEvent, ConnectOptions};
 use zedops_protocol::{Role, subject};
 use zedops_relay::policy::{self, CLIENT_SUBJECTS};
@@ -43,6 +47,13 @@ fn sample(subject: &str) -> Value {
             json!({"agentId": "no-such-agent", "containerId": "web"})
         }
         subject::STREAM_CANCEL => json!({"inbox": "_INBOX.none"}),
+        subject::USER_LIST | subject::TOKEN_LIST => json!({}),
+        subject::USER_CREATE => {
+            json!({"name": "matrix-new", "role": "viewer", "password": "matrix-pass"})
+        }
+        subject::USER_UPDATE => json!({"name": "no-such-user", "role": "viewer"}),
+        subject::TOKEN_REVOKE => json!({"tokenId": "no-such-token"}),
+        subject::AGENT_ROTATE => json!({"agentId": "no-such-agent"}),
         other => panic!("no sample request for {other}: add one and a row in the policy table"),
     }
 }
@@ -250,4 +261,476 @@ async fn admins_create_tokens_and_read_the_audit_log() {
         .unwrap_err();
     assert_eq!(bad.code(), "INVALID_REQUEST");
     agent.stop().await.unwrap();
+}
+
+/// Waits for a `Disconnected` event, then (when `reconnects`) for `Connected`, within `secs`.
+async fn wait_events(
+    events: &mut tokio::sync::broadcast::Receiver<ClientEvent>,
+    reconnects: bool,
+    secs: u64,
+) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut disconnected = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = tokio::time::timeout(left, events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no disconnect/reconnect within {secs} s"))
+            .expect("event stream open");
+        match event {
+            ClientEvent::Disconnected { .. } => {
+                disconnected = true;
+                if !reconnects {
+                    return;
+                }
+            }
+            ClientEvent::Connected if disconnected => return,
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn admins_manage_users_and_changes_reach_live_connections_at_once() {
+    let relay = TestRelay::start().await;
+    let admin = connect(&relay, "root", Role::Admin).await;
+
+    let created = admin
+        .request_raw(
+            subject::USER_CREATE,
+            json!({"name": "carol", "role": "operator", "password": "carol-pass-1"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (created["name"].as_str(), created["role"].as_str()),
+        (Some("carol"), Some("operator"))
+    );
+    let again = admin
+        .request_raw(
+            subject::USER_CREATE,
+            json!({"name": "carol", "role": "viewer", "password": "x"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), "NAME_TAKEN", "{again}");
+    let bad = admin
+        .request_raw(
+            subject::USER_CREATE,
+            json!({"name": "carol; rm -rf /", "role": "viewer", "password": "x"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), "INVALID_REQUEST", "{bad}");
+
+    // Carol signs in with the password the admin set, twice (laptop and CLI).
+    let login = zedops_client::login(&relay.url, "carol", "carol-pass-1", None, false)
+        .await
+        .expect("the new user logs in");
+    let carol = Client::connect(ConnectOptions {
+        relay: relay.url.clone(),
+        token: login.token.clone(),
+        ca_file: None,
+        insecure: false,
+    })
+    .await
+    .unwrap();
+    assert_eq!(carol.role(), Role::Operator);
+    let mut events = carol.events();
+
+    // Demoted: the live connection is closed and comes back as a viewer; the old role is gone.
+    let changed = admin
+        .request_raw(
+            subject::USER_UPDATE,
+            json!({"name": "carol", "role": "viewer"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed["role"], "viewer");
+    wait_events(&mut events, true, 10).await;
+    assert_eq!(carol.role(), Role::Viewer);
+    let refused = carol
+        .request_raw(
+            subject::CONTAINER_STOP,
+            json!({"agentId": "any", "containerId": "web"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "FORBIDDEN", "{refused}");
+
+    // Promoted: the same, the other way.
+    admin
+        .request_raw(
+            subject::USER_UPDATE,
+            json!({"name": "carol", "role": "admin"}),
+        )
+        .await
+        .unwrap();
+    wait_events(&mut events, true, 10).await;
+    assert_eq!(carol.role(), Role::Admin);
+    carol
+        .request_raw(subject::USER_LIST, json!({}))
+        .await
+        .expect("admins list users");
+
+    let users = admin
+        .request_raw(subject::USER_LIST, json!({}))
+        .await
+        .unwrap();
+    let listed = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "carol")
+        .expect("carol listed")
+        .clone();
+    assert_eq!(
+        (
+            listed["role"].as_str(),
+            listed["disabled"].as_bool(),
+            listed["sessions"].as_u64()
+        ),
+        (Some("admin"), Some(false), Some(1))
+    );
+    assert!(
+        !users.to_string().contains("argon2"),
+        "no password hash in the list: {users}"
+    );
+
+    // Disabled: cut off at once, the session revoked, no reconnect, no login.
+    let started = Instant::now();
+    admin
+        .request_raw(
+            subject::USER_UPDATE,
+            json!({"name": "carol", "disabled": true}),
+        )
+        .await
+        .unwrap();
+    wait_events(&mut events, false, 2).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "cut off in {:?}",
+        started.elapsed()
+    );
+    let err = carol.agents().await.unwrap_err();
+    assert!(
+        ["DISCONNECTED", "UNAUTHORIZED"].contains(&err.code()),
+        "{err}"
+    );
+    assert!(relay.store.session(&login.token).await.unwrap().is_none());
+    let err = zedops_client::login(&relay.url, "carol", "carol-pass-1", None, false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "UNAUTHORIZED", "{err}");
+    // Still disabled: her old session's token does not come back to life after enabling.
+    admin
+        .request_raw(
+            subject::USER_UPDATE,
+            json!({"name": "carol", "disabled": false}),
+        )
+        .await
+        .unwrap();
+    assert!(relay.store.session(&login.token).await.unwrap().is_none());
+    zedops_client::login(&relay.url, "carol", "carol-pass-1", None, false)
+        .await
+        .expect("enabled again");
+
+    // The relay keeps an admin: the last one cannot be demoted or disabled.
+    admin
+        .request_raw(
+            subject::USER_UPDATE,
+            json!({"name": "carol", "role": "viewer"}),
+        )
+        .await
+        .unwrap();
+    let last = admin
+        .request_raw(
+            subject::USER_UPDATE,
+            json!({"name": "root", "disabled": true}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(last.code(), "INVALID_REQUEST");
+    assert!(last.to_string().contains("last enabled admin"), "{last}");
+    let missing = admin
+        .request_raw(
+            subject::USER_UPDATE,
+            json!({"name": "nobody", "role": "viewer"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), "NOT_FOUND");
+
+    // Every change is in the audit log, with what changed, and no password anywhere on disk.
+    let log = admin
+        .request_raw(subject::AUDIT_LIST, json!({}))
+        .await
+        .unwrap();
+    let changes: Vec<(String, String, String)> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["target"] == "carol")
+        .map(|e| {
+            (
+                e["operation"].as_str().unwrap().to_string(),
+                e["detail"].as_str().unwrap_or("").to_string(),
+                e["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("user.create", "role operator", "ok"),
+        ("user.create", "role viewer", "failed"),
+        ("user.update", "role viewer", "ok"),
+        ("user.update", "role admin", "ok"),
+        ("user.update", "disable", "ok"),
+        ("user.update", "enable", "ok"),
+    ] {
+        assert!(
+            changes
+                .iter()
+                .any(|(o, d, r)| (o.as_str(), d.as_str(), r.as_str()) == expected),
+            "{expected:?} not in {changes:?}"
+        );
+    }
+    relay.store.close().await;
+    for file in std::fs::read_dir(relay.db_path().parent().unwrap()).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("carol-pass-1"));
+    }
+}
+
+#[tokio::test]
+async fn registration_tokens_are_listed_without_secrets_and_revocable() {
+    let relay = TestRelay::start().await;
+    let admin = connect(&relay, "root", Role::Admin).await;
+    let create = || async {
+        admin
+            .request_raw(subject::TOKEN_CREATE, json!({"ttlSecs": 600}))
+            .await
+            .unwrap()
+    };
+    let (doomed, kept) = (create().await, create().await);
+    let listed = admin
+        .request_raw(subject::TOKEN_LIST, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(listed["count"], 2, "{listed}");
+    for token in [&doomed, &kept] {
+        let secret = token["token"].as_str().unwrap();
+        assert!(
+            !listed.to_string().contains(secret),
+            "the token is listed: {listed}"
+        );
+        let entry = listed["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == token["id"])
+            .expect("listed by id");
+        assert_eq!(entry["state"], "valid");
+        assert_eq!(entry["expiresAt"], token["expiresAt"]);
+    }
+
+    let revoked = admin
+        .request_raw(subject::TOKEN_REVOKE, json!({"tokenId": doomed["id"]}))
+        .await
+        .unwrap();
+    assert_eq!(revoked["tokenId"], doomed["id"]);
+    let data = tempfile::tempdir().unwrap();
+    let refused = TestAgent::spawn(
+        &relay.url,
+        Some(doomed["token"].as_str().unwrap().to_string()),
+        "too-late",
+        &data.path().join("a"),
+    );
+    let err = refused
+        .exit()
+        .await
+        .expect_err("a revoked token enrols nobody");
+    assert!(format!("{err:#}").contains("UNAUTHORIZED"), "{err:#}");
+
+    let agent = TestAgent::spawn(
+        &relay.url,
+        Some(kept["token"].as_str().unwrap().to_string()),
+        "in-time",
+        &data.path().join("b"),
+    );
+    relay.wait_agent("in-time", true).await;
+    let listed = admin
+        .request_raw(subject::TOKEN_LIST, json!({}))
+        .await
+        .unwrap();
+    let state = |id: &Value| {
+        listed["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == *id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(state(&doomed["id"])["state"], "revoked");
+    let used = state(&kept["id"]);
+    assert_eq!(used["state"], "used");
+    assert_eq!(
+        used["usedByAgent"].as_str(),
+        relay
+            .state
+            .hub
+            .agent("in-time")
+            .map(|l| l.id.clone())
+            .as_deref()
+    );
+    let err = admin
+        .request_raw(subject::TOKEN_REVOKE, json!({"tokenId": kept["id"]}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "INVALID_REQUEST");
+    assert!(err.to_string().contains("revoke that agent"), "{err}");
+    let err = admin
+        .request_raw(subject::TOKEN_REVOKE, json!({"tokenId": "no-such-token"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "NOT_FOUND");
+    let log = admin
+        .request_raw(subject::AUDIT_LIST, json!({}))
+        .await
+        .unwrap();
+    assert!(
+        log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["operation"] == "token.revoke" && e["target"] == doomed["id"]),
+        "{log}"
+    );
+    agent.stop().await.unwrap();
+}
+
+/// Sends an `agent.auth` hello by hand and returns the relay's first answer.
+async fn raw_agent_auth(relay: &TestRelay, agent_id: &str, token: &str) -> Value {
+    let url = format!("ws://{}/ws/agent", relay.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let hello = json!({"subject": "agent.auth", "data": {
+        "protocolVersion": zedops_protocol::PROTOCOL_VERSION, "agentId": agent_id, "token": token,
+        "info": {"version": "0", "os": "linux", "arch": "x86_64"}}});
+    ws.send(Message::text(hello.to_string())).await.unwrap();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("answer within 10 s")
+            .expect("an answer")
+            .unwrap();
+        if let Message::Text(text) = msg {
+            return serde_json::from_str(text.as_str()).unwrap();
+        }
+    }
+}
+
+fn stored_credentials(path: &std::path::Path) -> (String, String) {
+    let stored: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    (
+        stored["agentId"].as_str().unwrap().to_string(),
+        stored["token"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn rotating_an_agent_token_replaces_it_on_both_sides() {
+    let relay = TestRelay::start().await;
+    let admin = connect(&relay, "root", Role::Admin).await;
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("a");
+    let agent = TestAgent::spawn(
+        &relay.url,
+        Some(relay.registration_token().await),
+        "spinner",
+        &dir,
+    );
+    relay.wait_agent("spinner", true).await;
+    let path = agent.wait_credentials().await;
+    let (id, old) = stored_credentials(&path);
+    let link_before = relay.state.hub.agent("spinner").unwrap().conn_id;
+
+    let rotated = admin
+        .request_raw(subject::AGENT_ROTATE, json!({"agentId": "spinner"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (rotated["agentId"].as_str(), rotated["name"].as_str()),
+        (Some(id.as_str()), Some("spinner"))
+    );
+    // The agent stored the new token (atomically, still 0600) before the relay switched.
+    let (same_id, new) = stored_credentials(&path);
+    assert_eq!(same_id, id);
+    assert_ne!(new, old);
+    assert!(new.starts_with("za_"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // Its live connection carries on, and the old token is refused from now on.
+    assert_eq!(
+        relay.state.hub.agent("spinner").unwrap().conn_id,
+        link_before
+    );
+    let refused = raw_agent_auth(&relay, &id, &old).await;
+    assert_eq!(refused["data"]["errorCode"], "UNAUTHORIZED", "{refused}");
+    admin
+        .containers("spinner")
+        .await
+        .map(|_| ())
+        .or_else(|e| {
+            if e.code() == "DOCKER_NOT_AVAILABLE" {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .expect("the agent still answers");
+
+    // Restarted, it authenticates with the new token from its file.
+    agent.stop().await.unwrap();
+    relay.wait_agent("spinner", false).await;
+    let offline = admin
+        .request_raw(subject::AGENT_ROTATE, json!({"agentId": "spinner"}))
+        .await
+        .unwrap_err();
+    assert_eq!(offline.code(), "AGENT_OFFLINE", "{offline}");
+    let agent = TestAgent::spawn(&relay.url, None, "spinner", &dir);
+    relay.wait_agent("spinner", true).await;
+    let missing = admin
+        .request_raw(subject::AGENT_ROTATE, json!({"agentId": "nobody"}))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), "NOT_FOUND");
+
+    // Audited, both the rotation and the refusal; neither token is in the database.
+    let log = admin
+        .request_raw(subject::AUDIT_LIST, json!({"agentId": "spinner"}))
+        .await
+        .unwrap();
+    let results: Vec<_> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["operation"] == "agent.rotate")
+        .map(|e| (e["result"].as_str().unwrap(), e["errorCode"].as_str()))
+        .collect();
+    assert!(results.contains(&("ok", None)), "{results:?}");
+    assert!(
+        results.contains(&("failed", Some("AGENT_OFFLINE"))),
+        "{results:?}"
+    );
+    agent.stop().await.unwrap();
+    relay.store.close().await;
+    for file in std::fs::read_dir(relay.db_path().parent().unwrap()).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(&new) && !text.contains(&old));
+    }
 }

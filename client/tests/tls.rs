@@ -53,8 +53,7 @@ async fn wss_with_a_private_ca_works_and_without_it_is_refused() {
         insecure: false,
     })
     .await
-    .err()
-    .expect("an untrusted certificate is refused");
+    .expect_err("an untrusted certificate is refused");
     assert!(
         refused.to_string().to_lowercase().contains("certificate"),
         "{refused}"

@@ -1,11 +1,12 @@
 //! Payloads of the administration subjects (admin role only): revoking agents and device
-//! sessions, creating registration tokens, and reading the audit log.
+//! sessions, creating registration tokens, reading the audit log, managing users, listing and
+//! revoking registration tokens, and rotating an agent's permanent token.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::ProtocolError;
-use crate::limits::{MAX_AGENT_REF_LEN, MAX_INFO_LEN};
-use crate::payload::Validate;
+use crate::limits::{MAX_AGENT_REF_LEN, MAX_INFO_LEN, MAX_PASSWORD_LEN, MAX_TOKEN_LEN};
+use crate::payload::{Role, Validate, is_valid_name};
 
 /// The most audit entries one `audit.list` answer carries.
 pub const MAX_AUDIT_ENTRIES: u32 = 1000;
@@ -120,6 +121,8 @@ impl Validate for TokenCreateRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenCreated {
+    /// The token's id, as `token.list` shows it and `token.revoke` takes it.
+    pub id: String,
     pub token: String,
     pub expires_at: String,
 }
@@ -170,6 +173,12 @@ pub struct AuditRecord {
     /// `ok`, `failed` or `forbidden`.
     pub result: String,
     pub error_code: Option<String>,
+    /// What an admin change applied to: a user name or a registration token id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// How, in words (`role operator -> viewer`); never a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// `audit.list` answer, newest first.
@@ -181,3 +190,255 @@ pub struct AuditListResponse {
 }
 
 impl Validate for AuditListResponse {}
+
+// ---------------------------------------------------------------------------------------------
+// Users, registration tokens, agent token rotation
+// ---------------------------------------------------------------------------------------------
+
+fn check_user(value: &str) -> Result<(), ProtocolError> {
+    if !is_valid_name(value) {
+        return Err(ProtocolError::invalid(
+            "name",
+            "must be 1 to 64 of A-Z a-z 0-9 . _ -, not starting with . or -",
+        ));
+    }
+    Ok(())
+}
+
+/// `user.list` request: no fields.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserListRequest {}
+
+impl Validate for UserListRequest {}
+
+/// One relay user. Never carries the password or its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserSummary {
+    pub name: String,
+    pub role: Role,
+    /// A disabled user cannot log in and has no live sessions.
+    pub disabled: bool,
+    pub created_at: String,
+    /// Live (not revoked) device sessions.
+    pub sessions: u32,
+}
+
+impl Validate for UserSummary {}
+
+/// `user.list` answer, by name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserListResponse {
+    pub users: Vec<UserSummary>,
+    pub count: usize,
+}
+
+impl Validate for UserListResponse {}
+
+/// `user.create`: a new user with a password (sent once, over the authenticated connection;
+/// the relay keeps only its argon2id hash).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserCreateRequest {
+    pub name: String,
+    pub role: Role,
+    pub password: String,
+}
+
+impl std::fmt::Debug for UserCreateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserCreateRequest")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Validate for UserCreateRequest {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_user(&self.name)?;
+        if self.password.is_empty() || self.password.len() > MAX_PASSWORD_LEN {
+            return Err(ProtocolError::invalid(
+                "password",
+                "must be 1 to 1024 bytes",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `user.update`: change a user's role and/or disable or enable it. At least one of `role` and
+/// `disabled` is given. Disabling revokes every device session of the user; a role change
+/// closes the user's live connections so they authenticate again with the new role.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserUpdateRequest {
+    pub name: String,
+    #[serde(default)]
+    pub role: Option<Role>,
+    #[serde(default)]
+    pub disabled: Option<bool>,
+}
+
+impl Validate for UserUpdateRequest {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_user(&self.name)?;
+        if self.role.is_none() && self.disabled.is_none() {
+            return Err(ProtocolError::invalid(
+                "role",
+                "give a role, disabled, or both",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `token.list` request: no fields.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenListRequest {}
+
+impl Validate for TokenListRequest {}
+
+/// One registration token, as `token.list` shows it: never the token or its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenSummary {
+    pub id: String,
+    pub created_at: String,
+    pub expires_at: String,
+    /// `valid` (may still enrol an agent), `used`, `expired` or `revoked`.
+    pub state: String,
+    pub used_at: Option<String>,
+    /// The id of the agent it enrolled.
+    pub used_by_agent: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+impl Validate for TokenSummary {}
+
+/// `token.list` answer, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenListResponse {
+    pub tokens: Vec<TokenSummary>,
+    pub count: usize,
+}
+
+impl Validate for TokenListResponse {}
+
+/// `token.revoke`: an unused registration token can no longer enrol an agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenRevokeRequest {
+    pub token_id: String,
+}
+
+impl Validate for TokenRevokeRequest {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_ref("tokenId", &self.token_id)
+    }
+}
+
+/// `token.revoke` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenRevoked {
+    pub token_id: String,
+}
+
+impl Validate for TokenRevoked {}
+
+/// `agent.rotate`: give a connected agent (id or name) a new permanent token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentRotateRequest {
+    pub agent_id: String,
+}
+
+impl Validate for AgentRotateRequest {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_ref("agentId", &self.agent_id)
+    }
+}
+
+/// `agent.rotate` answer: the agent stored its new token and the old one is refused from now on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentRotated {
+    pub agent_id: String,
+    pub name: String,
+}
+
+impl Validate for AgentRotated {}
+
+/// `agent.token` (relay → agent): the new permanent token to store before answering.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentToken {
+    pub token: String,
+}
+
+impl std::fmt::Debug for AgentToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentToken")
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Validate for AgentToken {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        if self.token.is_empty() || self.token.len() > MAX_TOKEN_LEN {
+            return Err(ProtocolError::invalid("token", "must be 1 to 128 bytes"));
+        }
+        Ok(())
+    }
+}
+
+/// The agent's answer to `agent.token`: the token is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentTokenStored {
+    pub agent_id: String,
+}
+
+impl Validate for AgentTokenStored {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_requests_are_checked_and_passwords_not_debug_printed() {
+        let create: UserCreateRequest =
+            serde_json::from_str(r#"{"name":"bob","role":"viewer","password":"hunter2"}"#).unwrap();
+        assert!(create.validate().is_ok());
+        assert!(!format!("{create:?}").contains("hunter2"));
+        let bad = UserCreateRequest {
+            name: "bob; rm".into(),
+            ..create.clone()
+        };
+        assert!(bad.validate().is_err());
+        let empty = UserCreateRequest {
+            password: String::new(),
+            ..create
+        };
+        assert!(empty.validate().is_err());
+        let nothing = UserUpdateRequest {
+            name: "bob".into(),
+            ..Default::default()
+        };
+        assert!(nothing.validate().is_err());
+        assert!(
+            serde_json::from_str::<UserUpdateRequest>(r#"{"name":"bob","role":"root"}"#).is_err()
+        );
+        let token = AgentToken {
+            token: "za_s3cret".into(),
+        };
+        assert!(!format!("{token:?}").contains("s3cret"));
+    }
+}

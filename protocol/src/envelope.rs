@@ -68,13 +68,13 @@ impl Frame {
         if frame.subject.is_empty() || frame.subject.len() > MAX_SUBJECT_LEN {
             return Err(ProtocolError::invalid("subject", "must be 1 to 128 bytes"));
         }
-        if let Some(reply) = &frame.reply {
-            if reply.len() > MAX_SUBJECT_LEN || !is_inbox(reply) {
-                return Err(ProtocolError::invalid(
-                    "reply",
-                    "must be an _INBOX. subject",
-                ));
-            }
+        if let Some(reply) = &frame.reply
+            && (reply.len() > MAX_SUBJECT_LEN || !is_inbox(reply))
+        {
+            return Err(ProtocolError::invalid(
+                "reply",
+                "must be an _INBOX. subject",
+            ));
         }
         Ok(frame)
     }

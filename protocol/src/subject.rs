@@ -63,6 +63,23 @@ pub const EVENT_SUBSCRIBE: &str = "event.subscribe";
 /// Relay → client, pushed: events were dropped for this slow connection; list again.
 pub const EVENT_RESYNC: &str = "event.resync";
 
+// User, registration token and agent token management (admin).
+/// Client → relay (admin): list users.
+pub const USER_LIST: &str = "user.list";
+/// Client → relay (admin): create a user.
+pub const USER_CREATE: &str = "user.create";
+/// Client → relay (admin): change a user's role, or disable or enable the user.
+pub const USER_UPDATE: &str = "user.update";
+/// Client → relay (admin): list registration tokens (never the tokens themselves).
+pub const TOKEN_LIST: &str = "token.list";
+/// Client → relay (admin): revoke an unused registration token.
+pub const TOKEN_REVOKE: &str = "token.revoke";
+/// Client → relay (admin): give a connected agent a new permanent token.
+pub const AGENT_ROTATE: &str = "agent.rotate";
+/// Relay → agent: store this new permanent token, then answer; the relay switches to it only
+/// after the answer.
+pub const AGENT_TOKEN: &str = "agent.token";
+
 /// Any direction: a frame that could not be handled and had no inbox to answer to,
 /// or a refused hello just before the connection closes.
 pub const ERROR: &str = "error";

@@ -1,20 +1,25 @@
 //! The administration subjects (admin role, checked by the policy before these run): revoking
-//! agents and device sessions, creating registration tokens, reading the audit log. Every
-//! change is audited before it is answered, and revocations close live connections at once.
+//! agents and device sessions, creating, listing and revoking registration tokens, reading the
+//! audit log, managing users, and rotating agent tokens. Every change is audited before it is
+//! answered; revocations, disabled users and role changes close live connections at once.
 
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use zedops_protocol::{
-    AgentRevokeRequest, AgentRevoked, AuditListRequest, AuditListResponse, AuditRecord, ErrorCode,
-    ErrorReply, Frame, MAX_AUDIT_ENTRIES, SessionListRequest, SessionListResponse,
-    SessionRevokeRequest, SessionRevoked, SessionSummary, TokenCreateRequest, TokenCreated,
-    subject,
+    AgentRevokeRequest, AgentRevoked, AgentRotateRequest, AgentRotated, AgentToken,
+    AgentTokenStored, AuditListRequest, AuditListResponse, AuditRecord, ErrorCode, ErrorReply,
+    Frame, MAX_AUDIT_ENTRIES, SessionListRequest, SessionListResponse, SessionRevokeRequest,
+    SessionRevoked, SessionSummary, TokenCreateRequest, TokenCreated, TokenListRequest,
+    TokenListResponse, TokenRevokeRequest, TokenRevoked, TokenSummary, UserCreateRequest,
+    UserListRequest, UserListResponse, UserSummary, UserUpdateRequest, subject,
 };
 
+use crate::hub::Kick;
+use crate::secret::{self, TokenKind};
 use crate::server::AppState;
-use crate::store::{AuditEntry, Session, StoreError, now};
+use crate::store::{AuditEntry, Session, StoreError, TokenRow, UserRow, now};
 use crate::time::rfc3339;
 
 /// Lifetime of a registration token when the request names none.
@@ -42,6 +47,26 @@ pub async fn serve(
             to_json(create_token(state, session, frame.payload().map_err(invalid)?).await?)
         }
         subject::AUDIT_LIST => to_json(audit_list(state, frame.payload().map_err(invalid)?).await?),
+        subject::USER_LIST => {
+            frame.payload::<UserListRequest>().map_err(invalid)?;
+            to_json(user_list(state).await?)
+        }
+        subject::USER_CREATE => {
+            to_json(user_create(state, session, frame.payload().map_err(invalid)?).await?)
+        }
+        subject::USER_UPDATE => {
+            to_json(user_update(state, session, frame.payload().map_err(invalid)?).await?)
+        }
+        subject::TOKEN_LIST => {
+            frame.payload::<TokenListRequest>().map_err(invalid)?;
+            to_json(token_list(state).await?)
+        }
+        subject::TOKEN_REVOKE => {
+            to_json(token_revoke(state, session, frame.payload().map_err(invalid)?).await?)
+        }
+        subject::AGENT_ROTATE => {
+            to_json(rotate_agent(state, session, frame.payload().map_err(invalid)?).await?)
+        }
         other => {
             return Err(ErrorReply::new(
                 ErrorCode::InvalidRequest,
@@ -76,6 +101,28 @@ async fn audit(
         agent_id,
         operation,
         result: "ok",
+        ..Default::default()
+    };
+    state.store.audit(entry).await.map_err(internal)
+}
+
+/// Audits an admin change to a user or token (`target`), successful or not.
+async fn audit_change(
+    state: &AppState,
+    session: &Session,
+    operation: &str,
+    target: &str,
+    detail: Option<&str>,
+    error: Option<&ErrorReply>,
+) -> Result<(), ErrorReply> {
+    let entry = AuditEntry {
+        user: Some(&session.user),
+        session_id: Some(&session.id),
+        operation,
+        result: if error.is_none() { "ok" } else { "failed" },
+        error_code: error.map(|e| e.error_code.as_str()),
+        target: Some(target),
+        detail,
         ..Default::default()
     };
     state.store.audit(entry).await.map_err(internal)
@@ -157,13 +204,14 @@ async fn create_token(
         .ttl_secs
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_TOKEN_TTL);
-    let token = state
+    let (id, token) = state
         .store
-        .create_registration_token(ttl)
+        .create_registration_token_with_id(ttl)
         .await
         .map_err(internal)?;
-    audit(state, session, subject::TOKEN_CREATE, None).await?;
+    audit_change(state, session, subject::TOKEN_CREATE, &id, None, None).await?;
     Ok(TokenCreated {
+        id,
         token,
         expires_at: rfc3339(now() + ttl.as_secs() as i64),
     })
@@ -214,10 +262,368 @@ async fn audit_list(
             operation: r.operation,
             result: r.result,
             error_code: r.error_code,
+            target: r.target,
+            detail: r.detail,
         })
         .collect();
     Ok(AuditListResponse {
         count: entries.len(),
         entries,
     })
+}
+
+// ---- users ------------------------------------------------------------------------------------
+
+fn user_summary(row: UserRow) -> UserSummary {
+    UserSummary {
+        name: row.name,
+        role: row.role,
+        disabled: row.disabled,
+        created_at: rfc3339(row.created_at),
+        sessions: row.sessions,
+    }
+}
+
+async fn user_list(state: &AppState) -> Result<UserListResponse, ErrorReply> {
+    let users: Vec<UserSummary> = state
+        .store
+        .users()
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(user_summary)
+        .collect();
+    Ok(UserListResponse {
+        count: users.len(),
+        users,
+    })
+}
+
+async fn user_create(
+    state: &AppState,
+    session: &Session,
+    request: UserCreateRequest,
+) -> Result<UserSummary, ErrorReply> {
+    let detail = format!("role {}", request.role);
+    let created = state
+        .store
+        .add_user(&request.name, &request.password, request.role)
+        .await;
+    let error = match created {
+        Ok(()) => None,
+        Err(StoreError::UserExists(name)) => Some(ErrorReply::new(
+            ErrorCode::NameTaken,
+            format!("a user named {name} already exists; choose another name"),
+        )),
+        Err(e) => Some(internal(e)),
+    };
+    audit_change(
+        state,
+        session,
+        subject::USER_CREATE,
+        &request.name,
+        Some(&detail),
+        error.as_ref(),
+    )
+    .await?;
+    if let Some(error) = error {
+        return Err(error);
+    }
+    tracing::info!(user = %request.name, role = %request.role, by = %session.user, "user created");
+    let row = state
+        .store
+        .user(&request.name)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| internal_msg("a user just created is missing"))?;
+    Ok(user_summary(row))
+}
+
+fn internal_msg(what: &str) -> ErrorReply {
+    tracing::error!(what, "unexpected state in an admin request");
+    ErrorReply::new(
+        ErrorCode::Internal,
+        "the relay's database changed unexpectedly; see the relay's log",
+    )
+}
+
+/// Changes a role and/or the disabled flag. Disabling revokes the user's sessions and closes
+/// their connections; a role change closes the user's connections so that each authenticates
+/// again and gets the new role: no connection keeps a permission it no longer has.
+async fn user_update(
+    state: &AppState,
+    session: &Session,
+    request: UserUpdateRequest,
+) -> Result<UserSummary, ErrorReply> {
+    let mut words = vec![];
+    if let Some(role) = request.role {
+        words.push(format!("role {role}"));
+    }
+    match request.disabled {
+        Some(true) => words.push("disable".to_string()),
+        Some(false) => words.push("enable".to_string()),
+        None => {}
+    }
+    let detail = words.join(", ");
+    let changed = match state
+        .store
+        .update_user(&request.name, request.role, request.disabled)
+        .await
+    {
+        Ok(changed) => changed,
+        Err(e) => {
+            let error = match e {
+                StoreError::NoSuchUser(name) => ErrorReply::new(
+                    ErrorCode::NotFound,
+                    format!("no user named {name:?}; `zedops user list` lists them"),
+                ),
+                StoreError::LastAdmin(name) => ErrorReply::new(
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "{name} is the last enabled admin; make another user admin first, or nobody could administer this relay"
+                    ),
+                ),
+                other => return Err(internal(other)),
+            };
+            audit_change(
+                state,
+                session,
+                subject::USER_UPDATE,
+                &request.name,
+                Some(&detail),
+                Some(&error),
+            )
+            .await?;
+            return Err(error);
+        }
+    };
+    audit_change(
+        state,
+        session,
+        subject::USER_UPDATE,
+        &request.name,
+        Some(&detail),
+        None,
+    )
+    .await?;
+    let why = if changed.user.disabled {
+        Some(Kick::Revoked)
+    } else if changed.role_changed {
+        Some(Kick::RoleChanged)
+    } else {
+        None
+    };
+    let mut closed = 0;
+    if let Some(why) = why {
+        for id in &changed.sessions {
+            closed += state.hub.kick_session_because(id, why);
+        }
+    }
+    tracing::info!(user = %request.name, change = %detail, by = %session.user, closed, "user changed");
+    Ok(user_summary(changed.user))
+}
+
+// ---- registration tokens ----------------------------------------------------------------------
+
+fn token_summary(row: TokenRow, at: i64) -> TokenSummary {
+    TokenSummary {
+        state: row.state(at).to_string(),
+        id: row.id,
+        created_at: rfc3339(row.created_at),
+        expires_at: rfc3339(row.expires_at),
+        used_at: row.used_at.map(rfc3339),
+        used_by_agent: row.used_by_agent,
+        revoked_at: row.revoked_at.map(rfc3339),
+    }
+}
+
+async fn token_list(state: &AppState) -> Result<TokenListResponse, ErrorReply> {
+    let at = now();
+    let tokens: Vec<TokenSummary> = state
+        .store
+        .registration_tokens()
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|row| token_summary(row, at))
+        .collect();
+    Ok(TokenListResponse {
+        count: tokens.len(),
+        tokens,
+    })
+}
+
+async fn token_revoke(
+    state: &AppState,
+    session: &Session,
+    request: TokenRevokeRequest,
+) -> Result<TokenRevoked, ErrorReply> {
+    let revoked = state
+        .store
+        .revoke_registration_token(&request.token_id)
+        .await;
+    let error = match revoked {
+        Ok(_) => None,
+        Err(StoreError::NoSuchToken(id)) => Some(ErrorReply::new(
+            ErrorCode::NotFound,
+            format!("no registration token with id {id:?}; `zedops token list` lists them"),
+        )),
+        Err(StoreError::TokenUsed(id)) => Some(ErrorReply::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "registration token {id} was already used to enrol an agent; revoke that agent instead"
+            ),
+        )),
+        Err(e) => return Err(internal(e)),
+    };
+    audit_change(
+        state,
+        session,
+        subject::TOKEN_REVOKE,
+        &request.token_id,
+        None,
+        error.as_ref(),
+    )
+    .await?;
+    if let Some(error) = error {
+        return Err(error);
+    }
+    tracing::info!(token = %request.token_id, by = %session.user, "registration token revoked");
+    Ok(TokenRevoked {
+        token_id: request.token_id,
+    })
+}
+
+// ---- agent token rotation -------------------------------------------------------------------
+
+/// Gives a connected agent a new permanent token: the relay remembers the new token's hash as
+/// pending, sends the token over the agent's live connection, and only when the agent answers
+/// that it stored it does the new hash replace the old one (which is refused from then on). If
+/// the agent cannot store it, the old token stays; if the answer is lost, whichever token the
+/// agent next authenticates with becomes the only one.
+async fn rotate_agent(
+    state: &AppState,
+    session: &Session,
+    request: AgentRotateRequest,
+) -> Result<AgentRotated, ErrorReply> {
+    let outcome = rotate(state, &request.agent_id).await;
+    let (agent_id, name, error) = match outcome {
+        Ok((id, name)) => (Some(id), name, None),
+        Err((id, error)) => (id, String::new(), Some(error)),
+    };
+    let entry = AuditEntry {
+        user: Some(&session.user),
+        session_id: Some(&session.id),
+        agent_id: Some(agent_id.as_deref().unwrap_or(&request.agent_id)),
+        operation: subject::AGENT_ROTATE,
+        result: if error.is_none() { "ok" } else { "failed" },
+        error_code: error.as_ref().map(|e| e.error_code.as_str()),
+        ..Default::default()
+    };
+    state.store.audit(entry).await.map_err(internal)?;
+    match error {
+        Some(error) => Err(error),
+        None => {
+            tracing::info!(agent = %name, by = %session.user, "agent token rotated");
+            Ok(AgentRotated {
+                agent_id: agent_id.unwrap_or_default(),
+                name,
+            })
+        }
+    }
+}
+
+type RotateError = (Option<String>, ErrorReply);
+
+async fn rotate(state: &AppState, reference: &str) -> Result<(String, String), RotateError> {
+    let Some(link) = state.hub.agent(reference) else {
+        return Err(match state.store.find_agent(reference).await {
+            Ok(Some(agent)) => (
+                Some(agent.id),
+                ErrorReply::new(
+                    ErrorCode::AgentOffline,
+                    format!(
+                        "agent {} is not connected; its token can only be rotated while it is online",
+                        agent.name
+                    ),
+                ),
+            ),
+            Ok(None) => (
+                None,
+                ErrorReply::new(
+                    ErrorCode::NotFound,
+                    format!("no agent named or with id {reference:?}; `zedops agents` lists them"),
+                ),
+            ),
+            Err(e) => (None, internal(e)),
+        });
+    };
+    let id = Some(link.id.clone());
+    let token = secret::new_token(TokenKind::Agent);
+    let next_hash = secret::token_hash(&token);
+    state
+        .store
+        .begin_rotation(&link.id, &next_hash)
+        .await
+        .map_err(|e| (id.clone(), internal(e)))?;
+    let data = serde_json::to_string(&AgentToken { token }).expect("serialises");
+    let answer = link
+        .request(subject::AGENT_TOKEN, &data, state.timeouts.operation)
+        .await;
+    let raw = match answer {
+        Ok(raw) => raw,
+        Err(e @ crate::hub::RouteError::Busy(_)) => {
+            // Never sent: the new token exists nowhere but here.
+            let _ = state.store.abort_rotation(&link.id, &next_hash).await;
+            return Err((id, e.to_reply(&link.name)));
+        }
+        Err(e) => {
+            // The agent may or may not have stored the new token: both stay valid until it
+            // authenticates with one of them.
+            tracing::warn!(agent = %link.name, ?e, "agent did not confirm a token rotation");
+            let mut reply = e.to_reply(&link.name);
+            reply.error = format!(
+                "{}; the rotation was not confirmed (the agent's current token keeps working)",
+                reply.error
+            );
+            return Err((id, reply));
+        }
+    };
+    match serde_json::from_str::<AgentTokenStored>(&raw) {
+        Ok(stored) if stored.agent_id == link.id => {}
+        _ => {
+            let _ = state.store.abort_rotation(&link.id, &next_hash).await;
+            let reply = serde_json::from_str::<ErrorReply>(&raw).unwrap_or_else(|_| {
+                ErrorReply::new(
+                    ErrorCode::InvalidRequest,
+                    "the agent answered the rotation with something unexpected",
+                )
+            });
+            tracing::warn!(agent = %link.name, code = %reply.error_code, error = %reply.error, "agent refused a token rotation");
+            return Err((
+                id,
+                ErrorReply::new(
+                    reply.error_code,
+                    format!(
+                        "agent {} could not store a new token ({}); its old token stays valid",
+                        link.name, reply.error
+                    ),
+                ),
+            ));
+        }
+    }
+    match state.store.finish_rotation(&link.id, &next_hash).await {
+        Ok(true) => Ok((link.id.clone(), link.name.clone())),
+        Ok(false) => Err((
+            id,
+            ErrorReply::new(
+                ErrorCode::Internal,
+                format!(
+                    "agent {} stored the new token but reconnected or was revoked meanwhile; run the rotation again",
+                    link.name
+                ),
+            ),
+        )),
+        Err(e) => Err((id, internal(e))),
+    }
 }

@@ -13,6 +13,8 @@ use zedops_protocol::{
     ErrorReply, Frame, HELLO_TIMEOUT, PROTOCOL_VERSION, subject,
 };
 
+use crate::client_endpoint::rate_check;
+use crate::rate_limit::{MessageLimiter, Verdict};
 use crate::server::AppState;
 use crate::socket::{self, Incoming, Socket};
 use crate::store::{AgentRecord, StoreError};
@@ -80,11 +82,33 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
         ping.reset();
         let mut shutdown = state.shutdown.clone();
         let mut deadline = tokio::time::Instant::now() + state.timeouts.heartbeat_timeout;
+        let mut limiter = MessageLimiter::agent(&state.limits);
         loop {
             tokio::select! {
                 incoming = socket.recv() => {
                     deadline = tokio::time::Instant::now() + state.timeouts.heartbeat_timeout;
                     link.touch();
+                    // Answers to the relay's own requests are paid for by those requests (bounded
+                    // per agent); everything else the agent sends counts against its rate limit.
+                    let incoming = match incoming {
+                        Incoming::Frame(frame) if subject::is_inbox(&frame.subject) => {
+                            if answer(&link, &frame) {
+                                continue;
+                            }
+                            Incoming::Frame(frame)
+                        }
+                        other => other,
+                    };
+                    if matches!(incoming, Incoming::Frame(_) | Incoming::Invalid(_)) {
+                        match rate_check(&mut limiter, &mut socket, &incoming).await {
+                            Verdict::Allow => {}
+                            Verdict::Refuse => continue,
+                            Verdict::Close => {
+                                socket.close(axum::extract::ws::close_code::POLICY, "message rate limit exceeded").await;
+                                break;
+                            }
+                        }
+                    }
                     match incoming {
                         Incoming::Frame(frame) => handle_frame(&state, &link, &mut socket, frame).await,
                         Incoming::Invalid(e) => {
@@ -219,8 +243,13 @@ fn internal(e: StoreError) -> ErrorReply {
     )
 }
 
-/// A frame from an authenticated agent: an answer to a request, a live-state push, a heartbeat,
-/// or junk.
+/// An agent's answer to one of the relay's requests: true when a request was waiting for it.
+fn answer(link: &crate::hub::AgentLink, frame: &Frame) -> bool {
+    link.answer(&frame.subject, frame.raw_data().to_string())
+}
+
+/// Any other frame from an authenticated agent (counted against its rate limit): a late
+/// answer, a live-state push, a heartbeat, or junk.
 async fn handle_frame(
     state: &AppState,
     link: &crate::hub::AgentLink,
@@ -228,10 +257,7 @@ async fn handle_frame(
     frame: Frame,
 ) {
     if subject::is_inbox(&frame.subject) {
-        let data = frame.raw_data().to_string();
-        if !link.answer(&frame.subject, data) {
-            debug!(inbox = %frame.subject, "answer for an expired request dropped");
-        }
+        debug!(inbox = %frame.subject, "answer for an expired request dropped");
         return;
     }
     match frame.subject.as_str() {

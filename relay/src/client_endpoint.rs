@@ -16,6 +16,8 @@ use zedops_protocol::{
 
 use crate::agent_endpoint::check_version;
 use crate::connection::ClientConn;
+use crate::hub::Kick;
+use crate::rate_limit::{MessageLimiter, Verdict};
 use crate::router::{self, Reply};
 use crate::server::AppState;
 use crate::socket::{self, Incoming, Socket};
@@ -85,8 +87,26 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
     }
     info!(role = %session.role, "client connected");
 
-    let (conn_id, mut revoked) = state.hub.connect_client(&session.id);
+    let (conn_id, mut kicked) = state.hub.connect_client(&session.id);
+    // The user may have been changed between reading the session and registering it for kicks:
+    // check once more, so no connection keeps a role (or a session) it no longer has.
+    match state.store.session_role(&session.id).await {
+        Ok(Some(role)) if role == session.role => {}
+        Ok(_) => {
+            info!("closing: the user changed while this connection authenticated");
+            state.hub.disconnect_client(&session.id, conn_id);
+            socket
+                .close(
+                    axum::extract::ws::close_code::POLICY,
+                    "your account changed; reconnect",
+                )
+                .await;
+            return;
+        }
+        Err(e) => warn!(%e, "could not re-check the session; continuing with the checked one"),
+    }
     let session = Arc::new(session);
+    let mut limiter = MessageLimiter::client(&state.limits);
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let (answers_tx, mut answers) = mpsc::channel::<String>(MAX_IN_FLIGHT);
     let mut shutdown = state.shutdown.clone();
@@ -94,39 +114,51 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
     ping.reset();
     loop {
         tokio::select! {
-            incoming = socket.recv() => match incoming {
-                Incoming::Frame(frame) => {
-                    let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-                        let reply = ErrorReply::new(ErrorCode::RateLimited, format!("more than {MAX_IN_FLIGHT} requests in flight; wait for answers"));
-                        let _ = socket.send_error(frame.reply.as_deref(), &reply).await;
-                        continue;
-                    };
-                    let (state, session, answers_tx, conn) = (state.clone(), session.clone(), answers_tx.clone(), conn.clone());
-                    tokio::spawn(async move {
-                        match router::handle(&state, &session, &conn, frame).await {
-                            Reply::Frame(answer) => {
-                                let _ = answers_tx.send(answer).await;
-                            }
-                            // Holds its in-flight permit while it runs, which bounds the streams
-                            // one connection can have open.
-                            Reply::Stream { inbox, stream } => {
-                                streams::pump(stream, &conn.streams, &inbox, &answers_tx).await;
-                            }
+            incoming = socket.recv() => {
+                if matches!(incoming, Incoming::Frame(_) | Incoming::Invalid(_)) {
+                    match rate_check(&mut limiter, &mut socket, &incoming).await {
+                        Verdict::Allow => {}
+                        Verdict::Refuse => continue,
+                        Verdict::Close => {
+                            socket.close(axum::extract::ws::close_code::POLICY, "message rate limit exceeded").await;
+                            break;
                         }
-                        drop(permit);
-                    }.in_current_span());
+                    }
                 }
-                Incoming::Invalid(e) => {
-                    warn!(%e, "malformed frame from client");
-                    let _ = socket.send_error(None, &e.to_reply()).await;
+                match incoming {
+                    Incoming::Frame(frame) => {
+                        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                            let reply = ErrorReply::new(ErrorCode::RateLimited, format!("more than {MAX_IN_FLIGHT} requests in flight; wait for answers"));
+                            let _ = socket.send_error(frame.reply.as_deref(), &reply).await;
+                            continue;
+                        };
+                        let (state, session, answers_tx, conn) = (state.clone(), session.clone(), answers_tx.clone(), conn.clone());
+                        tokio::spawn(async move {
+                            match router::handle(&state, &session, &conn, frame).await {
+                                Reply::Frame(answer) => {
+                                    let _ = answers_tx.send(answer).await;
+                                }
+                                // Holds its in-flight permit while it runs, which bounds the streams
+                                // one connection can have open.
+                                Reply::Stream { inbox, stream } => {
+                                    streams::pump(stream, &conn.streams, &inbox, &answers_tx).await;
+                                }
+                            }
+                            drop(permit);
+                        }.in_current_span());
+                    }
+                    Incoming::Invalid(e) => {
+                        warn!(%e, "malformed frame from client");
+                        let _ = socket.send_error(None, &e.to_reply()).await;
+                    }
+                    Incoming::TooLarge => {
+                        warn!("client sent a frame over the limit");
+                        socket.refuse_too_large().await;
+                        break;
+                    }
+                    Incoming::Closed => break,
                 }
-                Incoming::TooLarge => {
-                    warn!("client sent a frame over the limit");
-                    socket.refuse_too_large().await;
-                    break;
-                }
-                Incoming::Closed => break,
-            },
+            }
             Some(answer) = answers.recv() => {
                 if socket.send_text(answer).await.is_err() { break; }
             }
@@ -156,11 +188,19 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
             _ = ping.tick() => {
                 if socket.ping().await.is_err() { break; }
             }
-            _ = &mut revoked => {
-                info!("closing: device session revoked");
-                let reply = ErrorReply::new(ErrorCode::Unauthorized, "this device session was revoked; log in again");
-                let _ = socket.send_error(None, &reply).await;
-                socket.close(axum::extract::ws::close_code::POLICY, "session revoked").await;
+            kick = &mut kicked => {
+                match kick {
+                    Ok(Kick::RoleChanged) => {
+                        info!("closing: the user's role changed; the client reconnects with the new one");
+                        socket.close(axum::extract::ws::close_code::POLICY, "your role changed; reconnect to continue with the new role").await;
+                    }
+                    _ => {
+                        info!("closing: device session revoked");
+                        let reply = ErrorReply::new(ErrorCode::Unauthorized, "this device session was revoked or its user disabled; log in again");
+                        let _ = socket.send_error(None, &reply).await;
+                        socket.close(axum::extract::ws::close_code::POLICY, "session revoked").await;
+                    }
+                }
                 break;
             }
             _ = shutdown.changed() => {
@@ -171,6 +211,45 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
     }
     state.hub.disconnect_client(&session.id, conn_id);
     info!("client disconnected");
+}
+
+/// Applies the message rate limit to one incoming frame. Over the limit the peer is told
+/// `RATE_LIMITED` (to the frame's inbox when it has one); a peer that keeps flooding is told so,
+/// and the caller closes the connection on [`Verdict::Close`].
+pub(crate) async fn rate_check(
+    limiter: &mut MessageLimiter,
+    socket: &mut Socket,
+    incoming: &Incoming,
+) -> Verdict {
+    let was_limited = limiter.limited;
+    let reply_to = match incoming {
+        Incoming::Frame(frame) => frame.reply.as_deref(),
+        _ => None,
+    };
+    let verdict = limiter.check();
+    match verdict {
+        Verdict::Allow => {}
+        Verdict::Refuse => {
+            if !was_limited {
+                warn!("peer over its message rate limit; refusing with RATE_LIMITED");
+            }
+            let mut reply = ErrorReply::new(
+                ErrorCode::RateLimited,
+                "too many messages on this connection; slow down (the relay allows a sustained rate per connection with a short burst)",
+            );
+            reply.retry_after_secs = Some(1);
+            let _ = socket.send_error(reply_to, &reply).await;
+        }
+        Verdict::Close => {
+            warn!("peer kept flooding over its message rate limit; closing the connection");
+            let reply = ErrorReply::new(
+                ErrorCode::RateLimited,
+                "too many messages after being told to slow down; closing this connection",
+            );
+            let _ = socket.send_error(None, &reply).await;
+        }
+    }
+    verdict
 }
 
 async fn authenticate(

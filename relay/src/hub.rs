@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use zedops_protocol::{AgentStatus, Envelope, ErrorCode, ErrorReply, subject};
 
 use crate::store::now;
@@ -80,6 +80,9 @@ pub struct AgentLink {
     pub last_seen: AtomicI64,
     /// Closes the connection when sent (a newer connection of the same agent replaced it).
     pub close: Mutex<Option<oneshot::Sender<()>>>,
+    /// Requests in flight to this agent, from all clients together.
+    in_flight: Arc<Semaphore>,
+    in_flight_limit: usize,
 }
 
 /// Why a routed request got no answer from the agent.
@@ -87,6 +90,8 @@ pub struct AgentLink {
 pub enum RouteError {
     Offline,
     Timeout(Duration),
+    /// The agent already has this many requests in flight.
+    Busy(usize),
 }
 
 impl RouteError {
@@ -105,12 +110,31 @@ impl RouteError {
                     after.as_secs()
                 ),
             ),
+            RouteError::Busy(limit) => {
+                let mut reply = ErrorReply::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "agent {agent_name} already has {limit} requests in flight; retry when some have been answered"
+                    ),
+                );
+                reply.retry_after_secs = Some(1);
+                reply
+            }
         }
     }
 }
 
+/// Why a client connection is being closed by the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kick {
+    /// The device session was revoked (or its user disabled): it may not reconnect.
+    Revoked,
+    /// The user's role changed: reconnect to authenticate with the new one.
+    RoleChanged,
+}
+
 /// Closers of one device session's live connections, by connection id.
-type SessionConnections = HashMap<u64, oneshot::Sender<()>>;
+type SessionConnections = HashMap<u64, oneshot::Sender<Kick>>;
 
 /// Shared live state.
 pub struct Hub {
@@ -120,21 +144,29 @@ pub struct Hub {
     next_conn: AtomicU64,
     status: broadcast::Sender<Arc<str>>,
     events: broadcast::Sender<Pushed>,
+    /// Requests each agent may have in flight.
+    agent_in_flight: usize,
 }
 
 impl Default for Hub {
     fn default() -> Self {
+        Self::new(crate::rate_limit::AGENT_IN_FLIGHT)
+    }
+}
+
+impl Hub {
+    /// A hub whose agents each take at most `agent_in_flight` requests at once.
+    pub fn new(agent_in_flight: usize) -> Self {
         Self {
             agents: RwLock::default(),
             clients: Mutex::default(),
             next_conn: AtomicU64::new(1),
             status: broadcast::channel(STATUS_QUEUE).0,
             events: broadcast::channel(EVENT_QUEUE).0,
+            agent_in_flight: agent_in_flight.max(1),
         }
     }
-}
 
-impl Hub {
     /// Registers a newly authenticated agent connection, replacing (and closing) an older
     /// connection of the same agent. Returns the link and the receiver of its outgoing frames.
     pub fn connect_agent(
@@ -157,16 +189,18 @@ impl Hub {
             streams: Mutex::default(),
             last_seen: AtomicI64::new(now()),
             close: Mutex::new(Some(close_tx)),
+            in_flight: Arc::new(Semaphore::new(self.agent_in_flight)),
+            in_flight_limit: self.agent_in_flight,
         });
         let old = self
             .agents
             .write()
             .expect("hub lock")
             .insert(id.to_string(), link.clone());
-        if let Some(old) = old {
-            if let Some(close) = old.close.lock().expect("close lock").take() {
-                let _ = close.send(());
-            }
+        if let Some(old) = old
+            && let Some(close) = old.close.lock().expect("close lock").take()
+        {
+            let _ = close.send(());
         }
         self.push_status(&link, true);
         (link, rx, close_rx)
@@ -193,16 +227,16 @@ impl Hub {
 
     /// Closes the live connection of an agent, if any (after revocation).
     pub fn kick_agent(&self, id: &str) {
-        if let Some(link) = self.agents.read().expect("hub lock").get(id) {
-            if let Some(close) = link.close.lock().expect("close lock").take() {
-                let _ = close.send(());
-            }
+        if let Some(link) = self.agents.read().expect("hub lock").get(id)
+            && let Some(close) = link.close.lock().expect("close lock").take()
+        {
+            let _ = close.send(());
         }
     }
 
     /// Registers a client connection of a device session. The receiver fires when the session
-    /// is revoked.
-    pub fn connect_client(&self, session_id: &str) -> (u64, oneshot::Receiver<()>) {
+    /// is revoked or its user's role changes.
+    pub fn connect_client(&self, session_id: &str) -> (u64, oneshot::Receiver<Kick>) {
         let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.clients
@@ -227,14 +261,22 @@ impl Hub {
 
     /// Closes every live connection of a device session (after revocation).
     pub fn kick_session(&self, session_id: &str) {
+        self.kick_session_because(session_id, Kick::Revoked);
+    }
+
+    /// Closes every live connection of a device session, telling each why. Returns how many.
+    pub fn kick_session_because(&self, session_id: &str, why: Kick) -> usize {
         let conns = self
             .clients
             .lock()
             .expect("clients lock")
-            .remove(session_id);
-        for (_, close) in conns.into_iter().flatten() {
-            let _ = close.send(());
+            .remove(session_id)
+            .unwrap_or_default();
+        let count = conns.len();
+        for (_, close) in conns {
+            let _ = close.send(why);
         }
+        count
     }
 
     /// The link of a connected agent, by id or name.
@@ -302,6 +344,12 @@ impl AgentLink {
         data: &str,
         timeout: Duration,
     ) -> Result<String, RouteError> {
+        // Held until the answer arrives or the request gives up.
+        let _slot = self
+            .in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| RouteError::Busy(self.in_flight_limit))?;
         let inbox = format!("{}{}", subject::INBOX_PREFIX, uuid::Uuid::new_v4().simple());
         let (tx, rx) = oneshot::channel();
         self.pending

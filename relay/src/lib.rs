@@ -11,6 +11,7 @@ pub mod http_api;
 pub mod hub;
 pub mod login_limit;
 pub mod policy;
+pub mod rate_limit;
 pub mod revocation;
 pub mod router;
 pub mod secret;
@@ -21,5 +22,6 @@ pub mod streams;
 pub mod subscription;
 pub mod time;
 
+pub use rate_limit::Limits;
 pub use server::{Options, Server, ShutdownHandle, Timeouts};
 pub use store::Store;

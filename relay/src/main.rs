@@ -45,6 +45,18 @@ enum Command {
         /// URL servers reach this relay at, written into /install.sh [default: from each request's Host]
         #[arg(long, env = "ZEDOPS_PUBLIC_URL")]
         public_url: Option<String>,
+        /// Sustained messages per second one client connection may send, with a burst of 256;
+        /// over it: RATE_LIMITED, and a connection that keeps flooding is closed. 0: no limit
+        #[arg(long, env = "ZEDOPS_MAX_MESSAGES_PER_SEC", default_value_t = zedops_relay::rate_limit::MESSAGES_PER_SEC)]
+        max_messages_per_sec: u32,
+        /// The same for one agent connection (Docker events, heartbeats; answers to the relay's
+        /// requests do not count), with a burst of twice the rate. 0: no limit
+        #[arg(long, env = "ZEDOPS_MAX_AGENT_MESSAGES_PER_SEC", default_value_t = zedops_relay::rate_limit::AGENT_MESSAGES_PER_SEC)]
+        max_agent_messages_per_sec: u32,
+        /// Requests one agent may have in flight from all clients together; more: RATE_LIMITED
+        #[arg(long, env = "ZEDOPS_MAX_AGENT_REQUESTS", default_value_t = zedops_relay::rate_limit::AGENT_IN_FLIGHT as u32,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        max_agent_requests: u32,
     },
     /// Manage users.
     User {
@@ -161,8 +173,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tls_key,
             downloads,
             public_url,
+            max_messages_per_sec,
+            max_agent_messages_per_sec,
+            max_agent_requests,
         } => {
             let tls = tls_cert.zip(tls_key);
+            let limits = zedops_relay::Limits {
+                messages_per_sec: max_messages_per_sec,
+                agent_messages_per_sec: max_agent_messages_per_sec,
+                agent_message_burst: max_agent_messages_per_sec.saturating_mul(2),
+                agent_in_flight: max_agent_requests as usize,
+                ..Default::default()
+            };
+            if max_messages_per_sec == 0 || max_agent_messages_per_sec == 0 {
+                tracing::warn!(
+                    "a per-connection message rate limit is off (--max-messages-per-sec or --max-agent-messages-per-sec 0)"
+                );
+            }
             let installer = zedops_relay::download::InstallerOptions {
                 downloads,
                 public_url,
@@ -173,6 +200,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tls,
                 timeouts: Timeouts::default(),
                 installer,
+                limits,
             })
             .await?;
             let handle = server.shutdown_handle();

@@ -31,6 +31,13 @@ pub const CLIENT_SUBJECTS: &[(&str, Need)] = &[
     (subject::TOKEN_CREATE, Need::Admin),
     (subject::AUDIT_LIST, Need::Admin),
     (subject::EVENT_SUBSCRIBE, Need::Read),
+    // Users, registration tokens and agent tokens.
+    (subject::USER_LIST, Need::Admin),
+    (subject::USER_CREATE, Need::Admin),
+    (subject::USER_UPDATE, Need::Admin),
+    (subject::TOKEN_LIST, Need::Admin),
+    (subject::TOKEN_REVOKE, Need::Admin),
+    (subject::AGENT_ROTATE, Need::Admin),
 ];
 
 /// What `subject` needs, or `None` when the relay does not serve it.
@@ -74,6 +81,13 @@ mod tests {
             (subject::TOKEN_CREATE, [true, false, false]),
             (subject::AUDIT_LIST, [true, false, false]),
             (subject::EVENT_SUBSCRIBE, [true, true, true]),
+            // Users, registration tokens and agent tokens.
+            (subject::USER_LIST, [true, false, false]),
+            (subject::USER_CREATE, [true, false, false]),
+            (subject::USER_UPDATE, [true, false, false]),
+            (subject::TOKEN_LIST, [true, false, false]),
+            (subject::TOKEN_REVOKE, [true, false, false]),
+            (subject::AGENT_ROTATE, [true, false, false]),
         ];
         assert_eq!(
             intended.len(),
@@ -86,5 +100,7 @@ mod tests {
             assert_eq!(&got, expected, "{subject}");
         }
         assert_eq!(need("container.remove"), None);
+        // Relay → agent only: a client may never send it.
+        assert_eq!(need(subject::AGENT_TOKEN), None);
     }
 }

@@ -53,6 +53,8 @@ pub struct Options {
     pub timeouts: Timeouts,
     /// What `/install.sh` and `/download/agent/…` serve (nothing to download by default).
     pub installer: InstallerOptions,
+    /// Messages per second per connection and requests in flight per agent.
+    pub limits: crate::rate_limit::Limits,
 }
 
 /// What every connection task shares.
@@ -66,6 +68,8 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Failed logins, for brute-force protection.
     pub login_limit: crate::login_limit::LoginLimiter,
+    /// Per-connection message rate and per-agent request limits.
+    pub limits: crate::rate_limit::Limits,
 }
 
 /// A bound, ready relay. [`listen`](Server::listen) serves until shut down.
@@ -111,11 +115,12 @@ impl Server {
         let (tx, rx) = watch::channel(false);
         let state = Arc::new(AppState {
             store,
-            hub: Hub::default(),
+            hub: Hub::new(options.limits.agent_in_flight),
             timeouts: options.timeouts,
             shutdown: rx,
             tasks: TaskTracker::new(),
             login_limit: Default::default(),
+            limits: options.limits,
         });
         let handle = ShutdownHandle {
             tx: Arc::new(tx),

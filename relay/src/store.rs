@@ -25,6 +25,63 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("password hashing failed: {0}")]
     Hash(String),
+    #[error("no user named {0:?}")]
+    NoSuchUser(String),
+    #[error("{0:?} is the last enabled admin")]
+    LastAdmin(String),
+    #[error("no registration token with id {0:?}")]
+    NoSuchToken(String),
+    #[error("registration token {0:?} was already used")]
+    TokenUsed(String),
+}
+
+/// A user as stored, without the password hash.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub name: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: i64,
+    /// Live device sessions.
+    pub sessions: u32,
+}
+
+/// What [`Store::update_user`] changed.
+#[derive(Debug, Clone)]
+pub struct UserChange {
+    pub user: UserRow,
+    /// The role differs from before.
+    pub role_changed: bool,
+    /// The user went from enabled to disabled.
+    pub disabled_now: bool,
+    /// Sessions of the user that were live before the change (all revoked now when disabled).
+    pub sessions: Vec<String>,
+}
+
+/// A registration token as stored, without the token or its hash.
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    pub id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub used_by_agent: Option<String>,
+    pub revoked_at: Option<i64>,
+}
+
+impl TokenRow {
+    /// `valid`, `used`, `expired` or `revoked`, as of `now`.
+    pub fn state(&self, now: i64) -> &'static str {
+        if self.used_at.is_some() {
+            "used"
+        } else if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.expires_at <= now {
+            "expired"
+        } else {
+            "valid"
+        }
+    }
 }
 
 /// An authenticated device session.
@@ -66,6 +123,8 @@ pub struct AuditRow {
     pub operation: String,
     pub result: String,
     pub error_code: Option<String>,
+    pub target: Option<String>,
+    pub detail: Option<String>,
 }
 
 /// One audit log entry to write.
@@ -78,6 +137,10 @@ pub struct AuditEntry<'a> {
     pub operation: &'a str,
     pub result: &'a str,
     pub error_code: Option<&'a str>,
+    /// What an admin change applied to: a user name or a registration token id.
+    pub target: Option<&'a str>,
+    /// How, in words (`role viewer -> admin`); never a secret.
+    pub detail: Option<&'a str>,
 }
 
 /// The relay's database.
@@ -101,10 +164,10 @@ impl Store {
         let options = if db.starts_with("sqlite:") {
             SqliteConnectOptions::from_str(db)?
         } else {
-            if let Some(parent) = std::path::Path::new(db).parent() {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(e.into()))?;
-                }
+            if let Some(parent) = std::path::Path::new(db).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(e.into()))?;
             }
             SqliteConnectOptions::new().filename(db)
         }
@@ -295,16 +358,66 @@ impl Store {
 
     /// Creates a single-use registration token valid for `ttl`.
     pub async fn create_registration_token(&self, ttl: Duration) -> Result<String, StoreError> {
+        Ok(self.create_registration_token_with_id(ttl).await?.1)
+    }
+
+    /// Creates a single-use registration token valid for `ttl`; its id and the token.
+    pub async fn create_registration_token_with_id(
+        &self,
+        ttl: Duration,
+    ) -> Result<(String, String), StoreError> {
         let token = secret::new_token(TokenKind::Registration);
+        let id = uuid::Uuid::new_v4().to_string();
         let created = now();
         sqlx::query("INSERT INTO registration_tokens (id, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?)")
-            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(&id)
             .bind(secret::token_hash(&token))
             .bind(created)
             .bind(created + ttl.as_secs() as i64)
             .execute(&self.pool)
             .await?;
-        Ok(token)
+        Ok((id, token))
+    }
+
+    /// Registration tokens, newest first (at most 1000): never the tokens or their hashes.
+    pub async fn registration_tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, created_at, expires_at, used_at, used_by_agent, revoked_at \
+             FROM registration_tokens ORDER BY created_at DESC, id LIMIT 1000",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(token_from_row).collect())
+    }
+
+    /// Revokes an unused registration token by id, so it can no longer enrol an agent.
+    /// Revoking a revoked or expired token again is harmless; a used one is refused.
+    pub async fn revoke_registration_token(&self, id: &str) -> Result<TokenRow, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE registration_tokens SET revoked_at = ? \
+             WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind(now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(
+            "SELECT id, created_at, expires_at, used_at, used_by_agent, revoked_at \
+             FROM registration_tokens WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let row = row
+            .as_ref()
+            .map(token_from_row)
+            .ok_or_else(|| StoreError::NoSuchToken(id.into()))?;
+        if row.used_at.is_some() {
+            return Err(StoreError::TokenUsed(id.into()));
+        }
+        Ok(row)
     }
 
     /// Enrols a new agent: consumes the registration token and creates the agent with a fresh
@@ -320,7 +433,7 @@ impl Store {
         let agent_id = uuid::Uuid::new_v4().to_string();
         let consumed = sqlx::query(
             "UPDATE registration_tokens SET used_at = ?, used_by_agent = ? \
-             WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?",
+             WHERE token_hash = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?",
         )
         .bind(at)
         .bind(&agent_id)
@@ -375,9 +488,14 @@ impl Store {
     ) -> Result<Option<AgentRecord>, StoreError> {
         let at = now();
         // The token hash is the lookup key, so no secret is compared in the application.
+        // A token being rotated (`next_token_hash`) is accepted too: the agent may have stored it
+        // without its confirmation reaching the relay. Whichever token the agent proves it holds
+        // becomes the only one.
+        let hash = secret::token_hash(token);
         let row = sqlx::query(
-            "UPDATE agents SET last_seen = ?, version = ?, docker_version = ?, engine_id = ?, os = ?, arch = ?, hostname = ? \
-             WHERE id = ? AND token_hash = ? AND revoked_at IS NULL RETURNING name",
+            "UPDATE agents SET last_seen = ?1, version = ?2, docker_version = ?3, engine_id = ?4, os = ?5, arch = ?6, hostname = ?7, \
+             token_hash = ?8, next_token_hash = NULL \
+             WHERE id = ?9 AND (token_hash = ?8 OR next_token_hash = ?8) AND revoked_at IS NULL RETURNING name",
         )
         .bind(at)
         .bind(&info.version)
@@ -386,8 +504,8 @@ impl Store {
         .bind(&info.os)
         .bind(&info.arch)
         .bind(&info.hostname)
+        .bind(&hash)
         .bind(agent_id)
-        .bind(secret::token_hash(token))
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| AgentRecord {
@@ -446,13 +564,167 @@ impl Store {
         Ok(agent)
     }
 
+    /// Starts rotating an agent's token: `next_hash` is accepted alongside the current token
+    /// until [`finish_rotation`](Self::finish_rotation) or the agent's next authentication.
+    pub async fn begin_rotation(&self, agent_id: &str, next_hash: &str) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE agents SET next_token_hash = ? WHERE id = ? AND revoked_at IS NULL",
+        )
+        .bind(next_hash)
+        .bind(agent_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::NoSuchAgent(agent_id.into()));
+        }
+        Ok(())
+    }
+
+    /// The agent confirmed it stored the new token: it replaces the old one, which is refused
+    /// from now on. False when the rotation was settled otherwise meanwhile (the agent
+    /// reconnected, or it was revoked).
+    pub async fn finish_rotation(
+        &self,
+        agent_id: &str,
+        next_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE agents SET token_hash = next_token_hash, next_token_hash = NULL \
+             WHERE id = ? AND next_token_hash = ? AND revoked_at IS NULL",
+        )
+        .bind(agent_id)
+        .bind(next_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The agent said it could not store the new token: forget it, the old one stays.
+    pub async fn abort_rotation(&self, agent_id: &str, next_hash: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE agents SET next_token_hash = NULL WHERE id = ? AND next_token_hash = ?",
+        )
+        .bind(agent_id)
+        .bind(next_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // ---- user management --------------------------------------------------------------------
+
+    /// All users by name, with their live session counts; never the password hashes.
+    pub async fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT u.name, u.role, u.disabled, u.created_at, \
+             (SELECT COUNT(*) FROM device_sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL) AS sessions \
+             FROM users u ORDER BY u.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().filter_map(user_from_row).collect())
+    }
+
+    /// One user by name.
+    pub async fn user(&self, name: &str) -> Result<Option<UserRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT u.name, u.role, u.disabled, u.created_at, \
+             (SELECT COUNT(*) FROM device_sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL) AS sessions \
+             FROM users u WHERE u.name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().and_then(user_from_row))
+    }
+
+    /// Changes a user's role and/or disabled flag in one transaction. Disabling revokes every
+    /// device session of the user. The last enabled admin can be neither demoted nor disabled,
+    /// so the relay always keeps someone who can administer it.
+    pub async fn update_user(
+        &self,
+        name: &str,
+        role: Option<Role>,
+        disabled: Option<bool>,
+    ) -> Result<UserChange, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT id, role, disabled FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NoSuchUser(name.into()))?;
+        let user_id: String = row.get("id");
+        let old_role = Role::parse(row.get::<&str, _>("role")).unwrap_or(Role::Viewer);
+        let was_disabled: bool = row.get("disabled");
+        let new_role = role.unwrap_or(old_role);
+        let now_disabled = disabled.unwrap_or(was_disabled);
+        let admin_before = old_role == Role::Admin && !was_disabled;
+        let admin_after = new_role == Role::Admin && !now_disabled;
+        if admin_before && !admin_after {
+            let others: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND id != ?",
+            )
+            .bind(&user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if others == 0 {
+                return Err(StoreError::LastAdmin(name.into()));
+            }
+        }
+        let sessions: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM device_sessions WHERE user_id = ? AND revoked_at IS NULL",
+        )
+        .bind(&user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE users SET role = ?, disabled = ? WHERE id = ?")
+            .bind(new_role.as_str())
+            .bind(now_disabled)
+            .bind(&user_id)
+            .execute(&mut *tx)
+            .await?;
+        if now_disabled {
+            sqlx::query(
+                "UPDATE device_sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            )
+            .bind(now())
+            .bind(&user_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        let user = self
+            .user(name)
+            .await?
+            .ok_or_else(|| StoreError::NoSuchUser(name.into()))?;
+        Ok(UserChange {
+            user,
+            role_changed: new_role != old_role,
+            disabled_now: now_disabled && !was_disabled,
+            sessions,
+        })
+    }
+
+    /// The current role of a live device session (`None` when revoked or its user disabled),
+    /// to check a connection that authenticated while its user was being changed.
+    pub async fn session_role(&self, session_id: &str) -> Result<Option<Role>, StoreError> {
+        let role: Option<String> = sqlx::query_scalar(
+            "SELECT u.role FROM device_sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.id = ? AND s.revoked_at IS NULL AND u.disabled = 0",
+        )
+        .bind(session_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(role.as_deref().and_then(Role::parse))
+    }
+
     // ---- audit ------------------------------------------------------------------------------
 
     /// Appends to the audit log.
     pub async fn audit(&self, entry: AuditEntry<'_>) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO audit_log (at, user_name, session_id, agent_id, container, operation, result, error_code) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit_log (at, user_name, session_id, agent_id, container, operation, result, error_code, target, detail) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(now())
         .bind(entry.user)
@@ -462,6 +734,8 @@ impl Store {
         .bind(entry.operation)
         .bind(entry.result)
         .bind(entry.error_code)
+        .bind(entry.target)
+        .bind(entry.detail)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -475,7 +749,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<AuditRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, at, user_name, session_id, agent_id, container, operation, result, error_code FROM audit_log \
+            "SELECT id, at, user_name, session_id, agent_id, container, operation, result, error_code, target, detail FROM audit_log \
              WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR at >= ?2) ORDER BY id DESC LIMIT ?3",
         )
         .bind(agent_id)
@@ -495,6 +769,8 @@ impl Store {
                 operation: r.get("operation"),
                 result: r.get("result"),
                 error_code: r.get("error_code"),
+                target: r.get("target"),
+                detail: r.get("detail"),
             })
             .collect())
     }
@@ -504,6 +780,27 @@ impl Store {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
             .fetch_one(&self.pool)
             .await?)
+    }
+}
+
+fn user_from_row(r: &sqlx::sqlite::SqliteRow) -> Option<UserRow> {
+    Some(UserRow {
+        name: r.get("name"),
+        role: Role::parse(r.get::<&str, _>("role"))?,
+        disabled: r.get("disabled"),
+        created_at: r.get("created_at"),
+        sessions: r.get::<i64, _>("sessions").try_into().unwrap_or(u32::MAX),
+    })
+}
+
+fn token_from_row(r: &sqlx::sqlite::SqliteRow) -> TokenRow {
+    TokenRow {
+        id: r.get("id"),
+        created_at: r.get("created_at"),
+        expires_at: r.get("expires_at"),
+        used_at: r.get("used_at"),
+        used_by_agent: r.get("used_by_agent"),
+        revoked_at: r.get("revoked_at"),
     }
 }
 
@@ -636,5 +933,173 @@ mod tests {
             let text = String::from_utf8_lossy(&bytes);
             assert!(!text.contains("s3cret-pass") && !text.contains(&token));
         }
+    }
+
+    #[tokio::test]
+    async fn the_last_admin_stays_and_disabling_revokes_sessions() {
+        let (_dir, store) = store().await;
+        store
+            .add_user("root", "pw-root", Role::Admin)
+            .await
+            .unwrap();
+        store
+            .add_user("bob", "pw-bob", Role::Operator)
+            .await
+            .unwrap();
+        let (bob, token) = store.login("bob", "pw-bob", None).await.unwrap().unwrap();
+        assert!(matches!(
+            store.update_user("root", Some(Role::Viewer), None).await,
+            Err(StoreError::LastAdmin(_))
+        ));
+        assert!(matches!(
+            store.update_user("root", None, Some(true)).await,
+            Err(StoreError::LastAdmin(_))
+        ));
+        assert!(matches!(
+            store.update_user("nobody", None, Some(true)).await,
+            Err(StoreError::NoSuchUser(_))
+        ));
+
+        let change = store
+            .update_user("bob", Some(Role::Viewer), None)
+            .await
+            .unwrap();
+        assert!(change.role_changed && !change.disabled_now);
+        assert_eq!(change.sessions, vec![bob.id.clone()]);
+        assert_eq!(
+            store.session_role(&bob.id).await.unwrap(),
+            Some(Role::Viewer)
+        );
+        assert_eq!(
+            store.session(&token).await.unwrap().unwrap().role,
+            Role::Viewer
+        );
+
+        let change = store.update_user("bob", None, Some(true)).await.unwrap();
+        assert!(change.disabled_now && change.user.disabled);
+        assert_eq!(change.user.sessions, 0);
+        assert!(store.session(&token).await.unwrap().is_none());
+        assert!(store.login("bob", "pw-bob", None).await.unwrap().is_none());
+        // Enabling does not bring the old sessions back; a new login works.
+        store.update_user("bob", None, Some(false)).await.unwrap();
+        assert!(store.session(&token).await.unwrap().is_none());
+        assert!(store.login("bob", "pw-bob", None).await.unwrap().is_some());
+
+        // With a second admin, the first may step down.
+        store
+            .update_user("bob", Some(Role::Admin), None)
+            .await
+            .unwrap();
+        store
+            .update_user("root", Some(Role::Viewer), None)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn revoked_registration_tokens_cannot_enrol() {
+        let (_dir, store) = store().await;
+        let (id, token) = store
+            .create_registration_token_with_id(Duration::from_secs(60))
+            .await
+            .unwrap();
+        let listed = store.registration_tokens().await.unwrap();
+        assert_eq!((listed.len(), listed[0].state(now())), (1, "valid"));
+        let row = store.revoke_registration_token(&id).await.unwrap();
+        assert_eq!(row.state(now()), "revoked");
+        // Twice is harmless.
+        store.revoke_registration_token(&id).await.unwrap();
+        assert!(matches!(
+            store.enrol_agent(&token, "web-1", &info()).await,
+            Err(StoreError::BadRegistrationToken)
+        ));
+        assert!(matches!(
+            store.revoke_registration_token("nope").await,
+            Err(StoreError::NoSuchToken(_))
+        ));
+        let (used_id, used) = store
+            .create_registration_token_with_id(Duration::from_secs(60))
+            .await
+            .unwrap();
+        store.enrol_agent(&used, "web-1", &info()).await.unwrap();
+        assert!(matches!(
+            store.revoke_registration_token(&used_id).await,
+            Err(StoreError::TokenUsed(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_rotation_switches_tokens_only_when_confirmed() {
+        let (_dir, store) = store().await;
+        let token = store
+            .create_registration_token(Duration::from_secs(60))
+            .await
+            .unwrap();
+        let (agent, old) = store.enrol_agent(&token, "web-1", &info()).await.unwrap();
+        let auth = |t: String| {
+            let store = store.clone();
+            let id = agent.id.clone();
+            async move {
+                store
+                    .authenticate_agent(&id, &t, &info())
+                    .await
+                    .unwrap()
+                    .is_some()
+            }
+        };
+
+        // Pending: both work until one is used; using the old one cancels the rotation.
+        let new = secret::new_token(TokenKind::Agent);
+        store
+            .begin_rotation(&agent.id, &secret::token_hash(&new))
+            .await
+            .unwrap();
+        assert!(auth(old.clone()).await);
+        assert!(
+            !auth(new.clone()).await,
+            "authenticating with the old token settles it"
+        );
+
+        // Confirmed: the new token replaces the old one.
+        store
+            .begin_rotation(&agent.id, &secret::token_hash(&new))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .finish_rotation(&agent.id, &secret::token_hash(&new))
+                .await
+                .unwrap()
+        );
+        assert!(!auth(old.clone()).await);
+        assert!(auth(new.clone()).await);
+
+        // Confirmation lost, agent reconnects with the newer token: it becomes the only one.
+        let newer = secret::new_token(TokenKind::Agent);
+        store
+            .begin_rotation(&agent.id, &secret::token_hash(&newer))
+            .await
+            .unwrap();
+        assert!(auth(newer.clone()).await);
+        assert!(!auth(new.clone()).await);
+        assert!(
+            !store
+                .finish_rotation(&agent.id, &secret::token_hash(&newer))
+                .await
+                .unwrap()
+        );
+
+        // Aborted: the current token stays.
+        let spare = secret::new_token(TokenKind::Agent);
+        store
+            .begin_rotation(&agent.id, &secret::token_hash(&spare))
+            .await
+            .unwrap();
+        store
+            .abort_rotation(&agent.id, &secret::token_hash(&spare))
+            .await
+            .unwrap();
+        assert!(!auth(spare).await);
+        assert!(auth(newer).await);
     }
 }

@@ -31,6 +31,7 @@ async fn start(installer: InstallerOptions) -> anyhow::Result<Relay> {
         tls: None,
         timeouts: Timeouts::default(),
         installer,
+        limits: Default::default(),
     })
     .await?;
     let (addr, handle) = (server.local_addr(), server.shutdown_handle());

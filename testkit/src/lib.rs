@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use zedops_protocol::Role;
 use zedops_relay::server::AppState;
-use zedops_relay::{Options, Server, ShutdownHandle, Store, Timeouts};
+use zedops_relay::{Limits, Options, Server, ShutdownHandle, Store, Timeouts};
 
 pub use docker::{TestContainers, require_docker};
 pub use tls::TestPki;
@@ -57,6 +57,13 @@ impl TestRelay {
         Self::start_on(dir, "127.0.0.1:0".parse().unwrap(), timeouts).await
     }
 
+    /// A relay with custom rate and in-flight limits.
+    pub async fn start_with_limits(timeouts: Timeouts, limits: Limits) -> Self {
+        init_tracing();
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self::start_with(dir, "127.0.0.1:0".parse().unwrap(), timeouts, None, limits).await
+    }
+
     /// A relay serving wss:// and https:// with a certificate from `pki`.
     pub async fn start_tls(pki: &TestPki) -> Self {
         init_tracing();
@@ -67,6 +74,7 @@ impl TestRelay {
             "127.0.0.1:0".parse().unwrap(),
             Timeouts::default(),
             tls,
+            Limits::default(),
         )
         .await
     }
@@ -78,7 +86,7 @@ impl TestRelay {
         listen: SocketAddr,
         timeouts: Timeouts,
     ) -> Self {
-        Self::start_with(dir, listen, timeouts, None).await
+        Self::start_with(dir, listen, timeouts, None, Limits::default()).await
     }
 
     async fn start_with(
@@ -86,6 +94,7 @@ impl TestRelay {
         listen: SocketAddr,
         timeouts: Timeouts,
         tls: Option<(PathBuf, PathBuf)>,
+        limits: Limits,
     ) -> Self {
         let db = dir.path().join("relay.db").display().to_string();
         let server = Server::new(Options {
@@ -94,6 +103,7 @@ impl TestRelay {
             tls,
             timeouts,
             installer: Default::default(),
+            limits,
         })
         .await
         .expect("relay starts");

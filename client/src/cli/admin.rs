@@ -1,5 +1,6 @@
-//! Administration from the command line (admin role): `zedops agent revoke`, `zedops sessions`,
-//! `zedops token create` and `zedops audit`. The relay checks the role; these only ask and print.
+//! Administration from the command line (admin role): `zedops agent revoke|rotate`,
+//! `zedops sessions`, `zedops token create|list|revoke`, `zedops user …` and `zedops audit`.
+//! The relay checks the role; these only ask and print.
 
 use std::time::{Duration, SystemTime};
 
@@ -7,7 +8,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use zedops_client::Client;
 use zedops_protocol::{
-    AgentRevoked, AuditListResponse, SessionListResponse, SessionRevoked, TokenCreated, subject,
+    AgentRevoked, AgentRotated, AuditListResponse, Role, SessionListResponse, SessionRevoked,
+    TokenCreated, TokenListResponse, TokenRevoked, UserListResponse, UserSummary, subject,
 };
 
 use super::{CliError, CliResult, Global, connect, print_json, print_stdout, table};
@@ -180,6 +182,12 @@ pub async fn audit(
                     .as_deref()
                     .map(table::clean)
                     .unwrap_or_else(dash),
+                match (&e.target, &e.detail) {
+                    (Some(t), Some(d)) => format!("{} ({})", table::clean(t), table::clean(d)),
+                    (Some(t), None) => table::clean(t),
+                    (None, Some(d)) => table::clean(d),
+                    (None, None) => dash(),
+                },
             ]
         })
         .collect();
@@ -192,9 +200,146 @@ pub async fn audit(
             "OPERATION",
             "RESULT",
             "CODE",
+            "CHANGED",
         ],
         &rows,
     ))
+}
+
+pub async fn rotate_agent(global: &Global, agent: &str, json: bool) -> CliResult {
+    let (client, rotated): (_, AgentRotated) =
+        ask(global, subject::AGENT_ROTATE, json!({ "agentId": agent })).await?;
+    client.close().await;
+    if json {
+        print_json(&rotated)?;
+    }
+    eprintln!(
+        "rotated the token of agent {} ({}); the agent stored the new one and the old one is refused",
+        table::clean(&rotated.name),
+        rotated.agent_id
+    );
+    Ok(())
+}
+
+pub async fn tokens(global: &Global, json: bool) -> CliResult {
+    let (client, list): (_, TokenListResponse) =
+        ask(global, subject::TOKEN_LIST, json!({})).await?;
+    client.close().await;
+    if json {
+        return print_json(&list);
+    }
+    let dash = || "-".to_string();
+    let rows: Vec<Vec<String>> = list
+        .tokens
+        .iter()
+        .map(|t| {
+            vec![
+                table::clean(&t.id),
+                t.created_at.clone(),
+                t.expires_at.clone(),
+                table::clean(&t.state),
+                t.used_by_agent
+                    .as_deref()
+                    .map(table::clean)
+                    .unwrap_or_else(dash),
+            ]
+        })
+        .collect();
+    print_stdout(&table::render(
+        &["ID", "CREATED", "EXPIRES", "STATE", "USED BY AGENT"],
+        &rows,
+    ))
+}
+
+pub async fn revoke_token(global: &Global, id: &str, json: bool) -> CliResult {
+    let (client, revoked): (_, TokenRevoked) =
+        ask(global, subject::TOKEN_REVOKE, json!({ "tokenId": id })).await?;
+    client.close().await;
+    if json {
+        print_json(&revoked)?;
+    }
+    eprintln!(
+        "revoked registration token {}; it can no longer enrol a server",
+        table::clean(&revoked.token_id)
+    );
+    Ok(())
+}
+
+pub async fn users(global: &Global, json: bool) -> CliResult {
+    let (client, list): (_, UserListResponse) = ask(global, subject::USER_LIST, json!({})).await?;
+    client.close().await;
+    if json {
+        return print_json(&list);
+    }
+    let rows: Vec<Vec<String>> = list
+        .users
+        .iter()
+        .map(|u| {
+            vec![
+                table::clean(&u.name),
+                u.role.to_string(),
+                if u.disabled { "disabled" } else { "enabled" }.to_string(),
+                u.sessions.to_string(),
+                u.created_at.clone(),
+            ]
+        })
+        .collect();
+    print_stdout(&table::render(
+        &["NAME", "ROLE", "STATUS", "SESSIONS", "CREATED"],
+        &rows,
+    ))
+}
+
+pub async fn add_user(
+    global: &Global,
+    name: &str,
+    role: Role,
+    password: String,
+    json: bool,
+) -> CliResult {
+    let (client, user): (_, UserSummary) = ask(
+        global,
+        subject::USER_CREATE,
+        json!({ "name": name, "role": role, "password": password }),
+    )
+    .await?;
+    client.close().await;
+    if json {
+        print_json(&user)?;
+    }
+    eprintln!("created {} {}", user.role, table::clean(&user.name));
+    Ok(())
+}
+
+pub async fn update_user(
+    global: &Global,
+    name: &str,
+    role: Option<Role>,
+    disabled: Option<bool>,
+    json: bool,
+) -> CliResult {
+    let (client, user): (_, UserSummary) = ask(
+        global,
+        subject::USER_UPDATE,
+        json!({ "name": name, "role": role, "disabled": disabled }),
+    )
+    .await?;
+    client.close().await;
+    if json {
+        print_json(&user)?;
+    }
+    let name = table::clean(&user.name);
+    match (role, disabled) {
+        (_, Some(true)) => {
+            eprintln!("disabled {name}; their sessions are revoked and their connections closed")
+        }
+        (_, Some(false)) => eprintln!("enabled {name}; they can log in again"),
+        (Some(role), None) => {
+            eprintln!("{name} is now {role}; their open connections reconnect with the new role")
+        }
+        (None, None) => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -118,7 +118,7 @@ pub async fn logout(global: &Global) -> CliResult {
 
 /// The first line of `input`, without its line ending. Nothing else is trimmed: spaces may be
 /// part of a password.
-fn read_password(mut input: impl BufRead, source: &str) -> Result<String, CliError> {
+pub(super) fn read_password(mut input: impl BufRead, source: &str) -> Result<String, CliError> {
     let mut line = String::new();
     input.read_line(&mut line).map_err(|e| {
         CliError::new(
@@ -137,7 +137,7 @@ fn read_password(mut input: impl BufRead, source: &str) -> Result<String, CliErr
     Ok(password.to_string())
 }
 
-fn read_password_file(path: &Path) -> Result<String, CliError> {
+pub(super) fn read_password_file(path: &Path) -> Result<String, CliError> {
     let file = std::fs::File::open(path).map_err(|e| {
         CliError::new(
             "INVALID_INPUT",

@@ -81,10 +81,15 @@ enum Command {
     },
     /// List device sessions, or revoke one (admin)
     Sessions(SessionsArgs),
-    /// Create a single-use registration token to enrol a server (admin)
+    /// Create, list and revoke registration tokens to enrol servers (admin)
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// List, create, disable and enable users and change their roles (admin)
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
     },
     /// Show the audit log, newest first (admin)
     Audit(AuditArgs),
@@ -99,6 +104,64 @@ enum AgentCommand {
         #[command(flatten)]
         output: JsonArg,
     },
+    /// Give a connected agent a new permanent token; the old one is refused from then on
+    Rotate {
+        /// Agent name or id
+        agent: String,
+        #[command(flatten)]
+        output: JsonArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// List users with their roles and live sessions
+    List {
+        #[command(flatten)]
+        output: JsonArg,
+    },
+    /// Create a user; the password is read from stdin or a file, never from an argument
+    Add {
+        /// User name (1 to 64 of A-Z a-z 0-9 . _ -)
+        name: String,
+        /// admin, operator or viewer
+        #[arg(long, value_parser = parse_role)]
+        role: zedops_protocol::Role,
+        /// Read the password from the first line of stdin
+        #[arg(long, value_parser = BoolishValueParser::new())]
+        password_stdin: bool,
+        /// Read the password from the first line of this file
+        #[arg(long, value_name = "FILE", conflicts_with = "password_stdin")]
+        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        output: JsonArg,
+    },
+    /// Change a user's role; their live connections reconnect with the new role at once
+    SetRole {
+        name: String,
+        /// admin, operator or viewer
+        #[arg(value_parser = parse_role)]
+        role: zedops_protocol::Role,
+        #[command(flatten)]
+        output: JsonArg,
+    },
+    /// Disable a user: their sessions are revoked and connections closed; they cannot log in
+    Disable {
+        name: String,
+        #[command(flatten)]
+        output: JsonArg,
+    },
+    /// Enable a disabled user again (they log in anew)
+    Enable {
+        name: String,
+        #[command(flatten)]
+        output: JsonArg,
+    },
+}
+
+fn parse_role(s: &str) -> Result<zedops_protocol::Role, String> {
+    zedops_protocol::Role::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a role: use admin, operator or viewer"))
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +188,18 @@ enum TokenCommand {
         /// How long the token stays valid (e.g. 15m, 1h, 2d; at most 30 days)
         #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
+        #[command(flatten)]
+        output: JsonArg,
+    },
+    /// List registration tokens: id, created, expires, state (never the tokens themselves)
+    List {
+        #[command(flatten)]
+        output: JsonArg,
+    },
+    /// Revoke an unused registration token so it can no longer enrol a server
+    Revoke {
+        /// Token id (from `zedops token list`)
+        id: String,
         #[command(flatten)]
         output: JsonArg,
     },
@@ -331,9 +406,48 @@ async fn run(cli: Cli) -> CliResult {
                 admin::revoke_session(&global, &id, args.output.json).await
             }
         },
-        Command::Token {
-            command: TokenCommand::Create { ttl, output },
-        } => admin::create_token(&global, ttl, output.json).await,
+        Command::Agent {
+            command: AgentCommand::Rotate { agent, output },
+        } => admin::rotate_agent(&global, &agent, output.json).await,
+        Command::Token { command } => match command {
+            TokenCommand::Create { ttl, output } => {
+                admin::create_token(&global, ttl, output.json).await
+            }
+            TokenCommand::List { output } => admin::tokens(&global, output.json).await,
+            TokenCommand::Revoke { id, output } => {
+                admin::revoke_token(&global, &id, output.json).await
+            }
+        },
+        Command::User { command } => match command {
+            UserCommand::List { output } => admin::users(&global, output.json).await,
+            UserCommand::Add {
+                name,
+                role,
+                password_stdin,
+                password_file,
+                output,
+            } => {
+                let password = if password_stdin {
+                    auth::read_password(std::io::stdin().lock(), "stdin")?
+                } else if let Some(path) = &password_file {
+                    auth::read_password_file(path)?
+                } else {
+                    usage_error(
+                        "give the new user's password with --password-stdin or --password-file FILE",
+                    )
+                };
+                admin::add_user(&global, &name, role, password, output.json).await
+            }
+            UserCommand::SetRole { name, role, output } => {
+                admin::update_user(&global, &name, Some(role), None, output.json).await
+            }
+            UserCommand::Disable { name, output } => {
+                admin::update_user(&global, &name, None, Some(true), output.json).await
+            }
+            UserCommand::Enable { name, output } => {
+                admin::update_user(&global, &name, None, Some(false), output.json).await
+            }
+        },
         Command::Audit(args) => {
             admin::audit(
                 &global,
@@ -464,6 +578,42 @@ mod tests {
         // A container is required; a missing one is a usage error (exit code 2).
         let err = Cli::try_parse_from(["zedops", "start", "--agent", "a"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn user_add_never_takes_a_password_argument() {
+        assert!(
+            Cli::try_parse_from([
+                "zedops",
+                "user",
+                "add",
+                "bob",
+                "--role",
+                "viewer",
+                "--password",
+                "p"
+            ])
+            .is_err()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "zedops",
+                "user",
+                "add",
+                "bob",
+                "--role",
+                "root",
+                "--password-stdin"
+            ])
+            .is_err()
+        );
+        let cli = Cli::try_parse_from(["zedops", "user", "set-role", "bob", "operator"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::User {
+                command: UserCommand::SetRole { .. }
+            }
+        ));
     }
 
     #[test]
