@@ -39,11 +39,11 @@ pub async fn follow(docker: Arc<DockerClient>, tx: mpsc::Sender<String>) {
     let mut reason = "connected to the relay";
     let mut backoff = Backoff::default();
     let mut failures = 0u32;
-    // Newest event sent, so events Docker replays after a reconnect are not sent twice.
-    let mut newest_sent = 0i64;
+    // Events already sent, so those Docker replays after a reconnect are not sent twice.
+    let mut sent = Recent::default();
     loop {
         let since = SystemTime::now() - REPLAY_MARGIN;
-        match follow_once(&docker, &tx, since, reason, &mut newest_sent, &mut failures).await {
+        match follow_once(&docker, &tx, since, reason, &mut sent, &mut failures).await {
             Gap::RelayGone => return,
             Gap::Docker(err) => {
                 failures += 1;
@@ -72,7 +72,7 @@ async fn follow_once(
     tx: &mpsc::Sender<String>,
     since: SystemTime,
     reason: &str,
-    newest_sent: &mut i64,
+    sent: &mut Recent,
     failures: &mut u32,
 ) -> Gap {
     let mut events = match docker.events(since).await {
@@ -101,7 +101,10 @@ async fn follow_once(
             Ok(event) => event,
             Err(err) => return err.into(),
         };
-        if event.time_nano != 0 && event.time_nano <= *newest_sent {
+        // Docker's events are not in time order across containers, so only an exact repeat
+        // (a replay after reconnecting) is skipped.
+        let key = (event.container_id.clone(), event.action, event.time_nano);
+        if !sent.insert(key) {
             continue;
         }
         // The row as it is now, so clients update it without asking; a destroyed one has none.
@@ -134,9 +137,36 @@ async fn follow_once(
         if !send(tx, subject::CONTAINER_EVENT, &pushed).await {
             return Gap::RelayGone;
         }
-        *newest_sent = (*newest_sent).max(pushed.time_nano);
     }
     Gap::Docker(DockerError::stream_ended())
+}
+
+/// The last events sent, to recognise Docker's replays; bounded, since replays only reach back
+/// [`REPLAY_MARGIN`].
+#[derive(Default)]
+struct Recent {
+    order: std::collections::VecDeque<EventKey>,
+    keys: std::collections::HashSet<EventKey>,
+}
+
+type EventKey = (String, ContainerAction, i64);
+
+impl Recent {
+    const CAPACITY: usize = 4096;
+
+    /// False when `key` was sent already.
+    fn insert(&mut self, key: EventKey) -> bool {
+        if !self.keys.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > Self::CAPACITY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.keys.remove(&old);
+        }
+        true
+    }
 }
 
 /// The row as it will be once Docker has finished with the event. Docker announces `die`
@@ -177,6 +207,20 @@ mod tests {
             health: Some("healthy".into()),
             labels: Default::default(),
         }
+    }
+
+    #[test]
+    fn only_exact_repeats_are_skipped() {
+        let mut recent = Recent::default();
+        let key = |t| ("c".to_string(), ContainerAction::Die, t);
+        assert!(recent.insert(key(20)));
+        // An older event arriving later is still new.
+        assert!(recent.insert(key(10)));
+        assert!(!recent.insert(key(20)), "a replay");
+        for t in 100..(100 + Recent::CAPACITY as i64) {
+            recent.insert(key(t));
+        }
+        assert!(recent.insert(key(20)), "forgotten once out of the window");
     }
 
     #[test]
