@@ -6,9 +6,7 @@ mod support;
 
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use serde_json::Value;
-use zedops_client::{Client, ConnectOptions};
-use zedops_protocol::Role;
-use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
+use zedops_testkit::{TestContainers, require_docker};
 
 #[tokio::test]
 async fn inspect_shows_the_container_and_masks_secrets() {
@@ -40,24 +38,8 @@ async fn inspect_shows_the_container_and_masks_secrets() {
         ..Default::default()
     };
     let game = containers.create_with("game", body, true).await;
-    let relay = TestRelay::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let _agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "detail-1",
-        dir.path(),
-    );
-    relay.wait_agent("detail-1", true).await;
-    let token = relay.login("viewer", Role::Viewer).await;
-    let client = Client::connect(ConnectOptions {
-        relay: relay.url.clone(),
-        token: token.clone(),
-        ca_file: None,
-        insecure: false,
-    })
-    .await
-    .unwrap();
+    let served = support::Served::start("detail-1").await;
+    let (relay, client, token) = (&served.relay, &served.client, &served.token);
 
     let detail = client.inspect("detail-1", &game).await.unwrap();
     assert_eq!(detail.name, game);
@@ -111,7 +93,7 @@ async fn inspect_shows_the_container_and_masks_secrets() {
     // The CLI: the JSON never carries the secret, and the table says it is masked.
     let config = tempfile::tempdir().unwrap();
     let out = support::zedops(config.path())
-        .env("ZEDOPS_TOKEN", &token)
+        .env("ZEDOPS_TOKEN", token)
         .args([
             "inspect", "--agent", "detail-1", &game, "--relay", &relay.url, "--json",
         ])
@@ -127,7 +109,7 @@ async fn inspect_shows_the_container_and_masks_secrets() {
     let json: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(json["restartPolicy"], "unless-stopped");
     let out = support::zedops(config.path())
-        .env("ZEDOPS_TOKEN", &token)
+        .env("ZEDOPS_TOKEN", token)
         .args([
             "inspect", "--agent", "detail-1", &game, "--relay", &relay.url,
         ])

@@ -7,47 +7,10 @@ mod support;
 
 use std::time::Duration;
 
-use zedops_client::{Client, ConnectOptions, LogChunk, LogStream, Logs, LogsOptions};
-use zedops_protocol::Role;
-use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
+use zedops_client::{LogChunk, LogStream, Logs, LogsOptions};
+use zedops_testkit::{TestContainers, require_docker};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-struct Setup {
-    relay: TestRelay,
-    _agent: TestAgent,
-    _dir: tempfile::TempDir,
-    client: Client,
-    token: String,
-}
-
-async fn setup(agent: &str) -> Setup {
-    let relay = TestRelay::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let spawned = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        agent,
-        dir.path(),
-    );
-    relay.wait_agent(agent, true).await;
-    let token = relay.login("reader", Role::Viewer).await;
-    let client = Client::connect(ConnectOptions {
-        relay: relay.url.clone(),
-        token: token.clone(),
-        ca_file: None,
-        insecure: false,
-    })
-    .await
-    .unwrap();
-    Setup {
-        relay,
-        _agent: spawned,
-        _dir: dir,
-        client,
-        token,
-    }
-}
 
 /// Every chunk until the end, which must come within the deadline.
 async fn read_to_end(logs: &mut Logs) -> Vec<LogChunk> {
@@ -88,7 +51,7 @@ async fn numbered_lines_arrive_complete_and_in_order_while_following() {
             true,
         )
         .await;
-    let s = setup("logs-1").await;
+    let s = support::Served::start("logs-1").await;
     let mut logs = s
         .client
         .logs(
@@ -155,7 +118,7 @@ async fn a_huge_line_and_binary_output_do_not_break_the_stream() {
             true,
         )
         .await;
-    let s = setup("logs-2").await;
+    let s = support::Served::start("logs-2").await;
     // Wait until the container has printed everything (its last line is "end").
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -228,7 +191,7 @@ async fn cancel_ends_a_follow_and_refusals_are_clear() {
     };
     let mut containers = TestContainers::new(&docker);
     let quiet = containers.sleeper("quiet").await;
-    let s = setup("logs-3").await;
+    let s = support::Served::start("logs-3").await;
     let mut logs = s
         .client
         .logs(
@@ -288,7 +251,7 @@ async fn zedops_logs_prints_the_last_lines() {
             true,
         )
         .await;
-    let s = setup("logs-4").await;
+    let s = support::Served::start("logs-4").await;
     let config = tempfile::tempdir().unwrap();
     // The container exits at once; wait until Docker has all of its output.
     let deadline = tokio::time::Instant::now() + WAIT;

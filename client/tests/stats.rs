@@ -7,9 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use zedops_client::{Client, ConnectOptions};
-use zedops_protocol::Role;
-use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
+use zedops_testkit::{TestContainers, require_docker};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -26,25 +24,8 @@ async fn stats_show_a_busy_container_and_stream_until_cancelled() {
             true,
         )
         .await;
-    let relay = TestRelay::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let _agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "stats-1",
-        dir.path(),
-    );
-    relay.wait_agent("stats-1", true).await;
-    let token = relay.login("watcher", Role::Viewer).await;
-    let client = Client::connect(ConnectOptions {
-        relay: relay.url.clone(),
-        token: token.clone(),
-        ca_file: None,
-        insecure: false,
-    })
-    .await
-    .unwrap();
-
+    let served = support::Served::start("stats-1").await;
+    let (relay, client, token) = (&served.relay, &served.client, &served.token);
     let mut samples = client.stats("stats-1", &busy, true).await.unwrap();
     let mut seen = Vec::new();
     tokio::time::timeout(WAIT, async {
@@ -79,7 +60,7 @@ async fn stats_show_a_busy_container_and_stream_until_cancelled() {
 
     let config = tempfile::tempdir().unwrap();
     let out = support::zedops(config.path())
-        .env("ZEDOPS_TOKEN", &token)
+        .env("ZEDOPS_TOKEN", token)
         .args([
             "stats",
             "--agent",

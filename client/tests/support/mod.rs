@@ -33,3 +33,44 @@ pub async fn run(cmd: &mut tokio::process::Command, stdin: &str) -> std::process
     drop(input);
     child.wait_with_output().await.unwrap()
 }
+
+/// A relay with one real agent on the local engine and a client signed in as a viewer: the
+/// starting point of the tests that read containers (inspect, logs, stats).
+pub struct Served {
+    pub relay: zedops_testkit::TestRelay,
+    pub client: zedops_client::Client,
+    /// The viewer's device token, for running the CLI as the same user.
+    pub token: String,
+    _agent: zedops_testkit::TestAgent,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    pub async fn start(agent: &str) -> Self {
+        let relay = zedops_testkit::TestRelay::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let spawned = zedops_testkit::TestAgent::spawn(
+            &relay.url,
+            Some(relay.registration_token().await),
+            agent,
+            dir.path(),
+        );
+        relay.wait_agent(agent, true).await;
+        let token = relay.login("viewer", zedops_protocol::Role::Viewer).await;
+        let client = zedops_client::Client::connect(zedops_client::ConnectOptions {
+            relay: relay.url.clone(),
+            token: token.clone(),
+            ca_file: None,
+            insecure: false,
+        })
+        .await
+        .unwrap();
+        Self {
+            relay,
+            client,
+            token,
+            _agent: spawned,
+            _dir: dir,
+        }
+    }
+}
