@@ -223,6 +223,18 @@ async fn the_agent_endpoint_refuses_bad_input_and_a_silent_agent_times_out() {
         error_code(&next(&mut silent).await.unwrap()),
         "INVALID_REQUEST"
     );
+    // Live-state pushes are decoded strictly too: an unknown field or an oversize value is
+    // refused to that agent, and nothing reaches the clients.
+    send(&mut silent, json!({"subject": "container.event", "data": {"containerId": "c", "name": "x", "action": "die", "timeNano": 1, "bogus": true}})).await;
+    assert_eq!(
+        error_code(&next(&mut silent).await.unwrap()),
+        "INVALID_REQUEST"
+    );
+    send(&mut silent, json!({"subject": "container.sync", "data": {"containers": [], "reason": "x".repeat(10_000)}})).await;
+    assert_eq!(
+        error_code(&next(&mut silent).await.unwrap()),
+        "INVALID_REQUEST"
+    );
 
     let err = bystander.containers("silent").await.unwrap_err();
     assert_eq!(err.code(), "TIMEOUT", "{err}");
