@@ -13,13 +13,36 @@ use crate::fake_peer;
 use crate::stats::{free_port, rss_kib};
 
 /// Kills the child process when dropped, so a failed benchmark leaves nothing running.
-struct Reaper(Child);
+pub struct Reaper(pub Child);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The release agent as its own process, enrolled on `relay` as `name` with its data in `dir`;
+/// returns once the relay counts it online.
+pub async fn spawn_agent(
+    binary: &Path,
+    relay: &TestRelay,
+    name: &str,
+    dir: &Path,
+) -> anyhow::Result<Reaper> {
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, relay.registration_token().await)?;
+    let child = Command::new(binary)
+        .args(["run", "--relay", &relay.url, "--name", name, "--token-file"])
+        .arg(&token_file)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let child = Reaper(child);
+    relay.wait_agent(name, true).await;
+    Ok(child)
 }
 
 pub async fn agent(binary: &Path) -> anyhow::Result<()> {
@@ -34,25 +57,7 @@ pub async fn agent(binary: &Path) -> anyhow::Result<()> {
     let docker = require_docker().await;
     let relay = TestRelay::start().await;
     let dir = tempfile::tempdir()?;
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, relay.registration_token().await)?;
-    let child = Command::new(binary)
-        .args([
-            "run",
-            "--relay",
-            &relay.url,
-            "--name",
-            "footprint",
-            "--token-file",
-        ])
-        .arg(&token_file)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?;
-    let child = Reaper(child);
-    relay.wait_agent("footprint", true).await;
+    let child = spawn_agent(binary, &relay, "footprint", dir.path()).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle = rss_kib(child.0.id())?;
     println!(

@@ -2,13 +2,13 @@
 //! a client: the agent runs as its own process, so its figures are its alone.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use zedops_client::{Client, ConnectOptions};
 use zedops_protocol::Role;
 use zedops_testkit::{TestContainers, TestRelay, require_docker};
 
+use crate::footprint::spawn_agent;
 use crate::stats::rss_kib;
 
 /// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
@@ -36,25 +36,7 @@ pub async fn run(binary: &Path, count: usize, seconds: u64) -> anyhow::Result<()
     }
     let relay = TestRelay::start().await;
     let dir = tempfile::tempdir()?;
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, relay.registration_token().await)?;
-    let child = Command::new(binary)
-        .args([
-            "run",
-            "--relay",
-            &relay.url,
-            "--name",
-            "stats-load",
-            "--token-file",
-        ])
-        .arg(&token_file)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?;
-    let mut child = Guard(child);
-    relay.wait_agent("stats-load", true).await;
+    let child = spawn_agent(binary, &relay, "stats-load", dir.path()).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pid = child.0.id();
     let idle_rss = rss_kib(pid)?;
@@ -105,18 +87,7 @@ pub async fn run(binary: &Path, count: usize, seconds: u64) -> anyhow::Result<()
         rss[rss.len() - 1] as f64 / 1024.0,
         idle_rss as f64 / 1024.0
     );
-    let _ = child.0.kill();
-    let _ = child.0.wait();
+    drop(child);
     drop(containers);
     Ok(())
-}
-
-/// Kills the agent however the benchmark ends.
-struct Guard(std::process::Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -145,38 +145,36 @@ async fn serve(
             Ok(json(answer))
         }
         subject::CONTAINER_LOGS => {
-            let mut request: LogsRequest = frame.payload().map_err(invalid)?;
-            let link = online_agent(state, &request.agent_id).await?;
-            request.agent_id = link.id.clone();
-            let data = serde_json::to_string(&request).expect("serialises");
-            let (agent_inbox, rx, sink) = link
-                .open_stream(subject::CONTAINER_LOGS, &data)
-                .await
-                .map_err(|e| e.to_reply(&link.name))?;
-            Ok(Answer::Stream(OpenStream {
-                kind: StreamKind::Logs,
-                link,
-                agent_inbox,
-                rx,
-                sink,
-            }))
+            let request: LogsRequest = frame.payload().map_err(invalid)?;
+            let reference = request.agent_id.clone();
+            let open = |agent_id| LogsRequest {
+                agent_id,
+                ..request
+            };
+            stream(
+                state,
+                &reference,
+                subject::CONTAINER_LOGS,
+                StreamKind::Logs,
+                open,
+            )
+            .await
         }
         subject::CONTAINER_STATS => {
-            let mut request: StatsRequest = frame.payload().map_err(invalid)?;
-            let link = online_agent(state, &request.agent_id).await?;
-            request.agent_id = link.id.clone();
-            let data = serde_json::to_string(&request).expect("serialises");
-            let (agent_inbox, rx, sink) = link
-                .open_stream(subject::CONTAINER_STATS, &data)
-                .await
-                .map_err(|e| e.to_reply(&link.name))?;
-            Ok(Answer::Stream(OpenStream {
-                kind: StreamKind::Stats,
-                link,
-                agent_inbox,
-                rx,
-                sink,
-            }))
+            let request: StatsRequest = frame.payload().map_err(invalid)?;
+            let reference = request.agent_id.clone();
+            let open = |agent_id| StatsRequest {
+                agent_id,
+                ..request
+            };
+            stream(
+                state,
+                &reference,
+                subject::CONTAINER_STATS,
+                StreamKind::Stats,
+                open,
+            )
+            .await
         }
         subject::STREAM_CANCEL => {
             let request: StreamCancel = frame.payload().map_err(invalid)?;
@@ -193,6 +191,30 @@ async fn serve(
             action(state, session, operation, request).await
         }
     }
+}
+
+/// Opens a streamed answer at the agent `reference` names; `request` rebuilds the request with
+/// the agent's id in place of the reference.
+async fn stream<R: Serialize>(
+    state: &AppState,
+    reference: &str,
+    subject: &str,
+    kind: StreamKind,
+    request: impl FnOnce(String) -> R,
+) -> Result<Answer, ErrorReply> {
+    let link = online_agent(state, reference).await?;
+    let data = serde_json::to_string(&request(link.id.clone())).expect("serialises");
+    let (agent_inbox, rx, sink) = link
+        .open_stream(subject, &data)
+        .await
+        .map_err(|e| e.to_reply(&link.name))?;
+    Ok(Answer::Stream(OpenStream {
+        kind,
+        link,
+        agent_inbox,
+        rx,
+        sink,
+    }))
 }
 
 /// Forwards start, stop or restart and audits the outcome before answering.
