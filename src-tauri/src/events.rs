@@ -34,3 +34,12 @@ pub struct ConnectionChanged {
     pub reason: Option<String>,
     pub signed_out: bool,
 }
+
+/// The alert list, the unseen count or the mutes changed. `reveal` is set when the person asked
+/// to see the alerts (the tray's "N alerts — show"), so the UI opens the list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, Event)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertsChanged {
+    pub state: crate::alerting::AlertsState,
+    pub reveal: bool,
+}

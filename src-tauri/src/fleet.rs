@@ -41,6 +41,11 @@ impl Fleet {
         self.agents.get(id).map(|(name, _)| name.as_str())
     }
 
+    /// Whether the agent is online, when known.
+    pub fn online(&self, id: &str) -> Option<bool> {
+        self.agents.get(id).map(|(_, online)| *online)
+    }
+
     /// Applies one container's new row (`None`: it was removed) to its agent's list and returns
     /// the updated list, or `None` when that agent's list was never loaded (nothing shows it).
     pub fn apply(

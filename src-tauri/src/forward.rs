@@ -1,8 +1,9 @@
-//! Turns the relay's pushes into UI events, tray updates and notifications, for one session.
+//! Turns the relay's pushes into UI events, tray updates and alerts, for one session.
 //! The session subscribes to the whole fleet's container events, so every table updates from
-//! pushes alone.
+//! pushes alone. An agent going offline is alerted only after a grace period (see `grace`).
 
 mod alerts;
+mod grace;
 
 use std::time::Instant;
 
@@ -12,9 +13,16 @@ use tauri_specta::Event;
 use tokio::sync::broadcast::error::RecvError;
 use zedops_client::{Client, ClientEvent, ContainerEvent};
 
+use crate::alerting::{self, AlertKind, NewAlert};
 use crate::events::{ConnectionChanged, ContainersUpdated};
 use crate::state::AppState;
-use crate::{notify, tray, types};
+use crate::{tray, types};
+
+/// What the forwarder keeps between pushes.
+struct Watch {
+    alerts: alerts::Alerts,
+    grace: grace::OfflineGrace,
+}
 
 pub fn spawn(app: AppHandle, client: Client) -> JoinHandle<()> {
     let mut events = client.events();
@@ -23,27 +31,63 @@ pub fn spawn(app: AppHandle, client: Client) -> JoinHandle<()> {
         if let Err(err) = client.subscribe(None).await {
             tracing::warn!(%err, "could not subscribe to container events; tables update after actions only");
         }
-        let mut alerts = alerts::Alerts::default();
+        let mut watch = Watch {
+            alerts: alerts::Alerts::default(),
+            grace: grace::OfflineGrace::new(grace::from_env()),
+        };
         loop {
-            match events.recv().await {
-                Ok(event) => handle(&app, &client, &mut alerts, event).await,
-                // Missed pushes: a fresh agent list in the UI sets things right.
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "missed relay pushes");
-                    let _ = ConnectionChanged {
-                        connected: true,
-                        reason: Some("missed updates from the relay; reloading".into()),
-                        signed_out: false,
+            // Wake for the next push, or when an agent's grace period runs out.
+            let due = watch.grace.next_due();
+            let wake = tokio::time::Instant::from_std(due.unwrap_or_else(Instant::now));
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(event) => handle(&app, &client, &mut watch, event).await,
+                    // Missed pushes: a fresh agent list in the UI sets things right.
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "missed relay pushes");
+                        let _ = ConnectionChanged {
+                            connected: true,
+                            reason: Some("missed updates from the relay; reloading".into()),
+                            signed_out: false,
+                        }
+                        .emit(&app);
                     }
-                    .emit(&app);
+                    Err(RecvError::Closed) => return,
+                },
+                _ = tokio::time::sleep_until(wake), if due.is_some() => {
+                    still_offline(&app, &mut watch.grace, Instant::now());
                 }
-                Err(RecvError::Closed) => return,
             }
         }
     })
 }
 
-async fn handle(app: &AppHandle, client: &Client, alerts: &mut alerts::Alerts, event: ClientEvent) {
+/// Alerts the agents whose grace period ran out, unless a fresh agent list found them online
+/// meanwhile (a push can be missed while the relay connection is down).
+fn still_offline(app: &AppHandle, grace: &mut grace::OfflineGrace, now: Instant) {
+    for (agent_id, name) in grace.due(now) {
+        if app.state::<AppState>().fleet().online(&agent_id) == Some(true) {
+            grace.online(&agent_id);
+            continue;
+        }
+        alerting::raise(
+            app,
+            NewAlert {
+                kind: AlertKind::Offline,
+                title: format!("{name} is offline"),
+                body: format!(
+                    "Agent {name} lost its connection to the relay over {} s ago; its containers cannot be controlled until it is back. Check that zedops-agent runs on that server and can reach the relay.",
+                    grace.grace().as_secs()
+                ),
+                agent_id,
+                agent_name: name,
+                container: None,
+            },
+        );
+    }
+}
+
+async fn handle(app: &AppHandle, client: &Client, watch: &mut Watch, event: ClientEvent) {
     match event {
         ClientEvent::AgentStatus(status) => {
             let was = app.state::<AppState>().fleet().set_online(
@@ -53,22 +97,31 @@ async fn handle(app: &AppHandle, client: &Client, alerts: &mut alerts::Alerts, e
             );
             let _ = types::agent_status(&status).emit(app);
             tray::refresh(app);
-            if was != Some(status.online) {
-                let (title, body) = if status.online {
-                    (
-                        format!("{} is back online", status.name),
-                        format!("Agent {} reconnected to the relay.", status.name),
-                    )
-                } else {
-                    (
-                        format!("{} is offline", status.name),
-                        format!(
-                            "Agent {} lost its connection to the relay; its containers cannot be controlled until it is back.",
-                            status.name
-                        ),
-                    )
-                };
-                notify::show(app, &title, &body);
+            if status.online {
+                // Its return is news only if its going away was (a blip shorter than the grace
+                // period said nothing, so there is nothing to take back).
+                if watch.grace.online(&status.agent_id) {
+                    alerting::raise(
+                        app,
+                        NewAlert {
+                            kind: AlertKind::Online,
+                            title: format!("{} is back online", status.name),
+                            body: format!("Agent {} reconnected to the relay.", status.name),
+                            agent_id: status.agent_id.clone(),
+                            agent_name: status.name.clone(),
+                            container: None,
+                        },
+                    );
+                }
+            } else {
+                if was == Some(true) {
+                    // It was seen online since any earlier absence (a fresh agent list), so
+                    // that absence is over: this is a new one with its own grace period.
+                    watch.grace.online(&status.agent_id);
+                }
+                watch
+                    .grace
+                    .offline(&status.agent_id, &status.name, Instant::now());
             }
             if status.online {
                 // Its containers may have changed while it was away.
@@ -111,7 +164,7 @@ async fn handle(app: &AppHandle, client: &Client, alerts: &mut alerts::Alerts, e
             .emit(app);
         }
         ClientEvent::Error(reply) => tracing::warn!(%reply, "the relay reported an error"),
-        ClientEvent::Container(event) => container_changed(app, alerts, *event),
+        ClientEvent::Container(event) => container_changed(app, &mut watch.alerts, *event),
         ClientEvent::Sync(sync) => {
             let containers = types::containers(sync.containers);
             app.state::<AppState>()
@@ -139,7 +192,7 @@ async fn handle(app: &AppHandle, client: &Client, alerts: &mut alerts::Alerts, e
 }
 
 /// One container changed: its row is patched in place, and a crash, OOM kill or failing health
-/// check raises a notification naming server and container.
+/// check raises an alert naming server and container.
 fn container_changed(app: &AppHandle, alerts: &mut alerts::Alerts, event: ContainerEvent) {
     let row = event.container.clone().map(types::ContainerView::from);
     let (updated, agent) = {
@@ -161,6 +214,16 @@ fn container_changed(app: &AppHandle, alerts: &mut alerts::Alerts, event: Contai
         .emit(app);
     }
     if let Some(alert) = alerts.check(&agent, &event, Instant::now()) {
-        notify::show(app, &alert.title, &alert.body);
+        alerting::raise(
+            app,
+            NewAlert {
+                kind: alert.kind,
+                agent_id: event.agent_id,
+                agent_name: agent,
+                container: Some(event.name),
+                title: alert.title,
+                body: alert.body,
+            },
+        );
     }
 }

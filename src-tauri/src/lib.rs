@@ -2,6 +2,7 @@
 //! with the device token in the OS keyring, a tray icon and native notifications.
 
 pub mod admin;
+pub mod alerting;
 pub mod commands;
 pub mod error;
 pub mod events;
@@ -10,6 +11,7 @@ mod forward;
 mod notify;
 pub mod service;
 pub mod session;
+pub mod settings;
 pub mod state;
 mod tray;
 pub mod types;
@@ -35,11 +37,15 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             commands::container_action,
             commands::create_registration_token,
             commands::list_audit,
+            alerting::commands::alert_state,
+            alerting::commands::mark_alerts_seen,
+            alerting::commands::set_agent_muted,
         ])
         .events(collect_events![
             events::ContainersUpdated,
             events::AgentStatusChanged,
             events::ConnectionChanged,
+            events::AlertsChanged,
         ])
         .typ::<error::ErrorCode>()
         // One TypeScript type per Rust type: the UI only receives these, never sends them back.
@@ -75,6 +81,8 @@ pub fn run() {
         .invoke_handler(specta.invoke_handler())
         .setup(move |app| {
             specta.mount_events(app);
+            // Before the tray, which shows the unseen alerts.
+            alerting::init(app.handle());
             // A desktop without a tray host still gets a working app; closing the window quits.
             if let Err(err) = tray::create(app.handle()) {
                 tracing::warn!(%err, "no tray icon");

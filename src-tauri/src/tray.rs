@@ -1,4 +1,7 @@
-//! The tray icon and its menu: a one-line fleet summary, show/hide, quit.
+//! The tray icon and its menu: a one-line fleet summary, the unseen alerts ("3 alerts — show",
+//! and a red dot on the icon), show/hide, quit.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
@@ -8,28 +11,42 @@ use tauri::{AppHandle, Manager};
 use crate::state::AppState;
 
 const TRAY_ID: &str = "main";
+const ICON: &[u8] = include_bytes!("../../icons/tray.png");
+/// The same icon with a red dot: there are unseen alerts.
+const ICON_ALERT: &[u8] = include_bytes!("../../icons/tray-alert.png");
 
-/// The summary line's menu item, kept to update its text.
-struct Summary(MenuItem<tauri::Wry>);
+/// The menu items whose text changes, and which icon is up (to swap it only on a change:
+/// refresh runs on every container event).
+struct Items {
+    summary: MenuItem<tauri::Wry>,
+    alerts: MenuItem<tauri::Wry>,
+    alert_icon: AtomicBool,
+}
 
 pub fn create(app: &AppHandle) -> tauri::Result<()> {
     let summary = MenuItem::with_id(app, "summary", "Not signed in", false, None::<&str>)?;
+    let alerts = MenuItem::with_id(app, "alerts", alert_line(0), false, None::<&str>)?;
     let toggle = MenuItem::with_id(app, "toggle", "Show / hide ZedOps", true, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Quit ZedOps", true, None::<&str>)?;
     let separator = PredefinedMenuItem::separator(app)?;
-    let menu = Menu::with_items(app, &[&summary, &separator, &toggle, &quit])?;
+    let menu = Menu::with_items(app, &[&summary, &alerts, &separator, &toggle, &quit])?;
     TrayIconBuilder::with_id(TRAY_ID)
-        .icon(Image::from_bytes(include_bytes!("../../icons/tray.png"))?)
+        .icon(Image::from_bytes(ICON)?)
         .tooltip("ZedOps")
         .menu(&menu)
         .show_menu_on_left_click(true)
         .on_menu_event(|app, event| match event.id().as_ref() {
+            "alerts" => crate::alerting::reveal(app),
             "toggle" => crate::window::toggle(app),
             "quit" => app.exit(0),
             _ => {}
         })
         .build(app)?;
-    app.manage(Summary(summary));
+    app.manage(Items {
+        summary,
+        alerts,
+        alert_icon: AtomicBool::new(false),
+    });
     Ok(())
 }
 
@@ -39,23 +56,81 @@ pub fn is_present(app: &AppHandle) -> bool {
     app.tray_by_id(TRAY_ID).is_some()
 }
 
-/// Rewrites the summary line from the app's picture of the fleet.
-pub fn refresh(app: &AppHandle) {
-    let Some(summary) = app.try_state::<Summary>() else {
-        return;
-    };
-    let signed_in = app.state::<AppState>().fleet().summary();
-    if let Err(err) = summary.0.set_text(&signed_in) {
-        tracing::debug!(%err, "could not update the tray summary");
-    }
-    if let Some(tray) = app.tray_by_id(TRAY_ID) {
-        let _ = tray.set_tooltip(Some(format!("ZedOps — {signed_in}")));
+/// The alerts line of the menu.
+fn alert_line(unseen: u32) -> String {
+    match unseen {
+        0 => "No new alerts".to_string(),
+        1 => "1 alert — show".to_string(),
+        n => format!("{n} alerts — show"),
     }
 }
 
-/// Back to the signed-out line.
+/// The tooltip: the fleet summary, and the unseen alerts when there are any.
+fn tooltip(summary: &str, unseen: u32) -> String {
+    match unseen {
+        0 => format!("ZedOps — {summary}"),
+        1 => format!("ZedOps — 1 unseen alert · {summary}"),
+        n => format!("ZedOps — {n} unseen alerts · {summary}"),
+    }
+}
+
+/// Rewrites the summary and alert lines, the tooltip and the icon from the app's picture of the
+/// fleet and its unseen alerts.
+pub fn refresh(app: &AppHandle) {
+    let Some(items) = app.try_state::<Items>() else {
+        return;
+    };
+    let signed_in = app.state::<AppState>().fleet().summary();
+    let unseen = crate::alerting::unseen(app);
+    if let Err(err) = items.summary.set_text(&signed_in) {
+        tracing::debug!(%err, "could not update the tray summary");
+    }
+    let _ = items.alerts.set_text(alert_line(unseen));
+    let _ = items.alerts.set_enabled(unseen > 0);
+    if let Some(tray) = app.tray_by_id(TRAY_ID) {
+        let _ = tray.set_tooltip(Some(tooltip(&signed_in, unseen)));
+        let alerting = unseen > 0;
+        if items.alert_icon.swap(alerting, Ordering::Relaxed) != alerting {
+            let icon = Image::from_bytes(if alerting { ICON_ALERT } else { ICON });
+            if let Err(err) = icon.and_then(|icon| tray.set_icon(Some(icon))) {
+                tracing::debug!(%err, "could not change the tray icon");
+            }
+        }
+    }
+}
+
+/// Back to the signed-out look; the session's alerts go with it.
 pub fn signed_out(app: &AppHandle) {
-    if let Some(summary) = app.try_state::<Summary>() {
-        let _ = summary.0.set_text("Not signed in");
+    crate::alerting::clear(app);
+    if let Some(items) = app.try_state::<Items>() {
+        let _ = items.summary.set_text("Not signed in");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_menu_and_tooltip_count_unseen_alerts() {
+        assert_eq!(alert_line(0), "No new alerts");
+        assert_eq!(alert_line(1), "1 alert — show");
+        assert_eq!(alert_line(3), "3 alerts — show");
+        assert_eq!(tooltip("No agents yet", 0), "ZedOps — No agents yet");
+        assert_eq!(
+            tooltip("1 of 1 agents online", 2),
+            "ZedOps — 2 unseen alerts · 1 of 1 agents online"
+        );
+    }
+
+    #[test]
+    fn the_alert_icon_is_the_tray_icon_with_a_dot() {
+        let plain = Image::from_bytes(ICON).unwrap();
+        let alert = Image::from_bytes(ICON_ALERT).unwrap();
+        assert_eq!(
+            (alert.width(), alert.height()),
+            (plain.width(), plain.height())
+        );
+        assert_ne!(alert.rgba(), plain.rgba());
     }
 }

@@ -5,13 +5,14 @@ use tauri::{AppHandle, Manager, Window, WindowEvent};
 
 pub const MAIN: &str = "main";
 
-/// Shows, unminimises and focuses the main window.
+/// Shows, unminimises and focuses the main window; the alerts count as seen once it is up.
 pub fn show(app: &AppHandle) {
     if let Some(window) = app.get_webview_window(MAIN) {
         let _ = window.show();
         let _ = window.unminimize();
         let _ = window.set_focus();
     }
+    crate::alerting::seen(app);
 }
 
 /// Hides the main window if it is visible, shows it otherwise.

@@ -6,12 +6,15 @@ use std::time::{Duration, Instant};
 
 use zedops_client::{ContainerAction, ContainerEvent};
 
+use crate::alerting::AlertKind;
+
 /// After a notification about a container, further ones about it wait this long.
 pub const QUIET_PERIOD: Duration = Duration::from_secs(60);
 
-/// A notification to show: title and body.
+/// A notification to show: what happened, title and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alert {
+    pub kind: AlertKind,
     pub title: String,
     pub body: String,
 }
@@ -48,12 +51,14 @@ fn describe(agent: &str, event: &ContainerEvent) -> Option<Alert> {
     let name = &event.name;
     match event.action {
         ContainerAction::Oom => Some(Alert {
+            kind: AlertKind::Oom,
             title: format!("{name} ran out of memory on {agent}"),
             body: format!(
                 "The kernel killed a process in container {name} on {agent} for lack of memory; raise its memory limit or find the leak."
             ),
         }),
         ContainerAction::Die if event.is_unexpected_death() => Some(Alert {
+            kind: AlertKind::Crashed,
             title: format!("{name} stopped on {agent}"),
             body: match event.exit_code {
                 Some(code) => format!(
@@ -66,6 +71,7 @@ fn describe(agent: &str, event: &ContainerEvent) -> Option<Alert> {
         }),
         ContainerAction::HealthStatus if event.health.as_deref() == Some("unhealthy") => {
             Some(Alert {
+                kind: AlertKind::Unhealthy,
                 title: format!("{name} is unhealthy on {agent}"),
                 body: format!(
                     "The health check of container {name} on {agent} is failing; it may need a restart."
@@ -103,6 +109,7 @@ mod tests {
             .check("game-1", &crash, t0)
             .expect("a crash notifies");
         assert_eq!(alert.title, "pz-server stopped on game-1");
+        assert_eq!(alert.kind, AlertKind::Crashed);
         assert!(
             alert.body.contains("exited with code 137"),
             "{}",

@@ -24,6 +24,9 @@ const USER: &str = "e2e-admin";
 /// Generous: a cold WebKit start under Xvfb on 2 cores takes seconds.
 const UI_WAIT: Duration = Duration::from_secs(60);
 const ACTION_WAIT: Duration = Duration::from_secs(30);
+/// The app's offline grace period in this test (30 s by default): short, yet longer than an
+/// agent takes to reconnect after a blip.
+const GRACE: Duration = Duration::from_secs(5);
 
 /// The keyring entries `secret-tool` finds for the service `zedops`.
 fn keyring_users() -> String {
@@ -50,6 +53,46 @@ fn found_on_disk(dir: &Path, needle: &str) -> Option<PathBuf> {
     }
     None
 }
+
+/// Waits until dunst's history contains `needle`, and returns the history.
+async fn wait_notification(needle: &str) -> String {
+    let deadline = Instant::now() + UI_WAIT;
+    loop {
+        let history = run("dunstctl", &["history"]);
+        if history.contains(needle) {
+            return history;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no notification {needle:?} in dunst's history: {history}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the element's text is `want`.
+async fn wait_text(wd: &WebDriver, css: &str, want: &str) {
+    let deadline = Instant::now() + UI_WAIT;
+    loop {
+        let found = wd.find_all(css).await;
+        let text = match found.first() {
+            Some(el) => wd.text(el).await,
+            None => String::new(),
+        };
+        if text == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{css} says {text:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The agent row's mute toggle.
+const MUTE: &str =
+    r#"[data-testid="agent-row"][data-agent-name="e2e-agent"] [data-testid="mute-agent"]"#;
 
 /// The row of the container named `name`.
 fn row(name: &str) -> String {
@@ -83,6 +126,9 @@ async fn the_desktop_app_controls_real_containers() {
     let web = containers.sleeper("web").await;
     // Company for the screenshot: another running container and one never started.
     let db = containers.sleeper("db").await;
+    // Killed while their agent is muted, and after it is unmuted.
+    let quiet = containers.sleeper("quiet").await;
+    let loud = containers.sleeper("loud").await;
     containers
         .create("batch", &TestContainers::SLEEP_CMD, false)
         .await;
@@ -97,7 +143,9 @@ async fn the_desktop_app_controls_real_containers() {
 
     // The app's own places, so the test neither reads nor leaves anything in the real ones.
     let home = AppHome::new();
-    let env = home.env();
+    let mut env = home.env();
+    let grace = GRACE.as_secs().to_string();
+    env.push(("ZEDOPS_OFFLINE_GRACE_SECS", Path::new(&grace)));
     let driver = Driver::start(&driver_bin, &env);
     let app = app_bin.to_str().unwrap();
 
@@ -201,19 +249,44 @@ async fn the_desktop_app_controls_real_containers() {
     containers.kill(&db).await;
     wd.wait_for(&format!(r#"{}[data-state="exited"]"#, row(&db)), UI_WAIT)
         .await;
-    let deadline = Instant::now() + UI_WAIT;
-    loop {
-        let history = run("dunstctl", &["history"]);
-        if history.contains(&format!("{db} stopped on {AGENT}")) {
-            assert!(history.contains("exited with code 137"), "{history}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no crash notification in dunst's history: {history}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let history = wait_notification(&format!("{db} stopped on {AGENT}")).await;
+    assert!(history.contains("exited with code 137"), "{history}");
+    // The header counts that unseen alert.
+    wait_text(&wd, r#"[data-testid="alerts-count"]"#, "1").await;
+
+    // Muted: the agent's next crash is listed in the app but raises no notification.
+    wd.click(&wd.wait_for(r#"[data-testid="nav-agents"]"#, UI_WAIT).await)
+        .await;
+    wd.click(&wd.wait_for(MUTE, UI_WAIT).await).await;
+    wd.wait_for(&format!(r#"{MUTE}[aria-pressed="true"]"#), UI_WAIT)
+        .await;
+    containers.kill(&quiet).await;
+    // Opening the list marks the alerts seen.
+    wd.click(
+        &wd.wait_for(r#"[data-testid="alerts-badge"]"#, UI_WAIT)
+            .await,
+    )
+    .await;
+    wd.wait_for(
+        &format!(r#"[data-testid="alert-item"][data-container-name="{quiet}"][data-muted="true"]"#),
+        UI_WAIT,
+    )
+    .await;
+    wd.wait_gone(r#"[data-testid="alerts-count"]"#, UI_WAIT)
+        .await;
+    std::fs::write(shots.join("alerts.png"), wd.screenshot().await).unwrap();
+    // The alert is listed after the decision not to notify; a moment more for dunst all the same.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let history = run("dunstctl", &["history"]);
+    assert!(
+        !history.contains(&format!("{quiet} stopped on")),
+        "a muted agent notified: {history}"
+    );
+    wd.click(
+        &wd.wait_for(r#"[data-testid="alerts-close"]"#, UI_WAIT)
+            .await,
+    )
+    .await;
 
     // Add server (admin): the install command's token enrols a real agent.
     wd.click(
@@ -314,20 +387,39 @@ async fn the_desktop_app_controls_real_containers() {
         "no sign-in form on a silent sign-in"
     );
 
-    // The agent dies: a native notification says it is offline.
+    // The mute survived the restart; unmuted, the next crash notifies and is counted.
+    wd.wait_for(&format!(r#"{MUTE}[aria-pressed="true"]"#), UI_WAIT)
+        .await;
+    wd.click(&wd.wait_for(MUTE, UI_WAIT).await).await;
+    wd.wait_for(&format!(r#"{MUTE}[aria-pressed="false"]"#), UI_WAIT)
+        .await;
+    containers.kill(&loud).await;
+    wait_notification(&format!("{loud} stopped on {AGENT}")).await;
+    wait_text(&wd, r#"[data-testid="alerts-count"]"#, "1").await;
+
+    // A blip shorter than the grace period raises nothing: the agent drops and comes back.
+    let dropped = Instant::now();
     agent.kill().await;
-    let deadline = Instant::now() + UI_WAIT;
-    loop {
-        let history = run("dunstctl", &["history"]);
-        if history.contains(&format!("{AGENT} is offline")) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no offline notification in dunst's history: {history}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let agent = TestAgent::spawn(&relay.url, None, AGENT, agent_dir.path());
+    relay.wait_agent(AGENT, true).await;
+    assert!(
+        dropped.elapsed() < GRACE,
+        "the agent took {:?} to come back, longer than the grace period",
+        dropped.elapsed()
+    );
+    tokio::time::sleep(
+        (dropped + GRACE + Duration::from_secs(1)).saturating_duration_since(Instant::now()),
+    )
+    .await;
+    let history = run("dunstctl", &["history"]);
+    assert!(
+        !history.contains(&format!("{AGENT} is offline")) && !history.contains("is back online"),
+        "a blip shorter than the grace period notified: {history}"
+    );
+
+    // The agent dies: past the grace period, a native notification says it is offline.
+    agent.kill().await;
+    wait_notification(&format!("{AGENT} is offline")).await;
     let offline = format!(
         r#"[data-testid="agent-row"][data-agent-name="{AGENT}"] [data-testid="agent-status"]"#
     );
@@ -337,6 +429,10 @@ async fn the_desktop_app_controls_real_containers() {
         assert!(Instant::now() < deadline, "the agent row still says online");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // And its return, since its going away was reported.
+    let agent = TestAgent::spawn(&relay.url, None, AGENT, agent_dir.path());
+    wait_notification(&format!("{AGENT} is back online")).await;
+    agent.kill().await;
 
     // Sign-out removes the keyring entry.
     wd.click(&wd.wait_for(r#"[data-testid="sign-out"]"#, UI_WAIT).await)

@@ -12,6 +12,7 @@ import type {
   LastLogin,
   SessionInfo,
 } from './backend';
+import { alerts } from './alerts.svelte';
 import { markOnce } from './marks';
 import { makeRow, type Row } from './table';
 
@@ -82,6 +83,7 @@ export class AppModel {
         connectionChanged: (e) => this.onConnection(e),
       });
     }
+    await alerts.listen();
     try {
       this.lastLogin = await backend.lastLogin();
     } catch (e) {
@@ -100,6 +102,7 @@ export class AppModel {
   stop(): void {
     this.#unlisten?.();
     this.#unlisten = null;
+    alerts.stop();
   }
 
   async signIn(relay: string, username: string, password: string): Promise<void> {
@@ -137,12 +140,14 @@ export class AppModel {
     this.view = { kind: 'agents' };
     this.connection = { connected: true, reason: null };
     this.toasts = [];
+    alerts.reset();
   }
 
   private async enter(session: SessionInfo): Promise<void> {
     this.session = session;
     this.phase = 'signed-in';
     this.connection = { connected: true, reason: null };
+    void alerts.load();
     await this.refresh();
     markOnce('zedops:containers-listed');
   }

@@ -120,3 +120,19 @@ export async function subscribe(handlers: {
   ]);
   return () => offs.forEach((off) => off());
 }
+
+// Alerts: the recent list, the unseen count and the per-agent mutes (src-tauri/src/alerting.rs).
+import type { AlertKind, AlertView, AlertsChanged, AlertsState } from './bindings';
+export type { AlertKind, AlertView, AlertsChanged, AlertsState };
+
+export const alertState = (): Promise<AlertsState> => call(() => commands.alertState());
+/** Marks every alert seen: the tray icon and the badges go back to normal. */
+export const markAlertsSeen = (): Promise<AlertsState> => call(() => commands.markAlertsSeen());
+/** Mutes (or unmutes) an agent's native notifications; its alerts are still listed. */
+export const setAgentMuted = (agentId: string, muted: boolean): Promise<AlertsState> =>
+  call(() => commands.setAgentMuted(agentId, muted));
+
+/** Subscribes to alert changes; resolves to the function that unsubscribes. */
+export async function subscribeAlerts(handler: (e: AlertsChanged) => void): Promise<Unlisten> {
+  return events.alertsChanged.listen((e) => handler(e.payload));
+}

@@ -27,10 +27,20 @@ export const commands = {
 	createRegistrationToken: (ttlSecs: number, publicUrl: string | null) => __TAURI_INVOKE<RegistrationToken>("create_registration_token", { ttlSecs, publicUrl }),
 	/**  (Admin) The newest audit log entries, of one agent (id or name) or of all. */
 	listAudit: (agentId: string | null) => __TAURI_INVOKE<AuditEntry[]>("list_audit", { agentId }),
+	/**  The recent alerts (newest first), how many are unseen, and the muted agents' ids. */
+	alertState: () => __TAURI_INVOKE<AlertsState>("alert_state"),
+	/**  Marks every alert seen: the tray icon and the badges go back to normal. */
+	markAlertsSeen: () => __TAURI_INVOKE<AlertsState>("mark_alerts_seen"),
+	/**
+	 *  Mutes (or unmutes) an agent's native notifications; its alerts are still listed. Remembered
+	 *  across restarts.
+	 */
+	setAgentMuted: (agentId: string, muted: boolean) => __TAURI_INVOKE<AlertsState>("set_agent_muted", { agentId, muted }),
 };
 
 /** Events */
 export const events = {
+	alertsChanged: makeEvent<AlertsChanged, AlertsChanged>("alerts-changed"),
 	agentStatusChanged: makeEvent<AgentStatusChanged, AgentStatusChanged>("agent-status-changed"),
 	connectionChanged: makeEvent<ConnectionChanged, ConnectionChanged>("connection-changed"),
 	containersUpdated: makeEvent<ContainersUpdated, ContainersUpdated>("containers-updated"),
@@ -69,6 +79,56 @@ export type AgentView = {
 	os: string | null,
 	arch: string | null,
 	hostname: string | null,
+};
+
+/**  What happened. */
+export type AlertKind = 
+/**  A container stopped without a stop from ZedOps. */
+"crashed" | 
+/**  The kernel killed a container's process for lack of memory. */
+"oom" | 
+/**  A container's health check is failing. */
+"unhealthy" | 
+/**  An agent stayed offline longer than the grace period. */
+"offline" | 
+/**  An agent whose offline alert was shown came back (good news: never counted as unseen). */
+"online";
+
+/**  One listed alert. */
+export type AlertView = {
+	/**  Increasing within one run of the app. */
+	id: number,
+	/**  Unix seconds (`u32` keeps it a plain JavaScript number; good until 2106). */
+	at: number,
+	kind: AlertKind,
+	agentId: string,
+	agentName: string,
+	/**  The container's name, for container alerts. */
+	container: string | null,
+	title: string,
+	body: string,
+	/**  The agent was muted: listed here, but no native notification was shown. */
+	muted: boolean,
+	/**  Counted in the badge until seen; muted alerts and `online` ones start out seen. */
+	seen: boolean,
+};
+
+/**
+ *  The alert list, the unseen count or the mutes changed. `reveal` is set when the person asked
+ *  to see the alerts (the tray's "N alerts — show"), so the UI opens the list.
+ */
+export type AlertsChanged = {
+	state: AlertsState,
+	reveal: boolean,
+};
+
+/**  What the UI shows: the recent alerts, how many are unseen, which agents are muted. */
+export type AlertsState = {
+	/**  Newest first, at most [`MAX_ALERTS`]. */
+	alerts: AlertView[],
+	unseen: number,
+	/**  Agent ids. */
+	mutedAgents: string[],
 };
 
 /**  An error as the UI receives it. */

@@ -1,0 +1,127 @@
+// Alerts and mutes against a mocked Tauri IPC (the only thing mocked): the header badge counts
+// unseen alerts from the backend's pushes, opening the list marks them seen, the tray's "show"
+// opens it, and an agent is muted from its row or its page without opening it.
+import { emit } from '@tauri-apps/api/event';
+import { mockIPC } from '@tauri-apps/api/mocks';
+import { fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import App from './App.svelte';
+import { app } from './lib/app.svelte';
+import type { AlertView, AlertsState } from './lib/backend';
+
+const agents = [
+  { id: 'a1', name: 'eu-1', online: true, lastSeen: null, dockerVersion: '28.2.2', version: '0.1.0', os: 'linux', arch: 'x86_64', hostname: 'eu-1' },
+  { id: 'a2', name: 'us-2', online: false, lastSeen: null, dockerVersion: '27.0.1', version: '0.1.0', os: 'linux', arch: 'x86_64', hostname: 'us-2' },
+];
+
+const alert = (id: number, agentId: string, agentName: string, muted = false): AlertView => ({
+  id, at: 1_800_000_000, kind: 'crashed', agentId, agentName, container: 'web',
+  title: `web stopped on ${agentName}`, body: 'Container web exited with code 137 without a stop from ZedOps; check its logs.',
+  muted, seen: muted,
+});
+
+function fakeBackend(options: { muteError?: { code: string; message: string } } = {}) {
+  const calls: [string, Record<string, unknown>][] = [];
+  const state: AlertsState = { alerts: [], unseen: 0, mutedAgents: ['a2'] };
+  mockIPC(
+    async (cmd, args) => {
+      const a = (args ?? {}) as Record<string, unknown>;
+      calls.push([cmd, a]);
+      switch (cmd) {
+        case 'last_login': return { relay: 'http://127.0.0.1:7878', user: 'alice' };
+        case 'resume_session': return { relay: 'http://127.0.0.1:7878', user: 'alice', role: 'viewer', keyringWarning: null };
+        case 'list_agents': return agents;
+        case 'list_containers': return [];
+        case 'alert_state': return state;
+        case 'mark_alerts_seen':
+          state.alerts = state.alerts.map((x) => ({ ...x, seen: true }));
+          state.unseen = 0;
+          return state;
+        case 'set_agent_muted': {
+          if (options.muteError) throw options.muteError;
+          const id = a.agentId as string;
+          state.mutedAgents = a.muted ? [...state.mutedAgents, id] : state.mutedAgents.filter((m) => m !== id);
+          return state;
+        }
+      }
+      throw `unexpected command ${cmd}`;
+    },
+    { shouldMockEvents: true },
+  );
+  return { calls, state };
+}
+
+async function start() {
+  render(App);
+  await app.start();
+  await screen.findAllByTestId('agent-row');
+}
+
+const agentRow = (name: string) => screen.getAllByTestId('agent-row').find((r) => r.dataset.agentName === name)!;
+
+describe('alerts', () => {
+  beforeEach(() => {
+    app.reset();
+    app.phase = 'starting';
+  });
+  afterEach(() => app.stop());
+
+  it('counts unseen alerts in the header and marks them seen when the list opens', async () => {
+    const backend = fakeBackend();
+    await start();
+    const badge = screen.getByTestId('alerts-badge');
+    expect(screen.queryByTestId('alerts-count')).toBeNull();
+
+    const pushed: AlertsState = { alerts: [alert(2, 'a1', 'eu-1'), alert(1, 'a2', 'us-2', true)], unseen: 1, mutedAgents: ['a2'] };
+    backend.state.alerts = pushed.alerts;
+    backend.state.unseen = 1;
+    await emit('alerts-changed', { state: pushed, reveal: false });
+    await waitFor(() => expect(screen.getByTestId('alerts-count')).toHaveTextContent('1'));
+
+    await fireEvent.click(badge);
+    const items = await screen.findAllByTestId('alert-item');
+    expect(items.map((i) => [i.dataset.agentName, i.dataset.muted])).toEqual([['eu-1', 'false'], ['us-2', 'true']]);
+    expect(items[0]).toHaveTextContent('web stopped on eu-1');
+    expect(items[1]).toHaveTextContent('muted: no notification');
+    expect(backend.calls.some(([cmd]) => cmd === 'mark_alerts_seen')).toBe(true);
+    await waitFor(() => expect(screen.queryByTestId('alerts-count')).toBeNull());
+
+    await fireEvent.click(screen.getByTestId('alerts-close'));
+    expect(screen.queryByTestId('alerts-panel')).toBeNull();
+  });
+
+  it("opens the list when the tray's show asks", async () => {
+    fakeBackend();
+    await start();
+    await emit('alerts-changed', { state: { alerts: [alert(1, 'a1', 'eu-1')], unseen: 0, mutedAgents: [] }, reveal: true });
+    expect(await screen.findByTestId('alerts-panel')).toBeInTheDocument();
+    expect(screen.getAllByTestId('alert-item')).toHaveLength(1);
+  });
+
+  it('mutes an agent from its row without opening it, and from its page', async () => {
+    const backend = fakeBackend();
+    await start();
+    const eu = within(agentRow('eu-1')).getByTestId('mute-agent');
+    expect(within(agentRow('us-2')).getByTestId('mute-agent')).toHaveAttribute('aria-pressed', 'true');
+    expect(eu).toHaveAttribute('aria-pressed', 'false');
+    await fireEvent.click(eu);
+    await waitFor(() => expect(within(agentRow('eu-1')).getByTestId('mute-agent')).toHaveAttribute('aria-pressed', 'true'));
+    expect(backend.calls.find(([cmd]) => cmd === 'set_agent_muted')![1]).toEqual({ agentId: 'a1', muted: true });
+    expect(app.view.kind).toBe('agents');
+
+    await fireEvent.click(agentRow('eu-1'));
+    const onPage = await screen.findByTestId('mute-agent');
+    expect(onPage).toHaveTextContent('Muted');
+    await fireEvent.click(onPage);
+    await waitFor(() => expect(screen.getByTestId('mute-agent')).toHaveAttribute('aria-pressed', 'false'));
+    expect(backend.calls.filter(([cmd]) => cmd === 'set_agent_muted').at(-1)![1]).toEqual({ agentId: 'a1', muted: false });
+  });
+
+  it('says why a mute failed', async () => {
+    fakeBackend({ muteError: { code: 'CONFIG_ERROR', message: 'Could not save the mute setting; check that the folder is writable.' } });
+    await start();
+    await fireEvent.click(within(agentRow('eu-1')).getByTestId('mute-agent'));
+    expect(await screen.findByTestId('toast')).toHaveTextContent('Could not mute eu-1: Could not save the mute setting');
+    expect(within(agentRow('eu-1')).getByTestId('mute-agent')).toHaveAttribute('aria-pressed', 'false');
+  });
+});
