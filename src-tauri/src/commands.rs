@@ -1,7 +1,9 @@
 //! The Tauri commands: thin wrappers, each one call into `service` or `session`.
 
 use tauri::AppHandle;
+use tauri::ipc::Channel;
 
+use crate::detail::views::{ContainerDetailView, LogBatch, StatsUpdate};
 use crate::error::AppError;
 use crate::service;
 use crate::types::{
@@ -90,4 +92,49 @@ pub async fn list_audit(
     agent_id: Option<String>,
 ) -> Result<Vec<AuditEntry>, AppError> {
     service::list_audit(&app, agent_id).await
+}
+
+/// One container in detail (image, command, env with secrets masked, mounts, ports, health).
+#[tauri::command]
+#[specta::specta]
+pub async fn inspect_container(
+    app: AppHandle,
+    agent_id: String,
+    container_id: String,
+) -> Result<ContainerDetailView, AppError> {
+    service::inspect_container(&app, &agent_id, &container_id).await
+}
+
+/// Follows a container's output: the last `tail` lines (default 500), then new ones, as batches
+/// on `on_batch`; the last batch says why it ended. Returns the watch id for `close_watch`.
+#[tauri::command]
+#[specta::specta]
+pub async fn watch_logs(
+    app: AppHandle,
+    agent_id: String,
+    container_id: String,
+    tail: Option<u32>,
+    on_batch: Channel<LogBatch>,
+) -> Result<u32, AppError> {
+    service::watch_logs(&app, agent_id, container_id, tail, on_batch).await
+}
+
+/// Follows a running container's resource usage, a sample about every second, on `on_update`.
+/// Returns the watch id for `close_watch`.
+#[tauri::command]
+#[specta::specta]
+pub async fn watch_stats(
+    app: AppHandle,
+    agent_id: String,
+    container_id: String,
+    on_update: Channel<StatsUpdate>,
+) -> Result<u32, AppError> {
+    service::watch_stats(&app, agent_id, container_id, on_update).await
+}
+
+/// Stops a log or stats watch (the view closed); unknown ids are ignored.
+#[tauri::command]
+#[specta::specta]
+pub fn close_watch(app: AppHandle, id: u32) {
+    service::close_watch(&app, id)
 }

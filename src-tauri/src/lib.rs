@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod alerting;
 pub mod commands;
+pub mod detail;
 pub mod error;
 pub mod events;
 pub mod fleet;
@@ -40,6 +41,10 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             alerting::commands::alert_state,
             alerting::commands::mark_alerts_seen,
             alerting::commands::set_agent_muted,
+            commands::inspect_container,
+            commands::watch_logs,
+            commands::watch_stats,
+            commands::close_watch,
         ])
         .events(collect_events![
             events::ContainersUpdated,
@@ -78,6 +83,7 @@ pub fn run() {
         .plugin(tauri_plugin_window_state::Builder::new().build())
         .plugin(tauri_plugin_notification::init())
         .manage(state::AppState::default())
+        .manage(detail::Watches::default())
         .invoke_handler(specta.invoke_handler())
         .setup(move |app| {
             specta.mount_events(app);

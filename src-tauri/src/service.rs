@@ -1,10 +1,13 @@
 //! What the commands do, with the app's state and events: each command is a one-line call here.
 //! Kept apart from `session` (pure client work) so the Tauri-specific glue stays in one place.
 
+use tauri::ipc::Channel;
 use tauri::{AppHandle, Manager};
 use tauri_specta::Event;
 use zedops_client::Client;
 
+use crate::detail::views::{ContainerDetailView, LogBatch, StatsUpdate};
+use crate::detail::{self, Watches};
 use crate::error::AppError;
 use crate::events::ContainersUpdated;
 use crate::session::{self, Session};
@@ -45,6 +48,7 @@ pub async fn resume(app: &AppHandle) -> Result<Option<SessionInfo>, AppError> {
 }
 
 pub async fn sign_out(app: &AppHandle) -> Result<(), AppError> {
+    app.state::<Watches>().close_all();
     let taken = state(app).take().await;
     tray::signed_out(app);
     match taken {
@@ -151,4 +155,50 @@ pub async fn list_audit(
 ) -> Result<Vec<AuditEntry>, AppError> {
     let client = state(app).client().await?;
     admin::audit_log(&client, agent_id.as_deref()).await
+}
+
+pub async fn inspect_container(
+    app: &AppHandle,
+    agent_id: &str,
+    container: &str,
+) -> Result<ContainerDetailView, AppError> {
+    let client = state(app).client().await?;
+    detail::inspect(&client, agent_id, container).await
+}
+
+/// Starts a log watch feeding `channel`; it stops by itself once the window stops listening.
+pub async fn watch_logs(
+    app: &AppHandle,
+    agent_id: String,
+    container: String,
+    tail: Option<u32>,
+    channel: Channel<LogBatch>,
+) -> Result<u32, AppError> {
+    let client = state(app).client().await?;
+    Ok(app.state::<Watches>().start(async move {
+        detail::pump_logs(&client, &agent_id, &container, tail, |batch| {
+            channel.send(batch).is_ok()
+        })
+        .await
+    }))
+}
+
+/// Starts a stats watch feeding `channel`.
+pub async fn watch_stats(
+    app: &AppHandle,
+    agent_id: String,
+    container: String,
+    channel: Channel<StatsUpdate>,
+) -> Result<u32, AppError> {
+    let client = state(app).client().await?;
+    Ok(app.state::<Watches>().start(async move {
+        detail::pump_stats(&client, &agent_id, &container, |update| {
+            channel.send(update).is_ok()
+        })
+        .await
+    }))
+}
+
+pub fn close_watch(app: &AppHandle, id: u32) {
+    app.state::<Watches>().close(id);
 }

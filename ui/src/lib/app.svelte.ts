@@ -21,6 +21,8 @@ export type View =
   | { kind: 'agents' }
   | { kind: 'agent'; agentId: string }
   | { kind: 'fleet' }
+  /** One container's detail, logs and stats; `from` is where "Back" returns to. */
+  | { kind: 'container'; agentId: string; containerId: string; from: 'agent' | 'fleet' }
   | { kind: 'add-server' }
   | { kind: 'audit' };
 export interface Toast {
@@ -67,6 +69,16 @@ export class AppModel {
 
   agent(id: string): AgentView | undefined {
     return this.agents.find((a) => a.id === id);
+  }
+
+  /** A container as last listed or pushed (its live state), by agent and container id. */
+  container(agentId: string, containerId: string): ContainerView | undefined {
+    return this.containers[agentId]?.find((c) => c.id === containerId);
+  }
+
+  /** Opens a container's detail view from its table. */
+  openContainer(agentId: string, containerId: string): void {
+    this.view = { kind: 'container', agentId, containerId, from: this.view.kind === 'fleet' ? 'fleet' : 'agent' };
   }
 
   rowsOf(agentId: string): Row[] {

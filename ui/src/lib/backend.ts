@@ -1,6 +1,7 @@
 // The one way into the Rust side. Components and the app model call these functions; nothing
 // else imports the generated bindings or @tauri-apps/api. Every failure becomes a BackendError
 // with the same {code, message} the Rust side sends (see src-tauri/src/error.rs).
+import { Channel } from '@tauri-apps/api/core';
 import { commands, events } from './bindings';
 import type {
   Action,
@@ -9,12 +10,18 @@ import type {
   AgentView,
   AuditEntry,
   ConnectionChanged,
+  ContainerDetailView,
   ContainerView,
   ContainersUpdated,
   ErrorCode,
   LastLogin,
+  LogBatch,
+  LogLineView,
   RegistrationToken,
   SessionInfo,
+  StatsSample,
+  StatsUpdate,
+  WatchEnd,
 } from './bindings';
 
 export type {
@@ -24,14 +31,20 @@ export type {
   AgentView,
   AuditEntry,
   ConnectionChanged,
+  ContainerDetailView,
   ContainerView,
   ContainersUpdated,
   ErrorCode,
   LastLogin,
+  LogBatch,
+  LogLineView,
   RegistrationToken,
   SessionInfo,
+  StatsSample,
+  StatsUpdate,
+  WatchEnd,
 };
-export type { PortView } from './bindings';
+export type { EnvVarView, HealthView, MountView, PortView } from './bindings';
 
 /** A failed backend call: `code` to branch on, `message` to show to people. */
 export class BackendError extends Error {
@@ -73,6 +86,50 @@ export const listContainers = (agentId: string): Promise<ContainerView[]> =>
   call(() => commands.listContainers(agentId));
 export const containerAction = (agentId: string, containerId: string, action: Action): Promise<ActionOutcome> =>
   call(() => commands.containerAction(agentId, containerId, action));
+
+/** One container in detail (`docker inspect`, secrets masked by the agent). */
+export const inspectContainer = (agentId: string, containerId: string): Promise<ContainerDetailView> =>
+  call(() => commands.inspectContainer(agentId, containerId));
+
+/** A live watch (logs or stats); `close` stops it and the agent's stream with it. */
+export interface Watch {
+  close: () => void;
+}
+
+async function watch<T>(
+  open: (channel: Channel<T>) => Promise<number>,
+  onItem: (item: T) => void,
+): Promise<Watch> {
+  const channel = new Channel<T>();
+  let closed = false;
+  channel.onmessage = (item) => {
+    if (!closed) onItem(item);
+  };
+  const id = await call(() => open(channel));
+  return {
+    close: () => {
+      if (closed) return;
+      closed = true;
+      void commands.closeWatch(id).catch(() => {});
+    },
+  };
+}
+
+/** Follows a container's output: the last `tail` lines (the backend's default when null), then
+ * new ones; the last batch has `end` set. */
+export const watchLogs = (
+  agentId: string,
+  containerId: string,
+  tail: number | null,
+  onBatch: (batch: LogBatch) => void,
+): Promise<Watch> => watch<LogBatch>((ch) => commands.watchLogs(agentId, containerId, tail, ch), onBatch);
+
+/** Follows a running container's resource usage, a sample about every second. */
+export const watchStats = (
+  agentId: string,
+  containerId: string,
+  onUpdate: (update: StatsUpdate) => void,
+): Promise<Watch> => watch<StatsUpdate>((ch) => commands.watchStats(agentId, containerId, ch), onUpdate);
 
 /** (Admin) A registration token and its install command; `publicUrl` null = the signed-in relay. */
 export const createRegistrationToken = (ttlSecs: number, publicUrl: string | null): Promise<RegistrationToken> =>

@@ -1,0 +1,229 @@
+//! The container detail view's backend against a real relay, a real agent and real containers:
+//! the inspected container with secrets masked, a log watch that gets history then live lines
+//! in order with stderr told apart, a stats watch with real samples, refusals as a sentence in
+//! the last item, and watches that stop when closed.
+
+use std::time::Duration;
+
+use bollard::models::ContainerCreateBody;
+use zedops_client::{Client, ConnectOptions};
+use zedops_desktop::detail::views::{LogBatch, StatsUpdate};
+use zedops_desktop::detail::{self, Watches};
+use zedops_desktop::error::ErrorCode;
+use zedops_protocol::Role;
+use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
+
+struct Served {
+    client: Client,
+    _relay: TestRelay,
+    _agent: TestAgent,
+    _dir: tempfile::TempDir,
+}
+
+async fn serve(agent: &str) -> Served {
+    let relay = TestRelay::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spawned = TestAgent::spawn(
+        &relay.url,
+        Some(relay.registration_token().await),
+        agent,
+        dir.path(),
+    );
+    relay.wait_agent(agent, true).await;
+    let client = Client::connect(ConnectOptions {
+        relay: relay.url.clone(),
+        token: relay.login("viewer", Role::Viewer).await,
+        ca_file: None,
+        insecure: false,
+    })
+    .await
+    .unwrap();
+    Served {
+        client,
+        _relay: relay,
+        _agent: spawned,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn detail_shows_the_container_with_secrets_masked() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let mut containers = TestContainers::new(&docker);
+    let body = ContainerCreateBody {
+        cmd: Some(
+            TestContainers::SLEEP_CMD
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        ),
+        env: Some(vec![
+            "SERVER_NAME=pz-eu".into(),
+            "ADMIN_PASSWORD=hunter2".into(),
+        ]),
+        ..Default::default()
+    };
+    let game = containers.create_with("game", body, true).await;
+    let served = serve("detail-app-1").await;
+
+    let view = detail::inspect(&served.client, "detail-app-1", &game)
+        .await
+        .unwrap();
+    assert_eq!(view.name, game);
+    assert_eq!(view.state, "running");
+    assert_eq!(view.command, TestContainers::SLEEP_CMD);
+    assert_eq!(view.image, zedops_testkit::docker::TEST_IMAGE);
+    let env = |name: &str| view.env.iter().find(|e| e.name == name).cloned().unwrap();
+    assert_eq!(env("SERVER_NAME").value.as_deref(), Some("pz-eu"));
+    let secret = env("ADMIN_PASSWORD");
+    assert!(secret.masked && secret.value.is_none(), "{secret:?}");
+    assert!(
+        !serde_json::to_string(&view).unwrap().contains("hunter2"),
+        "the secret never reaches the window"
+    );
+
+    let err = detail::inspect(&served.client, "detail-app-1", "no-such-container")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::ContainerNotFound);
+}
+
+#[tokio::test]
+async fn a_log_watch_gets_history_then_live_lines_in_order() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let mut containers = TestContainers::new(&docker);
+    // 300 lines at once, one on stderr, then one more line a second later (live, while followed).
+    let script = "for i in $(seq 1 300); do echo line $i; done; echo oops >&2; sleep 2; echo later; \
+                  trap 'exit 0' TERM; sleep 100000 & wait";
+    let talker = containers
+        .create("talker", &["/bin/sh", "-c", script], true)
+        .await;
+    let served = serve("detail-app-2").await;
+    // Let the first 301 lines be written, so they come as history.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    let mut lines = Vec::new();
+    let watch = detail::pump_logs(
+        &served.client,
+        "detail-app-2",
+        &talker,
+        None,
+        |batch: LogBatch| {
+            assert!(
+                batch.end.is_none(),
+                "the stream ended early: {:?}",
+                batch.end
+            );
+            lines.extend(batch.lines);
+            // Stop listening once the live line arrived: the pump returns.
+            !lines.iter().any(|l| l.text == "later")
+        },
+    );
+    tokio::time::timeout(Duration::from_secs(20), watch)
+        .await
+        .expect("the live line arrives while following");
+
+    let stdout: Vec<&str> = lines
+        .iter()
+        .filter(|l| !l.stderr)
+        .map(|l| l.text.as_str())
+        .collect();
+    let expected: Vec<String> = (1..=300).map(|i| format!("line {i}")).collect();
+    assert_eq!(
+        &stdout[..300],
+        expected.as_slice(),
+        "history complete and in order"
+    );
+    assert_eq!(stdout.last(), Some(&"later"));
+    let stderr: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.stderr)
+        .map(|l| l.text.as_str())
+        .collect();
+    assert_eq!(stderr, ["oops"], "stderr told apart");
+
+    // A short tail gives only the last lines.
+    let mut tail = Vec::new();
+    detail::pump_logs(&served.client, "detail-app-2", &talker, Some(2), |batch| {
+        tail.extend(batch.lines.into_iter().map(|l| l.text));
+        tail.len() < 2
+    })
+    .await;
+    assert_eq!(tail, ["oops", "later"]);
+}
+
+#[tokio::test]
+async fn a_stats_watch_gets_samples_and_refusals_end_it_with_a_sentence() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let mut containers = TestContainers::new(&docker);
+    let sleeper = containers.sleeper("busy").await;
+    let served = serve("detail-app-3").await;
+
+    let mut samples = Vec::new();
+    let watch = detail::pump_stats(
+        &served.client,
+        "detail-app-3",
+        &sleeper,
+        |u: StatsUpdate| {
+            assert!(u.end.is_none(), "ended early: {:?}", u.end);
+            samples.extend(u.sample);
+            samples.len() < 2
+        },
+    );
+    tokio::time::timeout(Duration::from_secs(20), watch)
+        .await
+        .expect("two samples within seconds");
+    let last = samples.last().unwrap();
+    assert!(last.memory_used > 0.0, "{last:?}");
+    assert!(last.memory_limit >= last.memory_used, "{last:?}");
+    assert!(last.pids >= 1.0, "{last:?}");
+    assert!(last.cpu_percent >= 0.0, "{last:?}");
+
+    // Unknown container: one last update that says so.
+    let mut updates = Vec::new();
+    detail::pump_stats(&served.client, "detail-app-3", "no-such-container", |u| {
+        updates.push(u);
+        true
+    })
+    .await;
+    let [only] = updates.as_slice() else {
+        panic!("one update: {updates:?}")
+    };
+    let end = only.end.as_ref().expect("the update ends the watch");
+    assert_eq!(end.code, Some(ErrorCode::ContainerNotFound), "{end:?}");
+    assert!(end.reason.contains("no-such-container"), "{}", end.reason);
+}
+
+#[tokio::test]
+async fn closing_a_watch_stops_it() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let mut containers = TestContainers::new(&docker);
+    let sleeper = containers.sleeper("quiet").await;
+    let served = serve("detail-app-4").await;
+    let watches = Watches::default();
+
+    let client = served.client.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let id = watches.start(async move {
+        detail::pump_stats(&client, "detail-app-4", &sleeper, |u| tx.send(u).is_ok()).await
+    });
+    rx.recv().await.expect("a first sample");
+    assert_eq!(watches.running(), 1);
+
+    watches.close(id);
+    // The task is gone, so the sender is dropped and nothing more arrives.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while rx.recv().await.is_some() {}
+    })
+    .await
+    .expect("the closed watch stops sending");
+    assert_eq!(watches.running(), 0);
+}
