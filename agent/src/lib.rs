@@ -9,6 +9,7 @@ mod info;
 #[cfg(unix)]
 pub mod install;
 mod live;
+pub mod pacing;
 mod session;
 mod streams;
 
@@ -16,6 +17,8 @@ use std::future::Future;
 use std::path::PathBuf;
 
 use tracing::Instrument;
+
+pub use pacing::PushBudget;
 
 /// Everything [`run`] needs; the binary fills it from flags and `ZEDOPS_…` variables.
 #[derive(Clone)]
@@ -62,8 +65,21 @@ pub async fn run(
     options: AgentOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    run_paced(options, PushBudget::default(), shutdown).await
+}
+
+/// Like [`run`], with live-state pushes kept within `budget` instead of the default
+/// (`zedops-agent run --max-pushes-per-sec`): it must stay at or under half of the relay's
+/// per-agent message limit (see [`pacing`]).
+pub async fn run_paced(
+    options: AgentOptions,
+    budget: PushBudget,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     let span = tracing::info_span!("agent", relay = %options.relay_url);
-    let result = session::run(options, shutdown).instrument(span).await;
+    let result = session::run(options, budget, shutdown)
+        .instrument(span)
+        .await;
     if let Err(err) = &result {
         tracing::error!("{err:#}");
     }

@@ -1,10 +1,12 @@
 //! Live state for one relay connection: a full snapshot of the containers, then every container
 //! lifecycle change Docker reports, pushed to the relay as it happens. After any gap (Docker's
 //! event stream broke, or this is a new relay connection) a new snapshot goes first, because
-//! Docker keeps only its last 256 events and some may have been lost meanwhile.
+//! Docker keeps only its last 256 events and some may have been lost meanwhile. Pushes stay
+//! within the agent's budget ([`crate::pacing`]): in an event storm the changes reach the relay
+//! as one `container.sync` instead of one `container.event` each.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -14,7 +16,8 @@ use zedops_protocol::{
 };
 use zedops_transport::Backoff;
 
-use crate::docker::{DockerClient, DockerError};
+use crate::docker::{DockerClient, DockerError, DockerEvent};
+use crate::pacing::{Offer, Pacer, PushBudget};
 
 /// How far back the event stream starts before the snapshot, so that no event between asking
 /// for the stream and Docker serving it is lost (Docker replays from its buffer).
@@ -34,16 +37,23 @@ impl From<DockerError> for Gap {
     }
 }
 
-/// Follows Docker for as long as `tx` (the relay connection's outgoing queue) is open.
-pub async fn follow(docker: Arc<DockerClient>, tx: mpsc::Sender<String>) {
+/// Follows Docker for as long as `tx` (the relay connection's outgoing queue) is open, pushing
+/// within `budget` (see [`crate::pacing`]).
+pub async fn follow(docker: Arc<DockerClient>, tx: mpsc::Sender<String>, budget: PushBudget) {
     let mut reason = "connected to the relay";
     let mut backoff = Backoff::default();
     let mut failures = 0u32;
-    // Events already sent, so those Docker replays after a reconnect are not sent twice.
-    let mut sent = Recent::default();
+    let mut live = Live {
+        docker: &docker,
+        tx: &tx,
+        // Events already sent, so those Docker replays after a reconnect are not sent twice.
+        sent: Recent::default(),
+        // One per relay connection, as the relay's limit is.
+        pacer: Pacer::new(budget, Instant::now()),
+    };
     loop {
         let since = SystemTime::now() - REPLAY_MARGIN;
-        match follow_once(&docker, &tx, since, reason, &mut sent, &mut failures).await {
+        match live.follow_once(since, reason, &mut failures).await {
             Gap::RelayGone => return,
             Gap::Docker(err) => {
                 failures += 1;
@@ -66,47 +76,88 @@ pub async fn follow(docker: Arc<DockerClient>, tx: mpsc::Sender<String>) {
     }
 }
 
-/// Sends a snapshot, then events until Docker's stream breaks or the relay connection closes.
-async fn follow_once(
-    docker: &DockerClient,
-    tx: &mpsc::Sender<String>,
-    since: SystemTime,
-    reason: &str,
-    sent: &mut Recent,
-    failures: &mut u32,
-) -> Gap {
-    let mut events = match docker.events(since).await {
-        Ok(events) => Box::pin(events),
-        Err(err) => return err.into(),
-    };
-    let containers = match docker.list().await {
-        Ok(list) => list,
-        Err(err) => return err.into(),
-    };
-    if *failures > 0 {
-        tracing::info!("following Docker's events again");
-        *failures = 0;
-    }
-    tracing::debug!(count = containers.len(), %reason, "sending a container snapshot");
-    let sync = ContainerSync {
-        agent_id: String::new(),
-        containers,
-        reason: reason.to_string(),
-    };
-    if !send(tx, subject::CONTAINER_SYNC, &sync).await {
-        return Gap::RelayGone;
-    }
-    while let Some(item) = events.next().await {
-        let event = match item {
-            Ok(event) => event,
+/// What following needs across Docker reconnects within one relay connection.
+struct Live<'a> {
+    docker: &'a DockerClient,
+    tx: &'a mpsc::Sender<String>,
+    sent: Recent,
+    pacer: Pacer,
+}
+
+impl Live<'_> {
+    /// Sends a snapshot, then events until Docker's stream breaks or the relay connection
+    /// closes. Events over the push budget are held and a `container.sync` sent for them instead.
+    async fn follow_once(&mut self, since: SystemTime, reason: &str, failures: &mut u32) -> Gap {
+        let mut events = match self.docker.events(since).await {
+            Ok(events) => Box::pin(events),
             Err(err) => return err.into(),
         };
-        // Docker's events are not in time order across containers, so only an exact repeat
-        // (a replay after reconnecting) is skipped.
-        let key = (event.container_id.clone(), event.action, event.time_nano);
-        if !sent.insert(key) {
-            continue;
+        if let Err(gap) = self.sync(reason.to_string()).await {
+            return gap;
         }
+        if *failures > 0 {
+            tracing::info!("following Docker's events again");
+            *failures = 0;
+        }
+        loop {
+            // While events are held, wake up when their sync is due even if Docker is silent.
+            let due = self.pacer.next_due();
+            let item = tokio::select! {
+                item = events.next() => item,
+                () = sleep_until(due) => {
+                    if self.pacer.poll(Instant::now()) {
+                        let reason = "container events came faster than the agent pushes them (coalesced)";
+                        if let Err(gap) = self.sync(reason.to_string()).await {
+                            return gap;
+                        }
+                    }
+                    continue;
+                }
+            };
+            let event = match item {
+                Some(Ok(event)) => event,
+                Some(Err(err)) => return err.into(),
+                None => return Gap::Docker(DockerError::stream_ended()),
+            };
+            // Docker's events are not in time order across containers, so only an exact repeat
+            // (a replay after reconnecting) is skipped.
+            let key = (event.container_id.clone(), event.action, event.time_nano);
+            if !self.sent.insert(key) {
+                continue;
+            }
+            if self.pacer.offer(Instant::now(), has_room(self.tx)) == Offer::Hold {
+                // The next sync carries it; not even the row is asked for, which spares Docker
+                // hundreds of list calls in a storm.
+                continue;
+            }
+            if !self.push(event).await {
+                return Gap::RelayGone;
+            }
+        }
+    }
+
+    /// Sends the full list (`reason` says why) once the budget allows, and tells the pacer.
+    async fn sync(&mut self, reason: String) -> Result<(), Gap> {
+        let ready = self.pacer.sync_ready_at(Instant::now());
+        tokio::time::sleep_until(ready.into()).await;
+        // Listed after waiting, so the sync is as fresh as it can be.
+        let containers = self.docker.list().await?;
+        tracing::debug!(count = containers.len(), %reason, "sending a container snapshot");
+        let sync = ContainerSync {
+            agent_id: String::new(),
+            containers,
+            reason,
+        };
+        if !send(self.tx, subject::CONTAINER_SYNC, &sync).await {
+            return Err(Gap::RelayGone);
+        }
+        self.pacer.synced(Instant::now());
+        Ok(())
+    }
+
+    /// Pushes one event with the container's row as it is now. False when the relay is gone.
+    async fn push(&self, event: DockerEvent) -> bool {
+        let docker = self.docker;
         // The row as it is now, so clients update it without asking; a destroyed one has none.
         let container = match event.action {
             ContainerAction::Destroy => None,
@@ -134,11 +185,22 @@ async fn follow_once(
         if pushed.is_unexpected_death() {
             tracing::info!(container = %pushed.name, action = %pushed.action, exit_code = ?pushed.exit_code, "container stopped without a ZedOps request");
         }
-        if !send(tx, subject::CONTAINER_EVENT, &pushed).await {
-            return Gap::RelayGone;
-        }
+        send(self.tx, subject::CONTAINER_EVENT, &pushed).await
     }
-    Gap::Docker(DockerError::stream_ended())
+}
+
+/// True while at least half of the outgoing queue is free: the other half is kept for answers
+/// to requests and stream chunks, so pushes never crowd them out of a slowly read connection.
+fn has_room(tx: &mpsc::Sender<String>) -> bool {
+    tx.capacity() * 2 >= tx.max_capacity()
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The last events sent, to recognise Docker's replays; bounded, since replays only reach back

@@ -107,6 +107,15 @@ struct RunArgs {
     /// Allow plaintext ws:// to a relay that is not on this machine.
     #[arg(long, env = "ZEDOPS_INSECURE")]
     insecure: bool,
+    /// Container events pushed to the relay per second at most (bursts of twice that); faster
+    /// ones are coalesced into one container.sync. Keep it at or under half of the relay's
+    /// --max-agent-messages-per-sec (1,000 by default); 0 turns pacing off.
+    #[arg(
+        long,
+        env = "ZEDOPS_MAX_PUSHES_PER_SEC",
+        default_value_t = zedops_agent::pacing::DEFAULT_PUSHES_PER_SEC
+    )]
+    max_pushes_per_sec: u32,
 }
 
 #[tokio::main]
@@ -123,6 +132,7 @@ async fn main() -> ExitCode {
         Command::Install(args) => return report(install(args)),
         Command::Uninstall(args) => return report(uninstall(args)),
     };
+    let budget = zedops_agent::PushBudget::per_sec(args.max_pushes_per_sec);
     let options = match options(args) {
         Ok(options) => options,
         Err(err) => {
@@ -132,7 +142,7 @@ async fn main() -> ExitCode {
     };
     // `run` retries everything that can heal by itself and logs its own fatal error, so an error
     // here (bad options, a spent token, a revoked agent) needs a person.
-    match zedops_agent::run(options, shutdown_signal()).await {
+    match zedops_agent::run_paced(options, budget, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(EXIT_NEEDS_ATTENTION),
     }

@@ -21,6 +21,7 @@ use zedops_transport::{Backoff, FrameReader, FrameWriter, RelayUrl, TransportErr
 use crate::credentials::{self, Credentials};
 use crate::docker::DockerClient;
 use crate::handlers::{self, Request};
+use crate::pacing::PushBudget;
 use crate::streams::Streams;
 use crate::{AgentOptions, info};
 
@@ -47,6 +48,7 @@ enum Ended {
 /// See [`crate::run`].
 pub async fn run(
     options: AgentOptions,
+    budget: PushBudget,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let relay = RelayUrl::parse(&options.relay_url, options.insecure)?;
@@ -96,6 +98,7 @@ pub async fn run(
             reader,
             &docker,
             &options.data_dir,
+            budget,
             shutdown.as_mut(),
         )
         .await
@@ -282,17 +285,18 @@ async fn serve(
     mut reader: FrameReader,
     docker: &Arc<DockerClient>,
     data_dir: &Path,
+    budget: PushBudget,
     mut shutdown: Pin<&mut impl Future<Output = ()>>,
 ) -> Ended {
     let (tx, rx) = mpsc::channel(OUTGOING_QUEUE);
     let (close_tx, close_rx) = oneshot::channel();
     let mut writing = tokio::spawn(write_frames(writer, rx, close_rx));
-    // Live state for this connection: a snapshot first, then Docker's events as they happen.
+    // Live state for this connection: a snapshot first, then Docker's events as they happen,
+    // paced so that the relay never refuses one.
     let streams = Arc::new(Streams::default());
-    let _following = AbortOnDrop(tokio::spawn(crate::live::follow(
-        docker.clone(),
-        tx.clone(),
-    )));
+    let _following = AbortOnDrop(tokio::spawn(
+        crate::live::follow(docker.clone(), tx.clone(), budget).in_current_span(),
+    ));
     let heartbeat_frame = Envelope::new(subject::AGENT_HEARTBEAT, Heartbeat {}).to_json();
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + HEARTBEAT_INTERVAL,

@@ -239,14 +239,45 @@ impl TestAgent {
         })
     }
 
+    /// Like [`spawn`](Self::spawn), with the agent's live-state pushes kept within `budget`
+    /// (`zedops-agent run --max-pushes-per-sec`), to match a relay started with lower limits.
+    pub fn spawn_paced(
+        relay_url: &str,
+        token: Option<String>,
+        name: &str,
+        data_dir: &Path,
+        budget: zedops_agent::PushBudget,
+    ) -> Self {
+        Self::spawn_options_paced(
+            zedops_agent::AgentOptions {
+                relay_url: relay_url.to_string(),
+                registration_token: token,
+                name: Some(name.to_string()),
+                data_dir: data_dir.to_path_buf(),
+                docker_host: None,
+                ca_file: None,
+                insecure: false,
+            },
+            budget,
+        )
+    }
+
     /// Starts an agent with exactly these options.
     pub fn spawn_options(options: zedops_agent::AgentOptions) -> Self {
+        Self::spawn_options_paced(options, zedops_agent::PushBudget::default())
+    }
+
+    /// Starts an agent with exactly these options and push budget.
+    pub fn spawn_options_paced(
+        options: zedops_agent::AgentOptions,
+        budget: zedops_agent::PushBudget,
+    ) -> Self {
         let (name, data_dir) = (
             options.name.clone().unwrap_or_default(),
             options.data_dir.clone(),
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(zedops_agent::run(options, async move {
+        let task = tokio::spawn(zedops_agent::run_paced(options, budget, async move {
             let _ = stopped.await;
         }));
         Self {
