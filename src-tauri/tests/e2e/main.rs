@@ -129,6 +129,19 @@ async fn the_desktop_app_controls_real_containers() {
     // Killed while their agent is muted, and after it is unmuted.
     let quiet = containers.sleeper("quiet").await;
     let loud = containers.sleeper("loud").await;
+    // Talks, for the detail view's log viewer: 20 numbered lines and one on stderr.
+    let talk = containers
+        .create(
+            "talk",
+            &[
+                "/bin/sh",
+                "-c",
+                "for i in $(seq 1 20); do echo talk line $i; done; echo talk trouble >&2; \
+                 trap 'exit 0' TERM; sleep 100000 & wait",
+            ],
+            true,
+        )
+        .await;
     containers
         .create("batch", &TestContainers::SLEEP_CMD, false)
         .await;
@@ -239,6 +252,70 @@ async fn the_desktop_app_controls_real_containers() {
         "the filter leaves one row"
     );
     std::fs::write(shots.join("fleet.png"), wd.screenshot().await).unwrap();
+
+    // A container's detail: what Docker says of it, live stats and its log, searchable.
+    wd.clear(&filter).await;
+    wd.type_into(&filter, &talk).await;
+    let talk_row = wd
+        .wait_for(&format!(r#"{}[data-state="running"]"#, row(&talk)), UI_WAIT)
+        .await;
+    wd.click(
+        &wd.find_in(&talk_row, r#"[data-testid="open-container"]"#)
+            .await,
+    )
+    .await;
+    wd.wait_for(
+        &format!(
+            r#"[data-testid="container-detail"][data-container-name="{talk}"][data-state="running"]"#
+        ),
+        UI_WAIT,
+    )
+    .await;
+    wait_text(
+        &wd,
+        r#"[data-testid="detail-image"]"#,
+        zedops_testkit::docker::TEST_IMAGE,
+    )
+    .await;
+    // Two samples: the charts draw a line, and the memory is the container's own.
+    wd.wait_for(
+        r#"[data-testid="stats-cpu"]:not([data-points="0"]):not([data-points="1"])"#,
+        UI_WAIT,
+    )
+    .await;
+    let memory = wd
+        .text(
+            &wd.wait_for(r#"[data-testid="stats-memory-value"]"#, UI_WAIT)
+                .await,
+        )
+        .await;
+    assert!(memory.contains("iB"), "memory in bytes: {memory}");
+    std::fs::write(shots.join("container-detail.png"), wd.screenshot().await).unwrap();
+    wd.click(&wd.wait_for(r#"[data-testid="tab-logs"]"#, UI_WAIT).await)
+        .await;
+    wd.wait_for(r#"[data-testid="log-count"][data-count="21"]"#, UI_WAIT)
+        .await;
+    assert_eq!(
+        wd.find_all(r#"[data-testid="log-line"][data-stream="stderr"]"#)
+            .await
+            .len(),
+        1,
+        "stderr told apart"
+    );
+    wd.type_into(
+        &wd.wait_for(r#"[data-testid="log-search"]"#, UI_WAIT).await,
+        "line 2",
+    )
+    .await;
+    // "talk line 2", "talk line 12" and "talk line 20" have both words.
+    wd.wait_for(r#"[data-testid="log-count"][data-count="3"]"#, UI_WAIT)
+        .await;
+    std::fs::write(shots.join("logs.png"), wd.screenshot().await).unwrap();
+    wd.click(&wd.wait_for(r#"[data-testid="detail-back"]"#, UI_WAIT).await)
+        .await;
+    let filter = wd
+        .wait_for(r#"[data-testid="fleet-filter"]"#, UI_WAIT)
+        .await;
 
     // Killed outside ZedOps: the row changes from the pushed event alone, and a native
     // notification names server and container.

@@ -1,7 +1,7 @@
 // The detail view's pure helpers: the log buffer's bound, search and marks, stats rates.
 import { describe, expect, it } from 'vitest';
 import type { StatsSample } from './backend';
-import { addSample, appendCapped, formatBytes, highlight, searchLines, sparkline, STATS_POINTS, type Line } from './detail';
+import { addSample, appendCapped, formatBytes, formatTime, highlight, searchLines, sparkline, STATS_POINTS, type Line } from './detail';
 
 const line = (seq: number, text: string, stderr = false): Line => ({ seq, text, stderr, truncated: false });
 
@@ -70,5 +70,16 @@ describe('stats history', () => {
     expect(sparkline([0, 50, 100], 100, 10, 100)).toBe('0.0,10.0 50.0,5.0 100.0,0.0');
     expect(sparkline([0, 0], 10, 10)).toBe('0.0,10.0 10.0,10.0');
     expect(sparkline([], 10, 10)).toBe('');
+    // Without a maximum, a steady line sits below the top.
+    expect(sparkline([8, 8], 10, 10)).toBe('0.0,2.0 10.0,2.0');
+  });
+
+  it('shows Docker times to the second in local time', () => {
+    const iso = '2026-11-23T15:53:53.530686721Z';
+    const d = new Date(Date.parse(iso));
+    expect(formatTime(iso)).toBe(
+      `${d.getFullYear()}-11-${String(d.getDate()).padStart(2, '0')} ${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}:53`,
+    );
+    expect(formatTime('not a time')).toBe('not a time');
   });
 });

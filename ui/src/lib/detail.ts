@@ -122,13 +122,24 @@ export function formatBytes(n: number): string {
   return `${value.toFixed(digits)} ${UNITS[unit]}`;
 }
 
-/** SVG polyline points for `values` in a `width`×`height` box, scaled to `max` (at least the
- * largest value, so a flat line at 0 sits at the bottom). */
+/** SVG polyline points for `values` in a `width`×`height` box, scaled to `max` (or, without
+ * one, to a quarter above the largest value, so a steady line sits below the top; a flat line
+ * at 0 sits at the bottom). */
 export function sparkline(values: number[], width: number, height: number, max?: number): string {
   if (!values.length) return '';
-  const top = Math.max(max ?? 0, ...values, Number.EPSILON);
+  const largest = Math.max(...values);
+  const top = Math.max(max ?? largest * 1.25, largest, Number.EPSILON);
   const step = values.length > 1 ? width / (values.length - 1) : 0;
   return values
     .map((v, i) => `${(i * step).toFixed(1)},${(height - (Math.max(0, v) / top) * height).toFixed(1)}`)
     .join(' ');
+}
+
+/** An RFC 3339 time as `2026-05-01 14:03:07` in local time (Docker's nanoseconds dropped). */
+export function formatTime(iso: string): string {
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return iso;
+  const d = new Date(t);
+  const pad = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
