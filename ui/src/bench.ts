@@ -7,6 +7,7 @@ import './app.css';
 import FleetView from './lib/components/FleetView.svelte';
 import { app } from './lib/app.svelte';
 import { synthesize } from './lib/synthetic';
+import { emptyFilter, filterRows, makeRow, sortRows } from './lib/table';
 
 interface Sample {
   key: string;
@@ -14,6 +15,10 @@ interface Sample {
   ms: number;
   /** Keydown to the end of the script work (filtering, Svelte's DOM updates), before layout and paint. */
   scriptMs: number;
+  /** Keydown to the input event: the web view's own key handling and editing, before any of ours. */
+  inputMs: number;
+  /** Keydown to the end of Svelte's update (filter and DOM changes), nothing of the browser's after. */
+  svelteMs: number;
   /** Rows matching the filter after this keystroke. */
   matching: number;
 }
@@ -40,6 +45,11 @@ document.addEventListener(
     const started = pending;
     pending = null;
     if (!started) return;
+    const inputMs = performance.now() - started.t0;
+    let svelteMs = -1;
+    // Bubbling to the window comes after the input's own handler, which queued Svelte's update
+    // as a microtask; a microtask queued here runs right after that update.
+    window.addEventListener('input', () => queueMicrotask(() => { svelteMs = performance.now() - started.t0; }), { once: true });
     let scriptMs = -1;
     // A task posted now runs after this event's microtasks, where Svelte updates the DOM.
     const afterScript = new MessageChannel();
@@ -52,7 +62,7 @@ document.addEventListener(
       channel.port1.onmessage = () => {
         const matching = Number(document.querySelector('[data-testid="visible-count"]')?.getAttribute('data-count') ?? -1);
         const ms = performance.now() - started.t0;
-        samples.push({ key: started.key, ms, scriptMs: scriptMs < 0 ? ms : scriptMs, matching });
+        samples.push({ key: started.key, ms, scriptMs: scriptMs < 0 ? ms : scriptMs, inputMs, svelteMs, matching });
       };
       channel.port2.postMessage(null);
     });
@@ -60,5 +70,25 @@ document.addEventListener(
   true,
 );
 
-mount(FleetView, { target: document.getElementById('app')! });
-(window as unknown as { zedopsBench: unknown }).zedopsBench = { rows, samples, ready: true };
+// `?page=N`: rows rendered per page, to try other sizes than the app's.
+const page = Number(params.get('page')) || undefined;
+// The filter pass alone (no DOM), in this web view's JavaScript engine: what a keystroke costs
+// before Svelte touches a row.
+function filterPassMs(): number {
+  const all = sortRows(
+    fleet.agents.flatMap((a) => (fleet.containers[a.id] ?? []).map((c) => makeRow(a.id, a.name, a.online, c))),
+    'name',
+    'asc',
+  );
+  const times: number[] = [];
+  for (let i = 0; i < 30; i++) {
+    const t0 = performance.now();
+    for (const q of ['z', 'zo', 'zomboid', 'eu-1', 'running', 'web 4']) filterRows(all, { ...emptyFilter(), text: q });
+    times.push((performance.now() - t0) / 6);
+  }
+  return times.sort((a, b) => a - b)[15];
+}
+const filterMs = filterPassMs();
+
+mount(FleetView, { target: document.getElementById('app')!, props: { page } });
+(window as unknown as { zedopsBench: unknown }).zedopsBench = { rows, samples, filterMs, ready: true };

@@ -193,10 +193,19 @@ async fn filter_keystroke() {
         .and_then(|i| base[i + 3..].find('/').map(|j| &base[..i + 3 + j]))
         .unwrap_or(&base)
         .to_string();
-    wd.navigate(&format!("{origin}/bench.html?rows={rows}"))
-        .await;
+    // `ZEDOPS_BENCH_PAGE` (rows rendered) and `ZEDOPS_BENCH_VARIANT` (classes bench.html
+    // styles) try table changes without rebuilding the app.
+    let page = std::env::var("ZEDOPS_BENCH_PAGE").unwrap_or_default();
+    let variant = std::env::var("ZEDOPS_BENCH_VARIANT").unwrap_or_default();
+    wd.navigate(&format!(
+        "{origin}/bench.html?rows={rows}&page={page}&variant={variant}"
+    ))
+    .await;
+    // `ZEDOPS_BENCH_TARGET=bench-noop` types into a box that changes nothing else: the web
+    // view's own floor for a keystroke to reach the screen.
+    let target = std::env::var("ZEDOPS_BENCH_TARGET").unwrap_or_else(|_| "fleet-filter".into());
     let filter = wd
-        .wait_for(r#"[data-testid="fleet-filter"]"#, UI_WAIT)
+        .wait_for(&format!(r#"[data-testid="{target}"]"#), UI_WAIT)
         .await;
     let ready = wd
         .execute(
@@ -223,6 +232,10 @@ async fn filter_keystroke() {
     let warm_up = keys.len() / (rounds + 1);
     for (i, key) in keys.iter().enumerate() {
         wd.send_keys(&filter, key).await;
+        // The page stamps its own times; asking for them is a script run on the page's thread,
+        // so ask only once the keystroke is surely done (asking every few milliseconds landed
+        // inside the measured frames and slowed them).
+        tokio::time::sleep(Duration::from_millis(120)).await;
         let deadline = Instant::now() + Duration::from_secs(20);
         while wd
             .execute("return window.zedopsBench.samples.length", json!([]))
@@ -235,7 +248,7 @@ async fn filter_keystroke() {
                 Instant::now() < deadline,
                 "keystroke {i} was never measured"
             );
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     let samples = wd
@@ -254,9 +267,31 @@ async fn filter_keystroke() {
         .iter()
         .map(|s| s["scriptMs"].as_f64().unwrap())
         .collect();
+    let svelte: Vec<f64> = measured
+        .iter()
+        .map(|s| s["svelteMs"].as_f64().unwrap())
+        .collect();
+    let input: Vec<f64> = measured
+        .iter()
+        .map(|s| s["inputMs"].as_f64().unwrap())
+        .collect();
+    let filter_ms = wd
+        .execute("return window.zedopsBench.filterMs", json!([]))
+        .await
+        .as_f64()
+        .unwrap_or(-1.0);
     println!("{rows} rows, {} keystrokes measured", ms.len());
+    println!("the filter pass alone over {rows} rows (no DOM), median of 30: {filter_ms:.2} ms");
     let all = summary("keystroke → next frame", &ms);
     let script = summary("keystroke → script done (before layout and paint)", &script);
+    let svelte = summary(
+        "keystroke → Svelte's update done (filter and DOM changes only)",
+        &svelte,
+    );
+    let input = summary(
+        "keystroke → input event (the web view's own key and editing work)",
+        &input,
+    );
     let large = (!big.is_empty()).then(|| summary("… when ≥ 1,000 rows still match", &big));
     write_result(
         &format!("filter-{rows}.json"),
@@ -266,6 +301,9 @@ async fn filter_keystroke() {
             "queries": QUERIES,
             "all": all,
             "script_only": script,
+            "to_input_event": input,
+            "to_svelte_update_done": svelte,
+            "filter_pass_ms": filter_ms,
             "at_least_1000_matching": large,
             "samples": measured,
         }),
