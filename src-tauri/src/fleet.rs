@@ -36,6 +36,11 @@ impl Fleet {
         self.containers.insert(agent_id.to_string(), list.to_vec());
     }
 
+    /// An agent's containers as last known; `None` before its first list.
+    pub fn containers(&self, agent_id: &str) -> Option<&[ContainerView]> {
+        self.containers.get(agent_id).map(Vec::as_slice)
+    }
+
     /// The agent's name, when known.
     pub fn agent_name(&self, id: &str) -> Option<&str> {
         self.agents.get(id).map(|(name, _)| name.as_str())

@@ -4,6 +4,7 @@
 
 mod alerts;
 mod grace;
+mod missed;
 
 use std::time::Instant;
 
@@ -167,15 +168,27 @@ async fn handle(app: &AppHandle, client: &Client, watch: &mut Watch, event: Clie
         ClientEvent::Container(event) => container_changed(app, &mut watch.alerts, *event),
         ClientEvent::Sync(sync) => {
             let containers = types::containers(sync.containers);
-            app.state::<AppState>()
-                .fleet()
-                .set_containers(&sync.agent_id, &containers);
+            let hidden = {
+                let state = app.state::<AppState>();
+                let mut fleet = state.fleet();
+                let hidden = missed::hidden_events(
+                    &sync.agent_id,
+                    fleet.containers(&sync.agent_id),
+                    &containers,
+                );
+                fleet.set_containers(&sync.agent_id, &containers);
+                hidden
+            };
             tray::refresh(app);
             let _ = ContainersUpdated {
                 agent_id: sync.agent_id,
                 containers,
             }
             .emit(app);
+            // Crashes the snapshot reveals (folded into it during a storm, or during a gap).
+            for event in hidden {
+                raise_alert(app, &mut watch.alerts, event);
+            }
         }
         ClientEvent::Resync { missed } => {
             // Dropped events: the UI reloads everything, as after a reconnect.
@@ -195,16 +208,10 @@ async fn handle(app: &AppHandle, client: &Client, watch: &mut Watch, event: Clie
 /// check raises an alert naming server and container.
 fn container_changed(app: &AppHandle, alerts: &mut alerts::Alerts, event: ContainerEvent) {
     let row = event.container.clone().map(types::ContainerView::from);
-    let (updated, agent) = {
-        let state = app.state::<AppState>();
-        let mut fleet = state.fleet();
-        let updated = fleet.apply(&event.agent_id, &event.container_id, row);
-        let agent = fleet
-            .agent_name(&event.agent_id)
-            .unwrap_or(&event.agent_id)
-            .to_string();
-        (updated, agent)
-    };
+    let updated = app
+        .state::<AppState>()
+        .fleet()
+        .apply(&event.agent_id, &event.container_id, row);
     if let Some(containers) = updated {
         tray::refresh(app);
         let _ = ContainersUpdated {
@@ -213,6 +220,17 @@ fn container_changed(app: &AppHandle, alerts: &mut alerts::Alerts, event: Contai
         }
         .emit(app);
     }
+    raise_alert(app, alerts, event);
+}
+
+/// Raises the alert `event` calls for, if any (flap suppression and mutes apply).
+fn raise_alert(app: &AppHandle, alerts: &mut alerts::Alerts, event: ContainerEvent) {
+    let agent = app
+        .state::<AppState>()
+        .fleet()
+        .agent_name(&event.agent_id)
+        .unwrap_or(&event.agent_id)
+        .to_string();
     if let Some(alert) = alerts.check(&agent, &event, Instant::now()) {
         alerting::raise(
             app,
