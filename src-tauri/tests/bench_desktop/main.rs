@@ -161,7 +161,7 @@ async fn cold_start() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let result = json!({
-        "what": "launch of target/debug/zedops-desktop (silent sign-in from the keyring) to: the page starting to load, the agents table painted, every online agent's containers listed",
+        "what": "launch of the app (`app`; ZEDOPS_DESKTOP_BIN picks another build) with a silent sign-in from the keyring, to: the page starting to load, the agents table painted, every online agent's containers listed",
         "app": app,
         "page_loading": summary("launch → page loading", &window),
         "first_table": summary("launch → first table painted", &table),
