@@ -45,8 +45,10 @@ export class AppModel {
   agents = $state<AgentView[]>([]);
   agentsError = $state<string | null>(null);
   loadingAgents = $state(false);
-  /** Containers by agent id, from the latest list or push. */
-  containers = $state<Record<string, ContainerView[]>>({});
+  /** Containers by agent id, from the latest list or push. Raw (not deeply reactive): lists are
+   * replaced whole, never edited in place, so reading a row's fields costs no reactive
+   * bookkeeping (a filter keystroke reads every field of every row on screen). */
+  containers = $state.raw<Record<string, ContainerView[]>>({});
   /** Why an agent's containers could not be listed, by agent id. */
   listErrors = $state<Record<string, string>>({});
   /** Actions in flight, by row key (`agentId/containerId`). */
@@ -69,6 +71,11 @@ export class AppModel {
 
   agent(id: string): AgentView | undefined {
     return this.agents.find((a) => a.id === id);
+  }
+
+  /** Replaces one agent's list (the whole record, since it is not deeply reactive). */
+  setContainers(agentId: string, list: ContainerView[]): void {
+    this.containers = { ...this.containers, [agentId]: list };
   }
 
   /** A container as last listed or pushed (its live state), by agent and container id. */
@@ -181,7 +188,7 @@ export class AppModel {
 
   async loadContainers(agentId: string): Promise<void> {
     try {
-      this.containers[agentId] = await backend.listContainers(agentId);
+      this.setContainers(agentId, await backend.listContainers(agentId));
       delete this.listErrors[agentId];
     } catch (e) {
       this.listErrors[agentId] = backend.toBackendError(e).message;
@@ -200,7 +207,7 @@ export class AppModel {
     const where = this.agent(agentId)?.name ?? agentId;
     try {
       const outcome = await backend.containerAction(agentId, container.id, action);
-      if (outcome.containers) this.containers[agentId] = outcome.containers;
+      if (outcome.containers) this.setContainers(agentId, outcome.containers);
       this.toast('success', `${PAST[action]} ${container.name} on ${where}`);
     } catch (e) {
       const err = backend.toBackendError(e);
@@ -222,7 +229,7 @@ export class AppModel {
 
   onContainersUpdated(e: ContainersUpdated): void {
     if (this.phase !== 'signed-in') return;
-    this.containers[e.agentId] = e.containers;
+    this.setContainers(e.agentId, e.containers);
     delete this.listErrors[e.agentId];
   }
 

@@ -12,6 +12,9 @@ export interface Row {
   container: ContainerView;
   /** Lowercased name, image, status, agent, id and ports, for the text filter. */
   haystack: string;
+  /** The ports and creation time as shown, formatted once per list rather than per render. */
+  portsText: string;
+  createdText: string;
 }
 
 export type SortKey = 'name' | 'image' | 'state' | 'status' | 'ports' | 'created' | 'agent';
@@ -28,10 +31,20 @@ export interface Filter {
 export const emptyFilter = (): Filter => ({ text: '', state: '', agent: '' });
 
 export function makeRow(agentId: string, agentName: string, agentOnline: boolean, c: ContainerView): Row {
-  const haystack = [c.name, c.image, c.status, c.state, agentName, c.id.slice(0, 12), formatPorts(c.ports)]
+  const portsText = formatPorts(c.ports);
+  const haystack = [c.name, c.image, c.status, c.state, agentName, c.id.slice(0, 12), portsText]
     .join('\u0000')
     .toLowerCase();
-  return { key: `${agentId}/${c.id}`, agentId, agentName, agentOnline, container: c, haystack };
+  return {
+    key: `${agentId}/${c.id}`,
+    agentId,
+    agentName,
+    agentOnline,
+    container: c,
+    haystack,
+    portsText,
+    createdText: formatCreated(c.created),
+  };
 }
 
 export function filterRows(rows: Row[], f: Filter): Row[] {
@@ -54,7 +67,7 @@ function sortValue(r: Row, key: SortKey): string | number {
     case 'image': return c.image;
     case 'state': return c.state;
     case 'status': return c.status;
-    case 'ports': return formatPorts(c.ports);
+    case 'ports': return r.portsText;
     case 'created': return c.created;
     case 'agent': return r.agentName;
   }
