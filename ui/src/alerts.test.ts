@@ -31,7 +31,14 @@ function fakeBackend(options: { muteError?: { code: string; message: string } } 
         case 'last_login': return { relay: 'http://127.0.0.1:7878', user: 'alice' };
         case 'resume_session': return { relay: 'http://127.0.0.1:7878', user: 'alice', role: 'viewer', keyringWarning: null };
         case 'list_agents': return agents;
-        case 'list_containers': return [];
+        case 'list_containers':
+          return a.agentId === 'a1'
+            ? [{ id: 'w'.repeat(64), name: 'web', image: 'busybox', state: 'exited', status: 'Exited (137) 1 second ago', created: 1_700_000_000, ports: [], health: null }]
+            : [];
+        case 'inspect_container': throw { code: 'CONTAINER_NOT_FOUND', message: 'gone' };
+        case 'watch_logs':
+        case 'watch_stats': return 1;
+        case 'close_watch': return null;
         case 'alert_state': return state;
         case 'mark_alerts_seen':
           state.alerts = state.alerts.map((x) => ({ ...x, seen: true }));
@@ -87,6 +94,20 @@ describe('alerts', () => {
     await waitFor(() => expect(screen.queryByTestId('alerts-count')).toBeNull());
 
     await fireEvent.click(screen.getByTestId('alerts-close'));
+    expect(screen.queryByTestId('alerts-panel')).toBeNull();
+  });
+
+  it("opens an alert's container from the list", async () => {
+    fakeBackend();
+    await start();
+    await emit('alerts-changed', { state: { alerts: [alert(1, 'a1', 'eu-1'), alert(2, 'a2', 'us-2')], unseen: 2, mutedAgents: [] }, reveal: false });
+    await fireEvent.click(screen.getByTestId('alerts-badge'));
+    // us-2 is offline and its containers unknown: only eu-1's alert can open its container.
+    const open = await screen.findAllByTestId('alert-open');
+    expect(open).toHaveLength(1);
+    await fireEvent.click(open[0]);
+    expect(app.view).toEqual({ kind: 'container', agentId: 'a1', containerId: 'w'.repeat(64), from: 'agent' });
+    expect(await screen.findByTestId('container-detail')).toHaveAttribute('data-container-name', 'web');
     expect(screen.queryByTestId('alerts-panel')).toBeNull();
   });
 
