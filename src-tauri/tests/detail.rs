@@ -96,15 +96,17 @@ async fn a_log_watch_gets_history_then_live_lines_in_order() {
         return;
     };
     let mut containers = TestContainers::new(&docker);
-    // 300 lines at once, one on stderr, then one more line a second later (live, while followed).
-    let script = "for i in $(seq 1 300); do echo line $i; done; echo oops >&2; sleep 2; echo later; \
-                  trap 'exit 0' TERM; sleep 100000 & wait";
+    // 300 lines at once, one on stderr, then one more line later (live, while followed). Docker
+    // reads stdout and stderr from two pipes, so the stderr line waits a moment to come after
+    // line 300 in the log, not beside it.
+    let script = "for i in $(seq 1 300); do echo line $i; done; sleep 0.5; echo oops >&2; sleep 2; \
+                  echo later; trap 'exit 0' TERM; sleep 100000 & wait";
     let talker = containers
         .create("talker", &["/bin/sh", "-c", script], true)
         .await;
     let served = serve("detail-app-2").await;
     // Let the first 301 lines be written, so they come as history.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
 
     let mut lines = Vec::new();
     let watch = detail::pump_logs(
