@@ -12,9 +12,8 @@ export interface Row {
   container: ContainerView;
   /** Lowercased name, image, status, agent, id and ports, for the text filter. */
   haystack: string;
-  /** The ports and creation time as shown, formatted once per list rather than per render. */
+  /** The ports as shown, formatted once per list (the filter text needs them anyway). */
   portsText: string;
-  createdText: string;
 }
 
 export type SortKey = 'name' | 'image' | 'state' | 'status' | 'ports' | 'created' | 'agent';
@@ -43,7 +42,6 @@ export function makeRow(agentId: string, agentName: string, agentOnline: boolean
     container: c,
     haystack,
     portsText,
-    createdText: formatCreated(c.created),
   };
 }
 
