@@ -121,3 +121,93 @@ async fn inspect_shows_the_container_and_masks_secrets() {
     assert!(table.contains("SERVER_NAME=pz-eu"), "{table}");
     assert!(!table.contains("hunter2"), "{table}");
 }
+
+/// Every form of secret the masking promises to withhold, through the relay to the JSON and the
+/// table the CLI prints: short secret words in names, passwords in URLs in any variable, and
+/// secret flags in the command. Plain values stay readable.
+#[tokio::test]
+async fn inspect_withholds_short_secret_names_url_passwords_and_secret_flags() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let mut containers = TestContainers::new(&docker);
+    let body = ContainerCreateBody {
+        cmd: Some(
+            [
+                "/bin/sh",
+                "-c",
+                "trap 'exit 0' TERM; sleep 100000 & wait",
+                "server",
+                "--admin-password=hunter2",
+                "--token",
+                "hunter2",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        ),
+        env: Some(vec![
+            "SERVER_NAME=pz-eu".into(),
+            "MYSQL_ROOT_PASSWORD=hunter2".into(),
+            "RCON_PW=hunter2".into(),
+            "ADMIN_PIN=hunter2".into(),
+            "DATABASE_URL=postgres://u:secret@h/db".into(),
+            "SMTP_URI=smtp://u:secret@h".into(),
+        ]),
+        ..Default::default()
+    };
+    let game = containers.create_with("masks", body, true).await;
+    let served = support::Served::start("detail-2").await;
+    let (relay, client, token) = (&served.relay, &served.client, &served.token);
+
+    let detail = client.inspect("detail-2", &game).await.unwrap();
+    let env: Vec<(String, Option<String>, bool)> = detail
+        .env
+        .iter()
+        .map(|e| (e.name.clone(), e.value.clone(), e.masked))
+        .collect();
+    let shown = |name: &str| env.iter().find(|e| e.0 == name).cloned().unwrap();
+    assert!(
+        shown("PATH").1.is_some_and(|p| p.contains("/bin")),
+        "{env:?}"
+    );
+    assert_eq!(
+        shown("SERVER_NAME"),
+        ("SERVER_NAME".into(), Some("pz-eu".into()), false)
+    );
+    for secret in ["MYSQL_ROOT_PASSWORD", "RCON_PW", "ADMIN_PIN"] {
+        assert_eq!(shown(secret), (secret.into(), None, true), "{env:?}");
+    }
+    assert_eq!(
+        shown("DATABASE_URL").1.as_deref(),
+        Some("postgres://u:******@h/db")
+    );
+    assert_eq!(shown("SMTP_URI").1.as_deref(), Some("smtp://u:******@h"));
+    assert_eq!(
+        &detail.command[3..],
+        ["server", "--admin-password=******", "--token", "******"]
+    );
+    client.close().await;
+
+    let config = tempfile::tempdir().unwrap();
+    for json in [true, false] {
+        let mut cmd = support::zedops(config.path());
+        cmd.env("ZEDOPS_TOKEN", token).args([
+            "inspect", "--agent", "detail-2", &game, "--relay", &relay.url,
+        ]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().await.unwrap();
+        assert!(out.status.success(), "{}", support::text(&out.stderr));
+        let stdout = support::text(&out.stdout);
+        assert!(
+            !stdout.contains("hunter2") && !stdout.contains("secret@"),
+            "a secret reached the CLI output: {stdout}"
+        );
+        assert!(
+            stdout.contains("pz-eu") && stdout.contains("postgres://u:"),
+            "{stdout}"
+        );
+    }
+}

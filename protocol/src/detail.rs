@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::payload::{Port, Validate};
 
-/// Words in an environment variable's name that mark its value as secret. Matched
-/// case-insensitively anywhere in the name (`DB_PASSWORD`, `steamApiKey`, `RCON_PASS`).
+/// Words in an environment variable's (or a command-line flag's) name that mark its value as
+/// secret. Matched case-insensitively anywhere in the name (`DB_PASSWORD`, `steamApiKey`,
+/// `RCON_PASS`, `MYSQL_ROOT_PASSWD`).
 pub const SECRET_NAME_PARTS: &[&str] = &[
     "PASS",
     "PWD",
@@ -24,10 +25,133 @@ pub const SECRET_NAME_PARTS: &[&str] = &[
     "DSN",
 ];
 
-/// True when an environment variable called `name` probably holds a secret.
+/// Short words that mark a secret only as a whole part of the name (split on `_`, `-`, `.` and
+/// camelCase), since as substrings they are in too many plain words (`SPINDLE`, `UPWARD`):
+/// `RCON_PW`, `ADMIN_PIN`, `rconPw`.
+pub const SECRET_NAME_WORDS: &[&str] = &["PW", "PIN", "PWD", "PASSCODE", "OTP"];
+
+/// What replaces a withheld secret inside a value that is otherwise shown (a URL's password, a
+/// flag's value in a command).
+pub const MASK: &str = "******";
+
+/// True when an environment variable or a flag called `name` probably holds a secret.
 pub fn looks_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
     SECRET_NAME_PARTS.iter().any(|part| upper.contains(part))
+        || name_words(name).any(|word| {
+            SECRET_NAME_WORDS
+                .iter()
+                .any(|w| word.eq_ignore_ascii_case(w))
+        })
+}
+
+/// The words of a name: split on `_`, `-`, `.` and where a lower-case letter meets an upper-case
+/// one.
+fn name_words(name: &str) -> impl Iterator<Item = &str> {
+    let mut words = Vec::new();
+    let mut start = 0;
+    let bytes = name.as_bytes();
+    for i in 0..bytes.len() {
+        if matches!(bytes[i], b'_' | b'-' | b'.') {
+            words.push(&name[start..i]);
+            start = i + 1;
+        } else if i > start && bytes[i].is_ascii_uppercase() && bytes[i - 1].is_ascii_lowercase() {
+            words.push(&name[start..i]);
+            start = i;
+        }
+    }
+    words.push(&name[start..]);
+    words.into_iter().filter(|w| !w.is_empty())
+}
+
+/// `text` with the password of every URL in it (`scheme://user:password@host`) replaced by
+/// [`MASK`]; the rest (scheme, user, host, path) stays readable.
+pub fn mask_url_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        // The authority ends at the first `/`, `?`, `#` or whitespace; credentials end at its
+        // last `@`.
+        let end = after
+            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace())
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rfind('@') {
+            Some(at_sign) => {
+                let userinfo = &authority[..at_sign];
+                match userinfo.split_once(':') {
+                    Some((user, _password)) => {
+                        out.push_str(user);
+                        out.push(':');
+                        out.push_str(MASK);
+                    }
+                    None => out.push_str(userinfo),
+                }
+                out.push_str(&authority[at_sign..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A container's command with secrets withheld: the value of any flag whose name looks secret
+/// (`--admin-password=x`, `--token x`, `-p=x`), any `NAME=value` word whose name does, and the
+/// password of any URL. Words inside one argument (`sh -c "server --token x"`) count too.
+pub fn mask_command(command: &[String]) -> Vec<String> {
+    let mut masked = Vec::with_capacity(command.len());
+    let mut mask_next = false;
+    for arg in command {
+        let (text, pending) = mask_words(arg, mask_next);
+        mask_next = pending;
+        masked.push(text);
+    }
+    masked
+}
+
+/// Masks the words of one argument; `mask_first` when the previous word was a secret flag
+/// waiting for its value. Returns the text and whether its last word is such a flag.
+fn mask_words(arg: &str, mut mask_first: bool) -> (String, bool) {
+    let mut out = String::with_capacity(arg.len());
+    let mut word_start = None;
+    let flush = |out: &mut String, word: &str, mask_this: &mut bool| {
+        if std::mem::take(mask_this) && !word.starts_with('-') {
+            out.push_str(MASK);
+            return;
+        }
+        let word = mask_url_credentials(word);
+        match word.split_once('=') {
+            Some((name, _)) if looks_secret(name.trim_start_matches('-')) => {
+                out.push_str(name);
+                out.push('=');
+                out.push_str(MASK);
+            }
+            Some(_) => out.push_str(&word),
+            None => {
+                // `--token x`: the next word is the value.
+                *mask_this = word.starts_with('-') && looks_secret(word.trim_start_matches('-'));
+                out.push_str(&word);
+            }
+        }
+    };
+    for (i, c) in arg.char_indices() {
+        if c.is_whitespace() {
+            if let Some(start) = word_start.take() {
+                flush(&mut out, &arg[start..i], &mut mask_first);
+            }
+            out.push(c);
+        } else if word_start.is_none() {
+            word_start = Some(i);
+        }
+    }
+    if let Some(start) = word_start {
+        flush(&mut out, &arg[start..], &mut mask_first);
+    }
+    (out, mask_first)
 }
 
 /// One environment variable. A value that looks secret never leaves the agent.
@@ -53,10 +177,11 @@ impl EnvVar {
         let masked = looks_secret(name);
         Self {
             name: name.to_string(),
+            // A plain name can still hold a URL with a password (`DATABASE_URL`, `SMTP_URI`).
             value: if masked {
                 None
             } else {
-                value.map(str::to_string)
+                value.map(mask_url_credentials)
             },
             masked,
         }
@@ -156,5 +281,72 @@ mod tests {
         );
         let bare = EnvVar::from_docker("DEBUG");
         assert_eq!((bare.value, bare.masked), (None, false));
+    }
+
+    #[test]
+    fn short_secret_words_and_url_passwords_are_masked() {
+        for secret in [
+            "MYSQL_ROOT_PASSWORD=hunter2",
+            "RCON_PW=hunter2",
+            "ADMIN_PIN=hunter2",
+            "rconPw=hunter2",
+            "DB_PASSWD=hunter2",
+        ] {
+            let var = EnvVar::from_docker(secret);
+            assert!(var.masked && var.value.is_none(), "{secret} was not masked");
+        }
+        for plain in [
+            "PATH=/bin",
+            "SERVER_NAME=pz",
+            "SPINDLE=1",
+            "UPWARD=1",
+            "PING=1",
+        ] {
+            let var = EnvVar::from_docker(plain);
+            assert!(!var.masked, "{plain} was masked");
+        }
+        let url = EnvVar::from_docker("DATABASE_URL=postgres://u:secret@h/db");
+        assert_eq!(url.value.as_deref(), Some("postgres://u:******@h/db"));
+        let smtp = EnvVar::from_docker("SMTP_URI=smtp://u:secret@h");
+        assert_eq!(smtp.value.as_deref(), Some("smtp://u:******@h"));
+        let several = mask_url_credentials("a=http://x:1@h b=https://h/p?q=x:y@z c=ftp://anon@h");
+        assert_eq!(
+            several,
+            "a=http://x:******@h b=https://h/p?q=x:y@z c=ftp://anon@h"
+        );
+    }
+
+    #[test]
+    fn secrets_in_commands_are_masked() {
+        let cmd =
+            |args: &[&str]| mask_command(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            cmd(&["server", "--admin-password=hunter2", "--port=8080"]),
+            ["server", "--admin-password=******", "--port=8080"]
+        );
+        assert_eq!(
+            cmd(&["server", "--token", "hunter2", "--verbose", "x"]),
+            ["server", "--token", "******", "--verbose", "x"]
+        );
+        assert_eq!(
+            cmd(&[
+                "sh",
+                "-c",
+                "run --rcon-pw hunter2 --db postgres://u:hunter2@h/db"
+            ]),
+            [
+                "sh",
+                "-c",
+                "run --rcon-pw ****** --db postgres://u:******@h/db"
+            ]
+        );
+        assert_eq!(
+            cmd(&["env", "API_KEY=hunter2", "x"]),
+            ["env", "API_KEY=******", "x"]
+        );
+        assert_eq!(
+            cmd(&["nginx", "-g", "daemon off;"]),
+            ["nginx", "-g", "daemon off;"]
+        );
     }
 }

@@ -36,12 +36,15 @@ pub fn container(summary: ContainerSummary) -> Container {
 }
 
 /// One container from Docker's inspect, as the detail view shows it. Environment values whose
-/// names look secret are dropped here, so they never leave the server.
+/// names look secret, passwords in URLs and the values of secret-looking flags in the command
+/// are withheld here, so they never leave the server.
 pub fn detail(inspect: ContainerInspectResponse) -> ContainerDetail {
     let config = inspect.config.unwrap_or_default();
     let state = inspect.state.unwrap_or_default();
     let mut command = config.entrypoint.unwrap_or_default();
     command.extend(config.cmd.unwrap_or_default());
+    // Passwords are often passed as flags or in URLs; they never leave the server either.
+    let command = zedops_protocol::mask_command(&command);
     let restart = inspect
         .host_config
         .and_then(|h| h.restart_policy)
