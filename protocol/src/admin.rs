@@ -296,6 +296,67 @@ impl Validate for UserUpdateRequest {
     }
 }
 
+/// `user.password`: a new password for a user (sent once, over the authenticated connection;
+/// the relay keeps only its argon2id hash). The user's device sessions end, except the
+/// sender's own when admins change their own password.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserPasswordRequest {
+    pub name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for UserPasswordRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserPasswordRequest")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Validate for UserPasswordRequest {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_user(&self.name)?;
+        if self.password.is_empty() || self.password.len() > MAX_PASSWORD_LEN {
+            return Err(ProtocolError::invalid(
+                "password",
+                "must be 1 to 1024 bytes",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `user.password` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserPasswordSet {
+    pub name: String,
+    /// Device sessions of the user that were ended (their connections closed).
+    pub sessions_ended: u32,
+}
+
+impl Validate for UserPasswordSet {}
+
+/// `agent.forget` request from an authenticated agent: no fields (the agent is the
+/// connection's own; it cannot name another).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentForgetRequest {}
+
+impl Validate for AgentForgetRequest {}
+
+/// `agent.forget` answer: the agent is revoked and its name may be enrolled again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentForgotten {
+    pub agent_id: String,
+    pub name: String,
+}
+
+impl Validate for AgentForgotten {}
+
 /// `token.list` request: no fields.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -79,6 +79,11 @@ pub const AGENT_ROTATE: &str = "agent.rotate";
 /// Relay → agent: store this new permanent token, then answer; the relay switches to it only
 /// after the answer.
 pub const AGENT_TOKEN: &str = "agent.token";
+/// Client → relay (admin): give a user a new password; the user's other sessions end.
+pub const USER_PASSWORD: &str = "user.password";
+/// Agent → relay, about itself only: forget me (revoked at once, the name free again); sent
+/// by `zedops-agent uninstall --purge` before it deletes its credentials.
+pub const AGENT_FORGET: &str = "agent.forget";
 
 /// Any direction: a frame that could not be handled and had no inbox to answer to,
 /// or a refused hello just before the connection closes.

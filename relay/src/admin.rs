@@ -57,6 +57,9 @@ pub async fn serve(
         subject::USER_UPDATE => {
             to_json(user_update(state, session, frame.payload().map_err(invalid)?).await?)
         }
+        subject::USER_PASSWORD => {
+            to_json(user_password(state, session, frame.payload().map_err(invalid)?).await?)
+        }
         subject::TOKEN_LIST => {
             frame.payload::<TokenListRequest>().map_err(invalid)?;
             to_json(token_list(state).await?)
@@ -189,7 +192,7 @@ async fn revoke_session(
     }
     audit(state, session, subject::SESSION_REVOKE, None).await?;
     state.hub.kick_session(&request.session_id);
-    tracing::info!(session = %request.session_id, by = %session.user, "session revoked");
+    tracing::info!(session = ?request.session_id, by = %session.user, "session revoked");
     Ok(SessionRevoked {
         session_id: request.session_id,
     })
@@ -329,7 +332,7 @@ async fn user_create(
     if let Some(error) = error {
         return Err(error);
     }
-    tracing::info!(user = %request.name, role = %request.role, by = %session.user, "user created");
+    tracing::info!(user = ?request.name, role = %request.role, by = %session.user, "user created");
     let row = state
         .store
         .user(&request.name)
@@ -419,8 +422,55 @@ async fn user_update(
             closed += state.hub.kick_session_because(id, why);
         }
     }
-    tracing::info!(user = %request.name, change = %detail, by = %session.user, closed, "user changed");
+    tracing::info!(user = ?request.name, change = %detail, by = %session.user, closed, "user changed");
     Ok(user_summary(changed.user))
+}
+
+/// Sets a user's password. The user's other device sessions are revoked and their connections
+/// closed (a password is reset because the old one may be known); an admin changing their own
+/// password keeps the session that asked. Audited; the password is never logged.
+async fn user_password(
+    state: &AppState,
+    session: &Session,
+    request: zedops_protocol::UserPasswordRequest,
+) -> Result<zedops_protocol::UserPasswordSet, ErrorReply> {
+    let keep = (request.name == session.user).then_some(session.id.as_str());
+    let result = state
+        .store
+        .set_password(&request.name, &request.password, keep)
+        .await;
+    let (ended, error) = match result {
+        Ok(ended) => (ended, None),
+        Err(StoreError::NoSuchUser(name)) => (
+            Vec::new(),
+            Some(ErrorReply::new(
+                ErrorCode::NotFound,
+                format!("no user named {name:?}; `zedops user list` lists them"),
+            )),
+        ),
+        Err(e) => return Err(internal(e)),
+    };
+    let detail = format!("{} session(s) ended", ended.len());
+    audit_change(
+        state,
+        session,
+        subject::USER_PASSWORD,
+        &request.name,
+        Some(&detail),
+        error.as_ref(),
+    )
+    .await?;
+    if let Some(error) = error {
+        return Err(error);
+    }
+    for id in &ended {
+        state.hub.kick_session_because(id, Kick::Revoked);
+    }
+    tracing::info!(user = ?request.name, by = %session.user, sessions_ended = ended.len(), "password set");
+    Ok(zedops_protocol::UserPasswordSet {
+        name: request.name,
+        sessions_ended: ended.len().try_into().unwrap_or(u32::MAX),
+    })
 }
 
 // ---- registration tokens ----------------------------------------------------------------------
@@ -488,7 +538,7 @@ async fn token_revoke(
     if let Some(error) = error {
         return Err(error);
     }
-    tracing::info!(token = %request.token_id, by = %session.user, "registration token revoked");
+    tracing::info!(token = ?request.token_id, by = %session.user, "registration token revoked");
     Ok(TokenRevoked {
         token_id: request.token_id,
     })
@@ -599,7 +649,7 @@ async fn rotate(state: &AppState, reference: &str) -> Result<(String, String), R
                     "the agent answered the rotation with something unexpected",
                 )
             });
-            tracing::warn!(agent = %link.name, code = %reply.error_code, error = %reply.error, "agent refused a token rotation");
+            tracing::warn!(agent = %link.name, code = %reply.error_code, error = ?reply.error, "agent refused a token rotation");
             return Err((
                 id,
                 ErrorReply::new(

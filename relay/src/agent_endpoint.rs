@@ -9,15 +9,16 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use tracing::{Instrument, debug, info, info_span, warn};
 use zedops_protocol::{
-    AgentAuth, AgentRegister, AgentWelcome, ContainerEvent, ContainerSync, Envelope, ErrorCode,
-    ErrorReply, Frame, HELLO_TIMEOUT, PROTOCOL_VERSION, subject,
+    AgentAuth, AgentForgetRequest, AgentForgotten, AgentRegister, AgentWelcome, ContainerEvent,
+    ContainerSync, Envelope, ErrorCode, ErrorReply, Frame, HELLO_TIMEOUT, PROTOCOL_VERSION,
+    subject,
 };
 
 use crate::client_endpoint::rate_check;
 use crate::rate_limit::{MessageLimiter, Verdict};
 use crate::server::AppState;
 use crate::socket::{self, Incoming, Socket};
-use crate::store::{AgentRecord, StoreError};
+use crate::store::{AgentRecord, AuditEntry, StoreError};
 
 pub async fn upgrade(
     State(state): State<Arc<AppState>>,
@@ -39,7 +40,7 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
         Ok(Incoming::Frame(frame)) => frame,
         Ok(Incoming::Invalid(e)) => {
-            warn!(%e, "refused a malformed hello");
+            warn!(error = ?e, "refused a malformed hello");
             return socket
                 .refuse(ErrorCode::InvalidRequest, e.to_string())
                 .await;
@@ -59,7 +60,7 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
     let (record, token) = match authenticate(&state, &hello).await {
         Ok(ok) => ok,
         Err(reply) => {
-            warn!(code = %reply.error_code, error = %reply.error, "refused an agent");
+            warn!(code = %reply.error_code, error = ?reply.error, "refused an agent");
             return socket.refuse(reply.error_code, reply.error).await;
         }
     };
@@ -112,7 +113,7 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
                     match incoming {
                         Incoming::Frame(frame) => handle_frame(&state, &link, &mut socket, frame).await,
                         Incoming::Invalid(e) => {
-                            warn!(%e, "malformed frame from agent");
+                            warn!(error = ?e, "malformed frame from agent");
                             let _ = socket.send_error(None, &e.to_reply()).await;
                         }
                         Incoming::TooLarge => {
@@ -245,7 +246,7 @@ fn internal(e: StoreError) -> ErrorReply {
 
 /// An agent's answer to one of the relay's requests: true when a request was waiting for it.
 fn answer(link: &crate::hub::AgentLink, frame: &Frame) -> bool {
-    link.answer(&frame.subject, frame.raw_data().to_string())
+    link.answer(&frame.subject, frame.raw_data())
 }
 
 /// Any other frame from an authenticated agent (counted against its rate limit): a late
@@ -257,11 +258,12 @@ async fn handle_frame(
     frame: Frame,
 ) {
     if subject::is_inbox(&frame.subject) {
-        debug!(inbox = %frame.subject, "answer for an expired request dropped");
+        debug!(inbox = ?frame.subject, "answer for an expired request dropped");
         return;
     }
     match frame.subject.as_str() {
         subject::AGENT_HEARTBEAT => {}
+        subject::AGENT_FORGET => forget(state, link, socket, &frame).await,
         subject::CONTAINER_EVENT => {
             let pushed = frame.payload::<ContainerEvent>().map(|mut event| {
                 event.agent_id = link.id.clone();
@@ -277,7 +279,7 @@ async fn handle_frame(
             publish(state, link, socket, &frame, pushed).await;
         }
         other => {
-            warn!(subject = %other, "unknown subject from agent");
+            warn!(subject = ?other, "unknown subject from agent");
             let reply = ErrorReply::new(
                 ErrorCode::InvalidRequest,
                 format!("unknown subject {other:?}"),
@@ -285,6 +287,60 @@ async fn handle_frame(
             let _ = socket.send_error(frame.reply.as_deref(), &reply).await;
         }
     }
+}
+
+/// `agent.forget`: the connection's own agent is revoked (its name free for a new enrolment),
+/// audited, answered, and then its connection closes. An agent can only ever forget itself:
+/// the id is the connection's, never read from the frame.
+async fn forget(
+    state: &AppState,
+    link: &crate::hub::AgentLink,
+    socket: &mut Socket,
+    frame: &Frame,
+) {
+    let Some(inbox) = frame.reply.as_deref() else {
+        let reply = ErrorReply::new(
+            ErrorCode::InvalidRequest,
+            "agent.forget needs a reply inbox",
+        );
+        let _ = socket.send_error(None, &reply).await;
+        return;
+    };
+    if let Err(err) = frame.payload::<AgentForgetRequest>() {
+        let _ = socket.send_error(Some(inbox), &err.to_reply()).await;
+        return;
+    }
+    let name = match state.store.revoke_agent_id(&link.id).await {
+        Ok(name) => name.unwrap_or_else(|| link.name.clone()),
+        Err(e) => {
+            tracing::error!(%e, "store failure while an agent asked to be forgotten");
+            let reply = ErrorReply::new(
+                ErrorCode::Internal,
+                "the relay could not use its database; see the relay's log",
+            );
+            let _ = socket.send_error(Some(inbox), &reply).await;
+            return;
+        }
+    };
+    let entry = AuditEntry {
+        agent_id: Some(&link.id),
+        operation: subject::AGENT_FORGET,
+        result: "ok",
+        target: Some(&name),
+        detail: Some("uninstalled with --purge"),
+        ..Default::default()
+    };
+    if let Err(e) = state.store.audit(entry).await {
+        tracing::error!(%e, "could not audit an agent.forget");
+    }
+    info!(agent = %name, id = %link.id, "agent forgot itself (uninstalled); revoked");
+    let answer = AgentForgotten {
+        agent_id: link.id.clone(),
+        name,
+    };
+    let _ = socket.send(&Envelope::new(inbox, &answer)).await;
+    // Closes this connection through the usual revocation path.
+    state.hub.kick_agent(&link.id);
 }
 
 /// Fans a decoded live-state push out to the clients, or tells the agent why it was refused.
@@ -299,7 +355,7 @@ async fn publish(
     match pushed {
         Ok(text) => state.hub.push_event(&link.id, text),
         Err(err) => {
-            warn!(subject = %frame.subject, %err, "refused a push from the agent");
+            warn!(subject = ?frame.subject, error = ?err, "refused a push from the agent");
             let _ = socket.send_error(None, &err.to_reply()).await;
         }
     }

@@ -89,6 +89,17 @@ enum UserCommand {
         #[arg(long, env = "ZEDOPS_PASSWORD_FILE")]
         password_file: Option<PathBuf>,
     },
+    /// Give a user a new password (read from stdin or a file) and end the user's device
+    /// sessions; works while the relay runs, which closes their connections within a second.
+    SetPassword {
+        name: String,
+        /// Read the password from standard input.
+        #[arg(long, conflicts_with = "password_file")]
+        password_stdin: bool,
+        /// Read the password from this file.
+        #[arg(long, env = "ZEDOPS_PASSWORD_FILE")]
+        password_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -231,6 +242,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("created {role} {name}");
             Ok(())
         }
+        Command::User {
+            command:
+                UserCommand::SetPassword {
+                    name,
+                    password_stdin,
+                    password_file,
+                },
+        } => {
+            let password = read_password(password_stdin, password_file)?;
+            let store = Store::open(&db).await?;
+            let ended = match store.set_password(&name, &password, None).await {
+                Ok(ended) => ended,
+                Err(zedops_relay::store::StoreError::NoSuchUser(_)) => bail!(
+                    "there is no user named {name:?}; create one with `zedops-relay user add {name} --role admin --password-stdin`"
+                ),
+                Err(e) => return Err(e.into()),
+            };
+            // Written from outside the relay's process: the audit names no session, only the
+            // command, and never the password.
+            store
+                .audit(zedops_relay::store::AuditEntry {
+                    user: Some("zedops-relay (local)"),
+                    operation: zedops_protocol::subject::USER_PASSWORD,
+                    result: "ok",
+                    target: Some(&name),
+                    detail: Some(&format!("{} session(s) ended", ended.len())),
+                    ..Default::default()
+                })
+                .await?;
+            eprintln!(
+                "set a new password for {name}; ended {} device session(s) of theirs (they sign in again)",
+                ended.len()
+            );
+            Ok(())
+        }
         Command::Token {
             command:
                 TokenCommand::Create {
@@ -266,9 +312,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         "run this on the server to enrol (as root; the token is single-use, valid {}):",
                         humantime::format_duration(ttl)
                     );
-                    println!("{}", zedops_relay::download::install_command(&url, &token));
+                    out(&format!(
+                        "{}\n",
+                        zedops_relay::download::install_command(&url, &token)
+                    ));
                 }
-                None => println!("{token}"),
+                None => out(&format!("{token}\n")),
             }
             Ok(())
         }
@@ -286,19 +335,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         })
                     })
                     .collect();
-                println!(
-                    "{}",
+                out(&format!(
+                    "{}\n",
                     serde_json::json!({ "agents": list, "count": list.len() })
-                );
+                ));
             } else {
-                println!("{:<24} {:<36} LAST SEEN", "NAME", "ID");
+                let mut text = format!("{:<24} {:<36} LAST SEEN\n", "NAME", "ID");
                 for a in agents {
                     let seen = a
                         .last_seen
                         .map(zedops_relay::time::rfc3339)
                         .unwrap_or_else(|| "never".into());
-                    println!("{:<24} {:<36} {seen}", a.name, a.id);
+                    text.push_str(&format!("{:<24} {:<36} {seen}\n", a.name, a.id));
                 }
+                out(&text);
             }
             Ok(())
         }
@@ -308,6 +358,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let agent = Store::open(&db).await?.revoke_agent(&name_or_id).await?;
             eprintln!("revoked agent {} ({})", agent.name, agent.id);
             Ok(())
+        }
+    }
+}
+
+/// Writes to stdout. A reader that went away (`zedops-relay token create | head -c0`) ends the
+/// program quietly with the status a shell gives a command killed by SIGPIPE, like other Unix
+/// tools, instead of a panic; any other write error is reported.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(141),
+        Err(e) => {
+            eprintln!("error: cannot write to standard output: {e}");
+            std::process::exit(1);
         }
     }
 }

@@ -35,6 +35,7 @@ pub const CLIENT_SUBJECTS: &[(&str, Need)] = &[
     (subject::USER_LIST, Need::Admin),
     (subject::USER_CREATE, Need::Admin),
     (subject::USER_UPDATE, Need::Admin),
+    (subject::USER_PASSWORD, Need::Admin),
     (subject::TOKEN_LIST, Need::Admin),
     (subject::TOKEN_REVOKE, Need::Admin),
     (subject::AGENT_ROTATE, Need::Admin),
@@ -85,6 +86,7 @@ mod tests {
             (subject::USER_LIST, [true, false, false]),
             (subject::USER_CREATE, [true, false, false]),
             (subject::USER_UPDATE, [true, false, false]),
+            (subject::USER_PASSWORD, [true, false, false]),
             (subject::TOKEN_LIST, [true, false, false]),
             (subject::TOKEN_REVOKE, [true, false, false]),
             (subject::AGENT_ROTATE, [true, false, false]),
@@ -102,5 +104,7 @@ mod tests {
         assert_eq!(need("container.remove"), None);
         // Relay → agent only: a client may never send it.
         assert_eq!(need(subject::AGENT_TOKEN), None);
+        // Agent → relay only.
+        assert_eq!(need(subject::AGENT_FORGET), None);
     }
 }

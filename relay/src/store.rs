@@ -101,6 +101,48 @@ pub struct AgentRecord {
     pub info: Option<AgentInfo>,
 }
 
+/// How long a device session lives: ended after `idle` without use, and `max_age` after login
+/// however much it is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLifetimes {
+    pub idle: Duration,
+    pub max_age: Duration,
+}
+
+/// Default [`SessionLifetimes::idle`]: 30 days.
+pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Default [`SessionLifetimes::max_age`]: 90 days.
+pub const SESSION_MAX_AGE: Duration = Duration::from_secs(90 * 24 * 3600);
+
+impl Default for SessionLifetimes {
+    fn default() -> Self {
+        Self {
+            idle: SESSION_IDLE,
+            max_age: SESSION_MAX_AGE,
+        }
+    }
+}
+
+impl SessionLifetimes {
+    /// Whether a session created at `created` and last used at `used` has ended at `now`
+    /// (Unix seconds).
+    pub fn expired(&self, created: i64, used: i64, now: i64) -> bool {
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        now.saturating_sub(used) >= secs(self.idle)
+            || now.saturating_sub(created) >= secs(self.max_age)
+    }
+}
+
+/// What [`Store::check_session`] found for a device token.
+#[derive(Debug, Clone)]
+pub enum SessionCheck {
+    Live(Session),
+    /// The session ran past its idle or absolute lifetime (and is ended now).
+    Expired,
+    /// No such token, or its session was revoked or its user disabled.
+    Unknown,
+}
+
 /// A live device session as stored.
 #[derive(Debug, Clone)]
 pub struct SessionRow {
@@ -149,6 +191,54 @@ pub struct Store {
     pool: SqlitePool,
 }
 
+/// Makes the database file (and its directory, when created here) readable by the relay's user
+/// alone, whatever the umask: it holds password hashes and the audit log. SQLite gives the
+/// `-wal` and `-shm` files the database file's mode. An existing file with wider permissions is
+/// narrowed (with the files beside it); an existing directory is left as it is, since it may be
+/// shared.
+fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+            && !parent.exists()
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        let mut names = vec![path.as_os_str().to_owned()];
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            names.push(name);
+        }
+        for name in names {
+            let file = std::path::Path::new(&name);
+            if let Ok(meta) = std::fs::metadata(file)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)?;
+    }
+    Ok(())
+}
+
 /// Current time in Unix seconds.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -164,11 +254,6 @@ impl Store {
         let options = if db.starts_with("sqlite:") {
             SqliteConnectOptions::from_str(db)?
         } else {
-            if let Some(parent) = std::path::Path::new(db).parent()
-                && !parent.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(e.into()))?;
-            }
             SqliteConnectOptions::new().filename(db)
         }
         .create_if_missing(true)
@@ -177,6 +262,12 @@ impl Store {
         .foreign_keys(true)
         // Admin commands (`user add`, `token create`) write while the relay runs.
         .busy_timeout(Duration::from_secs(5));
+        let in_memory = sqlx::ConnectOptions::to_url_lossy(&options)
+            .as_str()
+            .contains("mode=memory");
+        if !in_memory {
+            private_file(options.get_filename()).map_err(|e| StoreError::Database(e.into()))?;
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
@@ -185,7 +276,20 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(e.into()))?;
-        Ok(Self { pool })
+        let store = Self { pool };
+        // Names that equal another agent's id were accepted before names had to differ from
+        // ids. References resolve to the id's owner now; the admin should rename or revoke.
+        for (named, owner) in store.agent_name_clashes().await? {
+            tracing::warn!(
+                agent = %named.id,
+                name = %named.name,
+                clashes_with = %owner.id,
+                owner_name = %owner.name,
+                "an agent is named with another agent's id; requests naming that id go to the agent with the id. Revoke the misnamed agent (`zedops-relay agent revoke {}`) and enrol it again under another name",
+                named.id
+            );
+        }
+        Ok(store)
     }
 
     /// Closes the pool, flushing the WAL.
@@ -229,6 +333,18 @@ impl Store {
         password: &str,
         device: Option<&str>,
     ) -> Result<Option<(Session, String)>, StoreError> {
+        self.login_holding(name, password, device, ()).await
+    }
+
+    /// [`login`](Self::login), holding `guard` (a password-check slot) until the hash check
+    /// ends, also when the caller stops waiting for it.
+    pub async fn login_holding<G: Send + 'static>(
+        &self,
+        name: &str,
+        password: &str,
+        device: Option<&str>,
+        guard: G,
+    ) -> Result<Option<(Session, String)>, StoreError> {
         let row = sqlx::query("SELECT id, password_hash, role, disabled FROM users WHERE name = ?")
             .bind(name)
             .fetch_optional(&self.pool)
@@ -243,10 +359,13 @@ impl Store {
             None => (None, secret::dummy_password_hash().to_string(), None, true),
         };
         let password = password.to_string();
-        let matches =
-            tokio::task::spawn_blocking(move || secret::verify_password(&password, &hash))
-                .await
-                .map_err(|e| StoreError::Hash(e.to_string()))?;
+        let matches = tokio::task::spawn_blocking(move || {
+            let matches = secret::verify_password(&password, &hash);
+            drop(guard);
+            matches
+        })
+        .await
+        .map_err(|e| StoreError::Hash(e.to_string()))?;
         let (Some(user_id), Some(role), false, true) = (user_id, role, disabled, matches) else {
             return Ok(None);
         };
@@ -270,27 +389,54 @@ impl Store {
         )))
     }
 
-    /// The live session a device token belongs to, if any.
+    /// The live session a device token belongs to, if any, with the default lifetimes.
     pub async fn session(&self, token: &str) -> Result<Option<Session>, StoreError> {
+        match self
+            .check_session(token, &SessionLifetimes::default())
+            .await?
+        {
+            SessionCheck::Live(session) => Ok(Some(session)),
+            SessionCheck::Expired | SessionCheck::Unknown => Ok(None),
+        }
+    }
+
+    /// What a device token stands for now. A live session is renewed (its idle time starts
+    /// again); one past its idle or absolute lifetime is ended for good.
+    pub async fn check_session(
+        &self,
+        token: &str,
+        lifetimes: &SessionLifetimes,
+    ) -> Result<SessionCheck, StoreError> {
         let row = sqlx::query(
-            "SELECT s.id, u.name, u.role FROM device_sessions s JOIN users u ON u.id = s.user_id \
+            "SELECT s.id, u.name, u.role, s.created_at, COALESCE(s.last_used_at, s.created_at) AS used \
+             FROM device_sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_hash = ? AND s.revoked_at IS NULL AND u.disabled = 0",
         )
         .bind(secret::token_hash(token))
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else {
+            return Ok(SessionCheck::Unknown);
+        };
         let id: String = row.get("id");
+        let at = now();
+        if lifetimes.expired(row.get("created_at"), row.get("used"), at) {
+            self.revoke_session(&id).await?;
+            return Ok(SessionCheck::Expired);
+        }
         sqlx::query("UPDATE device_sessions SET last_used_at = ? WHERE id = ?")
-            .bind(now())
+            .bind(at)
             .bind(&id)
             .execute(&self.pool)
             .await?;
-        Ok(Role::parse(row.get::<&str, _>("role")).map(|role| Session {
-            id,
-            user: row.get("name"),
-            role,
-        }))
+        Ok(match Role::parse(row.get::<&str, _>("role")) {
+            Some(role) => SessionCheck::Live(Session {
+                id,
+                user: row.get("name"),
+                role,
+            }),
+            None => SessionCheck::Unknown,
+        })
     }
 
     /// Ends the session of a device token. Returns whether one was live.
@@ -444,6 +590,14 @@ impl Store {
         if consumed.rows_affected() != 1 {
             return Err(StoreError::BadRegistrationToken);
         }
+        // A name equal to an agent's id would make references to that agent ambiguous.
+        let is_an_id: Option<i64> = sqlx::query_scalar("SELECT 1 FROM agents WHERE id = ?")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if is_an_id.is_some() || zedops_protocol::looks_like_agent_id(name) {
+            return Err(StoreError::NameTaken(name.into()));
+        }
         let token = secret::new_token(TokenKind::Agent);
         let inserted = sqlx::query(
             "INSERT INTO agents (id, name, token_hash, created_at, last_seen, version, docker_version, engine_id, os, arch, hostname) \
@@ -539,15 +693,48 @@ impl Store {
 
     /// The live agent with this id or name.
     pub async fn find_agent(&self, id_or_name: &str) -> Result<Option<AgentRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, name, last_seen, version, docker_version, engine_id, os, arch, hostname \
-             FROM agents WHERE revoked_at IS NULL AND (id = ? OR name = ?) LIMIT 1",
+        // The id first, exactly; a name only when no agent has that id and the reference
+        // cannot be an id (see `Hub::agent`).
+        const COLUMNS: &str = "SELECT id, name, last_seen, version, docker_version, engine_id, os, arch, hostname FROM agents";
+        let by_id = sqlx::query(&format!("{COLUMNS} WHERE revoked_at IS NULL AND id = ?"))
+            .bind(id_or_name)
+            .fetch_optional(&self.pool)
+            .await?;
+        if by_id.is_some() || zedops_protocol::looks_like_agent_id(id_or_name) {
+            return Ok(by_id.as_ref().map(agent_from_row));
+        }
+        let by_name = sqlx::query(&format!("{COLUMNS} WHERE revoked_at IS NULL AND name = ?"))
+            .bind(id_or_name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(by_name.as_ref().map(agent_from_row))
+    }
+
+    /// Agents whose name is another agent's id (refused since names may not look like ids, but
+    /// possibly in a database from before): `(named, id_owner)` pairs, for a warning at start.
+    pub async fn agent_name_clashes(&self) -> Result<Vec<(AgentRecord, AgentRecord)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.id AS a_id, a.name AS a_name, b.id AS b_id, b.name AS b_name \
+             FROM agents a JOIN agents b ON a.name = b.id AND a.id <> b.id \
+             WHERE a.revoked_at IS NULL AND b.revoked_at IS NULL",
         )
-        .bind(id_or_name)
-        .bind(id_or_name)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(row.as_ref().map(agent_from_row))
+        let record = |id: String, name: String| AgentRecord {
+            id,
+            name,
+            last_seen: None,
+            info: None,
+        };
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    record(r.get("a_id"), r.get("a_name")),
+                    record(r.get("b_id"), r.get("b_name")),
+                )
+            })
+            .collect())
     }
 
     /// Revokes an agent by id or name; its token stops working.
@@ -562,6 +749,18 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(agent)
+    }
+
+    /// Revokes the agent with exactly this id (an agent forgetting itself: no name lookup, so
+    /// no other agent can be meant). Returns its name, or `None` when it was not live.
+    pub async fn revoke_agent_id(&self, agent_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "UPDATE agents SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING name",
+        )
+        .bind(now())
+        .bind(agent_id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Starts rotating an agent's token: `next_hash` is accepted alongside the current token
@@ -705,6 +904,45 @@ impl Store {
         })
     }
 
+    /// Gives a user a new password (argon2id hash) and revokes the user's device sessions, all
+    /// but `keep` (the admin's own, when admins change their own password): a password is
+    /// reset because the old one may be known to someone else, so sessions opened with it end
+    /// too. Returns the ids of the revoked sessions, so their connections can be closed.
+    pub async fn set_password(
+        &self,
+        name: &str,
+        password: &str,
+        keep: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let password = password.to_string();
+        let hash = tokio::task::spawn_blocking(move || secret::hash_password(&password))
+            .await
+            .map_err(|e| StoreError::Hash(e.to_string()))?
+            .map_err(|e| StoreError::Hash(e.to_string()))?;
+        let mut tx = self.pool.begin().await?;
+        let user_id: String = sqlx::query_scalar("SELECT id FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NoSuchUser(name.into()))?;
+        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(hash)
+            .bind(&user_id)
+            .execute(&mut *tx)
+            .await?;
+        let revoked: Vec<String> = sqlx::query_scalar(
+            "UPDATE device_sessions SET revoked_at = ? \
+             WHERE user_id = ? AND revoked_at IS NULL AND (?3 IS NULL OR id != ?3) RETURNING id",
+        )
+        .bind(now())
+        .bind(&user_id)
+        .bind(keep)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
     /// The current role of a live device session (`None` when revoked or its user disabled),
     /// to check a connection that authenticated while its user was being changed.
     pub async fn session_role(&self, session_id: &str) -> Result<Option<Role>, StoreError> {
@@ -738,6 +976,45 @@ impl Store {
         .bind(entry.detail)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Appends an audit entry for an action about to run and returns its id, so that
+    /// [`audit_finish`](Self::audit_finish) can record the outcome. An entry still `pending`
+    /// later means the relay stopped before the agent answered.
+    pub async fn audit_begin(&self, entry: AuditEntry<'_>) -> Result<i64, StoreError> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO audit_log (at, user_name, session_id, agent_id, container, operation, result, error_code, target, detail) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(now())
+        .bind(entry.user)
+        .bind(entry.session_id)
+        .bind(entry.agent_id)
+        .bind(entry.container)
+        .bind(entry.operation)
+        .bind(entry.result)
+        .bind(entry.error_code)
+        .bind(entry.target)
+        .bind(entry.detail)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Records the outcome of the action whose entry [`audit_begin`](Self::audit_begin) wrote.
+    pub async fn audit_finish(
+        &self,
+        id: i64,
+        result: &str,
+        error_code: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE audit_log SET result = ?, error_code = ? WHERE id = ?")
+            .bind(result)
+            .bind(error_code)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

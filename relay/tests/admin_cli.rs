@@ -139,3 +139,105 @@ async fn administers_users_tokens_and_agents() {
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed["count"], 0);
 }
+
+/// `user set-password` gives a new password (the old one stops working), ends the user's
+/// sessions, is audited without the password, and names a missing user plainly.
+#[tokio::test]
+async fn set_password_replaces_the_password_and_ends_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relay.db").display().to_string();
+    let out = relay(
+        &db,
+        &[
+            "user",
+            "add",
+            "admin",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        Some("first-password\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let store = zedops_relay::Store::open(&db).await.unwrap();
+    let (session, token) = store
+        .login("admin", "first-password", None)
+        .await
+        .unwrap()
+        .expect("the first password works");
+
+    let out = relay(
+        &db,
+        &["user", "set-password", "admin", "--password-stdin"],
+        Some("second-password\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("ended 1 device session"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        store
+            .login("admin", "first-password", None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .login("admin", "second-password", None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store.session(&token).await.unwrap().is_none(),
+        "the old session ended"
+    );
+    let (_, sessions) = store.revoked_since(0).await.unwrap();
+    assert!(
+        sessions.contains(&session.id),
+        "the running relay is told to close it"
+    );
+    let audit = store.audit_list(None, None, 10).await.unwrap();
+    let entry = audit
+        .iter()
+        .find(|e| e.operation == "user.password")
+        .expect("audited");
+    assert_eq!(entry.target.as_deref(), Some("admin"));
+    for e in &audit {
+        assert!(!format!("{e:?}").contains("second-password"));
+    }
+
+    let missing = relay(
+        &db,
+        &["user", "set-password", "nobody", "--password-stdin"],
+        Some("x\n"),
+    );
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("no user named"),
+        "{}",
+        text(&missing.stderr)
+    );
+}
+
+/// A closed stdout (`zedops-relay token create | head -c0`, a shell's `<(…)` read too late)
+/// ends the command quietly with SIGPIPE's status, never a panic.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relay.db").display().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zedops-relay"))
+        .args(["--db", &db, "token", "create"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}
