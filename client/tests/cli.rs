@@ -448,6 +448,107 @@ async fn admins_manage_users_tokens_and_agent_tokens_from_the_cli() {
     agent.stop().await.unwrap();
 }
 
+/// `zedops user set-password`: an admin gives a user a new password from stdin; the old one and
+/// the user's sessions stop working, an admin changing their own keeps the asking session, the
+/// change is audited without the password, and only admins may do it.
+#[tokio::test]
+async fn admins_set_passwords_and_the_users_sessions_end() {
+    let relay = TestRelay::start().await;
+    let admin = relay.login("root", Role::Admin).await;
+    let other_root_session = relay.login("root", Role::Admin).await;
+    let dave = relay.login("dave", Role::Viewer).await;
+    let config = tempfile::tempdir().unwrap();
+    let cfg = config.path();
+
+    let out = headless_stdin(
+        &relay,
+        &admin,
+        cfg,
+        &["user", "set-password", "dave", "--password-stdin", "--json"],
+        "dave-new-pass-1\n",
+    )
+    .await;
+    let set = json(&out);
+    assert_eq!(set["name"], "dave");
+    assert_eq!(set["sessionsEnded"], 1);
+    failed_with(
+        &headless(&relay, &dave, cfg, &["agents"]).await,
+        "UNAUTHORIZED",
+    );
+    let err = zedops_client::login(&relay.url, "dave", TEST_PASSWORD, None, false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "UNAUTHORIZED");
+    zedops_client::login(&relay.url, "dave", "dave-new-pass-1", None, false)
+        .await
+        .expect("the new password works");
+
+    // Their own: the asking session lives on, the other one ends.
+    let out = headless_stdin(
+        &relay,
+        &admin,
+        cfg,
+        &["user", "set-password", "root", "--password-stdin"],
+        "root-new-pass-1\n",
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        headless(&relay, &admin, cfg, &["agents"])
+            .await
+            .status
+            .success()
+    );
+    failed_with(
+        &headless(&relay, &other_root_session, cfg, &["agents"]).await,
+        "UNAUTHORIZED",
+    );
+
+    let audit = relay.store.audit_list(None, None, 100).await.unwrap();
+    let targets: Vec<_> = audit
+        .iter()
+        .filter(|e| e.operation == "user.password")
+        .map(|e| {
+            (
+                e.target.clone().unwrap_or_default(),
+                e.user.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            ("root".to_string(), "root".to_string()),
+            ("dave".to_string(), "root".to_string())
+        ]
+    );
+    assert!(!format!("{audit:?}").contains("new-pass"));
+
+    failed_with(
+        &headless_stdin(
+            &relay,
+            &admin,
+            cfg,
+            &["user", "set-password", "nobody", "--password-stdin"],
+            "x\n",
+        )
+        .await,
+        "NOT_FOUND",
+    );
+    let ops = relay.login("ops", Role::Operator).await;
+    failed_with(
+        &headless_stdin(
+            &relay,
+            &ops,
+            cfg,
+            &["user", "set-password", "ops", "--password-stdin"],
+            "x\n",
+        )
+        .await,
+        "FORBIDDEN",
+    );
+}
+
 #[tokio::test]
 async fn login_keeps_only_a_device_token_in_the_keyring_and_logout_removes_it() {
     let relay = TestRelay::start().await;

@@ -9,7 +9,8 @@ use serde_json::json;
 use zedops_client::Client;
 use zedops_protocol::{
     AgentRevoked, AgentRotated, AuditListResponse, Role, SessionListResponse, SessionRevoked,
-    TokenCreated, TokenListResponse, TokenRevoked, UserListResponse, UserSummary, subject,
+    TokenCreated, TokenListResponse, TokenRevoked, UserListResponse, UserPasswordSet, UserSummary,
+    subject,
 };
 
 use super::{CliError, CliResult, Global, connect, print_json, print_stdout, table};
@@ -308,6 +309,25 @@ pub async fn add_user(
         print_json(&user)?;
     }
     eprintln!("created {} {}", user.role, table::clean(&user.name));
+    Ok(())
+}
+
+pub async fn set_password(global: &Global, name: &str, password: String, json: bool) -> CliResult {
+    let (client, set): (_, UserPasswordSet) = ask(
+        global,
+        subject::USER_PASSWORD,
+        json!({ "name": name, "password": password }),
+    )
+    .await?;
+    client.close().await;
+    if json {
+        print_json(&set)?;
+    }
+    eprintln!(
+        "set a new password for {}; ended {} other device session(s) of theirs",
+        table::clean(&set.name),
+        set.sessions_ended
+    );
     Ok(())
 }
 

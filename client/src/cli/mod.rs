@@ -23,6 +23,8 @@ const TOKEN_ENV: &str = "ZEDOPS_TOKEN";
 #[derive(Debug, Parser)]
 #[command(
     name = "zedops",
+    // Usage lines say `zedops` on every system (clap would take `zedops.exe` from argv[0]).
+    bin_name = "zedops",
     version,
     about = "Control Docker containers on ZedOps agents through a ZedOps relay",
     after_help = "Headless use: set ZEDOPS_TOKEN to a device token (from `zedops login --print-token`) \
@@ -127,6 +129,18 @@ enum UserCommand {
         /// admin, operator or viewer
         #[arg(long, value_parser = parse_role)]
         role: zedops_protocol::Role,
+        /// Read the password from the first line of stdin
+        #[arg(long, value_parser = BoolishValueParser::new())]
+        password_stdin: bool,
+        /// Read the password from the first line of this file
+        #[arg(long, value_name = "FILE", conflicts_with = "password_stdin")]
+        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        output: JsonArg,
+    },
+    /// Give a user a new password (from stdin or a file); the user's other sessions end
+    SetPassword {
+        name: String,
         /// Read the password from the first line of stdin
         #[arg(long, value_parser = BoolishValueParser::new())]
         password_stdin: bool,
@@ -308,7 +322,7 @@ impl CliError {
 impl From<ClientError> for CliError {
     fn from(err: ClientError) -> Self {
         Self {
-            code: err.code(),
+            code: err.code().as_str(),
             message: err.to_string(),
         }
     }
@@ -330,7 +344,12 @@ pub async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}: {}", err.code, err.message);
+            // Error messages can quote what an agent or container reported.
+            eprintln!(
+                "error: {}: {}",
+                table::clean(&err.code),
+                table::clean(&err.message)
+            );
             ExitCode::FAILURE
         }
     }
@@ -438,6 +457,23 @@ async fn run(cli: Cli) -> CliResult {
                 };
                 admin::add_user(&global, &name, role, password, output.json).await
             }
+            UserCommand::SetPassword {
+                name,
+                password_stdin,
+                password_file,
+                output,
+            } => {
+                let password = if password_stdin {
+                    auth::read_password(std::io::stdin().lock(), "stdin")?
+                } else if let Some(path) = &password_file {
+                    auth::read_password_file(path)?
+                } else {
+                    usage_error(
+                        "give the new password with --password-stdin or --password-file FILE",
+                    )
+                };
+                admin::set_password(&global, &name, password, output.json).await
+            }
             UserCommand::SetRole { name, role, output } => {
                 admin::update_user(&global, &name, Some(role), None, output.json).await
             }
@@ -536,7 +572,9 @@ fn print_stdout(text: &str) -> CliResult {
 
 /// Prints a protocol value as one line of JSON on stdout.
 fn print_json(value: &impl serde::Serialize) -> CliResult {
-    let mut text = serde_json::to_string(value).expect("protocol types always serialise");
+    let mut text = table::json_for_terminal(
+        &serde_json::to_string(value).expect("protocol types always serialise"),
+    );
     text.push('\n');
     print_stdout(&text)
 }
