@@ -228,6 +228,11 @@ async fn recovers_when_the_engine_appears() {
     let real =
         std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
     let Some(real_socket) = real.strip_prefix("unix://") else {
+        // The test stands a socket up by symlink; other engines cannot be moved that way.
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "DOCKER_HOST {real} is not a unix socket (CI=true: this test needs one)"
+        );
         eprintln!("skipping: DOCKER_HOST {real} is not a unix socket");
         return;
     };

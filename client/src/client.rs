@@ -67,8 +67,14 @@ pub enum ClientEvent {
     /// The connection is back after a drop (not sent for the first connection).
     Connected,
     /// The connection dropped (a reconnect follows), or reconnecting stopped for good because the
-    /// relay refused the session, or [`Client::close`] was called; `reason` says which.
-    Disconnected { reason: String },
+    /// relay refused the session, or [`Client::close`] was called; `reason` says which, for
+    /// people. `fatal` is the relay's refusal (`UNAUTHORIZED`: sign in again;
+    /// `UNSUPPORTED_VERSION`: update) when reconnecting stopped because of it; callers branch
+    /// on it, never on the sentence.
+    Disconnected {
+        reason: String,
+        fatal: Option<ErrorCode>,
+    },
     /// The relay sent an `error` frame: it could not handle a frame that had no inbox to answer.
     Error(ErrorReply),
     /// A container changed on a subscribed agent (see [`Client::subscribe`]).
@@ -729,6 +735,7 @@ async fn supervise(
         let down_reason = shared.state().down_reason.clone();
         shared.emit(ClientEvent::Disconnected {
             reason: down_reason,
+            fatal: None,
         });
         if closed {
             return;
@@ -776,13 +783,14 @@ async fn reconnect(
                     ErrorCode::Unauthorized | ErrorCode::UnsupportedVersion
                 ) =>
             {
+                let fatal = Some(reply.error_code);
                 let reason = format!(
                     "the relay refused to reconnect: {}",
                     ClientError::Remote(reply)
                 );
                 warn!(%reason, "stopped reconnecting");
                 shared.shut_down(&reason);
-                shared.emit(ClientEvent::Disconnected { reason });
+                shared.emit(ClientEvent::Disconnected { reason, fatal });
                 return None;
             }
             // Logged once per outage, not on every attempt.

@@ -6,6 +6,109 @@ use std::time::Duration;
 use zedops_protocol::{ErrorCode, ErrorReply, OperationError};
 use zedops_transport::TransportError;
 
+/// The codes of failures that happen on this side of the relay: nothing reached it, or what
+/// came back could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LocalCode {
+    /// The relay could not be reached (DNS, TCP, TLS, upgrade, HTTP).
+    RelayUnreachable,
+    /// The connection is down, or broke while a request was in flight.
+    Disconnected,
+    /// The OS keyring could not be used.
+    KeyringUnavailable,
+    /// No device token is stored for this relay.
+    NotLoggedIn,
+    /// The relay URL is malformed or would send the token in plaintext.
+    InvalidUrl,
+    /// The private CA file cannot be used.
+    InvalidCaFile,
+    /// The local configuration file cannot be read or written.
+    ConfigError,
+    /// The relay sent something this version cannot read, or a code it does not know.
+    ProtocolError,
+}
+
+impl LocalCode {
+    /// Every local code.
+    pub const ALL: &'static [LocalCode] = &[
+        Self::RelayUnreachable,
+        Self::Disconnected,
+        Self::KeyringUnavailable,
+        Self::NotLoggedIn,
+        Self::InvalidUrl,
+        Self::InvalidCaFile,
+        Self::ConfigError,
+        Self::ProtocolError,
+    ];
+
+    /// The spelling shown to people and scripts, e.g. `RELAY_UNREACHABLE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RelayUnreachable => "RELAY_UNREACHABLE",
+            Self::Disconnected => "DISCONNECTED",
+            Self::KeyringUnavailable => "KEYRING_UNAVAILABLE",
+            Self::NotLoggedIn => "NOT_LOGGED_IN",
+            Self::InvalidUrl => "INVALID_URL",
+            Self::InvalidCaFile => "INVALID_CA_FILE",
+            Self::ConfigError => "CONFIG_ERROR",
+            Self::ProtocolError => "PROTOCOL_ERROR",
+        }
+    }
+}
+
+/// The code of any [`ClientError`]: a wire code the relay or agent sent, or a local one.
+/// Serialises as the bare code string either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[serde(untagged)]
+pub enum Code {
+    Wire(ErrorCode),
+    Local(LocalCode),
+}
+
+impl Code {
+    /// The code's spelling, e.g. `AGENT_OFFLINE` or `RELAY_UNREACHABLE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Wire(code) => code.as_str(),
+            Self::Local(code) => code.as_str(),
+        }
+    }
+
+    /// The code spelled `text`, if this build knows it.
+    pub fn parse(text: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
+    }
+
+    /// Every code this build knows: the wire codes, then the local ones.
+    pub fn all() -> impl Iterator<Item = Code> {
+        ErrorCode::ALL
+            .iter()
+            .map(|&c| Code::Wire(c))
+            .chain(LocalCode::ALL.iter().map(|&c| Code::Local(c)))
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Code {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl From<ErrorCode> for Code {
+    fn from(code: ErrorCode) -> Self {
+        Self::Wire(code)
+    }
+}
+
 /// Everything that can go wrong talking to a relay or keeping credentials.
 ///
 /// Callers branch on [`ClientError::code`]; [`Display`](std::fmt::Display) is meant for people.
@@ -61,21 +164,22 @@ pub enum ClientError {
 
 impl ClientError {
     /// The error code: the wire code (`AGENT_OFFLINE`, `UNAUTHORIZED`, …) for errors the relay
-    /// reported, or a local one: `RELAY_UNREACHABLE`, `DISCONNECTED`, `TIMEOUT`,
-    /// `KEYRING_UNAVAILABLE`, `NOT_LOGGED_IN`, `INVALID_URL`, `INVALID_CA_FILE`, `CONFIG_ERROR`,
-    /// `PROTOCOL_ERROR`.
-    pub fn code(&self) -> &'static str {
+    /// reported, or a [`LocalCode`] for failures that never reached it (`TIMEOUT` here is the
+    /// wire code: the same meaning, seen from this side).
+    pub fn code(&self) -> Code {
         match self {
-            Self::Remote(reply) | Self::LoginRefused(reply) => reply.error_code.as_str(),
-            Self::UnknownRemote { .. } | Self::Protocol { .. } => "PROTOCOL_ERROR",
-            Self::RelayUnreachable { .. } => "RELAY_UNREACHABLE",
-            Self::Disconnected { .. } => "DISCONNECTED",
-            Self::Timeout { .. } => "TIMEOUT",
-            Self::Keyring { .. } => "KEYRING_UNAVAILABLE",
-            Self::NotLoggedIn { .. } => "NOT_LOGGED_IN",
-            Self::InvalidUrl { .. } => "INVALID_URL",
-            Self::CaFile { .. } => "INVALID_CA_FILE",
-            Self::Config { .. } => "CONFIG_ERROR",
+            Self::Remote(reply) | Self::LoginRefused(reply) => Code::Wire(reply.error_code),
+            Self::Timeout { .. } => Code::Wire(ErrorCode::Timeout),
+            Self::UnknownRemote { .. } | Self::Protocol { .. } => {
+                Code::Local(LocalCode::ProtocolError)
+            }
+            Self::RelayUnreachable { .. } => Code::Local(LocalCode::RelayUnreachable),
+            Self::Disconnected { .. } => Code::Local(LocalCode::Disconnected),
+            Self::Keyring { .. } => Code::Local(LocalCode::KeyringUnavailable),
+            Self::NotLoggedIn { .. } => Code::Local(LocalCode::NotLoggedIn),
+            Self::InvalidUrl { .. } => Code::Local(LocalCode::InvalidUrl),
+            Self::CaFile { .. } => Code::Local(LocalCode::InvalidCaFile),
+            Self::Config { .. } => Code::Local(LocalCode::ConfigError),
         }
     }
 
@@ -254,6 +358,17 @@ fn not_logged_in_sentence(relay: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_has_one_spelling_that_parses_back() {
+        let mut seen = std::collections::HashSet::new();
+        for code in Code::all() {
+            assert!(seen.insert(code.as_str()), "{code} spelled twice");
+            assert_eq!(Code::parse(code.as_str()), Some(code));
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+        assert_eq!(Code::parse("SOMETHING_NEW"), None);
+    }
 
     #[test]
     fn an_answer_is_an_error_when_it_has_an_error_code() {

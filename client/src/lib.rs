@@ -33,7 +33,7 @@ mod streams;
 pub use client::{
     CLIENT_WS_PATH, Client, ClientEvent, ConnectOptions, EVENT_BUFFER, REQUEST_GRACE,
 };
-pub use error::ClientError;
+pub use error::{ClientError, Code, LocalCode};
 pub use http::{LOGIN_PATH, LOGOUT_PATH, login, logout};
 pub use streams::{Logs, LogsOptions, Stats, StreamChunk, StreamReader};
 /// The wire types callers see in answers and events.

@@ -173,7 +173,7 @@ fn apply(picture: &mut Picture, seen: &mut Seen, received: ClientEvent, prefix: 
         }
         ClientEvent::Error(reply) => seen.errors.push(reply.to_string()),
         ClientEvent::Resync { missed } => seen.resyncs += missed,
-        ClientEvent::Disconnected { reason } => panic!("the client lost the relay: {reason}"),
+        ClientEvent::Disconnected { reason, .. } => panic!("the client lost the relay: {reason}"),
         _ => {}
     }
 }

@@ -2,69 +2,70 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Every error code a peer may send. One meaning per code; never reuse one for another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ErrorCode {
-    /// The agent cannot reach its Docker engine (not running, socket missing, permission denied).
-    DockerNotAvailable,
-    /// Docker refused or failed to list containers.
-    DockerListFailed,
-    /// Docker refused or failed to start the container.
-    DockerStartFailed,
-    /// Docker refused or failed to stop the container.
-    DockerStopFailed,
-    /// Docker refused or failed to restart the container.
-    DockerRestartFailed,
-    /// No container with that id or name exists on the agent.
-    ContainerNotFound,
-    /// The frame or its payload is malformed, too large, or has unknown fields or subjects.
-    InvalidRequest,
-    /// Missing, wrong, expired, used or revoked credentials.
-    Unauthorized,
-    /// Authenticated, but the role does not allow this.
-    Forbidden,
-    /// The agent is known but not connected right now.
-    AgentOffline,
-    /// The agent is connected but did not answer in time.
-    Timeout,
-    /// Too many attempts or requests; retry later.
-    RateLimited,
-    /// No such agent (or other named thing) at the relay.
-    NotFound,
-    /// The peer speaks a different protocol version.
-    UnsupportedVersion,
-    /// An agent asked to enrol under a name another agent already has.
-    NameTaken,
-    /// The agent refuses to stop or restart the container it runs in.
-    SelfProtected,
-    /// Something unexpected failed inside the relay or agent; see its log.
-    Internal,
+/// Declares [`ErrorCode`] from one list: each variant with its wire spelling, so the enum,
+/// [`ErrorCode::ALL`] and [`ErrorCode::as_str`] cannot drift apart.
+macro_rules! error_codes {
+    ($($(#[doc = $doc:expr])* $variant:ident = $wire:literal,)*) => {
+        /// Every error code a peer may send. One meaning per code; never reuse one for another.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "specta", derive(specta::Type))]
+        // The type's name (not its values): the app's own `ErrorCode` wraps this one, and
+        // TypeScript needs two names. JSON never shows it.
+        #[serde(rename = "WireCode", rename_all = "SCREAMING_SNAKE_CASE")]
+        pub enum ErrorCode {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl ErrorCode {
+            /// Every code, in declaration order: for exhaustive tests and for peers (the app,
+            /// the docs) that must know each one.
+            pub const ALL: &'static [ErrorCode] = &[$(Self::$variant,)*];
+
+            /// The wire spelling, e.g. `AGENT_OFFLINE`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $wire,)*
+                }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    /// The wire spelling, e.g. `AGENT_OFFLINE`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::DockerNotAvailable => "DOCKER_NOT_AVAILABLE",
-            Self::DockerListFailed => "DOCKER_LIST_FAILED",
-            Self::DockerStartFailed => "DOCKER_START_FAILED",
-            Self::DockerStopFailed => "DOCKER_STOP_FAILED",
-            Self::DockerRestartFailed => "DOCKER_RESTART_FAILED",
-            Self::ContainerNotFound => "CONTAINER_NOT_FOUND",
-            Self::InvalidRequest => "INVALID_REQUEST",
-            Self::Unauthorized => "UNAUTHORIZED",
-            Self::Forbidden => "FORBIDDEN",
-            Self::AgentOffline => "AGENT_OFFLINE",
-            Self::Timeout => "TIMEOUT",
-            Self::RateLimited => "RATE_LIMITED",
-            Self::NotFound => "NOT_FOUND",
-            Self::UnsupportedVersion => "UNSUPPORTED_VERSION",
-            Self::NameTaken => "NAME_TAKEN",
-            Self::SelfProtected => "SELF_PROTECTED",
-            Self::Internal => "INTERNAL",
-        }
-    }
+error_codes! {
+    /// The agent cannot reach its Docker engine (not running, socket missing, permission denied).
+    DockerNotAvailable = "DOCKER_NOT_AVAILABLE",
+    /// Docker refused or failed to list containers.
+    DockerListFailed = "DOCKER_LIST_FAILED",
+    /// Docker refused or failed to start the container.
+    DockerStartFailed = "DOCKER_START_FAILED",
+    /// Docker refused or failed to stop the container.
+    DockerStopFailed = "DOCKER_STOP_FAILED",
+    /// Docker refused or failed to restart the container.
+    DockerRestartFailed = "DOCKER_RESTART_FAILED",
+    /// No container with that id or name exists on the agent.
+    ContainerNotFound = "CONTAINER_NOT_FOUND",
+    /// The frame or its payload is malformed, too large, or has unknown fields or subjects.
+    InvalidRequest = "INVALID_REQUEST",
+    /// Missing, wrong, expired, used or revoked credentials.
+    Unauthorized = "UNAUTHORIZED",
+    /// Authenticated, but the role does not allow this.
+    Forbidden = "FORBIDDEN",
+    /// The agent is known but not connected right now.
+    AgentOffline = "AGENT_OFFLINE",
+    /// The agent is connected but did not answer in time.
+    Timeout = "TIMEOUT",
+    /// Too many attempts or requests; retry later.
+    RateLimited = "RATE_LIMITED",
+    /// No such agent (or other named thing) at the relay.
+    NotFound = "NOT_FOUND",
+    /// The peer speaks a different protocol version.
+    UnsupportedVersion = "UNSUPPORTED_VERSION",
+    /// An agent asked to enrol under a name another agent already has.
+    NameTaken = "NAME_TAKEN",
+    /// The agent refuses to stop or restart the container it runs in.
+    SelfProtected = "SELF_PROTECTED",
+    /// Something unexpected failed inside the relay or agent; see its log.
+    Internal = "INTERNAL",
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -139,16 +140,19 @@ mod tests {
 
     #[test]
     fn codes_serialise_as_their_wire_names() {
-        for code in [
-            ErrorCode::DockerNotAvailable,
-            ErrorCode::AgentOffline,
-            ErrorCode::UnsupportedVersion,
-        ] {
+        // Serde's spelling and `as_str` come from two places; every code must agree, and
+        // decode back to itself.
+        for &code in ErrorCode::ALL {
             assert_eq!(
                 serde_json::to_string(&code).unwrap(),
                 format!("\"{}\"", code.as_str())
             );
+            let back: ErrorCode =
+                serde_json::from_value(serde_json::Value::String(code.as_str().into())).unwrap();
+            assert_eq!(back, code);
         }
+        let mut seen = std::collections::HashSet::new();
+        assert!(ErrorCode::ALL.iter().all(|c| seen.insert(c.as_str())));
         let reply = ErrorReply::new(ErrorCode::Timeout, "agent did not answer");
         assert_eq!(
             serde_json::to_string(&reply).unwrap(),

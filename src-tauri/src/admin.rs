@@ -44,7 +44,7 @@ pub fn public_url(url: &str) -> Result<String, AppError> {
             Ok(trimmed.to_string())
         }
         _ => Err(AppError::new(
-            ErrorCode::InvalidInput,
+            ErrorCode::INVALID_INPUT,
             format!(
                 "The relay address {url:?} cannot go into the install command: enter the http:// or \
                  https:// address your servers reach the relay at, e.g. https://relay.example.com."
@@ -83,7 +83,7 @@ async fn ask<T: DeserializeOwned>(
     let value = client.request_raw(subject, data).await?;
     serde_json::from_value(value).map_err(|e| {
         AppError::new(
-            ErrorCode::ProtocolError,
+            ErrorCode::Local(zedops_client::LocalCode::ProtocolError),
             format!(
                 "The relay's answer could not be read ({e}). Is the relay the same version as the app?"
             ),
@@ -100,7 +100,7 @@ pub async fn create_registration_token(
     let public = public_url(public)?;
     if !(MIN_TTL_SECS..=MAX_TTL_SECS).contains(&ttl_secs) {
         return Err(AppError::new(
-            ErrorCode::InvalidInput,
+            ErrorCode::INVALID_INPUT,
             "Choose how long the command stays valid: between 1 minute and 30 days.",
         ));
     }
@@ -136,9 +136,9 @@ pub async fn audit_log(client: &Client, agent: Option<&str>) -> Result<Vec<Audit
 /// A refusal by role says who may do it.
 fn forbidden_to_admins(what: &'static str) -> impl Fn(AppError) -> AppError {
     move |err| {
-        if err.code == ErrorCode::Forbidden {
+        if err.code == ErrorCode::Wire(zedops_client::ErrorCode::Forbidden) {
             AppError::new(
-                ErrorCode::Forbidden,
+                ErrorCode::Wire(zedops_client::ErrorCode::Forbidden),
                 format!("Only admins may {what}: ask a ZedOps admin of this relay."),
             )
         } else {
@@ -174,7 +174,7 @@ mod tests {
             "https://x y",
         ] {
             let err = public_url(bad).unwrap_err();
-            assert_eq!(err.code, ErrorCode::InvalidInput, "{bad}");
+            assert_eq!(err.code, ErrorCode::INVALID_INPUT, "{bad}");
             assert!(err.message.contains("https://relay.example.com"));
         }
     }

@@ -104,7 +104,7 @@ impl AlertCenter {
         if let Err(err) = inner.settings.save(&path) {
             inner.settings.set_muted(agent_id, !muted);
             return Err(AppError::new(
-                ErrorCode::ConfigError,
+                ErrorCode::Local(zedops_client::LocalCode::ConfigError),
                 format!(
                     "Could not save the {} setting to {} ({err}), so nothing changed. Check that the folder exists and is writable, then try again.",
                     if muted { "mute" } else { "unmute" },
@@ -265,7 +265,10 @@ mod tests {
         std::fs::write(&blocker, "").unwrap();
         let center = AlertCenter::load(Some(blocker.join(settings::FILE_NAME)));
         let err = center.set_muted("a", true).unwrap_err();
-        assert_eq!(err.code, ErrorCode::ConfigError);
+        assert_eq!(
+            err.code,
+            ErrorCode::Local(zedops_client::LocalCode::ConfigError)
+        );
         assert!(
             err.message.contains("nothing changed") && err.message.contains("writable"),
             "{}",

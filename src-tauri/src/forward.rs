@@ -153,10 +153,10 @@ async fn handle(app: &AppHandle, client: &Client, watch: &mut Watch, event: Clie
             }
             .emit(app);
         }
-        ClientEvent::Disconnected { reason } => {
+        ClientEvent::Disconnected { reason, fatal } => {
             // The client stops reconnecting only when the relay refused the session or this
-            // version; its reason then says to log in again or to update.
-            let signed_out = reason.contains("log in again") || reason.contains("update zedops");
+            // version, and then says which.
+            let signed_out = fatal.is_some();
             let _ = ConnectionChanged {
                 connected: false,
                 reason: Some(reason),

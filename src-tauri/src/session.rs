@@ -82,7 +82,7 @@ pub async fn sign_in(
     let (relay, user) = (relay.trim(), user.trim());
     if relay.is_empty() || user.is_empty() || password.is_empty() {
         return Err(AppError::new(
-            ErrorCode::InvalidInput,
+            ErrorCode::INVALID_INPUT,
             "Enter the relay URL, your user name and your password.",
         ));
     }
@@ -140,7 +140,7 @@ pub async fn resume() -> Result<Option<(Session, SessionInfo)>, AppError> {
             let info = session.info(None);
             Ok(Some((session, info)))
         }
-        Err(err) if err.code() == "UNAUTHORIZED" => {
+        Err(err) if err.error_code() == Some(zedops_client::ErrorCode::Unauthorized) => {
             let _ = blocking(move || store::delete_token(&relay)).await;
             Err(err.into())
         }
@@ -162,9 +162,9 @@ pub async fn sign_out(session: Session) -> Result<(), AppError> {
     blocking(move || store::delete_token(&r)).await?;
     match ended {
         // Already ended (revoked, expired): the goal is reached.
-        Err(err) if err.code() == "UNAUTHORIZED" => Ok(()),
+        Err(err) if err.error_code() == Some(zedops_client::ErrorCode::Unauthorized) => Ok(()),
         Err(err) => Err(AppError::new(
-            ErrorCode::parse(err.code()),
+            ErrorCode::from(err.code()),
             format!(
                 "Signed out on this computer, but the relay could not be told ({err}). The session ends when it expires, or a relay admin can revoke it."
             ),

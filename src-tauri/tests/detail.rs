@@ -87,7 +87,10 @@ async fn detail_shows_the_container_with_secrets_masked() {
     let err = detail::inspect(&served.client, "detail-app-1", "no-such-container")
         .await
         .unwrap_err();
-    assert_eq!(err.code, ErrorCode::ContainerNotFound);
+    assert_eq!(
+        err.code,
+        ErrorCode::Wire(zedops_client::ErrorCode::ContainerNotFound)
+    );
 }
 
 #[tokio::test]
@@ -198,7 +201,11 @@ async fn a_stats_watch_gets_samples_and_refusals_end_it_with_a_sentence() {
         panic!("one update: {updates:?}")
     };
     let end = only.end.as_ref().expect("the update ends the watch");
-    assert_eq!(end.code, Some(ErrorCode::ContainerNotFound), "{end:?}");
+    assert_eq!(
+        end.code,
+        Some(ErrorCode::Wire(zedops_client::ErrorCode::ContainerNotFound)),
+        "{end:?}"
+    );
     assert!(end.reason.contains("no-such-container"), "{}", end.reason);
 }
 

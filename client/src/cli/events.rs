@@ -74,9 +74,10 @@ pub async fn events(global: &Global, agent: Option<&str>, json: bool) -> CliResu
                 );
                 Ok(())
             }
-            Ok(ClientEvent::Disconnected { reason }) => {
+            Ok(ClientEvent::Disconnected { reason, fatal }) => {
                 if client.is_closed() {
-                    break Err(CliError::new("DISCONNECTED", reason));
+                    let code = fatal.map_or("DISCONNECTED", |code| code.as_str());
+                    break Err(CliError::new(code, reason));
                 }
                 eprintln!("lost the connection to the relay ({reason}); reconnecting");
                 Ok(())

@@ -149,7 +149,7 @@ pub struct WatchEnd {
 impl From<StreamEnd> for WatchEnd {
     fn from(end: StreamEnd) -> Self {
         Self {
-            code: end.error_code.map(|c| ErrorCode::parse(c.as_str())),
+            code: end.error_code.map(ErrorCode::from),
             reason: end.reason,
         }
     }

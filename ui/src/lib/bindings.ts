@@ -145,6 +145,11 @@ export type AlertsState = {
 	mutedAgents: string[],
 };
 
+/**  The app's own codes, beside the relay's and the client library's. */
+export type AppCode = 
+/**  A form field is empty or unusable. */
+"INVALID_INPUT";
+
 /**  An error as the UI receives it. */
 export type AppError = {
 	code: ErrorCode,
@@ -234,12 +239,12 @@ export type EnvVarView = {
 };
 
 /**
- *  Every code the UI may see: the relay's and agent's wire codes, the client library's local
- *  codes, and the few the app adds. Exported to TypeScript as a string union.
+ *  Every code the UI may see: a wire code of the relay or agent, a local code of the client
+ *  library, or one of the app's own. It wraps the protocol's and the library's enums, so a code
+ *  added there reaches the UI (and its TypeScript union) without a change here. Serialises as
+ *  the bare code string.
  */
-export type ErrorCode = "DOCKER_NOT_AVAILABLE" | "DOCKER_LIST_FAILED" | "DOCKER_START_FAILED" | "DOCKER_STOP_FAILED" | "DOCKER_RESTART_FAILED" | "CONTAINER_NOT_FOUND" | "INVALID_REQUEST" | "UNAUTHORIZED" | "FORBIDDEN" | "AGENT_OFFLINE" | "TIMEOUT" | "RATE_LIMITED" | "NOT_FOUND" | "UNSUPPORTED_VERSION" | "NAME_TAKEN" | "INTERNAL" | "RELAY_UNREACHABLE" | "DISCONNECTED" | "KEYRING_UNAVAILABLE" | "NOT_LOGGED_IN" | "INVALID_URL" | "INVALID_CA_FILE" | "CONFIG_ERROR" | "PROTOCOL_ERROR" | 
-/**  A form field is empty or unusable. */
-"INVALID_INPUT";
+export type ErrorCode = WireCode | LocalCode | AppCode;
 
 export type HealthCheckView = {
 	start: string,
@@ -261,6 +266,28 @@ export type LastLogin = {
 	relay: string | null,
 	user: string | null,
 };
+
+/**
+ *  The codes of failures that happen on this side of the relay: nothing reached it, or what
+ *  came back could not be read.
+ */
+export type LocalCode = 
+/**  The relay could not be reached (DNS, TCP, TLS, upgrade, HTTP). */
+"RELAY_UNREACHABLE" | 
+/**  The connection is down, or broke while a request was in flight. */
+"DISCONNECTED" | 
+/**  The OS keyring could not be used. */
+"KEYRING_UNAVAILABLE" | 
+/**  No device token is stored for this relay. */
+"NOT_LOGGED_IN" | 
+/**  The relay URL is malformed or would send the token in plaintext. */
+"INVALID_URL" | 
+/**  The private CA file cannot be used. */
+"INVALID_CA_FILE" | 
+/**  The local configuration file cannot be read or written. */
+"CONFIG_ERROR" | 
+/**  The relay sent something this version cannot read, or a code it does not know. */
+"PROTOCOL_ERROR";
 
 /**  Lines in order; the last batch of a watch has `end` set. */
 export type LogBatch = {
@@ -351,6 +378,43 @@ export type WatchEnd = {
 	code: ErrorCode | null,
 	reason: string,
 };
+
+/**  Every error code a peer may send. One meaning per code; never reuse one for another. */
+export type WireCode = 
+/**  The agent cannot reach its Docker engine (not running, socket missing, permission denied). */
+"DOCKER_NOT_AVAILABLE" | 
+/**  Docker refused or failed to list containers. */
+"DOCKER_LIST_FAILED" | 
+/**  Docker refused or failed to start the container. */
+"DOCKER_START_FAILED" | 
+/**  Docker refused or failed to stop the container. */
+"DOCKER_STOP_FAILED" | 
+/**  Docker refused or failed to restart the container. */
+"DOCKER_RESTART_FAILED" | 
+/**  No container with that id or name exists on the agent. */
+"CONTAINER_NOT_FOUND" | 
+/**  The frame or its payload is malformed, too large, or has unknown fields or subjects. */
+"INVALID_REQUEST" | 
+/**  Missing, wrong, expired, used or revoked credentials. */
+"UNAUTHORIZED" | 
+/**  Authenticated, but the role does not allow this. */
+"FORBIDDEN" | 
+/**  The agent is known but not connected right now. */
+"AGENT_OFFLINE" | 
+/**  The agent is connected but did not answer in time. */
+"TIMEOUT" | 
+/**  Too many attempts or requests; retry later. */
+"RATE_LIMITED" | 
+/**  No such agent (or other named thing) at the relay. */
+"NOT_FOUND" | 
+/**  The peer speaks a different protocol version. */
+"UNSUPPORTED_VERSION" | 
+/**  An agent asked to enrol under a name another agent already has. */
+"NAME_TAKEN" | 
+/**  The agent refuses to stop or restart the container it runs in. */
+"SELF_PROTECTED" | 
+/**  Something unexpected failed inside the relay or agent; see its log. */
+"INTERNAL";
 
 /* Tauri Specta runtime */
 type EventEmit<T> = [T] extends [null] ? () => Promise<void> : (payload: T) => Promise<void>;
