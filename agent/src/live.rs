@@ -143,13 +143,11 @@ impl Live<'_> {
         // Listed after waiting, so the sync is as fresh as it can be.
         let containers = self.docker.list().await?;
         tracing::debug!(count = containers.len(), %reason, "sending a container snapshot");
-        let sync = ContainerSync {
-            agent_id: String::new(),
-            containers,
-            reason,
-        };
-        if !send(self.tx, subject::CONTAINER_SYNC, &sync).await {
-            return Err(Gap::RelayGone);
+        // A big fleet goes in parts, each under the relay's size cap for a push.
+        for part in ContainerSync::whole(containers, reason).into_parts() {
+            if !send(self.tx, subject::CONTAINER_SYNC, &part).await {
+                return Err(Gap::RelayGone);
+            }
         }
         self.pacer.synced(Instant::now());
         Ok(())

@@ -12,7 +12,8 @@ use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use zedops_protocol::{
     Envelope, ErrorCode, LogChunk, LogLine, LogStream, LogsRequest, MAX_LOG_BYTES_PER_SEC,
-    MAX_LOG_CHUNK_BYTES, MAX_LOG_LINE_BYTES, StatsChunk, StatsRequest, StreamEnd,
+    MAX_LOG_CHUNK_BYTES, MAX_LOG_LINE_BYTES, MAX_STREAMS_PER_AGENT, StatsChunk, StatsRequest,
+    StreamEnd,
 };
 
 use crate::docker::{DockerClient, DockerError, LogPiece};
@@ -21,6 +22,8 @@ use crate::docker::{DockerClient, DockerError, LogPiece};
 const DEFAULT_TAIL: u32 = 100;
 /// Most lines in one chunk.
 const MAX_CHUNK_LINES: usize = 1000;
+/// How long a chunk waits for more lines after its first before it is sent.
+const CHUNK_LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The live streams of one relay connection, by inbox.
 #[derive(Default)]
@@ -68,10 +71,31 @@ impl Streams {
         F: std::future::Future<Output = StreamEnd> + Send + 'static,
     {
         let (cancel_tx, cancel_rx) = oneshot::channel();
-        self.cancels
-            .lock()
-            .expect("streams lock")
-            .insert(inbox.clone(), cancel_tx);
+        {
+            let mut cancels = self.cancels.lock().expect("streams lock");
+            // The relay caps streams per agent too; this holds whatever relay (or relays)
+            // the agent serves, so Docker never has more than this many log or stats readers
+            // open for ZedOps.
+            if cancels.len() >= MAX_STREAMS_PER_AGENT {
+                drop(cancels);
+                tracing::warn!(
+                    limit = MAX_STREAMS_PER_AGENT,
+                    "refused a stream: at the agent's limit of open streams"
+                );
+                let end = StreamEnd {
+                    error_code: Some(ErrorCode::RateLimited),
+                    reason: format!(
+                        "this agent already serves {MAX_STREAMS_PER_AGENT} logs or stats streams; close one and retry"
+                    ),
+                };
+                let last = Envelope::new(&inbox, serde_json::json!({ "end": end })).to_json();
+                tokio::spawn(async move {
+                    let _ = tx.send(last).await;
+                });
+                return;
+            }
+            cancels.insert(inbox.clone(), cancel_tx);
+        }
         // Weak, so that the connection's end (dropping `Streams`) cancels the running tasks.
         let streams = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -91,7 +115,7 @@ impl Streams {
             Some(cancel) => {
                 let _ = cancel.send(());
             }
-            None => tracing::debug!(%inbox, "cancel for a stream that already ended"),
+            None => tracing::debug!(inbox = ?inbox, "cancel for a stream that already ended"),
         }
     }
 }
@@ -191,19 +215,30 @@ async fn stream_logs(
                 None
             }
         };
-        // Whatever else is ready joins this chunk; nothing waits for more.
+        // What else comes within a moment joins this chunk: Docker hands over a tail one line
+        // at a time, and one frame per line would fill every queue on the way with tiny frames.
+        // A chunk goes out when full or when the moment has passed, so a follow stays live.
+        let linger = tokio::time::sleep(CHUNK_LINGER);
+        tokio::pin!(linger);
         while finished.is_none() && !chunk.is_full() {
-            match pieces.next().now_or_never() {
-                Some(Some(Ok(piece))) => chunk.add(lines.push(piece), &mut budget),
-                Some(Some(Err(err))) => finished = Some(failed(err)),
-                Some(None) => {
+            let next = match pieces.next().now_or_never() {
+                Some(next) => next,
+                None => tokio::select! {
+                    biased;
+                    next = pieces.next() => next,
+                    () = &mut linger => break,
+                },
+            };
+            match next {
+                Some(Ok(piece)) => chunk.add(lines.push(piece), &mut budget),
+                Some(Err(err)) => finished = Some(failed(err)),
+                None => {
                     finished = Some(ended(if request.follow {
                         "the container stopped"
                     } else {
                         "end of the log"
                     }))
                 }
-                None => break,
             }
         }
         if finished.is_some() {

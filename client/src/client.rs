@@ -137,6 +137,8 @@ struct State {
     subscription: Option<EventSubscribe>,
     /// Streamed answers (logs) in progress, by inbox.
     streams: HashMap<String, mpsc::Sender<Frame>>,
+    /// Parts of a `container.sync` gathered so far, by agent id.
+    sync_parts: HashMap<String, Option<ContainerSync>>,
 }
 
 impl Client {
@@ -163,6 +165,7 @@ impl Client {
                 closed: false,
                 subscription: None,
                 streams: HashMap::new(),
+                sync_parts: HashMap::new(),
             }),
             events,
             shutdown: watch::channel(false).0,
@@ -595,7 +598,17 @@ impl Shared {
                 Err(err) => warn!(%err, "ignoring a container.event push that does not decode"),
             },
             subject::CONTAINER_SYNC => match frame.payload::<ContainerSync>() {
-                Ok(sync) => self.emit(ClientEvent::Sync(Box::new(sync))),
+                Ok(part) => {
+                    // A big snapshot comes in parts: only a whole one is handed out.
+                    let whole = {
+                        let mut state = self.state();
+                        let gathered = state.sync_parts.entry(part.agent_id.clone()).or_default();
+                        ContainerSync::reassemble(gathered, part)
+                    };
+                    if let Some(sync) = whole {
+                        self.emit(ClientEvent::Sync(Box::new(sync)));
+                    }
+                }
                 Err(err) => warn!(%err, "ignoring a container.sync push that does not decode"),
             },
             subject::EVENT_RESYNC => match frame.payload::<EventResync>() {

@@ -99,7 +99,7 @@ fn world() -> &'static World {
                             serde_json::json!({"success": true, "containerId": data["containerId"], "operation": operation}).to_string()
                         }
                     };
-                    link.answer(&inbox, answer);
+                    link.answer(&inbox, &answer);
                 }
             });
             (state, sessions)

@@ -151,10 +151,18 @@ impl Validate for ContainerEvent {
     }
 }
 
+/// Largest `data` of one `container.event` or `container.sync` frame an agent may push; the
+/// relay refuses bigger ones. A fleet whose snapshot is bigger goes in parts.
+pub const MAX_PUSH_BYTES: usize = 256 * 1024;
+/// Most parts one `container.sync` may come in (with [`MAX_PUSH_BYTES`], 16 MiB of fleet).
+pub const MAX_SYNC_PARTS: u32 = 64;
+
 /// `container.sync`: agent → relay → subscribed clients. Every container of the agent, sent
 /// after any gap in the event stream (the agent reconnected to the relay or to Docker), because
 /// Docker keeps only its last 256 events and a gap may have lost some. Replaces what a client
-/// knew of that agent's containers.
+/// knew of that agent's containers. A snapshot over [`MAX_PUSH_BYTES`] comes in `parts`
+/// frames, numbered by `part` from 0, one after the other; a client applies it once the last
+/// has come (the client library hands out only whole snapshots).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerSync {
@@ -164,6 +172,103 @@ pub struct ContainerSync {
     pub containers: Vec<Container>,
     /// Why the snapshot was taken (`connected`, `docker reconnected`).
     pub reason: String,
+    /// Which part of the snapshot this is, from 0 (absent: 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub part: u32,
+    /// How many parts the snapshot has (absent: 1, the whole snapshot in one frame).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub parts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+impl ContainerSync {
+    /// A whole snapshot in one frame.
+    pub fn whole(containers: Vec<Container>, reason: String) -> Self {
+        Self {
+            agent_id: String::new(),
+            containers,
+            reason,
+            part: 0,
+            parts: 1,
+        }
+    }
+
+    /// This snapshot as frames whose `data` each stays under [`MAX_PUSH_BYTES`] (a single
+    /// container bigger than that stays alone in its part, which the relay will refuse).
+    pub fn into_parts(self) -> Vec<ContainerSync> {
+        // Room for the envelope of each part besides its containers.
+        let budget = MAX_PUSH_BYTES - 1024 - self.reason.len();
+        let mut groups: Vec<Vec<Container>> = vec![vec![]];
+        let mut bytes = 0;
+        for container in self.containers {
+            let size = serde_json::to_string(&container).map_or(0, |t| t.len()) + 1;
+            if bytes + size > budget && !groups.last().expect("one group").is_empty() {
+                groups.push(vec![]);
+                bytes = 0;
+            }
+            bytes += size;
+            groups.last_mut().expect("one group").push(container);
+        }
+        let parts = groups.len() as u32;
+        groups
+            .into_iter()
+            .enumerate()
+            .map(|(part, containers)| ContainerSync {
+                agent_id: self.agent_id.clone(),
+                containers,
+                reason: self.reason.clone(),
+                part: part as u32,
+                parts,
+            })
+            .collect()
+    }
+
+    /// Puts parts back together, as they arrive in order; a part out of order (a part lost to
+    /// a slow connection, or a new snapshot begun) drops what was gathered.
+    pub fn reassemble(
+        gathered: &mut Option<ContainerSync>,
+        part: ContainerSync,
+    ) -> Option<ContainerSync> {
+        if part.parts <= 1 {
+            *gathered = None;
+            return Some(part);
+        }
+        let next = match gathered.take() {
+            None if part.part == 0 => part,
+            Some(mut so_far)
+                if so_far.agent_id == part.agent_id
+                    && so_far.parts == part.parts
+                    && so_far.part + 1 == part.part =>
+            {
+                so_far.containers.extend(part.containers);
+                so_far.part = part.part;
+                so_far
+            }
+            // Out of order: start again if this is a first part, else wait for the next one.
+            _ if part.part == 0 => part,
+            _ => return None,
+        };
+        if next.part + 1 == next.parts {
+            return Some(ContainerSync {
+                part: 0,
+                parts: 1,
+                ..next
+            });
+        }
+        *gathered = Some(next);
+        None
+    }
 }
 
 impl Validate for ContainerSync {
@@ -173,6 +278,12 @@ impl Validate for ContainerSync {
         }
         if self.reason.len() > MAX_EVENT_TEXT {
             return Err(ProtocolError::invalid("reason", "too long"));
+        }
+        if self.parts == 0 || self.parts > MAX_SYNC_PARTS || self.part >= self.parts {
+            return Err(ProtocolError::invalid(
+                "parts",
+                "parts must be 1 to 64 and part below it",
+            ));
         }
         Ok(())
     }
@@ -273,6 +384,48 @@ mod tests {
         event.action = ContainerAction::Start;
         event.requested = false;
         assert!(!event.is_unexpected_death());
+    }
+
+    #[test]
+    fn a_big_snapshot_goes_in_parts_and_comes_back_whole() {
+        let row = |i: usize| Container {
+            id: format!("{i:064}"),
+            names: vec![format!("/c{i}")],
+            image: "x".repeat(500),
+            state: "running".into(),
+            status: "Up".into(),
+            health: None,
+            created: 0,
+            ports: vec![],
+            labels: Default::default(),
+        };
+        let whole = ContainerSync::whole((0..2000).map(row).collect(), "connected".into());
+        let parts = whole.clone().into_parts();
+        assert!(parts.len() > 1);
+        let mut gathered = None;
+        let mut done = None;
+        for part in parts {
+            let text = serde_json::to_string(&part).unwrap();
+            assert!(text.len() <= MAX_PUSH_BYTES, "{}", text.len());
+            let decoded: ContainerSync = serde_json::from_str(&text).unwrap();
+            assert!(decoded.validate().is_ok());
+            assert!(done.is_none());
+            done = ContainerSync::reassemble(&mut gathered, decoded);
+        }
+        assert_eq!(done, Some(whole.clone()));
+        // One frame stays as it was on the wire: no part fields.
+        let small = ContainerSync::whole(vec![row(1)], "connected".into());
+        assert_eq!(small.clone().into_parts(), [small.clone()]);
+        assert!(!serde_json::to_string(&small).unwrap().contains("part"));
+        // A lost part drops the snapshot.
+        let mut parts = whole.into_parts();
+        parts.remove(1);
+        let mut gathered = None;
+        assert!(
+            parts
+                .into_iter()
+                .all(|p| ContainerSync::reassemble(&mut gathered, p).is_none())
+        );
     }
 
     #[test]

@@ -51,6 +51,16 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// True when `reference` has the shape of an agent id (a UUID: 32 hex digits, with or without
+/// its dashes). Agent names may not have it, so an id is never mistaken for a name: the relay
+/// resolves ids first and tries names only for what cannot be an id.
+pub fn looks_like_agent_id(reference: &str) -> bool {
+    let hex: Vec<u8> = reference.bytes().filter(|b| *b != b'-').collect();
+    hex.len() == 32
+        && hex.iter().all(u8::is_ascii_hexdigit)
+        && (reference.len() == 32 || reference.len() == 36)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Handshakes
 // ---------------------------------------------------------------------------------------------
@@ -116,6 +126,12 @@ impl Validate for AgentRegister {
             return Err(ProtocolError::invalid(
                 "name",
                 "must be 1 to 64 of A-Z a-z 0-9 . _ -",
+            ));
+        }
+        if looks_like_agent_id(&self.name) {
+            return Err(ProtocolError::invalid(
+                "name",
+                "may not look like an agent id (a UUID); choose a name such as web-1",
             ));
         }
         self.info.validate()
@@ -570,6 +586,29 @@ mod tests {
         for bad in ["", "-x", ".x", "a b", "x;rm", "é", &"a".repeat(65)] {
             assert!(!is_valid_name(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn agent_names_may_not_look_like_ids() {
+        let id = "3f2b8c1e-4d5a-4e6f-9a7b-0c1d2e3f4a5b";
+        assert!(looks_like_agent_id(id));
+        assert!(looks_like_agent_id(&id.replace('-', "")));
+        assert!(!looks_like_agent_id("web-1"));
+        assert!(!looks_like_agent_id("3f2b8c1e-4d5a"));
+        let register = |name: &str| AgentRegister {
+            protocol_version: 1,
+            registration_token: "t".into(),
+            name: name.into(),
+            info: AgentInfo {
+                version: "1".into(),
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                ..AgentInfo::default()
+            },
+        };
+        assert!(register("web-1").validate().is_ok());
+        let err = register(id).validate().unwrap_err().to_string();
+        assert!(err.contains("may not look like an agent id"), "{err}");
     }
 
     #[test]

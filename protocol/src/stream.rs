@@ -16,6 +16,11 @@ pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
 pub const MAX_LOG_CHUNK_BYTES: usize = 128 * 1024;
 /// Log bytes per second one stream may carry; beyond it lines are dropped and counted.
 pub const MAX_LOG_BYTES_PER_SEC: usize = 4 * 1024 * 1024;
+/// Streams (logs and stats together) one agent serves at once; the relay and the agent both
+/// refuse more with `RATE_LIMITED`.
+pub const MAX_STREAMS_PER_AGENT: usize = 32;
+/// Streams one user may have open at once, over all their connections and agents.
+pub const MAX_STREAMS_PER_USER: usize = 16;
 
 /// `container.logs` request: the last `tail` lines, then (with `follow`) new ones as they come.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -261,6 +261,24 @@ async fn handle_frame(
         debug!(inbox = ?frame.subject, "answer for an expired request dropped");
         return;
     }
+    let is_push = matches!(
+        frame.subject.as_str(),
+        subject::CONTAINER_EVENT | subject::CONTAINER_SYNC
+    );
+    if is_push && frame.raw_data().len() > zedops_protocol::MAX_PUSH_BYTES {
+        // Every client queue holds pushes; a bigger one would let an agent fill them fast.
+        warn!(subject = %frame.subject, bytes = frame.raw_data().len(), "refused an oversize push from the agent");
+        let reply = ErrorReply::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "{} over {} KiB refused; send a big snapshot in parts (part, parts)",
+                frame.subject,
+                zedops_protocol::MAX_PUSH_BYTES / 1024
+            ),
+        );
+        let _ = socket.send_error(frame.reply.as_deref(), &reply).await;
+        return;
+    }
     match frame.subject.as_str() {
         subject::AGENT_HEARTBEAT => {}
         subject::AGENT_FORGET => forget(state, link, socket, &frame).await,

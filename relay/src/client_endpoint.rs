@@ -21,7 +21,7 @@ use crate::rate_limit::{MessageLimiter, Verdict};
 use crate::router::{self, Reply};
 use crate::server::AppState;
 use crate::socket::{self, Incoming, Socket};
-use crate::store::Session;
+use crate::store::{Session, SessionCheck};
 use crate::streams;
 
 /// Requests one client may have in flight; more are answered `RATE_LIMITED`.
@@ -46,20 +46,21 @@ pub async fn upgrade(
 async fn serve(state: Arc<AppState>, mut socket: Socket) {
     // Subscribe before the hello so no status change between welcome and the loop is missed.
     let mut status = state.hub.subscribe_status();
-    // Container pushes are received from the start too and filtered by the connection's
-    // subscription, so an event just after `event.subscribe` takes effect is never missed.
-    let mut events = state.hub.subscribe_events();
+    // Container pushes are queued from the start too, as the connection's subscription
+    // decides when each is pushed, so an event just after `event.subscribe` takes effect is
+    // never missed.
     let conn = Arc::new(ClientConn::default());
+    let mut events = state.hub.subscribe_events(conn.watching.subscribe());
     let session = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
         Ok(Incoming::Frame(frame)) => match authenticate(&state, &frame).await {
             Ok(session) => session,
             Err(reply) => {
-                warn!(code = %reply.error_code, error = %reply.error, "refused a client");
+                warn!(code = %reply.error_code, error = ?reply.error, "refused a client");
                 return socket.refuse(reply.error_code, reply.error).await;
             }
         },
         Ok(Incoming::Invalid(e)) => {
-            warn!(%e, "refused a malformed hello");
+            warn!(error = ?e, "refused a malformed hello");
             return socket
                 .refuse(ErrorCode::InvalidRequest, e.to_string())
                 .await;
@@ -108,7 +109,7 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
     let session = Arc::new(session);
     let mut limiter = MessageLimiter::client(&state.limits);
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let (answers_tx, mut answers) = mpsc::channel::<String>(MAX_IN_FLIGHT);
+    let (answers_tx, mut answers) = mpsc::channel::<streams::Outgoing>(MAX_IN_FLIGHT);
     let mut shutdown = state.shutdown.clone();
     let mut ping = tokio::time::interval(state.timeouts.heartbeat_interval);
     ping.reset();
@@ -136,7 +137,7 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
                         tokio::spawn(async move {
                             match router::handle(&state, &session, &conn, frame).await {
                                 Reply::Frame(answer) => {
-                                    let _ = answers_tx.send(answer).await;
+                                    let _ = answers_tx.send(answer.into()).await;
                                 }
                                 // Holds its in-flight permit while it runs, which bounds the streams
                                 // one connection can have open.
@@ -148,7 +149,7 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
                         }.in_current_span());
                     }
                     Incoming::Invalid(e) => {
-                        warn!(%e, "malformed frame from client");
+                        warn!(error = ?e, "malformed frame from client");
                         let _ = socket.send_error(None, &e.to_reply()).await;
                     }
                     Incoming::TooLarge => {
@@ -160,7 +161,10 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
                 }
             }
             Some(answer) = answers.recv() => {
-                if socket.send_text(answer).await.is_err() { break; }
+                // A stream frame's bytes count against its budgets until written.
+                let streams::Outgoing { text, .. } = &answer;
+                if socket.send_text(text.clone()).await.is_err() { break; }
+                drop(answer);
             }
             push = status.recv() => match push {
                 Ok(frame) => { if socket.send_text(frame.to_string()).await.is_err() { break; } }
@@ -267,9 +271,17 @@ async fn authenticate(
     }
     check_version(hello)?;
     let hello: ClientHello = hello.payload().map_err(|e| e.to_reply())?;
-    match state.store.session(&hello.token).await {
-        Ok(Some(session)) => Ok(session),
-        Ok(None) => Err(ErrorReply::new(
+    match state
+        .store
+        .check_session(&hello.token, &state.sessions)
+        .await
+    {
+        Ok(SessionCheck::Live(session)) => Ok(session),
+        Ok(SessionCheck::Expired) => Err(ErrorReply::new(
+            ErrorCode::Unauthorized,
+            "your session expired; log in again",
+        )),
+        Ok(SessionCheck::Unknown) => Err(ErrorReply::new(
             ErrorCode::Unauthorized,
             "the device token is unknown or was revoked; log in again",
         )),

@@ -1,59 +1,256 @@
 //! The relay's live state: which agents are connected, the requests waiting for their answers,
 //! and the stream of status pushes every client receives. Only in memory; the store keeps the rest.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
-use zedops_protocol::{AgentStatus, Envelope, ErrorCode, ErrorReply, subject};
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc, oneshot, watch};
+use zedops_protocol::payload::Validate;
+use zedops_protocol::{
+    AgentStatus, Envelope, ErrorCode, ErrorReply, LogChunk, StatsChunk, subject,
+};
 
 use crate::store::now;
+use crate::subscription::Subscription;
 
 /// Frames queued to one agent before senders wait; bounds memory for a slow agent.
 pub const AGENT_QUEUE: usize = 256;
 /// Status pushes buffered per client before the slowest starts losing the oldest.
 pub const STATUS_QUEUE: usize = 1024;
-/// Container events buffered per client before a slow one starts losing the oldest (and is
-/// told to re-sync). An agent never waits for a client.
+/// Container pushes queued per client before a slow one starts losing the oldest (and is
+/// told to re-sync); see also [`EVENT_QUEUE_BYTES`]. An agent never waits for a client.
 pub const EVENT_QUEUE: usize = 4096;
 
 /// Frames of one streamed answer queued for its client before newer ones are dropped (and
 /// counted), so a client that reads slowly never holds up its agent.
 pub const STREAM_QUEUE: usize = 256;
+/// Bytes of one stream's frames the relay holds at once, from the agent's answer until the
+/// frame is written to the client's socket; over it frames are dropped (and counted). Two
+/// seconds of a log stream at its full rate.
+pub const STREAM_BYTES: usize = 2 * zedops_protocol::MAX_LOG_BYTES_PER_SEC;
+/// Bytes of all the streams of one agent held at once; over it their frames are dropped (and
+/// counted), so one agent cannot make the relay hold more whatever it sends.
+pub const AGENT_STREAM_BYTES: usize = 32 * 1024 * 1024;
+/// Container pushes held for one client connection at once, in bytes (as well as
+/// [`EVENT_QUEUE`] frames); over it the oldest are dropped and the client told to re-sync.
+pub const EVENT_QUEUE_BYTES: usize = 16 * 1024 * 1024;
+
+/// One decoded frame of a streamed answer.
+#[derive(Debug)]
+pub enum StreamFrame {
+    Logs(LogChunk),
+    Stats(StatsChunk),
+}
+
+impl StreamFrame {
+    fn is_end(&self) -> bool {
+        match self {
+            StreamFrame::Logs(c) => c.end.is_some(),
+            StreamFrame::Stats(c) => c.end.is_some(),
+        }
+    }
+
+    /// Lines a dropped frame takes with it (a stats sample counts as one).
+    fn lines(&self) -> u64 {
+        match self {
+            StreamFrame::Logs(c) => c.lines.len().max(1) as u64,
+            StreamFrame::Stats(_) => 1,
+        }
+    }
+}
+
+/// Bytes held on behalf of one stream (and its agent), given back when dropped: a queued frame
+/// carries its charge until it has been written to the client's socket.
+#[derive(Debug)]
+pub struct Charge {
+    bytes: usize,
+    stream: Arc<AtomicUsize>,
+    agent: Arc<AtomicUsize>,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.stream.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.agent.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// What the pump of one stream shares with the agent side: the count of frames dropped, the
+/// reserved slot for the last frame, and the bytes held.
+#[derive(Default)]
+pub struct StreamShared {
+    /// Lines dropped because a budget or the queue was full, reported with the next frame.
+    pub dropped: AtomicU64,
+    /// The stream's last frame (or why it is unreadable): one slot, never refused, so a slow
+    /// client always learns how its stream ended.
+    last: Mutex<Option<Result<(StreamFrame, Charge), String>>>,
+    /// Set once the last frame (or an unreadable one) has come: later frames are ignored.
+    finished: std::sync::atomic::AtomicBool,
+    /// Fires when `last` is filled.
+    pub ended: Notify,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl StreamShared {
+    /// The last frame, once it has come: `Err` with a reason when the agent sent something
+    /// unreadable.
+    pub fn take_last(&self) -> Option<Result<(StreamFrame, Charge), String>> {
+        self.last.lock().expect("last lock").take()
+    }
+}
+
+/// What a stream carries, which decides how each frame is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Logs,
+    Stats,
+}
 
 /// Where an agent's frames for one streamed answer go.
 pub struct StreamSink {
-    tx: mpsc::Sender<String>,
-    /// Lines dropped because the queue was full, reported to the client with the next frame.
-    pub dropped: AtomicU64,
+    kind: StreamKind,
+    tx: mpsc::Sender<(StreamFrame, Charge)>,
+    shared: Arc<StreamShared>,
+    agent_bytes: Arc<AtomicUsize>,
 }
 
 impl StreamSink {
-    fn deliver(&self, data: String) {
-        match self.tx.try_send(data) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(data)) => {
-                // The last frame must arrive even when the client is slow; anything else is
-                // dropped and counted.
-                if data.contains(r#""end":"#) {
-                    let tx = self.tx.clone();
-                    tokio::spawn(async move {
-                        let _ = tx.send(data).await;
-                    });
-                } else {
-                    #[derive(serde::Deserialize)]
-                    struct Lines {
-                        #[serde(default)]
-                        lines: Vec<serde::de::IgnoredAny>,
-                    }
-                    let lines = serde_json::from_str::<Lines>(&data).map_or(1, |l| l.lines.len());
-                    self.dropped.fetch_add(lines as u64, Ordering::Relaxed);
+    /// Decodes one frame of the agent's answer and queues it for the client, within the
+    /// stream's and the agent's byte budgets. Whether it is the last frame is decided from the
+    /// decoded value; the last has its own slot and is never dropped.
+    fn deliver(&self, data: &str) {
+        if self.shared.finished.load(Ordering::Relaxed) {
+            return;
+        }
+        let decoded = match self.kind {
+            StreamKind::Logs => serde_json::from_str::<LogChunk>(data)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.validate().map(|()| c).map_err(|e| e.to_string()))
+                .map(StreamFrame::Logs),
+            StreamKind::Stats => serde_json::from_str::<StatsChunk>(data)
+                .map(StreamFrame::Stats)
+                .map_err(|e| e.to_string()),
+        };
+        let charge = |bytes: usize| {
+            self.shared.bytes.fetch_add(bytes, Ordering::Relaxed);
+            self.agent_bytes.fetch_add(bytes, Ordering::Relaxed);
+            Charge {
+                bytes,
+                stream: self.shared.bytes.clone(),
+                agent: self.agent_bytes.clone(),
+            }
+        };
+        let frame = match decoded {
+            Ok(frame) if frame.is_end() => {
+                self.finish(Ok((frame, charge(data.len()))));
+                return;
+            }
+            Ok(frame) => frame,
+            Err(err) => {
+                self.finish(Err(err));
+                return;
+            }
+        };
+        let over_budget = self.shared.bytes.load(Ordering::Relaxed) + data.len() > STREAM_BYTES
+            || self.agent_bytes.load(Ordering::Relaxed) + data.len() > AGENT_STREAM_BYTES;
+        if over_budget {
+            self.shared
+                .dropped
+                .fetch_add(frame.lines(), Ordering::Relaxed);
+            return;
+        }
+        let charged = charge(data.len());
+        if let Err(
+            mpsc::error::TrySendError::Full((frame, _))
+            | mpsc::error::TrySendError::Closed((frame, _)),
+        ) = self.tx.try_send((frame, charged))
+        {
+            self.shared
+                .dropped
+                .fetch_add(frame.lines(), Ordering::Relaxed);
+        }
+    }
+
+    fn finish(&self, last: Result<(StreamFrame, Charge), String>) {
+        if self.shared.finished.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        *self.shared.last.lock().expect("last lock") = Some(last);
+        self.shared.ended.notify_one();
+    }
+}
+
+/// A slot among the streams one user may have open at once, given back when dropped.
+pub struct UserStreamSlot {
+    user: String,
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for UserStreamSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().expect("user streams lock");
+        if let Some(n) = counts.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// One client connection's queue of container pushes, filled by [`Hub::push_event`] with what
+/// its subscription wants and bounded in frames and bytes: a client that does not read loses
+/// its oldest pushes (and is told), never holding more than [`EVENT_QUEUE_BYTES`].
+struct EventQueue {
+    watching: watch::Receiver<Subscription>,
+    state: Mutex<EventQueueState>,
+    ready: Notify,
+}
+
+#[derive(Default)]
+struct EventQueueState {
+    frames: VecDeque<Pushed>,
+    bytes: usize,
+    missed: u64,
+}
+
+/// Receives the container pushes of one client connection; unregisters when dropped.
+pub struct EventReceiver {
+    id: u64,
+    queue: Arc<EventQueue>,
+    registry: Arc<Mutex<HashMap<u64, Arc<EventQueue>>>>,
+}
+
+impl EventReceiver {
+    /// The next push, or `Lagged(n)` once when `n` pushes were dropped because this connection
+    /// fell behind (as a broadcast receiver reports it).
+    pub async fn recv(&mut self) -> Result<Pushed, broadcast::error::RecvError> {
+        loop {
+            let ready = self.queue.ready.notified();
+            {
+                let mut state = self.queue.state.lock().expect("event queue lock");
+                if state.missed > 0 {
+                    let missed = std::mem::take(&mut state.missed);
+                    return Err(broadcast::error::RecvError::Lagged(missed));
+                }
+                if let Some(pushed) = state.frames.pop_front() {
+                    state.bytes -= pushed.frame.len();
+                    return Ok(pushed);
                 }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            ready.await;
         }
+    }
+}
+
+impl Drop for EventReceiver {
+    fn drop(&mut self) {
+        self.registry
+            .lock()
+            .expect("event registry lock")
+            .remove(&self.id);
     }
 }
 
@@ -74,8 +271,12 @@ pub struct AgentLink {
     pub tx: mpsc::Sender<String>,
     /// Requests sent to this agent, by relay inbox, waiting for the agent's answer (its raw data).
     pub pending: Mutex<HashMap<String, oneshot::Sender<String>>>,
-    /// Streamed answers (logs) in progress, by relay inbox.
+    /// Streamed answers (logs, stats) in progress, by relay inbox.
     pub streams: Mutex<HashMap<String, Arc<StreamSink>>>,
+    /// Bytes of this agent's stream frames the relay holds (see [`AGENT_STREAM_BYTES`]).
+    stream_bytes: Arc<AtomicUsize>,
+    /// Streams this agent may have open at once.
+    stream_limit: usize,
     /// Unix seconds of the last frame from the agent.
     pub last_seen: AtomicI64,
     /// Closes the connection when sent (a newer connection of the same agent replaced it).
@@ -92,6 +293,8 @@ pub enum RouteError {
     Timeout(Duration),
     /// The agent already has this many requests in flight.
     Busy(usize),
+    /// The agent already has this many streams open.
+    StreamsBusy(usize),
 }
 
 impl RouteError {
@@ -120,6 +323,16 @@ impl RouteError {
                 reply.retry_after_secs = Some(1);
                 reply
             }
+            RouteError::StreamsBusy(limit) => {
+                let mut reply = ErrorReply::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "agent {agent_name} already streams {limit} logs or stats at once; close one (or wait for one to end) and retry"
+                    ),
+                );
+                reply.retry_after_secs = Some(5);
+                reply
+            }
         }
     }
 }
@@ -143,9 +356,15 @@ pub struct Hub {
     clients: Mutex<HashMap<String, SessionConnections>>,
     next_conn: AtomicU64,
     status: broadcast::Sender<Arc<str>>,
-    events: broadcast::Sender<Pushed>,
+    /// Each client connection's queue of container pushes, by an id of its own.
+    event_queues: Arc<Mutex<HashMap<u64, Arc<EventQueue>>>>,
     /// Requests each agent may have in flight.
     agent_in_flight: usize,
+    /// Streams each agent, and each user, may have open at once.
+    agent_streams: usize,
+    user_streams: usize,
+    /// Open streams by user name.
+    streams_by_user: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl Default for Hub {
@@ -162,9 +381,41 @@ impl Hub {
             clients: Mutex::default(),
             next_conn: AtomicU64::new(1),
             status: broadcast::channel(STATUS_QUEUE).0,
-            events: broadcast::channel(EVENT_QUEUE).0,
+            event_queues: Arc::default(),
             agent_in_flight: agent_in_flight.max(1),
+            agent_streams: zedops_protocol::MAX_STREAMS_PER_AGENT,
+            user_streams: zedops_protocol::MAX_STREAMS_PER_USER,
+            streams_by_user: Arc::default(),
         }
+    }
+
+    /// Sets how many streams (logs, stats) one agent and one user may have open at once.
+    pub fn with_stream_limits(mut self, per_agent: usize, per_user: usize) -> Self {
+        self.agent_streams = per_agent.max(1);
+        self.user_streams = per_user.max(1);
+        self
+    }
+
+    /// Takes one of the streams `user` may have open, or says how many that is.
+    pub fn user_stream_slot(&self, user: &str) -> Result<UserStreamSlot, ErrorReply> {
+        let mut counts = self.streams_by_user.lock().expect("user streams lock");
+        let open = counts.entry(user.to_string()).or_default();
+        if *open >= self.user_streams {
+            let mut reply = ErrorReply::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "you already have {} logs or stats streams open; close one and retry",
+                    self.user_streams
+                ),
+            );
+            reply.retry_after_secs = Some(5);
+            return Err(reply);
+        }
+        *open += 1;
+        Ok(UserStreamSlot {
+            user: user.to_string(),
+            counts: self.streams_by_user.clone(),
+        })
     }
 
     /// Registers a newly authenticated agent connection, replacing (and closing) an older
@@ -187,6 +438,8 @@ impl Hub {
             tx,
             pending: Mutex::default(),
             streams: Mutex::default(),
+            stream_bytes: Arc::default(),
+            stream_limit: self.agent_streams,
             last_seen: AtomicI64::new(now()),
             close: Mutex::new(Some(close_tx)),
             in_flight: Arc::new(Semaphore::new(self.agent_in_flight)),
@@ -279,11 +532,17 @@ impl Hub {
         count
     }
 
-    /// The link of a connected agent, by id or name.
+    /// The link of a connected agent, by id or name. Ids resolve exactly first; a reference
+    /// shaped like an id is never matched against names, so an agent named like another's id
+    /// (refused at enrolment, but possibly left in an old database) cannot take its requests
+    /// while that agent is offline.
     pub fn agent(&self, id_or_name: &str) -> Option<Arc<AgentLink>> {
         let agents = self.agents.read().expect("hub lock");
         if let Some(link) = agents.get(id_or_name) {
             return Some(link.clone());
+        }
+        if zedops_protocol::looks_like_agent_id(id_or_name) {
+            return None;
         }
         agents.values().find(|l| l.name == id_or_name).cloned()
     }
@@ -307,17 +566,51 @@ impl Hub {
         self.status.subscribe()
     }
 
-    /// Subscribes to container pushes of every agent; each client filters by its subscription.
-    pub fn subscribe_events(&self) -> broadcast::Receiver<Pushed> {
-        self.events.subscribe()
+    /// Registers a client connection for container pushes; `watching` (its subscription)
+    /// decides, when each push is made, whether it is queued for this connection.
+    pub fn subscribe_events(&self, watching: watch::Receiver<Subscription>) -> EventReceiver {
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let queue = Arc::new(EventQueue {
+            watching,
+            state: Mutex::default(),
+            ready: Notify::new(),
+        });
+        self.event_queues
+            .lock()
+            .expect("event registry lock")
+            .insert(id, queue.clone());
+        EventReceiver {
+            id,
+            queue,
+            registry: self.event_queues.clone(),
+        }
     }
 
-    /// Fans a container push out to the clients; never waits for any of them.
+    /// Queues a container push for every connection that watches its agent; never waits for
+    /// any of them. A connection over its frame or byte bound loses its oldest pushes.
     pub fn push_event(&self, agent_id: &str, frame: String) {
-        let _ = self.events.send(Pushed {
+        let pushed = Pushed {
             agent_id: agent_id.into(),
             frame: frame.into(),
-        });
+        };
+        let queues = self.event_queues.lock().expect("event registry lock");
+        for queue in queues.values() {
+            if !queue.watching.borrow().wants(agent_id) {
+                continue;
+            }
+            let mut state = queue.state.lock().expect("event queue lock");
+            state.bytes += pushed.frame.len();
+            state.frames.push_back(pushed.clone());
+            while state.frames.len() > EVENT_QUEUE
+                || (state.bytes > EVENT_QUEUE_BYTES && state.frames.len() > 1)
+            {
+                let old = state.frames.pop_front().expect("not empty");
+                state.bytes -= old.frame.len();
+                state.missed += 1;
+            }
+            drop(state);
+            queue.ready.notify_one();
+        }
     }
 
     fn push_status(&self, link: &AgentLink, online: bool) {
@@ -376,9 +669,9 @@ impl AgentLink {
 
     /// Delivers an agent's answer to whoever waits on `inbox`. Returns false for an unknown or
     /// expired inbox.
-    pub fn answer(&self, inbox: &str, data: String) -> bool {
+    pub fn answer(&self, inbox: &str, data: &str) -> bool {
         if let Some(waiter) = self.pending.lock().expect("pending lock").remove(inbox) {
-            return waiter.send(data).is_ok();
+            return waiter.send(data.to_string()).is_ok();
         }
         let sink = self
             .streams
@@ -395,23 +688,38 @@ impl AgentLink {
         }
     }
 
-    /// Sends a request whose answer is a stream; its frames arrive on the receiver, which ends
-    /// when the agent disconnects. Returns the relay inbox, to cancel or close it.
+    /// Sends a request whose answer is a stream; its frames arrive decoded on the receiver,
+    /// which ends when the agent disconnects, and its last frame in the shared slot. Returns
+    /// the relay inbox, to cancel or close it.
     pub async fn open_stream(
         &self,
         subject: &str,
+        kind: StreamKind,
         data: &str,
-    ) -> Result<(String, mpsc::Receiver<String>, Arc<StreamSink>), RouteError> {
+    ) -> Result<
+        (
+            String,
+            mpsc::Receiver<(StreamFrame, Charge)>,
+            Arc<StreamShared>,
+        ),
+        RouteError,
+    > {
         let inbox = format!("{}{}", subject::INBOX_PREFIX, uuid::Uuid::new_v4().simple());
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        let shared = Arc::new(StreamShared::default());
         let sink = Arc::new(StreamSink {
+            kind,
             tx,
-            dropped: AtomicU64::new(0),
+            shared: shared.clone(),
+            agent_bytes: self.stream_bytes.clone(),
         });
-        self.streams
-            .lock()
-            .expect("streams lock")
-            .insert(inbox.clone(), sink.clone());
+        {
+            let mut streams = self.streams.lock().expect("streams lock");
+            if streams.len() >= self.stream_limit {
+                return Err(RouteError::StreamsBusy(self.stream_limit));
+            }
+            streams.insert(inbox.clone(), sink);
+        }
         let frame = format!(
             r#"{{"subject":{},"reply":"{inbox}","data":{data}}}"#,
             serde_json::to_string(subject).expect("strings serialise")
@@ -420,7 +728,7 @@ impl AgentLink {
             self.close_stream(&inbox);
             return Err(RouteError::Offline);
         }
-        Ok((inbox, rx, sink))
+        Ok((inbox, rx, shared))
     }
 
     /// Asks the agent to stop the stream on `inbox` (its last frame still comes).
@@ -433,7 +741,7 @@ impl AgentLink {
         )
         .to_json();
         if self.tx.try_send(frame).is_err() {
-            tracing::debug!(%inbox, "could not queue a stream cancel for the agent");
+            tracing::debug!(inbox = ?inbox, "could not queue a stream cancel for the agent");
         }
     }
 

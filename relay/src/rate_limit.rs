@@ -18,6 +18,10 @@ pub struct Limits {
     pub agent_message_burst: u32,
     /// Requests one agent may have in flight, from all clients together.
     pub agent_in_flight: usize,
+    /// Streams (logs, stats) one agent may serve at once, from all clients together.
+    pub agent_streams: usize,
+    /// Streams one user may have open at once, over all their connections.
+    pub user_streams: usize,
 }
 
 /// Sustained messages per second per client connection.
@@ -44,6 +48,8 @@ impl Default for Limits {
             agent_messages_per_sec: AGENT_MESSAGES_PER_SEC,
             agent_message_burst: AGENT_MESSAGE_BURST,
             agent_in_flight: AGENT_IN_FLIGHT,
+            agent_streams: zedops_protocol::MAX_STREAMS_PER_AGENT,
+            user_streams: zedops_protocol::MAX_STREAMS_PER_USER,
         }
     }
 }

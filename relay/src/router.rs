@@ -72,7 +72,7 @@ async fn serve(
     frame: &Frame,
 ) -> Result<Answer, ErrorReply> {
     let Some(need) = policy::need(&frame.subject) else {
-        warn!(subject = %frame.subject, "unknown subject from client");
+        warn!(subject = ?frame.subject, "unknown subject from client");
         return Err(ErrorReply::new(
             ErrorCode::InvalidRequest,
             format!("unknown subject {:?}", frame.subject),
@@ -81,7 +81,7 @@ async fn serve(
     let invalid = |e: zedops_protocol::ProtocolError| e.to_reply();
     let operation = Operation::from_subject(&frame.subject);
     if !policy::allows(session.role, need) {
-        warn!(user = %session.user, role = %session.role, subject = %frame.subject, "refused by policy");
+        warn!(user = %session.user, role = %session.role, subject = ?frame.subject, "refused by policy");
         let mut entry = AuditEntry {
             operation: &frame.subject,
             result: "forbidden",
@@ -153,6 +153,7 @@ async fn serve(
             };
             stream(
                 state,
+                session,
                 &reference,
                 subject::CONTAINER_LOGS,
                 StreamKind::Logs,
@@ -169,6 +170,7 @@ async fn serve(
             };
             stream(
                 state,
+                session,
                 &reference,
                 subject::CONTAINER_STATS,
                 StreamKind::Stats,
@@ -194,30 +196,34 @@ async fn serve(
 }
 
 /// Opens a streamed answer at the agent `reference` names; `request` rebuilds the request with
-/// the agent's id in place of the reference.
+/// the agent's id in place of the reference. The user and the agent each have a bounded number
+/// of streams open at once.
 async fn stream<R: Serialize>(
     state: &AppState,
+    session: &Session,
     reference: &str,
     subject: &str,
     kind: StreamKind,
     request: impl FnOnce(String) -> R,
 ) -> Result<Answer, ErrorReply> {
     let link = online_agent(state, reference).await?;
+    let user_slot = state.hub.user_stream_slot(&session.user)?;
     let data = serde_json::to_string(&request(link.id.clone())).expect("serialises");
-    let (agent_inbox, rx, sink) = link
-        .open_stream(subject, &data)
+    let (agent_inbox, rx, shared) = link
+        .open_stream(subject, kind, &data)
         .await
         .map_err(|e| e.to_reply(&link.name))?;
     Ok(Answer::Stream(OpenStream {
-        kind,
         link,
         agent_inbox,
         rx,
-        sink,
+        shared,
+        user_slot,
     }))
 }
 
-/// Forwards start, stop or restart and audits the outcome before answering.
+/// Forwards start, stop or restart: audited as `pending` before it is sent, and the entry
+/// completed with the outcome before answering.
 async fn action(
     state: &AppState,
     session: &Session,
@@ -245,6 +251,22 @@ async fn action(
         container_id: request.container_id.clone(),
     })
     .expect("serialises");
+    // Written before the agent is asked, so an action is on record even if the relay stops
+    // while it runs; an action whose entry cannot be written is not sent.
+    let pending = AuditEntry {
+        agent_id: Some(&link.id),
+        container: Some(&request.container_id),
+        operation: operation.as_str(),
+        result: "pending",
+        ..audit_base(session)
+    };
+    let audit_id = state.store.audit_begin(pending).await.map_err(|e| {
+        tracing::error!(%e, "could not write the audit log; the action was not sent");
+        ErrorReply::new(
+            ErrorCode::Internal,
+            "the relay could not write its audit log, so it did not send the action; see the relay's log",
+        )
+    })?;
     let outcome = link
         .request(operation.subject(), &data, state.timeouts.operation)
         .await;
@@ -252,16 +274,16 @@ async fn action(
         Ok(raw) => answer_error_code(raw),
         Err(e) => Some(e.to_reply(&link.name).error_code.as_str().to_string()),
     };
-    let entry = AuditEntry {
-        agent_id: Some(&link.id),
-        container: Some(&request.container_id),
-        operation: operation.as_str(),
-        result: if error_code.is_none() { "ok" } else { "failed" },
-        error_code: error_code.as_deref(),
-        ..audit_base(session)
-    };
-    audit(state, entry).await?;
-    info!(agent = %link.name, container = %request.container_id, %operation, error = ?error_code, "container action");
+    let result = if error_code.is_none() { "ok" } else { "failed" };
+    if let Err(e) = state
+        .store
+        .audit_finish(audit_id, result, error_code.as_deref())
+        .await
+    {
+        // The action ran; its entry stays `pending`. The answer still goes to the user.
+        tracing::error!(%e, audit_id, "could not record an action's outcome in the audit log");
+    }
+    info!(agent = %link.name, container = ?request.container_id, %operation, error = ?error_code, "container action");
     outcome.map(Answer::Raw).map_err(|e| e.to_reply(&link.name))
 }
 

@@ -8,14 +8,15 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
-use axum_server::tls_rustls::RustlsConfig;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use crate::accept::{ConnectionLimits, Counter};
 use crate::download::{Installer, InstallerOptions};
 use crate::hub::Hub;
-use crate::store::Store;
+use crate::store::{SessionLifetimes, Store};
 use crate::{agent_endpoint, client_endpoint, download, http_api};
 
 /// How long shutdown waits for open connections to say goodbye.
@@ -57,6 +58,27 @@ pub struct Options {
     pub limits: crate::rate_limit::Limits,
 }
 
+/// Bounds on what peers can make the relay hold before they authenticate, and how long device
+/// sessions live; [`Server::new`] uses the defaults.
+#[derive(Debug, Clone)]
+pub struct Guards {
+    /// Connection caps and HTTP timeouts.
+    pub connections: ConnectionLimits,
+    /// Passwords checked at once at most.
+    pub max_login_checks: usize,
+    pub sessions: SessionLifetimes,
+}
+
+impl Default for Guards {
+    fn default() -> Self {
+        Self {
+            connections: ConnectionLimits::default(),
+            max_login_checks: crate::login_limit::default_max_checks(),
+            sessions: SessionLifetimes::default(),
+        }
+    }
+}
+
 /// What every connection task shares.
 pub struct AppState {
     pub store: Store,
@@ -70,13 +92,20 @@ pub struct AppState {
     pub login_limit: crate::login_limit::LoginLimiter,
     /// Per-connection message rate and per-agent request limits.
     pub limits: crate::rate_limit::Limits,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` name the client's address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How long device sessions live.
+    pub sessions: SessionLifetimes,
+    /// Open TCP connections, counted from accept to close.
+    pub connections: Arc<Counter>,
 }
 
 /// A bound, ready relay. [`listen`](Server::listen) serves until shut down.
 pub struct Server {
     state: Arc<AppState>,
     listener: std::net::TcpListener,
-    tls: Option<RustlsConfig>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    connection_limits: ConnectionLimits,
     handle: ShutdownHandle,
     installer: Arc<Installer>,
 }
@@ -85,20 +114,24 @@ pub struct Server {
 #[derive(Clone)]
 pub struct ShutdownHandle {
     tx: Arc<watch::Sender<bool>>,
-    http: axum_server::Handle,
 }
 
 impl ShutdownHandle {
     /// Closes every connection and stops accepting new ones.
     pub fn shutdown(&self) {
         let _ = self.tx.send(true);
-        self.http.graceful_shutdown(Some(SHUTDOWN_GRACE));
     }
 }
 
 impl Server {
     /// Opens the database (running migrations), loads TLS material and binds the address.
     pub async fn new(options: Options) -> anyhow::Result<Self> {
+        Self::new_with(options, Guards::default()).await
+    }
+
+    /// [`new`](Self::new) with other connection bounds and session lifetimes. The connection
+    /// cap is lowered to what the process's descriptor limit leaves room for.
+    pub async fn new_with(options: Options, guards: Guards) -> anyhow::Result<Self> {
         let store = Store::open(&options.db)
             .await
             .with_context(|| format!("opening database {}", options.db))?;
@@ -113,23 +146,42 @@ impl Server {
             .with_context(|| format!("cannot listen on {}", options.listen))?
             .into_std()?;
         let (tx, rx) = watch::channel(false);
+        let mut connection_limits = guards.connections;
+        if let Some(nofile) = crate::accept::descriptor_limit() {
+            let fits = crate::accept::connections_for_descriptors(nofile);
+            if fits < connection_limits.max {
+                tracing::warn!(
+                    descriptors = nofile,
+                    connections = fits,
+                    "the descriptor limit caps connections below the configured maximum; raise LimitNOFILE"
+                );
+                connection_limits.max = fits;
+            }
+        }
+        let connections = Counter::new(
+            connection_limits.max,
+            connection_limits.per_address,
+            connection_limits.trusted_proxies.clone(),
+        );
         let state = Arc::new(AppState {
             store,
-            hub: Hub::new(options.limits.agent_in_flight),
+            hub: Hub::new(options.limits.agent_in_flight)
+                .with_stream_limits(options.limits.agent_streams, options.limits.user_streams),
             timeouts: options.timeouts,
             shutdown: rx,
             tasks: TaskTracker::new(),
-            login_limit: Default::default(),
+            login_limit: crate::login_limit::LoginLimiter::new(guards.max_login_checks),
             limits: options.limits,
+            trusted_proxies: connection_limits.trusted_proxies.clone(),
+            sessions: guards.sessions,
+            connections,
         });
-        let handle = ShutdownHandle {
-            tx: Arc::new(tx),
-            http: axum_server::Handle::new(),
-        };
+        let handle = ShutdownHandle { tx: Arc::new(tx) };
         Ok(Self {
             state,
             listener,
             tls,
+            connection_limits,
             handle,
             installer,
         })
@@ -164,24 +216,34 @@ impl Server {
 
     /// Serves until [`ShutdownHandle::shutdown`], then waits briefly for connections to close.
     pub async fn listen(self) -> anyhow::Result<()> {
-        let app = router(self.state.clone(), self.installer.clone())
-            .into_make_service_with_connect_info::<SocketAddr>();
-        tracing::info!(addr = %self.local_addr(), tls = self.tls.is_some(), "relay listening");
+        let limits = self.connection_limits.clone();
+        let app = router(
+            self.state.clone(),
+            self.installer.clone(),
+            limits.request_timeout,
+        );
+        tracing::info!(
+            addr = %self.local_addr(),
+            tls = self.tls.is_some(),
+            max_connections = limits.max,
+            max_connections_per_address = limits.per_address,
+            header_timeout = ?limits.header_timeout,
+            login_checks = self.state.login_limit.max_checks(),
+            "relay listening"
+        );
         tokio::spawn(crate::revocation::watch(self.state.clone()));
-        match self.tls {
-            Some(tls) => {
-                axum_server::from_tcp_rustls(self.listener, tls)
-                    .handle(self.handle.http)
-                    .serve(app)
-                    .await?
-            }
-            None => {
-                axum_server::from_tcp(self.listener)
-                    .handle(self.handle.http)
-                    .serve(app)
-                    .await?
-            }
-        }
+        self.listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(self.listener)?;
+        crate::accept::serve(
+            listener,
+            app,
+            self.tls,
+            &limits,
+            self.state.connections.clone(),
+            self.state.shutdown.clone(),
+            SHUTDOWN_GRACE,
+        )
+        .await;
         self.state.tasks.close();
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.state.tasks.wait()).await;
         self.state.store.close().await;
@@ -190,7 +252,7 @@ impl Server {
     }
 }
 
-fn router(state: Arc<AppState>, installer: Arc<Installer>) -> Router {
+fn router(state: Arc<AppState>, installer: Arc<Installer>, request_timeout: Duration) -> Router {
     Router::new()
         .merge(download::router(installer))
         .route("/healthz", get(http_api::healthz))
@@ -199,12 +261,22 @@ fn router(state: Arc<AppState>, installer: Arc<Installer>) -> Router {
         .route("/ws/agent", any(agent_endpoint::upgrade))
         .route("/ws/client", any(client_endpoint::upgrade))
         .layer(DefaultBodyLimit::max(http_api::MAX_BODY_BYTES))
+        // A request must arrive whole and be answered in time (a WebSocket upgrade is answered
+        // at once; the socket then lives on its own).
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+                match tokio::time::timeout(request_timeout, next.run(request)).await {
+                    Ok(response) => response,
+                    Err(_) => axum::http::StatusCode::REQUEST_TIMEOUT.into_response(),
+                }
+            },
+        ))
         .with_state(state)
 }
 
 /// Reads a PEM certificate chain and key into a rustls server configuration (HTTP/1.1 only:
 /// WebSockets do not run over HTTP/2 here).
-fn load_tls(cert: &PathBuf, key: &PathBuf) -> anyhow::Result<RustlsConfig> {
+fn load_tls(cert: &PathBuf, key: &PathBuf) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     let cert_pem = std::fs::read(cert)
         .with_context(|| format!("reading TLS certificate {}", cert.display()))?;
     let key_pem =
@@ -227,5 +299,5 @@ fn load_tls(cert: &PathBuf, key: &PathBuf) -> anyhow::Result<RustlsConfig> {
         .with_single_cert(certs, key)
         .context("the TLS certificate and key do not match or are unsupported")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(RustlsConfig::from_config(Arc::new(config)))
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

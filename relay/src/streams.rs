@@ -1,6 +1,6 @@
 //! Streamed answers on the client side of the relay: which streams one client connection has
 //! open (so `stream.cancel` and a disconnect can stop them), and the pump that carries one
-//! stream's frames from its agent to its client, checking each, until it ends.
+//! stream's frames from its agent to its client, until it ends.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -9,12 +9,29 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
-use zedops_protocol::{Envelope, ErrorCode, LogChunk, StatsChunk, StreamEnd};
+use zedops_protocol::{Envelope, ErrorCode, StreamEnd};
 
-use crate::hub::{AgentLink, StreamSink};
+pub use crate::hub::StreamKind;
+use crate::hub::{AgentLink, Charge, StreamFrame, StreamShared, UserStreamSlot};
 
 /// How long a cancelled stream waits for the agent's last frame before ending it itself.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+/// A frame on its way to a client's socket. A stream's frame carries the bytes it holds
+/// against its stream's and agent's budgets until it has been written.
+pub struct Outgoing {
+    pub text: String,
+    _charge: Option<Charge>,
+}
+
+impl From<String> for Outgoing {
+    fn from(text: String) -> Self {
+        Self {
+            text,
+            _charge: None,
+        }
+    }
+}
 
 /// The open streams of one client connection, by the client's inbox.
 #[derive(Default)]
@@ -45,20 +62,14 @@ impl ClientStreams {
     }
 }
 
-/// What a stream carries, which decides how each frame is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamKind {
-    Logs,
-    Stats,
-}
-
 /// A stream opened at an agent, ready to be pumped to the client.
 pub struct OpenStream {
-    pub kind: StreamKind,
     pub link: Arc<AgentLink>,
     pub agent_inbox: String,
-    pub rx: mpsc::Receiver<String>,
-    pub sink: Arc<StreamSink>,
+    pub rx: mpsc::Receiver<(StreamFrame, Charge)>,
+    pub shared: Arc<StreamShared>,
+    /// Held while the stream is open: one of the streams its user may have.
+    pub user_slot: UserStreamSlot,
 }
 
 /// Carries `stream` to the client on `client_inbox` through `answers` (the connection's
@@ -68,7 +79,7 @@ pub async fn pump(
     mut stream: OpenStream,
     streams: &ClientStreams,
     client_inbox: &str,
-    answers: &mpsc::Sender<String>,
+    answers: &mpsc::Sender<Outgoing>,
 ) {
     let mut cancel = streams.register(client_inbox);
     let mut cancelled_at = None;
@@ -80,31 +91,36 @@ pub async fn pump(
             }
         };
         tokio::select! {
+            // Frames before the last one, in order, first.
+            biased;
             data = stream.rx.recv() => match data {
-                Some(raw) => {
-                    let (text, done) = match checked(&stream, client_inbox, &raw) {
-                        Ok(checked) => checked,
-                        Err(err) => {
-                            warn!(%err, "agent sent an unreadable stream frame; ending the stream");
-                            stream.link.cancel_stream(&stream.agent_inbox);
-                            break Some(end(ErrorCode::InvalidRequest, format!("agent {} sent an unreadable stream frame", stream.link.name)));
-                        }
-                    };
-                    if answers.send(text).await.is_err() {
+                Some((frame, charge)) => {
+                    if !forward(&stream, client_inbox, answers, frame, charge).await {
                         stream.link.cancel_stream(&stream.agent_inbox);
                         break None;
                     }
-                    if done {
-                        break None;
+                }
+                // The agent left; a last frame it sent before still counts.
+                None => match finish(&mut stream, client_inbox, answers).await {
+                    Finished::Done => break None,
+                    Finished::Unreadable => break Some(unreadable(&stream)),
+                    Finished::NotYet => break Some(end(
+                        ErrorCode::AgentOffline,
+                        format!("agent {} disconnected; the stream ended", stream.link.name),
+                    )),
+                },
+            },
+            () = stream.shared.ended.notified() => {
+                match finish(&mut stream, client_inbox, answers).await {
+                    Finished::Done | Finished::NotYet => break None,
+                    Finished::Unreadable => {
+                        stream.link.cancel_stream(&stream.agent_inbox);
+                        break Some(unreadable(&stream));
                     }
                 }
-                None => break Some(end(
-                    ErrorCode::AgentOffline,
-                    format!("agent {} disconnected; the stream ended", stream.link.name),
-                )),
-            },
+            }
             _ = &mut cancel, if cancelled_at.is_none() => {
-                debug!(inbox = %client_inbox, "stream cancelled by the client");
+                debug!(inbox = ?client_inbox, "stream cancelled by the client");
                 stream.link.cancel_stream(&stream.agent_inbox);
                 cancelled_at = Some(tokio::time::Instant::now());
             }
@@ -121,32 +137,74 @@ pub async fn pump(
         // `{"end": …}` is a valid last frame of every kind of stream.
         let chunk = serde_json::json!({ "end": last });
         let _ = answers
-            .send(Envelope::new(client_inbox, chunk).to_json())
+            .send(Envelope::new(client_inbox, chunk).to_json().into())
             .await;
     }
 }
 
-/// An agent's stream frame, decoded strictly for its kind and re-encoded for the client's
-/// inbox (with the lines the relay dropped for a slow client counted in), and whether it is the
-/// last.
-fn checked(
+enum Finished {
+    /// The last frame went to the client (or the client is gone).
+    Done,
+    /// The agent sent something unreadable.
+    Unreadable,
+    /// No last frame has come.
+    NotYet,
+}
+
+/// Sends what is still queued, then the last frame from its reserved slot.
+async fn finish(
+    stream: &mut OpenStream,
+    client_inbox: &str,
+    answers: &mpsc::Sender<Outgoing>,
+) -> Finished {
+    while let Ok((frame, charge)) = stream.rx.try_recv() {
+        if !forward(stream, client_inbox, answers, frame, charge).await {
+            return Finished::Done;
+        }
+    }
+    match stream.shared.take_last() {
+        Some(Ok((frame, charge))) => {
+            forward(stream, client_inbox, answers, frame, charge).await;
+            Finished::Done
+        }
+        Some(Err(err)) => {
+            warn!(error = ?err, "agent sent an unreadable stream frame; ending the stream");
+            Finished::Unreadable
+        }
+        None => Finished::NotYet,
+    }
+}
+
+fn unreadable(stream: &OpenStream) -> StreamEnd {
+    end(
+        ErrorCode::InvalidRequest,
+        format!("agent {} sent an unreadable stream frame", stream.link.name),
+    )
+}
+
+/// Re-encodes one decoded frame for the client's inbox (with the lines the relay dropped
+/// counted in) and queues it; false when the client is gone.
+async fn forward(
     stream: &OpenStream,
     client_inbox: &str,
-    raw: &str,
-) -> Result<(String, bool), serde_json::Error> {
-    Ok(match stream.kind {
-        StreamKind::Logs => {
-            let mut chunk: LogChunk = serde_json::from_str(raw)?;
-            chunk.dropped += stream.sink.dropped.swap(0, Ordering::Relaxed);
-            let done = chunk.end.is_some();
-            (Envelope::new(client_inbox, &chunk).to_json(), done)
+    answers: &mpsc::Sender<Outgoing>,
+    frame: StreamFrame,
+    charge: Charge,
+) -> bool {
+    let text = match frame {
+        StreamFrame::Logs(mut chunk) => {
+            chunk.dropped += stream.shared.dropped.swap(0, Ordering::Relaxed);
+            Envelope::new(client_inbox, &chunk).to_json()
         }
-        StreamKind::Stats => {
-            let chunk: StatsChunk = serde_json::from_str(raw)?;
-            let done = chunk.end.is_some();
-            (Envelope::new(client_inbox, &chunk).to_json(), done)
-        }
-    })
+        StreamFrame::Stats(chunk) => Envelope::new(client_inbox, &chunk).to_json(),
+    };
+    answers
+        .send(Outgoing {
+            text,
+            _charge: Some(charge),
+        })
+        .await
+        .is_ok()
 }
 
 fn end(code: ErrorCode, reason: String) -> StreamEnd {

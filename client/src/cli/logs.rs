@@ -1,7 +1,7 @@
 //! `zedops logs`: a container's output, one line per line, stdout to stdout and stderr to
 //! stderr (as `docker logs` does), following new lines with `--follow` until Ctrl-C.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use zedops_client::{LogStream, LogsOptions};
 
@@ -22,6 +22,8 @@ pub async fn logs(
         }
     };
     let mut interrupted = false;
+    let stdout_is_terminal = std::io::stdout().is_terminal();
+    let stderr_is_terminal = std::io::stderr().is_terminal();
     let outcome = loop {
         let next = tokio::select! {
             _ = tokio::signal::ctrl_c(), if !interrupted => {
@@ -45,7 +47,17 @@ pub async fn logs(
         }
         let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
         for line in &chunk.lines {
-            let text = printable(&line.text);
+            let to_terminal = match line.stream {
+                LogStream::Stdout => stdout_is_terminal,
+                LogStream::Stderr => stderr_is_terminal,
+            };
+            // Into a file or pipe the output goes as the container wrote it (as `docker logs`
+            // does); on a terminal, escape sequences are made visible instead of acted on.
+            let text = if to_terminal {
+                printable(&line.text)
+            } else {
+                std::borrow::Cow::Borrowed(line.text.as_str())
+            };
             let cut = if line.truncated {
                 " [line cut at 16 KiB]"
             } else {
@@ -71,7 +83,10 @@ pub async fn logs(
         let _ = out.flush();
         if let Some(end) = chunk.end {
             break match end.error_code {
-                Some(code) if !interrupted => Err(CliError::new(code.as_str(), end.reason)),
+                Some(code) if !interrupted => Err(CliError::new(
+                    code.as_str(),
+                    super::table::clean(&end.reason),
+                )),
                 _ => Ok(()),
             };
         }
@@ -83,8 +98,20 @@ pub async fn logs(
 
 /// A container's line with terminal control characters (escape sequences that could rewrite
 /// the screen) made visible; tabs stay.
-fn printable(text: &str) -> String {
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c != '\t' && super::table::is_unsafe(c))
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
     text.chars()
-        .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+        .map(|c| {
+            if c != '\t' && super::table::is_unsafe(c) {
+                '?'
+            } else {
+                c
+            }
+        })
         .collect()
 }

@@ -32,8 +32,29 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
 /// that nothing an agent reports can move the cursor or recolour the terminal.
 pub fn clean(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| if is_unsafe(c) { '?' } else { c })
         .collect()
+}
+
+/// Characters a terminal may act on rather than show: C0 and C1 controls (ESC, CSI, BEL, …),
+/// DEL, and the bidirectional overrides that make text display in another order than it reads.
+pub fn is_unsafe(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A JSON text with every character a terminal may act on written as a `\u` escape. JSON's own
+/// encoder escapes only C0 controls; DEL, C1 controls (U+009B is a one-byte CSI) and bidi
+/// overrides can only occur inside strings, where the escape means the same character.
+pub fn json_for_terminal(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if is_unsafe(c) {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn or_dash(value: Option<&str>) -> String {
