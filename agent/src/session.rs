@@ -92,7 +92,7 @@ pub async fn run(
             identity =
                 Identity::Enrolled(enrolled(&options.data_dir, &relay, name, welcome.clone())?);
         }
-        tracing::info!(agent = %welcome.name, id = %welcome.agent_id, "connected to the relay; serving requests");
+        tracing::info!(agent = ?welcome.name, id = ?welcome.agent_id, "connected to the relay; serving requests");
         match serve(
             writer,
             reader,
@@ -105,7 +105,7 @@ pub async fn run(
         {
             Ended::Shutdown => return Ok(()),
             Ended::Lost(reason) => {
-                tracing::warn!(%reason, "lost the connection to the relay; reconnecting")
+                tracing::warn!(reason = ?reason.to_string(), "lost the connection to the relay; reconnecting")
             }
         }
         // The relay may have rotated the token meanwhile: the stored file is the truth.
@@ -363,7 +363,7 @@ fn dispatch(
         // Never answered: two peers answering each other's errors would loop forever.
         match frame.payload::<ErrorReply>() {
             Ok(reply) => {
-                tracing::warn!(code = %reply.error_code, error = %reply.error, "the relay reported an error")
+                tracing::warn!(code = %reply.error_code, error = ?reply.error, "the relay reported an error")
             }
             Err(err) => tracing::warn!(%err, "the relay sent an unreadable error frame"),
         }

@@ -1,7 +1,7 @@
 //! Plain HTTP routes: `/healthz`, `POST /api/login` (password → device token) and
 //! `POST /api/logout` (ends the device session named by the bearer token).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Json;
@@ -9,9 +9,11 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use ipnet::IpNet;
 use tracing::{info, warn};
 use zedops_protocol::{ErrorCode, ErrorReply, LoginRequest, LoginResponse, payload::Validate};
 
+use crate::login_limit::Refusal;
 use crate::server::AppState;
 
 /// Largest request body the HTTP routes read.
@@ -30,12 +32,15 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 pub async fn login(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let client = client_address(&state.trusted_proxies, peer, &headers);
     let request: LoginRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
-            warn!(%e, "malformed login request");
+            // serde's message quotes what the peer sent (field names): Debug-formatted.
+            warn!(error = ?e.to_string(), %client, "malformed login request");
             return error(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidRequest,
@@ -50,32 +55,42 @@ pub async fn login(
             e.to_string(),
         );
     }
-    if let Some(retry) = state.login_limit.check(&request.username, peer.ip()) {
-        warn!(user = %request.username, %peer, "login refused: too many failures");
-        let mut reply = ErrorReply::new(
-            ErrorCode::RateLimited,
-            format!("too many failed logins; try again in {retry} s"),
-        );
-        reply.retry_after_secs = Some(retry);
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, retry.to_string())],
-            Json(reply),
-        )
-            .into_response();
-    }
+    let mut attempt = match state.login_limit.begin(&request.username, client) {
+        Ok(attempt) => attempt,
+        Err(Refusal::TooManyFailures(retry)) => {
+            warn!(user = ?request.username, %client, "login refused: too many failures");
+            return rate_limited(
+                StatusCode::TOO_MANY_REQUESTS,
+                retry,
+                format!(
+                    "too many failed logins for this user from your address; try again in {retry} s"
+                ),
+            );
+        }
+        Err(Refusal::Busy(retry)) => {
+            warn!(user = ?request.username, %client, "login refused: every password-check slot is busy");
+            return rate_limited(
+                StatusCode::SERVICE_UNAVAILABLE,
+                retry,
+                format!("the relay is busy checking other logins; try again in {retry} s"),
+            );
+        }
+    };
+    // The check keeps its slot until argon2 finishes, even if this request is dropped meanwhile.
+    let permit = attempt.take_permit();
     match state
         .store
-        .login(
+        .login_holding(
             &request.username,
             &request.password,
             request.device.as_deref(),
+            permit,
         )
         .await
     {
         Ok(Some((session, token))) => {
-            state.login_limit.succeeded(&session.user);
-            info!(user = %session.user, device = ?request.device, "login");
+            attempt.succeeded();
+            info!(user = ?session.user, device = ?request.device, %client, "login");
             Json(LoginResponse {
                 token,
                 user: session.user,
@@ -84,8 +99,8 @@ pub async fn login(
             .into_response()
         }
         Ok(None) => {
-            state.login_limit.failed(&request.username, peer.ip());
-            warn!(user = %request.username, %peer, "failed login");
+            // The attempt stays counted as a failure.
+            warn!(user = ?request.username, %client, "failed login");
             error(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::Unauthorized,
@@ -101,6 +116,84 @@ pub async fn login(
             )
         }
     }
+}
+
+/// `RATE_LIMITED` with `Retry-After` in the header and the body.
+fn rate_limited(status: StatusCode, retry: u64, message: String) -> Response {
+    let mut reply = ErrorReply::new(ErrorCode::RateLimited, message);
+    reply.retry_after_secs = Some(retry);
+    (
+        status,
+        [(header::RETRY_AFTER, retry.to_string())],
+        Json(reply),
+    )
+        .into_response()
+}
+
+/// The address a request came from: the TCP peer, or, when the peer is a trusted proxy, the
+/// address that proxy names in `Forwarded` (RFC 7239) or else `X-Forwarded-For`. The headers are
+/// read from the right (the entry the proxy added) past any other trusted proxies; a header that
+/// does not parse leaves the proxy's own address, never a made-up one.
+pub fn client_address(trusted: &[IpNet], peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    let peer = peer.ip().to_canonical();
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all(header::FORWARDED)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let hops: Vec<Option<IpAddr>> = if !forwarded.is_empty() {
+        forwarded
+            .iter()
+            .map(|element| {
+                element
+                    .split(';')
+                    .filter_map(|pair| pair.trim().split_once('='))
+                    .find(|(name, _)| name.trim().eq_ignore_ascii_case("for"))
+                    .and_then(|(_, value)| parse_node(value))
+            })
+            .collect()
+    } else {
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(parse_node)
+            .collect()
+    };
+    let mut client = peer;
+    for hop in hops.into_iter().rev() {
+        match hop {
+            Some(ip) => {
+                client = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            None => break,
+        }
+    }
+    client
+}
+
+/// One address from a forwarding header: `192.0.2.1`, `"[2001:db8::1]:4711"`, `192.0.2.1:80`.
+fn parse_node(value: &str) -> Option<IpAddr> {
+    let value = value.trim().trim_matches('"');
+    if let Ok(ip) = value.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Some(addr.ip().to_canonical());
+    }
+    value
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .and_then(|v| v.parse::<IpAddr>().ok())
 }
 
 pub async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
@@ -131,5 +224,48 @@ pub async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
                 "the relay could not write its database; see the relay's log",
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn forwarding_headers_count_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy: SocketAddr = "10.0.0.5:4000".parse().unwrap();
+        let stranger: SocketAddr = "192.0.2.9:4000".parse().unwrap();
+        let xff = headers(&[("x-forwarded-for", "203.0.113.7, 10.0.0.6")]);
+        assert_eq!(client_address(&trusted, stranger, &xff), stranger.ip());
+        assert_eq!(
+            client_address(&trusted, proxy, &xff),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        // A client cannot hide behind a forged left-most entry: the right-most untrusted wins.
+        let forged = headers(&[("x-forwarded-for", "1.1.1.1, 203.0.113.7")]);
+        assert_eq!(
+            client_address(&trusted, proxy, &forged),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        let fwd = headers(&[("forwarded", "for=\"[2001:db8::1]:4711\";proto=https")]);
+        assert_eq!(
+            client_address(&trusted, proxy, &fwd),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        let junk = headers(&[("x-forwarded-for", "not-an-address")]);
+        assert_eq!(client_address(&trusted, proxy, &junk), proxy.ip());
+        assert_eq!(client_address(&[], proxy, &xff), proxy.ip());
     }
 }

@@ -2,6 +2,7 @@
 //! admin request to the right agent and its answer back, pushes agent status, enforces roles
 //! and keeps an audit log, all backed by SQLite.
 
+pub mod accept;
 pub mod admin;
 pub mod agent_endpoint;
 pub mod client_endpoint;
@@ -23,5 +24,5 @@ pub mod subscription;
 pub mod time;
 
 pub use rate_limit::Limits;
-pub use server::{Options, Server, ShutdownHandle, Timeouts};
+pub use server::{Guards, Options, Server, ShutdownHandle, Timeouts};
 pub use store::Store;

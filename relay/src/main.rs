@@ -57,6 +57,8 @@ enum Command {
         #[arg(long, env = "ZEDOPS_MAX_AGENT_REQUESTS", default_value_t = zedops_relay::rate_limit::AGENT_IN_FLIGHT as u32,
               value_parser = clap::value_parser!(u32).range(1..))]
         max_agent_requests: u32,
+        #[command(flatten)]
+        guards: GuardArgs,
     },
     /// Manage users.
     User {
@@ -73,6 +75,69 @@ enum Command {
         #[command(subcommand)]
         command: AgentCommand,
     },
+}
+
+/// Bounds on unauthenticated peers and device session lifetimes (`serve`).
+#[derive(clap::Args)]
+struct GuardArgs {
+    /// Open connections at most (HTTP and WebSocket); lowered to what the descriptor limit allows
+    #[arg(long, env = "ZEDOPS_MAX_CONNECTIONS", default_value_t = zedops_relay::accept::MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections: usize,
+    /// Open connections from one client address at most (trusted proxies are exempt)
+    #[arg(long, env = "ZEDOPS_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = zedops_relay::accept::MAX_CONNECTIONS_PER_ADDRESS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections_per_address: usize,
+    /// Time a peer has for the TLS handshake and each request's headers; also how long an HTTP
+    /// connection may sit idle between requests
+    #[arg(long, env = "ZEDOPS_HEADER_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
+    /// Time a request has to arrive whole and be answered (WebSockets are not limited by it)
+    #[arg(long, env = "ZEDOPS_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
+    /// A reverse proxy (address or CIDR) whose Forwarded / X-Forwarded-For header names the
+    /// client's address for login limits; repeat, or separate with commas in the variable
+    #[arg(long = "trusted-proxy", env = "ZEDOPS_TRUSTED_PROXY", value_delimiter = ',', value_parser = parse_cidr)]
+    trusted_proxies: Vec<ipnet::IpNet>,
+    /// Passwords checked at once at most; more logins are refused with 503 and Retry-After
+    /// [default: twice the cores]
+    #[arg(long, env = "ZEDOPS_MAX_LOGIN_CHECKS", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_login_checks: Option<usize>,
+    /// A device session unused this long ends; the user logs in again
+    #[arg(long, env = "ZEDOPS_SESSION_IDLE_TIMEOUT", default_value = "30days", value_parser = humantime::parse_duration)]
+    session_idle_timeout: Duration,
+    /// A device session ends this long after login, however much it is used
+    #[arg(long, env = "ZEDOPS_SESSION_MAX_AGE", default_value = "90days", value_parser = humantime::parse_duration)]
+    session_max_age: Duration,
+}
+
+impl GuardArgs {
+    fn into_guards(self) -> zedops_relay::Guards {
+        zedops_relay::Guards {
+            connections: zedops_relay::accept::ConnectionLimits {
+                max: self.max_connections,
+                per_address: self.max_connections_per_address,
+                header_timeout: self.header_timeout,
+                request_timeout: self.request_timeout,
+                trusted_proxies: self.trusted_proxies,
+            },
+            max_login_checks: self
+                .max_login_checks
+                .unwrap_or_else(zedops_relay::login_limit::default_max_checks),
+            sessions: zedops_relay::store::SessionLifetimes {
+                idle: self.session_idle_timeout,
+                max_age: self.session_max_age,
+            },
+        }
+    }
+}
+
+/// `10.0.0.0/8`, `2001:db8::/32`, or a single address.
+fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not an address or CIDR block (e.g. 10.0.0.0/8)"))
 }
 
 #[derive(Subcommand)]
@@ -187,7 +252,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             max_messages_per_sec,
             max_agent_messages_per_sec,
             max_agent_requests,
+            guards,
         } => {
+            match zedops_relay::accept::raise_descriptor_limit() {
+                Some(limit) => tracing::info!(descriptors = limit, "descriptor limit"),
+                None => tracing::warn!("could not read or raise the descriptor limit"),
+            }
             let tls = tls_cert.zip(tls_key);
             let limits = zedops_relay::Limits {
                 messages_per_sec: max_messages_per_sec,
@@ -205,14 +275,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 downloads,
                 public_url,
             };
-            let server = Server::new(Options {
-                listen,
-                db,
-                tls,
-                timeouts: Timeouts::default(),
-                installer,
-                limits,
-            })
+            let server = Server::new_with(
+                Options {
+                    listen,
+                    db,
+                    tls,
+                    timeouts: Timeouts::default(),
+                    installer,
+                    limits,
+                },
+                guards.into_guards(),
+            )
             .await?;
             let handle = server.shutdown_handle();
             tokio::spawn(async move {

@@ -82,13 +82,20 @@ impl Socket {
                 Some(Ok(Message::Close(_))) => return Incoming::Closed,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Err(e)) => {
-                    let too_large = e
-                        .into_inner()
-                        .downcast_ref::<tokio_tungstenite::tungstenite::Error>()
-                        .is_some_and(|e| {
-                            matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_))
-                        });
-                    return if too_large {
+                    use tokio_tungstenite::tungstenite::Error as WsError;
+                    let inner = e.into_inner();
+                    let error = inner.downcast_ref::<WsError>();
+                    if matches!(error, Some(WsError::Utf8(_))) {
+                        // RFC 6455 §8.1: a text frame that is not UTF-8 fails the connection
+                        // with 1007 (invalid frame payload data).
+                        let frame = CloseFrame {
+                            code: close_code::INVALID,
+                            reason: "text frames must be valid UTF-8".into(),
+                        };
+                        let _ = self.ws.send(Message::Close(Some(frame))).await;
+                        return Incoming::Closed;
+                    }
+                    return if matches!(error, Some(WsError::Capacity(_))) {
                         Incoming::TooLarge
                     } else {
                         Incoming::Closed
