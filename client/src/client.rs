@@ -231,6 +231,13 @@ impl Client {
         self.inner.shared.state().outgoing.is_some()
     }
 
+    /// True while the WebSocket is up and a [`Client::subscribe`] of this client holds: container
+    /// changes then arrive as pushes, and a caller need not list again after an action.
+    pub fn is_subscribed(&self) -> bool {
+        let state = self.inner.shared.state();
+        state.outgoing.is_some() && state.subscription.is_some()
+    }
+
     /// The agents the relay knows, online or not.
     pub async fn agents(&self) -> Result<Vec<AgentSummary>, ClientError> {
         let list: AgentListResponse = self

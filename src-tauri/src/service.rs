@@ -91,9 +91,11 @@ async fn relist(
     Ok(list)
 }
 
-/// Runs an action, then re-lists that agent and pushes the new list to the UI (there are no
-/// container event pushes yet, so this is how a row learns its new state). A failure also shows
-/// a native notification, since the window may be hidden in the tray.
+/// Runs an action. The row learns its new state from the container event the agent pushes
+/// (the session subscribes to the whole fleet); only when that subscription is not live (the
+/// connection is down or subscribing failed) is the agent listed again and the list pushed to
+/// the UI. A failure also shows a native notification, since the window may be hidden in the
+/// tray.
 pub async fn container_action(
     app: &AppHandle,
     agent_id: &str,
@@ -102,19 +104,24 @@ pub async fn container_action(
 ) -> Result<ActionOutcome, AppError> {
     let client = state(app).client().await?;
     let done = client.action(agent_id, container, action.into()).await;
-    // Re-listed whatever the outcome: a failed stop may still have changed the state.
-    let containers = match relist(app, &client, agent_id).await {
-        Ok(list) => {
-            let _ = ContainersUpdated {
-                agent_id: agent_id.to_string(),
-                containers: list.clone(),
+    // Re-listed whatever the outcome when no push will come: a failed stop may still have
+    // changed the state.
+    let containers = if client.is_subscribed() {
+        None
+    } else {
+        match relist(app, &client, agent_id).await {
+            Ok(list) => {
+                let _ = ContainersUpdated {
+                    agent_id: agent_id.to_string(),
+                    containers: list.clone(),
+                }
+                .emit(app);
+                Some(list)
             }
-            .emit(app);
-            Some(list)
-        }
-        Err(err) => {
-            tracing::warn!(%err, agent_id, "could not re-list after an action");
-            None
+            Err(err) => {
+                tracing::warn!(%err, agent_id, "could not re-list after an action");
+                None
+            }
         }
     };
     match done {

@@ -159,7 +159,9 @@ pub struct ActionOutcome {
     pub agent_id: String,
     pub container_id: String,
     pub action: Action,
-    /// The agent's containers listed right after the action; `null` if that list failed.
+    /// The agent's containers listed right after the action, only when container events were
+    /// not being pushed (then the pushed event updates the row); `null` otherwise or if that
+    /// list failed.
     pub containers: Option<Vec<ContainerView>>,
 }
 
@@ -170,7 +172,7 @@ pub struct RegistrationToken {
     pub token: String,
     /// RFC 3339 time after which the relay refuses the token.
     pub expires_at: String,
-    /// The one line to run on the server: `curl -fsSL URL/install.sh | sudo sh -s -- --token T`.
+    /// The one line to run on the server: `curl -fsSL URL/install.sh | ZEDOPS_TOKEN=T sh`.
     pub install_command: String,
     /// The relay address in the command.
     pub public_url: String,

@@ -69,7 +69,11 @@ export type ActionOutcome = {
 	agentId: string,
 	containerId: string,
 	action: Action,
-	/**  The agent's containers listed right after the action; `null` if that list failed. */
+	/**
+	 *  The agent's containers listed right after the action, only when container events were
+	 *  not being pushed (then the pushed event updates the row); `null` otherwise or if that
+	 *  list failed.
+	 */
 	containers: ContainerView[] | null,
 };
 
@@ -328,7 +332,7 @@ export type RegistrationToken = {
 	token: string,
 	/**  RFC 3339 time after which the relay refuses the token. */
 	expiresAt: string,
-	/**  The one line to run on the server: `curl -fsSL URL/install.sh | sudo sh -s -- --token T`. */
+	/**  The one line to run on the server: `curl -fsSL URL/install.sh | ZEDOPS_TOKEN=T sh`. */
 	installCommand: string,
 	/**  The relay address in the command. */
 	publicUrl: string,
