@@ -407,7 +407,8 @@ impl Client {
         }
     }
 
-    async fn request<Req: Serialize, Resp: DeserializeOwned + Validate>(
+    /// Sends one request and decodes its answer as `Resp` (an error answer as the error).
+    pub(crate) async fn request<Req: Serialize, Resp: DeserializeOwned + Validate>(
         &self,
         subject: &str,
         data: &Req,

@@ -24,6 +24,7 @@
 //!
 //! Credentials are kept with [`store`]: the device token in the OS keyring, never on disk.
 
+mod admin;
 mod client;
 mod error;
 mod http;

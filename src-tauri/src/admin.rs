@@ -2,10 +2,8 @@
 //! real relay): registration tokens with the one-line install command ("Add server"), and the
 //! audit log. The relay checks the role; these only ask and shape the answers for the UI.
 
-use serde::de::DeserializeOwned;
-use serde_json::json;
 use zedops_client::Client;
-use zedops_protocol::{AuditListResponse, TokenCreated, subject};
+use zedops_protocol::AuditListRequest;
 
 use crate::error::{AppError, ErrorCode};
 use crate::types::{AuditEntry, RegistrationToken};
@@ -75,22 +73,6 @@ pub fn is_loopback(public_url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-async fn ask<T: DeserializeOwned>(
-    client: &Client,
-    subject: &str,
-    data: serde_json::Value,
-) -> Result<T, AppError> {
-    let value = client.request_raw(subject, data).await?;
-    serde_json::from_value(value).map_err(|e| {
-        AppError::new(
-            ErrorCode::Local(zedops_client::LocalCode::ProtocolError),
-            format!(
-                "The relay's answer could not be read ({e}). Is the relay the same version as the app?"
-            ),
-        )
-    })
-}
-
 /// Creates a single-use registration token valid for `ttl_secs` and the install command for it.
 pub async fn create_registration_token(
     client: &Client,
@@ -104,13 +86,11 @@ pub async fn create_registration_token(
             "Choose how long the command stays valid: between 1 minute and 30 days.",
         ));
     }
-    let created: TokenCreated = ask(
-        client,
-        subject::TOKEN_CREATE,
-        json!({ "ttlSecs": ttl_secs }),
-    )
-    .await
-    .map_err(forbidden_to_admins("create registration tokens"))?;
+    let created = client
+        .create_token(Some(u64::from(ttl_secs)))
+        .await
+        .map_err(AppError::from)
+        .map_err(forbidden_to_admins("create registration tokens"))?;
     Ok(RegistrationToken {
         install_command: install_command(&public, &created.token),
         loopback: is_loopback(&public),
@@ -123,13 +103,16 @@ pub async fn create_registration_token(
 /// The newest audit entries (at most [`AUDIT_LIMIT`]), optionally of one agent (id or name).
 pub async fn audit_log(client: &Client, agent: Option<&str>) -> Result<Vec<AuditEntry>, AppError> {
     let agent = agent.map(str::trim).filter(|a| !a.is_empty());
-    let log: AuditListResponse = ask(
-        client,
-        subject::AUDIT_LIST,
-        json!({ "agentId": agent, "limit": AUDIT_LIMIT }),
-    )
-    .await
-    .map_err(forbidden_to_admins("read the audit log"))?;
+    let query = AuditListRequest {
+        agent_id: agent.map(str::to_string),
+        since: None,
+        limit: Some(AUDIT_LIMIT),
+    };
+    let log = client
+        .audit(&query)
+        .await
+        .map_err(AppError::from)
+        .map_err(forbidden_to_admins("read the audit log"))?;
     Ok(log.entries.into_iter().map(AuditEntry::from).collect())
 }
 

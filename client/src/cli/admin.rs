@@ -4,45 +4,25 @@
 
 use std::time::{Duration, SystemTime};
 
-use serde::de::DeserializeOwned;
-use serde_json::json;
-use zedops_client::Client;
-use zedops_protocol::{
-    AgentRevoked, AgentRotated, AuditListResponse, Role, SessionListResponse, SessionRevoked,
-    TokenCreated, TokenListResponse, TokenRevoked, UserListResponse, UserPasswordSet, UserSummary,
-    subject,
-};
+use zedops_client::{Client, ClientError};
+use zedops_protocol::{AuditListRequest, Role};
 
 use super::{CliError, CliResult, Global, connect, print_json, print_stdout, table};
 
-/// One admin request over a fresh connection, its answer decoded as `T`.
-async fn ask<T: DeserializeOwned>(
-    global: &Global,
-    subject: &str,
-    data: serde_json::Value,
-) -> Result<(Client, T), CliError> {
+/// One admin call over a fresh connection, which is closed whatever the outcome.
+async fn call<T, F, Fut>(global: &Global, ask: F) -> Result<T, CliError>
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
     let client = connect(global).await?;
-    let answer = client.request_raw(subject, data).await;
-    let value = match answer {
-        Ok(value) => value,
-        Err(e) => {
-            client.close().await;
-            return Err(e.into());
-        }
-    };
-    let decoded = serde_json::from_value(value).map_err(|e| {
-        CliError::new(
-            "PROTOCOL_ERROR",
-            format!("the relay's answer could not be read: {e}"),
-        )
-    })?;
-    Ok((client, decoded))
+    let answer = ask(client.clone()).await;
+    client.close().await;
+    Ok(answer?)
 }
 
 pub async fn revoke_agent(global: &Global, agent: &str, json: bool) -> CliResult {
-    let (client, revoked): (_, AgentRevoked) =
-        ask(global, subject::AGENT_REVOKE, json!({ "agentId": agent })).await?;
-    client.close().await;
+    let revoked = call(global, |c| async move { c.revoke_agent(agent).await }).await?;
     if json {
         print_json(&revoked)?;
     }
@@ -55,9 +35,7 @@ pub async fn revoke_agent(global: &Global, agent: &str, json: bool) -> CliResult
 }
 
 pub async fn sessions(global: &Global, json: bool) -> CliResult {
-    let (client, list): (_, SessionListResponse) =
-        ask(global, subject::SESSION_LIST, json!({})).await?;
-    client.close().await;
+    let list = call(global, |c| async move { c.sessions().await }).await?;
     if json {
         return print_json(&list);
     }
@@ -88,9 +66,7 @@ pub async fn sessions(global: &Global, json: bool) -> CliResult {
 }
 
 pub async fn revoke_session(global: &Global, id: &str, json: bool) -> CliResult {
-    let (client, revoked): (_, SessionRevoked) =
-        ask(global, subject::SESSION_REVOKE, json!({ "sessionId": id })).await?;
-    client.close().await;
+    let revoked = call(global, |c| async move { c.revoke_session(id).await }).await?;
     if json {
         print_json(&revoked)?;
     }
@@ -102,13 +78,10 @@ pub async fn revoke_session(global: &Global, id: &str, json: bool) -> CliResult 
 }
 
 pub async fn create_token(global: &Global, ttl: Duration, json: bool) -> CliResult {
-    let (client, created): (_, TokenCreated) = ask(
-        global,
-        subject::TOKEN_CREATE,
-        json!({ "ttlSecs": ttl.as_secs().max(1) }),
-    )
+    let created = call(global, |c| async move {
+        c.create_token(Some(ttl.as_secs().max(1))).await
+    })
     .await?;
-    client.close().await;
     if json {
         return print_json(&created);
     }
@@ -141,12 +114,19 @@ pub async fn audit(
     limit: u32,
     json: bool,
 ) -> CliResult {
-    let (client, log): (_, AuditListResponse) = ask(
-        global,
-        subject::AUDIT_LIST,
-        json!({ "agentId": agent, "since": since, "limit": limit }),
-    )
-    .await?;
+    let query = AuditListRequest {
+        agent_id: agent.map(str::to_string),
+        since: since.map(str::to_string),
+        limit: Some(limit),
+    };
+    let client = connect(global).await?;
+    let log = match client.audit(&query).await {
+        Ok(log) => log,
+        Err(e) => {
+            client.close().await;
+            return Err(e.into());
+        }
+    };
     if json {
         client.close().await;
         return print_json(&log);
@@ -208,9 +188,7 @@ pub async fn audit(
 }
 
 pub async fn rotate_agent(global: &Global, agent: &str, json: bool) -> CliResult {
-    let (client, rotated): (_, AgentRotated) =
-        ask(global, subject::AGENT_ROTATE, json!({ "agentId": agent })).await?;
-    client.close().await;
+    let rotated = call(global, |c| async move { c.rotate_agent(agent).await }).await?;
     if json {
         print_json(&rotated)?;
     }
@@ -223,9 +201,7 @@ pub async fn rotate_agent(global: &Global, agent: &str, json: bool) -> CliResult
 }
 
 pub async fn tokens(global: &Global, json: bool) -> CliResult {
-    let (client, list): (_, TokenListResponse) =
-        ask(global, subject::TOKEN_LIST, json!({})).await?;
-    client.close().await;
+    let list = call(global, |c| async move { c.tokens().await }).await?;
     if json {
         return print_json(&list);
     }
@@ -253,9 +229,7 @@ pub async fn tokens(global: &Global, json: bool) -> CliResult {
 }
 
 pub async fn revoke_token(global: &Global, id: &str, json: bool) -> CliResult {
-    let (client, revoked): (_, TokenRevoked) =
-        ask(global, subject::TOKEN_REVOKE, json!({ "tokenId": id })).await?;
-    client.close().await;
+    let revoked = call(global, |c| async move { c.revoke_token(id).await }).await?;
     if json {
         print_json(&revoked)?;
     }
@@ -267,8 +241,7 @@ pub async fn revoke_token(global: &Global, id: &str, json: bool) -> CliResult {
 }
 
 pub async fn users(global: &Global, json: bool) -> CliResult {
-    let (client, list): (_, UserListResponse) = ask(global, subject::USER_LIST, json!({})).await?;
-    client.close().await;
+    let list = call(global, |c| async move { c.users().await }).await?;
     if json {
         return print_json(&list);
     }
@@ -298,13 +271,11 @@ pub async fn add_user(
     password: String,
     json: bool,
 ) -> CliResult {
-    let (client, user): (_, UserSummary) = ask(
+    let user = call(
         global,
-        subject::USER_CREATE,
-        json!({ "name": name, "role": role, "password": password }),
+        |c| async move { c.add_user(name, role, password).await },
     )
     .await?;
-    client.close().await;
     if json {
         print_json(&user)?;
     }
@@ -313,13 +284,11 @@ pub async fn add_user(
 }
 
 pub async fn set_password(global: &Global, name: &str, password: String, json: bool) -> CliResult {
-    let (client, set): (_, UserPasswordSet) = ask(
+    let set = call(
         global,
-        subject::USER_PASSWORD,
-        json!({ "name": name, "password": password }),
+        |c| async move { c.set_password(name, password).await },
     )
     .await?;
-    client.close().await;
     if json {
         print_json(&set)?;
     }
@@ -338,13 +307,10 @@ pub async fn update_user(
     disabled: Option<bool>,
     json: bool,
 ) -> CliResult {
-    let (client, user): (_, UserSummary) = ask(
-        global,
-        subject::USER_UPDATE,
-        json!({ "name": name, "role": role, "disabled": disabled }),
-    )
+    let user = call(global, |c| async move {
+        c.update_user(name, role, disabled).await
+    })
     .await?;
-    client.close().await;
     if json {
         print_json(&user)?;
     }

@@ -1,0 +1,173 @@
+//! The relay's administration API, typed: users, device sessions, registration tokens, agent
+//! revocation and rotation, and the audit log. The relay checks the role (admin); these only
+//! ask, with the protocol's own request and answer types, so the CLI and the app share them.
+
+use zedops_protocol::{
+    AgentRevokeRequest, AgentRevoked, AgentRotateRequest, AgentRotated, AuditListRequest,
+    AuditListResponse, LIST_TIMEOUT, OPERATION_TIMEOUT, Role, SessionListRequest,
+    SessionListResponse, SessionRevokeRequest, SessionRevoked, TokenCreateRequest, TokenCreated,
+    TokenListRequest, TokenListResponse, TokenRevokeRequest, TokenRevoked, UserCreateRequest,
+    UserListRequest, UserListResponse, UserPasswordRequest, UserPasswordSet, UserSummary,
+    UserUpdateRequest, subject,
+};
+
+use crate::client::{Client, REQUEST_GRACE};
+use crate::error::ClientError;
+
+impl Client {
+    /// Revokes an agent (id or name): its connection closes and its token is refused.
+    pub async fn revoke_agent(&self, agent: &str) -> Result<AgentRevoked, ClientError> {
+        let request = AgentRevokeRequest {
+            agent_id: agent.to_string(),
+        };
+        self.request(
+            subject::AGENT_REVOKE,
+            &request,
+            LIST_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
+    }
+
+    /// Gives a connected agent a new permanent token; the old one is refused once it is stored.
+    pub async fn rotate_agent(&self, agent: &str) -> Result<AgentRotated, ClientError> {
+        let request = AgentRotateRequest {
+            agent_id: agent.to_string(),
+        };
+        // The agent writes a file before it answers: an operation's time.
+        self.request(
+            subject::AGENT_ROTATE,
+            &request,
+            OPERATION_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
+    }
+
+    /// Every device session, live or not.
+    pub async fn sessions(&self) -> Result<SessionListResponse, ClientError> {
+        self.request(
+            subject::SESSION_LIST,
+            &SessionListRequest {},
+            LIST_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
+    }
+
+    /// Ends a device session; its connections close.
+    pub async fn revoke_session(&self, id: &str) -> Result<SessionRevoked, ClientError> {
+        let request = SessionRevokeRequest {
+            session_id: id.to_string(),
+        };
+        self.request(
+            subject::SESSION_REVOKE,
+            &request,
+            LIST_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
+    }
+
+    /// A single-use registration token valid for `ttl_secs` (the relay's default when `None`).
+    pub async fn create_token(&self, ttl_secs: Option<u64>) -> Result<TokenCreated, ClientError> {
+        let request = TokenCreateRequest { ttl_secs };
+        self.request(
+            subject::TOKEN_CREATE,
+            &request,
+            LIST_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
+    }
+
+    /// Registration tokens by id and state (never the tokens themselves).
+    pub async fn tokens(&self) -> Result<TokenListResponse, ClientError> {
+        self.request(
+            subject::TOKEN_LIST,
+            &TokenListRequest {},
+            LIST_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
+    }
+
+    /// Revokes an unused registration token.
+    pub async fn revoke_token(&self, id: &str) -> Result<TokenRevoked, ClientError> {
+        let request = TokenRevokeRequest {
+            token_id: id.to_string(),
+        };
+        self.request(
+            subject::TOKEN_REVOKE,
+            &request,
+            LIST_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
+    }
+
+    /// The newest audit entries matching `query` (agent, since, limit).
+    pub async fn audit(&self, query: &AuditListRequest) -> Result<AuditListResponse, ClientError> {
+        self.request(subject::AUDIT_LIST, query, LIST_TIMEOUT + REQUEST_GRACE)
+            .await
+    }
+
+    /// Every user with role, state and live sessions.
+    pub async fn users(&self) -> Result<UserListResponse, ClientError> {
+        self.request(
+            subject::USER_LIST,
+            &UserListRequest {},
+            LIST_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
+    }
+
+    /// Creates a user. The password travels once over this authenticated connection; the relay
+    /// keeps only its hash.
+    pub async fn add_user(
+        &self,
+        name: &str,
+        role: Role,
+        password: String,
+    ) -> Result<UserSummary, ClientError> {
+        let request = UserCreateRequest {
+            name: name.to_string(),
+            role,
+            password,
+        };
+        // Hashing the password is deliberately slow.
+        self.request(
+            subject::USER_CREATE,
+            &request,
+            OPERATION_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
+    }
+
+    /// Gives a user a new password; their other device sessions end.
+    pub async fn set_password(
+        &self,
+        name: &str,
+        password: String,
+    ) -> Result<UserPasswordSet, ClientError> {
+        let request = UserPasswordRequest {
+            name: name.to_string(),
+            password,
+        };
+        self.request(
+            subject::USER_PASSWORD,
+            &request,
+            OPERATION_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
+    }
+
+    /// Changes a user's role and/or disables or enables them.
+    pub async fn update_user(
+        &self,
+        name: &str,
+        role: Option<Role>,
+        disabled: Option<bool>,
+    ) -> Result<UserSummary, ClientError> {
+        let request = UserUpdateRequest {
+            name: name.to_string(),
+            role,
+            disabled,
+        };
+        self.request(subject::USER_UPDATE, &request, LIST_TIMEOUT + REQUEST_GRACE)
+            .await
+    }
+}
