@@ -292,3 +292,96 @@ async fn zedops_logs_prints_the_last_lines() {
         support::text(&out.stderr)
     );
 }
+
+/// The documented longest tail, 10,000 lines (of 150 bytes, 1.5 MB: under the stream's rate),
+/// arrives whole and in order: through the client library at a reader that keeps reading but
+/// takes its time over each chunk, in chunks that gather many lines, and through
+/// `zedops logs --tail 10000 > file`.
+#[tokio::test]
+async fn a_10000_line_tail_arrives_complete_in_batched_chunks_and_in_a_file() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let mut containers = TestContainers::new(&docker);
+    let pad = "x".repeat(150);
+    let script = format!("i=1; while [ $i -le 10000 ]; do echo \"$i {pad}\"; i=$((i+1)); done");
+    let printer = containers
+        .create("tail", &["/bin/sh", "-c", &script], true)
+        .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while containers.state(&printer).await != "exited" {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let expected: Vec<String> = (1..=10_000).map(|i| format!("{i} {pad}")).collect();
+    let s = support::Served::start("logs-5").await;
+
+    let mut logs = s
+        .client
+        .logs(
+            "logs-5",
+            &printer,
+            LogsOptions {
+                tail: Some(10_000),
+                follow: false,
+                timestamps: false,
+            },
+        )
+        .await
+        .unwrap();
+    let mut chunks = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while let Some(chunk) = logs.next().await {
+            chunks.push(chunk.expect("a readable chunk"));
+            // A reader that keeps reading, slowly.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the stream ended");
+    assert_eq!(
+        texts(&chunks, LogStream::Stdout),
+        expected,
+        "complete and in order"
+    );
+    assert!(chunks.iter().all(|c| c.dropped == 0));
+    // Lines travel together: 1.5 MB in chunks of up to 128 KiB, not a frame per line.
+    assert!(
+        chunks.len() <= 100,
+        "{} chunks for 10,000 lines",
+        chunks.len()
+    );
+    assert_eq!(
+        chunks.last().unwrap().end.as_ref().unwrap().error_code,
+        None
+    );
+
+    let config = tempfile::tempdir().unwrap();
+    let file_path = config.path().join("out.log");
+    let file = std::fs::File::create(&file_path).unwrap();
+    let out = support::zedops(config.path())
+        .env("ZEDOPS_TOKEN", &s.token)
+        .args([
+            "logs",
+            "--agent",
+            "logs-5",
+            &printer,
+            "--tail",
+            "10000",
+            "--relay",
+            &s.relay.url,
+        ])
+        .stdout(std::process::Stdio::from(file))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+        .wait_with_output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", support::text(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", support::text(&out.stderr));
+    let written = std::fs::read_to_string(&file_path).unwrap();
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(lines.len(), 10_000);
+    assert!(lines.iter().zip(&expected).all(|(a, b)| a == b), "in order");
+}
