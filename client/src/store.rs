@@ -2,6 +2,12 @@
 //! [`KEYRING_SERVICE`], user = the relay's canonical URL); a small JSON file in the config
 //! directory remembers the last relay and user name, and never holds a secret.
 //!
+//! Which store holds the tokens is decided in one place, [`KeyStore`]: the Secret Service on
+//! Linux and the BSDs, the login Keychain on macOS, Credential Manager on Windows, always under
+//! the service name [`KEYRING_SERVICE`]. A system with none of them gets `KEYRING_UNAVAILABLE`
+//! like a Linux desktop whose keyring is not running, never an in-memory stand-in that would
+//! lose the token when the program exits.
+//!
 //! Every function here blocks (the keyring talks to D-Bus, Keychain or Credential Manager); from
 //! async code prefer calling them inside `tokio::task::spawn_blocking`. They are safe to call from
 //! any thread, though: keyring calls run on a short-lived thread of their own, because on Linux
@@ -38,8 +44,81 @@ fn off_runtime<T: Send>(call: impl FnOnce() -> T + Send) -> T {
     })
 }
 
+/// The OS credential stores ZedOps keeps device tokens in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStore {
+    /// The freedesktop Secret Service over D-Bus (GNOME Keyring, KWallet, KeePassXC).
+    SecretService,
+    /// The macOS login Keychain (generic password items).
+    Keychain,
+    /// Windows Credential Manager (generic credentials; target `<relay>.zedops`).
+    CredentialManager,
+    /// No store is supported on this system: signing in needs `ZEDOPS_TOKEN` (CLI) or
+    /// lasts one run (desktop app), as when a Linux keyring is not running.
+    Unsupported,
+}
+
+impl KeyStore {
+    /// The store for the operating system `os` (a value of `std::env::consts::OS`).
+    pub fn for_os(os: &str) -> Self {
+        match os {
+            "linux" | "freebsd" | "openbsd" => Self::SecretService,
+            "macos" => Self::Keychain,
+            "windows" => Self::CredentialManager,
+            _ => Self::Unsupported,
+        }
+    }
+
+    /// The store of the system this program runs on.
+    pub fn current() -> Self {
+        Self::for_os(std::env::consts::OS)
+    }
+
+    /// The store's name as people know it, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SecretService => "the Secret Service",
+            Self::Keychain => "the macOS Keychain",
+            Self::CredentialManager => "Windows Credential Manager",
+            Self::Unsupported => "no supported OS keyring",
+        }
+    }
+
+    /// keyring's builder for this store, when this build has it. Each arm is compiled only for
+    /// its system (and needs keyring's feature for it: `async-secret-service`, `apple-native`,
+    /// `windows-native`), so a store missing from the build fails the cross checks instead of
+    /// falling back to keyring's in-memory mock at run time.
+    fn builder(self) -> Option<Box<keyring::credential::CredentialBuilder>> {
+        match self {
+            #[cfg(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd"))]
+            Self::SecretService => Some(keyring::secret_service::default_credential_builder()),
+            #[cfg(target_os = "macos")]
+            Self::Keychain => Some(keyring::macos::default_credential_builder()),
+            #[cfg(target_os = "windows")]
+            Self::CredentialManager => Some(keyring::windows::default_credential_builder()),
+            _ => None,
+        }
+    }
+
+    /// The entry of `user` (a canonical relay URL) under [`KEYRING_SERVICE`] in this store.
+    fn entry(self, user: &str) -> Result<keyring::Entry, ClientError> {
+        let Some(builder) = self.builder() else {
+            return Err(ClientError::Keyring {
+                reason: format!(
+                    "ZedOps has no credential store for this system ({})",
+                    std::env::consts::OS
+                ),
+            });
+        };
+        let credential = builder
+            .build(None, KEYRING_SERVICE, user)
+            .map_err(keyring_error)?;
+        Ok(keyring::Entry::new_with_credential(credential))
+    }
+}
+
 fn entry(relay: &str) -> Result<keyring::Entry, ClientError> {
-    keyring::Entry::new(KEYRING_SERVICE, &keyring_user(relay)?).map_err(keyring_error)
+    KeyStore::current().entry(&keyring_user(relay)?)
 }
 
 fn keyring_error(err: keyring::Error) -> ClientError {
@@ -199,6 +278,52 @@ mod tests {
         assert_eq!(
             keyring_user("ftp://relay.example").unwrap_err().code(),
             "INVALID_URL"
+        );
+    }
+
+    #[test]
+    fn each_system_gets_its_own_credential_store() {
+        assert_eq!(KeyStore::for_os("linux"), KeyStore::SecretService);
+        assert_eq!(KeyStore::for_os("freebsd"), KeyStore::SecretService);
+        assert_eq!(KeyStore::for_os("macos"), KeyStore::Keychain);
+        assert_eq!(KeyStore::for_os("windows"), KeyStore::CredentialManager);
+        assert_eq!(KeyStore::for_os("haiku"), KeyStore::Unsupported);
+        assert_eq!(KeyStore::for_os("ios"), KeyStore::Unsupported);
+        // The store of this build is compiled in (not keyring's in-memory mock).
+        let current = KeyStore::current();
+        assert_ne!(current, KeyStore::Unsupported);
+        assert!(
+            current.builder().is_some(),
+            "{current:?} missing from the build"
+        );
+        if cfg!(target_os = "linux") {
+            assert_eq!(current, KeyStore::SecretService);
+        }
+    }
+
+    #[test]
+    fn only_the_current_systems_store_is_built() {
+        // The others are not in this build: asking for them is "unavailable", as on a system
+        // without any store.
+        for store in [
+            KeyStore::SecretService,
+            KeyStore::Keychain,
+            KeyStore::CredentialManager,
+        ] {
+            assert_eq!(store.builder().is_some(), store == KeyStore::current());
+        }
+    }
+
+    #[test]
+    fn no_store_is_keyring_unavailable_with_the_way_out() {
+        let err = KeyStore::Unsupported
+            .entry("https://relay.example")
+            .unwrap_err();
+        assert_eq!(err.code(), "KEYRING_UNAVAILABLE");
+        let text = err.to_string();
+        assert!(
+            text.contains("no credential store for this system") && text.contains("ZEDOPS_TOKEN"),
+            "{text}"
         );
     }
 
