@@ -236,3 +236,50 @@ async fn closing_a_watch_stops_it() {
     .expect("the closed watch stops sending");
     assert_eq!(watches.running(), 0);
 }
+
+/// The documented longest tail, 10,000 lines, reaches the app's log watch whole and in order
+/// (the viewer then keeps the newest 5,000, `ui/src/lib/detail.test.ts`), with nothing dropped.
+#[tokio::test]
+async fn a_10000_line_tail_reaches_the_log_watch_complete_and_in_order() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let mut containers = TestContainers::new(&docker);
+    let script = "i=1; while [ $i -le 10000 ]; do echo \"line $i\"; i=$((i+1)); done; \
+                  trap 'exit 0' TERM; sleep 100000 & wait";
+    let printer = containers
+        .create("tail10k", &["/bin/sh", "-c", script], true)
+        .await;
+    let served = serve("detail-app-5").await;
+    let expected: Vec<String> = (1..=10_000).map(|i| format!("line {i}")).collect();
+    // Until Docker has all 10,000 lines, a tail may be short; ask again until it is whole.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (lines, dropped) = loop {
+        let mut lines = Vec::new();
+        let mut dropped = 0;
+        let watch = detail::pump_logs(
+            &served.client,
+            "detail-app-5",
+            &printer,
+            Some(10_000),
+            |batch: LogBatch| {
+                assert!(batch.end.is_none(), "ended: {:?}", batch.end);
+                // Handing a batch to the window takes a moment; the stream must not lose
+                // lines meanwhile.
+                std::thread::sleep(Duration::from_millis(5));
+                dropped += batch.dropped;
+                lines.extend(batch.lines.into_iter().map(|l| l.text));
+                lines.last().map(String::as_str) != Some("line 10000")
+            },
+        );
+        tokio::time::timeout(Duration::from_secs(20), watch)
+            .await
+            .expect("the tail arrives");
+        if lines.len() >= 10_000 || tokio::time::Instant::now() > deadline {
+            break (lines, dropped);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(dropped, 0);
+    assert_eq!(lines, expected, "complete and in order");
+}

@@ -28,6 +28,22 @@ describe('log buffer', () => {
     expect(next.letGo).toBe(1);
   });
 
+  it('keeps the newest 5,000 of a 10,000-line tail that came in batches', () => {
+    let kept: Line[] = [];
+    let letGo = 0;
+    for (let batch = 0; batch < 10; batch++) {
+      const more = Array.from({ length: 1000 }, (_, i) => line(batch * 1000 + i, `line ${batch * 1000 + i + 1}`));
+      const next = appendCapped(kept, more);
+      kept = next.lines;
+      letGo += next.letGo;
+    }
+    expect(kept.length).toBe(5000);
+    expect(letGo).toBe(5000);
+    expect(kept[0].text).toBe('line 5001');
+    expect(kept[4999].text).toBe('line 10000');
+    expect(kept.every((l, i) => l.seq === 5000 + i)).toBe(true);
+  });
+
   it('searches for every word, case-insensitively', () => {
     const lines = [line(0, 'Player joined: Ada'), line(1, 'player left: Bob'), line(2, 'Server saved')];
     expect(searchLines(lines, 'player').map((l) => l.seq)).toEqual([0, 1]);
