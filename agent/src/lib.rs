@@ -4,6 +4,7 @@
 
 pub mod credentials;
 pub mod docker;
+pub mod forget;
 mod handlers;
 mod info;
 #[cfg(unix)]
@@ -11,6 +12,7 @@ pub mod install;
 mod live;
 pub mod pacing;
 mod session;
+pub mod status;
 mod streams;
 
 use std::future::Future;

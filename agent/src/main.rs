@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use zedops_agent::AgentOptions;
 
 #[derive(Parser)]
@@ -61,6 +63,10 @@ struct InstallArgs {
     /// Allow plaintext ws:// to a relay that is not on this machine.
     #[arg(long, env = "ZEDOPS_INSECURE")]
     insecure: bool,
+    /// Seconds to wait for the started service to enrol and connect; a refusal, a stopped
+    /// service or the time running out fails the install with the reason. 0: do not wait.
+    #[arg(long, env = "ZEDOPS_INSTALL_WAIT", default_value_t = 60)]
+    wait: u64,
 }
 
 #[derive(Args)]
@@ -68,7 +74,8 @@ struct UninstallArgs {
     /// Uninstall from this directory instead of the system (see install --root).
     #[arg(long, env = "ZEDOPS_INSTALL_ROOT")]
     root: Option<PathBuf>,
-    /// Also remove /etc/zedops-agent, /var/lib/zedops-agent (the credentials) and the user.
+    /// Also tell the relay to forget this agent, then remove /etc/zedops-agent,
+    /// /var/lib/zedops-agent (the credentials) and the user.
     #[arg(long)]
     purge: bool,
     /// Do not stop and disable the service first.
@@ -118,14 +125,29 @@ struct RunArgs {
     max_pushes_per_sec: u32,
 }
 
-#[tokio::main]
+// One thread: the agent waits on sockets almost all the time, and every worker thread of a
+// multi-threaded runtime costs memory on servers that want it for their game servers.
+/// What to log: `RUST_LOG` in the `target=level,level` form (`info` when unset or unreadable).
+/// Targets rather than an `EnvFilter`: no regular expressions, which would weigh on the binary.
+fn log_filter() -> Targets {
+    let default = Targets::new().with_default(tracing::Level::INFO);
+    match std::env::var("RUST_LOG") {
+        Ok(text) => text.parse().unwrap_or_else(|err| {
+            eprintln!("zedops-agent: ignoring RUST_LOG ({err}); logging at info");
+            default
+        }),
+        Err(_) => default,
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_max_level(tracing::Level::TRACE)
+        .finish()
+        .with(log_filter())
         .init();
     let args = match Cli::parse().command {
         Command::Run(args) => args,
@@ -200,6 +222,7 @@ fn install(args: InstallArgs) -> anyhow::Result<()> {
         ca_file: args.ca_file,
         insecure: args.insecure,
         binary,
+        wait: std::time::Duration::from_secs(args.wait),
     })?;
     Ok(())
 }

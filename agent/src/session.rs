@@ -22,6 +22,7 @@ use crate::credentials::{self, Credentials};
 use crate::docker::DockerClient;
 use crate::handlers::{self, Request};
 use crate::pacing::PushBudget;
+use crate::status::{self, Status};
 use crate::streams::Streams;
 use crate::{AgentOptions, info};
 
@@ -67,13 +68,18 @@ pub async fn run(
         let (writer, reader, welcome) = match attempt {
             Ok(connected) => connected,
             Err(TransportError::Refused(reply)) if is_fatal(reply.error_code) => {
-                bail!(refusal_advice(&reply, &identity, &options.data_dir))
+                let advice = refusal_advice(&reply, &identity, &options.data_dir);
+                let refused = Status::refused(reply.error_code.as_str(), &advice);
+                status::write(&options.data_dir, &refused);
+                bail!(advice)
             }
             Err(err) => {
                 failures += 1;
                 // Logged once: an agent waiting for its relay for hours must not fill the journal.
                 if failures == 1 {
                     tracing::warn!(%err, "cannot connect to the relay; retrying with backoff");
+                    let retrying = Status::retrying(&format!("cannot connect to the relay: {err}"));
+                    status::write(&options.data_dir, &retrying);
                 } else {
                     tracing::debug!(%err, attempt = failures, "still cannot connect to the relay");
                 }
@@ -93,6 +99,10 @@ pub async fn run(
                 Identity::Enrolled(enrolled(&options.data_dir, &relay, name, welcome.clone())?);
         }
         tracing::info!(agent = ?welcome.name, id = ?welcome.agent_id, "connected to the relay; serving requests");
+        status::write(
+            &options.data_dir,
+            &Status::connected(&welcome.name, &welcome.agent_id),
+        );
         match serve(
             writer,
             reader,
@@ -105,7 +115,9 @@ pub async fn run(
         {
             Ended::Shutdown => return Ok(()),
             Ended::Lost(reason) => {
-                tracing::warn!(reason = ?reason.to_string(), "lost the connection to the relay; reconnecting")
+                tracing::warn!(reason = ?reason.to_string(), "lost the connection to the relay; reconnecting");
+                let retrying = Status::retrying(&format!("lost the connection: {reason}"));
+                status::write(&options.data_dir, &retrying);
             }
         }
         // The relay may have rotated the token meanwhile: the stored file is the truth.

@@ -76,11 +76,12 @@ fn downloads() -> (tempfile::TempDir, PathBuf) {
     (dir, file)
 }
 
-/// `curl -fsSL RELAY/install.sh | SHELL -s -- ARGS…`, as a person pastes it (without sudo:
-/// `--root` needs none). Returns success and stderr.
+/// `curl -fsSL RELAY/install.sh | ZEDOPS_TOKEN=TOKEN SHELL -s -- ARGS…`, as a person pastes the
+/// printed command (without sudo: `--root` needs none). Returns success and stderr.
 async fn pipe_install(
     shell: &str,
     relay: &str,
+    token: &str,
     args: &[&str],
     path: Option<&str>,
 ) -> (bool, String) {
@@ -88,10 +89,11 @@ async fn pipe_install(
     command
         .arg("-c")
         .arg(format!(
-            r#"curl -fsSL "$0/install.sh" | {shell} -s -- "$@""#
+            r#"curl -fsSL "$0/install.sh" | ZEDOPS_TOKEN="$ZEDOPS_TEST_TOKEN" {shell} -s -- "$@""#
         ))
         .arg(relay)
         .args(args)
+        .env("ZEDOPS_TEST_TOKEN", token)
         .env_remove("ZEDOPS_TOKEN");
     if let Some(path) = path {
         command.env("PATH", path);
@@ -140,7 +142,8 @@ async fn install_sh_verifies_installs_and_the_installed_service_enrols() {
     let (ok, said) = pipe_install(
         "sh",
         &relay.url,
-        &["--token", &token, "--name", "web-1", "--root", root_arg],
+        &token,
+        &["--name", "web-1", "--root", root_arg],
         None,
     )
     .await;
@@ -204,6 +207,82 @@ async fn install_sh_verifies_installs_and_the_installed_service_enrols() {
         agents.iter().any(|a| a.name == "web-1"),
         "web-1 is not enrolled"
     );
+
+    // uninstall --purge tells the relay to forget the agent (its own credentials) before it
+    // deletes them: the relay lists it no more, and the name enrols again.
+    let out = installer::agent(&["uninstall", "--purge", "--root", root_arg]);
+    let said = text(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("the relay forgot agent web-1"), "{said}");
+    assert!(!credentials.exists());
+    assert!(
+        !relay
+            .store
+            .agents()
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.name == "web-1"),
+        "web-1 is still listed at the relay"
+    );
+    let audit = relay.store.audit_list(None, None, 10).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.operation == "agent.forget" && e.target.as_deref() == Some("web-1")),
+        "{audit:?}"
+    );
+    let again = relay.token().await;
+    let (ok, said) = pipe_install(
+        "sh",
+        &relay.url,
+        &again,
+        &["--name", "web-1", "--root", root_arg],
+        None,
+    )
+    .await;
+    assert!(ok, "{said}");
+    let config = fs::read_to_string(&config_path).unwrap();
+    let mut env: HashMap<String, String> = config
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.insert("ZEDOPS_DATA_DIR".into(), data_dir.display().to_string());
+    let mut service = Command::new(&binary)
+        .arg("run")
+        .env_clear()
+        .envs(&env)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !credentials.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "web-1 did not enrol again"
+        );
+        if let Some(status) = service.try_wait().unwrap() {
+            panic!("the reinstalled agent exited (NAME_TAKEN?): {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    service.kill().await.unwrap();
+
+    // A relay that cannot be reached: the uninstall still purges, says so and prints the
+    // command that revokes the agent at the relay.
+    relay.handle.shutdown();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let out = installer::agent(&["uninstall", "--purge", "--root", root_arg]);
+    let said = text(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("could not tell the relay to forget this agent"),
+        "{said}"
+    );
+    assert!(said.contains("zedops agent revoke web-1"), "{said}");
+    assert!(!credentials.exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -229,13 +308,7 @@ async fn install_sh_refuses_a_changed_binary_and_an_unknown_architecture() {
     } else {
         "sh"
     };
-    let (ok, said) = pipe_install(
-        shell,
-        &relay.url,
-        &["--token", &token, "--root", root_arg],
-        None,
-    )
-    .await;
+    let (ok, said) = pipe_install(shell, &relay.url, &token, &["--root", root_arg], None).await;
     assert!(!ok, "a tampered binary was accepted: {said}");
     assert!(
         said.contains("checksum mismatch, nothing was installed"),
@@ -254,13 +327,8 @@ async fn install_sh_refuses_a_changed_binary_and_an_unknown_architecture() {
     .unwrap();
     fs::set_permissions(&uname, fs::Permissions::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let (ok, said) = pipe_install(
-        "sh",
-        &relay.url,
-        &["--token", &token, "--root", root_arg],
-        Some(&path),
-    )
-    .await;
+    let (ok, said) =
+        pipe_install("sh", &relay.url, &token, &["--root", root_arg], Some(&path)).await;
     assert!(!ok, "{said}");
     assert!(
         said.contains("no ZedOps agent for the riscv64 architecture"),
@@ -272,13 +340,7 @@ async fn install_sh_refuses_a_changed_binary_and_an_unknown_architecture() {
     // A relay without a binary for this platform says what its admin must do.
     let empty = tempfile::tempdir().unwrap();
     let bare = Relay::start(empty.path()).await;
-    let (ok, said) = pipe_install(
-        "sh",
-        &bare.url,
-        &["--token", &token, "--root", root_arg],
-        None,
-    )
-    .await;
+    let (ok, said) = pipe_install("sh", &bare.url, &token, &["--root", root_arg], None).await;
     assert!(!ok, "{said}");
     assert!(said.contains("--downloads DIR"), "{said}");
     assert!(!root.exists());

@@ -1,15 +1,21 @@
 #!/bin/sh
 # ZedOps agent installer, served by a ZedOps relay at /install.sh. On the server to enrol:
 #
-#   curl -fsSL https://relay.example.com/install.sh | sudo sh -s -- --token zr_... [--name NAME]
+#   curl -fsSL https://relay.example.com/install.sh | ZEDOPS_TOKEN=zr_... sh [-s -- --name NAME]
 #
-# It downloads the agent for this machine from the relay, checks the download against the
-# SHA-256 the relay publishes, and runs `zedops-agent install`, which sets the agent up as a
-# systemd service (user zedops-agent, settings and token in /etc/zedops-agent/agent.env, 0600).
+# as root, or as a user who may use sudo. It downloads the agent for this machine from the relay
+# (as the user who runs it), checks the download against the SHA-256 the relay publishes, and
+# runs `zedops-agent install` as root (through sudo when not root already), which sets the agent
+# up as a systemd service (user zedops-agent, settings and token in /etc/zedops-agent/agent.env,
+# 0600 root) and waits until it has enrolled and connected, or says why it could not.
+#
+# The registration token never goes on a command line (where `ps` shows it to every user and
+# sudo logs it): it comes in through the environment (ZEDOPS_TOKEN) or a file, and reaches the
+# installer as a 0600 file in a private temporary directory, removed at the end.
 #
 # Options:
-#   --token T        single-use registration token (`zedops-relay token create` on the relay)
-#   --token-file F   read the token from a file instead (or set ZEDOPS_TOKEN)
+#   --token-file F   read the token from a file instead of ZEDOPS_TOKEN
+#   --token T        the token as an argument (shows up in `ps`; prefer ZEDOPS_TOKEN)
 #   --name N         name to enrol under (default: this host's name)
 #   --relay URL      relay to download from and connect to (default: the one this came from)
 #   --ca-file F      the relay's private CA certificate (PEM), for download and service
@@ -28,9 +34,10 @@ fail() { say "$*"; exit 1; }
 
 usage() {
   cat >&2 <<USAGE
-usage: curl -fsSL $RELAY_URL/install.sh | sudo sh -s -- --token zr_... [options]
-  --token T        single-use registration token (zedops-relay token create, on the relay)
-  --token-file F   read the token from a file instead (or set ZEDOPS_TOKEN)
+usage: curl -fsSL $RELAY_URL/install.sh | ZEDOPS_TOKEN=zr_... sh [-s -- options]
+  (as root, or as a user who may use sudo)
+  --token-file F   read the token from a file instead of ZEDOPS_TOKEN
+  --token T        the token as an argument (shows up in ps; prefer ZEDOPS_TOKEN)
   --name N         name to enrol under (default: this host's name)
   --relay URL      relay to download from and connect to (default: $RELAY_URL)
   --ca-file F      the relay's private CA certificate (PEM)
@@ -90,6 +97,8 @@ platform() {
 
 main() {
   TOKEN=${ZEDOPS_TOKEN:-}
+  # Kept in a shell variable only: the installer gets it as a file, not from the environment.
+  unset ZEDOPS_TOKEN ZEDOPS_TOKEN_FILE
   TOKEN_FILE=
   NAME=
   CA_FILE=
@@ -101,7 +110,10 @@ main() {
       --token | --token-file | --name | --relay | --ca-file | --root)
         [ "$#" -ge 2 ] || fail "$1 needs a value"
         case "$1" in
-          --token) TOKEN=$2 ;;
+          --token)
+            TOKEN=$2
+            say "warning: --token puts the token on a command line, where ps shows it; pass it as ZEDOPS_TOKEN=... instead"
+            ;;
           --token-file) TOKEN_FILE=$2 ;;
           --name) NAME=$2 ;;
           --relay) RELAY_URL=$2 ;;
@@ -124,8 +136,12 @@ main() {
     [ -r "$TOKEN_FILE" ] || fail "cannot read the token file $TOKEN_FILE"
     TOKEN=$(cat "$TOKEN_FILE")
   fi
+  # Root installs directly; anyone else through sudo, asked for only at the install step.
+  AS_ROOT=
   if [ -z "$ROOT" ] && [ "$(id -u)" != 0 ]; then
-    fail "installing a system service needs root: run  curl -fsSL $RELAY_URL/install.sh | sudo sh -s -- --token zr_..."
+    command -v sudo >/dev/null 2>&1 \
+      || fail "installing a system service needs root, and sudo is not installed: run this as root (su -), the same way"
+    AS_ROOT=sudo
   fi
 
   platform=$(platform)
@@ -153,14 +169,20 @@ main() {
     || fail "the downloaded agent does not run here: if ${TMPDIR:-/tmp} is mounted noexec, run again with TMPDIR set to a directory that allows programs"
 
   set -- install --relay "$RELAY_URL"
+  if [ -n "$TOKEN" ]; then
+    # Written before anything else can see the file: the directory is the user's (mktemp -d).
+    (umask 077 && printf '%s\n' "$TOKEN" >"$tmp/token") || fail "cannot write the token to $tmp"
+    set -- "$@" --token-file "$tmp/token"
+  fi
   if [ -n "$NAME" ]; then set -- "$@" --name "$NAME"; fi
   if [ -n "$CA_FILE" ]; then set -- "$@" --ca-file "$CA_FILE"; fi
   if [ -n "$INSECURE" ]; then set -- "$@" --insecure; fi
   if [ -n "$NO_START" ]; then set -- "$@" --no-start; fi
   if [ -n "$ROOT" ]; then set -- "$@" --root "$ROOT"; fi
-  # The token goes through the environment, which `ps` does not show to other users.
-  if [ -n "$TOKEN" ]; then
-    ZEDOPS_TOKEN=$TOKEN "$tmp/zedops-agent" "$@"
+  if [ -n "$AS_ROOT" ]; then
+    say "installing as root through sudo"
+    # Not exec: the EXIT trap still removes the temporary directory and the token in it.
+    sudo "$tmp/zedops-agent" "$@"
   else
     "$tmp/zedops-agent" "$@"
   fi

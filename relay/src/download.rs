@@ -129,10 +129,12 @@ pub fn file_name(platform: &str) -> String {
     format!("zedops-agent-{platform}")
 }
 
-/// The one line that enrols a server: downloads the script from `public_url` and runs it as
-/// root with the token. `public_url` must have passed [`check_public_url`].
+/// The one line that enrols a server: downloads the script from `public_url` and runs it with
+/// the token in its environment (never in a process's arguments, which `ps` shows to everyone);
+/// the script elevates itself with sudo when not run as root. `public_url` must have passed
+/// [`check_public_url`].
 pub fn install_command(public_url: &str, token: &str) -> String {
-    format!("curl -fsSL {public_url}/install.sh | sudo sh -s -- --token {token}")
+    format!("curl -fsSL {public_url}/install.sh | ZEDOPS_TOKEN={token} sh")
 }
 
 /// Checks a public URL for use in the script and the install command, where it is pasted into

@@ -17,7 +17,7 @@ pub const AUDIT_LIMIT: u32 = 1000;
 /// The one line to paste on a new server, as the relay CLI's `token create --install-command`
 /// prints it (`zedops_relay::download::install_command`; a test keeps the two the same).
 pub fn install_command(public_url: &str, token: &str) -> String {
-    format!("curl -fsSL {public_url}/install.sh | sudo sh -s -- --token {token}")
+    format!("curl -fsSL {public_url}/install.sh | ZEDOPS_TOKEN={token} sh")
 }
 
 /// The address servers reach the relay at, checked for pasting into a shell command: the same

@@ -35,7 +35,7 @@ async fn add_server_makes_an_install_command_whose_token_enrols_an_agent() {
     );
     assert!(
         made.install_command.starts_with(&format!(
-            "curl -fsSL {}/install.sh | sudo sh -s -- --token ",
+            "curl -fsSL {}/install.sh | ZEDOPS_TOKEN=",
             relay.url.trim_end_matches('/')
         )),
         "{}",
@@ -52,8 +52,9 @@ async fn add_server_makes_an_install_command_whose_token_enrols_an_agent() {
     // The token in the command enrols a real agent.
     let token = made
         .install_command
-        .rsplit("--token ")
+        .rsplit("ZEDOPS_TOKEN=")
         .next()
+        .and_then(|rest| rest.strip_suffix(" sh"))
         .unwrap()
         .to_string();
     let dir = tempfile::tempdir().unwrap();

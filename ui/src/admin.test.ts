@@ -41,7 +41,7 @@ function fakeBackend(role: string) {
           if (url.includes(' ')) throw { code: 'INVALID_INPUT', message: 'The relay address cannot go into the install command.' };
           return {
             token: 'zr_abc', expiresAt: '2026-11-23T13:00:00Z', publicUrl: url,
-            installCommand: `curl -fsSL ${url}/install.sh | sudo sh -s -- --token zr_abc`,
+            installCommand: `curl -fsSL ${url}/install.sh | ZEDOPS_TOKEN=zr_abc sh`,
             loopback: url.includes('127.0.0.1'),
           };
         }
@@ -87,13 +87,13 @@ describe('admin screens', () => {
     await fireEvent.change(screen.getByTestId('token-ttl'), { target: { value: '3600' } });
     await fireEvent.click(screen.getByTestId('create-token'));
     const command = await screen.findByTestId('install-command');
-    expect(command).toHaveTextContent('curl -fsSL http://127.0.0.1:7878/install.sh | sudo sh -s -- --token zr_abc');
+    expect(command).toHaveTextContent('curl -fsSL http://127.0.0.1:7878/install.sh | ZEDOPS_TOKEN=zr_abc sh');
     expect(backend.calls.find(([c]) => c === 'create_registration_token')![1]).toEqual({ ttlSecs: 3600, publicUrl: 'http://127.0.0.1:7878' });
     expect(screen.getByTestId('token-expiry').dataset.expiresAt).toBe('2026-11-23T13:00:00Z');
     expect(screen.getByTestId('loopback-warning')).toHaveTextContent('other servers cannot reach it');
 
     await fireEvent.click(screen.getByTestId('copy-install-command'));
-    await waitFor(() => expect(writeText).toHaveBeenCalledWith('curl -fsSL http://127.0.0.1:7878/install.sh | sudo sh -s -- --token zr_abc'));
+    await waitFor(() => expect(writeText).toHaveBeenCalledWith('curl -fsSL http://127.0.0.1:7878/install.sh | ZEDOPS_TOKEN=zr_abc sh'));
     expect(screen.getByTestId('copy-install-command')).toHaveTextContent('Copied');
 
     // Another address: the command uses it, and the loopback warning goes.

@@ -12,6 +12,7 @@ pub mod unit;
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail, ensure};
 use zedops_protocol::MAX_TOKEN_LEN;
@@ -21,6 +22,8 @@ use zedops_transport::RelayUrl;
 use files::Owner;
 use system::System;
 use unit::Config;
+
+use crate::status::{self, Status};
 
 /// The service's system user; it owns the data directory and the configuration file.
 pub const USER: &str = "zedops-agent";
@@ -40,6 +43,10 @@ pub const CONFIG_PATH: &str = "/etc/zedops-agent/agent.env";
 pub const CA_PATH: &str = "/etc/zedops-agent/ca.pem";
 /// The agent's data directory: its permanent credentials after enrolment.
 pub const DATA_DIR: &str = "/var/lib/zedops-agent";
+/// How long install waits for the started service to enrol and connect, by default.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
+/// Journal lines shown when the service did not connect.
+const JOURNAL_LINES: u32 = 20;
 
 /// What `zedops-agent install` was asked for.
 pub struct InstallOptions {
@@ -60,6 +67,8 @@ pub struct InstallOptions {
     pub insecure: bool,
     /// The binary to install (normally the running one).
     pub binary: PathBuf,
+    /// How long to wait for the started service to enrol and connect (zero: do not wait).
+    pub wait: Duration,
 }
 
 impl std::fmt::Debug for InstallOptions {
@@ -73,6 +82,7 @@ impl std::fmt::Debug for InstallOptions {
             .field("ca_file", &self.ca_file)
             .field("insecure", &self.insecure)
             .field("binary", &self.binary)
+            .field("wait", &self.wait)
             .finish()
     }
 }
@@ -193,7 +203,15 @@ pub fn install(options: &InstallOptions) -> anyhow::Result<bool> {
         insecure: options.insecure,
     };
     let config_path = target.path(CONFIG_PATH);
-    let config_changed = files::write(&config_path, config.render().as_bytes(), 0o600, owner)?;
+    // Root's: systemd reads it (EnvironmentFile=) before dropping to the service user, who
+    // never needs the registration token in it.
+    let config_owner = owner.map(|_| (0, 0));
+    let config_changed = files::write(
+        &config_path,
+        config.render().as_bytes(),
+        0o600,
+        config_owner,
+    )?;
     changed |= note(config_changed, &config_path, "configuration (0600)");
 
     let exec = install_binary(options, &target, &mut changed)?;
@@ -203,7 +221,14 @@ pub fn install(options: &InstallOptions) -> anyhow::Result<bool> {
     let unit_changed = files::write(&unit_path, unit::render(&exec).as_bytes(), 0o644, None)?;
     changed |= note(unit_changed, &unit_path, "systemd unit");
 
-    start_service(&system, options.start, unit_changed, changed)?;
+    start_service(
+        &system,
+        options.start,
+        unit_changed,
+        changed,
+        &data_dir,
+        options.wait,
+    )?;
     if !changed {
         eprintln!("zedops-agent is installed as configured; nothing changed");
     }
@@ -236,6 +261,8 @@ pub fn uninstall(options: &UninstallOptions) -> anyhow::Result<bool> {
         removed_any = true;
         if system.has_systemd() || !system.is_live() {
             system.run("systemctl", &["daemon-reload"])?;
+            // A unit that had failed would stay listed by `systemctl --failed` without its file.
+            system.run_quietly("systemctl", &["reset-failed", SERVICE]);
         }
     }
     let bin_path = target.path(BIN_PATH);
@@ -245,6 +272,8 @@ pub fn uninstall(options: &UninstallOptions) -> anyhow::Result<bool> {
         removed_any = true;
     }
     if options.purge {
+        // Before the credentials go: they are what lets the relay know it is this agent asking.
+        forget_at_relay(&target);
         for dir in [target.path(CONFIG_DIR), target.path(DATA_DIR)] {
             if files::remove_tree(&dir)? {
                 eprintln!("removed {} and everything in it", dir.display());
@@ -280,6 +309,53 @@ pub fn uninstall(options: &UninstallOptions) -> anyhow::Result<bool> {
         eprintln!("zedops-agent was not installed here; nothing removed");
     }
     Ok(removed_any)
+}
+
+/// Asks the relay to forget this agent (`agent.forget`, with the agent's own credentials), so
+/// that it no longer lists it and its name can be enrolled again. Never fails the uninstall:
+/// when the relay cannot be told, says so and prints the command that revokes the agent there.
+fn forget_at_relay(target: &Target) {
+    let data_dir = target.path(DATA_DIR);
+    let credentials = match crate::credentials::load(&data_dir) {
+        Ok(Some(credentials)) => credentials,
+        Ok(None) => return,
+        Err(err) => {
+            eprintln!(
+                "warning: cannot read this agent's credentials ({err:#}); the relay was not told to forget it"
+            );
+            return;
+        }
+    };
+    let config = fs::read_to_string(target.path(CONFIG_PATH)).unwrap_or_default();
+    let relay = Config::lookup(&config, "ZEDOPS_RELAY")
+        .map(str::to_string)
+        .unwrap_or_else(|| credentials.relay.clone());
+    let ca_file = Config::lookup(&config, "ZEDOPS_CA_FILE").map(|path| target.path(path));
+    let insecure = Config::lookup(&config, "ZEDOPS_INSECURE") == Some("true");
+    let name = status::read(&data_dir)
+        .and_then(|s| s.name)
+        .unwrap_or_else(|| credentials.agent_id.clone());
+    let id = credentials.agent_id.clone();
+    eprintln!("asking the relay at {relay} to forget this agent ({id})");
+    match crate::forget::forget_blocking(credentials, relay.clone(), ca_file, insecure) {
+        Ok(forgotten) => eprintln!(
+            "the relay forgot agent {} ({}); the name can be enrolled again",
+            forgotten.name, forgotten.agent_id
+        ),
+        Err(crate::forget::ForgetError::Refused(reply))
+            if reply.error_code == zedops_protocol::ErrorCode::Unauthorized =>
+        {
+            eprintln!(
+                "the relay no longer accepts this agent's credentials (it was revoked already); \
+                 nothing to forget there"
+            )
+        }
+        Err(err) => eprintln!(
+            "warning: could not tell the relay to forget this agent: {err}. It still lists \
+             {name}; an admin removes it with `zedops agent revoke {name}` (or `zedops-relay agent \
+             revoke {id}` on the relay's machine)"
+        ),
+    }
 }
 
 /// The token to write: the one given, else the one already configured while the agent has not
@@ -329,7 +405,7 @@ fn ensure_user(system: &System) -> anyhow::Result<(Option<Owner>, bool)> {
     if !system.is_live() {
         system.run("useradd", &add_user)?;
         system.run("usermod", &["--append", "--groups", DOCKER_GROUP, USER])?;
-        eprintln!("would run: chown {USER}: {DATA_DIR} {CONFIG_PATH}");
+        eprintln!("would run: chown {USER}: {DATA_DIR}");
         return Ok((None, false));
     }
     let mut changed = false;
@@ -387,6 +463,8 @@ fn start_service(
     start: bool,
     unit_changed: bool,
     changed: bool,
+    data_dir: &Path,
+    wait: Duration,
 ) -> anyhow::Result<()> {
     if system.is_live() && !system.has_systemd() {
         eprintln!(
@@ -406,13 +484,108 @@ fn start_service(
     system.run("systemctl", &["enable", SERVICE])?;
     // A changed binary, configuration or group membership takes effect only on a restart.
     let action = if changed { "restart" } else { "start" };
+    let started_at = unix_now().saturating_sub(1);
+    if system.is_live() {
+        // A process that will start now writes a new status; an old one (a refusal from the
+        // last attempt) must not be mistaken for its answer.
+        let running = system.unit_state(SERVICE)?.active == "active";
+        if changed || !running {
+            let _ = fs::remove_file(status::path(data_dir));
+        }
+        // A unit that failed last time starts afresh, its restart counter and state cleared.
+        system.run_quietly("systemctl", &["reset-failed", SERVICE]);
+    }
     system
         .run("systemctl", &[action, SERVICE])
         .context("the service did not start; see `journalctl -u zedops-agent`")?;
-    if system.is_live() {
-        eprintln!("zedops-agent is running; follow it with `journalctl -u zedops-agent -f`");
+    if !system.is_live() {
+        return Ok(());
     }
-    Ok(())
+    if wait.is_zero() {
+        eprintln!("zedops-agent is started; follow it with `journalctl -u zedops-agent -f`");
+        return Ok(());
+    }
+    wait_connected(system, data_dir, wait, started_at)
+}
+
+/// Waits until the service's agent process says it is connected to the relay, or has been
+/// refused, or the service stopped, or `wait` is over. A failure says why, with the relay's
+/// reason when there is one and the last lines of the service's journal.
+fn wait_connected(
+    system: &System,
+    data_dir: &Path,
+    wait: Duration,
+    started_at: u64,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "waiting up to {} s for the agent to enrol and connect to the relay…",
+        wait.as_secs()
+    );
+    let deadline = Instant::now() + wait;
+    let journal = || system.journal(SERVICE, started_at, JOURNAL_LINES);
+    loop {
+        let unit = system.unit_state(SERVICE)?;
+        let status = status::read(data_dir);
+        match &status {
+            Some(s)
+                if s.state == Status::CONNECTED
+                    && s.pid == unit.main_pid
+                    && unit.active == "active" =>
+            {
+                eprintln!(
+                    "zedops-agent is running and connected to the relay as {} (id {}); follow it with                      `journalctl -u zedops-agent -f`",
+                    s.name.as_deref().unwrap_or("?"),
+                    s.agent_id.as_deref().unwrap_or("?")
+                );
+                return Ok(());
+            }
+            Some(s) if s.state == Status::REFUSED => {
+                bail!(
+                    "zedops-agent could not enrol; the relay said {}\n\
+                     Last lines of its journal:\n{}",
+                    refusal(s),
+                    journal()
+                );
+            }
+            _ => {}
+        }
+        if unit.active == "failed" || (unit.active == "inactive" && unit.main_pid == 0) {
+            bail!(
+                "zedops-agent stopped (exit status {}) before it connected to the relay.\n\
+                 Last lines of its journal:\n{}",
+                unit.exit_status,
+                journal()
+            );
+        }
+        if Instant::now() >= deadline {
+            let last = match &status {
+                Some(s) if s.state == Status::RETRYING => s.message.clone().unwrap_or_default(),
+                _ => "no word from the agent yet".to_string(),
+            };
+            bail!(
+                "zedops-agent did not connect to the relay within {} s ({last}); the service keeps \
+                 trying in the background. Check that this server reaches the relay, then see \
+                 `journalctl -u zedops-agent`.\nLast lines of its journal:\n{}",
+                wait.as_secs(),
+                journal()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The relay's refusal as a person reads it: its code, then the agent's advice.
+fn refusal(status: &Status) -> String {
+    let code = status.code.as_deref().unwrap_or("REFUSED");
+    let message = status.message.as_deref().unwrap_or("");
+    format!("{code}: {message}")
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Creates the directories a file goes into (in a prefix, none exist yet).

@@ -47,6 +47,72 @@ impl System {
         Ok(())
     }
 
+    /// Runs `program args…` and ignores a failure (cleanup that may find nothing to do).
+    pub fn run_quietly(&self, program: &str, args: &[&str]) {
+        let shown = shown(program, args);
+        if !self.live {
+            eprintln!("would run: {shown}");
+            return;
+        }
+        let _ = Command::new(program).args(args).output();
+    }
+
+    /// What systemd says about `unit` now.
+    pub fn unit_state(&self, unit: &str) -> anyhow::Result<UnitState> {
+        let text = query(
+            "systemctl",
+            &[
+                "show",
+                "--property=ActiveState,MainPID,ExecMainStatus",
+                unit,
+            ],
+        )?
+        .with_context(|| format!("`systemctl show {unit}` failed"))?;
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+        Ok(UnitState {
+            active: value("ActiveState"),
+            main_pid: value("MainPID").parse().unwrap_or(0),
+            exit_status: value("ExecMainStatus").parse().unwrap_or(0),
+        })
+    }
+
+    /// The last `lines` journal lines of `unit` since `since` (Unix seconds), control
+    /// characters replaced, for a person to read; a sentence when there is no journal.
+    pub fn journal(&self, unit: &str, since: u64, lines: u32) -> String {
+        let since = format!("@{since}");
+        let lines = lines.to_string();
+        let args = [
+            "--unit",
+            unit,
+            "--since",
+            since.as_str(),
+            "--lines",
+            lines.as_str(),
+            "--no-pager",
+            "--output",
+            "short-iso",
+        ];
+        match query("journalctl", &args) {
+            Ok(Some(text)) if !text.trim().is_empty() => text
+                .chars()
+                .map(|c| {
+                    if c.is_control() && c != '\n' && c != '\t' {
+                        '?'
+                    } else {
+                        c
+                    }
+                })
+                .collect(),
+            _ => format!("(no journal lines; see `journalctl -u {unit}`)\n"),
+        }
+    }
+
     /// The uid and primary gid of `user`, or `None` if there is no such user.
     pub fn user_ids(&self, user: &str) -> anyhow::Result<Option<Owner>> {
         let (Some(uid), Some(gid)) = (query("id", &["-u", user])?, query("id", &["-g", user])?)
@@ -71,6 +137,17 @@ impl System {
     pub fn group_exists(&self, group: &str) -> anyhow::Result<bool> {
         Ok(query("getent", &["group", group])?.is_some())
     }
+}
+
+/// A unit's state, from `systemctl show`.
+#[derive(Debug, Clone, Default)]
+pub struct UnitState {
+    /// `active`, `activating`, `failed`, `inactive`, …
+    pub active: String,
+    /// The main process, 0 when none runs.
+    pub main_pid: u32,
+    /// The last exit status of the main process.
+    pub exit_status: i32,
 }
 
 /// What a query command printed, or `None` when it said no (non-zero exit).
