@@ -1,0 +1,245 @@
+//! A compromised agent cannot make the real relay hold gigabytes: the `zedops-relay` binary,
+//! a fake agent flooding 900 KiB log chunks and 250 KiB fleet snapshots at a viewer that reads
+//! nothing, and the relay's resident memory (`VmRSS` in /proc) read throughout. It stays under a
+//! stated bound and comes back down once both have left.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use zedops_protocol::{PROTOCOL_VERSION, Role};
+use zedops_relay::Store;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Log chunks the agent sends: as in the review that found the relay at 1.3 GiB.
+const CHUNKS: usize = 1_500;
+/// Fleet snapshots the agent pushes (240 KiB each, under the 256 KiB cap), within its burst.
+const SYNCS: usize = 1_500;
+/// The most the relay may grow over its resting size during the flood (measured: 40 MiB,
+/// from 17 to 57 MiB; 28 MiB over resting after both left, which the allocator keeps). The
+/// budgets it must hold: 8 MiB per stream, 32 MiB per agent's streams, 16 MiB of pushes per
+/// client, plus the frames being decoded and written and the allocator's slack. Before these
+/// budgets the same flood took it to 1.3 GiB.
+const GROWTH_BOUND_MIB: u64 = 96;
+
+struct Relay(Child);
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the relay runs");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+async fn dial(addr: &str, path: &str) -> Ws {
+    tokio_tungstenite::connect_async(format!("ws://{addr}{path}"))
+        .await
+        .expect("websocket connects")
+        .0
+}
+
+async fn next_text(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer within 10 s")
+            .expect("open")
+            .expect("readable");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(t.as_str()).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_agent_and_a_stalled_viewer_leave_the_relay_within_its_memory_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relay.db").display().to_string();
+    let (viewer_token, registration) = {
+        let store = Store::open(&db).await.unwrap();
+        store
+            .add_user("viewer", "viewer-password-1", Role::Viewer)
+            .await
+            .unwrap();
+        let (_, token) = store
+            .login("viewer", "viewer-password-1", Some("test"))
+            .await
+            .unwrap()
+            .unwrap();
+        let registration = store
+            .create_registration_token(Duration::from_secs(900))
+            .await
+            .unwrap();
+        store.close().await;
+        (token, registration)
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let relay = Relay(
+        Command::new(env!("CARGO_BIN_EXE_zedops-relay"))
+            .args(["--db", &db, "serve", "--listen", &addr])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("zedops-relay starts"),
+    );
+    let pid = relay.0.id();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(&addr).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the relay listens");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The agent.
+    let mut agent = dial(&addr, "/ws/agent").await;
+    agent
+        .send(Message::text(
+            json!({"subject": "agent.register", "data": {"protocolVersion": PROTOCOL_VERSION,
+                "registrationToken": registration, "name": "flooder",
+                "info": {"version": "0", "os": "linux", "arch": "x86_64"}}})
+            .to_string(),
+        ))
+        .await
+        .unwrap();
+    let welcome = next_text(&mut agent).await;
+    assert_eq!(welcome["subject"], "agent.welcome", "{welcome}");
+
+    // The viewer: watches the fleet, opens a log follow, then reads nothing more.
+    let mut viewer = dial(&addr, "/ws/client").await;
+    viewer
+        .send(Message::text(
+            json!({"subject": "client.hello", "data": {"protocolVersion": PROTOCOL_VERSION, "token": viewer_token}}).to_string(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut viewer).await["subject"], "client.welcome");
+    viewer
+        .send(Message::text(
+            json!({"subject": "event.subscribe", "reply": "_INBOX.sub", "data": {}}).to_string(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut viewer).await["subject"], "_INBOX.sub");
+    viewer
+        .send(Message::text(
+            json!({"subject": "container.logs", "reply": "_INBOX.logs",
+                "data": {"agentId": "flooder", "containerId": "web", "follow": true}})
+            .to_string(),
+        ))
+        .await
+        .unwrap();
+    let request = next_text(&mut agent).await;
+    assert_eq!(request["subject"], "container.logs", "{request}");
+    let inbox = request["reply"].as_str().unwrap().to_string();
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resting = rss_kib(pid);
+
+    // Sampled while the flood goes on.
+    let (stop_sampling, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let sampling = tokio::spawn(async move {
+        let mut peak = 0;
+        loop {
+            peak = peak.max(rss_kib(pid));
+            tokio::select! {
+                _ = &mut stopped => return peak,
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    });
+
+    // 900 KiB chunks: 57 lines of 16 KiB each.
+    let line = "x".repeat(16 * 1024);
+    let lines: Vec<Value> = (0..57)
+        .map(|_| json!({"stream": "stdout", "text": line}))
+        .collect();
+    let chunk = json!({"subject": inbox, "data": {"lines": lines}}).to_string();
+    assert!(chunk.len() > 900 * 1024 && chunk.len() < 1024 * 1024);
+    let row = json!({"id": "c".repeat(64), "names": ["/web"], "image": "x".repeat(900),
+        "state": "running", "status": "Up", "created": 1, "ports": [], "labels": {}});
+    let sync = json!({"subject": "container.sync", "data": {"containers": vec![row; 230], "reason": "flood"}})
+        .to_string();
+    assert!(
+        sync.len() > 240 * 1024 && sync.len() < 256 * 1024,
+        "{}",
+        sync.len()
+    );
+    let (mut agent_tx, mut agent_rx) = agent.split();
+    // The relay's answers to the agent (refusals, if any) are read and dropped.
+    let draining = tokio::spawn(async move { while let Some(Ok(_)) = agent_rx.next().await {} });
+    for i in 0..CHUNKS.max(SYNCS) {
+        if i < CHUNKS {
+            agent_tx.send(Message::text(chunk.clone())).await.unwrap();
+        }
+        if i < SYNCS {
+            agent_tx.send(Message::text(sync.clone())).await.unwrap();
+        }
+    }
+    // Everything sent has been read by the relay once a heartbeat gets through.
+    agent_tx
+        .send(Message::text(
+            json!({"subject": "agent.heartbeat", "data": {}}).to_string(),
+        ))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = rss_kib(pid);
+
+    // Both leave.
+    drop(agent_tx);
+    draining.abort();
+    drop(viewer);
+    let _ = stop_sampling.send(());
+    let peak = sampling.await.unwrap().max(during);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = rss_kib(pid);
+    let mib = |kib: u64| kib / 1024;
+    eprintln!(
+        "relay RSS: resting {} MiB, peak {} MiB during the flood, {} MiB after both left \
+         ({CHUNKS} chunks of {} KiB, {SYNCS} syncs of {} KiB)",
+        mib(resting),
+        mib(peak),
+        mib(after),
+        chunk.len() / 1024,
+        sync.len() / 1024
+    );
+    assert!(
+        mib(peak.saturating_sub(resting)) < GROWTH_BOUND_MIB,
+        "the relay grew from {} MiB to {} MiB",
+        mib(resting),
+        mib(peak)
+    );
+    assert!(
+        mib(after.saturating_sub(resting)) < GROWTH_BOUND_MIB / 2,
+        "the relay kept {} MiB after both left (resting {} MiB)",
+        mib(after),
+        mib(resting)
+    );
+    // Still serving.
+    let mut fresh = dial(&addr, "/ws/client").await;
+    fresh
+        .send(Message::text(
+            json!({"subject": "client.hello", "data": {"protocolVersion": PROTOCOL_VERSION, "token": viewer_token}}).to_string(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut fresh).await["subject"], "client.welcome");
+}
