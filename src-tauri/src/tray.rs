@@ -1,5 +1,10 @@
 //! The tray icon and its menu: a one-line fleet summary, the unseen alerts ("3 alerts — show",
 //! and a red dot on the icon), show/hide, quit.
+//!
+//! Which image the tray shows on which system is decided in [`TrayIcon::for_os`]: the app's
+//! tile (and the tile with a red dot) on Linux and Windows; on macOS a template image, the Z
+//! alone that the menu bar tints for light and dark mode, and the coloured tile with the dot
+//! while there are unseen alerts (a template cannot carry a red dot).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -14,6 +19,32 @@ const TRAY_ID: &str = "main";
 const ICON: &[u8] = include_bytes!("../../icons/tray.png");
 /// The same icon with a red dot: there are unseen alerts.
 const ICON_ALERT: &[u8] = include_bytes!("../../icons/tray-alert.png");
+/// macOS's menu bar image: black on transparent, tinted by the system.
+const ICON_TEMPLATE: &[u8] = include_bytes!("../../icons/tray-template.png");
+
+/// The tray image for a system and alert state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TrayIcon {
+    png: &'static [u8],
+    /// A macOS template image (the system draws it in the menu bar's colour).
+    template: bool,
+}
+
+impl TrayIcon {
+    /// The image for the operating system `os` (a value of `std::env::consts::OS`).
+    fn for_os(os: &str, alerting: bool) -> Self {
+        let (png, template) = match (os, alerting) {
+            ("macos", false) => (ICON_TEMPLATE, true),
+            (_, true) => (ICON_ALERT, false),
+            (_, false) => (ICON, false),
+        };
+        Self { png, template }
+    }
+
+    fn current(alerting: bool) -> Self {
+        Self::for_os(std::env::consts::OS, alerting)
+    }
+}
 
 /// The menu items whose text changes, and which icon is up (to swap it only on a change:
 /// refresh runs on every container event).
@@ -30,8 +61,10 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
     let quit = MenuItem::with_id(app, "quit", "Quit ZedOps", true, None::<&str>)?;
     let separator = PredefinedMenuItem::separator(app)?;
     let menu = Menu::with_items(app, &[&summary, &alerts, &separator, &toggle, &quit])?;
+    let icon = TrayIcon::current(false);
     TrayIconBuilder::with_id(TRAY_ID)
-        .icon(Image::from_bytes(ICON)?)
+        .icon(Image::from_bytes(icon.png)?)
+        .icon_as_template(icon.template)
         .tooltip("ZedOps")
         .menu(&menu)
         .show_menu_on_left_click(true)
@@ -91,8 +124,12 @@ pub fn refresh(app: &AppHandle) {
         let _ = tray.set_tooltip(Some(tooltip(&signed_in, unseen)));
         let alerting = unseen > 0;
         if items.alert_icon.swap(alerting, Ordering::Relaxed) != alerting {
-            let icon = Image::from_bytes(if alerting { ICON_ALERT } else { ICON });
-            if let Err(err) = icon.and_then(|icon| tray.set_icon(Some(icon))) {
+            let icon = TrayIcon::current(alerting);
+            let image = Image::from_bytes(icon.png);
+            // Image and template flag together: set one after the other, macOS flickers.
+            if let Err(err) =
+                image.and_then(|image| tray.set_icon_with_as_template(Some(image), icon.template))
+            {
                 tracing::debug!(%err, "could not change the tray icon");
             }
         }
@@ -132,5 +169,59 @@ mod tests {
             (plain.width(), plain.height())
         );
         assert_ne!(alert.rgba(), plain.rgba());
+    }
+
+    #[test]
+    fn macos_gets_a_template_icon_until_there_are_alerts() {
+        for os in ["linux", "windows"] {
+            assert_eq!(
+                TrayIcon::for_os(os, false),
+                TrayIcon {
+                    png: ICON,
+                    template: false
+                }
+            );
+            assert_eq!(
+                TrayIcon::for_os(os, true),
+                TrayIcon {
+                    png: ICON_ALERT,
+                    template: false
+                }
+            );
+        }
+        assert_eq!(
+            TrayIcon::for_os("macos", false),
+            TrayIcon {
+                png: ICON_TEMPLATE,
+                template: true
+            }
+        );
+        // A template is drawn in one colour: the red dot needs the coloured tile.
+        assert_eq!(
+            TrayIcon::for_os("macos", true),
+            TrayIcon {
+                png: ICON_ALERT,
+                template: false
+            }
+        );
+    }
+
+    #[test]
+    fn the_template_icon_is_black_on_transparent() {
+        let template = Image::from_bytes(ICON_TEMPLATE).unwrap();
+        let plain = Image::from_bytes(ICON).unwrap();
+        assert_eq!(
+            (template.width(), template.height()),
+            (plain.width(), plain.height())
+        );
+        let pixels: Vec<&[u8]> = template.rgba().chunks(4).collect();
+        // macOS uses only the alpha channel of a template: colour would be thrown away.
+        assert!(pixels.iter().all(|p| p[..3] == [0, 0, 0]));
+        let opaque = pixels.iter().filter(|p| p[3] == 255).count();
+        let clear = pixels.iter().filter(|p| p[3] == 0).count();
+        assert!(
+            opaque > pixels.len() / 5 && clear > pixels.len() / 3,
+            "{opaque} {clear}"
+        );
     }
 }
