@@ -147,6 +147,7 @@ async fn inspect_withholds_short_secret_names_url_passwords_and_secret_flags() {
             .collect(),
         ),
         env: Some(vec![
+            "PATH=/usr/local/bin:/usr/bin:/bin".into(),
             "SERVER_NAME=pz-eu".into(),
             "MYSQL_ROOT_PASSWORD=hunter2".into(),
             "RCON_PW=hunter2".into(),
