@@ -9,7 +9,8 @@
 //! - An attempt counts from the moment it starts (before its password is checked) and is taken
 //!   back only when it succeeds, so concurrent guesses cannot slip past the count.
 //! - At most [`LoginLimiter::max_checks`] passwords are checked at once (each argon2 check holds
-//!   about 19 MiB for tens of milliseconds); more are refused at once, never queued.
+//!   about 19 MiB for tens of milliseconds); more are refused at once, never queued. Each
+//!   check computes in a buffer kept for the next one, so the relay holds at most that many.
 //!
 //! IPv6 addresses are counted per /64, the block one subscriber usually holds.
 
@@ -70,6 +71,31 @@ pub struct LoginLimiter {
     failures: Mutex<Failures>,
     checks: Arc<Semaphore>,
     max_checks: usize,
+    /// Working memory of finished checks, reused by the next ones: at most `max_checks` buffers.
+    memory: Arc<Mutex<Vec<Vec<argon2::Block>>>>,
+}
+
+/// A password-check slot: the right to run one check now, and the memory to run it in. Both go
+/// back when it is dropped.
+pub struct CheckSlot {
+    _permit: OwnedSemaphorePermit,
+    memory: Vec<argon2::Block>,
+    pool: Arc<Mutex<Vec<Vec<argon2::Block>>>>,
+}
+
+impl AsMut<Vec<argon2::Block>> for CheckSlot {
+    fn as_mut(&mut self) -> &mut Vec<argon2::Block> {
+        &mut self.memory
+    }
+}
+
+impl Drop for CheckSlot {
+    fn drop(&mut self) {
+        let memory = std::mem::take(&mut self.memory);
+        if !memory.is_empty() {
+            self.pool.lock().expect("memory pool lock").push(memory);
+        }
+    }
 }
 
 impl Default for LoginLimiter {
@@ -121,13 +147,13 @@ pub struct Attempt<'a> {
     limiter: &'a LoginLimiter,
     user: String,
     address: IpAddr,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<CheckSlot>,
 }
 
 impl Attempt<'_> {
     /// The password-check slot, to hold for as long as the check runs (also when the request
     /// that started it is gone).
-    pub fn take_permit(&mut self) -> OwnedSemaphorePermit {
+    pub fn take_permit(&mut self) -> CheckSlot {
         self.permit.take().expect("the permit is taken once")
     }
 
@@ -149,6 +175,7 @@ impl LoginLimiter {
             failures: Default::default(),
             checks: Arc::new(Semaphore::new(max_checks)),
             max_checks,
+            memory: Default::default(),
         }
     }
 
@@ -199,11 +226,21 @@ impl LoginLimiter {
             make_room(&mut f.addresses, |t| *t.back().unwrap_or(&now), now);
         }
         f.addresses.entry(address).or_default().push_back(now);
+        let memory = self
+            .memory
+            .lock()
+            .expect("memory pool lock")
+            .pop()
+            .unwrap_or_default();
         Ok(Attempt {
             limiter: self,
             user: user.to_string(),
             address,
-            permit: Some(permit),
+            permit: Some(CheckSlot {
+                _permit: permit,
+                memory,
+                pool: self.memory.clone(),
+            }),
         })
     }
 }

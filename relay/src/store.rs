@@ -333,17 +333,17 @@ impl Store {
         password: &str,
         device: Option<&str>,
     ) -> Result<Option<(Session, String)>, StoreError> {
-        self.login_holding(name, password, device, ()).await
+        self.login_holding(name, password, device, Vec::new()).await
     }
 
-    /// [`login`](Self::login), holding `guard` (a password-check slot) until the hash check
-    /// ends, also when the caller stops waiting for it.
-    pub async fn login_holding<G: Send + 'static>(
+    /// [`login`](Self::login), holding `guard` (a password-check slot with its working memory)
+    /// until the hash check ends, also when the caller stops waiting for it.
+    pub async fn login_holding<G: AsMut<Vec<argon2::Block>> + Send + 'static>(
         &self,
         name: &str,
         password: &str,
         device: Option<&str>,
-        guard: G,
+        mut guard: G,
     ) -> Result<Option<(Session, String)>, StoreError> {
         let row = sqlx::query("SELECT id, password_hash, role, disabled FROM users WHERE name = ?")
             .bind(name)
@@ -360,7 +360,7 @@ impl Store {
         };
         let password = password.to_string();
         let matches = tokio::task::spawn_blocking(move || {
-            let matches = secret::verify_password(&password, &hash);
+            let matches = secret::verify_password_in(&password, &hash, guard.as_mut());
             drop(guard);
             matches
         })
