@@ -171,6 +171,16 @@ fn prepare() -> Option<Wine> {
             "{MINGW_GCC} is not installed (Debian: gcc-mingw-w64-x86-64)"
         ))?;
     }
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .expect("rustc runs");
+    let sysroot = PathBuf::from(text(&sysroot.stdout).trim());
+    if !sysroot.join("lib/rustlib").join(TARGET).is_dir() {
+        missing(&format!(
+            "the Rust target {TARGET} is not installed (`rustup target add {TARGET}`)"
+        ))?;
+    }
     let root = workspace();
     let target_dir = std::env::var_os("ZEDOPS_CROSS_TARGET_DIR")
         .map(PathBuf::from)
