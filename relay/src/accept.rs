@@ -90,7 +90,10 @@ pub fn descriptor_limit() -> Option<u64> {
 pub fn raise_descriptor_limit() -> Option<u64> {
     #[cfg(unix)]
     {
-        rlimit::increase_nofile_limit(u64::MAX).ok()
+        // Under a seccomp filter that forbids setrlimit the limit stays as it is.
+        rlimit::increase_nofile_limit(u64::MAX)
+            .ok()
+            .or_else(descriptor_limit)
     }
     #[cfg(not(unix))]
     {
