@@ -113,6 +113,9 @@ pub async fn relay(binary: &Path, connections: usize) -> anyhow::Result<()> {
             &format!("127.0.0.1:{port}"),
             "--db",
             &db,
+            // Every simulated agent dials from 127.0.0.1; real ones come from their own addresses.
+            "--max-connections-per-address",
+            "1000000",
         ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
