@@ -278,7 +278,10 @@ async fn the_windows_cli_keeps_its_token_in_credential_manager_and_drives_contai
     let Some(wine) = tokio::task::spawn_blocking(prepare).await.unwrap() else {
         return;
     };
-    let version = wine.zedops(&[], &["--version"], "").await;
+    // The loader's errors on, to name a missing DLL if the exe cannot start.
+    let version = wine
+        .zedops(&[("WINEDEBUG", "-all,err+module")], &["--version"], "")
+        .await;
     assert!(
         version.status.success(),
         "zedops.exe does not start under Wine: {}",
