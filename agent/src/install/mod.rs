@@ -533,7 +533,7 @@ fn wait_connected(
                     && unit.active == "active" =>
             {
                 eprintln!(
-                    "zedops-agent is running and connected to the relay as {} (id {}); follow it with                      `journalctl -u zedops-agent -f`",
+                    "zedops-agent is running and connected to the relay as {} (id {}); follow it with `journalctl -u zedops-agent -f`",
                     s.name.as_deref().unwrap_or("?"),
                     s.agent_id.as_deref().unwrap_or("?")
                 );
@@ -541,9 +541,13 @@ fn wait_connected(
             }
             Some(s) if s.state == Status::REFUSED => {
                 bail!(
-                    "zedops-agent could not enrol; the relay said {}\n\
+                    "zedops-agent could not enrol ({}): {}\n\
+                     Run the install again once that is fixed; a registration token works once, so \
+                     a spent or wrong one needs a new command from `zedops-relay token create \
+                     --install-command`.\n\
                      Last lines of its journal:\n{}",
-                    refusal(s),
+                    s.code.as_deref().unwrap_or("REFUSED"),
+                    s.message.as_deref().unwrap_or("the relay refused it"),
                     journal()
                 );
             }
@@ -572,13 +576,6 @@ fn wait_connected(
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-}
-
-/// The relay's refusal as a person reads it: its code, then the agent's advice.
-fn refusal(status: &Status) -> String {
-    let code = status.code.as_deref().unwrap_or("REFUSED");
-    let message = status.message.as_deref().unwrap_or("");
-    format!("{code}: {message}")
 }
 
 fn unix_now() -> u64 {

@@ -1,0 +1,567 @@
+//! The installer on a real systemd (PID 1): a Debian 12 root filesystem made with `debootstrap`,
+//! imported into Docker and booted in a container with host networking, so that the relay on
+//! this machine's 127.0.0.1 serves it `/install.sh` and the real agent binary. The exact command
+//! `zedops-relay token create --install-command` prints is run inside, as root on a host without
+//! sudo and as a user through sudo, and the test checks what an admin relies on: the service is
+//! active and online at the relay, the registration token is on no command line and in no
+//! journal line, the files have their modes, a second run changes nothing, the agent comes back
+//! after `systemctl restart` and after the machine restarts, a wrong token fails the install with
+//! UNAUTHORIZED, a tampered download is refused, and `uninstall --purge` makes the relay forget
+//! the agent so that the same host installs again.
+//!
+//! The image (`zedops-sysd:bookworm`) is built once and kept; its root filesystem is cached as a
+//! tarball under `target/zedops-sysd/` so a fresh engine imports it without debootstrap.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use installer::{AGENT, require_tool, text};
+use tokio::process::Command;
+use zedops_relay::download::{InstallerOptions, install_command};
+use zedops_relay::server::AppState;
+use zedops_relay::{Options, Server, ShutdownHandle, Store, Timeouts};
+
+mod installer;
+
+const IMAGE: &str = "zedops-sysd:bookworm";
+/// What the image holds beyond debootstrap's minimal base: systemd as PID 1, curl for the
+/// install command, sudo for the second case, ps for a person debugging it.
+const PACKAGES: &str = "systemd,systemd-sysv,dbus,curl,ca-certificates,sudo,procps";
+
+/// A relay on 127.0.0.1 serving the agent binary in `downloads`, stopped on drop.
+struct Relay {
+    url: String,
+    store: Store,
+    state: Arc<AppState>,
+    handle: ShutdownHandle,
+    _db: tempfile::TempDir,
+}
+
+impl Relay {
+    async fn start(downloads: &Path) -> Self {
+        let db = tempfile::tempdir().unwrap();
+        let server = Server::new(Options {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            db: db.path().join("relay.db").display().to_string(),
+            tls: None,
+            timeouts: Timeouts::default(),
+            installer: InstallerOptions {
+                downloads: Some(downloads.to_path_buf()),
+                public_url: None,
+            },
+            limits: Default::default(),
+        })
+        .await
+        .expect("relay starts");
+        let (url, store, state, handle) = (
+            server.url(),
+            server.store(),
+            server.state(),
+            server.shutdown_handle(),
+        );
+        tokio::spawn(async move { server.listen().await.expect("relay serves") });
+        Self {
+            url,
+            store,
+            state,
+            handle,
+            _db: db,
+        }
+    }
+
+    /// The install command exactly as `zedops-relay token create --install-command` prints it,
+    /// and its token.
+    async fn install_command(&self) -> (String, String) {
+        let token = self
+            .store
+            .create_registration_token(Duration::from_secs(900))
+            .await
+            .unwrap();
+        (install_command(&self.url, &token), token)
+    }
+
+    /// Waits until the one live agent is connected, and returns its name and id.
+    async fn wait_online(&self) -> (String, String) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let agents = self.store.agents().await.unwrap();
+            if let [agent] = agents.as_slice()
+                && self.state.hub.agent(&agent.name).is_some()
+            {
+                return (agent.name.clone(), agent.id.clone());
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no agent online at the relay within 90 s (live agents: {:?})",
+                agents.iter().map(|a| &a.name).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
+/// A booted container running systemd; removed on drop.
+struct Machine {
+    name: String,
+}
+
+impl Machine {
+    async fn boot(image: &str) -> Self {
+        let name = format!(
+            "zedops-test-sysd-{}-{:x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        // A private cgroup namespace: with the host's cgroups mounted, this systemd would
+        // reshape them and `docker stats` would read zeros for every container on the host.
+        let out = docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            "zedops-test",
+            "--cap-add",
+            "ALL",
+            "--cap-drop",
+            "SYS_RESOURCE",
+            "--security-opt",
+            "seccomp=unconfined",
+            "--security-opt",
+            "apparmor=unconfined",
+            "--stop-signal",
+            "RTMIN+3",
+            "--network",
+            "host",
+            "--cgroupns=private",
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock",
+            "--tmpfs",
+            "/run",
+            "--tmpfs",
+            "/run/lock",
+            image,
+            "/lib/systemd/systemd",
+        ])
+        .await;
+        assert!(out.status.success(), "docker run: {}", text(&out.stderr));
+        let machine = Self { name };
+        machine.wait_booted().await;
+        machine
+    }
+
+    async fn wait_booted(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let out = self.exec(None, "systemctl is-system-running").await;
+            let state = text(&out.stdout);
+            if matches!(state.trim(), "running" | "degraded") {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "systemd did not finish booting within 90 s: {state}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// `sh -c script` inside, as `user` (root when `None`), from that user's home.
+    async fn exec(&self, user: Option<&str>, script: &str) -> Output {
+        let mut args = vec!["exec"];
+        if let Some(user) = user {
+            args.extend(["-u", user, "-w", "/home/tester"]);
+        }
+        args.extend([self.name.as_str(), "sh", "-c", script]);
+        docker(&args).await
+    }
+
+    /// Runs `script` as root and returns its stdout; fails the test when it fails.
+    async fn sh(&self, script: &str) -> String {
+        let out = self.exec(None, script).await;
+        assert!(
+            out.status.success(),
+            "`{script}` failed: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// Types `line` into a shell inside, as a person pastes a command into a terminal: the line
+    /// reaches the shell on its input, so no process (docker exec included) has it in its
+    /// arguments. As `user` (root when `None`), from that user's home.
+    async fn paste(&self, user: Option<&str>, line: &str) -> Output {
+        use tokio::io::AsyncWriteExt;
+        let mut args = vec!["exec", "-i"];
+        if let Some(user) = user {
+            args.extend(["-u", user, "-w", "/home/tester"]);
+        }
+        args.extend([self.name.as_str(), "sh"]);
+        let mut child = Command::new("docker")
+            .args(&args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("docker runs");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        drop(stdin);
+        child.wait_with_output().await.unwrap()
+    }
+
+    async fn restart(&self) {
+        let out = docker(&["restart", "-t", "20", &self.name]).await;
+        assert!(
+            out.status.success(),
+            "docker restart: {}",
+            text(&out.stderr)
+        );
+        self.wait_booted().await;
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", "-v", &self.name])
+            .output();
+    }
+}
+
+async fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .await
+        .expect("docker runs")
+}
+
+/// The image, built once: imported from the cached root filesystem, or made with debootstrap
+/// from the Debian mirror apt uses here.
+async fn image() -> &'static str {
+    if docker(&["image", "inspect", IMAGE]).await.status.success() {
+        return IMAGE;
+    }
+    let cache = target_dir().join("zedops-sysd");
+    std::fs::create_dir_all(&cache).unwrap();
+    let tarball = cache.join("bookworm-rootfs.tar");
+    if !tarball.exists() {
+        let root = tempfile::tempdir_in(&cache).unwrap();
+        let mirror = debian_mirror();
+        eprintln!(
+            "building the systemd test image with debootstrap from {mirror} (about a minute, once)"
+        );
+        let out = Command::new("debootstrap")
+            .args([
+                "--variant=minbase",
+                &format!("--include={PACKAGES}"),
+                "bookworm",
+            ])
+            .arg(root.path())
+            .arg(&mirror)
+            .output()
+            .await
+            .expect("debootstrap runs");
+        assert!(
+            out.status.success(),
+            "debootstrap failed: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let partial = cache.join("bookworm-rootfs.tar.partial");
+        let out = Command::new("tar")
+            .arg("-C")
+            .arg(root.path())
+            .args(["-cf"])
+            .arg(&partial)
+            .arg(".")
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "tar: {}", text(&out.stderr));
+        std::fs::rename(&partial, &tarball).unwrap();
+    }
+    let out = Command::new("docker")
+        .args(["import"])
+        .arg(&tarball)
+        .arg(IMAGE)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "docker import: {}", text(&out.stderr));
+    IMAGE
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// The Debian mirror apt is configured with here (deb822 `URIs:` or a one-line `deb` entry).
+fn debian_mirror() -> String {
+    let mut texts = vec![std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default()];
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        for entry in dir.flatten() {
+            texts.push(std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+    }
+    for text in &texts {
+        for line in text.lines() {
+            // `URIs: http://…` (deb822) or `deb [options] http://… suite …`.
+            let uri = match line.strip_prefix("URIs:") {
+                Some(rest) => rest.split_whitespace().next(),
+                None if line.starts_with("deb ") => {
+                    line.split_whitespace().skip(1).find(|w| w.contains("://"))
+                }
+                None => None,
+            };
+            if let Some(uri) = uri
+                && uri.trim_end_matches('/').ends_with("/debian")
+            {
+                return uri.to_string();
+            }
+        }
+    }
+    "http://deb.debian.org/debian".to_string()
+}
+
+/// Watches every process's command line on this machine (the container's processes are this
+/// machine's too) for `needle` until dropped; `seen` says whether it ever showed up.
+struct ArgvWatch {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl ArgvWatch {
+    fn start(needle: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let needle = needle.to_string();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                    if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+                        let line = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                        if line.contains(&needle) {
+                            seen.push(line);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            seen
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Command lines that held the needle.
+    fn finish(mut self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+/// Pastes the install command into a shell inside as `user`, watching all command lines of the
+/// machine for the token meanwhile.
+async fn install(machine: &Machine, user: Option<&str>, command: &str, token: &str) -> Output {
+    let watch = ArgvWatch::start(token);
+    let out = machine.paste(user, command).await;
+    let mut seen = watch.finish();
+    seen.sort();
+    seen.dedup();
+    assert!(
+        seen.is_empty(),
+        "the registration token was on a command line: {seen:?}"
+    );
+    out
+}
+
+/// The checks every good install must pass.
+async fn check_installed(machine: &Machine, relay: &Relay, token: &str) -> (String, String) {
+    assert_eq!(
+        machine.sh("systemctl is-active zedops-agent").await.trim(),
+        "active"
+    );
+    let online = relay.wait_online().await;
+    // Modes and owners: settings (with the token until enrolment) root's only; the data
+    // directory and credentials the service user's only.
+    let stat = machine
+        .sh(
+            "stat -c '%n %a %U' /etc/zedops-agent/agent.env /var/lib/zedops-agent \
+             /var/lib/zedops-agent/credentials.json /etc/systemd/system/zedops-agent.service \
+             /usr/local/bin/zedops-agent",
+        )
+        .await;
+    let expected = [
+        "/etc/zedops-agent/agent.env 600 root",
+        "/var/lib/zedops-agent 700 zedops-agent",
+        "/var/lib/zedops-agent/credentials.json 600 zedops-agent",
+        "/etc/systemd/system/zedops-agent.service 644 root",
+        "/usr/local/bin/zedops-agent 755 root",
+    ];
+    assert_eq!(stat.lines().collect::<Vec<_>>(), expected, "{stat}");
+    // No journal line of any unit (sudo's included) holds the token.
+    let journal = machine.sh("journalctl --no-pager -o cat").await;
+    assert!(!journal.is_empty(), "the journal is empty");
+    assert!(
+        !journal.contains(token),
+        "the registration token is in the journal"
+    );
+    online
+}
+
+async fn uninstall_purge(machine: &Machine) -> String {
+    let out = machine
+        .exec(None, "/usr/local/bin/zedops-agent uninstall --purge")
+        .await;
+    let said = text(&out.stderr);
+    assert!(out.status.success(), "uninstall --purge: {said}");
+    said
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installs_under_systemd_as_root_and_through_sudo() {
+    if !require_tool("docker", "docker.io") || !require_tool("debootstrap", "debootstrap") {
+        return;
+    }
+    let image = image().await;
+    let downloads = tempfile::tempdir().unwrap();
+    let served = downloads
+        .path()
+        .join(format!("zedops-agent-linux-{}", std::env::consts::ARCH));
+    std::fs::copy(AGENT, &served).unwrap();
+    let relay = Relay::start(downloads.path()).await;
+    let machine = Machine::boot(image).await;
+    // Docker is installed there as on any server: a docker group owning the socket.
+    let gid = machine.sh("stat -c %g /var/run/docker.sock").await;
+    if gid.trim() != "0" {
+        machine
+            .sh(&format!("groupadd --gid {} docker", gid.trim()))
+            .await;
+    }
+
+    // --- As root, on a host without sudo ------------------------------------------------------
+    machine.sh("mv /usr/bin/sudo /usr/bin/sudo.hidden").await;
+    let (command, token) = relay.install_command().await;
+    assert!(
+        command.starts_with("curl -fsSL ") && !command.contains("sudo"),
+        "{command}"
+    );
+    let out = install(&machine, None, &command, &token).await;
+    let said = text(&out.stderr);
+    eprintln!("--- install as root said:\n{said}");
+    assert!(out.status.success(), "install as root: {said}");
+    assert!(said.contains("connected to the relay as"), "{said}");
+    assert!(!said.contains(&token), "{said}");
+    let (name, id) = check_installed(&machine, &relay, &token).await;
+
+    // The same command again changes nothing and still reports the connection.
+    let out = install(&machine, None, &command, &token).await;
+    let said = text(&out.stderr);
+    assert!(out.status.success(), "second run: {said}");
+    assert!(said.contains("nothing changed"), "{said}");
+    assert!(said.contains("connected to the relay"), "{said}");
+
+    // A service restart and a machine restart: the agent comes back as itself.
+    machine.sh("systemctl restart zedops-agent").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(relay.wait_online().await, (name.clone(), id.clone()));
+    machine.restart().await;
+    assert_eq!(relay.wait_online().await, (name.clone(), id.clone()));
+
+    // uninstall --purge: the relay forgets the agent, the same host installs again.
+    let said = uninstall_purge(&machine).await;
+    assert!(said.contains("the relay forgot agent"), "{said}");
+    assert!(relay.store.agents().await.unwrap().is_empty());
+    let (command, token) = relay.install_command().await;
+    let out = install(&machine, None, &command, &token).await;
+    assert!(out.status.success(), "reinstall: {}", text(&out.stderr));
+    let (again, new_id) = relay.wait_online().await;
+    assert_eq!(again, name, "the name was enrolled again");
+    assert_ne!(new_id, id);
+    uninstall_purge(&machine).await;
+
+    // A wrong token: the install fails with the relay's reason and the journal.
+    let wrong = "zr_wrongwrongwrongwrongwrongwrongwrongwrong";
+    let command = install_command(&relay.url, wrong);
+    let out = install(&machine, None, &command, wrong).await;
+    let said = text(&out.stderr);
+    eprintln!("--- install with a wrong token said:\n{said}");
+    assert!(
+        !out.status.success(),
+        "a wrong token was reported as success: {said}"
+    );
+    assert!(said.contains("UNAUTHORIZED"), "{said}");
+    assert!(said.contains("Last lines of its journal"), "{said}");
+    let said = uninstall_purge(&machine).await;
+    assert!(!said.contains("forgot"), "{said}");
+    let failed = machine
+        .sh("systemctl list-units --failed --no-legend --plain")
+        .await;
+    assert!(
+        !failed.contains("zedops-agent"),
+        "the uninstalled unit is still listed as failed: {failed}"
+    );
+
+    // --- As a user with sudo ------------------------------------------------------------------
+    machine.sh("mv /usr/bin/sudo.hidden /usr/bin/sudo").await;
+    machine
+        .sh("useradd --create-home --shell /bin/sh tester && \
+             echo 'tester ALL=(ALL) NOPASSWD: ALL' >/etc/sudoers.d/tester && \
+             chmod 0440 /etc/sudoers.d/tester")
+        .await;
+    let (command, token) = relay.install_command().await;
+    let out = install(&machine, Some("tester"), &command, &token).await;
+    let said = text(&out.stderr);
+    eprintln!("--- install through sudo said:\n{said}");
+    assert!(out.status.success(), "install through sudo: {said}");
+    assert!(said.contains("through sudo"), "{said}");
+    assert!(said.contains("connected to the relay as"), "{said}");
+    check_installed(&machine, &relay, &token).await;
+    let journal = machine.sh("journalctl --no-pager -o cat").await;
+    assert!(
+        journal.contains("zedops-agent install"),
+        "sudo's journal line for the install is missing"
+    );
+    uninstall_purge(&machine).await;
+    assert!(relay.store.agents().await.unwrap().is_empty());
+
+    // A download that no longer matches the published checksum is refused, nothing installed.
+    let mut binary = std::fs::read(&served).unwrap();
+    binary[4096] ^= 0xff;
+    std::fs::write(&served, binary).unwrap();
+    let (command, token) = relay.install_command().await;
+    let out = install(&machine, None, &command, &token).await;
+    let said = text(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("checksum mismatch, nothing was installed"),
+        "{said}"
+    );
+    let left = machine
+        .exec(
+            None,
+            "test -e /usr/local/bin/zedops-agent || test -e /etc/zedops-agent",
+        )
+        .await;
+    assert!(!left.status.success(), "files were installed");
+}
