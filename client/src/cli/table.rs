@@ -251,4 +251,16 @@ mod tests {
             ["agent-2", "x", "offline", "-", "-", "-"]
         );
     }
+
+    #[test]
+    fn terminal_controls_never_reach_the_terminal() {
+        let evil = "web\u{1b}[2J\u{9b}31m\u{7}\u{7f}\u{202e}txt";
+        assert_eq!(clean(evil), "web?[2J?31m???txt");
+        let json = serde_json::to_string(&serde_json::json!({ "name": evil })).unwrap();
+        let safe = json_for_terminal(&json);
+        assert!(!safe.chars().any(is_unsafe), "{safe:?}");
+        // The same value once decoded.
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["name"], evil);
+    }
 }
