@@ -52,6 +52,7 @@ fn sample(subject: &str) -> Value {
             json!({"name": "matrix-new", "role": "viewer", "password": "matrix-pass"})
         }
         subject::USER_UPDATE => json!({"name": "no-such-user", "role": "viewer"}),
+        subject::USER_PASSWORD => json!({"name": "no-such-user", "password": "matrix-pass"}),
         subject::TOKEN_REVOKE => json!({"tokenId": "no-such-token"}),
         subject::AGENT_ROTATE => json!({"agentId": "no-such-agent"}),
         other => panic!("no sample request for {other}: add one and a row in the policy table"),
@@ -627,6 +628,128 @@ async fn raw_agent_auth(relay: &TestRelay, agent_id: &str, token: &str) -> Value
             return serde_json::from_str(text.as_str()).unwrap();
         }
     }
+}
+
+/// `agent.forget` revokes the sending agent and no other: a frame naming another agent is
+/// refused, the answer names the sender, its name enrols again, and clients cannot send it.
+#[tokio::test]
+async fn an_agent_can_forget_itself_and_no_other() {
+    let relay = TestRelay::start().await;
+    let admin = connect(&relay, "root", Role::Admin).await;
+    let data = tempfile::tempdir().unwrap();
+    let keep = TestAgent::spawn(
+        &relay.url,
+        Some(relay.registration_token().await),
+        "keeper",
+        &data.path().join("k"),
+    );
+    let leaver = TestAgent::spawn(
+        &relay.url,
+        Some(relay.registration_token().await),
+        "leaver",
+        &data.path().join("l"),
+    );
+    relay.wait_agent("keeper", true).await;
+    let (keep_id, _) = stored_credentials(&keep.wait_credentials().await);
+    let (id, token) = stored_credentials(&leaver.wait_credentials().await);
+    leaver.stop().await.unwrap();
+    relay.wait_agent("leaver", false).await;
+
+    let url = format!("ws://{}/ws/agent", relay.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let hello = json!({"subject": "agent.auth", "data": {
+        "protocolVersion": zedops_protocol::PROTOCOL_VERSION, "agentId": id, "token": token,
+        "info": {"version": "0", "os": "linux", "arch": "x86_64"}}});
+    ws.send(Message::text(hello.to_string())).await.unwrap();
+    let mut next = async || loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("answer within 10 s")
+            .expect("an answer")
+            .unwrap();
+        if let Message::Text(text) = msg {
+            return serde_json::from_str::<Value>(text.as_str()).unwrap();
+        }
+    };
+    assert_eq!(next().await["subject"], "agent.welcome");
+    let send = |frame: Value| Message::text(frame.to_string());
+    let (mut sink, mut stream) = ws.split();
+    let mut recv = async || loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("answer within 10 s")
+            .expect("an answer")
+            .unwrap();
+        if let Message::Text(text) = msg {
+            return serde_json::from_str::<Value>(text.as_str()).unwrap();
+        }
+    };
+    // Naming another agent is not a thing the subject takes.
+    sink.send(send(
+        json!({"subject": "agent.forget", "reply": "_INBOX.a", "data": {"agentId": keep_id}}),
+    ))
+    .await
+    .unwrap();
+    let refused = recv().await;
+    assert_eq!(refused["subject"], "_INBOX.a");
+    assert_eq!(refused["data"]["errorCode"], "INVALID_REQUEST", "{refused}");
+    sink.send(send(json!({"subject": "agent.forget", "data": {}})))
+        .await
+        .unwrap();
+    let refused = recv().await;
+    assert_eq!(refused["data"]["errorCode"], "INVALID_REQUEST", "{refused}");
+    assert_eq!(
+        relay.store.agents().await.unwrap().len(),
+        2,
+        "nothing forgotten yet"
+    );
+
+    sink.send(send(
+        json!({"subject": "agent.forget", "reply": "_INBOX.b", "data": {}}),
+    ))
+    .await
+    .unwrap();
+    let forgotten = recv().await;
+    assert_eq!(forgotten["subject"], "_INBOX.b");
+    assert_eq!(forgotten["data"], json!({"agentId": id, "name": "leaver"}));
+    let agents = relay.store.agents().await.unwrap();
+    assert_eq!(
+        agents.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+        ["keeper"]
+    );
+    relay.wait_agent("keeper", true).await;
+    let refused = raw_agent_auth(&relay, &id, &token).await;
+    assert_eq!(refused["data"]["errorCode"], "UNAUTHORIZED", "{refused}");
+    let log = admin
+        .request_raw(subject::AUDIT_LIST, json!({}))
+        .await
+        .unwrap();
+    assert!(
+        log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["operation"] == "agent.forget"
+                && e["agentId"] == id.as_str()
+                && e["target"] == "leaver"),
+        "{log}"
+    );
+    // Clients cannot send it, and the name enrols again.
+    assert!(
+        admin
+            .request_raw(subject::AGENT_FORGET, json!({}))
+            .await
+            .is_err()
+    );
+    let again = TestAgent::spawn(
+        &relay.url,
+        Some(relay.registration_token().await),
+        "leaver",
+        &data.path().join("l2"),
+    );
+    relay.wait_agent("leaver", true).await;
+    again.stop().await.unwrap();
+    keep.stop().await.unwrap();
 }
 
 fn stored_credentials(path: &std::path::Path) -> (String, String) {
