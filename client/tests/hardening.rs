@@ -137,6 +137,13 @@ async fn an_agent_named_like_another_agents_id_is_refused_and_ids_resolve_first(
         .await
         .unwrap();
     pool.close().await;
+    // What the relay warns about at start, naming both.
+    let clashes = relay.store.agent_name_clashes().await.unwrap();
+    assert_eq!(clashes.len(), 1);
+    assert_eq!(
+        (clashes[0].0.id.as_str(), clashes[0].1.id.as_str()),
+        (impostor_id.as_str(), real.id.as_str())
+    );
     let mut impostor = FakeAgent::auth(&relay, &impostor_id, &impostor_token).await;
 
     // Both online: a stop naming the real id goes to the real agent.
