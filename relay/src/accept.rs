@@ -357,3 +357,40 @@ async fn serve_connection<S>(
         debug!(%peer, %e, "HTTP connection ended with an error");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn connections_are_capped_in_total_and_per_address_and_freed_on_drop() {
+        let counter = Counter::new(3, 2, vec!["10.0.0.0/8".parse().unwrap()]);
+        let a1 = counter.admit(ip("192.0.2.1")).unwrap();
+        let _a2 = counter.admit(ip("192.0.2.1")).unwrap();
+        assert_eq!(counter.admit(ip("192.0.2.1")).err(), Some(Full::Address));
+        // A trusted proxy is not capped per address, only in total.
+        let _p = counter.admit(ip("10.0.0.5")).unwrap();
+        assert_eq!(counter.admit(ip("10.0.0.5")).err(), Some(Full::Total));
+        assert_eq!(counter.open(), 3);
+        drop(a1);
+        assert_eq!(counter.open(), 2);
+        let _a3 = counter.admit(ip("192.0.2.1")).unwrap();
+        drop(_p);
+        assert_eq!(
+            counter.admit(ip("::ffff:192.0.2.1")).err(),
+            Some(Full::Address),
+            "an IPv4-mapped address counts as the IPv4 one"
+        );
+    }
+
+    #[test]
+    fn the_descriptor_limit_leaves_room_for_the_relay_itself() {
+        assert_eq!(connections_for_descriptors(1024), 896);
+        assert_eq!(connections_for_descriptors(65536), 65408);
+        assert_eq!(connections_for_descriptors(100), 50);
+    }
+}
