@@ -383,13 +383,13 @@ async fn the_desktop_app_controls_real_containers() {
         )
         .await;
     let prefix = format!(
-        "curl -fsSL {}/install.sh | sudo sh -s -- --token ",
+        "curl -fsSL {}/install.sh | ZEDOPS_TOKEN=",
         relay.url.trim_end_matches('/')
     );
     let token = command
         .strip_prefix(&prefix)
-        .unwrap_or_else(|| panic!("install command {command:?} does not start with {prefix:?}"))
-        .trim()
+        .and_then(|rest| rest.trim().strip_suffix(" sh"))
+        .unwrap_or_else(|| panic!("install command {command:?} is not {prefix}… sh"))
         .to_string();
     let expiry = wd
         .wait_for(r#"[data-testid="token-expiry"]"#, UI_WAIT)
