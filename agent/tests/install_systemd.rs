@@ -85,11 +85,23 @@ impl Relay {
 
     /// Waits until the one live agent is connected, and returns its name and id.
     async fn wait_online(&self) -> (String, String) {
+        self.wait_reconnected(None).await
+    }
+
+    /// The connection of the one live agent now, if it is connected.
+    fn connection(&self, id: &str) -> Option<u64> {
+        self.state.hub.agent(id).map(|link| link.conn_id)
+    }
+
+    /// Waits until the one live agent is connected over another connection than `old` (when
+    /// given), and returns its name and id.
+    async fn wait_reconnected(&self, old: Option<u64>) -> (String, String) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
         loop {
             let agents = self.store.agents().await.unwrap();
             if let [agent] = agents.as_slice()
-                && self.state.hub.agent(&agent.name).is_some()
+                && let Some(conn) = self.connection(&agent.id)
+                && Some(conn) != old
             {
                 return (agent.name.clone(), agent.id.clone());
             }
@@ -482,11 +494,18 @@ async fn installs_under_systemd_as_root_and_through_sudo() {
     assert!(said.contains("connected to the relay"), "{said}");
 
     // A service restart and a machine restart: the agent comes back as itself.
+    let before = relay.connection(&id);
     machine.sh("systemctl restart zedops-agent").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(relay.wait_online().await, (name.clone(), id.clone()));
+    assert_eq!(
+        relay.wait_reconnected(before).await,
+        (name.clone(), id.clone())
+    );
+    let before = relay.connection(&id);
     machine.restart().await;
-    assert_eq!(relay.wait_online().await, (name.clone(), id.clone()));
+    assert_eq!(
+        relay.wait_reconnected(before).await,
+        (name.clone(), id.clone())
+    );
 
     // uninstall --purge: the relay forgets the agent, the same host installs again.
     let said = uninstall_purge(&machine).await;
