@@ -3,6 +3,8 @@
 //! 1,024-descriptor limit, lock-out attempts, log forging, database file modes under umask 022,
 //! device session expiry, and invalid UTF-8 on a WebSocket. Attackers use other loopback
 //! addresses (127.0.0.2 and up) than the legitimate user (127.0.0.1).
+// /proc, prlimit and loopback addresses beyond 127.0.0.1 are Linux.
+#![cfg(target_os = "linux")]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -218,7 +220,7 @@ async fn real_client(relay: &Relay) -> Vec<zedops_protocol::AgentSummary> {
     let token = loop {
         match zedops_client::login(&relay.url(), "alice", PASSWORD, None, false).await {
             Ok(answer) => break answer.token,
-            Err(e) if e.code().to_string() == "RATE_LIMITED" && Instant::now() < deadline => {
+            Err(e) if e.code() == "RATE_LIMITED" && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(e) => panic!("the right user could not log in: {e}"),
