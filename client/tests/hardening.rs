@@ -493,3 +493,74 @@ async fn log_follows_are_capped_per_user_and_per_agent() {
     greedy.close().await;
     agent.stop().await.unwrap();
 }
+
+/// A viewer that reads nothing while its agent floods a log stream: the relay holds a bounded
+/// part, drops the rest and counts it, and the stream's last frame still arrives. Every line is
+/// either received or counted in `dropped`.
+#[tokio::test]
+async fn a_stalled_viewer_gets_each_line_or_its_count_and_always_the_end() {
+    let relay = TestRelay::start().await;
+    let mut agent = FakeAgent::enrol(&relay, "flooder").await.unwrap();
+    let token = relay.login("viewer", Role::Viewer).await;
+    let mut viewer = tokio_tungstenite::connect_async(format!("ws://{}/ws/client", relay.addr))
+        .await
+        .unwrap()
+        .0;
+    viewer
+        .send(Message::text(
+            json!({"subject": "client.hello", "data": {"protocolVersion": PROTOCOL_VERSION, "token": token}}).to_string(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut viewer).await.unwrap()["subject"],
+        "client.welcome"
+    );
+    viewer
+        .send(Message::text(
+            json!({"subject": "container.logs", "reply": "_INBOX.logs",
+                "data": {"agentId": "flooder", "containerId": "web", "follow": true}})
+            .to_string(),
+        ))
+        .await
+        .unwrap();
+    let request = agent.request().await.unwrap();
+    let inbox = request["reply"].as_str().unwrap().to_string();
+
+    // 2,000 chunks of 6 lines of 16 KiB (about 190 MB) while the viewer reads nothing.
+    const CHUNKS: usize = 2_000;
+    const LINES: usize = 6;
+    let line = "y".repeat(16 * 1024);
+    let lines: Vec<Value> = (0..LINES)
+        .map(|_| json!({"stream": "stdout", "text": line}))
+        .collect();
+    let chunk = json!({"subject": inbox, "data": {"lines": lines}}).to_string();
+    for _ in 0..CHUNKS {
+        agent.send(serde_json::from_str(&chunk).unwrap()).await;
+    }
+    agent
+        .send(json!({"subject": inbox, "data": {"end": {"errorCode": null, "reason": "the container stopped"}}}))
+        .await;
+
+    // Now the viewer reads everything.
+    let (mut received, mut dropped) = (0, 0);
+    let end = loop {
+        let frame = next_text(&mut viewer)
+            .await
+            .expect("the stream goes on to its end");
+        assert_eq!(frame["subject"], "_INBOX.logs", "{frame}");
+        received += frame["data"]["lines"].as_array().map_or(0, Vec::len);
+        dropped += frame["data"]["dropped"].as_u64().unwrap_or(0) as usize;
+        if !frame["data"]["end"].is_null() {
+            break frame["data"]["end"].clone();
+        }
+    };
+    assert_eq!(end["reason"], "the container stopped", "{end}");
+    assert!(dropped > 0, "a stalled viewer loses lines, counted");
+    assert_eq!(
+        received + dropped,
+        CHUNKS * LINES,
+        "every line received or counted"
+    );
+    drop(agent);
+}
