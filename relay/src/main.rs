@@ -382,7 +382,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         );
                     }
                     eprintln!(
-                        "run this on the server to enrol (as root; the token is single-use, valid {}):",
+                        "paste this on the server to enrol it, as root or a user who may use sudo (the token is single-use, valid {}):",
                         humantime::format_duration(ttl)
                     );
                     out(&format!(
