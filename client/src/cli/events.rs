@@ -34,10 +34,15 @@ pub async fn events(global: &Global, agent: Option<&str>, json: bool) -> CliResu
         }
     };
     let mut names: HashMap<String, String> = agents.into_iter().map(|a| (a.id, a.name)).collect();
-    if let Err(err) = client.subscribe(agent.map(|a| vec![a.to_string()])).await {
-        client.close().await;
-        return Err(err.into());
-    }
+    // The relay resolves the reference (an exact id first, then a name); statuses are shown
+    // for the ids it answered, so an agent named like another's id is never taken for it.
+    let watched_ids = match client.subscribe(agent.map(|a| vec![a.to_string()])).await {
+        Ok(subscribed) => subscribed.agents,
+        Err(err) => {
+            client.close().await;
+            return Err(err.into());
+        }
+    };
     eprintln!(
         "watching {}; Ctrl-C stops",
         agent.map_or("every agent".to_string(), |a| format!(
@@ -61,7 +66,9 @@ pub async fn events(global: &Global, agent: Option<&str>, json: bool) -> CliResu
             }
             Ok(ClientEvent::AgentStatus(status)) => {
                 names.insert(status.agent_id.clone(), status.name.clone());
-                let watched = agent.is_none_or(|a| a == status.agent_id || a == status.name);
+                let watched = watched_ids
+                    .as_ref()
+                    .is_none_or(|ids| ids.contains(&status.agent_id));
                 if watched {
                     show_status(&status, json)
                 } else {
