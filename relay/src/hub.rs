@@ -501,6 +501,16 @@ impl Hub {
         (conn_id, rx)
     }
 
+    /// Device sessions with at least one live connection.
+    pub fn live_sessions(&self) -> Vec<String> {
+        self.clients
+            .lock()
+            .expect("clients lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// Forgets a client connection that ended.
     pub fn disconnect_client(&self, session_id: &str, conn_id: u64) {
         let mut clients = self.clients.lock().expect("clients lock");
@@ -753,5 +763,114 @@ impl AgentLink {
     /// Marks the agent as just heard from.
     pub fn touch(&self) {
         self.last_seen.store(now(), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(lines: usize, line_bytes: usize) -> String {
+        let line = serde_json::json!({"stream": "stdout", "text": "z".repeat(line_bytes)});
+        serde_json::json!({ "lines": vec![line; lines] }).to_string()
+    }
+
+    #[tokio::test]
+    async fn a_stream_holds_its_byte_budget_and_always_its_last_frame() {
+        let hub = Hub::default();
+        let (link, _outbound, _closed) = hub.connect_agent("a", "agent");
+        let (inbox, mut rx, shared) = link
+            .open_stream(subject::CONTAINER_LOGS, StreamKind::Logs, "{}")
+            .await
+            .unwrap();
+        // Nobody reads: 100 chunks of 57 lines of 16 KiB (about 91 MB).
+        let big = chunk(57, 16 * 1024);
+        for _ in 0..100 {
+            assert!(link.answer(&inbox, &big));
+        }
+        let held = shared.bytes.load(Ordering::Relaxed);
+        assert!(held <= STREAM_BYTES, "{held} bytes held");
+        assert!(held > STREAM_BYTES - big.len());
+        let queued = held / big.len();
+        assert_eq!(
+            shared.dropped.load(Ordering::Relaxed),
+            ((100 - queued) * 57) as u64
+        );
+        // The last frame is decided on the decoded chunk (a line's text saying `"end":` is
+        // not one), and it has its own slot however full the queue is.
+        let tricky = serde_json::json!({"lines": [{"stream": "stdout", "text": "\"end\":"}]});
+        assert!(link.answer(&inbox, &tricky.to_string()));
+        assert!(shared.take_last().is_none());
+        link.answer(&inbox, r#"{"end": {"errorCode": null, "reason": "done"}}"#);
+        let (last, _charge) = shared.take_last().expect("the end").expect("readable");
+        assert!(last.is_end());
+        // Frames after the end are ignored; unread frames give their bytes back when dropped.
+        assert!(link.answer(&inbox, &big));
+        while rx.try_recv().is_ok() {}
+        drop(_charge);
+        assert_eq!(shared.bytes.load(Ordering::Relaxed), 0);
+        assert_eq!(link.stream_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn an_agent_holds_its_byte_budget_over_all_its_streams_and_its_stream_cap() {
+        let hub = Hub::default().with_stream_limits(6, 16);
+        let (link, _outbound, _closed) = hub.connect_agent("a", "agent");
+        let big = chunk(57, 16 * 1024);
+        let mut streams = Vec::new();
+        for _ in 0..6 {
+            let opened = link
+                .open_stream(subject::CONTAINER_LOGS, StreamKind::Logs, "{}")
+                .await
+                .unwrap();
+            for _ in 0..20 {
+                link.answer(&opened.0, &big);
+            }
+            streams.push(opened);
+        }
+        assert!(link.stream_bytes.load(Ordering::Relaxed) <= AGENT_STREAM_BYTES);
+        let err = link
+            .open_stream(subject::CONTAINER_LOGS, StreamKind::Logs, "{}")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RouteError::StreamsBusy(6)), "{err:?}");
+        let reply = err.to_reply("agent");
+        assert_eq!(reply.error_code, ErrorCode::RateLimited);
+        link.close_stream(&streams[0].0);
+        assert!(
+            link.open_stream(subject::CONTAINER_LOGS, StreamKind::Logs, "{}")
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stalled_client_holds_a_bounded_number_of_push_bytes() {
+        let hub = Hub::default();
+        let (watch_tx, watch_rx) = watch::channel(Subscription::Fleet);
+        let mut stalled = hub.subscribe_events(watch_rx);
+        let (_off_tx, off_rx) = watch::channel(Subscription::Off);
+        let off = hub.subscribe_events(off_rx);
+        let frame = "p".repeat(250 * 1024);
+        for _ in 0..200 {
+            hub.push_event("a", frame.clone());
+        }
+        let bytes = stalled.queue.state.lock().unwrap().bytes;
+        assert!(bytes <= EVENT_QUEUE_BYTES, "{bytes}");
+        assert_eq!(off.queue.state.lock().unwrap().frames.len(), 0);
+        let kept = EVENT_QUEUE_BYTES / frame.len();
+        match stalled.recv().await {
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                assert_eq!(missed as usize, 200 - kept)
+            }
+            other => panic!("{other:?}"),
+        }
+        for _ in 0..kept {
+            assert!(stalled.recv().await.is_ok());
+        }
+        // Unregistered when dropped.
+        drop(stalled);
+        drop(watch_tx);
+        assert_eq!(hub.event_queues.lock().unwrap().len(), 1);
     }
 }

@@ -408,9 +408,9 @@ impl Store {
         lifetimes: &SessionLifetimes,
     ) -> Result<SessionCheck, StoreError> {
         let row = sqlx::query(
-            "SELECT s.id, u.name, u.role, s.created_at, COALESCE(s.last_used_at, s.created_at) AS used \
-             FROM device_sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = ? AND s.revoked_at IS NULL AND u.disabled = 0",
+            "SELECT s.id, u.name, u.role, s.created_at, COALESCE(s.last_used_at, s.created_at) AS used, \
+             s.revoked_at FROM device_sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = ? AND u.disabled = 0",
         )
         .bind(secret::token_hash(token))
         .fetch_optional(&self.pool)
@@ -418,9 +418,19 @@ impl Store {
         let Some(row) = row else {
             return Ok(SessionCheck::Unknown);
         };
+        let (created, used) = (row.get("created_at"), row.get("used"));
+        // A session ended when it was already past its lifetime (by the relay's periodic sweep)
+        // is reported as expired, not as revoked.
+        if let Some(revoked) = row.get::<Option<i64>, _>("revoked_at") {
+            return Ok(if lifetimes.expired(created, used, revoked) {
+                SessionCheck::Expired
+            } else {
+                SessionCheck::Unknown
+            });
+        }
         let id: String = row.get("id");
         let at = now();
-        if lifetimes.expired(row.get("created_at"), row.get("used"), at) {
+        if lifetimes.expired(created, used, at) {
             self.revoke_session(&id).await?;
             return Ok(SessionCheck::Expired);
         }
@@ -437,6 +447,39 @@ impl Store {
             }),
             None => SessionCheck::Unknown,
         })
+    }
+
+    /// Ends every device session past its lifetimes; a session in `in_use` (connected now)
+    /// counts as used now. The ended sessions reach their live connections through
+    /// [`revoked_since`](Self::revoked_since). Returns how many ended.
+    pub async fn end_expired_sessions(
+        &self,
+        lifetimes: &SessionLifetimes,
+        in_use: &[String],
+    ) -> Result<u64, StoreError> {
+        let at = now();
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        let mut tx = self.pool.begin().await?;
+        for id in in_use {
+            sqlx::query(
+                "UPDATE device_sessions SET last_used_at = ? WHERE id = ? AND revoked_at IS NULL",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let done = sqlx::query(
+            "UPDATE device_sessions SET revoked_at = ? WHERE revoked_at IS NULL \
+             AND (COALESCE(last_used_at, created_at) <= ? OR created_at <= ?)",
+        )
+        .bind(at)
+        .bind(at.saturating_sub(secs(lifetimes.idle)))
+        .bind(at.saturating_sub(secs(lifetimes.max_age)))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 
     /// Ends the session of a device token. Returns whether one was live.

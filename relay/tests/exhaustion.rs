@@ -611,9 +611,11 @@ async fn device_sessions_expire_when_idle_and_at_their_maximum_age() {
     let url = relay.url();
     let login = || zedops_client::login(&url, "alice", PASSWORD, None, false);
 
-    // Used every second, a session outlives its idle time, but not its maximum age.
+    // Used every second, a session outlives its idle time, but not its maximum age; a
+    // connection open all along is closed then too.
     let started = Instant::now();
     let token = login().await.unwrap().token;
+    let open_all_along = connect(token.clone()).await.unwrap();
     while started.elapsed() < Duration::from_secs(5) {
         connect(token.clone())
             .await
@@ -632,6 +634,14 @@ async fn device_sessions_expire_when_idle_and_at_their_maximum_age() {
             .contains("your session expired; log in again"),
         "{err}"
     );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open_all_along.agents().await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "a connection outlived its session's maximum age"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Left unused, it ends after the idle time.
     let token = login().await.unwrap().token;
