@@ -829,10 +829,12 @@ mod tests {
             streams.push(opened);
         }
         assert!(link.stream_bytes.load(Ordering::Relaxed) <= AGENT_STREAM_BYTES);
-        let err = link
+        let Err(err) = link
             .open_stream(subject::CONTAINER_LOGS, StreamKind::Logs, "{}")
             .await
-            .unwrap_err();
+        else {
+            panic!("a 7th stream was opened");
+        };
         assert!(matches!(err, RouteError::StreamsBusy(6)), "{err:?}");
         let reply = err.to_reply("agent");
         assert_eq!(reply.error_code, ErrorCode::RateLimited);
