@@ -2,9 +2,11 @@
 //! WebSocket upgrade too), capped globally and per client address before anything is read, and
 //! served as HTTP/1.1 with a deadline on the TLS handshake and on every request's headers (which
 //! also closes keep-alive connections left idle). Slow or silent peers therefore hold a bounded
-//! number of descriptors for a bounded time.
+//! number of descriptors for a bounded time. At the global cap, a new connection closes the
+//! oldest one that has not sent a whole request yet (as nginx drains reusable connections), so
+//! silent connections from many addresses cannot keep real users out until they time out.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -22,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
@@ -113,7 +116,11 @@ pub struct Counter {
 struct Open {
     total: usize,
     by_address: HashMap<IpAddr, usize>,
+    /// Connections that have not sent a whole request yet, oldest first: closed to make room.
+    waiting: BTreeMap<u64, CancellationToken>,
+    next_id: u64,
     refused: u64,
+    drained: u64,
     last_warn: Option<Instant>,
 }
 
@@ -139,15 +146,24 @@ impl Counter {
         self.open.lock().expect("counter lock").total
     }
 
-    /// Admits a connection from `ip`, or says which cap is full.
+    /// Admits a connection from `ip`, or says which cap is full. At the global cap the oldest
+    /// connection still waiting for its first request is told to close (its place frees when
+    /// it has), and this one is admitted.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Full> {
         let ip = ip.to_canonical();
         let capped = !self.trusted.iter().any(|net| net.contains(&ip));
         let mut open = self.open.lock().expect("counter lock");
-        let full = if open.total >= self.max {
-            Some(Full::Total)
-        } else if capped && open.by_address.get(&ip).copied().unwrap_or(0) >= self.per_address {
+        let full = if capped && open.by_address.get(&ip).copied().unwrap_or(0) >= self.per_address {
             Some(Full::Address)
+        } else if open.total >= self.max {
+            match open.waiting.pop_first() {
+                Some((_, close)) => {
+                    close.cancel();
+                    open.drained += 1;
+                    None
+                }
+                None => Some(Full::Total),
+            }
         } else {
             None
         };
@@ -162,11 +178,13 @@ impl Counter {
                     %ip,
                     cap = ?full,
                     refused = open.refused,
+                    drained = open.drained,
                     open = open.total,
                     "refusing connections: at the connection limit"
                 );
                 open.last_warn = Some(now);
                 open.refused = 0;
+                open.drained = 0;
             }
             return Err(full);
         }
@@ -174,10 +192,21 @@ impl Counter {
         if capped {
             *open.by_address.entry(ip).or_default() += 1;
         }
+        let id = open.next_id;
+        open.next_id += 1;
+        let close = CancellationToken::new();
+        open.waiting.insert(id, close.clone());
         Ok(Slot {
             counter: self.clone(),
             ip: capped.then_some(ip),
+            id,
+            close,
         })
+    }
+
+    /// The connection `id` sent a whole request: it is no longer drained to make room.
+    fn mark_active(&self, id: u64) {
+        self.open.lock().expect("counter lock").waiting.remove(&id);
     }
 }
 
@@ -185,11 +214,32 @@ impl Counter {
 pub struct Slot {
     counter: Arc<Counter>,
     ip: Option<IpAddr>,
+    id: u64,
+    /// Cancelled when the connection is drained to make room.
+    close: CancellationToken,
+}
+
+impl Slot {
+    /// The connection sent a whole request: it is no longer drained to make room.
+    fn active(&self) -> Active {
+        Active {
+            counter: self.counter.clone(),
+            id: self.id,
+        }
+    }
+}
+
+/// Marks a connection as having sent a request (see [`Slot::active`]).
+#[derive(Clone)]
+struct Active {
+    counter: Arc<Counter>,
+    id: u64,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.counter.open.lock().expect("counter lock");
+        open.waiting.remove(&self.id);
         open.total -= 1;
         if let Some(ip) = self.ip
             && let Some(n) = open.by_address.get_mut(&ip)
@@ -286,6 +336,7 @@ pub async fn serve(
             continue;
         };
         let _ = tcp.set_nodelay(true);
+        let (active, drained) = (slot.active(), slot.close.clone());
         let stream = Counted {
             inner: tcp,
             _slot: slot,
@@ -293,17 +344,28 @@ pub async fn serve(
         let (router, http, tls, shutdown) =
             (router.clone(), http.clone(), tls.clone(), shutdown.clone());
         connections.spawn(async move {
-            match tls {
-                None => serve_connection(stream, peer, router, &http, shutdown, grace).await,
-                Some(tls) => {
-                    match tokio::time::timeout(handshake_timeout, tls.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            serve_connection(stream, peer, router, &http, shutdown, grace).await
+            let serve = async {
+                match tls {
+                    None => {
+                        serve_connection(stream, peer, router, &http, active, shutdown, grace).await
+                    }
+                    Some(tls) => {
+                        match tokio::time::timeout(handshake_timeout, tls.accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                serve_connection(
+                                    stream, peer, router, &http, active, shutdown, grace,
+                                )
+                                .await
+                            }
+                            Ok(Err(e)) => debug!(%peer, %e, "TLS handshake failed"),
+                            Err(_) => debug!(%peer, "TLS handshake timed out"),
                         }
-                        Ok(Err(e)) => debug!(%peer, %e, "TLS handshake failed"),
-                        Err(_) => debug!(%peer, "TLS handshake timed out"),
                     }
                 }
+            };
+            tokio::select! {
+                _ = serve => {}
+                _ = drained.cancelled() => debug!(%peer, "closed to make room: no request yet"),
             }
         });
     }
@@ -322,12 +384,14 @@ async fn serve_connection<S>(
     peer: SocketAddr,
     router: Router,
     http: &hyper::server::conn::http1::Builder,
+    active: Active,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        active.counter.mark_active(active.id);
         request.extensions_mut().insert(ConnectInfo(peer));
         let router = router.clone();
         async move {
@@ -370,21 +434,45 @@ mod tests {
     fn connections_are_capped_in_total_and_per_address_and_freed_on_drop() {
         let counter = Counter::new(3, 2, vec!["10.0.0.0/8".parse().unwrap()]);
         let a1 = counter.admit(ip("192.0.2.1")).unwrap();
-        let _a2 = counter.admit(ip("192.0.2.1")).unwrap();
+        let a2 = counter.admit(ip("192.0.2.1")).unwrap();
         assert_eq!(counter.admit(ip("192.0.2.1")).err(), Some(Full::Address));
-        // A trusted proxy is not capped per address, only in total.
-        let _p = counter.admit(ip("10.0.0.5")).unwrap();
-        assert_eq!(counter.admit(ip("10.0.0.5")).err(), Some(Full::Total));
-        assert_eq!(counter.open(), 3);
-        drop(a1);
-        assert_eq!(counter.open(), 2);
-        let _a3 = counter.admit(ip("192.0.2.1")).unwrap();
-        drop(_p);
         assert_eq!(
             counter.admit(ip("::ffff:192.0.2.1")).err(),
             Some(Full::Address),
             "an IPv4-mapped address counts as the IPv4 one"
         );
+        // A trusted proxy is not capped per address, only in total.
+        let p = counter.admit(ip("10.0.0.5")).unwrap();
+        assert_eq!(counter.open(), 3);
+        // Every connection has sent a request: at the cap, the next one is refused.
+        for slot in [&a1, &a2, &p] {
+            let active = slot.active();
+            active.counter.mark_active(active.id);
+        }
+        assert_eq!(counter.admit(ip("10.0.0.5")).err(), Some(Full::Total));
+        drop(a1);
+        assert_eq!(counter.open(), 2);
+        let _a3 = counter.admit(ip("192.0.2.1")).unwrap();
+        assert_eq!(counter.open(), 3);
+    }
+
+    #[test]
+    fn at_the_cap_the_oldest_connection_without_a_request_makes_room() {
+        let counter = Counter::new(2, 10, Vec::new());
+        let silent = counter.admit(ip("192.0.2.1")).unwrap();
+        let busy = counter.admit(ip("192.0.2.2")).unwrap();
+        let active = busy.active();
+        active.counter.mark_active(active.id);
+        let newcomer = counter
+            .admit(ip("192.0.2.3"))
+            .expect("a silent one makes room");
+        assert!(
+            silent.close.is_cancelled(),
+            "the silent connection is told to close"
+        );
+        assert!(!busy.close.is_cancelled() && !newcomer.close.is_cancelled());
+        drop(silent);
+        assert_eq!(counter.open(), 2);
     }
 
     #[test]

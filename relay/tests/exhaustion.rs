@@ -503,6 +503,41 @@ async fn idle_and_slowloris_connections_at_a_1024_descriptor_limit_leave_the_rel
     assert_eq!(status, 200);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn silent_connections_from_many_addresses_make_room_for_real_users() {
+    // A header timeout of a minute: what lets the user in is not the timeout.
+    let relay = Relay::start(
+        &["prlimit", "--nofile=1024:1024", "--"],
+        &["--header-timeout", "60s"],
+    );
+    let _agent = enrol_agent(&relay, "crowded-server").await;
+    let addr = relay.addr;
+    // 2,000 silent connections from 8 addresses, each under the per-address cap (256): more
+    // than the 896 connections 1,024 descriptors allow.
+    let mut silent = Vec::new();
+    for i in 0..2000u32 {
+        if let Ok(tcp) = dial_from(loopback(2 + (i % 8) as u8), addr).await {
+            silent.push(tcp);
+        }
+    }
+    let (status, body) = http(loopback(1), addr, "GET", "/healthz", &[], "")
+        .await
+        .expect("/healthz answers while silent connections fill the cap");
+    assert_eq!(status, 200, "{body}");
+    let agents = real_client(&relay).await;
+    assert!(
+        agents
+            .iter()
+            .any(|a| a.name == "crowded-server" && a.online),
+        "{agents:?}"
+    );
+    let descriptors = std::fs::read_dir(format!("/proc/{}/fd", relay.child.id()))
+        .unwrap()
+        .count();
+    eprintln!("relay descriptors with 2,000 silent connections: {descriptors}");
+    assert!(descriptors < 1024, "{descriptors}");
+}
+
 #[tokio::test]
 async fn newlines_from_the_wire_cannot_forge_log_lines() {
     let mut relay = Relay::start(&[], &[]);
