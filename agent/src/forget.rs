@@ -99,9 +99,8 @@ pub async fn forget(
         Ok(Err(err)) => return Err(unreachable(err.to_string())),
         Ok(Ok(frame)) => frame,
     };
-    if let Ok(reply) = frame.payload::<ErrorReply>()
-        && frame.raw_data().contains("errorCode")
-    {
+    // A failed answer is recognised by its errorCode (an AgentForgotten has none).
+    if let Ok(reply) = frame.payload::<ErrorReply>() {
         return Err(ForgetError::Refused(reply));
     }
     match frame.payload::<AgentForgotten>() {
