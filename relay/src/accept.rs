@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -37,6 +38,9 @@ pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default time a request has to arrive whole and be answered (the body of a login included).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time a write may make no progress (the peer stopped reading) before the connection
+/// is closed, HTTP and WebSocket alike.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Descriptors kept free for the database, the listener and the rest when the connection cap
 /// is derived from the process's descriptor limit.
 const RESERVED_DESCRIPTORS: u64 = 128;
@@ -54,6 +58,7 @@ pub struct ConnectionLimits {
     pub per_address: usize,
     pub header_timeout: Duration,
     pub request_timeout: Duration,
+    pub send_timeout: Duration,
     /// Peers whose forwarding headers are believed and who are not capped per address.
     pub trusted_proxies: Vec<IpNet>,
 }
@@ -65,6 +70,7 @@ impl Default for ConnectionLimits {
             per_address: MAX_CONNECTIONS_PER_ADDRESS,
             header_timeout: HEADER_TIMEOUT,
             request_timeout: REQUEST_TIMEOUT,
+            send_timeout: SEND_TIMEOUT,
             trusted_proxies: Vec::new(),
         }
     }
@@ -253,10 +259,39 @@ impl Drop for Slot {
 }
 
 /// A stream that holds its connection's [`Slot`] for as long as it lives, so a connection
-/// upgraded to a WebSocket stays counted.
+/// upgraded to a WebSocket stays counted, and fails a write that makes no progress for the send
+/// timeout, so a peer that stops reading cannot hold its connection (and what waits to be
+/// written to it) for ever.
 pub struct Counted<S> {
     inner: S,
     _slot: Slot,
+    send_timeout: Duration,
+    /// Armed while writes are pending; reset by any progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> Counted<S> {
+    fn progress<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let timeout = self.send_timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the peer stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
@@ -275,10 +310,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.progress(cx, poll)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.progress(cx, poll)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
@@ -288,7 +325,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.progress(cx, poll)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -340,6 +378,8 @@ pub async fn serve(
         let stream = Counted {
             inner: tcp,
             _slot: slot,
+            send_timeout: limits.send_timeout,
+            stalled: None,
         };
         let (router, http, tls, shutdown) =
             (router.clone(), http.clone(), tls.clone(), shutdown.clone());

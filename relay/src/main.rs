@@ -95,6 +95,10 @@ struct GuardArgs {
     /// Time a request has to arrive whole and be answered (WebSockets are not limited by it)
     #[arg(long, env = "ZEDOPS_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     request_timeout: Duration,
+    /// Time a write to a peer may make no progress (it stopped reading) before its connection
+    /// is closed
+    #[arg(long, env = "ZEDOPS_SEND_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    send_timeout: Duration,
     /// A reverse proxy (address or CIDR) whose Forwarded / X-Forwarded-For header names the
     /// client's address for login limits; repeat, or separate with commas in the variable
     #[arg(long = "trusted-proxy", env = "ZEDOPS_TRUSTED_PROXY", value_delimiter = ',', value_parser = parse_cidr)]
@@ -119,6 +123,7 @@ impl GuardArgs {
                 per_address: self.max_connections_per_address,
                 header_timeout: self.header_timeout,
                 request_timeout: self.request_timeout,
+                send_timeout: self.send_timeout,
                 trusted_proxies: self.trusted_proxies,
             },
             max_login_checks: self

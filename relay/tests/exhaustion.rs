@@ -539,6 +539,44 @@ async fn silent_connections_from_many_addresses_make_room_for_real_users() {
 }
 
 #[tokio::test]
+async fn a_peer_that_stops_reading_is_closed_after_the_send_timeout() {
+    let downloads = tempfile::tempdir().unwrap();
+    let size = 64 * 1024 * 1024;
+    std::fs::write(
+        downloads.path().join("zedops-agent-linux-x86_64"),
+        vec![0u8; size],
+    )
+    .unwrap();
+    let dir = downloads.path().display().to_string();
+    let relay = Relay::start(&[], &["--downloads", &dir, "--send-timeout", "2s"]);
+    let mut tcp = dial_from(loopback(2), relay.addr).await.unwrap();
+    let request = format!(
+        "GET /download/agent/linux-x86_64 HTTP/1.1\r\nHost: {}\r\n\r\n",
+        relay.addr
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    // Read nothing for longer than the send timeout, then everything the relay still sends.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection was not closed");
+    eprintln!("a stalled download got {received} of {size} bytes before the relay closed it");
+    assert!(
+        received < size,
+        "the relay kept the stalled connection and sent all {size} bytes"
+    );
+}
+
+#[tokio::test]
 async fn newlines_from_the_wire_cannot_forge_log_lines() {
     let mut relay = Relay::start(&[], &[]);
     let addr = relay.addr;
