@@ -20,7 +20,7 @@ async fn connect(relay: &TestRelay, role: Role) -> Client {
 }
 
 fn code(err: &ClientError) -> &'static str {
-    err.code()
+    err.code().as_str()
 }
 
 #[tokio::test]
