@@ -90,14 +90,14 @@ struct GuardArgs {
     max_connections_per_address: usize,
     /// Time a peer has for the TLS handshake and each request's headers; also how long an HTTP
     /// connection may sit idle between requests
-    #[arg(long, env = "ZEDOPS_HEADER_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ZEDOPS_HEADER_TIMEOUT", default_value = "15s", value_parser = positive_duration)]
     header_timeout: Duration,
     /// Time a request has to arrive whole and be answered (WebSockets are not limited by it)
-    #[arg(long, env = "ZEDOPS_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ZEDOPS_REQUEST_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
     request_timeout: Duration,
     /// Time a write to a peer may make no progress (it stopped reading) before its connection
     /// is closed
-    #[arg(long, env = "ZEDOPS_SEND_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ZEDOPS_SEND_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
     send_timeout: Duration,
     /// A reverse proxy (address or CIDR) whose Forwarded / X-Forwarded-For header names the
     /// client's address for login limits; repeat, or separate with commas in the variable
@@ -108,10 +108,10 @@ struct GuardArgs {
     #[arg(long, env = "ZEDOPS_MAX_LOGIN_CHECKS", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_login_checks: Option<usize>,
     /// A device session unused this long ends; the user logs in again
-    #[arg(long, env = "ZEDOPS_SESSION_IDLE_TIMEOUT", default_value = "30days", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ZEDOPS_SESSION_IDLE_TIMEOUT", default_value = "30days", value_parser = positive_duration)]
     session_idle_timeout: Duration,
     /// A device session ends this long after login, however much it is used
-    #[arg(long, env = "ZEDOPS_SESSION_MAX_AGE", default_value = "90days", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ZEDOPS_SESSION_MAX_AGE", default_value = "90days", value_parser = positive_duration)]
     session_max_age: Duration,
 }
 
@@ -134,6 +134,15 @@ impl GuardArgs {
                 max_age: self.session_max_age,
             },
         }
+    }
+}
+
+/// A duration such as `15s` or `30days`, more than zero.
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be more than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e} (e.g. 15s, 10m, 30days)")),
     }
 }
 
