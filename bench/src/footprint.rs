@@ -49,7 +49,7 @@ pub async fn agent(binary: &Path) -> anyhow::Result<()> {
     let size = std::fs::metadata(binary)
         .map_err(|e| {
             anyhow::anyhow!(
-                "{}: {e}; build it with cargo build --release -p zedops-agent",
+                "{}: {e}; build it with scripts/check-agent-size (the static agent as shipped)",
                 binary.display()
             )
         })?
@@ -61,12 +61,14 @@ pub async fn agent(binary: &Path) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle = rss_kib(child.0.id())?;
     println!(
-        "agent release binary (stripped): {:.2} MB (target <= 8 MB)",
-        size as f64 / 1e6
+        "agent binary as shipped (profile agent, stripped): {:.2} MB (target <= 5 MB: {})",
+        size as f64 / 1e6,
+        verdict(size as f64 / 1e6 <= 5.0)
     );
     println!(
-        "agent idle RSS, connected to a relay: {:.2} MB (target <= 10 MB)",
-        idle as f64 / 1024.0
+        "agent idle RSS, connected to a relay: {:.2} MB (target <= 5 MB: {})",
+        idle as f64 * 1024.0 / 1e6,
+        verdict(idle as f64 * 1024.0 / 1e6 <= 5.0)
     );
     if docker.is_some() {
         let token = relay
@@ -85,7 +87,7 @@ pub async fn agent(binary: &Path) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(2)).await;
         println!(
             "agent RSS after 20 container lists: {:.2} MB",
-            rss_kib(child.0.id())? as f64 / 1024.0
+            rss_kib(child.0.id())? as f64 * 1024.0 / 1e6
         );
     }
     Ok(())
@@ -169,4 +171,9 @@ pub async fn relay(binary: &Path, connections: usize) -> anyhow::Result<()> {
     );
     drop(open);
     Ok(())
+}
+
+/// How a figure stands against its target, for the benchmark's printout.
+pub fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT MET" }
 }

@@ -38,7 +38,10 @@ enum Command {
     },
     /// The release agent's CPU and RSS while streaming the stats of N running containers.
     StatsLoad {
-        #[arg(long, default_value = "target/release/zedops-agent")]
+        #[arg(
+            long,
+            default_value = "target/x86_64-unknown-linux-musl/agent/zedops-agent"
+        )]
         binary: PathBuf,
         #[arg(long, default_value_t = 50)]
         containers: usize,
@@ -48,7 +51,10 @@ enum Command {
     /// The release agent binary: stripped size and idle RSS while connected to a relay.
     Agent {
         /// Path of the release `zedops-agent`.
-        #[arg(long, default_value = "target/release/zedops-agent")]
+        #[arg(
+            long,
+            default_value = "target/x86_64-unknown-linux-musl/agent/zedops-agent"
+        )]
         binary: PathBuf,
     },
     /// The release relay: RSS per idle agent connection.
