@@ -237,6 +237,17 @@ pub struct UserListResponse {
 
 impl Validate for UserListResponse {}
 
+/// A new password: 1 to [`MAX_PASSWORD_LEN`] bytes.
+fn check_password(password: &str) -> Result<(), ProtocolError> {
+    if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
+        return Err(ProtocolError::invalid(
+            "password",
+            "must be 1 to 1024 bytes",
+        ));
+    }
+    Ok(())
+}
+
 /// `user.create`: a new user with a password (sent once, over the authenticated connection;
 /// the relay keeps only its argon2id hash).
 #[derive(Clone, Serialize, Deserialize)]
@@ -260,13 +271,7 @@ impl std::fmt::Debug for UserCreateRequest {
 impl Validate for UserCreateRequest {
     fn validate(&self) -> Result<(), ProtocolError> {
         check_user(&self.name)?;
-        if self.password.is_empty() || self.password.len() > MAX_PASSWORD_LEN {
-            return Err(ProtocolError::invalid(
-                "password",
-                "must be 1 to 1024 bytes",
-            ));
-        }
-        Ok(())
+        check_password(&self.password)
     }
 }
 
@@ -318,13 +323,7 @@ impl std::fmt::Debug for UserPasswordRequest {
 impl Validate for UserPasswordRequest {
     fn validate(&self) -> Result<(), ProtocolError> {
         check_user(&self.name)?;
-        if self.password.is_empty() || self.password.len() > MAX_PASSWORD_LEN {
-            return Err(ProtocolError::invalid(
-                "password",
-                "must be 1 to 1024 bytes",
-            ));
-        }
-        Ok(())
+        check_password(&self.password)
     }
 }
 

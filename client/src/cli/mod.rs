@@ -446,15 +446,11 @@ async fn run(cli: Cli) -> CliResult {
                 password_file,
                 output,
             } => {
-                let password = if password_stdin {
-                    auth::read_password(std::io::stdin().lock(), "stdin")?
-                } else if let Some(path) = &password_file {
-                    auth::read_password_file(path)?
-                } else {
-                    usage_error(
-                        "give the new user's password with --password-stdin or --password-file FILE",
-                    )
-                };
+                let password = new_password(
+                    password_stdin,
+                    password_file.as_deref(),
+                    "give the new user's password with --password-stdin or --password-file FILE",
+                )?;
                 admin::add_user(&global, &name, role, password, output.json).await
             }
             UserCommand::SetPassword {
@@ -463,15 +459,11 @@ async fn run(cli: Cli) -> CliResult {
                 password_file,
                 output,
             } => {
-                let password = if password_stdin {
-                    auth::read_password(std::io::stdin().lock(), "stdin")?
-                } else if let Some(path) = &password_file {
-                    auth::read_password_file(path)?
-                } else {
-                    usage_error(
-                        "give the new password with --password-stdin or --password-file FILE",
-                    )
-                };
+                let password = new_password(
+                    password_stdin,
+                    password_file.as_deref(),
+                    "give the new password with --password-stdin or --password-file FILE",
+                )?;
                 admin::set_password(&global, &name, password, output.json).await
             }
             UserCommand::SetRole { name, role, output } => {
@@ -494,6 +486,22 @@ async fn run(cli: Cli) -> CliResult {
             )
             .await
         }
+    }
+}
+
+/// A password from the first line of stdin or of a file, never an argument; without either,
+/// a usage error that says `missing`.
+fn new_password(
+    stdin: bool,
+    file: Option<&std::path::Path>,
+    missing: &str,
+) -> Result<String, CliError> {
+    if stdin {
+        auth::read_password(std::io::stdin().lock(), "stdin")
+    } else if let Some(path) = file {
+        auth::read_password_file(path)
+    } else {
+        usage_error(missing)
     }
 }
 
