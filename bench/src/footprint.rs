@@ -10,7 +10,7 @@ use futures_util::stream::FuturesUnordered;
 use zedops_testkit::{TestRelay, require_docker};
 
 use crate::fake_peer;
-use crate::stats::{free_port, rss_kib};
+use crate::stats::{free_port, rss_kib, verdict};
 
 /// Kills the child process when dropped, so a failed benchmark leaves nothing running.
 pub struct Reaper(pub Child);
@@ -165,15 +165,11 @@ pub async fn relay(binary: &Path, connections: usize) -> anyhow::Result<()> {
         open.len(),
         after as f64 / 1024.0
     );
+    let per_connection = (after.saturating_sub(before)) as f64 / added as f64;
     println!(
-        "relay RSS per idle agent connection: {:.1} KiB (target <= 32 KiB)",
-        (after.saturating_sub(before)) as f64 / added as f64
+        "relay RSS per idle agent connection: {per_connection:.1} KiB (target <= 16 KiB: {})",
+        verdict(per_connection <= 16.0)
     );
     drop(open);
     Ok(())
-}
-
-/// How a figure stands against its target, for the benchmark's printout.
-pub fn verdict(met: bool) -> &'static str {
-    if met { "met" } else { "NOT MET" }
 }

@@ -95,9 +95,10 @@ fn report(count: usize, through: &mut [Duration], direct: &mut [Duration]) {
         ms(d50),
         ms(d99)
     );
+    let ratio = t50.as_secs_f64() / d50.as_secs_f64();
     println!(
-        "  ratio p50 {:.2}x (target <= 1.30x)  p99 {:.2}x",
-        t50.as_secs_f64() / d50.as_secs_f64(),
+        "  ratio p50 {ratio:.2}x (target <= 1.30x: {})  p99 {:.2}x",
+        crate::stats::verdict(ratio <= 1.3),
         t99.as_secs_f64() / d99.as_secs_f64()
     );
 }

@@ -46,3 +46,8 @@ mod tests {
         assert_eq!(percentile(&mut s, 100.0), Duration::from_millis(100));
     }
 }
+
+/// How a figure stands against its target, for the benchmarks' printout.
+pub fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT MET" }
+}
