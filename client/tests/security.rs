@@ -72,6 +72,17 @@ async fn every_role_gets_exactly_what_the_policy_allows_on_every_subject() {
                 !policy::allows(role, *need),
                 "{role} sending {subject}: {answer:?}"
             );
+            // The refusal names the role that would be allowed.
+            if let Err(err) = &answer
+                && forbidden
+            {
+                let wanted = if *need == policy::Need::Admin {
+                    "the admin role"
+                } else {
+                    "the operator role"
+                };
+                assert!(err.to_string().contains(wanted), "{subject}: {err}");
+            }
         }
     }
 }
@@ -243,6 +254,8 @@ async fn admins_create_tokens_and_read_the_audit_log() {
         .find(|e| e["result"] == "forbidden")
         .expect("the refused stop is audited");
     assert_eq!(forbidden["user"], "watcher");
+    // Named like an allowed stop, so one filter finds both.
+    assert_eq!(forbidden["operation"], "stop");
     assert_eq!(forbidden["container"], "web");
     assert_eq!(forbidden["errorCode"], "FORBIDDEN");
     let all = admin

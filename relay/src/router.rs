@@ -82,8 +82,9 @@ async fn serve(
     let operation = Operation::from_subject(&frame.subject);
     if !policy::allows(session.role, need) {
         warn!(user = %session.user, role = %session.role, subject = ?frame.subject, "refused by policy");
+        // Audited under the same name as an allowed one (`stop`, not `container.stop`).
         let mut entry = AuditEntry {
-            operation: &frame.subject,
+            operation: operation.map_or(frame.subject.as_str(), |o| o.as_str()),
             result: "forbidden",
             ..audit_base(session)
         };
@@ -98,10 +99,14 @@ async fn serve(
         }
         entry.error_code = Some(ErrorCode::Forbidden.as_str());
         audit(state, entry).await?;
+        let needed = match need {
+            policy::Need::Admin => "admin",
+            _ => "operator",
+        };
         return Err(ErrorReply::new(
             ErrorCode::Forbidden,
             format!(
-                "your role ({}) may not {}; ask an admin for the operator role",
+                "your role ({}) may not {}; ask an admin for the {needed} role",
                 session.role, frame.subject
             ),
         ));
