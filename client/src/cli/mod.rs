@@ -347,7 +347,7 @@ pub async fn main() -> ExitCode {
             // Error messages can quote what an agent or container reported.
             eprintln!(
                 "error: {}: {}",
-                table::clean(&err.code),
+                table::clean(err.code),
                 table::clean(&err.message)
             );
             ExitCode::FAILURE
