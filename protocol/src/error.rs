@@ -64,8 +64,61 @@ error_codes! {
     NameTaken = "NAME_TAKEN",
     /// The agent refuses to stop or restart the container it runs in.
     SelfProtected = "SELF_PROTECTED",
+    /// The agent's local policy forbids a setting of the request (privileged, capabilities,
+    /// host namespaces, devices, a bind outside `--allow-bind`, the Docker socket); the message
+    /// names the field.
+    PolicyDenied = "POLICY_DENIED",
+    /// The container is labelled `zedops.protected=true`; the agent does not remove it.
+    Protected = "PROTECTED",
+    /// A container with that name already exists on the agent.
+    ContainerNameInUse = "CONTAINER_NAME_IN_USE",
+    /// A host port the container asks for is already taken on the server.
+    PortInUse = "PORT_IN_USE",
+    /// The registry has no such image or tag (or the local image to remove does not exist).
+    ImageNotFound = "IMAGE_NOT_FOUND",
+    /// The image is used by a container; remove that first or force.
+    ImageInUse = "IMAGE_IN_USE",
+    /// The registry could not be reached (down, wrong address, DNS, TLS).
+    RegistryUnreachable = "REGISTRY_UNREACHABLE",
+    /// The registry refused the credentials, or the image needs credentials.
+    RegistryAuthFailed = "REGISTRY_AUTH_FAILED",
+    /// Docker refused or failed to pull the image for another reason.
+    DockerPullFailed = "DOCKER_PULL_FAILED",
+    /// Docker refused or failed to create the container for another reason.
+    DockerCreateFailed = "DOCKER_CREATE_FAILED",
+    /// Docker refused or failed to remove the container or image for another reason.
+    DockerRemoveFailed = "DOCKER_REMOVE_FAILED",
+    /// The deploy sets a variable the template does not declare.
+    UnknownVariable = "UNKNOWN_VARIABLE",
+    /// The deploy leaves a required template variable without a value.
+    MissingVariable = "MISSING_VARIABLE",
+    /// A template file or its resolution is not a valid container specification; the message
+    /// names the field.
+    TemplateInvalid = "TEMPLATE_INVALID",
+    /// A template with that name already exists (use update).
+    TemplateExists = "TEMPLATE_EXISTS",
     /// Something unexpected failed inside the relay or agent; see its log.
     Internal = "INTERNAL",
+    /// Docker refused or failed to run a command in the container, or to attach to it.
+    ExecFailed = "EXEC_FAILED",
+    /// No file or directory at that path in the container.
+    FileNotFound = "FILE_NOT_FOUND",
+    /// The transfer is over the agent's `--max-file-size` limit.
+    FileTooLarge = "FILE_TOO_LARGE",
+    /// The path climbs above the container's root with `..`.
+    PathOutside = "PATH_OUTSIDE",
+    /// Docker refused or failed a file operation (not a directory, permission, disk full).
+    FileFailed = "FILE_FAILED",
+    /// The peer does not know this subject (an older agent asked for something newer).
+    Unsupported = "UNSUPPORTED",
+    /// An agent update was refused before anything was replaced: bad signature, SHA-256 or
+    /// size, a downgrade without `allowDowngrade`, or no build for the agent's platform.
+    UpdateRefused = "UPDATE_REFUSED",
+    /// Another update of this agent holds the update lock.
+    UpdateInProgress = "UPDATE_IN_PROGRESS",
+    /// An agent update failed after it was accepted (download cut short, disk full); nothing
+    /// was replaced, or the old binary was put back.
+    UpdateFailed = "UPDATE_FAILED",
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -116,6 +169,10 @@ pub enum ProtocolError {
     TooLarge { len: usize },
     #[error("malformed frame: {0}")]
     Malformed(String),
+    /// The subject is not one this receiver takes from this peer (the subject as sent; shown
+    /// escaped, as untrusted text).
+    #[error("unknown subject {0:?}")]
+    UnknownSubject(String),
     #[error("invalid {field}: {reason}")]
     Invalid {
         field: &'static str,

@@ -418,7 +418,21 @@ export type WireCode =
 /**  The agent refuses to stop or restart the container it runs in. */
 "SELF_PROTECTED" | 
 /**  Something unexpected failed inside the relay or agent; see its log. */
-"INTERNAL";
+"INTERNAL" | 
+/**  The peer does not know this subject (an older agent asked for something newer). */
+"UNSUPPORTED" | 
+/**
+ *  An agent update was refused before anything was replaced: bad signature, SHA-256 or
+ *  size, a downgrade without `allowDowngrade`, or no build for the agent's platform.
+ */
+"UPDATE_REFUSED" | 
+/**  Another update of this agent holds the update lock. */
+"UPDATE_IN_PROGRESS" | 
+/**
+ *  An agent update failed after it was accepted (download cut short, disk full); nothing
+ *  was replaced, or the old binary was put back.
+ */
+"UPDATE_FAILED";
 
 /* Tauri Specta runtime */
 type EventEmit<T> = [T] extends [null] ? () => Promise<void> : (payload: T) => Promise<void>;
