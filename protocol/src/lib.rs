@@ -5,6 +5,7 @@
 //! sent with `subject` set to that inbox. `docs/PROTOCOL.md` describes every subject.
 
 pub mod admin;
+pub mod deploy;
 pub mod detail;
 pub mod envelope;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod stream;
 pub mod subject;
 
 pub use admin::*;
+pub use deploy::*;
 pub use detail::*;
 pub use envelope::{Envelope, Frame, new_inbox_suffix};
 pub use error::{ErrorCode, ErrorReply, ProtocolError};
