@@ -5,22 +5,24 @@
 //! sent with `subject` set to that inbox. `docs/PROTOCOL.md` describes every subject.
 
 pub mod admin;
-pub mod deploy;
+pub mod console;
 pub mod detail;
 pub mod envelope;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod limits;
 pub mod payload;
 pub mod stream;
 pub mod subject;
 
 pub use admin::*;
-pub use deploy::*;
+pub use console::*;
 pub use detail::*;
 pub use envelope::{Envelope, Frame, new_inbox_suffix};
 pub use error::{ErrorCode, ErrorReply, ProtocolError};
 pub use events::*;
+pub use files::*;
 pub use limits::*;
 pub use payload::*;
 pub use stream::*;

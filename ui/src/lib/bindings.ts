@@ -419,6 +419,16 @@ export type WireCode =
 "SELF_PROTECTED" | 
 /**  Something unexpected failed inside the relay or agent; see its log. */
 "INTERNAL" | 
+/**  Docker refused or failed to run a command in the container, or to attach to it. */
+"EXEC_FAILED" | 
+/**  No file or directory at that path in the container. */
+"FILE_NOT_FOUND" | 
+/**  The transfer is over the agent's `--max-file-size` limit. */
+"FILE_TOO_LARGE" | 
+/**  The path climbs above the container's root with `..`. */
+"PATH_OUTSIDE" | 
+/**  Docker refused or failed a file operation (not a directory, permission, disk full). */
+"FILE_FAILED" | 
 /**  The peer does not know this subject (an older agent asked for something newer). */
 "UNSUPPORTED" | 
 /**
