@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod files;
 pub mod limits;
+pub mod message;
 pub mod payload;
 pub mod stream;
 pub mod subject;
@@ -24,6 +25,7 @@ pub use error::{ErrorCode, ErrorReply, ProtocolError};
 pub use events::*;
 pub use files::*;
 pub use limits::*;
+pub use message::*;
 pub use payload::*;
 pub use stream::*;
 

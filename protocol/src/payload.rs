@@ -17,6 +17,13 @@ pub trait Validate {
     }
 }
 
+/// A boxed payload (a big variant of a message enum) validates as what it holds.
+impl<T: Validate> Validate for Box<T> {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        (**self).validate()
+    }
+}
+
 fn check_len(
     field: &'static str,
     value: &str,
