@@ -16,6 +16,7 @@ pub mod message;
 pub mod payload;
 pub mod stream;
 pub mod subject;
+pub mod update;
 
 pub use admin::*;
 pub use console::*;
@@ -28,6 +29,7 @@ pub use limits::*;
 pub use message::*;
 pub use payload::*;
 pub use stream::*;
+pub use update::*;
 
 /// Version of this protocol. Both sides send it in their hello; a mismatch is refused.
 pub const PROTOCOL_VERSION: u32 = 1;
