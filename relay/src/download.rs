@@ -1,6 +1,13 @@
 //! The agent installer the relay serves: `GET /install.sh` (a POSIX script with this relay's
-//! public URL filled in) and `GET /download/agent/<os>-<arch>` plus `….sha256` (agent binaries
-//! from the `--downloads` directory, and their SHA-256 as the relay computed it at start).
+//! public URL filled in), `GET /download/agent/<os>-<arch>` plus `….sha256` (agent binaries
+//! from the `--downloads` directory, and their SHA-256 as the relay computed it at start),
+//! `….minisig` (the release key's signature, `zedops-agent-<os>-<arch>.minisig` beside the
+//! binary, made by `scripts/release`) and `GET /download/agent/version` (the release's version,
+//! read from the signatures' trusted comments).
+//!
+//! The relay never checks signatures: it holds no key, and agents and `install.sh` trust only
+//! the release key, not the relay. It only reads the version out of the signed comment
+//! (`zedops-agent <version> <os>-<arch>`) so that it can say which release it serves.
 //!
 //! Checksums are computed once, at start, on purpose: a binary replaced or damaged on disk
 //! afterwards no longer matches what the relay publishes, so the script refuses it instead of
@@ -28,6 +35,9 @@ const URL_PLACEHOLDER: &str = "@ZEDOPS_RELAY_URL@";
 /// Bytes read from disk per chunk while streaming a binary.
 const CHUNK: usize = 64 * 1024;
 
+/// Largest signature file read; a minisign signature is about 300 bytes.
+const MAX_SIGNATURE_BYTES: u64 = 4096;
+
 /// What the installer routes serve.
 #[derive(Debug, Clone, Default)]
 pub struct InstallerOptions {
@@ -51,6 +61,22 @@ struct Agent {
     platform: &'static str,
     path: PathBuf,
     sha256: String,
+    size: u64,
+    /// The minisign signature's text, when `<binary>.minisig` is there.
+    signature: Option<String>,
+    /// The version the signature's trusted comment names.
+    version: Option<String>,
+}
+
+/// What the relay announces about one platform's agent build: what `agent.update` tells the
+/// agent to expect, and what the agent checks the download against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Build {
+    pub platform: &'static str,
+    /// The release version from the signature's trusted comment.
+    pub version: String,
+    pub sha256: String,
+    pub size: u64,
 }
 
 impl Installer {
@@ -75,14 +101,36 @@ impl Installer {
                     continue;
                 }
                 let hashed = path.clone();
-                let sha256 = tokio::task::spawn_blocking(move || hash_file(&hashed))
+                let (sha256, size) = tokio::task::spawn_blocking(move || hash_file(&hashed))
                     .await
                     .context("hashing an agent binary")??;
-                tracing::info!(platform, %sha256, path = %path.display(), "serving agent download");
+                let signature = read_signature(&signature_path(&path))?;
+                let version = match &signature {
+                    Some(text) => Some(signed_version(text, platform).with_context(|| {
+                        format!(
+                            "{}: its trusted comment must be `zedops-agent <version> {platform}` \
+                             (scripts/release writes it); sign the binary again",
+                            signature_path(&path).display()
+                        )
+                    })?),
+                    None => {
+                        tracing::warn!(
+                            platform,
+                            path = %path.display(),
+                            "agent binary without a signature (.minisig): agents cannot update \
+                             to it; sign it with scripts/release"
+                        );
+                        None
+                    }
+                };
+                tracing::info!(platform, %sha256, size, version = version.as_deref().unwrap_or("unsigned"), path = %path.display(), "serving agent download");
                 agents.push(Agent {
                     platform,
                     path,
                     sha256,
+                    size,
+                    signature,
+                    version,
                 });
             }
             if agents.is_empty() {
@@ -109,6 +157,25 @@ impl Installer {
     /// The SHA-256 (hex) published for `platform`, if its binary is served.
     pub fn sha256(&self, platform: &str) -> Option<&str> {
         self.agent(platform).map(|agent| agent.sha256.as_str())
+    }
+
+    /// The signed build served for `platform`, if there is one.
+    pub fn build(&self, platform: &str) -> Option<Build> {
+        let agent = self.agent(platform)?;
+        Some(Build {
+            platform: agent.platform,
+            version: agent.version.clone()?,
+            sha256: agent.sha256.clone(),
+            size: agent.size,
+        })
+    }
+
+    /// The release version served: the newest version among the signed builds.
+    pub fn version(&self) -> Option<&str> {
+        self.agents
+            .iter()
+            .filter_map(|agent| agent.version.as_deref())
+            .max_by(|a, b| compare_versions(a, b))
     }
 
     fn agent(&self, platform: &str) -> Option<&Agent> {
@@ -184,10 +251,24 @@ async fn download(
     State(installer): State<Arc<Installer>>,
     UrlPath(file): UrlPath<String>,
 ) -> Response {
+    if file == "version" {
+        return match installer.version() {
+            Some(version) => no_store(format!("{version}\n").into_response()),
+            None => text(
+                StatusCode::NOT_FOUND,
+                "this relay serves no signed agent release: its admin must put the binaries and \
+                 their .minisig signatures from scripts/release in the --downloads directory and \
+                 restart the relay\n",
+            ),
+        };
+    }
     // Only exact known names: anything else, `..` and encoded slashes included, is not found.
-    let (platform, checksum) = match file.strip_suffix(".sha256") {
-        Some(platform) => (platform, true),
-        None => (file.as_str(), false),
+    let (platform, part) = if let Some(platform) = file.strip_suffix(".sha256") {
+        (platform, Part::Sha256)
+    } else if let Some(platform) = file.strip_suffix(".minisig") {
+        (platform, Part::Signature)
+    } else {
+        (file.as_str(), Part::Binary)
     };
     let Some(&platform) = PLATFORMS.iter().find(|&&known| known == platform) else {
         return text(
@@ -208,10 +289,26 @@ async fn download(
             ),
         );
     };
-    if checksum {
-        // sha256sum's format, so `sha256sum -c` accepts it next to the binary.
-        let body = format!("{}  {}\n", agent.sha256, file_name(platform));
-        return no_store(body.into_response());
+    match part {
+        Part::Sha256 => {
+            // sha256sum's format, so `sha256sum -c` accepts it next to the binary.
+            let body = format!("{}  {}\n", agent.sha256, file_name(platform));
+            return no_store(body.into_response());
+        }
+        Part::Signature => {
+            return match &agent.signature {
+                Some(signature) => no_store(signature.clone().into_response()),
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "this relay's agent for {platform} is not signed: its admin must put {}.minisig \
+                         from scripts/release beside it and restart the relay\n",
+                        file_name(platform)
+                    ),
+                ),
+            };
+        }
+        Part::Binary => {}
     }
     match stream_file(&agent.path).await {
         Ok(response) => response,
@@ -222,6 +319,73 @@ async fn download(
                 "the relay cannot read this agent binary; see the relay's log\n",
             )
         }
+    }
+}
+
+/// Which file of a platform's build a download asks for.
+enum Part {
+    Binary,
+    Sha256,
+    Signature,
+}
+
+/// Where a binary's minisign signature is: beside it, `.minisig` appended (minisign's default).
+fn signature_path(binary: &Path) -> PathBuf {
+    let mut name = binary.as_os_str().to_owned();
+    name.push(".minisig");
+    PathBuf::from(name)
+}
+
+/// The signature file's text, if there is one; refused when it is too large to be one.
+fn read_signature(path: &Path) -> anyhow::Result<Option<String>> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+    };
+    anyhow::ensure!(
+        meta.len() <= MAX_SIGNATURE_BYTES,
+        "{} is {} bytes, too large for a minisign signature; sign the binary again",
+        path.display(),
+        meta.len()
+    );
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Some(text))
+}
+
+/// The version named by a signature's trusted comment, `zedops-agent <version> <platform>`
+/// (what `scripts/release` signs with). The comment is covered by the signature, so an agent
+/// that verifies it knows the version and platform came from the release key too.
+pub fn signed_version(signature: &str, platform: &str) -> anyhow::Result<String> {
+    let comment = signature
+        .lines()
+        .find_map(|line| line.strip_prefix("trusted comment: "))
+        .context("the signature has no trusted comment")?;
+    let mut words = comment.split_whitespace();
+    match (words.next(), words.next(), words.next(), words.next()) {
+        (Some("zedops-agent"), Some(version), Some(signed_platform), None)
+            if signed_platform == platform && is_version(version) =>
+        {
+            Ok(version.to_string())
+        }
+        _ => {
+            anyhow::bail!("the trusted comment does not name a zedops-agent version for {platform}")
+        }
+    }
+}
+
+/// A semantic version (`MAJOR.MINOR.PATCH[-pre]`), at most 64 bytes.
+fn is_version(text: &str) -> bool {
+    text.len() <= 64 && semver::Version::parse(text).is_ok()
+}
+
+/// Semantic-version order (`0.10.0` after `0.9.3`, `0.2.0-rc.1` before `0.2.0`); only versions
+/// that passed [`is_version`] reach here.
+fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    match (semver::Version::parse(a), semver::Version::parse(b)) {
+        (Ok(a), Ok(b)) => a.cmp(&b),
+        _ => a.cmp(b),
     }
 }
 
@@ -272,13 +436,14 @@ fn url_from_headers(headers: &HeaderMap, tls: bool) -> Option<String> {
     Some(format!("{scheme}://{host}"))
 }
 
-fn hash_file(path: &Path) -> anyhow::Result<String> {
+/// The file's SHA-256 (hex) and size.
+fn hash_file(path: &Path) -> anyhow::Result<(String, u64)> {
     let mut file =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)
+    let size = std::io::copy(&mut file, &mut hasher)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(hex::encode(hasher.finalize()))
+    Ok((hex::encode(hasher.finalize()), size))
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
@@ -341,6 +506,26 @@ mod tests {
         );
         headers.insert(header::HOST, HeaderValue::from_static("evil'$(reboot)"));
         assert_eq!(url_from_headers(&headers, false), None);
+    }
+
+    #[test]
+    fn the_version_comes_from_the_trusted_comment_for_that_platform_only() {
+        let signature = "untrusted comment: signature from minisign secret key\nRUQ...\n\
+                         trusted comment: zedops-agent 0.2.0 linux-x86_64\nabc==\n";
+        assert_eq!(signed_version(signature, "linux-x86_64").unwrap(), "0.2.0");
+        assert!(signed_version(signature, "linux-aarch64").is_err());
+        for bad in [
+            "trusted comment: timestamp:1 file:zedops-agent",
+            "trusted comment: zedops-agent 0.2.0 linux-x86_64 extra",
+            "trusted comment: zedops-agent $(x) linux-x86_64",
+            "no comment",
+        ] {
+            assert!(signed_version(bad, "linux-x86_64").is_err(), "{bad}");
+        }
+        assert_eq!(
+            compare_versions("0.10.0", "0.9.3"),
+            std::cmp::Ordering::Greater
+        );
     }
 
     #[test]
