@@ -22,6 +22,7 @@ fn check_ref(field: &'static str, value: &str) -> Result<(), ProtocolError> {
 
 /// `agent.revoke`: revoke an agent (id or name); its connection closes and its token stops working.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentRevokeRequest {
     pub agent_id: String,
@@ -35,6 +36,7 @@ impl Validate for AgentRevokeRequest {
 
 /// `agent.revoke` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentRevoked {
     pub agent_id: String,
@@ -45,6 +47,7 @@ impl Validate for AgentRevoked {}
 
 /// `session.list` request: no fields.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SessionListRequest {}
 
@@ -52,6 +55,7 @@ impl Validate for SessionListRequest {}
 
 /// One live device session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SessionSummary {
     pub id: String,
@@ -66,6 +70,7 @@ pub struct SessionSummary {
 
 /// `session.list` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SessionListResponse {
     pub sessions: Vec<SessionSummary>,
@@ -76,6 +81,7 @@ impl Validate for SessionListResponse {}
 
 /// `session.revoke`: end a device session; its connections close.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SessionRevokeRequest {
     pub session_id: String,
@@ -89,6 +95,7 @@ impl Validate for SessionRevokeRequest {
 
 /// `session.revoke` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SessionRevoked {
     pub session_id: String,
@@ -98,6 +105,7 @@ impl Validate for SessionRevoked {}
 
 /// `token.create`: a single-use registration token for enrolling a server.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenCreateRequest {
     /// Lifetime in seconds; 15 minutes when absent, at most 30 days.
@@ -119,6 +127,7 @@ impl Validate for TokenCreateRequest {
 
 /// `token.create` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenCreated {
     /// The token's id, as `token.list` shows it and `token.revoke` takes it.
@@ -131,6 +140,7 @@ impl Validate for TokenCreated {}
 
 /// `audit.list`: the newest audit entries, optionally for one agent and since a time.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditListRequest {
     /// Agent id or name.
@@ -161,6 +171,7 @@ impl Validate for AuditListRequest {
 
 /// One audit log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditRecord {
     pub id: i64,
@@ -183,6 +194,7 @@ pub struct AuditRecord {
 
 /// `audit.list` answer, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditListResponse {
     pub entries: Vec<AuditRecord>,
@@ -207,6 +219,7 @@ fn check_user(value: &str) -> Result<(), ProtocolError> {
 
 /// `user.list` request: no fields.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UserListRequest {}
 
@@ -214,6 +227,7 @@ impl Validate for UserListRequest {}
 
 /// One relay user. Never carries the password or its hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserSummary {
     pub name: String,
@@ -229,6 +243,7 @@ impl Validate for UserSummary {}
 
 /// `user.list` answer, by name.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserListResponse {
     pub users: Vec<UserSummary>,
@@ -251,6 +266,7 @@ fn check_password(password: &str) -> Result<(), ProtocolError> {
 /// `user.create`: a new user with a password (sent once, over the authenticated connection;
 /// the relay keeps only its argon2id hash).
 #[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserCreateRequest {
     pub name: String,
@@ -279,6 +295,7 @@ impl Validate for UserCreateRequest {
 /// `disabled` is given. Disabling revokes every device session of the user; a role change
 /// closes the user's live connections so they authenticate again with the new role.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserUpdateRequest {
     pub name: String,
@@ -305,6 +322,7 @@ impl Validate for UserUpdateRequest {
 /// the relay keeps only its argon2id hash). The user's device sessions end, except the
 /// sender's own when admins change their own password.
 #[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserPasswordRequest {
     pub name: String,
@@ -329,6 +347,7 @@ impl Validate for UserPasswordRequest {
 
 /// `user.password` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserPasswordSet {
     pub name: String,
@@ -341,6 +360,7 @@ impl Validate for UserPasswordSet {}
 /// `agent.forget` request from an authenticated agent: no fields (the agent is the
 /// connection's own; it cannot name another).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AgentForgetRequest {}
 
@@ -348,6 +368,7 @@ impl Validate for AgentForgetRequest {}
 
 /// `agent.forget` answer: the agent is revoked and its name may be enrolled again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentForgotten {
     pub agent_id: String,
@@ -358,6 +379,7 @@ impl Validate for AgentForgotten {}
 
 /// `token.list` request: no fields.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TokenListRequest {}
 
@@ -365,6 +387,7 @@ impl Validate for TokenListRequest {}
 
 /// One registration token, as `token.list` shows it: never the token or its hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenSummary {
     pub id: String,
@@ -382,6 +405,7 @@ impl Validate for TokenSummary {}
 
 /// `token.list` answer, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenListResponse {
     pub tokens: Vec<TokenSummary>,
@@ -392,6 +416,7 @@ impl Validate for TokenListResponse {}
 
 /// `token.revoke`: an unused registration token can no longer enrol an agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenRevokeRequest {
     pub token_id: String,
@@ -405,6 +430,7 @@ impl Validate for TokenRevokeRequest {
 
 /// `token.revoke` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenRevoked {
     pub token_id: String,
@@ -414,6 +440,7 @@ impl Validate for TokenRevoked {}
 
 /// `agent.rotate`: give a connected agent (id or name) a new permanent token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentRotateRequest {
     pub agent_id: String,
@@ -427,6 +454,7 @@ impl Validate for AgentRotateRequest {
 
 /// `agent.rotate` answer: the agent stored its new token and the old one is refused from now on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentRotated {
     pub agent_id: String,
@@ -437,6 +465,7 @@ impl Validate for AgentRotated {}
 
 /// `agent.token` (relay → agent): the new permanent token to store before answering.
 #[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentToken {
     pub token: String,
@@ -461,6 +490,7 @@ impl Validate for AgentToken {
 
 /// The agent's answer to `agent.token`: the token is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentTokenStored {
     pub agent_id: String,

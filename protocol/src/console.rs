@@ -41,6 +41,7 @@ pub const CONSOLE_IDLE_TIMEOUT_SECS: u64 = 30 * 60;
 
 /// A terminal's size in character cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TermSize {
     pub cols: u16,
@@ -78,6 +79,7 @@ fn check_window(window: Option<u32>) -> Result<(), ProtocolError> {
 
 /// `container.exec` request: run `cmd` in a running container, like `docker exec`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExecRequest {
     pub agent_id: String,
@@ -151,6 +153,7 @@ impl Validate for ExecRequest {
 /// `stdin`) its input, like `docker attach`. Detaching is the client's business: it cancels the
 /// stream, and the process goes on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AttachRequest {
     pub agent_id: String,
@@ -176,6 +179,7 @@ impl Validate for AttachRequest {
 
 /// Which output bytes came from. With a TTY everything is `stdout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ConsoleStream {
     Stdout,
@@ -184,6 +188,7 @@ pub enum ConsoleStream {
 
 /// The first frame of a console session: it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConsoleStarted {
     /// The session has a terminal (for attach: the container was created with one).
@@ -194,6 +199,7 @@ pub struct ConsoleStarted {
 
 /// How the process of an exec ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExitStatus {
     /// The exit code; `null` when Docker could not tell (the process was killed with the
@@ -204,6 +210,7 @@ pub struct ExitStatus {
 /// One frame of a console session's answer (agent → relay → client, on the request's inbox).
 /// Every field is optional; a frame has at least one.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConsoleOutput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -290,6 +297,7 @@ impl Validate for ConsoleOutput {
 /// `stream.input` (client → relay → agent, no answer): bytes, end of input, a terminal size or
 /// output credit for the session (or upload) answering on `inbox`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StreamInput {
     /// The client's inbox of the session (the relay rewrites it to the agent's).
@@ -335,6 +343,7 @@ impl Validate for StreamInput {
 /// `container.send` request: one line to the stdin of a container's main process (a game
 /// server's console command). The agent adds the newline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SendRequest {
     pub agent_id: String,
@@ -357,6 +366,7 @@ impl Validate for SendRequest {
 
 /// The answer to `container.send`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SendResult {
     /// Bytes written, the newline included.

@@ -49,6 +49,7 @@ pub const LABEL_PROTECTED: &str = "zedops.protected";
 
 /// What one container should be: the resolved form of a template.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerSpec {
     /// `repository[:tag][@sha256:digest]`, with an optional registry host (`127.0.0.1:5000/x:1`).
@@ -116,6 +117,7 @@ pub struct ContainerSpec {
 
 /// A port of the container, published on the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PortSpec {
     /// The port inside the container.
@@ -131,6 +133,7 @@ pub struct PortSpec {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum PortProtocol {
     #[default]
@@ -149,6 +152,7 @@ impl PortProtocol {
 
 /// A volume mounted into the container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VolumeSpec {
     /// `volume`: a named Docker volume (created when missing); `bind`: a server directory, only
@@ -164,6 +168,7 @@ pub struct VolumeSpec {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum VolumeKind {
     #[default]
@@ -173,6 +178,7 @@ pub enum VolumeKind {
 
 /// Resource limits; absent fields are unlimited.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Resources {
     /// CPUs, fractional (`1.5`).
@@ -198,6 +204,7 @@ impl Resources {
 
 /// Docker's restart policies.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
     #[default]
@@ -220,6 +227,7 @@ impl RestartPolicy {
 
 /// A health check run inside the container, as Docker's `HEALTHCHECK CMD`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HealthCheckSpec {
     /// The command and its arguments, run without a shell.
@@ -574,6 +582,7 @@ impl Validate for ContainerSpec {
 
 /// The template a container came from, stamped on it as labels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateStamp {
     pub name: String,
@@ -582,6 +591,7 @@ pub struct TemplateStamp {
 
 /// `container.create`, client → relay: deploy a template onto an agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeployRequest {
     pub agent_id: String,
@@ -624,6 +634,7 @@ impl Validate for DeployRequest {
 
 /// `container.create`, relay → agent: create a container from a resolved spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerCreate {
     pub agent_id: String,
@@ -666,6 +677,7 @@ impl Validate for ContainerCreate {
 
 /// A container made by `container.create`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerCreated {
     /// Full 64-hex id.
@@ -679,6 +691,7 @@ pub struct ContainerCreated {
 
 /// One layer's progress in a pull.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LayerProgress {
     /// Short layer id as Docker reports it.
@@ -694,6 +707,7 @@ pub struct LayerProgress {
 
 /// A snapshot of a pull in progress (at most [`PULL_PROGRESS_PER_SEC`] a second).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PullProgress {
     pub image: String,
@@ -709,6 +723,7 @@ pub struct PullProgress {
 
 /// An image pulled by `image.pull` or by `container.create` for a missing image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImagePulled {
     pub image: String,
@@ -721,6 +736,7 @@ pub struct ImagePulled {
 /// One frame of a `container.create` or `image.pull` answer: progress frames, then (on success)
 /// a frame with `pulled` and, for a create, `created`; the last frame has `end`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeployFrame {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -737,6 +753,7 @@ impl Validate for DeployFrame {}
 
 /// `container.remove`: remove a container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerRemoveRequest {
     pub agent_id: String,
@@ -762,6 +779,7 @@ impl Validate for ContainerRemoveRequest {
 
 /// `container.remove` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerRemoved {
     pub container_id: String,
@@ -773,6 +791,7 @@ impl Validate for ContainerRemoved {}
 
 /// `image.list` request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImageListRequest {
     pub agent_id: String,
@@ -786,6 +805,7 @@ impl Validate for ImageListRequest {
 
 /// One image on an agent's engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImageSummary {
     /// `sha256:…`
@@ -802,6 +822,7 @@ pub struct ImageSummary {
 
 /// `image.list` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImageListResponse {
     pub images: Vec<ImageSummary>,
@@ -812,6 +833,7 @@ impl Validate for ImageListResponse {}
 
 /// `image.pull` request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImagePullRequest {
     pub agent_id: String,
@@ -831,6 +853,7 @@ impl Validate for ImagePullRequest {
 
 /// `image.remove` request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImageRemoveRequest {
     pub agent_id: String,
@@ -853,6 +876,7 @@ impl Validate for ImageRemoveRequest {
 
 /// `image.remove` answer: what Docker untagged and deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImageRemoved {
     pub image: String,

@@ -156,6 +156,7 @@ fn mask_words(arg: &str, mut mask_first: bool) -> (String, bool) {
 
 /// One environment variable. A value that looks secret never leaves the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvVar {
     pub name: String,
@@ -190,6 +191,7 @@ impl EnvVar {
 
 /// A volume, bind mount or tmpfs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Mount {
     /// `bind`, `volume`, `tmpfs`, …
@@ -204,6 +206,7 @@ pub struct Mount {
 
 /// One run of the health check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HealthCheck {
     pub start: String,
@@ -214,6 +217,7 @@ pub struct HealthCheck {
 
 /// The health check's state and its last runs (Docker keeps five).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Health {
     /// `healthy`, `unhealthy` or `starting`.
@@ -224,6 +228,7 @@ pub struct Health {
 
 /// `container.inspect` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerDetail {
     pub id: String,

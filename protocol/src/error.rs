@@ -8,6 +8,7 @@ macro_rules! error_codes {
     ($($(#[doc = $doc:expr])* $variant:ident = $wire:literal,)*) => {
         /// Every error code a peer may send. One meaning per code; never reuse one for another.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
         #[cfg_attr(feature = "specta", derive(specta::Type))]
         // The type's name (not its values): the app's own `ErrorCode` wraps this one, and
         // TypeScript needs two names. JSON never shows it.
@@ -133,6 +134,7 @@ impl std::fmt::Display for ErrorCode {
 /// `container.operation.error` answers carry the same two fields plus the container and
 /// operation, so a client recognises any failed answer by the presence of `errorCode`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorReply {
     pub error_code: ErrorCode,

@@ -15,6 +15,7 @@ const MAX_EVENT_TEXT: usize = 256;
 /// The container lifecycle changes an agent forwards from Docker's event stream. Other Docker
 /// actions (exec, attach, top, …) change nothing a table shows and are not forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ContainerAction {
     Create,
@@ -89,6 +90,7 @@ impl std::fmt::Display for ContainerAction {
 
 /// `container.event`: agent → relay → subscribed clients. One lifecycle change of one container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerEvent {
     /// The agent the container runs on. Set by the relay from the agent's authenticated
@@ -164,6 +166,7 @@ pub const MAX_SYNC_PARTS: u32 = 64;
 /// frames, numbered by `part` from 0, one after the other; a client applies it once the last
 /// has come (the client library hands out only whole snapshots).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerSync {
     /// Set by the relay, as for [`ContainerEvent::agent_id`].
@@ -293,6 +296,7 @@ impl Validate for ContainerSync {
 /// (ids or names), or of the whole fleet when `agents` is absent. Replaces an earlier
 /// subscription of the same connection; an empty list ends it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventSubscribe {
     #[serde(default)]
@@ -325,6 +329,7 @@ impl Validate for EventSubscribe {
 
 /// The answer to `event.subscribe`: the agent ids now watched (`None`: the whole fleet).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventSubscribed {
     pub agents: Option<Vec<String>>,
@@ -335,6 +340,7 @@ impl Validate for EventSubscribed {}
 /// `event.resync` push, relay → client: this connection fell behind and events were dropped for
 /// it; list the watched agents' containers again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventResync {
     /// How many pushes were dropped.

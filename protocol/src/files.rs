@@ -76,6 +76,7 @@ fn check_path(path: &str) -> Result<(), ProtocolError> {
 
 /// What a path names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum FileKind {
     File,
@@ -86,6 +87,7 @@ pub enum FileKind {
 
 /// One directory entry, or the file a transfer moves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileEntry {
     pub name: String,
@@ -102,6 +104,7 @@ pub struct FileEntry {
 
 /// Requests that name one path: `file.list`, `file.remove`, `file.mkdir`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FilePathRequest {
     pub agent_id: String,
@@ -118,6 +121,7 @@ impl Validate for FilePathRequest {
 
 /// The answer to `file.list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileList {
     /// The directory, normalised.
@@ -134,6 +138,7 @@ impl Validate for FileList {}
 
 /// The answer to `file.remove` and `file.mkdir`: what was done to which path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileDone {
     pub path: String,
@@ -143,6 +148,7 @@ impl Validate for FileDone {}
 
 /// `file.get` request: one regular file, streamed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileGetRequest {
     pub agent_id: String,
@@ -170,6 +176,7 @@ impl Validate for FileGetRequest {
 /// `file.put` request: write `size` bytes (sent with `stream.input`) to `path`, replacing a file
 /// there. The parent directory must exist.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FilePutRequest {
     pub agent_id: String,
@@ -201,6 +208,7 @@ impl Validate for FilePutRequest {
 /// agent is ready), more grants as bytes are written, and last `entry` (the file as written)
 /// with `end`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileChunk {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -74,6 +74,7 @@ pub fn looks_like_agent_id(reference: &str) -> bool {
 
 /// What an agent reports about itself at every hello.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentInfo {
     /// The agent's own version.
@@ -111,6 +112,7 @@ impl Validate for AgentInfo {
 
 /// `agent.register`: first frame of a new agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentRegister {
     pub protocol_version: u32,
@@ -147,6 +149,7 @@ impl Validate for AgentRegister {
 
 /// `agent.auth`: first frame of an enrolled agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentAuth {
     pub protocol_version: u32,
@@ -176,6 +179,7 @@ impl Validate for AgentAuth {
 
 /// `agent.welcome`: the relay accepted an agent's hello.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentWelcome {
     pub protocol_version: u32,
@@ -190,6 +194,7 @@ impl Validate for AgentWelcome {}
 
 /// `agent.heartbeat`: no fields.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {}
 
@@ -197,6 +202,7 @@ impl Validate for Heartbeat {}
 
 /// `client.hello`: first frame of an app or CLI connection.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClientHello {
     pub protocol_version: u32,
@@ -217,6 +223,7 @@ impl Validate for ClientHello {
 
 /// Roles a relay user can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Everything, including users and tokens.
@@ -254,6 +261,7 @@ impl std::fmt::Display for Role {
 
 /// `client.welcome`: the relay accepted a client's hello.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClientWelcome {
     pub protocol_version: u32,
@@ -265,6 +273,7 @@ impl Validate for ClientWelcome {}
 
 /// `POST /api/login` body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoginRequest {
     pub username: String,
@@ -294,6 +303,7 @@ impl Validate for LoginRequest {
 
 /// `POST /api/login` answer on success.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoginResponse {
     /// The device token; present it in `client.hello`.
@@ -310,6 +320,7 @@ impl Validate for LoginResponse {}
 
 /// `agent.list` request: no fields.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AgentListRequest {}
 
@@ -317,6 +328,7 @@ impl Validate for AgentListRequest {}
 
 /// One agent as the relay knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentSummary {
     pub id: String,
@@ -332,6 +344,7 @@ impl Validate for AgentSummary {}
 
 /// `agent.list` answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentListResponse {
     pub agents: Vec<AgentSummary>,
@@ -342,6 +355,7 @@ impl Validate for AgentListResponse {}
 
 /// `agent.status` push: one agent came online or went offline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentStatus {
     pub agent_id: String,
@@ -358,6 +372,7 @@ impl Validate for AgentStatus {}
 
 /// `container.list` request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerListRequest {
     /// Agent id (or unique name, resolved by the relay).
@@ -377,6 +392,7 @@ impl Validate for ContainerListRequest {
 
 /// `container.start|stop|restart` request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerActionRequest {
     /// Agent id (or unique name, resolved by the relay).
@@ -424,6 +440,7 @@ impl Validate for ContainerActionRequest {
 
 /// A published or exposed port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Port {
     pub private_port: u16,
@@ -439,6 +456,7 @@ pub struct Port {
 
 /// One container, running or not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Container {
     /// Full 64-hex id.
@@ -472,6 +490,7 @@ impl Container {
 
 /// `container.list.response`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerListResponse {
     pub containers: Vec<Container>,
@@ -482,6 +501,7 @@ impl Validate for ContainerListResponse {}
 
 /// The operations a container action request names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Operation {
     Start,
@@ -534,6 +554,7 @@ impl std::fmt::Display for Operation {
 
 /// `container.operation.success`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OperationSuccess {
     /// Always `true`.
@@ -546,6 +567,7 @@ impl Validate for OperationSuccess {}
 
 /// `container.operation.error`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OperationError {
     /// Always `false`.

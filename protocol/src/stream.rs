@@ -24,6 +24,7 @@ pub const MAX_STREAMS_PER_USER: usize = 16;
 
 /// `container.logs` request: the last `tail` lines, then (with `follow`) new ones as they come.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogsRequest {
     pub agent_id: String,
@@ -56,6 +57,7 @@ impl Validate for LogsRequest {
 
 /// Which output a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LogStream {
     Stdout,
@@ -65,6 +67,7 @@ pub enum LogStream {
 /// One line of a container's output, without its newline. Output that is not UTF-8 arrives with
 /// replacement characters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogLine {
     pub stream: LogStream,
@@ -76,6 +79,7 @@ pub struct LogLine {
 
 /// How a stream ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StreamEnd {
     /// `null` when it ended normally (the log was read to its end, the container stopped, or
@@ -87,6 +91,7 @@ pub struct StreamEnd {
 
 /// One frame of a `container.logs` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogChunk {
     #[serde(default)]
@@ -120,6 +125,7 @@ impl Validate for LogChunk {
 /// `container.stats` request: resource usage of a running container, once or (with `stream`)
 /// about every second until cancelled or the container stops.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StatsRequest {
     pub agent_id: String,
@@ -140,6 +146,7 @@ impl Validate for StatsRequest {
 
 /// One sample of a container's resource usage, computed as `docker stats` does.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerStats {
     /// When Docker read the sample (RFC 3339).
@@ -162,6 +169,7 @@ pub struct ContainerStats {
 
 /// One frame of a `container.stats` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StatsChunk {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,6 +183,7 @@ impl Validate for StatsChunk {}
 /// `stream.cancel`: client → relay → agent, no answer. Stops the stream answering on `inbox`;
 /// its last frame (with `end`) still arrives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StreamCancel {
     pub inbox: String,
@@ -191,6 +200,7 @@ impl Validate for StreamCancel {
 
 /// The answer to a client's `stream.cancel`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StreamCancelled {
     /// False when no stream of this connection answered on that inbox (it had ended).

@@ -19,6 +19,7 @@ pub const AGENT_UPDATE_SINCE: u32 = 2;
 
 /// `agent.update` request (client → relay, admin).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentUpdateRequest {
     /// The agent's id or name.
@@ -52,6 +53,7 @@ impl Validate for AgentUpdateRequest {
 /// `agent.update` (relay → agent): fetch `/download/agent/<platform>` and its `.minisig` from the
 /// relay the agent is connected to, check them, install and restart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentUpdateOrder {
     /// The release version the relay announces; must equal the signed trusted comment's.
@@ -95,6 +97,7 @@ impl Validate for AgentUpdateOrder {
 /// The answer to both: the build was verified and installed, and the agent is restarting into
 /// it. Whether it came back is seen in `agent.status` / `agent.list` (its `info.version`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentUpdated {
     /// Set by the relay in the answer to the client; empty in the agent's answer.
