@@ -18,7 +18,7 @@ pub async fn gather(docker: &DockerClient) -> AgentInfo {
         .await
         .unwrap_or_default();
     AgentInfo {
-        version: env!("CARGO_PKG_VERSION").to_string(),
+        version: crate::VERSION.to_string(),
         docker_version: engine.version.map(bounded),
         engine_id: engine.id.map(bounded),
         os: bounded(os_description(

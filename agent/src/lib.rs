@@ -11,6 +11,8 @@ mod info;
 pub mod install;
 mod live;
 pub mod pacing;
+#[cfg(unix)]
+pub mod selfupdate;
 mod session;
 pub mod status;
 mod streams;
@@ -21,6 +23,13 @@ use std::path::PathBuf;
 use tracing::Instrument;
 
 pub use pacing::PushBudget;
+
+/// This agent's version: `ZEDOPS_BUILD_VERSION` at build time (release and test builds set it),
+/// else the crate's. It is what the hello reports and what updates are compared with.
+pub const VERSION: &str = match option_env!("ZEDOPS_BUILD_VERSION") {
+    Some(version) => version,
+    None => env!("CARGO_PKG_VERSION"),
+};
 
 /// Everything [`run`] needs; the binary fills it from flags and `ZEDOPS_…` variables.
 #[derive(Clone)]

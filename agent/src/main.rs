@@ -13,7 +13,7 @@ use zedops_agent::AgentOptions;
 
 #[derive(Parser)]
 #[command(
-    version,
+    version = zedops_agent::VERSION,
     about = "ZedOps agent: lets a ZedOps relay manage this server's Docker containers"
 )]
 struct Cli {
@@ -29,6 +29,21 @@ enum Command {
     Install(InstallArgs),
     /// Stop and remove the systemd service; --purge also removes its settings and credentials.
     Uninstall(UninstallArgs),
+    /// Started by `run` beside a newly installed update: puts the previous build back and stops
+    /// the new one if it has not connected to the relay by its deadline.
+    #[cfg(unix)]
+    #[command(hide = true)]
+    UpdateGuard(GuardArgs),
+}
+
+#[cfg(unix)]
+#[derive(Args)]
+struct GuardArgs {
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The process running the new build.
+    #[arg(long)]
+    pid: u32,
 }
 
 #[derive(Args)]
@@ -123,6 +138,15 @@ struct RunArgs {
         default_value_t = zedops_agent::pacing::DEFAULT_PUSHES_PER_SEC
     )]
     max_pushes_per_sec: u32,
+    /// A minisign public key file whose key, beside the release key built in, may sign agent
+    /// updates. Local configuration only (this flag or agent.env): nothing the relay sends can
+    /// add a key.
+    #[arg(long, env = "ZEDOPS_TRUSTED_KEY_FILE")]
+    trusted_key_file: Option<PathBuf>,
+    /// Seconds an installed update has to connect to the relay before the previous build comes
+    /// back by itself.
+    #[arg(long, env = "ZEDOPS_UPDATE_REVERT_AFTER", default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
+    update_revert_after: u64,
 }
 
 // One thread: the agent waits on sockets almost all the time, and every worker thread of a
@@ -153,8 +177,18 @@ async fn main() -> ExitCode {
         Command::Run(args) => args,
         Command::Install(args) => return report(install(args)),
         Command::Uninstall(args) => return report(uninstall(args)),
+        #[cfg(unix)]
+        Command::UpdateGuard(args) => {
+            zedops_agent::selfupdate::guard(&args.data_dir, args.pid);
+            return ExitCode::SUCCESS;
+        }
     };
     let budget = zedops_agent::PushBudget::per_sec(args.max_pushes_per_sec);
+    #[cfg(unix)]
+    zedops_agent::selfupdate::configure(zedops_agent::selfupdate::Settings {
+        trusted_key_file: args.trusted_key_file.clone(),
+        revert_after: std::time::Duration::from_secs(args.update_revert_after),
+    });
     let options = match options(args) {
         Ok(options) => options,
         Err(err) => {
@@ -162,6 +196,17 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_NEEDS_ATTENTION);
         }
     };
+    // The packaged binary hands over to an installed update here (and does not come back);
+    // an update that is not confirmed yet watches its own first connection.
+    #[cfg(unix)]
+    {
+        zedops_agent::selfupdate::launch(&options.data_dir);
+        if let Some(watch) =
+            zedops_agent::selfupdate::watch_first_connection(options.data_dir.clone())
+        {
+            tokio::spawn(watch);
+        }
+    }
     // `run` retries everything that can heal by itself and logs its own fatal error, so an error
     // here (bad options, a spent token, a revoked agent) needs a person.
     match zedops_agent::run_paced(options, budget, shutdown_signal()).await {

@@ -1,0 +1,267 @@
+//! Agent self-update (`agent.update`, issue 17): fetch the build for this platform from the
+//! relay, check it, install it beside the packaged binary, restart into it, and come back to the
+//! previous build when the new one does not connect in time.
+//!
+//! What is checked, before anything is replaced, in this order: the order's platform is this
+//! agent's, its version is newer (or `allowDowngrade`), one update at a time (the lock); the
+//! signature (fetched first: a few hundred bytes) is by a trusted release key and its signed
+//! comment names exactly the announced version and this platform; the download is exactly the
+//! announced size (never more than [`MAX_AGENT_BUILD_BYTES`]), has the announced SHA-256, and
+//! is what the key signed. The SHA-256 and size catch a relay serving another file than it
+//! announced; the signature is what makes the relay unable to choose the code an agent runs.
+//!
+//! The files are in [`store`]; starting, guarding and restarting in [`launch`].
+
+mod fetch;
+pub mod keys;
+pub mod launch;
+pub mod store;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use zedops_protocol::{
+    AgentUpdateOrder, AgentUpdated, ErrorCode, ErrorReply, MAX_AGENT_BUILD_BYTES,
+};
+use zedops_transport::RelayUrl;
+
+use keys::{TrustedKeys, decode_signature, printable, release_comment};
+use store::{Installed, STALE_LOCK, Store};
+
+pub use launch::{RESTART_EXIT, guard, launch, restart, watch_first_connection};
+
+/// How long a new build has to connect before the previous one comes back.
+pub const DEFAULT_REVERT_AFTER: Duration = Duration::from_secs(60);
+/// Largest signature fetched.
+const MAX_SIGNATURE_BYTES: u64 = 4096;
+
+/// Settings from the agent's local configuration (flags, `agent.env`), never from the relay.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// A minisign public key file to trust beside the compiled-in release key.
+    pub trusted_key_file: Option<PathBuf>,
+    /// How long a new build has to connect.
+    pub revert_after: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            trusted_key_file: None,
+            revert_after: DEFAULT_REVERT_AFTER,
+        }
+    }
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// Sets the update settings for this process (once, at start, from local configuration).
+pub fn configure(settings: Settings) {
+    let _ = SETTINGS.set(settings);
+}
+
+fn settings() -> Settings {
+    SETTINGS.get().cloned().unwrap_or_default()
+}
+
+/// `<os>-<arch>` as the relay names builds (`linux-x86_64`).
+pub fn platform() -> String {
+    format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+/// Everything an update needs to know about where it runs.
+pub struct Updater {
+    pub relay: RelayUrl,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub data_dir: PathBuf,
+    pub keys: TrustedKeys,
+    pub revert_after: Duration,
+    /// The version running now ([`crate::VERSION`]; tests set others).
+    pub current: String,
+    /// Whether the running build is an installed update (kept as the one to revert to).
+    pub running_update: bool,
+}
+
+impl Updater {
+    /// For the agent connected to `relay_url` with these options, with the process's settings.
+    pub fn for_agent(
+        relay_url: &str,
+        insecure: bool,
+        ca_file: Option<&Path>,
+        data_dir: &Path,
+    ) -> Result<Self, ErrorReply> {
+        let settings = settings();
+        let relay = RelayUrl::parse(relay_url, insecure)
+            .map_err(|err| failed(format!("the relay URL is not usable: {err}")))?;
+        let tls = zedops_transport::client_config(ca_file)
+            .map_err(|err| failed(format!("cannot set up TLS: {err}")))?;
+        let keys = TrustedKeys::load(settings.trusted_key_file.as_deref())
+            .map_err(|err| refused(format!("{err:#}")))?;
+        Ok(Self {
+            relay,
+            tls,
+            data_dir: data_dir.to_path_buf(),
+            keys,
+            revert_after: settings.revert_after,
+            current: crate::VERSION.to_string(),
+            running_update: launch::is_launched(),
+        })
+    }
+
+    /// Checks and installs the build `order` names; after `Ok` the caller answers the relay and
+    /// then calls [`restart`]. On any error nothing was replaced.
+    pub async fn apply(&self, order: &AgentUpdateOrder) -> Result<AgentUpdated, ErrorReply> {
+        let platform = platform();
+        if order.platform != platform {
+            return Err(refused(format!(
+                "the relay offered a build for {}, this agent runs on {platform}",
+                printable(&order.platform)
+            )));
+        }
+        check_version(&self.current, &order.version, order.allow_downgrade)?;
+        if self.keys.is_empty() {
+            return Err(refused(
+                "this agent trusts no release key (built without ZEDOPS_RELEASE_KEY and no \
+                 --trusted-key-file configured), so it installs no update; install the release \
+                 build of the agent",
+            ));
+        }
+        let store = Store::new(&self.data_dir);
+        let _lock = store
+            .lock(STALE_LOCK)
+            .map_err(|err| ErrorReply::new(ErrorCode::UpdateInProgress, err))?;
+        tracing::info!(from = %self.current, to = %order.version, "agent update: downloading");
+
+        // The signature first: a few hundred bytes, and without a trusted one nothing else is
+        // fetched.
+        let mut signature_text = Vec::new();
+        fetch::get(
+            &self.relay,
+            &self.tls,
+            &format!("/download/agent/{platform}.minisig"),
+            MAX_SIGNATURE_BYTES,
+            |chunk| {
+                signature_text.extend_from_slice(chunk);
+                Ok(())
+            },
+        )
+        .await
+        .map_err(failed)?;
+        let signature_text =
+            String::from_utf8(signature_text).map_err(|_| refused("the signature is not text"))?;
+        let signature = decode_signature(&signature_text).map_err(refused)?;
+        let mut verifier = self
+            .keys
+            .verifier(&signature, &release_comment(&order.version, &platform))
+            .map_err(refused)?;
+
+        let mut file = store
+            .start_download()
+            .map_err(|err| failed(format!("cannot write the download: {err}")))?;
+        let mut sha256 = ring::digest::Context::new(&ring::digest::SHA256);
+        let received = fetch::get(
+            &self.relay,
+            &self.tls,
+            &format!("/download/agent/{platform}"),
+            order.size.min(MAX_AGENT_BUILD_BYTES),
+            |chunk| {
+                sha256.update(chunk);
+                verifier.update(chunk);
+                file.write_all(chunk)
+                    .map_err(|err| format!("cannot write the download: {err}"))
+            },
+        )
+        .await;
+        drop(file);
+        let checked = match received {
+            Err(err) => Err(failed(err)),
+            Ok(size) if size != order.size => Err(refused(format!(
+                "the download has {size} bytes, the relay announced {}",
+                order.size
+            ))),
+            Ok(_) => {
+                let digest = hex(sha256.finish().as_ref());
+                if !digest.eq_ignore_ascii_case(&order.sha256) {
+                    Err(refused(format!(
+                        "the download's SHA-256 is {digest}, the relay announced {}",
+                        order.sha256
+                    )))
+                } else {
+                    verifier.finish().map_err(refused)
+                }
+            }
+        };
+        if let Err(err) = checked {
+            store.discard_download();
+            tracing::error!(code = %err.error_code, error = %err.error, "agent update refused; nothing was replaced");
+            return Err(err);
+        }
+        tracing::info!(to = %order.version, "agent update: verified; installing");
+        let installed = Installed {
+            version: order.version.clone(),
+            installed_at: store::now(),
+            revert_after_secs: self.revert_after.as_secs(),
+            confirmed: false,
+            allow_older: order.allow_downgrade,
+        };
+        store
+            .install(&installed, self.running_update)
+            .map_err(|err| {
+                store.discard_download();
+                failed(format!("cannot install the update: {err}"))
+            })?;
+        Ok(AgentUpdated {
+            agent_id: String::new(),
+            from: self.current.clone(),
+            to: order.version.clone(),
+            revert_after_secs: self.revert_after.as_secs(),
+        })
+    }
+}
+
+/// Refuses a version that is not newer, unless a downgrade is allowed.
+fn check_version(current: &str, offered: &str, allow_downgrade: bool) -> Result<(), ErrorReply> {
+    let offered_v = semver::Version::parse(offered)
+        .map_err(|_| refused(format!("{} is not a version", printable(offered))))?;
+    let newer = match semver::Version::parse(current) {
+        Ok(current) => offered_v > current,
+        Err(_) => true,
+    };
+    if newer || allow_downgrade {
+        return Ok(());
+    }
+    Err(refused(format!(
+        "{offered} is not newer than this agent's {current}; pass --allow-downgrade to install it anyway"
+    )))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn refused(message: impl Into<String>) -> ErrorReply {
+    ErrorReply::new(ErrorCode::UpdateRefused, message)
+}
+
+fn failed(message: impl Into<String>) -> ErrorReply {
+    ErrorReply::new(ErrorCode::UpdateFailed, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_newer_versions_unless_a_downgrade_is_allowed() {
+        assert!(check_version("0.1.0", "0.2.0", false).is_ok());
+        assert!(check_version("0.9.0", "0.10.0", false).is_ok());
+        let err = check_version("0.2.0", "0.1.0", false).unwrap_err();
+        assert_eq!(err.error_code, ErrorCode::UpdateRefused);
+        assert!(err.error.contains("--allow-downgrade"), "{}", err.error);
+        assert!(check_version("0.2.0", "0.2.0", false).is_err());
+        assert!(check_version("0.2.0", "0.1.0", true).is_ok());
+        assert!(check_version("0.1.0", "not-a-version", true).is_err());
+    }
+}
