@@ -3,6 +3,7 @@
 //! the local Docker engine for the relay. It never listens on a port.
 
 pub mod credentials;
+pub mod deploy;
 pub mod docker;
 pub mod forget;
 mod handlers;
@@ -11,6 +12,7 @@ mod info;
 pub mod install;
 mod live;
 pub mod pacing;
+pub mod policy;
 #[cfg(unix)]
 pub mod selfupdate;
 mod session;

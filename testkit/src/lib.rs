@@ -3,6 +3,7 @@
 //! containers made from the locally imported busybox image. Everything is torn down on drop.
 
 pub mod docker;
+pub mod registry;
 pub mod tls;
 
 use std::net::SocketAddr;

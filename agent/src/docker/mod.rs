@@ -6,7 +6,9 @@
 //! again and the agent recovers on its own when Docker comes back.
 
 mod convert;
+pub mod create;
 mod events;
+pub mod images;
 mod logs;
 pub mod own_container;
 mod stats;
@@ -78,6 +80,8 @@ pub struct DockerClient {
     engine: Mutex<Option<Docker>>,
     /// Stops and restarts of ZedOps' own, so their events are not mistaken for crashes.
     requested: events::Requested,
+    /// Pulls running now, at most [`zedops_protocol::MAX_PULLS_PER_AGENT`].
+    pulls: tokio::sync::Semaphore,
 }
 
 impl DockerClient {
@@ -93,6 +97,7 @@ impl DockerClient {
             own_container: own_container::detect(),
             engine: Mutex::new(None),
             requested: events::Requested::default(),
+            pulls: tokio::sync::Semaphore::new(zedops_protocol::MAX_PULLS_PER_AGENT),
         };
         if let Some(id) = &client.own_container {
             tracing::info!(container = %&id[..12], "running in a container; it will not be stopped or restarted");
@@ -340,6 +345,7 @@ mod tests {
             own_container: None,
             engine: Mutex::new(None),
             requested: events::Requested::default(),
+            pulls: tokio::sync::Semaphore::new(zedops_protocol::MAX_PULLS_PER_AGENT),
         }
     }
 

@@ -1,0 +1,711 @@
+//! Deploying on the real engine with a real registry on loopback (Debian's `docker-registry`):
+//! create from a spec and read it back with `docker inspect`, pull with progress, each registry
+//! failure with its own code, name and port clashes, the local policy gate, remove and images.
+//! Under `CI=true` a missing engine or registry fails; otherwise these tests skip.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, MountTypeEnum, RestartPolicyNameEnum};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptions,
+};
+use tokio::sync::{mpsc, oneshot};
+use zedops_agent::deploy;
+use zedops_agent::docker::DockerClient;
+use zedops_agent::policy::LocalPolicy;
+use zedops_protocol::{
+    ContainerCreate, ContainerRemoveRequest, ContainerSpec, DeployFrame, ErrorCode, Frame,
+    HealthCheckSpec, ImagePullRequest, ImageRemoveRequest, LABEL_CREATED_BY, LABEL_PROTECTED,
+    LABEL_TEMPLATE, LABEL_TEMPLATE_VERSION, MAX_PULLS_PER_AGENT, PortProtocol, PortSpec, Resources,
+    RestartPolicy, StreamEnd, TemplateStamp, Validate, VolumeKind, VolumeSpec,
+};
+use zedops_testkit::docker::TEST_IMAGE;
+use zedops_testkit::registry::{TestRegistry, free_port};
+
+/// Names and volumes made by one test, removed (forcibly) on drop, even when it fails.
+struct Cleanup {
+    docker: Docker,
+    prefix: String,
+    containers: Vec<String>,
+    volumes: Vec<String>,
+}
+
+impl Cleanup {
+    fn new(docker: &Docker) -> Self {
+        Self {
+            docker: docker.clone(),
+            prefix: format!("zd-{}", &uuid_like()[..8]),
+            containers: vec![],
+            volumes: vec![],
+        }
+    }
+
+    fn name(&mut self, suffix: &str) -> String {
+        let name = format!("{}-{suffix}", self.prefix);
+        self.containers.push(name.clone());
+        name
+    }
+
+    fn volume(&mut self, suffix: &str) -> String {
+        let name = format!("{}-{suffix}", self.prefix);
+        self.volumes.push(name.clone());
+        name
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let (docker, containers, volumes) = (
+            self.docker.clone(),
+            std::mem::take(&mut self.containers),
+            std::mem::take(&mut self.volumes),
+        );
+        // Drop cannot await; a small runtime of its own removes what the test made.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for name in containers {
+                    let options = RemoveContainerOptionsBuilder::new()
+                        .force(true)
+                        .v(true)
+                        .build();
+                    let _ = docker.remove_container(&name, Some(options)).await;
+                }
+                for volume in volumes {
+                    let _ = docker
+                        .remove_volume(&volume, None::<RemoveVolumeOptions>)
+                        .await;
+                }
+            });
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+fn uuid_like() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+async fn setup() -> Option<(Docker, DockerClient, TestRegistry)> {
+    let docker = zedops_testkit::require_docker().await?;
+    let registry = TestRegistry::start().await?;
+    Some((docker, DockerClient::connect(None).await, registry))
+}
+
+fn request(name: &str, spec: ContainerSpec, start: bool) -> ContainerCreate {
+    ContainerCreate {
+        agent_id: "agent-1".into(),
+        name: name.into(),
+        spec,
+        start,
+        template: None,
+        created_by: None,
+    }
+}
+
+/// Runs `container.create` as the agent does and returns its frames and how it ended.
+async fn create(
+    client: &DockerClient,
+    policy: &LocalPolicy,
+    request: ContainerCreate,
+) -> (Vec<DeployFrame>, StreamEnd) {
+    request.validate().expect("a valid request");
+    let (tx, mut rx) = mpsc::channel(4096);
+    let (_cancel, cancelled) = oneshot::channel();
+    let end = deploy::create(client, policy, request, "_INBOX.t", &tx, cancelled).await;
+    drop(tx);
+    (frames(&mut rx).await, end)
+}
+
+async fn frames(rx: &mut mpsc::Receiver<String>) -> Vec<DeployFrame> {
+    let mut out = vec![];
+    while let Some(text) = rx.recv().await {
+        let frame = Frame::decode(&text).expect("a frame");
+        assert_eq!(frame.subject, "_INBOX.t");
+        out.push(frame.payload::<DeployFrame>().expect("a deploy frame"));
+    }
+    out
+}
+
+async fn pull(client: &DockerClient, image: &str) -> (Vec<DeployFrame>, StreamEnd) {
+    let request = ImagePullRequest {
+        agent_id: "a".into(),
+        image: image.into(),
+    };
+    let (tx, mut rx) = mpsc::channel(4096);
+    let (_cancel, cancelled) = oneshot::channel();
+    let end = deploy::pull(client, request, "_INBOX.t", &tx, cancelled).await;
+    drop(tx);
+    (frames(&mut rx).await, end)
+}
+
+fn busybox(image: &str) -> ContainerSpec {
+    ContainerSpec {
+        image: image.into(),
+        cmd: Some(vec!["sleep".into(), "300".into()]),
+        ..ContainerSpec::default()
+    }
+}
+
+#[tokio::test]
+async fn creates_exactly_what_the_spec_asks_for() {
+    let Some((docker, client, registry)) = setup().await else {
+        return;
+    };
+    let image = registry
+        .push_test_image(&docker, "zedops/busybox", "1")
+        .await;
+    let mut cleanup = Cleanup::new(&docker);
+    let name = cleanup.name("full");
+    let volume = cleanup.volume("data");
+    let udp = free_port();
+    let spec = ContainerSpec {
+        image: image.clone(),
+        cmd: Some(vec!["sleep".into(), "300".into()]),
+        env: BTreeMap::from([
+            ("SERVER_NAME".into(), "zomboid one".into()),
+            ("ADMIN_PASSWORD".into(), "p;$(rm -rf /)".into()),
+        ]),
+        ports: vec![
+            PortSpec {
+                container: 16261,
+                host: Some(udp),
+                protocol: PortProtocol::Udp,
+                host_ip: Some("127.0.0.1".parse().unwrap()),
+            },
+            PortSpec {
+                container: 8080,
+                host: None,
+                protocol: PortProtocol::Tcp,
+                host_ip: Some("127.0.0.1".parse().unwrap()),
+            },
+        ],
+        volumes: vec![VolumeSpec {
+            kind: VolumeKind::Volume,
+            source: volume.clone(),
+            target: "/data".into(),
+            read_only: false,
+        }],
+        resources: Resources {
+            cpus: Some(0.5),
+            memory_bytes: Some(64 * 1024 * 1024),
+            memory_swap_bytes: Some(128 * 1024 * 1024),
+            pids: Some(64),
+        },
+        restart: RestartPolicy::OnFailure,
+        restart_max_retries: Some(3),
+        labels: BTreeMap::from([("com.example.game".into(), "pz".into())]),
+        health_check: Some(HealthCheckSpec {
+            cmd: vec!["true".into()],
+            interval_secs: Some(30),
+            timeout_secs: Some(5),
+            retries: Some(2),
+            start_period_secs: Some(10),
+        }),
+        stop_signal: Some("SIGINT".into()),
+        stop_grace_secs: Some(20),
+        open_stdin: true,
+        ..ContainerSpec::default()
+    };
+    let mut req = request(&name, spec, true);
+    req.template = Some(TemplateStamp {
+        name: "zomboid".into(),
+        version: 3,
+    });
+    req.created_by = Some("alice".into());
+    let (frames, end) = create(&client, &LocalPolicy::default(), req).await;
+    assert_eq!(end.error_code, None, "{}", end.reason);
+    assert_eq!(end.reason, "created and started");
+    let pulled = frames
+        .iter()
+        .find_map(|f| f.pulled.clone())
+        .expect("pulled");
+    assert!(pulled.pulled && pulled.image == image);
+    let created = frames
+        .iter()
+        .find_map(|f| f.created.clone())
+        .expect("created");
+    assert!(created.started);
+    assert_eq!(created.name, name);
+
+    let inspect = docker
+        .inspect_container(&name, None::<InspectContainerOptions>)
+        .await
+        .unwrap();
+    assert_eq!(inspect.id.as_deref(), Some(created.id.as_str()));
+    let config = inspect.config.unwrap();
+    assert_eq!(config.image.as_deref(), Some(image.as_str()));
+    assert_eq!(config.cmd.unwrap(), vec!["sleep", "300"]);
+    let mut env: Vec<String> = config
+        .env
+        .unwrap()
+        .into_iter()
+        .filter(|e| !e.starts_with("PATH="))
+        .collect();
+    env.sort();
+    assert_eq!(
+        env,
+        vec!["ADMIN_PASSWORD=p;$(rm -rf /)", "SERVER_NAME=zomboid one"]
+    );
+    let labels = config.labels.unwrap();
+    assert_eq!(labels.get("com.example.game").unwrap(), "pz");
+    assert_eq!(labels.get(LABEL_TEMPLATE).unwrap(), "zomboid");
+    assert_eq!(labels.get(LABEL_TEMPLATE_VERSION).unwrap(), "3");
+    assert_eq!(labels.get(LABEL_CREATED_BY).unwrap(), "alice");
+    assert_eq!(labels.len(), 4, "{labels:?}");
+    assert_eq!(config.stop_signal.as_deref(), Some("SIGINT"));
+    assert_eq!(config.stop_timeout, Some(20));
+    assert_eq!(config.open_stdin, Some(true));
+    let health = config.healthcheck.unwrap();
+    assert_eq!(health.test.unwrap(), vec!["CMD", "true"]);
+    assert_eq!(health.interval, Some(30_000_000_000));
+    assert_eq!(health.retries, Some(2));
+    let host = inspect.host_config.unwrap();
+    assert_eq!(host.nano_cpus, Some(500_000_000));
+    assert_eq!(host.memory, Some(64 * 1024 * 1024));
+    assert_eq!(host.memory_swap, Some(128 * 1024 * 1024));
+    assert_eq!(host.pids_limit, Some(64));
+    assert_eq!(host.privileged, Some(false));
+    let restart = host.restart_policy.unwrap();
+    assert_eq!(restart.name, Some(RestartPolicyNameEnum::ON_FAILURE));
+    assert_eq!(restart.maximum_retry_count, Some(3));
+    let bindings = host.port_bindings.unwrap();
+    assert_eq!(bindings.len(), 2, "{bindings:?}");
+    let udp_binding = bindings["16261/udp"].as_ref().unwrap();
+    assert_eq!(
+        udp_binding[0].host_port.as_deref(),
+        Some(udp.to_string().as_str())
+    );
+    assert_eq!(udp_binding[0].host_ip.as_deref(), Some("127.0.0.1"));
+    let mounts = host.mounts.unwrap();
+    assert_eq!(mounts.len(), 1);
+    assert_eq!(mounts[0].typ, Some(MountTypeEnum::VOLUME));
+    assert_eq!(mounts[0].source.as_deref(), Some(volume.as_str()));
+    assert_eq!(mounts[0].target.as_deref(), Some("/data"));
+    // "Any free port": Docker picked one for 8080/tcp.
+    let ports = inspect.network_settings.unwrap().ports.unwrap();
+    let picked = ports["8080/tcp"].as_ref().unwrap()[0]
+        .host_port
+        .clone()
+        .unwrap();
+    assert!(picked.parse::<u16>().unwrap() > 0);
+    assert_eq!(inspect.state.unwrap().running, Some(true));
+}
+
+#[tokio::test]
+async fn a_missing_image_is_pulled_with_progress_to_the_end() {
+    let Some((docker, client, registry)) = setup().await else {
+        return;
+    };
+    let image = registry
+        .push_unique_image(&docker, "zedops/noise", "1", 3 * 1024 * 1024)
+        .await;
+    let (frames, end) = pull(&client, &image).await;
+    assert_eq!(end.error_code, None, "{}", end.reason);
+    let progress: Vec<_> = frames.iter().filter_map(|f| f.progress.clone()).collect();
+    assert!(!progress.is_empty(), "no progress frames");
+    let last = progress.last().unwrap();
+    assert!(last.total >= 3 * 1024 * 1024 / 2, "{last:?}");
+    assert_eq!(last.layers_done, last.layers_total, "{last:?}");
+    assert!(
+        last.layers.iter().any(|l| l.status == "Pull complete"),
+        "{last:?}"
+    );
+    let pulled = frames.iter().find_map(|f| f.pulled.clone()).unwrap();
+    assert!(pulled.id.starts_with("sha256:"));
+    // Present now: a create does not pull again.
+    let mut cleanup = Cleanup::new(&docker);
+    let name = cleanup.name("nopull");
+    let (frames, end) = create(
+        &client,
+        &LocalPolicy::default(),
+        request(&name, busybox(&image), false),
+    )
+    .await;
+    assert_eq!(end.error_code, None, "{}", end.reason);
+    assert!(
+        frames
+            .iter()
+            .all(|f| f.pulled.is_none() && f.progress.is_none())
+    );
+    let remove = ImageRemoveRequest {
+        agent_id: "a".into(),
+        image: image.clone(),
+        force: true,
+    };
+    let _ = deploy::remove_image(&client, remove, "_INBOX.t").await;
+}
+
+#[tokio::test]
+async fn registry_failures_have_their_own_codes() {
+    let Some((docker, client, registry)) = setup().await else {
+        return;
+    };
+    registry
+        .push_test_image(&docker, "zedops/busybox", "1")
+        .await;
+    let (_, end) = pull(&client, &registry.image("zedops/busybox:2")).await;
+    assert_eq!(
+        end.error_code,
+        Some(ErrorCode::ImageNotFound),
+        "{}",
+        end.reason
+    );
+    assert!(
+        end.reason.contains("check the name and tag"),
+        "{}",
+        end.reason
+    );
+
+    let down = format!("127.0.0.1:{}/zedops/busybox:1", free_port());
+    let (_, end) = pull(&client, &down).await;
+    assert_eq!(
+        end.error_code,
+        Some(ErrorCode::RegistryUnreachable),
+        "{}",
+        end.reason
+    );
+
+    let Some(locked) = TestRegistry::start_with_auth().await else {
+        return;
+    };
+    let image = locked.push_test_image(&docker, "zedops/private", "1").await;
+    let (_, end) = pull(&client, &image).await;
+    assert_eq!(
+        end.error_code,
+        Some(ErrorCode::RegistryAuthFailed),
+        "{}",
+        end.reason
+    );
+    assert!(!end.reason.contains(zedops_testkit::registry::AUTH_PASSWORD));
+
+    // A create of a missing image says the same.
+    let mut cleanup = Cleanup::new(&docker);
+    let name = cleanup.name("missing");
+    let (_, end) = create(
+        &client,
+        &LocalPolicy::default(),
+        request(&name, busybox(&registry.image("zedops/nothing:9")), true),
+    )
+    .await;
+    assert_eq!(
+        end.error_code,
+        Some(ErrorCode::ImageNotFound),
+        "{}",
+        end.reason
+    );
+}
+
+#[tokio::test]
+async fn name_and_port_clashes_are_told_apart_and_leave_nothing_behind() {
+    let Some((docker, client, _registry)) = setup().await else {
+        return;
+    };
+    let mut cleanup = Cleanup::new(&docker);
+    let name = cleanup.name("clash");
+    let port = free_port();
+    let mut spec = busybox(TEST_IMAGE);
+    spec.ports.push(PortSpec {
+        container: 80,
+        host: Some(port),
+        protocol: PortProtocol::Tcp,
+        host_ip: Some("127.0.0.1".parse().unwrap()),
+    });
+    let policy = LocalPolicy::default();
+    let (_, end) = create(&client, &policy, request(&name, spec.clone(), true)).await;
+    assert_eq!(end.error_code, None, "{}", end.reason);
+
+    let (_, end) = create(&client, &policy, request(&name, busybox(TEST_IMAGE), false)).await;
+    assert_eq!(
+        end.error_code,
+        Some(ErrorCode::ContainerNameInUse),
+        "{}",
+        end.reason
+    );
+    assert!(end.reason.contains("choose another name"), "{}", end.reason);
+
+    let other = cleanup.name("clash2");
+    let (_, end) = create(&client, &policy, request(&other, spec, true)).await;
+    assert_eq!(end.error_code, Some(ErrorCode::PortInUse), "{}", end.reason);
+    assert!(
+        end.reason.contains(&format!("{port}/tcp")),
+        "{}",
+        end.reason
+    );
+    // The container that could not start was removed: the name is free again.
+    let gone = docker
+        .inspect_container(&other, None::<InspectContainerOptions>)
+        .await;
+    assert!(gone.is_err(), "the failed container was left behind");
+}
+
+#[tokio::test]
+async fn the_local_policy_refuses_whatever_the_relay_sends() {
+    let Some((docker, client, _registry)) = setup().await else {
+        return;
+    };
+    let mut cleanup = Cleanup::new(&docker);
+    let allowed = tempfile::tempdir().unwrap();
+    let policy = LocalPolicy::new(&[allowed.path().to_path_buf()], None).expect("a policy");
+    type Change = Box<dyn Fn(&mut ContainerSpec)>;
+    let cases: Vec<(&str, Change)> = vec![
+        ("privileged", Box::new(|s| s.privileged = true)),
+        ("capAdd", Box::new(|s| s.cap_add = vec!["NET_ADMIN".into()])),
+        ("network", Box::new(|s| s.network = Some("host".into()))),
+        ("pidMode", Box::new(|s| s.pid_mode = Some("host".into()))),
+        ("ipcMode", Box::new(|s| s.ipc_mode = Some("host".into()))),
+        ("devices", Box::new(|s| s.devices = vec!["/dev/kvm".into()])),
+        (
+            "volumes[0].source",
+            Box::new(|s| {
+                s.volumes.push(VolumeSpec {
+                    kind: VolumeKind::Bind,
+                    source: "/var/run/docker.sock".into(),
+                    target: "/var/run/docker.sock".into(),
+                    read_only: true,
+                })
+            }),
+        ),
+        (
+            "volumes[0].source",
+            Box::new(|s| {
+                s.volumes.push(VolumeSpec {
+                    kind: VolumeKind::Bind,
+                    source: "/etc".into(),
+                    target: "/host-etc".into(),
+                    read_only: true,
+                })
+            }),
+        ),
+    ];
+    for (field, change) in cases {
+        let name = cleanup.name(&field.replace(['[', ']', '.'], "-"));
+        let mut spec = busybox(TEST_IMAGE);
+        change(&mut spec);
+        let (frames, end) = create(&client, &policy, request(&name, spec, true)).await;
+        assert_eq!(
+            end.error_code,
+            Some(ErrorCode::PolicyDenied),
+            "{field}: {}",
+            end.reason
+        );
+        assert!(end.reason.contains(field), "{field}: {}", end.reason);
+        assert!(frames.is_empty());
+        assert!(
+            docker
+                .inspect_container(&name, None::<InspectContainerOptions>)
+                .await
+                .is_err(),
+            "{field}: a refused container exists"
+        );
+    }
+    // A bind inside the allowed directory is created.
+    let name = cleanup.name("bind-ok");
+    let mut spec = busybox(TEST_IMAGE);
+    spec.volumes.push(VolumeSpec {
+        kind: VolumeKind::Bind,
+        source: allowed.path().display().to_string(),
+        target: "/srv".into(),
+        read_only: true,
+    });
+    let (_, end) = create(&client, &policy, request(&name, spec, false)).await;
+    assert_eq!(end.error_code, None, "{}", end.reason);
+    // Raw host configuration cannot even be decoded.
+    let raw =
+        r#"{"agentId":"a","name":"x","spec":{"image":"busybox","hostConfig":{"Privileged":true}}}"#;
+    let err = serde_json::from_str::<ContainerCreate>(raw).unwrap_err();
+    assert!(
+        err.to_string().contains("unknown field `hostConfig`"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn remove_needs_force_for_a_running_container_and_keeps_protected_ones() {
+    let Some((docker, mut client, _registry)) = setup().await else {
+        return;
+    };
+    let mut cleanup = Cleanup::new(&docker);
+    let policy = LocalPolicy::default();
+    let running = cleanup.name("running");
+    let (_, end) = create(
+        &client,
+        &policy,
+        request(&running, busybox(TEST_IMAGE), true),
+    )
+    .await;
+    assert_eq!(end.error_code, None, "{}", end.reason);
+    let remove = |id: &str, force: bool, volumes: bool| ContainerRemoveRequest {
+        agent_id: "a".into(),
+        container_id: id.into(),
+        force,
+        volumes,
+    };
+    let answer = deploy::remove(&client, remove(&running, false, false), "_INBOX.t").await;
+    assert!(
+        answer.contains("\"DOCKER_REMOVE_FAILED\"") && answer.contains("--force"),
+        "{answer}"
+    );
+    let answer = deploy::remove(&client, remove(&running, true, false), "_INBOX.t").await;
+    assert!(answer.contains("\"removed\":true"), "{answer}");
+    assert!(
+        docker
+            .inspect_container(&running, None::<InspectContainerOptions>)
+            .await
+            .is_err()
+    );
+
+    // --volumes removes the container's anonymous volumes; without it they stay.
+    for volumes in [false, true] {
+        let name = cleanup.name(&format!("anon-{volumes}"));
+        let body = ContainerCreateBody {
+            image: Some(TEST_IMAGE.into()),
+            cmd: Some(vec!["true".into()]),
+            volumes: Some([("/scratch".to_string(), Default::default())].into()),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        docker.create_container(Some(options), body).await.unwrap();
+        let inspect = docker
+            .inspect_container(&name, None::<InspectContainerOptions>)
+            .await
+            .unwrap();
+        let anonymous = inspect.mounts.unwrap()[0].name.clone().unwrap();
+        let answer = deploy::remove(&client, remove(&name, false, volumes), "_INBOX.t").await;
+        assert!(answer.contains("\"removed\":true"), "{answer}");
+        let exists = docker.inspect_volume(&anonymous).await.is_ok();
+        assert_eq!(exists, !volumes, "volumes={volumes}");
+        if exists {
+            cleanup.volumes.push(anonymous);
+        }
+    }
+
+    let protected = cleanup.name("protected");
+    let mut spec = busybox(TEST_IMAGE);
+    spec.labels.insert(LABEL_PROTECTED.into(), "true".into());
+    let (_, end) = create(&client, &policy, request(&protected, spec, false)).await;
+    assert_eq!(end.error_code, None, "{}", end.reason);
+    let answer = deploy::remove(&client, remove(&protected, true, true), "_INBOX.t").await;
+    assert!(answer.contains("\"PROTECTED\""), "{answer}");
+
+    let own = cleanup.name("own");
+    let (_, end) = create(&client, &policy, request(&own, busybox(TEST_IMAGE), false)).await;
+    assert_eq!(end.error_code, None, "{}", end.reason);
+    let id = docker
+        .inspect_container(&own, None::<InspectContainerOptions>)
+        .await
+        .unwrap()
+        .id
+        .unwrap();
+    client.protect_container(&id);
+    let answer = deploy::remove(&client, remove(&own, true, false), "_INBOX.t").await;
+    assert!(answer.contains("\"SELF_PROTECTED\""), "{answer}");
+    let answer = deploy::remove(
+        &client,
+        remove("nothing-here-at-all", true, false),
+        "_INBOX.t",
+    )
+    .await;
+    assert!(answer.contains("\"CONTAINER_NOT_FOUND\""), "{answer}");
+}
+
+#[tokio::test]
+async fn images_are_listed_with_their_users_and_removed() {
+    let Some((docker, client, registry)) = setup().await else {
+        return;
+    };
+    let image = registry
+        .push_test_image(&docker, "zedops/listed", "1")
+        .await;
+    let (_, end) = pull(&client, &image).await;
+    assert_eq!(end.error_code, None, "{}", end.reason);
+    let mut cleanup = Cleanup::new(&docker);
+    let user = cleanup.name("user");
+    let (_, end) = create(
+        &client,
+        &LocalPolicy::default(),
+        request(&user, busybox(TEST_IMAGE), false),
+    )
+    .await;
+    assert_eq!(end.error_code, None, "{}", end.reason);
+    let images = client.images().await.unwrap();
+    let test = images
+        .iter()
+        .find(|i| i.repo_tags.iter().any(|t| t == TEST_IMAGE))
+        .expect("the test image listed");
+    assert!(test.used_by.contains(&user), "{test:?}");
+    assert!(test.size > 0 && test.created > 0 && test.id.starts_with("sha256:"));
+    let pulled = images
+        .iter()
+        .find(|i| i.repo_tags.contains(&image))
+        .expect("the pulled image listed");
+    assert_eq!(pulled.id, test.id, "the same image under two names");
+
+    let rmi = |image: &str, force: bool| ImageRemoveRequest {
+        agent_id: "a".into(),
+        image: image.into(),
+        force,
+    };
+    // Only a tag: untagged, the image stays for the test image's name.
+    let answer = deploy::remove_image(&client, rmi(&image, false), "_INBOX.t").await;
+    assert!(answer.contains("\"untagged\":[\""), "{answer}");
+    let answer = deploy::remove_image(&client, rmi(&image, false), "_INBOX.t").await;
+    assert!(answer.contains("\"IMAGE_NOT_FOUND\""), "{answer}");
+    // The image by id while a container uses it.
+    let answer = deploy::remove_image(&client, rmi(&test.id, false), "_INBOX.t").await;
+    assert!(answer.contains("\"IMAGE_IN_USE\""), "{answer}");
+    assert!(rmi("../../containers/x", false).validate().is_err());
+}
+
+#[tokio::test]
+async fn pulls_are_bounded_per_agent() {
+    let Some((_docker, client, _registry)) = setup().await else {
+        return;
+    };
+    // A "registry" that accepts connections and never answers holds every pull open.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let holder = tokio::spawn(async move {
+        let mut held = vec![];
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let client = std::sync::Arc::new(client);
+    let mut running = vec![];
+    for i in 0..MAX_PULLS_PER_AGENT {
+        let client = client.clone();
+        running.push(tokio::spawn(async move {
+            pull(&client, &format!("127.0.0.1:{port}/stuck/{i}:1")).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, end) = pull(&client, &format!("127.0.0.1:{port}/stuck/more:1")).await;
+    assert_eq!(
+        end.error_code,
+        Some(ErrorCode::RateLimited),
+        "{}",
+        end.reason
+    );
+    for task in running {
+        assert!(!task.is_finished(), "a held pull ended early");
+        task.abort();
+    }
+    holder.abort();
+    // Aborted pulls give their slots back.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, end) = pull(&client, &format!("127.0.0.1:{}/gone/x:1", free_port())).await;
+    assert_eq!(
+        end.error_code,
+        Some(ErrorCode::RegistryUnreachable),
+        "{}",
+        end.reason
+    );
+}

@@ -1,0 +1,246 @@
+//! A real image registry on loopback for tests: Debian's `docker-registry` (Docker's
+//! distribution 2.8) started with a temporary config and filesystem storage, filled with the
+//! local test image. Docker treats 127.0.0.0/8 registries as insecure, so plain HTTP pushes and
+//! pulls work with no internet and no TLS. Under `CI=true` a missing `docker-registry` fails.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, PushImageOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, StartContainerOptions,
+    TagImageOptionsBuilder, WaitContainerOptions,
+};
+use futures_util::StreamExt;
+
+use crate::docker::TEST_IMAGE;
+
+/// The binary Debian's `docker-registry` package installs.
+pub const REGISTRY_BINARY: &str = "docker-registry";
+/// User and password of a registry started [`with_auth`](TestRegistry::start_with_auth).
+pub const AUTH_USER: &str = "zedops";
+pub const AUTH_PASSWORD: &str = "zedops-secret";
+/// bcrypt of [`AUTH_PASSWORD`] (htpasswd format, what the registry reads).
+const AUTH_HTPASSWD: &str = "zedops:$2b$12$BksXaACsERoIcQ0lgeecoOJz1VM.1PuRJE0SKBuug5KT0SJ2cC4yW";
+
+/// A running registry, stopped (and its storage deleted) on drop.
+pub struct TestRegistry {
+    child: Child,
+    port: u16,
+    auth: bool,
+    _dir: tempfile::TempDir,
+}
+
+impl TestRegistry {
+    /// Starts a registry on a free loopback port, or `None` (after saying why) when
+    /// `docker-registry` is missing outside CI.
+    pub async fn start() -> Option<Self> {
+        Self::launch(false).await
+    }
+
+    /// Like [`start`](Self::start), with basic authentication ([`AUTH_USER`], [`AUTH_PASSWORD`]).
+    pub async fn start_with_auth() -> Option<Self> {
+        Self::launch(true).await
+    }
+
+    async fn launch(auth: bool) -> Option<Self> {
+        let Some(binary) = find_binary() else {
+            let problem = format!("{REGISTRY_BINARY} is not installed; run scripts/setup");
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{problem} (CI=true: the deploy tests need the loopback registry)");
+            }
+            eprintln!("SKIPPED: {problem}");
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("temp dir for the registry");
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if auth {
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{AUTH_HTPASSWD}\n")).expect("write htpasswd");
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: zedops-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).expect("write the registry config");
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        let registry = Self {
+            child,
+            port,
+            auth,
+            _dir: dir,
+        };
+        registry.wait_ready().await;
+        Some(registry)
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let log =
+            std::fs::read_to_string(self._dir.path().join("registry.log")).unwrap_or_default();
+        panic!(
+            "docker-registry did not listen on 127.0.0.1:{} within 5 s; its log:\n{log}",
+            self.port
+        );
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:PORT/<path>`, e.g. `image("zedops/busybox:1")`.
+    pub fn image(&self, path: &str) -> String {
+        format!("{}/{path}", self.host())
+    }
+
+    /// Pushes the local test image as `<host>/<repo>:<tag>`, then removes that local tag (the
+    /// test image itself stays), so that an agent must pull it. Returns the reference.
+    pub async fn push_test_image(&self, docker: &Docker, repo: &str, tag: &str) -> String {
+        self.push_local(docker, TEST_IMAGE, repo, tag).await
+    }
+
+    /// Pushes a new image with a layer of its own (`bytes` random bytes in `/noise` on top of
+    /// the test image) as `<host>/<repo>:<tag>`, and deletes it locally: pulling it downloads a
+    /// layer, so progress has bytes to report.
+    pub async fn push_unique_image(
+        &self,
+        docker: &Docker,
+        repo: &str,
+        tag: &str,
+        bytes: usize,
+    ) -> String {
+        let name = format!(
+            "zt-noise-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let body = ContainerCreateBody {
+            image: Some(TEST_IMAGE.to_string()),
+            // The test image links few applets; busybox itself has them all.
+            cmd: Some(vec![
+                "busybox".into(),
+                "dd".into(),
+                "if=/dev/urandom".into(),
+                "of=/noise".into(),
+                "bs=1024".into(),
+                format!("count={}", bytes.div_ceil(1024)),
+            ]),
+            labels: Some([(crate::docker::TEST_LABEL.to_string(), "1".to_string())].into()),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        docker
+            .create_container(Some(options), body)
+            .await
+            .expect("create the noise container");
+        docker
+            .start_container(&name, None::<StartContainerOptions>)
+            .await
+            .expect("start the noise container");
+        let mut wait = docker.wait_container(&name, None::<WaitContainerOptions>);
+        while let Some(status) = wait.next().await {
+            status.expect("the noise container ran");
+        }
+        let local = format!("zedops-test/{name}");
+        let options = CommitContainerOptionsBuilder::new()
+            .container(&name)
+            .repo(&local)
+            .tag("1")
+            .build();
+        docker
+            .commit_container(options, bollard::models::ContainerConfig::default())
+            .await
+            .expect("commit the noise image");
+        let remove = RemoveContainerOptionsBuilder::new().force(true).build();
+        let _ = docker.remove_container(&name, Some(remove)).await;
+        let reference = self
+            .push_local(docker, &format!("{local}:1"), repo, tag)
+            .await;
+        let options = RemoveImageOptionsBuilder::new().force(true).build();
+        docker
+            .remove_image(&format!("{local}:1"), Some(options), None)
+            .await
+            .expect("remove the local noise image");
+        reference
+    }
+
+    async fn push_local(&self, docker: &Docker, local: &str, repo: &str, tag: &str) -> String {
+        let target = self.image(repo);
+        let options = TagImageOptionsBuilder::new().repo(&target).tag(tag).build();
+        docker
+            .tag_image(local, Some(options))
+            .await
+            .expect("tag the image for the test registry");
+        let credentials = self.auth.then(|| DockerCredentials {
+            username: Some(AUTH_USER.into()),
+            password: Some(AUTH_PASSWORD.into()),
+            serveraddress: Some(self.host()),
+            ..Default::default()
+        });
+        let options = PushImageOptionsBuilder::new().tag(tag).build();
+        let mut push = docker.push_image(&target, Some(options), credentials);
+        while let Some(step) = push.next().await {
+            step.unwrap_or_else(|e| panic!("push {target}:{tag} to the test registry: {e}"));
+        }
+        let reference = format!("{target}:{tag}");
+        let options = RemoveImageOptionsBuilder::new().build();
+        docker
+            .remove_image(&reference, Some(options), None)
+            .await
+            .expect("untag the pushed image locally");
+        reference
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nobody listens on right now (a registry started on it a moment later).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+fn find_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
+        .map(|dir| dir.join(REGISTRY_BINARY))
+        .find(|candidate| candidate.is_file())
+}
