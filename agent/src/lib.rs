@@ -2,6 +2,7 @@
 //! authenticates with stored credentials), then lists, starts, stops and restarts containers on
 //! the local Docker engine for the relay. It never listens on a port.
 
+pub mod console;
 pub mod credentials;
 pub mod deploy;
 pub mod docker;

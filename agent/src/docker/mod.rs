@@ -8,6 +8,7 @@
 mod convert;
 pub mod create;
 mod events;
+pub mod exec;
 pub mod images;
 mod logs;
 pub mod own_container;

@@ -101,6 +101,11 @@ impl Scratch {
         (name, created.id)
     }
 
+    /// Removes `name` with the others when the test ends (a container the test made itself).
+    pub fn adopt(&mut self, name: &str) {
+        self.names.push(name.to_string());
+    }
+
     pub async fn running(&self, name: &str) -> bool {
         self.inspect(name).await.0
     }
