@@ -1,8 +1,9 @@
-//! The requests the relay sends an agent, and the answers Docker's results turn into.
+//! The Docker requests the relay sends an agent (decoded by [`crate::session`] from
+//! [`zedops_protocol::AgentRequest`]), and the answers Docker's results turn into.
 
 use zedops_protocol::{
-    ContainerActionRequest, ContainerListRequest, ContainerListResponse, Envelope, ErrorCode,
-    ErrorReply, Frame, Operation, OperationError, OperationSuccess, ProtocolError, subject,
+    ContainerActionRequest, ContainerListResponse, Envelope, ErrorCode, ErrorReply, Operation,
+    OperationError, OperationSuccess, ProtocolError, subject,
 };
 
 use crate::docker::{DockerClient, DockerError};
@@ -22,25 +23,21 @@ pub enum Request {
 }
 
 impl Request {
-    /// Decodes `frame` strictly; anything else the relay might send is refused.
-    pub fn parse(frame: &Frame) -> Result<Self, ProtocolError> {
-        if frame.subject == subject::CONTAINER_LIST {
-            frame.payload::<ContainerListRequest>()?;
-            return Ok(Self::List);
-        }
-        if frame.subject == subject::CONTAINER_INSPECT {
-            let request: ContainerActionRequest = frame.payload()?;
-            return Ok(Self::Inspect {
-                container_id: request.container_id,
-            });
-        }
-        let operation = Operation::from_subject(&frame.subject)
-            .ok_or_else(|| ProtocolError::invalid("subject", "not a request this agent handles"))?;
-        let request: ContainerActionRequest = frame.payload()?;
-        Ok(Self::Action {
+    /// `container.start|stop|restart` as `operation` names it.
+    pub fn action(operation: Operation, request: ContainerActionRequest) -> Self {
+        Self::Action {
             operation,
             container_id: request.container_id,
-        })
+        }
+    }
+
+    /// The subject that asked for this.
+    pub fn subject(&self) -> &'static str {
+        match self {
+            Self::List => subject::CONTAINER_LIST,
+            Self::Inspect { .. } => subject::CONTAINER_INSPECT,
+            Self::Action { operation, .. } => operation.subject(),
+        }
     }
 
     /// Carries the request out and returns the answer frame for `inbox`.
@@ -139,33 +136,22 @@ pub fn refusal(reply: Option<&str>, err: &ProtocolError) -> String {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Request, ProtocolError> {
-        Request::parse(&Frame::decode(text).unwrap())
-    }
-
     #[test]
-    fn parses_requests_strictly() {
+    fn requests_name_their_subject() {
+        let request = |c: &str| ContainerActionRequest {
+            agent_id: "a".into(),
+            container_id: c.into(),
+        };
+        assert_eq!(Request::List.subject(), subject::CONTAINER_LIST);
+        let stop = Request::action(Operation::Stop, request("web"));
         assert_eq!(
-            parse(r#"{"subject":"container.list","reply":"_INBOX.1","data":{"agentId":"a"}}"#)
-                .unwrap(),
-            Request::List
+            stop,
+            Request::Action {
+                operation: Operation::Stop,
+                container_id: "web".into()
+            }
         );
-        assert_eq!(
-            parse(r#"{"subject":"container.stop","reply":"_INBOX.1","data":{"agentId":"a","containerId":"web"}}"#)
-                .unwrap(),
-            Request::Action { operation: Operation::Stop, container_id: "web".into() }
-        );
-        assert!(
-            parse(r#"{"subject":"container.remove","reply":"_INBOX.1","data":{"agentId":"a"}}"#)
-                .is_err()
-        );
-        assert!(
-            parse(r#"{"subject":"container.list","data":{"agentId":"a","all":true}}"#).is_err()
-        );
-        assert!(
-            parse(r#"{"subject":"container.start","data":{"agentId":"a","containerId":"../x"}}"#)
-                .is_err()
-        );
+        assert_eq!(stop.subject(), subject::CONTAINER_STOP);
     }
 
     #[test]

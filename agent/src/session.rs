@@ -12,9 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 use zedops_protocol::payload::is_valid_name;
 use zedops_protocol::{
-    AgentAuth, AgentRegister, AgentToken, AgentTokenStored, AgentWelcome, Envelope, ErrorCode,
-    ErrorReply, Frame, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, Heartbeat, LogsRequest,
-    MAX_TOKEN_LEN, PROTOCOL_VERSION, ProtocolError, StatsRequest, StreamCancel, subject,
+    AgentAuth, AgentRegister, AgentRequest, AgentRequestKind, AgentToken, AgentTokenStored,
+    AgentWelcome, Envelope, ErrorCode, ErrorReply, Frame, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT,
+    Heartbeat, MAX_TOKEN_LEN, Operation, PROTOCOL_VERSION, ProtocolError, subject,
 };
 use zedops_transport::{Backoff, FrameReader, FrameWriter, RelayUrl, TransportError};
 
@@ -368,92 +368,81 @@ fn dispatch(
     data_dir: &Path,
     tx: &mpsc::Sender<String>,
 ) {
-    if frame.subject == subject::AGENT_TOKEN {
-        return rotate(frame, data_dir.to_path_buf(), tx);
-    }
-    if frame.subject == subject::ERROR {
-        // Never answered: two peers answering each other's errors would loop forever.
-        match frame.payload::<ErrorReply>() {
-            Ok(reply) => {
-                tracing::warn!(code = %reply.error_code, error = ?reply.error, "the relay reported an error")
-            }
-            Err(err) => tracing::warn!(%err, "the relay sent an unreadable error frame"),
-        }
-        return;
-    }
-    if frame.subject == subject::STREAM_CANCEL {
-        match frame.payload::<StreamCancel>() {
-            Ok(cancel) => streams.cancel(&cancel.inbox),
-            Err(err) => tracing::warn!(%err, "refused an unreadable stream.cancel"),
-        }
-        return;
-    }
-    if frame.subject == subject::CONTAINER_LOGS || frame.subject == subject::CONTAINER_STATS {
-        let Some(inbox) = frame.reply.clone() else {
+    let kind = AgentRequestKind::from_subject(&frame.subject);
+    // Frames that expect no answer are never answered, not even with a refusal: two peers
+    // answering each other's errors would loop forever.
+    let answerless = matches!(
+        kind,
+        Some(AgentRequestKind::Error | AgentRequestKind::StreamCancel)
+    );
+    let inbox = match (&frame.reply, answerless) {
+        (Some(inbox), _) => inbox.clone(),
+        (None, true) => String::new(),
+        (None, false) => {
             let err = ProtocolError::invalid("reply", "a request needs a reply inbox");
-            queue(tx, handlers::refusal(None, &err));
-            return;
-        };
-        let started = if frame.subject == subject::CONTAINER_LOGS {
-            frame
-                .payload::<LogsRequest>()
-                .map(|r| streams.start_logs(docker.clone(), r, inbox.clone(), tx.clone()))
-        } else {
-            frame
-                .payload::<StatsRequest>()
-                .map(|r| streams.start_stats(docker.clone(), r, inbox.clone(), tx.clone()))
-        };
-        if let Err(err) = started {
-            tracing::warn!(subject = %frame.subject, %err, "refused a stream request");
-            queue(tx, handlers::refusal(Some(&inbox), &err));
+            tracing::warn!(subject = ?frame.subject, %err, "refused a request");
+            return queue(tx, handlers::refusal(None, &err));
         }
-        return;
-    }
-    let request = Request::parse(&frame).and_then(|request| match frame.reply {
-        Some(_) => Ok(request),
-        None => Err(ProtocolError::invalid(
-            "reply",
-            "a request needs a reply inbox",
-        )),
-    });
-    match request {
-        Ok(request) => {
-            let inbox = frame.reply.unwrap_or_default();
-            let span = tracing::info_span!("request", subject = %frame.subject, %inbox);
-            let (docker, tx) = (docker.clone(), tx.clone());
-            tokio::spawn(
-                async move {
-                    let answer = request.answer(&docker, &inbox).await;
-                    if tx.send(answer).await.is_err() {
-                        tracing::debug!("the connection is gone; dropping the answer");
-                    }
-                }
-                .instrument(span),
-            );
+    };
+    let request = match AgentRequest::decode(&frame) {
+        Ok(request) => request,
+        Err(err) if answerless => {
+            return tracing::warn!(subject = ?frame.subject, %err, "ignored an unreadable frame from the relay");
         }
         Err(err) => {
-            tracing::warn!(subject = %frame.subject, %err, "refused a request");
-            queue(tx, handlers::refusal(frame.reply.as_deref(), &err));
+            tracing::warn!(subject = ?frame.subject, %err, "refused a request");
+            return queue(tx, handlers::refusal(frame.reply.as_deref(), &err));
+        }
+    };
+    let answer = |request: Request| spawn_answer(request, inbox.clone(), docker, tx);
+    match request {
+        AgentRequest::Error(reply) => {
+            tracing::warn!(code = %reply.error_code, error = ?reply.error, "the relay reported an error")
+        }
+        AgentRequest::StreamCancel(cancel) => streams.cancel(&cancel.inbox),
+        AgentRequest::AgentToken(new) => rotate(new, inbox, data_dir.to_path_buf(), tx),
+        AgentRequest::ContainerLogs(request) => {
+            streams.start_logs(docker.clone(), request, inbox, tx.clone())
+        }
+        AgentRequest::ContainerStats(request) => {
+            streams.start_stats(docker.clone(), request, inbox, tx.clone())
+        }
+        AgentRequest::ContainerList(_) => answer(Request::List),
+        AgentRequest::ContainerInspect(request) => answer(Request::Inspect {
+            container_id: request.container_id,
+        }),
+        AgentRequest::ContainerStart(request) => answer(Request::action(Operation::Start, request)),
+        AgentRequest::ContainerStop(request) => answer(Request::action(Operation::Stop, request)),
+        AgentRequest::ContainerRestart(request) => {
+            answer(Request::action(Operation::Restart, request))
         }
     }
+}
+
+/// Carries out a Docker request in its own task and queues its answer for `inbox`.
+fn spawn_answer(
+    request: Request,
+    inbox: String,
+    docker: &Arc<DockerClient>,
+    tx: &mpsc::Sender<String>,
+) {
+    let span = tracing::info_span!("request", subject = %request.subject(), %inbox);
+    let (docker, tx) = (docker.clone(), tx.clone());
+    tokio::spawn(
+        async move {
+            let answer = request.answer(&docker, &inbox).await;
+            if tx.send(answer).await.is_err() {
+                tracing::debug!("the connection is gone; dropping the answer");
+            }
+        }
+        .instrument(span),
+    );
 }
 
 /// `agent.token`: stores the relay's new permanent token atomically in the credentials file,
 /// then answers. The relay switches to the new token only after this answer, so a failure
 /// here leaves the old token working.
-fn rotate(frame: Frame, data_dir: PathBuf, tx: &mpsc::Sender<String>) {
-    let Some(inbox) = frame.reply.clone() else {
-        let err = ProtocolError::invalid("reply", "a request needs a reply inbox");
-        tracing::warn!(%err, "refused an agent.token without an inbox");
-        return queue(tx, handlers::refusal(None, &err));
-    };
-    let new = match frame.payload::<AgentToken>() {
-        Ok(new) => new,
-        Err(err) => {
-            tracing::warn!(%err, "refused a malformed agent.token");
-            return queue(tx, handlers::refusal(Some(&inbox), &err));
-        }
-    };
+fn rotate(new: AgentToken, inbox: String, data_dir: PathBuf, tx: &mpsc::Sender<String>) {
     let tx = tx.clone();
     tokio::spawn(async move {
         let stored = tokio::task::spawn_blocking(move || store_rotated(&data_dir, new.token))

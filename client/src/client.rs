@@ -19,12 +19,12 @@ use tracing::{debug, info, warn};
 use zedops_protocol::payload::Validate;
 use zedops_protocol::subject::{self, is_inbox};
 use zedops_protocol::{
-    AgentListRequest, AgentListResponse, AgentStatus, AgentSummary, ClientHello, ClientWelcome,
-    Container, ContainerActionRequest, ContainerDetail, ContainerEvent, ContainerListRequest,
-    ContainerListResponse, ContainerSync, Envelope, ErrorCode, ErrorReply, EventResync,
+    AgentListRequest, AgentListResponse, AgentStatus, AgentSummary, ClientHello, ClientPush,
+    ClientWelcome, Container, ContainerActionRequest, ContainerDetail, ContainerEvent,
+    ContainerListRequest, ContainerListResponse, ContainerSync, Envelope, ErrorCode, ErrorReply,
     EventSubscribe, EventSubscribed, Frame, HEARTBEAT_TIMEOUT, LIST_TIMEOUT, LogsRequest,
-    OPERATION_TIMEOUT, Operation, OperationSuccess, PROTOCOL_VERSION, Role, StatsRequest,
-    new_inbox_suffix,
+    OPERATION_TIMEOUT, Operation, OperationSuccess, PROTOCOL_VERSION, ProtocolError, Role,
+    StatsRequest, new_inbox_suffix,
 };
 use zedops_transport::{Backoff, FrameReader, FrameWriter, RelayUrl, TransportError};
 
@@ -596,52 +596,42 @@ impl Shared {
             }
             return;
         }
-        match frame.subject.as_str() {
-            subject::AGENT_STATUS => match frame.payload::<AgentStatus>() {
-                Ok(status) => self.emit(ClientEvent::AgentStatus(status)),
-                Err(err) => warn!(%err, "ignoring an agent.status push that does not decode"),
-            },
-            subject::CONTAINER_EVENT => match frame.payload::<ContainerEvent>() {
-                Ok(event) => self.emit(ClientEvent::Container(Box::new(event))),
-                Err(err) => warn!(%err, "ignoring a container.event push that does not decode"),
-            },
-            subject::CONTAINER_SYNC => match frame.payload::<ContainerSync>() {
-                Ok(part) => {
-                    // A big snapshot comes in parts: only a whole one is handed out.
-                    let whole = {
-                        let mut state = self.state();
-                        let gathered = state.sync_parts.entry(part.agent_id.clone()).or_default();
-                        ContainerSync::reassemble(gathered, part)
-                    };
-                    if let Some(sync) = whole {
-                        self.emit(ClientEvent::Sync(Box::new(sync)));
-                    }
+        let push = match ClientPush::decode(&frame) {
+            Ok(push) => push,
+            Err(ProtocolError::UnknownSubject(subject)) => {
+                return debug!(?subject, "ignoring a push this version does not know");
+            }
+            Err(err) => {
+                return warn!(subject = ?frame.subject, %err, "ignoring a push that does not decode");
+            }
+        };
+        match push {
+            ClientPush::AgentStatus(status) => self.emit(ClientEvent::AgentStatus(status)),
+            ClientPush::ContainerEvent(event) => self.emit(ClientEvent::Container(event)),
+            ClientPush::ContainerSync(part) => {
+                // A big snapshot comes in parts: only a whole one is handed out.
+                let whole = {
+                    let mut state = self.state();
+                    let gathered = state.sync_parts.entry(part.agent_id.clone()).or_default();
+                    ContainerSync::reassemble(gathered, part)
+                };
+                if let Some(sync) = whole {
+                    self.emit(ClientEvent::Sync(Box::new(sync)));
                 }
-                Err(err) => warn!(%err, "ignoring a container.sync push that does not decode"),
-            },
-            subject::EVENT_RESYNC => match frame.payload::<EventResync>() {
-                Ok(resync) => {
-                    warn!(
-                        missed = resync.missed,
-                        "the relay dropped events for this slow connection"
-                    );
-                    self.emit(ClientEvent::Resync {
-                        missed: resync.missed,
-                    })
-                }
-                Err(err) => warn!(%err, "ignoring an event.resync push that does not decode"),
-            },
-            subject::ERROR => match frame.payload::<ErrorReply>() {
-                Ok(reply) => {
-                    warn!(%reply, "the relay reported an error");
-                    self.emit(ClientEvent::Error(reply));
-                }
-                Err(err) => warn!(%err, "ignoring an error frame that does not decode"),
-            },
-            other => debug!(
-                subject = other,
-                "ignoring a push this version does not know"
-            ),
+            }
+            ClientPush::EventResync(resync) => {
+                warn!(
+                    missed = resync.missed,
+                    "the relay dropped events for this slow connection"
+                );
+                self.emit(ClientEvent::Resync {
+                    missed: resync.missed,
+                })
+            }
+            ClientPush::Error(reply) => {
+                warn!(%reply, "the relay reported an error");
+                self.emit(ClientEvent::Error(reply));
+            }
         }
     }
 }

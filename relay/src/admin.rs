@@ -1,4 +1,4 @@
-//! The administration subjects (admin role, checked by the policy before these run): revoking
+//! The administration subjects (admin role, checked by the policy before the router calls these): revoking
 //! agents and device sessions, creating, listing and revoking registration tokens, reading the
 //! audit log, managing users, and rotating agent tokens. Every change is audited before it is
 //! answered; revocations, disabled users and role changes close live connections at once.
@@ -8,12 +8,11 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use zedops_protocol::{
-    AgentRevokeRequest, AgentRevoked, AgentRotateRequest, AgentRotated, AgentToken,
+    AgentRequest, AgentRevokeRequest, AgentRevoked, AgentRotateRequest, AgentRotated, AgentToken,
     AgentTokenStored, AuditListRequest, AuditListResponse, AuditRecord, ErrorCode, ErrorReply,
-    Frame, MAX_AUDIT_ENTRIES, SessionListRequest, SessionListResponse, SessionRevokeRequest,
-    SessionRevoked, SessionSummary, TokenCreateRequest, TokenCreated, TokenListRequest,
-    TokenListResponse, TokenRevokeRequest, TokenRevoked, TokenSummary, UserCreateRequest,
-    UserListRequest, UserListResponse, UserSummary, UserUpdateRequest, subject,
+    MAX_AUDIT_ENTRIES, SessionListResponse, SessionRevokeRequest, SessionRevoked, SessionSummary,
+    TokenCreateRequest, TokenCreated, TokenListResponse, TokenRevokeRequest, TokenRevoked,
+    TokenSummary, UserCreateRequest, UserListResponse, UserSummary, UserUpdateRequest, subject,
 };
 
 use crate::hub::Kick;
@@ -24,65 +23,6 @@ use crate::time::rfc3339;
 
 /// Lifetime of a registration token when the request names none.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
-
-/// Serves one admin subject; the answer's JSON value.
-pub async fn serve(
-    state: &AppState,
-    session: &Session,
-    frame: &Frame,
-) -> Result<serde_json::Value, ErrorReply> {
-    let invalid = |e: zedops_protocol::ProtocolError| e.to_reply();
-    let value = match frame.subject.as_str() {
-        subject::AGENT_REVOKE => {
-            to_json(revoke_agent(state, session, frame.payload().map_err(invalid)?).await?)
-        }
-        subject::SESSION_LIST => {
-            frame.payload::<SessionListRequest>().map_err(invalid)?;
-            to_json(sessions(state, session).await?)
-        }
-        subject::SESSION_REVOKE => {
-            to_json(revoke_session(state, session, frame.payload().map_err(invalid)?).await?)
-        }
-        subject::TOKEN_CREATE => {
-            to_json(create_token(state, session, frame.payload().map_err(invalid)?).await?)
-        }
-        subject::AUDIT_LIST => to_json(audit_list(state, frame.payload().map_err(invalid)?).await?),
-        subject::USER_LIST => {
-            frame.payload::<UserListRequest>().map_err(invalid)?;
-            to_json(user_list(state).await?)
-        }
-        subject::USER_CREATE => {
-            to_json(user_create(state, session, frame.payload().map_err(invalid)?).await?)
-        }
-        subject::USER_UPDATE => {
-            to_json(user_update(state, session, frame.payload().map_err(invalid)?).await?)
-        }
-        subject::USER_PASSWORD => {
-            to_json(user_password(state, session, frame.payload().map_err(invalid)?).await?)
-        }
-        subject::TOKEN_LIST => {
-            frame.payload::<TokenListRequest>().map_err(invalid)?;
-            to_json(token_list(state).await?)
-        }
-        subject::TOKEN_REVOKE => {
-            to_json(token_revoke(state, session, frame.payload().map_err(invalid)?).await?)
-        }
-        subject::AGENT_ROTATE => {
-            to_json(rotate_agent(state, session, frame.payload().map_err(invalid)?).await?)
-        }
-        other => {
-            return Err(ErrorReply::new(
-                ErrorCode::InvalidRequest,
-                format!("unknown subject {other:?}"),
-            ));
-        }
-    };
-    Ok(value)
-}
-
-fn to_json(value: impl serde::Serialize) -> serde_json::Value {
-    serde_json::to_value(value).expect("protocol types serialise")
-}
 
 fn internal(e: StoreError) -> ErrorReply {
     tracing::error!(%e, "store failure in an admin request");
@@ -131,7 +71,7 @@ async fn audit_change(
     state.store.audit(entry).await.map_err(internal)
 }
 
-async fn revoke_agent(
+pub(crate) async fn revoke_agent(
     state: &AppState,
     session: &Session,
     request: AgentRevokeRequest,
@@ -155,7 +95,10 @@ async fn revoke_agent(
     })
 }
 
-async fn sessions(state: &AppState, session: &Session) -> Result<SessionListResponse, ErrorReply> {
+pub(crate) async fn sessions(
+    state: &AppState,
+    session: &Session,
+) -> Result<SessionListResponse, ErrorReply> {
     let rows = state.store.sessions().await.map_err(internal)?;
     let sessions: Vec<SessionSummary> = rows
         .into_iter()
@@ -174,7 +117,7 @@ async fn sessions(state: &AppState, session: &Session) -> Result<SessionListResp
     })
 }
 
-async fn revoke_session(
+pub(crate) async fn revoke_session(
     state: &AppState,
     session: &Session,
     request: SessionRevokeRequest,
@@ -198,7 +141,7 @@ async fn revoke_session(
     })
 }
 
-async fn create_token(
+pub(crate) async fn create_token(
     state: &AppState,
     session: &Session,
     request: TokenCreateRequest,
@@ -220,7 +163,7 @@ async fn create_token(
     })
 }
 
-async fn audit_list(
+pub(crate) async fn audit_list(
     state: &AppState,
     request: AuditListRequest,
 ) -> Result<AuditListResponse, ErrorReply> {
@@ -287,7 +230,7 @@ fn user_summary(row: UserRow) -> UserSummary {
     }
 }
 
-async fn user_list(state: &AppState) -> Result<UserListResponse, ErrorReply> {
+pub(crate) async fn user_list(state: &AppState) -> Result<UserListResponse, ErrorReply> {
     let users: Vec<UserSummary> = state
         .store
         .users()
@@ -302,7 +245,7 @@ async fn user_list(state: &AppState) -> Result<UserListResponse, ErrorReply> {
     })
 }
 
-async fn user_create(
+pub(crate) async fn user_create(
     state: &AppState,
     session: &Session,
     request: UserCreateRequest,
@@ -353,7 +296,7 @@ fn internal_msg(what: &str) -> ErrorReply {
 /// Changes a role and/or the disabled flag. Disabling revokes the user's sessions and closes
 /// their connections; a role change closes the user's connections so that each authenticates
 /// again and gets the new role: no connection keeps a permission it no longer has.
-async fn user_update(
+pub(crate) async fn user_update(
     state: &AppState,
     session: &Session,
     request: UserUpdateRequest,
@@ -429,7 +372,7 @@ async fn user_update(
 /// Sets a user's password. The user's other device sessions are revoked and their connections
 /// closed (a password is reset because the old one may be known); an admin changing their own
 /// password keeps the session that asked. Audited; the password is never logged.
-async fn user_password(
+pub(crate) async fn user_password(
     state: &AppState,
     session: &Session,
     request: zedops_protocol::UserPasswordRequest,
@@ -487,7 +430,7 @@ fn token_summary(row: TokenRow, at: i64) -> TokenSummary {
     }
 }
 
-async fn token_list(state: &AppState) -> Result<TokenListResponse, ErrorReply> {
+pub(crate) async fn token_list(state: &AppState) -> Result<TokenListResponse, ErrorReply> {
     let at = now();
     let tokens: Vec<TokenSummary> = state
         .store
@@ -503,7 +446,7 @@ async fn token_list(state: &AppState) -> Result<TokenListResponse, ErrorReply> {
     })
 }
 
-async fn token_revoke(
+pub(crate) async fn token_revoke(
     state: &AppState,
     session: &Session,
     request: TokenRevokeRequest,
@@ -551,7 +494,7 @@ async fn token_revoke(
 /// that it stored it does the new hash replace the old one (which is refused from then on). If
 /// the agent cannot store it, the old token stays; if the answer is lost, whichever token the
 /// agent next authenticates with becomes the only one.
-async fn rotate_agent(
+pub(crate) async fn rotate_agent(
     state: &AppState,
     session: &Session,
     request: AgentRotateRequest,
@@ -616,9 +559,11 @@ async fn rotate(state: &AppState, reference: &str) -> Result<(String, String), R
         .begin_rotation(&link.id, &next_hash)
         .await
         .map_err(|e| (id.clone(), internal(e)))?;
-    let data = serde_json::to_string(&AgentToken { token }).expect("serialises");
     let answer = link
-        .request(subject::AGENT_TOKEN, &data, state.timeouts.operation)
+        .request(
+            &AgentRequest::AgentToken(AgentToken { token }),
+            state.timeouts.operation,
+        )
         .await;
     let raw = match answer {
         Ok(raw) => raw,

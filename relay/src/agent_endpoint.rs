@@ -9,8 +9,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use tracing::{Instrument, debug, info, info_span, warn};
 use zedops_protocol::{
-    AgentAuth, AgentForgetRequest, AgentForgotten, AgentRegister, AgentWelcome, ContainerEvent,
-    ContainerSync, Envelope, ErrorCode, ErrorReply, Frame, HELLO_TIMEOUT, PROTOCOL_VERSION,
+    AgentAuth, AgentForgotten, AgentPush, AgentPushKind, AgentRegister, AgentWelcome, ClientPush,
+    Envelope, ErrorCode, ErrorReply, Frame, HELLO_TIMEOUT, PROTOCOL_VERSION, ProtocolError,
     subject,
 };
 
@@ -261,48 +261,64 @@ async fn handle_frame(
         debug!(inbox = ?frame.subject, "answer for an expired request dropped");
         return;
     }
+    let Some(kind) = AgentPushKind::from_subject(&frame.subject) else {
+        warn!(subject = ?frame.subject, "unknown subject from agent");
+        let reply = ProtocolError::UnknownSubject(frame.subject.clone()).to_reply();
+        let _ = socket.send_error(frame.reply.as_deref(), &reply).await;
+        return;
+    };
     let is_push = matches!(
-        frame.subject.as_str(),
-        subject::CONTAINER_EVENT | subject::CONTAINER_SYNC
+        kind,
+        AgentPushKind::ContainerEvent | AgentPushKind::ContainerSync
     );
     if is_push && frame.raw_data().len() > zedops_protocol::MAX_PUSH_BYTES {
         // Every client queue holds pushes; a bigger one would let an agent fill them fast.
-        warn!(subject = %frame.subject, bytes = frame.raw_data().len(), "refused an oversize push from the agent");
+        warn!(subject = %kind, bytes = frame.raw_data().len(), "refused an oversize push from the agent");
         let reply = ErrorReply::new(
             ErrorCode::InvalidRequest,
             format!(
-                "{} over {} KiB refused; send a big snapshot in parts (part, parts)",
-                frame.subject,
+                "{kind} over {} KiB refused; send a big snapshot in parts (part, parts)",
                 zedops_protocol::MAX_PUSH_BYTES / 1024
             ),
         );
         let _ = socket.send_error(frame.reply.as_deref(), &reply).await;
         return;
     }
-    match frame.subject.as_str() {
-        subject::AGENT_HEARTBEAT => {}
-        subject::AGENT_FORGET => forget(state, link, socket, &frame).await,
-        subject::CONTAINER_EVENT => {
-            let pushed = frame.payload::<ContainerEvent>().map(|mut event| {
-                event.agent_id = link.id.clone();
-                Envelope::new(subject::CONTAINER_EVENT, &event).to_json()
-            });
-            publish(state, link, socket, &frame, pushed).await;
+    // `agent.forget` is a request: without an inbox there is nowhere to answer.
+    if kind == AgentPushKind::AgentForget && frame.reply.is_none() {
+        let reply = ErrorReply::new(
+            ErrorCode::InvalidRequest,
+            "agent.forget needs a reply inbox",
+        );
+        let _ = socket.send_error(None, &reply).await;
+        return;
+    }
+    let push = match kind.decode(&frame) {
+        Ok(push) => push,
+        Err(err) => {
+            warn!(subject = %kind, error = ?err, "refused a frame from the agent");
+            let _ = socket
+                .send_error(frame.reply.as_deref(), &err.to_reply())
+                .await;
+            return;
         }
-        subject::CONTAINER_SYNC => {
-            let pushed = frame.payload::<ContainerSync>().map(|mut sync| {
-                sync.agent_id = link.id.clone();
-                Envelope::new(subject::CONTAINER_SYNC, &sync).to_json()
-            });
-            publish(state, link, socket, &frame, pushed).await;
+    };
+    // The agent id in a push is always the connection's own: an agent cannot speak for another.
+    match push {
+        AgentPush::Heartbeat(_) => {}
+        AgentPush::AgentForget(_) => {
+            let inbox = frame.reply.as_deref().unwrap_or_default();
+            forget(state, link, socket, inbox).await
         }
-        other => {
-            warn!(subject = ?other, "unknown subject from agent");
-            let reply = ErrorReply::new(
-                ErrorCode::InvalidRequest,
-                format!("unknown subject {other:?}"),
-            );
-            let _ = socket.send_error(frame.reply.as_deref(), &reply).await;
+        AgentPush::ContainerEvent(mut event) => {
+            event.agent_id = link.id.clone();
+            let pushed = ClientPush::ContainerEvent(event).to_frame(None);
+            state.hub.push_event(&link.id, pushed);
+        }
+        AgentPush::ContainerSync(mut sync) => {
+            sync.agent_id = link.id.clone();
+            let pushed = ClientPush::ContainerSync(sync).to_frame(None);
+            state.hub.push_event(&link.id, pushed);
         }
     }
 }
@@ -310,24 +326,7 @@ async fn handle_frame(
 /// `agent.forget`: the connection's own agent is revoked (its name free for a new enrolment),
 /// audited, answered, and then its connection closes. An agent can only ever forget itself:
 /// the id is the connection's, never read from the frame.
-async fn forget(
-    state: &AppState,
-    link: &crate::hub::AgentLink,
-    socket: &mut Socket,
-    frame: &Frame,
-) {
-    let Some(inbox) = frame.reply.as_deref() else {
-        let reply = ErrorReply::new(
-            ErrorCode::InvalidRequest,
-            "agent.forget needs a reply inbox",
-        );
-        let _ = socket.send_error(None, &reply).await;
-        return;
-    };
-    if let Err(err) = frame.payload::<AgentForgetRequest>() {
-        let _ = socket.send_error(Some(inbox), &err.to_reply()).await;
-        return;
-    }
+async fn forget(state: &AppState, link: &crate::hub::AgentLink, socket: &mut Socket, inbox: &str) {
     let name = match state.store.revoke_agent_id(&link.id).await {
         Ok(name) => name.unwrap_or_else(|| link.name.clone()),
         Err(e) => {
@@ -359,22 +358,4 @@ async fn forget(
     let _ = socket.send(&Envelope::new(inbox, &answer)).await;
     // Closes this connection through the usual revocation path.
     state.hub.kick_agent(&link.id);
-}
-
-/// Fans a decoded live-state push out to the clients, or tells the agent why it was refused.
-/// The agent id in the push is always the connection's own: an agent cannot speak for another.
-async fn publish(
-    state: &AppState,
-    link: &crate::hub::AgentLink,
-    socket: &mut Socket,
-    frame: &Frame,
-    pushed: Result<String, zedops_protocol::ProtocolError>,
-) {
-    match pushed {
-        Ok(text) => state.hub.push_event(&link.id, text),
-        Err(err) => {
-            warn!(subject = ?frame.subject, error = ?err, "refused a push from the agent");
-            let _ = socket.send_error(None, &err.to_reply()).await;
-        }
-    }
 }

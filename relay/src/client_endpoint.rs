@@ -10,8 +10,8 @@ use axum::response::Response;
 use tokio::sync::{Semaphore, broadcast, mpsc};
 use tracing::{Instrument, info, info_span, warn};
 use zedops_protocol::{
-    ClientHello, ClientWelcome, Envelope, ErrorCode, ErrorReply, EventResync, HELLO_TIMEOUT,
-    PROTOCOL_VERSION, subject,
+    ClientHello, ClientPush, ClientWelcome, Envelope, ErrorCode, ErrorReply, EventResync,
+    HELLO_TIMEOUT, PROTOCOL_VERSION, subject,
 };
 
 use crate::agent_endpoint::check_version;
@@ -183,7 +183,7 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
                     let on = conn.watching.borrow().is_on();
                     if on {
                         warn!(missed, "client too slow for container events; asking it to re-sync");
-                        let resync = Envelope::new(subject::EVENT_RESYNC, EventResync { missed }).to_json();
+                        let resync = ClientPush::EventResync(EventResync { missed }).to_frame(None);
                         if socket.send_text(resync).await.is_err() { break; }
                     }
                 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc, oneshot, watch};
 use zedops_protocol::payload::Validate;
 use zedops_protocol::{
-    AgentStatus, Envelope, ErrorCode, ErrorReply, LogChunk, StatsChunk, subject,
+    AgentRequest, AgentStatus, ClientPush, ErrorCode, ErrorReply, LogChunk, StatsChunk, subject,
 };
 
 use crate::store::now;
@@ -631,11 +631,9 @@ impl Hub {
             last_seen: Some(crate::time::rfc3339(link.last_seen.load(Ordering::Relaxed))),
         };
         // No subscribers is fine: nobody is watching.
-        let _ = self.status.send(
-            Envelope::new(subject::AGENT_STATUS, &status)
-                .to_json()
-                .into(),
-        );
+        let _ = self
+            .status
+            .send(ClientPush::AgentStatus(status).to_frame(None).into());
     }
 }
 
@@ -643,8 +641,7 @@ impl AgentLink {
     /// Sends a request to this agent and waits for its answer (the raw `data` JSON).
     pub async fn request(
         &self,
-        subject: &str,
-        data: &str,
+        request: &AgentRequest,
         timeout: Duration,
     ) -> Result<String, RouteError> {
         // Held until the answer arrives or the request gives up.
@@ -659,10 +656,7 @@ impl AgentLink {
             .lock()
             .expect("pending lock")
             .insert(inbox.clone(), tx);
-        let frame = format!(
-            r#"{{"subject":{},"reply":"{inbox}","data":{data}}}"#,
-            serde_json::to_string(subject).expect("strings serialise")
-        );
+        let frame = request.to_frame(Some(&inbox));
         let outcome = tokio::time::timeout(timeout, async {
             self.tx.send(frame).await.map_err(|_| RouteError::Offline)?;
             rx.await.map_err(|_| RouteError::Offline)
@@ -703,9 +697,8 @@ impl AgentLink {
     /// the relay inbox, to cancel or close it.
     pub async fn open_stream(
         &self,
-        subject: &str,
+        request: &AgentRequest,
         kind: StreamKind,
-        data: &str,
     ) -> Result<
         (
             String,
@@ -730,10 +723,7 @@ impl AgentLink {
             }
             streams.insert(inbox.clone(), sink);
         }
-        let frame = format!(
-            r#"{{"subject":{},"reply":"{inbox}","data":{data}}}"#,
-            serde_json::to_string(subject).expect("strings serialise")
-        );
+        let frame = request.to_frame(Some(&inbox));
         if self.tx.send(frame).await.is_err() {
             self.close_stream(&inbox);
             return Err(RouteError::Offline);
@@ -743,13 +733,10 @@ impl AgentLink {
 
     /// Asks the agent to stop the stream on `inbox` (its last frame still comes).
     pub fn cancel_stream(&self, inbox: &str) {
-        let frame = Envelope::new(
-            subject::STREAM_CANCEL,
-            zedops_protocol::StreamCancel {
-                inbox: inbox.to_string(),
-            },
-        )
-        .to_json();
+        let frame = AgentRequest::StreamCancel(zedops_protocol::StreamCancel {
+            inbox: inbox.to_string(),
+        })
+        .to_frame(None);
         if self.tx.try_send(frame).is_err() {
             tracing::debug!(inbox = ?inbox, "could not queue a stream cancel for the agent");
         }
@@ -770,6 +757,16 @@ impl AgentLink {
 mod tests {
     use super::*;
 
+    fn logs() -> AgentRequest {
+        AgentRequest::ContainerLogs(zedops_protocol::LogsRequest {
+            agent_id: "a".into(),
+            container_id: "web".into(),
+            tail: None,
+            follow: true,
+            timestamps: false,
+        })
+    }
+
     fn chunk(lines: usize, line_bytes: usize) -> String {
         let line = serde_json::json!({"stream": "stdout", "text": "z".repeat(line_bytes)});
         serde_json::json!({ "lines": vec![line; lines] }).to_string()
@@ -779,10 +776,7 @@ mod tests {
     async fn a_stream_holds_its_byte_budget_and_always_its_last_frame() {
         let hub = Hub::default();
         let (link, _outbound, _closed) = hub.connect_agent("a", "agent");
-        let (inbox, mut rx, shared) = link
-            .open_stream(subject::CONTAINER_LOGS, StreamKind::Logs, "{}")
-            .await
-            .unwrap();
+        let (inbox, mut rx, shared) = link.open_stream(&logs(), StreamKind::Logs).await.unwrap();
         // Nobody reads: 100 chunks of 57 lines of 16 KiB (about 91 MB).
         let big = chunk(57, 16 * 1024);
         for _ in 0..100 {
@@ -819,31 +813,21 @@ mod tests {
         let big = chunk(57, 16 * 1024);
         let mut streams = Vec::new();
         for _ in 0..6 {
-            let opened = link
-                .open_stream(subject::CONTAINER_LOGS, StreamKind::Logs, "{}")
-                .await
-                .unwrap();
+            let opened = link.open_stream(&logs(), StreamKind::Logs).await.unwrap();
             for _ in 0..20 {
                 link.answer(&opened.0, &big);
             }
             streams.push(opened);
         }
         assert!(link.stream_bytes.load(Ordering::Relaxed) <= AGENT_STREAM_BYTES);
-        let Err(err) = link
-            .open_stream(subject::CONTAINER_LOGS, StreamKind::Logs, "{}")
-            .await
-        else {
+        let Err(err) = link.open_stream(&logs(), StreamKind::Logs).await else {
             panic!("a 7th stream was opened");
         };
         assert!(matches!(err, RouteError::StreamsBusy(6)), "{err:?}");
         let reply = err.to_reply("agent");
         assert_eq!(reply.error_code, ErrorCode::RateLimited);
         link.close_stream(&streams[0].0);
-        assert!(
-            link.open_stream(subject::CONTAINER_LOGS, StreamKind::Logs, "{}")
-                .await
-                .is_ok()
-        );
+        assert!(link.open_stream(&logs(), StreamKind::Logs).await.is_ok());
     }
 
     #[tokio::test]

@@ -1,52 +1,27 @@
-//! Who may do what: the one place the relay decides whether a role may send a subject.
-//! Every client subject the relay accepts has a row here; a subject without one is refused.
+//! Who may do what: the one place the relay decides whether a role may send a request. What
+//! each request needs is declared with the request itself ([`ClientRequestKind::need`], an
+//! exhaustive match in the protocol crate), so a request the relay serves always has a role.
 
-use zedops_protocol::{Role, subject};
+use zedops_protocol::{ClientRequestKind, Role};
 
-/// What a client subject needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
-    /// Any signed-in user (reading state).
-    Read,
-    /// Operators and admins (changing containers).
-    Operate,
-    /// Admins only (users, tokens, agents).
-    Admin,
-}
+pub use zedops_protocol::Need;
 
-/// The client subjects the relay serves and what each needs.
-pub const CLIENT_SUBJECTS: &[(&str, Need)] = &[
-    (subject::AGENT_LIST, Need::Read),
-    (subject::CONTAINER_LIST, Need::Read),
-    (subject::CONTAINER_INSPECT, Need::Read),
-    (subject::CONTAINER_LOGS, Need::Read),
-    (subject::CONTAINER_STATS, Need::Read),
-    (subject::STREAM_CANCEL, Need::Read),
-    (subject::CONTAINER_START, Need::Operate),
-    (subject::CONTAINER_STOP, Need::Operate),
-    (subject::CONTAINER_RESTART, Need::Operate),
-    (subject::AGENT_REVOKE, Need::Admin),
-    (subject::SESSION_LIST, Need::Admin),
-    (subject::SESSION_REVOKE, Need::Admin),
-    (subject::TOKEN_CREATE, Need::Admin),
-    (subject::AUDIT_LIST, Need::Admin),
-    (subject::EVENT_SUBSCRIBE, Need::Read),
-    // Users, registration tokens and agent tokens.
-    (subject::USER_LIST, Need::Admin),
-    (subject::USER_CREATE, Need::Admin),
-    (subject::USER_UPDATE, Need::Admin),
-    (subject::USER_PASSWORD, Need::Admin),
-    (subject::TOKEN_LIST, Need::Admin),
-    (subject::TOKEN_REVOKE, Need::Admin),
-    (subject::AGENT_ROTATE, Need::Admin),
-];
+/// Every client subject the relay serves and what each needs, derived from
+/// [`ClientRequestKind::ALL`] (for tests and tools that walk them all).
+pub const CLIENT_SUBJECTS: &[(&str, Need)] = &{
+    let mut all = [("", Need::Read); ClientRequestKind::ALL.len()];
+    let mut i = 0;
+    while i < all.len() {
+        let kind = ClientRequestKind::ALL[i];
+        all[i] = (kind.subject(), kind.need());
+        i += 1;
+    }
+    all
+};
 
-/// What `subject` needs, or `None` when the relay does not serve it.
+/// What the client request `subject` needs, or `None` when the relay does not serve it.
 pub fn need(subject: &str) -> Option<Need> {
-    CLIENT_SUBJECTS
-        .iter()
-        .find(|(s, _)| *s == subject)
-        .map(|(_, need)| *need)
+    ClientRequestKind::from_subject(subject).map(ClientRequestKind::need)
 }
 
 /// Whether `role` satisfies `need`.
@@ -58,8 +33,19 @@ pub fn allows(role: Role, need: Need) -> bool {
     }
 }
 
+/// The role a refusal tells the user to ask for: the least one that `need` allows.
+pub fn least_role(need: Need) -> Role {
+    match need {
+        Need::Read => Role::Viewer,
+        Need::Operate => Role::Operator,
+        Need::Admin => Role::Admin,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use zedops_protocol::subject;
+
     use super::*;
 
     /// The intended matrix, written out by hand: a new subject without a row here fails.
@@ -100,8 +86,9 @@ mod tests {
             let need = need(subject).unwrap_or_else(|| panic!("{subject} is not served"));
             let got = [Role::Admin, Role::Operator, Role::Viewer].map(|r| allows(r, need));
             assert_eq!(&got, expected, "{subject}");
+            assert!(allows(least_role(need), need));
         }
-        assert_eq!(need("container.remove"), None);
+        assert_eq!(need("container.explode"), None);
         // Relay → agent only: a client may never send it.
         assert_eq!(need(subject::AGENT_TOKEN), None);
         // Agent → relay only.

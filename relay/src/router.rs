@@ -4,9 +4,9 @@
 use serde::Serialize;
 use tracing::{info, warn};
 use zedops_protocol::{
-    AgentListRequest, AgentListResponse, AgentSummary, ContainerActionRequest,
-    ContainerListRequest, Envelope, ErrorCode, ErrorReply, EventSubscribe, Frame, LogsRequest,
-    Operation, StatsRequest, StreamCancel, StreamCancelled, subject,
+    AgentListResponse, AgentRequest, AgentSummary, ClientPush, ClientRequest, ClientRequestKind,
+    ContainerActionRequest, ContainerListRequest, Envelope, ErrorCode, ErrorReply, Frame,
+    LogsRequest, Operation, ProtocolError, StatsRequest, StreamCancelled,
 };
 
 use crate::admin;
@@ -35,7 +35,7 @@ pub async fn handle(state: &AppState, session: &Session, conn: &ClientConn, fram
             ErrorCode::InvalidRequest,
             "requests need a reply inbox (\"reply\": \"_INBOX.<id>\")",
         );
-        return Reply::Frame(Envelope::new(subject::ERROR, &error).to_json());
+        return Reply::Frame(ClientPush::Error(error).to_frame(None));
     };
     Reply::Frame(match serve(state, session, conn, &frame).await {
         Ok(Answer::Json(data)) => Envelope::new(reply, &data).to_json(),
@@ -71,151 +71,165 @@ async fn serve(
     conn: &ClientConn,
     frame: &Frame,
 ) -> Result<Answer, ErrorReply> {
-    let Some(need) = policy::need(&frame.subject) else {
+    let Some(kind) = ClientRequestKind::from_subject(&frame.subject) else {
         warn!(subject = ?frame.subject, "unknown subject from client");
-        return Err(ErrorReply::new(
-            ErrorCode::InvalidRequest,
-            format!("unknown subject {:?}", frame.subject),
-        ));
+        return Err(ProtocolError::UnknownSubject(frame.subject.clone()).to_reply());
     };
-    let invalid = |e: zedops_protocol::ProtocolError| e.to_reply();
-    let operation = Operation::from_subject(&frame.subject);
-    if !policy::allows(session.role, need) {
-        warn!(user = %session.user, role = %session.role, subject = ?frame.subject, "refused by policy");
-        // Audited under the same name as an allowed one (`stop`, not `container.stop`).
-        let mut entry = AuditEntry {
-            operation: operation.map_or(frame.subject.as_str(), |o| o.as_str()),
-            result: "forbidden",
-            ..audit_base(session)
-        };
-        let target = operation.and_then(|_| frame.payload::<ContainerActionRequest>().ok());
-        let agent_id = match &target {
-            Some(t) => Some(audited_agent_id(state, &t.agent_id).await),
-            None => None,
-        };
-        if let Some(t) = &target {
-            entry.agent_id = agent_id.as_deref();
-            entry.container = Some(&t.container_id);
-        }
-        entry.error_code = Some(ErrorCode::Forbidden.as_str());
-        audit(state, entry).await?;
-        let needed = match need {
-            policy::Need::Admin => "admin",
-            _ => "operator",
-        };
-        return Err(ErrorReply::new(
-            ErrorCode::Forbidden,
-            format!(
-                "your role ({}) may not {}; ask an admin for the {needed} role",
-                session.role, frame.subject
-            ),
-        ));
+    // Refused before its payload is read: a role that may not send it learns nothing more.
+    if !policy::allows(session.role, kind.need()) {
+        return Err(refuse(state, session, kind, frame).await);
     }
-    match frame.subject.as_str() {
-        subject::AGENT_LIST => {
-            frame.payload::<AgentListRequest>().map_err(invalid)?;
-            agent_list(state).await.map(json)
-        }
-        subject::CONTAINER_LIST => {
-            let request: ContainerListRequest = frame.payload().map_err(invalid)?;
+    let request = kind.decode(frame).map_err(|e| e.to_reply())?;
+    match request {
+        ClientRequest::AgentList(_) => agent_list(state).await.map(json),
+        ClientRequest::ContainerList(request) => {
             let link = online_agent(state, &request.agent_id).await?;
-            let data = serde_json::to_string(&ContainerListRequest {
+            let forward = AgentRequest::ContainerList(ContainerListRequest {
                 agent_id: link.id.clone(),
-            })
-            .expect("serialises");
-            let raw = link
-                .request(subject::CONTAINER_LIST, &data, state.timeouts.list)
-                .await
-                .map_err(|e| e.to_reply(&link.name))?;
-            Ok(Answer::Raw(raw))
+            });
+            forward_once(state, &link, &forward).await
         }
-        subject::CONTAINER_INSPECT => {
-            let request: ContainerActionRequest = frame.payload().map_err(invalid)?;
+        ClientRequest::ContainerInspect(request) => {
             let link = online_agent(state, &request.agent_id).await?;
-            let data = serde_json::to_string(&ContainerActionRequest {
+            let forward = AgentRequest::ContainerInspect(ContainerActionRequest {
                 agent_id: link.id.clone(),
                 container_id: request.container_id,
-            })
-            .expect("serialises");
-            let raw = link
-                .request(subject::CONTAINER_INSPECT, &data, state.timeouts.list)
-                .await
-                .map_err(|e| e.to_reply(&link.name))?;
-            Ok(Answer::Raw(raw))
+            });
+            forward_once(state, &link, &forward).await
         }
-        subject::EVENT_SUBSCRIBE => {
-            let request: EventSubscribe = frame.payload().map_err(invalid)?;
+        ClientRequest::EventSubscribe(request) => {
             let (wanted, answer) = subscription::resolve(state, &request).await?;
             conn.watching.send_replace(wanted);
             Ok(json(answer))
         }
-        subject::CONTAINER_LOGS => {
-            let request: LogsRequest = frame.payload().map_err(invalid)?;
+        ClientRequest::ContainerLogs(request) => {
             let reference = request.agent_id.clone();
-            let open = |agent_id| LogsRequest {
-                agent_id,
-                ..request
+            let open = |agent_id| {
+                AgentRequest::ContainerLogs(LogsRequest {
+                    agent_id,
+                    ..request
+                })
             };
-            stream(
-                state,
-                session,
-                &reference,
-                subject::CONTAINER_LOGS,
-                StreamKind::Logs,
-                open,
-            )
-            .await
+            stream(state, session, &reference, StreamKind::Logs, open).await
         }
-        subject::CONTAINER_STATS => {
-            let request: StatsRequest = frame.payload().map_err(invalid)?;
+        ClientRequest::ContainerStats(request) => {
             let reference = request.agent_id.clone();
-            let open = |agent_id| StatsRequest {
-                agent_id,
-                ..request
+            let open = |agent_id| {
+                AgentRequest::ContainerStats(StatsRequest {
+                    agent_id,
+                    ..request
+                })
             };
-            stream(
-                state,
-                session,
-                &reference,
-                subject::CONTAINER_STATS,
-                StreamKind::Stats,
-                open,
-            )
-            .await
+            stream(state, session, &reference, StreamKind::Stats, open).await
         }
-        subject::STREAM_CANCEL => {
-            let request: StreamCancel = frame.payload().map_err(invalid)?;
+        ClientRequest::StreamCancel(request) => {
             let cancelled = conn.streams.cancel(&request.inbox);
             Ok(json(StreamCancelled { cancelled }))
         }
-        _ if need == policy::Need::Admin => {
-            admin::serve(state, session, frame).await.map(Answer::Json)
+        ClientRequest::ContainerStart(request) => {
+            action(state, session, Operation::Start, request).await
         }
-        _ => {
-            let operation =
-                operation.expect("the policy serves only list, action and admin subjects");
-            let request: ContainerActionRequest = frame.payload().map_err(invalid)?;
-            action(state, session, operation, request).await
+        ClientRequest::ContainerStop(request) => {
+            action(state, session, Operation::Stop, request).await
         }
+        ClientRequest::ContainerRestart(request) => {
+            action(state, session, Operation::Restart, request).await
+        }
+        ClientRequest::AgentRevoke(request) => {
+            admin::revoke_agent(state, session, request).await.map(json)
+        }
+        ClientRequest::AgentRotate(request) => {
+            admin::rotate_agent(state, session, request).await.map(json)
+        }
+        ClientRequest::SessionList(_) => admin::sessions(state, session).await.map(json),
+        ClientRequest::SessionRevoke(request) => admin::revoke_session(state, session, request)
+            .await
+            .map(json),
+        ClientRequest::TokenCreate(request) => {
+            admin::create_token(state, session, request).await.map(json)
+        }
+        ClientRequest::TokenList(_) => admin::token_list(state).await.map(json),
+        ClientRequest::TokenRevoke(request) => {
+            admin::token_revoke(state, session, request).await.map(json)
+        }
+        ClientRequest::AuditList(request) => admin::audit_list(state, request).await.map(json),
+        ClientRequest::UserList(_) => admin::user_list(state).await.map(json),
+        ClientRequest::UserCreate(request) => {
+            admin::user_create(state, session, request).await.map(json)
+        }
+        ClientRequest::UserUpdate(request) => {
+            admin::user_update(state, session, request).await.map(json)
+        }
+        ClientRequest::UserPassword(request) => admin::user_password(state, session, request)
+            .await
+            .map(json),
     }
+}
+
+/// A request the sender's role may not send: audited (a container action under the same name
+/// as an allowed one, `stop` rather than `container.stop`, with its target when the payload
+/// names one) and refused with the role that would be allowed.
+async fn refuse(
+    state: &AppState,
+    session: &Session,
+    kind: ClientRequestKind,
+    frame: &Frame,
+) -> ErrorReply {
+    warn!(user = %session.user, role = %session.role, subject = %kind, "refused by policy");
+    let operation = kind.operation();
+    let target = operation.and_then(|_| frame.payload::<ContainerActionRequest>().ok());
+    let agent_id = match &target {
+        Some(t) => Some(audited_agent_id(state, &t.agent_id).await),
+        None => None,
+    };
+    let entry = AuditEntry {
+        operation: operation.map_or(kind.subject(), Operation::as_str),
+        result: "forbidden",
+        agent_id: agent_id.as_deref(),
+        container: target.as_ref().map(|t| t.container_id.as_str()),
+        error_code: Some(ErrorCode::Forbidden.as_str()),
+        ..audit_base(session)
+    };
+    if let Err(error) = audit(state, entry).await {
+        return error;
+    }
+    ErrorReply::new(
+        ErrorCode::Forbidden,
+        format!(
+            "your role ({}) may not {kind}; ask an admin for the {} role",
+            session.role,
+            policy::least_role(kind.need())
+        ),
+    )
+}
+
+/// Forwards a request with one answer to `link`, whose answer goes back as it came.
+async fn forward_once(
+    state: &AppState,
+    link: &AgentLink,
+    request: &AgentRequest,
+) -> Result<Answer, ErrorReply> {
+    let raw = link
+        .request(request, state.timeouts.list)
+        .await
+        .map_err(|e| e.to_reply(&link.name))?;
+    Ok(Answer::Raw(raw))
 }
 
 /// Opens a streamed answer at the agent `reference` names; `request` rebuilds the request with
 /// the agent's id in place of the reference. The user and the agent each have a bounded number
 /// of streams open at once.
-async fn stream<R: Serialize>(
+async fn stream(
     state: &AppState,
     session: &Session,
     reference: &str,
-    subject: &str,
     kind: StreamKind,
-    request: impl FnOnce(String) -> R,
+    request: impl FnOnce(String) -> AgentRequest,
 ) -> Result<Answer, ErrorReply> {
     let link = online_agent(state, reference).await?;
     let user_slot = state.hub.user_stream_slot(&session.user)?;
-    let data = serde_json::to_string(&request(link.id.clone())).expect("serialises");
     let (agent_inbox, rx, shared) = link
-        .open_stream(subject, kind, &data)
+        .open_stream(&request(link.id.clone()), kind)
         .await
         .map_err(|e| e.to_reply(&link.name))?;
     Ok(Answer::Stream(OpenStream {
@@ -251,11 +265,13 @@ async fn action(
             return Err(error);
         }
     };
-    let data = serde_json::to_string(&ContainerActionRequest {
-        agent_id: link.id.clone(),
-        container_id: request.container_id.clone(),
-    })
-    .expect("serialises");
+    let forward = AgentRequest::container_action(
+        operation,
+        ContainerActionRequest {
+            agent_id: link.id.clone(),
+            container_id: request.container_id.clone(),
+        },
+    );
     // Written before the agent is asked, so an action is on record even if the relay stops
     // while it runs; an action whose entry cannot be written is not sent.
     let pending = AuditEntry {
@@ -272,9 +288,7 @@ async fn action(
             "the relay could not write its audit log, so it did not send the action; see the relay's log",
         )
     })?;
-    let outcome = link
-        .request(operation.subject(), &data, state.timeouts.operation)
-        .await;
+    let outcome = link.request(&forward, state.timeouts.operation).await;
     let error_code = match &outcome {
         Ok(raw) => answer_error_code(raw),
         Err(e) => Some(e.to_reply(&link.name).error_code.as_str().to_string()),
