@@ -16,6 +16,7 @@ pub mod message;
 pub mod payload;
 pub mod stream;
 pub mod subject;
+pub mod templates;
 pub mod update;
 
 pub use admin::*;
@@ -29,6 +30,7 @@ pub use limits::*;
 pub use message::*;
 pub use payload::*;
 pub use stream::*;
+pub use templates::*;
 pub use update::*;
 
 /// Version of this protocol. Both sides send it in their hello; a mismatch is refused.
