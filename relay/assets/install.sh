@@ -4,8 +4,8 @@
 #   curl -fsSL https://relay.example.com/install.sh | ZEDOPS_TOKEN=zr_... sh [-s -- --name NAME]
 #
 # as root, or as a user who may use sudo. It downloads the agent for this machine from the relay
-# (as the user who runs it), checks the download against the SHA-256 the relay publishes, and
-# runs `zedops-agent install` as root (through sudo when not root already), which sets the agent
+# (as the user who runs it), checks the download against the SHA-256 the relay publishes and,
+# where `minisign` is installed, against the ZedOps release key's signature, and runs `zedops-agent install` as root (through sudo when not root already), which sets the agent
 # up as a systemd service (user zedops-agent, settings and token in /etc/zedops-agent/agent.env,
 # 0600 root) and waits until it has enrolled and connected, or says why it could not.
 #
@@ -28,6 +28,8 @@ set -eu
 
 # Filled in by the relay that served this script.
 RELAY_URL='@ZEDOPS_RELAY_URL@'
+# The release key (minisign public key) the relay was built with; empty in development builds.
+RELEASE_KEY='@ZEDOPS_RELEASE_KEY@'
 
 say() { printf 'zedops install: %s\n' "$*" >&2; }
 fail() { say "$*"; exit 1; }
@@ -164,6 +166,15 @@ main() {
     fail "checksum mismatch, nothing was installed: the downloaded agent's SHA-256 is $actual but the relay publishes $expected. The download was damaged or altered; try again, and if it persists ask the relay's admin (a relay must be restarted after its agent binaries are replaced)"
   fi
   say "checksum verified (sha256 $actual)"
+  if [ -n "$RELEASE_KEY" ] && command -v minisign >/dev/null 2>&1; then
+    fetch "$url.minisig" "$tmp/zedops-agent.minisig" \
+      || fail "cannot download $url.minisig: the relay serves no signature for $platform; ask its admin to serve a signed release (scripts/release)"
+    minisign -V -q -P "$RELEASE_KEY" -m "$tmp/zedops-agent" -x "$tmp/zedops-agent.minisig" >/dev/null 2>&1 \
+      || fail "signature check failed, nothing was installed: the agent from $RELAY_URL is not signed by the ZedOps release key $RELEASE_KEY; ask the relay's admin"
+    say "signature verified (release key $RELEASE_KEY)"
+  elif [ -n "$RELEASE_KEY" ]; then
+    say "minisign is not installed, so only the SHA-256 was checked, not the release signature (apt-get install minisign to check it too)"
+  fi
   chmod 0755 "$tmp/zedops-agent"
   "$tmp/zedops-agent" --version >/dev/null 2>&1 \
     || fail "the downloaded agent does not run here: if ${TMPDIR:-/tmp} is mounted noexec, run again with TMPDIR set to a directory that allows programs"

@@ -31,6 +31,13 @@ pub const PLATFORMS: &[&str] = &["linux-x86_64", "linux-aarch64"];
 /// The installer script; `@ZEDOPS_RELAY_URL@` is replaced by the relay's public URL.
 const SCRIPT: &str = include_str!("../assets/install.sh");
 const URL_PLACEHOLDER: &str = "@ZEDOPS_RELAY_URL@";
+const KEY_PLACEHOLDER: &str = "@ZEDOPS_RELEASE_KEY@";
+/// The release key the script checks signatures with where `minisign` is installed: the first
+/// of `ZEDOPS_RELEASE_KEY` at build time (scripts/release sets it), none in development builds.
+const RELEASE_KEY: &str = match option_env!("ZEDOPS_RELEASE_KEY") {
+    Some(keys) => keys,
+    None => "",
+};
 
 /// Bytes read from disk per chunk while streaming a binary.
 const CHUNK: usize = 64 * 1024;
@@ -239,7 +246,19 @@ async fn install_script(State(installer): State<Arc<Installer>>, headers: Header
             }
         },
     };
-    let mut response = SCRIPT.replace(URL_PLACEHOLDER, &url).into_response();
+    let key = RELEASE_KEY
+        .split([' ', ','])
+        .find(|key| {
+            key.len() == 56
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+        })
+        .unwrap_or("");
+    let mut response = SCRIPT
+        .replace(URL_PLACEHOLDER, &url)
+        .replace(KEY_PLACEHOLDER, key)
+        .into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/x-shellscript; charset=utf-8"),
@@ -531,6 +550,7 @@ mod tests {
     #[test]
     fn the_script_has_one_placeholder_in_quotes() {
         assert_eq!(SCRIPT.matches(URL_PLACEHOLDER).count(), 1);
+        assert!(SCRIPT.contains(&format!("RELEASE_KEY='{KEY_PLACEHOLDER}'")));
         assert!(SCRIPT.contains(&format!("RELAY_URL='{URL_PLACEHOLDER}'")));
     }
 }

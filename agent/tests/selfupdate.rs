@@ -1,0 +1,349 @@
+//! Agent self-update against a real relay over real HTTP: what the agent checks before it
+//! replaces anything (signature by a trusted key, the signed version and platform, size,
+//! SHA-256, the update lock, downgrades), and the launcher with two real agent builds that
+//! differ in version: an installed update starts in place of the packaged binary and connects
+//! reporting its version, and a build that starts but never connects is reverted by the guard
+//! within the deadline, after which the agent is back online on the old version.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use update::{Relay, ReleaseKey, platform, publish, sha256};
+use zedops_agent::selfupdate::keys::TrustedKeys;
+use zedops_agent::selfupdate::store::Store;
+use zedops_agent::selfupdate::{DEFAULT_REVERT_AFTER, Updater};
+use zedops_protocol::{AgentUpdateOrder, ErrorCode};
+use zedops_transport::RelayUrl;
+
+mod update;
+
+fn updater(relay: &Relay, data_dir: &Path, keys: &str, current: &str) -> Updater {
+    Updater {
+        relay: RelayUrl::parse(&relay.url, false).unwrap(),
+        tls: zedops_transport::client_config(None).unwrap(),
+        data_dir: data_dir.to_path_buf(),
+        keys: TrustedKeys::from_text(keys).unwrap(),
+        revert_after: DEFAULT_REVERT_AFTER,
+        current: current.to_string(),
+        running_update: false,
+    }
+}
+
+fn order(bytes: &[u8], version: &str) -> AgentUpdateOrder {
+    AgentUpdateOrder {
+        version: version.into(),
+        platform: platform(),
+        sha256: sha256(bytes),
+        size: bytes.len() as u64,
+        allow_downgrade: false,
+    }
+}
+
+/// Files in the data dir's update directory other than the lock, with their contents.
+fn update_files(data_dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(data_dir.join("update"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name() != "lock")
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn a_build_is_installed_only_when_signed_announced_and_downloaded_exactly() {
+    let key = ReleaseKey::generate();
+    let other_key = ReleaseKey::generate();
+    let downloads = tempfile::tempdir().unwrap();
+    // Any bytes do as a build here: nothing runs it.
+    let build: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    publish(
+        downloads.path(),
+        &build,
+        &key.sign(&build, "0.99.0", &platform()),
+    );
+    let relay = Relay::start(downloads.path()).await;
+    let trusted = key.public_file();
+
+    // Signed by another key: refused, nothing written.
+    let data = tempfile::tempdir().unwrap();
+    let err = updater(&relay, data.path(), &other_key.public_file(), "0.1.0")
+        .apply(&order(&build, "0.99.0"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_code, ErrorCode::UpdateRefused, "{err}");
+    assert!(err.error.contains("not signed by a release key"), "{err}");
+    assert!(update_files(data.path()).is_empty());
+
+    // An agent that trusts no key installs nothing.
+    let err = updater(&relay, data.path(), "", "0.1.0")
+        .apply(&order(&build, "0.99.0"))
+        .await
+        .unwrap_err();
+    assert!(err.error.contains("trusts no release key"), "{err}");
+
+    // The relay announcing another version than the key signed (a replayed old build sold as
+    // new, or the reverse): refused.
+    let err = updater(&relay, data.path(), &trusted, "0.1.0")
+        .apply(&order(&build, "1.0.0"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_code, ErrorCode::UpdateRefused, "{err}");
+    assert!(err.error.contains("zedops-agent 0.99.0"), "{err}");
+
+    // Not newer: refused unless a downgrade is allowed.
+    let err = updater(&relay, data.path(), &trusted, "1.2.0")
+        .apply(&order(&build, "0.99.0"))
+        .await
+        .unwrap_err();
+    assert!(err.error.contains("--allow-downgrade"), "{err}");
+    assert!(update_files(data.path()).is_empty());
+
+    // A wrong SHA-256 announced: refused after the download, which is discarded.
+    let mut wrong = order(&build, "0.99.0");
+    wrong.sha256 = sha256(b"something else");
+    let err = updater(&relay, data.path(), &trusted, "0.1.0")
+        .apply(&wrong)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_code, ErrorCode::UpdateRefused, "{err}");
+    assert!(err.error.contains("SHA-256"), "{err}");
+    assert!(update_files(data.path()).is_empty());
+
+    // A smaller size announced than served: the download stops at the bound.
+    let mut short = order(&build, "0.99.0");
+    short.size = 1000;
+    let err = updater(&relay, data.path(), &trusted, "0.1.0")
+        .apply(&short)
+        .await
+        .unwrap_err();
+    assert!(err.error.contains("more than the 1000"), "{err}");
+    assert!(update_files(data.path()).is_empty());
+
+    // Two updates at once: the second is refused by the lock.
+    let store = Store::new(data.path());
+    let lock = store.lock(Duration::from_secs(600)).unwrap();
+    let err = updater(&relay, data.path(), &trusted, "0.1.0")
+        .apply(&order(&build, "0.99.0"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_code, ErrorCode::UpdateInProgress, "{err}");
+    drop(lock);
+
+    // The good case: installed, executable, waiting for its first connection.
+    let done = updater(&relay, data.path(), &trusted, "0.1.0")
+        .apply(&order(&build, "0.99.0"))
+        .await
+        .unwrap();
+    assert_eq!((done.from.as_str(), done.to.as_str()), ("0.1.0", "0.99.0"));
+    assert_eq!(std::fs::read(store.build_path()).unwrap(), build);
+    let installed = store.installed().unwrap();
+    assert_eq!(installed.version, "0.99.0");
+    assert!(!installed.confirmed);
+    let before = update_files(data.path());
+
+    // The relay serves a different binary than it announced (replaced on disk after it hashed
+    // it at start): the SHA-256 catches it, and the installed build stays as it was.
+    let mut forged = build.clone();
+    forged[1000] ^= 0xff;
+    publish(
+        downloads.path(),
+        &forged,
+        &key.sign(&build, "0.99.0", &platform()),
+    );
+    let err = updater(&relay, data.path(), &trusted, "0.1.0")
+        .apply(&order(&build, "0.99.0"))
+        .await
+        .unwrap_err();
+    assert!(err.error.contains("SHA-256"), "{err}");
+    assert_eq!(update_files(data.path()), before, "something was replaced");
+
+    // Even with the forged file's own SHA-256 and size announced, the signature refuses it.
+    let err = updater(&relay, data.path(), &trusted, "0.1.0")
+        .apply(&order(&forged, "0.99.0"))
+        .await
+        .unwrap_err();
+    assert!(err.error.contains("signature does not match"), "{err}");
+    assert_eq!(update_files(data.path()), before, "something was replaced");
+
+    // A truncated download (the file cut short after the relay announced it): refused.
+    publish(
+        downloads.path(),
+        &build[..150_000],
+        &key.sign(&build, "0.99.0", &platform()),
+    );
+    let err = updater(&relay, data.path(), &trusted, "0.1.0")
+        .apply(&order(&build, "0.99.0"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_code, ErrorCode::UpdateRefused, "{err}");
+    assert!(err.error.contains("150000 bytes"), "{err}");
+    assert_eq!(update_files(data.path()), before, "something was replaced");
+}
+
+/// A `zedops-agent run` process in the foreground, its output appended to `log`.
+struct AgentProcess {
+    child: tokio::process::Child,
+}
+
+impl AgentProcess {
+    fn spawn(
+        binary: &Path,
+        relay: &Relay,
+        token: Option<&str>,
+        data: &Path,
+        key_file: &Path,
+        log: &Path,
+    ) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .args(["run", "--relay", &relay.url, "--name", "updater"])
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--trusted-key-file")
+            .arg(key_file)
+            .args(["--update-revert-after", "5"])
+            .env_remove("INVOCATION_ID")
+            .env_remove("ZEDOPS_UPDATE_LAUNCHED")
+            .env_remove("ZEDOPS_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true);
+        if let Some(token) = token {
+            command.env("ZEDOPS_TOKEN", token);
+        }
+        Self {
+            child: command.spawn().expect("the agent starts"),
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+fn log_text(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_launcher_runs_a_newer_build_and_the_guard_reverts_one_that_cannot_connect() {
+    let key = ReleaseKey::generate();
+    let new = update::build_agent("0.99.0");
+    let downloads = tempfile::tempdir().unwrap();
+    publish(
+        downloads.path(),
+        &new,
+        &key.sign(&new, "0.99.0", &platform()),
+    );
+    let relay = Relay::start(downloads.path()).await;
+    let work = tempfile::tempdir().unwrap();
+    // The packaged binary, as install puts it: the tests' own build, version 0.1.0.
+    let launcher = work.path().join("zedops-agent");
+    std::fs::copy(env!("CARGO_BIN_EXE_zedops-agent"), &launcher).unwrap();
+    let key_file = work.path().join("release.pub");
+    std::fs::write(&key_file, key.public_file()).unwrap();
+    let data = work.path().join("data");
+    let log = work.path().join("agent.log");
+    let packaged = env!("CARGO_PKG_VERSION");
+
+    let token = relay
+        .store
+        .create_registration_token(Duration::from_secs(900))
+        .await
+        .unwrap();
+    let agent = AgentProcess::spawn(&launcher, &relay, Some(&token), &data, &key_file, &log);
+    let id = relay
+        .wait_version(None, packaged, Duration::from_secs(60))
+        .await;
+
+    // The update as agent.update installs it, then the restart systemd would do.
+    let store = Store::new(&data);
+    updater(&relay, &data, &key.public_file(), packaged)
+        .apply(&order(&new, "0.99.0"))
+        .await
+        .unwrap();
+    let before = relay.connection(&id);
+    agent.stop().await;
+    let agent = AgentProcess::spawn(&launcher, &relay, None, &data, &key_file, &log);
+    relay
+        .wait_version(before, "0.99.0", Duration::from_secs(60))
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !store.installed().unwrap().confirmed {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new build did not confirm itself: {}",
+            log_text(&log)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A build that starts but never connects, properly signed: the guard puts 0.99.0 back
+    // within the deadline (5 s here) and kills it; started again (as systemd does after the
+    // kill), the agent is back online on 0.99.0.
+    // (A relay reads signatures at start: this one serves only the broken build.)
+    let broken = b"#!/bin/sh\n# starts, never connects\nexec sleep 600\n".to_vec();
+    let broken_downloads = tempfile::tempdir().unwrap();
+    publish(
+        broken_downloads.path(),
+        &broken,
+        &key.sign(&broken, "0.99.1", &platform()),
+    );
+    let broken_relay = Relay::start(broken_downloads.path()).await;
+    let mut next = updater(&broken_relay, &data, &key.public_file(), "0.99.0");
+    next.running_update = true;
+    next.revert_after = Duration::from_secs(5);
+    next.apply(&order(&broken, "0.99.1")).await.unwrap();
+    let before = relay.connection(&id);
+    agent.stop().await;
+    let started = tokio::time::Instant::now();
+    let mut agent = AgentProcess::spawn(&launcher, &relay, None, &data, &key_file, &log);
+    let status = tokio::time::timeout(Duration::from_secs(20), agent.child.wait())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the build that cannot connect is still running after 20 s: {}",
+                log_text(&log)
+            )
+        })
+        .unwrap();
+    let took = started.elapsed();
+    assert!(!status.success(), "{status:?}");
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(12),
+        "reverted after {took:?}, the deadline was 5 s"
+    );
+    let rollback = store.rollback().expect("the revert is recorded");
+    assert_eq!(rollback.version, "0.99.1");
+    assert!(
+        rollback.reason.contains("did not connect"),
+        "{}",
+        rollback.reason
+    );
+    assert_eq!(std::fs::read(store.build_path()).unwrap(), new);
+    let agent = AgentProcess::spawn(&launcher, &relay, None, &data, &key_file, &log);
+    relay
+        .wait_version(before, "0.99.0", Duration::from_secs(60))
+        .await;
+    assert!(
+        log_text(&log).contains("reverted the agent update"),
+        "{}",
+        log_text(&log)
+    );
+    agent.stop().await;
+}

@@ -1,0 +1,206 @@
+//! Shared by the self-update tests: a relay on 127.0.0.1 serving agent builds from a downloads
+//! directory, a release key made at run time (never committed) with the signatures
+//! `scripts/release` would make, and a second real agent build of another version.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use zedops_relay::download::InstallerOptions;
+use zedops_relay::server::AppState;
+use zedops_relay::{Options, Server, ShutdownHandle, Store, Timeouts};
+
+/// `<os>-<arch>` as the relay names builds.
+pub fn platform() -> String {
+    format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+/// A minisign key pair made for this test run.
+pub struct ReleaseKey {
+    pair: minisign::KeyPair,
+}
+
+impl ReleaseKey {
+    pub fn generate() -> Self {
+        Self {
+            pair: minisign::KeyPair::generate_unencrypted_keypair().unwrap(),
+        }
+    }
+
+    /// The public key as a minisign `.pub` file's text.
+    pub fn public_file(&self) -> String {
+        format!(
+            "untrusted comment: zedops test release key\n{}\n",
+            self.pair.pk.to_base64()
+        )
+    }
+
+    pub fn public_base64(&self) -> String {
+        self.pair.pk.to_base64()
+    }
+
+    /// The `.minisig` text for `bytes`, with `scripts/release`'s trusted comment.
+    pub fn sign(&self, bytes: &[u8], version: &str, platform: &str) -> String {
+        self.sign_with_comment(bytes, &format!("zedops-agent {version} {platform}"))
+    }
+
+    pub fn sign_with_comment(&self, bytes: &[u8], comment: &str) -> String {
+        minisign::sign(
+            Some(&self.pair.pk),
+            &self.pair.sk,
+            std::io::Cursor::new(bytes),
+            Some(comment),
+            None,
+        )
+        .unwrap()
+        .into_string()
+    }
+}
+
+/// Puts `bytes` and its signature in `downloads` as this platform's build.
+pub fn publish(downloads: &Path, bytes: &[u8], signature: &str) {
+    let binary = downloads.join(format!("zedops-agent-{}", platform()));
+    std::fs::write(&binary, bytes).unwrap();
+    let mut perms = std::fs::metadata(&binary).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&binary, perms).unwrap();
+    std::fs::write(
+        downloads.join(format!("zedops-agent-{}.minisig", platform())),
+        signature,
+    )
+    .unwrap();
+}
+
+/// SHA-256 in hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A relay on 127.0.0.1 serving the builds in `downloads`; stopped on drop.
+pub struct Relay {
+    pub url: String,
+    pub store: Store,
+    pub state: Arc<AppState>,
+    handle: ShutdownHandle,
+    _db: tempfile::TempDir,
+}
+
+impl Relay {
+    pub async fn start(downloads: &Path) -> Self {
+        let db = tempfile::tempdir().unwrap();
+        let server = Server::new(Options {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            db: db.path().join("relay.db").display().to_string(),
+            tls: None,
+            timeouts: Timeouts::default(),
+            installer: InstallerOptions {
+                downloads: Some(downloads.to_path_buf()),
+                public_url: None,
+            },
+            limits: Default::default(),
+        })
+        .await
+        .expect("relay starts");
+        let (url, store, state, handle) = (
+            server.url(),
+            server.store(),
+            server.state(),
+            server.shutdown_handle(),
+        );
+        tokio::spawn(async move { server.listen().await.expect("relay serves") });
+        Self {
+            url,
+            store,
+            state,
+            handle,
+            _db: db,
+        }
+    }
+
+    /// The connection of agent `id` now, if it is connected.
+    pub fn connection(&self, id: &str) -> Option<u64> {
+        self.state.hub.agent(id).map(|link| link.conn_id)
+    }
+
+    /// Waits until the one enrolled agent is connected over another connection than `old`
+    /// and reported `version` in its hello; returns its id.
+    pub async fn wait_version(&self, old: Option<u64>, version: &str, within: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let agents = self.store.agents().await.unwrap();
+            if let [agent] = agents.as_slice()
+                && let Some(conn) = self.connection(&agent.id)
+                && Some(conn) != old
+                && agent
+                    .info
+                    .as_ref()
+                    .is_some_and(|info| info.version == version)
+            {
+                return agent.id.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no agent online with version {version} within {within:?} (agents: {:?})",
+                agents
+                    .iter()
+                    .map(|a| (&a.name, a.info.as_ref().map(|i| &i.version)))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// The agent built with `ZEDOPS_BUILD_VERSION=version` (debug profile), in its own target
+/// directory under target/ so that the tests' own agent binary is left alone; cargo makes it
+/// once and finds it fresh afterwards. Returns the binary's bytes, debug information stripped.
+pub fn build_agent(version: &str) -> Vec<u8> {
+    let dir = target_dir().join("selfupdate");
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "zedops-agent", "--bin", "zedops-agent"])
+        .env("CARGO_TARGET_DIR", &dir)
+        .env("ZEDOPS_BUILD_VERSION", version)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "building the agent {version}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without its debug information (over 100 MB of it), as a release build ships: an agent
+    // downloads at most 64 MiB.
+    let stripped = dir.join(format!("zedops-agent-{version}"));
+    let out = Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(dir.join("debug/zedops-agent"))
+        .output()
+        .expect("strip (binutils) runs");
+    assert!(
+        out.status.success(),
+        "strip: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(stripped).unwrap()
+}
