@@ -9,7 +9,7 @@ use bollard::query_parameters::{
     EventsOptionsBuilder, KillContainerOptions, StartContainerOptions,
 };
 use futures_util::StreamExt;
-use zedops_client::{Client, ClientEvent, ConnectOptions};
+use zedops_client::ClientEvent;
 use zedops_protocol::{ContainerAction, Role};
 use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
 
@@ -31,22 +31,14 @@ pub async fn run(cycles: usize) -> anyhow::Result<()> {
                 .await,
         );
     }
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let data = tempfile::tempdir()?;
-    let agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "bench",
-        &data.path().join("a"),
-    );
-    relay.wait_agent("bench", true).await;
-    let client = Client::connect(ConnectOptions {
-        relay: relay.url.clone(),
-        token: relay.login("bench", Role::Viewer).await,
-        ca_file: None,
-        insecure: false,
-    })
-    .await?;
+    let agent = TestAgent::builder(&relay)
+        .name("bench")
+        .data_dir(&data.path().join("a"))
+        .online()
+        .await;
+    let client = relay.client("bench", Role::Viewer).await;
     let mut pushed = client.events();
     client.subscribe(Some(vec!["bench".into()])).await?;
 

@@ -55,7 +55,7 @@ pub async fn agent(binary: &Path) -> anyhow::Result<()> {
         })?
         .len();
     let docker = require_docker().await;
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let dir = tempfile::tempdir()?;
     let child = spawn_agent(binary, &relay, "footprint", dir.path()).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -71,16 +71,9 @@ pub async fn agent(binary: &Path) -> anyhow::Result<()> {
         verdict(idle as f64 * 1024.0 / 1e6 <= 5.0)
     );
     if docker.is_some() {
-        let token = relay
-            .login("footprint", zedops_protocol::Role::Viewer)
+        let client = relay
+            .client("footprint", zedops_protocol::Role::Viewer)
             .await;
-        let client = zedops_client::Client::connect(zedops_client::ConnectOptions {
-            relay: relay.url.clone(),
-            token,
-            ca_file: None,
-            insecure: false,
-        })
-        .await?;
         for _ in 0..20 {
             client.containers("footprint").await?;
         }

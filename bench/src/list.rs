@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::ListContainersOptions;
-use zedops_client::{Client, ConnectOptions};
 use zedops_protocol::Role;
 use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
 
@@ -21,23 +20,14 @@ pub async fn run(count: usize, rounds: usize) -> anyhow::Result<()> {
             .create(&format!("b{i}"), &TestContainers::SLEEP_CMD, false)
             .await;
     }
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let data = tempfile::tempdir()?;
-    let agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "bench",
-        &data.path().join("a"),
-    );
-    relay.wait_agent("bench", true).await;
-    let token = relay.login("bench", Role::Viewer).await;
-    let client = Client::connect(ConnectOptions {
-        relay: relay.url.clone(),
-        token,
-        ca_file: None,
-        insecure: false,
-    })
-    .await?;
+    let agent = TestAgent::builder(&relay)
+        .name("bench")
+        .data_dir(&data.path().join("a"))
+        .online()
+        .await;
+    let client = relay.client("bench", Role::Viewer).await;
 
     let options = || {
         Some(ListContainersOptions {

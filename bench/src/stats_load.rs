@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use zedops_client::{Client, ConnectOptions};
 use zedops_protocol::Role;
 use zedops_testkit::{TestContainers, TestRelay, require_docker};
 
@@ -34,20 +33,14 @@ pub async fn run(binary: &Path, count: usize, seconds: u64) -> anyhow::Result<()
     for i in 0..count {
         names.push(containers.sleeper(&format!("s{i}")).await);
     }
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let dir = tempfile::tempdir()?;
     let child = spawn_agent(binary, &relay, "stats-load", dir.path()).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pid = child.0.id();
     let idle_rss = rss_kib(pid)?;
 
-    let client = Client::connect(ConnectOptions {
-        relay: relay.url.clone(),
-        token: relay.login("bench", Role::Viewer).await,
-        ca_file: None,
-        insecure: false,
-    })
-    .await?;
+    let client = relay.client("bench", Role::Viewer).await;
     let mut streams = Vec::with_capacity(count);
     for name in &names {
         streams.push(client.stats("stats-load", name, true).await?);

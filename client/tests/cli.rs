@@ -49,15 +49,13 @@ async fn drives_real_containers_through_the_cli() {
     };
     let mut containers = TestContainers::new(&docker);
     let web = containers.sleeper("web").await;
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "cli-host",
-        &data.path().join("a"),
-    );
-    relay.wait_agent("cli-host", true).await;
+    let agent = TestAgent::builder(&relay)
+        .name("cli-host")
+        .data_dir(&data.path().join("a"))
+        .online()
+        .await;
     let token = relay.login("ops", Role::Operator).await;
     let config = tempfile::tempdir().unwrap();
 
@@ -165,7 +163,7 @@ async fn drives_real_containers_through_the_cli() {
 
 #[tokio::test]
 async fn admin_commands_create_tokens_revoke_and_read_the_audit_log() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let admin = relay.login("root", Role::Admin).await;
     let config = tempfile::tempdir().unwrap();
 
@@ -183,13 +181,12 @@ async fn admin_commands_create_tokens_revoke_and_read_the_audit_log() {
         "token alone on stdout: {token:?}"
     );
     let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::spawn(
-        &relay.url,
-        Some(token.trim().to_string()),
-        "enrolled",
-        &data.path().join("a"),
-    );
-    relay.wait_agent("enrolled", true).await;
+    let agent = TestAgent::builder(&relay)
+        .name("enrolled")
+        .token(token.trim().to_string())
+        .data_dir(&data.path().join("a"))
+        .online()
+        .await;
 
     let viewer = relay.login("peek", Role::Viewer).await;
     failed_with(
@@ -284,7 +281,7 @@ async fn headless_stdin(
 
 #[tokio::test]
 async fn admins_manage_users_tokens_and_agent_tokens_from_the_cli() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let admin = relay.login("root", Role::Admin).await;
     let config = tempfile::tempdir().unwrap();
     let cfg = config.path();
@@ -422,13 +419,11 @@ async fn admins_manage_users_tokens_and_agent_tokens_from_the_cli() {
 
     // Agent token rotation.
     let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "rotor",
-        &data.path().join("a"),
-    );
-    relay.wait_agent("rotor", true).await;
+    let agent = TestAgent::builder(&relay)
+        .name("rotor")
+        .data_dir(&data.path().join("a"))
+        .online()
+        .await;
     let path = agent.wait_credentials().await;
     let before = std::fs::read_to_string(&path).unwrap();
     let rotated =
@@ -453,7 +448,7 @@ async fn admins_manage_users_tokens_and_agent_tokens_from_the_cli() {
 /// change is audited without the password, and only admins may do it.
 #[tokio::test]
 async fn admins_set_passwords_and_the_users_sessions_end() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let admin = relay.login("root", Role::Admin).await;
     let other_root_session = relay.login("root", Role::Admin).await;
     let dave = relay.login("dave", Role::Viewer).await;
@@ -551,7 +546,7 @@ async fn admins_set_passwords_and_the_users_sessions_end() {
 
 #[tokio::test]
 async fn login_keeps_only_a_device_token_in_the_keyring_and_logout_removes_it() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     relay.login("alice", Role::Viewer).await;
     let config = tempfile::tempdir().unwrap();
     if let Err(err) = store::load_token(&relay.url) {

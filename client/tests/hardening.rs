@@ -11,95 +11,15 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use zedops_client::{Client, ClientEvent, ConnectOptions, LogsOptions, Operation};
+use zedops_client::{Client, ClientEvent, LogsOptions, Operation};
 use zedops_protocol::{PROTOCOL_VERSION, Role};
-use zedops_relay::{Limits, Timeouts};
+use zedops_relay::Limits;
+use zedops_testkit::wire::{FakeAgent, LIVENESS, next_text};
 use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-const LIVENESS: Duration = Duration::from_secs(10);
-
-/// A fake agent: a raw WebSocket that enrolled with the relay.
-struct FakeAgent {
-    ws: Ws,
-    id: String,
-    token: String,
-}
-
-impl FakeAgent {
-    async fn enrol(relay: &TestRelay, name: &str) -> Result<FakeAgent, Value> {
-        let mut ws = dial(relay).await;
-        let hello = json!({"subject": "agent.register", "data": {"protocolVersion": PROTOCOL_VERSION,
-            "registrationToken": relay.registration_token().await, "name": name,
-            "info": {"version": "0", "os": "linux", "arch": "x86_64"}}});
-        ws.send(Message::text(hello.to_string())).await.unwrap();
-        let answer = next_text(&mut ws).await.expect("an answer to the hello");
-        if answer["subject"] != "agent.welcome" {
-            return Err(answer);
-        }
-        Ok(FakeAgent {
-            ws,
-            id: answer["data"]["agentId"].as_str().unwrap().to_string(),
-            token: answer["data"]["token"].as_str().unwrap().to_string(),
-        })
-    }
-
-    async fn auth(relay: &TestRelay, id: &str, token: &str) -> FakeAgent {
-        let mut ws = dial(relay).await;
-        let hello = json!({"subject": "agent.auth", "data": {"protocolVersion": PROTOCOL_VERSION,
-            "agentId": id, "token": token, "info": {"version": "0", "os": "linux", "arch": "x86_64"}}});
-        ws.send(Message::text(hello.to_string())).await.unwrap();
-        let answer = next_text(&mut ws).await.expect("welcome");
-        assert_eq!(answer["subject"], "agent.welcome", "{answer}");
-        FakeAgent {
-            ws,
-            id: id.to_string(),
-            token: token.to_string(),
-        }
-    }
-
-    async fn send(&mut self, value: Value) {
-        self.ws
-            .send(Message::text(value.to_string()))
-            .await
-            .unwrap();
-    }
-
-    /// The next request from the relay (heartbeats and pings skipped).
-    async fn request(&mut self) -> Option<Value> {
-        next_text(&mut self.ws).await
-    }
-}
-
-async fn dial(relay: &TestRelay) -> Ws {
-    tokio_tungstenite::connect_async(format!("ws://{}/ws/agent", relay.addr))
-        .await
-        .expect("websocket connects")
-        .0
-}
-
-async fn next_text(ws: &mut Ws) -> Option<Value> {
-    loop {
-        match tokio::time::timeout(LIVENESS, ws.next()).await.ok()?? {
-            Ok(Message::Text(t)) => return Some(serde_json::from_str(t.as_str()).unwrap()),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
-    }
-}
 
 async fn client(relay: &TestRelay, user: &str, role: Role) -> (Client, String) {
     let token = relay.login(user, role).await;
-    let client = Client::connect(ConnectOptions {
-        relay: relay.url.clone(),
-        token: token.clone(),
-        ca_file: None,
-        insecure: false,
-    })
-    .await
-    .expect("client connects");
+    let client = relay.client_with(&token).await;
     (client, token)
 }
 
@@ -110,7 +30,7 @@ fn row(name: &str) -> Value {
 
 #[tokio::test]
 async fn an_agent_named_like_another_agents_id_is_refused_and_ids_resolve_first() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let mut real = FakeAgent::enrol(&relay, "real").await.unwrap();
     let (client, _) = client(&relay, "ops", Role::Operator).await;
 
@@ -189,7 +109,7 @@ async fn an_agent_named_like_another_agents_id_is_refused_and_ids_resolve_first(
 
 #[tokio::test]
 async fn an_action_is_audited_before_the_agent_answers_and_completed_after() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let mut agent = FakeAgent::enrol(&relay, "holder").await.unwrap();
     let (client, _) = client(&relay, "ops", Role::Operator).await;
     let restarting = {
@@ -227,7 +147,7 @@ async fn an_action_is_audited_before_the_agent_answers_and_completed_after() {
 
 #[tokio::test]
 async fn escape_sequences_from_an_agent_never_reach_the_terminal() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let mut agent = FakeAgent::enrol(&relay, "tricky").await.unwrap();
     let (_, token) = client(&relay, "viewer", Role::Viewer).await;
     let evil = "web\u{1b}[2J\u{1b}]0;owned\u{7}\u{9b}31m\u{202e}";
@@ -294,7 +214,7 @@ async fn escape_sequences_from_an_agent_never_reach_the_terminal() {
 
 #[tokio::test]
 async fn a_big_fleet_arrives_whole_in_parts_and_oversize_pushes_are_refused() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let mut agent = FakeAgent::enrol(&relay, "big").await.unwrap();
     let (client, _) = client(&relay, "viewer", Role::Viewer).await;
     let mut events = client.events();
@@ -365,22 +285,19 @@ async fn log_follows_are_capped_per_user_and_per_agent() {
         )
         .await;
     // The message rate limit off, so that the stream caps are what refuses.
-    let relay = TestRelay::start_with_limits(
-        Timeouts::default(),
-        Limits {
+    let relay = TestRelay::builder()
+        .limits(Limits {
             messages_per_sec: 0,
             ..Limits::default()
-        },
-    )
-    .await;
+        })
+        .start()
+        .await;
     let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "host",
-        data.path(),
-    );
-    relay.wait_agent("host", true).await;
+    let agent = TestAgent::builder(&relay)
+        .name("host")
+        .data_dir(data.path())
+        .online()
+        .await;
     let (greedy, _) = client(&relay, "greedy", Role::Viewer).await;
     let follow = LogsOptions {
         tail: Some(1),
@@ -445,24 +362,21 @@ async fn log_follows_are_capped_per_user_and_per_agent() {
     relay.stop().await;
 
     // A relay that lets 100 streams through to one agent: the agent itself stops at 32.
-    let relay = TestRelay::start_with_limits(
-        Timeouts::default(),
-        Limits {
+    let relay = TestRelay::builder()
+        .limits(Limits {
             messages_per_sec: 0,
             agent_streams: 100,
             user_streams: 100,
             ..Limits::default()
-        },
-    )
-    .await;
+        })
+        .start()
+        .await;
     let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "host",
-        data.path(),
-    );
-    relay.wait_agent("host", true).await;
+    let agent = TestAgent::builder(&relay)
+        .name("host")
+        .data_dir(data.path())
+        .online()
+        .await;
     let (greedy, _) = client(&relay, "greedy", Role::Viewer).await;
     let mut open = Vec::new();
     let mut refused = Vec::new();
@@ -499,7 +413,7 @@ async fn log_follows_are_capped_per_user_and_per_agent() {
 /// either received or counted in `dropped`.
 #[tokio::test]
 async fn a_stalled_viewer_gets_each_line_or_its_count_and_always_the_end() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let mut agent = FakeAgent::enrol(&relay, "flooder").await.unwrap();
     let token = relay.login("viewer", Role::Viewer).await;
     let mut viewer = tokio_tungstenite::connect_async(format!("ws://{}/ws/client", relay.addr))

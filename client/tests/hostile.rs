@@ -4,61 +4,19 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use zedops_client::{Client, ConnectOptions};
+use zedops_client::Client;
 use zedops_protocol::{MAX_FRAME_BYTES, PROTOCOL_VERSION, Role};
 use zedops_relay::Timeouts;
 use zedops_testkit::TestRelay;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn dial(relay: &TestRelay, path: &str) -> Ws {
-    let url = format!("ws://{}{path}", relay.addr);
-    tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket connects")
-        .0
-}
-
-async fn send(ws: &mut Ws, value: Value) {
-    ws.send(Message::text(value.to_string()))
-        .await
-        .expect("send");
-}
-
-/// The next text frame as JSON, or `None` when the relay closed the connection. Also returns
-/// the close code when it closed.
-async fn next(ws: &mut Ws) -> Result<Value, Option<u16>> {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("relay answers within 10 s");
-        match msg {
-            Some(Ok(Message::Text(t))) => {
-                return Ok(serde_json::from_str(t.as_str()).expect("relay sends JSON"));
-            }
-            Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| u16::from(f.code))),
-            Some(Ok(_)) => continue,
-            Some(Err(_)) | None => return Err(None),
-        }
-    }
-}
+use zedops_testkit::wire::{client_hello, dial, next_frame, send};
 
 fn error_code(frame: &Value) -> &str {
     frame["data"]["errorCode"]
         .as_str()
         .unwrap_or_else(|| panic!("no errorCode in {frame}"))
-}
-
-async fn client_hello(relay: &TestRelay, token: &str) -> Ws {
-    let mut ws = dial(relay, "/ws/client").await;
-    send(&mut ws, json!({"subject": "client.hello", "data": {"protocolVersion": PROTOCOL_VERSION, "token": token}})).await;
-    let welcome = next(&mut ws).await.expect("welcome");
-    assert_eq!(welcome["subject"], "client.welcome", "{welcome}");
-    ws
 }
 
 async fn healthy(client: &Client) {
@@ -70,16 +28,9 @@ async fn healthy(client: &Client) {
 
 #[tokio::test]
 async fn the_client_endpoint_refuses_bad_input_and_keeps_serving() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let token = relay.login("admin", Role::Admin).await;
-    let bystander = Client::connect(ConnectOptions {
-        relay: relay.url.clone(),
-        token: token.clone(),
-        ca_file: None,
-        insecure: false,
-    })
-    .await
-    .unwrap();
+    let bystander = relay.client_with(&token).await;
 
     // Requests before any hello, or with a wrong token, are unauthorized and the socket closes.
     let mut ws = dial(&relay, "/ws/client").await;
@@ -88,11 +39,17 @@ async fn the_client_endpoint_refuses_bad_input_and_keeps_serving() {
         json!({"subject": "agent.list", "reply": "_INBOX.1", "data": {}}),
     )
     .await;
-    assert_eq!(error_code(&next(&mut ws).await.unwrap()), "UNAUTHORIZED");
-    assert!(next(&mut ws).await.is_err(), "closed after refusing");
+    assert_eq!(
+        error_code(&next_frame(&mut ws).await.unwrap()),
+        "UNAUTHORIZED"
+    );
+    assert!(next_frame(&mut ws).await.is_err(), "closed after refusing");
     let mut ws = dial(&relay, "/ws/client").await;
     send(&mut ws, json!({"subject": "client.hello", "data": {"protocolVersion": PROTOCOL_VERSION, "token": "zd_wrong"}})).await;
-    assert_eq!(error_code(&next(&mut ws).await.unwrap()), "UNAUTHORIZED");
+    assert_eq!(
+        error_code(&next_frame(&mut ws).await.unwrap()),
+        "UNAUTHORIZED"
+    );
     healthy(&bystander).await;
 
     // A foreign protocol version is named as such.
@@ -102,14 +59,14 @@ async fn the_client_endpoint_refuses_bad_input_and_keeps_serving() {
         json!({"subject": "client.hello", "data": {"protocolVersion": 99, "token": token}}),
     )
     .await;
-    let refused = next(&mut ws).await.unwrap();
+    let refused = next_frame(&mut ws).await.unwrap();
     assert_eq!(error_code(&refused), "UNSUPPORTED_VERSION");
     assert!(refused["data"]["error"].as_str().unwrap().contains("99"));
 
     // Signed in: junk is answered with INVALID_REQUEST and the connection stays usable.
     let mut ws = client_hello(&relay, &token).await;
     ws.send(Message::text("{not json")).await.unwrap();
-    let answer = next(&mut ws).await.unwrap();
+    let answer = next_frame(&mut ws).await.unwrap();
     assert_eq!(
         (answer["subject"].as_str(), error_code(&answer)),
         (Some("error"), "INVALID_REQUEST")
@@ -119,31 +76,43 @@ async fn the_client_endpoint_refuses_bad_input_and_keeps_serving() {
         json!({"subject": "container.explode", "reply": "_INBOX.2", "data": {}}),
     )
     .await;
-    let answer = next(&mut ws).await.unwrap();
+    let answer = next_frame(&mut ws).await.unwrap();
     assert_eq!(
         (answer["subject"].as_str(), error_code(&answer)),
         (Some("_INBOX.2"), "INVALID_REQUEST")
     );
     send(&mut ws, json!({"subject": "container.list", "reply": "_INBOX.3", "data": {"agentId": "x", "sneaky": 1}})).await;
-    assert_eq!(error_code(&next(&mut ws).await.unwrap()), "INVALID_REQUEST");
+    assert_eq!(
+        error_code(&next_frame(&mut ws).await.unwrap()),
+        "INVALID_REQUEST"
+    );
     send(&mut ws, json!({"subject": "container.stop", "reply": "_INBOX.4", "data": {"agentId": "x", "containerId": "../../etc"}})).await;
-    assert_eq!(error_code(&next(&mut ws).await.unwrap()), "INVALID_REQUEST");
+    assert_eq!(
+        error_code(&next_frame(&mut ws).await.unwrap()),
+        "INVALID_REQUEST"
+    );
     send(
         &mut ws,
         json!({"subject": "agent.list", "reply": "_INBOX.5\",\"x", "data": {}}),
     )
     .await;
-    assert_eq!(error_code(&next(&mut ws).await.unwrap()), "INVALID_REQUEST");
+    assert_eq!(
+        error_code(&next_frame(&mut ws).await.unwrap()),
+        "INVALID_REQUEST"
+    );
     ws.send(Message::binary(vec![0u8, 159, 146, 150]))
         .await
         .unwrap();
-    assert_eq!(error_code(&next(&mut ws).await.unwrap()), "INVALID_REQUEST");
+    assert_eq!(
+        error_code(&next_frame(&mut ws).await.unwrap()),
+        "INVALID_REQUEST"
+    );
     send(
         &mut ws,
         json!({"subject": "agent.list", "reply": "_INBOX.6", "data": {}}),
     )
     .await;
-    let answer = next(&mut ws).await.unwrap();
+    let answer = next_frame(&mut ws).await.unwrap();
     assert_eq!(answer["subject"], "_INBOX.6");
     assert!(answer["data"]["agents"].is_array(), "{answer}");
 
@@ -153,7 +122,7 @@ async fn the_client_endpoint_refuses_bad_input_and_keeps_serving() {
         "x".repeat(MAX_FRAME_BYTES)
     );
     let _ = ws.send(Message::text(big)).await;
-    match next(&mut ws).await {
+    match next_frame(&mut ws).await {
         Ok(frame) => assert_eq!(error_code(&frame), "INVALID_REQUEST"),
         Err(code) => assert_eq!(code, Some(1009)),
     }
@@ -162,46 +131,50 @@ async fn the_client_endpoint_refuses_bad_input_and_keeps_serving() {
 
 #[tokio::test]
 async fn the_agent_endpoint_refuses_bad_input_and_a_silent_agent_times_out() {
-    let relay = TestRelay::start_with_timeouts(Timeouts {
-        list: Duration::from_millis(300),
-        ..Timeouts::default()
-    })
-    .await;
+    let relay = TestRelay::builder()
+        .timeouts(Timeouts {
+            list: Duration::from_millis(300),
+            ..Timeouts::default()
+        })
+        .start()
+        .await;
     let token = relay.login("admin", Role::Admin).await;
-    let bystander = Client::connect(ConnectOptions {
-        relay: relay.url.clone(),
-        token,
-        ca_file: None,
-        insecure: false,
-    })
-    .await
-    .unwrap();
+    let bystander = relay.client_with(&token).await;
     let info = json!({"version": "0", "os": "linux", "arch": "x86_64"});
 
     let mut ws = dial(&relay, "/ws/agent").await;
     ws.send(Message::text("][")).await.unwrap();
-    assert_eq!(error_code(&next(&mut ws).await.unwrap()), "INVALID_REQUEST");
+    assert_eq!(
+        error_code(&next_frame(&mut ws).await.unwrap()),
+        "INVALID_REQUEST"
+    );
 
     let mut ws = dial(&relay, "/ws/agent").await;
     send(&mut ws, json!({"subject": "agent.auth", "data": {"protocolVersion": PROTOCOL_VERSION, "agentId": "a", "token": "za_nope", "info": info}})).await;
-    assert_eq!(error_code(&next(&mut ws).await.unwrap()), "UNAUTHORIZED");
+    assert_eq!(
+        error_code(&next_frame(&mut ws).await.unwrap()),
+        "UNAUTHORIZED"
+    );
 
     let mut ws = dial(&relay, "/ws/agent").await;
     send(&mut ws, json!({"subject": "agent.register", "data": {"protocolVersion": 2, "registrationToken": "zr_x", "name": "n", "info": info}})).await;
     assert_eq!(
-        error_code(&next(&mut ws).await.unwrap()),
+        error_code(&next_frame(&mut ws).await.unwrap()),
         "UNSUPPORTED_VERSION"
     );
 
     let mut ws = dial(&relay, "/ws/agent").await;
     send(&mut ws, json!({"subject": "agent.register", "data": {"protocolVersion": PROTOCOL_VERSION, "registrationToken": "zr_x", "name": "bad name; rm -rf /", "info": info}})).await;
-    assert_eq!(error_code(&next(&mut ws).await.unwrap()), "INVALID_REQUEST");
+    assert_eq!(
+        error_code(&next_frame(&mut ws).await.unwrap()),
+        "INVALID_REQUEST"
+    );
 
     let mut ws = dial(&relay, "/ws/agent").await;
     let _ = ws
         .send(Message::text("x".repeat(MAX_FRAME_BYTES + 1)))
         .await;
-    match next(&mut ws).await {
+    match next_frame(&mut ws).await {
         Ok(frame) => assert_eq!(error_code(&frame), "INVALID_REQUEST"),
         Err(code) => assert_eq!(code, Some(1009)),
     }
@@ -210,7 +183,7 @@ async fn the_agent_endpoint_refuses_bad_input_and_a_silent_agent_times_out() {
     let mut silent = dial(&relay, "/ws/agent").await;
     let reg = relay.registration_token().await;
     send(&mut silent, json!({"subject": "agent.register", "data": {"protocolVersion": PROTOCOL_VERSION, "registrationToken": reg, "name": "silent", "info": info}})).await;
-    let welcome = next(&mut silent).await.unwrap();
+    let welcome = next_frame(&mut silent).await.unwrap();
     assert_eq!(welcome["subject"], "agent.welcome");
     assert!(
         welcome["data"]["token"]
@@ -220,26 +193,26 @@ async fn the_agent_endpoint_refuses_bad_input_and_a_silent_agent_times_out() {
     );
     silent.send(Message::text("{oops")).await.unwrap();
     assert_eq!(
-        error_code(&next(&mut silent).await.unwrap()),
+        error_code(&next_frame(&mut silent).await.unwrap()),
         "INVALID_REQUEST"
     );
     // Live-state pushes are decoded strictly too: an unknown field or an oversize value is
     // refused to that agent, and nothing reaches the clients.
     send(&mut silent, json!({"subject": "container.event", "data": {"containerId": "c", "name": "x", "action": "die", "timeNano": 1, "bogus": true}})).await;
     assert_eq!(
-        error_code(&next(&mut silent).await.unwrap()),
+        error_code(&next_frame(&mut silent).await.unwrap()),
         "INVALID_REQUEST"
     );
     send(&mut silent, json!({"subject": "container.sync", "data": {"containers": [], "reason": "x".repeat(10_000)}})).await;
     assert_eq!(
-        error_code(&next(&mut silent).await.unwrap()),
+        error_code(&next_frame(&mut silent).await.unwrap()),
         "INVALID_REQUEST"
     );
 
     let err = bystander.containers("silent").await.unwrap_err();
     assert_eq!(err.code(), "TIMEOUT", "{err}");
     // The request did reach the agent, with a relay inbox to answer to.
-    let request = next(&mut silent).await.unwrap();
+    let request = next_frame(&mut silent).await.unwrap();
     assert_eq!(request["subject"], "container.list");
     assert!(request["reply"].as_str().unwrap().starts_with("_INBOX."));
     healthy(&bystander).await;

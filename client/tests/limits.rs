@@ -8,46 +8,16 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use zedops_client::{Client, ConnectOptions};
+use zedops_client::Client;
 use zedops_protocol::{PROTOCOL_VERSION, Role};
 use zedops_relay::{Limits, Timeouts};
+use zedops_testkit::wire::{LIVENESS, Ws, dial, hello, next_text};
 use zedops_testkit::{TestAgent, TestRelay, require_docker};
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// How long any single answer to a well-behaved peer may take while a flood goes on: a
-/// liveness deadline, not a performance claim.
-const LIVENESS: Duration = Duration::from_secs(10);
 /// Frames a flooder sends at most: far more than the burst (256) plus the refusals allowed
 /// (200), and more bytes than socket buffers hold, so sending can only end early by the relay
 /// cutting the connection.
 const FLOOD: usize = 1_000_000;
-
-async fn dial(relay: &TestRelay, path: &str) -> Ws {
-    let url = format!("ws://{}{path}", relay.addr);
-    tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket connects")
-        .0
-}
-
-async fn hello(ws: &mut Ws, frame: Value, welcome: &str) -> Value {
-    ws.send(Message::text(frame.to_string())).await.unwrap();
-    let answer = next_text(ws).await.expect("welcome");
-    assert_eq!(answer["subject"], welcome, "{answer}");
-    answer
-}
-
-async fn next_text(ws: &mut Ws) -> Option<Value> {
-    loop {
-        match tokio::time::timeout(LIVENESS, ws.next()).await.ok()?? {
-            Ok(Message::Text(t)) => return Some(serde_json::from_str(t.as_str()).unwrap()),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
-    }
-}
 
 /// What the flooder saw: RATE_LIMITED answers, the first such message, and how it ended.
 #[derive(Debug, Default)]
@@ -107,17 +77,6 @@ async fn flood(ws: Ws, frame: Value) -> Flooded {
     seen
 }
 
-async fn client(relay: &TestRelay, user: &str, role: Role) -> Client {
-    Client::connect(ConnectOptions {
-        relay: relay.url.clone(),
-        token: relay.login(user, role).await,
-        ca_file: None,
-        insecure: false,
-    })
-    .await
-    .expect("client connects")
-}
-
 /// A bystander's requests, each answered within the liveness deadline.
 async fn keep_asking(bystander: Client, agent: String, rounds: usize) -> usize {
     let mut answered = 0;
@@ -141,16 +100,14 @@ async fn a_flooding_client_is_refused_then_closed_and_everyone_else_is_served() 
     let Some(_docker) = require_docker().await else {
         return;
     };
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "steady",
-        &data.path().join("a"),
-    );
-    relay.wait_agent("steady", true).await;
-    let bystander = client(&relay, "calm", Role::Viewer).await;
+    let agent = TestAgent::builder(&relay)
+        .name("steady")
+        .data_dir(&data.path().join("a"))
+        .online()
+        .await;
+    let bystander = relay.client("calm", Role::Viewer).await;
 
     let token = relay.login("noisy", Role::Viewer).await;
     let mut ws = dial(&relay, "/ws/client").await;
@@ -178,7 +135,7 @@ async fn a_flooding_client_is_refused_then_closed_and_everyone_else_is_served() 
     assert!(matches!(seen.close_code, None | Some(1008)), "{seen:?}");
     // The relay serves as before: the bystander, new connections, the agent.
     keep_asking(bystander, "steady".into(), 2).await;
-    let fresh = client(&relay, "later", Role::Viewer).await;
+    let fresh = relay.client("later", Role::Viewer).await;
     keep_asking(fresh, "steady".into(), 2).await;
     agent.stop().await.unwrap();
 }
@@ -188,16 +145,14 @@ async fn a_flooding_agent_is_refused_then_closed_and_other_agents_keep_answering
     let Some(_docker) = require_docker().await else {
         return;
     };
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "steady",
-        &data.path().join("a"),
-    );
-    relay.wait_agent("steady", true).await;
-    let bystander = client(&relay, "calm", Role::Viewer).await;
+    let agent = TestAgent::builder(&relay)
+        .name("steady")
+        .data_dir(&data.path().join("a"))
+        .online()
+        .await;
+    let bystander = relay.client("calm", Role::Viewer).await;
 
     let mut ws = dial(&relay, "/ws/agent").await;
     let info = json!({"version": "0", "os": "linux", "arch": "x86_64"});
@@ -234,25 +189,23 @@ async fn an_agent_takes_a_bounded_number_of_requests_and_the_next_client_is_told
     let Some(_docker) = require_docker().await else {
         return;
     };
-    let relay = TestRelay::start_with_limits(
-        Timeouts {
+    let relay = TestRelay::builder()
+        .timeouts(Timeouts {
             list: Duration::from_secs(3),
             ..Timeouts::default()
-        },
-        Limits {
+        })
+        .limits(Limits {
             agent_in_flight: 4,
             ..Limits::default()
-        },
-    )
-    .await;
+        })
+        .start()
+        .await;
     let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "steady",
-        &data.path().join("a"),
-    );
-    relay.wait_agent("steady", true).await;
+    let agent = TestAgent::builder(&relay)
+        .name("steady")
+        .data_dir(&data.path().join("a"))
+        .online()
+        .await;
 
     // An agent that never answers: every request to it stays in flight until the timeout.
     let mut silent = dial(&relay, "/ws/agent").await;
@@ -264,7 +217,7 @@ async fn an_agent_takes_a_bounded_number_of_requests_and_the_next_client_is_told
         "agent.welcome",
     )
     .await;
-    let greedy = client(&relay, "greedy", Role::Viewer).await;
+    let greedy = relay.client("greedy", Role::Viewer).await;
     let mut waiting = vec![];
     for _ in 0..4 {
         let greedy = greedy.clone();
@@ -277,7 +230,7 @@ async fn an_agent_takes_a_bounded_number_of_requests_and_the_next_client_is_told
         let request = next_text(&mut silent).await.expect("request forwarded");
         assert_eq!(request["subject"], "container.list");
     }
-    let other = client(&relay, "other", Role::Viewer).await;
+    let other = relay.client("other", Role::Viewer).await;
     let err = tokio::time::timeout(LIVENESS, other.containers("stuck"))
         .await
         .expect("refused at once, not after a timeout")

@@ -13,23 +13,12 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
-use zedops_client::{Client, ClientEvent, ConnectOptions, ContainerAction, ContainerEvent};
+use zedops_client::{ClientEvent, ContainerAction, ContainerEvent};
 use zedops_protocol::{Container, Operation, PROTOCOL_VERSION, Role, subject};
 use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
 
 /// Generous: these are liveness deadlines, not performance assertions.
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn connect(relay: &TestRelay, user: &str, role: Role) -> Client {
-    Client::connect(ConnectOptions {
-        relay: relay.url.clone(),
-        token: relay.login(user, role).await,
-        ca_file: None,
-        insecure: false,
-    })
-    .await
-    .expect("client connects")
-}
 
 /// The next container event matching `wanted`, skipping everything else.
 async fn event_where(
@@ -55,16 +44,9 @@ async fn docker_events_reach_a_subscribed_client() {
     };
     let mut containers = TestContainers::new(&docker);
     let web = containers.sleeper("web").await;
-    let relay = TestRelay::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let _agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "live-1",
-        dir.path(),
-    );
-    relay.wait_agent("live-1", true).await;
-    let viewer = connect(&relay, "vera", Role::Viewer).await;
+    let relay = TestRelay::builder().start().await;
+    let _agent = TestAgent::builder(&relay).name("live-1").online().await;
+    let viewer = relay.client("vera", Role::Viewer).await;
     let mut events = viewer.events();
     let subscribed = viewer.subscribe(Some(vec!["live-1".into()])).await.unwrap();
     let agent_id = subscribed.agents.expect("one agent")[0].clone();
@@ -89,7 +71,7 @@ async fn docker_events_reach_a_subscribed_client() {
     assert_eq!(row.display_name(), web);
 
     // Started and stopped through ZedOps: the stop's `die` is marked as asked for.
-    let operator = connect(&relay, "olga", Role::Operator).await;
+    let operator = relay.client("olga", Role::Operator).await;
     operator
         .action("live-1", &web, Operation::Start)
         .await
@@ -178,16 +160,9 @@ async fn after_a_relay_restart_the_client_sees_what_docker_sees() {
         .create("b", &TestContainers::SLEEP_CMD, false)
         .await;
     let prefix = a.trim_end_matches("-a").to_string();
-    let relay = TestRelay::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let _agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "live-2",
-        dir.path(),
-    );
-    relay.wait_agent("live-2", true).await;
-    let client = connect(&relay, "rita", Role::Viewer).await;
+    let relay = TestRelay::builder().start().await;
+    let _agent = TestAgent::builder(&relay).name("live-2").online().await;
+    let client = relay.client("rita", Role::Viewer).await;
     let mut events = client.events();
     client.subscribe(None).await.unwrap();
     let mut picture = Picture::default();
@@ -196,7 +171,7 @@ async fn after_a_relay_restart_the_client_sees_what_docker_sees() {
 
     // The relay goes away; meanwhile containers change.
     let relay = {
-        let (dir_keep, addr, timeouts) = relay.stop().await;
+        let stopped = relay.stop().await;
         containers
             .docker()
             .stop_container(&a, None::<bollard::query_parameters::StopContainerOptions>)
@@ -208,7 +183,7 @@ async fn after_a_relay_restart_the_client_sees_what_docker_sees() {
             .await
             .unwrap();
         let c = containers.sleeper("c").await;
-        let relay = TestRelay::start_on(dir_keep, addr, timeouts).await;
+        let relay = stopped.builder().start().await;
         (relay, c)
     };
     let (relay, c) = relay;
@@ -332,9 +307,9 @@ async fn a_stalled_client_loses_only_its_own_events() {
         agent_messages_per_sec: 0,
         ..Default::default()
     };
-    let relay = TestRelay::start_with_limits(zedops_relay::Timeouts::default(), limits).await;
+    let relay = TestRelay::builder().limits(limits).start().await;
     let mut stalled = stalled_client(&relay, &relay.login("slow", Role::Viewer).await).await;
-    let reader = connect(&relay, "fast", Role::Viewer).await;
+    let reader = relay.client("fast", Role::Viewer).await;
     let mut events = reader.events();
     reader.subscribe(None).await.unwrap();
     let mut agent = pushing_agent(&relay).await;
@@ -381,15 +356,8 @@ async fn zedops_events_prints_one_json_line_per_event() {
     };
     let mut containers = TestContainers::new(&docker);
     let job = containers.sleeper("job").await;
-    let relay = TestRelay::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let _agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "live-3",
-        dir.path(),
-    );
-    relay.wait_agent("live-3", true).await;
+    let relay = TestRelay::builder().start().await;
+    let _agent = TestAgent::builder(&relay).name("live-3").online().await;
     let config = tempfile::tempdir().unwrap();
     let mut child = support::zedops(config.path())
         .env("ZEDOPS_TOKEN", relay.login("cli", Role::Viewer).await)

@@ -3,20 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use zedops_client::{Client, ClientError, ConnectOptions};
+use zedops_client::{Client, ClientError};
 use zedops_protocol::{Operation, Role};
 use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
 
 async fn connect(relay: &TestRelay, role: Role) -> Client {
     let token = relay.login(&format!("{role}-user"), role).await;
-    Client::connect(ConnectOptions {
-        relay: relay.url.clone(),
-        token,
-        ca_file: None,
-        insecure: false,
-    })
-    .await
-    .expect("client connects")
+    relay.client_with(&token).await
 }
 
 fn code(err: &ClientError) -> &'static str {
@@ -34,17 +27,15 @@ async fn enrols_lists_and_drives_real_containers() {
         .create("stopped", &TestContainers::SLEEP_CMD, false)
         .await;
 
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let data = tempfile::tempdir().unwrap();
     // A directory the agent creates itself, as on a fresh server.
     let agent_dir = data.path().join("agent");
-    let agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "server-1",
-        agent_dir.as_path(),
-    );
-    relay.wait_agent("server-1", true).await;
+    let agent = TestAgent::builder(&relay)
+        .name("server-1")
+        .data_dir(agent_dir.as_path())
+        .online()
+        .await;
 
     // Credentials are private to the agent's user.
     use std::os::unix::fs::PermissionsExt;
@@ -138,15 +129,8 @@ async fn a_viewer_may_list_but_not_act() {
     };
     let mut containers = TestContainers::new(&docker);
     let name = containers.sleeper("view").await;
-    let relay = TestRelay::start().await;
-    let data = tempfile::tempdir().unwrap();
-    let _agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "viewed",
-        data.path(),
-    );
-    relay.wait_agent("viewed", true).await;
+    let relay = TestRelay::builder().start().await;
+    let _agent = TestAgent::builder(&relay).name("viewed").online().await;
 
     let viewer = connect(&relay, Role::Viewer).await;
     assert!(!viewer.containers("viewed").await.unwrap().is_empty());
@@ -170,14 +154,23 @@ async fn a_viewer_may_list_but_not_act() {
 
 #[tokio::test]
 async fn registration_tokens_are_single_use_and_expire() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let token = relay.registration_token().await;
     let first = tempfile::tempdir().unwrap();
-    let agent = TestAgent::spawn(&relay.url, Some(token.clone()), "first", first.path());
-    relay.wait_agent("first", true).await;
+    let agent = TestAgent::builder(&relay)
+        .name("first")
+        .token(token.clone())
+        .data_dir(first.path())
+        .online()
+        .await;
 
     let second = tempfile::tempdir().unwrap();
-    let reused = TestAgent::spawn(&relay.url, Some(token), "second", second.path());
+    let reused = TestAgent::builder(&relay)
+        .name("second")
+        .token(token)
+        .data_dir(second.path())
+        .spawn()
+        .await;
     let err = reused.exit().await.expect_err("a reused token is refused");
     assert!(format!("{err:#}").contains("registration token"), "{err:#}");
 
@@ -187,7 +180,12 @@ async fn registration_tokens_are_single_use_and_expire() {
         .await
         .unwrap();
     let third = tempfile::tempdir().unwrap();
-    let late = TestAgent::spawn(&relay.url, Some(expired), "third", third.path());
+    let late = TestAgent::builder(&relay)
+        .name("third")
+        .token(expired)
+        .data_dir(third.path())
+        .spawn()
+        .await;
     late.exit().await.expect_err("an expired token is refused");
 
     let names: Vec<_> = relay
@@ -208,15 +206,13 @@ async fn offline_agents_answer_at_once_and_come_back_with_stored_credentials() {
         return;
     };
     let _containers = TestContainers::new(&docker);
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "flaky",
-        data.path(),
-    );
-    relay.wait_agent("flaky", true).await;
+    let agent = TestAgent::builder(&relay)
+        .name("flaky")
+        .data_dir(data.path())
+        .online()
+        .await;
     let client = connect(&relay, Role::Admin).await;
     let mut events = client.events();
 
@@ -236,8 +232,12 @@ async fn offline_agents_answer_at_once_and_come_back_with_stored_credentials() {
     assert!(!offline.online);
 
     // Started again without a token: reconnects with the stored credentials.
-    let agent = TestAgent::spawn(&relay.url, None, "flaky", data.path());
-    relay.wait_agent("flaky", true).await;
+    let agent = TestAgent::builder(&relay)
+        .name("flaky")
+        .stored_credentials()
+        .data_dir(data.path())
+        .online()
+        .await;
     wait_status(&mut events, "flaky", true).await;
     client
         .containers("flaky")
@@ -281,28 +281,14 @@ async fn agent_and_client_carry_on_across_a_relay_restart() {
     };
     let mut containers = TestContainers::new(&docker);
     let name = containers.sleeper("survivor").await;
-    let relay = TestRelay::start().await;
-    let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "steady",
-        data.path(),
-    );
-    relay.wait_agent("steady", true).await;
+    let relay = TestRelay::builder().start().await;
+    let agent = TestAgent::builder(&relay).name("steady").online().await;
     let token = relay.login("ops", Role::Operator).await;
-    let client = Client::connect(ConnectOptions {
-        relay: relay.url.clone(),
-        token: token.clone(),
-        ca_file: None,
-        insecure: false,
-    })
-    .await
-    .unwrap();
+    let client = relay.client_with(&token).await;
     let mut events = client.events();
 
     agent.wait_credentials().await;
-    let relay = relay.restart().await;
+    let relay = relay.stop().await.builder().start().await;
     // The agent backs off (1 s, then 2 s, …) and returns with its stored credentials.
     relay.wait_agent("steady", true).await;
     // The client library reconnects by itself with the same device token.
@@ -330,22 +316,20 @@ async fn two_agents_are_routed_to_the_right_engine() {
     let Some(_docker) = require_docker().await else {
         return;
     };
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "alpha",
-        a_dir.path(),
-    );
+    let a = TestAgent::builder(&relay)
+        .name("alpha")
+        .data_dir(a_dir.path())
+        .spawn()
+        .await;
     // Beta's engine is unreachable, so an answer from beta is recognisable.
-    let b = TestAgent::spawn_with_docker_host(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "beta",
-        b_dir.path(),
-        "unix:///nonexistent/docker.sock",
-    );
+    let b = TestAgent::builder(&relay)
+        .name("beta")
+        .data_dir(b_dir.path())
+        .docker_host("unix:///nonexistent/docker.sock")
+        .spawn()
+        .await;
     relay.wait_agent("alpha", true).await;
     relay.wait_agent("beta", true).await;
     let client = connect(&relay, Role::Admin).await;

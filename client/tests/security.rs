@@ -9,21 +9,14 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use zedops_client::{Client, ClientEvent, ConnectOptions};
+use zedops_client::{Client, ClientEvent};
 use zedops_protocol::{Role, subject};
 use zedops_relay::policy::{self, CLIENT_SUBJECTS};
 use zedops_testkit::{TEST_PASSWORD, TestAgent, TestRelay};
 
 async fn connect(relay: &TestRelay, user: &str, role: Role) -> Client {
     let token = relay.login(user, role).await;
-    Client::connect(ConnectOptions {
-        relay: relay.url.clone(),
-        token,
-        ca_file: None,
-        insecure: false,
-    })
-    .await
-    .expect("client connects")
+    relay.client_with(&token).await
 }
 
 /// A well-formed request for every subject the relay serves. A new subject without an entry
@@ -61,7 +54,7 @@ fn sample(subject: &str) -> Value {
 
 #[tokio::test]
 async fn every_role_gets_exactly_what_the_policy_allows_on_every_subject() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     for role in [Role::Admin, Role::Operator, Role::Viewer] {
         let client = connect(&relay, &format!("{role}-matrix"), role).await;
         for (subject, need) in CLIENT_SUBJECTS {
@@ -89,16 +82,14 @@ async fn every_role_gets_exactly_what_the_policy_allows_on_every_subject() {
 
 #[tokio::test]
 async fn a_revoked_agent_is_cut_off_at_once_and_stays_out() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let admin = connect(&relay, "root", Role::Admin).await;
     let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "doomed",
-        &data.path().join("a"),
-    );
-    relay.wait_agent("doomed", true).await;
+    let agent = TestAgent::builder(&relay)
+        .name("doomed")
+        .data_dir(&data.path().join("a"))
+        .online()
+        .await;
     agent.wait_credentials().await;
 
     let started = Instant::now();
@@ -123,13 +114,11 @@ async fn a_revoked_agent_is_cut_off_at_once_and_stays_out() {
 
     // Revocation from another process (the admin CLI on the same database) is noticed too.
     let data2 = tempfile::tempdir().unwrap();
-    let other = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "doomed-2",
-        &data2.path().join("a"),
-    );
-    relay.wait_agent("doomed-2", true).await;
+    let other = TestAgent::builder(&relay)
+        .name("doomed-2")
+        .data_dir(&data2.path().join("a"))
+        .online()
+        .await;
     let started = Instant::now();
     relay.store.revoke_agent("doomed-2").await.unwrap();
     relay.wait_agent("doomed-2", false).await;
@@ -143,7 +132,7 @@ async fn a_revoked_agent_is_cut_off_at_once_and_stays_out() {
 
 #[tokio::test]
 async fn a_revoked_session_is_disconnected_and_refused() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let admin = connect(&relay, "root", Role::Admin).await;
     let victim = connect(&relay, "ops", Role::Operator).await;
     let mut events = victim.events();
@@ -200,7 +189,7 @@ async fn a_revoked_session_is_disconnected_and_refused() {
 
 #[tokio::test]
 async fn brute_force_logins_are_rate_limited() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     relay.login("alice", Role::Viewer).await;
     for _ in 0..zedops_relay::login_limit::FREE_FAILURES {
         let err = zedops_client::login(&relay.url, "alice", "wrong-guess", None, false)
@@ -222,7 +211,7 @@ async fn brute_force_logins_are_rate_limited() {
 
 #[tokio::test]
 async fn admins_create_tokens_and_read_the_audit_log() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let admin = connect(&relay, "root", Role::Admin).await;
     let viewer = connect(&relay, "watcher", Role::Viewer).await;
 
@@ -233,8 +222,12 @@ async fn admins_create_tokens_and_read_the_audit_log() {
     let token = created["token"].as_str().unwrap().to_string();
     assert!(token.starts_with("zr_"));
     let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::spawn(&relay.url, Some(token), "from-api", &data.path().join("a"));
-    relay.wait_agent("from-api", true).await;
+    let agent = TestAgent::builder(&relay)
+        .name("from-api")
+        .token(token)
+        .data_dir(&data.path().join("a"))
+        .online()
+        .await;
 
     let refused = viewer
         .request_raw(
@@ -306,7 +299,7 @@ async fn wait_events(
 
 #[tokio::test]
 async fn admins_manage_users_and_changes_reach_live_connections_at_once() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let admin = connect(&relay, "root", Role::Admin).await;
 
     let created = admin
@@ -341,14 +334,7 @@ async fn admins_manage_users_and_changes_reach_live_connections_at_once() {
     let login = zedops_client::login(&relay.url, "carol", "carol-pass-1", None, false)
         .await
         .expect("the new user logs in");
-    let carol = Client::connect(ConnectOptions {
-        relay: relay.url.clone(),
-        token: login.token.clone(),
-        ca_file: None,
-        insecure: false,
-    })
-    .await
-    .unwrap();
+    let carol = relay.client_with(&login.token).await;
     assert_eq!(carol.role(), Role::Operator);
     let mut events = carol.events();
 
@@ -517,7 +503,7 @@ async fn admins_manage_users_and_changes_reach_live_connections_at_once() {
 
 #[tokio::test]
 async fn registration_tokens_are_listed_without_secrets_and_revocable() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let admin = connect(&relay, "root", Role::Admin).await;
     let create = || async {
         admin
@@ -553,25 +539,24 @@ async fn registration_tokens_are_listed_without_secrets_and_revocable() {
         .unwrap();
     assert_eq!(revoked["tokenId"], doomed["id"]);
     let data = tempfile::tempdir().unwrap();
-    let refused = TestAgent::spawn(
-        &relay.url,
-        Some(doomed["token"].as_str().unwrap().to_string()),
-        "too-late",
-        &data.path().join("a"),
-    );
+    let refused = TestAgent::builder(&relay)
+        .name("too-late")
+        .token(doomed["token"].as_str().unwrap().to_string())
+        .data_dir(&data.path().join("a"))
+        .spawn()
+        .await;
     let err = refused
         .exit()
         .await
         .expect_err("a revoked token enrols nobody");
     assert!(format!("{err:#}").contains("UNAUTHORIZED"), "{err:#}");
 
-    let agent = TestAgent::spawn(
-        &relay.url,
-        Some(kept["token"].as_str().unwrap().to_string()),
-        "in-time",
-        &data.path().join("b"),
-    );
-    relay.wait_agent("in-time", true).await;
+    let agent = TestAgent::builder(&relay)
+        .name("in-time")
+        .token(kept["token"].as_str().unwrap().to_string())
+        .data_dir(&data.path().join("b"))
+        .online()
+        .await;
     let listed = admin
         .request_raw(subject::TOKEN_LIST, json!({}))
         .await
@@ -647,21 +632,19 @@ async fn raw_agent_auth(relay: &TestRelay, agent_id: &str, token: &str) -> Value
 /// refused, the answer names the sender, its name enrols again, and clients cannot send it.
 #[tokio::test]
 async fn an_agent_can_forget_itself_and_no_other() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let admin = connect(&relay, "root", Role::Admin).await;
     let data = tempfile::tempdir().unwrap();
-    let keep = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "keeper",
-        &data.path().join("k"),
-    );
-    let leaver = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "leaver",
-        &data.path().join("l"),
-    );
+    let keep = TestAgent::builder(&relay)
+        .name("keeper")
+        .data_dir(&data.path().join("k"))
+        .spawn()
+        .await;
+    let leaver = TestAgent::builder(&relay)
+        .name("leaver")
+        .data_dir(&data.path().join("l"))
+        .spawn()
+        .await;
     relay.wait_agent("keeper", true).await;
     let (keep_id, _) = stored_credentials(&keep.wait_credentials().await);
     let (id, token) = stored_credentials(&leaver.wait_credentials().await);
@@ -754,13 +737,11 @@ async fn an_agent_can_forget_itself_and_no_other() {
             .await
             .is_err()
     );
-    let again = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "leaver",
-        &data.path().join("l2"),
-    );
-    relay.wait_agent("leaver", true).await;
+    let again = TestAgent::builder(&relay)
+        .name("leaver")
+        .data_dir(&data.path().join("l2"))
+        .online()
+        .await;
     again.stop().await.unwrap();
     keep.stop().await.unwrap();
 }
@@ -775,17 +756,15 @@ fn stored_credentials(path: &std::path::Path) -> (String, String) {
 
 #[tokio::test]
 async fn rotating_an_agent_token_replaces_it_on_both_sides() {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let admin = connect(&relay, "root", Role::Admin).await;
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().join("a");
-    let agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "spinner",
-        &dir,
-    );
-    relay.wait_agent("spinner", true).await;
+    let agent = TestAgent::builder(&relay)
+        .name("spinner")
+        .data_dir(&dir)
+        .online()
+        .await;
     let path = agent.wait_credentials().await;
     let (id, old) = stored_credentials(&path);
     let link_before = relay.state.hub.agent("spinner").unwrap().conn_id;
@@ -837,8 +816,12 @@ async fn rotating_an_agent_token_replaces_it_on_both_sides() {
         .await
         .unwrap_err();
     assert_eq!(offline.code(), "AGENT_OFFLINE", "{offline}");
-    let agent = TestAgent::spawn(&relay.url, None, "spinner", &dir);
-    relay.wait_agent("spinner", true).await;
+    let agent = TestAgent::builder(&relay)
+        .name("spinner")
+        .stored_credentials()
+        .data_dir(&dir)
+        .online()
+        .await;
     let missing = admin
         .request_raw(subject::AGENT_ROTATE, json!({"agentId": "nobody"}))
         .await

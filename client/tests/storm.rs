@@ -22,14 +22,17 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 use futures_util::future::join_all;
+use tokio::sync::Notify;
 use tokio::sync::broadcast::error::RecvError;
 use zedops_agent::PushBudget;
-use zedops_client::{Client, ClientEvent, ConnectOptions};
+use zedops_client::ClientEvent;
 use zedops_protocol::{Container, ContainerAction, Role};
-use zedops_relay::{Limits, Timeouts};
+use zedops_relay::Limits;
 use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
 
 const AGENT: &str = "storm-1";
+/// In the names of the containers that show when Docker's event stream is open.
+const PROBE: &str = "-storm-probe-";
 const CONTAINERS: usize = 80;
 /// The relay's per-agent limit in this test (the agent gets half of it, as by default).
 const RELAY_PER_SEC: u32 = 10;
@@ -106,8 +109,15 @@ async fn docker_ps(docker: &Docker, prefix: &str) -> Picture {
 }
 
 /// Counts, on Docker's own event stream, the events of containers named `prefix…` that an agent
-/// forwards, until the task is aborted.
-async fn count_docker_events(docker: Docker, prefix: String, count: Arc<Mutex<u32>>) {
+/// forwards, until the task is aborted. Tells `subscribed` when it sees an event of a probe
+/// container (named `…-storm-probe-…`), which proves the stream is open: Docker sends only what
+/// happens after the subscription.
+async fn count_docker_events(
+    docker: Docker,
+    prefix: String,
+    count: Arc<Mutex<u32>>,
+    subscribed: Arc<Notify>,
+) {
     let filters = std::collections::HashMap::from([("type", vec!["container"])]);
     let options = EventsOptionsBuilder::new().filters(&filters).build();
     let mut events = docker.events(Some(options));
@@ -117,13 +127,17 @@ async fn count_docker_events(docker: Docker, prefix: String, count: Arc<Mutex<u3
             .as_deref()
             .and_then(ContainerAction::from_docker)
             .is_some();
-        let ours = event
+        let name = event
             .actor
             .and_then(|a| a.attributes)
             .and_then(|a| a.get("name").cloned())
-            .is_some_and(|name| name.starts_with(&prefix));
+            .unwrap_or_default();
+        let ours = name.starts_with(&prefix);
         if forwarded && ours {
             *count.lock().unwrap() += 1;
+        }
+        if name.contains(PROBE) {
+            subscribed.notify_one();
         }
     }
 }
@@ -249,26 +263,15 @@ async fn an_event_storm_is_coalesced_without_refusals_and_the_client_converges()
         agent_message_burst: RELAY_BURST,
         ..Default::default()
     };
-    let relay = TestRelay::start_with_limits(Timeouts::default(), limits).await;
-    let dir = tempfile::tempdir().unwrap();
-    let _agent = TestAgent::spawn_paced(
-        &relay.url,
-        Some(relay.registration_token().await),
-        AGENT,
-        dir.path(),
-        PushBudget::per_sec(RELAY_PER_SEC / 2),
-    );
-    relay.wait_agent(AGENT, true).await;
+    let relay = TestRelay::builder().limits(limits).start().await;
+    let _agent = TestAgent::builder(&relay)
+        .name(AGENT)
+        .paced(PushBudget::per_sec(RELAY_PER_SEC / 2))
+        .online()
+        .await;
     let connection = relay.state.hub.agent(AGENT).expect("connected").conn_id;
 
-    let client = Client::connect(ConnectOptions {
-        relay: relay.url.clone(),
-        token: relay.login("watcher", Role::Viewer).await,
-        ca_file: None,
-        insecure: false,
-    })
-    .await
-    .expect("client connects");
+    let client = relay.client("watcher", Role::Viewer).await;
     let mut pushes = client.events();
     client.subscribe(Some(vec![AGENT.into()])).await.unwrap();
     // Subscribed first, then listed: every push from here on is newer than the list.
@@ -284,12 +287,29 @@ async fn an_event_storm_is_coalesced_without_refusals_and_the_client_converges()
 
     // Docker's own count of the storm, to know it was one.
     let docker_events = Arc::new(Mutex::new(0u32));
+    let subscribed = Arc::new(Notify::new());
     let counting = tokio::spawn(count_docker_events(
         docker.clone(),
         prefix.clone(),
         docker_events.clone(),
+        subscribed.clone(),
     ));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The storm starts once the counter's event stream is open: a probe container (outside the
+    // storm's prefix) is created until the counter has seen one.
+    let mut probes = TestContainers::new(&docker);
+    for attempt in 0.. {
+        assert!(attempt < 40, "Docker's event stream never opened");
+        let probe = format!("{}-{attempt}", PROBE.trim_matches('-'));
+        probes
+            .create(&probe, &TestContainers::SLEEP_CMD, false)
+            .await;
+        if tokio::time::timeout(Duration::from_millis(250), subscribed.notified())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+    }
 
     // The storm runs while the client applies what arrives.
     let mut seen = Seen::default();

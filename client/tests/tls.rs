@@ -1,7 +1,6 @@
 //! wss:// end to end: a relay with a certificate from a private CA; agent and client that trust
 //! the CA (`--ca-file`) get through, a client that does not is refused.
 
-use zedops_agent::AgentOptions;
 use zedops_client::{Client, ConnectOptions};
 use zedops_protocol::Role;
 use zedops_testkit::{TEST_PASSWORD, TestAgent, TestPki, TestRelay};
@@ -10,19 +9,15 @@ use zedops_testkit::{TEST_PASSWORD, TestAgent, TestPki, TestRelay};
 async fn wss_with_a_private_ca_works_and_without_it_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let pki = TestPki::generate(dir.path());
-    let relay = TestRelay::start_tls(&pki).await;
+    let relay = TestRelay::builder().tls(&pki).start().await;
     assert!(relay.url.starts_with("https://"), "{}", relay.url);
 
-    let agent = TestAgent::spawn_options(AgentOptions {
-        relay_url: relay.url.clone(),
-        registration_token: Some(relay.registration_token().await),
-        name: Some("secure-1".into()),
-        data_dir: dir.path().join("agent"),
-        docker_host: None,
-        ca_file: Some(pki.ca_cert.clone()),
-        insecure: false,
-    });
-    relay.wait_agent("secure-1", true).await;
+    let agent = TestAgent::builder(&relay)
+        .name("secure-1")
+        .data_dir(&dir.path().join("agent"))
+        .ca_file(&pki.ca_cert)
+        .online()
+        .await;
 
     relay.login("alice", Role::Viewer).await;
     let login = zedops_client::login(

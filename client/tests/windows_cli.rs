@@ -294,15 +294,13 @@ async fn the_windows_cli_keeps_its_token_in_credential_manager_and_drives_contai
 
     let mut containers = TestContainers::new(&docker);
     let web = containers.sleeper("wine-web").await;
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "win-host",
-        &data.path().join("a"),
-    );
-    relay.wait_agent("win-host", true).await;
+    let agent = TestAgent::builder(&relay)
+        .name("win-host")
+        .data_dir(&data.path().join("a"))
+        .online()
+        .await;
     // Creates the user "ops" with the test password (its token is for the Linux binary).
     let linux_token = relay.login("ops", Role::Operator).await;
     let canonical = zedops_client::store::keyring_user(&relay.url).unwrap();

@@ -4,26 +4,15 @@
 
 use std::time::{Duration, SystemTime};
 
-use zedops_client::{Client, ConnectOptions, Operation};
+use zedops_client::Operation;
 use zedops_desktop::admin;
 use zedops_protocol::Role;
 use zedops_testkit::{TestAgent, TestRelay};
 
-async fn connect(relay: &TestRelay, user: &str, role: Role) -> Client {
-    Client::connect(ConnectOptions {
-        relay: relay.url.clone(),
-        token: relay.login(user, role).await,
-        ca_file: None,
-        insecure: false,
-    })
-    .await
-    .expect("connects")
-}
-
 #[tokio::test]
 async fn add_server_makes_an_install_command_whose_token_enrols_an_agent() {
-    let relay = TestRelay::start().await;
-    let client = connect(&relay, "ada", Role::Admin).await;
+    let relay = TestRelay::builder().start().await;
+    let client = relay.client("ada", Role::Admin).await;
 
     let made = admin::create_registration_token(&client, 3600, &client.relay())
         .await
@@ -57,9 +46,11 @@ async fn add_server_makes_an_install_command_whose_token_enrols_an_agent() {
         .and_then(|rest| rest.strip_suffix(" sh"))
         .unwrap()
         .to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let agent = TestAgent::spawn(&relay.url, Some(token), "added-from-app", dir.path());
-    relay.wait_agent("added-from-app", true).await;
+    let agent = TestAgent::builder(&relay)
+        .name("added-from-app")
+        .token(token)
+        .online()
+        .await;
     agent.kill().await;
 
     // A public address given by the admin goes into the command as given.
@@ -88,7 +79,7 @@ async fn add_server_makes_an_install_command_whose_token_enrols_an_agent() {
     client.close().await;
 
     // Not for operators: the relay refuses, and the sentence says who may.
-    let operator = connect(&relay, "otto", Role::Operator).await;
+    let operator = relay.client("otto", Role::Operator).await;
     let err = admin::create_registration_token(&operator, 900, &operator.relay())
         .await
         .unwrap_err();
@@ -101,10 +92,10 @@ async fn add_server_makes_an_install_command_whose_token_enrols_an_agent() {
 
 #[tokio::test]
 async fn the_audit_view_reads_the_relays_log_by_agent() {
-    let relay = TestRelay::start().await;
-    let admin_client = connect(&relay, "ada", Role::Admin).await;
-    let viewer = connect(&relay, "vic", Role::Viewer).await;
-    let operator = connect(&relay, "otto", Role::Operator).await;
+    let relay = TestRelay::builder().start().await;
+    let admin_client = relay.client("ada", Role::Admin).await;
+    let viewer = relay.client("vic", Role::Viewer).await;
+    let operator = relay.client("otto", Role::Operator).await;
 
     // A viewer's stop is refused; an operator's stop on an agent that is not there fails.
     // Both are audited.

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bollard::models::ContainerCreateBody;
-use zedops_client::{Client, ConnectOptions};
+use zedops_client::Client;
 use zedops_desktop::detail::views::{LogBatch, StatsUpdate};
 use zedops_desktop::detail::{self, Watches};
 use zedops_desktop::error::ErrorCode;
@@ -21,23 +21,14 @@ struct Served {
 }
 
 async fn serve(agent: &str) -> Served {
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     let dir = tempfile::tempdir().unwrap();
-    let spawned = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        agent,
-        dir.path(),
-    );
-    relay.wait_agent(agent, true).await;
-    let client = Client::connect(ConnectOptions {
-        relay: relay.url.clone(),
-        token: relay.login("viewer", Role::Viewer).await,
-        ca_file: None,
-        insecure: false,
-    })
-    .await
-    .unwrap();
+    let spawned = TestAgent::builder(&relay)
+        .name(agent)
+        .data_dir(dir.path())
+        .online()
+        .await;
+    let client = relay.client("viewer", Role::Viewer).await;
     Served {
         client,
         _relay: relay,
@@ -108,8 +99,8 @@ async fn a_log_watch_gets_history_then_live_lines_in_order() {
         .create("talker", &["/bin/sh", "-c", script], true)
         .await;
     let served = serve("detail-app-2").await;
-    // Let the first 301 lines be written, so they come as history.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The first 301 lines are history once Docker has the last of them.
+    containers.wait_log(&talker, "oops").await;
 
     let mut lines = Vec::new();
     let watch = detail::pump_logs(

@@ -41,7 +41,7 @@ fn json(err: &zedops_desktop::error::AppError) -> serde_json::Value {
 #[tokio::test]
 async fn sign_in_refusals_reach_the_ui_as_code_and_message() {
     isolate_config();
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     relay.login("alice", Role::Operator).await;
 
     let err = session::sign_in(&relay.url, "alice", "wrong-password")
@@ -84,7 +84,7 @@ async fn the_token_lives_in_the_keyring_until_sign_out() {
     if !keyring_reachable() {
         return;
     }
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     relay.login("bob", Role::Admin).await;
 
     let (live, info) = session::sign_in(&relay.url, "bob", TEST_PASSWORD)

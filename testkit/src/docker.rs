@@ -137,6 +137,33 @@ impl TestContainers {
             .expect("kill test container");
     }
 
+    /// Waits until a line of the container's log (stdout or stderr) is `line`, up to 10 s: the
+    /// sign that what the container printed before it is in Docker's log too.
+    pub async fn wait_log(&self, name: &str, line: &str) {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let options = bollard::query_parameters::LogsOptionsBuilder::new()
+                .stdout(true)
+                .stderr(true)
+                .build();
+            let logs: Vec<_> = self.docker.logs(name, Some(options)).collect().await;
+            let found = logs.iter().flatten().any(|chunk| {
+                String::from_utf8_lossy(&chunk.clone().into_bytes())
+                    .lines()
+                    .any(|l| l == line)
+            });
+            if found {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} did not log {line:?} within 10 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn docker(&self) -> &Docker {
         &self.docker
     }

@@ -42,35 +42,22 @@ pub struct Served {
     /// The viewer's device token, for running the CLI as the same user.
     pub token: String,
     _agent: zedops_testkit::TestAgent,
-    _dir: tempfile::TempDir,
 }
 
 impl Served {
     pub async fn start(agent: &str) -> Self {
-        let relay = zedops_testkit::TestRelay::start().await;
-        let dir = tempfile::tempdir().unwrap();
-        let spawned = zedops_testkit::TestAgent::spawn(
-            &relay.url,
-            Some(relay.registration_token().await),
-            agent,
-            dir.path(),
-        );
-        relay.wait_agent(agent, true).await;
+        let relay = zedops_testkit::TestRelay::builder().start().await;
+        let spawned = zedops_testkit::TestAgent::builder(&relay)
+            .name(agent)
+            .online()
+            .await;
         let token = relay.login("viewer", zedops_protocol::Role::Viewer).await;
-        let client = zedops_client::Client::connect(zedops_client::ConnectOptions {
-            relay: relay.url.clone(),
-            token: token.clone(),
-            ca_file: None,
-            insecure: false,
-        })
-        .await
-        .unwrap();
+        let client = relay.client_with(&token).await;
         Self {
             relay,
             client,
             token,
             _agent: spawned,
-            _dir: dir,
         }
     }
 }

@@ -94,7 +94,7 @@ async fn cold_start() {
         "a Docker engine with the test image (scripts/setup)",
     );
     let docker = docker.unwrap();
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     relay.login("bench-admin", Role::Admin).await;
     let mut containers = TestContainers::new(&docker);
     containers.sleeper("web").await;
@@ -102,14 +102,10 @@ async fn cold_start() {
     containers
         .create("batch", &TestContainers::SLEEP_CMD, false)
         .await;
-    let agent_dir = tempfile::tempdir().unwrap();
-    let _agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        "bench-agent",
-        agent_dir.path(),
-    );
-    relay.wait_agent("bench-agent", true).await;
+    let _agent = TestAgent::builder(&relay)
+        .name("bench-agent")
+        .online()
+        .await;
 
     let home = AppHome::new();
     let driver = Driver::start(&driver_bin, &home.env());

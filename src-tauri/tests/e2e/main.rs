@@ -120,7 +120,7 @@ async fn the_desktop_app_controls_real_containers() {
     let docker = docker.unwrap();
 
     // The real relay, agent and containers.
-    let relay = TestRelay::start().await;
+    let relay = TestRelay::builder().start().await;
     relay.login(USER, Role::Admin).await;
     let mut containers = TestContainers::new(&docker);
     let web = containers.sleeper("web").await;
@@ -146,13 +146,11 @@ async fn the_desktop_app_controls_real_containers() {
         .create("batch", &TestContainers::SLEEP_CMD, false)
         .await;
     let agent_dir = tempfile::tempdir().unwrap();
-    let agent = TestAgent::spawn(
-        &relay.url,
-        Some(relay.registration_token().await),
-        AGENT,
-        agent_dir.path(),
-    );
-    relay.wait_agent(AGENT, true).await;
+    let agent = TestAgent::builder(&relay)
+        .name(AGENT)
+        .data_dir(agent_dir.path())
+        .online()
+        .await;
 
     // The app's own places, so the test neither reads nor leaves anything in the real ones.
     let home = AppHome::new();
@@ -423,9 +421,11 @@ async fn the_desktop_app_controls_real_containers() {
         "the clipboard holds the command"
     );
     std::fs::write(shots.join("add-server.png"), wd.screenshot().await).unwrap();
-    let added_dir = tempfile::tempdir().unwrap();
-    let added = TestAgent::spawn(&relay.url, Some(token), "e2e-added", added_dir.path());
-    relay.wait_agent("e2e-added", true).await;
+    let added = TestAgent::builder(&relay)
+        .name("e2e-added")
+        .token(token)
+        .online()
+        .await;
     wd.click(&wd.wait_for(r#"[data-testid="nav-agents"]"#, UI_WAIT).await)
         .await;
     wd.wait_for(
@@ -477,8 +477,12 @@ async fn the_desktop_app_controls_real_containers() {
     // A blip shorter than the grace period raises nothing: the agent drops and comes back.
     let dropped = Instant::now();
     agent.kill().await;
-    let agent = TestAgent::spawn(&relay.url, None, AGENT, agent_dir.path());
-    relay.wait_agent(AGENT, true).await;
+    let agent = TestAgent::builder(&relay)
+        .name(AGENT)
+        .stored_credentials()
+        .data_dir(agent_dir.path())
+        .online()
+        .await;
     assert!(
         dropped.elapsed() < GRACE,
         "the agent took {:?} to come back, longer than the grace period",
@@ -507,7 +511,12 @@ async fn the_desktop_app_controls_real_containers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // And its return, since its going away was reported.
-    let agent = TestAgent::spawn(&relay.url, None, AGENT, agent_dir.path());
+    let agent = TestAgent::builder(&relay)
+        .name(AGENT)
+        .stored_credentials()
+        .data_dir(agent_dir.path())
+        .spawn()
+        .await;
     wait_notification(&format!("{AGENT} is back online")).await;
     agent.kill().await;
 
