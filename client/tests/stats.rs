@@ -1,6 +1,6 @@
 //! Container stats end to end on the real engine: a busy container shows CPU use, memory, and
 //! processes; streaming sends a sample about every second until cancelled; `zedops stats
-//! --no-stream --json` prints one sample.
+//! --no-stream --json` prints one sample; a stopped container has no stats (refused, not zero).
 
 mod support;
 
@@ -80,4 +80,39 @@ async fn stats_show_a_busy_container_and_stream_until_cancelled() {
     let sample: Value = serde_json::from_str(&stdout).unwrap();
     assert!(sample["cpuPercent"].as_f64().unwrap() > 0.0, "{sample}");
     assert!(sample["memoryLimit"].as_u64().unwrap() > 0, "{sample}");
+}
+
+#[tokio::test]
+async fn stats_of_a_stopped_container_are_refused_not_zero() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let mut containers = TestContainers::new(&docker);
+    let stopped = containers
+        .create("idle", &TestContainers::SLEEP_CMD, false)
+        .await;
+    let served = support::Served::start("stats-2").await;
+    let mut samples = served
+        .client
+        .stats("stats-2", &stopped, false)
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(WAIT, samples.next())
+        .await
+        .expect("answered")
+        .expect("one item");
+    // The refusal arrives as the stream's end (no sample before it), never as a zero sample.
+    let (code, message) = match first {
+        Err(err) => (err.code().as_str(), err.to_string()),
+        Ok(chunk) => {
+            assert!(
+                chunk.stats.is_none(),
+                "a sample of a stopped container: {chunk:?}"
+            );
+            let end = chunk.end.expect("the end");
+            (end.error_code.expect("an error code").as_str(), end.reason)
+        }
+    };
+    assert_eq!(code, "INVALID_REQUEST", "{message}");
+    assert!(message.contains("not running"), "{message}");
 }

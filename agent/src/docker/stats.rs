@@ -10,14 +10,24 @@ use super::{DockerClient, DockerError, bare};
 
 impl DockerClient {
     /// One sample, or (with `stream`) a sample about every second until the container stops.
-    /// Fails at once for an unknown container.
+    /// Fails at once for an unknown container, and for one that is not running: Docker would
+    /// answer with an all-zero sample, which reads as a container that uses nothing.
     pub async fn stats(
         &self,
         id: &str,
         stream: bool,
     ) -> Result<impl Stream<Item = Result<ContainerStats, DockerError>> + use<>, DockerError> {
         let name = bare(id).to_string();
-        self.inspect(id).await?;
+        let detail = self.inspect(id).await?;
+        if !matches!(detail.state.as_str(), "running" | "paused") {
+            return Err(DockerError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "container {} is {}, not running: it has no resource usage to show; start it first",
+                    detail.name, detail.state
+                ),
+            ));
+        }
         let docker = self.engine().await?;
         // Not one-shot: Docker then waits for a second reading, so the first CPU figure is real.
         let options = StatsOptionsBuilder::new()
