@@ -2,114 +2,20 @@
 //! credentials, requests are answered through the relay, a restarted relay is reconnected to with
 //! the stored credentials, and refusals retrying cannot fix end `run` with advice.
 
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use zedops_agent::AgentOptions;
 use zedops_protocol::{
     ClientHello, ClientWelcome, ContainerActionRequest, ContainerListRequest, Envelope,
     PROTOCOL_VERSION, Role, subject,
 };
-use zedops_relay::{Options, Server, ShutdownHandle, Store, Timeouts};
+use zedops_testkit::{TestAgent, TestRelay};
 use zedops_transport::{FrameReader, FrameWriter, RelayUrl};
 
 use common::{Scratch, Spec};
 
 mod common;
-
-/// A relay serving in the background; stopped when dropped.
-struct TestRelay {
-    addr: SocketAddr,
-    store: Store,
-    handle: ShutdownHandle,
-    serving: Option<JoinHandle<()>>,
-}
-
-impl TestRelay {
-    async fn start(listen: SocketAddr, db: &Path) -> Self {
-        let options = Options {
-            listen,
-            db: db.display().to_string(),
-            tls: None,
-            timeouts: Timeouts::default(),
-            installer: Default::default(),
-            limits: Default::default(),
-        };
-        let server = Server::new(options).await.expect("relay starts");
-        let (addr, store, handle) = (
-            server.local_addr(),
-            server.store(),
-            server.shutdown_handle(),
-        );
-        let serving = tokio::spawn(async move { server.listen().await.expect("relay serves") });
-        Self {
-            addr,
-            store,
-            handle,
-            serving: Some(serving),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    async fn stop(mut self) {
-        self.handle.shutdown();
-        self.serving.take().unwrap().await.unwrap();
-    }
-}
-
-impl Drop for TestRelay {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-    }
-}
-
-/// An agent running `zedops_agent::run` in the background.
-struct TestAgent {
-    stop: Option<oneshot::Sender<()>>,
-    running: JoinHandle<anyhow::Result<()>>,
-}
-
-impl TestAgent {
-    fn start(relay_url: String, token: Option<String>, name: &str, data_dir: &Path) -> Self {
-        let options = AgentOptions {
-            relay_url,
-            registration_token: token,
-            name: Some(name.into()),
-            data_dir: data_dir.into(),
-            docker_host: None,
-            ca_file: None,
-            insecure: false,
-        };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let running = tokio::spawn(zedops_agent::run(options, async {
-            let _ = stopped.await;
-        }));
-        Self {
-            stop: Some(stop),
-            running,
-        }
-    }
-
-    /// What `run` returned on its own, within `within`.
-    async fn outcome(self, within: Duration) -> anyhow::Result<()> {
-        tokio::time::timeout(within, self.running)
-            .await
-            .expect("agent run ends")
-            .unwrap()
-    }
-
-    async fn shut_down(mut self) -> anyhow::Result<()> {
-        let _ = self.stop.take().unwrap().send(());
-        self.outcome(Duration::from_secs(5)).await
-    }
-}
 
 /// A logged-in admin connection to the relay's client endpoint.
 struct Admin {
@@ -120,21 +26,8 @@ struct Admin {
 
 impl Admin {
     async fn connect(relay: &TestRelay) -> Self {
-        let user = format!("admin{}", rand::random::<u32>());
-        relay
-            .store
-            .add_user(&user, "correct horse", Role::Admin)
-            .await
-            .unwrap();
-        let (_, token) = relay
-            .store
-            .login(&user, "correct horse", None)
-            .await
-            .unwrap()
-            .unwrap();
-        let url = RelayUrl::parse(&relay.url(), false)
-            .unwrap()
-            .ws("/ws/client");
+        let token = relay.login("admin", Role::Admin).await;
+        let url = RelayUrl::parse(&relay.url, false).unwrap().ws("/ws/client");
         let (mut writer, mut reader) =
             zedops_transport::connect(&url, zedops_transport::client_config(None).unwrap())
                 .await
@@ -240,17 +133,10 @@ fn assert_listed(answer: &Value, docker: bool) {
 
 #[tokio::test]
 async fn enrols_serves_reconnects_and_stops_when_revoked() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("relay.db");
-    let data_dir = dir.path().join("agent");
-    let relay = TestRelay::start("127.0.0.1:0".parse().unwrap(), &db).await;
-    let token = relay
-        .store
-        .create_registration_token(Duration::from_secs(900))
-        .await
-        .unwrap();
+    let relay = TestRelay::builder().start().await;
     let name = format!("agent-{:08x}", rand::random::<u32>());
-    let agent = TestAgent::start(relay.url(), Some(token), &name, &data_dir);
+    let agent = TestAgent::builder(&relay).name(&name).spawn().await;
+    let data_dir = agent.data_dir.clone();
     let docker = docker_reachable().await;
 
     let mut admin = Admin::connect(&relay).await;
@@ -258,7 +144,7 @@ async fn enrols_serves_reconnects_and_stops_when_revoked() {
     let stored = zedops_agent::credentials::load(&data_dir)
         .unwrap()
         .expect("credentials stored at enrolment");
-    assert_eq!(stored.relay, relay.url());
+    assert_eq!(stored.relay, relay.url);
     if docker {
         let missing = ContainerActionRequest {
             agent_id: name.clone(),
@@ -271,20 +157,14 @@ async fn enrols_serves_reconnects_and_stops_when_revoked() {
     }
 
     // The relay restarts on the same address; the agent comes back with its stored credentials.
-    let addr = relay.addr;
-    relay.stop().await;
-    let relay = TestRelay::start(addr, &db).await;
+    let relay = relay.stop().await.builder().start().await;
     let mut admin = Admin::connect(&relay).await;
     assert_listed(&admin.list_when_online(&name).await, docker);
 
     // Revoked while connected: the next hello is refused, which ends `run` with advice.
     relay.store.revoke_agent(&name).await.unwrap();
-    relay.stop().await;
-    let _relay = TestRelay::start(addr, &db).await;
-    let err = agent
-        .outcome(Duration::from_secs(15))
-        .await
-        .expect_err("revoked agent stops");
+    let _relay = relay.stop().await.builder().start().await;
+    let err = agent.exit().await.expect_err("revoked agent stops");
     let message = format!("{err:#}");
     assert!(
         message.contains("UNAUTHORIZED") && message.contains("zedops-relay token create"),
@@ -304,16 +184,9 @@ async fn a_slow_stop_does_not_delay_a_list() {
         ..Default::default()
     };
     let (container, _) = scratch.create("slow-stop", spec).await;
-    let dir = tempfile::tempdir().unwrap();
-    let relay =
-        TestRelay::start("127.0.0.1:0".parse().unwrap(), &dir.path().join("relay.db")).await;
-    let token = relay
-        .store
-        .create_registration_token(Duration::from_secs(900))
-        .await
-        .unwrap();
+    let relay = TestRelay::builder().start().await;
     let name = format!("slow-{}", scratch.suffix);
-    let _agent = TestAgent::start(relay.url(), Some(token), &name, &dir.path().join("agent"));
+    let _agent = TestAgent::builder(&relay).name(&name).spawn().await;
     let mut admin = Admin::connect(&relay).await;
     assert_listed(&admin.list_when_online(&name).await, true);
 
@@ -343,49 +216,54 @@ async fn a_slow_stop_does_not_delay_a_list() {
 
 #[tokio::test]
 async fn a_used_token_is_fatal_and_shutdown_is_clean() {
-    let dir = tempfile::tempdir().unwrap();
-    let relay =
-        TestRelay::start("127.0.0.1:0".parse().unwrap(), &dir.path().join("relay.db")).await;
-    let token = relay
-        .store
-        .create_registration_token(Duration::from_secs(900))
-        .await
-        .unwrap();
-    let first = TestAgent::start(
-        relay.url(),
-        Some(token.clone()),
-        "first",
-        &dir.path().join("a"),
-    );
+    let relay = TestRelay::builder().start().await;
+    let token = relay.registration_token().await;
+    let first = TestAgent::builder(&relay)
+        .name("first")
+        .token(token.clone())
+        .spawn()
+        .await;
     let mut admin = Admin::connect(&relay).await;
     admin.list_when_online("first").await;
 
-    let second = TestAgent::start(relay.url(), Some(token), "second", &dir.path().join("b"));
-    let err = second
-        .outcome(Duration::from_secs(10))
-        .await
-        .expect_err("a used token is refused");
+    let second = TestAgent::builder(&relay)
+        .name("second")
+        .token(token)
+        .spawn()
+        .await;
+    let second_dir = second.data_dir.clone();
+    let err = second.exit().await.expect_err("a used token is refused");
     let message = format!("{err:#}");
     assert!(
         message.contains("registration token") && message.contains("zedops-relay token create"),
         "{message}"
     );
     assert!(
-        zedops_agent::credentials::load(&dir.path().join("b"))
+        zedops_agent::credentials::load(&second_dir)
             .unwrap()
             .is_none()
     );
 
-    first.shut_down().await.expect("shutdown is Ok");
+    first.stop().await.expect("shutdown is Ok");
 }
 
 #[tokio::test]
 async fn without_token_or_credentials_run_fails_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let agent = TestAgent::start("http://127.0.0.1:9".into(), None, "x", dir.path());
-    let err = agent
-        .outcome(Duration::from_secs(5))
+    let options = AgentOptions {
+        relay_url: "http://127.0.0.1:9".into(),
+        registration_token: None,
+        name: Some("x".into()),
+        data_dir: dir.path().into(),
+        docker_host: None,
+        ca_file: None,
+        insecure: false,
+        allow_bind: vec![],
+    };
+    let run = zedops_agent::run(options, std::future::pending());
+    let err = tokio::time::timeout(Duration::from_secs(5), run)
         .await
+        .expect("run ends at once")
         .expect_err("nothing to enrol with");
     assert!(format!("{err:#}").contains("--token"), "{err:#}");
 }
