@@ -17,20 +17,12 @@ use zedops_protocol::{
 
 use crate::hub::Kick;
 use crate::secret::{self, TokenKind};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::{AuditEntry, Session, StoreError, TokenRow, UserRow, now};
 use crate::time::rfc3339;
 
 /// Lifetime of a registration token when the request names none.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
-
-fn internal(e: StoreError) -> ErrorReply {
-    tracing::error!(%e, "store failure in an admin request");
-    ErrorReply::new(
-        ErrorCode::Internal,
-        "the relay could not use its database; see the relay's log",
-    )
-}
 
 async fn audit(
     state: &AppState,
@@ -46,7 +38,7 @@ async fn audit(
         result: "ok",
         ..Default::default()
     };
-    state.store.audit(entry).await.map_err(internal)
+    Ok(state.store.audit(entry).await?)
 }
 
 /// Audits an admin change to a user or token (`target`), successful or not.
@@ -68,7 +60,7 @@ async fn audit_change(
         detail,
         ..Default::default()
     };
-    state.store.audit(entry).await.map_err(internal)
+    Ok(state.store.audit(entry).await?)
 }
 
 pub(crate) async fn revoke_agent(
@@ -84,7 +76,7 @@ pub(crate) async fn revoke_agent(
                 format!("no agent named or with id {name:?}"),
             ));
         }
-        Err(e) => return Err(internal(e)),
+        Err(e) => return Err(e.into()),
     };
     audit(state, session, subject::AGENT_REVOKE, Some(&agent.id)).await?;
     state.hub.kick_agent(&agent.id);
@@ -99,7 +91,7 @@ pub(crate) async fn sessions(
     state: &AppState,
     session: &Session,
 ) -> Result<SessionListResponse, ErrorReply> {
-    let rows = state.store.sessions().await.map_err(internal)?;
+    let rows = state.store.sessions().await?;
     let sessions: Vec<SessionSummary> = rows
         .into_iter()
         .map(|r| SessionSummary {
@@ -122,12 +114,7 @@ pub(crate) async fn revoke_session(
     session: &Session,
     request: SessionRevokeRequest,
 ) -> Result<SessionRevoked, ErrorReply> {
-    if !state
-        .store
-        .revoke_session(&request.session_id)
-        .await
-        .map_err(internal)?
-    {
+    if !state.store.revoke_session(&request.session_id).await? {
         return Err(ErrorReply::new(
             ErrorCode::NotFound,
             format!("no live session with id {:?}", request.session_id),
@@ -150,11 +137,7 @@ pub(crate) async fn create_token(
         .ttl_secs
         .map(Duration::from_secs)
         .unwrap_or(DEFAULT_TOKEN_TTL);
-    let (id, token) = state
-        .store
-        .create_registration_token_with_id(ttl)
-        .await
-        .map_err(internal)?;
+    let (id, token) = state.store.create_registration_token_with_id(ttl).await?;
     audit_change(state, session, subject::TOKEN_CREATE, &id, None, None).await?;
     Ok(TokenCreated {
         id,
@@ -182,20 +165,17 @@ pub(crate) async fn audit_list(
     };
     // A name is resolved to the id the log records; an unknown one simply matches nothing.
     let agent_id = match &request.agent_id {
-        Some(reference) => Some(
-            match state.store.find_agent(reference).await.map_err(internal)? {
-                Some(agent) => agent.id,
-                None => reference.clone(),
-            },
-        ),
+        Some(reference) => Some(match state.store.find_agent(reference).await? {
+            Some(agent) => agent.id,
+            None => reference.clone(),
+        }),
         None => None,
     };
     let limit = request.limit.unwrap_or(MAX_AUDIT_ENTRIES);
     let rows = state
         .store
         .audit_list(agent_id.as_deref(), since, limit)
-        .await
-        .map_err(internal)?;
+        .await?;
     let entries: Vec<AuditRecord> = rows
         .into_iter()
         .map(|r| AuditRecord {
@@ -234,8 +214,7 @@ pub(crate) async fn user_list(state: &AppState) -> Result<UserListResponse, Erro
     let users: Vec<UserSummary> = state
         .store
         .users()
-        .await
-        .map_err(internal)?
+        .await?
         .into_iter()
         .map(user_summary)
         .collect();
@@ -261,7 +240,7 @@ pub(crate) async fn user_create(
             ErrorCode::NameTaken,
             format!("a user named {name} already exists; choose another name"),
         )),
-        Err(e) => Some(internal(e)),
+        Err(e) => Some(e.into()),
     };
     audit_change(
         state,
@@ -279,8 +258,7 @@ pub(crate) async fn user_create(
     let row = state
         .store
         .user(&request.name)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| internal_msg("a user just created is missing"))?;
     Ok(user_summary(row))
 }
@@ -329,7 +307,7 @@ pub(crate) async fn user_update(
                         "{name} is the last enabled admin; make another user admin first, or nobody could administer this relay"
                     ),
                 ),
-                other => return Err(internal(other)),
+                other => return Err(other.into()),
             };
             audit_change(
                 state,
@@ -391,7 +369,7 @@ pub(crate) async fn user_password(
                 format!("no user named {name:?}; `zedops user list` lists them"),
             )),
         ),
-        Err(e) => return Err(internal(e)),
+        Err(e) => return Err(e.into()),
     };
     let detail = format!("{} session(s) ended", ended.len());
     audit_change(
@@ -435,8 +413,7 @@ pub(crate) async fn token_list(state: &AppState) -> Result<TokenListResponse, Er
     let tokens: Vec<TokenSummary> = state
         .store
         .registration_tokens()
-        .await
-        .map_err(internal)?
+        .await?
         .into_iter()
         .map(|row| token_summary(row, at))
         .collect();
@@ -467,7 +444,7 @@ pub(crate) async fn token_revoke(
                 "registration token {id} was already used to enrol an agent; revoke that agent instead"
             ),
         )),
-        Err(e) => return Err(internal(e)),
+        Err(e) => return Err(e.into()),
     };
     audit_change(
         state,
@@ -513,7 +490,7 @@ pub(crate) async fn rotate_agent(
         error_code: error.as_ref().map(|e| e.error_code.as_str()),
         ..Default::default()
     };
-    state.store.audit(entry).await.map_err(internal)?;
+    state.store.audit(entry).await?;
     match error {
         Some(error) => Err(error),
         None => {
@@ -548,7 +525,7 @@ async fn rotate(state: &AppState, reference: &str) -> Result<(String, String), R
                     format!("no agent named or with id {reference:?}; `zedops agents` lists them"),
                 ),
             ),
-            Err(e) => (None, internal(e)),
+            Err(e) => (None, e.into()),
         });
     };
     let id = Some(link.id.clone());
@@ -558,7 +535,7 @@ async fn rotate(state: &AppState, reference: &str) -> Result<(String, String), R
         .store
         .begin_rotation(&link.id, &next_hash)
         .await
-        .map_err(|e| (id.clone(), internal(e)))?;
+        .map_err(|e| (id.clone(), e.into()))?;
     let answer = link
         .request(
             &AgentRequest::AgentToken(AgentToken { token }),
@@ -619,6 +596,6 @@ async fn rotate(state: &AppState, reference: &str) -> Result<(String, String), R
                 ),
             ),
         )),
-        Err(e) => Err((id, internal(e))),
+        Err(e) => Err((id, e.into())),
     }
 }

@@ -14,10 +14,9 @@ use zedops_protocol::{
     subject,
 };
 
-use crate::client_endpoint::rate_check;
 use crate::rate_limit::{MessageLimiter, Verdict};
-use crate::server::AppState;
-use crate::socket::{self, Incoming, Socket};
+use crate::socket::{self, Incoming, Socket, check_version, rate_check};
+use crate::state::AppState;
 use crate::store::{AgentRecord, AuditEntry, StoreError};
 
 pub async fn upgrade(
@@ -186,7 +185,7 @@ async fn authenticate(
                         "an agent named {name} is already enrolled; choose another --name or revoke the old agent first"
                     ),
                 )),
-                Err(e) => Err(internal(e)),
+                Err(e) => Err(e.into()),
             }
         }
         subject::AGENT_AUTH => {
@@ -201,7 +200,7 @@ async fn authenticate(
                     ErrorCode::Unauthorized,
                     "unknown or revoked agent credentials; enrol again with a new registration token",
                 )),
-                Err(e) => Err(internal(e)),
+                Err(e) => Err(e.into()),
             }
         }
         other => Err(ErrorReply::new(
@@ -209,39 +208,6 @@ async fn authenticate(
             format!("the first frame must be agent.register or agent.auth, not {other:?}"),
         )),
     }
-}
-
-/// Refuses a hello from another protocol version with a message naming both versions.
-pub fn check_version(hello: &Frame) -> Result<(), ErrorReply> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Versioned {
-        protocol_version: Option<u32>,
-    }
-    let seen = serde_json::from_str::<Versioned>(hello.raw_data())
-        .ok()
-        .and_then(|v| v.protocol_version);
-    match seen {
-        Some(PROTOCOL_VERSION) => Ok(()),
-        Some(other) => Err(ErrorReply::new(
-            ErrorCode::UnsupportedVersion,
-            format!(
-                "this relay speaks protocol {PROTOCOL_VERSION}, the peer speaks {other}; upgrade the older side"
-            ),
-        )),
-        None => Err(ErrorReply::new(
-            ErrorCode::InvalidRequest,
-            "the hello has no protocolVersion",
-        )),
-    }
-}
-
-fn internal(e: StoreError) -> ErrorReply {
-    tracing::error!(%e, "store failure during agent hello");
-    ErrorReply::new(
-        ErrorCode::Internal,
-        "the relay could not read its database; see the relay's log",
-    )
 }
 
 /// An agent's answer to one of the relay's requests: true when a request was waiting for it.
@@ -330,12 +296,7 @@ async fn forget(state: &AppState, link: &crate::hub::AgentLink, socket: &mut Soc
     let name = match state.store.revoke_agent_id(&link.id).await {
         Ok(name) => name.unwrap_or_else(|| link.name.clone()),
         Err(e) => {
-            tracing::error!(%e, "store failure while an agent asked to be forgotten");
-            let reply = ErrorReply::new(
-                ErrorCode::Internal,
-                "the relay could not use its database; see the relay's log",
-            );
-            let _ = socket.send_error(Some(inbox), &reply).await;
+            let _ = socket.send_error(Some(inbox), &e.into()).await;
             return;
         }
     };

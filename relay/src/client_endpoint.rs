@@ -14,13 +14,12 @@ use zedops_protocol::{
     HELLO_TIMEOUT, PROTOCOL_VERSION, subject,
 };
 
-use crate::agent_endpoint::check_version;
 use crate::connection::ClientConn;
 use crate::hub::Kick;
 use crate::rate_limit::{MessageLimiter, Verdict};
 use crate::router::{self, Reply};
-use crate::server::AppState;
-use crate::socket::{self, Incoming, Socket};
+use crate::socket::{self, Incoming, Socket, check_version, rate_check};
+use crate::state::AppState;
 use crate::store::{Session, SessionCheck};
 use crate::streams;
 
@@ -217,45 +216,6 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
     info!("client disconnected");
 }
 
-/// Applies the message rate limit to one incoming frame. Over the limit the peer is told
-/// `RATE_LIMITED` (to the frame's inbox when it has one); a peer that keeps flooding is told so,
-/// and the caller closes the connection on [`Verdict::Close`].
-pub(crate) async fn rate_check(
-    limiter: &mut MessageLimiter,
-    socket: &mut Socket,
-    incoming: &Incoming,
-) -> Verdict {
-    let was_limited = limiter.limited;
-    let reply_to = match incoming {
-        Incoming::Frame(frame) => frame.reply.as_deref(),
-        _ => None,
-    };
-    let verdict = limiter.check();
-    match verdict {
-        Verdict::Allow => {}
-        Verdict::Refuse => {
-            if !was_limited {
-                warn!("peer over its message rate limit; refusing with RATE_LIMITED");
-            }
-            let mut reply = ErrorReply::new(
-                ErrorCode::RateLimited,
-                "too many messages on this connection; slow down (the relay allows a sustained rate per connection with a short burst)",
-            );
-            reply.retry_after_secs = Some(1);
-            let _ = socket.send_error(reply_to, &reply).await;
-        }
-        Verdict::Close => {
-            warn!("peer kept flooding over its message rate limit; closing the connection");
-            let reply = ErrorReply::new(
-                ErrorCode::RateLimited,
-                "too many messages after being told to slow down; closing this connection",
-            );
-            let _ = socket.send_error(None, &reply).await;
-        }
-    }
-    verdict
-}
-
 async fn authenticate(
     state: &AppState,
     hello: &zedops_protocol::Frame,
@@ -285,12 +245,6 @@ async fn authenticate(
             ErrorCode::Unauthorized,
             "the device token is unknown or was revoked; log in again",
         )),
-        Err(e) => {
-            tracing::error!(%e, "store failure during client hello");
-            Err(ErrorReply::new(
-                ErrorCode::Internal,
-                "the relay could not read its database; see the relay's log",
-            ))
-        }
+        Err(e) => Err(e.into()),
     }
 }

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use zedops_protocol::{ErrorCode, ErrorReply, LoginRequest, LoginResponse, payload::Validate};
 
 use crate::login_limit::Refusal;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Largest request body the HTTP routes read.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -107,14 +107,7 @@ pub async fn login(
                 "wrong user name or password",
             )
         }
-        Err(e) => {
-            tracing::error!(%e, "store failure during login");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorCode::Internal,
-                "the relay could not read its database; see the relay's log",
-            )
-        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(ErrorReply::from(e))).into_response(),
     }
 }
 

@@ -1,28 +1,35 @@
 //! ZedOps relay: accepts agents and admins over WebSockets, authenticates both, routes each
 //! admin request to the right agent and its answer back, pushes agent status, enforces roles
 //! and keeps an audit log, all backed by SQLite.
+//!
+//! Public are the modules the relay binary, the test kit, the fuzz targets and benchmarks use;
+//! the endpoints, handlers and their helpers are the crate's own.
 
 pub mod accept;
-pub mod admin;
-pub mod agent_endpoint;
-pub mod client_endpoint;
+pub(crate) mod admin;
+pub(crate) mod agent_endpoint;
+pub(crate) mod client_endpoint;
 pub mod connection;
 pub mod download;
-pub mod http_api;
+mod failure;
+pub(crate) mod http_api;
 pub mod hub;
 pub mod login_limit;
+pub(crate) mod lookup;
 pub mod policy;
 pub mod rate_limit;
-pub mod revocation;
+pub(crate) mod revocation;
 pub mod router;
-pub mod secret;
+pub(crate) mod secret;
 pub mod server;
-pub mod socket;
+pub(crate) mod socket;
+pub mod state;
 pub mod store;
-pub mod streams;
-pub mod subscription;
+pub(crate) mod streams;
+pub(crate) mod subscription;
 pub mod time;
 
 pub use rate_limit::Limits;
-pub use server::{Guards, Options, Server, ShutdownHandle, Timeouts};
+pub use server::{Guards, Options, Server, ShutdownHandle};
+pub use state::{AppState, Timeouts};
 pub use store::Store;

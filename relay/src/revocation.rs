@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::now;
 
 /// How often the database is checked for new revocations.

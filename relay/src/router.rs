@@ -9,15 +9,15 @@ use zedops_protocol::{
     LogsRequest, Operation, ProtocolError, StatsRequest, StreamCancelled,
 };
 
-use crate::admin;
 use crate::connection::ClientConn;
 use crate::hub::AgentLink;
+use crate::lookup::{audited_agent_id, online_agent};
 use crate::policy;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::{AuditEntry, Session};
 use crate::streams::{OpenStream, StreamKind};
-use crate::subscription;
 use crate::time::rfc3339;
+use crate::{admin, lookup};
 
 /// How a request is answered.
 pub enum Reply {
@@ -98,7 +98,7 @@ async fn serve(
             forward_once(state, &link, &forward).await
         }
         ClientRequest::EventSubscribe(request) => {
-            let (wanted, answer) = subscription::resolve(state, &request).await?;
+            let (wanted, answer) = lookup::subscription(state, &request).await?;
             conn.watching.send_replace(wanted);
             Ok(json(answer))
         }
@@ -319,18 +319,6 @@ fn answer_error_code(raw: &str) -> Option<String> {
     }
 }
 
-/// The id the audit log records for an agent reference (an id or a name): the agent's id when
-/// it is known, else the reference as given.
-async fn audited_agent_id(state: &AppState, reference: &str) -> String {
-    if let Some(link) = state.hub.agent(reference) {
-        return link.id.clone();
-    }
-    match state.store.find_agent(reference).await {
-        Ok(Some(agent)) => agent.id,
-        _ => reference.to_string(),
-    }
-}
-
 fn audit_base(session: &Session) -> AuditEntry<'_> {
     AuditEntry {
         user: Some(&session.user),
@@ -350,46 +338,10 @@ async fn audit(state: &AppState, entry: AuditEntry<'_>) -> Result<(), ErrorReply
     })
 }
 
-/// The connected agent with this id or name, or why there is none.
-async fn online_agent(
-    state: &AppState,
-    id_or_name: &str,
-) -> Result<std::sync::Arc<AgentLink>, ErrorReply> {
-    if let Some(link) = state.hub.agent(id_or_name) {
-        return Ok(link);
-    }
-    match state.store.find_agent(id_or_name).await {
-        Ok(Some(agent)) => Err(ErrorReply::new(
-            ErrorCode::AgentOffline,
-            format!(
-                "agent {} is not connected to the relay; check that zedops-agent runs on that server",
-                agent.name
-            ),
-        )),
-        Ok(None) => Err(ErrorReply::new(
-            ErrorCode::NotFound,
-            format!("no agent named or with id {id_or_name:?}; `zedops agents` lists them"),
-        )),
-        Err(e) => {
-            tracing::error!(%e, "store failure looking up an agent");
-            Err(ErrorReply::new(
-                ErrorCode::Internal,
-                "the relay could not read its database; see the relay's log",
-            ))
-        }
-    }
-}
-
 /// Every enrolled agent with its live status.
 async fn agent_list(state: &AppState) -> Result<AgentListResponse, ErrorReply> {
     let online = state.hub.online();
-    let records = state.store.agents().await.map_err(|e| {
-        tracing::error!(%e, "store failure listing agents");
-        ErrorReply::new(
-            ErrorCode::Internal,
-            "the relay could not read its database; see the relay's log",
-        )
-    })?;
+    let records = state.store.agents().await?;
     let agents: Vec<AgentSummary> = records
         .into_iter()
         .map(|r| {

@@ -1,4 +1,5 @@
-//! The relay server: options, shared state, the HTTP/WebSocket router, TLS, and shutdown.
+//! The relay server: options, the HTTP/WebSocket router, TLS, and shutdown. The state every
+//! connection shares is [`crate::state::AppState`] (re-exported here).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,31 +17,12 @@ use tokio_util::task::TaskTracker;
 use crate::accept::{ConnectionLimits, Counter};
 use crate::download::{Installer, InstallerOptions};
 use crate::hub::Hub;
+pub use crate::state::{AppState, Timeouts};
 use crate::store::{SessionLifetimes, Store};
 use crate::{agent_endpoint, client_endpoint, download, http_api};
 
 /// How long shutdown waits for open connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-
-/// Timeouts the relay applies; defaults from the protocol, shorter in tests.
-#[derive(Debug, Clone)]
-pub struct Timeouts {
-    pub list: Duration,
-    pub operation: Duration,
-    pub heartbeat_interval: Duration,
-    pub heartbeat_timeout: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            list: zedops_protocol::LIST_TIMEOUT,
-            operation: zedops_protocol::OPERATION_TIMEOUT,
-            heartbeat_interval: zedops_protocol::HEARTBEAT_INTERVAL,
-            heartbeat_timeout: zedops_protocol::HEARTBEAT_TIMEOUT,
-        }
-    }
-}
 
 /// How to run a relay.
 #[derive(Debug, Clone)]
@@ -77,27 +59,6 @@ impl Default for Guards {
             sessions: SessionLifetimes::default(),
         }
     }
-}
-
-/// What every connection task shares.
-pub struct AppState {
-    pub store: Store,
-    pub hub: Hub,
-    pub timeouts: Timeouts,
-    /// Flips to `true` when the relay shuts down; connection tasks close their sockets.
-    pub shutdown: watch::Receiver<bool>,
-    /// Every connection task, so shutdown can wait for them.
-    pub tasks: TaskTracker,
-    /// Failed logins, for brute-force protection.
-    pub login_limit: crate::login_limit::LoginLimiter,
-    /// Per-connection message rate and per-agent request limits.
-    pub limits: crate::rate_limit::Limits,
-    /// Proxies whose `Forwarded` / `X-Forwarded-For` name the client's address.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// How long device sessions live.
-    pub sessions: SessionLifetimes,
-    /// Open TCP connections, counted from accept to close.
-    pub connections: Arc<Counter>,
 }
 
 /// A bound, ready relay. [`listen`](Server::listen) serves until shut down.

@@ -1,11 +1,16 @@
 //! A typed wrapper over one accepted WebSocket: frames in, frames out. Handlers never see raw
 //! WebSocket messages, and every way a peer can misbehave arrives as one [`Incoming`] variant.
+//! Also the checks both endpoints (agents and clients) apply: hello version, message rate.
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use serde::Serialize;
+use tracing::warn;
 use zedops_protocol::{
-    Envelope, ErrorCode, ErrorReply, Frame, MAX_FRAME_BYTES, ProtocolError, subject,
+    Envelope, ErrorCode, ErrorReply, Frame, MAX_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError,
+    subject,
 };
+
+use crate::rate_limit::{MessageLimiter, Verdict};
 
 /// Bytes tungstenite reads from the socket at a time. Its default (128 KiB) would be held by
 /// every idle connection; frames larger than this still arrive, in several reads.
@@ -172,4 +177,70 @@ impl Socket {
             .await;
         self.close(close_code::SIZE, &message).await;
     }
+}
+
+// ---- checks both endpoints apply ---------------------------------------------------------------
+
+/// Refuses a hello from another protocol version with a message naming both versions.
+pub fn check_version(hello: &Frame) -> Result<(), ErrorReply> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Versioned {
+        protocol_version: Option<u32>,
+    }
+    let seen = serde_json::from_str::<Versioned>(hello.raw_data())
+        .ok()
+        .and_then(|v| v.protocol_version);
+    match seen {
+        Some(PROTOCOL_VERSION) => Ok(()),
+        Some(other) => Err(ErrorReply::new(
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "this relay speaks protocol {PROTOCOL_VERSION}, the peer speaks {other}; upgrade the older side"
+            ),
+        )),
+        None => Err(ErrorReply::new(
+            ErrorCode::InvalidRequest,
+            "the hello has no protocolVersion",
+        )),
+    }
+}
+
+/// Applies the message rate limit to one incoming frame. Over the limit the peer is told
+/// `RATE_LIMITED` (to the frame's inbox when it has one); a peer that keeps flooding is told so,
+/// and the caller closes the connection on [`Verdict::Close`].
+pub async fn rate_check(
+    limiter: &mut MessageLimiter,
+    socket: &mut Socket,
+    incoming: &Incoming,
+) -> Verdict {
+    let was_limited = limiter.limited;
+    let reply_to = match incoming {
+        Incoming::Frame(frame) => frame.reply.as_deref(),
+        _ => None,
+    };
+    let verdict = limiter.check();
+    match verdict {
+        Verdict::Allow => {}
+        Verdict::Refuse => {
+            if !was_limited {
+                warn!("peer over its message rate limit; refusing with RATE_LIMITED");
+            }
+            let mut reply = ErrorReply::new(
+                ErrorCode::RateLimited,
+                "too many messages on this connection; slow down (the relay allows a sustained rate per connection with a short burst)",
+            );
+            reply.retry_after_secs = Some(1);
+            let _ = socket.send_error(reply_to, &reply).await;
+        }
+        Verdict::Close => {
+            warn!("peer kept flooding over its message rate limit; closing the connection");
+            let reply = ErrorReply::new(
+                ErrorCode::RateLimited,
+                "too many messages after being told to slow down; closing this connection",
+            );
+            let _ = socket.send_error(None, &reply).await;
+        }
+    }
+    verdict
 }

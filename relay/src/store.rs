@@ -1003,23 +1003,7 @@ impl Store {
 
     /// Appends to the audit log.
     pub async fn audit(&self, entry: AuditEntry<'_>) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, user_name, session_id, agent_id, container, operation, result, error_code, target, detail) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(now())
-        .bind(entry.user)
-        .bind(entry.session_id)
-        .bind(entry.agent_id)
-        .bind(entry.container)
-        .bind(entry.operation)
-        .bind(entry.result)
-        .bind(entry.error_code)
-        .bind(entry.target)
-        .bind(entry.detail)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.audit_begin(entry).await.map(|_| ())
     }
 
     /// Appends an audit entry for an action about to run and returns its id, so that

@@ -1,0 +1,33 @@
+//! How the relay's own failures reach a peer: a database error becomes `INTERNAL` with a
+//! sentence saying where to look, and the error itself goes to the relay's log only (it may
+//! hold paths or SQL, which are no business of a client or an agent).
+
+use zedops_protocol::{ErrorCode, ErrorReply};
+
+use crate::store::StoreError;
+
+/// What a peer is told when the database fails.
+pub const DATABASE_FAILED: &str = "the relay could not use its database; see the relay's log";
+
+impl From<StoreError> for ErrorReply {
+    /// Logs the failure with the place it happened (the `?` or `map_err` that converted it),
+    /// so `store.x().await?` needs no log line of its own.
+    #[track_caller]
+    fn from(e: StoreError) -> Self {
+        let at = std::panic::Location::caller();
+        tracing::error!(%e, %at, "store failure");
+        ErrorReply::new(ErrorCode::Internal, DATABASE_FAILED)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_failure_is_internal_without_its_detail() {
+        let reply = ErrorReply::from(StoreError::Hash("secret detail".into()));
+        assert_eq!(reply.error_code, ErrorCode::Internal);
+        assert!(!reply.error.contains("secret"), "{}", reply.error);
+    }
+}
