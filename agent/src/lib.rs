@@ -6,6 +6,7 @@ pub mod console;
 pub mod credentials;
 pub mod deploy;
 pub mod docker;
+pub mod files;
 pub mod forget;
 mod handlers;
 mod info;

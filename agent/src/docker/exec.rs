@@ -178,7 +178,11 @@ impl DockerClient {
     }
 
     /// Runs a short command in `container` as root and waits for it, output discarded.
-    async fn run_quiet(&self, container: &str, cmd: &[&str]) -> Result<Option<i64>, DockerError> {
+    pub(super) async fn run_quiet(
+        &self,
+        container: &str,
+        cmd: &[&str],
+    ) -> Result<Option<i64>, DockerError> {
         let name = bare(container).to_string();
         let config = CreateExecOptions {
             attach_stdout: Some(true),

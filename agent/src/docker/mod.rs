@@ -5,6 +5,7 @@
 //! negotiated) lazily, and forgotten after a connection failure, so the next request dials
 //! again and the agent recovers on its own when Docker comes back.
 
+pub mod archive;
 mod convert;
 pub mod create;
 mod events;
