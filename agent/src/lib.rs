@@ -91,6 +91,8 @@ pub async fn run_paced(
     budget: PushBudget,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    selfupdate::remember_relay(&options);
     let span = tracing::info_span!("agent", relay = %options.relay_url);
     let result = session::run(options, budget, shutdown)
         .instrument(span)

@@ -389,6 +389,18 @@ fn dispatch(
         Err(err) if answerless => {
             return tracing::warn!(subject = ?frame.subject, %err, "ignored an unreadable frame from the relay");
         }
+        // A subject this agent does not know comes from a newer relay: UNSUPPORTED says so.
+        Err(err @ ProtocolError::UnknownSubject(_)) => {
+            tracing::warn!(subject = ?frame.subject, "refused a request this agent does not know");
+            let reply = ErrorReply::new(
+                ErrorCode::Unsupported,
+                format!(
+                    "{err}: this agent ({}) is older than the relay",
+                    crate::VERSION
+                ),
+            );
+            return queue(tx, Envelope::new(&inbox, reply).to_json());
+        }
         Err(err) => {
             tracing::warn!(subject = ?frame.subject, %err, "refused a request");
             return queue(tx, handlers::refusal(frame.reply.as_deref(), &err));
@@ -401,6 +413,20 @@ fn dispatch(
         }
         AgentRequest::StreamCancel(cancel) => streams.cancel(&cancel.inbox),
         AgentRequest::AgentToken(new) => rotate(new, inbox, data_dir.to_path_buf(), tx),
+        #[cfg(unix)]
+        AgentRequest::AgentUpdateInstall(order) => crate::selfupdate::start(order, inbox, tx),
+        #[cfg(not(unix))]
+        AgentRequest::AgentUpdateInstall(_) => queue(
+            tx,
+            Envelope::new(
+                &inbox,
+                ErrorReply::new(
+                    ErrorCode::Unsupported,
+                    "this agent updates itself on Linux only",
+                ),
+            )
+            .to_json(),
+        ),
         AgentRequest::ContainerLogs(request) => {
             streams.start_logs(docker.clone(), request, inbox, tx.clone())
         }

@@ -347,3 +347,166 @@ async fn the_launcher_runs_a_newer_build_and_the_guard_reverts_one_that_cannot_c
     );
     agent.stop().await;
 }
+
+/// An admin's connection to the relay, raw: `client.hello`, then requests by subject.
+struct Admin {
+    writer: zedops_transport::FrameWriter,
+    reader: zedops_transport::FrameReader,
+    next: u32,
+}
+
+impl Admin {
+    async fn connect(relay: &Relay) -> Self {
+        relay
+            .store
+            .add_user("root", "update-test-pass", zedops_protocol::Role::Admin)
+            .await
+            .unwrap();
+        let (_, token) = relay
+            .store
+            .login("root", "update-test-pass", None)
+            .await
+            .unwrap()
+            .unwrap();
+        let url = RelayUrl::parse(&relay.url, false).unwrap();
+        let (mut writer, mut reader) = zedops_transport::connect(
+            &url.ws("/ws/client"),
+            zedops_transport::client_config(None).unwrap(),
+        )
+        .await
+        .unwrap();
+        let _: zedops_protocol::ClientWelcome = zedops_transport::hello(
+            &mut writer,
+            &mut reader,
+            zedops_protocol::subject::CLIENT_HELLO,
+            &zedops_protocol::ClientHello {
+                protocol_version: zedops_protocol::PROTOCOL_VERSION,
+                token,
+            },
+            zedops_protocol::subject::CLIENT_WELCOME,
+        )
+        .await
+        .unwrap();
+        Self {
+            writer,
+            reader,
+            next: 0,
+        }
+    }
+
+    /// Sends `agent.update` and returns the answer's data.
+    async fn update(&mut self, agent: &str) -> serde_json::Value {
+        self.next += 1;
+        let inbox = format!("_INBOX.update{}", self.next);
+        let request = zedops_protocol::AgentUpdateRequest {
+            agent_id: agent.to_string(),
+            version: None,
+            allow_downgrade: false,
+        };
+        self.writer
+            .send(&zedops_protocol::Envelope {
+                subject: zedops_protocol::subject::AGENT_UPDATE,
+                reply: Some(&inbox),
+                data: &request,
+            })
+            .await
+            .unwrap();
+        loop {
+            let frame = self
+                .reader
+                .recv_timeout(Duration::from_secs(120))
+                .await
+                .unwrap()
+                .expect("the relay answers");
+            if frame.subject == inbox {
+                return serde_json::from_str(frame.data.as_ref().expect("data").get()).unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_update_over_the_relay_restarts_the_agent_in_place_on_the_new_build() {
+    let key = ReleaseKey::generate();
+    let new = update::build_agent("0.99.0");
+    let downloads = tempfile::tempdir().unwrap();
+    publish(
+        downloads.path(),
+        &new,
+        &key.sign(&new, "0.99.0", &platform()),
+    );
+    let relay = Relay::start(downloads.path()).await;
+    let work = tempfile::tempdir().unwrap();
+    let launcher = work.path().join("zedops-agent");
+    std::fs::copy(env!("CARGO_BIN_EXE_zedops-agent"), &launcher).unwrap();
+    let key_file = work.path().join("release.pub");
+    std::fs::write(&key_file, key.public_file()).unwrap();
+    let data = work.path().join("data");
+    let log = work.path().join("agent.log");
+    let token = relay
+        .store
+        .create_registration_token(Duration::from_secs(900))
+        .await
+        .unwrap();
+    let mut agent = AgentProcess::spawn(&launcher, &relay, Some(&token), &data, &key_file, &log);
+    let id = relay
+        .wait_version(None, env!("CARGO_PKG_VERSION"), Duration::from_secs(60))
+        .await;
+    let before = relay.connection(&id);
+
+    let mut admin = Admin::connect(&relay).await;
+    let answer = admin.update("updater").await;
+    assert_eq!(
+        answer["agentId"],
+        id.as_str(),
+        "{answer} {}",
+        log_text(&log)
+    );
+    assert_eq!(answer["from"], env!("CARGO_PKG_VERSION"), "{answer}");
+    assert_eq!(answer["to"], "0.99.0", "{answer}");
+    assert_eq!(answer["revertAfterSecs"], 5, "{answer}");
+    // Not under systemd: the agent replaced itself (same process) and came back on 0.99.0.
+    relay
+        .wait_version(before, "0.99.0", Duration::from_secs(60))
+        .await;
+    assert!(
+        agent.child.try_wait().unwrap().is_none(),
+        "the agent process ended instead of restarting in place: {}",
+        log_text(&log)
+    );
+    let store = Store::new(&data);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !store.installed().unwrap().confirmed {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not confirmed: {}",
+            log_text(&log)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Asked again, the agent (now 0.99.0) refuses: not newer.
+    let answer = admin.update("updater").await;
+    assert_eq!(answer["errorCode"], "UPDATE_REFUSED", "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("not newer"),
+        "{answer}"
+    );
+
+    // Both are in the audit log, with the versions.
+    let audit = relay.store.audit_list(None, None, 50).await.unwrap();
+    let updates: Vec<_> = audit
+        .iter()
+        .filter(|row| row.operation == "agent.update")
+        .map(|row| (row.result.as_str(), row.detail.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        updates,
+        vec![
+            ("failed", "0.99.0".to_string()),
+            ("ok", format!("{} -> 0.99.0", env!("CARGO_PKG_VERSION"))),
+        ]
+    );
+    agent.child.start_kill().unwrap();
+    let _ = agent.child.wait().await;
+}

@@ -3,15 +3,18 @@
 //! ask, with the protocol's own request and answer types, so the CLI and the app share them.
 
 use zedops_protocol::{
-    AgentRevokeRequest, AgentRevoked, AgentRotateRequest, AgentRotated, AuditListRequest,
-    AuditListResponse, LIST_TIMEOUT, OPERATION_TIMEOUT, Role, SessionListRequest,
-    SessionListResponse, SessionRevokeRequest, SessionRevoked, TokenCreateRequest, TokenCreated,
-    TokenListRequest, TokenListResponse, TokenRevokeRequest, TokenRevoked, UserCreateRequest,
-    UserListRequest, UserListResponse, UserPasswordRequest, UserPasswordSet, UserSummary,
-    UserUpdateRequest, subject,
+    AgentRevokeRequest, AgentRevoked, AgentRotateRequest, AgentRotated, AgentUpdateRequest,
+    AgentUpdated, AuditListRequest, AuditListResponse, LIST_TIMEOUT, OPERATION_TIMEOUT, Role,
+    SessionListRequest, SessionListResponse, SessionRevokeRequest, SessionRevoked,
+    TokenCreateRequest, TokenCreated, TokenListRequest, TokenListResponse, TokenRevokeRequest,
+    TokenRevoked, UserCreateRequest, UserListRequest, UserListResponse, UserPasswordRequest,
+    UserPasswordSet, UserSummary, UserUpdateRequest, subject,
 };
 
 use crate::client::{Client, REQUEST_GRACE};
+
+/// How long the relay lets an agent download, check and install a build.
+pub const AGENT_UPDATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(330);
 use crate::error::ClientError;
 
 impl Client {
@@ -38,6 +41,29 @@ impl Client {
             subject::AGENT_ROTATE,
             &request,
             OPERATION_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
+    }
+
+    /// Has an agent install the signed build the relay serves for it (`version`: refused
+    /// unless the relay serves exactly that). Answers once the agent verified and installed it
+    /// and is restarting; whether it came back shows in [`Client::agents`].
+    pub async fn update_agent(
+        &self,
+        agent: &str,
+        version: Option<&str>,
+        allow_downgrade: bool,
+    ) -> Result<AgentUpdated, ClientError> {
+        let request = AgentUpdateRequest {
+            agent_id: agent.to_string(),
+            version: version.map(str::to_string),
+            allow_downgrade,
+        };
+        // The agent downloads and checks a few megabytes first: up to the relay's limit.
+        self.request(
+            subject::AGENT_UPDATE,
+            &request,
+            AGENT_UPDATE_TIMEOUT + REQUEST_GRACE,
         )
         .await
     }

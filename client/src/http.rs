@@ -56,6 +56,40 @@ pub async fn login(
     })
 }
 
+/// The agent release the relay serves (`GET /download/agent/version`), what `agent.update`
+/// installs; `None` when it serves no signed release (404).
+pub async fn agent_release(
+    relay: &str,
+    ca_file: Option<&Path>,
+    insecure: bool,
+) -> Result<Option<String>, ClientError> {
+    let url = RelayUrl::parse(relay, insecure).map_err(|e| from_transport(e, relay))?;
+    let endpoint = url.http("/download/agent/version");
+    let response = http_client(ca_file, &endpoint)?
+        .get(&endpoint)
+        .send()
+        .await
+        .map_err(|e| unreachable(&endpoint, &e))?;
+    let status = response.status();
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    let text = response
+        .text()
+        .await
+        .map_err(|e| unreachable(&endpoint, &e))?;
+    if !status.is_success() {
+        return Err(http_error(&endpoint, status, &text));
+    }
+    let version = text.trim();
+    if version.is_empty() || version.len() > MAX_INFO_LEN || version.chars().any(char::is_control) {
+        return Err(ClientError::protocol(
+            "the relay's agent version is malformed",
+        ));
+    }
+    Ok(Some(version.to_string()))
+}
+
 /// Ends the device session of `token` at the relay. An unknown token is `UNAUTHORIZED`.
 pub async fn logout(
     relay: &str,

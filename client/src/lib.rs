@@ -35,7 +35,7 @@ pub use client::{
     CLIENT_WS_PATH, Client, ClientEvent, ConnectOptions, EVENT_BUFFER, REQUEST_GRACE,
 };
 pub use error::{ClientError, Code, LocalCode};
-pub use http::{LOGIN_PATH, LOGOUT_PATH, login, logout};
+pub use http::{LOGIN_PATH, LOGOUT_PATH, agent_release, login, logout};
 pub use streams::{Logs, LogsOptions, Stats, StreamChunk, StreamReader};
 /// The wire types callers see in answers and events.
 pub use zedops_protocol::{

@@ -48,6 +48,7 @@ fn sample(subject: &str) -> Value {
         subject::USER_PASSWORD => json!({"name": "no-such-user", "password": "matrix-pass"}),
         subject::TOKEN_REVOKE => json!({"tokenId": "no-such-token"}),
         subject::AGENT_ROTATE => json!({"agentId": "no-such-agent"}),
+        subject::AGENT_UPDATE => json!({"agentId": "no-such-agent"}),
         other => panic!("no sample request for {other}: add one and a row in the policy table"),
     }
 }

@@ -31,6 +31,7 @@ use crate::events::*;
 use crate::payload::*;
 use crate::stream::*;
 use crate::subject;
+use crate::update::*;
 
 /// What a client request needs of the sender's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -192,6 +193,8 @@ messages! {
         AgentRevoke(AgentRevokeRequest) = subject::AGENT_REVOKE => Admin,
         /// `agent.rotate`: a new permanent token for a connected agent.
         AgentRotate(AgentRotateRequest) = subject::AGENT_ROTATE => Admin,
+        /// `agent.update`: install the relay's signed agent build on an agent (audited).
+        AgentUpdate(AgentUpdateRequest) = subject::AGENT_UPDATE => Admin,
         /// `session.list`
         SessionList(SessionListRequest) = subject::SESSION_LIST => Admin,
         /// `session.revoke`
@@ -249,6 +252,8 @@ messages! {
         StreamCancel(StreamCancel) = subject::STREAM_CANCEL,
         /// `agent.token`: store this new permanent token, then answer.
         AgentToken(AgentToken) = subject::AGENT_TOKEN,
+        /// `agent.update.install`: fetch, check and install a build, answer, restart.
+        AgentUpdateInstall(AgentUpdateOrder) = subject::AGENT_UPDATE_INSTALL,
         /// `error`: the relay could not handle a frame the agent sent (never answered).
         Error(ErrorReply) = subject::ERROR,
     }
@@ -331,6 +336,11 @@ mod tests {
             subject::USER_UPDATE => json!({"name": "ann", "disabled": true}),
             subject::USER_PASSWORD => json!({"name": "ann", "password": "pw"}),
             subject::AGENT_TOKEN => json!({"token": format!("zat_{}", "a".repeat(43))}),
+            subject::AGENT_UPDATE => json!({"agentId": "web-1", "allowDowngrade": false}),
+            subject::AGENT_UPDATE_INSTALL => json!({
+                "version": "0.2.0", "platform": "linux-x86_64", "sha256": "a".repeat(64),
+                "size": 4_000_000, "allowDowngrade": false,
+            }),
             subject::ERROR => json!({"errorCode": "TIMEOUT", "error": "slow"}),
             subject::AGENT_STATUS => {
                 json!({"agentId": AGENT, "name": "web-1", "online": true, "lastSeen": null})
@@ -434,6 +444,7 @@ mod tests {
             (subject::CONTAINER_RESTART, Need::Operate),
             (subject::AGENT_REVOKE, Need::Admin),
             (subject::AGENT_ROTATE, Need::Admin),
+            (subject::AGENT_UPDATE, Need::Admin),
             (subject::SESSION_LIST, Need::Admin),
             (subject::SESSION_REVOKE, Need::Admin),
             (subject::TOKEN_CREATE, Need::Admin),

@@ -79,6 +79,10 @@ pub const AGENT_ROTATE: &str = "agent.rotate";
 /// Relay → agent: store this new permanent token, then answer; the relay switches to it only
 /// after the answer.
 pub const AGENT_TOKEN: &str = "agent.token";
+/// Client → relay (admin): update an agent to the signed build the relay serves (audited).
+pub const AGENT_UPDATE: &str = "agent.update";
+/// Relay → agent: fetch, check and install this build, answer, then restart into it.
+pub const AGENT_UPDATE_INSTALL: &str = "agent.update.install";
 /// Client → relay (admin): give a user a new password; the user's other sessions end.
 pub const USER_PASSWORD: &str = "user.password";
 /// Agent → relay, about itself only: forget me (revoked at once, the name free again); sent

@@ -28,6 +28,7 @@ pub mod store;
 pub(crate) mod streams;
 pub(crate) mod subscription;
 pub mod time;
+pub mod update;
 
 pub use rate_limit::Limits;
 pub use server::{Guards, Options, Server, ShutdownHandle};

@@ -76,6 +76,8 @@ mod tests {
             (subject::TOKEN_LIST, [true, false, false]),
             (subject::TOKEN_REVOKE, [true, false, false]),
             (subject::AGENT_ROTATE, [true, false, false]),
+            // Agent self-update: admins only.
+            (subject::AGENT_UPDATE, [true, false, false]),
         ];
         assert_eq!(
             intended.len(),
@@ -91,6 +93,7 @@ mod tests {
         assert_eq!(need("container.explode"), None);
         // Relay → agent only: a client may never send it.
         assert_eq!(need(subject::AGENT_TOKEN), None);
+        assert_eq!(need(subject::AGENT_UPDATE_INSTALL), None);
         // Agent → relay only.
         assert_eq!(need(subject::AGENT_FORGET), None);
     }

@@ -141,6 +141,9 @@ async fn serve(
         ClientRequest::AgentRotate(request) => {
             admin::rotate_agent(state, session, request).await.map(json)
         }
+        ClientRequest::AgentUpdate(request) => crate::update::update_agent(state, session, request)
+            .await
+            .map(json),
         ClientRequest::SessionList(_) => admin::sessions(state, session).await.map(json),
         ClientRequest::SessionRevoke(request) => admin::revoke_session(state, session, request)
             .await

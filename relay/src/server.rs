@@ -136,6 +136,7 @@ impl Server {
             trusted_proxies: connection_limits.trusted_proxies.clone(),
             sessions: guards.sessions,
             connections,
+            installer: installer.clone(),
         });
         let handle = ShutdownHandle { tx: Arc::new(tx) };
         Ok(Self {

@@ -51,4 +51,6 @@ pub struct AppState {
     pub sessions: SessionLifetimes,
     /// Open TCP connections, counted from accept to close.
     pub connections: Arc<Counter>,
+    /// The agent builds served at /download (what `agent.update` installs).
+    pub installer: Arc<crate::download::Installer>,
 }

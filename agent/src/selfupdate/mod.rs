@@ -22,8 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use zedops_protocol::{
-    AgentUpdateOrder, AgentUpdated, ErrorCode, ErrorReply, MAX_AGENT_BUILD_BYTES,
+    AgentUpdateOrder, AgentUpdated, Envelope, ErrorCode, ErrorReply, MAX_AGENT_BUILD_BYTES,
 };
 use zedops_transport::RelayUrl;
 
@@ -56,6 +57,63 @@ impl Default for Settings {
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// Where this process's agent connects: the relay an update is downloaded from.
+#[derive(Debug, Clone)]
+struct Connection {
+    relay_url: String,
+    insecure: bool,
+    ca_file: Option<PathBuf>,
+    data_dir: PathBuf,
+}
+
+static CONNECTION: OnceLock<Connection> = OnceLock::new();
+
+/// Remembers the relay the agent runs against (called by [`crate::run`]).
+pub(crate) fn remember_relay(options: &crate::AgentOptions) {
+    let _ = CONNECTION.set(Connection {
+        relay_url: options.relay_url.clone(),
+        insecure: options.insecure,
+        ca_file: options.ca_file.clone(),
+        data_dir: options.data_dir.clone(),
+    });
+}
+
+/// Answers `agent.update.install` on `inbox`, in its own task: checks and installs the build,
+/// answers, and on success restarts into it once the answer is on its way.
+pub(crate) fn start(order: AgentUpdateOrder, inbox: String, tx: &mpsc::Sender<String>) {
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        let result = match CONNECTION.get() {
+            Some(c) => match Updater::for_agent(
+                &c.relay_url,
+                c.insecure,
+                c.ca_file.as_deref(),
+                &c.data_dir,
+            ) {
+                Ok(updater) => updater.apply(&order).await,
+                Err(err) => Err(err),
+            },
+            None => Err(failed("this agent does not know its relay")),
+        };
+        let installed = result.is_ok();
+        let answer = match result {
+            Ok(done) => {
+                tracing::info!(from = %done.from, to = %done.to, "agent update installed; restarting into it");
+                Envelope::new(&inbox, done).to_json()
+            }
+            Err(reply) => Envelope::new(&inbox, reply).to_json(),
+        };
+        if tx.send(answer).await.is_err() {
+            tracing::debug!("the connection is gone; dropping the update answer");
+        }
+        if installed {
+            // Time for the connection's writer to put the answer on the wire.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            restart();
+        }
+    });
+}
 
 /// Sets the update settings for this process (once, at start, from local configuration).
 pub fn configure(settings: Settings) {

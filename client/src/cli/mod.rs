@@ -8,6 +8,7 @@ mod fleet;
 mod logs;
 mod stats;
 mod table;
+mod update;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -113,6 +114,32 @@ enum AgentCommand {
         #[command(flatten)]
         output: JsonArg,
     },
+    /// Have agents install the signed build the relay serves, and watch them come back with it
+    /// (an agent whose new build does not connect reverts to its old one by itself)
+    Update(UpdateArgs),
+}
+
+#[derive(Debug, Args)]
+struct UpdateArgs {
+    /// Agent name or id
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    agent: Option<String>,
+    /// Every online agent not on the relay's version: canaries first, then waves; stops at the
+    /// first failure
+    #[arg(long)]
+    all: bool,
+    /// The version expected; refused when the relay serves another
+    #[arg(long, value_name = "V")]
+    version: Option<String>,
+    /// Install even when the relay's version is not newer than the agent's
+    #[arg(long)]
+    allow_downgrade: bool,
+    /// With --all: agents updated one at a time first
+    #[arg(long, default_value_t = 1, requires = "all")]
+    canary: usize,
+    /// With --all: agents updated at once after the canaries
+    #[arg(long, default_value_t = 5, requires = "all", value_parser = clap::value_parser!(u64).range(1..=100))]
+    parallel: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -428,6 +455,21 @@ async fn run(cli: Cli) -> CliResult {
         Command::Agent {
             command: AgentCommand::Rotate { agent, output },
         } => admin::rotate_agent(&global, &agent, output.json).await,
+        Command::Agent {
+            command: AgentCommand::Update(args),
+        } => {
+            update::update(
+                &global,
+                update::UpdateArgs {
+                    agent: args.agent.as_deref(),
+                    version: args.version.as_deref(),
+                    allow_downgrade: args.allow_downgrade,
+                    canary: args.canary,
+                    parallel: args.parallel as usize,
+                },
+            )
+            .await
+        }
         Command::Token { command } => match command {
             TokenCommand::Create { ttl, output } => {
                 admin::create_token(&global, ttl, output.json).await
