@@ -357,14 +357,20 @@ struct Admin {
 
 impl Admin {
     async fn connect(relay: &Relay) -> Self {
+        Self::connect_as(relay, "root", zedops_protocol::PROTOCOL_VERSION).await
+    }
+
+    /// A new admin `user` whose client says protocol `version` in its hello; the welcome must
+    /// answer in that version.
+    async fn connect_as(relay: &Relay, user: &str, version: u32) -> Self {
         relay
             .store
-            .add_user("root", "update-test-pass", zedops_protocol::Role::Admin)
+            .add_user(user, "update-test-pass", zedops_protocol::Role::Admin)
             .await
             .unwrap();
         let (_, token) = relay
             .store
-            .login("root", "update-test-pass", None)
+            .login(user, "update-test-pass", None)
             .await
             .unwrap()
             .unwrap();
@@ -375,18 +381,19 @@ impl Admin {
         )
         .await
         .unwrap();
-        let _: zedops_protocol::ClientWelcome = zedops_transport::hello(
+        let welcome: zedops_protocol::ClientWelcome = zedops_transport::hello(
             &mut writer,
             &mut reader,
             zedops_protocol::subject::CLIENT_HELLO,
             &zedops_protocol::ClientHello {
-                protocol_version: zedops_protocol::PROTOCOL_VERSION,
+                protocol_version: version,
                 token,
             },
             zedops_protocol::subject::CLIENT_WELCOME,
         )
         .await
         .unwrap();
+        assert_eq!(welcome.protocol_version, version);
         Self {
             writer,
             reader,
@@ -509,4 +516,80 @@ async fn agent_update_over_the_relay_restarts_the_agent_in_place_on_the_new_buil
     );
     agent.child.start_kill().unwrap();
     let _ = agent.child.wait().await;
+}
+
+#[tokio::test]
+async fn an_agent_and_a_client_of_the_previous_protocol_are_served_and_agent_update_is_refused_for_the_agent()
+ {
+    use zedops_protocol::{
+        AgentInfo, AgentRegister, AgentWelcome, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, subject,
+    };
+    assert_eq!(MIN_PROTOCOL_VERSION, PROTOCOL_VERSION - 1);
+    let key = ReleaseKey::generate();
+    let downloads = tempfile::tempdir().unwrap();
+    let build = b"any build".to_vec();
+    publish(
+        downloads.path(),
+        &build,
+        &key.sign(&build, "0.99.0", &platform()),
+    );
+    let relay = Relay::start(downloads.path()).await;
+    let token = relay
+        .store
+        .create_registration_token(Duration::from_secs(900))
+        .await
+        .unwrap();
+
+    // An agent that speaks the previous protocol (as 0.1.0 did): enrolled, answered in its
+    // version.
+    let url = RelayUrl::parse(&relay.url, false).unwrap();
+    let (mut writer, mut reader) = zedops_transport::connect(
+        &url.ws("/ws/agent"),
+        zedops_transport::client_config(None).unwrap(),
+    )
+    .await
+    .unwrap();
+    let welcome: AgentWelcome = zedops_transport::hello(
+        &mut writer,
+        &mut reader,
+        subject::AGENT_REGISTER,
+        &AgentRegister {
+            protocol_version: MIN_PROTOCOL_VERSION,
+            registration_token: token,
+            name: "old-agent".into(),
+            info: AgentInfo {
+                version: "0.1.0".into(),
+                os: std::env::consts::OS.into(),
+                arch: std::env::consts::ARCH.into(),
+                ..Default::default()
+            },
+        },
+        subject::AGENT_WELCOME,
+    )
+    .await
+    .unwrap();
+    assert_eq!(welcome.protocol_version, MIN_PROTOCOL_VERSION);
+
+    // A client of the previous protocol signs in too, and the update it asks for is refused
+    // at the relay with UNSUPPORTED: the old agent is never sent a subject it does not know.
+    let mut admin = Admin::connect_as(&relay, "old-client", MIN_PROTOCOL_VERSION).await;
+    let answer = admin.update("old-agent").await;
+    assert_eq!(answer["errorCode"], "UNSUPPORTED", "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("speaks protocol {MIN_PROTOCOL_VERSION}")),
+        "{answer}"
+    );
+    match reader.recv_timeout(Duration::from_millis(500)).await {
+        Ok(Some(frame)) => panic!("the old agent was sent {}", frame.subject),
+        _ => {}
+    }
+    let audit = relay.store.audit_list(None, None, 10).await.unwrap();
+    assert!(
+        audit.iter().any(|row| row.operation == "agent.update"
+            && row.error_code.as_deref() == Some("UNSUPPORTED")),
+        "the refusal is not audited"
+    );
 }

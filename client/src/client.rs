@@ -658,7 +658,11 @@ async fn dial(
     )
     .await;
     match welcome {
-        Ok(welcome) if welcome.protocol_version == PROTOCOL_VERSION => {
+        // A relay one version older answers in its version, and is spoken to in it.
+        Ok(welcome)
+            if (zedops_protocol::MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION)
+                .contains(&welcome.protocol_version) =>
+        {
             Ok((writer, reader, welcome))
         }
         Ok(welcome) => {

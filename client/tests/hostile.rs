@@ -157,7 +157,7 @@ async fn the_agent_endpoint_refuses_bad_input_and_a_silent_agent_times_out() {
     );
 
     let mut ws = dial(&relay, "/ws/agent").await;
-    send(&mut ws, json!({"subject": "agent.register", "data": {"protocolVersion": 2, "registrationToken": "zr_x", "name": "n", "info": info}})).await;
+    send(&mut ws, json!({"subject": "agent.register", "data": {"protocolVersion": 3, "registrationToken": "zr_x", "name": "n", "info": info}})).await;
     assert_eq!(
         error_code(&next_frame(&mut ws).await.unwrap()),
         "UNSUPPORTED_VERSION"

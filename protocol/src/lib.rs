@@ -10,8 +10,8 @@ pub mod detail;
 pub mod envelope;
 pub mod error;
 pub mod events;
-pub mod ids;
 pub mod files;
+pub mod ids;
 pub mod limits;
 pub mod message;
 pub mod payload;
@@ -26,8 +26,8 @@ pub use detail::*;
 pub use envelope::{Envelope, Frame, new_inbox_suffix};
 pub use error::{ErrorCode, ErrorReply, ProtocolError};
 pub use events::*;
-pub use ids::*;
 pub use files::*;
+pub use ids::*;
 pub use limits::*;
 pub use message::*;
 pub use payload::*;
@@ -35,5 +35,11 @@ pub use stream::*;
 pub use templates::*;
 pub use update::*;
 
-/// Version of this protocol. Both sides send it in their hello; a mismatch is refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of this protocol. Both sides send it in their hello. The relay accepts peers from
+/// [`MIN_PROTOCOL_VERSION`] up to this one, and refuses to send a peer a subject newer than the
+/// version it said (`UNSUPPORTED`). 2 added `agent.update` / `agent.update.install`.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest protocol version the relay still accepts in a hello: one version back, so agents
+/// keep working while a fleet is updated after the relay.
+pub const MIN_PROTOCOL_VERSION: u32 = PROTOCOL_VERSION - 1;

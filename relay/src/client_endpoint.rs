@@ -50,9 +50,14 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
     // never missed.
     let conn = Arc::new(ClientConn::default());
     let mut events = state.hub.subscribe_events(conn.watching.subscribe());
-    let session = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
+    // The welcome says the version the client said (within what this relay speaks), so an
+    // older client is answered in its own version.
+    let (session, spoken) = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
         Ok(Incoming::Frame(frame)) => match authenticate(&state, &frame).await {
-            Ok(session) => session,
+            Ok(session) => (
+                session,
+                socket::hello_version(&frame).unwrap_or(PROTOCOL_VERSION),
+            ),
             Err(reply) => {
                 warn!(code = %reply.error_code, error = ?reply.error, "refused a client");
                 return socket.refuse(reply.error_code, reply.error).await;
@@ -74,7 +79,7 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
     };
     tracing::Span::current().record("user", session.user.as_str());
     let welcome = ClientWelcome {
-        protocol_version: PROTOCOL_VERSION,
+        protocol_version: spoken,
         user: session.user.clone(),
         role: session.role,
     };

@@ -279,6 +279,9 @@ pub struct AgentLink {
     stream_limit: usize,
     /// Unix seconds of the last frame from the agent.
     pub last_seen: AtomicI64,
+    /// The protocol version the agent said in its hello: subjects newer than it are refused
+    /// at the relay (`UNSUPPORTED`) instead of being sent.
+    pub protocol_version: std::sync::atomic::AtomicU32,
     /// Closes the connection when sent (a newer connection of the same agent replaced it).
     pub close: Mutex<Option<oneshot::Sender<()>>>,
     /// Requests in flight to this agent, from all clients together.
@@ -441,6 +444,7 @@ impl Hub {
             stream_bytes: Arc::default(),
             stream_limit: self.agent_streams,
             last_seen: AtomicI64::new(now()),
+            protocol_version: std::sync::atomic::AtomicU32::new(zedops_protocol::PROTOCOL_VERSION),
             close: Mutex::new(Some(close_tx)),
             in_flight: Arc::new(Semaphore::new(self.agent_in_flight)),
             in_flight_limit: self.agent_in_flight,

@@ -181,22 +181,32 @@ impl Socket {
 
 // ---- checks both endpoints apply ---------------------------------------------------------------
 
-/// Refuses a hello from another protocol version with a message naming both versions.
-pub fn check_version(hello: &Frame) -> Result<(), ErrorReply> {
+/// The `protocolVersion` a hello says, if it says one.
+pub fn hello_version(hello: &Frame) -> Option<u32> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Versioned {
         protocol_version: Option<u32>,
     }
-    let seen = serde_json::from_str::<Versioned>(hello.raw_data())
+    serde_json::from_str::<Versioned>(hello.raw_data())
         .ok()
-        .and_then(|v| v.protocol_version);
-    match seen {
-        Some(PROTOCOL_VERSION) => Ok(()),
+        .and_then(|v| v.protocol_version)
+}
+
+/// Refuses a hello from a protocol version this relay does not speak (it speaks
+/// `MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION`) with a message naming both versions.
+pub fn check_version(hello: &Frame) -> Result<(), ErrorReply> {
+    match hello_version(hello) {
+        Some(seen)
+            if (zedops_protocol::MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&seen) =>
+        {
+            Ok(())
+        }
         Some(other) => Err(ErrorReply::new(
             ErrorCode::UnsupportedVersion,
             format!(
-                "this relay speaks protocol {PROTOCOL_VERSION}, the peer speaks {other}; upgrade the older side"
+                "this relay speaks protocol {} to {PROTOCOL_VERSION}, the peer speaks {other}; upgrade the older side",
+                zedops_protocol::MIN_PROTOCOL_VERSION
             ),
         )),
         None => Err(ErrorReply::new(

@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use zedops_protocol::{
-    AgentRequest, AgentUpdateOrder, AgentUpdateRequest, AgentUpdated, ErrorCode, ErrorReply,
-    subject,
+    AGENT_UPDATE_SINCE, AgentRequest, AgentUpdateOrder, AgentUpdateRequest, AgentUpdated,
+    ErrorCode, ErrorReply, subject,
 };
 
 use crate::hub::AgentLink;
@@ -69,6 +69,20 @@ async fn update(
         .map_err(|e| (None, asked.clone(), e))?;
     let id = Some(link.id.clone());
     let fail = |error: ErrorReply| (id.clone(), asked.clone(), error);
+    let spoken = link
+        .protocol_version
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if spoken < AGENT_UPDATE_SINCE {
+        return Err(fail(ErrorReply::new(
+            ErrorCode::Unsupported,
+            format!(
+                "agent {} speaks protocol {spoken}, which has no agent.update; install the new \
+                 agent on that server once with the install command, later updates go through \
+                 the relay",
+                link.name
+            ),
+        )));
+    }
     let record = state
         .store
         .find_agent(&link.id)
