@@ -8,9 +8,10 @@
 //! | [`AgentRequest`]  | relay → agent            | requests (and `stream.cancel`, `error`)    |
 //! | [`AgentPush`]     | agent → relay            | heartbeats, live state, `agent.forget`     |
 //! | [`ClientPush`]    | relay → client           | agent status, live state, resync, `error`  |
+//! | [`AgentHello`]    | agent → relay, first     | `agent.register` or `agent.auth`           |
 //!
-//! Hellos and welcomes (`agent.register`, `agent.auth`, `client.hello`, the welcomes) are the
-//! first frame of a connection and are decoded on their own; answers go to reply inboxes and
+//! `client.hello` and the welcomes are the one possible first frame of their connection and are
+//! decoded on their own; answers go to reply inboxes and
 //! are typed by the request that asked. Each enum comes with a field-less `…Kind` twin (its
 //! subject without a payload), so a receiver can decide on a subject before decoding the
 //! payload, e.g. the relay refuses a request its role may not send before looking at its data.
@@ -286,6 +287,16 @@ messages! {
 }
 
 messages! {
+    /// The first frame of an agent's connection, before it is authenticated.
+    messages AgentHello, AgentHelloKind {
+        /// `agent.register`: enrol with a single-use registration token.
+        Register(AgentRegister) = subject::AGENT_REGISTER,
+        /// `agent.auth`: authenticate with the permanent token.
+        Auth(AgentAuth) = subject::AGENT_AUTH,
+    }
+}
+
+messages! {
     /// What the relay pushes a client, unasked (answers go to the request's inbox).
     messages ClientPush, ClientPushKind {
         /// `agent.status`: an agent came online or went offline.
@@ -342,6 +353,14 @@ mod tests {
                 "size": 4_000_000, "allowDowngrade": false,
             }),
             subject::ERROR => json!({"errorCode": "TIMEOUT", "error": "slow"}),
+            subject::AGENT_REGISTER => json!({
+                "protocolVersion": 1, "registrationToken": "zrt_x", "name": "web-1",
+                "info": {"version": "0.1.0", "os": "linux", "arch": "x86_64"},
+            }),
+            subject::AGENT_AUTH => json!({
+                "protocolVersion": 1, "agentId": AGENT, "token": "zat_x",
+                "info": {"version": "0.1.0", "os": "linux", "arch": "x86_64"},
+            }),
             subject::AGENT_STATUS => {
                 json!({"agentId": AGENT, "name": "web-1", "online": true, "lastSeen": null})
             }
@@ -399,6 +418,7 @@ mod tests {
         round_trips!(AgentRequest, AgentRequestKind);
         round_trips!(AgentPush, AgentPushKind);
         round_trips!(ClientPush, ClientPushKind);
+        round_trips!(AgentHello, AgentHelloKind);
     }
 
     #[test]

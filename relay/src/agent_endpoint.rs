@@ -9,7 +9,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use tracing::{Instrument, debug, info, info_span, warn};
 use zedops_protocol::{
-    AgentAuth, AgentForgotten, AgentPush, AgentPushKind, AgentRegister, AgentWelcome, ClientPush,
+    AgentForgotten, AgentHello, AgentHelloKind, AgentPush, AgentPushKind, AgentWelcome, ClientPush,
     Envelope, ErrorCode, ErrorReply, Frame, HELLO_TIMEOUT, PROTOCOL_VERSION, ProtocolError,
     subject,
 };
@@ -66,13 +66,8 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
     tracing::Span::current().record("agent", record.name.as_str());
 
     let (link, mut outbound, mut replaced) = state.hub.connect_agent(&record.id, &record.name);
-    if let Some(version) = socket::hello_version(&hello) {
-        link.protocol_version
-            .store(version, std::sync::atomic::Ordering::Relaxed);
-    }
     let welcome = AgentWelcome {
-        // The agent's own version (within what this relay speaks): older agents get theirs.
-        protocol_version: socket::hello_version(&hello).unwrap_or(PROTOCOL_VERSION),
+        protocol_version: PROTOCOL_VERSION,
         agent_id: record.id.clone(),
         name: record.name.clone(),
         token,
@@ -167,10 +162,17 @@ async fn authenticate(
     hello: &Frame,
 ) -> Result<(AgentRecord, Option<String>), ErrorReply> {
     check_version(hello)?;
-    let invalid = |e: zedops_protocol::ProtocolError| e.to_reply();
-    match hello.subject.as_str() {
-        subject::AGENT_REGISTER => {
-            let register: AgentRegister = hello.payload().map_err(invalid)?;
+    let Some(kind) = AgentHelloKind::from_subject(&hello.subject) else {
+        return Err(ErrorReply::new(
+            ErrorCode::Unauthorized,
+            format!(
+                "the first frame must be agent.register or agent.auth, not {:?}",
+                hello.subject
+            ),
+        ));
+    };
+    match kind.decode(hello).map_err(|e| e.to_reply())? {
+        AgentHello::Register(register) => {
             match state
                 .store
                 .enrol_agent(&register.registration_token, &register.name, &register.info)
@@ -193,8 +195,7 @@ async fn authenticate(
                 Err(e) => Err(e.into()),
             }
         }
-        subject::AGENT_AUTH => {
-            let auth: AgentAuth = hello.payload().map_err(invalid)?;
+        AgentHello::Auth(auth) => {
             match state
                 .store
                 .authenticate_agent(&auth.agent_id, &auth.token, &auth.info)
@@ -208,10 +209,6 @@ async fn authenticate(
                 Err(e) => Err(e.into()),
             }
         }
-        other => Err(ErrorReply::new(
-            ErrorCode::Unauthorized,
-            format!("the first frame must be agent.register or agent.auth, not {other:?}"),
-        )),
     }
 }
 

@@ -4,7 +4,7 @@
 //! brute-force. Passwords are chosen by people, so they get argon2id.
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -58,6 +58,7 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
 /// [`verify_password_in`]; this plain form is the reference its test compares with.
 #[cfg(test)]
 pub fn verify_password(password: &str, hash: &str) -> bool {
+    use argon2::password_hash::PasswordVerifier;
     PasswordHash::new(hash).is_ok_and(|parsed| {
         Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
