@@ -20,6 +20,12 @@ pub enum Request {
         operation: Operation,
         container_id: String,
     },
+    /// `container.remove`
+    Remove(zedops_protocol::ContainerRemoveRequest),
+    /// `image.list`
+    Images,
+    /// `image.remove`
+    RemoveImage(zedops_protocol::ImageRemoveRequest),
 }
 
 impl Request {
@@ -37,6 +43,9 @@ impl Request {
             Self::List => subject::CONTAINER_LIST,
             Self::Inspect { .. } => subject::CONTAINER_INSPECT,
             Self::Action { operation, .. } => operation.subject(),
+            Self::Remove(_) => subject::CONTAINER_REMOVE,
+            Self::Images => subject::IMAGE_LIST,
+            Self::RemoveImage(_) => subject::IMAGE_REMOVE,
         }
     }
 
@@ -45,6 +54,9 @@ impl Request {
         match self {
             Self::List => list(docker, inbox).await,
             Self::Inspect { container_id } => inspect(docker, &container_id, inbox).await,
+            Self::Remove(request) => crate::deploy::remove(docker, request, inbox).await,
+            Self::Images => crate::deploy::images(docker, inbox).await,
+            Self::RemoveImage(request) => crate::deploy::remove_image(docker, request, inbox).await,
             Self::Action {
                 operation,
                 container_id,

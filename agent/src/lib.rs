@@ -53,6 +53,9 @@ pub struct AgentOptions {
     pub ca_file: Option<PathBuf>,
     /// Allow plaintext `ws://` to a relay that is not on this machine.
     pub insecure: bool,
+    /// Directories under which created containers may bind-mount server paths
+    /// (`--allow-bind`); none by default. See [`policy`].
+    pub allow_bind: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for AgentOptions {
@@ -68,6 +71,7 @@ impl std::fmt::Debug for AgentOptions {
             .field("docker_host", &self.docker_host)
             .field("ca_file", &self.ca_file)
             .field("insecure", &self.insecure)
+            .field("allow_bind", &self.allow_bind)
             .finish()
     }
 }

@@ -129,6 +129,16 @@ struct RunArgs {
     /// Allow plaintext ws:// to a relay that is not on this machine.
     #[arg(long, env = "ZEDOPS_INSECURE")]
     insecure: bool,
+    /// Let containers created through ZedOps bind-mount server paths under DIR (repeatable;
+    /// none by default). The Docker socket is refused even inside DIR. In agent.env:
+    /// ZEDOPS_ALLOW_BIND=/srv/games:/srv/backups
+    #[arg(
+        long = "allow-bind",
+        value_name = "DIR",
+        env = "ZEDOPS_ALLOW_BIND",
+        value_delimiter = ':'
+    )]
+    allow_bind: Vec<PathBuf>,
     /// Container events pushed to the relay per second at most (bursts of twice that); faster
     /// ones are coalesced into one container.sync. Keep it at or under half of the relay's
     /// --max-agent-messages-per-sec (1,000 by default); 0 turns pacing off.
@@ -237,6 +247,7 @@ fn options(args: RunArgs) -> anyhow::Result<AgentOptions> {
         docker_host: args.docker_host,
         ca_file: args.ca_file,
         insecure: args.insecure,
+        allow_bind: args.allow_bind,
     })
 }
 

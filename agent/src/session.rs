@@ -22,6 +22,7 @@ use crate::credentials::{self, Credentials};
 use crate::docker::DockerClient;
 use crate::handlers::{self, Request};
 use crate::pacing::PushBudget;
+use crate::policy::LocalPolicy;
 use crate::status::{self, Status};
 use crate::streams::Streams;
 use crate::{AgentOptions, info};
@@ -55,7 +56,18 @@ pub async fn run(
     let relay = RelayUrl::parse(&options.relay_url, options.insecure)?;
     let tls = zedops_transport::client_config(options.ca_file.as_deref())?;
     let mut identity = identity(&options, &relay)?;
-    let docker = Arc::new(DockerClient::connect(options.docker_host.as_deref()).await);
+    let policy = LocalPolicy::new(&options.allow_bind, options.docker_host.as_deref())?;
+    let mut docker = DockerClient::connect(options.docker_host.as_deref()).await;
+    if !options.allow_bind.is_empty() {
+        let dirs: Vec<String> = policy
+            .allowed_binds()
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        tracing::info!(dirs = %dirs.join(", "), "bind mounts allowed under these directories");
+    }
+    docker.set_policy(policy);
+    let docker = Arc::new(docker);
     let url = relay.ws("/ws/agent");
     let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = Backoff::default();
@@ -433,6 +445,15 @@ fn dispatch(
         AgentRequest::ContainerStats(request) => {
             streams.start_stats(docker.clone(), request, inbox, tx.clone())
         }
+        AgentRequest::ContainerCreate(request) => {
+            streams.start_create(docker.clone(), *request, inbox, tx.clone())
+        }
+        AgentRequest::ImagePull(request) => {
+            streams.start_pull(docker.clone(), request, inbox, tx.clone())
+        }
+        AgentRequest::ContainerRemove(request) => answer(Request::Remove(request)),
+        AgentRequest::ImageList(_) => answer(Request::Images),
+        AgentRequest::ImageRemove(request) => answer(Request::RemoveImage(request)),
         AgentRequest::ContainerList(_) => answer(Request::List),
         AgentRequest::ContainerInspect(request) => answer(Request::Inspect {
             container_id: request.container_id,

@@ -60,6 +60,36 @@ impl Streams {
         });
     }
 
+    /// Starts `container.create` (policy gate, pull with progress, create, start), answering
+    /// on `inbox`.
+    pub fn start_create(
+        self: &Arc<Self>,
+        docker: Arc<DockerClient>,
+        request: zedops_protocol::ContainerCreate,
+        inbox: String,
+        tx: mpsc::Sender<String>,
+    ) {
+        let (reply, out) = (inbox.clone(), tx.clone());
+        self.start(inbox, tx, move |cancel| async move {
+            let policy = docker.policy().clone();
+            crate::deploy::create(&docker, &policy, request, &reply, &out, cancel).await
+        });
+    }
+
+    /// Starts `image.pull` with progress, answering on `inbox`.
+    pub fn start_pull(
+        self: &Arc<Self>,
+        docker: Arc<DockerClient>,
+        request: zedops_protocol::ImagePullRequest,
+        inbox: String,
+        tx: mpsc::Sender<String>,
+    ) {
+        let (reply, out) = (inbox.clone(), tx.clone());
+        self.start(inbox, tx, move |cancel| async move {
+            crate::deploy::pull(&docker, request, &reply, &out, cancel).await
+        });
+    }
+
     /// Runs one stream in its own task; `run` sends its frames and says how it ended, which
     /// becomes the last frame.
     fn start<F>(

@@ -301,7 +301,7 @@ impl Client {
     }
 
     /// Sends a request whose answer is a stream of frames to its inbox.
-    async fn open_stream<Req: Serialize, T>(
+    pub(crate) async fn open_stream<Req: Serialize, T>(
         &self,
         subject: &str,
         request: &Req,

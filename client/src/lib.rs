@@ -26,6 +26,7 @@
 
 mod admin;
 mod client;
+mod deploy;
 mod error;
 mod http;
 pub mod store;
@@ -34,6 +35,7 @@ mod streams;
 pub use client::{
     CLIENT_WS_PATH, Client, ClientEvent, ConnectOptions, EVENT_BUFFER, REQUEST_GRACE,
 };
+pub use deploy::{Deploy, load_template};
 pub use error::{ClientError, Code, LocalCode};
 pub use http::{LOGIN_PATH, LOGOUT_PATH, agent_release, login, logout};
 pub use streams::{Logs, LogsOptions, Stats, StreamChunk, StreamReader};

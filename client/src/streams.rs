@@ -39,6 +39,12 @@ impl StreamChunk for StatsChunk {
     }
 }
 
+impl StreamChunk for zedops_protocol::DeployFrame {
+    fn is_last(&self) -> bool {
+        self.end.is_some()
+    }
+}
+
 /// An open streamed answer. Dropping it cancels the stream at the agent.
 pub struct StreamReader<T> {
     pub(crate) shared: Arc<Shared>,

@@ -49,6 +49,19 @@ fn sample(subject: &str) -> Value {
         subject::TOKEN_REVOKE => json!({"tokenId": "no-such-token"}),
         subject::AGENT_ROTATE => json!({"agentId": "no-such-agent"}),
         subject::AGENT_UPDATE => json!({"agentId": "no-such-agent"}),
+        subject::CONTAINER_DEPLOY => {
+            json!({"agentId": "no-such-agent", "template": "no-such-template", "name": "web"})
+        }
+        subject::CONTAINER_REMOVE => json!({"agentId": "no-such-agent", "containerId": "web"}),
+        subject::IMAGE_LIST => json!({"agentId": "no-such-agent"}),
+        subject::IMAGE_PULL | subject::IMAGE_REMOVE => {
+            json!({"agentId": "no-such-agent", "image": "busybox:1"})
+        }
+        subject::TEMPLATE_LIST => json!({}),
+        subject::TEMPLATE_SHOW | subject::TEMPLATE_REMOVE => json!({"name": "no-such-template"}),
+        subject::TEMPLATE_ADD | subject::TEMPLATE_UPDATE => {
+            json!({"template": {"name": "matrix-template", "spec": {"image": "busybox:1"}}})
+        }
         other => panic!("no sample request for {other}: add one and a row in the policy table"),
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod console;
+pub mod deploy;
 pub mod detail;
 pub mod envelope;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod update;
 
 pub use admin::*;
 pub use console::*;
+pub use deploy::*;
 pub use detail::*;
 pub use envelope::{Envelope, Frame, new_inbox_suffix};
 pub use error::{ErrorCode, ErrorReply, ProtocolError};

@@ -26,12 +26,14 @@
 use serde::{Deserialize, Serialize};
 
 use crate::admin::*;
+use crate::deploy::*;
 use crate::envelope::{Envelope, Frame};
 use crate::error::{ErrorReply, ProtocolError};
 use crate::events::*;
 use crate::payload::*;
 use crate::stream::*;
 use crate::subject;
+use crate::templates::*;
 use crate::update::*;
 
 /// What a client request needs of the sender's role.
@@ -216,6 +218,27 @@ messages! {
         UserUpdate(UserUpdateRequest) = subject::USER_UPDATE => Admin,
         /// `user.password`
         UserPassword(UserPasswordRequest) = subject::USER_PASSWORD => Admin,
+        /// `container.deploy`: a template resolved at the relay, created by the agent; a
+        /// streamed answer (pull progress, then the container).
+        ContainerDeploy(DeployRequest) = subject::CONTAINER_DEPLOY => Operate,
+        /// `container.remove`, forwarded to the agent and audited.
+        ContainerRemove(ContainerRemoveRequest) = subject::CONTAINER_REMOVE => Operate,
+        /// `image.list`, forwarded to the agent.
+        ImageList(ImageListRequest) = subject::IMAGE_LIST => Read,
+        /// `image.pull`, forwarded to the agent and audited; a streamed answer.
+        ImagePull(ImagePullRequest) = subject::IMAGE_PULL => Operate,
+        /// `image.remove`, forwarded to the agent and audited.
+        ImageRemove(ImageRemoveRequest) = subject::IMAGE_REMOVE => Operate,
+        /// `template.list`
+        TemplateList(TemplateListRequest) = subject::TEMPLATE_LIST => Read,
+        /// `template.show`
+        TemplateShow(TemplateNameRequest) = subject::TEMPLATE_SHOW => Read,
+        /// `template.add`
+        TemplateAdd(Box<TemplateSaveRequest>) = subject::TEMPLATE_ADD => Admin,
+        /// `template.update`
+        TemplateUpdate(Box<TemplateSaveRequest>) = subject::TEMPLATE_UPDATE => Admin,
+        /// `template.remove`
+        TemplateRemove(TemplateNameRequest) = subject::TEMPLATE_REMOVE => Admin,
     }
 }
 
@@ -255,6 +278,16 @@ messages! {
         AgentToken(AgentToken) = subject::AGENT_TOKEN,
         /// `agent.update.install`: fetch, check and install a build, answer, restart.
         AgentUpdateInstall(AgentUpdateOrder) = subject::AGENT_UPDATE_INSTALL,
+        /// `container.create`: from a resolved spec, after the local policy; a streamed answer.
+        ContainerCreate(Box<ContainerCreate>) = subject::CONTAINER_CREATE,
+        /// `container.remove`
+        ContainerRemove(ContainerRemoveRequest) = subject::CONTAINER_REMOVE,
+        /// `image.list`
+        ImageList(ImageListRequest) = subject::IMAGE_LIST,
+        /// `image.pull`: a streamed answer.
+        ImagePull(ImagePullRequest) = subject::IMAGE_PULL,
+        /// `image.remove`
+        ImageRemove(ImageRemoveRequest) = subject::IMAGE_REMOVE,
         /// `error`: the relay could not handle a frame the agent sent (never answered).
         Error(ErrorReply) = subject::ERROR,
     }
@@ -372,6 +405,28 @@ mod tests {
                 json!({"agentId": AGENT, "containers": [], "reason": "connected"})
             }
             subject::EVENT_RESYNC => json!({"missed": 3}),
+            subject::CONTAINER_DEPLOY => json!({
+                "agentId": AGENT, "template": "web", "name": "web-1",
+                "variables": {"PORT": "8080"}, "start": true,
+            }),
+            subject::CONTAINER_CREATE => json!({
+                "agentId": AGENT, "name": "web-1", "start": true,
+                "spec": {"image": "nginx:1.27", "ports": [{"container": 80, "host": 8080}]},
+                "template": {"name": "web", "version": 2}, "createdBy": "ann",
+            }),
+            subject::CONTAINER_REMOVE => {
+                json!({"agentId": AGENT, "containerId": "web", "force": true, "volumes": false})
+            }
+            subject::IMAGE_LIST => json!({"agentId": AGENT}),
+            subject::IMAGE_PULL => json!({"agentId": AGENT, "image": "nginx:1.27"}),
+            subject::IMAGE_REMOVE => {
+                json!({"agentId": AGENT, "image": "nginx:1.27", "force": false})
+            }
+            subject::TEMPLATE_LIST => json!({}),
+            subject::TEMPLATE_SHOW | subject::TEMPLATE_REMOVE => json!({"name": "web"}),
+            subject::TEMPLATE_ADD | subject::TEMPLATE_UPDATE => json!({
+                "template": {"name": "web", "spec": {"image": "nginx:1.27"}},
+            }),
             other => panic!("no sample payload for {other}: add one"),
         }
     }
@@ -403,12 +458,12 @@ mod tests {
                     kind.subject()
                 );
             }
-            let frame = Frame::decode(r#"{"subject":"container.remove","data":{}}"#).unwrap();
+            let frame = Frame::decode(r#"{"subject":"no.such.subject","data":{}}"#).unwrap();
             let err = $name::decode(&frame).unwrap_err();
             assert!(matches!(err, ProtocolError::UnknownSubject(_)), "{err}");
-            assert_eq!(err.to_string(), r#"unknown subject "container.remove""#);
+            assert_eq!(err.to_string(), r#"unknown subject "no.such.subject""#);
             assert_eq!(err.to_reply().error_code, crate::ErrorCode::InvalidRequest);
-            assert_eq!($kind::from_subject("container.remove"), None);
+            assert_eq!($kind::from_subject("no.such.subject"), None);
         }};
     }
 
@@ -475,6 +530,16 @@ mod tests {
             (subject::USER_CREATE, Need::Admin),
             (subject::USER_UPDATE, Need::Admin),
             (subject::USER_PASSWORD, Need::Admin),
+            (subject::CONTAINER_DEPLOY, Need::Operate),
+            (subject::CONTAINER_REMOVE, Need::Operate),
+            (subject::IMAGE_LIST, Need::Read),
+            (subject::IMAGE_PULL, Need::Operate),
+            (subject::IMAGE_REMOVE, Need::Operate),
+            (subject::TEMPLATE_LIST, Need::Read),
+            (subject::TEMPLATE_SHOW, Need::Read),
+            (subject::TEMPLATE_ADD, Need::Admin),
+            (subject::TEMPLATE_UPDATE, Need::Admin),
+            (subject::TEMPLATE_REMOVE, Need::Admin),
         ];
         assert_eq!(intended.len(), ClientRequestKind::ALL.len());
         for (subject, need) in intended {

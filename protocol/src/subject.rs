@@ -89,6 +89,31 @@ pub const USER_PASSWORD: &str = "user.password";
 /// by `zedops-agent uninstall --purge` before it deletes its credentials.
 pub const AGENT_FORGET: &str = "agent.forget";
 
+// Deploy and remove (issue 14; payloads in `crate::deploy` and `crate::templates`).
+/// Client → relay (operator): create a container on an agent from a template; the relay
+/// resolves it and sends the agent `container.create`. A streamed answer (pull progress).
+pub const CONTAINER_DEPLOY: &str = "container.deploy";
+/// Relay → agent: create a container from a resolved spec. A streamed answer (pull progress).
+pub const CONTAINER_CREATE: &str = "container.create";
+/// Client → relay → agent (operator): remove a container.
+pub const CONTAINER_REMOVE: &str = "container.remove";
+/// Client → relay → agent: list the agent's images.
+pub const IMAGE_LIST: &str = "image.list";
+/// Client → relay → agent (operator): pull an image. A streamed answer (pull progress).
+pub const IMAGE_PULL: &str = "image.pull";
+/// Client → relay → agent (operator): remove an image.
+pub const IMAGE_REMOVE: &str = "image.remove";
+/// Client → relay: list templates.
+pub const TEMPLATE_LIST: &str = "template.list";
+/// Client → relay: one template in full.
+pub const TEMPLATE_SHOW: &str = "template.show";
+/// Client → relay (admin): store a new template.
+pub const TEMPLATE_ADD: &str = "template.add";
+/// Client → relay (admin): store a new version of a template.
+pub const TEMPLATE_UPDATE: &str = "template.update";
+/// Client → relay (admin): remove a template.
+pub const TEMPLATE_REMOVE: &str = "template.remove";
+
 /// Any direction: a frame that could not be handled and had no inbox to answer to,
 /// or a refused hello just before the connection closes.
 pub const ERROR: &str = "error";

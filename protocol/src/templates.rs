@@ -42,6 +42,7 @@ const NUMERIC_FIELDS: &[&str] = &[
 const BOOLEAN_FIELDS: &[&str] = &["readOnly", "openStdin", "tty"];
 
 /// One variable a deployer fills in.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateVariable {
@@ -59,6 +60,7 @@ pub struct TemplateVariable {
 }
 
 /// A template as written in a file (TOML or JSON) and sent to `template.add|update`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateBody {
@@ -338,6 +340,7 @@ fn substitute(value: &Value, key: Option<&str>, values: &BTreeMap<String, String
 // ---------------------------------------------------------------------------------------------
 
 /// `template.list` request: no fields.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateListRequest {}
@@ -345,6 +348,7 @@ pub struct TemplateListRequest {}
 impl Validate for TemplateListRequest {}
 
 /// One template in a list.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateSummary {
@@ -359,6 +363,7 @@ pub struct TemplateSummary {
 }
 
 /// `template.list` answer.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateListResponse {
@@ -368,6 +373,7 @@ pub struct TemplateListResponse {
 impl Validate for TemplateListResponse {}
 
 /// `template.show` and `template.remove` request.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateNameRequest {
@@ -384,6 +390,7 @@ impl Validate for TemplateNameRequest {
 }
 
 /// `template.show` answer: the template and who changed it when.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateRecord {
@@ -398,6 +405,7 @@ pub struct TemplateRecord {
 impl Validate for TemplateRecord {}
 
 /// `template.add` request; `template.update` carries the same body (its `name` says which).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateSaveRequest {
@@ -417,6 +425,7 @@ impl Validate for TemplateSaveRequest {
 }
 
 /// `template.add|update|remove` answer.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateSaved {

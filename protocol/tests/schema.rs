@@ -77,6 +77,23 @@ fn client_request(kind: ClientRequestKind, g: &mut SchemaGenerator) -> Option<Va
         K::UserCreate => request(of::<UserCreateRequest>(g), or_error::<UserSummary>(g)),
         K::UserUpdate => request(of::<UserUpdateRequest>(g), or_error::<UserSummary>(g)),
         K::UserPassword => request(of::<UserPasswordRequest>(g), or_error::<UserPasswordSet>(g)),
+        K::ContainerDeploy => request(of::<DeployRequest>(g), stream_of::<DeployFrame>(g)),
+        K::ContainerRemove => request(
+            of::<ContainerRemoveRequest>(g),
+            or_error::<ContainerRemoved>(g),
+        ),
+        K::ImageList => request(of::<ImageListRequest>(g), or_error::<ImageListResponse>(g)),
+        K::ImagePull => request(of::<ImagePullRequest>(g), stream_of::<DeployFrame>(g)),
+        K::ImageRemove => request(of::<ImageRemoveRequest>(g), or_error::<ImageRemoved>(g)),
+        K::TemplateList => request(
+            of::<TemplateListRequest>(g),
+            or_error::<TemplateListResponse>(g),
+        ),
+        K::TemplateShow => request(of::<TemplateNameRequest>(g), or_error::<TemplateRecord>(g)),
+        K::TemplateAdd | K::TemplateUpdate => {
+            request(of::<TemplateSaveRequest>(g), or_error::<TemplateSaved>(g))
+        }
+        K::TemplateRemove => request(of::<TemplateNameRequest>(g), or_error::<TemplateSaved>(g)),
         #[allow(unreachable_patterns)]
         _ => return None,
     })
@@ -102,6 +119,14 @@ fn agent_request(kind: AgentRequestKind, g: &mut SchemaGenerator) -> Option<Valu
         // Sent without a reply inbox: never answered.
         K::StreamCancel => json!({ "data": of::<StreamCancel>(g) }),
         K::AgentToken => request(of::<AgentToken>(g), or_error::<AgentTokenStored>(g)),
+        K::ContainerCreate => request(of::<ContainerCreate>(g), stream_of::<DeployFrame>(g)),
+        K::ContainerRemove => request(
+            of::<ContainerRemoveRequest>(g),
+            or_error::<ContainerRemoved>(g),
+        ),
+        K::ImageList => request(of::<ImageListRequest>(g), or_error::<ImageListResponse>(g)),
+        K::ImagePull => request(of::<ImagePullRequest>(g), stream_of::<DeployFrame>(g)),
+        K::ImageRemove => request(of::<ImageRemoveRequest>(g), or_error::<ImageRemoved>(g)),
         K::Error => json!({ "data": of::<ErrorReply>(g) }),
         #[allow(unreachable_patterns)]
         _ => return None,

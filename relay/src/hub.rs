@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc, oneshot, watch};
 use zedops_protocol::payload::Validate;
 use zedops_protocol::{
-    AgentRequest, AgentStatus, ClientPush, ErrorCode, ErrorReply, LogChunk, StatsChunk, subject,
+    AgentRequest, AgentStatus, ClientPush, DeployFrame, ErrorCode, ErrorReply, LogChunk,
+    StatsChunk, subject,
 };
 
 use crate::store::now;
@@ -42,6 +43,8 @@ pub const EVENT_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 pub enum StreamFrame {
     Logs(LogChunk),
     Stats(StatsChunk),
+    /// Pull progress and the outcome of a create or pull.
+    Deploy(DeployFrame),
 }
 
 impl StreamFrame {
@@ -49,14 +52,25 @@ impl StreamFrame {
         match self {
             StreamFrame::Logs(c) => c.end.is_some(),
             StreamFrame::Stats(c) => c.end.is_some(),
+            StreamFrame::Deploy(c) => c.end.is_some(),
         }
+    }
+
+    /// How the stream ended, when this is its last frame: `Some(None)` for success.
+    fn end_code(&self) -> Option<Option<ErrorCode>> {
+        let end = match self {
+            StreamFrame::Logs(c) => c.end.as_ref(),
+            StreamFrame::Stats(c) => c.end.as_ref(),
+            StreamFrame::Deploy(c) => c.end.as_ref(),
+        };
+        end.map(|e| e.error_code)
     }
 
     /// Lines a dropped frame takes with it (a stats sample counts as one).
     fn lines(&self) -> u64 {
         match self {
             StreamFrame::Logs(c) => c.lines.len().max(1) as u64,
-            StreamFrame::Stats(_) => 1,
+            StreamFrame::Stats(_) | StreamFrame::Deploy(_) => 1,
         }
     }
 }
@@ -91,6 +105,8 @@ pub struct StreamShared {
     /// Fires when `last` is filled.
     pub ended: Notify,
     bytes: Arc<AtomicUsize>,
+    /// How the agent ended the stream (`Some(None)`: without error), for the audit of deploys.
+    end_code: Mutex<Option<Option<ErrorCode>>>,
 }
 
 impl StreamShared {
@@ -99,6 +115,11 @@ impl StreamShared {
     pub fn take_last(&self) -> Option<Result<(StreamFrame, Charge), String>> {
         self.last.lock().expect("last lock").take()
     }
+
+    /// How the agent ended the stream, once it has: `Some(None)` without an error.
+    pub fn end_code(&self) -> Option<Option<ErrorCode>> {
+        *self.end_code.lock().expect("end code lock")
+    }
 }
 
 /// What a stream carries, which decides how each frame is decoded.
@@ -106,6 +127,8 @@ impl StreamShared {
 pub enum StreamKind {
     Logs,
     Stats,
+    /// `container.create` and `image.pull`: [`DeployFrame`]s.
+    Deploy,
 }
 
 /// Where an agent's frames for one streamed answer go.
@@ -131,6 +154,22 @@ impl StreamSink {
                 .map(StreamFrame::Logs),
             StreamKind::Stats => serde_json::from_str::<StatsChunk>(data)
                 .map(StreamFrame::Stats)
+                .map_err(|e| e.to_string()),
+            // An agent that refuses the request outright answers with an error reply: the
+            // stream's end, with its code.
+            StreamKind::Deploy => serde_json::from_str::<DeployFrame>(data)
+                .or_else(|e| {
+                    serde_json::from_str::<ErrorReply>(data)
+                        .map(|r| DeployFrame {
+                            end: Some(zedops_protocol::StreamEnd {
+                                error_code: Some(r.error_code),
+                                reason: r.error,
+                            }),
+                            ..DeployFrame::default()
+                        })
+                        .map_err(|_| e)
+                })
+                .map(StreamFrame::Deploy)
                 .map_err(|e| e.to_string()),
         };
         let charge = |bytes: usize| {
@@ -176,6 +215,9 @@ impl StreamSink {
     fn finish(&self, last: Result<(StreamFrame, Charge), String>) {
         if self.shared.finished.swap(true, Ordering::Relaxed) {
             return;
+        }
+        if let Ok((frame, _)) = &last {
+            *self.shared.end_code.lock().expect("end code lock") = frame.end_code();
         }
         *self.shared.last.lock().expect("last lock") = Some(last);
         self.shared.ended.notify_one();

@@ -27,6 +27,7 @@ pub mod state;
 pub mod store;
 pub(crate) mod streams;
 pub(crate) mod subscription;
+pub mod templates;
 pub mod time;
 pub mod update;
 

@@ -78,6 +78,17 @@ mod tests {
             (subject::AGENT_ROTATE, [true, false, false]),
             // Agent self-update: admins only.
             (subject::AGENT_UPDATE, [true, false, false]),
+            // Deploy and remove: operators deploy templates, admins write them, all see them.
+            (subject::CONTAINER_DEPLOY, [true, true, false]),
+            (subject::CONTAINER_REMOVE, [true, true, false]),
+            (subject::IMAGE_LIST, [true, true, true]),
+            (subject::IMAGE_PULL, [true, true, false]),
+            (subject::IMAGE_REMOVE, [true, true, false]),
+            (subject::TEMPLATE_LIST, [true, true, true]),
+            (subject::TEMPLATE_SHOW, [true, true, true]),
+            (subject::TEMPLATE_ADD, [true, false, false]),
+            (subject::TEMPLATE_UPDATE, [true, false, false]),
+            (subject::TEMPLATE_REMOVE, [true, false, false]),
         ];
         assert_eq!(
             intended.len(),
@@ -94,6 +105,8 @@ mod tests {
         // Relay → agent only: a client may never send it.
         assert_eq!(need(subject::AGENT_TOKEN), None);
         assert_eq!(need(subject::AGENT_UPDATE_INSTALL), None);
+        // A client may never hand an agent a spec of its own: only templates, resolved here.
+        assert_eq!(need(subject::CONTAINER_CREATE), None);
         // Agent → relay only.
         assert_eq!(need(subject::AGENT_FORGET), None);
     }

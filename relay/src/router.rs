@@ -5,7 +5,8 @@ use serde::Serialize;
 use tracing::{info, warn};
 use zedops_protocol::{
     AgentListResponse, AgentRequest, AgentSummary, ClientPush, ClientRequest, ClientRequestKind,
-    ContainerActionRequest, ContainerListRequest, Envelope, ErrorCode, ErrorReply, Frame,
+    ContainerActionRequest, ContainerListRequest, ContainerRemoveRequest, DeployRequest, Envelope,
+    ErrorCode, ErrorReply, Frame, ImageListRequest, ImagePullRequest, ImageRemoveRequest,
     LogsRequest, Operation, ProtocolError, StatsRequest, StreamCancelled,
 };
 
@@ -16,6 +17,7 @@ use crate::policy;
 use crate::state::AppState;
 use crate::store::{AuditEntry, Session};
 use crate::streams::{OpenStream, StreamKind};
+use crate::templates;
 use crate::time::rfc3339;
 use crate::{admin, lookup};
 
@@ -166,7 +168,257 @@ async fn serve(
         ClientRequest::UserPassword(request) => admin::user_password(state, session, request)
             .await
             .map(json),
+        ClientRequest::ContainerDeploy(request) => deploy(state, session, request).await,
+        ClientRequest::ContainerRemove(request) => {
+            let detail = format!("force={}, volumes={}", request.force, request.volumes);
+            let (reference, container) = (request.agent_id.clone(), request.container_id.clone());
+            let forward = |agent_id| {
+                AgentRequest::ContainerRemove(ContainerRemoveRequest {
+                    agent_id,
+                    ..request
+                })
+            };
+            let what = Audited {
+                operation: "remove",
+                container: Some(&container),
+                target: None,
+                detail: &detail,
+            };
+            audited_once(state, session, &reference, what, forward).await
+        }
+        ClientRequest::ImageList(request) => {
+            let link = online_agent(state, &request.agent_id).await?;
+            let forward = AgentRequest::ImageList(ImageListRequest {
+                agent_id: link.id.clone(),
+            });
+            forward_once(state, &link, &forward).await
+        }
+        ClientRequest::ImagePull(request) => {
+            let link = audited_agent(state, session, &request.agent_id, "pull", None).await?;
+            let forward = AgentRequest::ImagePull(ImagePullRequest {
+                agent_id: link.id.clone(),
+                image: request.image.clone(),
+            });
+            let what = Audited {
+                operation: "pull",
+                container: None,
+                target: Some(&request.image),
+                detail: "",
+            };
+            audited_stream(state, session, link, what, forward).await
+        }
+        ClientRequest::ImageRemove(request) => {
+            let detail = format!("force={}", request.force);
+            let (reference, image) = (request.agent_id.clone(), request.image.clone());
+            let forward = |agent_id| {
+                AgentRequest::ImageRemove(ImageRemoveRequest {
+                    agent_id,
+                    ..request
+                })
+            };
+            let what = Audited {
+                operation: "rmi",
+                container: None,
+                target: Some(&image),
+                detail: &detail,
+            };
+            audited_once(state, session, &reference, what, forward).await
+        }
+        ClientRequest::TemplateList(_) => templates::list(state).await.map(json),
+        ClientRequest::TemplateShow(request) => templates::show(state, request).await.map(json),
+        ClientRequest::TemplateAdd(request) => {
+            templates::add(state, session, *request).await.map(json)
+        }
+        ClientRequest::TemplateUpdate(request) => {
+            templates::change(state, session, *request).await.map(json)
+        }
+        ClientRequest::TemplateRemove(request) => {
+            templates::remove(state, session, request).await.map(json)
+        }
     }
+}
+
+/// What an audited deploy, pull or removal records.
+struct Audited<'a> {
+    operation: &'a str,
+    container: Option<&'a str>,
+    target: Option<&'a str>,
+    /// Template, version and variables (secrets masked), or the options; never a secret.
+    detail: &'a str,
+}
+
+/// The connected agent `reference` names; when there is none the refusal is audited.
+async fn audited_agent(
+    state: &AppState,
+    session: &Session,
+    reference: &str,
+    operation: &str,
+    container: Option<&str>,
+) -> Result<std::sync::Arc<AgentLink>, ErrorReply> {
+    match online_agent(state, reference).await {
+        Ok(link) => Ok(link),
+        Err(error) => {
+            let agent_id = audited_agent_id(state, reference).await;
+            let entry = AuditEntry {
+                agent_id: Some(&agent_id),
+                container,
+                operation,
+                result: "failed",
+                error_code: Some(error.error_code.as_str()),
+                ..audit_base(session)
+            };
+            audit(state, entry).await?;
+            Err(error)
+        }
+    }
+}
+
+/// Writes the `pending` entry of an audited request; a request whose entry cannot be written
+/// is not sent.
+async fn audit_pending(
+    state: &AppState,
+    session: &Session,
+    link: &AgentLink,
+    what: &Audited<'_>,
+) -> Result<i64, ErrorReply> {
+    let pending = AuditEntry {
+        agent_id: Some(&link.id),
+        container: what.container,
+        operation: what.operation,
+        result: "pending",
+        target: what.target,
+        detail: (!what.detail.is_empty()).then_some(what.detail),
+        ..audit_base(session)
+    };
+    state.store.audit_begin(pending).await.map_err(|e| {
+        tracing::error!(%e, "could not write the audit log; the request was not sent");
+        ErrorReply::new(
+            ErrorCode::Internal,
+            "the relay could not write its audit log, so it did not send the request; see the relay's log",
+        )
+    })
+}
+
+/// `container.deploy`: resolves the template at the relay (the agent gets only the result),
+/// audits it with the template, version and variables (secrets masked), and streams the
+/// agent's `container.create` answer back.
+async fn deploy(
+    state: &AppState,
+    session: &Session,
+    request: DeployRequest,
+) -> Result<Answer, ErrorReply> {
+    let link = audited_agent(
+        state,
+        session,
+        &request.agent_id,
+        "create",
+        Some(&request.name),
+    )
+    .await?;
+    let (create, detail) = match templates::resolve_deploy(state, session, &link.id, &request).await
+    {
+        Ok(resolved) => resolved,
+        Err(error) => {
+            let detail = format!("template {}: {}", request.template, error.error);
+            let entry = AuditEntry {
+                agent_id: Some(&link.id),
+                container: Some(&request.name),
+                operation: "create",
+                result: "failed",
+                error_code: Some(error.error_code.as_str()),
+                target: Some(&request.template),
+                detail: Some(&detail),
+                ..audit_base(session)
+            };
+            audit(state, entry).await?;
+            return Err(error);
+        }
+    };
+    info!(agent = %link.name, container = %request.name, template = %request.template, by = %session.user, "deploying a template");
+    let what = Audited {
+        operation: "create",
+        container: Some(&request.name),
+        target: Some(&request.template),
+        detail: &detail,
+    };
+    audited_stream(
+        state,
+        session,
+        link,
+        what,
+        AgentRequest::ContainerCreate(Box::new(create)),
+    )
+    .await
+}
+
+/// Opens an audited streamed answer (create, pull): the entry is `pending` until the stream's
+/// last frame, whose outcome completes it.
+async fn audited_stream(
+    state: &AppState,
+    session: &Session,
+    link: std::sync::Arc<AgentLink>,
+    what: Audited<'_>,
+    request: AgentRequest,
+) -> Result<Answer, ErrorReply> {
+    let audit_id = audit_pending(state, session, &link, &what).await?;
+    let opened = match state.hub.user_stream_slot(&session.user) {
+        Ok(slot) => link
+            .open_stream(&request, StreamKind::Deploy)
+            .await
+            .map(|opened| (slot, opened))
+            .map_err(|e| e.to_reply(&link.name)),
+        Err(error) => Err(error),
+    };
+    match opened {
+        Ok((user_slot, (agent_inbox, rx, shared))) => Ok(Answer::Stream(OpenStream {
+            link,
+            agent_inbox,
+            rx,
+            shared,
+            user_slot,
+            audit: Some((state.store.clone(), audit_id)),
+        })),
+        Err(error) => {
+            let code = error.error_code.as_str();
+            if let Err(e) = state
+                .store
+                .audit_finish(audit_id, "failed", Some(code))
+                .await
+            {
+                tracing::error!(%e, audit_id, "could not record a refusal in the audit log");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Forwards a removal (container or image) with one answer, audited like an action.
+async fn audited_once(
+    state: &AppState,
+    session: &Session,
+    reference: &str,
+    what: Audited<'_>,
+    forward: impl FnOnce(String) -> AgentRequest,
+) -> Result<Answer, ErrorReply> {
+    let link = audited_agent(state, session, reference, what.operation, what.container).await?;
+    let audit_id = audit_pending(state, session, &link, &what).await?;
+    let outcome = link
+        .request(&forward(link.id.clone()), state.timeouts.operation)
+        .await;
+    let error_code = match &outcome {
+        Ok(raw) => answer_error_code(raw),
+        Err(e) => Some(e.to_reply(&link.name).error_code.as_str().to_string()),
+    };
+    let result = if error_code.is_none() { "ok" } else { "failed" };
+    if let Err(e) = state
+        .store
+        .audit_finish(audit_id, result, error_code.as_deref())
+        .await
+    {
+        tracing::error!(%e, audit_id, "could not record an outcome in the audit log");
+    }
+    info!(agent = %link.name, operation = what.operation, container = ?what.container, target = ?what.target, error = ?error_code, "audited request");
+    outcome.map(Answer::Raw).map_err(|e| e.to_reply(&link.name))
 }
 
 /// A request the sender's role may not send: audited (a container action under the same name
@@ -241,6 +493,7 @@ async fn stream(
         rx,
         shared,
         user_slot,
+        audit: None,
     }))
 }
 

@@ -292,6 +292,11 @@ impl Store {
         Ok(store)
     }
 
+    /// The pool, for the modules that keep their own queries (templates).
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Closes the pool, flushing the WAL.
     pub async fn close(&self) {
         self.pool.close().await;

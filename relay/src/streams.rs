@@ -70,6 +70,9 @@ pub struct OpenStream {
     pub shared: Arc<StreamShared>,
     /// Held while the stream is open: one of the streams its user may have.
     pub user_slot: UserStreamSlot,
+    /// The audit entry (written `pending`) that gets the stream's outcome when it ends:
+    /// deploys and pulls.
+    pub audit: Option<(crate::store::Store, i64)>,
 }
 
 /// Carries `stream` to the client on `client_inbox` through `answers` (the connection's
@@ -133,6 +136,22 @@ pub async fn pump(
     };
     stream.link.close_stream(&stream.agent_inbox);
     streams.forget(client_inbox);
+    if let Some((store, id)) = stream.audit.take() {
+        // The relay's own ending (agent gone, cancelled) or the agent's last frame.
+        let outcome = match &last {
+            Some(end) => Some(end.error_code),
+            None => stream.shared.end_code(),
+        };
+        let (result, code) = match outcome {
+            Some(None) => ("ok", None),
+            Some(Some(code)) => ("failed", Some(code.as_str())),
+            // The client left before the agent finished: what happened is in the agent's log.
+            None => ("interrupted", None),
+        };
+        if let Err(e) = store.audit_finish(id, result, code).await {
+            tracing::error!(%e, id, "could not record a deploy's outcome in the audit log");
+        }
+    }
     if let Some(last) = last {
         // `{"end": …}` is a valid last frame of every kind of stream.
         let chunk = serde_json::json!({ "end": last });
@@ -197,6 +216,7 @@ async fn forward(
             Envelope::new(client_inbox, &chunk).to_json()
         }
         StreamFrame::Stats(chunk) => Envelope::new(client_inbox, &chunk).to_json(),
+        StreamFrame::Deploy(chunk) => Envelope::new(client_inbox, &chunk).to_json(),
     };
     answers
         .send(Outgoing {

@@ -53,6 +53,7 @@ impl TestAgent {
                 docker_host: None,
                 ca_file: None,
                 insecure: false,
+                allow_bind: vec![],
             },
             token: Token::Fresh,
             budget: PushBudget::default(),
@@ -89,6 +90,12 @@ impl AgentBuilder<'_> {
     /// Another Docker engine address (`zedops-agent run --docker-host`).
     pub fn docker_host(mut self, host: &str) -> Self {
         self.options.docker_host = Some(host.to_string());
+        self
+    }
+
+    /// A directory under which created containers may bind-mount (`--allow-bind`).
+    pub fn allow_bind(mut self, dir: &Path) -> Self {
+        self.options.allow_bind.push(dir.to_path_buf());
         self
     }
 

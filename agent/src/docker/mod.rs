@@ -84,6 +84,8 @@ pub struct DockerClient {
     requested: events::Requested,
     /// Pulls running now, at most [`zedops_protocol::MAX_PULLS_PER_AGENT`].
     pulls: tokio::sync::Semaphore,
+    /// What this server allows a created container (the last gate; see [`crate::policy`]).
+    policy: crate::policy::LocalPolicy,
 }
 
 impl DockerClient {
@@ -100,6 +102,7 @@ impl DockerClient {
             engine: Mutex::new(None),
             requested: events::Requested::default(),
             pulls: tokio::sync::Semaphore::new(zedops_protocol::MAX_PULLS_PER_AGENT),
+            policy: crate::policy::LocalPolicy::default(),
         };
         if let Some(id) = &client.own_container {
             tracing::info!(container = %&id[..12], "running in a container; it will not be stopped or restarted");
@@ -141,6 +144,17 @@ impl DockerClient {
             d.start_container(name, None::<StartContainerOptions>).await
         })
         .await
+    }
+
+    /// Sets what this server allows created containers (`--allow-bind`); the default allows
+    /// no bind mounts.
+    pub fn set_policy(&mut self, policy: crate::policy::LocalPolicy) {
+        self.policy = policy;
+    }
+
+    /// What this server allows created containers.
+    pub fn policy(&self) -> &crate::policy::LocalPolicy {
+        &self.policy
     }
 
     /// Treats `id` as the agent's own container (tests; detection reads /proc otherwise).
@@ -348,6 +362,7 @@ mod tests {
             engine: Mutex::new(None),
             requested: events::Requested::default(),
             pulls: tokio::sync::Semaphore::new(zedops_protocol::MAX_PULLS_PER_AGENT),
+            policy: crate::policy::LocalPolicy::default(),
         }
     }
 

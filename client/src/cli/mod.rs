@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod deploy;
 mod events;
 mod fleet;
 mod logs;
@@ -96,6 +97,21 @@ enum Command {
     },
     /// Show the audit log, newest first (admin)
     Audit(AuditArgs),
+    /// Container templates: list and show them; add, update and remove them (admin)
+    Template {
+        #[command(subcommand)]
+        command: deploy::TemplateCommand,
+    },
+    /// Create a container on an agent from a template, pulling its image if missing (operator)
+    Create(deploy::CreateArgs),
+    /// Remove a container (operator)
+    Rm(deploy::RmArgs),
+    /// List an agent's images and the containers that use them
+    Images(deploy::ImagesArgs),
+    /// Pull an image on an agent (operator)
+    Pull(deploy::PullArgs),
+    /// Remove an image from an agent (operator)
+    Rmi(deploy::RmiArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -518,6 +534,12 @@ async fn run(cli: Cli) -> CliResult {
                 admin::update_user(&global, &name, None, Some(false), output.json).await
             }
         },
+        Command::Template { command } => deploy::template(&global, command).await,
+        Command::Create(args) => deploy::create(&global, args).await,
+        Command::Rm(args) => deploy::rm(&global, args).await,
+        Command::Images(args) => deploy::images(&global, args).await,
+        Command::Pull(args) => deploy::pull(&global, args).await,
+        Command::Rmi(args) => deploy::rmi(&global, args).await,
         Command::Audit(args) => {
             admin::audit(
                 &global,

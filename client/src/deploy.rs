@@ -1,0 +1,198 @@
+//! Deploying and removing, typed: templates (list, show; add, update, remove for admins),
+//! deploying one onto an agent with pull progress, pulling, listing and removing images, and
+//! removing containers. The relay checks roles; these only ask.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use zedops_protocol::{
+    ContainerRemoveRequest, ContainerRemoved, DeployFrame, DeployRequest, ImageListRequest,
+    ImageListResponse, ImagePullRequest, ImageRemoveRequest, ImageRemoved, ImageSummary,
+    LIST_TIMEOUT, OPERATION_TIMEOUT, TemplateBody, TemplateListRequest, TemplateListResponse,
+    TemplateNameRequest, TemplateRecord, TemplateSaveRequest, TemplateSaved, TemplateSummary,
+    subject,
+};
+
+use crate::client::{Client, REQUEST_GRACE};
+use crate::error::ClientError;
+use crate::streams::StreamReader;
+
+/// The frames of a deploy or pull: progress, then what was pulled and created, the last
+/// with `end`.
+pub type Deploy = StreamReader<DeployFrame>;
+
+/// Largest template file read.
+const MAX_TEMPLATE_FILE: u64 = 256 * 1024;
+
+/// Reads a template file: JSON when its name ends in `.json`, TOML otherwise. Errors name the
+/// file and, for a schema mistake, the field.
+pub fn load_template(path: &Path) -> Result<TemplateBody, String> {
+    let shown = path.display();
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?
+        .len();
+    if size > MAX_TEMPLATE_FILE {
+        return Err(format!("{shown} is larger than 256 KiB; is it a template?"));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let value: serde_json::Value = if is_json {
+        serde_json::from_str(&text).map_err(|e| format!("{shown} is not valid JSON: {e}"))?
+    } else {
+        toml::from_str(&text).map_err(|e| format!("{shown} is not valid TOML: {e}"))?
+    };
+    let body: TemplateBody =
+        serde_json::from_value(value).map_err(|e| format!("{shown} is not a template: {e}"))?;
+    body.check().map_err(|e| format!("{shown}: {}", e.error))?;
+    Ok(body)
+}
+
+impl Client {
+    /// Every template, by name (any role).
+    pub async fn templates(&self) -> Result<Vec<TemplateSummary>, ClientError> {
+        let list: TemplateListResponse = self
+            .request(
+                subject::TEMPLATE_LIST,
+                &TemplateListRequest {},
+                LIST_TIMEOUT + REQUEST_GRACE,
+            )
+            .await?;
+        Ok(list.templates)
+    }
+
+    /// One template in full (any role).
+    pub async fn template(&self, name: &str) -> Result<TemplateRecord, ClientError> {
+        let request = TemplateNameRequest {
+            name: name.to_string(),
+        };
+        self.request(
+            subject::TEMPLATE_SHOW,
+            &request,
+            LIST_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
+    }
+
+    /// Stores a new template (admin); `TEMPLATE_EXISTS` when the name is taken.
+    pub async fn add_template(&self, template: TemplateBody) -> Result<TemplateSaved, ClientError> {
+        let request = TemplateSaveRequest { template };
+        self.request(
+            subject::TEMPLATE_ADD,
+            &request,
+            LIST_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
+    }
+
+    /// Stores a new version of the template `template.name` (admin).
+    pub async fn update_template(
+        &self,
+        template: TemplateBody,
+    ) -> Result<TemplateSaved, ClientError> {
+        let request = TemplateSaveRequest { template };
+        self.request(
+            subject::TEMPLATE_UPDATE,
+            &request,
+            LIST_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
+    }
+
+    /// Removes a template (admin); containers made from it stay.
+    pub async fn remove_template(&self, name: &str) -> Result<TemplateSaved, ClientError> {
+        let request = TemplateNameRequest {
+            name: name.to_string(),
+        };
+        self.request(
+            subject::TEMPLATE_REMOVE,
+            &request,
+            LIST_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
+    }
+
+    /// Deploys `template` onto `agent` as a container `name` (operator): the relay resolves the
+    /// variables, the agent pulls the image if it is missing and creates (and with `start`
+    /// starts) the container. Refusals arrive as the first item of the stream.
+    pub async fn deploy(
+        &self,
+        agent: &str,
+        template: &str,
+        name: &str,
+        variables: BTreeMap<String, String>,
+        start: bool,
+    ) -> Result<Deploy, ClientError> {
+        let request = DeployRequest {
+            agent_id: agent.to_string(),
+            template: template.to_string(),
+            name: name.to_string(),
+            variables,
+            start,
+        };
+        self.open_stream(subject::CONTAINER_DEPLOY, &request).await
+    }
+
+    /// Pulls `image` on `agent` (operator), with progress.
+    pub async fn pull(&self, agent: &str, image: &str) -> Result<Deploy, ClientError> {
+        let request = ImagePullRequest {
+            agent_id: agent.to_string(),
+            image: image.to_string(),
+        };
+        self.open_stream(subject::IMAGE_PULL, &request).await
+    }
+
+    /// Removes a container (operator); a running one only with `force`.
+    pub async fn remove_container(
+        &self,
+        agent: &str,
+        container: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<ContainerRemoved, ClientError> {
+        let request = ContainerRemoveRequest {
+            agent_id: agent.to_string(),
+            container_id: container.to_string(),
+            force,
+            volumes,
+        };
+        self.request(
+            subject::CONTAINER_REMOVE,
+            &request,
+            OPERATION_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
+    }
+
+    /// The agent's images with the containers that use them (any role).
+    pub async fn images(&self, agent: &str) -> Result<Vec<ImageSummary>, ClientError> {
+        let request = ImageListRequest {
+            agent_id: agent.to_string(),
+        };
+        let list: ImageListResponse = self
+            .request(subject::IMAGE_LIST, &request, LIST_TIMEOUT + REQUEST_GRACE)
+            .await?;
+        Ok(list.images)
+    }
+
+    /// Removes an image from the agent (operator).
+    pub async fn remove_image(
+        &self,
+        agent: &str,
+        image: &str,
+        force: bool,
+    ) -> Result<ImageRemoved, ClientError> {
+        let request = ImageRemoveRequest {
+            agent_id: agent.to_string(),
+            image: image.to_string(),
+            force,
+        };
+        self.request(
+            subject::IMAGE_REMOVE,
+            &request,
+            OPERATION_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
+    }
+}

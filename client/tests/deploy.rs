@@ -1,0 +1,492 @@
+//! Deploying end to end: a real relay, a real agent on the real engine, images from a real
+//! registry on loopback, the client library and the `zedops` binary. Templates by role, a
+//! deploy with its pull progress and the container exactly as asked, each refusal with its code,
+//! the agent's own policy refusing what the relay let through, removal, images, and the audit.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use bollard::query_parameters::{InspectContainerOptions, RemoveContainerOptionsBuilder};
+use support::{run, text, zedops};
+use zedops_client::ClientError;
+use zedops_protocol::{ErrorCode, Role, TemplateBody};
+use zedops_testkit::registry::TestRegistry;
+use zedops_testkit::{TestAgent, TestRelay, require_docker};
+
+fn code(err: &ClientError) -> String {
+    err.code().as_str().to_string()
+}
+
+fn template(name: &str, image: &str, extra: serde_json::Value) -> TemplateBody {
+    let mut spec = serde_json::json!({
+        "image": image,
+        "cmd": ["sleep", "300"],
+        "env": {"GREETING": "hello ${WHO}", "PASSWORD": "${PASSWORD}"},
+        "ports": [{"container": 16261, "host": "${PORT}", "protocol": "udp", "hostIp": "127.0.0.1"}],
+        "resources": {"memoryBytes": 67108864, "pids": 100},
+        "restart": "unless-stopped",
+        "labels": {"com.example.game": "test"},
+    });
+    if let serde_json::Value::Object(more) = extra {
+        spec.as_object_mut().unwrap().extend(more);
+    }
+    serde_json::from_value(serde_json::json!({
+        "name": name,
+        "description": "deploy test",
+        "variables": {
+            "WHO": {"description": "who to greet", "default": "world"},
+            "PASSWORD": {"description": "a secret", "required": true, "secret": true},
+            "PORT": {"description": "host port", "required": true},
+        },
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+/// Removes the named containers when dropped, even when the test fails.
+struct Leftovers(bollard::Docker, Vec<String>);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        let (docker, names) = (self.0.clone(), std::mem::take(&mut self.1));
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for name in names {
+                    let options = RemoveContainerOptionsBuilder::new()
+                        .force(true)
+                        .v(true)
+                        .build();
+                    let _ = docker.remove_container(&name, Some(options)).await;
+                    let _ = docker
+                        .remove_volume(
+                            &format!("{name}-data"),
+                            None::<bollard::query_parameters::RemoveVolumeOptions>,
+                        )
+                        .await;
+                }
+            });
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn templates_deploy_remove_and_images_through_relay_and_agent() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let Some(registry) = TestRegistry::start().await else {
+        return;
+    };
+    let image = registry
+        .push_test_image(&docker, "zedops/deploy", "1")
+        .await;
+    let relay = TestRelay::builder().start().await;
+    let _agent = TestAgent::builder(&relay).name("deployer").online().await;
+    let admin = relay.client("ann", Role::Admin).await;
+    let operator = relay.client("otto", Role::Operator).await;
+    let viewer = relay.client("vera", Role::Viewer).await;
+    let suffix = format!("{:08x}", rand_suffix());
+    let tname = format!("t-{suffix}");
+    let container = format!("zdeploy-{suffix}");
+    let mut leftovers = Leftovers(docker.clone(), vec![]);
+
+    // Templates: admins write them, everyone reads them.
+    let body = template(&tname, &image, serde_json::json!({}));
+    for (who, client) in [("viewer", &viewer), ("operator", &operator)] {
+        let err = client.add_template(body.clone()).await.unwrap_err();
+        assert_eq!(code(&err), "FORBIDDEN", "{who}");
+    }
+    assert_eq!(admin.add_template(body.clone()).await.unwrap().version, 1);
+    let err = admin.add_template(body.clone()).await.unwrap_err();
+    assert_eq!(code(&err), "TEMPLATE_EXISTS");
+    assert_eq!(
+        admin.update_template(body.clone()).await.unwrap().version,
+        2
+    );
+    let listed = viewer.templates().await.unwrap();
+    assert!(listed.iter().any(|t| t.name == tname && t.version == 2));
+    let shown = viewer.template(&tname).await.unwrap();
+    assert_eq!(shown.updated_by.as_deref(), Some("ann"));
+    let mut bad = body.clone();
+    bad.spec["hostConfig"] = serde_json::json!({"Privileged": true});
+    let err = admin.add_template(bad).await.unwrap_err();
+    assert_eq!(code(&err), "TEMPLATE_INVALID");
+    assert!(err.to_string().contains("hostConfig"), "{err}");
+
+    // Deploy: viewers may not; a missing or unknown variable is refused by name.
+    let port = zedops_testkit::registry::free_port();
+    let vars = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let first_error = |mut stream: zedops_client::Deploy| async move {
+        match stream.next().await {
+            Some(Err(err)) => code(&err),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    };
+    let stream = viewer
+        .deploy("deployer", &tname, &container, vars(&[]), true)
+        .await
+        .unwrap();
+    assert_eq!(first_error(stream).await, "FORBIDDEN");
+    let stream = operator
+        .deploy("deployer", &tname, &container, vars(&[("PORT", "1")]), true)
+        .await
+        .unwrap();
+    assert_eq!(first_error(stream).await, "MISSING_VARIABLE");
+    let stream = operator
+        .deploy(
+            "deployer",
+            &tname,
+            &container,
+            vars(&[("PORT", "1"), ("PASSWORD", "x"), ("NOPE", "1")]),
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(first_error(stream).await, "UNKNOWN_VARIABLE");
+
+    // The deploy itself: the image is pulled with progress, the container made and started.
+    leftovers.1.push(container.clone());
+    let port_text = port.to_string();
+    let mut stream = operator
+        .deploy(
+            "deployer",
+            &tname,
+            &container,
+            vars(&[("PORT", &port_text), ("PASSWORD", "s3cret-value")]),
+            true,
+        )
+        .await
+        .unwrap();
+    let (mut progress, mut pulled, mut created, mut end) = (0, None, None, None);
+    while let Some(frame) = stream.next().await {
+        let frame = frame.unwrap();
+        progress += usize::from(frame.progress.is_some());
+        pulled = pulled.or(frame.pulled);
+        created = created.or(frame.created);
+        end = end.or(frame.end);
+    }
+    let end = end.expect("the stream ended");
+    assert_eq!(end.error_code, None, "{}", end.reason);
+    assert!(progress > 0, "no pull progress reached the client");
+    assert!(pulled.unwrap().pulled);
+    let created = created.unwrap();
+    assert!(created.started);
+    let inspect = docker
+        .inspect_container(&container, None::<InspectContainerOptions>)
+        .await
+        .unwrap();
+    let config = inspect.config.unwrap();
+    let labels = config.labels.unwrap();
+    assert_eq!(labels["zedops.template"], tname);
+    assert_eq!(labels["zedops.template.version"], "2");
+    assert_eq!(labels["zedops.created-by"], "otto");
+    let env = config.env.unwrap();
+    assert!(env.contains(&"GREETING=hello world".to_string()), "{env:?}");
+    assert!(env.contains(&"PASSWORD=s3cret-value".to_string()));
+    let host = inspect.host_config.unwrap();
+    assert_eq!(host.memory, Some(67108864));
+    assert_eq!(host.pids_limit, Some(100));
+    let bindings = host.port_bindings.unwrap();
+    assert_eq!(
+        bindings["16261/udp"].as_ref().unwrap()[0]
+            .host_port
+            .as_deref(),
+        Some(port_text.as_str())
+    );
+
+    // The same name again: its own code.
+    let stream = operator
+        .deploy(
+            "deployer",
+            &tname,
+            &container,
+            vars(&[("PORT", "2"), ("PASSWORD", "x")]),
+            false,
+        )
+        .await
+        .unwrap();
+    let mut stream = stream;
+    let mut last = None;
+    while let Some(frame) = stream.next().await {
+        last = Some(frame.unwrap());
+    }
+    let end = last.unwrap().end.unwrap();
+    assert_eq!(end.error_code, Some(ErrorCode::ContainerNameInUse));
+
+    // A template the relay accepts but the agent's policy refuses: refused by the agent,
+    // nothing created.
+    let privileged = format!("p-{suffix}");
+    admin
+        .add_template(template(
+            &privileged,
+            &image,
+            serde_json::json!({"privileged": true}),
+        ))
+        .await
+        .unwrap();
+    let refused = format!("zdeploy-priv-{suffix}");
+    leftovers.1.push(refused.clone());
+    let mut stream = operator
+        .deploy(
+            "deployer",
+            &privileged,
+            &refused,
+            vars(&[("PORT", "3"), ("PASSWORD", "x")]),
+            true,
+        )
+        .await
+        .unwrap();
+    let mut last = None;
+    while let Some(frame) = stream.next().await {
+        last = Some(frame.unwrap());
+    }
+    let end = last.unwrap().end.unwrap();
+    assert_eq!(end.error_code, Some(ErrorCode::PolicyDenied));
+    assert!(end.reason.contains("privileged"), "{}", end.reason);
+    assert!(
+        docker
+            .inspect_container(&refused, None::<InspectContainerOptions>)
+            .await
+            .is_err()
+    );
+
+    // Images: everyone sees them, with the container using each.
+    let images = viewer.images("deployer").await.unwrap();
+    let ours = images
+        .iter()
+        .find(|i| i.repo_tags.contains(&image))
+        .expect("the pulled image listed");
+    assert!(ours.used_by.contains(&container), "{ours:?}");
+
+    // Removal: viewers may not; a running container needs --force.
+    let err = viewer
+        .remove_container("deployer", &container, true, false)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "FORBIDDEN");
+    let err = operator
+        .remove_container("deployer", &container, false, false)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "DOCKER_REMOVE_FAILED");
+    assert!(err.to_string().contains("--force"), "{err}");
+    operator
+        .remove_container("deployer", &container, true, true)
+        .await
+        .unwrap();
+    assert!(
+        docker
+            .inspect_container(&container, None::<InspectContainerOptions>)
+            .await
+            .is_err()
+    );
+    let err = viewer
+        .remove_image("deployer", &image, false)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "FORBIDDEN");
+    let removed = operator
+        .remove_image("deployer", &image, false)
+        .await
+        .unwrap();
+    assert!(removed.untagged.contains(&image), "{removed:?}");
+
+    // The audit: every create and removal, with template, version and variables, the secret
+    // masked everywhere.
+    let query = zedops_protocol::AuditListRequest {
+        agent_id: None,
+        since: None,
+        limit: Some(200),
+    };
+    let audit = admin.audit(&query).await.unwrap();
+    let entries = &audit.entries;
+    let created_entry = entries
+        .iter()
+        .find(|e| {
+            e.operation == "create"
+                && e.container.as_deref() == Some(&container)
+                && e.result == "ok"
+        })
+        .expect("the create audited");
+    let detail = created_entry.detail.as_deref().unwrap();
+    assert!(detail.contains(&format!("template {tname} v2")), "{detail}");
+    assert!(detail.contains("PASSWORD=\"******\""), "{detail}");
+    assert!(detail.contains(&format!("PORT=\"{port}\"")), "{detail}");
+    assert!(
+        !serde_json::to_string(&audit)
+            .unwrap()
+            .contains("s3cret-value"),
+        "a secret reached the audit log"
+    );
+    let denied = entries
+        .iter()
+        .find(|e| e.operation == "create" && e.container.as_deref() == Some(&refused))
+        .expect("the refused create audited");
+    assert_eq!(denied.result, "failed");
+    assert_eq!(denied.error_code.as_deref(), Some("POLICY_DENIED"));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.operation == "remove" && e.result == "ok")
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.operation == "rmi" && e.result == "ok")
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.operation == "template.update" && e.target.as_deref() == Some(&tname))
+    );
+
+    admin.remove_template(&tname).await.unwrap();
+    let err = viewer.template(&tname).await.unwrap_err();
+    assert_eq!(code(&err), "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn the_cli_adds_a_template_from_a_file_and_creates_with_a_summary_line() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let Some(registry) = TestRegistry::start().await else {
+        return;
+    };
+    let image = registry.push_test_image(&docker, "zedops/cli", "1").await;
+    let relay = TestRelay::builder().start().await;
+    let _agent = TestAgent::builder(&relay).name("cli-agent").online().await;
+    let admin_token = relay.login("ann", Role::Admin).await;
+    let operator_token = relay.login("otto", Role::Operator).await;
+    let config = tempfile::tempdir().unwrap();
+    let suffix = format!("{:08x}", rand_suffix());
+    let tname = format!("cli-{suffix}");
+    let container = format!("zcli-{suffix}");
+    let mut leftovers = Leftovers(docker.clone(), vec![container.clone()]);
+    let file = config.path().join("t.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"{tname}\"\n[variables.MSG]\ndefault = \"hi\"\n[spec]\nimage = \"{image}\"\ncmd = [\"sleep\", \"300\"]\n[spec.env]\nMSG = \"${{MSG}}\"\n"
+        ),
+    )
+    .unwrap();
+    let zed = |token: &str, args: &[&str]| {
+        let mut cmd = zedops(config.path());
+        cmd.env("ZEDOPS_TOKEN", token)
+            .env("ZEDOPS_RELAY", &relay.url)
+            .args(args);
+        cmd
+    };
+    let out = run(
+        &mut zed(
+            &operator_token,
+            &["template", "add", file.to_str().unwrap()],
+        ),
+        "",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("FORBIDDEN"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(
+        &mut zed(&admin_token, &["template", "add", file.to_str().unwrap()]),
+        "",
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&format!("added template {tname} (version 1)")));
+    let out = run(&mut zed(&operator_token, &["template", "list"]), "").await;
+    assert!(text(&out.stdout).contains(&tname), "{}", text(&out.stdout));
+
+    let out = run(
+        &mut zed(
+            &operator_token,
+            &[
+                "create",
+                "--agent",
+                "cli-agent",
+                "--template",
+                &tname,
+                "--name",
+                &container,
+                "--set",
+                "MSG=bonjour",
+                "--start",
+            ],
+        ),
+        "",
+    )
+    .await;
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("pulling "), "no progress line: {stderr}");
+    assert!(
+        stderr.contains(&format!("created and started container {container} (")),
+        "{stderr}"
+    );
+    let out = run(
+        &mut zed(&operator_token, &["images", "--agent", "cli-agent"]),
+        "",
+    )
+    .await;
+    assert!(
+        text(&out.stdout).contains(&container),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(
+        &mut zed(&operator_token, &["rm", "--agent", "cli-agent", &container]),
+        "",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("DOCKER_REMOVE_FAILED"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(
+        &mut zed(
+            &operator_token,
+            &["rm", "--agent", "cli-agent", "--force", &container],
+        ),
+        "",
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    leftovers.1.clear();
+    let out = run(
+        &mut zed(&operator_token, &["rmi", "--agent", "cli-agent", &image]),
+        "",
+    )
+    .await;
+    assert!(
+        text(&out.stderr).contains("untagged"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        ^ std::process::id()
+}
