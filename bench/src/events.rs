@@ -32,12 +32,7 @@ pub async fn run(cycles: usize) -> anyhow::Result<()> {
         );
     }
     let relay = TestRelay::builder().start().await;
-    let data = tempfile::tempdir()?;
-    let agent = TestAgent::builder(&relay)
-        .name("bench")
-        .data_dir(&data.path().join("a"))
-        .online()
-        .await;
+    let agent = TestAgent::builder(&relay).name("bench").online().await;
     let client = relay.client("bench", Role::Viewer).await;
     let mut pushed = client.events();
     client.subscribe(Some(vec!["bench".into()])).await?;

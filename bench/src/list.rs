@@ -21,12 +21,7 @@ pub async fn run(count: usize, rounds: usize) -> anyhow::Result<()> {
             .await;
     }
     let relay = TestRelay::builder().start().await;
-    let data = tempfile::tempdir()?;
-    let agent = TestAgent::builder(&relay)
-        .name("bench")
-        .data_dir(&data.path().join("a"))
-        .online()
-        .await;
+    let agent = TestAgent::builder(&relay).name("bench").online().await;
     let client = relay.client("bench", Role::Viewer).await;
 
     let options = || {

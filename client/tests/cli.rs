@@ -6,8 +6,7 @@ mod support;
 
 use std::process::Output;
 
-use serde_json::Value;
-use support::{run, text, zedops};
+use support::{json, run, text, zedops};
 use zedops_client::store;
 use zedops_protocol::Role;
 use zedops_testkit::{TEST_PASSWORD, TestAgent, TestContainers, TestRelay, require_docker};
@@ -19,20 +18,7 @@ async fn headless(
     config: &std::path::Path,
     args: &[&str],
 ) -> Output {
-    run(
-        zedops(config)
-            .env("ZEDOPS_TOKEN", token)
-            .env("ZEDOPS_RELAY", &relay.url)
-            .args(args),
-        "",
-    )
-    .await
-}
-
-fn json(out: &Output) -> Value {
-    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("JSON on stdout ({e}): {}", text(&out.stdout)))
+    support::headless(&relay.url, token, config, args, "").await
 }
 
 fn failed_with(out: &Output, code: &str) {
@@ -50,12 +36,7 @@ async fn drives_real_containers_through_the_cli() {
     let mut containers = TestContainers::new(&docker);
     let web = containers.sleeper("web").await;
     let relay = TestRelay::builder().start().await;
-    let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::builder(&relay)
-        .name("cli-host")
-        .data_dir(&data.path().join("a"))
-        .online()
-        .await;
+    let agent = TestAgent::builder(&relay).name("cli-host").online().await;
     let token = relay.login("ops", Role::Operator).await;
     let config = tempfile::tempdir().unwrap();
 
@@ -180,11 +161,9 @@ async fn admin_commands_create_tokens_revoke_and_read_the_audit_log() {
         token.starts_with("zr_") && token.lines().count() == 1,
         "token alone on stdout: {token:?}"
     );
-    let data = tempfile::tempdir().unwrap();
     let agent = TestAgent::builder(&relay)
         .name("enrolled")
         .token(token.trim().to_string())
-        .data_dir(&data.path().join("a"))
         .online()
         .await;
 
@@ -269,14 +248,7 @@ async fn headless_stdin(
     args: &[&str],
     stdin: &str,
 ) -> Output {
-    run(
-        zedops(config)
-            .env("ZEDOPS_TOKEN", token)
-            .env("ZEDOPS_RELAY", &relay.url)
-            .args(args),
-        stdin,
-    )
-    .await
+    support::headless(&relay.url, token, config, args, stdin).await
 }
 
 #[tokio::test]
@@ -418,12 +390,7 @@ async fn admins_manage_users_tokens_and_agent_tokens_from_the_cli() {
     );
 
     // Agent token rotation.
-    let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::builder(&relay)
-        .name("rotor")
-        .data_dir(&data.path().join("a"))
-        .online()
-        .await;
+    let agent = TestAgent::builder(&relay).name("rotor").online().await;
     let path = agent.wait_credentials().await;
     let before = std::fs::read_to_string(&path).unwrap();
     let rotated =

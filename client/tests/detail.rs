@@ -16,12 +16,6 @@ async fn inspect_shows_the_container_and_masks_secrets() {
     let mut containers = TestContainers::new(&docker);
     let data = tempfile::tempdir().unwrap();
     let body = ContainerCreateBody {
-        cmd: Some(
-            TestContainers::SLEEP_CMD
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        ),
         env: Some(vec![
             "SERVER_NAME=pz-eu".into(),
             "RCON_PASSWORD=hunter2".into(),
@@ -35,7 +29,7 @@ async fn inspect_shows_the_container_and_masks_secrets() {
             }),
             ..Default::default()
         }),
-        ..Default::default()
+        ..TestContainers::sleeper_body()
     };
     let game = containers.create_with("game", body, true).await;
     let served = support::Served::start("detail-1").await;

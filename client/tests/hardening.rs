@@ -292,12 +292,7 @@ async fn log_follows_are_capped_per_user_and_per_agent() {
         })
         .start()
         .await;
-    let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::builder(&relay)
-        .name("host")
-        .data_dir(data.path())
-        .online()
-        .await;
+    let agent = TestAgent::builder(&relay).name("host").online().await;
     let (greedy, _) = client(&relay, "greedy", Role::Viewer).await;
     let follow = LogsOptions {
         tail: Some(1),
@@ -371,12 +366,7 @@ async fn log_follows_are_capped_per_user_and_per_agent() {
         })
         .start()
         .await;
-    let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::builder(&relay)
-        .name("host")
-        .data_dir(data.path())
-        .online()
-        .await;
+    let agent = TestAgent::builder(&relay).name("host").online().await;
     let (greedy, _) = client(&relay, "greedy", Role::Viewer).await;
     let mut open = Vec::new();
     let mut refused = Vec::new();

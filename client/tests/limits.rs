@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 use zedops_client::Client;
 use zedops_protocol::{PROTOCOL_VERSION, Role};
 use zedops_relay::{Limits, Timeouts};
-use zedops_testkit::wire::{LIVENESS, Ws, dial, hello, next_text};
+use zedops_testkit::wire::{LIVENESS, Ws, client_hello, dial, hello, next_text};
 use zedops_testkit::{TestAgent, TestRelay, require_docker};
 
 /// Frames a flooder sends at most: far more than the burst (256) plus the refusals allowed
@@ -101,22 +101,10 @@ async fn a_flooding_client_is_refused_then_closed_and_everyone_else_is_served() 
         return;
     };
     let relay = TestRelay::builder().start().await;
-    let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::builder(&relay)
-        .name("steady")
-        .data_dir(&data.path().join("a"))
-        .online()
-        .await;
+    let agent = TestAgent::builder(&relay).name("steady").online().await;
     let bystander = relay.client("calm", Role::Viewer).await;
 
-    let token = relay.login("noisy", Role::Viewer).await;
-    let mut ws = dial(&relay, "/ws/client").await;
-    hello(
-        &mut ws,
-        json!({"subject": "client.hello", "data": {"protocolVersion": PROTOCOL_VERSION, "token": token}}),
-        "client.welcome",
-    )
-    .await;
+    let ws = client_hello(&relay, &relay.login("noisy", Role::Viewer).await).await;
     let asking = tokio::spawn(keep_asking(bystander.clone(), "steady".into(), 25));
     let seen = flood(
         ws,
@@ -146,12 +134,7 @@ async fn a_flooding_agent_is_refused_then_closed_and_other_agents_keep_answering
         return;
     };
     let relay = TestRelay::builder().start().await;
-    let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::builder(&relay)
-        .name("steady")
-        .data_dir(&data.path().join("a"))
-        .online()
-        .await;
+    let agent = TestAgent::builder(&relay).name("steady").online().await;
     let bystander = relay.client("calm", Role::Viewer).await;
 
     let mut ws = dial(&relay, "/ws/agent").await;
@@ -200,12 +183,7 @@ async fn an_agent_takes_a_bounded_number_of_requests_and_the_next_client_is_told
         })
         .start()
         .await;
-    let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::builder(&relay)
-        .name("steady")
-        .data_dir(&data.path().join("a"))
-        .online()
-        .await;
+    let agent = TestAgent::builder(&relay).name("steady").online().await;
 
     // An agent that never answers: every request to it stays in flight until the timeout.
     let mut silent = dial(&relay, "/ws/agent").await;

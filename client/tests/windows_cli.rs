@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::{run, text};
+use support::{json, run, text};
 use zedops_protocol::Role;
 use zedops_testkit::{TEST_PASSWORD, TestAgent, TestContainers, TestRelay, require_docker};
 
@@ -237,20 +237,7 @@ fn prepare() -> Option<Wine> {
 /// The Linux binary with a clean environment and `token` headless, for comparing error lines.
 async fn linux(relay: &str, token: &str, args: &[&str]) -> Output {
     let config = tempfile::tempdir().unwrap();
-    run(
-        support::zedops(config.path())
-            .env("ZEDOPS_TOKEN", token)
-            .env("ZEDOPS_RELAY", relay)
-            .args(args),
-        "",
-    )
-    .await
-}
-
-fn json(out: &Output) -> Value {
-    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("JSON on stdout ({e}): {}", text(&out.stdout)))
+    support::headless(relay, token, config.path(), args, "").await
 }
 
 /// Same exit code, same stdout and same stderr on both systems.
@@ -295,12 +282,7 @@ async fn the_windows_cli_keeps_its_token_in_credential_manager_and_drives_contai
     let mut containers = TestContainers::new(&docker);
     let web = containers.sleeper("wine-web").await;
     let relay = TestRelay::builder().start().await;
-    let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::builder(&relay)
-        .name("win-host")
-        .data_dir(&data.path().join("a"))
-        .online()
-        .await;
+    let agent = TestAgent::builder(&relay).name("win-host").online().await;
     // Creates the user "ops" with the test password (its token is for the Linux binary).
     let linux_token = relay.login("ops", Role::Operator).await;
     let canonical = zedops_client::store::keyring_user(&relay.url).unwrap();

@@ -44,17 +44,11 @@ async fn detail_shows_the_container_with_secrets_masked() {
     };
     let mut containers = TestContainers::new(&docker);
     let body = ContainerCreateBody {
-        cmd: Some(
-            TestContainers::SLEEP_CMD
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        ),
         env: Some(vec![
             "SERVER_NAME=pz-eu".into(),
             "ADMIN_PASSWORD=hunter2".into(),
         ]),
-        ..Default::default()
+        ..TestContainers::sleeper_body()
     };
     let game = containers.create_with("game", body, true).await;
     let served = serve("detail-app-1").await;

@@ -97,6 +97,15 @@ impl TestContainers {
     /// PID 1 ignores SIGTERM, which would make every stop wait out the 10 s grace.
     pub const SLEEP_CMD: [&str; 3] = ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"];
 
+    /// What [`create_with`](Self::create_with) needs for a long-running container; the rest
+    /// (environment, mounts, …) is the test's: `ContainerCreateBody { env, ..TestContainers::sleeper_body() }`.
+    pub fn sleeper_body() -> ContainerCreateBody {
+        ContainerCreateBody {
+            cmd: Some(Self::SLEEP_CMD.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
     /// A long-running container, started.
     pub async fn sleeper(&mut self, suffix: &str) -> String {
         self.create(suffix, &Self::SLEEP_CMD, true).await
@@ -104,13 +113,8 @@ impl TestContainers {
 
     /// Docker's own view of a container's state (`running`, `exited`, …).
     pub async fn state(&self, name: &str) -> String {
-        let inspect = self
-            .docker
-            .inspect_container(name, None::<InspectContainerOptions>)
+        self.inspected_state(name)
             .await
-            .expect("inspect");
-        inspect
-            .state
             .and_then(|s| s.status)
             .map(|s| s.to_string())
             .unwrap_or_default()
@@ -118,12 +122,18 @@ impl TestContainers {
 
     /// When the container last started (changes on every restart).
     pub async fn started_at(&self, name: &str) -> String {
-        let inspect = self
-            .docker
+        self.inspected_state(name)
+            .await
+            .and_then(|s| s.started_at)
+            .unwrap_or_default()
+    }
+
+    async fn inspected_state(&self, name: &str) -> Option<bollard::models::ContainerState> {
+        self.docker
             .inspect_container(name, None::<InspectContainerOptions>)
             .await
-            .expect("inspect");
-        inspect.state.and_then(|s| s.started_at).unwrap_or_default()
+            .expect("inspect")
+            .state
     }
 
     /// Kills a container with SIGKILL, as a crash or `docker kill` from outside ZedOps would.

@@ -16,6 +16,31 @@ pub fn zedops(config_dir: &std::path::Path) -> tokio::process::Command {
     cmd
 }
 
+/// `zedops ARGS` signed in headless (`ZEDOPS_TOKEN`) against `relay`, with `stdin`.
+pub async fn headless(
+    relay: &str,
+    token: &str,
+    config: &std::path::Path,
+    args: &[&str],
+    stdin: &str,
+) -> std::process::Output {
+    run(
+        zedops(config)
+            .env("ZEDOPS_TOKEN", token)
+            .env("ZEDOPS_RELAY", relay)
+            .args(args),
+        stdin,
+    )
+    .await
+}
+
+/// A successful run's stdout as JSON.
+pub fn json(out: &std::process::Output) -> serde_json::Value {
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("JSON on stdout ({e}): {}", text(&out.stdout)))
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).to_string()
 }
