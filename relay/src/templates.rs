@@ -12,7 +12,7 @@ use zedops_protocol::{
     TemplateSummary,
 };
 
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::{AuditEntry, Session, Store, StoreError, now};
 use crate::time::rfc3339;
 

@@ -15,7 +15,7 @@ use zedops_protocol::{
 };
 
 use crate::hub::AgentLink;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::{AuditEntry, Session, StoreError};
 
 /// How long the agent may take to download, check and install a build (its download gives up
