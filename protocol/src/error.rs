@@ -162,8 +162,6 @@ impl std::fmt::Display for ErrorReply {
 
 impl std::error::Error for ErrorReply {}
 
-impl crate::payload::Validate for ErrorReply {}
-
 /// Why an incoming frame or payload was refused. Always answered with `INVALID_REQUEST`.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {

@@ -24,6 +24,10 @@ impl<T: Validate> Validate for Box<T> {
     }
 }
 
+/// An error answer has no limits of its own to check. Implemented here rather than beside
+/// `ErrorReply`, so that the `error` module needs nothing of this one (no import loop).
+impl Validate for crate::error::ErrorReply {}
+
 fn check_len(
     field: &'static str,
     value: &str,
