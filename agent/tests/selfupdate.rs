@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use update::{Relay, ReleaseKey, platform, publish, sha256};
+use update::{Admin, Relay, ReleaseKey, platform, publish, sha256};
 use zedops_agent::selfupdate::keys::TrustedKeys;
 use zedops_agent::selfupdate::store::Store;
 use zedops_agent::selfupdate::{DEFAULT_REVERT_AFTER, Updater};
@@ -346,90 +346,6 @@ async fn the_launcher_runs_a_newer_build_and_the_guard_reverts_one_that_cannot_c
         log_text(&log)
     );
     agent.stop().await;
-}
-
-/// An admin's connection to the relay, raw: `client.hello`, then requests by subject.
-struct Admin {
-    writer: zedops_transport::FrameWriter,
-    reader: zedops_transport::FrameReader,
-    next: u32,
-}
-
-impl Admin {
-    async fn connect(relay: &Relay) -> Self {
-        Self::connect_as(relay, "root", zedops_protocol::PROTOCOL_VERSION).await
-    }
-
-    /// A new admin `user` whose client says protocol `version` in its hello; the welcome must
-    /// answer in that version.
-    async fn connect_as(relay: &Relay, user: &str, version: u32) -> Self {
-        relay
-            .store
-            .add_user(user, "update-test-pass", zedops_protocol::Role::Admin)
-            .await
-            .unwrap();
-        let (_, token) = relay
-            .store
-            .login(user, "update-test-pass", None)
-            .await
-            .unwrap()
-            .unwrap();
-        let url = RelayUrl::parse(&relay.url, false).unwrap();
-        let (mut writer, mut reader) = zedops_transport::connect(
-            &url.ws("/ws/client"),
-            zedops_transport::client_config(None).unwrap(),
-        )
-        .await
-        .unwrap();
-        let welcome: zedops_protocol::ClientWelcome = zedops_transport::hello(
-            &mut writer,
-            &mut reader,
-            zedops_protocol::subject::CLIENT_HELLO,
-            &zedops_protocol::ClientHello {
-                protocol_version: version,
-                token,
-            },
-            zedops_protocol::subject::CLIENT_WELCOME,
-        )
-        .await
-        .unwrap();
-        assert_eq!(welcome.protocol_version, version);
-        Self {
-            writer,
-            reader,
-            next: 0,
-        }
-    }
-
-    /// Sends `agent.update` and returns the answer's data.
-    async fn update(&mut self, agent: &str) -> serde_json::Value {
-        self.next += 1;
-        let inbox = format!("_INBOX.update{}", self.next);
-        let request = zedops_protocol::AgentUpdateRequest {
-            agent_id: agent.to_string(),
-            version: None,
-            allow_downgrade: false,
-        };
-        self.writer
-            .send(&zedops_protocol::Envelope {
-                subject: zedops_protocol::subject::AGENT_UPDATE,
-                reply: Some(&inbox),
-                data: &request,
-            })
-            .await
-            .unwrap();
-        loop {
-            let frame = self
-                .reader
-                .recv_timeout(Duration::from_secs(120))
-                .await
-                .unwrap()
-                .expect("the relay answers");
-            if frame.subject == inbox {
-                return serde_json::from_str(frame.data.as_ref().expect("data").get()).unwrap();
-            }
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

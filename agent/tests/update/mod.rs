@@ -89,14 +89,31 @@ pub struct Relay {
     pub store: Store,
     pub state: Arc<AppState>,
     handle: ShutdownHandle,
-    _db: tempfile::TempDir,
+    listen: std::net::SocketAddr,
+    db: Arc<tempfile::TempDir>,
 }
 
 impl Relay {
     pub async fn start(downloads: &Path) -> Self {
-        let db = tempfile::tempdir().unwrap();
-        let server = Server::new(Options {
-            listen: "127.0.0.1:0".parse().unwrap(),
+        let db = Arc::new(tempfile::tempdir().unwrap());
+        Self::serve(downloads, db, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Stops this relay and starts it again on the same address and database, serving the
+    /// builds in `downloads` now (a relay reads them at start). Its agents reconnect.
+    pub async fn restart_serving(self, downloads: &Path) -> Self {
+        let (db, listen) = (self.db.clone(), self.listen);
+        drop(self);
+        Self::serve(downloads, db, listen).await
+    }
+
+    async fn serve(
+        downloads: &Path,
+        db: Arc<tempfile::TempDir>,
+        listen: std::net::SocketAddr,
+    ) -> Self {
+        let options = || Options {
+            listen,
             db: db.path().join("relay.db").display().to_string(),
             tls: None,
             timeouts: Timeouts::default(),
@@ -105,9 +122,20 @@ impl Relay {
                 public_url: None,
             },
             limits: Default::default(),
-        })
-        .await
-        .expect("relay starts");
+        };
+        // The old listener of a restarted relay may take a moment to go.
+        let mut tries = 0;
+        let server = loop {
+            match Server::new(options()).await {
+                Ok(server) => break server,
+                Err(_) if tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(err) => panic!("relay starts: {err:#}"),
+            }
+        };
+        let listen = server.local_addr();
         let (url, store, state, handle) = (
             server.url(),
             server.store(),
@@ -120,7 +148,8 @@ impl Relay {
             store,
             state,
             handle,
-            _db: db,
+            listen,
+            db,
         }
     }
 
@@ -203,4 +232,88 @@ pub fn build_agent(version: &str) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::read(stripped).unwrap()
+}
+
+/// An admin's connection to the relay, raw: `client.hello`, then requests by subject.
+pub struct Admin {
+    writer: zedops_transport::FrameWriter,
+    reader: zedops_transport::FrameReader,
+    next: u32,
+}
+
+impl Admin {
+    pub async fn connect(relay: &Relay) -> Self {
+        Self::connect_as(relay, "root", zedops_protocol::PROTOCOL_VERSION).await
+    }
+
+    /// A new admin `user` whose client says protocol `version` in its hello; the welcome must
+    /// answer in that version.
+    pub async fn connect_as(relay: &Relay, user: &str, version: u32) -> Self {
+        relay
+            .store
+            .add_user(user, "update-test-pass", zedops_protocol::Role::Admin)
+            .await
+            .unwrap();
+        let (_, token) = relay
+            .store
+            .login(user, "update-test-pass", None)
+            .await
+            .unwrap()
+            .unwrap();
+        let url = zedops_transport::RelayUrl::parse(&relay.url, false).unwrap();
+        let (mut writer, mut reader) = zedops_transport::connect(
+            &url.ws("/ws/client"),
+            zedops_transport::client_config(None).unwrap(),
+        )
+        .await
+        .unwrap();
+        let welcome: zedops_protocol::ClientWelcome = zedops_transport::hello(
+            &mut writer,
+            &mut reader,
+            zedops_protocol::subject::CLIENT_HELLO,
+            &zedops_protocol::ClientHello {
+                protocol_version: version,
+                token,
+            },
+            zedops_protocol::subject::CLIENT_WELCOME,
+        )
+        .await
+        .unwrap();
+        assert_eq!(welcome.protocol_version, version);
+        Self {
+            writer,
+            reader,
+            next: 0,
+        }
+    }
+
+    /// Sends `agent.update` and returns the answer's data.
+    pub async fn update(&mut self, agent: &str) -> serde_json::Value {
+        self.next += 1;
+        let inbox = format!("_INBOX.update{}", self.next);
+        let request = zedops_protocol::AgentUpdateRequest {
+            agent_id: agent.to_string(),
+            version: None,
+            allow_downgrade: false,
+        };
+        self.writer
+            .send(&zedops_protocol::Envelope {
+                subject: zedops_protocol::subject::AGENT_UPDATE,
+                reply: Some(&inbox),
+                data: &request,
+            })
+            .await
+            .unwrap();
+        loop {
+            let frame = self
+                .reader
+                .recv_timeout(Duration::from_secs(120))
+                .await
+                .unwrap()
+                .expect("the relay answers");
+            if frame.subject == inbox {
+                return serde_json::from_str(frame.data.as_ref().expect("data").get()).unwrap();
+            }
+        }
+    }
 }
