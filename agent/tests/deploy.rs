@@ -709,3 +709,71 @@ async fn pulls_are_bounded_per_agent() {
         end.reason
     );
 }
+
+/// A relay that sends what no template would (compromised, or anyone holding the agent's
+/// connection): raw `container.create` frames over the agent's real connection, the relay's
+/// template checks bypassed. The agent refuses each by name and creates nothing.
+#[tokio::test]
+async fn the_agent_refuses_raw_frames_from_its_relay() {
+    let Some(docker) = zedops_testkit::require_docker().await else {
+        return;
+    };
+    let relay = zedops_testkit::TestRelay::builder().start().await;
+    let _agent = zedops_testkit::TestAgent::builder(&relay)
+        .name("gatekeeper")
+        .online()
+        .await;
+    let link = relay
+        .state
+        .hub
+        .agent("gatekeeper")
+        .expect("the agent is online");
+    let mut cleanup = Cleanup::new(&docker);
+    let cases = [
+        ("privileged", serde_json::json!({"privileged": true})),
+        ("capAdd", serde_json::json!({"capAdd": ["SYS_ADMIN"]})),
+        ("network", serde_json::json!({"network": "host"})),
+        ("pidMode", serde_json::json!({"pidMode": "host"})),
+        ("devices", serde_json::json!({"devices": ["/dev/mem"]})),
+        (
+            "volumes[0].source",
+            serde_json::json!({"volumes": [{"type": "bind", "source": "/var/run/docker.sock", "target": "/s"}]}),
+        ),
+        (
+            "volumes[0].source",
+            serde_json::json!({"volumes": [{"type": "bind", "source": "/", "target": "/host"}]}),
+        ),
+    ];
+    for (field, extra) in cases {
+        let name = cleanup.name("raw");
+        let mut spec = serde_json::json!({"image": TEST_IMAGE, "cmd": ["sleep", "30"]});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let create: ContainerCreate = serde_json::from_value(serde_json::json!({
+            "agentId": link.id, "name": name, "spec": spec, "start": true,
+        }))
+        .unwrap();
+        let request = zedops_protocol::AgentRequest::ContainerCreate(Box::new(create));
+        let raw = link
+            .request(&request, Duration::from_secs(30))
+            .await
+            .expect("the agent answers");
+        let frame: DeployFrame = serde_json::from_str(&raw).expect("a deploy frame");
+        let end = frame.end.expect("refused at once, in the last frame");
+        assert_eq!(
+            end.error_code,
+            Some(ErrorCode::PolicyDenied),
+            "{field}: {}",
+            end.reason
+        );
+        assert!(end.reason.contains(field), "{field}: {}", end.reason);
+        assert!(
+            docker
+                .inspect_container(&name, None::<InspectContainerOptions>)
+                .await
+                .is_err(),
+            "{field}: the agent created it"
+        );
+    }
+}
