@@ -3,8 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use zedops_client::{Client, ClientError};
 use zedops_protocol::{Operation, Role};
+use zedops_testkit::wire::{client_hello, next_frame, send};
 use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
 
 async fn connect(relay: &TestRelay, role: Role) -> Client {
@@ -150,6 +152,41 @@ async fn a_viewer_may_list_but_not_act() {
         audited + 1,
         "the refusal is audited"
     );
+
+    // On the wire the refusal has the shape of every failed action; so has the relay's own
+    // failure (an unknown agent).
+    let refused = raw_action(&relay, Role::Viewer, "stop", "viewed", &name).await;
+    assert_eq!(refused["errorCode"], "FORBIDDEN", "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("operator"),
+        "{refused}"
+    );
+    let failed = raw_action(&relay, Role::Operator, "start", "nobody", &name).await;
+    assert_eq!(failed["errorCode"], "NOT_FOUND", "{failed}");
+}
+
+/// `container.<operation>` sent by hand as a `role` user; the answer's data, after checking
+/// that it has the shape of every failed action: `success`, `containerId` and `operation`
+/// beside `errorCode` and `error`.
+async fn raw_action(
+    relay: &TestRelay,
+    role: Role,
+    operation: &str,
+    agent: &str,
+    container: &str,
+) -> serde_json::Value {
+    let token = relay.login(&format!("{role}-user"), role).await;
+    let mut ws = client_hello(relay, &token).await;
+    let request = json!({"subject": format!("container.{operation}"), "reply": "_INBOX.raw",
+        "data": {"agentId": agent, "containerId": container}});
+    send(&mut ws, request).await;
+    let answer = next_frame(&mut ws).await.unwrap();
+    assert_eq!(answer["subject"], "_INBOX.raw", "{answer}");
+    let data = answer["data"].clone();
+    assert_eq!(data["success"], false, "{answer}");
+    assert_eq!(data["containerId"], container, "{answer}");
+    assert_eq!(data["operation"], operation, "{answer}");
+    data
 }
 
 #[tokio::test]

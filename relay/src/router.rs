@@ -9,6 +9,9 @@ use zedops_protocol::{
     ErrorCode, ErrorReply, Frame, ImageListRequest, ImagePullRequest, ImageRemoveRequest,
     LogsRequest, Operation, ProtocolError, StatsRequest, StreamCancelled,
 };
+use zedops_protocol::{
+    AttachRequest, ExecRequest, FileGetRequest, FilePathRequest, FilePutRequest, SendRequest,
+};
 
 use crate::connection::ClientConn;
 use crate::hub::AgentLink;
@@ -79,7 +82,7 @@ async fn serve(
     };
     // Refused before its payload is read: a role that may not send it learns nothing more.
     if !policy::allows(session.role, kind.need()) {
-        return Err(refuse(state, session, kind, frame).await);
+        return refuse(state, session, kind, frame).await;
     }
     let request = kind.decode(frame).map_err(|e| e.to_reply())?;
     match request {
@@ -124,18 +127,150 @@ async fn serve(
             };
             stream(state, session, &reference, StreamKind::Stats, open).await
         }
+        ClientRequest::ContainerExec(request) => {
+            let container = request.container_id.clone();
+            let link =
+                audited_agent(state, session, &request.agent_id, "exec", Some(&container)).await?;
+            // The command is on record; what is typed into the session never is.
+            let detail = exec_detail(&request);
+            let forward = AgentRequest::ContainerExec(ExecRequest {
+                agent_id: link.id.clone(),
+                ..request
+            });
+            let what = Audited {
+                operation: "exec",
+                container: Some(&container),
+                target: None,
+                detail: &detail,
+            };
+            audited_stream(state, session, link, what, forward, StreamKind::Console).await
+        }
+        ClientRequest::ContainerAttach(request) => {
+            let container = request.container_id.clone();
+            let link = audited_agent(
+                state,
+                session,
+                &request.agent_id,
+                "attach",
+                Some(&container),
+            )
+            .await?;
+            let detail = format!("stdin={}", request.stdin);
+            let forward = AgentRequest::ContainerAttach(AttachRequest {
+                agent_id: link.id.clone(),
+                ..request
+            });
+            let what = Audited {
+                operation: "attach",
+                container: Some(&container),
+                target: None,
+                detail: &detail,
+            };
+            audited_stream(state, session, link, what, forward, StreamKind::Console).await
+        }
+        ClientRequest::ContainerSend(request) => {
+            let (reference, container) = (request.agent_id.clone(), request.container_id.clone());
+            let detail = request.line.clone();
+            let forward = |agent_id| {
+                AgentRequest::ContainerSend(SendRequest {
+                    agent_id,
+                    ..request
+                })
+            };
+            let what = Audited {
+                operation: "send",
+                container: Some(&container),
+                target: None,
+                detail: &detail,
+            };
+            audited_once(state, session, &reference, what, forward).await
+        }
+        ClientRequest::StreamInput(input) => {
+            // Normally sent without a reply inbox and handled by the connection in order; one
+            // sent with an inbox is forwarded too and answered with whether it had a stream.
+            let forwarded = conn.streams.input(input).await;
+            Ok(json(serde_json::json!({ "forwarded": forwarded })))
+        }
+        ClientRequest::FileList(request) => {
+            let link = online_agent(state, &request.agent_id).await?;
+            let forward = AgentRequest::FileList(FilePathRequest {
+                agent_id: link.id.clone(),
+                ..request
+            });
+            forward_once(state, &link, &forward).await
+        }
+        ClientRequest::FileGet(request) => {
+            let reference = request.agent_id.clone();
+            let open = |agent_id| {
+                AgentRequest::FileGet(FileGetRequest {
+                    agent_id,
+                    ..request
+                })
+            };
+            stream(state, session, &reference, StreamKind::File, open).await
+        }
+        ClientRequest::FilePut(request) => {
+            let container = request.container_id.clone();
+            let link = audited_agent(
+                state,
+                session,
+                &request.agent_id,
+                "file.put",
+                Some(&container),
+            )
+            .await?;
+            let detail = format!("{} bytes", request.size);
+            let path = request.path.clone();
+            let forward = AgentRequest::FilePut(FilePutRequest {
+                agent_id: link.id.clone(),
+                ..request
+            });
+            let what = Audited {
+                operation: "file.put",
+                container: Some(&container),
+                target: Some(&path),
+                detail: &detail,
+            };
+            audited_stream(state, session, link, what, forward, StreamKind::File).await
+        }
+        ClientRequest::FileRemove(request) => {
+            file_change(
+                state,
+                session,
+                "file.remove",
+                request,
+                AgentRequest::FileRemove,
+            )
+            .await
+        }
+        ClientRequest::FileMkdir(request) => {
+            file_change(
+                state,
+                session,
+                "file.mkdir",
+                request,
+                AgentRequest::FileMkdir,
+            )
+            .await
+        }
         ClientRequest::StreamCancel(request) => {
             let cancelled = conn.streams.cancel(&request.inbox);
             Ok(json(StreamCancelled { cancelled }))
         }
         ClientRequest::ContainerStart(request) => {
-            action(state, session, Operation::Start, request).await
+            let container = request.container_id.clone();
+            let answer = action(state, session, Operation::Start, request).await;
+            Ok(action_answer(answer, Operation::Start, &container))
         }
         ClientRequest::ContainerStop(request) => {
-            action(state, session, Operation::Stop, request).await
+            let container = request.container_id.clone();
+            let answer = action(state, session, Operation::Stop, request).await;
+            Ok(action_answer(answer, Operation::Stop, &container))
         }
         ClientRequest::ContainerRestart(request) => {
-            action(state, session, Operation::Restart, request).await
+            let container = request.container_id.clone();
+            let answer = action(state, session, Operation::Restart, request).await;
+            Ok(action_answer(answer, Operation::Restart, &container))
         }
         ClientRequest::AgentRevoke(request) => {
             admin::revoke_agent(state, session, request).await.map(json)
@@ -205,7 +340,7 @@ async fn serve(
                 target: Some(&request.image),
                 detail: "",
             };
-            audited_stream(state, session, link, what, forward).await
+            audited_stream(state, session, link, what, forward, StreamKind::Deploy).await
         }
         ClientRequest::ImageRemove(request) => {
             let detail = format!("force={}", request.force);
@@ -347,23 +482,67 @@ async fn deploy(
         link,
         what,
         AgentRequest::ContainerCreate(Box::new(create)),
+        StreamKind::Deploy,
     )
     .await
 }
 
-/// Opens an audited streamed answer (create, pull): the entry is `pending` until the stream's
-/// last frame, whose outcome completes it.
+/// `file.remove` and `file.mkdir`: forwarded with one answer, audited with the path.
+async fn file_change(
+    state: &AppState,
+    session: &Session,
+    operation: &str,
+    request: FilePathRequest,
+    variant: fn(FilePathRequest) -> AgentRequest,
+) -> Result<Answer, ErrorReply> {
+    let (reference, container, path) = (
+        request.agent_id.clone(),
+        request.container_id.clone(),
+        request.path.clone(),
+    );
+    let forward = |agent_id| {
+        variant(FilePathRequest {
+            agent_id,
+            ..request
+        })
+    };
+    let what = Audited {
+        operation,
+        container: Some(&container),
+        target: Some(&path),
+        detail: "",
+    };
+    audited_once(state, session, &reference, what, forward).await
+}
+
+/// An exec's command for the audit log, cut at 1,000 bytes (on a character boundary).
+fn exec_detail(request: &ExecRequest) -> String {
+    let mut detail = format!("tty={} cmd={:?}", request.tty, request.cmd);
+    if detail.len() > 1000 {
+        let mut cut = 1000;
+        while !detail.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        detail.truncate(cut);
+        detail.push('…');
+    }
+    detail
+}
+
+/// Opens an audited streamed answer (create, pull, exec, attach, upload): the entry is
+/// `pending` until the stream's last frame, whose outcome completes it.
 async fn audited_stream(
     state: &AppState,
     session: &Session,
     link: std::sync::Arc<AgentLink>,
     what: Audited<'_>,
     request: AgentRequest,
+    kind: StreamKind,
 ) -> Result<Answer, ErrorReply> {
     let audit_id = audit_pending(state, session, &link, &what).await?;
     let opened = match state.hub.user_stream_slot(&session.user) {
         Ok(slot) => link
-            .open_stream(&request, StreamKind::Deploy)
+            .open_stream(&request, kind)
             .await
             .map(|opened| (slot, opened))
             .map_err(|e| e.to_reply(&link.name)),
@@ -421,6 +600,26 @@ async fn audited_once(
     outcome.map(Answer::Raw).map_err(|e| e.to_reply(&link.name))
 }
 
+/// A container action's answer: the agent's as it came, or a failure of the relay's own
+/// (refused by policy, agent offline or unknown, timeout, audit log unwritable) in the same
+/// shape as the agent's failures, `success`, `containerId` and `operation` beside `errorCode` and
+/// `error` (and `retryAfterSecs` when there is one).
+fn action_answer(
+    answer: Result<Answer, ErrorReply>,
+    operation: Operation,
+    container: &str,
+) -> Answer {
+    let error = match answer {
+        Ok(answer) => return answer,
+        Err(error) => error,
+    };
+    let mut data = serde_json::to_value(&error).expect("protocol types serialise");
+    data["success"] = false.into();
+    data["containerId"] = container.into();
+    data["operation"] = operation.as_str().into();
+    Answer::Json(data)
+}
+
 /// A request the sender's role may not send: audited (a container action under the same name
 /// as an allowed one, `stop` rather than `container.stop`, with its target when the payload
 /// names one) and refused with the role that would be allowed.
@@ -429,7 +628,7 @@ async fn refuse(
     session: &Session,
     kind: ClientRequestKind,
     frame: &Frame,
-) -> ErrorReply {
+) -> Result<Answer, ErrorReply> {
     warn!(user = %session.user, role = %session.role, subject = %kind, "refused by policy");
     let operation = kind.operation();
     let target = operation.and_then(|_| frame.payload::<ContainerActionRequest>().ok());
@@ -445,17 +644,24 @@ async fn refuse(
         error_code: Some(ErrorCode::Forbidden.as_str()),
         ..audit_base(session)
     };
-    if let Err(error) = audit(state, entry).await {
-        return error;
-    }
-    ErrorReply::new(
+    audit(state, entry).await?;
+    let refusal = ErrorReply::new(
         ErrorCode::Forbidden,
         format!(
             "your role ({}) may not {kind}; ask an admin for the {} role",
             session.role,
             policy::least_role(kind.need())
         ),
-    )
+    );
+    // A refused action answers like a failed one when its payload names the container.
+    match (operation, &target) {
+        (Some(operation), Some(target)) => Ok(action_answer(
+            Err(refusal),
+            operation,
+            target.container_id.as_str(),
+        )),
+        _ => Err(refusal),
+    }
 }
 
 /// Forwards a request with one answer to `link`, whose answer goes back as it came.
