@@ -474,3 +474,23 @@ fn failed(err: DockerError) -> StreamEnd {
         reason: err.to_string(),
     }
 }
+
+/// Answers `inbox` with what `answer` gives, in a task of its own (one-shot console and file
+/// requests: `container.send`, `file.list`, `file.remove`, `file.mkdir`).
+pub(crate) fn spawn_reply<T, F>(tx: &mpsc::Sender<String>, inbox: String, answer: F)
+where
+    T: Serialize + Send + 'static,
+    F: std::future::Future<Output = Result<T, ErrorReply>> + Send + 'static,
+{
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        let text = match answer.await {
+            Ok(value) => Envelope::new(&inbox, value).to_json(),
+            Err(refusal) => {
+                tracing::debug!(code = %refusal.error_code, "console or file request refused");
+                Envelope::new(&inbox, refusal).to_json()
+            }
+        };
+        let _ = tx.send(text).await;
+    });
+}

@@ -13,13 +13,16 @@ use tracing::Instrument;
 use zedops_protocol::payload::is_valid_name;
 use zedops_protocol::{
     AgentAuth, AgentRegister, AgentRequest, AgentRequestKind, AgentToken, AgentTokenStored,
-    AgentWelcome, Envelope, ErrorCode, ErrorReply, Frame, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT,
-    Heartbeat, MAX_TOKEN_LEN, Operation, PROTOCOL_VERSION, ProtocolError, subject,
+    AgentWelcome, DEFAULT_MAX_FILE_SIZE, Envelope, ErrorCode, ErrorReply, Frame,
+    HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, Heartbeat, MAX_TOKEN_LEN, Operation, PROTOCOL_VERSION,
+    ProtocolError, SendResult, subject,
 };
 use zedops_transport::{Backoff, FrameReader, FrameWriter, RelayUrl, TransportError};
 
+use crate::console::{Sessions, spawn_reply};
 use crate::credentials::{self, Credentials};
 use crate::docker::DockerClient;
+use crate::files;
 use crate::handlers::{self, Request};
 use crate::pacing::PushBudget;
 use crate::policy::LocalPolicy;
@@ -318,6 +321,9 @@ async fn serve(
     // Live state for this connection: a snapshot first, then Docker's events as they happen,
     // paced so that the relay never refuses one.
     let streams = Arc::new(Streams::default());
+    // Console sessions and file transfers; dropped with the connection, which ends them (and
+    // the processes of execs).
+    let consoles = Arc::new(Sessions::default());
     let _following = AbortOnDrop(tokio::spawn(
         crate::live::follow(docker.clone(), tx.clone(), budget).in_current_span(),
     ));
@@ -339,7 +345,7 @@ async fn serve(
             }
             _ = heartbeat.tick() => queue(&tx, heartbeat_frame.clone()),
             received = reader.recv_idle(HEARTBEAT_TIMEOUT) => match received {
-                Ok(Some(frame)) => dispatch(frame, docker, &streams, data_dir, &tx),
+                Ok(Some(frame)) => dispatch(frame, docker, &streams, &consoles, data_dir, &tx),
                 Ok(None) => break Ended::Lost("the relay closed the connection".into()),
                 Err(TransportError::Protocol(err)) => {
                     tracing::warn!(%err, "refused an unreadable frame from the relay");
@@ -377,6 +383,7 @@ fn dispatch(
     frame: Frame,
     docker: &Arc<DockerClient>,
     streams: &Arc<Streams>,
+    consoles: &Arc<Sessions>,
     data_dir: &Path,
     tx: &mpsc::Sender<String>,
 ) {
@@ -385,7 +392,11 @@ fn dispatch(
     // answering each other's errors would loop forever.
     let answerless = matches!(
         kind,
-        Some(AgentRequestKind::Error | AgentRequestKind::StreamCancel)
+        Some(
+            AgentRequestKind::Error
+                | AgentRequestKind::StreamCancel
+                | AgentRequestKind::StreamInput
+        )
     );
     let inbox = match (&frame.reply, answerless) {
         (Some(inbox), _) => inbox.clone(),
@@ -423,7 +434,67 @@ fn dispatch(
         AgentRequest::Error(reply) => {
             tracing::warn!(code = %reply.error_code, error = ?reply.error, "the relay reported an error")
         }
-        AgentRequest::StreamCancel(cancel) => streams.cancel(&cancel.inbox),
+        AgentRequest::StreamCancel(cancel) => {
+            // An inbox is a stream's or a console session's, never both.
+            if !consoles.cancel(&cancel.inbox) {
+                streams.cancel(&cancel.inbox);
+            }
+        }
+        AgentRequest::StreamInput(input) => consoles.input(input),
+        AgentRequest::ContainerExec(request) => {
+            consoles.start_exec(docker.clone(), request, inbox, tx.clone())
+        }
+        AgentRequest::ContainerAttach(request) => {
+            consoles.start_attach(docker.clone(), request, inbox, tx.clone())
+        }
+        AgentRequest::FileGet(request) => consoles.start_get(
+            docker.clone(),
+            request,
+            DEFAULT_MAX_FILE_SIZE,
+            inbox,
+            tx.clone(),
+        ),
+        AgentRequest::FilePut(request) => consoles.start_put(
+            docker.clone(),
+            request,
+            DEFAULT_MAX_FILE_SIZE,
+            inbox,
+            tx.clone(),
+        ),
+        AgentRequest::ContainerSend(request) => {
+            let docker = docker.clone();
+            spawn_reply(tx, inbox, async move {
+                let bytes = docker
+                    .send_line(&request.container_id, &request.line)
+                    .await
+                    .map_err(|e| ErrorReply::new(e.code(), e.to_string()))?;
+                Ok(SendResult { bytes })
+            })
+        }
+        AgentRequest::FileList(request) => {
+            let docker = docker.clone();
+            spawn_reply(
+                tx,
+                inbox,
+                async move { files::list(&docker, &request).await },
+            )
+        }
+        AgentRequest::FileRemove(request) => {
+            let docker = docker.clone();
+            spawn_reply(
+                tx,
+                inbox,
+                async move { files::remove(&docker, &request).await },
+            )
+        }
+        AgentRequest::FileMkdir(request) => {
+            let docker = docker.clone();
+            spawn_reply(
+                tx,
+                inbox,
+                async move { files::mkdir(&docker, &request).await },
+            )
+        }
         AgentRequest::AgentToken(new) => rotate(new, inbox, data_dir.to_path_buf(), tx),
         #[cfg(unix)]
         AgentRequest::AgentUpdateInstall(order) => crate::selfupdate::start(order, inbox, tx),

@@ -513,6 +513,21 @@ impl Shared {
         }
     }
 
+    /// Queues a frame without a reply inbox, waiting for room: frames sent this way reach the
+    /// relay in the order they were sent (stream input).
+    pub(crate) async fn send_ordered<Req: Serialize>(
+        &self,
+        subject: &str,
+        data: &Req,
+    ) -> Result<(), ClientError> {
+        let text = Envelope::new(subject, data).to_json();
+        let outgoing = self.state().outgoing.clone();
+        match outgoing {
+            Some(outgoing) if outgoing.send(text).await.is_ok() => Ok(()),
+            _ => Err(ClientError::disconnected(self.down_reason())),
+        }
+    }
+
     pub(crate) fn forget_stream(&self, inbox: &str) {
         self.state().streams.remove(inbox);
     }

@@ -26,6 +26,7 @@
 
 mod admin;
 mod client;
+pub mod console;
 mod deploy;
 mod error;
 mod http;

@@ -62,6 +62,20 @@ fn sample(subject: &str) -> Value {
         subject::TEMPLATE_ADD | subject::TEMPLATE_UPDATE => {
             json!({"template": {"name": "matrix-template", "spec": {"image": "busybox:1"}}})
         }
+        subject::CONTAINER_EXEC => {
+            json!({"agentId": "no-such-agent", "containerId": "web", "cmd": ["sh"]})
+        }
+        subject::CONTAINER_ATTACH => json!({"agentId": "no-such-agent", "containerId": "web"}),
+        subject::CONTAINER_SEND => {
+            json!({"agentId": "no-such-agent", "containerId": "web", "line": "save"})
+        }
+        subject::STREAM_INPUT => json!({"inbox": "_INBOX.none", "grant": 1}),
+        subject::FILE_LIST | subject::FILE_GET | subject::FILE_REMOVE | subject::FILE_MKDIR => {
+            json!({"agentId": "no-such-agent", "containerId": "web", "path": "/srv"})
+        }
+        subject::FILE_PUT => {
+            json!({"agentId": "no-such-agent", "containerId": "web", "path": "/srv/a", "size": 1})
+        }
         other => panic!("no sample request for {other}: add one and a row in the policy table"),
     }
 }

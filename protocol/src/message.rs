@@ -26,10 +26,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::admin::*;
+use crate::console::*;
 use crate::deploy::*;
 use crate::envelope::{Envelope, Frame};
 use crate::error::{ErrorReply, ProtocolError};
 use crate::events::*;
+use crate::files::*;
 use crate::payload::*;
 use crate::stream::*;
 use crate::subject;
@@ -239,6 +241,24 @@ messages! {
         TemplateUpdate(Box<TemplateSaveRequest>) = subject::TEMPLATE_UPDATE => Admin,
         /// `template.remove`
         TemplateRemove(TemplateNameRequest) = subject::TEMPLATE_REMOVE => Admin,
+        /// `container.exec`: a console session (admin: a shell is root in the container).
+        ContainerExec(ExecRequest) = subject::CONTAINER_EXEC => Admin,
+        /// `container.attach`: the main process's console.
+        ContainerAttach(AttachRequest) = subject::CONTAINER_ATTACH => Operate,
+        /// `container.send`: one console line (audited with the line).
+        ContainerSend(SendRequest) = subject::CONTAINER_SEND => Operate,
+        /// `stream.input`: bytes, resize, end or credit of one of the sender's own sessions.
+        StreamInput(StreamInput) = subject::STREAM_INPUT => Read,
+        /// `file.list`
+        FileList(FilePathRequest) = subject::FILE_LIST => Operate,
+        /// `file.get`: a streamed answer.
+        FileGet(FileGetRequest) = subject::FILE_GET => Operate,
+        /// `file.put`: a streamed answer (audited with path and size).
+        FilePut(FilePutRequest) = subject::FILE_PUT => Admin,
+        /// `file.remove` (audited).
+        FileRemove(FilePathRequest) = subject::FILE_REMOVE => Admin,
+        /// `file.mkdir` (audited).
+        FileMkdir(FilePathRequest) = subject::FILE_MKDIR => Admin,
     }
 }
 
@@ -288,6 +308,24 @@ messages! {
         ImagePull(ImagePullRequest) = subject::IMAGE_PULL,
         /// `image.remove`
         ImageRemove(ImageRemoveRequest) = subject::IMAGE_REMOVE,
+        /// `container.exec`: a console session (streamed answer, input by `stream.input`).
+        ContainerExec(ExecRequest) = subject::CONTAINER_EXEC,
+        /// `container.attach`: the main process's console (streamed answer).
+        ContainerAttach(AttachRequest) = subject::CONTAINER_ATTACH,
+        /// `container.send`
+        ContainerSend(SendRequest) = subject::CONTAINER_SEND,
+        /// `stream.input`: input for a session (no answer).
+        StreamInput(StreamInput) = subject::STREAM_INPUT,
+        /// `file.list`
+        FileList(FilePathRequest) = subject::FILE_LIST,
+        /// `file.get`: a streamed answer.
+        FileGet(FileGetRequest) = subject::FILE_GET,
+        /// `file.put`: a streamed answer, bytes by `stream.input`.
+        FilePut(FilePutRequest) = subject::FILE_PUT,
+        /// `file.remove`
+        FileRemove(FilePathRequest) = subject::FILE_REMOVE,
+        /// `file.mkdir`
+        FileMkdir(FilePathRequest) = subject::FILE_MKDIR,
         /// `error`: the relay could not handle a frame the agent sent (never answered).
         Error(ErrorReply) = subject::ERROR,
     }
@@ -427,6 +465,24 @@ mod tests {
             subject::TEMPLATE_ADD | subject::TEMPLATE_UPDATE => json!({
                 "template": {"name": "web", "spec": {"image": "nginx:1.27"}},
             }),
+            subject::CONTAINER_EXEC => json!({
+                "agentId": AGENT, "containerId": "web", "cmd": ["sh"], "tty": true, "stdin": true,
+                "size": {"cols": 80, "rows": 24},
+            }),
+            subject::CONTAINER_ATTACH => {
+                json!({"agentId": AGENT, "containerId": "web", "stdin": true})
+            }
+            subject::CONTAINER_SEND => {
+                json!({"agentId": AGENT, "containerId": "web", "line": "save"})
+            }
+            subject::STREAM_INPUT => json!({"inbox": "_INBOX.1", "data": "aGk=", "grant": 5}),
+            subject::FILE_LIST | subject::FILE_REMOVE | subject::FILE_MKDIR => {
+                json!({"agentId": AGENT, "containerId": "web", "path": "/srv"})
+            }
+            subject::FILE_GET => json!({"agentId": AGENT, "containerId": "web", "path": "/srv/a"}),
+            subject::FILE_PUT => {
+                json!({"agentId": AGENT, "containerId": "web", "path": "/srv/a", "size": 3})
+            }
             other => panic!("no sample payload for {other}: add one"),
         }
     }
@@ -513,6 +569,15 @@ mod tests {
             (subject::CONTAINER_LOGS, Need::Read),
             (subject::CONTAINER_STATS, Need::Read),
             (subject::STREAM_CANCEL, Need::Read),
+            (subject::STREAM_INPUT, Need::Read),
+            (subject::CONTAINER_ATTACH, Need::Operate),
+            (subject::CONTAINER_SEND, Need::Operate),
+            (subject::FILE_LIST, Need::Operate),
+            (subject::FILE_GET, Need::Operate),
+            (subject::CONTAINER_EXEC, Need::Admin),
+            (subject::FILE_PUT, Need::Admin),
+            (subject::FILE_REMOVE, Need::Admin),
+            (subject::FILE_MKDIR, Need::Admin),
             (subject::EVENT_SUBSCRIBE, Need::Read),
             (subject::CONTAINER_START, Need::Operate),
             (subject::CONTAINER_STOP, Need::Operate),

@@ -114,6 +114,27 @@ pub const TEMPLATE_UPDATE: &str = "template.update";
 /// Client → relay (admin): remove a template.
 pub const TEMPLATE_REMOVE: &str = "template.remove";
 
+// Console sessions and files (see `crate::console`, `crate::files`).
+/// Client → relay → agent (admin): run a command in a container; a streamed answer.
+pub const CONTAINER_EXEC: &str = "container.exec";
+/// Client → relay → agent (operator): the main process's console; a streamed answer.
+pub const CONTAINER_ATTACH: &str = "container.attach";
+/// Client → relay → agent (operator): one line to the main process's stdin.
+pub const CONTAINER_SEND: &str = "container.send";
+/// Client → relay → agent: input, resize, end of input or output credit of a session (no
+/// answer).
+pub const STREAM_INPUT: &str = "stream.input";
+/// Client → relay → agent (operator): a directory's entries.
+pub const FILE_LIST: &str = "file.list";
+/// Client → relay → agent (operator): download a file; a streamed answer.
+pub const FILE_GET: &str = "file.get";
+/// Client → relay → agent (admin): upload a file; a streamed answer, bytes by `stream.input`.
+pub const FILE_PUT: &str = "file.put";
+/// Client → relay → agent (admin): remove a file or directory.
+pub const FILE_REMOVE: &str = "file.remove";
+/// Client → relay → agent (admin): make a directory.
+pub const FILE_MKDIR: &str = "file.mkdir";
+
 /// Any direction: a frame that could not be handled and had no inbox to answer to,
 /// or a refused hello just before the connection closes.
 pub const ERROR: &str = "error";

@@ -94,6 +94,15 @@ fn client_request(kind: ClientRequestKind, g: &mut SchemaGenerator) -> Option<Va
             request(of::<TemplateSaveRequest>(g), or_error::<TemplateSaved>(g))
         }
         K::TemplateRemove => request(of::<TemplateNameRequest>(g), or_error::<TemplateSaved>(g)),
+        K::ContainerExec => request(of::<ExecRequest>(g), stream_of::<ConsoleOutput>(g)),
+        K::ContainerAttach => request(of::<AttachRequest>(g), stream_of::<ConsoleOutput>(g)),
+        K::ContainerSend => request(of::<SendRequest>(g), or_error::<SendResult>(g)),
+        // Never answered (an unknown or ended session's input is dropped).
+        K::StreamInput => json!({ "data": of::<StreamInput>(g) }),
+        K::FileList => request(of::<FilePathRequest>(g), or_error::<FileList>(g)),
+        K::FileGet => request(of::<FileGetRequest>(g), stream_of::<FileChunk>(g)),
+        K::FilePut => request(of::<FilePutRequest>(g), stream_of::<FileChunk>(g)),
+        K::FileRemove | K::FileMkdir => request(of::<FilePathRequest>(g), or_error::<FileDone>(g)),
         #[allow(unreachable_patterns)]
         _ => return None,
     })

@@ -131,6 +131,22 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
                     }
                 }
                 match incoming {
+                    // Session input is handled here, in order, not in a task of its own:
+                    // stdin bytes must reach the agent in the order they were typed. Waiting
+                    // for a full agent queue holds this connection, which credit bounds.
+                    Incoming::Frame(frame) if frame.subject == zedops_protocol::subject::STREAM_INPUT && frame.reply.is_none() => {
+                        match frame.payload::<zedops_protocol::StreamInput>() {
+                            Ok(input) => {
+                                if !conn.streams.input(input).await {
+                                    tracing::debug!("stream.input for a stream this connection does not have");
+                                }
+                            }
+                            Err(e) => {
+                                warn!(error = %e, "unreadable stream.input from client");
+                                let _ = socket.send_error(None, &e.to_reply()).await;
+                            }
+                        }
+                    }
                     Incoming::Frame(frame) => {
                         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
                             let reply = ErrorReply::new(ErrorCode::RateLimited, format!("more than {MAX_IN_FLIGHT} requests in flight; wait for answers"));

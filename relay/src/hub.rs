@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc, oneshot, watch};
 use zedops_protocol::payload::Validate;
 use zedops_protocol::{
-    AgentRequest, AgentStatus, ClientPush, DeployFrame, ErrorCode, ErrorReply, LogChunk,
-    StatsChunk, subject,
+    AgentRequest, AgentStatus, ClientPush, ConsoleOutput, DeployFrame, ErrorCode, ErrorReply,
+    FileChunk, LogChunk, StatsChunk, subject,
 };
 
 use crate::store::now;
@@ -45,6 +45,10 @@ pub enum StreamFrame {
     Stats(StatsChunk),
     /// Pull progress and the outcome of a create or pull.
     Deploy(DeployFrame),
+    /// Output, grants and the end of a console session.
+    Console(ConsoleOutput),
+    /// A file's entry and bytes, or an upload's grants and outcome.
+    File(FileChunk),
 }
 
 impl StreamFrame {
@@ -53,6 +57,8 @@ impl StreamFrame {
             StreamFrame::Logs(c) => c.end.is_some(),
             StreamFrame::Stats(c) => c.end.is_some(),
             StreamFrame::Deploy(c) => c.end.is_some(),
+            StreamFrame::Console(c) => c.end.is_some(),
+            StreamFrame::File(c) => c.end.is_some(),
         }
     }
 
@@ -62,6 +68,8 @@ impl StreamFrame {
             StreamFrame::Logs(c) => c.end.as_ref(),
             StreamFrame::Stats(c) => c.end.as_ref(),
             StreamFrame::Deploy(c) => c.end.as_ref(),
+            StreamFrame::Console(c) => c.end.as_ref(),
+            StreamFrame::File(c) => c.end.as_ref(),
         };
         end.map(|e| e.error_code)
     }
@@ -70,7 +78,10 @@ impl StreamFrame {
     fn lines(&self) -> u64 {
         match self {
             StreamFrame::Logs(c) => c.lines.len().max(1) as u64,
-            StreamFrame::Stats(_) | StreamFrame::Deploy(_) => 1,
+            StreamFrame::Stats(_)
+            | StreamFrame::Deploy(_)
+            | StreamFrame::Console(_)
+            | StreamFrame::File(_) => 1,
         }
     }
 }
@@ -129,6 +140,18 @@ pub enum StreamKind {
     Stats,
     /// `container.create` and `image.pull`: [`DeployFrame`]s.
     Deploy,
+    /// `container.exec`, `container.attach`: [`ConsoleOutput`]s under the client's credit.
+    Console,
+    /// `file.get`, `file.put`: [`FileChunk`]s under the client's credit.
+    File,
+}
+
+impl StreamKind {
+    /// Streams whose bytes are flow-controlled end to end: a frame may never be dropped (that
+    /// would corrupt the bytes), so one over the budgets ends the stream instead.
+    fn lossless(self) -> bool {
+        matches!(self, StreamKind::Console | StreamKind::File)
+    }
 }
 
 /// Where an agent's frames for one streamed answer go.
@@ -171,6 +194,14 @@ impl StreamSink {
                 })
                 .map(StreamFrame::Deploy)
                 .map_err(|e| e.to_string()),
+            StreamKind::Console => serde_json::from_str::<ConsoleOutput>(data)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.validate().map(|()| c).map_err(|e| e.to_string()))
+                .map(StreamFrame::Console),
+            StreamKind::File => serde_json::from_str::<FileChunk>(data)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.validate().map(|()| c).map_err(|e| e.to_string()))
+                .map(StreamFrame::File),
         };
         let charge = |bytes: usize| {
             self.shared.bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -194,6 +225,11 @@ impl StreamSink {
         };
         let over_budget = self.shared.bytes.load(Ordering::Relaxed) + data.len() > STREAM_BYTES
             || self.agent_bytes.load(Ordering::Relaxed) + data.len() > AGENT_STREAM_BYTES;
+        if over_budget && self.kind.lossless() {
+            // Within its credit an agent never gets here (a window is at most 1 MiB).
+            self.finish(Err("the agent sent beyond the client's window".into()));
+            return;
+        }
         if over_budget {
             self.shared
                 .dropped
@@ -206,6 +242,10 @@ impl StreamSink {
             | mpsc::error::TrySendError::Closed((frame, _)),
         ) = self.tx.try_send((frame, charged))
         {
+            if self.kind.lossless() {
+                self.finish(Err("the agent sent beyond the client's window".into()));
+                return;
+            }
             self.shared
                 .dropped
                 .fetch_add(frame.lines(), Ordering::Relaxed);
@@ -786,6 +826,12 @@ impl AgentLink {
         if self.tx.try_send(frame).is_err() {
             tracing::debug!(inbox = ?inbox, "could not queue a stream cancel for the agent");
         }
+    }
+
+    /// Hands `frame` (a `stream.input`) to the agent, waiting while its queue is full: input
+    /// bytes may not be dropped, and their credit bounds how much can wait.
+    pub async fn send_input(&self, frame: String) -> bool {
+        self.tx.send(frame).await.is_ok()
     }
 
     /// Forgets a stream that ended.

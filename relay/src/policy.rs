@@ -89,6 +89,17 @@ mod tests {
             (subject::TEMPLATE_ADD, [true, false, false]),
             (subject::TEMPLATE_UPDATE, [true, false, false]),
             (subject::TEMPLATE_REMOVE, [true, false, false]),
+            // Console and files: a shell and file writes are root in the container (admins);
+            // the game console and reading files are operators' daily work; viewers none.
+            (subject::CONTAINER_EXEC, [true, false, false]),
+            (subject::CONTAINER_ATTACH, [true, true, false]),
+            (subject::CONTAINER_SEND, [true, true, false]),
+            (subject::STREAM_INPUT, [true, true, true]),
+            (subject::FILE_LIST, [true, true, false]),
+            (subject::FILE_GET, [true, true, false]),
+            (subject::FILE_PUT, [true, false, false]),
+            (subject::FILE_REMOVE, [true, false, false]),
+            (subject::FILE_MKDIR, [true, false, false]),
         ];
         assert_eq!(
             intended.len(),

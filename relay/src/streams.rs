@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
-use zedops_protocol::{Envelope, ErrorCode, StreamEnd};
+use zedops_protocol::{AgentRequest, Envelope, ErrorCode, StreamEnd};
 
 pub use crate::hub::StreamKind;
 use crate::hub::{AgentLink, Charge, StreamFrame, StreamShared, UserStreamSlot};
@@ -37,20 +37,50 @@ impl From<String> for Outgoing {
 #[derive(Default)]
 pub struct ClientStreams {
     cancels: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    /// Where `stream.input` for each stream goes: its agent and the agent-side inbox.
+    routes: Mutex<HashMap<String, (Arc<AgentLink>, String)>>,
 }
 
 impl ClientStreams {
-    fn register(&self, inbox: &str) -> oneshot::Receiver<()> {
+    fn register(
+        &self,
+        inbox: &str,
+        link: &Arc<AgentLink>,
+        agent_inbox: &str,
+    ) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
         self.cancels
             .lock()
             .expect("streams lock")
             .insert(inbox.to_string(), tx);
+        self.routes
+            .lock()
+            .expect("streams lock")
+            .insert(inbox.to_string(), (link.clone(), agent_inbox.to_string()));
         rx
     }
 
     fn forget(&self, inbox: &str) {
         self.cancels.lock().expect("streams lock").remove(inbox);
+        self.routes.lock().expect("streams lock").remove(inbox);
+    }
+
+    /// Forwards `input` to the agent of this connection's stream on `input.inbox`, with the
+    /// agent-side inbox; false when this connection has no such stream (input for a stream
+    /// of another connection or user is never forwarded).
+    pub async fn input(&self, mut input: zedops_protocol::StreamInput) -> bool {
+        let route = self
+            .routes
+            .lock()
+            .expect("streams lock")
+            .get(&input.inbox)
+            .cloned();
+        let Some((link, agent_inbox)) = route else {
+            return false;
+        };
+        input.inbox = agent_inbox;
+        link.send_input(AgentRequest::StreamInput(input).to_frame(None))
+            .await
     }
 
     /// Cancels the stream answering on the client's `inbox`; false when there is none.
@@ -84,7 +114,7 @@ pub async fn pump(
     client_inbox: &str,
     answers: &mpsc::Sender<Outgoing>,
 ) {
-    let mut cancel = streams.register(client_inbox);
+    let mut cancel = streams.register(client_inbox, &stream.link, &stream.agent_inbox);
     let mut cancelled_at = None;
     let last = loop {
         let grace = async {
@@ -217,6 +247,8 @@ async fn forward(
         }
         StreamFrame::Stats(chunk) => Envelope::new(client_inbox, &chunk).to_json(),
         StreamFrame::Deploy(chunk) => Envelope::new(client_inbox, &chunk).to_json(),
+        StreamFrame::Console(chunk) => Envelope::new(client_inbox, &chunk).to_json(),
+        StreamFrame::File(chunk) => Envelope::new(client_inbox, &chunk).to_json(),
     };
     answers
         .send(Outgoing {
