@@ -417,6 +417,43 @@ export type WireCode =
 "NAME_TAKEN" | 
 /**  The agent refuses to stop or restart the container it runs in. */
 "SELF_PROTECTED" | 
+/**
+ *  The agent's local policy forbids a setting of the request (privileged, capabilities,
+ *  host namespaces, devices, a bind outside `--allow-bind`, the Docker socket); the message
+ *  names the field.
+ */
+"POLICY_DENIED" | 
+/**  The container is labelled `zedops.protected=true`; the agent does not remove it. */
+"PROTECTED" | 
+/**  A container with that name already exists on the agent. */
+"CONTAINER_NAME_IN_USE" | 
+/**  A host port the container asks for is already taken on the server. */
+"PORT_IN_USE" | 
+/**  The registry has no such image or tag (or the local image to remove does not exist). */
+"IMAGE_NOT_FOUND" | 
+/**  The image is used by a container; remove that first or force. */
+"IMAGE_IN_USE" | 
+/**  The registry could not be reached (down, wrong address, DNS, TLS). */
+"REGISTRY_UNREACHABLE" | 
+/**  The registry refused the credentials, or the image needs credentials. */
+"REGISTRY_AUTH_FAILED" | 
+/**  Docker refused or failed to pull the image for another reason. */
+"DOCKER_PULL_FAILED" | 
+/**  Docker refused or failed to create the container for another reason. */
+"DOCKER_CREATE_FAILED" | 
+/**  Docker refused or failed to remove the container or image for another reason. */
+"DOCKER_REMOVE_FAILED" | 
+/**  The deploy sets a variable the template does not declare. */
+"UNKNOWN_VARIABLE" | 
+/**  The deploy leaves a required template variable without a value. */
+"MISSING_VARIABLE" | 
+/**
+ *  A template file or its resolution is not a valid container specification; the message
+ *  names the field.
+ */
+"TEMPLATE_INVALID" | 
+/**  A template with that name already exists (use update). */
+"TEMPLATE_EXISTS" | 
 /**  Something unexpected failed inside the relay or agent; see its log. */
 "INTERNAL" | 
 /**  Docker refused or failed to run a command in the container, or to attach to it. */
