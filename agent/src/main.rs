@@ -78,6 +78,10 @@ struct InstallArgs {
     /// Allow plaintext ws:// to a relay that is not on this machine.
     #[arg(long, env = "ZEDOPS_INSECURE")]
     insecure: bool,
+    /// A minisign public key file to trust for agent updates beside the release key built in;
+    /// copied to /etc/zedops-agent/release-key.pub (root's) and named in the service settings.
+    #[arg(long, value_name = "FILE")]
+    trusted_key: Option<PathBuf>,
     /// Seconds to wait for the started service to enrol and connect; a refusal, a stopped
     /// service or the time running out fails the install with the reason. 0: do not wait.
     #[arg(long, env = "ZEDOPS_INSTALL_WAIT", default_value_t = 60)]
@@ -277,6 +281,7 @@ fn install(args: InstallArgs) -> anyhow::Result<()> {
         start: !args.no_start,
         ca_file: args.ca_file,
         insecure: args.insecure,
+        trusted_key: args.trusted_key,
         binary,
         wait: std::time::Duration::from_secs(args.wait),
     })?;

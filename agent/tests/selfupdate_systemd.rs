@@ -45,8 +45,8 @@ async fn updates_itself_under_systemd_and_comes_back_from_a_build_that_cannot_co
             .await;
     }
 
-    // Installed as a server admin would: the binary copied over, `install` with a token file,
-    // and the release key pinned in the root-owned configuration.
+    // Installed as a server admin would: the binary copied over, `install` with a token file
+    // and the release key pinned (`--trusted-key`, into the root-owned configuration).
     let copied = std::process::Command::new("docker")
         .args(["cp", AGENT, &format!("{}:/root/zedops-agent", machine.name)])
         .output()
@@ -60,17 +60,29 @@ async fn updates_itself_under_systemd_and_comes_back_from_a_build_that_cannot_co
     machine
         .sh(&format!(
             "umask 077 && printf '%s\\n' '{token}' >/root/token && \
-             /root/zedops-agent install --relay {} --token-file /root/token --name sysd-updater",
+             printf '%s' '{}' >/root/release.pub && \
+             /root/zedops-agent install --relay {} --token-file /root/token --name sysd-updater \
+               --trusted-key /root/release.pub",
+            key.public_file(),
             relay.url
         ))
         .await;
+    let pinned = machine
+        .sh("stat -c '%a %U' /etc/zedops-agent/release-key.pub && grep TRUSTED_KEY /etc/zedops-agent/agent.env")
+        .await;
+    assert_eq!(
+        pinned.lines().collect::<Vec<_>>(),
+        [
+            "644 root",
+            "ZEDOPS_TRUSTED_KEY_FILE=/etc/zedops-agent/release-key.pub"
+        ]
+    );
+    // A short deadline for the test (60 s by default).
     machine
-        .sh(&format!(
-            "printf '%s' '{}' >/etc/zedops-agent/release.pub && chmod 0644 /etc/zedops-agent/release.pub && \
-             printf 'ZEDOPS_TRUSTED_KEY_FILE=/etc/zedops-agent/release.pub\\nZEDOPS_UPDATE_REVERT_AFTER=15\\n' \
-               >>/etc/zedops-agent/agent.env && systemctl restart zedops-agent",
-            key.public_file()
-        ))
+        .sh(
+            "printf 'ZEDOPS_UPDATE_REVERT_AFTER=15\\n' >>/etc/zedops-agent/agent.env && \
+             systemctl restart zedops-agent",
+        )
         .await;
     let id = relay
         .wait_version(None, packaged, Duration::from_secs(60))

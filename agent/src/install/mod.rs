@@ -41,6 +41,9 @@ pub const UNIT_PATH: &str = "/etc/systemd/system/zedops-agent.service";
 pub const CONFIG_DIR: &str = "/etc/zedops-agent";
 pub const CONFIG_PATH: &str = "/etc/zedops-agent/agent.env";
 pub const CA_PATH: &str = "/etc/zedops-agent/ca.pem";
+/// A release key pinned at install (`--trusted-key`): agent updates signed by it are accepted
+/// beside those signed by the key built in. Root's, readable by the service.
+pub const TRUSTED_KEY_PATH: &str = "/etc/zedops-agent/release-key.pub";
 /// The agent's data directory: its permanent credentials after enrolment.
 pub const DATA_DIR: &str = "/var/lib/zedops-agent";
 /// How long install waits for the started service to enrol and connect, by default.
@@ -65,6 +68,9 @@ pub struct InstallOptions {
     pub ca_file: Option<PathBuf>,
     /// Allow plaintext to a relay that is not on this machine.
     pub insecure: bool,
+    /// A minisign public key file to pin as a trusted release key (copied to
+    /// [`TRUSTED_KEY_PATH`] and named in the configuration).
+    pub trusted_key: Option<PathBuf>,
     /// The binary to install (normally the running one).
     pub binary: PathBuf,
     /// How long to wait for the started service to enrol and connect (zero: do not wait).
@@ -156,6 +162,25 @@ pub fn install(options: &InstallOptions) -> anyhow::Result<bool> {
         None => None,
     };
 
+    let key_text = match &options.trusted_key {
+        Some(source) => {
+            let text = fs::read_to_string(source)
+                .with_context(|| format!("cannot read --trusted-key {}", source.display()))?;
+            crate::selfupdate::keys::TrustedKeys::from_text(&text)
+                .ok()
+                .filter(|keys| !keys.is_empty())
+                .with_context(|| {
+                    format!(
+                        "--trusted-key {} holds no minisign public key (a line of 56 \
+                         characters starting with RW)",
+                        source.display()
+                    )
+                })?;
+            Some(text)
+        }
+        None => None,
+    };
+
     // The user first: the files below are given to it.
     let owner = ensure_user(&system)?;
     let mut changed = owner.1;
@@ -195,12 +220,28 @@ pub fn install(options: &InstallOptions) -> anyhow::Result<bool> {
             None
         }
     };
+    let key_path = target.path(TRUSTED_KEY_PATH);
+    let trusted_key_file = match &key_text {
+        Some(text) => {
+            changed |= note(
+                files::write(&key_path, text.as_bytes(), 0o644, None)?,
+                &key_path,
+                "trusted release key",
+            );
+            Some(TRUSTED_KEY_PATH.to_string())
+        }
+        None => {
+            changed |= removed(files::remove_file(&key_path)?, &key_path);
+            None
+        }
+    };
     let config = Config {
         relay,
         token,
         name: options.name.clone(),
         ca_file,
         insecure: options.insecure,
+        trusted_key_file,
     };
     let config_path = target.path(CONFIG_PATH);
     // Root's: systemd reads it (EnvironmentFile=) before dropping to the service user, who

@@ -76,6 +76,8 @@ pub struct Config {
     pub name: Option<String>,
     pub ca_file: Option<String>,
     pub insecure: bool,
+    /// A pinned release key file (`ZEDOPS_TRUSTED_KEY_FILE`).
+    pub trusted_key_file: Option<String>,
 }
 
 impl Config {
@@ -102,6 +104,9 @@ impl Config {
         }
         if self.insecure {
             line("ZEDOPS_INSECURE", "true");
+        }
+        if let Some(key) = &self.trusted_key_file {
+            line("ZEDOPS_TRUSTED_KEY_FILE", key);
         }
         text
     }
@@ -160,6 +165,7 @@ mod tests {
             name: Some("web-1".into()),
             ca_file: None,
             insecure: false,
+            trusted_key_file: Some("/etc/zedops-agent/release-key.pub".into()),
         };
         let text = config.render();
         assert_eq!(
@@ -169,6 +175,10 @@ mod tests {
         assert_eq!(Config::lookup(&text, "ZEDOPS_TOKEN"), Some("zr_abc-DEF_1"));
         assert_eq!(Config::lookup(&text, "ZEDOPS_DATA_DIR"), Some(DATA_DIR));
         assert_eq!(Config::lookup(&text, "ZEDOPS_INSECURE"), None);
+        assert_eq!(
+            Config::lookup(&text, "ZEDOPS_TRUSTED_KEY_FILE"),
+            Some("/etc/zedops-agent/release-key.pub")
+        );
         assert!(!render("/usr/local/bin/zedops-agent").contains("zr_"));
     }
 
