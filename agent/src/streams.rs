@@ -295,11 +295,13 @@ fn ended(reason: &str) -> StreamEnd {
 }
 
 fn failed(err: DockerError) -> StreamEnd {
-    tracing::debug!(%err, "log stream failed");
+    tracing::debug!(%err, "stream failed");
     StreamEnd {
         error_code: Some(match err.code() {
             ErrorCode::ContainerNotFound => ErrorCode::ContainerNotFound,
             ErrorCode::DockerNotAvailable => ErrorCode::DockerNotAvailable,
+            // Stats of a container that is not running.
+            ErrorCode::InvalidRequest => ErrorCode::InvalidRequest,
             _ => ErrorCode::DockerListFailed,
         }),
         reason: err.to_string(),
