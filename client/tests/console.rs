@@ -14,6 +14,8 @@ use zedops_protocol::{
 };
 use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
 
+mod support;
+
 const WAIT: Duration = Duration::from_secs(30);
 
 fn exec(container: &str, cmd: &[&str], stdin: bool) -> ExecRequest {
@@ -248,5 +250,80 @@ async fn files_round_trip_through_the_relay_and_roles_hold() {
     assert!(
         text.contains("container.exec") || text.contains("exec"),
         "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_cli_runs_commands_with_their_exit_codes_and_sends_console_lines() {
+    let Some(s) = setup().await else {
+        return;
+    };
+    let token = s.relay.login("console-cli", Role::Admin).await;
+    let config = tempfile::tempdir().unwrap();
+    let zedops = |args: &[&str], stdin: &str| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (url, token, dir) = (
+            s.relay.url.clone(),
+            token.clone(),
+            config.path().to_path_buf(),
+        );
+        let stdin = stdin.to_string();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            support::headless(&url, &token, &dir, &args, &stdin).await
+        }
+    };
+    let c = s.container.as_str();
+    let out = zedops(
+        &[
+            "exec",
+            "--agent",
+            "console-1",
+            c,
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", support::text(&out.stderr));
+    assert_eq!(
+        (
+            support::text(&out.stdout).as_str(),
+            support::text(&out.stderr).as_str()
+        ),
+        ("out\n", "err\n")
+    );
+    let out = zedops(
+        &[
+            "exec",
+            "--agent",
+            "console-1",
+            c,
+            "--",
+            "sh",
+            "-c",
+            "no-such-command",
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(127));
+    let out = zedops(
+        &["exec", "-i", "--agent", "console-1", c, "--", "cat"],
+        "piped\nthrough cat\n",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", support::text(&out.stderr));
+    assert_eq!(support::text(&out.stdout), "piped\nthrough cat\n");
+    // A container without an open stdin cannot take a console line: a clear refusal.
+    let out = zedops(&["send", "--agent", "console-1", c, "save"], "").await;
+    assert!(!out.status.success());
+    assert!(
+        support::text(&out.stderr).contains("OpenStdin"),
+        "{}",
+        support::text(&out.stderr)
     );
 }

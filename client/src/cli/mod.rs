@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod console;
 mod deploy;
 mod events;
 mod fleet;
@@ -112,6 +113,39 @@ enum Command {
     Pull(deploy::PullArgs),
     /// Remove an image from an agent (operator)
     Rmi(deploy::RmiArgs),
+    /// Run a command in a container, like docker exec (admin); exits with its exit code
+    Exec(ExecArgs),
+    /// Send one line to a container's console (its main process's stdin) (operator)
+    Send(SendArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExecArgs {
+    /// Agent name or id
+    #[arg(long, env = "ZEDOPS_AGENT", value_name = "AGENT")]
+    agent: String,
+    /// Pass this terminal's stdin to the command
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a terminal (not in the CLI yet)
+    #[arg(short, long)]
+    tty: bool,
+    /// Container name, id or id prefix
+    container: String,
+    /// The command and its arguments (after --)
+    #[arg(last = true, required = true)]
+    cmd: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct SendArgs {
+    /// Agent name or id
+    #[arg(long, env = "ZEDOPS_AGENT", value_name = "AGENT")]
+    agent: String,
+    /// Container name, id or id prefix
+    container: String,
+    /// The line (without its newline)
+    line: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -437,6 +471,20 @@ async fn run(cli: Cli) -> CliResult {
                 args.output.json,
             )
             .await
+        }
+        Command::Exec(args) => {
+            console::exec(
+                &global,
+                &args.agent,
+                &args.container,
+                args.cmd,
+                args.interactive,
+                args.tty,
+            )
+            .await
+        }
+        Command::Send(args) => {
+            console::send(&global, &args.agent, &args.container, &args.line).await
         }
         Command::Logs(args) => {
             let options = zedops_client::LogsOptions {
