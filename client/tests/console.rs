@@ -327,3 +327,96 @@ async fn the_cli_runs_commands_with_their_exit_codes_and_sends_console_lines() {
         support::text(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn the_cli_lists_uploads_downloads_and_removes_files() {
+    let Some(s) = setup().await else {
+        return;
+    };
+    let token = s.relay.login("files-cli", Role::Admin).await;
+    let config = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let zedops = |args: Vec<String>| {
+        let (url, token, cfg) = (
+            s.relay.url.clone(),
+            token.clone(),
+            config.path().to_path_buf(),
+        );
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            support::headless(&url, &token, &cfg, &args, "").await
+        }
+    };
+    let args = |list: &[&str]| list.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let c = s.container.as_str();
+    // 3 MiB of random bytes up and back down.
+    let data: Vec<u8> = (0..3 * 1024 * 1024).map(|_| rand::random::<u8>()).collect();
+    let source = dir.path().join("up.bin");
+    std::fs::write(&source, &data).unwrap();
+    let out = zedops(args(&[
+        "files",
+        "mkdir",
+        "--agent",
+        "console-1",
+        c,
+        "/data",
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", support::text(&out.stderr));
+    let out = zedops(args(&[
+        "files",
+        "put",
+        "--agent",
+        "console-1",
+        c,
+        source.to_str().unwrap(),
+        "/data/save.bin",
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", support::text(&out.stderr));
+    let dest = dir.path().join("down.bin");
+    let out = zedops(args(&[
+        "files",
+        "get",
+        "--agent",
+        "console-1",
+        c,
+        "/data/save.bin",
+        dest.to_str().unwrap(),
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", support::text(&out.stderr));
+    assert_eq!(
+        Sha256::digest(std::fs::read(&dest).unwrap()),
+        Sha256::digest(&data)
+    );
+    let out = zedops(args(&["files", "ls", "--agent", "console-1", c, "/data"])).await;
+    let listing = support::text(&out.stdout);
+    assert!(
+        listing.starts_with("-0644      3145728 ") && listing.trim_end().ends_with(" save.bin"),
+        "{listing}"
+    );
+    let out = zedops(args(&["files", "ls", "--agent", "console-1", c, "/../etc"])).await;
+    assert!(!out.status.success());
+    assert!(
+        support::text(&out.stderr).contains("PATH_OUTSIDE"),
+        "{}",
+        support::text(&out.stderr)
+    );
+    let out = zedops(args(&["files", "rm", "--agent", "console-1", c, "/data"])).await;
+    assert!(out.status.success(), "{}", support::text(&out.stderr));
+    let out = zedops(args(&[
+        "files",
+        "get",
+        "--agent",
+        "console-1",
+        c,
+        "/data/save.bin",
+    ]))
+    .await;
+    assert!(
+        support::text(&out.stderr).contains("FILE_NOT_FOUND"),
+        "{}",
+        support::text(&out.stderr)
+    );
+}

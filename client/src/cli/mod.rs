@@ -6,6 +6,7 @@ mod auth;
 mod console;
 mod deploy;
 mod events;
+mod files;
 mod fleet;
 mod logs;
 mod stats;
@@ -117,6 +118,55 @@ enum Command {
     Exec(ExecArgs),
     /// Send one line to a container's console (its main process's stdin) (operator)
     Send(SendArgs),
+    /// A container's files: list and download (operator), upload, remove, mkdir (admin)
+    Files {
+        #[command(subcommand)]
+        command: FilesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FilesCommand {
+    /// List a directory: mode, size, modification time, name
+    Ls {
+        #[arg(long, env = "ZEDOPS_AGENT", value_name = "AGENT")]
+        agent: String,
+        container: String,
+        path: String,
+        #[command(flatten)]
+        output: JsonArg,
+    },
+    /// Download a file to DEST (default: stdout)
+    Get {
+        #[arg(long, env = "ZEDOPS_AGENT", value_name = "AGENT")]
+        agent: String,
+        container: String,
+        path: String,
+        #[arg(default_value = "-")]
+        dest: String,
+    },
+    /// Upload the local file SOURCE to PATH (its directory must exist)
+    Put {
+        #[arg(long, env = "ZEDOPS_AGENT", value_name = "AGENT")]
+        agent: String,
+        container: String,
+        source: String,
+        path: String,
+    },
+    /// Remove a file, or a directory with everything in it
+    Rm {
+        #[arg(long, env = "ZEDOPS_AGENT", value_name = "AGENT")]
+        agent: String,
+        container: String,
+        path: String,
+    },
+    /// Make a directory (its parent must exist)
+    Mkdir {
+        #[arg(long, env = "ZEDOPS_AGENT", value_name = "AGENT")]
+        agent: String,
+        container: String,
+        path: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -486,6 +536,42 @@ async fn run(cli: Cli) -> CliResult {
         Command::Send(args) => {
             console::send(&global, &args.agent, &args.container, &args.line).await
         }
+        Command::Files { command } => match command {
+            FilesCommand::Ls {
+                agent,
+                container,
+                path,
+                output,
+            } => files::ls(&global, &agent, &container, &path, output.json).await,
+            FilesCommand::Get {
+                agent,
+                container,
+                path,
+                dest,
+            } => files::get(&global, &agent, &container, &path, &dest).await,
+            FilesCommand::Put {
+                agent,
+                container,
+                source,
+                path,
+            } => files::put(&global, &agent, &container, &source, &path).await,
+            FilesCommand::Rm {
+                agent,
+                container,
+                path,
+            } => {
+                let subject = zedops_protocol::subject::FILE_REMOVE;
+                files::change(&global, subject, &agent, &container, &path).await
+            }
+            FilesCommand::Mkdir {
+                agent,
+                container,
+                path,
+            } => {
+                let subject = zedops_protocol::subject::FILE_MKDIR;
+                files::change(&global, subject, &agent, &container, &path).await
+            }
+        },
         Command::Logs(args) => {
             let options = zedops_client::LogsOptions {
                 tail: Some(args.tail),
