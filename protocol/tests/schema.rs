@@ -64,6 +64,7 @@ fn client_request(kind: ClientRequestKind, g: &mut SchemaGenerator) -> Option<Va
         K::ContainerStart | K::ContainerStop | K::ContainerRestart => action(g),
         K::AgentRevoke => request(of::<AgentRevokeRequest>(g), or_error::<AgentRevoked>(g)),
         K::AgentRotate => request(of::<AgentRotateRequest>(g), or_error::<AgentRotated>(g)),
+        K::AgentUpdate => request(of::<AgentUpdateRequest>(g), or_error::<AgentUpdated>(g)),
         K::SessionList => request(
             of::<SessionListRequest>(g),
             or_error::<SessionListResponse>(g),
@@ -128,6 +129,7 @@ fn agent_request(kind: AgentRequestKind, g: &mut SchemaGenerator) -> Option<Valu
         // Sent without a reply inbox: never answered.
         K::StreamCancel => json!({ "data": of::<StreamCancel>(g) }),
         K::AgentToken => request(of::<AgentToken>(g), or_error::<AgentTokenStored>(g)),
+        K::AgentUpdateInstall => request(of::<AgentUpdateOrder>(g), or_error::<AgentUpdated>(g)),
         K::ContainerCreate => request(of::<ContainerCreate>(g), stream_of::<DeployFrame>(g)),
         K::ContainerRemove => request(
             of::<ContainerRemoveRequest>(g),
