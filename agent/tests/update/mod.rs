@@ -203,6 +203,10 @@ fn target_dir() -> PathBuf {
 /// directory under target/ so that the tests' own agent binary is left alone; cargo makes it
 /// once and finds it fresh afterwards. Returns the binary's bytes, debug information stripped.
 pub fn build_agent(version: &str) -> Vec<u8> {
+    // Tests of one binary run in parallel: one build at a time, and the stripped copy is
+    // written only while nobody reads it.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let dir = target_dir().join("selfupdate");
     let out = Command::new(env!("CARGO"))
         .args(["build", "-q", "-p", "zedops-agent", "--bin", "zedops-agent"])
