@@ -56,6 +56,8 @@ pub struct AgentOptions {
     /// Directories under which created containers may bind-mount server paths
     /// (`--allow-bind`); none by default. See [`policy`].
     pub allow_bind: Vec<PathBuf>,
+    /// Largest file one `file.get` or `file.put` may move (`--max-file-size`).
+    pub max_file_size: u64,
 }
 
 impl std::fmt::Debug for AgentOptions {
@@ -72,6 +74,7 @@ impl std::fmt::Debug for AgentOptions {
             .field("ca_file", &self.ca_file)
             .field("insecure", &self.insecure)
             .field("allow_bind", &self.allow_bind)
+            .field("max_file_size", &self.max_file_size)
             .finish()
     }
 }

@@ -143,6 +143,15 @@ struct RunArgs {
         value_delimiter = ':'
     )]
     allow_bind: Vec<PathBuf>,
+    /// Largest file one download or upload of a container's files may move, in bytes
+    /// (256 MiB by default); larger transfers are refused before any byte moves
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "ZEDOPS_MAX_FILE_SIZE",
+        default_value_t = zedops_protocol::DEFAULT_MAX_FILE_SIZE
+    )]
+    max_file_size: u64,
     /// Container events pushed to the relay per second at most (bursts of twice that); faster
     /// ones are coalesced into one container.sync. Keep it at or under half of the relay's
     /// --max-agent-messages-per-sec (1,000 by default); 0 turns pacing off.
@@ -252,6 +261,7 @@ fn options(args: RunArgs) -> anyhow::Result<AgentOptions> {
         ca_file: args.ca_file,
         insecure: args.insecure,
         allow_bind: args.allow_bind,
+        max_file_size: args.max_file_size,
     })
 }
 

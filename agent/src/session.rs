@@ -13,9 +13,8 @@ use tracing::Instrument;
 use zedops_protocol::payload::is_valid_name;
 use zedops_protocol::{
     AgentAuth, AgentRegister, AgentRequest, AgentRequestKind, AgentToken, AgentTokenStored,
-    AgentWelcome, DEFAULT_MAX_FILE_SIZE, Envelope, ErrorCode, ErrorReply, Frame,
-    HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT, Heartbeat, MAX_TOKEN_LEN, Operation, PROTOCOL_VERSION,
-    ProtocolError, SendResult, subject,
+    AgentWelcome, Envelope, ErrorCode, ErrorReply, Frame, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT,
+    Heartbeat, MAX_TOKEN_LEN, Operation, PROTOCOL_VERSION, ProtocolError, SendResult, subject,
 };
 use zedops_transport::{Backoff, FrameReader, FrameWriter, RelayUrl, TransportError};
 
@@ -70,6 +69,7 @@ pub async fn run(
         tracing::info!(dirs = %dirs.join(", "), "bind mounts allowed under these directories");
     }
     docker.set_policy(policy);
+    docker.set_max_file_size(options.max_file_size);
     let docker = Arc::new(docker);
     let url = relay.ws("/ws/agent");
     let mut shutdown = std::pin::pin!(shutdown);
@@ -450,14 +450,14 @@ fn dispatch(
         AgentRequest::FileGet(request) => consoles.start_get(
             docker.clone(),
             request,
-            DEFAULT_MAX_FILE_SIZE,
+            docker.max_file_size(),
             inbox,
             tx.clone(),
         ),
         AgentRequest::FilePut(request) => consoles.start_put(
             docker.clone(),
             request,
-            DEFAULT_MAX_FILE_SIZE,
+            docker.max_file_size(),
             inbox,
             tx.clone(),
         ),

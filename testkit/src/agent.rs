@@ -54,6 +54,7 @@ impl TestAgent {
                 ca_file: None,
                 insecure: false,
                 allow_bind: vec![],
+                max_file_size: zedops_protocol::DEFAULT_MAX_FILE_SIZE,
             },
             token: Token::Fresh,
             budget: PushBudget::default(),

@@ -86,6 +86,8 @@ pub struct DockerClient {
     pulls: tokio::sync::Semaphore,
     /// What this server allows a created container (the last gate; see [`crate::policy`]).
     policy: crate::policy::LocalPolicy,
+    /// Largest file one `file.get` or `file.put` may move.
+    max_file_size: u64,
 }
 
 impl DockerClient {
@@ -103,6 +105,7 @@ impl DockerClient {
             requested: events::Requested::default(),
             pulls: tokio::sync::Semaphore::new(zedops_protocol::MAX_PULLS_PER_AGENT),
             policy: crate::policy::LocalPolicy::default(),
+            max_file_size: zedops_protocol::DEFAULT_MAX_FILE_SIZE,
         };
         if let Some(id) = &client.own_container {
             tracing::info!(container = %&id[..12], "running in a container; it will not be stopped or restarted");
@@ -155,6 +158,16 @@ impl DockerClient {
     /// What this server allows created containers.
     pub fn policy(&self) -> &crate::policy::LocalPolicy {
         &self.policy
+    }
+
+    /// Sets the largest file one transfer may move (`--max-file-size`).
+    pub fn set_max_file_size(&mut self, bytes: u64) {
+        self.max_file_size = bytes;
+    }
+
+    /// The largest file one transfer may move.
+    pub fn max_file_size(&self) -> u64 {
+        self.max_file_size
     }
 
     /// Treats `id` as the agent's own container (tests; detection reads /proc otherwise).
@@ -363,6 +376,7 @@ mod tests {
             requested: events::Requested::default(),
             pulls: tokio::sync::Semaphore::new(zedops_protocol::MAX_PULLS_PER_AGENT),
             policy: crate::policy::LocalPolicy::default(),
+            max_file_size: zedops_protocol::DEFAULT_MAX_FILE_SIZE,
         }
     }
 
