@@ -112,35 +112,15 @@ fn client_request(kind: ClientRequestKind, g: &mut SchemaGenerator) -> Option<Va
 fn agent_request(kind: AgentRequestKind, g: &mut SchemaGenerator) -> Option<Value> {
     use AgentRequestKind as K;
     Some(match kind {
-        K::ContainerList => request(
-            of::<ContainerListRequest>(g),
-            or_error::<ContainerListResponse>(g),
-        ),
-        K::ContainerInspect => request(
-            of::<ContainerActionRequest>(g),
-            or_error::<ContainerDetail>(g),
-        ),
-        K::ContainerStart | K::ContainerStop | K::ContainerRestart => request(
-            of::<ContainerActionRequest>(g),
-            json!({ "oneOf": [of::<OperationSuccess>(g), of::<OperationError>(g)] }),
-        ),
-        K::ContainerLogs => request(of::<LogsRequest>(g), stream_of::<LogChunk>(g)),
-        K::ContainerStats => request(of::<StatsRequest>(g), stream_of::<StatsChunk>(g)),
-        // Sent without a reply inbox: never answered.
-        K::StreamCancel => json!({ "data": of::<StreamCancel>(g) }),
         K::AgentToken => request(of::<AgentToken>(g), or_error::<AgentTokenStored>(g)),
         K::AgentUpdateInstall => request(of::<AgentUpdateOrder>(g), or_error::<AgentUpdated>(g)),
-        K::ContainerCreate => request(of::<ContainerCreate>(g), stream_of::<DeployFrame>(g)),
-        K::ContainerRemove => request(
-            of::<ContainerRemoveRequest>(g),
-            or_error::<ContainerRemoved>(g),
-        ),
-        K::ImageList => request(of::<ImageListRequest>(g), or_error::<ImageListResponse>(g)),
-        K::ImagePull => request(of::<ImagePullRequest>(g), stream_of::<DeployFrame>(g)),
-        K::ImageRemove => request(of::<ImageRemoveRequest>(g), or_error::<ImageRemoved>(g)),
+        // Sent without a reply inbox: never answered.
+        K::StreamCancel => json!({ "data": of::<StreamCancel>(g) }),
         K::Error => json!({ "data": of::<ErrorReply>(g) }),
-        #[allow(unreachable_patterns)]
-        _ => return None,
+        // The relay's resolution of a client's `container.deploy`.
+        K::ContainerCreate => request(of::<ContainerCreate>(g), stream_of::<DeployFrame>(g)),
+        // What a client asks an agent for is forwarded with the same payload and answer.
+        _ => return client_request(ClientRequestKind::from_subject(kind.subject())?, g),
     })
 }
 
