@@ -420,3 +420,49 @@ async fn the_cli_lists_uploads_downloads_and_removes_files() {
         support::text(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_remote_yes_stops_at_the_window_through_the_relay() {
+    let Some(s) = setup().await else {
+        return;
+    };
+    let mut request = exec(&s.container, &["yes", "zedops-window"], false);
+    request.window = Some(100_000);
+    let mut yes = s.admin.exec(&request).await.unwrap();
+    let mut got = 0usize;
+    while got < 100_000 {
+        let frame = tokio::time::timeout(WAIT, yes.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(frame.end.is_none(), "{frame:?}");
+        got += frame.bytes().unwrap().len();
+    }
+    assert_eq!(got, 100_000, "exactly the window");
+    // Nothing more arrives however long `yes` runs: nothing is queued in relay or agent.
+    let quiet = tokio::time::timeout(Duration::from_secs(2), yes.next()).await;
+    assert!(quiet.is_err(), "a frame beyond the window");
+    yes.input(StreamInput {
+        grant: 7_000,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    while got < 107_000 {
+        got += yes.next().await.unwrap().unwrap().bytes().unwrap().len();
+    }
+    assert_eq!(got, 107_000);
+    yes.cancel();
+    let last = loop {
+        let frame = tokio::time::timeout(WAIT, yes.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if frame.end.is_some() {
+            break frame;
+        }
+    };
+    assert_eq!(last.end.unwrap().reason, "cancelled");
+}
