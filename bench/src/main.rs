@@ -2,6 +2,7 @@
 //! the thing measured and its baseline side by side in one run, because these machines are
 //! shared and noisy. `scripts/bench` builds the release binaries and runs them all.
 
+mod deploy;
 mod events;
 mod fake_peer;
 mod footprint;
@@ -28,6 +29,11 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         containers: usize,
         #[arg(long, default_value_t = 200)]
+        rounds: usize,
+    },
+    /// Create-and-start from a template (client → relay → agent) vs bollard create + start.
+    Deploy {
+        #[arg(long, default_value_t = 30)]
         rounds: usize,
     },
     /// Docker event → subscribed client vs Docker's own event stream, side by side.
@@ -87,6 +93,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::List { containers, rounds } => list::run(containers, rounds).await,
+        Command::Deploy { rounds } => deploy::run(rounds).await,
         Command::Events { cycles } => events::run(cycles).await,
         Command::StatsLoad {
             binary,
