@@ -66,8 +66,13 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
     tracing::Span::current().record("agent", record.name.as_str());
 
     let (link, mut outbound, mut replaced) = state.hub.connect_agent(&record.id, &record.name);
+    if let Some(version) = socket::hello_version(&hello) {
+        link.protocol_version
+            .store(version, std::sync::atomic::Ordering::Relaxed);
+    }
     let welcome = AgentWelcome {
-        protocol_version: PROTOCOL_VERSION,
+        // The agent's own version (within what this relay speaks): older agents get theirs.
+        protocol_version: socket::hello_version(&hello).unwrap_or(PROTOCOL_VERSION),
         agent_id: record.id.clone(),
         name: record.name.clone(),
         token,
