@@ -257,8 +257,12 @@ async fn install_sh_verifies_installs_and_the_installed_service_enrols() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    // Connected, not just enrolled: the uninstall below names the agent from its status file,
+    // which the agent writes a moment after it has stored its credentials.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !credentials.exists() {
+    while zedops_agent::status::read(&data_dir)
+        .is_none_or(|s| s.state != "connected" || s.name.as_deref() != Some("web-1"))
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "web-1 did not enrol again"
