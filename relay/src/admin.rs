@@ -42,7 +42,7 @@ async fn audit(
 }
 
 /// Audits an admin change to a user or token (`target`), successful or not.
-async fn audit_change(
+pub(crate) async fn audit_change(
     state: &AppState,
     session: &Session,
     operation: &str,

@@ -13,7 +13,7 @@ use zedops_protocol::{
 };
 
 use crate::state::AppState;
-use crate::store::{AuditEntry, Session, Store, StoreError, now};
+use crate::store::{Session, Store, StoreError, now};
 use crate::time::rfc3339;
 
 /// Audit operations of template changes.
@@ -238,21 +238,7 @@ async fn audit(
     detail: &str,
     error: Option<&ErrorReply>,
 ) -> Result<(), ErrorReply> {
-    let entry = AuditEntry {
-        user: Some(&session.user),
-        session_id: Some(&session.id),
-        operation,
-        result: if error.is_none() { "ok" } else { "failed" },
-        error_code: error.map(|e| e.error_code.as_str()),
-        target: Some(name),
-        detail: Some(detail),
-        ..Default::default()
-    };
-    state
-        .store
-        .audit(entry)
-        .await
-        .map_err(|e| reply(TemplateError::Store(e)))
+    crate::admin::audit_change(state, session, operation, name, Some(detail), error).await
 }
 
 /// `template.list` (every role).
