@@ -10,7 +10,7 @@ use bollard::Docker;
 use bollard::models::{ContainerCreateBody, MountTypeEnum, RestartPolicyNameEnum};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
-    RemoveVolumeOptions,
+    RemoveVolumeOptions, TagImageOptionsBuilder,
 };
 use tokio::sync::{mpsc, oneshot};
 use zedops_agent::deploy;
@@ -621,47 +621,68 @@ async fn images_are_listed_with_their_users_and_removed() {
     let Some((docker, client, registry)) = setup().await else {
         return;
     };
+    // An image of this test alone: the shared test image carries the tags of every other test
+    // running beside this one, and Docker will not delete an image by id while it has several.
     let image = registry
-        .push_test_image(&docker, "zedops/listed", "1")
+        .push_unique_image(&docker, "zedops/listed", "1", 1024)
         .await;
     let (_, end) = pull(&client, &image).await;
     assert_eq!(end.error_code, None, "{}", end.reason);
     let mut cleanup = Cleanup::new(&docker);
     let user = cleanup.name("user");
+    let local = format!("zedops-test/{user}");
+    let options = TagImageOptionsBuilder::new().repo(&local).tag("2").build();
+    docker.tag_image(&image, Some(options)).await.unwrap();
+    let second = format!("{local}:2");
     let (_, end) = create(
         &client,
         &LocalPolicy::default(),
-        request(&user, busybox(TEST_IMAGE), false),
+        request(&user, busybox(&second), false),
     )
     .await;
     assert_eq!(end.error_code, None, "{}", end.reason);
     let images = client.images().await.unwrap();
-    let test = images
+    let used = images
         .iter()
-        .find(|i| i.repo_tags.iter().any(|t| t == TEST_IMAGE))
-        .expect("the test image listed");
-    assert!(test.used_by.contains(&user), "{test:?}");
-    assert!(test.size > 0 && test.created > 0 && test.id.starts_with("sha256:"));
+        .find(|i| i.repo_tags.contains(&second))
+        .expect("the image the container uses listed");
+    assert!(used.used_by.contains(&user), "{used:?}");
+    assert!(used.size > 0 && used.created > 0 && used.id.starts_with("sha256:"));
     let pulled = images
         .iter()
         .find(|i| i.repo_tags.contains(&image))
         .expect("the pulled image listed");
-    assert_eq!(pulled.id, test.id, "the same image under two names");
+    assert_eq!(pulled.id, used.id, "the same image under two names");
 
     let rmi = |image: &str, force: bool| ImageRemoveRequest {
         agent_id: "a".into(),
         image: image.into(),
         force,
     };
-    // Only a tag: untagged, the image stays for the test image's name.
+    // By id while it has two names: Docker wants force, and the answer says which ways out there are.
+    let answer = deploy::remove_image(&client, rmi(&used.id, false), "_INBOX.t").await;
+    assert!(
+        answer.contains("\"DOCKER_REMOVE_FAILED\"") && answer.contains("several names"),
+        "{answer}"
+    );
+    // Only a tag: untagged, the image stays for its other name.
     let answer = deploy::remove_image(&client, rmi(&image, false), "_INBOX.t").await;
     assert!(answer.contains("\"untagged\":[\""), "{answer}");
     let answer = deploy::remove_image(&client, rmi(&image, false), "_INBOX.t").await;
     assert!(answer.contains("\"IMAGE_NOT_FOUND\""), "{answer}");
     // The image by id while a container uses it.
-    let answer = deploy::remove_image(&client, rmi(&test.id, false), "_INBOX.t").await;
+    let answer = deploy::remove_image(&client, rmi(&used.id, false), "_INBOX.t").await;
     assert!(answer.contains("\"IMAGE_IN_USE\""), "{answer}");
     assert!(rmi("../../containers/x", false).validate().is_err());
+    // The container first (no force needed), then the image is gone by id.
+    let _ = docker
+        .remove_container(
+            &user,
+            Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+        )
+        .await;
+    let answer = deploy::remove_image(&client, rmi(&used.id, false), "_INBOX.t").await;
+    assert!(answer.contains("\"deleted\":[\""), "{answer}");
 }
 
 #[tokio::test]

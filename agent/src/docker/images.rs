@@ -195,6 +195,16 @@ impl DockerClient {
             Ok(items) => items,
             Err(err) => {
                 let message = err.to_string();
+                if message.contains("referenced in multiple repositories") {
+                    // Docker will not delete an image by id while it still has several names;
+                    // the generic failure would not say which way out there is.
+                    return Err(DockerError::new(
+                        ErrorCode::DockerRemoveFailed,
+                        format!(
+                            "image {reference} has several names (tags); remove the names one by one, or remove it with --force"
+                        ),
+                    ));
+                }
                 let code = if message.contains("No such image") {
                     ErrorCode::ImageNotFound
                 } else if message.contains("is using its referenced image")
