@@ -27,15 +27,18 @@
 mod admin;
 mod client;
 pub mod console;
+mod container_update;
 mod deploy;
 mod error;
 mod http;
 pub mod store;
 mod streams;
+mod update_check;
 
 pub use client::{
     CLIENT_WS_PATH, Client, ClientEvent, ConnectOptions, EVENT_BUFFER, REQUEST_GRACE,
 };
+pub use container_update::{ContainerUpdate, UpdateOptions};
 pub use deploy::{Deploy, load_template};
 pub use error::{ClientError, Code, LocalCode};
 pub use http::{LOGIN_PATH, LOGOUT_PATH, agent_release, login, logout};

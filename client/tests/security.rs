@@ -53,6 +53,7 @@ fn sample(subject: &str) -> Value {
             json!({"agentId": "no-such-agent", "template": "no-such-template", "name": "web"})
         }
         subject::CONTAINER_REMOVE => json!({"agentId": "no-such-agent", "containerId": "web"}),
+        subject::CONTAINER_UPDATE => json!({"agentId": "no-such-agent", "containerId": "web"}),
         subject::IMAGE_LIST => json!({"agentId": "no-such-agent"}),
         subject::IMAGE_PULL | subject::IMAGE_REMOVE => {
             json!({"agentId": "no-such-agent", "image": "busybox:1"})

@@ -120,6 +120,10 @@ error_codes! {
     /// An agent update failed after it was accepted (download cut short, disk full); nothing
     /// was replaced, or the old binary was put back.
     UpdateFailed = "UPDATE_FAILED",
+    /// A container update failed (pull, create, start, unhealthy, exited, timed out, hook) and
+    /// the old container was put back under its name; the reason and the new container's last
+    /// log lines come with it.
+    UpdateRolledBack = "UPDATE_ROLLED_BACK",
 }
 
 impl std::fmt::Display for ErrorCode {

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod console;
+pub mod container_update;
 pub mod deploy;
 pub mod detail;
 pub mod envelope;
@@ -20,9 +21,11 @@ pub mod stream;
 pub mod subject;
 pub mod templates;
 pub mod update;
+pub mod update_check;
 
 pub use admin::*;
 pub use console::*;
+pub use container_update::*;
 pub use deploy::*;
 pub use detail::*;
 pub use envelope::{Envelope, Frame, new_inbox_suffix};
@@ -36,6 +39,7 @@ pub use payload::*;
 pub use stream::*;
 pub use templates::*;
 pub use update::*;
+pub use update_check::*;
 
 /// Version of this protocol. Both sides send it in their hello. The relay accepts peers from
 /// [`MIN_PROTOCOL_VERSION`] up to this one, and refuses to send a peer a subject newer than the

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::admin::*;
 use crate::console::*;
+use crate::container_update::*;
 use crate::deploy::*;
 use crate::envelope::{Envelope, Frame};
 use crate::error::{ErrorReply, ProtocolError};
@@ -37,6 +38,7 @@ use crate::stream::*;
 use crate::subject;
 use crate::templates::*;
 use crate::update::*;
+use crate::update_check::*;
 
 /// What a client request needs of the sender's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -259,6 +261,13 @@ messages! {
         FileRemove(FilePathRequest) = subject::FILE_REMOVE => Admin,
         /// `file.mkdir` (audited).
         FileMkdir(FilePathRequest) = subject::FILE_MKDIR => Admin,
+        /// `updates.list`: the relay's latest update state of one agent or all.
+        UpdatesList(UpdateListRequest) = subject::UPDATES_LIST => Read,
+        /// `updates.check`: one agent or all check their images' registries now.
+        UpdatesCheck(UpdateCheckRequest) = subject::UPDATES_CHECK => Operate,
+        /// `container.update`: a new image with health check and rollback; a streamed answer
+        /// (audited).
+        ContainerUpdate(ContainerUpdateRequest) = subject::CONTAINER_UPDATE => Operate,
     }
 }
 
@@ -326,6 +335,10 @@ messages! {
         FileRemove(FilePathRequest) = subject::FILE_REMOVE,
         /// `file.mkdir`
         FileMkdir(FilePathRequest) = subject::FILE_MKDIR,
+        /// `updates.check`: check every image's registry now; answered with the state.
+        UpdatesCheck(UpdateCheckRequest) = subject::UPDATES_CHECK,
+        /// `container.update`: answered with a stream.
+        ContainerUpdate(ContainerUpdateRequest) = subject::CONTAINER_UPDATE,
         /// `error`: the relay could not handle a frame the agent sent (never answered).
         Error(ErrorReply) = subject::ERROR,
     }
@@ -354,6 +367,9 @@ messages! {
         ContainerSync(ContainerSync) = subject::CONTAINER_SYNC,
         /// `agent.forget`: revoke me (a request: it has a reply inbox).
         AgentForget(AgentForgetRequest) = subject::AGENT_FORGET,
+        /// `updates.state`: the agent's containers with a newer image (after each check and
+        /// each reconnect), kept by the relay and fanned out to subscribed clients.
+        UpdatesState(UpdateState) = subject::UPDATES_STATE,
     }
 }
 
@@ -378,6 +394,8 @@ messages! {
         ContainerSync(ContainerSync) = subject::CONTAINER_SYNC,
         /// `event.resync`: pushes were dropped for this slow connection.
         EventResync(EventResync) = subject::EVENT_RESYNC,
+        /// `updates.state` of a watched agent.
+        UpdatesState(UpdateState) = subject::UPDATES_STATE,
         /// `error`: a frame without an inbox could not be handled.
         Error(ErrorReply) = subject::ERROR,
     }
@@ -483,6 +501,20 @@ mod tests {
             subject::FILE_PUT => {
                 json!({"agentId": AGENT, "containerId": "web", "path": "/srv/a", "size": 3})
             }
+            subject::CONTAINER_UPDATE => json!({
+                "agentId": AGENT, "containerId": "web", "image": "nginx:1.28",
+                "healthTimeoutSecs": 30, "stableSecs": 5,
+            }),
+            subject::UPDATES_LIST | subject::UPDATES_CHECK => json!({"agentId": "web-1"}),
+            subject::UPDATES_STATE => json!({
+                "agentId": AGENT, "checkedAt": 5,
+                "updates": [{
+                    "container": "web", "image": "nginx:1.27",
+                    "currentDigest": format!("sha256:{}", "a".repeat(64)),
+                    "newDigest": format!("sha256:{}", "b".repeat(64)), "foundAt": 4,
+                }],
+                "skipped": [{"image": "local/app:1", "reason": "built locally"}],
+            }),
             other => panic!("no sample payload for {other}: add one"),
         }
     }
@@ -605,6 +637,9 @@ mod tests {
             (subject::TEMPLATE_ADD, Need::Admin),
             (subject::TEMPLATE_UPDATE, Need::Admin),
             (subject::TEMPLATE_REMOVE, Need::Admin),
+            (subject::UPDATES_LIST, Need::Read),
+            (subject::UPDATES_CHECK, Need::Operate),
+            (subject::CONTAINER_UPDATE, Need::Operate),
         ];
         assert_eq!(intended.len(), ClientRequestKind::ALL.len());
         for (subject, need) in intended {

@@ -135,6 +135,19 @@ pub const FILE_REMOVE: &str = "file.remove";
 /// Client → relay → agent (admin): make a directory.
 pub const FILE_MKDIR: &str = "file.mkdir";
 
+// Container updates (see `crate::container_update`).
+/// Client → relay → agent (operator): update one container to a newer image, with a health
+/// check and automatic rollback; a streamed answer.
+pub const CONTAINER_UPDATE: &str = "container.update";
+
+// Update available (issue 15; payloads in `crate::update_check`).
+/// Agent → relay → subscribed clients, pushed: the agent's containers with a newer image.
+pub const UPDATES_STATE: &str = "updates.state";
+/// Client → relay: the latest update state of one agent or of all.
+pub const UPDATES_LIST: &str = "updates.list";
+/// Client → relay (operator) → agent(s): check the registries now; answered with fresh states.
+pub const UPDATES_CHECK: &str = "updates.check";
+
 /// Any direction: a frame that could not be handled and had no inbox to answer to,
 /// or a refused hello just before the connection closes.
 pub const ERROR: &str = "error";

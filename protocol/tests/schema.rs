@@ -104,6 +104,18 @@ fn client_request(kind: ClientRequestKind, g: &mut SchemaGenerator) -> Option<Va
         K::FileGet => request(of::<FileGetRequest>(g), stream_of::<FileChunk>(g)),
         K::FilePut => request(of::<FilePutRequest>(g), stream_of::<FileChunk>(g)),
         K::FileRemove | K::FileMkdir => request(of::<FilePathRequest>(g), or_error::<FileDone>(g)),
+        K::UpdatesList => request(
+            of::<UpdateListRequest>(g),
+            or_error::<UpdateListResponse>(g),
+        ),
+        K::UpdatesCheck => request(
+            of::<UpdateCheckRequest>(g),
+            or_error::<UpdateListResponse>(g),
+        ),
+        K::ContainerUpdate => request(
+            of::<ContainerUpdateRequest>(g),
+            stream_of::<ContainerUpdateFrame>(g),
+        ),
         #[allow(unreachable_patterns)]
         _ => return None,
     })
@@ -119,6 +131,8 @@ fn agent_request(kind: AgentRequestKind, g: &mut SchemaGenerator) -> Option<Valu
         K::Error => json!({ "data": of::<ErrorReply>(g) }),
         // The relay's resolution of a client's `container.deploy`.
         K::ContainerCreate => request(of::<ContainerCreate>(g), stream_of::<DeployFrame>(g)),
+        // The agent answers with its own fresh state; the relay gathers them.
+        K::UpdatesCheck => request(of::<UpdateCheckRequest>(g), or_error::<UpdateState>(g)),
         // What a client asks an agent for is forwarded with the same payload and answer.
         _ => return client_request(ClientRequestKind::from_subject(kind.subject())?, g),
     })
@@ -131,6 +145,7 @@ fn agent_push(kind: AgentPushKind, g: &mut SchemaGenerator) -> Option<Value> {
         K::ContainerEvent => json!({ "data": of::<ContainerEvent>(g) }),
         K::ContainerSync => json!({ "data": of::<ContainerSync>(g) }),
         K::AgentForget => request(of::<AgentForgetRequest>(g), or_error::<AgentForgotten>(g)),
+        K::UpdatesState => json!({ "data": of::<UpdateState>(g) }),
         #[allow(unreachable_patterns)]
         _ => return None,
     })
@@ -143,6 +158,7 @@ fn client_push(kind: ClientPushKind, g: &mut SchemaGenerator) -> Option<Value> {
         K::ContainerEvent => of::<ContainerEvent>(g),
         K::ContainerSync => of::<ContainerSync>(g),
         K::EventResync => of::<EventResync>(g),
+        K::UpdatesState => of::<UpdateState>(g),
         K::Error => of::<ErrorReply>(g),
         #[allow(unreachable_patterns)]
         _ => return None,

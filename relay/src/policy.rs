@@ -100,6 +100,11 @@ mod tests {
             (subject::FILE_PUT, [true, false, false]),
             (subject::FILE_REMOVE, [true, false, false]),
             (subject::FILE_MKDIR, [true, false, false]),
+            // Updating a container (pull, recreate with health check and rollback): operators.
+            (subject::CONTAINER_UPDATE, [true, true, false]),
+            // Update available: everyone reads it; asking the registries now is an operator's.
+            (subject::UPDATES_LIST, [true, true, true]),
+            (subject::UPDATES_CHECK, [true, true, false]),
         ];
         assert_eq!(
             intended.len(),
