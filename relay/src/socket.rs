@@ -175,9 +175,46 @@ impl Socket {
                 &ErrorReply::new(ErrorCode::InvalidRequest, message.clone()),
             )
             .await;
-        self.close(close_code::SIZE, &message).await;
+        let _ = self
+            .ws
+            .send(Message::Close(Some(CloseFrame {
+                code: close_code::SIZE,
+                reason: message.into(),
+            })))
+            .await;
+        self.linger();
+    }
+
+    /// Keeps the socket open a moment after a close sent mid-message. The rest of the peer's
+    /// oversize message is still arriving unread; closing the TCP connection on it would make
+    /// the kernel answer with a reset, and a reset makes the peer's kernel throw away our
+    /// error and close frames before the peer reads them. A bounded number linger at a time
+    /// (past that the socket closes at once), each for at most [`LINGER`], off the caller's
+    /// task so that the connection's own cleanup is not delayed.
+    fn linger(self) {
+        static LINGERING: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+            std::sync::LazyLock::new(|| {
+                std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_LINGERING))
+            });
+        let Ok(permit) = LINGERING.clone().try_acquire_owned() else {
+            return;
+        };
+        let ws = self.ws;
+        tokio::spawn(async move {
+            // Nothing more can be read: after the oversize error the stream is finished for
+            // tungstenite, so the peer's own close cannot be seen. Holding is all there is.
+            tokio::time::sleep(LINGER).await;
+            drop(ws);
+            drop(permit);
+        });
     }
 }
+
+/// How long a socket closed for an oversize message stays open for the peer to read why.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+/// Sockets lingering at once; more close at once (a flood of oversize frames holds at most
+/// this many for [`LINGER`]).
+const MAX_LINGERING: usize = 256;
 
 // ---- checks both endpoints apply ---------------------------------------------------------------
 
