@@ -39,6 +39,8 @@ use journal::{Entry, Stage};
 
 /// Frames waiting to be sent to the relay; pull progress beyond this is dropped, steps wait.
 const FRAME_QUEUE: usize = 32;
+/// Longest an update waits for one of the agent's pull slots.
+const PULL_SLOT_WAIT: Duration = Duration::from_secs(30 * 60);
 
 /// Updates running in this agent process: at most [`MAX_UPDATES_PER_AGENT`] at once.
 static SLOTS: Semaphore = Semaphore::const_new(MAX_UPDATES_PER_AGENT);
@@ -357,7 +359,28 @@ impl Update<'_> {
             }
         };
         let image = self.entry.image.as_str();
-        let work = async move { self.docker.pull(image, &progress_tx).await };
+        let work = async move {
+            // The agent pulls two images at once; an update waits for its turn rather than
+            // failing (its own slot among the agent's updates is taken already).
+            let deadline = tokio::time::Instant::now() + PULL_SLOT_WAIT;
+            let mut told = false;
+            loop {
+                match self.docker.pull(image, &progress_tx).await {
+                    Err(err)
+                        if err.code() == ErrorCode::RateLimited
+                            && tokio::time::Instant::now() < deadline =>
+                    {
+                        if !told {
+                            self.step(UpdatePhase::Pull, "waiting for another pull to finish")
+                                .await;
+                            told = true;
+                        }
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    pulled => return pulled,
+                }
+            }
+        };
         let (pulled, ()) = tokio::join!(work, forward);
         pulled
             .map(|p| p.id)
