@@ -3,6 +3,7 @@
 //! the local Docker engine for the relay. It never listens on a port.
 
 pub mod console;
+pub mod container_update;
 pub mod credentials;
 pub mod deploy;
 pub mod docker;
@@ -20,6 +21,7 @@ pub mod selfupdate;
 mod session;
 pub mod status;
 mod streams;
+pub mod update_check;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -58,6 +60,10 @@ pub struct AgentOptions {
     pub allow_bind: Vec<PathBuf>,
     /// Largest file one `file.get` or `file.put` may move (`--max-file-size`).
     pub max_file_size: u64,
+    /// How often the images of this server's containers are checked for updates
+    /// (`--update-check-interval`); zero turns the periodic check off (the relay's
+    /// `updates.check` still works).
+    pub update_check_interval: std::time::Duration,
 }
 
 impl std::fmt::Debug for AgentOptions {
@@ -75,6 +81,7 @@ impl std::fmt::Debug for AgentOptions {
             .field("insecure", &self.insecure)
             .field("allow_bind", &self.allow_bind)
             .field("max_file_size", &self.max_file_size)
+            .field("update_check_interval", &self.update_check_interval)
             .finish()
     }
 }

@@ -170,6 +170,20 @@ struct RunArgs {
     /// back by itself.
     #[arg(long, env = "ZEDOPS_UPDATE_REVERT_AFTER", default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
     update_revert_after: u64,
+    /// How often to ask the registries whether the images of this server's containers have
+    /// newer builds (e.g. 6h, 30m; the first check comes at a random point of the first
+    /// interval, so a fleet does not ask a registry at once). 0 turns the periodic check off;
+    /// `zedops updates --check` still asks.
+    #[arg(long, env = "ZEDOPS_UPDATE_CHECK_INTERVAL", default_value = "6h", value_parser = parse_interval)]
+    update_check_interval: std::time::Duration,
+}
+
+/// `0` (off) or a duration such as `6h`, `30m`, `1h 30m`.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    if text.trim() == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{e}: write e.g. 6h, 30m or 0 (off)"))
 }
 
 // One thread: the agent waits on sockets almost all the time, and every worker thread of a
@@ -262,6 +276,7 @@ fn options(args: RunArgs) -> anyhow::Result<AgentOptions> {
         insecure: args.insecure,
         allow_bind: args.allow_bind,
         max_file_size: args.max_file_size,
+        update_check_interval: args.update_check_interval,
     })
 }
 

@@ -27,6 +27,7 @@ use crate::pacing::PushBudget;
 use crate::policy::LocalPolicy;
 use crate::status::{self, Status};
 use crate::streams::Streams;
+use crate::update_check::UpdateChecker;
 use crate::{AgentOptions, info};
 
 /// Frames waiting for the writer; beyond this, heartbeats and refusals are dropped and request
@@ -71,6 +72,18 @@ pub async fn run(
     docker.set_policy(policy);
     docker.set_max_file_size(options.max_file_size);
     let docker = Arc::new(docker);
+    // Update checks outlive connections: their result is pushed again after each reconnect.
+    let updates = UpdateChecker::new(docker.clone(), &options.data_dir);
+    let _checking = (!options.update_check_interval.is_zero()).then(|| {
+        AbortOnDrop(tokio::spawn(
+            updates
+                .clone()
+                .every(options.update_check_interval)
+                .in_current_span(),
+        ))
+    });
+    // An update cut short by the agent's stop is finished or undone before anything else.
+    crate::container_update::recover(&docker, &options.data_dir).await;
     let url = relay.ws("/ws/agent");
     let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = Backoff::default();
@@ -122,6 +135,7 @@ pub async fn run(
             writer,
             reader,
             &docker,
+            &updates,
             &options.data_dir,
             budget,
             shutdown.as_mut(),
@@ -311,6 +325,7 @@ async fn serve(
     writer: FrameWriter,
     mut reader: FrameReader,
     docker: &Arc<DockerClient>,
+    updates: &Arc<UpdateChecker>,
     data_dir: &Path,
     budget: PushBudget,
     mut shutdown: Pin<&mut impl Future<Output = ()>>,
@@ -326,6 +341,9 @@ async fn serve(
     let consoles = Arc::new(Sessions::default());
     let _following = AbortOnDrop(tokio::spawn(
         crate::live::follow(docker.clone(), tx.clone(), budget).in_current_span(),
+    ));
+    let _pushing_updates = AbortOnDrop(tokio::spawn(
+        crate::update_check::push(updates.subscribe(), tx.clone()).in_current_span(),
     ));
     let heartbeat_frame = Envelope::new(subject::AGENT_HEARTBEAT, Heartbeat {}).to_json();
     let mut heartbeat = tokio::time::interval_at(
@@ -345,7 +363,7 @@ async fn serve(
             }
             _ = heartbeat.tick() => queue(&tx, heartbeat_frame.clone()),
             received = reader.recv_idle(HEARTBEAT_TIMEOUT) => match received {
-                Ok(Some(frame)) => dispatch(frame, docker, &streams, &consoles, data_dir, &tx),
+                Ok(Some(frame)) => dispatch(frame, docker, updates, &streams, &consoles, data_dir, &tx),
                 Ok(None) => break Ended::Lost("the relay closed the connection".into()),
                 Err(TransportError::Protocol(err)) => {
                     tracing::warn!(%err, "refused an unreadable frame from the relay");
@@ -382,6 +400,7 @@ impl Drop for AbortOnDrop {
 fn dispatch(
     frame: Frame,
     docker: &Arc<DockerClient>,
+    updates: &Arc<UpdateChecker>,
     streams: &Arc<Streams>,
     consoles: &Arc<Sessions>,
     data_dir: &Path,
@@ -495,6 +514,15 @@ fn dispatch(
                 async move { files::mkdir(&docker, &request).await },
             )
         }
+        AgentRequest::UpdatesCheck(_) => {
+            let updates = updates.clone();
+            spawn_reply(tx, inbox, async move {
+                updates
+                    .check()
+                    .await
+                    .map_err(|e| ErrorReply::new(e.code(), e.to_string()))
+            })
+        }
         AgentRequest::AgentToken(new) => rotate(new, inbox, data_dir.to_path_buf(), tx),
         #[cfg(unix)]
         AgentRequest::AgentUpdateInstall(order) => crate::selfupdate::start(order, inbox, tx),
@@ -522,6 +550,13 @@ fn dispatch(
         AgentRequest::ImagePull(request) => {
             streams.start_pull(docker.clone(), request, inbox, tx.clone())
         }
+        AgentRequest::ContainerUpdate(request) => crate::container_update::start(
+            docker.clone(),
+            data_dir.to_path_buf(),
+            request,
+            inbox,
+            tx.clone(),
+        ),
         AgentRequest::ContainerRemove(request) => answer(Request::Remove(request)),
         AgentRequest::ImageList(_) => answer(Request::Images),
         AgentRequest::ImageRemove(request) => answer(Request::RemoveImage(request)),

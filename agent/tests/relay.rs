@@ -260,6 +260,7 @@ async fn without_token_or_credentials_run_fails_at_once() {
         insecure: false,
         allow_bind: vec![],
         max_file_size: zedops_protocol::DEFAULT_MAX_FILE_SIZE,
+        update_check_interval: Duration::ZERO,
     };
     let run = zedops_agent::run(options, std::future::pending());
     let err = tokio::time::timeout(Duration::from_secs(5), run)

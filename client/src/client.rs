@@ -85,6 +85,9 @@ pub enum ClientEvent {
     /// The relay dropped events for this connection because it fell behind: list the
     /// subscribed agents' containers again.
     Resync { missed: u64 },
+    /// A subscribed agent's containers with a newer image, after its check (or reconnect): it
+    /// replaces what was known of that agent's updates.
+    Updates(Box<zedops_protocol::UpdateState>),
 }
 
 /// A connection to one relay, reconnecting in the background. Cheap to clone; all clones share
@@ -643,6 +646,7 @@ impl Shared {
                     missed: resync.missed,
                 })
             }
+            ClientPush::UpdatesState(state) => self.emit(ClientEvent::Updates(Box::new(state))),
             ClientPush::Error(reply) => {
                 warn!(%reply, "the relay reported an error");
                 self.emit(ClientEvent::Error(reply));

@@ -293,6 +293,7 @@ async fn handle_frame(
             let pushed = ClientPush::ContainerSync(sync).to_frame(None);
             state.hub.push_event(&link.id, pushed);
         }
+        AgentPush::UpdatesState(pushed) => crate::updates::received(state, link, pushed),
     }
 }
 

@@ -55,6 +55,8 @@ impl TestAgent {
                 insecure: false,
                 allow_bind: vec![],
                 max_file_size: zedops_protocol::DEFAULT_MAX_FILE_SIZE,
+                // Off: tests ask for checks (`updates.check`) when they want one.
+                update_check_interval: std::time::Duration::ZERO,
             },
             token: Token::Fresh,
             budget: PushBudget::default(),

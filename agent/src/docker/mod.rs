@@ -8,11 +8,13 @@
 pub mod archive;
 mod convert;
 pub mod create;
+pub mod distribution;
 mod events;
 pub mod exec;
 pub mod images;
 mod logs;
 pub mod own_container;
+pub mod recreate;
 mod stats;
 
 pub use events::DockerEvent;

@@ -1,0 +1,147 @@
+//! What the update check asks Docker: which image reference each container was created from,
+//! the digest the registry gave the local image under that reference (its repo digest), and the
+//! digest the registry serves for the reference now (Docker's distribution inspect endpoint,
+//! `GET /distribution/{name}/json`, which asks the registry without pulling).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
+use zedops_protocol::{ErrorCode, LABEL_UPDATE};
+
+use super::{DockerClient, DockerError, chain};
+
+/// One container as the update check sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerImage {
+    /// Its name, without the leading `/`.
+    pub name: String,
+    /// The reference it was created from (`Config.Image`), e.g. `registry:5000/app:1`.
+    pub reference: String,
+    /// The id of the image it runs (`sha256:…`).
+    pub image_id: String,
+    /// Its `zedops.update` label, when set.
+    pub label: Option<String>,
+}
+
+impl DockerClient {
+    /// Every container with the reference it was created from. Docker's list shows an image id
+    /// instead of the reference once the tag has moved to another image, so those are inspected.
+    pub async fn container_images(&self) -> Result<Vec<ContainerImage>, DockerError> {
+        let options = ListContainersOptionsBuilder::new().all(true).build();
+        let summaries = self
+            .call(ErrorCode::DockerListFailed, None, |d| async move {
+                d.list_containers(Some(options)).await
+            })
+            .await?;
+        let mut out = Vec::with_capacity(summaries.len());
+        for summary in summaries {
+            let (Some(id), Some(image_id)) = (summary.id, summary.image_id) else {
+                continue;
+            };
+            let name = summary
+                .names
+                .and_then(|n| n.into_iter().next())
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_else(|| id.chars().take(12).collect());
+            let labels: BTreeMap<String, String> =
+                summary.labels.unwrap_or_default().into_iter().collect();
+            let mut reference = summary.image.unwrap_or_default();
+            if reference.is_empty() || looks_like_id(&reference, &image_id) {
+                let inspected = self
+                    .call(ErrorCode::DockerListFailed, Some(&id), |d| {
+                        let id = id.clone();
+                        async move {
+                            d.inspect_container(&id, None::<InspectContainerOptions>)
+                                .await
+                        }
+                    })
+                    .await;
+                // Gone since the list: nothing to check.
+                let Ok(inspected) = inspected else { continue };
+                reference = inspected.config.and_then(|c| c.image).unwrap_or_default();
+            }
+            out.push(ContainerImage {
+                name,
+                reference,
+                image_id,
+                label: labels.get(LABEL_UPDATE).cloned(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The local image's repo digests (`repo@sha256:…`); empty for an image built or imported
+    /// here and never pushed or pulled.
+    pub async fn repo_digests(&self, image_id: &str) -> Result<Vec<String>, DockerError> {
+        let image = self
+            .call(ErrorCode::ImageNotFound, None, |d| {
+                let id = image_id.to_string();
+                async move { d.inspect_image(&id).await }
+            })
+            .await?;
+        Ok(image.repo_digests.unwrap_or_default())
+    }
+
+    /// The digest the registry serves for `reference` now, asked through the engine (which
+    /// uses its own registry settings: mirrors, insecure registries, certificates) within
+    /// `timeout`.
+    pub async fn registry_digest(
+        &self,
+        reference: &str,
+        timeout: Duration,
+    ) -> Result<String, DockerError> {
+        let docker = self.engine().await?;
+        let asked = tokio::time::timeout(timeout, docker.inspect_registry_image(reference, None));
+        match asked.await {
+            Err(_) => Err(DockerError::new(
+                ErrorCode::RegistryUnreachable,
+                format!("the registry did not answer within {} s", timeout.as_secs()),
+            )),
+            Ok(Err(err)) => Err(DockerError::new(registry_code(&chain(&err)), chain(&err))),
+            Ok(Ok(inspect)) => inspect.descriptor.digest.ok_or_else(|| {
+                DockerError::new(
+                    ErrorCode::DockerPullFailed,
+                    "the registry answered without a digest",
+                )
+            }),
+        }
+    }
+}
+
+/// Whether Docker's list shows an image id (full or short) rather than a reference.
+fn looks_like_id(shown: &str, image_id: &str) -> bool {
+    let hex = shown.strip_prefix("sha256:").unwrap_or(shown);
+    hex.len() >= 12
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && image_id.trim_start_matches("sha256:").starts_with(hex)
+}
+
+/// A registry failure's code from Docker's words.
+fn registry_code(message: &str) -> ErrorCode {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("unauthorized")
+        || lower.contains("authentication required")
+        || lower.contains("denied")
+    {
+        ErrorCode::RegistryAuthFailed
+    } else if lower.contains("not found") || lower.contains("manifest unknown") {
+        ErrorCode::ImageNotFound
+    } else {
+        ErrorCode::RegistryUnreachable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_told_from_references() {
+        let id = format!("sha256:{}", "ab12".repeat(16));
+        assert!(looks_like_id(&id, &id));
+        assert!(looks_like_id(&"ab12".repeat(3), &id));
+        assert!(!looks_like_id("nginx:1.27", &id));
+        assert!(!looks_like_id("abcdefabcdef", &id));
+    }
+}
