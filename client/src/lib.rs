@@ -30,6 +30,7 @@ pub mod console;
 mod container_update;
 mod deploy;
 mod error;
+pub mod fleet_update;
 mod http;
 pub mod store;
 mod streams;

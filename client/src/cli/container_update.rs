@@ -105,10 +105,7 @@ fn parse_stable(text: &str) -> Result<u32, String> {
 
 pub async fn update(global: &Global, args: UpdateArgs) -> CliResult {
     if args.all {
-        return Err(CliError::new(
-            "USAGE",
-            "fleet updates (--all) are not in this build yet; update one container at a time: zedops update --agent A CONTAINER",
-        ));
+        return super::updates::update_all(global, args).await;
     }
     let (Some(agent), Some(container)) = (args.agent.clone(), args.container.clone()) else {
         return Err(CliError::new(

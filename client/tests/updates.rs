@@ -1,0 +1,532 @@
+//! Update available end to end: a real relay, a real agent on the real engine and images from a
+//! real registry on loopback. An operator's `zedops updates --check` finds a new build pushed
+//! under a container's tag, `zedops updates` then lists it (a viewer may list, not check), and
+//! the state reaches a watching client as a push; a flooding agent's oversize state is refused
+//! and the relay keeps the last good one. Under `CI=true` a missing engine or registry fails.
+
+mod support;
+
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder,
+};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use support::{headless, json, text};
+use zedops_client::ClientEvent;
+use zedops_protocol::{LABEL_UPDATE, MAX_UPDATE_ENTRIES, Role};
+use zedops_testkit::docker::TEST_LABEL;
+use zedops_testkit::registry::TestRegistry;
+use zedops_testkit::wire::{FakeAgent, next_text};
+use zedops_testkit::{TestAgent, TestRelay, require_docker};
+
+/// Containers and images made by one test, removed (forcibly) on drop, even when it fails.
+struct Cleanup {
+    docker: Docker,
+    containers: Vec<String>,
+    images: Vec<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let (docker, containers, images) = (
+            self.docker.clone(),
+            std::mem::take(&mut self.containers),
+            std::mem::take(&mut self.images),
+        );
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for name in containers {
+                    let options = RemoveContainerOptionsBuilder::new()
+                        .force(true)
+                        .v(true)
+                        .build();
+                    let _ = docker.remove_container(&name, Some(options)).await;
+                }
+                for image in images {
+                    let options = RemoveImageOptionsBuilder::new().force(true).build();
+                    let _ = docker.remove_image(&image, Some(options), None).await;
+                }
+            });
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+async fn pull(docker: &Docker, reference: &str) -> String {
+    let options = CreateImageOptionsBuilder::new()
+        .from_image(reference)
+        .build();
+    let mut pull = docker.create_image(Some(options), None, None);
+    while let Some(step) = pull.next().await {
+        step.unwrap_or_else(|e| panic!("pull {reference}: {e}"));
+    }
+    docker.inspect_image(reference).await.unwrap().id.unwrap()
+}
+
+/// A running container from `image` that keeps serving on its own (`sleep`), with `label` as
+/// its `zedops.update`.
+async fn run(docker: &Docker, name: &str, image: &str, label: Option<&str>) {
+    let mut labels = std::collections::HashMap::from([(TEST_LABEL.to_string(), "1".to_string())]);
+    if let Some(label) = label {
+        labels.insert(LABEL_UPDATE.to_string(), label.to_string());
+    }
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        cmd: Some(vec!["sleep".into(), "300".into()]),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    let options = CreateContainerOptionsBuilder::new().name(name).build();
+    docker.create_container(Some(options), body).await.unwrap();
+    docker
+        .start_container(
+            name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .unwrap();
+}
+
+fn suffix() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+#[tokio::test]
+async fn a_check_finds_a_new_build_and_everyone_can_list_it() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let Some(registry) = TestRegistry::start().await else {
+        return;
+    };
+    let suffix = suffix();
+    let mut cleanup = Cleanup {
+        docker: docker.clone(),
+        containers: vec![],
+        images: vec![],
+    };
+    let repo = format!("zt/updates-{suffix}");
+    let reference = registry.push_unique_image(&docker, &repo, "1", 1024).await;
+    cleanup.images.push(pull(&docker, &reference).await);
+    let container = format!("zupd-{suffix}");
+    cleanup.containers.push(container.clone());
+    run(&docker, &container, &reference, None).await;
+
+    let relay = TestRelay::builder().start().await;
+    let agent_name = format!("upd-{suffix}");
+    let _agent = TestAgent::builder(&relay).name(&agent_name).online().await;
+    let operator = relay.login("otto", Role::Operator).await;
+    let viewer = relay.login("vera", Role::Viewer).await;
+    let config = tempfile::tempdir().unwrap();
+    let zed = |token: &str, args: &[&str]| {
+        let token = token.to_string();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (url, config) = (relay.url.clone(), config.path().to_path_buf());
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            headless(&url, &token, &config, &args, "").await
+        }
+    };
+    let watcher = relay.client_with(&viewer).await;
+    watcher.subscribe(None).await.unwrap();
+    let mut events = watcher.events();
+
+    // Never checked: nothing listed, and the CLI says how to check.
+    let out = zed(&viewer, &["updates", "--agent", &agent_name]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("no container has an image update"));
+    assert!(
+        text(&out.stderr).contains("has not checked yet"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A new build under the same tag; a viewer may not ask for a check, an operator may.
+    registry.push_unique_image(&docker, &repo, "1", 1024).await;
+    let served = docker
+        .inspect_registry_image(&reference, None)
+        .await
+        .unwrap()
+        .descriptor
+        .digest
+        .unwrap();
+    let out = zed(&viewer, &["updates", "--agent", &agent_name, "--check"]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("FORBIDDEN"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = zed(&operator, &["updates", "--check"]).await;
+    assert!(!out.status.success(), "a check names its agents");
+    assert!(text(&out.stderr).contains("--all"), "{}", text(&out.stderr));
+    let checked = json(
+        &zed(
+            &operator,
+            &["updates", "--agent", &agent_name, "--check", "--json"],
+        )
+        .await,
+    );
+    let entry = |answer: &Value| -> Option<Value> {
+        answer["agents"][0]["state"]["updates"]
+            .as_array()?
+            .iter()
+            .find(|u| u["container"] == container.as_str())
+            .cloned()
+    };
+    let update = entry(&checked).unwrap_or_else(|| panic!("{checked}"));
+    assert_eq!(update["image"], reference.as_str());
+    assert_eq!(update["newDigest"], served.as_str());
+    assert_ne!(update["currentDigest"], served.as_str());
+    assert_eq!(checked["agents"][0]["name"], agent_name.as_str());
+
+    // Everyone lists it, as JSON and as a table with short digests.
+    let listed = json(&zed(&viewer, &["updates", "--json"]).await);
+    assert_eq!(entry(&listed), Some(update.clone()), "{listed}");
+    let out = zed(&viewer, &["updates", "--agent", &agent_name]).await;
+    let table = text(&out.stdout);
+    let short = &served["sha256:".len()..][..12];
+    assert!(
+        table.contains(&container) && table.contains(short),
+        "{table}"
+    );
+    assert!(table.contains("AGENT") && table.contains("NEW"), "{table}");
+
+    // The watcher got the fresh state as a push.
+    let pushed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(ClientEvent::Updates(state)) = events.recv().await
+                && state.updates.iter().any(|u| u.container == container)
+            {
+                return state;
+            }
+        }
+    })
+    .await
+    .expect("an updates.state push within 10 s");
+    assert!(pushed.updates.iter().any(|u| u.new_digest == served));
+    watcher.close().await;
+}
+
+fn entry(container: &str) -> Value {
+    json!({"container": container, "image": "127.0.0.1:5000/zt/app:1",
+        "currentDigest": format!("sha256:{}", "a".repeat(64)),
+        "newDigest": format!("sha256:{}", "b".repeat(64)), "foundAt": 1})
+}
+
+fn state(updates: Vec<Value>) -> Value {
+    json!({"subject": "updates.state", "data": {"checkedAt": 2, "updates": updates}})
+}
+
+#[tokio::test]
+async fn an_agent_flooding_its_update_state_is_refused_and_the_last_good_one_kept() {
+    let relay = TestRelay::builder().start().await;
+    let mut agent = FakeAgent::enrol(&relay, "flooder").await.unwrap();
+    let viewer = relay.client("vera", Role::Viewer).await;
+
+    agent.send(state(vec![entry("good")])).await;
+    let listed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let answer = viewer.updates(Some("flooder")).await.unwrap();
+            if !answer.agents[0].state.updates.is_empty() {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the good state is kept");
+    assert_eq!(listed.agents[0].state.updates[0].container, "good");
+    // The agent id is the connection's, whatever the payload said.
+    assert_eq!(listed.agents[0].state.agent_id, agent.id);
+
+    // One entry over the bound, and an over-long field: each refused with a clear error.
+    let flood: Vec<Value> = (0..=MAX_UPDATE_ENTRIES)
+        .map(|i| entry(&format!("c{i}")))
+        .collect();
+    agent.send(state(flood)).await;
+    let refused = next_text(&mut agent.ws).await.expect("an error frame");
+    assert_eq!(refused["subject"], "error", "{refused}");
+    assert_eq!(refused["data"]["errorCode"], "INVALID_REQUEST");
+    let reason = refused["data"]["error"].as_str().unwrap();
+    assert!(reason.contains("at most 1000"), "{reason}");
+    agent.send(state(vec![entry(&"x".repeat(129))])).await;
+    let refused = next_text(&mut agent.ws).await.expect("an error frame");
+    assert!(
+        refused["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("container"),
+        "{refused}"
+    );
+
+    // Still the last good state.
+    let answer = viewer.updates(None).await.unwrap();
+    let flooder = answer.agents.iter().find(|a| a.name == "flooder").unwrap();
+    assert_eq!(flooder.state.updates.len(), 1);
+    assert_eq!(flooder.state.updates[0].container, "good");
+    viewer.close().await;
+}
+
+/// Builds a new image of the test image with a file of its own (its own id) whose command
+/// sleeps (`exits: false`) or prints a line and exits with 3 at once (`exits: true`), pushes it
+/// as `repo:1` and untags it locally, so an update must pull it.
+async fn push_build(docker: &Docker, registry: &TestRegistry, repo: &str, exits: bool) -> String {
+    use bollard::models::ContainerConfig;
+    use bollard::query_parameters::{
+        CommitContainerOptionsBuilder, PushImageOptionsBuilder, StartContainerOptions,
+        TagImageOptionsBuilder, WaitContainerOptions,
+    };
+    let name = format!("zfleet-build-{:08x}", rand::random::<u32>());
+    let body = ContainerCreateBody {
+        image: Some(zedops_testkit::docker::TEST_IMAGE.into()),
+        cmd: Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("echo {name} > /build-id"),
+        ]),
+        labels: Some([(TEST_LABEL.to_string(), "1".to_string())].into()),
+        ..Default::default()
+    };
+    let options = CreateContainerOptionsBuilder::new().name(&name).build();
+    docker.create_container(Some(options), body).await.unwrap();
+    docker
+        .start_container(&name, None::<StartContainerOptions>)
+        .await
+        .unwrap();
+    let mut wait = docker.wait_container(&name, None::<WaitContainerOptions>);
+    while let Some(status) = wait.next().await {
+        status.unwrap();
+    }
+    let cmd: Vec<String> = if exits {
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "echo 'broken build' >&2; exit 3".into(),
+        ]
+    } else {
+        vec!["sleep".into(), "100000".into()]
+    };
+    let config = ContainerConfig {
+        cmd: Some(cmd),
+        // busybox as PID 1 ignores SIGTERM: stop at once.
+        stop_signal: Some("SIGKILL".into()),
+        labels: Some([(TEST_LABEL.to_string(), "1".to_string())].into()),
+        ..Default::default()
+    };
+    let local = format!("zedops-test/{name}");
+    let options = CommitContainerOptionsBuilder::new()
+        .container(&name)
+        .repo(&local)
+        .tag("1")
+        .build();
+    docker.commit_container(options, config).await.unwrap();
+    let remove = RemoveContainerOptionsBuilder::new().force(true).build();
+    docker.remove_container(&name, Some(remove)).await.unwrap();
+    let target = registry.image(repo);
+    let options = TagImageOptionsBuilder::new().repo(&target).tag("1").build();
+    docker
+        .tag_image(&format!("{local}:1"), Some(options))
+        .await
+        .unwrap();
+    let options = PushImageOptionsBuilder::new().tag("1").build();
+    let mut push = docker.push_image(&target, Some(options), None);
+    while let Some(step) = push.next().await {
+        step.unwrap_or_else(|e| panic!("push {target}:1: {e}"));
+    }
+    let reference = format!("{target}:1");
+    for tag in [reference.clone(), format!("{local}:1")] {
+        let _ = docker
+            .remove_image(
+                &tag,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await;
+    }
+    reference
+}
+
+/// A container from `image` with the image's own command, labelled `zedops.update=label`.
+async fn run_default(docker: &Docker, name: &str, image: &str, label: Option<&str>) {
+    let mut labels = std::collections::HashMap::from([(TEST_LABEL.to_string(), "1".to_string())]);
+    if let Some(label) = label {
+        labels.insert(LABEL_UPDATE.to_string(), label.to_string());
+    }
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    let options = CreateContainerOptionsBuilder::new().name(name).build();
+    docker.create_container(Some(options), body).await.unwrap();
+    docker
+        .start_container(
+            name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .unwrap();
+}
+
+async fn image_of(docker: &Docker, name: &str) -> (String, bool) {
+    let inspected = docker
+        .inspect_container(
+            name,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .unwrap();
+    let running = inspected.state.and_then(|s| s.running).unwrap_or(false);
+    (inspected.image.unwrap(), running)
+}
+
+#[tokio::test]
+async fn a_fleet_update_stops_at_a_canary_that_rolls_back_and_skips_never() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let Some(registry) = TestRegistry::start().await else {
+        return;
+    };
+    let suffix = suffix();
+    let repo = format!("zt/fleet-{suffix}");
+    let mut cleanup = Cleanup {
+        docker: docker.clone(),
+        containers: vec![],
+        images: vec![],
+    };
+    let reference = push_build(&docker, &registry, &repo, false).await;
+    cleanup.images.push(pull(&docker, &reference).await);
+    // Sorted by name: the canary first, then the other; the third is never updated.
+    let (canary, other, never) = (
+        format!("zfa-{suffix}"),
+        format!("zfb-{suffix}"),
+        format!("zfc-{suffix}"),
+    );
+    cleanup
+        .containers
+        .extend([canary.clone(), other.clone(), never.clone()]);
+    run_default(&docker, &canary, &reference, None).await;
+    run_default(&docker, &other, &reference, None).await;
+    run_default(&docker, &never, &reference, Some("never")).await;
+    let (old_image, _) = image_of(&docker, &canary).await;
+
+    let relay = TestRelay::builder().start().await;
+    let agent_name = format!("fleet-{suffix}");
+    let _agent = TestAgent::builder(&relay).name(&agent_name).online().await;
+    let operator = relay.login("otto", Role::Operator).await;
+    let config = tempfile::tempdir().unwrap();
+    let zed = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (url, token, config) = (
+            relay.url.clone(),
+            operator.clone(),
+            config.path().to_path_buf(),
+        );
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            headless(&url, &token, &config, &args, "").await
+        }
+    };
+    let fleet = [
+        "update",
+        "--all",
+        "--agent",
+        &agent_name,
+        "--canary",
+        "1",
+        "--parallel",
+        "2",
+        "--stable",
+        "2s",
+        "--health-timeout",
+        "30s",
+    ];
+
+    // A broken build under the same tag: the canary rolls back, the other is not touched.
+    push_build(&docker, &registry, &repo, true).await;
+    let out = zed(&["updates", "--agent", &agent_name, "--check", "--json"]).await;
+    let checked = json(&out);
+    assert_eq!(
+        checked["agents"][0]["state"]["updates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3,
+        "{checked}"
+    );
+    let out = zed(&fleet).await;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{agent_name}/{canary}: updating (canary)")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{agent_name}/{canary}: ROLLED BACK")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("broken build"),
+        "the new container's log lines: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{agent_name}/{never}: skipped: labelled zedops.update=never"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&format!("{agent_name}/{other}: updating")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("summary: 0 updated, 1 rolled back, 0 failed, 2 skipped"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("error: UPDATE_ROLLED_BACK"), "{stderr}");
+    for name in [&canary, &other, &never] {
+        assert_eq!(
+            image_of(&docker, name).await,
+            (old_image.clone(), true),
+            "{name}"
+        );
+    }
+
+    // A good build: both updated, `never` still left alone, exit 0.
+    push_build(&docker, &registry, &repo, false).await;
+    json(&zed(&["updates", "--agent", &agent_name, "--check", "--json"]).await);
+    let out = zed(&fleet).await;
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("summary: 2 updated, 0 rolled back, 0 failed, 1 skipped"),
+        "{stderr}"
+    );
+    for name in [&canary, &other] {
+        let (image, running) = image_of(&docker, name).await;
+        assert!(running && image != old_image, "{name}");
+        cleanup.images.push(image);
+    }
+    assert_eq!(image_of(&docker, &never).await, (old_image, true));
+    // The relay's list was refreshed: only `never` still has an update.
+    let listed = json(&zed(&["updates", "--agent", &agent_name, "--json"]).await);
+    let left: Vec<&str> = listed["agents"][0]["state"]["updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["container"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, [never.as_str()], "{listed}");
+}
