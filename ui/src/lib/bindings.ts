@@ -479,7 +479,13 @@ export type WireCode =
  *  An agent update failed after it was accepted (download cut short, disk full); nothing
  *  was replaced, or the old binary was put back.
  */
-"UPDATE_FAILED";
+"UPDATE_FAILED" | 
+/**
+ *  A container update failed (pull, create, start, unhealthy, exited, timed out, hook) and
+ *  the old container was put back under its name; the reason and the new container's last
+ *  log lines come with it.
+ */
+"UPDATE_ROLLED_BACK";
 
 /* Tauri Specta runtime */
 type EventEmit<T> = [T] extends [null] ? () => Promise<void> : (payload: T) => Promise<void>;
