@@ -54,6 +54,8 @@ fn sample(subject: &str) -> Value {
         }
         subject::CONTAINER_REMOVE => json!({"agentId": "no-such-agent", "containerId": "web"}),
         subject::CONTAINER_UPDATE => json!({"agentId": "no-such-agent", "containerId": "web"}),
+        subject::UPDATES_LIST => json!({}),
+        subject::UPDATES_CHECK => json!({"agentId": "no-such-agent"}),
         subject::IMAGE_LIST => json!({"agentId": "no-such-agent"}),
         subject::IMAGE_PULL | subject::IMAGE_REMOVE => {
             json!({"agentId": "no-such-agent", "image": "busybox:1"})
