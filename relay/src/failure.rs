@@ -8,6 +8,9 @@ use crate::store::StoreError;
 
 /// What a peer is told when the database fails.
 pub const DATABASE_FAILED: &str = "the relay could not use its database; see the relay's log";
+/// What a peer is told when the database server cannot be reached (PostgreSQL down).
+pub const DATABASE_UNAVAILABLE: &str =
+    "the relay's database cannot be reached right now; try again in a moment";
 
 impl From<StoreError> for ErrorReply {
     /// Logs the failure with the place it happened (the `?` or `map_err` that converted it),
@@ -16,7 +19,12 @@ impl From<StoreError> for ErrorReply {
     fn from(e: StoreError) -> Self {
         let at = std::panic::Location::caller();
         tracing::error!(%e, %at, "store failure");
-        ErrorReply::new(ErrorCode::Internal, DATABASE_FAILED)
+        let text = if e.is_unavailable() {
+            DATABASE_UNAVAILABLE
+        } else {
+            DATABASE_FAILED
+        };
+        ErrorReply::new(ErrorCode::Internal, text)
     }
 }
 

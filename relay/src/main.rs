@@ -21,6 +21,19 @@ struct Cli {
     /// SQLite database: a file path or a sqlite:// URL [default: the platform data dir]
     #[arg(long, global = true, env = "ZEDOPS_DB")]
     db: Option<String>,
+    /// PostgreSQL database shared by a cluster of relays, instead of SQLite:
+    /// postgres://USER@HOST/DB. Give the password in PGPASSWORD or a pgpass file, or the whole
+    /// URL in this variable or --database-file, never on the command line
+    #[arg(
+        long,
+        global = true,
+        env = "ZEDOPS_DATABASE_URL",
+        conflicts_with = "db"
+    )]
+    database: Option<String>,
+    /// A file holding the PostgreSQL URL (with its password, e.g. a systemd credential)
+    #[arg(long, global = true, env = "ZEDOPS_DATABASE_FILE", conflicts_with_all = ["db", "database"])]
+    database_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -59,6 +72,18 @@ enum Command {
         max_agent_requests: u32,
         #[command(flatten)]
         guards: GuardArgs,
+    },
+    /// Copy this relay's SQLite database (users, sessions, tokens, agents, audit log,
+    /// templates) into an empty PostgreSQL database, to move it into a cluster. Stop the relay
+    /// first; the SQLite file is only read.
+    Migrate {
+        /// The SQLite database: sqlite:FILE or a path [default: --db or its default]
+        #[arg(long)]
+        from: Option<String>,
+        /// The empty PostgreSQL database: postgres://USER@HOST/DB [default: --database,
+        /// ZEDOPS_DATABASE_URL or --database-file]. No password here (see --database)
+        #[arg(long)]
+        to: Option<String>,
     },
     /// Manage users.
     User {
@@ -212,6 +237,57 @@ fn parse_role(s: &str) -> Result<Role, String> {
     Role::parse(s).ok_or_else(|| format!("{s:?} is not a role: use admin, operator or viewer"))
 }
 
+/// A PostgreSQL URL given on the command line must hold no password (other users of the
+/// machine can read a command line); one from the environment variable `env` may.
+fn from_command_line_or_env(url: String, env: &str) -> anyhow::Result<String> {
+    let from_env = !env.is_empty() && std::env::var(env).is_ok_and(|v| v == url);
+    if !from_env && has_password(&url) {
+        bail!(
+            "a database password on the command line is visible to every user of this machine: \
+             put it in PGPASSWORD or a pgpass file, or the whole URL in ZEDOPS_DATABASE_URL or --database-file"
+        );
+    }
+    Ok(url)
+}
+
+/// Whether a postgres:// URL carries a password (`user:password@` or `password=`).
+fn has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let user_info = authority.rsplit_once('@').map(|(info, _)| info);
+    user_info.is_some_and(|info| info.contains(':'))
+        || rest
+            .split_once('?')
+            .is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("password=")))
+}
+
+/// `zedops-relay migrate`: opens both (bringing the PostgreSQL schema up to date) and copies.
+async fn migrate(from: String, to: String) -> anyhow::Result<()> {
+    if zedops_relay::store::is_postgres(&from) {
+        bail!("--from must be the SQLite database (sqlite:FILE or a path)");
+    }
+    let path = from.strip_prefix("sqlite:").unwrap_or(&from);
+    let path = path.strip_prefix("//").unwrap_or(path);
+    if !std::path::Path::new(path).exists() {
+        bail!("no SQLite database at {path}; name it with --from sqlite:FILE");
+    }
+    let source = Store::open(&from)
+        .await
+        .with_context(|| format!("opening {from}"))?;
+    let shown = zedops_relay::store::redacted(&to);
+    let target = Store::open(&to)
+        .await
+        .with_context(|| format!("opening {shown}"))?;
+    let copied = zedops_relay::store::copy::copy(&source, &target).await?;
+    for (table, rows) in &copied {
+        eprintln!("{table}: {rows} rows");
+    }
+    eprintln!(
+        "copied {from} into {shown}; start the relays with --database (or ZEDOPS_DATABASE_URL)"
+    );
+    Ok(())
+}
+
 fn default_db() -> anyhow::Result<String> {
     let dirs = directories::ProjectDirs::from("", "", "zedops-relay")
         .context("no home directory to keep the database in; pass --db")?;
@@ -252,11 +328,40 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let db = match cli.db {
+    let postgres = match (cli.database_file, cli.database) {
+        (Some(file), _) => Some(
+            std::fs::read_to_string(&file)
+                .with_context(|| format!("reading the database URL from {}", file.display()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, Some(url)) => Some(from_command_line_or_env(url, "ZEDOPS_DATABASE_URL")?),
+        (None, None) => None,
+    };
+    if let Some(url) = &postgres
+        && !zedops_relay::store::is_postgres(url)
+    {
+        bail!(
+            "the database URL must start with postgres:// or postgresql:// (got {}); for SQLite use --db FILE",
+            zedops_relay::store::redacted(url)
+        );
+    }
+    let sqlite = match cli.db {
         Some(db) => db,
         None => default_db()?,
     };
+    if let Command::Migrate { from, to } = cli.command {
+        let to = match to {
+            Some(url) => from_command_line_or_env(url, "")?,
+            None => postgres.context(
+                "name the PostgreSQL database to copy into: --to postgres://USER@HOST/DB or ZEDOPS_DATABASE_URL",
+            )?,
+        };
+        return migrate(from.unwrap_or(sqlite), to).await;
+    }
+    let db = postgres.unwrap_or(sqlite);
     match cli.command {
+        Command::Migrate { .. } => unreachable!("handled above"),
         Command::Serve {
             listen,
             tls_cert,

@@ -95,7 +95,7 @@ impl Server {
     pub async fn new_with(options: Options, guards: Guards) -> anyhow::Result<Self> {
         let store = Store::open(&options.db)
             .await
-            .with_context(|| format!("opening database {}", options.db))?;
+            .with_context(|| format!("opening database {}", crate::store::redacted(&options.db)))?;
         let tls = match &options.tls {
             Some((cert, key)) => Some(load_tls(cert, key)?),
             None => None,

@@ -4,6 +4,7 @@
 
 mod agent;
 pub mod docker;
+pub mod postgres;
 pub mod registry;
 mod relay;
 pub mod tls;
@@ -11,6 +12,7 @@ pub mod wire;
 
 pub use agent::{AgentBuilder, TestAgent};
 pub use docker::{TestContainers, require_docker};
+pub use postgres::TestPostgres;
 pub use relay::{RelayBuilder, StoppedRelay, TestRelay};
 pub use tls::TestPki;
 

@@ -22,6 +22,7 @@ pub struct TestRelay {
     dir: Arc<tempfile::TempDir>,
     tls: Option<(PathBuf, PathBuf)>,
     limits: Limits,
+    database: Option<String>,
     handle: ShutdownHandle,
     task: Option<JoinHandle<()>>,
 }
@@ -35,6 +36,7 @@ pub struct RelayBuilder {
     tls: Option<(PathBuf, PathBuf)>,
     listen: SocketAddr,
     dir: Option<Arc<tempfile::TempDir>>,
+    database: Option<String>,
 }
 
 impl Default for RelayBuilder {
@@ -45,6 +47,7 @@ impl Default for RelayBuilder {
             tls: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             dir: None,
+            database: None,
         }
     }
 }
@@ -68,6 +71,13 @@ impl RelayBuilder {
         self
     }
 
+    /// Keep the relay's data in this database instead of a temporary SQLite file: a
+    /// PostgreSQL URL, e.g. a fresh [`TestPostgres::database`](crate::TestPostgres::database).
+    pub fn database(mut self, url: String) -> Self {
+        self.database = Some(url);
+        self
+    }
+
     /// Starts the relay and waits until it listens.
     pub async fn start(self) -> TestRelay {
         init_tracing();
@@ -75,7 +85,10 @@ impl RelayBuilder {
             Some(dir) => dir,
             None => Arc::new(tempfile::tempdir().expect("temp dir")),
         };
-        let db = dir.path().join("relay.db").display().to_string();
+        let db = match &self.database {
+            Some(url) => url.clone(),
+            None => dir.path().join("relay.db").display().to_string(),
+        };
         let server = Server::new(Options {
             listen: self.listen,
             db,
@@ -104,6 +117,7 @@ impl RelayBuilder {
             dir,
             tls: self.tls,
             limits: self.limits,
+            database: self.database,
             handle,
             task: Some(task),
         }
@@ -118,6 +132,7 @@ pub struct StoppedRelay {
     pub timeouts: Timeouts,
     limits: Limits,
     tls: Option<(PathBuf, PathBuf)>,
+    database: Option<String>,
 }
 
 impl StoppedRelay {
@@ -130,6 +145,7 @@ impl StoppedRelay {
             tls: self.tls.clone(),
             listen: self.addr,
             dir: Some(self.dir.clone()),
+            database: self.database.clone(),
         }
     }
 }
@@ -140,7 +156,7 @@ impl TestRelay {
         RelayBuilder::default()
     }
 
-    /// Path of the SQLite file.
+    /// Path of the SQLite file (unused when started with a [`database`](RelayBuilder::database)).
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("relay.db")
     }
@@ -157,6 +173,7 @@ impl TestRelay {
             timeouts: self.state.timeouts.clone(),
             limits: self.limits,
             tls: self.tls.clone(),
+            database: self.database.clone(),
         }
     }
 

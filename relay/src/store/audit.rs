@@ -47,9 +47,10 @@ impl Store {
     /// [`audit_finish`](Self::audit_finish) can record the outcome. An entry still `pending`
     /// later means the relay stopped before the agent answered.
     pub async fn audit_begin(&self, entry: AuditEntry<'_>) -> Result<i64, StoreError> {
-        let id = sqlx::query_scalar(
+        with_pool!(self, |pool| {
+            let id = sqlx::query_scalar(
             "INSERT INTO audit_log (at, user_name, session_id, agent_id, container, operation, result, error_code, target, detail) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(now())
         .bind(entry.user)
@@ -61,9 +62,10 @@ impl Store {
         .bind(entry.error_code)
         .bind(entry.target)
         .bind(entry.detail)
-        .fetch_one(&self.pool)
+        .fetch_one(pool)
         .await?;
-        Ok(id)
+            Ok(id)
+        })
     }
 
     /// Records the outcome of the action whose entry [`audit_begin`](Self::audit_begin) wrote.
@@ -73,13 +75,27 @@ impl Store {
         result: &str,
         error_code: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE audit_log SET result = ?, error_code = ? WHERE id = ?")
-            .bind(result)
-            .bind(error_code)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        with_pool!(self, |pool| {
+            sqlx::query("UPDATE audit_log SET result = $1, error_code = $2 WHERE id = $3")
+                .bind(result)
+                .bind(error_code)
+                .bind(id)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Adds `suffix` to the detail of entry `id` (an exec's ` exit=3` once it ended).
+    pub async fn audit_append_detail(&self, id: i64, suffix: &str) -> Result<(), StoreError> {
+        with_pool!(self, |pool| {
+            sqlx::query("UPDATE audit_log SET detail = COALESCE(detail, '') || $1 WHERE id = $2")
+                .bind(suffix)
+                .bind(id)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
     }
 
     /// Audit entries, newest first: at most `limit`, optionally for one agent id and since a time.
@@ -89,37 +105,41 @@ impl Store {
         since: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AuditRow>, StoreError> {
-        let rows = sqlx::query(
+        with_pool!(self, |pool| {
+            let rows = sqlx::query(
             "SELECT id, at, user_name, session_id, agent_id, container, operation, result, error_code, target, detail FROM audit_log \
-             WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR at >= ?2) ORDER BY id DESC LIMIT ?3",
+             WHERE ($1 IS NULL OR agent_id = $1) AND ($2 IS NULL OR at >= $2) ORDER BY id DESC LIMIT $3",
         )
         .bind(agent_id)
         .bind(since)
-        .bind(limit)
-        .fetch_all(&self.pool)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AuditRow {
-                id: r.get("id"),
-                at: r.get("at"),
-                user: r.get("user_name"),
-                session_id: r.get("session_id"),
-                agent_id: r.get("agent_id"),
-                container: r.get("container"),
-                operation: r.get("operation"),
-                result: r.get("result"),
-                error_code: r.get("error_code"),
-                target: r.get("target"),
-                detail: r.get("detail"),
-            })
-            .collect())
+            Ok(rows
+                .iter()
+                .map(|r| AuditRow {
+                    id: r.get("id"),
+                    at: r.get("at"),
+                    user: r.get("user_name"),
+                    session_id: r.get("session_id"),
+                    agent_id: r.get("agent_id"),
+                    container: r.get("container"),
+                    operation: r.get("operation"),
+                    result: r.get("result"),
+                    error_code: r.get("error_code"),
+                    target: r.get("target"),
+                    detail: r.get("detail"),
+                })
+                .collect())
+        })
     }
 
     /// Number of audit entries, for tests and health output.
     pub async fn audit_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
-            .fetch_one(&self.pool)
-            .await?)
+        with_pool!(self, |pool| {
+            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+                .fetch_one(pool)
+                .await?)
+        })
     }
 }

@@ -88,45 +88,47 @@ impl Store {
         token: &str,
         lifetimes: &SessionLifetimes,
     ) -> Result<SessionCheck, StoreError> {
-        let row = sqlx::query(
+        with_pool!(self, |pool| {
+            let row = sqlx::query(
             "SELECT s.id, u.name, u.role, s.created_at, COALESCE(s.last_used_at, s.created_at) AS used, \
              s.revoked_at FROM device_sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = ? AND u.disabled = 0",
+             WHERE s.token_hash = $1 AND NOT u.disabled",
         )
         .bind(secret::token_hash(token))
-        .fetch_optional(&self.pool)
+        .fetch_optional(pool)
         .await?;
-        let Some(row) = row else {
-            return Ok(SessionCheck::Unknown);
-        };
-        let (created, used) = (row.get("created_at"), row.get("used"));
-        // A session ended when it was already past its lifetime (by the relay's periodic sweep)
-        // is reported as expired, not as revoked.
-        if let Some(revoked) = row.get::<Option<i64>, _>("revoked_at") {
-            return Ok(if lifetimes.expired(created, used, revoked) {
-                SessionCheck::Expired
-            } else {
-                SessionCheck::Unknown
-            });
-        }
-        let id: String = row.get("id");
-        let at = now();
-        if lifetimes.expired(created, used, at) {
-            self.revoke_session(&id).await?;
-            return Ok(SessionCheck::Expired);
-        }
-        sqlx::query("UPDATE device_sessions SET last_used_at = ? WHERE id = ?")
-            .bind(at)
-            .bind(&id)
-            .execute(&self.pool)
-            .await?;
-        Ok(match Role::parse(row.get::<&str, _>("role")) {
-            Some(role) => SessionCheck::Live(Session {
-                id,
-                user: row.get("name"),
-                role,
-            }),
-            None => SessionCheck::Unknown,
+            let Some(row) = row else {
+                return Ok(SessionCheck::Unknown);
+            };
+            let (created, used) = (row.get("created_at"), row.get("used"));
+            // A session ended when it was already past its lifetime (by the relay's periodic sweep)
+            // is reported as expired, not as revoked.
+            if let Some(revoked) = row.get::<Option<i64>, _>("revoked_at") {
+                return Ok(if lifetimes.expired(created, used, revoked) {
+                    SessionCheck::Expired
+                } else {
+                    SessionCheck::Unknown
+                });
+            }
+            let id: String = row.get("id");
+            let at = now();
+            if lifetimes.expired(created, used, at) {
+                self.revoke_session(&id).await?;
+                return Ok(SessionCheck::Expired);
+            }
+            sqlx::query("UPDATE device_sessions SET last_used_at = $1 WHERE id = $2")
+                .bind(at)
+                .bind(&id)
+                .execute(pool)
+                .await?;
+            Ok(match Role::parse(row.get::<&str, _>("role")) {
+                Some(role) => SessionCheck::Live(Session {
+                    id,
+                    user: row.get("name"),
+                    role,
+                }),
+                None => SessionCheck::Unknown,
+            })
         })
     }
 
@@ -138,73 +140,81 @@ impl Store {
         lifetimes: &SessionLifetimes,
         in_use: &[String],
     ) -> Result<u64, StoreError> {
-        let at = now();
-        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-        let mut tx = self.pool.begin().await?;
-        for id in in_use {
-            sqlx::query(
-                "UPDATE device_sessions SET last_used_at = ? WHERE id = ? AND revoked_at IS NULL",
+        with_pool!(self, |pool| {
+            let at = now();
+            let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            let mut tx = pool.begin().await?;
+            for id in in_use {
+                sqlx::query(
+                "UPDATE device_sessions SET last_used_at = $1 WHERE id = $2 AND revoked_at IS NULL",
             )
             .bind(at)
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        }
-        let done = sqlx::query(
-            "UPDATE device_sessions SET revoked_at = ? WHERE revoked_at IS NULL \
-             AND (COALESCE(last_used_at, created_at) <= ? OR created_at <= ?)",
-        )
-        .bind(at)
-        .bind(at.saturating_sub(secs(lifetimes.idle)))
-        .bind(at.saturating_sub(secs(lifetimes.max_age)))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected())
+            }
+            let done = sqlx::query(
+                "UPDATE device_sessions SET revoked_at = $1 WHERE revoked_at IS NULL \
+             AND (COALESCE(last_used_at, created_at) <= $2 OR created_at <= $3)",
+            )
+            .bind(at)
+            .bind(at.saturating_sub(secs(lifetimes.idle)))
+            .bind(at.saturating_sub(secs(lifetimes.max_age)))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(done.rows_affected())
+        })
     }
 
     /// Ends the session of a device token. Returns whether one was live.
     pub async fn revoke_session_token(&self, token: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE device_sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+        with_pool!(self, |pool| {
+            let done = sqlx::query(
+            "UPDATE device_sessions SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
         )
         .bind(now())
         .bind(secret::token_hash(token))
-        .execute(&self.pool)
+        .execute(pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     /// Live device sessions, newest first.
     pub async fn sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
-        let rows = sqlx::query(
+        with_pool!(self, |pool| {
+            let rows = sqlx::query(
             "SELECT s.id, u.name, s.device, s.created_at, s.last_used_at FROM device_sessions s \
              JOIN users u ON u.id = s.user_id WHERE s.revoked_at IS NULL ORDER BY s.created_at DESC",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| SessionRow {
-                id: r.get("id"),
-                user: r.get("name"),
-                device: r.get("device"),
-                created_at: r.get("created_at"),
-                last_used_at: r.get("last_used_at"),
-            })
-            .collect())
+            Ok(rows
+                .iter()
+                .map(|r| SessionRow {
+                    id: r.get("id"),
+                    user: r.get("name"),
+                    device: r.get("device"),
+                    created_at: r.get("created_at"),
+                    last_used_at: r.get("last_used_at"),
+                })
+                .collect())
+        })
     }
 
     /// Ends a device session by id. Returns whether one was live.
     pub async fn revoke_session(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE device_sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-        )
-        .bind(now())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        with_pool!(self, |pool| {
+            let done = sqlx::query(
+                "UPDATE device_sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+            )
+            .bind(now())
+            .bind(id)
+            .execute(pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     /// Ids of agents and sessions revoked at or after `since` (Unix seconds), so a running relay
@@ -213,27 +223,32 @@ impl Store {
         &self,
         since: i64,
     ) -> Result<(Vec<String>, Vec<String>), StoreError> {
-        let agents = sqlx::query_scalar("SELECT id FROM agents WHERE revoked_at >= ?")
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await?;
-        let sessions = sqlx::query_scalar("SELECT id FROM device_sessions WHERE revoked_at >= ?")
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok((agents, sessions))
+        with_pool!(self, |pool| {
+            let agents = sqlx::query_scalar("SELECT id FROM agents WHERE revoked_at >= $1")
+                .bind(since)
+                .fetch_all(pool)
+                .await?;
+            let sessions =
+                sqlx::query_scalar("SELECT id FROM device_sessions WHERE revoked_at >= $1")
+                    .bind(since)
+                    .fetch_all(pool)
+                    .await?;
+            Ok((agents, sessions))
+        })
     }
 
     /// The current role of a live device session (`None` when revoked or its user disabled),
     /// to check a connection that authenticated while its user was being changed.
     pub async fn session_role(&self, session_id: &str) -> Result<Option<Role>, StoreError> {
-        let role: Option<String> = sqlx::query_scalar(
-            "SELECT u.role FROM device_sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.id = ? AND s.revoked_at IS NULL AND u.disabled = 0",
-        )
-        .bind(session_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(role.as_deref().and_then(Role::parse))
+        with_pool!(self, |pool| {
+            let role: Option<String> = sqlx::query_scalar(
+                "SELECT u.role FROM device_sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.id = $1 AND s.revoked_at IS NULL AND NOT u.disabled",
+            )
+            .bind(session_id)
+            .fetch_optional(pool)
+            .await?;
+            Ok(role.as_deref().and_then(Role::parse))
+        })
     }
 }

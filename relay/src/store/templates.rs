@@ -2,10 +2,26 @@
 //! version ever saved, so a container's zedops.template.version label can be traced to the
 //! specification it was made from.
 
-use sqlx::Row;
 use zedops_protocol::TemplateBody;
 
-use super::{Store, StoreError, now};
+use super::{Fields, Store, StoreError, now};
+
+/// Keeps `$body` as version `$version` of template `$name`, in transaction `$tx` (a macro, not
+/// a function, so it takes either backend's transaction).
+macro_rules! save_version {
+    ($tx:expr, $name:expr, $version:expr, $body:expr, $by:expr, $at:expr) => {
+        sqlx::query(
+            "INSERT INTO template_versions (name, version, body, saved_by, saved_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind($name)
+        .bind($version)
+        .bind($body)
+        .bind($by)
+        .bind($at)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
 
 /// A template as stored.
 #[derive(Debug, Clone)]
@@ -49,58 +65,63 @@ fn encode(body: &TemplateBody) -> String {
 
 /// All templates, by name.
 pub async fn all(store: &Store) -> Result<Vec<TemplateRow>, TemplateError> {
-    let rows = sqlx::query(
+    with_pool!(store, |pool| {
+        let rows = sqlx::query(
         "SELECT name, version, body, created_by, created_at, updated_by, updated_at FROM templates ORDER BY name",
     )
-    .fetch_all(&store.pool)
+    .fetch_all(pool)
     .await?;
-    rows.iter().map(row).collect()
+        rows.iter().map(row).collect()
+    })
 }
 
 /// One template by name.
 pub async fn get(store: &Store, name: &str) -> Result<Option<TemplateRow>, TemplateError> {
-    let found = sqlx::query(
-        "SELECT name, version, body, created_by, created_at, updated_by, updated_at FROM templates WHERE name = ?",
+    with_pool!(store, |pool| {
+        let found = sqlx::query(
+        "SELECT name, version, body, created_by, created_at, updated_by, updated_at FROM templates WHERE name = $1",
     )
     .bind(name)
-    .fetch_optional(&store.pool)
+    .fetch_optional(pool)
     .await?;
-    found.as_ref().map(row).transpose()
+        found.as_ref().map(row).transpose()
+    })
 }
 
-fn row(r: &sqlx::sqlite::SqliteRow) -> Result<TemplateRow, TemplateError> {
-    let name: String = r.get("name");
-    let version: i64 = r.get("version");
+fn row(r: &impl Fields) -> Result<TemplateRow, TemplateError> {
+    let name = r.text("name");
     Ok(TemplateRow {
-        version: u32::try_from(version).unwrap_or(0),
-        body: decode(&name, r.get("body"))?,
-        created_by: r.get("created_by"),
-        created_at: r.get("created_at"),
-        updated_by: r.get("updated_by"),
-        updated_at: r.get("updated_at"),
+        version: u32::try_from(r.int("version")).unwrap_or(0),
+        body: decode(&name, &r.text("body"))?,
+        created_by: r.opt_text("created_by"),
+        created_at: r.int("created_at"),
+        updated_by: r.opt_text("updated_by"),
+        updated_at: r.int("updated_at"),
     })
 }
 
 /// Stores a new template at version 1 (or one past the last version of a removed template of
 /// the same name, so a version number never means two specs).
 pub async fn insert(store: &Store, body: &TemplateBody, by: &str) -> Result<u32, TemplateError> {
-    let mut tx = store.pool.begin().await?;
-    let exists: Option<i64> = sqlx::query_scalar("SELECT version FROM templates WHERE name = ?")
-        .bind(&body.name)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if exists.is_some() {
-        return Err(TemplateError::Exists(body.name.clone()));
-    }
-    let last: Option<i64> =
-        sqlx::query_scalar("SELECT MAX(version) FROM template_versions WHERE name = ?")
-            .bind(&body.name)
-            .fetch_one(&mut *tx)
-            .await?;
-    let version = last.unwrap_or(0) + 1;
-    let (text, at) = (encode(body), now());
-    sqlx::query(
-        "INSERT INTO templates (name, version, body, created_by, created_at, updated_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    with_pool!(store, |pool| {
+        let mut tx = pool.begin().await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM templates WHERE name = $1")
+                .bind(&body.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_some() {
+            return Err(TemplateError::Exists(body.name.clone()));
+        }
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM template_versions WHERE name = $1")
+                .bind(&body.name)
+                .fetch_one(&mut *tx)
+                .await?;
+        let version = last.unwrap_or(0) + 1;
+        let (text, at) = (encode(body), now());
+        sqlx::query(
+        "INSERT INTO templates (name, version, body, created_by, created_at, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&body.name)
     .bind(version)
@@ -111,25 +132,28 @@ pub async fn insert(store: &Store, body: &TemplateBody, by: &str) -> Result<u32,
     .bind(at)
     .execute(&mut *tx)
     .await?;
-    save_version(&mut tx, &body.name, version, &text, by, at).await?;
-    tx.commit().await?;
-    Ok(version as u32)
+        save_version!(tx, &body.name, version, &text, by, at);
+        tx.commit().await?;
+        Ok(version as u32)
+    })
 }
 
 /// Replaces a template's body with a new version.
 pub async fn update(store: &Store, body: &TemplateBody, by: &str) -> Result<u32, TemplateError> {
-    let mut tx = store.pool.begin().await?;
-    let current: Option<i64> = sqlx::query_scalar("SELECT version FROM templates WHERE name = ?")
-        .bind(&body.name)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(current) = current else {
-        return Err(TemplateError::NotFound(body.name.clone()));
-    };
-    let version = current + 1;
-    let (text, at) = (encode(body), now());
-    sqlx::query(
-        "UPDATE templates SET version = ?, body = ?, updated_by = ?, updated_at = ? WHERE name = ?",
+    with_pool!(store, |pool| {
+        let mut tx = pool.begin().await?;
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM templates WHERE name = $1")
+                .bind(&body.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(current) = current else {
+            return Err(TemplateError::NotFound(body.name.clone()));
+        };
+        let version = current + 1;
+        let (text, at) = (encode(body), now());
+        sqlx::query(
+        "UPDATE templates SET version = $1, body = $2, updated_by = $3, updated_at = $4 WHERE name = $5",
     )
     .bind(version)
     .bind(&text)
@@ -138,43 +162,25 @@ pub async fn update(store: &Store, body: &TemplateBody, by: &str) -> Result<u32,
     .bind(&body.name)
     .execute(&mut *tx)
     .await?;
-    save_version(&mut tx, &body.name, version, &text, by, at).await?;
-    tx.commit().await?;
-    Ok(version as u32)
-}
-
-async fn save_version(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    name: &str,
-    version: i64,
-    body: &str,
-    by: &str,
-    at: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO template_versions (name, version, body, saved_by, saved_at) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(name)
-    .bind(version)
-    .bind(body)
-    .bind(by)
-    .bind(at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+        save_version!(tx, &body.name, version, &text, by, at);
+        tx.commit().await?;
+        Ok(version as u32)
+    })
 }
 
 /// Removes a template (its saved versions stay, for the containers made from them); returns
 /// the version it had.
 pub async fn delete(store: &Store, name: &str) -> Result<u32, TemplateError> {
-    let version: Option<i64> =
-        sqlx::query_scalar("DELETE FROM templates WHERE name = ? RETURNING version")
-            .bind(name)
-            .fetch_optional(&store.pool)
-            .await?;
-    version
-        .map(|v| v as u32)
-        .ok_or_else(|| TemplateError::NotFound(name.to_string()))
+    with_pool!(store, |pool| {
+        let version: Option<i64> =
+            sqlx::query_scalar("DELETE FROM templates WHERE name = $1 RETURNING version")
+                .bind(name)
+                .fetch_optional(pool)
+                .await?;
+        version
+            .map(|v| v as u32)
+            .ok_or_else(|| TemplateError::NotFound(name.to_string()))
+    })
 }
 
 /// The body of `name` at `version`, also of a template since changed or removed.
@@ -183,11 +189,14 @@ pub async fn version(
     name: &str,
     version: u32,
 ) -> Result<Option<TemplateBody>, TemplateError> {
-    let body: Option<String> =
-        sqlx::query_scalar("SELECT body FROM template_versions WHERE name = ? AND version = ?")
-            .bind(name)
-            .bind(i64::from(version))
-            .fetch_optional(&store.pool)
-            .await?;
-    body.map(|b| decode(name, &b)).transpose()
+    with_pool!(store, |pool| {
+        let body: Option<String> = sqlx::query_scalar(
+            "SELECT body FROM template_versions WHERE name = $1 AND version = $2",
+        )
+        .bind(name)
+        .bind(i64::from(version))
+        .fetch_optional(pool)
+        .await?;
+        body.map(|b| decode(name, &b)).transpose()
+    })
 }

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use sqlx::Row;
-
-use super::{Store, StoreError, now};
+use super::{Fields, Store, StoreError, now};
 use crate::secret::{self, TokenKind};
 
 /// A registration token as stored, without the token or its hash.
@@ -45,68 +43,74 @@ impl Store {
         &self,
         ttl: Duration,
     ) -> Result<(String, String), StoreError> {
-        let token = secret::new_token(TokenKind::Registration);
-        let id = uuid::Uuid::new_v4().to_string();
-        let created = now();
-        sqlx::query("INSERT INTO registration_tokens (id, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?)")
+        with_pool!(self, |pool| {
+            let token = secret::new_token(TokenKind::Registration);
+            let id = uuid::Uuid::new_v4().to_string();
+            let created = now();
+            sqlx::query("INSERT INTO registration_tokens (id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(&id)
             .bind(secret::token_hash(&token))
             .bind(created)
             .bind(created + ttl.as_secs() as i64)
-            .execute(&self.pool)
+            .execute(pool)
             .await?;
-        Ok((id, token))
+            Ok((id, token))
+        })
     }
 
     /// Registration tokens, newest first (at most 1000): never the tokens or their hashes.
     pub async fn registration_tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, created_at, expires_at, used_at, used_by_agent, revoked_at \
+        with_pool!(self, |pool| {
+            let rows = sqlx::query(
+                "SELECT id, created_at, expires_at, used_at, used_by_agent, revoked_at \
              FROM registration_tokens ORDER BY created_at DESC, id LIMIT 1000",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(token_from_row).collect())
+            )
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.iter().map(token_from_row).collect())
+        })
     }
 
     /// Revokes an unused registration token by id, so it can no longer enrol an agent.
     /// Revoking a revoked or expired token again is harmless; a used one is refused.
     pub async fn revoke_registration_token(&self, id: &str) -> Result<TokenRow, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE registration_tokens SET revoked_at = ? \
-             WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL",
-        )
-        .bind(now())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query(
-            "SELECT id, created_at, expires_at, used_at, used_by_agent, revoked_at \
-             FROM registration_tokens WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let row = row
-            .as_ref()
-            .map(token_from_row)
-            .ok_or_else(|| StoreError::NoSuchToken(id.into()))?;
-        if row.used_at.is_some() {
-            return Err(StoreError::TokenUsed(id.into()));
-        }
-        Ok(row)
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "UPDATE registration_tokens SET revoked_at = $1 \
+             WHERE id = $2 AND used_at IS NULL AND revoked_at IS NULL",
+            )
+            .bind(now())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            let row = sqlx::query(
+                "SELECT id, created_at, expires_at, used_at, used_by_agent, revoked_at \
+             FROM registration_tokens WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            let row = row
+                .as_ref()
+                .map(token_from_row)
+                .ok_or_else(|| StoreError::NoSuchToken(id.into()))?;
+            if row.used_at.is_some() {
+                return Err(StoreError::TokenUsed(id.into()));
+            }
+            Ok(row)
+        })
     }
 }
 
-fn token_from_row(r: &sqlx::sqlite::SqliteRow) -> TokenRow {
+fn token_from_row(r: &impl Fields) -> TokenRow {
     TokenRow {
-        id: r.get("id"),
-        created_at: r.get("created_at"),
-        expires_at: r.get("expires_at"),
-        used_at: r.get("used_at"),
-        used_by_agent: r.get("used_by_agent"),
-        revoked_at: r.get("revoked_at"),
+        id: r.text("id"),
+        created_at: r.int("created_at"),
+        expires_at: r.int("expires_at"),
+        used_at: r.opt_int("used_at"),
+        used_by_agent: r.opt_text("used_by_agent"),
+        revoked_at: r.opt_int("revoked_at"),
     }
 }

@@ -4,7 +4,7 @@
 use sqlx::Row;
 use zedops_protocol::Role;
 
-use super::{Session, Store, StoreError, now};
+use super::{Fields, Session, Store, StoreError, now};
 use crate::secret::{self, TokenKind};
 
 /// A user as stored, without the password hash.
@@ -33,27 +33,29 @@ pub struct UserChange {
 impl Store {
     /// Creates a user with an argon2id password hash.
     pub async fn add_user(&self, name: &str, password: &str, role: Role) -> Result<(), StoreError> {
-        let password = password.to_string();
-        let hash = tokio::task::spawn_blocking(move || secret::hash_password(&password))
-            .await
-            .map_err(|e| StoreError::Hash(e.to_string()))?
-            .map_err(|e| StoreError::Hash(e.to_string()))?;
-        let result = sqlx::query(
-            "INSERT INTO users (id, name, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?)",
+        with_pool!(self, |pool| {
+            let password = password.to_string();
+            let hash = tokio::task::spawn_blocking(move || secret::hash_password(&password))
+                .await
+                .map_err(|e| StoreError::Hash(e.to_string()))?
+                .map_err(|e| StoreError::Hash(e.to_string()))?;
+            let result = sqlx::query(
+            "INSERT INTO users (id, name, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(name)
         .bind(hash)
         .bind(role.as_str())
         .bind(now())
-        .execute(&self.pool)
+        .execute(pool)
         .await;
-        match result {
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(StoreError::UserExists(name.into()))
+            match result {
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    Err(StoreError::UserExists(name.into()))
+                }
+                other => other.map(|_| ()).map_err(Into::into),
             }
-            other => other.map(|_| ()).map_err(Into::into),
-        }
+        })
     }
 
     /// Checks a user's password and, if right, opens a device session. Returns the session and
@@ -77,73 +79,81 @@ impl Store {
         device: Option<&str>,
         mut guard: G,
     ) -> Result<Option<(Session, String)>, StoreError> {
-        let row = sqlx::query("SELECT id, password_hash, role, disabled FROM users WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        let (user_id, hash, role, disabled) = match &row {
-            Some(r) => (
-                Some(r.get::<String, _>("id")),
-                r.get::<String, _>("password_hash"),
-                Role::parse(r.get::<&str, _>("role")),
-                r.get::<bool, _>("disabled"),
-            ),
-            None => (None, secret::dummy_password_hash().to_string(), None, true),
-        };
-        let password = password.to_string();
-        let matches = tokio::task::spawn_blocking(move || {
-            let matches = secret::verify_password_in(&password, &hash, guard.as_mut());
-            drop(guard);
-            matches
-        })
-        .await
-        .map_err(|e| StoreError::Hash(e.to_string()))?;
-        let (Some(user_id), Some(role), false, true) = (user_id, role, disabled, matches) else {
-            return Ok(None);
-        };
-        let token = secret::new_token(TokenKind::Device);
-        let id = uuid::Uuid::new_v4().to_string();
-        sqlx::query("INSERT INTO device_sessions (id, user_id, token_hash, device, created_at) VALUES (?, ?, ?, ?, ?)")
+        with_pool!(self, |pool| {
+            let row =
+                sqlx::query("SELECT id, password_hash, role, disabled FROM users WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(pool)
+                    .await?;
+            let (user_id, hash, role, disabled) = match &row {
+                Some(r) => (
+                    Some(r.get::<String, _>("id")),
+                    r.get::<String, _>("password_hash"),
+                    Role::parse(r.get::<&str, _>("role")),
+                    r.get::<bool, _>("disabled"),
+                ),
+                None => (None, secret::dummy_password_hash().to_string(), None, true),
+            };
+            let password = password.to_string();
+            let matches = tokio::task::spawn_blocking(move || {
+                let matches = secret::verify_password_in(&password, &hash, guard.as_mut());
+                drop(guard);
+                matches
+            })
+            .await
+            .map_err(|e| StoreError::Hash(e.to_string()))?;
+            let (Some(user_id), Some(role), false, true) = (user_id, role, disabled, matches)
+            else {
+                return Ok(None);
+            };
+            let token = secret::new_token(TokenKind::Device);
+            let id = uuid::Uuid::new_v4().to_string();
+            sqlx::query("INSERT INTO device_sessions (id, user_id, token_hash, device, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&id)
             .bind(&user_id)
             .bind(secret::token_hash(&token))
             .bind(device)
             .bind(now())
-            .execute(&self.pool)
+            .execute(pool)
             .await?;
-        Ok(Some((
-            Session {
-                id,
-                user: name.to_string(),
-                role,
-            },
-            token,
-        )))
+            Ok(Some((
+                Session {
+                    id,
+                    user: name.to_string(),
+                    role,
+                },
+                token,
+            )))
+        })
     }
 
     /// All users by name, with their live session counts; never the password hashes.
     pub async fn users(&self) -> Result<Vec<UserRow>, StoreError> {
-        let rows = sqlx::query(
+        with_pool!(self, |pool| {
+            let rows = sqlx::query(
             "SELECT u.name, u.role, u.disabled, u.created_at, \
              (SELECT COUNT(*) FROM device_sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL) AS sessions \
              FROM users u ORDER BY u.name",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(pool)
         .await?;
-        Ok(rows.iter().filter_map(user_from_row).collect())
+            Ok(rows.iter().filter_map(user_from_row).collect())
+        })
     }
 
     /// One user by name.
     pub async fn user(&self, name: &str) -> Result<Option<UserRow>, StoreError> {
-        let row = sqlx::query(
+        with_pool!(self, |pool| {
+            let row = sqlx::query(
             "SELECT u.name, u.role, u.disabled, u.created_at, \
              (SELECT COUNT(*) FROM device_sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL) AS sessions \
-             FROM users u WHERE u.name = ?",
+             FROM users u WHERE u.name = $1",
         )
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(pool)
         .await?;
-        Ok(row.as_ref().and_then(user_from_row))
+            Ok(row.as_ref().and_then(user_from_row))
+        })
     }
 
     /// Changes a user's role and/or disabled flag in one transaction. Disabling revokes every
@@ -155,61 +165,63 @@ impl Store {
         role: Option<Role>,
         disabled: Option<bool>,
     ) -> Result<UserChange, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT id, role, disabled FROM users WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NoSuchUser(name.into()))?;
-        let user_id: String = row.get("id");
-        let old_role = Role::parse(row.get::<&str, _>("role")).unwrap_or(Role::Viewer);
-        let was_disabled: bool = row.get("disabled");
-        let new_role = role.unwrap_or(old_role);
-        let now_disabled = disabled.unwrap_or(was_disabled);
-        let admin_before = old_role == Role::Admin && !was_disabled;
-        let admin_after = new_role == Role::Admin && !now_disabled;
-        if admin_before && !admin_after {
-            let others: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND id != ?",
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let row = sqlx::query("SELECT id, role, disabled FROM users WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::NoSuchUser(name.into()))?;
+            let user_id: String = row.get("id");
+            let old_role = Role::parse(row.get::<&str, _>("role")).unwrap_or(Role::Viewer);
+            let was_disabled: bool = row.get("disabled");
+            let new_role = role.unwrap_or(old_role);
+            let now_disabled = disabled.unwrap_or(was_disabled);
+            let admin_before = old_role == Role::Admin && !was_disabled;
+            let admin_after = new_role == Role::Admin && !now_disabled;
+            if admin_before && !admin_after {
+                let others: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM users WHERE role = 'admin' AND NOT disabled AND id != $1",
+                )
+                .bind(&user_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                if others == 0 {
+                    return Err(StoreError::LastAdmin(name.into()));
+                }
+            }
+            let sessions: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM device_sessions WHERE user_id = $1 AND revoked_at IS NULL",
             )
             .bind(&user_id)
-            .fetch_one(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-            if others == 0 {
-                return Err(StoreError::LastAdmin(name.into()));
-            }
-        }
-        let sessions: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM device_sessions WHERE user_id = ? AND revoked_at IS NULL",
-        )
-        .bind(&user_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE users SET role = ?, disabled = ? WHERE id = ?")
-            .bind(new_role.as_str())
-            .bind(now_disabled)
-            .bind(&user_id)
-            .execute(&mut *tx)
-            .await?;
-        if now_disabled {
-            sqlx::query(
-                "UPDATE device_sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            sqlx::query("UPDATE users SET role = $1, disabled = $2 WHERE id = $3")
+                .bind(new_role.as_str())
+                .bind(now_disabled)
+                .bind(&user_id)
+                .execute(&mut *tx)
+                .await?;
+            if now_disabled {
+                sqlx::query(
+                "UPDATE device_sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
             )
             .bind(now())
             .bind(&user_id)
             .execute(&mut *tx)
             .await?;
-        }
-        tx.commit().await?;
-        let user = self
-            .user(name)
-            .await?
-            .ok_or_else(|| StoreError::NoSuchUser(name.into()))?;
-        Ok(UserChange {
-            user,
-            role_changed: new_role != old_role,
-            disabled_now: now_disabled && !was_disabled,
-            sessions,
+            }
+            tx.commit().await?;
+            let user = self
+                .user(name)
+                .await?
+                .ok_or_else(|| StoreError::NoSuchUser(name.into()))?;
+            Ok(UserChange {
+                user,
+                role_changed: new_role != old_role,
+                disabled_now: now_disabled && !was_disabled,
+                sessions,
+            })
         })
     }
 
@@ -223,42 +235,44 @@ impl Store {
         password: &str,
         keep: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
-        let password = password.to_string();
-        let hash = tokio::task::spawn_blocking(move || secret::hash_password(&password))
-            .await
-            .map_err(|e| StoreError::Hash(e.to_string()))?
-            .map_err(|e| StoreError::Hash(e.to_string()))?;
-        let mut tx = self.pool.begin().await?;
-        let user_id: String = sqlx::query_scalar("SELECT id FROM users WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NoSuchUser(name.into()))?;
-        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
-            .bind(hash)
+        with_pool!(self, |pool| {
+            let password = password.to_string();
+            let hash = tokio::task::spawn_blocking(move || secret::hash_password(&password))
+                .await
+                .map_err(|e| StoreError::Hash(e.to_string()))?
+                .map_err(|e| StoreError::Hash(e.to_string()))?;
+            let mut tx = pool.begin().await?;
+            let user_id: String = sqlx::query_scalar("SELECT id FROM users WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::NoSuchUser(name.into()))?;
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                .bind(hash)
+                .bind(&user_id)
+                .execute(&mut *tx)
+                .await?;
+            let revoked: Vec<String> = sqlx::query_scalar(
+                "UPDATE device_sessions SET revoked_at = $1 \
+             WHERE user_id = $2 AND revoked_at IS NULL AND ($3 IS NULL OR id != $3) RETURNING id",
+            )
+            .bind(now())
             .bind(&user_id)
-            .execute(&mut *tx)
+            .bind(keep)
+            .fetch_all(&mut *tx)
             .await?;
-        let revoked: Vec<String> = sqlx::query_scalar(
-            "UPDATE device_sessions SET revoked_at = ? \
-             WHERE user_id = ? AND revoked_at IS NULL AND (?3 IS NULL OR id != ?3) RETURNING id",
-        )
-        .bind(now())
-        .bind(&user_id)
-        .bind(keep)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(revoked)
+            tx.commit().await?;
+            Ok(revoked)
+        })
     }
 }
 
-fn user_from_row(r: &sqlx::sqlite::SqliteRow) -> Option<UserRow> {
+fn user_from_row(r: &impl Fields) -> Option<UserRow> {
     Some(UserRow {
-        name: r.get("name"),
-        role: Role::parse(r.get::<&str, _>("role"))?,
-        disabled: r.get("disabled"),
-        created_at: r.get("created_at"),
-        sessions: r.get::<i64, _>("sessions").try_into().unwrap_or(u32::MAX),
+        name: r.text("name"),
+        role: Role::parse(&r.text("role"))?,
+        disabled: r.flag("disabled"),
+        created_at: r.int("created_at"),
+        sessions: r.int("sessions").try_into().unwrap_or(u32::MAX),
     })
 }
