@@ -216,6 +216,28 @@ async fn a_check_finds_a_new_build_and_everyone_can_list_it() {
     .expect("an updates.state push within 10 s");
     assert!(pushed.updates.iter().any(|u| u.new_digest == served));
     watcher.close().await;
+
+    // The relay restarts and forgets; the agent pushes its kept state again when it reconnects.
+    let relay = relay.stop().await.builder().start().await;
+    let viewer = relay.client_with(&viewer).await;
+    let again = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Ok(answer) = viewer.updates(Some(&agent_name)).await
+                && answer.agents[0]
+                    .state
+                    .updates
+                    .iter()
+                    .any(|u| u.container == container)
+            {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the agent's state again within 60 s of the relay's restart");
+    assert!(again.agents[0].online);
+    viewer.close().await;
 }
 
 fn entry(container: &str) -> Value {

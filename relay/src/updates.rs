@@ -83,9 +83,8 @@ pub(crate) fn received(state: &AppState, link: &AgentLink, mut pushed: UpdateSta
 }
 
 fn keep_and_push(state: &AppState, link: &AgentLink, pushed: UpdateState) {
-    if !pushed.updates.is_empty() {
-        info!(agent = %link.name, updates = pushed.updates.len(), "agent reported containers with image updates");
-    }
+    // Debug only: a state comes after every check and reconnect, and an agent may push often.
+    tracing::debug!(agent = %link.name, updates = pushed.updates.len(), "update state from an agent");
     let frame = ClientPush::UpdatesState(pushed.clone()).to_frame(None);
     state.hub.updates.keep(&link.id, &link.name, pushed);
     state.hub.push_event(&link.id, frame);
