@@ -291,10 +291,10 @@ impl Update<'_> {
                 ..ContainerUpdateFrame::default()
             };
         }
-        if let Some(hook) = hook {
-            if let Err(failed) = self.run_hook(hook).await {
-                return self.abandon(failed).await;
-            }
+        if let Some(hook) = hook
+            && let Err(failed) = self.run_hook(hook).await
+        {
+            return self.abandon(failed).await;
         }
         let new_id = match self.replace().await {
             Ok(id) => id,

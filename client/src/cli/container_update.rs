@@ -134,12 +134,12 @@ pub async fn update(global: &Global, args: UpdateArgs) -> CliResult {
             reason: String::new(),
         });
     if let Some(code) = end.error_code {
-        if let (Some(rollback), false) = (&last.rolled_back, args.output.json) {
-            if !rollback.logs.is_empty() {
-                eprintln!("last lines of the new container's output:");
-                for line in &rollback.logs {
-                    eprintln!("  {}", table::clean(line));
-                }
+        if let (Some(rollback), false) = (&last.rolled_back, args.output.json)
+            && !rollback.logs.is_empty()
+        {
+            eprintln!("last lines of the new container's output:");
+            for line in &rollback.logs {
+                eprintln!("  {}", table::clean(line));
             }
         }
         return Err(CliError::new(code.as_str(), table::clean(&end.reason)));
