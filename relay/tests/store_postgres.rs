@@ -11,7 +11,7 @@ use zedops_protocol::{AgentInfo, Role};
 use zedops_relay::Store;
 use zedops_relay::store::AuditEntry;
 use zedops_relay::store::templates;
-use zedops_testkit::{TEST_PASSWORD, TestAgent, TestPostgres, TestRelay};
+use zedops_testkit::{TEST_PASSWORD, TestAgent, TestPki, TestPostgres, TestRelay};
 
 fn relay_command(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_zedops-relay"))
@@ -282,5 +282,38 @@ fn a_database_url_is_logged_without_its_password() {
     assert_eq!(
         redacted("/var/lib/zedops/relay.db"),
         "/var/lib/zedops/relay.db"
+    );
+}
+
+#[tokio::test]
+async fn the_database_is_reached_over_verified_tls() {
+    let (dir, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let pki = TestPki::generate(dir.path());
+    let Some(pg) = TestPostgres::start_with_tls(&pki) else {
+        return;
+    };
+    let url = pg.database();
+    // This server accepts TLS connections only.
+    let plain = Store::open(&format!("{url}?sslmode=disable")).await;
+    assert!(plain.is_err(), "a plain connection was accepted");
+    let verified = format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        pki.ca_cert.display()
+    );
+    let store = Store::open(&verified).await.unwrap();
+    store
+        .add_user("ann", "pw-ann-123", Role::Viewer)
+        .await
+        .unwrap();
+    assert_eq!(store.users().await.unwrap().len(), 1);
+    // A server whose certificate another CA signed is refused under verify-full.
+    let stranger = TestPki::generate(other.path());
+    let wrong = format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        stranger.ca_cert.display()
+    );
+    assert!(
+        Store::open(&wrong).await.is_err(),
+        "an unknown CA was trusted"
     );
 }

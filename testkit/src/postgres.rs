@@ -33,6 +33,7 @@ pub struct TestPostgres {
     bin: PathBuf,
     dir: tempfile::TempDir,
     port: u16,
+    tls: bool,
     as_postgres: bool,
     keeper: Mutex<Option<Child>>,
     databases: AtomicU32,
@@ -42,6 +43,16 @@ impl TestPostgres {
     /// A new server of its own (for a test that stops it), or `None` (after saying why) when
     /// PostgreSQL is not installed outside CI.
     pub fn start() -> Option<Self> {
+        Self::launch(None)
+    }
+
+    /// Like [`start`](Self::start), accepting TLS connections only (with `pki`'s
+    /// `localhost`/`127.0.0.1` certificate): a plain connection is refused by pg_hba.conf.
+    pub fn start_with_tls(pki: &crate::TestPki) -> Option<Self> {
+        Self::launch(Some(pki))
+    }
+
+    fn launch(tls: Option<&crate::TestPki>) -> Option<Self> {
         let Some(bin) = find_bin() else {
             let problem = format!(
                 "PostgreSQL is not installed (no {DEBIAN_DIR}/*/bin/initdb); run scripts/setup"
@@ -73,10 +84,29 @@ impl TestPostgres {
             "UTF8",
         ]);
         run(&mut initdb);
+        if let Some(pki) = tls {
+            // The server reads its key only when the key is its own and private.
+            for (from, name) in [(&pki.cert, "server.crt"), (&pki.key, "server.key")] {
+                let to = data.join(name);
+                std::fs::copy(from, &to).expect("copy the test certificate");
+                run(Command::new("chmod").arg("600").arg(&to));
+                if as_postgres {
+                    run(Command::new("chown")
+                        .arg(format!("{SUPERUSER}:{SUPERUSER}"))
+                        .arg(&to));
+                }
+            }
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .expect("write pg_hba.conf");
+        }
         let server = Self {
             bin,
             dir,
             port: free_port(),
+            tls: tls.is_some(),
             as_postgres,
             keeper: Mutex::new(None),
             databases: AtomicU32::new(0),
@@ -160,6 +190,18 @@ impl TestPostgres {
             // A test server: durability is not wanted, speed is.
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=300"])
+            .args(if self.tls {
+                &[
+                    "-c",
+                    "ssl=on",
+                    "-c",
+                    "ssl_cert_file=server.crt",
+                    "-c",
+                    "ssl_key_file=server.key",
+                ][..]
+            } else {
+                &[][..]
+            })
             .stdin(Stdio::piped())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
