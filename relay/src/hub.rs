@@ -450,6 +450,8 @@ pub struct Hub {
     user_streams: usize,
     /// Open streams by user name.
     streams_by_user: Arc<Mutex<HashMap<String, usize>>>,
+    /// Each agent's latest `updates.state` (see [`crate::updates`]).
+    pub(crate) updates: crate::updates::UpdateStates,
 }
 
 impl Default for Hub {
@@ -471,6 +473,7 @@ impl Hub {
             agent_streams: zedops_protocol::MAX_STREAMS_PER_AGENT,
             user_streams: zedops_protocol::MAX_STREAMS_PER_USER,
             streams_by_user: Arc::default(),
+            updates: Default::default(),
         }
     }
 
@@ -566,6 +569,8 @@ impl Hub {
 
     /// Closes the live connection of an agent, if any (after revocation).
     pub fn kick_agent(&self, id: &str) {
+        // A revoked agent's update state goes with it.
+        self.updates.forget(id);
         if let Some(link) = self.agents.read().expect("hub lock").get(id)
             && let Some(close) = link.close.lock().expect("close lock").take()
         {

@@ -30,6 +30,7 @@ pub(crate) mod subscription;
 pub mod templates;
 pub mod time;
 pub mod update;
+pub(crate) mod updates;
 
 pub use rate_limit::Limits;
 pub use server::{Guards, Options, Server, ShutdownHandle};

@@ -370,6 +370,10 @@ async fn serve(
         ClientRequest::TemplateRemove(request) => {
             templates::remove(state, session, request).await.map(json)
         }
+        ClientRequest::UpdatesList(request) => crate::updates::list(state, request).await.map(json),
+        ClientRequest::UpdatesCheck(request) => crate::updates::check(state, session, request)
+            .await
+            .map(json),
     }
 }
 

@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod console;
+mod container_update;
 mod deploy;
 mod events;
 mod files;
@@ -12,6 +13,7 @@ mod logs;
 mod stats;
 mod table;
 mod update;
+mod updates;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -114,6 +116,11 @@ enum Command {
     Pull(deploy::PullArgs),
     /// Remove an image from an agent (operator)
     Rmi(deploy::RmiArgs),
+    /// List containers whose image has a newer build in its registry; --check asks now
+    Updates(updates::UpdatesArgs),
+    /// Update a container to the newest build of its image: pull, recreate with the same
+    /// settings, wait until healthy, or put the old one back (operator); exits 1 on a rollback
+    Update(container_update::UpdateArgs),
     /// Run a command in a container, like docker exec (admin); exits with its exit code
     Exec(ExecArgs),
     /// Send one line to a container's console (its main process's stdin) (operator)
@@ -669,9 +676,11 @@ async fn run(cli: Cli) -> CliResult {
             }
         },
         Command::Template { command } => deploy::template(&global, command).await,
+        Command::Update(args) => container_update::update(&global, args).await,
         Command::Create(args) => deploy::create(&global, args).await,
         Command::Rm(args) => deploy::rm(&global, args).await,
         Command::Images(args) => deploy::images(&global, args).await,
+        Command::Updates(args) => updates::updates(&global, args).await,
         Command::Pull(args) => deploy::pull(&global, args).await,
         Command::Rmi(args) => deploy::rmi(&global, args).await,
         Command::Audit(args) => {
