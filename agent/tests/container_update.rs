@@ -951,3 +951,120 @@ async fn updates_beyond_the_agents_bound_are_refused() {
         assert_eq!(end.error_code, None, "{}", end.reason);
     }
 }
+
+/// The real agent binary serving `relay` from `data`, its log in `log`; with `pause`, every
+/// update it runs stops for an hour right after starting the new container (a debug-build test
+/// hook), so the test can kill it there.
+fn agent_process(
+    relay: &zedops_testkit::TestRelay,
+    name: &str,
+    data: &Path,
+    token: Option<&str>,
+    pause: bool,
+    log: &Path,
+) -> tokio::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_zedops-agent"));
+    command
+        .args(["run", "--relay", &relay.url, "--name", name])
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--update-check-interval", "0"])
+        .env_remove("ZEDOPS_TOKEN")
+        .env_remove("ZEDOPS_TEST_UPDATE_PAUSE")
+        .env_remove("INVOCATION_ID")
+        .env_remove("ZEDOPS_UPDATE_LAUNCHED")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true);
+    if let Some(token) = token {
+        command.env("ZEDOPS_TOKEN", token);
+    }
+    if pause {
+        command.env("ZEDOPS_TEST_UPDATE_PAUSE", "start");
+    }
+    command.spawn().expect("the agent starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_during_an_update_puts_the_container_back_when_it_starts_again() {
+    let Some(setup) = setup().await else {
+        return;
+    };
+    let mut cleanup = Cleanup::new(&setup.docker);
+    let repo = format!("{}/app", cleanup.prefix);
+    let first = push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
+    let name = cleanup.name("killed");
+    let old_id = create(&setup.docker, &name, &first, ContainerCreateBody::default()).await;
+    push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
+    let relay = zedops_testkit::TestRelay::builder().start().await;
+    let operator = relay.client("otto", zedops_protocol::Role::Operator).await;
+    let agent_name = cleanup.name("agent");
+    let work = tempfile::tempdir().unwrap();
+    let (data, log) = (work.path().join("data"), work.path().join("agent.log"));
+    let token = relay.registration_token().await;
+    let mut agent = agent_process(&relay, &agent_name, &data, Some(&token), true, &log);
+    relay.wait_agent(&agent_name, true).await;
+
+    // The update runs until the new container has started, then the agent stops there.
+    let mut stream = operator
+        .update_container(&agent_name, &name, Default::default())
+        .await
+        .unwrap();
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(120), stream.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no start step; the agent's log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .expect("a frame")
+            .expect("no refusal");
+        assert!(frame.end.is_none(), "the update ended: {frame:?}");
+        if frame.step.is_some_and(|s| s.phase == UpdatePhase::Start) {
+            break;
+        }
+    }
+    // Docker may need a moment to start it after the step was sent.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let half = inspect(&setup.docker, &name).await;
+    assert_ne!(
+        half.id.as_deref(),
+        Some(old_id.as_str()),
+        "the new container holds the name"
+    );
+    let renamed = inspect(&setup.docker, &format!("{name}.zedops-old")).await;
+    assert_eq!(renamed.id.as_deref(), Some(old_id.as_str()));
+    assert_eq!(
+        renamed.state.unwrap().running,
+        Some(false),
+        "the old one was stopped"
+    );
+
+    // SIGKILL, then the agent starts again: before it serves, the journal puts the old back.
+    agent.kill().await.unwrap();
+    drop(stream);
+    let _agent = agent_process(&relay, &agent_name, &data, None, false, &log);
+    relay.wait_agent(&agent_name, true).await;
+    let now = inspect(&setup.docker, &name).await;
+    assert_eq!(
+        now.id.as_deref(),
+        Some(old_id.as_str()),
+        "the old container is back: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(now.state.unwrap().running, Some(true));
+    assert_eq!(
+        names_with_prefix(&setup.docker, &cleanup.prefix).await,
+        vec![name.clone()],
+        "the half-made new container is gone"
+    );
+    assert!(journal_is_empty(&data));
+}
