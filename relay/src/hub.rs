@@ -49,6 +49,8 @@ pub enum StreamFrame {
     Console(ConsoleOutput),
     /// A file's entry and bytes, or an upload's grants and outcome.
     File(FileChunk),
+    /// Steps, pull progress and the outcome of a container update.
+    Update(Box<zedops_protocol::ContainerUpdateFrame>),
 }
 
 impl StreamFrame {
@@ -59,6 +61,7 @@ impl StreamFrame {
             StreamFrame::Deploy(c) => c.end.is_some(),
             StreamFrame::Console(c) => c.end.is_some(),
             StreamFrame::File(c) => c.end.is_some(),
+            StreamFrame::Update(c) => c.end.is_some(),
         }
     }
 
@@ -70,6 +73,7 @@ impl StreamFrame {
             StreamFrame::Deploy(c) => c.end.as_ref(),
             StreamFrame::Console(c) => c.end.as_ref(),
             StreamFrame::File(c) => c.end.as_ref(),
+            StreamFrame::Update(c) => c.end.as_ref(),
         };
         end.map(|e| e.error_code)
     }
@@ -81,7 +85,8 @@ impl StreamFrame {
             StreamFrame::Stats(_)
             | StreamFrame::Deploy(_)
             | StreamFrame::Console(_)
-            | StreamFrame::File(_) => 1,
+            | StreamFrame::File(_)
+            | StreamFrame::Update(_) => 1,
         }
     }
 }
@@ -144,6 +149,8 @@ pub enum StreamKind {
     Console,
     /// `file.get`, `file.put`: [`FileChunk`]s under the client's credit.
     File,
+    /// `container.update`: [`zedops_protocol::ContainerUpdateFrame`]s.
+    Update,
 }
 
 impl StreamKind {
@@ -202,6 +209,25 @@ impl StreamSink {
                 .map_err(|e| e.to_string())
                 .and_then(|c| c.validate().map(|()| c).map_err(|e| e.to_string()))
                 .map(StreamFrame::File),
+            // Refused outright (unknown container, RATE_LIMITED) the agent answers with an error
+            // reply, as for a deploy: the stream's end, with its code.
+            StreamKind::Update => {
+                serde_json::from_str::<zedops_protocol::ContainerUpdateFrame>(data)
+                    .or_else(|e| {
+                        serde_json::from_str::<ErrorReply>(data)
+                            .map(|r| zedops_protocol::ContainerUpdateFrame {
+                                end: Some(zedops_protocol::StreamEnd {
+                                    error_code: Some(r.error_code),
+                                    reason: r.error,
+                                }),
+                                ..Default::default()
+                            })
+                            .map_err(|_| e)
+                    })
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| c.validate().map(|()| c).map_err(|e| e.to_string()))
+                    .map(|c| StreamFrame::Update(Box::new(c)))
+            }
         };
         let charge = |bytes: usize| {
             self.shared.bytes.fetch_add(bytes, Ordering::Relaxed);

@@ -370,6 +370,37 @@ async fn serve(
         ClientRequest::TemplateRemove(request) => {
             templates::remove(state, session, request).await.map(json)
         }
+        ClientRequest::ContainerUpdate(request) => {
+            let container = request.container_id.clone();
+            let link = audited_agent(
+                state,
+                session,
+                &request.agent_id,
+                "update",
+                Some(&container),
+            )
+            .await?;
+            // Options only: an image reference and numbers, never a secret.
+            let detail = format!(
+                "healthTimeoutSecs={}, stableSecs={}, force={}",
+                request.health_timeout(),
+                request.stable(),
+                request.force
+            );
+            let image = request.image.clone();
+            info!(agent = %link.name, container = %container, by = %session.user, "updating a container");
+            let forward = AgentRequest::ContainerUpdate(zedops_protocol::ContainerUpdateRequest {
+                agent_id: link.id.clone(),
+                ..request
+            });
+            let what = Audited {
+                operation: "update",
+                container: Some(&container),
+                target: image.as_deref(),
+                detail: &detail,
+            };
+            audited_stream(state, session, link, what, forward, StreamKind::Update).await
+        }
         ClientRequest::UpdatesList(request) => crate::updates::list(state, request).await.map(json),
         ClientRequest::UpdatesCheck(request) => crate::updates::check(state, session, request)
             .await

@@ -249,6 +249,7 @@ async fn forward(
         StreamFrame::Deploy(chunk) => Envelope::new(client_inbox, &chunk).to_json(),
         StreamFrame::Console(chunk) => Envelope::new(client_inbox, &chunk).to_json(),
         StreamFrame::File(chunk) => Envelope::new(client_inbox, &chunk).to_json(),
+        StreamFrame::Update(chunk) => Envelope::new(client_inbox, &chunk).to_json(),
     };
     answers
         .send(Outgoing {
