@@ -317,3 +317,33 @@ async fn the_database_is_reached_over_verified_tls() {
         "an unknown CA was trusted"
     );
 }
+
+#[tokio::test]
+async fn a_client_is_told_in_plain_words_when_the_database_is_down() {
+    let Some(pg) = TestPostgres::start() else {
+        return;
+    };
+    let relay = TestRelay::builder().database(pg.database()).start().await;
+    let admin = relay.client("root", Role::Admin).await;
+    assert_eq!(admin.users().await.unwrap().users.len(), 1);
+    pg.stop();
+    let err = admin.users().await.expect_err("the database is down");
+    let zedops_client::ClientError::Remote(reply) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(reply.error_code, zedops_protocol::ErrorCode::Internal);
+    assert!(reply.error.contains("cannot be reached"), "{}", reply.error);
+    pg.resume();
+    let mut back = false;
+    for _ in 0..50 {
+        if admin.users().await.is_ok() {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        back,
+        "the relay's requests work again once PostgreSQL is back"
+    );
+}
