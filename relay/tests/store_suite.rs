@@ -564,3 +564,43 @@ on_both!(
     names_sort_bytewise_and_agents_are_found_by_id_or_name,
     the_audit_log_is_written_finished_and_filtered,
 );
+
+/// The SQLite migrations as released (version, SHA-384 of the file): a database made by an
+/// earlier relay records these, and sqlx refuses to open one whose applied migrations differ
+/// from the binary's. Moving or editing a released migration would lock users out of their data.
+const RELEASED_SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (
+        20261123000000,
+        "81055417583ec6cded75c15db70dd17b3ce6d07a0b09c4256181772dba510a97341d1573bbbe658042dbab64f43f9752",
+    ),
+    (
+        20261123130000,
+        "1cf9da2b8aff008dd06a9dd516087c97d3e97ae7e30389f341cc1b28c02a3e28cab2e1ba5a470ad9bf43c32d836c767e",
+    ),
+    (
+        20261202130000,
+        "5de8908c5715f68f97facf084a0ab2a1c8ea781727f6d5b4989a49743b346803b4d0af85096098f3665c6a322a56e8f3",
+    ),
+];
+
+#[tokio::test]
+async fn released_sqlite_migrations_keep_their_versions_and_checksums() {
+    let db = sqlite().await;
+    db.store.close().await;
+    let file = db.dir.as_ref().unwrap().path().join("relay.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite:{}", file.display()))
+        .await
+        .unwrap();
+    let applied: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT version, lower(hex(checksum)) FROM _sqlx_migrations ORDER BY version",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for (version, checksum) in RELEASED_SQLITE_MIGRATIONS {
+        assert!(
+            applied.contains(&(*version, checksum.to_string())),
+            "migration {version} changed: {applied:?}"
+        );
+    }
+}
