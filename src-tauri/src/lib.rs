@@ -4,9 +4,12 @@
 pub mod admin;
 pub mod alerting;
 pub mod commands;
+pub mod console;
+pub mod deploy;
 pub mod detail;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod fleet;
 mod forward;
 mod notify;
@@ -16,6 +19,7 @@ pub mod settings;
 pub mod state;
 mod tray;
 pub mod types;
+pub mod update;
 mod window;
 
 use tauri::{Manager, RunEvent};
@@ -45,6 +49,26 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             commands::watch_logs,
             commands::watch_stats,
             commands::close_watch,
+            deploy::commands::list_templates,
+            deploy::commands::show_template,
+            deploy::commands::save_template,
+            deploy::commands::remove_template,
+            deploy::commands::deploy_container,
+            deploy::commands::remove_container,
+            deploy::commands::list_images,
+            deploy::commands::remove_image,
+            console::commands::open_console,
+            console::commands::console_input,
+            console::commands::console_resize,
+            console::commands::console_ack,
+            console::commands::close_console,
+            files::commands::list_files,
+            files::commands::download_file,
+            files::commands::upload_file,
+            files::commands::remove_file,
+            files::commands::make_dir,
+            update::commands::offered_agent_version,
+            update::commands::update_agents,
         ])
         .events(collect_events![
             events::ContainersUpdated,
@@ -84,6 +108,7 @@ pub fn run() {
         .plugin(tauri_plugin_notification::init())
         .manage(state::AppState::default())
         .manage(detail::Watches::default())
+        .manage(console::Consoles::default())
         .invoke_handler(specta.invoke_handler())
         .setup(move |app| {
             specta.mount_events(app);

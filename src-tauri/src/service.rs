@@ -49,6 +49,7 @@ pub async fn resume(app: &AppHandle) -> Result<Option<SessionInfo>, AppError> {
 
 pub async fn sign_out(app: &AppHandle) -> Result<(), AppError> {
     app.state::<Watches>().close_all();
+    app.state::<crate::console::Consoles>().close_all();
     let taken = state(app).take().await;
     tray::signed_out(app);
     match taken {
@@ -89,6 +90,21 @@ async fn relist(
     state(app).fleet().set_containers(agent_id, &list);
     tray::refresh(app);
     Ok(list)
+}
+
+/// Lists an agent's containers again and pushes the list to the UI (after a deploy or a
+/// removal, which change the list itself); a failure is only logged, the push will follow.
+pub(crate) async fn relist_and_push(app: &AppHandle, client: &Client, agent_id: &str) {
+    match relist(app, client, agent_id).await {
+        Ok(containers) => {
+            let _ = ContainersUpdated {
+                agent_id: agent_id.to_string(),
+                containers,
+            }
+            .emit(app);
+        }
+        Err(err) => tracing::warn!(%err, agent_id, "could not re-list the containers"),
+    }
 }
 
 /// Runs an action. The row learns its new state from the container event the agent pushes

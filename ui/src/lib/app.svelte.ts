@@ -13,6 +13,7 @@ import type {
   SessionInfo,
 } from './backend';
 import { alerts } from './alerts.svelte';
+import { canOperate } from './deploy';
 import { markOnce } from './marks';
 import { makeRow, type Row } from './table';
 
@@ -24,7 +25,14 @@ export type View =
   /** One container's detail, logs and stats; `from` is where "Back" returns to. */
   | { kind: 'container'; agentId: string; containerId: string; from: 'agent' | 'fleet' }
   | { kind: 'add-server' }
-  | { kind: 'audit' };
+  | { kind: 'audit' }
+  /** "New container": deploy a template; `agentId` preselects the server (null: choose). */
+  | { kind: 'deploy'; agentId: string | null; from: 'agent' | 'fleet' }
+  /** One agent's images. */
+  | { kind: 'images'; agentId: string }
+  | { kind: 'templates' }
+  /** "Update agents" (admins). */
+  | { kind: 'updates' };
 export interface Toast {
   id: number;
   kind: 'success' | 'error' | 'info';
@@ -55,6 +63,8 @@ export class AppModel {
   pending = $state<Record<string, Action>>({});
   toasts = $state<Toast[]>([]);
   connection = $state<{ connected: boolean; reason: string | null }>({ connected: true, reason: null });
+  /** The container whose removal is being confirmed, if any. */
+  removing = $state<{ agentId: string; container: ContainerView } | null>(null);
 
   #nextToast = 1;
   #unlisten: backend.Unlisten | null = null;
@@ -67,6 +77,11 @@ export class AppModel {
   /** Admin screens (Add server, Audit) are shown to admins only; the relay enforces it anyway. */
   get isAdmin(): boolean {
     return this.session?.role === 'admin';
+  }
+
+  /** Deploying, pulling and removing: operators and admins (the relay enforces it anyway). */
+  get canOperate(): boolean {
+    return canOperate(this.session?.role);
   }
 
   agent(id: string): AgentView | undefined {
@@ -159,6 +174,7 @@ export class AppModel {
     this.view = { kind: 'agents' };
     this.connection = { connected: true, reason: null };
     this.toasts = [];
+    this.removing = null;
     alerts.reset();
   }
 
@@ -215,6 +231,32 @@ export class AppModel {
     } finally {
       delete this.pending[key];
     }
+  }
+
+  /** Opens the confirmation of a container's removal. */
+  askRemove(agentId: string, container: ContainerView): void {
+    this.removing = { agentId, container };
+  }
+
+  /** Removes the container being confirmed: null when it is gone, else why not (for the
+   * dialog). Its detail view, if open, goes back to where it came from. */
+  async remove(force: boolean, volumes: boolean): Promise<string | null> {
+    const target = this.removing;
+    if (!target) return null;
+    const { agentId, container } = target;
+    const where = this.agent(agentId)?.name ?? agentId;
+    try {
+      await backend.removeContainer(agentId, container.id, force, volumes);
+    } catch (e) {
+      return `Could not remove ${container.name} from ${where}: ${backend.toBackendError(e).message}`;
+    }
+    this.removing = null;
+    this.setContainers(agentId, (this.containers[agentId] ?? []).filter((c) => c.id !== container.id));
+    this.toast('success', `Removed ${container.name} from ${where}`);
+    const v = this.view;
+    if (v.kind === 'container' && v.agentId === agentId && v.containerId === container.id)
+      this.view = v.from === 'fleet' ? { kind: 'fleet' } : { kind: 'agent', agentId };
+    return null;
   }
 
   toast(kind: Toast['kind'], text: string): void {

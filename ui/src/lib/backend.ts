@@ -193,3 +193,119 @@ export const setAgentMuted = (agentId: string, muted: boolean): Promise<AlertsSt
 export async function subscribeAlerts(handler: (e: AlertsChanged) => void): Promise<Unlisten> {
   return events.alertsChanged.listen((e) => handler(e.payload));
 }
+
+// Deploy: templates, "New container" with pull progress, removal, images (src-tauri/src/deploy.rs).
+import type {
+  DeployedView,
+  ImageRemovedView,
+  ImageView,
+  PullProgressView,
+  TemplateSavedView,
+  TemplateSummaryView,
+  TemplateView,
+  VariableView,
+} from './bindings';
+export type { DeployedView, ImageRemovedView, ImageView, PullProgressView, TemplateSavedView, TemplateSummaryView, TemplateView, VariableView };
+
+export const listTemplates = (): Promise<TemplateSummaryView[]> => call(() => commands.listTemplates());
+export const showTemplate = (name: string): Promise<TemplateView> => call(() => commands.showTemplate(name));
+/** (Admin) Stores the JSON text as a new template, or (`update`) as its next version. */
+export const saveTemplate = (json: string, update: boolean): Promise<TemplateSavedView> =>
+  call(() => commands.saveTemplate(json, update));
+/** (Admin) Removes a template; containers made from it stay. */
+export const removeTemplate = (name: string): Promise<TemplateSavedView> => call(() => commands.removeTemplate(name));
+
+/** Deploys a template onto an agent; `onProgress` sees the pull. Resolves once the container exists. */
+export function deployContainer(
+  agentId: string,
+  template: string,
+  name: string,
+  variables: Record<string, string>,
+  start: boolean,
+  onProgress: (p: PullProgressView) => void,
+): Promise<DeployedView> {
+  const channel = new Channel<PullProgressView>();
+  channel.onmessage = onProgress;
+  return call(() => commands.deployContainer(agentId, template, name, variables, start, channel));
+}
+
+/** Removes a container (a running one only with `force`). */
+export const removeContainer = (agentId: string, containerId: string, force: boolean, volumes: boolean): Promise<void> =>
+  call(async () => { await commands.removeContainer(agentId, containerId, force, volumes); });
+export const listImages = (agentId: string): Promise<ImageView[]> => call(() => commands.listImages(agentId));
+export const removeImage = (agentId: string, image: string, force: boolean): Promise<ImageRemovedView> =>
+  call(() => commands.removeImage(agentId, image, force));
+
+// Console and Files (src-tauri/src/console.rs, files.rs).
+import type { ConsoleEvent, ConsoleKind, FileEntryView, FileListView, SavedFile } from './bindings';
+export type { ConsoleEvent, ConsoleKind, FileEntryView, FileListView, SavedFile };
+
+/** An open console session. */
+export interface ConsoleHandle {
+  input: (text: string) => Promise<void>;
+  resize: (cols: number, rows: number) => void;
+  /** The terminal wrote `bytes` of output: the agent may send that much more. */
+  ack: (bytes: number) => void;
+  close: () => void;
+}
+
+/** Opens the container's console (`attach`) or a `shell`; events go to `onEvent`. */
+export async function openConsole(
+  agentId: string,
+  containerId: string,
+  kind: ConsoleKind,
+  shell: string | null,
+  cols: number,
+  rows: number,
+  onEvent: (e: ConsoleEvent) => void,
+): Promise<ConsoleHandle> {
+  const channel = new Channel<ConsoleEvent>();
+  let closed = false;
+  channel.onmessage = (e) => {
+    if (!closed) onEvent(e);
+  };
+  const id = await call(() => commands.openConsole(agentId, containerId, kind, shell, cols, rows, channel));
+  return {
+    input: (text) => call(async () => { await commands.consoleInput(id, text); }),
+    resize: (c, r) => void commands.consoleResize(id, c, r).catch(() => {}),
+    ack: (bytes) => void commands.consoleAck(id, bytes).catch(() => {}),
+    close: () => {
+      if (closed) return;
+      closed = true;
+      void commands.closeConsole(id).catch(() => {});
+    },
+  };
+}
+
+export const listFiles = (agentId: string, containerId: string, path: string): Promise<FileListView> =>
+  call(() => commands.listFiles(agentId, containerId, path));
+/** Saves the file into the Downloads folder; resolves to where. */
+export const downloadFile = (agentId: string, containerId: string, path: string): Promise<SavedFile> =>
+  call(() => commands.downloadFile(agentId, containerId, path));
+/** (Admin) Uploads base64 `data` as the file `path`. */
+export const uploadFile = (agentId: string, containerId: string, path: string, data: string): Promise<string> =>
+  call(() => commands.uploadFile(agentId, containerId, path, data));
+export const removeFile = (agentId: string, containerId: string, path: string): Promise<string> =>
+  call(() => commands.removeFile(agentId, containerId, path));
+export const makeDir = (agentId: string, containerId: string, path: string): Promise<string> =>
+  call(() => commands.makeDir(agentId, containerId, path));
+
+// Agent self-update (src-tauri/src/update.rs).
+import type { AgentUpdateEvent, UpdateState } from './bindings';
+export type { AgentUpdateEvent, UpdateState };
+
+/** The agent version the relay serves, or null when it serves none. */
+export const offeredAgentVersion = (): Promise<string | null> => call(() => commands.offeredAgentVersion());
+
+/** (Admin) Updates the agents in order: `canary` first one at a time, then `parallel` at a
+ * time, stopping at the first failure; each agent's state goes to `onEvent`. */
+export function updateAgents(
+  agentIds: string[],
+  canary: number,
+  parallel: number,
+  onEvent: (e: AgentUpdateEvent) => void,
+): Promise<number> {
+  const channel = new Channel<AgentUpdateEvent>();
+  channel.onmessage = onEvent;
+  return call(() => commands.updateAgents(agentIds, canary, parallel, channel));
+}

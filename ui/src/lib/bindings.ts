@@ -50,6 +50,63 @@ export const commands = {
 	watchStats: (agentId: string, containerId: string, onUpdate: Channel<StatsUpdate>) => __TAURI_INVOKE<number>("watch_stats", { agentId, containerId, onUpdate }),
 	/**  Stops a log or stats watch (the view closed); unknown ids are ignored. */
 	closeWatch: (id: number) => __TAURI_INVOKE<void>("close_watch", { id }),
+	/**  Every template (any role). */
+	listTemplates: () => __TAURI_INVOKE<TemplateSummaryView[]>("list_templates"),
+	/**  One template in full: its variables and its JSON text. */
+	showTemplate: (name: string) => __TAURI_INVOKE<TemplateView>("show_template", { name }),
+	/**
+	 *  (Admin) Stores the JSON text as a new template, or (`update`) as the next version of the
+	 *  template it names.
+	 */
+	saveTemplate: (json: string, update: boolean) => __TAURI_INVOKE<TemplateSavedView>("save_template", { json, update }),
+	/**  (Admin) Removes a template; containers made from it stay. */
+	removeTemplate: (name: string) => __TAURI_INVOKE<TemplateSavedView>("remove_template", { name }),
+	/**
+	 *  Deploys a template onto an agent; the pull's progress arrives on `on_progress`. Resolves
+	 *  once the container exists (and runs, with `start`); the agent's list is pushed again.
+	 */
+	deployContainer: (agentId: string, template: string, name: string, variables: { [key in string]: string }, start: boolean, onProgress: Channel<PullProgressView>) => __TAURI_INVOKE<DeployedView>("deploy_container", { agentId, template, name, variables, start, onProgress }),
+	/**  Removes a container (a running one only with `force`); the agent's list is pushed again. */
+	removeContainer: (agentId: string, containerId: string, force: boolean, volumes: boolean) => __TAURI_INVOKE<null>("remove_container", { agentId, containerId, force, volumes }),
+	/**  An agent's images, largest first, with the containers that use them. */
+	listImages: (agentId: string) => __TAURI_INVOKE<ImageView[]>("list_images", { agentId }),
+	/**  Removes an image (one in use or with several tags only with `force`). */
+	removeImage: (agentId: string, image: string, force: boolean) => __TAURI_INVOKE<ImageRemovedView>("remove_image", { agentId, image, force }),
+	/**
+	 *  Opens a console on a container: its main process (`attach`) or a `shell` (one of
+	 *  `/bin/sh`, `/bin/bash`, `/bin/ash`; `null` is `/bin/sh`) with a terminal of `cols`×`rows`.
+	 *  Events arrive on `on_event`; returns the session id for the other console commands.
+	 */
+	openConsole: (agentId: string, containerId: string, kind: ConsoleKind, shell: string | null, cols: number, rows: number, onEvent: Channel<ConsoleEvent>) => __TAURI_INVOKE<number>("open_console", { agentId, containerId, kind, shell, cols, rows, onEvent }),
+	/**  Keystrokes or pasted text for a session. */
+	consoleInput: (id: number, text: string) => __TAURI_INVOKE<null>("console_input", { id, text }),
+	/**  The terminal changed size. */
+	consoleResize: (id: number, cols: number, rows: number) => __TAURI_INVOKE<null>("console_resize", { id, cols, rows }),
+	/**  The terminal wrote `bytes` of output: the agent may send that much more. */
+	consoleAck: (id: number, bytes: number) => __TAURI_INVOKE<null>("console_ack", { id, bytes }),
+	/**  Ends a session; a shell's process ends with it. Unknown ids are ignored. */
+	closeConsole: (id: number) => __TAURI_INVOKE<void>("close_console", { id }),
+	/**  A directory of a container: directories first, then by name. */
+	listFiles: (agentId: string, containerId: string, path: string) => __TAURI_INVOKE<FileListView>("list_files", { agentId, containerId, path }),
+	/**
+	 *  Downloads a container's file into this computer's Downloads folder (`ZEDOPS_DOWNLOAD_DIR`
+	 *  overrides it), under its own name and never overwriting; returns where it was saved.
+	 */
+	downloadFile: (agentId: string, containerId: string, path: string) => __TAURI_INVOKE<SavedFile>("download_file", { agentId, containerId, path }),
+	/**  (Admin) Uploads `data` (base64) as the container's file `path`. */
+	uploadFile: (agentId: string, containerId: string, path: string, data: string) => __TAURI_INVOKE<string>("upload_file", { agentId, containerId, path, data }),
+	/**  (Admin) Deletes a file or an empty directory; returns the path removed. */
+	removeFile: (agentId: string, containerId: string, path: string) => __TAURI_INVOKE<string>("remove_file", { agentId, containerId, path }),
+	/**  (Admin) Makes a directory; returns its path. */
+	makeDir: (agentId: string, containerId: string, path: string) => __TAURI_INVOKE<string>("make_dir", { agentId, containerId, path }),
+	/**  The agent version the relay serves (signed), or `null` when it serves none. */
+	offeredAgentVersion: () => __TAURI_INVOKE<string | null>("offered_agent_version"),
+	/**
+	 *  (Admin) Updates the agents (ids, in order): the first `canary` one at a time, then
+	 *  `parallel` at a time, stopping at the first failure. Each agent's state arrives on
+	 *  `on_event`; resolves with how many are online with the new version.
+	 */
+	updateAgents: (agentIds: string[], canary: number, parallel: number, onEvent: Channel<AgentUpdateEvent>) => __TAURI_INVOKE<number>("update_agents", { agentIds, canary, parallel, onEvent }),
 };
 
 /** Events */
@@ -83,6 +140,14 @@ export type AgentStatusChanged = {
 	name: string,
 	online: boolean,
 	lastSeen: string | null,
+};
+
+/**  One agent's state, as it changes. */
+export type AgentUpdateEvent = {
+	agentId: string,
+	state: UpdateState,
+	/**  In words: the versions, or why it failed. */
+	detail: string,
 };
 
 /**  One agent. */
@@ -187,6 +252,25 @@ export type ConnectionChanged = {
 	signedOut: boolean,
 };
 
+/**  One message to the terminal: the session started, output, or how it ended. */
+export type ConsoleEvent = {
+	/**  Set once, first: whether the session has a terminal. */
+	started: boolean | null,
+	/**  Output bytes, base64; the window acks their decoded length once written. */
+	data: string | null,
+	/**  The shell's exit code, when it ended by itself. */
+	exitCode: number | null,
+	/**  The last event: why the session ended (`code` null when it ended normally). */
+	end: WatchEnd | null,
+};
+
+/**  What to connect the terminal to. */
+export type ConsoleKind = 
+/**  The container's main process: its console (operators and admins). */
+"attach" | 
+/**  A new shell in the container (admins, unless the relay opens exec to operators). */
+"shell";
+
 /**  One container in detail (`docker inspect`, trimmed to what an operator reads). */
 export type ContainerDetailView = {
 	id: string,
@@ -235,6 +319,18 @@ export type ContainersUpdated = {
 	containers: ContainerView[],
 };
 
+/**  How a deploy ended well: the new container, and whether its image had to be pulled. */
+export type DeployedView = {
+	containerId: string,
+	name: string,
+	started: boolean,
+	image: string,
+	/**  False when the image was already on the server. */
+	pulled: boolean,
+	/**  Docker's warnings about the configuration. */
+	warnings: string[],
+};
+
 /**  An environment variable; `value` is null when the agent masked it (a secret-looking name). */
 export type EnvVarView = {
 	name: string,
@@ -250,6 +346,28 @@ export type EnvVarView = {
  */
 export type ErrorCode = WireCode | LocalCode | AppCode;
 
+/**  One directory entry. */
+export type FileEntryView = {
+	name: string,
+	/**  `file`, `dir`, `symlink` or `other`. */
+	kind: string,
+	size: number | null,
+	/**  Permission bits, e.g. `0644`. */
+	mode: string,
+	/**  Unix seconds. */
+	mtime: number | null,
+	linkTarget: string | null,
+};
+
+/**  A directory's listing: directories first, then by name. */
+export type FileListView = {
+	/**  The directory as the agent normalised it. */
+	path: string,
+	entries: FileEntryView[],
+	/**  The directory is very large and only its first entries are listed. */
+	truncated: boolean,
+};
+
 export type HealthCheckView = {
 	start: string,
 	end: string,
@@ -263,6 +381,26 @@ export type HealthView = {
 	failingStreak: number,
 	/**  The latest checks, oldest first. */
 	log: HealthCheckView[],
+};
+
+/**  What removing an image did. */
+export type ImageRemovedView = {
+	untagged: string[],
+	deleted: string[],
+};
+
+/**  One image on an agent's engine. */
+export type ImageView = {
+	/**  `sha256:…` */
+	id: string,
+	/**  `repository:tag` names; empty for a dangling image. */
+	tags: string[],
+	/**  Bytes on disk. */
+	size: number | null,
+	/**  Unix seconds. */
+	created: number | null,
+	/**  Names of the containers (running or not) made from it. */
+	usedBy: string[],
 };
 
 /**  What the sign-in form is prefilled with: the last relay and user name (never a secret). */
@@ -327,6 +465,16 @@ export type PortView = {
 	ip: string | null,
 };
 
+/**  A pull in progress. Bytes are plain numbers (exact up to 2^53). */
+export type PullProgressView = {
+	image: string,
+	/**  Bytes done and to do over all layers Docker named so far (0 of 0 before it knows). */
+	current: number | null,
+	total: number | null,
+	layersDone: number,
+	layersTotal: number,
+};
+
 /**  A new single-use registration token and the command that enrols a server with it. */
 export type RegistrationToken = {
 	token: string,
@@ -338,6 +486,12 @@ export type RegistrationToken = {
 	publicUrl: string,
 	/**  True when that address is this computer's (127.0.0.1, localhost): other servers cannot use it. */
 	loopback: boolean,
+};
+
+/**  A file saved on this computer. */
+export type SavedFile = {
+	path: string,
+	bytes: number | null,
 };
 
 /**  Who is signed in where. */
@@ -372,6 +526,63 @@ export type StatsSample = {
 export type StatsUpdate = {
 	sample: StatsSample | null,
 	end: WatchEnd | null,
+};
+
+/**  What the relay stored (or removed): the template and its version. */
+export type TemplateSavedView = {
+	name: string,
+	version: number,
+};
+
+/**  One template in the list. */
+export type TemplateSummaryView = {
+	name: string,
+	version: number,
+	description: string,
+	/**  The image reference, with any `${NAME}` in it. */
+	image: string,
+	updatedBy: string | null,
+	/**  RFC 3339. */
+	updatedAt: string,
+};
+
+/**  One template in full: its variables for the deploy form, and its text for the editor. */
+export type TemplateView = {
+	name: string,
+	version: number,
+	description: string,
+	image: string,
+	/**  In name order, as the relay keeps them. */
+	variables: VariableView[],
+	/**  The whole template as pretty-printed JSON, what the editor starts from. */
+	json: string,
+	updatedBy: string | null,
+	updatedAt: string,
+};
+
+/**  Where one agent's update is. */
+export type UpdateState = 
+/**  Waiting for its wave. */
+"queued" | 
+/**  The agent downloads and verifies the build. */
+"updating" | 
+/**  Installed; the agent restarts into it. */
+"restarting" | 
+/**  Back online with the new version. */
+"online" | 
+/**  Refused (nothing replaced) or rolled back. */
+"failed" | 
+/**  Not started: an earlier agent failed. */
+"not-started";
+
+/**  A variable the deployer fills in, as the form shows it. */
+export type VariableView = {
+	name: string,
+	description: string,
+	default: string | null,
+	required: boolean,
+	/**  Typed into a masked field; never has a default. */
+	secret: boolean,
 };
 
 /**

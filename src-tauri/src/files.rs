@@ -1,0 +1,428 @@
+//! The Files tab's backend over `zedops-client`, with no Tauri in sight (so tests drive it
+//! against a real relay): list a directory of a container, download a file into a folder here,
+//! upload one, delete, make a directory. Transfers stream in chunks within the credit the other
+//! side grants (docs/PROTOCOL.md, "Flow control"); the agent confines paths to the container and
+//! limits the size of one transfer.
+
+pub mod commands;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use specta::Type;
+use tokio::io::AsyncWriteExt;
+use zedops_client::Client;
+use zedops_protocol::{
+    FileDone, FileGetRequest, FileKind, FileList, FilePathRequest, FilePutRequest,
+    MAX_CONSOLE_CHUNK_BYTES, StreamInput, encode_bytes, subject,
+};
+
+use crate::error::{AppError, ErrorCode};
+
+/// Largest upload the app sends (it is read whole into memory from the window; the agent's own
+/// limit may be lower and is checked there).
+pub const MAX_UPLOAD_BYTES: usize = 64 * 1024 * 1024;
+
+/// One directory entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct FileEntryView {
+    pub name: String,
+    /// `file`, `dir`, `symlink` or `other`.
+    pub kind: String,
+    pub size: f64,
+    /// Permission bits, e.g. `0644`.
+    pub mode: String,
+    /// Unix seconds.
+    pub mtime: f64,
+    pub link_target: Option<String>,
+}
+
+/// A directory's listing: directories first, then by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct FileListView {
+    /// The directory as the agent normalised it.
+    pub path: String,
+    pub entries: Vec<FileEntryView>,
+    /// The directory is very large and only its first entries are listed.
+    pub truncated: bool,
+}
+
+/// A file saved on this computer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct SavedFile {
+    pub path: String,
+    pub bytes: f64,
+}
+
+fn path_request(agent: &str, container: &str, path: &str) -> serde_json::Value {
+    serde_json::to_value(FilePathRequest {
+        agent_id: agent.to_string(),
+        container_id: container.to_string(),
+        path: path.to_string(),
+    })
+    .expect("protocol types serialise")
+}
+
+fn unreadable(e: serde_json::Error) -> AppError {
+    AppError::new(
+        zedops_client::LocalCode::ProtocolError.into(),
+        format!("The relay's answer could not be read ({e}): update ZedOps or the relay."),
+    )
+}
+
+/// A refusal by role says who may do it.
+fn forbidden(who: &'static str) -> impl Fn(AppError) -> AppError {
+    move |err| {
+        if err.code == ErrorCode::Wire(zedops_client::ErrorCode::Forbidden) {
+            AppError::new(
+                err.code,
+                format!("Only {who}: ask a ZedOps admin of this relay."),
+            )
+        } else {
+            err
+        }
+    }
+}
+
+/// A directory of the container.
+pub async fn list(
+    client: &Client,
+    agent: &str,
+    container: &str,
+    path: &str,
+) -> Result<FileListView, AppError> {
+    let answer = client
+        .request_raw(subject::FILE_LIST, path_request(agent, container, path))
+        .await
+        .map_err(AppError::from)
+        .map_err(forbidden(
+            "operators and admins may read a container's files",
+        ))?;
+    let list: FileList = serde_json::from_value(answer).map_err(unreadable)?;
+    let mut entries: Vec<FileEntryView> = list
+        .entries
+        .into_iter()
+        .map(|e| FileEntryView {
+            kind: match e.kind {
+                FileKind::File => "file",
+                FileKind::Dir => "dir",
+                FileKind::Symlink => "symlink",
+                FileKind::Other => "other",
+            }
+            .to_string(),
+            name: e.name,
+            size: e.size as f64,
+            mode: format!("{:04o}", e.mode & 0o7777),
+            mtime: e.mtime.max(0) as f64,
+            link_target: e.link_target,
+        })
+        .collect();
+    entries.sort_by(|a, b| {
+        (a.kind != "dir")
+            .cmp(&(b.kind != "dir"))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    Ok(FileListView {
+        path: list.path,
+        entries,
+        truncated: list.truncated,
+    })
+}
+
+/// (Admin) Deletes a file or an empty directory.
+pub async fn remove(
+    client: &Client,
+    agent: &str,
+    container: &str,
+    path: &str,
+) -> Result<String, AppError> {
+    change(client, subject::FILE_REMOVE, agent, container, path).await
+}
+
+/// (Admin) Makes a directory.
+pub async fn mkdir(
+    client: &Client,
+    agent: &str,
+    container: &str,
+    path: &str,
+) -> Result<String, AppError> {
+    change(client, subject::FILE_MKDIR, agent, container, path).await
+}
+
+async fn change(
+    client: &Client,
+    subject: &str,
+    agent: &str,
+    container: &str,
+    path: &str,
+) -> Result<String, AppError> {
+    let answer = client
+        .request_raw(subject, path_request(agent, container, path))
+        .await
+        .map_err(AppError::from)
+        .map_err(forbidden("admins may change a container's files"))?;
+    let done: FileDone = serde_json::from_value(answer).map_err(unreadable)?;
+    Ok(done.path)
+}
+
+/// The last part of a container path, made safe as a file name here.
+pub fn local_name(path: &str) -> String {
+    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    let clean: String = last
+        .chars()
+        .map(|c| {
+            if c.is_control() || "/\\:*?\"<>|".contains(c) {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    match clean.trim_matches('.') {
+        "" => "download".to_string(),
+        _ => clean,
+    }
+}
+
+/// `dir/name`, or `dir/name (1)`, … when that exists: a download never overwrites a file.
+pub fn free_path(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
+        _ => (name.to_string(), String::new()),
+    };
+    (1..)
+        .map(|n| dir.join(format!("{stem} ({n}){ext}")))
+        .find(|p| !p.exists())
+        .expect("some name is free")
+}
+
+/// Downloads the container's file `path` into `dir` (under its own name, never overwriting),
+/// streamed: written as it arrives and granted back once written. A failed download leaves
+/// nothing behind.
+pub async fn download(
+    client: &Client,
+    agent: &str,
+    container: &str,
+    path: &str,
+    dir: &Path,
+) -> Result<SavedFile, AppError> {
+    let request = FileGetRequest {
+        agent_id: agent.to_string(),
+        container_id: container.to_string(),
+        path: path.to_string(),
+        window: None,
+    };
+    let mut transfer = client
+        .file_get(&request)
+        .await
+        .map_err(AppError::from)
+        .map_err(forbidden(
+            "operators and admins may download a container's files",
+        ))?;
+    let target = free_path(dir, &local_name(path));
+    let partial = target.with_file_name(format!(
+        ".{}.zedops-part",
+        target.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let cannot_write = |e: std::io::Error| {
+        AppError::new(
+            ErrorCode::INVALID_INPUT,
+            format!(
+                "Could not save {} ({e}): check that the folder exists and has room.",
+                target.display()
+            ),
+        )
+    };
+    let mut file = tokio::fs::File::create(&partial)
+        .await
+        .map_err(cannot_write)?;
+    let mut written: u64 = 0;
+    let outcome = loop {
+        let frame = match transfer.next().await {
+            None => {
+                break Err(AppError::new(
+                    zedops_client::LocalCode::Disconnected.into(),
+                    "The download stopped: try again.",
+                ));
+            }
+            Some(Err(err)) => break Err(AppError::from(err)),
+            Some(Ok(frame)) => frame,
+        };
+        let bytes = frame.bytes().unwrap_or_default();
+        if !bytes.is_empty() {
+            if let Err(e) = file.write_all(&bytes).await {
+                transfer.cancel();
+                break Err(cannot_write(e));
+            }
+            written += bytes.len() as u64;
+            let grant = StreamInput {
+                grant: bytes.len() as u32,
+                ..Default::default()
+            };
+            let _ = transfer.input(grant).await;
+        }
+        if let Some(end) = frame.end {
+            break match end.error_code {
+                None => Ok(()),
+                Some(code) => Err(AppError::new(code.into(), sentence(&end.reason))),
+            };
+        }
+    };
+    let finished = match outcome {
+        Ok(()) => file.flush().await.map_err(cannot_write),
+        Err(err) => Err(err),
+    };
+    drop(file);
+    if let Err(err) = finished {
+        let _ = tokio::fs::remove_file(&partial).await;
+        return Err(err);
+    }
+    tokio::fs::rename(&partial, &target)
+        .await
+        .map_err(cannot_write)?;
+    Ok(SavedFile {
+        path: target.display().to_string(),
+        bytes: written as f64,
+    })
+}
+
+/// (Admin) Uploads `bytes` as the container's file `path`, in chunks within the agent's credit.
+pub async fn upload(
+    client: &Client,
+    agent: &str,
+    container: &str,
+    path: &str,
+    bytes: &[u8],
+) -> Result<String, AppError> {
+    if bytes.len() > MAX_UPLOAD_BYTES {
+        return Err(AppError::new(
+            ErrorCode::INVALID_INPUT,
+            "The app uploads files of up to 64 MiB: use `zedops files put` for larger ones.",
+        ));
+    }
+    let request = FilePutRequest {
+        agent_id: agent.to_string(),
+        container_id: container.to_string(),
+        path: path.to_string(),
+        size: bytes.len() as u64,
+        mode: None,
+    };
+    let mut transfer = client
+        .file_put(&request)
+        .await
+        .map_err(AppError::from)
+        .map_err(forbidden("admins may upload files"))?;
+    let (mut credit, mut sent, mut eof_sent) = (0usize, 0usize, false);
+    loop {
+        while !eof_sent && (credit > 0 || bytes.is_empty()) {
+            let n = credit.min(MAX_CONSOLE_CHUNK_BYTES).min(bytes.len() - sent);
+            let chunk = &bytes[sent..sent + n];
+            sent += n;
+            credit -= n;
+            eof_sent = sent == bytes.len();
+            let input = StreamInput {
+                data: (n > 0).then(|| encode_bytes(chunk)),
+                eof: eof_sent,
+                ..Default::default()
+            };
+            transfer.input(input).await?;
+        }
+        let frame = match transfer.next().await {
+            None => {
+                return Err(AppError::new(
+                    zedops_client::LocalCode::Disconnected.into(),
+                    "The upload stopped: try again.",
+                ));
+            }
+            Some(frame) => frame?,
+        };
+        credit += frame.grant as usize;
+        if let Some(end) = frame.end {
+            return match end.error_code {
+                None => Ok(path.to_string()),
+                Some(code) => Err(AppError::new(code.into(), sentence(&end.reason))),
+            };
+        }
+    }
+}
+
+/// Decodes the window's base64 text of an upload, in pieces the protocol's decoder takes (a
+/// multiple of 4 characters, at most 32 KiB decoded each).
+pub fn decode_base64(text: &str) -> Result<Vec<u8>, AppError> {
+    const PIECE: usize = MAX_CONSOLE_CHUNK_BYTES / 3 * 4;
+    let unreadable = || {
+        AppError::new(
+            ErrorCode::INVALID_INPUT,
+            "The file could not be read: choose it again.",
+        )
+    };
+    if !text.is_ascii() || text.len() % 4 != 0 {
+        return Err(unreadable());
+    }
+    let mut bytes = Vec::with_capacity(text.len() / 4 * 3);
+    for piece in text.as_bytes().chunks(PIECE) {
+        let piece = std::str::from_utf8(piece).map_err(|_| unreadable())?;
+        bytes.extend(zedops_protocol::decode_bytes(piece).map_err(|_| unreadable())?);
+    }
+    Ok(bytes)
+}
+
+fn sentence(text: &str) -> String {
+    let mut chars = text.trim().chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => "The agent gave no reason.".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploads_are_decoded_piece_by_piece() {
+        let data: Vec<u8> = (0..100_001u32).map(|i| (i * 7) as u8).collect();
+        // Whole-file base64 as the window sends it: one text, padded at the end only (pieces
+        // of a multiple of 3 bytes encode without padding).
+        let whole: String = {
+            let mut s = String::new();
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                let n = rest.len().min(3 * 1000);
+                s.push_str(&encode_bytes(&rest[..n]));
+                rest = &rest[n..];
+            }
+            s
+        };
+        assert_eq!(decode_base64(&whole).unwrap(), data);
+        assert_eq!(decode_base64("").unwrap(), Vec::<u8>::new());
+        assert!(decode_base64("abc").is_err());
+        assert!(decode_base64("ab!=").is_err());
+    }
+
+    #[test]
+    fn downloads_get_a_safe_name_that_is_free() {
+        assert_eq!(local_name("/etc/os-release"), "os-release");
+        assert_eq!(local_name("/data/"), "data");
+        assert_eq!(local_name("/"), "download");
+        assert_eq!(local_name("/x/.."), "download");
+        assert_eq!(local_name("/x/a\u{1b}b:c"), "a_b_c");
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(free_path(dir.path(), "a.txt"), dir.path().join("a.txt"));
+        std::fs::write(dir.path().join("a.txt"), "1").unwrap();
+        std::fs::write(dir.path().join("a (1).txt"), "1").unwrap();
+        assert_eq!(free_path(dir.path(), "a.txt"), dir.path().join("a (2).txt"));
+        std::fs::write(dir.path().join("README"), "1").unwrap();
+        assert_eq!(
+            free_path(dir.path(), "README"),
+            dir.path().join("README (1)")
+        );
+    }
+}
