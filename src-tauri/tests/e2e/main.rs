@@ -6,6 +6,7 @@
 //! `scripts/test-desktop`, which provides them: `cargo test -p zedops-desktop --test e2e -- --ignored`.
 //! Every missing part fails the test with what to do; nothing is skipped.
 
+mod deploy;
 #[allow(dead_code)]
 mod harness;
 #[allow(dead_code)]
@@ -90,6 +91,16 @@ async fn wait_text(wd: &WebDriver, css: &str, want: &str) {
     }
 }
 
+/// One app at a time: the app is single-instance, so a second start would hand over to the first.
+static ONE_APP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a display, tauri-driver, a keyring, Docker and docker-registry: run scripts/test-desktop"]
+async fn the_desktop_app_deploys_opens_a_console_and_files_and_removes() {
+    let _one = ONE_APP.lock().await;
+    deploy::deploy_console_files_and_remove().await;
+}
+
 /// The agent row's mute toggle.
 const MUTE: &str =
     r#"[data-testid="agent-row"][data-agent-name="e2e-agent"] [data-testid="mute-agent"]"#;
@@ -102,6 +113,7 @@ fn row(name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a display, tauri-driver, a keyring and dunst: run scripts/test-desktop"]
 async fn the_desktop_app_controls_real_containers() {
+    let _one = ONE_APP.lock().await;
     // Every part first, so a missing one says so before anything starts.
     let (driver_bin, app_bin) = require_desktop_parts();
     require(

@@ -1,0 +1,331 @@
+//! End to end, the deploy, console and files parts of the app: a template at the real relay
+//! whose image is in a real registry on loopback (so the agent pulls it), deployed through the
+//! "New container" form with its secret typed in, running in Docker; a shell in the Console tab
+//! runs a command whose output is read from the terminal's screen; the Files tab lists a
+//! directory; then "Remove" with the typed name takes the container away.
+
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::{InspectContainerOptions, RemoveContainerOptionsBuilder};
+use zedops_protocol::{Role, TemplateBody};
+use zedops_testkit::registry::TestRegistry;
+use zedops_testkit::{TEST_PASSWORD, TestAgent, TestRelay, require_docker};
+
+use crate::harness::{AppHome, Driver, require, require_desktop_parts, target_dir};
+use crate::webdriver::WebDriver;
+
+const AGENT: &str = "e2e-deployer";
+const USER: &str = "e2e-deploy-admin";
+const UI_WAIT: Duration = Duration::from_secs(60);
+/// A pull and a create on 2 busy cores.
+const DEPLOY_WAIT: Duration = Duration::from_secs(120);
+
+/// Removes the container when dropped, even when the test fails.
+struct Leftover(bollard::Docker, String);
+
+impl Drop for Leftover {
+    fn drop(&mut self) {
+        let (docker, name) = (self.0.clone(), self.1.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let options = RemoveContainerOptionsBuilder::new()
+                    .force(true)
+                    .v(true)
+                    .build();
+                let _ = docker.remove_container(&name, Some(options)).await;
+            });
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+/// Picks `value` in a `<select>` as a person would (WebKitWebDriver does not click options).
+async fn select(wd: &WebDriver, css: &str, value: &str) {
+    wd.wait_for(&format!(r#"{css} option[value="{value}"]"#), UI_WAIT)
+        .await;
+    wd.execute(
+        "const s = document.querySelector(arguments[0]); s.value = arguments[1]; \
+         s.dispatchEvent(new Event('change', { bubbles: true }));",
+        serde_json::json!([css, value]),
+    )
+    .await;
+}
+
+pub async fn deploy_console_files_and_remove() {
+    let (driver_bin, app_bin) = require_desktop_parts();
+    let docker = require_docker().await;
+    require(
+        docker.is_some(),
+        "a Docker engine with the test image (scripts/setup)",
+    );
+    let docker = docker.unwrap();
+    let registry = TestRegistry::start().await;
+    require(
+        registry.is_some(),
+        "docker-registry (Debian package docker-registry; scripts/setup)",
+    );
+    let registry = registry.unwrap();
+    // A layer of its own, so the pull has bytes to report.
+    let image = registry
+        .push_unique_image(&docker, "zedops/e2e-deploy", "1", 8 * 1024 * 1024)
+        .await;
+
+    let relay = TestRelay::builder().start().await;
+    relay.login(USER, Role::Admin).await;
+    let admin = relay.client("e2e-template-admin", Role::Admin).await;
+    let suffix = &uuid_like();
+    let template = format!("e2e-{suffix}");
+    let name = format!("e2e-deployed-{suffix}");
+    let _leftover = Leftover(docker.clone(), name.clone());
+    let body: TemplateBody = serde_json::from_value(serde_json::json!({
+        "name": template,
+        "description": "a sleeper for the desktop test",
+        "variables": {
+            "GREETING": {"description": "Said at start", "default": "hello"},
+            "TOKEN": {"description": "A secret", "required": true, "secret": true},
+        },
+        "spec": {
+            "image": image,
+            "cmd": ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"],
+            "env": {"GREETING": "${GREETING}", "TOKEN": "${TOKEN}"},
+            "labels": {"zedops-test": "1"},
+        },
+    }))
+    .unwrap();
+    admin
+        .add_template(body)
+        .await
+        .expect("the template is stored");
+    admin.close().await;
+    let _agent = TestAgent::builder(&relay).name(AGENT).online().await;
+
+    let home = AppHome::new();
+    let driver = Driver::start(&driver_bin, &home.env());
+    let wd = WebDriver::start(&driver.url, app_bin.to_str().unwrap()).await;
+    wd.type_into(
+        &wd.wait_for(r#"[data-testid="relay-url"]"#, UI_WAIT).await,
+        &relay.url,
+    )
+    .await;
+    wd.type_into(
+        &wd.wait_for(r#"[data-testid="username"]"#, UI_WAIT).await,
+        USER,
+    )
+    .await;
+    wd.type_into(
+        &wd.wait_for(r#"[data-testid="password"]"#, UI_WAIT).await,
+        TEST_PASSWORD,
+    )
+    .await;
+    wd.click(&wd.wait_for(r#"[data-testid="sign-in"]"#, UI_WAIT).await)
+        .await;
+    let agent_row = wd
+        .wait_for(
+            &format!(r#"[data-testid="agent-row"][data-agent-name="{AGENT}"]"#),
+            UI_WAIT,
+        )
+        .await;
+    wd.click(&wd.find_in(&agent_row, "td").await).await;
+
+    // "New container" on the agent's page: the form comes from the template.
+    wd.click(
+        &wd.wait_for(r#"[data-testid="new-container"]"#, UI_WAIT)
+            .await,
+    )
+    .await;
+    select(&wd, r#"[data-testid="deploy-template"]"#, &template).await;
+    let secret = wd
+        .wait_for(r#"[data-testid="deploy-var-TOKEN"]"#, UI_WAIT)
+        .await;
+    let kind = wd
+        .execute(
+            r#"return document.querySelector('[data-testid="deploy-var-TOKEN"]').type"#,
+            serde_json::json!([]),
+        )
+        .await;
+    assert_eq!(kind, "password", "a secret variable is typed masked");
+    wd.type_into(&secret, "s3cret-token").await;
+    wd.type_into(
+        &wd.wait_for(r#"[data-testid="deploy-name"]"#, UI_WAIT).await,
+        &name,
+    )
+    .await;
+    let shots = target_dir().join("e2e");
+    std::fs::create_dir_all(&shots).unwrap();
+    std::fs::write(shots.join("deploy-form.png"), wd.screenshot().await).unwrap();
+    wd.click(
+        &wd.wait_for(r#"[data-testid="deploy-submit"]"#, UI_WAIT)
+            .await,
+    )
+    .await;
+    // The pull shows as a progress bar while it lasts (seen if it lasts long enough to look).
+    let deadline = Instant::now() + DEPLOY_WAIT;
+    let mut saw_progress = false;
+    let detail = format!(
+        r#"[data-testid="container-detail"][data-container-name="{name}"][data-state="running"]"#
+    );
+    loop {
+        if !saw_progress
+            && !wd
+                .find_all(r#"[data-testid="deploy-progress-text"]"#)
+                .await
+                .is_empty()
+        {
+            saw_progress = true;
+            std::fs::write(shots.join("deploy-progress.png"), wd.screenshot().await).unwrap();
+        }
+        if !wd.find_all(&detail).await.is_empty() {
+            break;
+        }
+        if let Some(err) = wd.find_all(r#"[data-testid="deploy-error"]"#).await.first() {
+            panic!("the deploy failed: {}", wd.text(err).await);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new container's detail did not open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("e2e deploy: pull progress seen on screen: {saw_progress}");
+    let toast = wd.wait_for(r#"[data-testid="toast"]"#, UI_WAIT).await;
+    let text = wd.text(&toast).await;
+    assert!(
+        text.contains(&name) && text.contains("pulled"),
+        "the toast says the image was pulled and the container made: {text}"
+    );
+    let inspected = docker
+        .inspect_container(&name, None::<InspectContainerOptions>)
+        .await
+        .expect("Docker has the container");
+    assert_eq!(
+        inspected.state.and_then(|s| s.running),
+        Some(true),
+        "Docker says it runs"
+    );
+    let env = inspected.config.and_then(|c| c.env).unwrap_or_default();
+    assert!(
+        env.contains(&"TOKEN=s3cret-token".to_string())
+            && env.contains(&"GREETING=hello".to_string()),
+        "the typed secret and the default reached the container: {env:?}"
+    );
+    std::fs::write(shots.join("deployed.png"), wd.screenshot().await).unwrap();
+
+    // Console: a shell (admin) runs a command; its output is on the terminal's screen.
+    wd.click(&wd.wait_for(r#"[data-testid="tab-console"]"#, UI_WAIT).await)
+        .await;
+    select(&wd, r#"[data-testid="console-kind"]"#, "shell").await;
+    wd.click(
+        &wd.wait_for(r#"[data-testid="console-connect"]"#, UI_WAIT)
+            .await,
+    )
+    .await;
+    wd.wait_for(
+        r#"[data-testid="console-status"][data-phase="open"]"#,
+        UI_WAIT,
+    )
+    .await;
+    let input = wd
+        .wait_for(r#"[data-testid="console-screen"] textarea"#, UI_WAIT)
+        .await;
+    // The answer (42) is not in what is typed, so it can only come from the shell.
+    wd.send_keys(&input, "echo console-$((6*7))\u{E007}").await;
+    let deadline = Instant::now() + UI_WAIT;
+    loop {
+        let screen = wd
+            .execute(
+                r#"return document.querySelector('[data-testid="console-screen"] .xterm-rows')?.innerText ?? ''"#,
+                serde_json::json!([]),
+            )
+            .await;
+        if screen.as_str().unwrap_or_default().contains("console-42") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the shell's output never reached the terminal: {screen}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::write(shots.join("console.png"), wd.screenshot().await).unwrap();
+
+    // Files: the container's root directory is listed.
+    wd.click(&wd.wait_for(r#"[data-testid="tab-files"]"#, UI_WAIT).await)
+        .await;
+    wd.wait_for(
+        r#"[data-testid="file-row"][data-name="bin"][data-kind="dir"]"#,
+        UI_WAIT,
+    )
+    .await;
+    wd.click(
+        &wd.wait_for(
+            r#"[data-testid="file-row"][data-name="etc"] [data-testid="file-open"]"#,
+            UI_WAIT,
+        )
+        .await,
+    )
+    .await;
+    wd.wait_for(r#"[data-testid="files-tab"][data-path="/etc"]"#, UI_WAIT)
+        .await;
+    std::fs::write(shots.join("files.png"), wd.screenshot().await).unwrap();
+
+    // Remove, from the detail view: only once the name is typed, and with force (it runs).
+    wd.click(
+        &wd.wait_for(r#"[data-testid="detail-remove"]"#, UI_WAIT)
+            .await,
+    )
+    .await;
+    let confirm = wd
+        .wait_for(r#"[data-testid="remove-confirm"]"#, UI_WAIT)
+        .await;
+    assert!(!wd.enabled(&confirm).await, "Remove waits for the name");
+    wd.type_into(
+        &wd.wait_for(r#"[data-testid="remove-confirm-name"]"#, UI_WAIT)
+            .await,
+        &name,
+    )
+    .await;
+    assert!(
+        !wd.enabled(&confirm).await,
+        "a running container needs force too"
+    );
+    wd.click(
+        &wd.wait_for(r#"[data-testid="remove-force"]"#, UI_WAIT)
+            .await,
+    )
+    .await;
+    std::fs::write(shots.join("remove.png"), wd.screenshot().await).unwrap();
+    wd.click(&confirm).await;
+    wd.wait_gone(r#"[data-testid="remove-dialog"]"#, DEPLOY_WAIT)
+        .await;
+    wd.wait_gone(
+        &format!(r#"[data-testid="container-row"][data-container-name="{name}"]"#),
+        UI_WAIT,
+    )
+    .await;
+    assert!(
+        docker
+            .inspect_container(&name, None::<InspectContainerOptions>)
+            .await
+            .is_err(),
+        "Docker no longer has the container"
+    );
+    wd.quit().await;
+    drop(driver);
+}
+
+/// Eight hex digits that differ between runs.
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{:08x}",
+        (nanos as u64 ^ u64::from(std::process::id())) as u32
+    )
+}
