@@ -20,12 +20,12 @@ const UI_WAIT: Duration = Duration::from_secs(60);
 /// A pull and a create on 2 busy cores.
 const DEPLOY_WAIT: Duration = Duration::from_secs(120);
 
-/// Removes the container when dropped, even when the test fails.
-struct Leftover(bollard::Docker, String);
+/// Removes the container and the image pulled for it when dropped, even when the test fails.
+struct Leftover(bollard::Docker, String, String);
 
 impl Drop for Leftover {
     fn drop(&mut self) {
-        let (docker, name) = (self.0.clone(), self.1.clone());
+        let (docker, name, image) = (self.0.clone(), self.1.clone(), self.2.clone());
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -37,6 +37,10 @@ impl Drop for Leftover {
                     .v(true)
                     .build();
                 let _ = docker.remove_container(&name, Some(options)).await;
+                let options = bollard::query_parameters::RemoveImageOptionsBuilder::new()
+                    .force(true)
+                    .build();
+                let _ = docker.remove_image(&image, Some(options), None).await;
             });
         })
         .join()
@@ -81,7 +85,7 @@ pub async fn deploy_console_files_and_remove() {
     let suffix = &uuid_like();
     let template = format!("e2e-{suffix}");
     let name = format!("e2e-deployed-{suffix}");
-    let _leftover = Leftover(docker.clone(), name.clone());
+    let _leftover = Leftover(docker.clone(), name.clone(), image.clone());
     let body: TemplateBody = serde_json::from_value(serde_json::json!({
         "name": template,
         "description": "a sleeper for the desktop test",
