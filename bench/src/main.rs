@@ -2,6 +2,7 @@
 //! the thing measured and its baseline side by side in one run, because these machines are
 //! shared and noisy. `scripts/bench` builds the release binaries and runs them all.
 
+mod console;
 mod deploy;
 mod events;
 mod fake_peer;
@@ -35,6 +36,22 @@ enum Command {
     Deploy {
         #[arg(long, default_value_t = 30)]
         rounds: usize,
+    },
+    /// `cat` of a file through `zedops exec` vs `docker exec` (farm-bench --vs), and the
+    /// keystroke echo round trip of `zedops exec -it` vs `docker exec -it` under a pty.
+    Console {
+        /// The release `zedops` CLI.
+        #[arg(long, default_value = "target/release/zedops")]
+        zedops: PathBuf,
+        /// Size of the file read, in MB.
+        #[arg(long, default_value_t = 100)]
+        megabytes: usize,
+        /// Keystrokes timed in each session.
+        #[arg(long, default_value_t = 200)]
+        keys: usize,
+        /// farm-bench runs of each command.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
     },
     /// Docker event → subscribed client vs Docker's own event stream, side by side.
     Events {
@@ -94,6 +111,12 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::List { containers, rounds } => list::run(containers, rounds).await,
         Command::Deploy { rounds } => deploy::run(rounds).await,
+        Command::Console {
+            zedops,
+            megabytes,
+            keys,
+            runs,
+        } => console::run(&zedops, megabytes, keys, runs).await,
         Command::Events { cycles } => events::run(cycles).await,
         Command::StatsLoad {
             binary,

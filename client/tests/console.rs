@@ -12,6 +12,8 @@ use zedops_protocol::{
     AttachRequest, ConsoleStream, ExecRequest, FileGetRequest, FilePutRequest,
     MAX_CONSOLE_CHUNK_BYTES, Role, StreamInput, encode_bytes,
 };
+use zedops_relay::Limits;
+use zedops_relay::console_limits::ConsoleLimits;
 use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
 
 mod support;
@@ -96,10 +98,14 @@ struct Setup {
 }
 
 async fn setup() -> Option<Setup> {
+    setup_with(Limits::default()).await
+}
+
+async fn setup_with(limits: Limits) -> Option<Setup> {
     let docker = require_docker().await?;
     let mut containers = TestContainers::new(&docker);
     let container = containers.sleeper("console").await;
-    let relay = TestRelay::builder().start().await;
+    let relay = TestRelay::builder().limits(limits).start().await;
     let agent = TestAgent::builder(&relay).name("console-1").online().await;
     let admin = relay.client("console-admin", Role::Admin).await;
     Some(Setup {
@@ -465,4 +471,693 @@ async fn a_remote_yes_stops_at_the_window_through_the_relay() {
         }
     };
     assert_eq!(last.end.unwrap().reason, "cancelled");
+}
+
+/// The first frame of a session: `Ok(())` when it started, the error code when refused.
+async fn first(session: &mut ConsoleSession) -> Result<(), (String, String)> {
+    let frame = tokio::time::timeout(WAIT, session.next())
+        .await
+        .expect("a first frame within 30 s")
+        .expect("open");
+    match frame {
+        Ok(frame) if frame.started.is_some() => Ok(()),
+        Ok(frame) => {
+            let end = frame.end.expect("a first frame starts or ends the session");
+            Err((
+                end.error_code
+                    .map(|c| c.as_str().to_string())
+                    .unwrap_or_default(),
+                end.reason,
+            ))
+        }
+        Err(err) => Err((err.code().as_str().to_string(), err.to_string())),
+    }
+}
+
+/// Reads frames until the last one.
+async fn last(session: &mut ConsoleSession) -> zedops_protocol::ConsoleOutput {
+    loop {
+        let frame = tokio::time::timeout(WAIT, session.next())
+            .await
+            .expect("a frame within 30 s")
+            .expect("open")
+            .expect("readable");
+        if frame.end.is_some() {
+            return frame;
+        }
+    }
+}
+
+#[tokio::test]
+async fn fifty_megabytes_round_trip_through_the_relay_intact() {
+    let Some(s) = setup().await else {
+        return;
+    };
+    let mut data = vec![0u8; 50 * 1024 * 1024];
+    rand::Rng::fill(&mut rand::thread_rng(), data.as_mut_slice());
+    let mut cat = s
+        .admin
+        .exec(&exec(&s.container, &["cat"], true))
+        .await
+        .unwrap();
+    let (out, err, code) = run(&mut cat, Some(&data)).await;
+    assert_eq!((code, err.len()), (Some(0), 0));
+    assert_eq!(out.len(), data.len());
+    assert_eq!(Sha256::digest(&out), Sha256::digest(&data));
+}
+
+#[tokio::test]
+async fn console_sessions_per_user_are_bounded_under_a_flood_and_exit_codes_are_audited() {
+    let Some(s) = setup().await else {
+        return;
+    };
+    let limit = zedops_protocol::MAX_CONSOLES_PER_USER;
+    // Twelve shells at once from one user: the limit open, the rest refused with a reason.
+    let mut open = Vec::new();
+    let mut refused = Vec::new();
+    for _ in 0..12 {
+        let mut session = s
+            .admin
+            .exec(&exec(&s.container, &["cat"], true))
+            .await
+            .unwrap();
+        match first(&mut session).await {
+            Ok(()) => open.push(session),
+            Err(refusal) => refused.push(refusal),
+        }
+    }
+    assert_eq!(open.len(), limit, "{refused:?}");
+    assert_eq!(refused.len(), 12 - limit);
+    for (code, reason) in &refused {
+        assert_eq!(code, "RATE_LIMITED");
+        assert!(
+            reason.contains(&format!("{limit} console sessions")),
+            "{reason}"
+        );
+    }
+    // Attach counts too.
+    let attach = AttachRequest {
+        agent_id: "console-1".into(),
+        container_id: s.container.clone(),
+        stdin: false,
+        size: None,
+        window: None,
+    };
+    let mut session = s.admin.attach(&attach).await.unwrap();
+    assert_eq!(first(&mut session).await.unwrap_err().0, "RATE_LIMITED");
+    // Another user is not affected.
+    let other = s.relay.client("console-admin-2", Role::Admin).await;
+    let mut theirs = other
+        .exec(&exec(&s.container, &["cat"], true))
+        .await
+        .unwrap();
+    first(&mut theirs).await.unwrap();
+    // One ends: one more may open. Its exit code lands in its audit entry.
+    let mut ending = open.pop().unwrap();
+    ending
+        .input(StreamInput {
+            eof: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(last(&mut ending).await.exit.unwrap().code, Some(0));
+    drop(ending);
+    let mut again = s
+        .admin
+        .exec(&exec(&s.container, &["sh", "-c", "exit 3"], false))
+        .await
+        .unwrap();
+    assert_eq!(run(&mut again, None).await.2, Some(3));
+    let mut audited = String::new();
+    for _ in 0..100 {
+        let audit = s
+            .admin
+            .request_raw("audit.list", serde_json::json!({"limit": 50}))
+            .await
+            .unwrap();
+        audited = audit.to_string();
+        if audited.contains("exit=3") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        audited.contains(r#"tty=false cmd=[\"sh\", \"-c\", \"exit 3\"] exit=3"#),
+        "{audited}"
+    );
+    // The refusals are on record as failed with their code.
+    assert!(audited.contains("RATE_LIMITED"), "{audited}");
+}
+
+#[tokio::test]
+async fn an_idle_console_session_is_ended_by_the_relay_with_the_reason() {
+    let limits = Limits {
+        console: ConsoleLimits {
+            idle_timeout: Duration::from_secs(2),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let Some(s) = setup_with(limits).await else {
+        return;
+    };
+    // Typing keeps a session open past its idle timeout…
+    let mut busy = s
+        .admin
+        .exec(&exec(&s.container, &["cat"], true))
+        .await
+        .unwrap();
+    first(&mut busy).await.unwrap();
+    for i in 0..8 {
+        busy.input(StreamInput {
+            data: Some(encode_bytes(format!("line {i}\n").as_bytes())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let frame = tokio::time::timeout(WAIT, busy.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(frame.end.is_none(), "ended while in use: {frame:?}");
+        let echoed = frame.bytes().unwrap().len() as u32;
+        busy.input(StreamInput {
+            grant: echoed,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // …and once nothing moves either way, the relay ends it and says why.
+    let end = last(&mut busy).await;
+    let end = end.end.unwrap();
+    assert_eq!(end.error_code, Some(zedops_protocol::ErrorCode::Timeout));
+    assert!(
+        end.reason.contains("without input or output") && end.reason.contains("2s"),
+        "{}",
+        end.reason
+    );
+    // The idle session's slot is free again, and an attach is cut the same way.
+    let attach = AttachRequest {
+        agent_id: "console-1".into(),
+        container_id: s.container.clone(),
+        stdin: false,
+        size: None,
+        window: None,
+    };
+    let mut watching = s.admin.attach(&attach).await.unwrap();
+    first(&mut watching).await.unwrap();
+    let end = last(&mut watching).await.end.unwrap();
+    assert_eq!(end.error_code, Some(zedops_protocol::ErrorCode::Timeout));
+}
+
+#[tokio::test]
+async fn exec_role_operator_opens_exec_to_operators_and_never_to_viewers() {
+    let limits = Limits {
+        console: ConsoleLimits {
+            exec_role: Role::Operator,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let Some(s) = setup_with(limits).await else {
+        return;
+    };
+    let operator = s.relay.client("exec-operator", Role::Operator).await;
+    let mut echo = operator
+        .exec(&exec(&s.container, &["echo", "operated"], false))
+        .await
+        .unwrap();
+    let (out, _, code) = run(&mut echo, None).await;
+    assert_eq!((out.as_slice(), code), (&b"operated\n"[..], Some(0)));
+    let viewer = s.relay.client("exec-viewer", Role::Viewer).await;
+    let mut refused = viewer
+        .exec(&exec(&s.container, &["id"], false))
+        .await
+        .unwrap();
+    let err = refused.next().await.unwrap().unwrap_err();
+    assert_eq!(err.code(), "FORBIDDEN");
+    assert!(err.to_string().contains("operator role"), "{err}");
+    // File writes stay admin-only: --exec-role opens exec alone.
+    let put = FilePutRequest {
+        agent_id: "console-1".into(),
+        container_id: s.container.clone(),
+        path: "/tmp/x".into(),
+        size: 1,
+        mode: None,
+    };
+    let mut refused = operator.file_put(&put).await.unwrap();
+    assert_eq!(
+        refused.next().await.unwrap().unwrap_err().code(),
+        "FORBIDDEN"
+    );
+}
+
+/// The real `zedops` binary under a pseudo-terminal, as a person at a terminal runs it.
+#[cfg(unix)]
+mod terminal {
+    use std::io::{Read, Write};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, SlavePty, native_pty_system};
+
+    pub struct Pty {
+        pub master: Box<dyn MasterPty + Send>,
+        // Kept open so the line discipline stays up (and echoes) after zedops has exited.
+        _slave: Box<dyn SlavePty + Send>,
+        pub child: Box<dyn Child + Send + Sync>,
+        writer: Box<dyn Write + Send>,
+        output: mpsc::Receiver<Vec<u8>>,
+        /// Everything read so far, and how much of it the waits have consumed.
+        pub seen: Vec<u8>,
+        consumed: usize,
+    }
+
+    pub fn size(rows: u16, cols: u16) -> PtySize {
+        PtySize {
+            rows,
+            cols,
+            pixel_width: 0,
+            pixel_height: 0,
+        }
+    }
+
+    impl Pty {
+        pub fn spawn(args: &[&str], env: &[(&str, &str)], rows: u16, cols: u16) -> Self {
+            let pair = native_pty_system().openpty(size(rows, cols)).unwrap();
+            let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_zedops"));
+            cmd.args(args);
+            for (key, _) in std::env::vars() {
+                if key.starts_with("ZEDOPS_") || key == "RUST_LOG" {
+                    cmd.env_remove(key);
+                }
+            }
+            cmd.env("TERM", "xterm");
+            for (key, value) in env {
+                cmd.env(key, value);
+            }
+            let child = pair.slave.spawn_command(cmd).unwrap();
+            let mut reader = pair.master.try_clone_reader().unwrap();
+            let writer = pair.master.take_writer().unwrap();
+            let (tx, output) = mpsc::channel();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = reader.read(&mut buf) {
+                    if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            });
+            Self {
+                master: pair.master,
+                _slave: pair.slave,
+                child,
+                writer,
+                output,
+                seen: Vec::new(),
+                consumed: 0,
+            }
+        }
+
+        pub fn type_in(&mut self, bytes: &[u8]) {
+            self.writer.write_all(bytes).unwrap();
+            self.writer.flush().unwrap();
+        }
+
+        /// Waits (up to `within`) for `needle` in the output after what earlier waits consumed.
+        pub fn wait_for(&mut self, needle: &str, within: Duration) -> bool {
+            let deadline = Instant::now() + within;
+            loop {
+                let text = String::from_utf8_lossy(&self.seen[self.consumed..]).to_string();
+                if let Some(at) = text.find(needle) {
+                    self.consumed += text[..at + needle.len()].len();
+                    return true;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return false;
+                }
+                if let Ok(bytes) = self
+                    .output
+                    .recv_timeout(left.min(Duration::from_millis(100)))
+                {
+                    self.seen.extend(bytes);
+                }
+            }
+        }
+
+        pub fn expect(&mut self, needle: &str) {
+            assert!(
+                self.wait_for(needle, Duration::from_secs(30)),
+                "{needle:?} not seen; the terminal shows: {:?}",
+                String::from_utf8_lossy(&self.seen)
+            );
+        }
+
+        /// The exit code, once zedops has exited (within 30 s).
+        pub fn exit_code(&mut self) -> u32 {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    return status.exit_code();
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "zedops still runs; the terminal shows: {:?}",
+                    String::from_utf8_lossy(&self.seen)
+                );
+                while let Ok(bytes) = self.output.try_recv() {
+                    self.seen.extend(bytes);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+
+        /// After zedops has exited: the terminal echoes again, so it is out of raw mode.
+        pub fn assert_restored(&mut self) {
+            self.type_in(b"echo-check\n");
+            self.expect("echo-check");
+        }
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_runs_a_terminal_session_under_a_pty_with_size_resize_ctrl_c_and_exit_code() {
+    use terminal::{Pty, size};
+    let Some(s) = setup().await else {
+        return;
+    };
+    let token = s.relay.login("console-tty", Role::Admin).await;
+    let config = tempfile::tempdir().unwrap();
+    let (url, container) = (s.relay.url.clone(), s.container.clone());
+    let config_dir = config.path().display().to_string();
+    let env = move || {
+        [
+            ("ZEDOPS_TOKEN", token.clone()),
+            ("ZEDOPS_RELAY", url.clone()),
+            ("ZEDOPS_CONFIG_DIR", config_dir.clone()),
+        ]
+    };
+    let spawn = move |args: Vec<String>| {
+        let env = env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Pty::spawn(&args, &env, 30, 100)
+    };
+    let shell = |c: &str| {
+        ["exec", "-it", "--agent", "console-1", c, "--", "sh"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+    };
+    let c = container.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut pty = spawn(shell(&c));
+        // The size of this terminal at the start.
+        pty.type_in(b"busybox stty size\r");
+        pty.expect("30 100");
+        // A resize reaches the remote terminal (SIGWINCH here, a resize at the agent); typed
+        // again until it shows, since the keystrokes may overtake the signal.
+        pty.master.resize(size(40, 120)).unwrap();
+        let mut resized = false;
+        for _ in 0..20 {
+            pty.type_in(b"busybox stty size\r");
+            if pty.wait_for("40 120", Duration::from_millis(500)) {
+                resized = true;
+                break;
+            }
+        }
+        assert!(resized, "{:?}", String::from_utf8_lossy(&pty.seen));
+        // Ctrl-C goes to the remote process: it ends `sleep`, not zedops.
+        pty.type_in(b"busybox sleep 1000\r");
+        std::thread::sleep(Duration::from_millis(700));
+        pty.type_in(&[0x03]);
+        pty.type_in(b"echo after-$((40+2))\r");
+        pty.expect("after-42");
+        // The remote exit code is zedops's, and the terminal is restored.
+        pty.type_in(b"exit 7\r");
+        assert_eq!(pty.exit_code(), 7);
+        pty.assert_restored();
+
+        // Ended from outside (SIGTERM) in the middle of a session: the terminal is restored too.
+        let mut pty = spawn(shell(&c));
+        pty.type_in(b"echo ready-$((1+1))\r");
+        pty.expect("ready-2");
+        let pid = pty.child.process_id().unwrap();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert_eq!(pty.exit_code(), 143);
+        pty.assert_restored();
+    })
+    .await
+    .unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_attaches_to_a_console_and_detaches_with_the_keys_leaving_it_running() {
+    use terminal::Pty;
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let mut containers = TestContainers::new(&docker);
+    // A game server's console, as a template with a terminal and open stdin makes it.
+    let body = bollard::models::ContainerCreateBody {
+        cmd: Some(vec!["sh".into()]),
+        tty: Some(true),
+        open_stdin: Some(true),
+        ..Default::default()
+    };
+    let console = containers.create_with("attach", body, true).await;
+    let relay = TestRelay::builder().start().await;
+    let _agent = TestAgent::builder(&relay).name("console-1").online().await;
+    let token = relay.login("console-attach", Role::Operator).await;
+    let config = tempfile::tempdir().unwrap();
+    let env = [
+        ("ZEDOPS_TOKEN", token.clone()),
+        ("ZEDOPS_RELAY", relay.url.clone()),
+        ("ZEDOPS_CONFIG_DIR", config.path().display().to_string()),
+    ];
+    let c = console.clone();
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut pty = Pty::spawn(&["attach", "--agent", "console-1", &c], &env, 30, 100);
+        // Attached: what is typed reaches the main process, its answer comes back.
+        let mut seen = false;
+        for _ in 0..20 {
+            pty.type_in(b"echo attached-$((1+2))\r");
+            if pty.wait_for("attached-3", Duration::from_millis(500)) {
+                seen = true;
+                break;
+            }
+        }
+        assert!(seen, "{:?}", String::from_utf8_lossy(&pty.seen));
+        // ctrl-p ctrl-q: detached, zedops exits 0, the terminal is restored.
+        pty.type_in(&[0x10, 0x11]);
+        assert_eq!(pty.exit_code(), 0);
+        pty.expect("detached");
+        pty.assert_restored();
+    })
+    .await
+    .unwrap();
+    assert_eq!(containers.state(&console).await, "running");
+}
+
+/// A binary of the workspace built beside `zedops` (`cargo test --workspace` builds them all;
+/// alone: `cargo build -p zedops-relay -p zedops-agent`). Missing under CI=true fails.
+fn sibling_binary(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_zedops")).with_file_name(name);
+    if path.exists() {
+        return Some(path);
+    }
+    let why = format!(
+        "{} not built; run `cargo build -p zedops-relay -p zedops-agent` first",
+        path.display()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{why}");
+    }
+    eprintln!("skipped: {why}");
+    None
+}
+
+/// Kills a spawned process when the test ends, however it ends.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process runs");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// The most the relay and the agent may each grow over their resting size while a remote `yes`
+/// floods a client that reads slowly, then not at all. What they may hold by design: one
+/// window (256 KiB) per direction of the session and one 32 KiB Docker piece, plus frames being
+/// encoded and the allocator's slack; a relay or agent that buffered the flood would pass this
+/// within a second (`yes` makes hundreds of MiB/s).
+const FLOOD_GROWTH_BOUND_MIB: u64 = 48;
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_exec_and_a_slow_client_leave_the_real_relay_and_agent_within_bounds() {
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let (Some(relay_bin), Some(agent_bin)) = (
+        sibling_binary("zedops-relay"),
+        sibling_binary("zedops-agent"),
+    ) else {
+        return;
+    };
+    let mut containers = TestContainers::new(&docker);
+    let container = containers.sleeper("flood").await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("relay.db").display().to_string();
+    let (token, registration) = {
+        let store = zedops_relay::Store::open(&db).await.unwrap();
+        store
+            .add_user("flood-admin", "flood-password-1", Role::Admin)
+            .await
+            .unwrap();
+        let (_, token) = store
+            .login("flood-admin", "flood-password-1", Some("test"))
+            .await
+            .unwrap()
+            .unwrap();
+        let registration = store
+            .create_registration_token(Duration::from_secs(900))
+            .await
+            .unwrap();
+        store.close().await;
+        (token, registration)
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let relay = Process(
+        std::process::Command::new(relay_bin)
+            .args(["--db", &db, "serve", "--listen", &addr])
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("zedops-relay starts"),
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::net::TcpStream::connect(&addr).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the relay listens");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let agent = Process(
+        std::process::Command::new(agent_bin)
+            .args([
+                "run",
+                "--relay",
+                &format!("http://{addr}"),
+                "--name",
+                "flood-1",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path().join("agent"))
+            .env("ZEDOPS_TOKEN", &registration)
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("zedops-agent starts"),
+    );
+    let client = Client::connect(zedops_client::ConnectOptions {
+        relay: format!("http://{addr}"),
+        token,
+        ca_file: None,
+        insecure: false,
+    })
+    .await
+    .unwrap();
+    let mut request = exec(&container, &["yes", "zedops flood"], false);
+    request.agent_id = "flood-1".into();
+    // Until the agent has enrolled and connected.
+    let mut yes = None;
+    for _ in 0..300 {
+        let mut session = client.exec(&request).await.unwrap();
+        match first(&mut session).await {
+            Ok(()) => {
+                yes = Some(session);
+                break;
+            }
+            Err((code, _)) if code == "AGENT_OFFLINE" || code == "NOT_FOUND" => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    let mut yes = yes.expect("the agent connected within 30 s");
+    let (relay_pid, agent_pid) = (relay.0.id(), agent.0.id());
+    let resting = (rss_kib(relay_pid), rss_kib(agent_pid));
+    let mut peak = resting;
+    let sample = |peak: &mut (u64, u64)| {
+        peak.0 = peak.0.max(rss_kib(relay_pid));
+        peak.1 = peak.1.max(rss_kib(agent_pid));
+    };
+    // 8 s of reading slowly (a frame, its grant, a pause)…
+    let mut got = 0u64;
+    let until = tokio::time::Instant::now() + Duration::from_secs(8);
+    while tokio::time::Instant::now() < until {
+        let frame = tokio::time::timeout(WAIT, yes.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(frame.end.is_none(), "{frame:?}");
+        let n = frame.bytes().unwrap().len();
+        got += n as u64;
+        yes.input(StreamInput {
+            grant: n as u32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        sample(&mut peak);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // …then 4 s of reading nothing while `yes` goes on.
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sample(&mut peak);
+    }
+    yes.cancel();
+    let growth = (
+        peak.0.saturating_sub(resting.0) / 1024,
+        peak.1.saturating_sub(resting.1) / 1024,
+    );
+    eprintln!(
+        "flood: {got} bytes read; relay {} -> {} KiB peak, agent {} -> {} KiB peak",
+        resting.0, peak.0, resting.1, peak.1
+    );
+    assert!(got > 1024 * 1024, "the flood flowed: {got} bytes");
+    assert!(
+        growth.0 < FLOOD_GROWTH_BOUND_MIB && growth.1 < FLOOD_GROWTH_BOUND_MIB,
+        "grew by {growth:?} MiB (relay, agent); bound {FLOOD_GROWTH_BOUND_MIB} MiB each"
+    );
+    client.close().await;
 }

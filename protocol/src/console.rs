@@ -34,10 +34,12 @@ pub const MAX_SEND_LINE_BYTES: usize = 4096;
 pub const MAX_TERM_SIDE: u16 = 1000;
 /// Console sessions (exec and attach, files transfers apart) one agent serves at once.
 pub const MAX_CONSOLES_PER_AGENT: usize = 16;
-/// Console sessions one user may have open at once (the relay's default).
-pub const MAX_CONSOLES_PER_USER: usize = 8;
-/// A console session with no byte either way for this long is closed (the relay's default).
-pub const CONSOLE_IDLE_TIMEOUT_SECS: u64 = 30 * 60;
+/// Console sessions (exec and attach together) one user may have open at once (the relay's
+/// default, `--max-console-sessions`).
+pub const MAX_CONSOLES_PER_USER: usize = 4;
+/// A console session with no byte either way for this long is closed (the relay's default,
+/// `--console-idle-timeout`).
+pub const CONSOLE_IDLE_TIMEOUT_SECS: u64 = 15 * 60;
 
 /// A terminal's size in character cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

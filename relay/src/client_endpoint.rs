@@ -120,7 +120,13 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
     loop {
         tokio::select! {
             incoming = socket.recv() => {
-                if matches!(incoming, Incoming::Frame(_) | Incoming::Invalid(_)) {
+                // Input to one of this connection's own console sessions or transfers is bounded
+                // by credit and the agent's queue, not by the message rate: dropping it would
+                // corrupt the session's bytes, and a 100 MB paste is thousands of frames.
+                let routed_input = matches!(&incoming, Incoming::Frame(f)
+                    if f.subject == zedops_protocol::subject::STREAM_INPUT && f.reply.is_none()
+                        && f.payload::<zedops_protocol::StreamInput>().is_ok_and(|i| conn.streams.has(&i.inbox)));
+                if !routed_input && matches!(incoming, Incoming::Frame(_) | Incoming::Invalid(_)) {
                     match rate_check(&mut limiter, &mut socket, &incoming).await {
                         Verdict::Allow => {}
                         Verdict::Refuse => continue,

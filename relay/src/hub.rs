@@ -476,6 +476,8 @@ pub struct Hub {
     user_streams: usize,
     /// Open streams by user name.
     streams_by_user: Arc<Mutex<HashMap<String, usize>>>,
+    /// Open console sessions (exec, attach) by user name.
+    pub consoles: crate::console_limits::ConsoleCounts,
     /// Each agent's latest `updates.state` (see [`crate::updates`]).
     pub(crate) updates: crate::updates::UpdateStates,
 }
@@ -499,6 +501,7 @@ impl Hub {
             agent_streams: zedops_protocol::MAX_STREAMS_PER_AGENT,
             user_streams: zedops_protocol::MAX_STREAMS_PER_USER,
             streams_by_user: Arc::default(),
+            consoles: Default::default(),
             updates: Default::default(),
         }
     }

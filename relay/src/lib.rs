@@ -10,6 +10,7 @@ pub(crate) mod admin;
 pub(crate) mod agent_endpoint;
 pub(crate) mod client_endpoint;
 pub mod connection;
+pub mod console_limits;
 pub mod download;
 mod failure;
 pub(crate) mod http_api;

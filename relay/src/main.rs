@@ -38,6 +38,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start; boxing `serve`'s flags would only make the code noisier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the relay.
@@ -72,6 +74,8 @@ enum Command {
         max_agent_requests: u32,
         #[command(flatten)]
         guards: GuardArgs,
+        #[command(flatten)]
+        console: zedops_relay::console_limits::ConsoleArgs,
     },
     /// Copy this relay's SQLite database (users, sessions, tokens, agents, audit log,
     /// templates) into an empty PostgreSQL database, to move it into a cluster. Stop the relay
@@ -372,6 +376,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             max_agent_messages_per_sec,
             max_agent_requests,
             guards,
+            console,
         } => {
             match zedops_relay::accept::raise_descriptor_limit() {
                 Some(limit) => tracing::info!(descriptors = limit, "descriptor limit"),
@@ -383,6 +388,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 agent_messages_per_sec: max_agent_messages_per_sec,
                 agent_message_burst: max_agent_messages_per_sec.saturating_mul(2),
                 agent_in_flight: max_agent_requests as usize,
+                console: console.into_limits(),
                 ..Default::default()
             };
             if max_messages_per_sec == 0 || max_agent_messages_per_sec == 0 {

@@ -22,6 +22,8 @@ pub struct Limits {
     pub agent_streams: usize,
     /// Streams one user may have open at once, over all their connections.
     pub user_streams: usize,
+    /// Who may exec, console sessions per user, their idle timeout.
+    pub console: crate::console_limits::ConsoleLimits,
 }
 
 /// Sustained messages per second per client connection.
@@ -50,6 +52,7 @@ impl Default for Limits {
             agent_in_flight: AGENT_IN_FLIGHT,
             agent_streams: zedops_protocol::MAX_STREAMS_PER_AGENT,
             user_streams: zedops_protocol::MAX_STREAMS_PER_USER,
+            console: crate::console_limits::ConsoleLimits::default(),
         }
     }
 }

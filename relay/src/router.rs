@@ -81,8 +81,9 @@ async fn serve(
         return Err(ProtocolError::UnknownSubject(frame.subject.clone()).to_reply());
     };
     // Refused before its payload is read: a role that may not send it learns nothing more.
-    if !policy::allows(session.role, kind.need()) {
-        return refuse(state, session, kind, frame).await;
+    let need = crate::console_limits::need(kind, &state.limits.console);
+    if !policy::allows(session.role, need) {
+        return refuse(state, session, kind, need, frame).await;
     }
     let request = kind.decode(frame).map_err(|e| e.to_reply())?;
     match request {
@@ -575,22 +576,32 @@ async fn audited_stream(
     kind: StreamKind,
 ) -> Result<Answer, ErrorReply> {
     let audit_id = audit_pending(state, session, &link, &what).await?;
-    let opened = match state.hub.user_stream_slot(&session.user) {
-        Ok(slot) => link
+    // Exec and attach count against the user's console sessions too (`--max-console-sessions`).
+    let console = match kind {
+        StreamKind::Console => state
+            .hub
+            .consoles
+            .slot(&session.user, &state.limits.console)
+            .map(Some),
+        _ => Ok(None),
+    };
+    let opened = match console.and_then(|c| Ok((c, state.hub.user_stream_slot(&session.user)?))) {
+        Ok((console, slot)) => link
             .open_stream(&request, kind)
             .await
-            .map(|opened| (slot, opened))
+            .map(|opened| (console, slot, opened))
             .map_err(|e| e.to_reply(&link.name)),
         Err(error) => Err(error),
     };
     match opened {
-        Ok((user_slot, (agent_inbox, rx, shared))) => Ok(Answer::Stream(OpenStream {
+        Ok((console, user_slot, (agent_inbox, rx, shared))) => Ok(Answer::Stream(OpenStream {
             link,
             agent_inbox,
             rx,
             shared,
             user_slot,
             audit: Some((state.store.clone(), audit_id)),
+            console,
         })),
         Err(error) => {
             let code = error.error_code.as_str();
@@ -662,6 +673,7 @@ async fn refuse(
     state: &AppState,
     session: &Session,
     kind: ClientRequestKind,
+    need: policy::Need,
     frame: &Frame,
 ) -> Result<Answer, ErrorReply> {
     warn!(user = %session.user, role = %session.role, subject = %kind, "refused by policy");
@@ -685,7 +697,7 @@ async fn refuse(
         format!(
             "your role ({}) may not {kind}; ask an admin for the {} role",
             session.role,
-            policy::least_role(kind.need())
+            policy::least_role(need)
         ),
     );
     // A refused action answers like a failed one when its payload names the container.
@@ -735,6 +747,7 @@ async fn stream(
         shared,
         user_slot,
         audit: None,
+        console: None,
     }))
 }
 

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 use zedops_protocol::{AgentRequest, Envelope, ErrorCode, StreamEnd};
 
+use crate::console_limits::{Activity, ConsoleSlot};
 pub use crate::hub::StreamKind;
 use crate::hub::{AgentLink, Charge, StreamFrame, StreamShared, UserStreamSlot};
 
@@ -37,9 +38,12 @@ impl From<String> for Outgoing {
 #[derive(Default)]
 pub struct ClientStreams {
     cancels: Mutex<HashMap<String, oneshot::Sender<()>>>,
-    /// Where `stream.input` for each stream goes: its agent and the agent-side inbox.
-    routes: Mutex<HashMap<String, (Arc<AgentLink>, String)>>,
+    /// Where `stream.input` for each stream goes: its agent and the agent-side inbox (and, for
+    /// a console session, where its input counts as activity).
+    routes: Mutex<HashMap<String, Route>>,
 }
+
+type Route = (Arc<AgentLink>, String, Option<Arc<Activity>>);
 
 impl ClientStreams {
     fn register(
@@ -47,16 +51,17 @@ impl ClientStreams {
         inbox: &str,
         link: &Arc<AgentLink>,
         agent_inbox: &str,
+        activity: Option<Arc<Activity>>,
     ) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
         self.cancels
             .lock()
             .expect("streams lock")
             .insert(inbox.to_string(), tx);
-        self.routes
-            .lock()
-            .expect("streams lock")
-            .insert(inbox.to_string(), (link.clone(), agent_inbox.to_string()));
+        self.routes.lock().expect("streams lock").insert(
+            inbox.to_string(),
+            (link.clone(), agent_inbox.to_string(), activity),
+        );
         rx
     }
 
@@ -75,12 +80,23 @@ impl ClientStreams {
             .expect("streams lock")
             .get(&input.inbox)
             .cloned();
-        let Some((link, agent_inbox)) = route else {
+        let Some((link, agent_inbox, activity)) = route else {
             return false;
         };
+        if let Some(activity) = activity {
+            activity.touch();
+        }
         input.inbox = agent_inbox;
         link.send_input(AgentRequest::StreamInput(input).to_frame(None))
             .await
+    }
+
+    /// Whether this connection has a stream answering on the client's `inbox`.
+    pub fn has(&self, inbox: &str) -> bool {
+        self.routes
+            .lock()
+            .expect("streams lock")
+            .contains_key(inbox)
     }
 
     /// Cancels the stream answering on the client's `inbox`; false when there is none.
@@ -103,6 +119,8 @@ pub struct OpenStream {
     /// The audit entry (written `pending`) that gets the stream's outcome when it ends:
     /// deploys and pulls.
     pub audit: Option<(crate::store::Store, i64)>,
+    /// Exec and attach: the user's console slot, the session's idle clock and exit code.
+    pub console: Option<ConsoleSlot>,
 }
 
 /// Carries `stream` to the client on `client_inbox` through `answers` (the connection's
@@ -114,13 +132,21 @@ pub async fn pump(
     client_inbox: &str,
     answers: &mpsc::Sender<Outgoing>,
 ) {
-    let mut cancel = streams.register(client_inbox, &stream.link, &stream.agent_inbox);
+    let activity = stream.console.as_ref().map(|c| c.activity.clone());
+    let mut cancel = streams.register(client_inbox, &stream.link, &stream.agent_inbox, activity);
     let mut cancelled_at = None;
     let last = loop {
         let grace = async {
             match cancelled_at {
                 Some(at) => tokio::time::sleep_until(at + CANCEL_GRACE).await,
                 None => std::future::pending().await,
+            }
+        };
+        // A console session with no byte either way for its idle timeout is ended here.
+        let idle = async {
+            match (&stream.console, cancelled_at) {
+                (Some(console), None) => tokio::time::sleep_until(console.idle_deadline()).await,
+                _ => std::future::pending().await,
             }
         };
         tokio::select! {
@@ -158,6 +184,15 @@ pub async fn pump(
                 cancelled_at = Some(tokio::time::Instant::now());
             }
             () = grace => break Some(StreamEnd { error_code: None, reason: "cancelled".into() }),
+            () = idle => {
+                let console = stream.console.as_ref().expect("idle only with a console");
+                // Input may have come in between: only a deadline still in the past ends it.
+                if console.idle_deadline() <= tokio::time::Instant::now() {
+                    warn!(inbox = ?client_inbox, timeout = ?console.idle_timeout, "console session idle; ending it");
+                    stream.link.cancel_stream(&stream.agent_inbox);
+                    break Some(end(ErrorCode::Timeout, console.idle_reason()));
+                }
+            }
             () = answers.closed() => {
                 stream.link.cancel_stream(&stream.agent_inbox);
                 break None;
@@ -180,6 +215,9 @@ pub async fn pump(
         };
         if let Err(e) = store.audit_finish(id, result, code).await {
             tracing::error!(%e, id, "could not record a deploy's outcome in the audit log");
+        }
+        if let Some(code) = stream.console.as_ref().and_then(ConsoleSlot::exit_code) {
+            crate::console_limits::audit_exit_code(&store, id, code).await;
         }
     }
     if let Some(last) = last {
@@ -247,7 +285,15 @@ async fn forward(
         }
         StreamFrame::Stats(chunk) => Envelope::new(client_inbox, &chunk).to_json(),
         StreamFrame::Deploy(chunk) => Envelope::new(client_inbox, &chunk).to_json(),
-        StreamFrame::Console(chunk) => Envelope::new(client_inbox, &chunk).to_json(),
+        StreamFrame::Console(chunk) => {
+            if let Some(console) = &stream.console {
+                console.activity.touch();
+                if let Some(code) = chunk.exit.and_then(|e| e.code) {
+                    console.set_exit_code(code);
+                }
+            }
+            Envelope::new(client_inbox, &chunk).to_json()
+        }
         StreamFrame::File(chunk) => Envelope::new(client_inbox, &chunk).to_json(),
         StreamFrame::Update(chunk) => Envelope::new(client_inbox, &chunk).to_json(),
     };

@@ -12,6 +12,7 @@ mod fleet;
 mod logs;
 mod stats;
 mod table;
+mod tty;
 mod update;
 mod updates;
 
@@ -123,6 +124,9 @@ enum Command {
     Update(container_update::UpdateArgs),
     /// Run a command in a container, like docker exec (admin); exits with its exit code
     Exec(ExecArgs),
+    /// Attach to a container's main process (a game server's console): its output, and your
+    /// keystrokes; detach with ctrl-p,ctrl-q, which leaves it running (operator)
+    Attach(AttachArgs),
     /// Send one line to a container's console (its main process's stdin) (operator)
     Send(SendArgs),
     /// A container's files: list and download (operator), upload, remove, mkdir (admin)
@@ -184,7 +188,8 @@ struct ExecArgs {
     /// Pass this terminal's stdin to the command
     #[arg(short, long)]
     interactive: bool,
-    /// Allocate a terminal (not in the CLI yet)
+    /// Allocate a terminal: with -i this terminal goes raw (Ctrl-C reaches the command) and
+    /// its size follows yours
     #[arg(short, long)]
     tty: bool,
     /// Container name, id or id prefix
@@ -192,6 +197,21 @@ struct ExecArgs {
     /// The command and its arguments (after --)
     #[arg(last = true, required = true)]
     cmd: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct AttachArgs {
+    /// Agent name or id
+    #[arg(long, env = "ZEDOPS_AGENT", value_name = "AGENT")]
+    agent: String,
+    /// Do not pass this terminal's keystrokes: watch the output only
+    #[arg(long)]
+    no_stdin: bool,
+    /// The keys that detach, comma-separated: a character or ctrl-<a-z, @, [, \, ], ^, _>
+    #[arg(long, value_name = "KEYS", default_value = tty::DEFAULT_DETACH_KEYS)]
+    detach_keys: String,
+    /// Container name, id or id prefix
+    container: String,
 }
 
 #[derive(Debug, Args)]
@@ -537,6 +557,16 @@ async fn run(cli: Cli) -> CliResult {
                 args.cmd,
                 args.interactive,
                 args.tty,
+            )
+            .await
+        }
+        Command::Attach(args) => {
+            console::attach(
+                &global,
+                &args.agent,
+                &args.container,
+                args.no_stdin,
+                &args.detach_keys,
             )
             .await
         }
