@@ -11,6 +11,7 @@ mod list;
 mod stats;
 mod stats_load;
 mod throughput;
+mod update;
 
 use std::path::PathBuf;
 
@@ -52,6 +53,11 @@ enum Command {
         /// farm-bench runs of each command.
         #[arg(long, default_value_t = 5)]
         runs: usize,
+    },
+    /// Downtime of one `zedops update` of a web server vs docker stop; rm; create + start.
+    Update {
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
     },
     /// Docker event → subscribed client vs Docker's own event stream, side by side.
     Events {
@@ -117,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
             keys,
             runs,
         } => console::run(&zedops, megabytes, keys, runs).await,
+        Command::Update { rounds } => update::run(rounds).await,
         Command::Events { cycles } => events::run(cycles).await,
         Command::StatsLoad {
             binary,
