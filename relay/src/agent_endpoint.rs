@@ -129,7 +129,7 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
                     }
                 }
                 Some(frame) = outbound.recv() => {
-                    if socket.send_text(frame).await.is_err() { break; }
+                    if write_requests(&mut socket, frame, &mut outbound).await.is_err() { break; }
                 }
                 _ = ping.tick() => {
                     if socket.ping().await.is_err() { break; }
@@ -327,4 +327,24 @@ async fn forget(state: &AppState, link: &crate::hub::AgentLink, socket: &mut Soc
     let _ = socket.send(&Envelope::new(inbox, &answer)).await;
     // Closes this connection through the usual revocation path.
     state.hub.kick_agent(&link.id);
+}
+
+/// Requests written to an agent in one go at most (see [`write_requests`]).
+const WRITE_BATCH: usize = 64;
+
+/// Writes `first` and the requests already queued behind it (up to [`WRITE_BATCH`]) with one
+/// flush, so a burst of requests to one agent costs a few writes instead of one each.
+async fn write_requests(
+    socket: &mut Socket,
+    first: String,
+    outbound: &mut tokio::sync::mpsc::Receiver<String>,
+) -> Result<(), axum::Error> {
+    socket.feed_text(first).await?;
+    for _ in 1..WRITE_BATCH {
+        match outbound.try_recv() {
+            Ok(frame) => socket.feed_text(frame).await?,
+            Err(_) => break,
+        }
+    }
+    socket.flush().await
 }

@@ -187,10 +187,7 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
                 }
             }
             Some(answer) = answers.recv() => {
-                // A stream frame's bytes count against its budgets until written.
-                let streams::Outgoing { text, .. } = &answer;
-                if socket.send_text(text.clone()).await.is_err() { break; }
-                drop(answer);
+                if write_answers(&mut socket, answer, &mut answers).await.is_err() { break; }
             }
             push = status.recv() => match push {
                 Ok(frame) => { if socket.send_text(frame.to_string()).await.is_err() { break; } }
@@ -274,4 +271,30 @@ async fn authenticate(
         )),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Answers written in one go at most: enough to fill a write under load, few enough that pings
+/// and kicks are not held back behind a long stream.
+const WRITE_BATCH: usize = 64;
+
+/// Writes `first` and whatever other answers are already waiting (up to [`WRITE_BATCH`]) with
+/// one flush. Under load many answers are ready at once; one write each would cost a system
+/// call and a TCP segment per answer.
+async fn write_answers(
+    socket: &mut Socket,
+    first: streams::Outgoing,
+    answers: &mut mpsc::Receiver<streams::Outgoing>,
+) -> Result<(), axum::Error> {
+    // A stream frame's bytes count against its budgets until written: each answer is kept
+    // (its text taken out, its charge still held) until the flush.
+    let mut written = Vec::with_capacity(WRITE_BATCH);
+    let mut next = Some(first);
+    while let Some(mut answer) = next.take() {
+        socket.feed_text(std::mem::take(&mut answer.text)).await?;
+        written.push(answer);
+        if written.len() < WRITE_BATCH {
+            next = answers.try_recv().ok();
+        }
+    }
+    socket.flush().await
 }
