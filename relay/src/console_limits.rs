@@ -121,6 +121,7 @@ impl ConsoleCounts {
             activity: Arc::new(Activity::new()),
             idle_timeout: limits.idle_timeout,
             exit_code: Mutex::new(None),
+            released: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }
@@ -133,9 +134,26 @@ pub struct ConsoleSlot {
     pub activity: Arc<Activity>,
     pub idle_timeout: Duration,
     exit_code: Mutex<Option<i64>>,
+    released: std::sync::atomic::AtomicBool,
 }
 
 impl ConsoleSlot {
+    /// Gives the user's slot back (once; dropping the slot does it too). Called before the
+    /// session's last frame goes to the client, so that a client told "ended" may open the next
+    /// session at once.
+    pub fn release(&self) {
+        if self.released.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut counts = self.counts.lock().expect("console counts lock");
+        if let Some(n) = counts.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.user);
+            }
+        }
+    }
+
     pub fn set_exit_code(&self, code: i64) {
         *self.exit_code.lock().expect("exit code lock") = Some(code);
     }
@@ -160,13 +178,7 @@ impl ConsoleSlot {
 
 impl Drop for ConsoleSlot {
     fn drop(&mut self) {
-        let mut counts = self.counts.lock().expect("console counts lock");
-        if let Some(n) = counts.get_mut(&self.user) {
-            *n -= 1;
-            if *n == 0 {
-                counts.remove(&self.user);
-            }
-        }
+        self.release();
     }
 }
 

@@ -201,6 +201,9 @@ pub async fn pump(
     };
     stream.link.close_stream(&stream.agent_inbox);
     streams.forget(client_inbox);
+    if let Some(console) = &stream.console {
+        console.release();
+    }
     if let Some((store, id)) = stream.audit.take() {
         // The relay's own ending (agent gone, cancelled) or the agent's last frame.
         let outcome = match &last {
@@ -251,6 +254,11 @@ async fn finish(
     }
     match stream.shared.take_last() {
         Some(Ok((frame, charge))) => {
+            // The session is over once its last frame is here: its console slot is free
+            // before the client hears so.
+            if let Some(console) = &stream.console {
+                console.release();
+            }
             forward(stream, client_inbox, answers, frame, charge).await;
             Finished::Done
         }
