@@ -25,6 +25,10 @@ use zedops_testkit::wire::{FakeAgent, next_text};
 use zedops_testkit::{TestAgent, TestRelay, require_docker};
 
 /// Containers and images made by one test, removed (forcibly) on drop, even when it fails.
+/// The tests that run containers take turns: an agent checks every container on the engine, so
+/// one test's new build would show up in the other's list, and `update --all` would update it.
+static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Cleanup {
     docker: Docker,
     containers: Vec<String>,
@@ -103,6 +107,8 @@ fn suffix() -> String {
 
 #[tokio::test]
 async fn a_check_finds_a_new_build_and_everyone_can_list_it() {
+    // Held to the end, after the containers are removed (dropped before it).
+    let _engine = ENGINE.lock().await;
     let Some(docker) = require_docker().await else {
         return;
     };
@@ -415,6 +421,8 @@ async fn image_of(docker: &Docker, name: &str) -> (String, bool) {
 
 #[tokio::test]
 async fn a_fleet_update_stops_at_a_canary_that_rolls_back_and_skips_never() {
+    // Held to the end, after the containers are removed (dropped before it).
+    let _engine = ENGINE.lock().await;
     let Some(docker) = require_docker().await else {
         return;
     };
