@@ -21,8 +21,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    InspectContainerOptions, ListContainersOptionsBuilder, PushImageOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RemoveVolumeOptions,
+    InspectContainerOptions, PushImageOptionsBuilder, RemoveContainerOptionsBuilder,
     StartContainerOptions, StopContainerOptionsBuilder, TagImageOptionsBuilder,
     WaitContainerOptions,
 };
@@ -34,88 +33,11 @@ use zedops_protocol::{
     ContainerUpdateFrame, ContainerUpdateRequest, ErrorCode, LABEL_UPDATE_HOOK,
     LABEL_UPDATE_HOOK_WAIT, MAX_UPDATES_PER_AGENT, UpdatePhase, Validate,
 };
-use zedops_testkit::docker::{TEST_IMAGE, TEST_LABEL};
+use zedops_testkit::docker::{Cleanup, TEST_IMAGE, TEST_LABEL, names_with_prefix};
 use zedops_testkit::registry::{TestRegistry, free_port};
 
 /// One test at a time (see the file's comment).
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Containers (by name prefix), volumes and images made by one test, removed on drop.
-struct Cleanup {
-    docker: Docker,
-    prefix: String,
-    volumes: Vec<String>,
-    images: Vec<String>,
-}
-
-impl Cleanup {
-    fn new(docker: &Docker) -> Self {
-        Self {
-            docker: docker.clone(),
-            prefix: format!("zu-{:08x}", rand::random::<u32>()),
-            volumes: vec![],
-            images: vec![],
-        }
-    }
-
-    fn name(&self, suffix: &str) -> String {
-        format!("{}-{suffix}", self.prefix)
-    }
-
-    fn volume(&mut self, suffix: &str) -> String {
-        let name = self.name(suffix);
-        self.volumes.push(name.clone());
-        name
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let docker = self.docker.clone();
-        let prefix = self.prefix.clone();
-        let volumes = std::mem::take(&mut self.volumes);
-        let images = std::mem::take(&mut self.images);
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                for name in names_with_prefix(&docker, &prefix).await {
-                    let options = RemoveContainerOptionsBuilder::new().force(true).build();
-                    let _ = docker.remove_container(&name, Some(options)).await;
-                }
-                for volume in volumes {
-                    let _ = docker
-                        .remove_volume(&volume, None::<RemoveVolumeOptions>)
-                        .await;
-                }
-                for image in images {
-                    let options = RemoveImageOptionsBuilder::new().force(true).build();
-                    let _ = docker.remove_image(&image, Some(options), None).await;
-                }
-            });
-        })
-        .join()
-        .unwrap();
-    }
-}
-
-/// Names of every container (running or not) whose name starts with `prefix`.
-async fn names_with_prefix(docker: &Docker, prefix: &str) -> Vec<String> {
-    let options = ListContainersOptionsBuilder::new().all(true).build();
-    let mut names: Vec<String> = docker
-        .list_containers(Some(options))
-        .await
-        .unwrap()
-        .into_iter()
-        .flat_map(|c| c.names.unwrap_or_default())
-        .map(|n| n.trim_start_matches('/').to_string())
-        .filter(|n| n.starts_with(prefix))
-        .collect();
-    names.sort();
-    names
-}
 
 struct Setup {
     docker: Docker,
@@ -363,7 +285,7 @@ async fn an_update_keeps_name_ports_env_labels_and_volume_data() {
     let Some(setup) = setup().await else {
         return;
     };
-    let mut cleanup = Cleanup::new(&setup.docker);
+    let mut cleanup = Cleanup::new("zu");
     let repo = format!("{}/app", cleanup.prefix);
     let first = push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
     let name = cleanup.name("web");
@@ -524,7 +446,7 @@ async fn a_build_that_exits_at_once_is_rolled_back_with_its_log_lines() {
     let Some(setup) = setup().await else {
         return;
     };
-    let mut cleanup = Cleanup::new(&setup.docker);
+    let mut cleanup = Cleanup::new("zu");
     let repo = format!("{}/app", cleanup.prefix);
     let first = push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
     let name = cleanup.name("game");
@@ -565,7 +487,7 @@ async fn a_build_whose_health_check_fails_is_rolled_back_and_a_healthy_one_is_no
     let Some(setup) = setup().await else {
         return;
     };
-    let mut cleanup = Cleanup::new(&setup.docker);
+    let mut cleanup = Cleanup::new("zu");
     let repo = format!("{}/app", cleanup.prefix);
     let first = push_build(&setup, &mut cleanup, &repo, "1", Build::Healthy).await;
     let name = cleanup.name("api");
@@ -600,7 +522,7 @@ async fn a_failed_pull_or_a_wrong_image_changes_nothing() {
     let Some(setup) = setup().await else {
         return;
     };
-    let mut cleanup = Cleanup::new(&setup.docker);
+    let mut cleanup = Cleanup::new("zu");
     let repo = format!("{}/app", cleanup.prefix);
     let first = push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
     let name = cleanup.name("pull");
@@ -639,7 +561,7 @@ async fn the_pre_update_hook_runs_first_and_a_failing_one_aborts() {
     let Some(setup) = setup().await else {
         return;
     };
-    let mut cleanup = Cleanup::new(&setup.docker);
+    let mut cleanup = Cleanup::new("zu");
     let repo = format!("{}/app", cleanup.prefix);
     let first = push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
     let failing = cleanup.name("hook-fails");
@@ -734,7 +656,7 @@ async fn an_interrupted_update_is_undone_or_finished_at_the_next_start() {
     let Some(setup) = setup().await else {
         return;
     };
-    let mut cleanup = Cleanup::new(&setup.docker);
+    let mut cleanup = Cleanup::new("zu");
     let repo = format!("{}/app", cleanup.prefix);
     let first = push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
     let docker = &setup.docker;
@@ -840,7 +762,7 @@ async fn protected_and_forbidden_containers_are_refused_before_anything_changes(
     let Some(mut setup) = setup().await else {
         return;
     };
-    let mut cleanup = Cleanup::new(&setup.docker);
+    let mut cleanup = Cleanup::new("zu");
     let repo = format!("{}/app", cleanup.prefix);
     let first = push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
     let own = cleanup.name("agent");
@@ -907,7 +829,7 @@ async fn updates_beyond_the_agents_bound_are_refused() {
     let Some(setup) = setup().await else {
         return;
     };
-    let mut cleanup = Cleanup::new(&setup.docker);
+    let mut cleanup = Cleanup::new("zu");
     let repo = format!("{}/app", cleanup.prefix);
     let first = push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
     let mut names = vec![];
@@ -996,7 +918,7 @@ async fn an_agent_killed_during_an_update_puts_the_container_back_when_it_starts
     let Some(setup) = setup().await else {
         return;
     };
-    let mut cleanup = Cleanup::new(&setup.docker);
+    let mut cleanup = Cleanup::new("zu");
     let repo = format!("{}/app", cleanup.prefix);
     let first = push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
     let name = cleanup.name("killed");

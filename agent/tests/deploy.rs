@@ -10,7 +10,7 @@ use bollard::Docker;
 use bollard::models::{ContainerCreateBody, MountTypeEnum, RestartPolicyNameEnum};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
-    RemoveVolumeOptions, TagImageOptionsBuilder,
+    TagImageOptionsBuilder,
 };
 use tokio::sync::{mpsc, oneshot};
 use zedops_agent::deploy;
@@ -22,76 +22,8 @@ use zedops_protocol::{
     LABEL_TEMPLATE, LABEL_TEMPLATE_VERSION, MAX_PULLS_PER_AGENT, PortProtocol, PortSpec, Resources,
     RestartPolicy, StreamEnd, TemplateStamp, Validate, VolumeKind, VolumeSpec,
 };
-use zedops_testkit::docker::TEST_IMAGE;
+use zedops_testkit::docker::{Cleanup, TEST_IMAGE};
 use zedops_testkit::registry::{TestRegistry, free_port};
-
-/// Names and volumes made by one test, removed (forcibly) on drop, even when it fails.
-struct Cleanup {
-    docker: Docker,
-    prefix: String,
-    containers: Vec<String>,
-    volumes: Vec<String>,
-}
-
-impl Cleanup {
-    fn new(docker: &Docker) -> Self {
-        Self {
-            docker: docker.clone(),
-            prefix: format!("zd-{}", &uuid_like()[..8]),
-            containers: vec![],
-            volumes: vec![],
-        }
-    }
-
-    fn name(&mut self, suffix: &str) -> String {
-        let name = format!("{}-{suffix}", self.prefix);
-        self.containers.push(name.clone());
-        name
-    }
-
-    fn volume(&mut self, suffix: &str) -> String {
-        let name = format!("{}-{suffix}", self.prefix);
-        self.volumes.push(name.clone());
-        name
-    }
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let (docker, containers, volumes) = (
-            self.docker.clone(),
-            std::mem::take(&mut self.containers),
-            std::mem::take(&mut self.volumes),
-        );
-        // Drop cannot await; a small runtime of its own removes what the test made.
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                for name in containers {
-                    let options = RemoveContainerOptionsBuilder::new()
-                        .force(true)
-                        .v(true)
-                        .build();
-                    let _ = docker.remove_container(&name, Some(options)).await;
-                }
-                for volume in volumes {
-                    let _ = docker
-                        .remove_volume(&volume, None::<RemoveVolumeOptions>)
-                        .await;
-                }
-            });
-        })
-        .join()
-        .unwrap();
-    }
-}
-
-fn uuid_like() -> String {
-    format!("{:016x}", rand::random::<u64>())
-}
 
 async fn setup() -> Option<(Docker, DockerClient, TestRegistry)> {
     let docker = zedops_testkit::require_docker().await?;
@@ -162,7 +94,7 @@ async fn creates_exactly_what_the_spec_asks_for() {
     let image = registry
         .push_test_image(&docker, "zedops/busybox", "1")
         .await;
-    let mut cleanup = Cleanup::new(&docker);
+    let mut cleanup = Cleanup::new("zd");
     let name = cleanup.name("full");
     let volume = cleanup.volume("data");
     let udp = free_port();
@@ -321,7 +253,7 @@ async fn a_missing_image_is_pulled_with_progress_to_the_end() {
     let pulled = frames.iter().find_map(|f| f.pulled.clone()).unwrap();
     assert!(pulled.id.starts_with("sha256:"));
     // Present now: a create does not pull again.
-    let mut cleanup = Cleanup::new(&docker);
+    let cleanup = Cleanup::new("zd");
     let name = cleanup.name("nopull");
     let (frames, end) = create(
         &client,
@@ -387,7 +319,7 @@ async fn registry_failures_have_their_own_codes() {
     assert!(!end.reason.contains(zedops_testkit::registry::AUTH_PASSWORD));
 
     // A create of a missing image says the same.
-    let mut cleanup = Cleanup::new(&docker);
+    let cleanup = Cleanup::new("zd");
     let name = cleanup.name("missing");
     let (_, end) = create(
         &client,
@@ -408,7 +340,7 @@ async fn name_and_port_clashes_are_told_apart_and_leave_nothing_behind() {
     let Some((docker, client, _registry)) = setup().await else {
         return;
     };
-    let mut cleanup = Cleanup::new(&docker);
+    let cleanup = Cleanup::new("zd");
     let name = cleanup.name("clash");
     let port = free_port();
     let mut spec = busybox(TEST_IMAGE);
@@ -451,7 +383,7 @@ async fn the_local_policy_refuses_whatever_the_relay_sends() {
     let Some((docker, client, _registry)) = setup().await else {
         return;
     };
-    let mut cleanup = Cleanup::new(&docker);
+    let cleanup = Cleanup::new("zd");
     let allowed = tempfile::tempdir().unwrap();
     let policy = LocalPolicy::new(&[allowed.path().to_path_buf()], None).expect("a policy");
     type Change = Box<dyn Fn(&mut ContainerSpec)>;
@@ -532,7 +464,7 @@ async fn remove_needs_force_for_a_running_container_and_keeps_protected_ones() {
     let Some((docker, mut client, _registry)) = setup().await else {
         return;
     };
-    let mut cleanup = Cleanup::new(&docker);
+    let mut cleanup = Cleanup::new("zd");
     let policy = LocalPolicy::default();
     let running = cleanup.name("running");
     let (_, end) = create(
@@ -628,7 +560,7 @@ async fn images_are_listed_with_their_users_and_removed() {
         .await;
     let (_, end) = pull(&client, &image).await;
     assert_eq!(end.error_code, None, "{}", end.reason);
-    let mut cleanup = Cleanup::new(&docker);
+    let cleanup = Cleanup::new("zd");
     let user = cleanup.name("user");
     let local = format!("zedops-test/{user}");
     let options = TagImageOptionsBuilder::new().repo(&local).tag("2").build();
@@ -749,7 +681,7 @@ async fn the_agent_refuses_raw_frames_from_its_relay() {
         .hub
         .agent("gatekeeper")
         .expect("the agent is online");
-    let mut cleanup = Cleanup::new(&docker);
+    let cleanup = Cleanup::new("zd");
     let cases = [
         ("privileged", serde_json::json!({"privileged": true})),
         ("capAdd", serde_json::json!({"capAdd": ["SYS_ADMIN"]})),

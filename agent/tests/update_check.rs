@@ -6,51 +6,13 @@
 
 use bollard::Docker;
 use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder,
-};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, CreateImageOptionsBuilder};
 use futures_util::StreamExt;
 use zedops_agent::docker::DockerClient;
 use zedops_agent::update_check::{STATE_FILE, UpdateChecker};
 use zedops_protocol::LABEL_UPDATE;
-use zedops_testkit::docker::{TEST_IMAGE, TEST_LABEL};
+use zedops_testkit::docker::{Cleanup, TEST_IMAGE, TEST_LABEL};
 use zedops_testkit::registry::TestRegistry;
-
-/// Containers and images made by one test, removed (forcibly) on drop, even when it fails.
-struct Cleanup {
-    docker: Docker,
-    containers: Vec<String>,
-    images: Vec<String>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let (docker, containers, images) = (
-            self.docker.clone(),
-            std::mem::take(&mut self.containers),
-            std::mem::take(&mut self.images),
-        );
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                for name in containers {
-                    let options = RemoveContainerOptionsBuilder::new().force(true).build();
-                    let _ = docker.remove_container(&name, Some(options)).await;
-                }
-                for image in images {
-                    let options = RemoveImageOptionsBuilder::new().force(true).build();
-                    let _ = docker.remove_image(&image, Some(options), None).await;
-                }
-            });
-        })
-        .join()
-        .unwrap();
-    }
-}
 
 async fn pull(docker: &Docker, reference: &str) {
     let options = CreateImageOptionsBuilder::new()
@@ -87,11 +49,7 @@ async fn a_new_build_under_the_same_tag_is_listed_with_both_digests() {
     };
     let suffix = format!("{:08x}", rand::random::<u32>());
     let repo = format!("zt/upd-{suffix}");
-    let mut cleanup = Cleanup {
-        docker: docker.clone(),
-        containers: vec![],
-        images: vec![],
-    };
+    let mut cleanup = Cleanup::new("zt");
     // `:1`, pulled, and a container from it; a container from a locally built image beside it.
     let reference = registry.push_unique_image(&docker, &repo, "1", 1024).await;
     pull(&docker, &reference).await;

@@ -12,14 +12,13 @@ use bollard::Docker;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder,
 };
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use support::{headless, json, text};
 use zedops_client::ClientEvent;
 use zedops_protocol::{LABEL_UPDATE, MAX_UPDATE_ENTRIES, Role};
-use zedops_testkit::docker::TEST_LABEL;
+use zedops_testkit::docker::{Cleanup, TEST_LABEL};
 use zedops_testkit::registry::TestRegistry;
 use zedops_testkit::wire::{FakeAgent, next_text};
 use zedops_testkit::{TestAgent, TestRelay, require_docker};
@@ -28,43 +27,6 @@ use zedops_testkit::{TestAgent, TestRelay, require_docker};
 /// The tests that run containers take turns: an agent checks every container on the engine, so
 /// one test's new build would show up in the other's list, and `update --all` would update it.
 static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct Cleanup {
-    docker: Docker,
-    containers: Vec<String>,
-    images: Vec<String>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let (docker, containers, images) = (
-            self.docker.clone(),
-            std::mem::take(&mut self.containers),
-            std::mem::take(&mut self.images),
-        );
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                for name in containers {
-                    let options = RemoveContainerOptionsBuilder::new()
-                        .force(true)
-                        .v(true)
-                        .build();
-                    let _ = docker.remove_container(&name, Some(options)).await;
-                }
-                for image in images {
-                    let options = RemoveImageOptionsBuilder::new().force(true).build();
-                    let _ = docker.remove_image(&image, Some(options), None).await;
-                }
-            });
-        })
-        .join()
-        .unwrap();
-    }
-}
 
 async fn pull(docker: &Docker, reference: &str) -> String {
     let options = CreateImageOptionsBuilder::new()
@@ -116,11 +78,7 @@ async fn a_check_finds_a_new_build_and_everyone_can_list_it() {
         return;
     };
     let suffix = suffix();
-    let mut cleanup = Cleanup {
-        docker: docker.clone(),
-        containers: vec![],
-        images: vec![],
-    };
+    let mut cleanup = Cleanup::new("zt");
     let repo = format!("zt/updates-{suffix}");
     let reference = registry.push_unique_image(&docker, &repo, "1", 1024).await;
     cleanup.images.push(pull(&docker, &reference).await);
@@ -431,11 +389,7 @@ async fn a_fleet_update_stops_at_a_canary_that_rolls_back_and_skips_never() {
     };
     let suffix = suffix();
     let repo = format!("zt/fleet-{suffix}");
-    let mut cleanup = Cleanup {
-        docker: docker.clone(),
-        containers: vec![],
-        images: vec![],
-    };
+    let mut cleanup = Cleanup::new("zt");
     let reference = push_build(&docker, &registry, &repo, false).await;
     cleanup.images.push(pull(&docker, &reference).await);
     // Sorted by name: the canary first, then the other; the third is never updated.

@@ -1,5 +1,6 @@
 //! The real Docker engine for tests: finding it (a failure under `CI=true` when it is missing),
-//! and throwaway containers from the locally imported busybox image, removed on drop.
+//! throwaway containers from the locally imported busybox image, and everything else a test
+//! makes (volumes, images, containers under its own prefix), all removed on drop.
 
 use bollard::Docker;
 use bollard::models::ContainerCreateBody;
@@ -202,6 +203,112 @@ impl Drop for TestContainers {
                         ..Default::default()
                     };
                     let _ = docker.remove_container(&name, Some(options)).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// What one test made on the engine beside plain containers — containers named under its own
+/// prefix (and whatever an update leaves under it, such as `<name>.zedops-old`), volumes and
+/// images — all removed (forcibly, with their anonymous volumes) when this is dropped, even
+/// when the test fails half way.
+pub struct Cleanup {
+    /// `<tag>-<8 hex digits>`: unique per test, so parallel tests never touch each other's.
+    pub prefix: String,
+    /// Containers to remove that are not named under the prefix.
+    pub containers: Vec<String>,
+    pub volumes: Vec<String>,
+    pub images: Vec<String>,
+}
+
+impl Cleanup {
+    /// A cleanup whose names start with `<tag>-`.
+    pub fn new(tag: &str) -> Self {
+        Self {
+            prefix: format!("{tag}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            containers: vec![],
+            volumes: vec![],
+            images: vec![],
+        }
+    }
+
+    /// `<prefix>-<suffix>`: a container name removed on drop.
+    pub fn name(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.prefix)
+    }
+
+    /// `<prefix>-<suffix>`: a volume name removed on drop.
+    pub fn volume(&mut self, suffix: &str) -> String {
+        let name = self.name(suffix);
+        self.volumes.push(name.clone());
+        name
+    }
+}
+
+/// Names of every container (running or not) whose name starts with `prefix`, sorted.
+pub async fn names_with_prefix(docker: &Docker, prefix: &str) -> Vec<String> {
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
+        .all(true)
+        .build();
+    let mut names: Vec<String> = docker
+        .list_containers(Some(options))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|c| c.names.unwrap_or_default())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    names.sort();
+    names
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        let containers = std::mem::take(&mut self.containers);
+        let volumes = std::mem::take(&mut self.volumes);
+        let images = std::mem::take(&mut self.images);
+        // Drop cannot await; a short-lived runtime on another thread, with its own client (a
+        // client's connections belong to the runtime that made them), removes what was made.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let Ok(docker) = Docker::connect_with_local_defaults() else {
+                    return;
+                };
+                let Ok(docker) = docker.negotiate_version().await else {
+                    return;
+                };
+                let mut doomed = names_with_prefix(&docker, &prefix).await;
+                doomed.extend(containers);
+                for name in doomed {
+                    let options = RemoveContainerOptions {
+                        force: true,
+                        v: true,
+                        ..Default::default()
+                    };
+                    let _ = docker.remove_container(&name, Some(options)).await;
+                }
+                for volume in volumes {
+                    let _ = docker
+                        .remove_volume(
+                            &volume,
+                            None::<bollard::query_parameters::RemoveVolumeOptions>,
+                        )
+                        .await;
+                }
+                for image in images {
+                    let options = bollard::query_parameters::RemoveImageOptions {
+                        force: true,
+                        ..Default::default()
+                    };
+                    let _ = docker.remove_image(&image, Some(options), None).await;
                 }
             });
         })
