@@ -29,6 +29,30 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+/// `/readyz`: 200 when this relay can serve (its database answers and, in a cluster, NATS is
+/// connected), else 503 with what is missing, so a load balancer sends peers elsewhere. A
+/// draining relay (SIGTERM) is not ready either.
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let database = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping())
+        .await
+        .unwrap_or(false);
+    let nats = state.hub.cluster().map(|c| c.nats_connected());
+    let draining = *state.shutdown.borrow();
+    let ready = database && nats != Some(false) && !draining;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "database": database,
+        "nats": nats,
+        "draining": draining,
+    });
+    (status, Json(body)).into_response()
+}
+
 pub async fn login(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -395,6 +395,13 @@ pub struct AgentLink {
     /// Requests in flight to this agent, from all clients together.
     in_flight: Arc<Semaphore>,
     in_flight_limit: usize,
+    /// Wall-clock milliseconds when this connection was accepted: of two relays holding the
+    /// same agent, the later connection wins (see [`crate::cluster`]).
+    pub connected_ms: i64,
+    /// A stand-in for an agent held by another relay of the cluster: its frames go over NATS.
+    pub(crate) remote: bool,
+    /// Answers this agent owes to requests that came from other relays, by relay inbox.
+    pub(crate) forwards: Mutex<HashMap<String, crate::cluster::Forward>>,
 }
 
 /// Why a routed request got no answer from the agent.
@@ -480,6 +487,8 @@ pub struct Hub {
     pub consoles: crate::console_limits::ConsoleCounts,
     /// Each agent's latest `updates.state` (see [`crate::updates`]).
     pub(crate) updates: crate::updates::UpdateStates,
+    /// The other relays of a cluster, when this relay joined one (`--nats`).
+    cluster: std::sync::OnceLock<Arc<dyn crate::cluster::Peers>>,
 }
 
 impl Default for Hub {
@@ -503,7 +512,23 @@ impl Hub {
             streams_by_user: Arc::default(),
             consoles: Default::default(),
             updates: Default::default(),
+            cluster: Default::default(),
         }
+    }
+
+    /// Joins this hub to a cluster: agents held by other relays become reachable through it,
+    /// and this relay's agents, events and revocations are announced to the others.
+    pub(crate) fn set_cluster(&self, peers: Arc<dyn crate::cluster::Peers>) {
+        let _ = self.cluster.set(peers);
+    }
+
+    pub(crate) fn cluster(&self) -> Option<&Arc<dyn crate::cluster::Peers>> {
+        self.cluster.get()
+    }
+
+    /// Limits a stand-in for a remote agent gets (see [`AgentLink::remote`]).
+    pub(crate) fn link_limits(&self) -> (usize, usize) {
+        (self.agent_in_flight, self.agent_streams)
     }
 
     /// Sets how many streams (logs, stats) one agent and one user may have open at once.
@@ -562,6 +587,9 @@ impl Hub {
             close: Mutex::new(Some(close_tx)),
             in_flight: Arc::new(Semaphore::new(self.agent_in_flight)),
             in_flight_limit: self.agent_in_flight,
+            connected_ms: crate::cluster::now_ms(),
+            remote: false,
+            forwards: Mutex::default(),
         });
         let old = self
             .agents
@@ -574,6 +602,9 @@ impl Hub {
             let _ = close.send(());
         }
         self.push_status(&link, true);
+        if let Some(cluster) = self.cluster() {
+            cluster.connected(&link);
+        }
         (link, rx, close_rx)
     }
 
@@ -591,13 +622,59 @@ impl Hub {
         link.pending.lock().expect("pending lock").clear();
         // Dropping the sinks ends the streams; their readers tell the clients the agent left.
         link.streams.lock().expect("streams lock").clear();
-        if current {
+        // Relays waiting on this connection's answers learn at once that it is gone.
+        let forwards = std::mem::take(&mut *link.forwards.lock().expect("forwards lock"));
+        for (inbox, forward) in forwards {
+            forward.gone(&link.id, &inbox);
+        }
+        // An agent that moved to another relay is not offline: that relay announced it.
+        let held_elsewhere = self
+            .cluster()
+            .is_some_and(|cluster| cluster.disconnected(link, current));
+        if current && !held_elsewhere {
             self.push_status(link, false);
         }
     }
 
-    /// Closes the live connection of an agent, if any (after revocation).
+    /// Closes this relay's connection of agent `id` when it is older than `newer_ms`: the
+    /// agent connected to another relay since (the old socket may not have noticed yet).
+    pub(crate) fn close_replaced(&self, id: &str, newer_ms: i64) -> bool {
+        if let Some(link) = self.agents.read().expect("hub lock").get(id)
+            && link.connected_ms <= newer_ms
+            && let Some(close) = link.close.lock().expect("close lock").take()
+        {
+            let _ = close.send(());
+            return true;
+        }
+        false
+    }
+
+    /// The connected agent by exact id on this relay only (never a stand-in for a remote one).
+    pub(crate) fn local_agent(&self, id: &str) -> Option<Arc<AgentLink>> {
+        self.agents.read().expect("hub lock").get(id).cloned()
+    }
+
+    /// Ids of the agents connected to this relay.
+    pub(crate) fn local_agent_ids(&self) -> Vec<(String, String, i64)> {
+        self.agents
+            .read()
+            .expect("hub lock")
+            .values()
+            .map(|l| (l.id.clone(), l.name.clone(), l.connected_ms))
+            .collect()
+    }
+
+    /// Closes the live connection of an agent, if any (after revocation), on whichever relay
+    /// of the cluster holds it.
     pub fn kick_agent(&self, id: &str) {
+        if let Some(cluster) = self.cluster() {
+            cluster.kicked_agent(id);
+        }
+        self.kick_agent_here(id);
+    }
+
+    /// [`kick_agent`](Self::kick_agent) on this relay only (told by another relay).
+    pub(crate) fn kick_agent_here(&self, id: &str) {
         // A revoked agent's update state goes with it.
         self.updates.forget(id);
         if let Some(link) = self.agents.read().expect("hub lock").get(id)
@@ -647,8 +724,17 @@ impl Hub {
         self.kick_session_because(session_id, Kick::Revoked);
     }
 
-    /// Closes every live connection of a device session, telling each why. Returns how many.
+    /// Closes every live connection of a device session, telling each why, on every relay of
+    /// the cluster. Returns how many were on this relay.
     pub fn kick_session_because(&self, session_id: &str, why: Kick) -> usize {
+        if let Some(cluster) = self.cluster() {
+            cluster.kicked_session(session_id, why);
+        }
+        self.kick_session_here(session_id, why)
+    }
+
+    /// [`kick_session_because`](Self::kick_session_because) on this relay only.
+    pub(crate) fn kick_session_here(&self, session_id: &str, why: Kick) -> usize {
         let conns = self
             .clients
             .lock()
@@ -666,24 +752,36 @@ impl Hub {
     /// shaped like an id is never matched against names, so an agent named like another's id
     /// (refused at enrolment, but possibly left in an old database) cannot take its requests
     /// while that agent is offline.
+    /// In a cluster, an agent held by another relay is found too (a stand-in whose requests go
+    /// over NATS to that relay).
     pub fn agent(&self, id_or_name: &str) -> Option<Arc<AgentLink>> {
-        let agents = self.agents.read().expect("hub lock");
-        if let Some(link) = agents.get(id_or_name) {
-            return Some(link.clone());
+        {
+            let agents = self.agents.read().expect("hub lock");
+            if let Some(link) = agents.get(id_or_name) {
+                return Some(link.clone());
+            }
+            if !zedops_protocol::looks_like_agent_id(id_or_name)
+                && let Some(link) = agents.values().find(|l| l.name == id_or_name)
+            {
+                return Some(link.clone());
+            }
         }
-        if zedops_protocol::looks_like_agent_id(id_or_name) {
-            return None;
-        }
-        agents.values().find(|l| l.name == id_or_name).cloned()
+        self.cluster()?.remote_agent(id_or_name)
     }
 
-    /// Ids of connected agents with their last-seen times.
+    /// Ids of connected agents with their last-seen times (in a cluster, on any relay).
     pub fn online(&self) -> HashMap<String, i64> {
+        let mut online = self
+            .cluster()
+            .map(|c| c.remote_online())
+            .unwrap_or_default();
         let agents = self.agents.read().expect("hub lock");
-        agents
-            .iter()
-            .map(|(id, l)| (id.clone(), l.last_seen.load(Ordering::Relaxed)))
-            .collect()
+        online.extend(
+            agents
+                .iter()
+                .map(|(id, l)| (id.clone(), l.last_seen.load(Ordering::Relaxed))),
+        );
+        online
     }
 
     /// Number of connected agents.
@@ -719,6 +817,14 @@ impl Hub {
     /// Queues a container push for every connection that watches its agent; never waits for
     /// any of them. A connection over its frame or byte bound loses its oldest pushes.
     pub fn push_event(&self, agent_id: &str, frame: String) {
+        if let Some(cluster) = self.cluster() {
+            cluster.event(agent_id, &frame);
+        }
+        self.push_event_here(agent_id, frame);
+    }
+
+    /// [`push_event`](Self::push_event) to this relay's connections only (from another relay).
+    pub(crate) fn push_event_here(&self, agent_id: &str, frame: String) {
         let pushed = Pushed {
             agent_id: agent_id.into(),
             frame: frame.into(),
@@ -750,6 +856,11 @@ impl Hub {
             online,
             last_seen: Some(crate::time::rfc3339(link.last_seen.load(Ordering::Relaxed))),
         };
+        self.push_status_here(status);
+    }
+
+    /// Tells this relay's clients an agent's status (also one held by another relay).
+    pub(crate) fn push_status_here(&self, status: AgentStatus) {
         // No subscribers is fine: nobody is watching.
         let _ = self
             .status
@@ -758,6 +869,44 @@ impl Hub {
 }
 
 impl AgentLink {
+    /// A stand-in for agent `id` held by another relay: frames queued on it are read from the
+    /// returned receiver and sent over NATS (see [`crate::cluster`]); answers come back through
+    /// [`answer`](Self::answer) as for a local agent, so routing, limits and streams are the same.
+    pub(crate) fn remote(
+        id: &str,
+        name: &str,
+        in_flight: usize,
+        stream_limit: usize,
+    ) -> (Arc<Self>, mpsc::Receiver<String>) {
+        let (tx, rx) = mpsc::channel(AGENT_QUEUE);
+        let link = Arc::new(AgentLink {
+            conn_id: 0,
+            id: id.to_string(),
+            name: name.to_string(),
+            tx,
+            pending: Mutex::default(),
+            streams: Mutex::default(),
+            stream_bytes: Arc::default(),
+            stream_limit,
+            last_seen: AtomicI64::new(now()),
+            protocol_version: std::sync::atomic::AtomicU32::new(zedops_protocol::PROTOCOL_VERSION),
+            close: Mutex::new(None),
+            in_flight: Arc::new(Semaphore::new(in_flight)),
+            in_flight_limit: in_flight,
+            connected_ms: 0,
+            remote: true,
+            forwards: Mutex::default(),
+        });
+        (link, rx)
+    }
+
+    /// Gives up on whatever waits on `inbox` (the agent is not reachable): a request is
+    /// answered `AGENT_OFFLINE`, a stream ends as when its agent leaves.
+    pub(crate) fn fail_inbox(&self, inbox: &str) {
+        self.pending.lock().expect("pending lock").remove(inbox);
+        self.streams.lock().expect("streams lock").remove(inbox);
+    }
+
     /// Sends a request to this agent and waits for its answer (the raw `data` JSON).
     pub async fn request(
         &self,
@@ -808,8 +957,21 @@ impl AgentLink {
                 sink.deliver(data);
                 true
             }
-            None => false,
+            None => self.forward_answer(inbox, data),
         }
+    }
+
+    /// An answer to a request another relay sent: passed on to that relay.
+    fn forward_answer(&self, inbox: &str, data: &str) -> bool {
+        let mut forwards = self.forwards.lock().expect("forwards lock");
+        let Some(forward) = forwards.get(inbox) else {
+            return false;
+        };
+        forward.answer(&self.id, inbox, data);
+        if forward.once {
+            forwards.remove(inbox);
+        }
+        true
     }
 
     /// Sends a request whose answer is a stream; its frames arrive decoded on the receiver,
@@ -871,6 +1033,12 @@ impl AgentLink {
     /// Forgets a stream that ended.
     pub fn close_stream(&self, inbox: &str) {
         self.streams.lock().expect("streams lock").remove(inbox);
+        if self.remote {
+            // The relay holding the agent forgets where to send this stream's frames.
+            let _ = self
+                .tx
+                .try_send(format!("{}{inbox}", crate::cluster::CLOSE_MARK));
+        }
     }
 
     /// Marks the agent as just heard from.

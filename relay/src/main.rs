@@ -76,6 +76,8 @@ enum Command {
         guards: GuardArgs,
         #[command(flatten)]
         console: zedops_relay::console_limits::ConsoleArgs,
+        #[command(flatten)]
+        nats: NatsArgs,
     },
     /// Copy this relay's SQLite database (users, sessions, tokens, agents, audit log,
     /// templates) into an empty PostgreSQL database, to move it into a cluster. Stop the relay
@@ -104,6 +106,40 @@ enum Command {
         #[command(subcommand)]
         command: AgentCommand,
     },
+}
+
+/// Joining a cluster of relays over NATS (`serve`); see docs/CLUSTER.md.
+#[derive(clap::Args)]
+struct NatsArgs {
+    /// Join a cluster of relays through these NATS servers (nats://HOST:4222 or tls://…,
+    /// comma-separated); the relays must share one PostgreSQL database (--database)
+    #[arg(long = "nats", env = "ZEDOPS_NATS_URL", value_name = "URL[,URL…]")]
+    urls: Option<String>,
+    /// NATS credentials file (JWT and NKey seed) to authenticate with
+    #[arg(long = "nats-creds", env = "ZEDOPS_NATS_CREDS", requires = "urls")]
+    creds: Option<PathBuf>,
+    /// PEM CA of the NATS servers' certificates (requires TLS to NATS)
+    #[arg(long = "nats-ca", env = "ZEDOPS_NATS_CA", requires = "urls")]
+    ca: Option<PathBuf>,
+    /// PEM client certificate for NATS servers that verify clients (with --nats-key)
+    #[arg(long = "nats-cert", env = "ZEDOPS_NATS_CERT", requires_all = ["urls", "nats_key"])]
+    nats_cert: Option<PathBuf>,
+    /// PEM private key of --nats-cert
+    #[arg(long = "nats-key", env = "ZEDOPS_NATS_KEY", requires = "nats_cert")]
+    nats_key: Option<PathBuf>,
+}
+
+impl NatsArgs {
+    fn into_options(self) -> anyhow::Result<Option<zedops_relay::cluster::ClusterOptions>> {
+        let Some(urls) = self.urls else {
+            return Ok(None);
+        };
+        let mut options = zedops_relay::cluster::ClusterOptions::from_urls(&urls)?;
+        options.credentials = self.creds;
+        options.ca = self.ca;
+        options.client_cert = self.nats_cert.zip(self.nats_key);
+        Ok(Some(options))
+    }
 }
 
 /// Bounds on unauthenticated peers and device session lifetimes (`serve`).
@@ -377,7 +413,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             max_agent_requests,
             guards,
             console,
+            nats,
         } => {
+            let cluster = nats.into_options()?;
+            if cluster.is_some() && !zedops_relay::store::is_postgres(&db) {
+                bail!(
+                    "relays in a cluster (--nats) must share a PostgreSQL database: add --database postgres://…"
+                );
+            }
             match zedops_relay::accept::raise_descriptor_limit() {
                 Some(limit) => tracing::info!(descriptors = limit, "descriptor limit"),
                 None => tracing::warn!("could not read or raise the descriptor limit"),
@@ -412,6 +455,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 guards.into_guards(),
             )
             .await?;
+            if let Some(cluster) = &cluster {
+                server.join_cluster(cluster).await?;
+            }
             let handle = server.shutdown_handle();
             tokio::spawn(async move {
                 shutdown_signal().await;

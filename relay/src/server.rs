@@ -137,6 +137,7 @@ impl Server {
             sessions: guards.sessions,
             connections,
             installer: installer.clone(),
+            registry_key: crate::registry_key::RegistryKey::for_db(&options.db),
         });
         let handle = ShutdownHandle { tx: Arc::new(tx) };
         Ok(Self {
@@ -169,6 +170,14 @@ impl Server {
     /// The database, for administration in the same process (tests, benchmarks).
     pub fn store(&self) -> Store {
         self.state.store.clone()
+    }
+
+    /// Joins a cluster of relays over NATS (see [`crate::cluster`]); before [`listen`](Self::listen).
+    pub async fn join_cluster(
+        &self,
+        options: &crate::cluster::ClusterOptions,
+    ) -> anyhow::Result<()> {
+        crate::cluster::join(&self.state, options).await
     }
 
     /// The live state, for tests and benchmarks that wait on connections.
@@ -218,6 +227,7 @@ fn router(state: Arc<AppState>, installer: Arc<Installer>, request_timeout: Dura
     Router::new()
         .merge(download::router(installer))
         .route("/healthz", get(http_api::healthz))
+        .route("/readyz", get(http_api::readyz))
         .route("/api/login", post(http_api::login))
         .route("/api/logout", post(http_api::logout))
         .route("/ws/agent", any(agent_endpoint::upgrade))

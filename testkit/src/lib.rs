@@ -4,6 +4,7 @@
 
 mod agent;
 pub mod docker;
+pub mod nats;
 pub mod postgres;
 pub mod registry;
 mod relay;
@@ -12,6 +13,7 @@ pub mod wire;
 
 pub use agent::{AgentBuilder, TestAgent};
 pub use docker::{TestContainers, require_docker};
+pub use nats::TestNats;
 pub use postgres::TestPostgres;
 pub use relay::{RelayBuilder, StoppedRelay, TestRelay};
 pub use tls::TestPki;

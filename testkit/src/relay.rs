@@ -37,6 +37,7 @@ pub struct RelayBuilder {
     listen: SocketAddr,
     dir: Option<Arc<tempfile::TempDir>>,
     database: Option<String>,
+    nats: Option<String>,
 }
 
 impl Default for RelayBuilder {
@@ -48,6 +49,7 @@ impl Default for RelayBuilder {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             dir: None,
             database: None,
+            nats: None,
         }
     }
 }
@@ -78,6 +80,13 @@ impl RelayBuilder {
         self
     }
 
+    /// Join a cluster through this NATS server (e.g. [`TestNats::url`](crate::TestNats::url));
+    /// the relays of a cluster share one [`database`](Self::database).
+    pub fn nats(mut self, url: String) -> Self {
+        self.nats = Some(url);
+        self
+    }
+
     /// Starts the relay and waits until it listens.
     pub async fn start(self) -> TestRelay {
         init_tracing();
@@ -99,6 +108,13 @@ impl RelayBuilder {
         })
         .await
         .expect("relay starts");
+        if let Some(nats) = &self.nats {
+            let options = zedops_relay::cluster::ClusterOptions::from_urls(nats).expect("NATS URL");
+            server
+                .join_cluster(&options)
+                .await
+                .expect("relay joins the cluster");
+        }
         let (url, addr, store, state, handle) = (
             server.url(),
             server.local_addr(),
@@ -146,6 +162,7 @@ impl StoppedRelay {
             listen: self.addr,
             dir: Some(self.dir.clone()),
             database: self.database.clone(),
+            nats: None,
         }
     }
 }

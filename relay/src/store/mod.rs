@@ -19,6 +19,7 @@ mod agents;
 mod audit;
 pub mod copy;
 mod fields;
+pub mod registry_logins;
 mod sessions;
 pub mod templates;
 mod tokens;
@@ -280,6 +281,14 @@ impl Store {
             Backend::Sqlite(_) => "sqlite",
             Backend::Postgres(_) => "postgres",
         }
+    }
+
+    /// Whether the database answers a trivial query (for `/readyz`).
+    pub async fn ping(&self) -> bool {
+        with_pool!(self, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .is_ok())
     }
 
     /// Closes the pool (on SQLite, flushing the WAL).

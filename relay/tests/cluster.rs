@@ -1,0 +1,418 @@
+//! Relays in a cluster (issue 18): two or three real relays sharing one real PostgreSQL
+//! database and one real `nats-server`; agents are fake (raw WebSockets) so every frame an
+//! agent receives can be counted. Under CI=true a missing PostgreSQL or nats-server fails.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use zedops_protocol::Role;
+use zedops_testkit::wire::{self, FakeAgent, Ws};
+use zedops_testkit::{TestNats, TestPostgres, TestRelay};
+
+/// A NATS server, and `n` relays on one fresh database joined through it.
+async fn cluster(n: usize) -> Option<(TestNats, Vec<TestRelay>)> {
+    let postgres = TestPostgres::shared()?;
+    let nats = TestNats::start()?;
+    let database = postgres.database();
+    let mut relays = Vec::new();
+    for _ in 0..n {
+        relays.push(
+            TestRelay::builder()
+                .database(database.clone())
+                .nats(nats.url())
+                .start()
+                .await,
+        );
+    }
+    Some((nats, relays))
+}
+
+/// A client socket on `relay`, signed in as a new admin.
+async fn admin(relay: &TestRelay, user: &str) -> Ws {
+    let token = relay.login(user, Role::Admin).await;
+    wire::client_hello(relay, &token).await
+}
+
+/// Sends a request and returns the answer to its inbox (pushes before it are skipped).
+async fn ask(ws: &mut Ws, subject: &str, data: Value) -> Value {
+    let inbox = format!("_INBOX.{}", uuid::Uuid::new_v4().simple());
+    wire::send(
+        ws,
+        json!({"subject": subject, "reply": inbox, "data": data}),
+    )
+    .await;
+    loop {
+        let frame = wire::next_text(ws).await.expect("an answer");
+        if frame["subject"] == inbox {
+            return frame["data"].clone();
+        }
+    }
+}
+
+/// The next push with this subject (others skipped).
+async fn push(ws: &mut Ws, subject: &str) -> Value {
+    loop {
+        let frame = wire::next_text(ws).await.expect("a push");
+        if frame["subject"] == subject {
+            return frame["data"].clone();
+        }
+    }
+}
+
+/// Waits until `relay` sees the agent online (or not), on whichever relay it is.
+async fn wait_seen(relay: &TestRelay, id: &str, online: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while relay.state.hub.online().contains_key(id) != online {
+        assert!(
+            Instant::now() < deadline,
+            "agent {id} not online={online} within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The next request with this subject the agent receives (others, such as the relay's own
+/// `registry.logins` after a connect, are left unanswered).
+async fn request_for(agent: &mut FakeAgent, subject: &str) -> Value {
+    loop {
+        let frame = agent.request().await.expect("a request reaches the agent");
+        if frame["subject"] == subject {
+            return frame;
+        }
+    }
+}
+
+/// Answers every request with its own subject and inbox, recording each inbox it got.
+fn answer_all(mut agent: FakeAgent, seen: Arc<Mutex<Vec<String>>>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(frame) = agent.request().await {
+            if let Some(inbox) = frame["reply"].as_str() {
+                seen.lock().unwrap().push(inbox.to_string());
+                agent
+                    .send(json!({"subject": inbox, "data": {"containers": [], "asked": frame["subject"]}}))
+                    .await;
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_client_on_one_relay_reaches_an_agent_on_another() {
+    let Some((_nats, relays)) = cluster(2).await else {
+        return;
+    };
+    let (a, b) = (&relays[0], &relays[1]);
+    let mut client = admin(b, "alice").await;
+    let mut watcher = admin(b, "watcher").await;
+    ask(&mut watcher, "event.subscribe", json!({})).await;
+
+    let mut agent = FakeAgent::enrol(a, "web-1").await.expect("enrols on A");
+    let id = agent.id.clone();
+    // B's clients are told it is online, and B lists it online.
+    let status = push(&mut watcher, "agent.status").await;
+    assert_eq!(
+        (status["agentId"].as_str(), status["online"].as_bool()),
+        (Some(&*id), Some(true))
+    );
+    wait_seen(b, &id, true).await;
+    let list = ask(&mut client, "agent.list", json!({})).await;
+    let listed = &list["agents"].as_array().unwrap()[0];
+    assert_eq!(
+        (listed["name"].as_str(), listed["online"].as_bool()),
+        (Some("web-1"), Some(true))
+    );
+
+    // container.list by name through B reaches the agent on A, and its answer comes back.
+    let asked = tokio::spawn(async move {
+        let mut client = client;
+        let answer = ask(&mut client, "container.list", json!({"agentId": "web-1"})).await;
+        (client, answer)
+    });
+    let request = request_for(&mut agent, "container.list").await;
+    assert_eq!(request["data"]["agentId"], id.as_str());
+    let inbox = request["reply"].as_str().unwrap().to_string();
+    agent
+        .send(json!({"subject": inbox, "data": {"containers": [{"id": "c1"}]}}))
+        .await;
+    let (mut client, answer) = asked.await.unwrap();
+    assert_eq!(answer["containers"][0]["id"], "c1", "{answer}");
+
+    // A container action through B: answered and audited (in the shared database).
+    let stopping = tokio::spawn(async move {
+        let answer = ask(
+            &mut client,
+            "container.stop",
+            json!({"agentId": id.clone(), "containerId": "c1"}),
+        )
+        .await;
+        (client, answer)
+    });
+    let request = request_for(&mut agent, "container.stop").await;
+    let inbox = request["reply"].as_str().unwrap().to_string();
+    agent
+        .send(json!({"subject": inbox, "data": {"success": true, "containerId": "c1", "operation": "stop"}}))
+        .await;
+    let (mut client, answer) = stopping.await.unwrap();
+    assert_eq!(answer["success"], true, "{answer}");
+    let audit = ask(&mut client, "audit.list", json!({})).await;
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["operation"] == "stop" && e["result"] == "ok"),
+        "{audit}"
+    );
+
+    // A container event on A reaches B's subscribed client, with the agent's id set by A.
+    agent
+        .send(json!({"subject": "container.event", "data": {"agentId": "forged", "containerId": "c1", "name": "web", "action": "die", "timeNano": 1}}))
+        .await;
+    let event = push(&mut watcher, "container.event").await;
+    assert_eq!(
+        (event["agentId"].as_str(), event["action"].as_str()),
+        (Some(agent.id.as_str()), Some("die"))
+    );
+
+    // A log stream through B: chunks in order, then its end; back-pressure and cancel rules are
+    // the relay's usual ones, applied at B.
+    let inbox = "_INBOX.logs1";
+    wire::send(
+        &mut client,
+        json!({"subject": "container.logs", "reply": inbox,
+        "data": {"agentId": agent.id, "containerId": "c1", "follow": true}}),
+    )
+    .await;
+    let request = request_for(&mut agent, "container.logs").await;
+    let agent_inbox = request["reply"].as_str().unwrap().to_string();
+    for n in 0..3 {
+        agent.send(json!({"subject": agent_inbox, "data": {"lines": [{"stream": "stdout", "text": format!("line {n}")}]}})).await;
+    }
+    agent
+        .send(
+            json!({"subject": agent_inbox, "data": {"end": {"errorCode": null, "reason": "done"}}}),
+        )
+        .await;
+    let mut texts = Vec::new();
+    loop {
+        let frame = wire::next_text(&mut client).await.expect("a log frame");
+        if frame["subject"] != inbox {
+            continue;
+        }
+        if let Some(lines) = frame["data"]["lines"].as_array() {
+            texts.extend(
+                lines
+                    .iter()
+                    .map(|l| l["text"].as_str().unwrap().to_string()),
+            );
+        }
+        if !frame["data"]["end"].is_null() {
+            break;
+        }
+    }
+    assert_eq!(texts, ["line 0", "line 1", "line 2"]);
+
+    // The agent leaves A: B's clients are told, and a request through B is AGENT_OFFLINE.
+    drop(agent);
+    let status = push(&mut watcher, "agent.status").await;
+    assert_eq!(status["online"], false, "{status}");
+    wait_seen(b, &status["agentId"].as_str().unwrap().to_string(), false).await;
+    let answer = ask(&mut client, "container.list", json!({"agentId": "web-1"})).await;
+    assert_eq!(answer["errorCode"], "AGENT_OFFLINE", "{answer}");
+}
+
+#[tokio::test]
+async fn a_request_for_an_agent_no_relay_holds_is_agent_offline_at_once() {
+    let Some((_nats, relays)) = cluster(2).await else {
+        return;
+    };
+    let (a, b) = (&relays[0], &relays[1]);
+    let agent = FakeAgent::enrol(a, "gone-1").await.expect("enrols");
+    let id = agent.id.clone();
+    wait_seen(b, &id, true).await;
+    // B still believes A holds it (A has not said otherwise yet) while nobody does: NATS has no
+    // responder for the agent's subject, so the answer is AGENT_OFFLINE, not a timeout.
+    let link = b.state.hub.agent(&id).expect("B's stand-in");
+    drop(agent);
+    wait_seen(a, &id, false).await;
+    let request =
+        zedops_protocol::AgentRequest::ContainerList(zedops_protocol::ContainerListRequest {
+            agent_id: id.clone(),
+        });
+    let started = Instant::now();
+    let outcome = link.request(&request, Duration::from_secs(30)).await;
+    assert!(
+        matches!(outcome, Err(zedops_relay::hub::RouteError::Offline)),
+        "{outcome:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn revoking_on_one_relay_cuts_live_connections_on_another_within_a_second() {
+    let Some((_nats, relays)) = cluster(2).await else {
+        return;
+    };
+    let (a, b) = (&relays[0], &relays[1]);
+    let mut agent = FakeAgent::enrol(a, "doomed-1").await.expect("enrols");
+    wait_seen(b, &agent.id, true).await;
+    let mut victim = admin(a, "victim").await;
+    let sessions = {
+        let mut probe = admin(a, "victim").await;
+        ask(&mut probe, "session.list", json!({})).await
+    };
+    let mut boss = admin(b, "boss").await;
+
+    // The agent, revoked through B, is cut on A.
+    let started = Instant::now();
+    let answer = ask(&mut boss, "agent.revoke", json!({"agentId": agent.id})).await;
+    assert!(answer["errorCode"].is_null(), "{answer}");
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), agent.request()).await {
+            Ok(None) => break,
+            Ok(Some(_)) => continue,
+            Err(_) => panic!("the agent's connection on A was not cut within 1 s"),
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A device session, revoked through B, is cut on A.
+    let session_id = sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["user"] == "victim" && s["current"] == false)
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .expect("the victim's session");
+    let started = Instant::now();
+    let answer = ask(
+        &mut boss,
+        "session.revoke",
+        json!({"sessionId": session_id}),
+    )
+    .await;
+    assert!(answer["errorCode"].is_null(), "{answer}");
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), wire::next_frame(&mut victim)).await {
+            Ok(Err(_)) => break,
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("the session's connection on A was not cut within 1 s"),
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_agent_moving_between_relays_replaces_its_old_connection_and_never_gets_a_request_twice()
+{
+    let Some((_nats, relays)) = cluster(3).await else {
+        return;
+    };
+    let (a, b, c) = (&relays[0], &relays[1], &relays[2]);
+    let first = FakeAgent::enrol(a, "flappy").await.expect("enrols");
+    let (id, token) = (first.id.clone(), first.token.clone());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut holders = vec![answer_all(first, seen.clone())];
+    wait_seen(c, &id, true).await;
+
+    // A client on C asks all along while the agent flaps between A and B.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asking = {
+        let token = c.login("asker", Role::Admin).await;
+        let mut ws = wire::client_hello(c, &token).await;
+        let (stop, id) = (stop.clone(), id.clone());
+        tokio::spawn(async move {
+            let (mut ok, mut offline) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Paced under the relay's per-connection message rate.
+                tokio::time::sleep(Duration::from_millis(15)).await;
+                let answer = ask(&mut ws, "container.list", json!({"agentId": id})).await;
+                if answer["asked"] == "container.list" {
+                    ok += 1;
+                } else {
+                    assert!(
+                        ["AGENT_OFFLINE", "TIMEOUT"]
+                            .contains(&answer["errorCode"].as_str().unwrap_or("")),
+                        "{answer}"
+                    );
+                    offline += 1;
+                }
+            }
+            (ok, offline)
+        })
+    };
+    for round in 0..6 {
+        let to = if round % 2 == 0 { b } else { a };
+        let next = FakeAgent::auth(to, &id, &token).await;
+        holders.push(answer_all(next, seen.clone()));
+        // The old connection is closed by its relay: its answering task ends.
+        let old = &holders[holders.len() - 2];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !old.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the old connection stayed open"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, _offline) = asking.await.unwrap();
+    assert!(ok > 0, "no request got through");
+    let seen = seen.lock().unwrap();
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(
+        unique.len(),
+        seen.len(),
+        "a request reached the agent twice"
+    );
+    // The agent ends online (on A), and C says so.
+    wait_seen(c, &id, true).await;
+}
+
+#[tokio::test]
+async fn routing_resumes_after_nats_restarts() {
+    let Some((nats, relays)) = cluster(2).await else {
+        return;
+    };
+    let (a, b) = (&relays[0], &relays[1]);
+    let agent = FakeAgent::enrol(a, "steady").await.expect("enrols");
+    let id = agent.id.clone();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let _answering = answer_all(agent, seen.clone());
+    wait_seen(b, &id, true).await;
+    let mut client = admin(b, "carol").await;
+    let answer = ask(&mut client, "container.list", json!({"agentId": id})).await;
+    assert_eq!(answer["asked"], "container.list", "{answer}");
+
+    nats.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nats.resume();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = ask(&mut client, "container.list", json!({"agentId": id})).await;
+        if answer["asked"] == "container.list" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "routing did not resume: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
