@@ -100,6 +100,9 @@ error_codes! {
     TemplateExists = "TEMPLATE_EXISTS",
     /// Something unexpected failed inside the relay or agent; see its log.
     Internal = "INTERNAL",
+    /// The relay cannot reach what it needs for this right now (its PostgreSQL database, or
+    /// the NATS servers joining a cluster of relays): retry in a moment, or on another relay.
+    Unavailable = "UNAVAILABLE",
     /// Docker refused or failed to run a command in the container, or to attach to it.
     ExecFailed = "EXEC_FAILED",
     /// No file or directory at that path in the container.

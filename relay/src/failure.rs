@@ -1,6 +1,7 @@
 //! How the relay's own failures reach a peer: a database error becomes `INTERNAL` with a
-//! sentence saying where to look, and the error itself goes to the relay's log only (it may
-//! hold paths or SQL, which are no business of a client or an agent).
+//! sentence saying where to look (`UNAVAILABLE` when the database cannot be reached), and the
+//! error itself goes to the relay's log only (it may hold paths or SQL, which are no business
+//! of a client or an agent).
 
 use zedops_protocol::{ErrorCode, ErrorReply};
 
@@ -19,12 +20,11 @@ impl From<StoreError> for ErrorReply {
     fn from(e: StoreError) -> Self {
         let at = std::panic::Location::caller();
         tracing::error!(%e, %at, "store failure");
-        let text = if e.is_unavailable() {
-            DATABASE_UNAVAILABLE
-        } else {
-            DATABASE_FAILED
-        };
-        ErrorReply::new(ErrorCode::Internal, text)
+        if e.is_unavailable() {
+            // Distinct from INTERNAL: nothing is wrong with the request, and it can be retried.
+            return ErrorReply::new(ErrorCode::Unavailable, DATABASE_UNAVAILABLE);
+        }
+        ErrorReply::new(ErrorCode::Internal, DATABASE_FAILED)
     }
 }
 

@@ -526,6 +526,11 @@ impl Hub {
         self.cluster.get()
     }
 
+    /// False while this relay is in a cluster and cut off from NATS (as `/readyz` says).
+    pub fn cluster_ready(&self) -> bool {
+        self.cluster().is_none_or(|c| c.nats_connected())
+    }
+
     /// Limits a stand-in for a remote agent gets (see [`AgentLink::remote`]).
     pub(crate) fn link_limits(&self) -> (usize, usize) {
         (self.agent_in_flight, self.agent_streams)

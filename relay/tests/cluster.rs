@@ -401,7 +401,24 @@ async fn routing_resumes_after_nats_restarts() {
     assert_eq!(answer["asked"], "container.list", "{answer}");
 
     nats.stop();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Meanwhile a request for the agent on A is UNAVAILABLE (not AGENT_OFFLINE: it is still
+    // connected), at once; and B is not ready for a load balancer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.state.hub.cluster_ready() {
+        assert!(Instant::now() < deadline, "B did not notice NATS went away");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    let answer = ask(&mut client, "container.list", json!({"agentId": id})).await;
+    assert_eq!(answer["errorCode"], "UNAVAILABLE", "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // Past the 4 s in which a silent relay is dropped: A's agent is still listed online.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(b.state.hub.online().contains_key(&id));
     nats.resume();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {

@@ -331,8 +331,21 @@ async fn a_client_is_told_in_plain_words_when_the_database_is_down() {
     let zedops_client::ClientError::Remote(reply) = &err else {
         panic!("{err:?}");
     };
-    assert_eq!(reply.error_code, zedops_protocol::ErrorCode::Internal);
+    assert_eq!(reply.error_code, zedops_protocol::ErrorCode::Unavailable);
     assert!(reply.error.contains("cannot be reached"), "{}", reply.error);
+    // A write too, and /readyz tells a load balancer the relay cannot serve.
+    let err = admin
+        .create_token(None)
+        .await
+        .expect_err("the database is down");
+    assert_eq!(
+        err.error_code(),
+        Some(zedops_protocol::ErrorCode::Unavailable),
+        "{err:?}"
+    );
+    let ready = reqwest_status(&relay, "/readyz").await;
+    assert_eq!(ready.0, 503, "{}", ready.1);
+    assert!(ready.1.contains(r#""database":false"#), "{}", ready.1);
     pg.resume();
     let mut back = false;
     for _ in 0..50 {
@@ -346,4 +359,21 @@ async fn a_client_is_told_in_plain_words_when_the_database_is_down() {
         back,
         "the relay's requests work again once PostgreSQL is back"
     );
+    assert_eq!(reqwest_status(&relay, "/readyz").await.0, 200);
+}
+
+/// Status code and body of a plain GET to the relay (HTTP/1.1 over a raw socket).
+async fn reqwest_status(relay: &TestRelay, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).await.unwrap();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
 }

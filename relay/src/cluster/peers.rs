@@ -10,7 +10,7 @@ use async_nats::{HeaderMap, Message};
 use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, info, warn};
-use zedops_protocol::{AgentRequestKind, AgentStatus, Frame};
+use zedops_protocol::{AgentRequestKind, AgentStatus, ErrorCode, ErrorReply, Frame};
 
 use super::wire::{self, Outbox, Presence, RelayHello, header};
 use super::{CLOSE_MARK, ClusterOptions, Forward, is_stream};
@@ -143,6 +143,10 @@ impl Cluster {
             },
         );
         Ok(cluster)
+    }
+
+    fn nats_up(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
     }
 
     fn state(&self) -> Option<Arc<AppState>> {
@@ -338,6 +342,10 @@ impl Cluster {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = reconnected.notified() => {
+                    // Relays could not be heard while NATS was away: a fresh grace for each.
+                    for seen in self.relays.lock().expect("relays lock").values_mut() {
+                        *seen = Instant::now();
+                    }
                     self.out.json(wire::SYNC, &hello);
                     if let Some(state) = self.state() {
                         self.announce_all(&state);
@@ -348,6 +356,14 @@ impl Cluster {
             }
             self.out.json(wire::ALIVE, &hello);
             let Some(state) = self.state() else { return };
+            if !self.nats_up() {
+                // Silence is NATS's, not the relays': keep their agents (requests to them are
+                // answered UNAVAILABLE meanwhile).
+                for seen in self.relays.lock().expect("relays lock").values_mut() {
+                    *seen = Instant::now();
+                }
+                continue;
+            }
             let gone: Vec<String> = {
                 let mut relays = self.relays.lock().expect("relays lock");
                 let gone = relays
@@ -553,6 +569,13 @@ impl Cluster {
                 continue;
             }
             let inbox = Frame::decode(&text).ok().and_then(|f| f.reply);
+            if !self.nats_up() {
+                // Without NATS nothing reaches the other relays: say so at once.
+                if let (Some(inbox), Some(link)) = (&inbox, link.upgrade()) {
+                    unavailable(&link, inbox);
+                }
+                continue;
+            }
             let payload = bytes::Bytes::from(text);
             let mut delivered = false;
             for attempt in 0..=MOVED_RETRIES {
@@ -584,8 +607,12 @@ impl Cluster {
                 }
             }
             if !delivered && let (Some(inbox), Some(link)) = (inbox, link.upgrade()) {
-                // Nobody holds the agent: AGENT_OFFLINE at once rather than a timeout.
-                link.fail_inbox(&inbox);
+                if self.nats_up() {
+                    // Nobody holds the agent: AGENT_OFFLINE at once rather than a timeout.
+                    link.fail_inbox(&inbox);
+                } else {
+                    unavailable(&link, &inbox);
+                }
             }
         }
     }
@@ -674,7 +701,7 @@ impl Peers for Cluster {
     }
 
     fn nats_connected(&self) -> bool {
-        self.client.connection_state() == async_nats::connection::State::Connected
+        self.nats_up()
     }
 
     fn remote_online(&self) -> HashMap<String, i64> {
@@ -684,6 +711,25 @@ impl Peers for Cluster {
             .iter()
             .map(|(id, h)| (id.clone(), h.last_seen))
             .collect()
+    }
+}
+
+/// What a request for an agent on another relay is answered while NATS is unreachable.
+const NATS_UNAVAILABLE: &str = "the relays' message bus (NATS) cannot be reached right now, so agents connected to other relays are out of reach; try again in a moment";
+
+/// Answers the request on `inbox` `UNAVAILABLE` (a stream just ends, as when its agent leaves).
+fn unavailable(link: &AgentLink, inbox: &str) {
+    let waiting = link
+        .pending
+        .lock()
+        .expect("pending lock")
+        .contains_key(inbox);
+    if waiting {
+        let reply = ErrorReply::new(ErrorCode::Unavailable, NATS_UNAVAILABLE);
+        let data = serde_json::to_string(&reply).expect("replies serialise");
+        link.answer(inbox, &data);
+    } else {
+        link.fail_inbox(inbox);
     }
 }
 
