@@ -17,12 +17,14 @@ use zedops_client::{Client, ClientEvent, ContainerEvent};
 use crate::alerting::{self, AlertKind, NewAlert};
 use crate::events::{ConnectionChanged, ContainersUpdated};
 use crate::state::AppState;
-use crate::{tray, types};
+use crate::{image_updates, tray, types};
 
 /// What the forwarder keeps between pushes.
 struct Watch {
     alerts: alerts::Alerts,
     grace: grace::OfflineGrace,
+    /// The image updates already shown, so each pushed batch notifies once.
+    updates: image_updates::Announced,
 }
 
 pub fn spawn(app: AppHandle, client: Client) -> JoinHandle<()> {
@@ -35,7 +37,16 @@ pub fn spawn(app: AppHandle, client: Client) -> JoinHandle<()> {
         let mut watch = Watch {
             alerts: alerts::Alerts::default(),
             grace: grace::OfflineGrace::new(grace::from_env()),
+            updates: image_updates::Announced::default(),
         };
+        // What is known at sign-in shows as badges; only later finds are announced.
+        match client.updates(None).await {
+            Ok(listed) => listed
+                .agents
+                .iter()
+                .for_each(|a| watch.updates.seed(&a.state)),
+            Err(err) => tracing::debug!(%err, "could not list the image updates"),
+        }
         loop {
             // Wake for the next push, or when an agent's grace period runs out.
             let due = watch.grace.next_due();
@@ -190,6 +201,7 @@ async fn handle(app: &AppHandle, client: &Client, watch: &mut Watch, event: Clie
                 raise_alert(app, &mut watch.alerts, event);
             }
         }
+        ClientEvent::Updates(state) => new_image_updates(app, &mut watch.updates, &state),
         ClientEvent::Resync { missed } => {
             // Dropped events: the UI reloads everything, as after a reconnect.
             tracing::warn!(missed, "the relay dropped container events; reloading");
@@ -244,4 +256,40 @@ fn raise_alert(app: &AppHandle, alerts: &mut alerts::Alerts, event: ContainerEve
             },
         );
     }
+}
+
+/// An agent pushed its image updates: the UI's badges follow, and the containers that are news
+/// are announced in one notification (an alert like an agent going offline; muted agents list
+/// it without the popup).
+fn new_image_updates(
+    app: &AppHandle,
+    announced: &mut image_updates::Announced,
+    state: &zedops_protocol::UpdateState,
+) {
+    let _ = image_updates::ImageUpdatesChanged {
+        state: state.into(),
+    }
+    .emit(app);
+    let fresh = announced.fresh(state);
+    if fresh.is_empty() {
+        return;
+    }
+    let agent = app
+        .state::<AppState>()
+        .fleet()
+        .agent_name(&state.agent_id)
+        .unwrap_or(&state.agent_id)
+        .to_string();
+    let (title, body) = image_updates::batch_notice(&agent, &fresh);
+    alerting::raise(
+        app,
+        NewAlert {
+            kind: AlertKind::Updates,
+            agent_id: state.agent_id.clone(),
+            agent_name: agent,
+            container: (fresh.len() == 1).then(|| fresh[0].container.clone()),
+            title,
+            body,
+        },
+    );
 }

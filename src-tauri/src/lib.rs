@@ -12,6 +12,7 @@ pub mod events;
 pub mod files;
 pub mod fleet;
 mod forward;
+pub mod image_updates;
 mod notify;
 pub mod service;
 pub mod session;
@@ -69,12 +70,17 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             files::commands::make_dir,
             update::commands::offered_agent_version,
             update::commands::update_agents,
+            image_updates::commands::list_image_updates,
+            image_updates::commands::check_image_updates,
+            image_updates::commands::update_container,
+            image_updates::commands::update_all_containers,
         ])
         .events(collect_events![
             events::ContainersUpdated,
             events::AgentStatusChanged,
             events::ConnectionChanged,
             events::AlertsChanged,
+            image_updates::ImageUpdatesChanged,
         ])
         .typ::<error::ErrorCode>()
         // One TypeScript type per Rust type: the UI only receives these, never sends them back.

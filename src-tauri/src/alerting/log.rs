@@ -23,6 +23,8 @@ pub enum AlertKind {
     Offline,
     /// An agent whose offline alert was shown came back (good news: never counted as unseen).
     Online,
+    /// An agent's check found newer images (one alert per batch; never counted as unseen).
+    Updates,
 }
 
 /// An alert as it is raised, before the log numbers it.
@@ -72,7 +74,7 @@ impl AlertLog {
             id: self.next_id,
             at,
             // A muted agent must not light the tray either; good news needs no red dot.
-            seen: muted || alert.kind == AlertKind::Online,
+            seen: muted || matches!(alert.kind, AlertKind::Online | AlertKind::Updates),
             kind: alert.kind,
             agent_id: alert.agent_id,
             agent_name: alert.agent_name,

@@ -9,6 +9,7 @@
 mod deploy;
 #[allow(dead_code)]
 mod harness;
+mod updates;
 #[allow(dead_code)]
 mod webdriver;
 
@@ -99,6 +100,13 @@ static ONE_APP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 async fn the_desktop_app_deploys_opens_a_console_and_files_and_removes() {
     let _one = ONE_APP.lock().await;
     deploy::deploy_console_files_and_remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a display, tauri-driver, dunst, Docker and docker-registry: run scripts/test-desktop"]
+async fn the_desktop_app_shows_image_updates_updates_and_rolls_back() {
+    let _one = ONE_APP.lock().await;
+    updates::badge_update_and_rollback().await;
 }
 
 /// The agent row's mute toggle.

@@ -13,6 +13,7 @@ import type {
   SessionInfo,
 } from './backend';
 import { alerts } from './alerts.svelte';
+import { imageUpdates } from './imageUpdates.svelte';
 import { canOperate } from './deploy';
 import { markOnce } from './marks';
 import { makeRow, type Row } from './table';
@@ -118,6 +119,7 @@ export class AppModel {
       });
     }
     await alerts.listen();
+    await imageUpdates.listen();
     try {
       this.lastLogin = await backend.lastLogin();
     } catch (e) {
@@ -137,6 +139,7 @@ export class AppModel {
     this.#unlisten?.();
     this.#unlisten = null;
     alerts.stop();
+    imageUpdates.stop();
   }
 
   async signIn(relay: string, username: string, password: string): Promise<void> {
@@ -176,6 +179,7 @@ export class AppModel {
     this.toasts = [];
     this.removing = null;
     alerts.reset();
+    imageUpdates.reset();
   }
 
   private async enter(session: SessionInfo): Promise<void> {
@@ -183,6 +187,7 @@ export class AppModel {
     this.phase = 'signed-in';
     this.connection = { connected: true, reason: null };
     void alerts.load();
+    void imageUpdates.load();
     await this.refresh();
     markOnce('zedops:containers-listed');
   }

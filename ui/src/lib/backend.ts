@@ -309,3 +309,63 @@ export function updateAgents(
   channel.onmessage = onEvent;
   return call(() => commands.updateAgents(agentIds, canary, parallel, channel));
 }
+
+// Image updates (src-tauri/src/image_updates.rs): badges, Update, Update all.
+import type {
+  AgentImageUpdates,
+  ContainerUpdateEvent,
+  ContainerUpdateOutcome,
+  FleetItemState,
+  FleetUpdateEvent,
+  FleetUpdateSummary,
+  ImageUpdateCheck,
+  ImageUpdateView,
+  ImageUpdatesChanged,
+  UpdateResult,
+} from './bindings';
+export type {
+  AgentImageUpdates,
+  ContainerUpdateEvent,
+  ContainerUpdateOutcome,
+  FleetItemState,
+  FleetUpdateEvent,
+  FleetUpdateSummary,
+  ImageUpdateCheck,
+  ImageUpdateView,
+  ImageUpdatesChanged,
+  UpdateResult,
+};
+
+/** Every agent's containers with a newer image, as the relay keeps them. */
+export const listImageUpdates = (): Promise<AgentImageUpdates[]> => call(() => commands.listImageUpdates());
+/** (Operator) One agent (null: every connected agent) checks its images now. */
+export const checkImageUpdates = (agentId: string | null): Promise<ImageUpdateCheck> =>
+  call(() => commands.checkImageUpdates(agentId));
+
+/** (Operator) Updates one container; each step goes to `onEvent`. A rollback resolves too. */
+export function updateContainer(
+  agentId: string,
+  container: string,
+  onEvent: (e: ContainerUpdateEvent) => void,
+): Promise<ContainerUpdateOutcome> {
+  const channel = new Channel<ContainerUpdateEvent>();
+  channel.onmessage = onEvent;
+  return call(() => commands.updateContainer(agentId, container, channel));
+}
+
+/** (Operator) "Update all": canaries first, then `parallel` at a time, stopping at the first rollback. */
+export function updateAllContainers(
+  agentId: string | null,
+  canary: number,
+  parallel: number,
+  onEvent: (e: FleetUpdateEvent) => void,
+): Promise<FleetUpdateSummary> {
+  const channel = new Channel<FleetUpdateEvent>();
+  channel.onmessage = onEvent;
+  return call(() => commands.updateAllContainers(agentId, canary, parallel, channel));
+}
+
+/** Subscribes to the agents' pushed update lists; resolves to the function that unsubscribes. */
+export async function subscribeImageUpdates(handler: (e: ImageUpdatesChanged) => void): Promise<Unlisten> {
+  return events.imageUpdatesChanged.listen((e) => handler(e.payload));
+}

@@ -107,6 +107,22 @@ export const commands = {
 	 *  `on_event`; resolves with how many are online with the new version.
 	 */
 	updateAgents: (agentIds: string[], canary: number, parallel: number, onEvent: Channel<AgentUpdateEvent>) => __TAURI_INVOKE<number>("update_agents", { agentIds, canary, parallel, onEvent }),
+	/**  Every agent's containers with a newer image, as the relay keeps them (any role). */
+	listImageUpdates: () => __TAURI_INVOKE<AgentImageUpdates[]>("list_image_updates"),
+	/**  (Operator) Has one agent (`null`: every connected agent) check its images now. */
+	checkImageUpdates: (agentId: string | null) => __TAURI_INVOKE<ImageUpdateCheck>("check_image_updates", { agentId }),
+	/**
+	 *  (Operator) Updates one container to the newest build of its image; each step (and the
+	 *  pull's progress) arrives on `on_event`. A rollback resolves with its reason and log lines.
+	 *  The agent's list is pushed again and its updates checked again afterwards.
+	 */
+	updateContainer: (agentId: string, container: string, onEvent: Channel<ContainerUpdateEvent>) => __TAURI_INVOKE<ContainerUpdateOutcome>("update_container", { agentId, container, onEvent }),
+	/**
+	 *  (Operator) "Update all": every container with an update on `agent_id` (`null`: all agents),
+	 *  the first `canary` one at a time, then `parallel` at a time, stopping at the first rollback.
+	 *  Each container's state arrives on `on_event`; resolves with the summary.
+	 */
+	updateAllContainers: (agentId: string | null, canary: number, parallel: number, onEvent: Channel<FleetUpdateEvent>) => __TAURI_INVOKE<FleetUpdateSummary>("update_all_containers", { agentId, canary, parallel, onEvent }),
 };
 
 /** Events */
@@ -115,6 +131,7 @@ export const events = {
 	alertsChanged: makeEvent<AlertsChanged, AlertsChanged>("alerts-changed"),
 	connectionChanged: makeEvent<ConnectionChanged, ConnectionChanged>("connection-changed"),
 	containersUpdated: makeEvent<ContainersUpdated, ContainersUpdated>("containers-updated"),
+	imageUpdatesChanged: makeEvent<ImageUpdatesChanged, ImageUpdatesChanged>("image-updates-changed"),
 };
 
 /* Types */
@@ -132,6 +149,14 @@ export type ActionOutcome = {
 	 *  list failed.
 	 */
 	containers: ContainerView[] | null,
+};
+
+/**  One agent's updates, as last checked. */
+export type AgentImageUpdates = {
+	agentId: string,
+	/**  When its last check finished (Unix seconds); `null`: it never checked. */
+	checkedAt: number | null,
+	updates: ImageUpdateView[],
 };
 
 /**  The relay pushed an agent's new status: it came online or went offline. */
@@ -175,7 +200,9 @@ export type AlertKind =
 /**  An agent stayed offline longer than the grace period. */
 "offline" | 
 /**  An agent whose offline alert was shown came back (good news: never counted as unseen). */
-"online";
+"online" | 
+/**  An agent's check found newer images (one alert per batch; never counted as unseen). */
+"updates";
 
 /**  One listed alert. */
 export type AlertView = {
@@ -296,6 +323,34 @@ export type ContainerDetailView = {
 	health: HealthView | null,
 };
 
+/**  A step of one container's update, as it happens. */
+export type ContainerUpdateEvent = {
+	/**
+	 *  `pull`, `hook`, `rename-old`, `stop-old`, `create`, `start`, `health`, `remove-old`,
+	 *  `rollback`, …
+	 */
+	phase: string,
+	/**  The agent's sentence for the step (or the hook's outcome). */
+	message: string,
+	/**  The pull's progress, while it pulls. */
+	progress: PullProgressView | null,
+};
+
+/**  The end of one container's update. */
+export type ContainerUpdateOutcome = {
+	result: UpdateResult,
+	/**  In plain words: what happened and, after a rollback, what runs now. */
+	message: string,
+	/**  The step that failed, after a rollback. */
+	failedPhase: string | null,
+	/**  After a rollback: the new container's last log lines (empty when it never ran). */
+	logs: string[],
+	/**  After a rollback: false when the old container could not be put back yet. */
+	restored: boolean,
+	/**  The container's id now (a new one after an update). */
+	containerId: string | null,
+};
+
 /**  One container, running or not. */
 export type ContainerView = {
 	/**  Full 64-hex id. */
@@ -368,6 +423,31 @@ export type FileListView = {
 	truncated: boolean,
 };
 
+/**  Where one container of "Update all" is. */
+export type FleetItemState = "queued" | "updating" | "updated" | "rolled-back" | "failed" | "skipped";
+
+/**  One container's state in "Update all", as it changes. */
+export type FleetUpdateEvent = {
+	agentId: string,
+	agentName: string,
+	container: string,
+	state: FleetItemState,
+	canary: boolean,
+	/**  The current step, or how it ended, in words. */
+	detail: string,
+	/**  After a rollback: the new container's last log lines. */
+	logs: string[],
+};
+
+/**  The end of "Update all": how many of each, and the sentence to show. */
+export type FleetUpdateSummary = {
+	updated: number,
+	rolledBack: number,
+	failed: number,
+	skipped: number,
+	message: string,
+};
+
 export type HealthCheckView = {
 	start: string,
 	end: string,
@@ -387,6 +467,30 @@ export type HealthView = {
 export type ImageRemovedView = {
 	untagged: string[],
 	deleted: string[],
+};
+
+/**  The answer of "Check for updates": every agent's list, and the agents that could not check. */
+export type ImageUpdateCheck = {
+	agents: AgentImageUpdates[],
+	/**  One sentence per agent that could not check. */
+	failed: string[],
+};
+
+/**  One container whose image reference now has another build in its registry. */
+export type ImageUpdateView = {
+	container: string,
+	image: string,
+	currentDigest: string,
+	newDigest: string,
+	/**  When the agent first saw this build (Unix seconds). */
+	foundAt: number,
+	/**  The container's `zedops.update` label (`never`, `pinned`), if any. */
+	label: string | null,
+};
+
+/**  An agent pushed the result of a check: its list replaces the one shown. */
+export type ImageUpdatesChanged = {
+	state: AgentImageUpdates,
 };
 
 /**  One image on an agent's engine. */
@@ -559,6 +663,15 @@ export type TemplateView = {
 	updatedBy: string | null,
 	updatedAt: string,
 };
+
+/**  How one container's update ended. */
+export type UpdateResult = 
+/**  The new image runs under the container's name. */
+"updated" | 
+/**  It already ran the newest build: nothing was changed. */
+"unchanged" | 
+/**  The new image failed; the old container was put back. */
+"rolled-back";
 
 /**  Where one agent's update is. */
 export type UpdateState = 
