@@ -28,6 +28,9 @@ pub async fn upgrade(
         tracing::warn!(%addr, "refused a connection: at the connection limit");
         return socket::too_many_connections();
     }
+    if state.hub.drain.is_draining() {
+        return crate::drain::refuse_upgrade();
+    }
     socket::configure(ws).on_upgrade(move |ws| {
         let span = info_span!("agent", %addr, agent = tracing::field::Empty);
         let tasks = state.tasks.clone();

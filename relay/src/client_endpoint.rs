@@ -35,6 +35,9 @@ pub async fn upgrade(
         tracing::warn!(%addr, "refused a connection: at the connection limit");
         return socket::too_many_connections();
     }
+    if state.hub.drain.is_draining() {
+        return crate::drain::refuse_upgrade();
+    }
     socket::configure(ws).on_upgrade(move |ws| {
         let span = info_span!("client", %addr, user = tracing::field::Empty);
         let tasks = state.tasks.clone();
@@ -154,6 +157,12 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
                         }
                     }
                     Incoming::Frame(frame) => {
+                        // Refused while draining; counted while it runs, so a draining relay can
+                        // wait for it.
+                        if let Some(reply) = state.hub.drain.refusal() {
+                            let _ = socket.send_error(frame.reply.as_deref(), &reply).await;
+                            continue;
+                        }
                         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
                             let reply = ErrorReply::new(ErrorCode::RateLimited, format!("more than {MAX_IN_FLIGHT} requests in flight; wait for answers"));
                             let _ = socket.send_error(frame.reply.as_deref(), &reply).await;
@@ -161,7 +170,10 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
                         };
                         let (state, session, answers_tx, conn) = (state.clone(), session.clone(), answers_tx.clone(), conn.clone());
                         tokio::spawn(async move {
-                            match router::handle(&state, &session, &conn, frame).await {
+                            let counted = state.hub.drain.count();
+                            let reply = router::handle(&state, &session, &conn, frame).await;
+                            drop(counted);
+                            match reply {
                                 Reply::Frame(answer) => {
                                     let _ = answers_tx.send(answer.into()).await;
                                 }

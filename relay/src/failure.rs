@@ -13,6 +13,20 @@ pub const DATABASE_FAILED: &str = "the relay could not use its database; see the
 pub const DATABASE_UNAVAILABLE: &str =
     "the relay's database cannot be reached right now; try again in a moment";
 
+/// An audit entry could not be written, so `what` was not done: `UNAVAILABLE` (retry) when the
+/// database cannot be reached, else `INTERNAL` with `internal` (see the relay's log).
+pub(crate) fn audit_failed(e: &StoreError, what: &str, internal: &str) -> ErrorReply {
+    if e.is_unavailable() {
+        return ErrorReply::new(
+            ErrorCode::Unavailable,
+            format!(
+                "{what}: the relay's database cannot be reached right now; try again in a moment"
+            ),
+        );
+    }
+    ErrorReply::new(ErrorCode::Internal, internal)
+}
+
 impl From<StoreError> for ErrorReply {
     /// Logs the failure with the place it happened (the `?` or `map_err` that converted it),
     /// so `store.x().await?` needs no log line of its own.

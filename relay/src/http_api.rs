@@ -37,7 +37,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         .await
         .unwrap_or(false);
     let nats = state.hub.cluster().map(|c| c.nats_connected());
-    let draining = *state.shutdown.borrow();
+    let draining = *state.shutdown.borrow() || state.hub.drain.is_draining();
     let ready = database && nats != Some(false) && !draining;
     let status = if ready {
         StatusCode::OK

@@ -489,6 +489,8 @@ pub struct Hub {
     pub(crate) updates: crate::updates::UpdateStates,
     /// The other relays of a cluster, when this relay joined one (`--nats`).
     cluster: std::sync::OnceLock<Arc<dyn crate::cluster::Peers>>,
+    /// Whether the relay is draining before it stops, and the client requests in flight.
+    pub drain: crate::drain::Drain,
 }
 
 impl Default for Hub {
@@ -513,6 +515,7 @@ impl Hub {
             consoles: Default::default(),
             updates: Default::default(),
             cluster: Default::default(),
+            drain: Default::default(),
         }
     }
 

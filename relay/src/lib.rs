@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod connection;
 pub mod console_limits;
 pub mod download;
+pub mod drain;
 mod failure;
 pub(crate) mod http_api;
 pub mod hub;

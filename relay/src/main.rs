@@ -78,6 +78,10 @@ enum Command {
         console: zedops_relay::console_limits::ConsoleArgs,
         #[command(flatten)]
         nats: NatsArgs,
+        /// On SIGTERM, how long requests in flight may take to finish before every connection
+        /// is closed (agents and clients then reconnect, to another relay of a cluster)
+        #[arg(long, env = "ZEDOPS_DRAIN_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+        drain_timeout: Duration,
     },
     /// Copy this relay's SQLite database (users, sessions, tokens, agents, audit log,
     /// templates) into an empty PostgreSQL database, to move it into a cluster. Stop the relay
@@ -134,7 +138,8 @@ impl NatsArgs {
         let Some(urls) = self.urls else {
             return Ok(None);
         };
-        let mut options = zedops_relay::cluster::ClusterOptions::from_urls(&urls)?;
+        let from_env = std::env::var("ZEDOPS_NATS_URL").is_ok_and(|v| v == urls);
+        let mut options = zedops_relay::cluster::ClusterOptions::from_urls(&urls, from_env)?;
         options.credentials = self.creds;
         options.ca = self.ca;
         options.client_cert = self.nats_cert.zip(self.nats_key);
@@ -414,6 +419,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             guards,
             console,
             nats,
+            drain_timeout,
         } => {
             let cluster = nats.into_options()?;
             if cluster.is_some() && !zedops_relay::store::is_postgres(&db) {
@@ -458,11 +464,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(cluster) = &cluster {
                 server.join_cluster(cluster).await?;
             }
-            let handle = server.shutdown_handle();
+            let handle = server.drain_handle();
             tokio::spawn(async move {
                 shutdown_signal().await;
-                tracing::info!("shutting down");
-                handle.shutdown();
+                tracing::info!("shutting down (SIGTERM or Ctrl-C): draining first");
+                handle.drain(drain_timeout).await;
             });
             server.listen().await
         }

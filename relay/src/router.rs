@@ -463,8 +463,9 @@ async fn audit_pending(
     };
     state.store.audit_begin(pending).await.map_err(|e| {
         tracing::error!(%e, "could not write the audit log; the request was not sent");
-        ErrorReply::new(
-            ErrorCode::Internal,
+        crate::failure::audit_failed(
+            &e,
+            "the request was not sent (its audit entry could not be written)",
             "the relay could not write its audit log, so it did not send the request; see the relay's log",
         )
     })
@@ -793,8 +794,9 @@ async fn action(
     };
     let audit_id = state.store.audit_begin(pending).await.map_err(|e| {
         tracing::error!(%e, "could not write the audit log; the action was not sent");
-        ErrorReply::new(
-            ErrorCode::Internal,
+        crate::failure::audit_failed(
+            &e,
+            "the action was not sent (its audit entry could not be written)",
             "the relay could not write its audit log, so it did not send the action; see the relay's log",
         )
     })?;
@@ -841,8 +843,9 @@ fn audit_base(session: &Session) -> AuditEntry<'_> {
 async fn audit(state: &AppState, entry: AuditEntry<'_>) -> Result<(), ErrorReply> {
     state.store.audit(entry).await.map_err(|e| {
         tracing::error!(%e, "could not write the audit log");
-        ErrorReply::new(
-            ErrorCode::Internal,
+        crate::failure::audit_failed(
+            &e,
+            "nothing was done (the audit entry could not be written)",
             "the relay could not write its audit log; see the relay's log",
         )
     })

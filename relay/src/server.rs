@@ -77,6 +77,21 @@ pub struct ShutdownHandle {
     tx: Arc<watch::Sender<bool>>,
 }
 
+/// Drains a running relay, then stops it (see [`crate::drain`]).
+#[derive(Clone)]
+pub struct DrainHandle {
+    state: Arc<AppState>,
+    handle: ShutdownHandle,
+}
+
+impl DrainHandle {
+    /// Refuses new connections and requests, waits up to `timeout` for the requests in
+    /// flight, then closes every connection (1001, going away) and stops accepting.
+    pub async fn drain(&self, timeout: Duration) {
+        crate::drain::drain(&self.state, &self.handle, timeout).await;
+    }
+}
+
 impl ShutdownHandle {
     /// Closes every connection and stops accepting new ones.
     pub fn shutdown(&self) {
@@ -164,6 +179,14 @@ impl Server {
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.handle.clone()
+    }
+
+    /// Drains then stops this relay from elsewhere (`SIGTERM`; see [`crate::drain`]).
+    pub fn drain_handle(&self) -> DrainHandle {
+        DrainHandle {
+            state: self.state.clone(),
+            handle: self.handle.clone(),
+        }
     }
 
     /// The database, for administration in the same process (tests, benchmarks).

@@ -109,7 +109,8 @@ impl RelayBuilder {
         .await
         .expect("relay starts");
         if let Some(nats) = &self.nats {
-            let options = zedops_relay::cluster::ClusterOptions::from_urls(nats).expect("NATS URL");
+            let options =
+                zedops_relay::cluster::ClusterOptions::from_urls(nats, false).expect("NATS URL");
             server
                 .join_cluster(&options)
                 .await
@@ -168,6 +169,11 @@ impl StoppedRelay {
 }
 
 impl TestRelay {
+    /// Drains the relay as `SIGTERM` does (see `zedops_relay::drain`), then it stops.
+    pub async fn drain(&self, timeout: Duration) {
+        zedops_relay::drain::drain(&self.state, &self.handle, timeout).await;
+    }
+
     /// A builder for a relay on a free port with a fresh database.
     pub fn builder() -> RelayBuilder {
         RelayBuilder::default()

@@ -20,9 +20,10 @@ pub struct ClusterOptions {
 }
 
 impl ClusterOptions {
-    /// Parses `nats://a:4222,nats://b:4222`; a URL with a password is refused (command lines are
-    /// visible to every user of the machine: use a credentials file).
-    pub fn from_urls(list: &str) -> anyhow::Result<Self> {
+    /// Parses `nats://a:4222,nats://b:4222`. A URL with a password is refused unless
+    /// `password_allowed` (it came from `ZEDOPS_NATS_URL`, not the command line, which every
+    /// user of the machine can read): use a credentials file or the variable instead.
+    pub fn from_urls(list: &str, password_allowed: bool) -> anyhow::Result<Self> {
         let urls: Vec<String> = list
             .split(',')
             .map(str::trim)
@@ -36,9 +37,9 @@ impl ClusterOptions {
             let parsed: async_nats::ServerAddr = url.parse().with_context(|| {
                 format!("{:?} is not a NATS URL (nats://HOST:PORT)", shown(url))
             })?;
-            if parsed.password().is_some() {
+            if parsed.password().is_some() && !password_allowed {
                 bail!(
-                    "a NATS password in --nats is visible to every user of this machine; use --nats-creds with a credentials file"
+                    "a NATS password in --nats is visible to every user of this machine; put the URL in ZEDOPS_NATS_URL (e.g. a systemd EnvironmentFile) or use --nats-creds"
                 );
             }
         }
@@ -113,12 +114,14 @@ mod tests {
 
     #[test]
     fn urls_are_split_and_passwords_refused() {
-        let o = ClusterOptions::from_urls("nats://a:4222, nats://b:4222").unwrap();
+        let o = ClusterOptions::from_urls("nats://a:4222, nats://b:4222", false).unwrap();
         assert_eq!(o.urls, ["nats://a:4222", "nats://b:4222"]);
-        let err = ClusterOptions::from_urls("nats://u:secret@a:4222").unwrap_err();
-        assert!(err.to_string().contains("--nats-creds"), "{err}");
+        let err = ClusterOptions::from_urls("nats://u:secret@a:4222", false).unwrap_err();
+        assert!(err.to_string().contains("ZEDOPS_NATS_URL"), "{err}");
         assert!(!err.to_string().contains("secret"));
-        assert!(ClusterOptions::from_urls(" , ").is_err());
+        let from_env = ClusterOptions::from_urls("nats://u:secret@a:4222", true).unwrap();
+        assert_eq!(from_env.shown(), "nats://a:4222");
+        assert!(ClusterOptions::from_urls(" , ", false).is_err());
         assert_eq!(shown("nats://u:p@h:1"), "nats://h:1");
     }
 }
