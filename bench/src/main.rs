@@ -8,6 +8,7 @@ mod events;
 mod fake_peer;
 mod footprint;
 mod list;
+mod soak;
 mod stats;
 mod stats_load;
 mod throughput;
@@ -86,6 +87,26 @@ enum Command {
         )]
         binary: PathBuf,
     },
+    /// The soak: the agent as shipped and the release relay with 50 running containers, an
+    /// event a second and stats streamed one minute in ten; RSS of both every minute.
+    Soak {
+        #[arg(
+            long,
+            default_value = "target/x86_64-unknown-linux-musl/agent/zedops-agent"
+        )]
+        agent: PathBuf,
+        #[arg(long, default_value = "target/release/zedops-relay")]
+        relay: PathBuf,
+        #[arg(long, default_value_t = 50)]
+        containers: usize,
+        /// Length of the soak; growth is measured from minute 10 to the last.
+        #[arg(long, default_value_t = 60)]
+        minutes: u64,
+        /// Seconds in one minute of the schedule: 60 for the real soak, less to compress the
+        /// schedule (samples, stats windows) for a quick check; events stay one a second.
+        #[arg(long, default_value_t = 60)]
+        minute_seconds: u64,
+    },
     /// The release relay: RSS per idle agent connection.
     RelayMemory {
         #[arg(long, default_value = "target/release/zedops-relay")]
@@ -130,6 +151,22 @@ async fn main() -> anyhow::Result<()> {
             containers,
             seconds,
         } => stats_load::run(&binary, containers, seconds).await,
+        Command::Soak {
+            agent,
+            relay,
+            containers,
+            minutes,
+            minute_seconds,
+        } => {
+            soak::run(soak::Options {
+                agent: &agent,
+                relay: &relay,
+                containers,
+                minutes,
+                minute_seconds,
+            })
+            .await
+        }
         Command::Agent { binary } => footprint::agent(&binary).await,
         Command::RelayMemory {
             binary,
