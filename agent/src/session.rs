@@ -127,6 +127,9 @@ pub async fn run(
                 Identity::Enrolled(enrolled(&options.data_dir, &relay, name, welcome.clone())?);
         }
         tracing::info!(agent = ?welcome.name, id = ?welcome.agent_id, "connected to the relay; serving requests");
+        // Registry logins live as long as the connection: the relay sends the current ones
+        // after each welcome (none when it has none), so one removed meanwhile is not kept.
+        docker.set_registry_logins(Vec::new());
         status::write(
             &options.data_dir,
             &Status::connected(&welcome.name, &welcome.agent_id),
@@ -549,6 +552,15 @@ fn dispatch(
         }
         AgentRequest::ImagePull(request) => {
             streams.start_pull(docker.clone(), request, inbox, tx.clone())
+        }
+        AgentRequest::RegistryLogins(logins) => {
+            // Memory only; the passwords are never logged (RegistryLogin's Debug hides them).
+            let count = docker.set_registry_logins(logins.logins);
+            tracing::info!(count, "took the registry logins from the relay");
+            let stored = zedops_protocol::RegistryLoginsStored {
+                count: count as u32,
+            };
+            queue(tx, Envelope::new(&inbox, stored).to_json())
         }
         AgentRequest::ContainerUpdate(request) => crate::container_update::start(
             docker.clone(),

@@ -32,6 +32,7 @@ mod deploy;
 mod error;
 pub mod fleet_update;
 mod http;
+mod registry;
 pub mod store;
 mod streams;
 mod update_check;

@@ -60,7 +60,11 @@ fn sample(subject: &str) -> Value {
         subject::IMAGE_PULL | subject::IMAGE_REMOVE => {
             json!({"agentId": "no-such-agent", "image": "busybox:1"})
         }
-        subject::TEMPLATE_LIST => json!({}),
+        subject::TEMPLATE_LIST | subject::REGISTRY_LIST => json!({}),
+        subject::REGISTRY_ADD => {
+            json!({"server": "registry.invalid:5000", "username": "ci", "password": "pw"})
+        }
+        subject::REGISTRY_REMOVE => json!({"server": "no-such-registry.invalid"}),
         subject::TEMPLATE_SHOW | subject::TEMPLATE_REMOVE => json!({"name": "no-such-template"}),
         subject::TEMPLATE_ADD | subject::TEMPLATE_UPDATE => {
             json!({"template": {"name": "matrix-template", "spec": {"image": "busybox:1"}}})

@@ -34,6 +34,7 @@ use crate::error::{ErrorReply, ProtocolError};
 use crate::events::*;
 use crate::files::*;
 use crate::payload::*;
+use crate::registry::*;
 use crate::stream::*;
 use crate::subject;
 use crate::templates::*;
@@ -243,6 +244,12 @@ messages! {
         TemplateUpdate(Box<TemplateSaveRequest>) = subject::TEMPLATE_UPDATE => Admin,
         /// `template.remove`
         TemplateRemove(TemplateNameRequest) = subject::TEMPLATE_REMOVE => Admin,
+        /// `registry.add`: a private registry's login, kept encrypted at the relay.
+        RegistryAdd(RegistryAddRequest) = subject::REGISTRY_ADD => Admin,
+        /// `registry.list`: servers and users, never passwords.
+        RegistryList(RegistryListRequest) = subject::REGISTRY_LIST => Admin,
+        /// `registry.remove`
+        RegistryRemove(RegistryRemoveRequest) = subject::REGISTRY_REMOVE => Admin,
         /// `container.exec`: a console session (admin: a shell is root in the container).
         ContainerExec(ExecRequest) = subject::CONTAINER_EXEC => Admin,
         /// `container.attach`: the main process's console.
@@ -339,6 +346,8 @@ messages! {
         UpdatesCheck(UpdateCheckRequest) = subject::UPDATES_CHECK,
         /// `container.update`: answered with a stream.
         ContainerUpdate(ContainerUpdateRequest) = subject::CONTAINER_UPDATE,
+        /// `registry.logins`: every private registry login (kept in memory only).
+        RegistryLogins(RegistryLogins) = subject::REGISTRY_LOGINS,
         /// `error`: the relay could not handle a frame the agent sent (never answered).
         Error(ErrorReply) = subject::ERROR,
     }
@@ -478,7 +487,14 @@ mod tests {
             subject::IMAGE_REMOVE => {
                 json!({"agentId": AGENT, "image": "nginx:1.27", "force": false})
             }
-            subject::TEMPLATE_LIST => json!({}),
+            subject::TEMPLATE_LIST | subject::REGISTRY_LIST => json!({}),
+            subject::REGISTRY_ADD => {
+                json!({"server": "registry.example:5000", "username": "ci", "password": "pw"})
+            }
+            subject::REGISTRY_REMOVE => json!({"server": "registry.example:5000"}),
+            subject::REGISTRY_LOGINS => json!({
+                "logins": [{"server": "registry.example:5000", "username": "ci", "password": "pw"}],
+            }),
             subject::TEMPLATE_SHOW | subject::TEMPLATE_REMOVE => json!({"name": "web"}),
             subject::TEMPLATE_ADD | subject::TEMPLATE_UPDATE => json!({
                 "template": {"name": "web", "spec": {"image": "nginx:1.27"}},
@@ -637,6 +653,9 @@ mod tests {
             (subject::TEMPLATE_ADD, Need::Admin),
             (subject::TEMPLATE_UPDATE, Need::Admin),
             (subject::TEMPLATE_REMOVE, Need::Admin),
+            (subject::REGISTRY_ADD, Need::Admin),
+            (subject::REGISTRY_LIST, Need::Admin),
+            (subject::REGISTRY_REMOVE, Need::Admin),
             (subject::UPDATES_LIST, Need::Read),
             (subject::UPDATES_CHECK, Need::Operate),
             (subject::CONTAINER_UPDATE, Need::Operate),

@@ -113,6 +113,14 @@ pub const TEMPLATE_ADD: &str = "template.add";
 pub const TEMPLATE_UPDATE: &str = "template.update";
 /// Client → relay (admin): remove a template.
 pub const TEMPLATE_REMOVE: &str = "template.remove";
+/// Client → relay (admin): store the login for a private registry.
+pub const REGISTRY_ADD: &str = "registry.add";
+/// Client → relay (admin): the stored registry logins (servers and users, never passwords).
+pub const REGISTRY_LIST: &str = "registry.list";
+/// Client → relay (admin): forget a registry's login.
+pub const REGISTRY_REMOVE: &str = "registry.remove";
+/// Relay → agent: every registry login, replacing what the agent held (memory only).
+pub const REGISTRY_LOGINS: &str = "registry.logins";
 
 // Console sessions and files (see `crate::console`, `crate::files`).
 /// Client → relay → agent (admin): run a command in a container; a streamed answer.

@@ -95,6 +95,15 @@ fn client_request(kind: ClientRequestKind, g: &mut SchemaGenerator) -> Option<Va
             request(of::<TemplateSaveRequest>(g), or_error::<TemplateSaved>(g))
         }
         K::TemplateRemove => request(of::<TemplateNameRequest>(g), or_error::<TemplateSaved>(g)),
+        K::RegistryAdd => request(of::<RegistryAddRequest>(g), or_error::<RegistryAdded>(g)),
+        K::RegistryList => request(
+            of::<RegistryListRequest>(g),
+            or_error::<RegistryListResponse>(g),
+        ),
+        K::RegistryRemove => request(
+            of::<RegistryRemoveRequest>(g),
+            or_error::<RegistryRemoved>(g),
+        ),
         K::ContainerExec => request(of::<ExecRequest>(g), stream_of::<ConsoleOutput>(g)),
         K::ContainerAttach => request(of::<AttachRequest>(g), stream_of::<ConsoleOutput>(g)),
         K::ContainerSend => request(of::<SendRequest>(g), or_error::<SendResult>(g)),
@@ -133,6 +142,8 @@ fn agent_request(kind: AgentRequestKind, g: &mut SchemaGenerator) -> Option<Valu
         K::ContainerCreate => request(of::<ContainerCreate>(g), stream_of::<DeployFrame>(g)),
         // The agent answers with its own fresh state; the relay gathers them.
         K::UpdatesCheck => request(of::<UpdateCheckRequest>(g), or_error::<UpdateState>(g)),
+        // Every registry login, from the relay (never from a client).
+        K::RegistryLogins => request(of::<RegistryLogins>(g), or_error::<RegistryLoginsStored>(g)),
         // What a client asks an agent for is forwarded with the same payload and answer.
         _ => return client_request(ClientRequestKind::from_subject(kind.subject())?, g),
     })

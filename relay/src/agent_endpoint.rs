@@ -86,6 +86,7 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
         .is_ok()
     {
         info!("agent connected");
+        crate::registry::on_connect(&state, &link);
         let mut ping = tokio::time::interval(state.timeouts.heartbeat_interval);
         ping.reset();
         let mut shutdown = state.shutdown.clone();

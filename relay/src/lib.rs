@@ -21,6 +21,8 @@ pub mod login_limit;
 pub(crate) mod lookup;
 pub mod policy;
 pub mod rate_limit;
+pub(crate) mod registry;
+pub mod registry_key;
 pub(crate) mod revocation;
 pub mod router;
 pub(crate) mod secret;

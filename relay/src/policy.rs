@@ -89,6 +89,10 @@ mod tests {
             (subject::TEMPLATE_ADD, [true, false, false]),
             (subject::TEMPLATE_UPDATE, [true, false, false]),
             (subject::TEMPLATE_REMOVE, [true, false, false]),
+            // Registry logins: admins only (even the list names what the fleet pulls from).
+            (subject::REGISTRY_ADD, [true, false, false]),
+            (subject::REGISTRY_LIST, [true, false, false]),
+            (subject::REGISTRY_REMOVE, [true, false, false]),
             // Console and files: a shell and file writes are root in the container (admins);
             // the game console and reading files are operators' daily work; viewers none.
             (subject::CONTAINER_EXEC, [true, false, false]),

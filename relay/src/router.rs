@@ -371,6 +371,13 @@ async fn serve(
         ClientRequest::TemplateRemove(request) => {
             templates::remove(state, session, request).await.map(json)
         }
+        ClientRequest::RegistryAdd(request) => crate::registry::add(state, session, request)
+            .await
+            .map(json),
+        ClientRequest::RegistryList(_) => crate::registry::list(state).await.map(json),
+        ClientRequest::RegistryRemove(request) => crate::registry::remove(state, session, request)
+            .await
+            .map(json),
         ClientRequest::ContainerUpdate(request) => {
             let container = request.container_id.clone();
             let link = audited_agent(

@@ -152,6 +152,7 @@ impl Server {
             sessions: guards.sessions,
             connections,
             installer: installer.clone(),
+            registry_key: crate::registry_key::RegistryKey::for_db(&options.db),
         });
         let handle = ShutdownHandle { tx: Arc::new(tx) };
         Ok(Self {

@@ -53,4 +53,6 @@ pub struct AppState {
     pub connections: Arc<Counter>,
     /// The agent builds served at /download (what `agent.update` installs).
     pub installer: Arc<crate::download::Installer>,
+    /// Seals the registry passwords kept in the database (see [`crate::registry_key`]).
+    pub registry_key: crate::registry_key::RegistryKey,
 }

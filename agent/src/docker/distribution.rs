@@ -92,13 +92,22 @@ impl DockerClient {
         timeout: Duration,
     ) -> Result<String, DockerError> {
         let docker = self.engine().await?;
-        let asked = tokio::time::timeout(timeout, docker.inspect_registry_image(reference, None));
+        let credentials = self.logins.for_image(reference);
+        let asked = tokio::time::timeout(
+            timeout,
+            docker.inspect_registry_image(reference, credentials),
+        );
         match asked.await {
             Err(_) => Err(DockerError::new(
                 ErrorCode::RegistryUnreachable,
                 format!("the registry did not answer within {} s", timeout.as_secs()),
             )),
-            Ok(Err(err)) => Err(DockerError::new(registry_code(&chain(&err)), chain(&err))),
+            Ok(Err(err)) => {
+                let (server, user) = self.logins.user_for(reference);
+                let message = chain(&err);
+                Err(DockerError::new(registry_code(&message), message)
+                    .with_login(&server, user, false))
+            }
             Ok(Ok(inspect)) => inspect.descriptor.digest.ok_or_else(|| {
                 DockerError::new(
                     ErrorCode::DockerPullFailed,

@@ -117,7 +117,7 @@ impl DockerClient {
         let image = with_tag(reference);
         let docker = self.engine().await?;
         let options = CreateImageOptionsBuilder::new().from_image(&image).build();
-        let mut stream = docker.create_image(Some(options), None, None);
+        let mut stream = docker.create_image(Some(options), None, self.logins.for_image(&image));
         let mut tracker = Tracker::new(&image);
         let interval = Duration::from_millis(1000 / u64::from(PULL_PROGRESS_PER_SEC.max(1)));
         let mut last_sent = Instant::now() - interval;
@@ -144,7 +144,10 @@ impl DockerClient {
                         let _ = progress.try_send(tracker.snapshot());
                     }
                 }
-                Err(err) => return Err(pull_error(&image, &chain(&err))),
+                Err(err) => {
+                    let (server, user) = self.logins.user_for(&image);
+                    return Err(pull_error(&image, &chain(&err)).with_login(&server, user, true));
+                }
             }
         }
         let _ = progress.try_send(tracker.snapshot());

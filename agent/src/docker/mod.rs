@@ -15,6 +15,7 @@ pub mod images;
 mod logs;
 pub mod own_container;
 pub mod recreate;
+pub mod registry_auth;
 mod stats;
 
 pub use events::DockerEvent;
@@ -90,6 +91,8 @@ pub struct DockerClient {
     policy: crate::policy::LocalPolicy,
     /// Largest file one `file.get` or `file.put` may move.
     max_file_size: u64,
+    /// Private registry logins from the relay (memory only).
+    logins: registry_auth::Logins,
 }
 
 impl DockerClient {
@@ -108,6 +111,7 @@ impl DockerClient {
             pulls: tokio::sync::Semaphore::new(zedops_protocol::MAX_PULLS_PER_AGENT),
             policy: crate::policy::LocalPolicy::default(),
             max_file_size: zedops_protocol::DEFAULT_MAX_FILE_SIZE,
+            logins: Default::default(),
         };
         if let Some(id) = &client.own_container {
             tracing::info!(container = %&id[..12], "running in a container; it will not be stopped or restarted");
@@ -160,6 +164,12 @@ impl DockerClient {
     /// What this server allows created containers.
     pub fn policy(&self) -> &crate::policy::LocalPolicy {
         &self.policy
+    }
+
+    /// Replaces the private registry logins (`registry.logins` from the relay); returns how
+    /// many are held.
+    pub fn set_registry_logins(&self, logins: Vec<zedops_protocol::RegistryLogin>) -> usize {
+        self.logins.replace(logins)
     }
 
     /// Sets the largest file one transfer may move (`--max-file-size`).
@@ -379,6 +389,7 @@ mod tests {
             pulls: tokio::sync::Semaphore::new(zedops_protocol::MAX_PULLS_PER_AGENT),
             policy: crate::policy::LocalPolicy::default(),
             max_file_size: zedops_protocol::DEFAULT_MAX_FILE_SIZE,
+            logins: Default::default(),
         }
     }
 

@@ -10,6 +10,7 @@ mod events;
 mod files;
 mod fleet;
 mod logs;
+mod registry;
 mod stats;
 mod table;
 mod tty;
@@ -106,6 +107,12 @@ enum Command {
     Template {
         #[command(subcommand)]
         command: deploy::TemplateCommand,
+    },
+    /// Logins to private image registries, kept encrypted at the relay and used by every agent
+    /// (admin)
+    Registry {
+        #[command(subcommand)]
+        command: registry::RegistryCommand,
     },
     /// Create a container on an agent from a template, pulling its image if missing (operator)
     Create(deploy::CreateArgs),
@@ -706,6 +713,7 @@ async fn run(cli: Cli) -> CliResult {
             }
         },
         Command::Template { command } => deploy::template(&global, command).await,
+        Command::Registry { command } => registry::registry(&global, command).await,
         Command::Update(args) => container_update::update(&global, args).await,
         Command::Create(args) => deploy::create(&global, args).await,
         Command::Rm(args) => deploy::rm(&global, args).await,

@@ -126,6 +126,20 @@ const TABLES: &[Table] = &[
             ("saved_at", Int),
         ],
     ),
+    (
+        // Copied sealed: the target relays need the same registry.key file.
+        "registry_logins",
+        "server",
+        &[
+            ("server", Text),
+            ("username", Text),
+            ("secret", Text),
+            ("created_by", Text),
+            ("created_at", Int),
+            ("updated_by", Text),
+            ("updated_at", Int),
+        ],
+    ),
 ];
 
 /// Rows read from the source at a time, so a long audit log is copied in bounded memory.

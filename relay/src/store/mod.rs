@@ -19,6 +19,7 @@ mod agents;
 mod audit;
 pub mod copy;
 mod fields;
+pub mod registry_logins;
 mod sessions;
 pub mod templates;
 mod tokens;

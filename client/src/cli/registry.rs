@@ -1,0 +1,114 @@
+//! `zedops registry add|list|rm`: logins to private image registries (admin). The password is
+//! read from stdin or a file, never from the command line, and is never printed.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use clap::builder::BoolishValueParser;
+use zedops_protocol::RegistryListResponse;
+
+use super::{CliResult, Global, JsonArg, connect, print_json, print_stdout, table};
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Store the login for a private registry (replacing an older one); every agent uses it
+    /// for pulls, deploys, updates and update checks of images from that registry
+    Add {
+        /// The registry, host[:port] (e.g. registry.example.com:5000; docker.io for Docker Hub)
+        server: String,
+        /// User name
+        #[arg(long)]
+        user: String,
+        /// Read the password or access token from the first line of stdin
+        #[arg(long, value_parser = BoolishValueParser::new())]
+        password_stdin: bool,
+        /// Read the password or access token from the first line of this file
+        #[arg(long, value_name = "FILE", conflicts_with = "password_stdin")]
+        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        output: JsonArg,
+    },
+    /// List the stored logins: servers and users, never passwords
+    List {
+        #[command(flatten)]
+        output: JsonArg,
+    },
+    /// Forget the login for a registry
+    Rm {
+        server: String,
+        #[command(flatten)]
+        output: JsonArg,
+    },
+}
+
+pub async fn registry(global: &Global, command: RegistryCommand) -> CliResult {
+    match command {
+        RegistryCommand::Add {
+            server,
+            user,
+            password_stdin,
+            password_file,
+            output,
+        } => {
+            let password = super::new_password(
+                password_stdin,
+                password_file.as_deref(),
+                "give the registry password with --password-stdin or --password-file FILE",
+            )?;
+            let client = connect(global).await?;
+            let added = client.add_registry(&server, &user, password).await;
+            client.close().await;
+            let added = added?;
+            if output.json {
+                return print_json(&added);
+            }
+            eprintln!(
+                "{} the login for {} (user {}); {} connected agent(s) have it",
+                if added.replaced { "replaced" } else { "stored" },
+                table::clean(&added.server),
+                table::clean(&added.username),
+                added.agents
+            );
+            Ok(())
+        }
+        RegistryCommand::List { output } => {
+            let client = connect(global).await?;
+            let registries = client.registries().await;
+            client.close().await;
+            let registries = registries?;
+            if output.json {
+                return print_json(&RegistryListResponse { registries });
+            }
+            let rows: Vec<Vec<String>> = registries
+                .iter()
+                .map(|r| {
+                    vec![
+                        table::clean(&r.server),
+                        table::clean(&r.username),
+                        table::clean(r.updated_by.as_deref().unwrap_or("-")),
+                        table::clean(&r.updated_at),
+                    ]
+                })
+                .collect();
+            print_stdout(&table::render(
+                &["SERVER", "USER", "UPDATED BY", "UPDATED"],
+                &rows,
+            ))
+        }
+        RegistryCommand::Rm { server, output } => {
+            let client = connect(global).await?;
+            let removed = client.remove_registry(&server).await;
+            client.close().await;
+            let removed = removed?;
+            if output.json {
+                return print_json(&removed);
+            }
+            eprintln!(
+                "removed the login for {}; {} connected agent(s) updated",
+                table::clean(&removed.server),
+                removed.agents
+            );
+            Ok(())
+        }
+    }
+}
