@@ -52,6 +52,8 @@ pub async fn create(
     }
     let request = &request;
     let work = async {
+        // Before a pull that may take minutes, and whether or not the container is started.
+        docker.check_host_ports(&request.spec).await?;
         let image = request.spec.image.as_str();
         let pulled = with_progress(inbox, tx, |progress| async move {
             docker.ensure_image(image, &progress).await

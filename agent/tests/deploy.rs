@@ -379,6 +379,53 @@ async fn name_and_port_clashes_are_told_apart_and_leave_nothing_behind() {
 }
 
 #[tokio::test]
+async fn a_port_clash_is_refused_at_create_even_without_start() {
+    let Some((docker, client, _registry)) = setup().await else {
+        return;
+    };
+    let cleanup = Cleanup::new("zd");
+    let (holder, port) = (cleanup.name("holder"), free_port());
+    let with_port = |ip: &str, protocol: PortProtocol| {
+        let mut spec = busybox(TEST_IMAGE);
+        spec.ports.push(PortSpec {
+            container: 80,
+            host: Some(port),
+            protocol,
+            host_ip: Some(ip.parse().unwrap()),
+        });
+        spec
+    };
+    let policy = LocalPolicy::default();
+    let spec = with_port("127.0.0.1", PortProtocol::Tcp);
+    let (_, end) = create(&client, &policy, request(&holder, spec.clone(), true)).await;
+    assert_eq!(end.error_code, None, "{}", end.reason);
+
+    // Not started, same port: refused at once, naming the port and the container holding it.
+    let second = cleanup.name("second");
+    let (_, end) = create(&client, &policy, request(&second, spec, false)).await;
+    assert_eq!(end.error_code, Some(ErrorCode::PortInUse), "{}", end.reason);
+    assert!(
+        end.reason.contains(&format!("{port}/tcp")) && end.reason.contains(&holder),
+        "{}",
+        end.reason
+    );
+    let gone = docker
+        .inspect_container(&second, None::<InspectContainerOptions>)
+        .await;
+    assert!(gone.is_err(), "a container was made despite the clash");
+
+    // The same number over UDP, or on another address, is no clash.
+    for (suffix, spec) in [
+        ("udp", with_port("127.0.0.1", PortProtocol::Udp)),
+        ("other-ip", with_port("127.0.0.2", PortProtocol::Tcp)),
+    ] {
+        let name = cleanup.name(suffix);
+        let (_, end) = create(&client, &policy, request(&name, spec, false)).await;
+        assert_eq!(end.error_code, None, "{suffix}: {}", end.reason);
+    }
+}
+
+#[tokio::test]
 async fn the_local_policy_refuses_whatever_the_relay_sends() {
     let Some((docker, client, _registry)) = setup().await else {
         return;

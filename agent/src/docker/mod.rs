@@ -14,6 +14,7 @@ pub mod exec;
 pub mod images;
 mod logs;
 pub mod own_container;
+mod ports;
 pub mod recreate;
 pub mod registry_auth;
 mod stats;
