@@ -514,3 +514,76 @@ async fn a_fleet_update_stops_at_a_canary_that_rolls_back_and_skips_never() {
         .collect();
     assert_eq!(left, [never.as_str()], "{listed}");
 }
+
+#[tokio::test]
+async fn a_fleet_update_takes_a_pinned_container_only_when_included() {
+    let _engine = ENGINE.lock().await;
+    let Some(docker) = require_docker().await else {
+        return;
+    };
+    let Some(registry) = TestRegistry::start().await else {
+        return;
+    };
+    let suffix = suffix();
+    let repo = format!("zt/pinned-{suffix}");
+    let mut cleanup = Cleanup::new("zt");
+    let reference = push_build(&docker, &registry, &repo, false).await;
+    cleanup.images.push(pull(&docker, &reference).await);
+    let pinned = format!("zfp-{suffix}");
+    cleanup.containers.push(pinned.clone());
+    run_default(&docker, &pinned, &reference, Some("pinned")).await;
+    let (old_image, _) = image_of(&docker, &pinned).await;
+
+    let relay = TestRelay::builder().start().await;
+    let agent_name = format!("pinned-{suffix}");
+    let _agent = TestAgent::builder(&relay).name(&agent_name).online().await;
+    let operator = relay.login("otto", Role::Operator).await;
+    let config = tempfile::tempdir().unwrap();
+    let zed = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (url, token, config) = (
+            relay.url.clone(),
+            operator.clone(),
+            config.path().to_path_buf(),
+        );
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            headless(&url, &token, &config, &args, "").await
+        }
+    };
+    push_build(&docker, &registry, &repo, false).await;
+    json(&zed(&["updates", "--agent", &agent_name, "--check", "--json"]).await);
+    let fleet = ["update", "--all", "--agent", &agent_name, "--stable", "1s"];
+
+    // Not named: skipped with how to update it, nothing touched.
+    let out = zed(&fleet).await;
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{agent_name}/{pinned}: skipped: labelled zedops.update=pinned"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("summary: 0 updated, 0 rolled back, 0 failed, 1 skipped"),
+        "{stderr}"
+    );
+    assert_eq!(image_of(&docker, &pinned).await, (old_image.clone(), true));
+
+    // Named with --include (as AGENT/CONTAINER): updated.
+    let include = format!("{agent_name}/{pinned}");
+    let out = zed(&[&fleet[..], &["--include", &include]].concat()).await;
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("summary: 1 updated, 0 rolled back, 0 failed, 0 skipped"),
+        "{stderr}"
+    );
+    let (image, running) = image_of(&docker, &pinned).await;
+    assert!(
+        running && image != old_image,
+        "the pinned container runs the new build"
+    );
+    cleanup.images.push(image);
+}

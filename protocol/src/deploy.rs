@@ -47,6 +47,37 @@ pub const LABEL_CREATED_BY: &str = "zedops.created-by";
 /// `true`: the agent refuses to remove the container (`PROTECTED`).
 pub const LABEL_PROTECTED: &str = "zedops.protected";
 
+/// The `zedops.*` labels a spec (a template) may set: removal protection, and how updates treat
+/// the container (issue 15: `never`/`pinned`, the pre-update hook and its wait).
+pub const SPEC_ZEDOPS_LABELS: [&str; 4] = [
+    LABEL_PROTECTED,
+    crate::LABEL_UPDATE,
+    crate::LABEL_UPDATE_HOOK,
+    crate::LABEL_UPDATE_HOOK_WAIT,
+];
+
+/// Why an update label's value would not work, checked when the template is stored rather
+/// than at the first update: `zedops.update` is `never` or `pinned`, the hook a non-empty
+/// command, its wait whole seconds up to [`crate::MAX_HOOK_WAIT_SECS`].
+fn update_label_problem(key: &str, value: &str) -> Option<&'static str> {
+    match key {
+        crate::LABEL_UPDATE if !matches!(value, "never" | "pinned") => {
+            Some("zedops.update must be never or pinned")
+        }
+        crate::LABEL_UPDATE_HOOK if value.trim().is_empty() => {
+            Some("zedops.update.hook must be a command")
+        }
+        crate::LABEL_UPDATE_HOOK_WAIT
+            if value
+                .parse::<u32>()
+                .map_or(true, |secs| secs > crate::MAX_HOOK_WAIT_SECS) =>
+        {
+            Some("zedops.update.hook-wait must be whole seconds from 0 to 600")
+        }
+        _ => None,
+    }
+}
+
 /// What one container should be: the resolved form of a template.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -529,11 +560,14 @@ impl Validate for ContainerSpec {
                     "keys must be [A-Za-z0-9] then [A-Za-z0-9._/-], at most 128 bytes",
                 ));
             }
-            if key.starts_with(LABEL_PREFIX) && key != LABEL_PROTECTED {
+            if key.starts_with(LABEL_PREFIX) && !SPEC_ZEDOPS_LABELS.contains(&key.as_str()) {
                 return Err(invalid(
                     "labels",
-                    "zedops.* labels are set by ZedOps (only zedops.protected may be asked for)",
+                    "zedops.* labels are set by ZedOps (only zedops.protected, zedops.update, zedops.update.hook and zedops.update.hook-wait may be asked for)",
                 ));
+            }
+            if let Some(problem) = update_label_problem(key, value) {
+                return Err(invalid("labels", problem));
             }
             if !is_valid_value(value) {
                 return Err(invalid(
@@ -1005,8 +1039,31 @@ mod tests {
             bad(|s| s.resources.memory_swap_bytes = Some(1 << 30))
                 .starts_with("invalid resources.memorySwapBytes")
         );
+        // A template may say how updates treat its containers, checked when it is stored.
+        for (key, value, problem) in [
+            ("zedops.update", "sometimes", "never or pinned"),
+            ("zedops.update.hook", " ", "must be a command"),
+            ("zedops.update.hook-wait", "601", "from 0 to 600"),
+            ("zedops.update.hook-wait", "ten", "from 0 to 600"),
+        ] {
+            let mut s = spec();
+            s.labels.insert(key.into(), value.into());
+            let err = s.validate().unwrap_err().to_string();
+            assert!(
+                err.starts_with("invalid labels") && err.contains(problem),
+                "{err}"
+            );
+        }
         let mut ok = spec();
         ok.labels.insert(LABEL_PROTECTED.into(), "true".into());
+        ok.labels
+            .insert(crate::LABEL_UPDATE.into(), "pinned".into());
+        ok.labels.insert(
+            crate::LABEL_UPDATE_HOOK.into(),
+            "rcon-cli say 'restart in 60 s'".into(),
+        );
+        ok.labels
+            .insert(crate::LABEL_UPDATE_HOOK_WAIT.into(), "60".into());
         ok.ports.push(PortSpec {
             container: 16261,
             host: None,

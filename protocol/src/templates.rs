@@ -462,6 +462,35 @@ mod tests {
     }
 
     #[test]
+    fn a_template_carries_the_pre_update_hook_as_labels_checked_when_stored() {
+        let mut t = zomboid();
+        t.spec["labels"]["zedops.update.hook"] =
+            serde_json::json!("rcon-cli servermsg 'restart in ${HOOK_WAIT} s'");
+        t.spec["labels"]["zedops.update.hook-wait"] = serde_json::json!("${HOOK_WAIT}");
+        t.spec["labels"]["zedops.update"] = serde_json::json!("pinned");
+        t.variables.insert(
+            "HOOK_WAIT".into(),
+            serde_json::from_value(serde_json::json!({"default": "60"})).unwrap(),
+        );
+        t.check().unwrap();
+        let values = BTreeMap::from([("ADMIN_PASSWORD".to_string(), "x".to_string())]);
+        let labels = t.resolve(&values).unwrap().spec.labels;
+        assert_eq!(
+            labels["zedops.update.hook"],
+            "rcon-cli servermsg 'restart in 60 s'"
+        );
+        assert_eq!(labels["zedops.update.hook-wait"], "60");
+        // A wait the hook could not use is refused when the template is stored, naming it.
+        t.variables.get_mut("HOOK_WAIT").unwrap().default = Some("900".into());
+        let err = t.check().unwrap_err();
+        assert!(
+            err.error.contains("spec.labels") && err.error.contains("hook-wait"),
+            "{}",
+            err.error
+        );
+    }
+
+    #[test]
     fn variables_resolve_with_types_and_masks() {
         let t = zomboid();
         t.check().unwrap();

@@ -43,6 +43,10 @@ pub struct UpdateArgs {
     /// With --all: containers updated at once after the canaries
     #[arg(long, value_name = "N", requires = "all")]
     pub parallel: Option<usize>,
+    /// With --all: also update this container although it is labelled zedops.update=pinned
+    /// (repeatable; CONTAINER or AGENT/CONTAINER). Containers labelled never stay skipped.
+    #[arg(long, value_name = "[AGENT/]CONTAINER", requires = "all")]
+    pub include: Vec<String>,
     #[command(flatten)]
     pub output: JsonArg,
 }

@@ -69,7 +69,7 @@ pub async fn update_all(global: &Global, args: UpdateArgs) -> CliResult {
         agent: args.agent.clone(),
         canary: args.canary.unwrap_or(1),
         parallel: args.parallel.unwrap_or(2).max(1),
-        named: vec![],
+        named: args.include.clone(),
         update: args.options(),
     };
     let client = connect(global).await?;
