@@ -3,6 +3,8 @@
 
 pub mod admin;
 pub mod alerting;
+pub mod app_update;
+pub mod autostart;
 pub mod commands;
 pub mod console;
 pub mod deploy;
@@ -58,6 +60,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             deploy::commands::remove_container,
             deploy::commands::list_images,
             deploy::commands::remove_image,
+            deploy::commands::pull_image,
             console::commands::open_console,
             console::commands::console_input,
             console::commands::console_resize,
@@ -68,8 +71,15 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             files::commands::upload_file,
             files::commands::remove_file,
             files::commands::make_dir,
+            files::commands::open_file_for_edit,
+            files::commands::save_edited_file,
             update::commands::offered_agent_version,
             update::commands::update_agents,
+            autostart::open_at_login,
+            autostart::set_open_at_login,
+            app_update::check_app_update,
+            app_update::install_app_update,
+            app_update::restart_app,
             image_updates::commands::list_image_updates,
             image_updates::commands::check_image_updates,
             image_updates::commands::update_container,
@@ -112,6 +122,9 @@ pub fn run() {
         }))
         .plugin(tauri_plugin_window_state::Builder::new().build())
         .plugin(tauri_plugin_notification::init())
+        .plugin(autostart::plugin())
+        .plugin(tauri_plugin_updater::Builder::new().build())
+        .manage(app_update::PendingUpdate::default())
         .manage(state::AppState::default())
         .manage(detail::Watches::default())
         .manage(console::Consoles::default())
@@ -124,6 +137,7 @@ pub fn run() {
             if let Err(err) = tray::create(app.handle()) {
                 tracing::warn!(%err, "no tray icon");
             }
+            autostart::hide_if_started_at_login(app.handle());
             Ok(())
         })
         .on_window_event(window::on_event)

@@ -7,6 +7,8 @@
 //! Every missing part fails the test with what to do; nothing is skipped.
 
 mod deploy;
+mod files;
+mod platform;
 #[allow(dead_code)]
 mod harness;
 mod updates;
@@ -100,6 +102,27 @@ static ONE_APP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 async fn the_desktop_app_deploys_opens_a_console_and_files_and_removes() {
     let _one = ONE_APP.lock().await;
     deploy::deploy_console_files_and_remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a display, tauri-driver and a keyring: run scripts/test-desktop"]
+async fn the_desktop_app_opens_at_login_runs_once_and_keeps_its_window_size() {
+    let _one = ONE_APP.lock().await;
+    platform::open_at_login_single_instance_and_window_state().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a display, tauri-driver and a keyring: run scripts/test-desktop"]
+async fn the_desktop_app_updates_itself_only_with_its_own_key() {
+    let _one = ONE_APP.lock().await;
+    platform::updates_itself_only_with_its_key().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a display, tauri-driver, a keyring and Docker: run scripts/test-desktop"]
+async fn the_desktop_app_edits_uploads_and_removes_files_and_attaches() {
+    let _one = ONE_APP.lock().await;
+    files::edit_upload_mkdir_delete_and_attach().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

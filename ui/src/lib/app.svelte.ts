@@ -33,7 +33,9 @@ export type View =
   | { kind: 'images'; agentId: string }
   | { kind: 'templates' }
   /** "Update agents" (admins). */
-  | { kind: 'updates' };
+  | { kind: 'updates' }
+  /** This desk's settings: open at login, updates of the app. */
+  | { kind: 'settings' };
 export interface Toast {
   id: number;
   kind: 'success' | 'error' | 'info';

@@ -235,6 +235,12 @@ export const removeContainer = (agentId: string, containerId: string, force: boo
 export const listImages = (agentId: string): Promise<ImageView[]> => call(() => commands.listImages(agentId));
 export const removeImage = (agentId: string, image: string, force: boolean): Promise<ImageRemovedView> =>
   call(() => commands.removeImage(agentId, image, force));
+/** Pulls an image onto an agent; `onProgress` sees the pull. Resolves with the image's id. */
+export function pullImage(agentId: string, image: string, onProgress: (p: PullProgressView) => void): Promise<string> {
+  const channel = new Channel<PullProgressView>();
+  channel.onmessage = onProgress;
+  return call(() => commands.pullImage(agentId, image, channel));
+}
 
 // Console and Files (src-tauri/src/console.rs, files.rs).
 import type { ConsoleEvent, ConsoleKind, FileEntryView, FileListView, SavedFile } from './bindings';
@@ -289,6 +295,14 @@ export const removeFile = (agentId: string, containerId: string, path: string): 
   call(() => commands.removeFile(agentId, containerId, path));
 export const makeDir = (agentId: string, containerId: string, path: string): Promise<string> =>
   call(() => commands.makeDir(agentId, containerId, path));
+// The Files tab's editor: a text file read whole (at most 1 MiB) and saved back (admins).
+import type { OpenedFile, WrittenFile } from './bindings';
+export type { OpenedFile, WrittenFile };
+export const openFileForEdit = (agentId: string, containerId: string, path: string): Promise<OpenedFile> =>
+  call(() => commands.openFileForEdit(agentId, containerId, path));
+/** (Admin) Saves base64 `data` as the file `path` with permission bits `mode`. */
+export const saveEditedFile = (agentId: string, containerId: string, path: string, data: string, mode: number): Promise<WrittenFile> =>
+  call(() => commands.saveEditedFile(agentId, containerId, path, data, mode));
 
 // Agent self-update (src-tauri/src/update.rs).
 import type { AgentUpdateEvent, UpdateState } from './bindings';
@@ -309,6 +323,21 @@ export function updateAgents(
   channel.onmessage = onEvent;
   return call(() => commands.updateAgents(agentIds, canary, parallel, channel));
 }
+
+// This desk's settings (src-tauri/src/autostart.rs) and updates of the app itself
+// (src-tauri/src/app_update.rs).
+import type { AppUpdateCheck, AppUpdateInstalled } from './bindings';
+export type { AppUpdateCheck, AppUpdateInstalled };
+/** Whether ZedOps starts when you log in (read from the system's own list each time). */
+export const openAtLogin = (): Promise<boolean> => call(() => commands.openAtLogin());
+/** Turns "Open at login" on or off; answers the state read back from the system. */
+export const setOpenAtLogin = (enabled: boolean): Promise<boolean> => call(() => commands.setOpenAtLogin(enabled));
+/** Asks the update server whether a newer ZedOps exists. */
+export const checkAppUpdate = (): Promise<AppUpdateCheck> => call(() => commands.checkAppUpdate());
+/** Downloads, verifies (signature) and installs the update the last check found. */
+export const installAppUpdate = (): Promise<AppUpdateInstalled> => call(() => commands.installAppUpdate());
+/** Restarts ZedOps (after an update). */
+export const restartApp = (): Promise<void> => call(() => commands.restartApp());
 
 // Image updates (src-tauri/src/image_updates.rs): badges, Update, Update all.
 import type {

@@ -73,6 +73,11 @@ export const commands = {
 	/**  Removes an image (one in use or with several tags only with `force`). */
 	removeImage: (agentId: string, image: string, force: boolean) => __TAURI_INVOKE<ImageRemovedView>("remove_image", { agentId, image, force }),
 	/**
+	 *  Pulls an image onto an agent; the progress arrives on `on_progress`. Resolves with the
+	 *  image's id once the agent has it.
+	 */
+	pullImage: (agentId: string, image: string, onProgress: Channel<PullProgressView>) => __TAURI_INVOKE<string>("pull_image", { agentId, image, onProgress }),
+	/**
 	 *  Opens a console on a container: its main process (`attach`) or a `shell` (one of
 	 *  `/bin/sh`, `/bin/bash`, `/bin/ash`; `null` is `/bin/sh`) with a terminal of `cols`×`rows`.
 	 *  Events arrive on `on_event`; returns the session id for the other console commands.
@@ -99,6 +104,16 @@ export const commands = {
 	removeFile: (agentId: string, containerId: string, path: string) => __TAURI_INVOKE<string>("remove_file", { agentId, containerId, path }),
 	/**  (Admin) Makes a directory; returns its path. */
 	makeDir: (agentId: string, containerId: string, path: string) => __TAURI_INVOKE<string>("make_dir", { agentId, containerId, path }),
+	/**
+	 *  A text file read whole for the editor (at most 1 MiB; larger ones are refused with a sentence
+	 *  saying to download them): its bytes as base64, size, modification time and mode.
+	 */
+	openFileForEdit: (agentId: string, containerId: string, path: string) => __TAURI_INVOKE<OpenedFile>("open_file_for_edit", { agentId, containerId, path }),
+	/**
+	 *  (Admin) Saves the editor's bytes (base64, at most 1 MiB) as the file `path` with the
+	 *  permission bits `mode` it had; returns its new size and modification time.
+	 */
+	saveEditedFile: (agentId: string, containerId: string, path: string, data: string, mode: number) => __TAURI_INVOKE<WrittenFile>("save_edited_file", { agentId, containerId, path, data, mode }),
 	/**  The agent version the relay serves (signed), or `null` when it serves none. */
 	offeredAgentVersion: () => __TAURI_INVOKE<string | null>("offered_agent_version"),
 	/**
@@ -107,6 +122,19 @@ export const commands = {
 	 *  `on_event`; resolves with how many are online with the new version.
 	 */
 	updateAgents: (agentIds: string[], canary: number, parallel: number, onEvent: Channel<AgentUpdateEvent>) => __TAURI_INVOKE<number>("update_agents", { agentIds, canary, parallel, onEvent }),
+	/**  Whether ZedOps starts when you log in. */
+	openAtLogin: () => __TAURI_INVOKE<boolean>("open_at_login"),
+	/**  Turns "Open at login" on or off; answers the state read back from the system. */
+	setOpenAtLogin: (enabled: boolean) => __TAURI_INVOKE<boolean>("set_open_at_login", { enabled }),
+	/**  Asks the update server whether a newer ZedOps exists. */
+	checkAppUpdate: () => __TAURI_INVOKE<AppUpdateCheck>("check_app_update"),
+	/**
+	 *  Downloads the update found by the last check, verifies its signature and installs it. On
+	 *  Windows the installer takes over and the app exits; elsewhere it runs after a restart.
+	 */
+	installAppUpdate: () => __TAURI_INVOKE<AppUpdateInstalled>("install_app_update"),
+	/**  Restarts the app (after an update). */
+	restartApp: () => __TAURI_INVOKE<void>("restart_app"),
 	/**  Every agent's containers with a newer image, as the relay keeps them (any role). */
 	listImageUpdates: () => __TAURI_INVOKE<AgentImageUpdates[]>("list_image_updates"),
 	/**  (Operator) Has one agent (`null`: every connected agent) check its images now. */
@@ -252,6 +280,19 @@ export type AppError = {
 	message: string,
 };
 
+/**  What a check found. */
+export type AppUpdateCheck = {
+	/**  The version running now. */
+	currentVersion: string,
+	/**  A newer version, when there is one. */
+	available: AvailableAppUpdate | null,
+};
+
+/**  An installed update: the new version runs after a restart. */
+export type AppUpdateInstalled = {
+	version: string,
+};
+
 /**  One audit log entry: who did what to which container, and how it went. */
 export type AuditEntry = {
 	/**  The relay's id of the entry, in decimal (a string: JavaScript numbers lose digits past 2^53). */
@@ -267,6 +308,12 @@ export type AuditEntry = {
 	/**  `ok`, `failed` or `forbidden`. */
 	result: string,
 	errorCode: string | null,
+};
+
+export type AvailableAppUpdate = {
+	version: string,
+	/**  Release notes from the manifest. */
+	notes: string | null,
 };
 
 /**
@@ -560,6 +607,23 @@ export type MountView = {
 	readOnly: boolean,
 };
 
+/**
+ *  A file read whole for the editor, as the agent sent it: the bytes untouched (the window
+ *  decodes them, keeping the encoding and line endings) and what it knew of the file, so a save
+ *  can tell whether it changed on the server in between.
+ */
+export type OpenedFile = {
+	/**  The file as the agent normalised its path. */
+	path: string,
+	size: number,
+	/**  Unix seconds. */
+	mtime: number | null,
+	/**  Permission bits, e.g. 420 for `0644` (kept when the file is saved). */
+	mode: number,
+	/**  The bytes, base64. */
+	data: string,
+};
+
 /**  A published or exposed port. */
 export type PortView = {
 	privatePort: number,
@@ -780,6 +844,11 @@ export type WireCode =
 "TEMPLATE_EXISTS" | 
 /**  Something unexpected failed inside the relay or agent; see its log. */
 "INTERNAL" | 
+/**
+ *  The relay cannot reach what it needs for this right now (its PostgreSQL database, or
+ *  the NATS servers joining a cluster of relays): retry in a moment, or on another relay.
+ */
+"UNAVAILABLE" | 
 /**  Docker refused or failed to run a command in the container, or to attach to it. */
 "EXEC_FAILED" | 
 /**  No file or directory at that path in the container. */
@@ -810,6 +879,12 @@ export type WireCode =
  *  log lines come with it.
  */
 "UPDATE_ROLLED_BACK";
+
+/**  The file as written by a save: its new size and modification time. */
+export type WrittenFile = {
+	size: number,
+	mtime: number | null,
+};
 
 /* Tauri Specta runtime */
 type EventEmit<T> = [T] extends [null] ? () => Promise<void> : (payload: T) => Promise<void>;
