@@ -40,7 +40,9 @@ pub async fn forget(
     ca_file: Option<&Path>,
     insecure: bool,
 ) -> Result<AgentForgotten, ForgetError> {
-    let relay = RelayUrl::parse(relay_url, insecure)
+    // With several relays (a cluster), the first one: they share one database.
+    let first = relay_url.split(',').next().unwrap_or(relay_url).trim();
+    let relay = RelayUrl::parse(first, insecure)
         .context("check the relay URL")
         .map_err(ForgetError::Other)?;
     let tls = zedops_transport::client_config(ca_file)

@@ -48,7 +48,8 @@ struct GuardArgs {
 
 #[derive(Args)]
 struct InstallArgs {
-    /// Relay base URL, e.g. https://relay.example.com
+    /// Relay base URL, e.g. https://relay.example.com; several relays of a cluster
+    /// comma-separated, tried in order
     #[arg(long, env = "ZEDOPS_RELAY")]
     relay: String,
     /// Single-use registration token from `zedops-relay token create` [not needed once enrolled]
@@ -104,7 +105,8 @@ struct UninstallArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Relay base URL, e.g. https://relay.example.com
+    /// Relay base URL, e.g. https://relay.example.com; several relays of a cluster
+    /// comma-separated, tried in order
     #[arg(long, env = "ZEDOPS_RELAY")]
     relay: String,
     /// Single-use registration token from `zedops-relay token create` (first start only).

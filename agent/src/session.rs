@@ -56,7 +56,16 @@ pub async fn run(
     budget: PushBudget,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let relay = RelayUrl::parse(&options.relay_url, options.insecure)?;
+    // Several relays of a cluster (comma-separated): tried in order, the next after each failure.
+    let relays = options
+        .relay_url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| RelayUrl::parse(u, options.insecure))
+        .collect::<Result<Vec<_>, _>>()?;
+    ensure!(!relays.is_empty(), "no relay URL given (--relay)");
+    let relay = relays[0].clone();
     let tls = zedops_transport::client_config(options.ca_file.as_deref())?;
     let mut identity = identity(&options, &relay)?;
     let policy = LocalPolicy::new(&options.allow_bind, options.docker_host.as_deref())?;
@@ -84,14 +93,16 @@ pub async fn run(
     });
     // An update cut short by the agent's stop is finished or undone before anything else.
     crate::container_update::recover(&docker, &options.data_dir).await;
-    let url = relay.ws("/ws/agent");
+    let urls: Vec<String> = relays.iter().map(|r| r.ws("/ws/agent")).collect();
+    let mut next = 0usize;
     let mut shutdown = std::pin::pin!(shutdown);
     let mut backoff = Backoff::default();
     let mut failures = 0u32;
     loop {
+        let url = &urls[next % urls.len()];
         let attempt = tokio::select! {
             () = &mut shutdown => return Ok(()),
-            attempt = hello(&url, &tls, &identity, &docker) => attempt,
+            attempt = hello(url, &tls, &identity, &docker) => attempt,
         };
         let (writer, reader, welcome) = match attempt {
             Ok(connected) => connected,
@@ -110,6 +121,11 @@ pub async fn run(
                     status::write(&options.data_dir, &retrying);
                 } else {
                     tracing::debug!(%err, attempt = failures, "still cannot connect to the relay");
+                }
+                // The next relay at once; the backoff once every relay was tried.
+                next += 1;
+                if !next.is_multiple_of(urls.len()) {
+                    continue;
                 }
                 tokio::select! {
                     () = &mut shutdown => return Ok(()),
@@ -147,6 +163,8 @@ pub async fn run(
         {
             Ended::Shutdown => return Ok(()),
             Ended::Lost(reason) => {
+                // The relay that dropped it (stopping, draining) is tried last.
+                next += 1;
                 tracing::warn!(reason = ?reason.to_string(), "lost the connection to the relay; reconnecting");
                 let retrying = Status::retrying(&format!("lost the connection: {reason}"));
                 status::write(&options.data_dir, &retrying);
@@ -179,7 +197,7 @@ fn identity(options: &AgentOptions, relay: &RelayUrl) -> anyhow::Result<Identity
         if options.registration_token.is_some() {
             tracing::info!(id = %stored.agent_id, "already enrolled; ignoring the registration token");
         }
-        if stored.relay != relay.canonical() {
+        if stored.relay != relay.canonical() && !options.relay_url.contains(&stored.relay) {
             tracing::warn!(issued_by = %stored.relay, relay = %relay.canonical(), "credentials were issued for another relay URL; trying them anyway");
         }
         return Ok(Identity::Enrolled(stored));

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use zedops_protocol::Role;
 use zedops_testkit::wire::{self, FakeAgent, Ws};
-use zedops_testkit::{TestNats, TestPostgres, TestRelay};
+use zedops_testkit::{TestAgent, TestNats, TestPostgres, TestRelay};
 
 /// A NATS server, and `n` relays on one fresh database joined through it.
 async fn cluster(n: usize) -> Option<(TestNats, Vec<TestRelay>)> {
@@ -218,7 +218,7 @@ async fn a_client_on_one_relay_reaches_an_agent_on_another() {
     drop(agent);
     let status = push(&mut watcher, "agent.status").await;
     assert_eq!(status["online"], false, "{status}");
-    wait_seen(b, &status["agentId"].as_str().unwrap().to_string(), false).await;
+    wait_seen(b, status["agentId"].as_str().unwrap(), false).await;
     let answer = ask(&mut client, "container.list", json!({"agentId": "web-1"})).await;
     assert_eq!(answer["errorCode"], "AGENT_OFFLINE", "{answer}");
 }
@@ -374,7 +374,7 @@ async fn an_agent_moving_between_relays_replaces_its_old_connection_and_never_ge
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ok, _offline) = asking.await.unwrap();
     assert!(ok > 0, "no request got through");
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     let unique: HashSet<&String> = seen.iter().collect();
     assert_eq!(
         unique.len(),
@@ -432,4 +432,43 @@ async fn routing_resumes_after_nats_restarts() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn an_agent_given_two_relays_moves_to_the_second_when_the_first_stops() {
+    if zedops_testkit::require_docker().await.is_none() {
+        return;
+    }
+    let Some((_nats, mut relays)) = cluster(2).await else {
+        return;
+    };
+    let (a, b) = (relays.remove(0), relays.remove(0));
+    // The real agent, with --relay A,B.
+    let _agent = TestAgent::builder(&a)
+        .name("mover")
+        .also_relay(&b.url)
+        .online()
+        .await;
+    let id = a.state.hub.agent("mover").expect("on A").id.clone();
+    wait_seen(&b, &id, true).await;
+    let mut watcher = admin(&b, "watcher").await;
+    let answer = ask(&mut watcher, "container.list", json!({"agentId": "mover"})).await;
+    assert!(answer["containers"].is_array(), "{answer}");
+
+    // A stops (its agents are told to go away); the agent tries B next and comes back there.
+    a.stop().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = push(&mut watcher, "agent.status").await;
+        if status["agentId"] == id.as_str() && status["online"] == true {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not come back on B"
+        );
+    }
+    // Served by B itself now, with the client's session unchanged.
+    let answer = ask(&mut watcher, "container.list", json!({"agentId": "mover"})).await;
+    assert!(answer["containers"].is_array(), "{answer}");
 }

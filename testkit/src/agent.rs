@@ -65,6 +65,12 @@ impl TestAgent {
 }
 
 impl AgentBuilder<'_> {
+    /// Another relay (of the same cluster) to try after the first: `--relay A,B`.
+    pub fn also_relay(mut self, url: &str) -> Self {
+        self.options.relay_url = format!("{},{url}", self.options.relay_url);
+        self
+    }
+
     /// The name it enrols under (and that [`TestRelay::wait_agent`] waits for).
     pub fn name(mut self, name: &str) -> Self {
         self.options.name = Some(name.to_string());

@@ -133,9 +133,14 @@ pub fn install(options: &InstallOptions) -> anyhow::Result<bool> {
         );
     }
 
-    let relay = RelayUrl::parse(options.relay.trim(), options.insecure)
+    // Several relays of a cluster are comma-separated; each is checked, and kept in order.
+    let relay = options
+        .relay
+        .split(',')
+        .map(|url| RelayUrl::parse(url.trim(), options.insecure).map(|r| r.canonical()))
+        .collect::<Result<Vec<_>, _>>()
         .with_context(|| "check --relay")?
-        .canonical();
+        .join(",");
     ensure!(
         unit::is_plain_value(&relay),
         "the relay URL {relay:?} has characters the service configuration cannot hold; use a \
