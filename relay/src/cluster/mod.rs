@@ -68,16 +68,16 @@ pub(crate) fn is_stream(kind: zedops_protocol::AgentRequestKind) -> bool {
     use zedops_protocol::AgentRequestKind as K;
     // Not exhaustive on purpose: other helpers add subjects; a new streamed subject must be
     // added here (its forward would otherwise end after the first frame).
-    match kind {
+    matches!(
+        kind,
         K::ContainerLogs
-        | K::ContainerStats
-        | K::ContainerCreate
-        | K::ImagePull
-        | K::ContainerExec
-        | K::ContainerAttach
-        | K::FileGet
-        | K::FilePut
-        | K::ContainerUpdate => true,
-        _ => false,
-    }
+            | K::ContainerStats
+            | K::ContainerCreate
+            | K::ImagePull
+            | K::ContainerExec
+            | K::ContainerAttach
+            | K::FileGet
+            | K::FilePut
+            | K::ContainerUpdate
+    )
 }

@@ -110,7 +110,7 @@ impl Outbox {
         if self.tx.try_send(message).is_err() {
             // Logged on the first drop and every 1,000th after, so a flood does not flood the log.
             let n = self.dropped.fetch_add(1, Ordering::Relaxed);
-            if n % 1000 == 0 {
+            if n.is_multiple_of(1000) {
                 tracing::warn!(
                     dropped = n + 1,
                     "the cluster outbox is full (NATS slow or unreachable); messages dropped"
