@@ -13,7 +13,7 @@ use specta::Type;
 use tokio::io::AsyncWriteExt;
 use zedops_client::Client;
 use zedops_protocol::{
-    FileDone, FileGetRequest, FileKind, FileList, FilePathRequest, FilePutRequest,
+    FileDone, FileEntry, FileGetRequest, FileKind, FileList, FilePathRequest, FilePutRequest,
     MAX_CONSOLE_CHUNK_BYTES, StreamInput, encode_bytes, subject,
 };
 
@@ -301,6 +301,20 @@ pub async fn upload(
     path: &str,
     bytes: &[u8],
 ) -> Result<String, AppError> {
+    put(client, agent, container, path, bytes, None).await?;
+    Ok(path.to_string())
+}
+
+/// Writes `bytes` as the file `path` with permission bits `mode` (`0644` when `None`); returns
+/// the file as the agent wrote it.
+async fn put(
+    client: &Client,
+    agent: &str,
+    container: &str,
+    path: &str,
+    bytes: &[u8],
+    mode: Option<u32>,
+) -> Result<FileEntry, AppError> {
     if bytes.len() > MAX_UPLOAD_BYTES {
         return Err(AppError::new(
             ErrorCode::INVALID_INPUT,
@@ -312,7 +326,7 @@ pub async fn upload(
         container_id: container.to_string(),
         path: path.to_string(),
         size: bytes.len() as u64,
-        mode: None,
+        mode,
     };
     let mut transfer = client
         .file_put(&request)
@@ -346,11 +360,158 @@ pub async fn upload(
         credit += frame.grant as usize;
         if let Some(end) = frame.end {
             return match end.error_code {
-                None => Ok(path.to_string()),
+                None => frame.entry.ok_or_else(|| {
+                    AppError::new(
+                        zedops_client::LocalCode::ProtocolError.into(),
+                        "The agent did not say what it wrote: update the agent.",
+                    )
+                }),
                 Some(code) => Err(AppError::new(code.into(), sentence(&end.reason))),
             };
         }
     }
+}
+
+/// The editor's limit: larger files are offered for download only (an editor holds the whole
+/// text in the window, and config files are far smaller).
+pub const MAX_EDIT_BYTES: u64 = 1024 * 1024;
+
+/// A file read whole for the editor, as the agent sent it: the bytes untouched (the window
+/// decodes them, keeping the encoding and line endings) and what it knew of the file, so a save
+/// can tell whether it changed on the server in between.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenedFile {
+    /// The file as the agent normalised its path.
+    pub path: String,
+    pub size: u32,
+    /// Unix seconds.
+    pub mtime: f64,
+    /// Permission bits, e.g. 420 for `0644` (kept when the file is saved).
+    pub mode: u32,
+    /// The bytes, base64.
+    pub data: String,
+}
+
+/// The file as written by a save: its new size and modification time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
+#[serde(rename_all = "camelCase")]
+pub struct WrittenFile {
+    pub size: u32,
+    pub mtime: f64,
+}
+
+fn too_large_to_edit(path: &str, size: u64) -> AppError {
+    AppError::new(
+        ErrorCode::Wire(zedops_client::ErrorCode::FileTooLarge),
+        format!(
+            "{path} is {size} bytes, over the editor's limit of 1 MiB: download it to edit it on this computer."
+        ),
+    )
+}
+
+/// Reads the container's file `path` whole for the editor (at most [`MAX_EDIT_BYTES`]; a
+/// larger file is refused after its first frame, the transfer cancelled).
+pub async fn read_for_edit(
+    client: &Client,
+    agent: &str,
+    container: &str,
+    path: &str,
+) -> Result<OpenedFile, AppError> {
+    let request = FileGetRequest {
+        agent_id: agent.to_string(),
+        container_id: container.to_string(),
+        path: path.to_string(),
+        window: None,
+    };
+    let mut transfer = client
+        .file_get(&request)
+        .await
+        .map_err(AppError::from)
+        .map_err(forbidden(
+            "operators and admins may read a container's files",
+        ))?;
+    let mut entry: Option<FileEntry> = None;
+    let mut bytes: Vec<u8> = Vec::new();
+    loop {
+        let frame = match transfer.next().await {
+            None => {
+                return Err(AppError::new(
+                    zedops_client::LocalCode::Disconnected.into(),
+                    "Reading the file stopped: try again.",
+                ));
+            }
+            Some(frame) => frame.map_err(AppError::from)?,
+        };
+        if let Some(first) = frame.entry.clone() {
+            if first.size > MAX_EDIT_BYTES {
+                transfer.cancel();
+                return Err(too_large_to_edit(path, first.size));
+            }
+            entry = Some(first);
+        }
+        let chunk = frame.bytes().map_err(|_| {
+            AppError::new(
+                zedops_client::LocalCode::ProtocolError.into(),
+                "The agent sent bytes that could not be read: update the agent.",
+            )
+        })?;
+        if !chunk.is_empty() {
+            // It grew while being read: still over the limit, whatever the first frame said.
+            if (bytes.len() + chunk.len()) as u64 > MAX_EDIT_BYTES {
+                transfer.cancel();
+                return Err(too_large_to_edit(path, (bytes.len() + chunk.len()) as u64));
+            }
+            bytes.extend_from_slice(&chunk);
+            let grant = StreamInput {
+                grant: chunk.len() as u32,
+                ..Default::default()
+            };
+            let _ = transfer.input(grant).await;
+        }
+        if let Some(end) = frame.end {
+            if let Some(code) = end.error_code {
+                return Err(AppError::new(code.into(), sentence(&end.reason)));
+            }
+            let entry = entry.ok_or_else(|| {
+                AppError::new(
+                    zedops_client::LocalCode::ProtocolError.into(),
+                    "The agent did not describe the file: update the agent.",
+                )
+            })?;
+            return Ok(OpenedFile {
+                path: zedops_protocol::normalize_path(path).unwrap_or_else(|_| path.to_string()),
+                size: bytes.len() as u32,
+                mtime: entry.mtime.max(0) as f64,
+                mode: entry.mode & 0o7777,
+                data: encode_bytes(&bytes),
+            });
+        }
+    }
+}
+
+/// (Admin) Saves the editor's bytes as the file `path`, keeping its permission bits `mode`.
+pub async fn save_edited(
+    client: &Client,
+    agent: &str,
+    container: &str,
+    path: &str,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<WrittenFile, AppError> {
+    if bytes.len() as u64 > MAX_EDIT_BYTES {
+        return Err(AppError::new(
+            ErrorCode::INVALID_INPUT,
+            "The text is over the editor's limit of 1 MiB: upload the file instead.",
+        ));
+    }
+    let entry = put(client, agent, container, path, bytes, Some(mode & 0o7777))
+        .await
+        .map_err(forbidden("admins may change a container's files"))?;
+    Ok(WrittenFile {
+        size: entry.size as u32,
+        mtime: entry.mtime.max(0) as f64,
+    })
 }
 
 /// Decodes the window's base64 text of an upload, in pieces the protocol's decoder takes (a

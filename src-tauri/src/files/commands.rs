@@ -106,3 +106,46 @@ pub async fn make_dir(
 ) -> Result<String, AppError> {
     super::mkdir(&client(&app).await?, &agent_id, &container_id, &path).await
 }
+
+/// A text file read whole for the editor (at most 1 MiB; larger ones are refused with a sentence
+/// saying to download them): its bytes as base64, size, modification time and mode.
+#[tauri::command]
+#[specta::specta]
+pub async fn open_file_for_edit(
+    app: AppHandle,
+    agent_id: String,
+    container_id: String,
+    path: String,
+) -> Result<super::OpenedFile, AppError> {
+    super::read_for_edit(&client(&app).await?, &agent_id, &container_id, &path).await
+}
+
+/// (Admin) Saves the editor's bytes (base64, at most 1 MiB) as the file `path` with the
+/// permission bits `mode` it had; returns its new size and modification time.
+#[tauri::command]
+#[specta::specta]
+pub async fn save_edited_file(
+    app: AppHandle,
+    agent_id: String,
+    container_id: String,
+    path: String,
+    data: String,
+    mode: u32,
+) -> Result<super::WrittenFile, AppError> {
+    if data.len() as u64 > super::MAX_EDIT_BYTES / 3 * 4 + 4 {
+        return Err(AppError::new(
+            ErrorCode::INVALID_INPUT,
+            "The text is over the editor's limit of 1 MiB: upload the file instead.",
+        ));
+    }
+    let bytes = super::decode_base64(&data)?;
+    super::save_edited(
+        &client(&app).await?,
+        &agent_id,
+        &container_id,
+        &path,
+        &bytes,
+        mode,
+    )
+    .await
+}
