@@ -654,7 +654,8 @@ mod tests {
             .collect();
         assert_eq!(fresh, ["db", "pz"]);
         // Another build of web is news again.
-        let fresh = announced.fresh(&state(vec![update("web", 'd')]));
+        let rebuilt = state(vec![update("web", 'd')]);
+        let fresh = announced.fresh(&rebuilt);
         assert_eq!(fresh.len(), 1);
         let (title, body) = batch_notice("eu-1", &fresh);
         assert_eq!(title, "An image update for web on eu-1");

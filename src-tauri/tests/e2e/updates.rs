@@ -298,7 +298,7 @@ pub async fn badge_update_and_rollback() {
     );
     assert_eq!(
         names_with_prefix(&docker, &name).await,
-        [name.clone()],
+        std::slice::from_ref(&name),
         "nothing left behind"
     );
     wd.quit().await;
