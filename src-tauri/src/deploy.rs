@@ -356,6 +356,58 @@ pub async fn remove_image(
     })
 }
 
+/// Pulls an image onto an agent (operator), reporting progress; resolves with the image's id
+/// once Docker has it. A refusal (registry refusing, no such image, …) is the agent's sentence.
+pub async fn pull_image(
+    client: &Client,
+    agent: &str,
+    image: &str,
+    mut progress: impl FnMut(PullProgressView),
+) -> Result<String, AppError> {
+    let image = image.trim();
+    if image.is_empty() || image.chars().any(char::is_whitespace) {
+        return Err(AppError::new(
+            ErrorCode::INVALID_INPUT,
+            "Enter an image reference without spaces, e.g. nginx:1.27.",
+        ));
+    }
+    let mut stream = client
+        .pull(agent, image)
+        .await
+        .map_err(AppError::from)
+        .map_err(operators_only("pull images"))?;
+    let mut id = None;
+    while let Some(frame) = stream.next().await {
+        let frame = frame
+            .map_err(AppError::from)
+            .map_err(operators_only("pull images"))?;
+        if let Some(p) = frame.progress {
+            progress(PullProgressView {
+                image: p.image,
+                current: p.current as f64,
+                total: p.total as f64,
+                layers_done: p.layers_done,
+                layers_total: p.layers_total,
+            });
+        }
+        if let Some(pulled) = frame.pulled {
+            id = Some(pulled.id);
+        }
+        if let Some(end) = frame.end {
+            if let Some(code) = end.error_code {
+                return Err(AppError::new(code.into(), sentence(&end.reason)));
+            }
+            break;
+        }
+    }
+    id.ok_or_else(|| {
+        AppError::new(
+            zedops_client::LocalCode::Disconnected.into(),
+            "The pull ended before the agent said it has the image: reload the images, and try again if it is not there.",
+        )
+    })
+}
+
 fn sentence(text: &str) -> String {
     let mut chars = text.trim().chars();
     match chars.next() {

@@ -105,6 +105,22 @@ pub async fn list_images(app: AppHandle, agent_id: String) -> Result<Vec<ImageVi
     super::images(&client(&app).await?, &agent_id).await
 }
 
+/// Pulls an image onto an agent; the progress arrives on `on_progress`. Resolves with the
+/// image's id once the agent has it.
+#[tauri::command]
+#[specta::specta]
+pub async fn pull_image(
+    app: AppHandle,
+    agent_id: String,
+    image: String,
+    on_progress: Channel<PullProgressView>,
+) -> Result<String, AppError> {
+    super::pull_image(&client(&app).await?, &agent_id, &image, |p| {
+        let _ = on_progress.send(p);
+    })
+    .await
+}
+
 /// Removes an image (one in use or with several tags only with `force`).
 #[tauri::command]
 #[specta::specta]

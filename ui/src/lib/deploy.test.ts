@@ -2,7 +2,7 @@
 // confirmation and the editor's JSON check.
 import { describe, expect, it } from 'vitest';
 import type { VariableView } from './backend';
-import { canEditTemplates, canOperate, confirmMatches, filledValues, jsonError, NEW_TEMPLATE, progressPercent, progressText, validateDeploy } from './deploy';
+import { canEditTemplates, canOperate, confirmMatches, filledValues, imageRefError, jsonError, NEW_TEMPLATE, progressPercent, progressText, validateDeploy } from './deploy';
 
 const vars: VariableView[] = [
   { name: 'ADMIN_PASSWORD', description: 'admin password', default: null, required: true, secret: true },
@@ -53,5 +53,18 @@ describe('deploy logic', () => {
     expect(jsonError('[]')).toContain('JSON object');
     expect(jsonError('{"spec": {}}')).toContain('"name"');
     expect(jsonError('{"name": "x"}')).toContain('"spec"');
+  });
+});
+
+describe('image references to pull', () => {
+  it('accepts references and says what is wrong with the rest', () => {
+    expect(imageRefError('nginx:1.27')).toBeNull();
+    expect(imageRefError(' 127.0.0.1:5000/zedops/busybox:1 ')).toBeNull();
+    expect(imageRefError(`ghcr.io/o/app@sha256:${'a'.repeat(64)}`)).toBeNull();
+    expect(imageRefError('')).toMatch(/Enter the image/);
+    expect(imageRefError('nginx 1.27')).toMatch(/no spaces/);
+    expect(imageRefError('x'.repeat(256))).toMatch(/255/);
+    expect(imageRefError('nginx;rm -rf')).toMatch(/no spaces/);
+    expect(imageRefError('nginx;rm')).toMatch(/letters, digits/);
   });
 });

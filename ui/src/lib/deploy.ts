@@ -64,6 +64,18 @@ export function progressText(p: PullProgressView): string {
   return `Pulling ${p.image}: ${bytes}, ${p.layersDone} of ${p.layersTotal} layers`;
 }
 
+/** What is wrong with an image reference typed to pull, in plain words, or null when it looks
+ * like one (the agent checks it fully and says what it refuses). */
+export function imageRefError(text: string): string | null {
+  const ref = text.trim();
+  if (!ref) return 'Enter the image to pull, e.g. nginx:1.27 or registry.example.com/team/app:2.';
+  if (/\s/.test(ref)) return 'An image reference has no spaces.';
+  if (ref.length > 255) return 'That reference is longer than 255 characters.';
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9._\-/:@]*$/.test(ref))
+    return 'An image reference is made of letters, digits and . _ - / : @ (e.g. nginx:1.27).';
+  return null;
+}
+
 /** A removal goes ahead only once the container's exact name is typed. */
 export function confirmMatches(typed: string, name: string): boolean {
   return name !== '' && typed.trim() === name;
