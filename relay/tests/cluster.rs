@@ -472,3 +472,65 @@ async fn an_agent_given_two_relays_moves_to_the_second_when_the_first_stops() {
     let answer = ask(&mut watcher, "container.list", json!({"agentId": "mover"})).await;
     assert!(answer["containers"].is_array(), "{answer}");
 }
+
+#[tokio::test]
+async fn a_console_session_crosses_relays_with_its_input_and_cancel() {
+    let Some((_nats, relays)) = cluster(2).await else {
+        return;
+    };
+    let (a, b) = (&relays[0], &relays[1]);
+    let mut agent = FakeAgent::enrol(a, "shell-1").await.expect("enrols on A");
+    wait_seen(b, &agent.id, true).await;
+    let mut client = admin(b, "root").await;
+    wire::send(
+        &mut client,
+        json!({"subject": "container.exec", "reply": "_INBOX.exec",
+        "data": {"agentId": "shell-1", "containerId": "c1", "cmd": ["cat"], "stdin": true}}),
+    )
+    .await;
+    let request = request_for(&mut agent, "container.exec").await;
+    let agent_inbox = request["reply"].as_str().unwrap().to_string();
+    // Output from the agent on A reaches the client on B.
+    agent
+        .send(json!({"subject": agent_inbox, "data": {"stream": "stdout", "data": "aGk="}}))
+        .await;
+    let output = loop {
+        let frame = wire::next_text(&mut client).await.expect("console output");
+        if frame["subject"] == "_INBOX.exec" {
+            break frame["data"].clone();
+        }
+    };
+    assert_eq!(output["data"], "aGk=", "{output}");
+    // Input typed on B reaches the agent on A, on its own inbox, in order.
+    for chunk in ["YQ==", "Yg==", "Yw=="] {
+        wire::send(
+            &mut client,
+            json!({"subject": "stream.input",
+            "data": {"inbox": "_INBOX.exec", "data": chunk}}),
+        )
+        .await;
+    }
+    for chunk in ["YQ==", "Yg==", "Yw=="] {
+        let input = request_for(&mut agent, "stream.input").await;
+        assert_eq!(input["data"]["inbox"], agent_inbox.as_str(), "{input}");
+        assert_eq!(input["data"]["data"], chunk, "{input}");
+    }
+    // A cancel on B reaches the agent, whose last frame ends the session on B.
+    wire::send(
+        &mut client,
+        json!({"subject": "stream.cancel", "reply": "_INBOX.cancel",
+        "data": {"inbox": "_INBOX.exec"}}),
+    )
+    .await;
+    let cancel = request_for(&mut agent, "stream.cancel").await;
+    assert_eq!(cancel["data"]["inbox"], agent_inbox.as_str(), "{cancel}");
+    agent
+        .send(json!({"subject": agent_inbox, "data": {"end": {"errorCode": null, "reason": "cancelled"}}}))
+        .await;
+    loop {
+        let frame = wire::next_text(&mut client).await.expect("the end");
+        if frame["subject"] == "_INBOX.exec" && !frame["data"]["end"].is_null() {
+            break;
+        }
+    }
+}
