@@ -534,3 +534,49 @@ async fn a_console_session_crosses_relays_with_its_input_and_cancel() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_relay_gone_silent_is_dropped_and_its_agents_shown_offline() {
+    let Some((nats, relays)) = cluster(1).await else {
+        return;
+    };
+    let b = &relays[0];
+    let ghost = FakeAgent::enrol(b, "ghost-1").await.expect("enrols");
+    let id = ghost.id.clone();
+    drop(ghost);
+    wait_seen(b, &id, false).await;
+    let mut watcher = admin(b, "watcher").await;
+    // A relay that announces the agent and then dies without a word (as under SIGKILL): no
+    // heartbeat ever follows.
+    let dead = async_nats::connect(nats.url()).await.expect("NATS");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let presence = json!({"relay": "f".repeat(32), "agent": id, "name": "ghost-1", "online": true,
+        "sinceMs": now_ms, "version": zedops_protocol::PROTOCOL_VERSION, "lastSeen": now_ms / 1000});
+    dead.publish("zedops.cluster.presence", presence.to_string().into())
+        .await
+        .unwrap();
+    dead.flush().await.unwrap();
+    let status = push(&mut watcher, "agent.status").await;
+    assert_eq!(
+        (status["agentId"].as_str(), status["online"].as_bool()),
+        (Some(id.as_str()), Some(true))
+    );
+    // Nobody serves the agent's subject: AGENT_OFFLINE at once, not a timeout.
+    let answer = ask(
+        &mut watcher,
+        "container.list",
+        json!({"agentId": "ghost-1"}),
+    )
+    .await;
+    assert_eq!(answer["errorCode"], "AGENT_OFFLINE", "{answer}");
+    // Once the relay has been silent too long, B's clients are told the agent is offline.
+    let status = push(&mut watcher, "agent.status").await;
+    assert_eq!(
+        (status["agentId"].as_str(), status["online"].as_bool()),
+        (Some(id.as_str()), Some(false))
+    );
+    wait_seen(b, &id, false).await;
+}
