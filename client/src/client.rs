@@ -115,7 +115,10 @@ impl Drop for Inner {
 /// What the tasks and the request paths share.
 pub(crate) struct Shared {
     relay: RelayUrl,
-    ws_url: String,
+    /// Every relay given (several relays of a cluster), tried in order.
+    ws_urls: Vec<String>,
+    /// The one connected last, so a reconnect tries the others first.
+    current: std::sync::atomic::AtomicUsize,
     token: String,
     tls: Arc<rustls::ClientConfig>,
     state: Mutex<State>,
@@ -148,16 +151,49 @@ impl Client {
     /// Dials the relay and authenticates with the device token. Fails at once (no retry) when the
     /// relay cannot be reached or refuses the token (`UNAUTHORIZED`); later drops reconnect.
     pub async fn connect(opts: ConnectOptions) -> Result<Client, ClientError> {
-        let relay = RelayUrl::parse(&opts.relay, opts.insecure)
-            .map_err(|e| from_transport(e, &opts.relay))?;
+        // Several relays of a cluster, comma-separated: the first that answers; the first names
+        // the relay (its device token is stored under it).
+        let mut urls: Vec<&str> = relay_list(&opts.relay).collect();
+        if urls.is_empty() {
+            // Parsed as given, for the parser's own error.
+            urls.push(&opts.relay);
+        }
+        let relays = urls
+            .iter()
+            .map(|url| RelayUrl::parse(url, opts.insecure).map_err(|e| from_transport(e, url)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let relay = relays[0].clone();
         let tls = zedops_transport::client_config(opts.ca_file.as_deref())
             .map_err(|e| from_transport(e, &opts.relay))?;
-        let ws_url = relay.ws(CLIENT_WS_PATH);
-        let (writer, reader, welcome) = dial(&ws_url, &tls, &opts.token).await?;
+        let ws_urls: Vec<String> = relays.iter().map(|r| r.ws(CLIENT_WS_PATH)).collect();
+        let mut dialled = None;
+        let mut failure = None;
+        for (index, url) in ws_urls.iter().enumerate() {
+            match dial(url, &tls, &opts.token).await {
+                Ok(connected) => {
+                    dialled = Some((index, connected));
+                    break;
+                }
+                // The relays share one database: another would refuse the token the same way.
+                Err(ClientError::Remote(reply))
+                    if matches!(
+                        reply.error_code,
+                        ErrorCode::Unauthorized | ErrorCode::UnsupportedVersion
+                    ) =>
+                {
+                    return Err(ClientError::Remote(reply));
+                }
+                Err(err) => failure = Some(err),
+            }
+        }
+        let Some((current, (writer, reader, welcome))) = dialled else {
+            return Err(failure.expect("at least one relay was tried"));
+        };
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let shared = Arc::new(Shared {
             relay,
-            ws_url,
+            ws_urls,
+            current: current.into(),
             token: opts.token,
             tls,
             state: Mutex::new(State {
@@ -655,6 +691,20 @@ impl Shared {
     }
 }
 
+/// The relays of a comma-separated list (one URL is a list of one).
+pub fn relay_list(relays: &str) -> impl Iterator<Item = &str> {
+    relays
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+}
+
+/// The relay HTTP requests (login, logout) and the stored token use: the first of a list (the
+/// relays of a cluster share one database).
+pub fn first_relay(relays: &str) -> &str {
+    relay_list(relays).next().unwrap_or(relays)
+}
+
 /// Dials and authenticates one connection.
 async fn dial(
     ws_url: &str,
@@ -794,18 +844,23 @@ async fn reconnect(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<(FrameReader, JoinHandle<String>)> {
     let mut backoff = Backoff::default();
+    use std::sync::atomic::Ordering;
+    // The relay that dropped the connection is tried last.
+    let mut index = shared.current.load(Ordering::Relaxed);
     loop {
         let delay = backoff.next_delay();
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = shutdown_requested(shutdown) => return None,
         }
+        index = (index + 1) % shared.ws_urls.len();
         let dialled = tokio::select! {
-            dialled = dial(&shared.ws_url, &shared.tls, &shared.token) => dialled,
+            dialled = dial(&shared.ws_urls[index], &shared.tls, &shared.token) => dialled,
             () = shutdown_requested(shutdown) => return None,
         };
         match dialled {
             Ok((writer, reader, welcome)) => {
+                shared.current.store(index, Ordering::Relaxed);
                 shared.state().role = welcome.role;
                 let writer_task = shared.install(writer)?;
                 return Some((reader, writer_task));

@@ -580,3 +580,44 @@ async fn a_relay_gone_silent_is_dropped_and_its_agents_shown_offline() {
     );
     wait_seen(b, &id, false).await;
 }
+
+#[tokio::test]
+async fn a_client_given_several_relays_uses_the_first_that_answers_and_moves_on_when_it_stops() {
+    let Some((_nats, mut relays)) = cluster(2).await else {
+        return;
+    };
+    let (a, b) = (relays.remove(0), relays.remove(0));
+    let agent = FakeAgent::enrol(&b, "listed-1").await.expect("enrols on B");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let _answering = answer_all(agent, seen);
+    let token = a.login("dana", Role::Admin).await;
+    // Nothing listens on the first URL; A is second, B third.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let client = zedops_client::Client::connect(zedops_client::ConnectOptions {
+        relay: format!("{dead},{},{}", a.url, b.url),
+        token,
+        ca_file: None,
+        insecure: false,
+    })
+    .await
+    .expect("connects to A");
+    assert_eq!(client.agents().await.unwrap().len(), 1);
+    // A stops: the client reconnects by itself to B, with the same session.
+    a.stop().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // B answers, and lists the agent online.
+        let outcome = client.agents().await;
+        if let Ok(agents) = &outcome {
+            assert!(agents[0].online, "{agents:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client did not move to B: {outcome:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
