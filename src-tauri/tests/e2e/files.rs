@@ -84,8 +84,15 @@ async fn select(wd: &WebDriver, css: &str, value: &str) {
     .await;
 }
 
-/// Opens the container's detail from the agent's page.
+/// Opens the container's detail from the fleet view, filtered to it (the engine may run many
+/// other containers, and the table draws only the rows in view).
 async fn open_container(wd: &WebDriver, name: &str) {
+    wd.click(&wd.wait_for(r#"[data-testid="nav-fleet"]"#, UI_WAIT).await)
+        .await;
+    let filter = wd
+        .wait_for(r#"[data-testid="fleet-filter"]"#, UI_WAIT)
+        .await;
+    wd.type_into(&filter, name).await;
     let row = wd
         .wait_for(
             &format!(r#"[data-testid="container-row"][data-container-name="{name}"][data-state="running"]"#),
@@ -118,23 +125,38 @@ async fn open_dir(wd: &WebDriver, name: &str, path: &str) {
     .await;
 }
 
-/// Changes line 2 of the open editor to `MaxPlayers=64`: real keystrokes into CodeMirror
-/// (Ctrl+Home, Down, End, two Backspaces, then the digits).
+/// Changes line 2 of the open editor from `MaxPlayers=32` to `MaxPlayers=64` with real clicks
+/// and keystrokes into CodeMirror: a click on the line (right of its text puts the caret at its
+/// end), two Backspaces, then the digits.
 async fn edit_second_line(wd: &WebDriver) {
-    let text = wd
+    let content = wd
         .wait_for(
             r#"[data-testid="file-editor"][data-phase="open"] .cm-content"#,
             UI_WAIT,
         )
         .await;
-    wd.click(&text).await;
-    wd.send_keys(
-        &text,
-        "\u{E009}\u{E011}\u{E000}\u{E015}\u{E010}\u{E003}\u{E003}64",
-    )
-    .await;
+    let line = wd
+        .wait_for(
+            r#"[data-testid="file-editor"] .cm-content .cm-line:nth-child(2)"#,
+            UI_WAIT,
+        )
+        .await;
+    assert_eq!(wd.text(&line).await, "MaxPlayers=32");
+    wd.click(&line).await;
+    wd.send_keys(&content, "\u{E003}\u{E003}64").await;
     wd.wait_for(r#"[data-testid="file-editor"][data-dirty="true"]"#, UI_WAIT)
         .await;
+    let line = wd
+        .wait_for(
+            r#"[data-testid="file-editor"] .cm-content .cm-line:nth-child(2)"#,
+            UI_WAIT,
+        )
+        .await;
+    assert_eq!(
+        wd.text(&line).await,
+        "MaxPlayers=64",
+        "the keystrokes changed line 2"
+    );
 }
 
 pub async fn edit_upload_mkdir_delete_and_attach() {
@@ -191,16 +213,14 @@ pub async fn edit_upload_mkdir_delete_and_attach() {
     .await;
     wd.click(&wd.wait_for(r#"[data-testid="sign-in"]"#, UI_WAIT).await)
         .await;
-    let agent_row = wd
-        .wait_for(
-            &format!(r#"[data-testid="agent-row"][data-agent-name="{AGENT}"]"#),
-            UI_WAIT,
-        )
-        .await;
-    wd.click(&wd.find_in(&agent_row, "td").await).await;
-    open_container(&wd, &server).await;
+    wd.wait_for(
+        &format!(r#"[data-testid="agent-row"][data-agent-name="{AGENT}"]"#),
+        UI_WAIT,
+    )
+    .await;
     let shots = target_dir().join("e2e");
     std::fs::create_dir_all(&shots).unwrap();
+    open_container(&wd, &server).await;
 
     // The editor opens the config file, saying which format it keeps.
     wd.click(&wd.wait_for(r#"[data-testid="tab-files"]"#, UI_WAIT).await)
@@ -370,8 +390,6 @@ pub async fn edit_upload_mkdir_delete_and_attach() {
     std::fs::write(shots.join("files-ops.png"), wd.screenshot().await).unwrap();
 
     // The console of a container that answers its stdin: what it says back is on the screen.
-    wd.click(&wd.wait_for(r#"[data-testid="detail-back"]"#, UI_WAIT).await)
-        .await;
     open_container(&wd, &answering).await;
     wd.click(&wd.wait_for(r#"[data-testid="tab-console"]"#, UI_WAIT).await)
         .await;
