@@ -201,8 +201,10 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// The last events sent, to recognise Docker's replays; bounded, since replays only reach back
-/// [`REPLAY_MARGIN`].
+/// The last events sent, to recognise Docker's replays. Replays only reach back
+/// [`REPLAY_MARGIN`], so events a minute older than the newest are forgotten: keeping the last
+/// [`Recent::CAPACITY`] regardless made the agent grow by about 1.8 MB over its first hour on a
+/// host with an event a second (the soak in BENCHMARKS.md).
 #[derive(Default)]
 struct Recent {
     order: std::collections::VecDeque<EventKey>,
@@ -212,18 +214,31 @@ struct Recent {
 type EventKey = (String, ContainerAction, i64);
 
 impl Recent {
+    /// The most kept, for a storm (thousands of events within the horizon).
     const CAPACITY: usize = 4096;
+    /// How far behind the newest event (in Docker's own time, so no clock of the agent's is
+    /// compared with Docker's) an event is still kept: far more than [`REPLAY_MARGIN`], to allow
+    /// for the engine's and the agent's clocks differing.
+    const HORIZON_NANOS: i64 = 60_000_000_000;
 
     /// False when `key` was sent already.
     fn insert(&mut self, key: EventKey) -> bool {
         if !self.keys.insert(key.clone()) {
             return false;
         }
+        let oldest_kept = key.2.saturating_sub(Self::HORIZON_NANOS);
         self.order.push_back(key);
-        if self.order.len() > Self::CAPACITY
-            && let Some(old) = self.order.pop_front()
+        while let Some(old) = self.order.front()
+            && (self.order.len() > Self::CAPACITY || old.2 < oldest_kept)
         {
-            self.keys.remove(&old);
+            if let Some(old) = self.order.pop_front() {
+                self.keys.remove(&old);
+            }
+        }
+        // After a storm, give back what it made the tables grow to.
+        if self.keys.capacity() > 256 && self.keys.capacity() > 4 * self.keys.len() {
+            self.keys.shrink_to(2 * self.keys.len());
+            self.order.shrink_to(2 * self.order.len());
         }
         true
     }
@@ -281,6 +296,31 @@ mod tests {
             recent.insert(key(t));
         }
         assert!(recent.insert(key(20)), "forgotten once out of the window");
+    }
+
+    #[test]
+    fn events_a_minute_behind_the_newest_are_forgotten() {
+        let mut recent = Recent::default();
+        let second = 1_000_000_000i64;
+        let key = |t| ("c".to_string(), ContainerAction::Start, t);
+        // An hour of an event a second keeps only the last minute's.
+        for s in 0..3600 {
+            assert!(recent.insert(key(s * second)));
+        }
+        assert!(recent.keys.len() <= 61, "kept {}", recent.keys.len());
+        assert_eq!(recent.keys.len(), recent.order.len());
+        // A replay of the last second is still recognised; an hour-old event is not kept.
+        assert!(!recent.insert(key(3599 * second)), "a replay");
+        assert!(recent.insert(key(0)), "forgotten");
+        // A storm within the horizon stays capped, and its tables shrink once it is over.
+        let t = 3600 * second;
+        for i in 0..20_000 {
+            recent.insert(key(t + i));
+        }
+        assert_eq!(recent.keys.len(), Recent::CAPACITY);
+        recent.insert(key(t + 120 * second));
+        assert_eq!(recent.keys.len(), 1);
+        assert!(recent.keys.capacity() < 1024);
     }
 
     #[test]

@@ -34,6 +34,11 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// How a figure stands against its target, for the benchmarks' printout.
+pub fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT MET" }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,9 +50,4 @@ mod tests {
         assert_eq!(percentile(&mut s, 99.0), Duration::from_millis(99));
         assert_eq!(percentile(&mut s, 100.0), Duration::from_millis(100));
     }
-}
-
-/// How a figure stands against its target, for the benchmarks' printout.
-pub fn verdict(met: bool) -> &'static str {
-    if met { "met" } else { "NOT MET" }
 }
