@@ -26,6 +26,16 @@ async fn cluster(n: usize) -> Option<(TestNats, Vec<TestRelay>)> {
                 .await,
         );
     }
+    // Each relay connects to NATS in the background: wait until all have (a message published
+    // before a relay subscribed would never reach it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !relays.iter().all(|r| r.state.hub.cluster_ready()) {
+        assert!(
+            Instant::now() < deadline,
+            "the relays did not connect to NATS"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     Some((nats, relays))
 }
 
