@@ -36,7 +36,8 @@ pub async fn run(zedops: &Path, megabytes: usize, keys: usize, runs: usize) -> a
     let made = tokio::process::Command::new("docker")
         .args(["exec", &container, "sh", "-c"])
         .arg(format!(
-            "head -c {} /dev/urandom > /tmp/bench.bin",
+            // The test image has no /tmp of its own.
+            "mkdir -p /tmp && head -c {} /dev/urandom > /tmp/bench.bin",
             megabytes * 1_000_000
         ))
         .status()
