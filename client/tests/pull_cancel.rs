@@ -70,9 +70,7 @@ async fn a_cancelled_pull_stops_dockers_download() {
     };
     let mut cleanup = Cleanup::new("zpc");
     let repo = format!("zedops/{}", cleanup.prefix);
-    let pushed = registry
-        .push_unique_image(&docker, &repo, "1", LAYER)
-        .await;
+    let pushed = registry.push_unique_image(&docker, &repo, "1", LAYER).await;
     let (proxy, through) = throttling_proxy(registry.port()).await;
     // The same repository through the proxy (the registry does not care about the host name).
     let image = pushed.replace(&registry.host(), &format!("127.0.0.1:{proxy}"));
@@ -87,7 +85,10 @@ async fn a_cancelled_pull_stops_dockers_download() {
     let started = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(frame) = stream.next().await {
             let frame = frame.expect("a pull frame");
-            assert!(frame.end.is_none(), "the pull ended before it was cancelled: {frame:?}");
+            assert!(
+                frame.end.is_none(),
+                "the pull ended before it was cancelled: {frame:?}"
+            );
             if frame.progress.is_some_and(|p| p.current > 0) {
                 return;
             }
@@ -111,7 +112,10 @@ async fn a_cancelled_pull_stops_dockers_download() {
         }
         last = now;
     }
-    assert!(settled, "bytes kept flowing after the cancel ({last} so far)");
+    assert!(
+        settled,
+        "bytes kept flowing after the cancel ({last} so far)"
+    );
     eprintln!("through the proxy: {at_cancel} bytes at the cancel, {last} in all (layer {LAYER})");
     assert!(
         last < (LAYER as u64) / 2,

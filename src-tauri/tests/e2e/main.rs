@@ -8,9 +8,9 @@
 
 mod deploy;
 mod files;
-mod platform;
 #[allow(dead_code)]
 mod harness;
+mod platform;
 mod updates;
 #[allow(dead_code)]
 mod webdriver;
