@@ -87,7 +87,10 @@ async fn wait_seen(relay: &TestRelay, id: &str, online: bool) {
 /// `registry.logins` after a connect, are left unanswered).
 async fn request_for(agent: &mut FakeAgent, subject: &str) -> Value {
     loop {
-        let frame = agent.request().await.expect("a request reaches the agent");
+        let frame = agent
+            .request()
+            .await
+            .unwrap_or_else(|| panic!("no {subject} reached the agent"));
         if frame["subject"] == subject {
             return frame;
         }
@@ -630,4 +633,115 @@ async fn a_client_given_several_relays_uses_the_first_that_answers_and_moves_on_
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Frames the client gets on `inbox` until the one with `end` (pushes and other inboxes skipped).
+async fn stream_until_end(ws: &mut Ws, inbox: &str) -> Vec<Value> {
+    let mut frames = Vec::new();
+    loop {
+        let frame = wire::next_text(ws).await.expect("a stream frame");
+        if frame["subject"] != inbox {
+            continue;
+        }
+        let end = !frame["data"]["end"].is_null();
+        frames.push(frame["data"].clone());
+        if end {
+            return frames;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stats_stream_and_a_pull_with_its_progress_cross_relays() {
+    let Some((_nats, relays)) = cluster(2).await else {
+        return;
+    };
+    let (a, b) = (&relays[0], &relays[1]);
+    let mut agent = FakeAgent::enrol(a, "busy-1").await.expect("enrols on A");
+    wait_seen(b, &agent.id, true).await;
+    let mut client = admin(b, "sam").await;
+
+    // Stats, streamed from the agent on A to the client on B, sample by sample, until the
+    // client cancels; the agent's last frame ends it on B.
+    wire::send(
+        &mut client,
+        json!({"subject": "container.stats", "reply": "_INBOX.stats",
+        "data": {"agentId": "busy-1", "containerId": "c1", "stream": true}}),
+    )
+    .await;
+    let request = request_for(&mut agent, "container.stats").await;
+    assert_eq!(request["data"]["stream"], true, "{request}");
+    let agent_inbox = request["reply"].as_str().unwrap().to_string();
+    for n in 0..3u64 {
+        let sample = json!({"read": format!("2026-01-01T00:00:0{n}Z"), "cpuPercent": 1.5,
+            "memoryUsed": 100 + n, "memoryLimit": 1000, "memoryPercent": 10.0, "netRx": 0,
+            "netTx": 0, "blockRead": 0, "blockWrite": 0, "pids": 1});
+        agent
+            .send(json!({"subject": agent_inbox, "data": {"stats": sample}}))
+            .await;
+    }
+    let mut used = Vec::new();
+    while used.len() < 3 {
+        let frame = wire::next_text(&mut client).await.expect("a sample");
+        if frame["subject"] == "_INBOX.stats" {
+            used.push(frame["data"]["stats"]["memoryUsed"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(used, [100, 101, 102]);
+    wire::send(
+        &mut client,
+        json!({"subject": "stream.cancel", "reply": "_INBOX.cancel",
+        "data": {"inbox": "_INBOX.stats"}}),
+    )
+    .await;
+    let cancel = request_for(&mut agent, "stream.cancel").await;
+    assert_eq!(cancel["data"]["inbox"], agent_inbox.as_str(), "{cancel}");
+    agent
+        .send(json!({"subject": agent_inbox, "data": {"end": {"errorCode": null, "reason": "cancelled"}}}))
+        .await;
+    let rest = stream_until_end(&mut client, "_INBOX.stats").await;
+    assert_eq!(
+        rest.last().unwrap()["end"]["reason"],
+        "cancelled",
+        "{rest:?}"
+    );
+
+    // A pull through B: its progress frames, the result and the end, in order.
+    wire::send(
+        &mut client,
+        json!({"subject": "image.pull", "reply": "_INBOX.pull",
+        "data": {"agentId": "busy-1", "image": "alpine:3"}}),
+    )
+    .await;
+    let request = request_for(&mut agent, "image.pull").await;
+    assert_eq!(request["data"]["image"], "alpine:3", "{request}");
+    let agent_inbox = request["reply"].as_str().unwrap().to_string();
+    for current in [10u64, 60, 100] {
+        let progress = json!({"image": "alpine:3", "layers": [{"id": "abc123", "status": "Downloading",
+            "current": current, "total": 100}], "current": current, "total": 100,
+            "layersDone": 0, "layersTotal": 1});
+        agent
+            .send(json!({"subject": agent_inbox, "data": {"progress": progress}}))
+            .await;
+    }
+    agent
+        .send(json!({"subject": agent_inbox, "data": {"pulled": {"image": "alpine:3", "id": format!("sha256:{}", "a".repeat(64)), "pulled": true}}}))
+        .await;
+    agent
+        .send(json!({"subject": agent_inbox, "data": {"end": {"errorCode": null, "reason": "pulled"}}}))
+        .await;
+    let frames = stream_until_end(&mut client, "_INBOX.pull").await;
+    let progress: Vec<u64> = frames
+        .iter()
+        .filter_map(|f| f["progress"]["current"].as_u64())
+        .collect();
+    assert_eq!(progress, [10, 60, 100], "{frames:?}");
+    assert!(
+        frames.iter().any(|f| f["pulled"]["pulled"] == true),
+        "{frames:?}"
+    );
+    assert!(
+        frames.last().unwrap()["end"]["errorCode"].is_null(),
+        "{frames:?}"
+    );
 }

@@ -71,6 +71,14 @@ impl AgentBuilder<'_> {
         self
     }
 
+    /// Exactly these relays, in order (`--relay URL,URL`), instead of the builder's: e.g. a
+    /// relay running as a process of its own first. The builder's relay still issues the
+    /// registration token (the relays of a cluster share one database).
+    pub fn relays(mut self, list: &str) -> Self {
+        self.options.relay_url = list.to_string();
+        self
+    }
+
     /// The name it enrols under (and that [`TestRelay::wait_agent`] waits for).
     pub fn name(mut self, name: &str) -> Self {
         self.options.name = Some(name.to_string());

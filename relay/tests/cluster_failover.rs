@@ -1,0 +1,567 @@
+//! A relay cluster losing a part (issue 18): a relay process killed with SIGKILL under a real
+//! agent, the NATS node a relay uses killed in a 3-node NATS cluster, and PostgreSQL stopped
+//! under two relays. Real PostgreSQL, real `nats-server`, the built `zedops-relay` binary where
+//! a kill must be real, and real Docker for the agent. Under CI=true a missing part fails.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use zedops_protocol::Role;
+use zedops_testkit::wire::{self, FakeAgent, Ws};
+use zedops_testkit::{TestAgent, TestContainers, TestNats, TestPostgres, TestRelay};
+
+/// A relay running as a process of its own (the built binary), so that a kill is a real one:
+/// no goodbye to its agents, clients or the other relays.
+struct RelayProcess {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl RelayProcess {
+    /// Starts `zedops-relay serve` on `database` and `nats`, and waits until `/readyz` is 200
+    /// (database reached, NATS connected).
+    async fn start(database: &str, nats: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::fs::File::create(dir.path().join("relay.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_zedops-relay"))
+            .args(["--database", database, "serve", "--nats", nats])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start zedops-relay");
+        let relay = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http_status(&format!("127.0.0.1:{port}"), "/readyz").await != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "the relay process was not ready within 20 s; its log:\n{}",
+                relay.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        relay
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("relay.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL, and waits until the process is gone.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Status code of a plain GET (0 when nothing answers).
+async fn http_status(addr: &str, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else {
+        return 0;
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n");
+    if tcp.write_all(request.as_bytes()).await.is_err() {
+        return 0;
+    }
+    let mut text = String::new();
+    let _ = tcp.read_to_string(&mut text).await;
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until every relay is connected to NATS (each connects in the background).
+async fn wait_ready(relays: &[&TestRelay]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !relays.iter().all(|r| r.state.hub.cluster_ready()) {
+        assert!(
+            Instant::now() < deadline,
+            "the relays did not connect to NATS"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A client socket on `relay`, signed in as a new admin.
+async fn admin(relay: &TestRelay, user: &str) -> Ws {
+    let token = relay.login(user, Role::Admin).await;
+    wire::client_hello(relay, &token).await
+}
+
+/// Sends a request and returns the answer to its inbox; pushes before it go to `pushes`.
+async fn ask_keeping(ws: &mut Ws, subject: &str, data: Value, pushes: &mut Vec<Value>) -> Value {
+    let inbox = format!("_INBOX.{}", uuid::Uuid::new_v4().simple());
+    wire::send(
+        ws,
+        json!({"subject": subject, "reply": inbox, "data": data}),
+    )
+    .await;
+    loop {
+        let frame = wire::next_text(ws).await.expect("an answer");
+        if frame["subject"] == inbox {
+            return frame["data"].clone();
+        }
+        pushes.push(frame);
+    }
+}
+
+/// Sends a request and returns the answer to its inbox (pushes before it are skipped).
+async fn ask(ws: &mut Ws, subject: &str, data: Value) -> Value {
+    ask_keeping(ws, subject, data, &mut Vec::new()).await
+}
+
+/// Waits until `relay` sees the agent online (or not), on whichever relay it is.
+async fn wait_seen(relay: &TestRelay, id: &str, online: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while relay.state.hub.online().contains_key(id) != online {
+        assert!(
+            Instant::now() < deadline,
+            "agent {id} not online={online} within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// What a subscribed client knows of one agent's containers: names → state, from the
+/// `container.sync` snapshots and `container.event`s pushed to it, applied in order.
+#[derive(Default)]
+struct ClientView {
+    states: HashMap<String, String>,
+    /// `agent.status` pushes for the agent, in order (true = online).
+    status: Vec<bool>,
+}
+
+impl ClientView {
+    fn apply(&mut self, agent_id: &str, frame: &Value) {
+        let data = &frame["data"];
+        if data["agentId"] != agent_id {
+            return;
+        }
+        match frame["subject"].as_str() {
+            Some("container.sync") => {
+                self.states.clear();
+                for c in data["containers"].as_array().into_iter().flatten() {
+                    let name = c["names"][0].as_str().unwrap_or_default();
+                    self.states.insert(
+                        name.trim_start_matches('/').to_string(),
+                        c["state"].as_str().unwrap_or_default().to_string(),
+                    );
+                }
+            }
+            Some("container.event") => {
+                let state = match data["action"].as_str().unwrap_or_default() {
+                    "start" | "unpause" | "restart" => "running",
+                    "die" | "stop" | "kill" => "exited",
+                    "destroy" => "removed",
+                    _ => return,
+                };
+                if let Some(name) = data["name"].as_str() {
+                    self.states.insert(name.to_string(), state.to_string());
+                }
+            }
+            Some("agent.status") => self.status.push(data["online"] == true),
+            _ => {}
+        }
+    }
+
+    fn running(&self, name: &str) -> bool {
+        self.states.get(name).is_some_and(|s| s == "running")
+    }
+}
+
+#[tokio::test]
+async fn a_relay_killed_with_sigkill_loses_its_agent_to_the_other_relay_and_no_event() {
+    let Some(docker) = zedops_testkit::require_docker().await else {
+        return;
+    };
+    let Some(postgres) = TestPostgres::shared() else {
+        return;
+    };
+    let Some(nats) = TestNats::start() else {
+        return;
+    };
+    let database = postgres.database();
+    let b = TestRelay::builder()
+        .database(database.clone())
+        .nats(nats.url())
+        .start()
+        .await;
+    let mut a = RelayProcess::start(&database, &nats.url()).await;
+    wait_ready(&[&b]).await;
+    let mut containers = TestContainers::new(&docker);
+
+    // The real agent, with --relay A,B: it connects to A (the process).
+    let name = format!("mover-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let _agent = TestAgent::builder(&b)
+        .relays(&format!("{},{}", a.url, b.url))
+        .name(&name)
+        .spawn()
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        if let Some(link) = b.state.hub.agent(&name) {
+            break link.id.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never came online on A"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(b.state.hub.online_count(), 0, "the agent is on A, not B");
+
+    // The client on B, subscribed, sees the agent's containers through A.
+    let mut client = admin(&b, "watcher").await;
+    let mut pushes = Vec::new();
+    ask(&mut client, "event.subscribe", json!({})).await;
+    let list = ask(&mut client, "container.list", json!({"agentId": id})).await;
+    assert!(list["containers"].is_array(), "{list}");
+
+    // A container starts just before A dies (its event may die with A), A is killed, and
+    // another starts while the agent is moving.
+    let before = containers.sleeper("before").await;
+    a.kill();
+    let during = containers.sleeper("during").await;
+    let killed = Instant::now();
+
+    // The agent comes back on B by itself; the client, on the same connection, is told, and
+    // its view ends with both containers running (the agent's snapshot on reconnecting
+    // carries what the client could not hear while it moved).
+    let mut view = ClientView::default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(b.state.hub.online_count() == 1
+        && view.status.last() == Some(&true)
+        && view.running(&before)
+        && view.running(&during))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "within 30 s of the kill: agent on B: {}, statuses {:?}, view {:?}",
+            b.state.hub.online_count(),
+            view.status,
+            view.states
+        );
+        if let Ok(frame) =
+            tokio::time::timeout(Duration::from_millis(200), wire::next_text(&mut client)).await
+        {
+            view.apply(&id, &frame.expect("the client's connection stays open"));
+        }
+    }
+    let moved = killed.elapsed();
+    // Asked through B, the agent (now on B) lists both running.
+    let list = ask_keeping(
+        &mut client,
+        "container.list",
+        json!({"agentId": id}),
+        &mut pushes,
+    )
+    .await;
+    for container in [&before, &during] {
+        let found = list["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["names"][0] == format!("/{container}"));
+        assert_eq!(
+            found.map(|c| c["state"].as_str()),
+            Some(Some("running")),
+            "{container}: {list}"
+        );
+    }
+
+    // Past the time after which B drops the silent A (4 s): the agent stays online on B and the
+    // client is never told otherwise.
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(killed.elapsed())).await;
+    let list = ask_keeping(&mut client, "agent.list", json!({}), &mut pushes).await;
+    let listed = list["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id.as_str())
+        .cloned();
+    assert_eq!(
+        listed.as_ref().map(|a| a["online"].as_bool()),
+        Some(Some(true)),
+        "{list}"
+    );
+    for frame in &pushes {
+        view.apply(&id, frame);
+    }
+    assert_eq!(
+        view.status.last(),
+        Some(&true),
+        "the client was told the agent went offline after it came back: {:?}",
+        view.status
+    );
+    eprintln!("the agent was back on B {moved:?} after A was killed");
+}
+
+#[tokio::test]
+async fn routing_resumes_when_the_nats_node_a_relay_uses_is_killed() {
+    let Some(postgres) = TestPostgres::shared() else {
+        return;
+    };
+    let Some(nodes) = TestNats::start_cluster(3) else {
+        return;
+    };
+    let urls = nodes
+        .iter()
+        .map(TestNats::url)
+        .collect::<Vec<_>>()
+        .join(",");
+    let database = postgres.database();
+    // A first, alone: the node with a connection is A's.
+    let a = TestRelay::builder()
+        .database(database.clone())
+        .nats(urls.clone())
+        .start()
+        .await;
+    wait_ready(&[&a]).await;
+    let a_node = nodes
+        .iter()
+        .position(|n| n.connections() == 1)
+        .expect("one NATS node holds A's connection");
+    // B on another node, so that routing crosses the NATS cluster (a relay picks a node at
+    // random: start it again until it does).
+    let mut tries = 0;
+    let b = loop {
+        let b = TestRelay::builder()
+            .database(database.clone())
+            .nats(urls.clone())
+            .start()
+            .await;
+        wait_ready(&[&a, &b]).await;
+        if nodes[a_node].connections() == 1 {
+            break b;
+        }
+        tries += 1;
+        assert!(tries < 20, "B always chose A's NATS node");
+        drop(b);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let agent = FakeAgent::enrol(&a, "steady").await.expect("enrols on A");
+    let id = agent.id.clone();
+    let _answering = answer_all(agent);
+    wait_seen(&b, &id, true).await;
+    let mut client = admin(&b, "carol").await;
+    let answer = ask(&mut client, "container.list", json!({"agentId": id})).await;
+    assert_eq!(answer["asked"], "container.list", "{answer}");
+
+    // The node A is connected to dies: A moves to another node, and B's requests reach the
+    // agent on A again (async-nats reconnects, resubscribes, and the relays re-announce).
+    nodes[a_node].stop();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(20);
+    loop {
+        let answer = ask(&mut client, "container.list", json!({"agentId": id})).await;
+        if answer["asked"] == "container.list" {
+            break;
+        }
+        assert!(
+            ["UNAVAILABLE", "AGENT_OFFLINE", "TIMEOUT"]
+                .contains(&answer["errorCode"].as_str().unwrap_or("")),
+            "{answer}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "routing did not resume within 20 s: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "routing resumed {:?} after A's NATS node died",
+        killed.elapsed()
+    );
+    // A is on one of the two nodes left, and both relays are ready.
+    assert!(a.state.hub.cluster_ready() && b.state.hub.cluster_ready());
+    let left: usize = nodes.iter().map(TestNats::connections).sum();
+    assert!(left >= 2, "both relays on the nodes left: {left}");
+    // And it stays that way: past B's 4 s silence limit the agent is still listed and reached.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(b.state.hub.online().contains_key(&id));
+    let answer = ask(&mut client, "container.list", json!({"agentId": id})).await;
+    assert_eq!(answer["asked"], "container.list", "{answer}");
+}
+
+/// Answers every request with its own subject.
+fn answer_all(mut agent: FakeAgent) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(frame) = agent.request().await {
+            if let Some(inbox) = frame["reply"].as_str() {
+                agent
+                    .send(json!({"subject": inbox, "data": {"containers": [], "asked": frame["subject"]}}))
+                    .await;
+            }
+        }
+    })
+}
+
+/// The next request with this subject the agent receives (others left unanswered).
+async fn request_for(agent: &mut FakeAgent, subject: &str) -> Value {
+    loop {
+        let frame = agent.request().await.expect("a request reaches the agent");
+        if frame["subject"] == subject {
+            return frame;
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_postgres_stopped_a_cluster_routes_and_reads_refuses_writes_and_recovers() {
+    // A server of its own: this test stops it.
+    let Some(postgres) = TestPostgres::start() else {
+        return;
+    };
+    let Some(nats) = TestNats::start() else {
+        return;
+    };
+    let database = postgres.database();
+    let mut relays = Vec::new();
+    for _ in 0..2 {
+        relays.push(
+            TestRelay::builder()
+                .database(database.clone())
+                .nats(nats.url())
+                .start()
+                .await,
+        );
+    }
+    let (a, b) = (&relays[0], &relays[1]);
+    wait_ready(&[a, b]).await;
+    let mut agent = FakeAgent::enrol(a, "db-less").await.expect("enrols on A");
+    let id = agent.id.clone();
+    wait_seen(b, &id, true).await;
+    let mut client = admin(b, "dora").await;
+    let spare_token = b.login("eve", Role::Admin).await;
+    ask(&mut client, "event.subscribe", json!({})).await;
+
+    postgres.stop();
+    // Both relays say they are not ready, for the load balancer.
+    for relay in [a, b] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while http_status(&relay.addr.to_string(), "/readyz").await != 503 {
+            assert!(Instant::now() < deadline, "/readyz stayed 200");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // Live routing goes on: a read through B reaches the agent on A and is answered.
+    let asking = tokio::spawn(async move {
+        let answer = ask(&mut client, "container.list", json!({"agentId": "db-less"})).await;
+        (client, answer)
+    });
+    let request = request_for(&mut agent, "container.list").await;
+    let inbox = request["reply"].as_str().unwrap().to_string();
+    agent
+        .send(json!({"subject": inbox, "data": {"containers": [{"id": "c1"}]}}))
+        .await;
+    let (mut client, answer) = asking.await.unwrap();
+    assert_eq!(answer["containers"][0]["id"], "c1", "{answer}");
+    // Events keep flowing from A to B's subscribed client.
+    agent
+        .send(json!({"subject": "container.event", "data": {"agentId": "", "containerId": "c1", "name": "web", "action": "die", "timeNano": 7}}))
+        .await;
+    let event = loop {
+        let frame = wire::next_text(&mut client).await.expect("the event");
+        if frame["subject"] == "container.event" {
+            break frame["data"].clone();
+        }
+    };
+    assert_eq!(
+        (event["agentId"].as_str(), event["timeNano"].as_i64()),
+        (Some(id.as_str()), Some(7))
+    );
+
+    // An audited action is refused UNAVAILABLE, in plain words, and never reaches the agent.
+    let answer = ask(
+        &mut client,
+        "container.stop",
+        json!({"agentId": id, "containerId": "c1"}),
+    )
+    .await;
+    assert_eq!(answer["errorCode"], "UNAVAILABLE", "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("database"),
+        "{answer}"
+    );
+    // A write is refused the same way.
+    let answer = ask(&mut client, "token.create", json!({})).await;
+    assert_eq!(answer["errorCode"], "UNAVAILABLE", "{answer}");
+    // A new connection cannot have its token checked: refused, and told why.
+    let mut fresh = wire::dial(b, "/ws/client").await;
+    wire::send(
+        &mut fresh,
+        json!({"subject": "client.hello", "data": {"protocolVersion": zedops_protocol::PROTOCOL_VERSION, "token": spare_token}}),
+    )
+    .await;
+    let refused = wire::next_frame(&mut fresh).await;
+    match &refused {
+        Ok(frame) => assert_eq!(frame["data"]["errorCode"], "UNAVAILABLE", "{frame}"),
+        Err(code) => panic!("closed ({code:?}) without saying why"),
+    }
+    // The agent stays connected meanwhile (past the relays' 0.5 s database checks).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(a.state.hub.online_count(), 1);
+    assert!(b.state.hub.online().contains_key(&id));
+
+    // PostgreSQL comes back: the action goes through to the agent, without a restart.
+    postgres.resume();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = ask(&mut client, "token.create", json!({})).await;
+        if answer["errorCode"].is_null() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes did not recover: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stopping = tokio::spawn(async move {
+        let answer = ask(
+            &mut client,
+            "container.stop",
+            json!({"agentId": "db-less", "containerId": "c1"}),
+        )
+        .await;
+        (client, answer)
+    });
+    // The first container.stop ever to reach the agent is this one.
+    let request = request_for(&mut agent, "container.stop").await;
+    let inbox = request["reply"].as_str().unwrap().to_string();
+    agent
+        .send(json!({"subject": inbox, "data": {"success": true, "containerId": "c1", "operation": "stop"}}))
+        .await;
+    let (_client, answer) = stopping.await.unwrap();
+    assert_eq!(answer["success"], true, "{answer}");
+    for relay in [a, b] {
+        assert_eq!(http_status(&relay.addr.to_string(), "/readyz").await, 200);
+    }
+}
