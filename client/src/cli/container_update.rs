@@ -108,9 +108,6 @@ fn parse_stable(text: &str) -> Result<u32, String> {
 }
 
 pub async fn update(global: &Global, args: UpdateArgs) -> CliResult {
-    if args.all {
-        return super::updates::update_all(global, args).await;
-    }
     let (Some(agent), Some(container)) = (args.agent.clone(), args.container.clone()) else {
         return Err(CliError::new(
             "USAGE",

@@ -9,6 +9,7 @@ mod deploy;
 mod events;
 mod files;
 mod fleet;
+mod fleet_update;
 mod logs;
 mod registry;
 mod stats;
@@ -714,6 +715,7 @@ async fn run(cli: Cli) -> CliResult {
         },
         Command::Template { command } => deploy::template(&global, command).await,
         Command::Registry { command } => registry::registry(&global, command).await,
+        Command::Update(args) if args.all => fleet_update::update_all(&global, args).await,
         Command::Update(args) => container_update::update(&global, args).await,
         Command::Create(args) => deploy::create(&global, args).await,
         Command::Rm(args) => deploy::rm(&global, args).await,

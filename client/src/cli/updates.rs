@@ -1,12 +1,9 @@
 //! `zedops updates`: which containers run an image whose registry now serves a newer build
-//! (as each agent last checked), and `--check` to have agents ask their registries now; and
-//! `zedops update --all`, the fleet update over [`zedops_client::fleet_update`].
+//! (as each agent last checked), and `--check` to have agents ask their registries now.
 
 use clap::Args;
-use zedops_client::fleet_update::{self, FleetOptions, FleetProgress, FleetTarget, Outcome};
 use zedops_protocol::{AgentUpdates, UpdateListResponse};
 
-use super::container_update::UpdateArgs;
 use super::{CliError, CliResult, Global, JsonArg, connect, print_json, print_stdout, table};
 
 #[derive(Debug, Args)]
@@ -59,117 +56,6 @@ pub async fn updates(global: &Global, args: UpdatesArgs) -> CliResult {
     print_stdout(&render(&answer, now()))?;
     notes(&answer.agents, args.check);
     Ok(())
-}
-
-/// `zedops update --all [--agent A] [--canary N] [--parallel P]`: every container with an
-/// update, canaries first; one line per step and per container, a summary at the end, and a
-/// non-zero exit when anything rolled back or failed.
-pub async fn update_all(global: &Global, args: UpdateArgs) -> CliResult {
-    let options = FleetOptions {
-        agent: args.agent.clone(),
-        canary: args.canary.unwrap_or(1),
-        parallel: args.parallel.unwrap_or(2).max(1),
-        named: args.include.clone(),
-        update: args.options(),
-    };
-    let client = connect(global).await?;
-    let states = match client.updates(options.agent.as_deref()).await {
-        Ok(states) => states,
-        Err(err) => {
-            client.close().await;
-            return Err(err.into());
-        }
-    };
-    let plan = fleet_update::plan(&states, &options);
-    for skipped in &plan.skipped {
-        eprintln!(
-            "{}: skipped: {}",
-            name(&skipped.target),
-            table::clean(&skipped.reason)
-        );
-    }
-    if plan.targets.is_empty() {
-        eprintln!("no container to update (`zedops updates --check` looks for new builds)");
-    } else {
-        eprintln!(
-            "updating {} containers: {} canary first, then {} at a time",
-            plan.targets.len(),
-            options.canary.min(plan.targets.len()),
-            options.parallel
-        );
-    }
-    let summary = fleet_update::run(&client, plan, &options, &print_progress).await;
-    client.close().await;
-    if args.output.json {
-        print_json(&summary)?;
-    }
-    eprintln!(
-        "summary: {} updated, {} rolled back, {} failed, {} skipped",
-        summary.updated.len(),
-        summary.rolled_back.len(),
-        summary.failed.len(),
-        summary.skipped.len()
-    );
-    if summary.ok() {
-        return Ok(());
-    }
-    let first = summary
-        .rolled_back
-        .first()
-        .or(summary.failed.first())
-        .expect("not ok: something rolled back or failed");
-    let code = if summary.rolled_back.is_empty() {
-        "UPDATE_FAILED"
-    } else {
-        "UPDATE_ROLLED_BACK"
-    };
-    Err(CliError::new(
-        code,
-        format!(
-            "{} did not update ({}); the updates after it were not started. Fix its image, then run again",
-            name(&first.target),
-            first.reason
-        ),
-    ))
-}
-
-/// One line per event on stderr (stdout stays for --json).
-fn print_progress(event: FleetProgress) {
-    match event {
-        FleetProgress::Started { target, canary } => eprintln!(
-            "{}: updating{} {} → {}",
-            name(&target),
-            if canary { " (canary)" } else { "" },
-            short(&target.current_digest),
-            short(&target.new_digest)
-        ),
-        FleetProgress::Step {
-            target, message, ..
-        } => eprintln!("{}: {}", name(&target), table::clean(&message)),
-        FleetProgress::Finished { target, outcome } => match outcome {
-            Outcome::Updated { .. } => eprintln!("{}: updated", name(&target)),
-            Outcome::RolledBack { reason, rollback } => {
-                eprintln!("{}: ROLLED BACK: {}", name(&target), table::clean(&reason));
-                for line in rollback.iter().flat_map(|r| r.logs.iter()) {
-                    eprintln!("{}:   | {}", name(&target), table::clean(line));
-                }
-            }
-            Outcome::Failed { code, reason } => eprintln!(
-                "{}: FAILED: {}: {}",
-                name(&target),
-                table::clean(&code),
-                table::clean(&reason)
-            ),
-        },
-    }
-}
-
-fn name(target: &FleetTarget) -> String {
-    format!(
-        "{}/{}",
-        table::clean(&target.agent),
-        table::clean(&target.container)
-    )
 }
 
 /// The table of containers with an update, one row each.
