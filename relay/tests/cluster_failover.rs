@@ -239,6 +239,16 @@ async fn a_relay_killed_with_sigkill_loses_its_agent_to_the_other_relay_and_no_e
     let list = ask(&mut client, "container.list", json!({"agentId": id})).await;
     assert!(list["containers"].is_array(), "{list}");
 
+    // A log stream through B from a container of the agent on A, open when A dies.
+    let talker = containers.sleeper("talker").await;
+    wire::send(
+        &mut client,
+        json!({"subject": "container.logs", "reply": "_INBOX.follow",
+        "data": {"agentId": id, "containerId": talker, "follow": true}}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
     // A container starts just before A dies (its event may die with A), A is killed, and
     // another starts while the agent is moving.
     let before = containers.sleeper("before").await;
@@ -249,16 +259,20 @@ async fn a_relay_killed_with_sigkill_loses_its_agent_to_the_other_relay_and_no_e
     // The agent comes back on B by itself; the client, on the same connection, is told, and
     // its view ends with both containers running (the agent's snapshot on reconnecting
     // carries what the client could not hear while it moved).
+    // The log stream, whose agent's relay died, ends (the client may open it again) rather
+    // than staying open and silent.
     let mut view = ClientView::default();
+    let mut follow_ended = None;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !(b.state.hub.online_count() == 1
         && view.status.last() == Some(&true)
         && view.running(&before)
-        && view.running(&during))
+        && view.running(&during)
+        && follow_ended.is_some())
     {
         assert!(
             Instant::now() < deadline,
-            "within 30 s of the kill: agent on B: {}, statuses {:?}, view {:?}",
+            "within 30 s of the kill: agent on B: {}, statuses {:?}, view {:?}, log stream ended: {follow_ended:?}",
             b.state.hub.online_count(),
             view.status,
             view.states
@@ -266,7 +280,11 @@ async fn a_relay_killed_with_sigkill_loses_its_agent_to_the_other_relay_and_no_e
         if let Ok(frame) =
             tokio::time::timeout(Duration::from_millis(200), wire::next_text(&mut client)).await
         {
-            view.apply(&id, &frame.expect("the client's connection stays open"));
+            let frame = frame.expect("the client's connection stays open");
+            if frame["subject"] == "_INBOX.follow" && !frame["data"]["end"].is_null() {
+                follow_ended = Some(killed.elapsed());
+            }
+            view.apply(&id, &frame);
         }
     }
     let moved = killed.elapsed();
@@ -315,7 +333,9 @@ async fn a_relay_killed_with_sigkill_loses_its_agent_to_the_other_relay_and_no_e
         "the client was told the agent went offline after it came back: {:?}",
         view.status
     );
-    eprintln!("the agent was back on B {moved:?} after A was killed");
+    eprintln!(
+        "{moved:?} after A was killed, all of the above held (the log stream ended after {follow_ended:?})"
+    );
 }
 
 #[tokio::test]

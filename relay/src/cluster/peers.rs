@@ -390,6 +390,18 @@ impl Cluster {
                         .collect()
                 };
                 for (id, held) in lost {
+                    // What this relay sent the agent through the silent relay will never be
+                    // answered: requests fail and streams (a log follow) end now, instead of
+                    // waiting for the request timeout or, for a stream, forever.
+                    let stand_in = self
+                        .stand_ins
+                        .lock()
+                        .expect("stand-ins lock")
+                        .get(&id)
+                        .cloned();
+                    if let Some(link) = stand_in {
+                        fail_everything(&link);
+                    }
                     if state.hub.local_agent(&id).is_none() {
                         state
                             .hub
@@ -730,6 +742,22 @@ fn unavailable(link: &AgentLink, inbox: &str) {
         link.answer(inbox, &data);
     } else {
         link.fail_inbox(inbox);
+    }
+}
+
+/// Gives up on every request and stream waiting on a stand-in (its relay is gone): requests
+/// are answered `AGENT_OFFLINE`, streams end as when their agent leaves.
+fn fail_everything(link: &AgentLink) {
+    let mut inboxes: Vec<String> = link
+        .pending
+        .lock()
+        .expect("pending lock")
+        .keys()
+        .cloned()
+        .collect();
+    inboxes.extend(link.streams.lock().expect("streams lock").keys().cloned());
+    for inbox in inboxes {
+        link.fail_inbox(&inbox);
     }
 }
 
