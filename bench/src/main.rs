@@ -2,6 +2,7 @@
 //! the thing measured and its baseline side by side in one run, because these machines are
 //! shared and noisy. `scripts/bench` builds the release binaries and runs them all.
 
+mod cluster;
 mod console;
 mod deploy;
 mod events;
@@ -45,7 +46,7 @@ enum Command {
         /// The release `zedops` CLI.
         #[arg(long, default_value = "target/release/zedops")]
         zedops: PathBuf,
-        /// Size of the file read, in MB.
+        /// Size of the file read, in MB (0: the keystroke echo alone).
         #[arg(long, default_value_t = 100)]
         megabytes: usize,
         /// Keystrokes timed in each session.
@@ -114,6 +115,21 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         connections: usize,
     },
+    /// Two release relays on one PostgreSQL and one NATS (issue 18): RSS per agent, requests/s
+    /// through the cluster, and cross-relay vs same-relay request latency, in one run.
+    Cluster {
+        #[arg(long, default_value = "target/release/zedops-relay")]
+        binary: PathBuf,
+        /// Simulated agents, half on each relay (fewer for a quick run).
+        #[arg(long, default_value_t = 10_000)]
+        agents: usize,
+        /// Timed requests on each path.
+        #[arg(long, default_value_t = 1000)]
+        rounds: usize,
+        /// Seconds of pipelined load on each path.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// The release relay: routed requests per second.
     RelayThroughput {
         #[arg(long, default_value = "target/release/zedops-relay")]
@@ -172,6 +188,20 @@ async fn main() -> anyhow::Result<()> {
             binary,
             connections,
         } => footprint::relay(&binary, connections).await,
+        Command::Cluster {
+            binary,
+            agents,
+            rounds,
+            seconds,
+        } => {
+            cluster::run(cluster::Options {
+                binary: &binary,
+                agents,
+                rounds,
+                seconds,
+            })
+            .await
+        }
         Command::RelayThroughput {
             binary,
             clients,
