@@ -331,14 +331,24 @@ impl Tracker {
             }
         });
         let done = status == "Pull complete" || status == "Already exists";
+        // Once a layer is downloaded, Docker counts its bytes again from 0 while it unpacks
+        // them ("Extracting"): the download is over, so the layer stays whole, or the bar would
+        // fall back from near the end to near the start.
+        let downloaded = done
+            || matches!(
+                status.as_str(),
+                "Verifying Checksum" | "Download complete" | "Extracting"
+            );
         layer.status = status;
-        if let Some(total) = detail.total.filter(|t| *t > 0) {
+        if let Some(total) = detail.total.filter(|t| *t > 0)
+            && (!downloaded || layer.total.is_none())
+        {
             layer.total = Some(total as u64);
         }
-        if let Some(current) = detail.current.filter(|c| *c >= 0) {
+        if !downloaded && let Some(current) = detail.current.filter(|c| *c >= 0) {
             layer.current = current as u64;
         }
-        if done && let Some(total) = layer.total {
+        if downloaded && let Some(total) = layer.total {
             layer.current = total;
         }
     }
@@ -436,5 +446,35 @@ mod tests {
             snap.total - 5 * (MAX_PULL_LAYERS as u64 + 10) + 5
         );
         assert_eq!(snap.layers[0].status, "Pull complete");
+    }
+
+    #[test]
+    fn unpacking_a_downloaded_layer_never_moves_the_progress_back() {
+        let line = |status: &str, current: Option<i64>, total: Option<i64>| CreateImageInfo {
+            id: Some("noise".into()),
+            status: Some(status.into()),
+            progress_detail: Some(ProgressDetail { current, total }),
+            ..CreateImageInfo::default()
+        };
+        let mut t = Tracker::new("x:1");
+        t.update(line("Pulling fs layer", None, None));
+        let mut seen = vec![];
+        for (status, current, total) in [
+            ("Downloading", Some(10), Some(1000)),
+            ("Downloading", Some(940), Some(1000)),
+            ("Verifying Checksum", None, None),
+            ("Download complete", None, None),
+            // Docker counts the layer again as it unpacks it.
+            ("Extracting", Some(20), Some(1000)),
+            ("Extracting", Some(600), Some(1000)),
+            ("Pull complete", None, None),
+        ] {
+            t.update(line(status, current, total));
+            let snap = t.snapshot();
+            assert_eq!(snap.total, 1000, "{status}");
+            seen.push(snap.current);
+        }
+        assert_eq!(seen, [10, 940, 1000, 1000, 1000, 1000, 1000]);
+        assert_eq!(t.snapshot().layers_done, 1);
     }
 }
