@@ -10,6 +10,7 @@ mod deploy;
 mod files;
 #[allow(dead_code)]
 mod harness;
+mod images_templates_fleet;
 mod platform;
 mod updates;
 #[allow(dead_code)]
@@ -130,6 +131,13 @@ async fn the_desktop_app_edits_uploads_and_removes_files_and_attaches() {
 async fn the_desktop_app_shows_image_updates_updates_and_rolls_back() {
     let _one = ONE_APP.lock().await;
     updates::badge_update_and_rollback().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a display, tauri-driver, a keyring, Docker and docker-registry: run scripts/test-desktop"]
+async fn the_desktop_app_pulls_and_removes_images_writes_a_template_in_the_form_and_updates_all() {
+    let _one = ONE_APP.lock().await;
+    images_templates_fleet::images_template_form_and_update_all().await;
 }
 
 /// The agent row's mute toggle.

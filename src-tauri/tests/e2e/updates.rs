@@ -27,7 +27,7 @@ const UI_WAIT: Duration = Duration::from_secs(60);
 const UPDATE_WAIT: Duration = Duration::from_secs(150);
 
 /// Runs the `docker` command line; panics with its output when it fails.
-fn docker_cli(args: &[&str]) -> String {
+pub(crate) fn docker_cli(args: &[&str]) -> String {
     let out = std::process::Command::new("docker")
         .args(args)
         .output()
@@ -41,7 +41,12 @@ fn docker_cli(args: &[&str]) -> String {
 /// Builds an image from the test image with a file of its own (so its own id and digest) whose
 /// command sleeps, or (`broken`) prints a line and exits with 3 at once; pushes it as
 /// `repo:1` and removes it locally, so an update must pull it. `n` tells builds apart.
-fn push_build(registry: &TestRegistry, cleanup: &Cleanup, n: u32, broken: bool) -> String {
+pub(crate) fn push_build(
+    registry: &TestRegistry,
+    cleanup: &Cleanup,
+    n: u32,
+    broken: bool,
+) -> String {
     let name = cleanup.name(&format!("build-{n}"));
     let repo = format!("zedops/{}", cleanup.prefix);
     docker_cli(&[
@@ -72,7 +77,7 @@ fn push_build(registry: &TestRegistry, cleanup: &Cleanup, n: u32, broken: bool) 
 }
 
 /// The container's image id and whether it runs.
-async fn image_of(docker: &Docker, name: &str) -> (String, bool) {
+pub(crate) async fn image_of(docker: &Docker, name: &str) -> (String, bool) {
     seen_image(docker, name)
         .await
         .unwrap_or_else(|| panic!("Docker has no container {name}"))
