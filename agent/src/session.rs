@@ -366,6 +366,9 @@ async fn serve(
     let _pushing_updates = AbortOnDrop(tokio::spawn(
         crate::update_check::push(updates.subscribe(), tx.clone()).in_current_span(),
     ));
+    // A revert since the last connection: the relay tells the admin who asked for the update.
+    #[cfg(unix)]
+    crate::selfupdate::report_rollback(data_dir, &tx);
     let heartbeat_frame = Envelope::new(subject::AGENT_HEARTBEAT, Heartbeat {}).to_json();
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + HEARTBEAT_INTERVAL,

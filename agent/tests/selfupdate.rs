@@ -498,9 +498,8 @@ async fn an_agent_and_a_client_of_the_previous_protocol_are_served_and_agent_upd
             .contains(&format!("speaks protocol {MIN_PROTOCOL_VERSION}")),
         "{answer}"
     );
-    match reader.recv_timeout(Duration::from_millis(500)).await {
-        Ok(Some(frame)) => panic!("the old agent was sent {}", frame.subject),
-        _ => {}
+    if let Ok(Some(frame)) = reader.recv_timeout(Duration::from_millis(500)).await {
+        panic!("the old agent was sent {}", frame.subject);
     }
     let audit = relay.store.audit_list(None, None, 10).await.unwrap();
     assert!(

@@ -88,6 +88,9 @@ pub enum ClientEvent {
     /// A subscribed agent's containers with a newer image, after its check (or reconnect): it
     /// replaces what was known of that agent's updates.
     Updates(Box<zedops_protocol::UpdateState>),
+    /// An agent's update moved on (admins only): downloading, verifying, restarting, online
+    /// with the new version, or rolled back with the reason.
+    AgentUpdate(Box<zedops_protocol::AgentUpdateProgress>),
 }
 
 /// A connection to one relay, reconnecting in the background. Cheap to clone; all clones share
@@ -683,6 +686,9 @@ impl Shared {
                 })
             }
             ClientPush::UpdatesState(state) => self.emit(ClientEvent::Updates(Box::new(state))),
+            ClientPush::AgentUpdateProgress(progress) => {
+                self.emit(ClientEvent::AgentUpdate(Box::new(progress)))
+            }
             ClientPush::Error(reply) => {
                 warn!(%reply, "the relay reported an error");
                 self.emit(ClientEvent::Error(reply));

@@ -25,6 +25,7 @@
 //! Credentials are kept with [`store`]: the device token in the OS keyring, never on disk.
 
 mod admin;
+pub mod agent_update;
 mod client;
 pub mod console;
 mod container_update;

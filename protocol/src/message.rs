@@ -379,6 +379,8 @@ messages! {
         /// `updates.state`: the agent's containers with a newer image (after each check and
         /// each reconnect), kept by the relay and fanned out to subscribed clients.
         UpdatesState(UpdateState) = subject::UPDATES_STATE,
+        /// `agent.update.progress`: where this agent's update is (rate-limited by the agent).
+        AgentUpdateProgress(AgentUpdateProgress) = subject::AGENT_UPDATE_PROGRESS,
     }
 }
 
@@ -405,6 +407,8 @@ messages! {
         EventResync(EventResync) = subject::EVENT_RESYNC,
         /// `updates.state` of a watched agent.
         UpdatesState(UpdateState) = subject::UPDATES_STATE,
+        /// `agent.update.progress`: an agent's update moved on (admin connections only).
+        AgentUpdateProgress(AgentUpdateProgress) = subject::AGENT_UPDATE_PROGRESS,
         /// `error`: a frame without an inbox could not be handled.
         Error(ErrorReply) = subject::ERROR,
     }
@@ -449,6 +453,10 @@ mod tests {
             subject::AGENT_UPDATE_INSTALL => json!({
                 "version": "0.2.0", "platform": "linux-x86_64", "sha256": "a".repeat(64),
                 "size": 4_000_000, "allowDowngrade": false,
+            }),
+            subject::AGENT_UPDATE_PROGRESS => json!({
+                "agentId": AGENT, "name": "web-1", "phase": "downloading", "version": "0.2.0",
+                "bytes": 1024, "total": 4_000_000,
             }),
             subject::ERROR => json!({"errorCode": "TIMEOUT", "error": "slow"}),
             subject::AGENT_REGISTER => json!({

@@ -83,6 +83,9 @@ pub const AGENT_TOKEN: &str = "agent.token";
 pub const AGENT_UPDATE: &str = "agent.update";
 /// Relay → agent: fetch, check and install this build, answer, then restart into it.
 pub const AGENT_UPDATE_INSTALL: &str = "agent.update.install";
+/// Agent → relay (download, verify, rolled back) and relay → admin clients (every phase): where
+/// an agent's update is.
+pub const AGENT_UPDATE_PROGRESS: &str = "agent.update.progress";
 /// Client → relay (admin): give a user a new password; the user's other sessions end.
 pub const USER_PASSWORD: &str = "user.password";
 /// Agent → relay, about itself only: forget me (revoked at once, the name free again); sent

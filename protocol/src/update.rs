@@ -113,6 +113,101 @@ pub struct AgentUpdated {
 
 impl Validate for AgentUpdated {}
 
+/// Where an agent's update is, in order: `downloading` (repeated with `bytes`), `verifying`,
+/// `restarting`, then `online` (connected again with the new version) or `rolled-back` (back on
+/// the old version; `reason` says why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentUpdatePhase {
+    /// The agent downloads the build (`bytes` of `total` so far).
+    Downloading,
+    /// The download is complete; size, SHA-256 and signature are being checked.
+    Verifying,
+    /// The build is installed and the agent restarts into it (sent by the relay on the answer).
+    Restarting,
+    /// The agent is connected again and reports the new version (sent by the relay).
+    Online,
+    /// The new build did not stay: the agent runs its previous version again.
+    RolledBack,
+}
+
+/// `agent.update.progress`: agent → relay while it runs an `agent.update.install`
+/// (`downloading`, `verifying`) and once after a revert (`rolled-back`, with the reason its
+/// guard recorded); relay → every admin client for all phases, with `agentId` and `name` set by
+/// the relay (an agent's own are ignored). Agents send at most 4 a second; the relay forwards
+/// progress only for an update it started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentUpdateProgress {
+    /// Set by the relay; empty from the agent.
+    #[serde(default)]
+    pub agent_id: String,
+    /// The agent's name, set by the relay; empty from the agent.
+    #[serde(default)]
+    pub name: String,
+    pub phase: AgentUpdatePhase,
+    /// The version being installed (for `rolled-back`: the one that was taken back).
+    pub version: String,
+    /// `downloading`: bytes received so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// `downloading`: the build's size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    /// `online`, `rolled-back`: the version the agent runs now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<String>,
+    /// `rolled-back`: why, in words (at most 1 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Longest `reason` in an [`AgentUpdateProgress`].
+pub const MAX_UPDATE_REASON_LEN: usize = 1024;
+
+impl Validate for AgentUpdateProgress {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        if !is_version_text(&self.version) {
+            return Err(ProtocolError::invalid(
+                "version",
+                "must be a version such as 0.2.0",
+            ));
+        }
+        if let Some(running) = &self.running
+            && !is_version_text(running)
+        {
+            return Err(ProtocolError::invalid(
+                "running",
+                "must be a version such as 0.2.0",
+            ));
+        }
+        if self.agent_id.len() > 64 || self.name.len() > 64 {
+            return Err(ProtocolError::invalid(
+                "agentId",
+                "must be at most 64 bytes",
+            ));
+        }
+        if let (Some(bytes), Some(total)) = (self.bytes, self.total)
+            && (bytes > total || total > MAX_AGENT_BUILD_BYTES)
+        {
+            return Err(ProtocolError::invalid(
+                "bytes",
+                "must be at most total, which is at most 64 MiB",
+            ));
+        }
+        if self
+            .reason
+            .as_ref()
+            .is_some_and(|r| r.len() > MAX_UPDATE_REASON_LEN)
+        {
+            return Err(ProtocolError::invalid("reason", "must be at most 1 KiB"));
+        }
+        Ok(())
+    }
+}
+
 /// Plain version text: digits first, then digits, letters, `.`, `-`, `+`; at most
 /// [`MAX_INFO_LEN`] bytes. Semantic-version order is each side's business.
 fn is_version_text(text: &str) -> bool {
@@ -150,6 +245,27 @@ mod tests {
         let mut bad = good;
         bad.sha256 = "z".repeat(64);
         assert!(bad.validate().is_err());
+        let progress = AgentUpdateProgress {
+            agent_id: String::new(),
+            name: String::new(),
+            phase: AgentUpdatePhase::Downloading,
+            version: "0.2.0".into(),
+            bytes: Some(10),
+            total: Some(20),
+            running: None,
+            reason: None,
+        };
+        assert!(progress.validate().is_ok());
+        let mut bad = progress.clone();
+        bad.bytes = Some(21);
+        assert!(bad.validate().is_err());
+        let mut bad = progress;
+        bad.reason = Some("x".repeat(MAX_UPDATE_REASON_LEN + 1));
+        assert!(bad.validate().is_err());
+        assert_eq!(
+            serde_json::to_value(AgentUpdatePhase::RolledBack).unwrap(),
+            "rolled-back"
+        );
         let json = r#"{"agentId":"web-1","allowDowngrade":true}"#;
         let request: AgentUpdateRequest = serde_json::from_str(json).unwrap();
         assert!(request.allow_downgrade && request.version.is_none());

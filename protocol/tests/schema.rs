@@ -157,6 +157,7 @@ fn agent_push(kind: AgentPushKind, g: &mut SchemaGenerator) -> Option<Value> {
         K::ContainerSync => json!({ "data": of::<ContainerSync>(g) }),
         K::AgentForget => request(of::<AgentForgetRequest>(g), or_error::<AgentForgotten>(g)),
         K::UpdatesState => json!({ "data": of::<UpdateState>(g) }),
+        K::AgentUpdateProgress => json!({ "data": of::<AgentUpdateProgress>(g) }),
         #[allow(unreachable_patterns)]
         _ => return None,
     })
@@ -170,6 +171,7 @@ fn client_push(kind: ClientPushKind, g: &mut SchemaGenerator) -> Option<Value> {
         K::ContainerSync => of::<ContainerSync>(g),
         K::EventResync => of::<EventResync>(g),
         K::UpdatesState => of::<UpdateState>(g),
+        K::AgentUpdateProgress => of::<AgentUpdateProgress>(g),
         K::Error => of::<ErrorReply>(g),
         #[allow(unreachable_patterns)]
         _ => return None,

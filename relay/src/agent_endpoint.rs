@@ -87,6 +87,9 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
     {
         info!("agent connected");
         crate::registry::on_connect(&state, &link);
+        if let Some(info) = &record.info {
+            state.agent_updates.connected(&link.id, &info.version);
+        }
         let mut ping = tokio::time::interval(state.timeouts.heartbeat_interval);
         ping.reset();
         let mut shutdown = state.shutdown.clone();
@@ -298,6 +301,9 @@ async fn handle_frame(
             state.hub.push_event(&link.id, pushed);
         }
         AgentPush::UpdatesState(pushed) => crate::updates::received(state, link, pushed),
+        AgentPush::AgentUpdateProgress(progress) => {
+            state.agent_updates.agent_said(&link.id, progress)
+        }
     }
 }
 

@@ -53,6 +53,8 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
     // never missed.
     let conn = Arc::new(ClientConn::default());
     let mut events = state.hub.subscribe_events(conn.watching.subscribe());
+    // Agent updates' live state, for admins only (kept after the hello only for them).
+    let mut agent_updates = Some(state.agent_updates.subscribe());
     // The welcome says the version the client said (within what this relay speaks), so an
     // older client is answered in its own version.
     let (session, spoken) = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
@@ -94,6 +96,10 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
         return;
     }
     info!(role = %session.role, "client connected");
+    if session.role != zedops_protocol::Role::Admin || spoken < zedops_protocol::AGENT_UPDATE_SINCE
+    {
+        agent_updates = None;
+    }
 
     let (conn_id, mut kicked) = state.hub.connect_client(&session.id);
     // The user may have been changed between reading the session and registering it for kicks:
@@ -205,6 +211,16 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
                 Ok(frame) => { if socket.send_text(frame.to_string()).await.is_err() { break; } }
                 Err(broadcast::error::RecvError::Lagged(n)) => warn!(missed = n, "client too slow for status pushes"),
                 Err(broadcast::error::RecvError::Closed) => {}
+            },
+            push = async {
+                match agent_updates.as_mut() {
+                    Some(updates) => updates.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match push {
+                Ok(frame) => { if socket.send_text(frame.to_string()).await.is_err() { break; } }
+                Err(broadcast::error::RecvError::Lagged(n)) => warn!(missed = n, "client too slow for agent update pushes"),
+                Err(broadcast::error::RecvError::Closed) => agent_updates = None,
             },
             push = events.recv() => match push {
                 Ok(pushed) => {

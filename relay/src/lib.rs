@@ -35,6 +35,7 @@ pub(crate) mod subscription;
 pub mod templates;
 pub mod time;
 pub mod update;
+pub mod update_watch;
 pub(crate) mod updates;
 
 pub use rate_limit::Limits;

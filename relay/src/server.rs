@@ -153,6 +153,7 @@ impl Server {
             connections,
             installer: installer.clone(),
             registry_key: crate::registry_key::RegistryKey::for_db(&options.db),
+            agent_updates: Default::default(),
         });
         let handle = ShutdownHandle { tx: Arc::new(tx) };
         Ok(Self {

@@ -55,4 +55,6 @@ pub struct AppState {
     pub installer: Arc<crate::download::Installer>,
     /// Seals the registry passwords kept in the database (see [`crate::registry_key`]).
     pub registry_key: crate::registry_key::RegistryKey,
+    /// Agent updates in flight and their live state for admins (`agent.update.progress`).
+    pub agent_updates: crate::update_watch::UpdateWatch,
 }

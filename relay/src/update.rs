@@ -128,16 +128,25 @@ async fn update(
         size: build.size,
         allow_downgrade: request.allow_downgrade,
     };
+    // Watched from here: the agent's progress goes to the admins, then its reconnection.
+    state
+        .agent_updates
+        .begin(&link.id, &link.name, &info.version, &build.version);
     let raw = link
         .request(&AgentRequest::AgentUpdateInstall(order), UPDATE_TIMEOUT)
         .await
-        .map_err(|e| fail(e.to_reply(&link.name)))?;
+        .map_err(|e| {
+            state.agent_updates.failed(&link.id);
+            fail(e.to_reply(&link.name))
+        })?;
     match serde_json::from_str::<AgentUpdated>(&raw) {
         Ok(mut done) => {
             done.agent_id = link.id.clone();
+            state.agent_updates.restarting(&done);
             Ok(done)
         }
         Err(_) => {
+            state.agent_updates.failed(&link.id);
             let reply = serde_json::from_str::<ErrorReply>(&raw).unwrap_or_else(|_| {
                 ErrorReply::new(
                     ErrorCode::Internal,

@@ -1,26 +1,22 @@
 //! "Update agents" over `zedops-client`, with no Tauri in sight: the agent version the relay
 //! offers, and a rollout that has agents install it, canaries first (one at a time), then the
-//! rest a few at a time, stopping at the first failure, with each agent's state reported as it
-//! changes: updating (downloading and verifying), restarting, online with the new version, or
-//! failed (refused with nothing replaced, or rolled back). The relay checks the role (admin)
-//! and the agent the build's signature.
+//! rest a few at a time, stopping at the first failure, with each agent's state reported live
+//! as it changes (from the relay's `agent.update.progress`, see
+//! [`zedops_client::agent_update`]): downloading (bytes), verifying, restarting, online with
+//! the new version, rolled back with the reason, or failed (refused, nothing replaced). The
+//! relay checks the role (admin) and the agent the build's signature.
 
 pub mod commands;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use specta::Type;
 use zedops_client::Client;
-use zedops_protocol::AgentUpdated;
+use zedops_client::agent_update::{self, AgentStep, AgentUpdateOptions};
 
 use crate::error::{AppError, ErrorCode};
 
-/// Time beyond the agent's revert deadline to wait for it to show up again.
-const COME_BACK_MARGIN: Duration = Duration::from_secs(30);
-/// How often the agent list is asked while waiting for an agent to come back.
-const POLL: Duration = Duration::from_secs(1);
 /// Most agents updated at once after the canaries.
 pub const MAX_PARALLEL: u32 = 20;
 
@@ -30,13 +26,20 @@ pub const MAX_PARALLEL: u32 = 20;
 pub enum UpdateState {
     /// Waiting for its wave.
     Queued,
-    /// The agent downloads and verifies the build.
+    /// Asked; the agent starts downloading (a relay that sends no progress stays here until
+    /// the agent restarts).
     Updating,
+    /// The agent downloads the build (`bytes` of `total`).
+    Downloading,
+    /// The agent checks size, SHA-256 and the release signature.
+    Verifying,
     /// Installed; the agent restarts into it.
     Restarting,
     /// Back online with the new version.
     Online,
-    /// Refused (nothing replaced) or rolled back.
+    /// The new build did not stay: the agent runs its old version again (`detail` says why).
+    RolledBack,
+    /// Refused or failed before anything was replaced.
     Failed,
     /// Not started: an earlier agent failed.
     NotStarted,
@@ -50,6 +53,9 @@ pub struct AgentUpdateEvent {
     pub state: UpdateState,
     /// In words: the versions, or why it failed.
     pub detail: String,
+    /// `downloading`: bytes received and the build's size (a build is at most 64 MiB).
+    pub bytes: Option<u32>,
+    pub total: Option<u32>,
 }
 
 /// The agent version the relay serves (signed), or `null` when it serves none.
@@ -63,12 +69,75 @@ pub async fn offered_version(client: &Client) -> Result<Option<String>, AppError
 /// Where state changes go.
 pub type Report = Arc<dyn Fn(AgentUpdateEvent) + Send + Sync>;
 
-fn say(report: &Report, agent: &str, state: UpdateState, detail: String) {
-    report(AgentUpdateEvent {
+/// The app's event for one step of the client library's follow.
+fn event(agent: &str, step: AgentStep) -> AgentUpdateEvent {
+    let (state, detail, bytes, total) = match step {
+        AgentStep::Queued => (
+            UpdateState::Queued,
+            "Waiting for its turn.".into(),
+            None,
+            None,
+        ),
+        AgentStep::Asked => (
+            UpdateState::Updating,
+            "Asked to update; downloading the build.".into(),
+            None,
+            None,
+        ),
+        AgentStep::Downloading { bytes, total } => (
+            UpdateState::Downloading,
+            format!(
+                "Downloading: {:.1} of {:.1} MB.",
+                bytes as f64 / 1e6,
+                total as f64 / 1e6
+            ),
+            Some(u32::try_from(bytes).unwrap_or(u32::MAX)),
+            Some(u32::try_from(total).unwrap_or(u32::MAX)),
+        ),
+        AgentStep::Verifying => (
+            UpdateState::Verifying,
+            "Checking size, SHA-256 and the release signature.".into(),
+            None,
+            None,
+        ),
+        AgentStep::Restarting { from, to } => (
+            UpdateState::Restarting,
+            format!("{from} → {to} installed; restarting."),
+            None,
+            None,
+        ),
+        AgentStep::Online { version } => (
+            UpdateState::Online,
+            format!("Online with {version}."),
+            None,
+            None,
+        ),
+        AgentStep::RolledBack { reason } => (
+            UpdateState::RolledBack,
+            format!("Rolled back: {reason}"),
+            None,
+            None,
+        ),
+        AgentStep::Failed { reason, .. } => (
+            UpdateState::Failed,
+            format!("Refused, nothing replaced: {reason}"),
+            None,
+            None,
+        ),
+        AgentStep::NotStarted => (
+            UpdateState::NotStarted,
+            "Not started: an agent before it failed.".into(),
+            None,
+            None,
+        ),
+    };
+    AgentUpdateEvent {
         agent_id: agent.to_string(),
         state,
         detail,
-    })
+        bytes,
+        total,
+    }
 }
 
 /// Updates `agents` (ids), the first `canary` one at a time, then `parallel` at a time; stops
@@ -87,146 +156,29 @@ pub async fn roll_out(
             "Choose at least one agent to update.",
         ));
     }
-    for agent in agents {
-        say(
-            &report,
-            agent,
-            UpdateState::Queued,
-            "Waiting for its turn.".into(),
-        );
-    }
-    let canaries = (canary as usize).min(agents.len());
     let parallel = parallel.clamp(1, MAX_PARALLEL) as usize;
-    let waves = agents[..canaries]
-        .chunks(1)
-        .chain(agents[canaries..].chunks(parallel));
-    let (mut done, mut updated) = (0, 0);
-    for wave in waves {
-        let mut running = tokio::task::JoinSet::new();
-        for agent in wave {
-            let (client, agent, report) = (client.clone(), agent.clone(), report.clone());
-            running.spawn(async move { one(&client, &agent, &report).await });
-        }
-        let mut failed = 0;
-        while let Some(ok) = running.join_next().await {
-            if ok.unwrap_or(false) {
-                updated += 1;
-            } else {
-                failed += 1;
-            }
-        }
-        done += wave.len();
-        if failed > 0 {
-            for agent in &agents[done..] {
-                say(
-                    &report,
-                    agent,
-                    UpdateState::NotStarted,
-                    "Not started: an agent before it failed.".into(),
-                );
-            }
-            return Err(AppError::new(
-                ErrorCode::Wire(zedops_client::ErrorCode::UpdateFailed),
-                format!(
-                    "The rollout stopped at the first failure ({failed} failed, {updated} updated, {} not started): see each agent's row.",
-                    agents.len() - done
-                ),
-            ));
-        }
+    let said = move |agent: &str, step: AgentStep| report(event(agent, step));
+    let summary = agent_update::roll_out(
+        client,
+        agents,
+        canary as usize,
+        parallel,
+        &AgentUpdateOptions::default(),
+        &said,
+    )
+    .await;
+    let updated = summary.updated.len() as u32;
+    if summary.failed.is_empty() {
+        return Ok(updated);
     }
-    Ok(updated)
-}
-
-/// Updates one agent and waits for it to come back; true when it is online with the new version.
-async fn one(client: &Client, agent: &str, report: &Report) -> bool {
-    say(
-        report,
-        agent,
-        UpdateState::Updating,
-        "Downloading and verifying the build.".into(),
-    );
-    let updated = match client.update_agent(agent, None, false).await {
-        Ok(updated) => updated,
-        Err(err) => {
-            let err = AppError::from(err);
-            say(
-                report,
-                agent,
-                UpdateState::Failed,
-                format!("Refused, nothing replaced: {}", err.message),
-            );
-            return false;
-        }
-    };
-    say(
-        report,
-        agent,
-        UpdateState::Restarting,
-        format!("{} → {} installed; restarting.", updated.from, updated.to),
-    );
-    let started = Instant::now();
-    match come_back(client, &updated).await {
-        Ok(()) => {
-            say(
-                report,
-                agent,
-                UpdateState::Online,
-                format!(
-                    "Online with {} ({} s).",
-                    updated.to,
-                    started.elapsed().as_secs()
-                ),
-            );
-            true
-        }
-        Err(why) => {
-            say(
-                report,
-                agent,
-                UpdateState::Failed,
-                format!("Rolled back: {why}"),
-            );
-            false
-        }
-    }
-}
-
-/// Waits until the agent is online again with the new version; says what was seen instead.
-async fn come_back(client: &Client, updated: &AgentUpdated) -> Result<(), String> {
-    let deadline =
-        Instant::now() + Duration::from_secs(updated.revert_after_secs) + COME_BACK_MARGIN;
-    let (mut went_offline, mut seen) = (false, None);
-    loop {
-        tokio::time::sleep(POLL).await;
-        if let Ok(agents) = client.agents().await
-            && let Some(agent) = agents.into_iter().find(|a| a.id == updated.agent_id)
-        {
-            let version = agent.info.as_ref().map(|i| i.version.clone());
-            if agent.online && version.as_deref() == Some(updated.to.as_str()) {
-                return Ok(());
-            }
-            went_offline |= !agent.online;
-            let reverted = went_offline && agent.online;
-            seen = Some((agent.online, version));
-            if reverted {
-                break;
-            }
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-    }
-    Err(match seen {
-        Some((true, version)) => format!(
-            "it is online with {} again, not {}; its log on the server says why.",
-            version.unwrap_or_else(|| "an unknown version".into()),
-            updated.to
+    Err(AppError::new(
+        ErrorCode::Wire(zedops_client::ErrorCode::UpdateFailed),
+        format!(
+            "The rollout stopped at the first failure ({} failed, {updated} updated, {} not started): see each agent's row.",
+            summary.failed.len(),
+            summary.not_started.len()
         ),
-        _ => format!(
-            "it did not come back within {} s; check the agent on that server.",
-            updated.revert_after_secs + COME_BACK_MARGIN.as_secs()
-        ),
-    })
+    ))
 }
 
 #[cfg(test)]
@@ -240,5 +192,18 @@ mod tests {
             "not-started"
         );
         assert_eq!(serde_json::to_value(UpdateState::Online).unwrap(), "online");
+        assert_eq!(
+            serde_json::to_value(UpdateState::RolledBack).unwrap(),
+            "rolled-back"
+        );
+        let e = event(
+            "a1",
+            AgentStep::Downloading {
+                bytes: 1_000_000,
+                total: 4_000_000,
+            },
+        );
+        assert_eq!((e.bytes, e.total), (Some(1_000_000), Some(4_000_000)));
+        assert_eq!(e.detail, "Downloading: 1.0 of 4.0 MB.");
     }
 }

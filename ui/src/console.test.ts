@@ -194,10 +194,14 @@ describe('console, files and updates', () => {
     await fireEvent.click(screen.getByTestId('update-all'));
     await waitFor(() => expect(backend.update.channel).toBeDefined());
     expect(backend.calls.find(([c]) => c === 'update_agents')![1]).toMatchObject({ agentIds: ['a1'], canary: 1, parallel: 5 });
-    backend.update.channel!.onmessage({ agentId: 'a1', state: 'restarting', detail: '0.1.0 → 0.2.0 installed; restarting.' });
+    backend.update.channel!.onmessage({ agentId: 'a1', state: 'downloading', detail: 'Downloading: 1.0 of 4.0 MB.', bytes: 1_000_000, total: 4_000_000 });
+    await waitFor(() => expect(screen.getAllByTestId('update-row')[0].dataset.state).toBe('downloading'));
+    expect((screen.getByTestId('update-progress') as HTMLProgressElement).value).toBe(1_000_000);
+    backend.update.channel!.onmessage({ agentId: 'a1', state: 'restarting', detail: '0.1.0 → 0.2.0 installed; restarting.', bytes: null, total: null });
     await waitFor(() => expect(screen.getAllByTestId('update-row')[0].dataset.state).toBe('restarting'));
     expect(screen.getAllByTestId('update-row')[0]).toHaveTextContent('0.1.0 → 0.2.0 installed');
-    backend.update.channel!.onmessage({ agentId: 'a1', state: 'online', detail: 'Online with 0.2.0 (9 s).' });
+    expect(screen.queryByTestId('update-progress')).toBeNull();
+    backend.update.channel!.onmessage({ agentId: 'a1', state: 'online', detail: 'Online with 0.2.0.', bytes: null, total: null });
     backend.update.finish!(1);
     expect(await screen.findByText('Updated 1 agent to 0.2.0')).toBeInTheDocument();
   });

@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use zedops_protocol::{
-    AgentUpdateOrder, AgentUpdated, Envelope, ErrorCode, ErrorReply, MAX_AGENT_BUILD_BYTES,
+    AgentUpdateOrder, AgentUpdatePhase, AgentUpdateProgress, AgentUpdated, Envelope, ErrorCode,
+    ErrorReply, MAX_AGENT_BUILD_BYTES, subject,
 };
 use zedops_transport::RelayUrl;
 
@@ -37,6 +38,59 @@ pub use launch::{RESTART_EXIT, guard, launch, restart, watch_first_connection};
 pub const DEFAULT_REVERT_AFTER: Duration = Duration::from_secs(60);
 /// Largest signature fetched.
 const MAX_SIGNATURE_BYTES: u64 = 4096;
+/// At most one `downloading` progress per this (4 a second): enough for a live bar, and a fast
+/// download of thousands of chunks never floods the relay or the admins' connections.
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// Where an update's progress goes (the relay, in a running agent; nowhere in most tests).
+pub type Report<'a> = &'a (dyn Fn(AgentUpdateProgress) + Send + Sync);
+
+fn progress(phase: AgentUpdatePhase, version: &str) -> AgentUpdateProgress {
+    AgentUpdateProgress {
+        agent_id: String::new(),
+        name: String::new(),
+        phase,
+        version: version.to_string(),
+        bytes: None,
+        total: None,
+        running: None,
+        reason: None,
+    }
+}
+
+/// Queues a progress push without waiting: progress is worth less than the answers and events
+/// sharing the queue, so a full queue drops it.
+fn push(tx: &mpsc::Sender<String>, progress: AgentUpdateProgress) {
+    let frame = Envelope::new(subject::AGENT_UPDATE_PROGRESS, progress).to_json();
+    if tx.try_send(frame).is_err() {
+        tracing::debug!("the outgoing queue is full; dropping an update progress push");
+    }
+}
+
+/// After connecting: tells the relay about a revert it has not heard of yet (the build that
+/// was taken back and the reason the guard or launcher recorded), once.
+pub(crate) fn report_rollback(data_dir: &Path, tx: &mpsc::Sender<String>) {
+    let store = Store::new(data_dir);
+    let Some(rollback) = store.rollback().filter(|r| !r.reported) else {
+        return;
+    };
+    let mut said = progress(AgentUpdatePhase::RolledBack, &rollback.version);
+    said.running = Some(crate::VERSION.to_string());
+    said.reason = Some(
+        rollback
+            .reason
+            .chars()
+            .take(zedops_protocol::MAX_UPDATE_REASON_LEN / 4)
+            .collect(),
+    );
+    // A version text the protocol refuses (a hand-edited file) is not sent.
+    if zedops_protocol::Validate::validate(&said).is_ok() {
+        push(tx, said);
+    }
+    if let Err(err) = store.mark_rollback_reported() {
+        tracing::warn!(%err, "cannot record that the revert was reported");
+    }
+}
 
 /// Settings from the agent's local configuration (flags, `agent.env`), never from the relay.
 #[derive(Debug, Clone)]
@@ -91,7 +145,10 @@ pub(crate) fn start(order: AgentUpdateOrder, inbox: String, tx: &mpsc::Sender<St
                 c.ca_file.as_deref(),
                 &c.data_dir,
             ) {
-                Ok(updater) => updater.apply(&order).await,
+                Ok(updater) => {
+                    let report = |p: AgentUpdateProgress| push(&tx, p);
+                    updater.apply_reporting(&order, &report).await
+                }
                 Err(err) => Err(err),
             },
             None => Err(failed("this agent does not know its relay")),
@@ -171,6 +228,16 @@ impl Updater {
     /// Checks and installs the build `order` names; after `Ok` the caller answers the relay and
     /// then calls [`restart`]. On any error nothing was replaced.
     pub async fn apply(&self, order: &AgentUpdateOrder) -> Result<AgentUpdated, ErrorReply> {
+        self.apply_reporting(order, &|_| {}).await
+    }
+
+    /// [`apply`](Self::apply), telling `report` when the download starts and how far it is
+    /// (at most every [`PROGRESS_EVERY`], and at its end) and when the checks start.
+    pub async fn apply_reporting(
+        &self,
+        order: &AgentUpdateOrder,
+        report: Report<'_>,
+    ) -> Result<AgentUpdated, ErrorReply> {
         let platform = platform();
         if order.platform != platform {
             return Err(refused(format!(
@@ -219,6 +286,14 @@ impl Updater {
             .start_download()
             .map_err(|err| failed(format!("cannot write the download: {err}")))?;
         let mut sha256 = ring::digest::Context::new(&ring::digest::SHA256);
+        let (mut got, mut said_at) = (0u64, None::<std::time::Instant>);
+        let downloading = |bytes: u64| {
+            let mut p = progress(AgentUpdatePhase::Downloading, &order.version);
+            p.bytes = Some(bytes.min(order.size));
+            p.total = Some(order.size);
+            p
+        };
+        report(downloading(0));
         let received = fetch::get(
             &self.relay,
             &self.tls,
@@ -227,12 +302,20 @@ impl Updater {
             |chunk| {
                 sha256.update(chunk);
                 verifier.update(chunk);
+                got += chunk.len() as u64;
+                if said_at.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY) || got == order.size {
+                    said_at = Some(std::time::Instant::now());
+                    report(downloading(got));
+                }
                 file.write_all(chunk)
                     .map_err(|err| format!("cannot write the download: {err}"))
             },
         )
         .await;
         drop(file);
+        if received.is_ok() {
+            report(progress(AgentUpdatePhase::Verifying, &order.version));
+        }
         let checked = match received {
             Err(err) => Err(failed(err)),
             Ok(size) if size != order.size => Err(refused(format!(

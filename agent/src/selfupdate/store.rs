@@ -62,6 +62,9 @@ pub struct Rollback {
     pub version: String,
     pub reason: String,
     pub at: u64,
+    /// Told to the relay already (`agent.update.progress` `rolled-back`, once).
+    #[serde(default)]
+    pub reported: bool,
 }
 
 /// `<data-dir>/update/`.
@@ -213,6 +216,7 @@ impl Store {
             version: installed.version.clone(),
             reason: reason.to_string(),
             at: now(),
+            reported: false,
         };
         self.write_state(ROLLBACK, &rollback)?;
         let previous = self.dir.join(PREVIOUS);
@@ -230,6 +234,17 @@ impl Store {
     /// The last revert, if any.
     pub fn rollback(&self) -> Option<Rollback> {
         read_json(&self.dir.join(ROLLBACK))
+    }
+
+    /// Records that the last revert was told to the relay.
+    pub fn mark_rollback_reported(&self) -> io::Result<()> {
+        if let Some(mut rollback) = self.rollback()
+            && !rollback.reported
+        {
+            rollback.reported = true;
+            self.write_state(ROLLBACK, &rollback)?;
+        }
+        Ok(())
     }
 
     fn write_state<T: Serialize>(&self, name: &str, value: &T) -> io::Result<()> {
@@ -321,6 +336,9 @@ mod tests {
         let back = store.installed().unwrap();
         assert_eq!((back.version.as_str(), back.confirmed), ("0.2.0", true));
         assert_eq!(store.rollback().unwrap().reason, "did not connect");
+        assert!(!store.rollback().unwrap().reported);
+        store.mark_rollback_reported().unwrap();
+        assert!(store.rollback().unwrap().reported);
 
         // Reverting the first update removes it: the packaged binary runs again.
         assert_eq!(store.revert("again").unwrap().as_deref(), Some("0.2.0"));

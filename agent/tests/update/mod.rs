@@ -238,6 +238,29 @@ pub fn build_agent(version: &str) -> Vec<u8> {
     std::fs::read(stripped).unwrap()
 }
 
+/// A `zedops-client` connection of a new admin `user`, as the CLI and the app have.
+pub async fn client(relay: &Relay, user: &str) -> zedops_client::Client {
+    relay
+        .store
+        .add_user(user, "update-test-pass", zedops_protocol::Role::Admin)
+        .await
+        .unwrap();
+    let (_, token) = relay
+        .store
+        .login(user, "update-test-pass", None)
+        .await
+        .unwrap()
+        .unwrap();
+    zedops_client::Client::connect(zedops_client::ConnectOptions {
+        relay: relay.url.clone(),
+        token,
+        ca_file: None,
+        insecure: false,
+    })
+    .await
+    .expect("the client connects")
+}
+
 /// An admin's connection to the relay, raw: `client.hello`, then requests by subject.
 pub struct Admin {
     writer: zedops_transport::FrameWriter,

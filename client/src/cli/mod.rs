@@ -275,6 +275,9 @@ struct UpdateArgs {
     /// With --all: agents updated at once after the canaries
     #[arg(long, default_value_t = 5, requires = "all", value_parser = clap::value_parser!(u64).range(1..=100))]
     parallel: u64,
+    /// One JSON object per agent and state change on stdout (`{"agent", "state", …}`)
+    #[command(flatten)]
+    output: JsonArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -661,6 +664,7 @@ async fn run(cli: Cli) -> CliResult {
                     allow_downgrade: args.allow_downgrade,
                     canary: args.canary,
                     parallel: args.parallel as usize,
+                    json: args.output.json,
                 },
             )
             .await

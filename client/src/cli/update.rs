@@ -1,23 +1,18 @@
 //! `zedops agent update NAME` and `zedops agent update --all`: have agents install the signed
-//! build the relay serves, then watch each come back. One line per agent and state, as it
-//! happens: `updating` (the agent downloads and verifies), `restarting` (installed), then
-//! `online with <new version>` or `rolled back` (it came back on its old version, or not at all,
-//! within its revert deadline plus a margin). `--all` updates `--canary` agents first, one at a
-//! time, then the rest `--parallel` at a time, and stops at the first failure: agents not yet
-//! started are left as they are and listed.
+//! build the relay serves and follow each live (see [`zedops_client::agent_update`]). One line
+//! per agent and state change on stderr, as it happens: `downloading 1.2 of 4.4 MB`,
+//! `verifying`, `restarting (0.1.0 -> 0.2.0)`, `online with 0.2.0`, `rolled back: <why>`,
+//! `failed, nothing replaced: <why>`, `not started`; with `--json`, one JSON object per change
+//! on stdout instead (`{"agent": …, "state": …, …}`). `--all` updates `--canary` agents first,
+//! one at a time, then the rest `--parallel` at a time, and stops at the first failure: agents
+//! not yet started are left as they are and listed.
 
-use std::time::{Duration, Instant};
+use std::io::Write;
 
-use futures_util::future::join_all;
-use zedops_client::{Client, ClientError};
-use zedops_protocol::{AgentSummary, AgentUpdated};
+use zedops_client::Client;
+use zedops_client::agent_update::{self, AgentStep, AgentUpdateOptions};
 
 use super::{CliError, CliResult, Global, connect, table};
-
-/// Time beyond the agent's revert deadline to wait for it to show up again.
-const COME_BACK_MARGIN: Duration = Duration::from_secs(30);
-/// How often the agent list is asked while waiting.
-const POLL: Duration = Duration::from_secs(1);
 
 pub struct UpdateArgs<'a> {
     /// One agent; `None`: every online agent not on the relay's version (`--all`).
@@ -26,12 +21,8 @@ pub struct UpdateArgs<'a> {
     pub allow_downgrade: bool,
     pub canary: usize,
     pub parallel: usize,
-}
-
-/// How one agent's update ended.
-enum Outcome {
-    Updated,
-    Failed(String),
+    /// One JSON object per state change on stdout.
+    pub json: bool,
 }
 
 pub async fn update(global: &Global, args: UpdateArgs<'_>) -> CliResult {
@@ -41,11 +32,78 @@ pub async fn update(global: &Global, args: UpdateArgs<'_>) -> CliResult {
     result
 }
 
+/// Prints one state change: a line for people on stderr, or a JSON line on stdout.
+fn print(json: bool, agent: &str, step: &AgentStep) {
+    if json {
+        let mut value = serde_json::to_value(step).unwrap_or_default();
+        value["agent"] = agent.into();
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{value}");
+        let _ = out.flush();
+        return;
+    }
+    let shown = table::clean(agent);
+    let said = match step {
+        AgentStep::Queued => "queued".to_string(),
+        AgentStep::Asked => "asked to update".to_string(),
+        AgentStep::Downloading { bytes, total } => format!(
+            "downloading {:.1} of {:.1} MB",
+            *bytes as f64 / 1e6,
+            *total as f64 / 1e6
+        ),
+        AgentStep::Verifying => "verifying size, SHA-256 and signature".to_string(),
+        AgentStep::Restarting { from, to } => format!(
+            "installed, restarting ({} -> {})",
+            table::clean(from),
+            table::clean(to)
+        ),
+        AgentStep::Online { version } => format!("online with {}", table::clean(version)),
+        AgentStep::RolledBack { reason } => format!("rolled back: {}", table::clean(reason)),
+        AgentStep::Failed { reason, .. } => {
+            format!("failed, nothing replaced: {}", table::clean(reason))
+        }
+        AgentStep::NotStarted => "not started: an agent before it failed".to_string(),
+    };
+    eprintln!("{shown}: {said}");
+}
+
+/// The wire code as the CLI's error takes it (a fixed set; anything else is UPDATE_FAILED).
+fn static_code(code: &str) -> &'static str {
+    const KNOWN: [&str; 8] = [
+        "UPDATE_REFUSED",
+        "UPDATE_IN_PROGRESS",
+        "UNSUPPORTED",
+        "NOT_FOUND",
+        "AGENT_OFFLINE",
+        "FORBIDDEN",
+        "TIMEOUT",
+        "DISCONNECTED",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == code)
+        .unwrap_or("UPDATE_FAILED")
+}
+
 async fn run(global: &Global, client: &Client, args: &UpdateArgs<'_>) -> CliResult {
+    let options = AgentUpdateOptions {
+        version: args.version.map(str::to_string),
+        allow_downgrade: args.allow_downgrade,
+    };
+    let json = args.json;
+    let report = move |agent: &str, step: AgentStep| print(json, agent, &step);
     if let Some(agent) = args.agent {
-        return match one(client, agent, args).await {
-            Outcome::Updated => Ok(()),
-            Outcome::Failed(why) => Err(CliError::new("UPDATE_FAILED", why)),
+        return match agent_update::update_one(client, agent, &options, &report).await {
+            AgentStep::Online { .. } => Ok(()),
+            AgentStep::Failed { code, reason } => Err(CliError::new(static_code(&code), reason)),
+            AgentStep::RolledBack { reason } => Err(CliError::new(
+                "UPDATE_FAILED",
+                format!("rolled back: {reason}"),
+            )),
+            other => Err(CliError::new(
+                "UPDATE_FAILED",
+                format!("the update ended in state {other:?}"),
+            )),
         };
     }
     let relay = client.relay();
@@ -91,126 +149,39 @@ async fn run(global: &Global, client: &Client, args: &UpdateArgs<'_>) -> CliResu
         args.canary.min(targets.len()),
         args.parallel
     );
-    let canaries = args.canary.min(targets.len());
-    let mut done = 0;
-    let waves = targets[..canaries]
-        .chunks(1)
-        .chain(targets[canaries..].chunks(args.parallel.max(1)));
-    for wave in waves {
-        let outcomes = join_all(wave.iter().map(|name| one(client, name, args))).await;
-        done += wave.len();
-        let failed: Vec<String> = wave
-            .iter()
-            .zip(&outcomes)
-            .filter_map(|(name, outcome)| match outcome {
-                Outcome::Failed(why) => Some(format!("{}: {why}", table::clean(name))),
-                Outcome::Updated => None,
-            })
-            .collect();
-        if !failed.is_empty() {
-            let left: Vec<String> = targets[done..].iter().map(|n| table::clean(n)).collect();
-            return Err(CliError::new(
-                "UPDATE_FAILED",
-                format!(
-                    "stopped after {}; not started: {}",
-                    failed.join("; "),
-                    if left.is_empty() {
-                        "none".to_string()
-                    } else {
-                        left.join(", ")
-                    }
-                ),
-            ));
-        }
+    let summary = agent_update::roll_out(
+        client,
+        &targets,
+        args.canary,
+        args.parallel,
+        &options,
+        &report,
+    )
+    .await;
+    if summary.failed.is_empty() {
+        eprintln!("all {} agent(s) run {release}", targets.len());
+        return Ok(());
     }
-    eprintln!("all {} agent(s) run {release}", targets.len());
-    Ok(())
-}
-
-/// Updates one agent and waits for it to come back, printing each state.
-async fn one(client: &Client, agent: &str, args: &UpdateArgs<'_>) -> Outcome {
-    let shown = table::clean(agent);
-    eprintln!("{shown}: updating (downloading and verifying the build)");
-    let started = Instant::now();
-    let answer = client
-        .update_agent(agent, args.version, args.allow_downgrade)
-        .await;
-    let updated = match answer {
-        Ok(updated) => updated,
-        Err(err) => {
-            let why = describe(&err);
-            eprintln!("{shown}: refused, nothing replaced: {why}");
-            return Outcome::Failed(why);
-        }
-    };
-    eprintln!(
-        "{shown}: {} -> {} installed, restarting",
-        table::clean(&updated.from),
-        table::clean(&updated.to)
-    );
-    match come_back(client, &updated).await {
-        Ok(()) => {
-            eprintln!(
-                "{shown}: online with {} ({} s)",
-                table::clean(&updated.to),
-                started.elapsed().as_secs()
-            );
-            Outcome::Updated
-        }
-        Err(why) => {
-            eprintln!("{shown}: rolled back: {why}");
-            Outcome::Failed(format!("rolled back: {why}"))
-        }
-    }
-}
-
-fn describe(err: &ClientError) -> String {
-    err.to_string()
-}
-
-/// Waits until the agent is online again reporting the new version; says what was seen instead
-/// when the deadline passes (back on the old version: it reverted).
-async fn come_back(client: &Client, updated: &AgentUpdated) -> Result<(), String> {
-    let deadline =
-        Instant::now() + Duration::from_secs(updated.revert_after_secs) + COME_BACK_MARGIN;
-    // First it goes offline (the restart), then it comes back.
-    let mut last: Option<AgentSummary> = None;
-    let mut went_offline = false;
-    loop {
-        tokio::time::sleep(POLL).await;
-        if let Ok(agents) = client.agents().await
-            && let Some(agent) = agents.into_iter().find(|a| a.id == updated.agent_id)
-        {
-            let version = agent.info.as_ref().map(|i| i.version.clone());
-            if agent.online && version.as_deref() == Some(updated.to.as_str()) {
-                return Ok(());
+    let failed: Vec<String> = summary
+        .failed
+        .iter()
+        .map(|(name, why)| format!("{}: {}", table::clean(name), table::clean(why)))
+        .collect();
+    let left: Vec<String> = summary
+        .not_started
+        .iter()
+        .map(|n| table::clean(n))
+        .collect();
+    Err(CliError::new(
+        "UPDATE_FAILED",
+        format!(
+            "stopped after {}; not started: {}",
+            failed.join("; "),
+            if left.is_empty() {
+                "none".to_string()
+            } else {
+                left.join(", ")
             }
-            went_offline |= !agent.online;
-            // Gone and back on the old version: the new build was reverted.
-            let reverted = went_offline && agent.online;
-            last = Some(agent);
-            if reverted {
-                break;
-            }
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-    }
-    Err(match last {
-        Some(agent) if agent.online => format!(
-            "it is online with {} again, not {}; its log says why",
-            agent
-                .info
-                .as_ref()
-                .map_or("an unknown version".to_string(), |i| table::clean(
-                    &i.version
-                )),
-            table::clean(&updated.to)
         ),
-        _ => format!(
-            "it did not come back within {} s; check the agent on that server",
-            updated.revert_after_secs + COME_BACK_MARGIN.as_secs()
-        ),
-    })
+    ))
 }

@@ -201,6 +201,9 @@ export type AgentUpdateEvent = {
 	state: UpdateState,
 	/**  In words: the versions, or why it failed. */
 	detail: string,
+	/**  `downloading`: bytes received and the build's size (a build is at most 64 MiB). */
+	bytes: number | null,
+	total: number | null,
 };
 
 /**  One agent. */
@@ -741,13 +744,22 @@ export type UpdateResult =
 export type UpdateState = 
 /**  Waiting for its wave. */
 "queued" | 
-/**  The agent downloads and verifies the build. */
+/**
+ *  Asked; the agent starts downloading (a relay that sends no progress stays here until
+ *  the agent restarts).
+ */
 "updating" | 
+/**  The agent downloads the build (`bytes` of `total`). */
+"downloading" | 
+/**  The agent checks size, SHA-256 and the release signature. */
+"verifying" | 
 /**  Installed; the agent restarts into it. */
 "restarting" | 
 /**  Back online with the new version. */
 "online" | 
-/**  Refused (nothing replaced) or rolled back. */
+/**  The new build did not stay: the agent runs its old version again (`detail` says why). */
+"rolled-back" | 
+/**  Refused or failed before anything was replaced. */
 "failed" | 
 /**  Not started: an earlier agent failed. */
 "not-started";

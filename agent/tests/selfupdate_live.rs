@@ -1,0 +1,421 @@
+//! Agent self-update followed live (issue 17), as `zedops agent update` and the app's "Update
+//! agents" follow it (`zedops_client::agent_update`), against a real relay and real agent
+//! processes: the states arrive in order (downloading the whole build, verifying, restarting,
+//! online with the new version); a signed build that cannot connect is reverted by the agent's
+//! guard and shown rolled back with the reason the guard recorded; and a fleet rollout whose
+//! canary refuses the relay's build (signed by another key than the one the agents trust)
+//! stops before the other agents are asked.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use update::{Relay, ReleaseKey, platform, publish};
+use zedops_agent::selfupdate::store::Store;
+use zedops_client::agent_update::{self, AgentStep, AgentUpdateOptions};
+
+mod update;
+
+/// A `zedops-agent run` in the foreground (the packaged binary: this test's own build),
+/// trusting `key_file`, with a 5 s revert deadline; its log appended to `<data>.log`.
+struct AgentProcess {
+    child: tokio::process::Child,
+}
+
+impl AgentProcess {
+    fn spawn(
+        binary: &Path,
+        relay: &Relay,
+        name: &str,
+        token: Option<&str>,
+        data: &Path,
+        key_file: &Path,
+    ) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path(data))
+            .unwrap();
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .args(["run", "--relay", &relay.url, "--name", name])
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--trusted-key-file")
+            .arg(key_file)
+            .args(["--update-revert-after", "5"])
+            .env_remove("INVOCATION_ID")
+            .env_remove("ZEDOPS_UPDATE_LAUNCHED")
+            .env_remove("ZEDOPS_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true);
+        if let Some(token) = token {
+            command.env("ZEDOPS_TOKEN", token);
+        }
+        Self {
+            child: command.spawn().expect("the agent starts"),
+        }
+    }
+}
+
+fn log_path(data: &Path) -> PathBuf {
+    data.with_extension("log")
+}
+
+fn log_text(data: &Path) -> String {
+    std::fs::read_to_string(log_path(data)).unwrap_or_default()
+}
+
+/// A work directory with the packaged binary (this test's build) and a key file.
+struct Site {
+    dir: tempfile::TempDir,
+    launcher: PathBuf,
+    key_file: PathBuf,
+}
+
+impl Site {
+    fn new(key: &ReleaseKey) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let launcher = dir.path().join("zedops-agent");
+        std::fs::copy(env!("CARGO_BIN_EXE_zedops-agent"), &launcher).unwrap();
+        let key_file = dir.path().join("release.pub");
+        std::fs::write(&key_file, key.public_file()).unwrap();
+        Self {
+            dir,
+            launcher,
+            key_file,
+        }
+    }
+
+    fn data(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// Collects every step reported, per agent.
+#[derive(Default)]
+struct Seen(Mutex<Vec<(String, AgentStep)>>);
+
+impl Seen {
+    fn report(&self) -> impl Fn(&str, AgentStep) + Send + Sync + '_ {
+        move |agent: &str, step: AgentStep| self.0.lock().unwrap().push((agent.to_string(), step))
+    }
+
+    fn of(&self, agent: &str) -> Vec<AgentStep> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(a, _)| a == agent)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+
+    fn take(&self) -> Vec<AgentStep> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect()
+    }
+}
+
+/// The steps with downloading's repeats folded into one (its last), for comparing orders.
+fn folded(steps: &[AgentStep]) -> (Vec<&'static str>, Option<(u64, u64)>) {
+    let mut names = vec![];
+    let mut last_download = None;
+    for step in steps {
+        let name = match step {
+            AgentStep::Queued => "queued",
+            AgentStep::Asked => "asked",
+            AgentStep::Downloading { bytes, total } => {
+                last_download = Some((*bytes, *total));
+                "downloading"
+            }
+            AgentStep::Verifying => "verifying",
+            AgentStep::Restarting { .. } => "restarting",
+            AgentStep::Online { .. } => "online",
+            AgentStep::RolledBack { .. } => "rolled-back",
+            AgentStep::Failed { .. } => "failed",
+            AgentStep::NotStarted => "not-started",
+        };
+        if names.last() != Some(&name) {
+            names.push(name);
+        }
+    }
+    (names, last_download)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_state_arrives_live_and_a_build_that_cannot_connect_is_shown_rolled_back_with_why() {
+    let key = ReleaseKey::generate();
+    let new = update::build_agent("0.99.0");
+    let downloads = tempfile::tempdir().unwrap();
+    publish(
+        downloads.path(),
+        &new,
+        &key.sign(&new, "0.99.0", &platform()),
+    );
+    let relay = Relay::start(downloads.path()).await;
+    let site = Site::new(&key);
+    let data = site.data("live");
+    let packaged = env!("CARGO_PKG_VERSION");
+    let token = relay
+        .store
+        .create_registration_token(Duration::from_secs(900))
+        .await
+        .unwrap();
+    let mut agent = AgentProcess::spawn(
+        &site.launcher,
+        &relay,
+        "live-1",
+        Some(&token),
+        &data,
+        &site.key_file,
+    );
+    relay
+        .wait_version(None, packaged, Duration::from_secs(60))
+        .await;
+
+    // The update as `zedops agent update live-1` follows it.
+    let client = update::client(&relay, "ann").await;
+    let seen = Seen::default();
+    let end = agent_update::update_one(
+        &client,
+        "live-1",
+        &AgentUpdateOptions::default(),
+        &seen.report(),
+    )
+    .await;
+    assert_eq!(
+        end,
+        AgentStep::Online {
+            version: "0.99.0".into()
+        },
+        "{}",
+        log_text(&data)
+    );
+    let steps = seen.take();
+    let (order, download) = folded(&steps);
+    assert_eq!(
+        order,
+        ["asked", "downloading", "verifying", "restarting", "online"],
+        "{steps:?}"
+    );
+    let size = new.len() as u64;
+    assert_eq!(
+        download,
+        Some((size, size)),
+        "the whole build's download was shown"
+    );
+    assert!(
+        steps.contains(&AgentStep::Restarting {
+            from: packaged.into(),
+            to: "0.99.0".into()
+        }),
+        "{steps:?}"
+    );
+    client.close().await;
+    // `online` is said at the new build's hello; the build confirms itself (kept from then
+    // on) within a second of it. Before that, a lost connection could still revert it.
+    let store = Store::new(&data);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !store.installed().is_some_and(|i| i.confirmed) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not confirmed: {}",
+            log_text(&data)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A signed build that starts but never connects (0.99.1): the agent installs it and
+    // restarts into it; its guard takes it back after 5 s and kills it; started again (as
+    // systemd would), the agent is back on 0.99.0 and the update is shown rolled back with the
+    // reason the guard recorded.
+    let broken = b"#!/bin/sh\n# starts, never connects\nexec sleep 600\n".to_vec();
+    let broken_downloads = tempfile::tempdir().unwrap();
+    publish(
+        broken_downloads.path(),
+        &broken,
+        &key.sign(&broken, "0.99.1", &platform()),
+    );
+    let relay = relay.restart_serving(broken_downloads.path()).await;
+    relay
+        .wait_version(None, "0.99.0", Duration::from_secs(60))
+        .await;
+    let client = update::client(&relay, "bob").await;
+    let supervise = async {
+        let status = tokio::time::timeout(Duration::from_secs(40), agent.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the build that cannot connect still runs: {}",
+                    log_text(&data)
+                )
+            })
+            .unwrap();
+        assert!(!status.success(), "{status:?}");
+        AgentProcess::spawn(
+            &site.launcher,
+            &relay,
+            "live-1",
+            None,
+            &data,
+            &site.key_file,
+        )
+    };
+    let (options, report) = (AgentUpdateOptions::default(), seen.report());
+    let (end, restarted) = tokio::join!(
+        agent_update::update_one(&client, "live-1", &options, &report),
+        supervise
+    );
+    let steps = seen.take();
+    let AgentStep::RolledBack { reason } = &end else {
+        panic!("{end:?} {steps:?} {}", log_text(&data));
+    };
+    assert!(reason.starts_with("back on 0.99.0: "), "{reason}");
+    // The guard's own words, carried by the agent and the relay.
+    assert!(
+        reason.contains("did not connect to the relay within 5 s"),
+        "{reason}"
+    );
+    let (order, _) = folded(&steps);
+    assert_eq!(
+        order,
+        [
+            "asked",
+            "downloading",
+            "verifying",
+            "restarting",
+            "rolled-back"
+        ],
+        "{steps:?}"
+    );
+    assert_eq!(Store::new(&data).rollback().map(|r| r.reported), Some(true));
+    relay
+        .wait_version(None, "0.99.0", Duration::from_secs(10))
+        .await;
+    client.close().await;
+    drop(restarted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_that_refuses_the_relays_build_stops_the_rollout_before_the_others() {
+    // The agents trust one key; the relay serves a build signed by another (a relay that was
+    // given, or made, a build the release key did not sign).
+    let trusted = ReleaseKey::generate();
+    let other = ReleaseKey::generate();
+    let build = std::fs::read(env!("CARGO_BIN_EXE_zedops-agent")).unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    publish(
+        downloads.path(),
+        &build,
+        &other.sign(&build, "0.99.0", &platform()),
+    );
+    let relay = Relay::start(downloads.path()).await;
+    let site = Site::new(&trusted);
+    let names = ["fleet-a", "fleet-b", "fleet-c"];
+    let mut agents = vec![];
+    for name in names {
+        let token = relay
+            .store
+            .create_registration_token(Duration::from_secs(900))
+            .await
+            .unwrap();
+        agents.push(AgentProcess::spawn(
+            &site.launcher,
+            &relay,
+            name,
+            Some(&token),
+            &site.data(name),
+            &site.key_file,
+        ));
+    }
+    let client = update::client(&relay, "cy").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let agents = client.agents().await.unwrap();
+        if agents.iter().filter(|a| a.online).count() == names.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "agents not online: {agents:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let seen = Seen::default();
+    let order: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let summary = agent_update::roll_out(
+        &client,
+        &order,
+        1,
+        5,
+        &AgentUpdateOptions::default(),
+        &seen.report(),
+    )
+    .await;
+    assert!(summary.updated.is_empty(), "{summary:?}");
+    assert_eq!(summary.not_started, ["fleet-b", "fleet-c"], "{summary:?}");
+    let canary = seen.of("fleet-a");
+    let Some(AgentStep::Failed { code, reason }) = canary.last() else {
+        panic!("{canary:?}");
+    };
+    assert_eq!(code, "UPDATE_REFUSED", "{reason}");
+    // The agent's refusal (the relay forwards it): the signature is by no key it trusts.
+    assert!(reason.contains("agent fleet-a did not update"), "{reason}");
+    assert!(
+        reason.contains("not signed by a release key this agent trusts"),
+        "{reason}"
+    );
+    assert_eq!(
+        folded(&canary).0,
+        ["queued", "asked", "failed"],
+        "{canary:?}"
+    );
+    for other in ["fleet-b", "fleet-c"] {
+        assert_eq!(
+            seen.of(other),
+            [AgentStep::Queued, AgentStep::NotStarted],
+            "{other}"
+        );
+    }
+    // Nothing was replaced anywhere, every agent still runs the packaged version, and only the
+    // canary was asked.
+    for name in names {
+        assert!(Store::new(&site.data(name)).installed().is_none(), "{name}");
+        assert!(
+            !site.data(name).join("update/zedops-agent").exists(),
+            "{name}"
+        );
+    }
+    for agent in client.agents().await.unwrap() {
+        assert!(agent.online, "{}", agent.name);
+        assert_eq!(
+            agent.info.map(|i| i.version).as_deref(),
+            Some(env!("CARGO_PKG_VERSION")),
+            "{}",
+            agent.name
+        );
+    }
+    let audit = relay.store.audit_list(None, None, 50).await.unwrap();
+    let asked: Vec<_> = audit
+        .iter()
+        .filter(|row| row.operation == "agent.update")
+        .map(|row| row.agent_id.clone().unwrap_or_default())
+        .collect();
+    let canary_id = client
+        .agents()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.name == "fleet-a")
+        .unwrap()
+        .id;
+    assert_eq!(asked, [canary_id]);
+    client.close().await;
+    drop(agents);
+}
