@@ -1,8 +1,9 @@
 //! End to end, the deploy, console and files parts of the app: a template at the real relay
 //! whose image is in a real registry on loopback (so the agent pulls it), deployed through the
-//! "New container" form with its secret typed in, running in Docker; a shell in the Console tab
-//! runs a command whose output is read from the terminal's screen; the Files tab lists a
-//! directory; then "Remove" with the typed name takes the container away.
+//! "New container" form with its secret typed in (the pull, throttled, shows its progress bar
+//! moving: every value it took is recorded in the page), running in Docker; a shell in the
+//! Console tab runs a command whose output is read from the terminal's screen; the Files tab
+//! lists a directory; then "Remove" with the typed name takes the container away.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use zedops_testkit::registry::TestRegistry;
 use zedops_testkit::{TEST_PASSWORD, TestAgent, TestRelay, require_docker};
 
 use crate::harness::{AppHome, Driver, require, require_desktop_parts, target_dir};
+use crate::observe::{record, recorded, throttling_proxy};
 use crate::webdriver::WebDriver;
 
 const AGENT: &str = "e2e-deployer";
@@ -74,10 +76,14 @@ pub async fn deploy_console_files_and_remove() {
         "docker-registry (Debian package docker-registry; scripts/setup)",
     );
     let registry = registry.unwrap();
-    // A layer of its own, so the pull has bytes to report.
-    let image = registry
+    // A layer of its own, so the pull has bytes to report, pulled through a throttling proxy
+    // (8 MiB at 3 MiB/s), so the progress bar is on screen for seconds.
+    let pushed = registry
         .push_unique_image(&docker, "zedops/e2e-deploy", "1", 8 * 1024 * 1024)
         .await;
+    let (proxy, _through) = throttling_proxy(registry.port(), 3 * 1024 * 1024).await;
+    // The same repository through the proxy (the registry does not care about the host name).
+    let image = pushed.replace(&registry.host(), &format!("127.0.0.1:{proxy}"));
 
     let relay = TestRelay::builder().start().await;
     relay.login(USER, Role::Admin).await;
@@ -162,12 +168,20 @@ pub async fn deploy_console_files_and_remove() {
     let shots = target_dir().join("e2e");
     std::fs::create_dir_all(&shots).unwrap();
     std::fs::write(shots.join("deploy-form.png"), wd.screenshot().await).unwrap();
+    record(
+        &wd,
+        "deploy",
+        r#"[data-testid="deploy-progress"]"#,
+        &["data-percent"],
+    )
+    .await;
     wd.click(
         &wd.wait_for(r#"[data-testid="deploy-submit"]"#, UI_WAIT)
             .await,
     )
     .await;
-    // The pull shows as a progress bar while it lasts (seen if it lasts long enough to look).
+    // The pull shows as a progress bar while it lasts (a picture if a poll catches it; the
+    // page's own recording below is what is checked).
     let deadline = Instant::now() + DEPLOY_WAIT;
     let mut saw_progress = false;
     let detail = format!(
@@ -195,7 +209,28 @@ pub async fn deploy_console_files_and_remove() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    eprintln!("e2e deploy: pull progress seen on screen: {saw_progress}");
+    let seen = recorded(&wd, "deploy").await;
+    let percents: Vec<u64> = seen
+        .iter()
+        .flatten()
+        .filter_map(|el| el["data-percent"].as_str()?.parse().ok())
+        .collect();
+    let texts: Vec<&str> = seen
+        .iter()
+        .flatten()
+        .filter_map(|el| el["text"].as_str())
+        .collect();
+    eprintln!("e2e deploy: the progress bar showed {percents:?} (a picture taken: {saw_progress})");
+    assert!(
+        percents.iter().any(|p| (1..100).contains(p)) && percents.windows(2).all(|w| w[1] >= w[0]),
+        "the deploy's progress bar showed the pull part-way and never went back: {percents:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains(&format!("Pulling {image}: ")) && t.contains(" of ")),
+        "the bytes are said under the bar: {texts:?}"
+    );
     let toast = wd.wait_for(r#"[data-testid="toast"]"#, UI_WAIT).await;
     let text = wd.text(&toast).await;
     assert!(

@@ -6,24 +6,23 @@
 //! the relay exactly as typed; and "Update all" moves two containers of a rebuilt tag to the new
 //! build with each container's progress live and a summary at the end.
 //!
-//! What the page shows in passing (a progress value, a row's state) is recorded in the page by
-//! a MutationObserver, so a state that lasts a moment is seen for certain, not by luck of polling.
+//! What the page shows in passing (a progress value, a row's state) is recorded in the page
+//! (`observe.rs`), so a state that lasts a moment is seen for certain, not by luck of polling.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HealthConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, StartContainerOptions};
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use serde_json::json;
 use zedops_protocol::{Role, TemplateVariable};
 use zedops_testkit::docker::{Cleanup, TEST_LABEL, names_with_prefix};
 use zedops_testkit::registry::TestRegistry;
 use zedops_testkit::{TEST_PASSWORD, TestAgent, TestRelay, require_docker};
 
 use crate::harness::{AppHome, Driver, require, require_desktop_parts, run, target_dir};
+use crate::observe::{record, recorded, throttling_proxy};
 use crate::updates::{docker_cli, image_of, push_build};
 use crate::webdriver::WebDriver;
 
@@ -36,80 +35,6 @@ const LONG_WAIT: Duration = Duration::from_secs(180);
 const LAYER: usize = 8 * 1024 * 1024;
 /// What the proxy passes from the registry to Docker per second: the pull lasts about 3 s.
 const RATE: u64 = 3 * 1024 * 1024;
-
-/// A TCP proxy to the registry on `target` passing at most [`RATE`] bytes a second back.
-async fn throttling_proxy(target: u16) -> (u16, Arc<AtomicU64>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let through = Arc::new(AtomicU64::new(0));
-    let counter = through.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let Ok(upstream) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                else {
-                    return;
-                };
-                let (mut client_read, mut client_write) = client.into_split();
-                let (mut up_read, mut up_write) = upstream.into_split();
-                let ask = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut client_read, &mut up_write).await;
-                });
-                let chunk = 16 * 1024;
-                let pause = Duration::from_secs_f64(chunk as f64 / RATE as f64);
-                let mut buf = vec![0u8; chunk];
-                loop {
-                    let n = match up_read.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    if client_write.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                    counter.fetch_add(n as u64, Ordering::Relaxed);
-                    tokio::time::sleep(pause).await;
-                }
-                ask.abort();
-            });
-        }
-    });
-    (port, through)
-}
-
-/// Records in the page, under `key`, every new state of the elements matching `css`: for each
-/// one, its `attrs` and its text, each time any of them changes (a MutationObserver sees every
-/// DOM update, however short-lived).
-async fn record(wd: &WebDriver, key: &str, css: &str, attrs: &[&str]) {
-    wd.execute(
-        r#"
-        const [key, css, attrs] = arguments;
-        window.__seen = window.__seen || {};
-        const seen = (window.__seen[key] = []);
-        let last = '';
-        const look = () => {
-          const now = JSON.stringify(Array.from(document.querySelectorAll(css)).map((el) =>
-            Object.fromEntries([...attrs.map((a) => [a, el.getAttribute(a)]), ['text', el.textContent.trim()]])));
-          if (now !== last) { last = now; seen.push(JSON.parse(now)); }
-        };
-        new MutationObserver(look).observe(document.body, { subtree: true, childList: true, attributes: true, characterData: true });
-        look();
-        "#,
-        json!([key, css, attrs]),
-    )
-    .await;
-}
-
-/// What [`record`] saw under `key`: one array of element states per change.
-async fn recorded(wd: &WebDriver, key: &str) -> Vec<Vec<Value>> {
-    let seen = wd
-        .execute(
-            "return (window.__seen || {})[arguments[0]] || [];",
-            json!([key]),
-        )
-        .await;
-    serde_json::from_value(seen).expect("recorded states")
-}
 
 /// Picks `value` in a `<select>` as a person would (WebKitWebDriver does not click options).
 async fn select(wd: &WebDriver, css: &str, value: &str) {
@@ -242,7 +167,7 @@ async fn pull_and_remove_an_image(
 ) {
     let repo = format!("zedops/{}-pull", cleanup.prefix);
     let pushed = registry.push_unique_image(docker, &repo, "1", LAYER).await;
-    let (proxy, through) = throttling_proxy(registry.port()).await;
+    let (proxy, through) = throttling_proxy(registry.port(), RATE).await;
     // The same repository through the proxy (the registry does not care about the host name).
     let image = pushed.replace(&registry.host(), &format!("127.0.0.1:{proxy}"));
     cleanup.images.push(image.clone());

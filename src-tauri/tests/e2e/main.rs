@@ -11,6 +11,7 @@ mod files;
 #[allow(dead_code)]
 mod harness;
 mod images_templates_fleet;
+mod observe;
 mod platform;
 mod updates;
 #[allow(dead_code)]
