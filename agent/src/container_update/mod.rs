@@ -509,6 +509,9 @@ impl Update<'_> {
         self.record(Stage::Replacing)?;
         self.step(UpdatePhase::Start, "starting the new container")
             .await;
+        // Until it is healthy the new container is the update's to judge: if it exits, the
+        // update says so (and rolls back); its death is no crash for alerts.
+        let _judged = self.docker.watched_by_us(&new_id);
         self.docker.start_id(&new_id).await.map_err(|e| {
             Failed::docker(UpdatePhase::Start, "starting the new container failed", e)
         })?;

@@ -34,7 +34,7 @@ pub(super) struct Requested {
 }
 
 /// Marks a stop or restart as ZedOps' own for as long as it lives, and a grace after.
-pub(super) struct RequestedGuard<'a> {
+pub(crate) struct RequestedGuard<'a> {
     requested: &'a Requested,
     reference: String,
 }

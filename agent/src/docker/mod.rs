@@ -226,6 +226,13 @@ impl DockerClient {
         .await
     }
 
+    /// Counts the deaths of container `id` as ZedOps' own while the guard lives (and a grace
+    /// after): an update watching its new container reports that one's exit itself, so the
+    /// event must not read as a crash "without a stop from ZedOps".
+    pub(crate) fn watched_by_us(&self, id: &str) -> events::RequestedGuard<'_> {
+        self.requested.begin(id)
+    }
+
     /// Restarts a container with the same grace as [`stop`](Self::stop).
     pub async fn restart(&self, id: &str) -> Result<(), DockerError> {
         self.refuse_self(id, ErrorCode::DockerRestartFailed).await?;

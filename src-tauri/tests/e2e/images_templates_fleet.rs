@@ -4,7 +4,8 @@
 //! the template editor's Form makes a template (name, image, a variable with a default, a port),
 //! a mistake is shown beside its field and nothing is saved, then it is saved and read back from
 //! the relay exactly as typed; and "Update all" moves two containers of a rebuilt tag to the new
-//! build with each container's progress live and a summary at the end.
+//! build with each container's progress live and a summary at the end, then, given a broken
+//! build, stops at the canary's rollback with the other container not started.
 //!
 //! What the page shows in passing (a progress value, a row's state) is recorded in the page
 //! (`observe.rs`), so a state that lasts a moment is seen for certain, not by luck of polling.
@@ -706,6 +707,102 @@ async fn update_all(
             "the update's own stop of {name} notified: {history}"
         );
     }
+
+    // A broken build next: the canary rolls back, the other is not started, and the summary
+    // says so; Docker runs both as before.
+    let build_2 = a.0;
+    push_build(registry, cleanup, 3, true);
+    wd.click(
+        &wd.wait_for(r#"[data-testid="check-updates"]"#, UI_WAIT)
+            .await,
+    )
+    .await;
+    wd.wait_for(
+        r#"[data-testid="fleet-update-count"][data-count="2"]"#,
+        UI_WAIT,
+    )
+    .await;
+    let start = wd
+        .wait_for(r#"[data-testid="fleet-update-start"]"#, UI_WAIT)
+        .await;
+    assert_eq!(wd.text(&start).await, "Update 2 containers");
+    wd.click(&start).await;
+    let summary = wd
+        .wait_for(r#"[data-testid="fleet-update-summary"].error"#, LONG_WAIT)
+        .await;
+    let said = wd.text(&summary).await;
+    shot(wd.screenshot().await, "update-all-rolled-back.png");
+    assert!(
+        said.starts_with("0 updated, 1 rolled back, 0 failed, 1 skipped.")
+            && said.contains("stopped at the first rollback"),
+        "the summary after a rollback: {said}"
+    );
+    let (canary, other) = (&names[0], &names[1]);
+    let rolled = wd
+        .wait_for(
+            &format!(r#"[data-testid="fleet-update-row"][data-container-name="{canary}"][data-state="rolled-back"]"#),
+            UI_WAIT,
+        )
+        .await;
+    let why = wd.text(&rolled).await;
+    assert!(
+        why.contains("(canary)")
+            && why.contains(&format!("The update of {canary} failed"))
+            && why.contains(&format!("{canary} runs as before"))
+            && why.contains("broken build: missing config"),
+        "the canary's row says why, with its log line: {why}"
+    );
+    let skipped = wd
+        .wait_for(
+            &format!(r#"[data-testid="fleet-update-row"][data-container-name="{other}"][data-state="skipped"]"#),
+            UI_WAIT,
+        )
+        .await;
+    let why = wd.text(&skipped).await;
+    assert!(
+        why.contains("Not started: an earlier update rolled back"),
+        "{other}'s row: {why}"
+    );
+    for name in &names {
+        assert_eq!(
+            image_of(docker, name).await,
+            (build_2.clone(), true),
+            "{name} runs the build it ran before"
+        );
+    }
+    assert_eq!(
+        names_with_prefix(docker, &cleanup.name("fleet-")).await,
+        names.to_vec(),
+        "nothing left behind by the rollback"
+    );
+    // The failed new container's exit was the update's to report: no crash alert for it
+    // (the app lists every alert, notified or not, in the alerts panel).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wd.click(
+        &wd.wait_for(r#"[data-testid="alerts-badge"]"#, UI_WAIT)
+            .await,
+    )
+    .await;
+    wd.wait_for(r#"[data-testid="alerts-panel"]"#, UI_WAIT)
+        .await;
+    let alerted = wd
+        .execute(
+            "return Array.from(document.querySelectorAll('[data-testid=\"alert-item\"]')).map((e) => e.textContent);",
+            json!([]),
+        )
+        .await;
+    let alerted: Vec<String> = serde_json::from_value(alerted).unwrap();
+    assert!(
+        !alerted
+            .iter()
+            .any(|a| names.iter().any(|n| a.contains(&format!("{n} stopped")))),
+        "no crash alert for a container the update judged: {alerted:?}"
+    );
+    wd.click(
+        &wd.wait_for(r#"[data-testid="alerts-close"]"#, UI_WAIT)
+            .await,
+    )
+    .await;
     let _ = std::process::Command::new("docker")
         .args(["rmi", "-f", &reference])
         .output();
