@@ -700,8 +700,7 @@ async fn device_sessions_expire_when_idle_and_at_their_maximum_age() {
     tokio::time::sleep(Duration::from_secs(8).saturating_sub(started.elapsed())).await;
     let err = connect(token.clone())
         .await
-        .err()
-        .expect("past its maximum age");
+        .expect_err("past its maximum age");
     assert!(
         err.to_string()
             .contains("your session expired; log in again"),
@@ -720,7 +719,7 @@ async fn device_sessions_expire_when_idle_and_at_their_maximum_age() {
     let token = login().await.unwrap().token;
     connect(token.clone()).await.unwrap().close().await;
     tokio::time::sleep(Duration::from_millis(4500)).await;
-    let err = connect(token).await.err().expect("past its idle time");
+    let err = connect(token).await.expect_err("past its idle time");
     assert!(
         err.to_string()
             .contains("your session expired; log in again"),
