@@ -421,7 +421,7 @@ mod tests {
         assert_eq!(done, Some(whole.clone()));
         // One frame stays as it was on the wire: no part fields.
         let small = ContainerSync::whole(vec![row(1)], "connected".into());
-        assert_eq!(small.clone().into_parts(), [small.clone()]);
+        assert_eq!(small.clone().into_parts(), std::slice::from_ref(&small));
         assert!(!serde_json::to_string(&small).unwrap().contains("part"));
         // A lost part drops the snapshot.
         let mut parts = whole.into_parts();
