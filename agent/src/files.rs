@@ -17,7 +17,7 @@ use zedops_protocol::{
 };
 
 use crate::console::{SessionInbox, Sessions};
-use crate::docker::archive::{tar_header, tar_trailer};
+use crate::docker::archive::{Owner, tar_header, tar_trailer};
 use crate::docker::{DockerClient, DockerError};
 
 /// How long a listing may read the directory's archive before it answers with what it has
@@ -147,13 +147,14 @@ pub async fn remove(
     Ok(FileDone { path })
 }
 
-/// `file.mkdir`: makes one directory (mode 0755) in an existing one.
+/// `file.mkdir`: makes one directory (mode 0755, the owner of the directory it is made in) in
+/// an existing one.
 pub async fn mkdir(
     docker: &DockerClient,
     request: &FilePathRequest,
 ) -> Result<FileDone, ErrorReply> {
     let path = checked_path(&request.path)?;
-    let (parent, name) = parent_dir(docker, &request.container_id, &path).await?;
+    let (parent, name, parent_owner) = parent_dir(docker, &request.container_id, &path).await?;
     if docker
         .stat(&request.container_id, &path)
         .await
@@ -166,7 +167,7 @@ pub async fn mkdir(
         ));
     }
     let (tx, rx) = mpsc::channel(2);
-    let mut tar = tar_header(&name, FileKind::Dir, 0, 0o755, now());
+    let mut tar = tar_header(&name, FileKind::Dir, 0, 0o755, now(), parent_owner);
     tar.extend(tar_trailer(0));
     tx.send(Bytes::from(tar)).await.expect("queue has room");
     drop(tx);
@@ -177,20 +178,25 @@ pub async fn mkdir(
     Ok(FileDone { path })
 }
 
-/// The existing directory holding `path`, and the name in it.
+/// The existing directory holding `path`, the name in it, and the directory's owner.
 async fn parent_dir(
     docker: &DockerClient,
     container: &str,
     path: &str,
-) -> Result<(String, String), ErrorReply> {
+) -> Result<(String, String, Owner), ErrorReply> {
     let Some((parent, name)) = split_parent(path) else {
         return Err(ErrorReply::new(
             ErrorCode::InvalidRequest,
             "the container's root cannot be written",
         ));
     };
-    match docker.stat(container, parent).await.map_err(reply)? {
-        Some(entry) if entry.kind == FileKind::Dir => Ok((parent.to_string(), name.to_string())),
+    match docker.stat_owned(container, parent).await.map_err(reply)? {
+        Some((entry, owner)) if entry.kind == FileKind::Dir => {
+            // The root's archive starts with what is in it, not with `/` itself; `/` is root's
+            // in every image.
+            let owner = if parent == "/" { Owner::ROOT } else { owner };
+            Ok((parent.to_string(), name.to_string(), owner))
+        }
         Some(_) => Err(ErrorReply::new(
             ErrorCode::FileFailed,
             format!("{parent} is not a directory"),
@@ -411,18 +417,23 @@ async fn put(
         return Err(too_large(request.size, max_file_size));
     }
     let path = checked_path(&request.path)?;
-    let (parent, name) = parent_dir(docker, &request.container_id, &path).await?;
-    if let Some(existing) = docker
-        .stat(&request.container_id, &path)
+    let (parent, name, parent_owner) = parent_dir(docker, &request.container_id, &path).await?;
+    let existing = docker
+        .stat_owned(&request.container_id, &path)
         .await
-        .map_err(reply)?
-        && existing.kind == FileKind::Dir
+        .map_err(reply)?;
+    if let Some((entry, _)) = &existing
+        && entry.kind == FileKind::Dir
     {
         return Err(ErrorReply::new(
             ErrorCode::FileFailed,
             format!("{path} is a directory"),
         ));
     }
+    // A replaced file keeps its owner (a game server running as its own user must still be
+    // able to write its config after an edit from the desk); a new one takes its directory's,
+    // as a file made there by that directory's user would.
+    let owner = existing.map_or(parent_owner, |(_, owner)| owner);
     let mode = request.mode.unwrap_or(0o644);
     let mtime = now();
     let (body, rx) = mpsc::channel::<Bytes>(UPLOAD_QUEUE);
@@ -432,6 +443,7 @@ async fn put(
         request.size,
         mode,
         mtime,
+        owner,
     )))
     .await
     .expect("queue has room");

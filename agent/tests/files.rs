@@ -1,6 +1,7 @@
 //! Files of a container through the agent library against the real engine: listings, text and
-//! binary round trips (long names too), the size limit, `..` refused, mkdir and remove, the
-//! download held at the client's window.
+//! binary round trips (long names too), owners kept on a replace and taken from the directory
+//! on a new file, the size limit, `..` refused, mkdir and remove, the download held at the
+//! client's window.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -223,6 +224,66 @@ async fn text_and_binary_files_round_trip() {
     let empty = f.put("/work/empty", b"", None, LIMIT).await;
     assert_eq!(empty.end.unwrap().error_code, None);
     assert_eq!(f.get("/work/empty").await.unwrap().1, b"");
+}
+
+/// `docker exec C busybox ARGS…` (the test image links few applets); its stdout, trimmed.
+async fn busybox(container: &str, args: &[&str]) -> String {
+    let out = tokio::process::Command::new("docker")
+        .args(["exec", container, "busybox"])
+        .args(args)
+        .output()
+        .await
+        .expect("docker exec");
+    assert!(
+        out.status.success(),
+        "busybox {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `uid:gid mode` of `path` in the container.
+async fn stat(container: &str, path: &str) -> String {
+    busybox(container, &["stat", "-c", "%u:%g %a", path]).await
+}
+
+#[tokio::test]
+async fn a_replaced_file_keeps_its_owner_and_a_new_one_takes_its_directorys() {
+    let Some(f) = fixture("files-owner").await else {
+        return;
+    };
+    let owner = |path| stat(&f.name, path);
+    // A config the server's user (uid 1000, as `steam` in game images) owns, saved from the desk.
+    let last = f.put("/work/server.ini", b"a=1\n", None, LIMIT).await;
+    assert_eq!(last.end.unwrap().error_code, None);
+    assert_eq!(
+        owner("/work/server.ini").await,
+        "0:0 644",
+        "/work is root's"
+    );
+    busybox(&f.name, &["chown", "1000:1000", "/work/server.ini"]).await;
+    busybox(&f.name, &["chmod", "640", "/work/server.ini"]).await;
+    let last = f
+        .put("/work/server.ini", b"a=2\n", Some(0o640), LIMIT)
+        .await;
+    assert_eq!(last.end.unwrap().error_code, None);
+    assert_eq!(owner("/work/server.ini").await, "1000:1000 640");
+    assert_eq!(f.get("/work/server.ini").await.unwrap().1, b"a=2\n");
+
+    // New files and directories in the user's directory are the directory owner's.
+    files::mkdir(&f.docker, &f.path("/work/steam"))
+        .await
+        .unwrap();
+    busybox(&f.name, &["chown", "1000:1001", "/work/steam"]).await;
+    let last = f.put("/work/steam/new.cfg", b"x", None, LIMIT).await;
+    assert_eq!(last.end.unwrap().error_code, None);
+    assert_eq!(owner("/work/steam/new.cfg").await, "1000:1001 644");
+    files::mkdir(&f.docker, &f.path("/work/steam/saves"))
+        .await
+        .unwrap();
+    assert_eq!(owner("/work/steam/saves").await, "1000:1001 755");
+    // The directory itself is untouched by what was written in it.
+    assert_eq!(owner("/work/steam").await, "1000:1001 755");
 }
 
 #[tokio::test]

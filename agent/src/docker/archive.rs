@@ -27,6 +27,19 @@ pub struct ArchiveReader {
     remaining: u64,
     /// Padding after the current entry's data.
     padding: u64,
+    /// Owner of the last entry read.
+    owner: Owner,
+}
+
+/// Numeric owner of an entry in a container (its own user ids, as `stat -c %u:%g` there shows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Owner {
+    pub uid: u64,
+    pub gid: u64,
+}
+
+impl Owner {
+    pub const ROOT: Owner = Owner { uid: 0, gid: 0 };
 }
 
 impl DockerClient {
@@ -53,6 +66,7 @@ impl DockerClient {
             reader: Box::pin(StreamReader::new(all)),
             remaining: 0,
             padding: 0,
+            owner: Owner::ROOT,
         })
     }
 
@@ -62,8 +76,24 @@ impl DockerClient {
         container: &str,
         path: &str,
     ) -> Result<Option<FileEntry>, DockerError> {
+        Ok(self
+            .stat_owned(container, path)
+            .await?
+            .map(|(entry, _)| entry))
+    }
+
+    /// [`stat`](Self::stat) with the entry's owner (the archive's header has it; the stat
+    /// header of `HEAD .../archive` has not).
+    pub async fn stat_owned(
+        &self,
+        container: &str,
+        path: &str,
+    ) -> Result<Option<(FileEntry, Owner)>, DockerError> {
         match self.archive(container, path).await {
-            Ok(mut archive) => Ok(archive.next_entry().await?),
+            Ok(mut archive) => Ok(archive
+                .next_entry()
+                .await?
+                .map(|entry| (entry, archive.owner()))),
             Err(err) if err.code() == ErrorCode::FileNotFound => Ok(None),
             Err(err) => Err(err),
         }
@@ -160,6 +190,8 @@ impl ArchiveReader {
         self.padding = 0;
         let mut long_name: Option<String> = None;
         let mut long_link: Option<String> = None;
+        // Ids too large for the header come in PAX records.
+        let (mut pax_uid, mut pax_gid): (Option<u64>, Option<u64>) = (None, None);
         loop {
             let mut block = [0u8; 512];
             if !self.read_block(&mut block).await? {
@@ -183,6 +215,8 @@ impl ArchiveReader {
                         match key {
                             "path" => long_name = Some(value.to_string()),
                             "linkpath" => long_link = Some(value.to_string()),
+                            "uid" => pax_uid = value.parse().ok(),
+                            "gid" => pax_gid = value.parse().ok(),
                             _ => {}
                         }
                     }
@@ -218,6 +252,10 @@ impl ArchiveReader {
             } else {
                 FileKind::Other
             };
+            self.owner = Owner {
+                uid: pax_uid.unwrap_or_else(|| header.uid().unwrap_or(0)),
+                gid: pax_gid.unwrap_or_else(|| header.gid().unwrap_or(0)),
+            };
             // Hard links carry no data; everything else's size is its data.
             self.remaining = size;
             self.padding = padding_of(size);
@@ -234,6 +272,11 @@ impl ArchiveReader {
                 },
             }));
         }
+    }
+
+    /// Owner of the entry [`next_entry`](Self::next_entry) returned last.
+    pub fn owner(&self) -> Owner {
+        self.owner
     }
 
     /// Data bytes of the current entry not read yet.
@@ -346,8 +389,16 @@ fn read_failed(err: &std::io::Error) -> DockerError {
 }
 
 /// The header block(s) of a tar entry: a GNU long-name record first when the name does not fit
-/// the header's 100 bytes.
-pub fn tar_header(name: &str, kind: FileKind, size: u64, mode: u32, mtime: u64) -> Vec<u8> {
+/// the header's 100 bytes. Docker's extraction gives the entry the header's owner (ids of the
+/// container's own users).
+pub fn tar_header(
+    name: &str,
+    kind: FileKind,
+    size: u64,
+    mode: u32,
+    mtime: u64,
+    owner: Owner,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(1536);
     if name.len() > 99 {
         let mut long = tar::Header::new_gnu();
@@ -372,8 +423,9 @@ pub fn tar_header(name: &str, kind: FileKind, size: u64, mode: u32, mtime: u64) 
     header.set_size(if kind == FileKind::Dir { 0 } else { size });
     header.set_mode(mode);
     header.set_mtime(mtime);
-    header.set_uid(0);
-    header.set_gid(0);
+    // The GNU header stores ids too large for its octal fields in base-256.
+    header.set_uid(owner.uid);
+    header.set_gid(owner.gid);
     header.set_cksum();
     out.extend_from_slice(header.as_bytes());
     out
@@ -391,8 +443,12 @@ mod tests {
     #[tokio::test]
     async fn reads_back_what_it_writes_with_long_names() {
         let long = "n".repeat(150);
-        let mut tar = tar_header("dir", FileKind::Dir, 0, 0o755, 7);
-        tar.extend(tar_header(&long, FileKind::File, 3, 0o600, 8));
+        let steam = Owner {
+            uid: 1000,
+            gid: 1000,
+        };
+        let mut tar = tar_header("dir", FileKind::Dir, 0, 0o755, 7, Owner::ROOT);
+        tar.extend(tar_header(&long, FileKind::File, 3, 0o600, 8, steam));
         tar.extend(b"abc");
         tar.extend(tar_trailer(3));
         let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(tar))]);
@@ -400,8 +456,10 @@ mod tests {
             reader: Box::pin(StreamReader::new(stream)),
             remaining: 0,
             padding: 0,
+            owner: Owner::ROOT,
         };
         let dir = reader.next_entry().await.unwrap().unwrap();
+        assert_eq!(reader.owner(), Owner::ROOT);
         assert_eq!(
             (dir.name.as_str(), dir.kind, dir.mode, dir.mtime),
             ("dir", FileKind::Dir, 0o755, 7)
@@ -411,6 +469,7 @@ mod tests {
             (file.name.as_str(), file.size, file.mode),
             (long.as_str(), 3, 0o600)
         );
+        assert_eq!(reader.owner(), steam);
         let mut buf = [0u8; 10];
         let n = reader.read(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"abc");
