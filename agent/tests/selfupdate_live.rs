@@ -178,8 +178,11 @@ async fn each_state_arrives_live_and_a_build_that_cannot_connect_is_shown_rolled
         .wait_version(None, packaged, Duration::from_secs(60))
         .await;
 
-    // The update as `zedops agent update live-1` follows it.
+    // The update as `zedops agent update live-1` follows it. An operator connected meanwhile
+    // is never told (agent updates are the admins').
     let client = update::client(&relay, "ann").await;
+    let operator = update::client_as(&relay, "otto", zedops_protocol::Role::Operator).await;
+    let mut operator_events = operator.events();
     let seen = Seen::default();
     let end = agent_update::update_one(
         &client,
@@ -217,6 +220,15 @@ async fn each_state_arrives_live_and_a_build_that_cannot_connect_is_shown_rolled
         "{steps:?}"
     );
     client.close().await;
+    // The same pushes reached every connection at once; a moment for the operator's to arrive.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while let Ok(event) = operator_events.try_recv() {
+        assert!(
+            !matches!(event, zedops_client::ClientEvent::AgentUpdate(_)),
+            "an operator was sent {event:?}"
+        );
+    }
+    operator.close().await;
     // `online` is said at the new build's hello; the build confirms itself (kept from then
     // on) within a second of it. Before that, a lost connection could still revert it.
     let store = Store::new(&data);

@@ -240,9 +240,18 @@ pub fn build_agent(version: &str) -> Vec<u8> {
 
 /// A `zedops-client` connection of a new admin `user`, as the CLI and the app have.
 pub async fn client(relay: &Relay, user: &str) -> zedops_client::Client {
+    client_as(relay, user, zedops_protocol::Role::Admin).await
+}
+
+/// A `zedops-client` connection of a new `user` with `role`.
+pub async fn client_as(
+    relay: &Relay,
+    user: &str,
+    role: zedops_protocol::Role,
+) -> zedops_client::Client {
     relay
         .store
-        .add_user(user, "update-test-pass", zedops_protocol::Role::Admin)
+        .add_user(user, "update-test-pass", role)
         .await
         .unwrap();
     let (_, token) = relay
