@@ -449,6 +449,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 downloads,
                 public_url,
             };
+            let shutdown = shutdown_signal().context("installing the SIGTERM handler")?;
             let server = Server::new_with(
                 Options {
                     listen,
@@ -466,7 +467,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let handle = server.drain_handle();
             tokio::spawn(async move {
-                shutdown_signal().await;
+                shutdown.await;
                 tracing::info!("shutting down (SIGTERM or Ctrl-C): draining first");
                 handle.drain(drain_timeout).await;
             });
@@ -631,14 +632,21 @@ fn out(text: &str) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Installs the SIGTERM and Ctrl-C handlers at once and returns the wait for either. Installed
+/// before the port opens: a SIGTERM sent as soon as the relay listens (a service manager, a test)
+/// then drains it instead of killing it with the default action.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
-        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        })
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
