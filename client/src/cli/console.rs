@@ -15,6 +15,7 @@ use zedops_protocol::{
 };
 
 use super::tty::{self, DetachScanner, RawMode, Resizes};
+use super::vt::VtMode;
 use super::{CliError, CliResult, Global, connect};
 
 /// Exit status for a failure of zedops itself (refused, agent offline), as `docker exec` uses.
@@ -147,6 +148,8 @@ async fn drive(mut session: ConsoleSession, options: Drive) -> i32 {
     let mut interrupted = false;
     let mut detached = false;
     let mut scanner = options.detach.clone().map(DetachScanner::new);
+    // The Windows console in VT mode for a terminal session (dropped after raw mode's guard).
+    let mut vt: Option<VtMode> = None;
     let mut raw: Option<RawMode> = None;
     let mut resizes: Option<Resizes> = None;
     let mut started = false;
@@ -222,6 +225,7 @@ async fn drive(mut session: ConsoleSession, options: Drive) -> i32 {
             started = true;
             credit += u64::from(first.window);
             if first.tty {
+                vt = Some(VtMode::enter(options.raw));
                 if options.raw {
                     match RawMode::enter() {
                         Ok(mode) => raw = Some(mode),
@@ -274,6 +278,7 @@ async fn drive(mut session: ConsoleSession, options: Drive) -> i32 {
     };
     // Every way out of the loop: the terminal back as it was before anything is printed.
     drop(raw);
+    drop(vt);
     code
 }
 

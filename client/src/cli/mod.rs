@@ -17,6 +17,7 @@ mod table;
 mod tty;
 mod update;
 mod updates;
+mod vt;
 
 use std::io::Write;
 use std::path::PathBuf;
