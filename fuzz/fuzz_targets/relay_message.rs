@@ -13,14 +13,11 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use tokio::sync::watch;
-use tokio_util::task::TaskTracker;
 use zedops_protocol::{AgentInfo, Frame, Role, UserCreateRequest, subject};
 use zedops_relay::connection::ClientConn;
-use zedops_relay::hub::Hub;
 use zedops_relay::router::Reply;
-use zedops_relay::server::AppState;
 use zedops_relay::store::Session;
+use zedops_relay::{AppState, Options, Server};
 use zedops_relay::{Limits, Store, Timeouts, policy, router};
 
 struct World {
@@ -29,7 +26,8 @@ struct World {
     sessions: [Session; 3],
     /// The connection's state: its event subscription and open streams.
     conn: ClientConn,
-    _shutdown: watch::Sender<bool>,
+    /// Holds the relay's shutdown signal open for the state's tasks.
+    _server: Server,
     _dir: tempfile::TempDir,
 }
 
@@ -42,8 +40,7 @@ fn world() -> &'static World {
             .expect("runtime");
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("relay.db").display().to_string();
-        let (tx, rx) = watch::channel(false);
-        let (state, sessions) = rt.block_on(async {
+        let (state, sessions, server) = rt.block_on(async {
             let store = Store::open(&db).await.expect("store");
             let mut sessions = vec![];
             for (name, role) in [
@@ -70,19 +67,24 @@ fn world() -> &'static World {
                 ..Default::default()
             };
             let (agent, _) = store.enrol_agent(&token, "fuzz-agent", &info).await.expect("enrol");
-            let state = Arc::new(AppState {
-                store,
-                hub: Hub::default(),
+            store.close().await;
+            // The relay's own state, built as `serve` builds it (so new fields need no change
+            // here); it is never made to listen.
+            let server = Server::new(Options {
+                listen: "127.0.0.1:0".parse().expect("address"),
+                db: db.clone(),
+                tls: None,
                 timeouts: Timeouts {
                     list: Duration::from_millis(500),
                     operation: Duration::from_millis(500),
                     ..Timeouts::default()
                 },
-                shutdown: rx,
-                tasks: TaskTracker::new(),
-                login_limit: Default::default(),
+                installer: Default::default(),
                 limits: Limits::default(),
-            });
+            })
+            .await
+            .expect("relay state");
+            let state = server.state();
             let (link, mut outbound, _closed) = state.hub.connect_agent(&agent.id, "fuzz-agent");
             // The agent: answers every request at once, as a real agent would.
             tokio::spawn(async move {
@@ -102,14 +104,14 @@ fn world() -> &'static World {
                     link.answer(&inbox, &answer);
                 }
             });
-            (state, sessions)
+            (state, sessions, server)
         });
         World {
             rt,
             state,
             sessions: sessions.try_into().expect("three sessions"),
             conn: ClientConn::default(),
-            _shutdown: tx,
+            _server: server,
             _dir: dir,
         }
     })
