@@ -16,6 +16,7 @@ pub mod install;
 mod live;
 pub mod pacing;
 pub mod policy;
+mod run_error;
 #[cfg(unix)]
 pub mod selfupdate;
 mod session;
@@ -29,6 +30,7 @@ use std::path::PathBuf;
 use tracing::Instrument;
 
 pub use pacing::PushBudget;
+pub use run_error::RunError;
 
 /// This agent's version: `ZEDOPS_BUILD_VERSION` at build time (release and test builds set it),
 /// else the crate's. It is what the hello reports and what updates are compared with.
@@ -93,7 +95,7 @@ impl std::fmt::Debug for AgentOptions {
 pub async fn run(
     options: AgentOptions,
     shutdown: impl Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
+) -> Result<(), RunError> {
     run_paced(options, PushBudget::default(), shutdown).await
 }
 
@@ -104,7 +106,7 @@ pub async fn run_paced(
     options: AgentOptions,
     budget: PushBudget,
     shutdown: impl Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
+) -> Result<(), RunError> {
     #[cfg(unix)]
     selfupdate::remember_relay(&options);
     let span = tracing::info_span!("agent", relay = %options.relay_url);

@@ -25,6 +25,7 @@ use crate::files;
 use crate::handlers::{self, Request};
 use crate::pacing::PushBudget;
 use crate::policy::LocalPolicy;
+use crate::run_error::RunError;
 use crate::status::{self, Status};
 use crate::streams::Streams;
 use crate::update_check::UpdateChecker;
@@ -50,12 +51,15 @@ enum Ended {
     Lost(String),
 }
 
-/// See [`crate::run`].
-pub async fn run(
-    options: AgentOptions,
-    budget: PushBudget,
-    shutdown: impl Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
+/// What the options give before the first connection; any failure here is the options'.
+struct Setup {
+    relays: Vec<RelayUrl>,
+    tls: Arc<rustls::ClientConfig>,
+    identity: Identity,
+    policy: LocalPolicy,
+}
+
+fn setup(options: &AgentOptions) -> anyhow::Result<Setup> {
     // Several relays of a cluster (comma-separated): tried in order, the next after each failure.
     let relays = options
         .relay_url
@@ -65,10 +69,30 @@ pub async fn run(
         .map(|u| RelayUrl::parse(u, options.insecure))
         .collect::<Result<Vec<_>, _>>()?;
     ensure!(!relays.is_empty(), "no relay URL given (--relay)");
-    let relay = relays[0].clone();
     let tls = zedops_transport::client_config(options.ca_file.as_deref())?;
-    let mut identity = identity(&options, &relay)?;
+    let identity = identity(options, &relays[0])?;
     let policy = LocalPolicy::new(&options.allow_bind, options.docker_host.as_deref())?;
+    Ok(Setup {
+        relays,
+        tls,
+        identity,
+        policy,
+    })
+}
+
+/// See [`crate::run`].
+pub async fn run(
+    options: AgentOptions,
+    budget: PushBudget,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    let Setup {
+        relays,
+        tls,
+        mut identity,
+        policy,
+    } = setup(&options).map_err(RunError::Options)?;
+    let relay = relays[0].clone();
     let mut docker = DockerClient::connect(options.docker_host.as_deref()).await;
     if !options.allow_bind.is_empty() {
         let dirs: Vec<String> = policy
@@ -110,7 +134,10 @@ pub async fn run(
                 let advice = refusal_advice(&reply, &identity, &options.data_dir);
                 let refused = Status::refused(reply.error_code.as_str(), &advice);
                 status::write(&options.data_dir, &refused);
-                bail!(advice)
+                return Err(RunError::Refused {
+                    code: reply.error_code,
+                    advice,
+                });
             }
             Err(err) => {
                 failures += 1;
@@ -139,8 +166,9 @@ pub async fn run(
         failures = 0;
         backoff.reset();
         if let Identity::Enrolling { name, .. } = &identity {
-            identity =
-                Identity::Enrolled(enrolled(&options.data_dir, &relay, name, welcome.clone())?);
+            let stored = enrolled(&options.data_dir, &relay, name, welcome.clone())
+                .map_err(RunError::Enrolment)?;
+            identity = Identity::Enrolled(stored);
         }
         tracing::info!(agent = ?welcome.name, id = ?welcome.agent_id, "connected to the relay; serving requests");
         // Registry logins live as long as the connection: the relay sends the current ones

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use zedops_agent::AgentOptions;
+use zedops_agent::{AgentOptions, RunError};
 use zedops_protocol::{
-    ClientHello, ClientWelcome, ContainerActionRequest, ContainerListRequest, Envelope,
+    ClientHello, ClientWelcome, ContainerActionRequest, ContainerListRequest, Envelope, ErrorCode,
     PROTOCOL_VERSION, Role, subject,
 };
 use zedops_testkit::{TestAgent, TestRelay};
@@ -165,6 +165,16 @@ async fn enrols_serves_reconnects_and_stops_when_revoked() {
     relay.store.revoke_agent(&name).await.unwrap();
     let _relay = relay.stop().await.builder().start().await;
     let err = agent.exit().await.expect_err("revoked agent stops");
+    assert!(
+        matches!(
+            err,
+            RunError::Refused {
+                code: ErrorCode::Unauthorized,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let message = format!("{err:#}");
     assert!(
         message.contains("UNAUTHORIZED") && message.contains("zedops-relay token create"),
@@ -233,6 +243,16 @@ async fn a_used_token_is_fatal_and_shutdown_is_clean() {
         .await;
     let second_dir = second.data_dir.clone();
     let err = second.exit().await.expect_err("a used token is refused");
+    assert!(
+        matches!(
+            err,
+            RunError::Refused {
+                code: ErrorCode::Unauthorized,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let message = format!("{err:#}");
     assert!(
         message.contains("registration token") && message.contains("zedops-relay token create"),
@@ -267,5 +287,6 @@ async fn without_token_or_credentials_run_fails_at_once() {
         .await
         .expect("run ends at once")
         .expect_err("nothing to enrol with");
+    assert!(matches!(err, RunError::Options(_)), "{err:?}");
     assert!(format!("{err:#}").contains("--token"), "{err:#}");
 }

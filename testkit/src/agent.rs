@@ -14,7 +14,7 @@ pub struct TestAgent {
     pub name: String,
     pub data_dir: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    task: Option<JoinHandle<Result<(), zedops_agent::RunError>>>,
     /// The data directory the builder made, when the test named none.
     _own_dir: Option<tempfile::TempDir>,
 }
@@ -199,7 +199,7 @@ impl TestAgent {
     }
 
     /// Asks the agent to shut down and returns how its `run` ended.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
+    pub async fn stop(mut self) -> Result<(), zedops_agent::RunError> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -211,7 +211,7 @@ impl TestAgent {
 
     /// Waits for the agent's `run` to return by itself (after a fatal refusal), up to 20 s (it
     /// may first have to notice a restarted relay and reconnect).
-    pub async fn exit(mut self) -> anyhow::Result<()> {
+    pub async fn exit(mut self) -> Result<(), zedops_agent::RunError> {
         let task = self.task.take().expect("agent task");
         tokio::time::timeout(Duration::from_secs(20), task)
             .await
