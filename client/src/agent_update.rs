@@ -14,7 +14,8 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use zedops_protocol::{AgentUpdatePhase, AgentUpdateProgress, AgentUpdated};
 
-use crate::client::{Client, ClientEvent};
+use crate::client::Client;
+use crate::connection::ClientEvent;
 
 /// Time beyond the agent's revert deadline to wait for it to show up again.
 pub const COME_BACK_MARGIN: Duration = Duration::from_secs(30);

@@ -28,7 +28,7 @@ pub async fn login(
     ca_file: Option<&Path>,
     insecure: bool,
 ) -> Result<LoginResponse, ClientError> {
-    let relay = crate::client::first_relay(relay);
+    let relay = crate::connection::first_relay(relay);
     let url = RelayUrl::parse(relay, insecure).map_err(|e| from_transport(e, relay))?;
     let endpoint = url.http(LOGIN_PATH);
     let body = LoginRequest {
@@ -64,7 +64,7 @@ pub async fn agent_release(
     ca_file: Option<&Path>,
     insecure: bool,
 ) -> Result<Option<String>, ClientError> {
-    let relay = crate::client::first_relay(relay);
+    let relay = crate::connection::first_relay(relay);
     let url = RelayUrl::parse(relay, insecure).map_err(|e| from_transport(e, relay))?;
     let endpoint = url.http("/download/agent/version");
     let response = http_client(ca_file, &endpoint)?
@@ -99,7 +99,7 @@ pub async fn logout(
     ca_file: Option<&Path>,
     insecure: bool,
 ) -> Result<(), ClientError> {
-    let relay = crate::client::first_relay(relay);
+    let relay = crate::connection::first_relay(relay);
     let url = RelayUrl::parse(relay, insecure).map_err(|e| from_transport(e, relay))?;
     let endpoint = url.http(LOGOUT_PATH);
     let response = http_client(ca_file, &endpoint)?

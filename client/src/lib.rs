@@ -27,6 +27,7 @@
 mod admin;
 pub mod agent_update;
 mod client;
+mod connection;
 pub mod console;
 mod container_update;
 mod deploy;
@@ -38,9 +39,8 @@ pub mod store;
 mod streams;
 mod update_check;
 
-pub use client::{
-    CLIENT_WS_PATH, Client, ClientEvent, ConnectOptions, EVENT_BUFFER, REQUEST_GRACE,
-};
+pub use client::{Client, ConnectOptions, REQUEST_GRACE};
+pub use connection::{CLIENT_WS_PATH, ClientEvent, EVENT_BUFFER};
 pub use container_update::{ContainerUpdate, UpdateOptions};
 pub use deploy::{Deploy, load_template};
 pub use error::{ClientError, Code, LocalCode};

@@ -32,7 +32,7 @@ pub const CONFIG_FILE: &str = "config.json";
 /// `https://relay.example/` and `wss://relay.example` share one entry.
 pub fn keyring_user(relay: &str) -> Result<String, ClientError> {
     // Whether plaintext is acceptable is decided when connecting; here only the key matters.
-    let relay = crate::client::first_relay(relay);
+    let relay = crate::connection::first_relay(relay);
     let url = RelayUrl::parse_any(relay).map_err(|e| from_transport(e, relay))?;
     Ok(url.canonical())
 }

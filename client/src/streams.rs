@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use zedops_protocol::payload::Validate;
 use zedops_protocol::{LogChunk, StatsChunk, StreamCancel, subject};
 
-use crate::client::Shared;
+use crate::connection::Shared;
 use crate::error::{ClientError, decode_error_answer, is_error_answer};
 
 /// What to read: the last `tail` lines (the relay's default is 100), then with `follow` new
