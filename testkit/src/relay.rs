@@ -38,6 +38,7 @@ pub struct RelayBuilder {
     dir: Option<Arc<tempfile::TempDir>>,
     database: Option<String>,
     nats: Option<String>,
+    downloads: Option<PathBuf>,
 }
 
 impl Default for RelayBuilder {
@@ -50,6 +51,7 @@ impl Default for RelayBuilder {
             dir: None,
             database: None,
             nats: None,
+            downloads: None,
         }
     }
 }
@@ -87,6 +89,13 @@ impl RelayBuilder {
         self
     }
 
+    /// Serve the agent builds in this directory (`zedops-agent-<os>-<arch>` and its
+    /// `.minisig`), as `zedops-relay --downloads` does: the installer's and self-update's.
+    pub fn downloads(mut self, dir: PathBuf) -> Self {
+        self.downloads = Some(dir);
+        self
+    }
+
     /// Starts the relay and waits until it listens.
     pub async fn start(self) -> TestRelay {
         init_tracing();
@@ -103,7 +112,10 @@ impl RelayBuilder {
             db,
             tls: self.tls.clone(),
             timeouts: self.timeouts,
-            installer: Default::default(),
+            installer: zedops_relay::download::InstallerOptions {
+                downloads: self.downloads.clone(),
+                public_url: None,
+            },
             limits: self.limits,
         })
         .await
@@ -164,6 +176,7 @@ impl StoppedRelay {
             dir: Some(self.dir.clone()),
             database: self.database.clone(),
             nats: None,
+            downloads: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! `scripts/test-desktop`, which provides them: `cargo test -p zedops-desktop --test e2e -- --ignored`.
 //! Every missing part fails the test with what to do; nothing is skipped.
 
+mod agent_updates;
 mod deploy;
 mod files;
 #[allow(dead_code)]
@@ -139,6 +140,13 @@ async fn the_desktop_app_shows_image_updates_updates_and_rolls_back() {
 async fn the_desktop_app_pulls_and_removes_images_writes_a_template_in_the_form_and_updates_all() {
     let _one = ONE_APP.lock().await;
     images_templates_fleet::images_template_form_and_update_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a display, tauri-driver and a keyring: run scripts/test-desktop"]
+async fn the_desktop_app_updates_agents_showing_each_state_live() {
+    let _one = ONE_APP.lock().await;
+    agent_updates::update_agents_live().await;
 }
 
 /// The agent row's mute toggle.
