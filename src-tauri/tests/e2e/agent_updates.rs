@@ -1,6 +1,6 @@
-//! End to end, "Update agents" in the app (issue 17): two real agent processes on 0.1.0 and a
-//! relay serving a signed 0.99.0 build (a release key made by the test, the agents trusting
-//! it). The view shows both agents behind the relay's version; "Update all behind" updates the
+//! End to end, "Update agents" in the app (issue 17): two real agent processes on the
+//! workspace's version (0.1.0) and a relay serving a signed 0.99.0 build (a release key made by
+//! the test, the agents trusting it). The view shows both agents behind the relay's version; "Update all behind" updates the
 //! canary first, then the other, and the page shows each agent's state live (recorded by a
 //! MutationObserver: downloading, verifying, then online with the new version); afterwards the
 //! relay lists both agents online on 0.99.0 and the rows say they are current.
@@ -151,6 +151,14 @@ pub async fn update_agents_live() {
 
     // The builds: the agents' own (0.1.0) and the signed new one the relay serves.
     let old = build_agent(&target_dir(), None);
+    // The version it says in its hello: the workspace's, whatever it is now.
+    let said = Command::new(&old).arg("--version").output().unwrap();
+    let old_version = String::from_utf8_lossy(&said.stdout)
+        .trim()
+        .strip_prefix("zedops-agent ")
+        .expect("zedops-agent --version says its version")
+        .to_string();
+    assert_ne!(old_version, NEW);
     let new = new_build();
     let key = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
     let signature = minisign::sign(
@@ -202,7 +210,7 @@ pub async fn update_agents_live() {
             &key_file,
         ));
     }
-    wait_versions(&relay, "0.1.0", UI_WAIT, site.path()).await;
+    wait_versions(&relay, &old_version, UI_WAIT, site.path()).await;
     let ready = started.elapsed();
 
     // Signed in, the Update agents view shows both behind the relay's version.
@@ -254,7 +262,7 @@ pub async fn update_agents_live() {
             .await;
         let text = wd.text(&behind).await;
         assert!(
-            text.contains("0.1.0") && text.contains("behind") && text.contains(NEW),
+            text.contains(&old_version) && text.contains("behind") && text.contains(NEW),
             "{name}'s row: {text}"
         );
     }
