@@ -18,9 +18,17 @@ use tauri_specta::Event;
 pub use log::{AlertKind, AlertView, MAX_ALERTS, NewAlert};
 
 use crate::error::{AppError, ErrorCode};
-use crate::events::AlertsChanged;
 use crate::settings::{self, Settings};
 use crate::{notify, tray, window};
+
+/// The alert list, the unseen count or the mutes changed. `reveal` is set when the person asked
+/// to see the alerts (the tray's "N alerts — show"), so the UI opens the list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, Event)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertsChanged {
+    pub state: AlertsState,
+    pub reveal: bool,
+}
 
 /// What the UI shows: the recent alerts, how many are unseen, which agents are muted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]

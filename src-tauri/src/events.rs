@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use specta::Type;
 use tauri_specta::Event;
+use zedops_client::AgentStatus;
 
 use crate::types::ContainerView;
 
@@ -25,6 +26,17 @@ pub struct AgentStatusChanged {
     pub last_seen: Option<String>,
 }
 
+impl From<&AgentStatus> for AgentStatusChanged {
+    fn from(s: &AgentStatus) -> Self {
+        Self {
+            agent_id: s.agent_id.clone(),
+            name: s.name.clone(),
+            online: s.online,
+            last_seen: s.last_seen.clone(),
+        }
+    }
+}
+
 /// The connection to the relay dropped or came back. When `signedOut` is true the relay
 /// refused the session for good and the UI returns to the sign-in form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, Event)]
@@ -33,13 +45,4 @@ pub struct ConnectionChanged {
     pub connected: bool,
     pub reason: Option<String>,
     pub signed_out: bool,
-}
-
-/// The alert list, the unseen count or the mutes changed. `reveal` is set when the person asked
-/// to see the alerts (the tray's "N alerts — show"), so the UI opens the list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type, Event)]
-#[serde(rename_all = "camelCase")]
-pub struct AlertsChanged {
-    pub state: crate::alerting::AlertsState,
-    pub reveal: bool,
 }

@@ -15,7 +15,7 @@ use tokio::sync::broadcast::error::RecvError;
 use zedops_client::{Client, ClientEvent, ContainerEvent};
 
 use crate::alerting::{self, AlertKind, NewAlert};
-use crate::events::{ConnectionChanged, ContainersUpdated};
+use crate::events::{AgentStatusChanged, ConnectionChanged, ContainersUpdated};
 use crate::state::AppState;
 use crate::{image_updates, tray, types};
 
@@ -107,7 +107,7 @@ async fn handle(app: &AppHandle, client: &Client, watch: &mut Watch, event: Clie
                 &status.name,
                 status.online,
             );
-            let _ = types::agent_status(&status).emit(app);
+            let _ = AgentStatusChanged::from(&status).emit(app);
             tray::refresh(app);
             if status.online {
                 // Its return is news only if its going away was (a blip shorter than the grace

@@ -89,7 +89,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             events::ContainersUpdated,
             events::AgentStatusChanged,
             events::ConnectionChanged,
-            events::AlertsChanged,
+            alerting::AlertsChanged,
             image_updates::ImageUpdatesChanged,
         ])
         .typ::<error::ErrorCode>()

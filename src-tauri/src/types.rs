@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use specta::Type;
-use zedops_client::{AgentStatus, AgentSummary, Container, Operation, Port};
+use zedops_client::{AgentSummary, Container, Operation, Port};
 
 /// Who is signed in where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
@@ -216,16 +216,6 @@ impl From<zedops_protocol::AuditRecord> for AuditEntry {
             result: r.result,
             error_code: r.error_code,
         }
-    }
-}
-
-/// Converts an agent status push.
-pub fn agent_status(s: &AgentStatus) -> crate::events::AgentStatusChanged {
-    crate::events::AgentStatusChanged {
-        agent_id: s.agent_id.clone(),
-        name: s.name.clone(),
-        online: s.online,
-        last_seen: s.last_seen.clone(),
     }
 }
 
