@@ -7,7 +7,7 @@
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use zedops_protocol::{
-    ContainerUpdated, ErrorCode, ImageUpdate, UpdateListResponse, UpdateRollback,
+    ContainerUpdated, ErrorCode, ImageUpdate, PullProgress, UpdateListResponse, UpdateRollback,
 };
 
 use crate::client::Client;
@@ -82,6 +82,12 @@ pub enum FleetProgress {
         target: FleetTarget,
         phase: String,
         message: String,
+    },
+    /// How far the pull of its new image has come (as often as the agent reports it, a few
+    /// times a second at most).
+    Pull {
+        target: FleetTarget,
+        progress: PullProgress,
     },
     /// Its update ended: updated, rolled back, or failed.
     Finished {
@@ -306,6 +312,12 @@ async fn follow(
                 target: target.clone(),
                 phase: step.phase.to_string(),
                 message: step.message.clone(),
+            });
+        }
+        if let Some(pulled) = frame.progress {
+            progress(FleetProgress::Pull {
+                target: target.clone(),
+                progress: pulled,
             });
         }
         let Some(end) = frame.end else { continue };

@@ -498,6 +498,11 @@ async fn a_fleet_update_stops_at_a_canary_that_rolls_back_and_skips_never() {
         stderr.contains("summary: 2 updated, 0 rolled back, 0 failed, 1 skipped"),
         "{stderr}"
     );
+    // The canary pulls the new build and says how far the pull has come.
+    assert!(
+        stderr.contains(&format!("{agent_name}/{canary}: pulling {reference}: ")),
+        "the canary's pull progress: {stderr}"
+    );
     for name in [&canary, &other] {
         let (image, running) = image_of(&docker, name).await;
         assert!(running && image != old_image, "{name}");

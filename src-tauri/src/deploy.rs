@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use specta::Type;
 use zedops_client::Client;
-use zedops_protocol::{DeployFrame, ImageSummary, TemplateBody, TemplateRecord, TemplateSummary};
+use zedops_protocol::{
+    DeployFrame, ImageSummary, PullProgress, TemplateBody, TemplateRecord, TemplateSummary,
+};
 
 use crate::error::{AppError, ErrorCode};
 
@@ -114,6 +116,18 @@ pub struct PullProgressView {
     pub total: f64,
     pub layers_done: u32,
     pub layers_total: u32,
+}
+
+impl From<PullProgress> for PullProgressView {
+    fn from(p: PullProgress) -> Self {
+        Self {
+            image: p.image,
+            current: p.current as f64,
+            total: p.total as f64,
+            layers_done: p.layers_done,
+            layers_total: p.layers_total,
+        }
+    }
 }
 
 /// How a deploy ended well: the new container, and whether its image had to be pulled.
@@ -276,13 +290,7 @@ pub async fn deploy(
             .map_err(AppError::from)
             .map_err(operators_only("deploy containers"))?;
         if let Some(p) = step {
-            progress(PullProgressView {
-                image: p.image,
-                current: p.current as f64,
-                total: p.total as f64,
-                layers_done: p.layers_done,
-                layers_total: p.layers_total,
-            });
+            progress(PullProgressView::from(p));
         }
         pulled = got.or(pulled);
         created = made.or(created);
@@ -382,13 +390,7 @@ pub async fn pull_image(
             .map_err(AppError::from)
             .map_err(operators_only("pull images"))?;
         if let Some(p) = frame.progress {
-            progress(PullProgressView {
-                image: p.image,
-                current: p.current as f64,
-                total: p.total as f64,
-                layers_done: p.layers_done,
-                layers_total: p.layers_total,
-            });
+            progress(PullProgressView::from(p));
         }
         if let Some(pulled) = frame.pulled {
             id = Some(pulled.id);

@@ -319,13 +319,7 @@ fn follow(
         report(ContainerUpdateEvent {
             phase: "pull".into(),
             message: format!("pulling {}", p.image),
-            progress: Some(PullProgressView {
-                image: p.image,
-                current: p.current as f64,
-                total: p.total as f64,
-                layers_done: p.layers_done,
-                layers_total: p.layers_total,
-            }),
+            progress: Some(PullProgressView::from(p)),
         });
     }
     if let Some(hook) = frame.hook {
@@ -408,7 +402,7 @@ pub enum FleetItemState {
 }
 
 /// One container's state in "Update all", as it changes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Type)]
 #[serde(rename_all = "camelCase")]
 pub struct FleetUpdateEvent {
     pub agent_id: String,
@@ -420,6 +414,8 @@ pub struct FleetUpdateEvent {
     pub detail: String,
     /// After a rollback: the new container's last log lines.
     pub logs: Vec<String>,
+    /// While it pulls its new image: how far the pull has come.
+    pub progress: Option<PullProgressView>,
 }
 
 /// The end of "Update all": how many of each, and the sentence to show.
@@ -483,6 +479,7 @@ pub async fn update_all(
         canary,
         detail,
         logs,
+        progress: None,
     };
     let event = Arc::new(event);
     for (i, t) in plan.targets.iter().enumerate() {
@@ -534,6 +531,20 @@ pub async fn update_all(
                         sentence(&format!("{}: {message}", phase_words(&phase))),
                         vec![],
                     )
+                }
+                FleetProgress::Pull { target, progress } => {
+                    let canary =
+                        canaries.contains(&(target.agent.clone(), target.container.clone()));
+                    FleetUpdateEvent {
+                        progress: Some(PullProgressView::from(progress.clone())),
+                        ..event(
+                            &target,
+                            FleetItemState::Updating,
+                            canary,
+                            format!("Pulling {}.", progress.image),
+                            vec![],
+                        )
+                    }
                 }
                 FleetProgress::Finished { target, outcome } => {
                     let canary =

@@ -119,8 +119,19 @@ describe('image updates', () => {
     await waitFor(() => expect(backend.pending.fleet).toBeDefined());
     expect(backend.calls.find(([c]) => c === 'update_all_containers')![1]).toMatchObject({ agentId: null, canary: 1, parallel: 2 });
     const ev = (container: string, state: FleetUpdateEvent['state'], detail: string, logs: string[] = []): FleetUpdateEvent =>
-      ({ agentId: 'a1', agentName: 'eu-1', container, state, canary: container === 'pz', detail, logs });
-    backend.pending.fleet!.onmessage(ev('pz', 'updating', 'Pulling the new image'));
+      ({ agentId: 'a1', agentName: 'eu-1', container, state, canary: container === 'pz', detail, logs, progress: null });
+    backend.pending.fleet!.onmessage({
+      ...ev('pz', 'updating', 'Pulling pz:1.'),
+      progress: { image: 'pz:1', current: 3_000_000, total: 12_000_000, layersDone: 1, layersTotal: 3 },
+    });
+    // The row shows how far the pull has come while it pulls, then the next step in words.
+    const pulling = await screen.findByTestId('fleet-update-pull');
+    expect(pulling).toHaveAttribute('value', '25');
+    expect(pulling.closest('tr')).toHaveAttribute('data-pulled', '3000000/12000000');
+    expect(pulling.closest('tr')).toHaveTextContent('1 of 3 layers');
+    backend.pending.fleet!.onmessage(ev('pz', 'updating', 'Stopping the old container.'));
+    await waitFor(() => expect(screen.queryByTestId('fleet-update-pull')).toBeNull());
+    expect(screen.getAllByTestId('fleet-update-row')[0]).toHaveTextContent('Stopping the old container.');
     backend.pending.fleet!.onmessage(ev('web', 'queued', 'Waiting for its turn.'));
     await waitFor(() => expect(screen.getAllByTestId('fleet-update-row')).toHaveLength(2));
     expect(screen.getAllByTestId('fleet-update-row')[0]).toHaveTextContent('pz (canary)');

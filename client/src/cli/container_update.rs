@@ -223,7 +223,7 @@ async fn follow(mut stream: ContainerUpdate, json: bool) -> Result<ContainerUpda
 }
 
 /// `pulling x:1: 3/5 layers, 12.5 MB of 40.1 MB`.
-fn summary(progress: &PullProgress) -> String {
+pub(super) fn summary(progress: &PullProgress) -> String {
     let mb = |b: u64| b as f64 / 1_000_000.0;
     format!(
         "pulling {}: {}/{} layers, {:.1} MB of {:.1} MB",

@@ -1,9 +1,13 @@
 //! `zedops update --all`: the fleet update over [`zedops_client::fleet_update`], canaries first,
 //! one line per step on stderr and a summary at the end.
 
-use zedops_client::fleet_update::{self, FleetOptions, FleetProgress, FleetTarget, Outcome};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
-use super::container_update::UpdateArgs;
+use zedops_client::fleet_update::{self, FleetOptions, FleetProgress, FleetTarget, Outcome};
+use zedops_protocol::PullProgress;
+
+use super::container_update::{UpdateArgs, summary as pull_line};
 use super::updates::short;
 use super::{CliError, CliResult, Global, connect, print_json, table};
 
@@ -44,7 +48,11 @@ pub async fn update_all(global: &Global, args: UpdateArgs) -> CliResult {
             options.parallel
         );
     }
-    let summary = fleet_update::run(&client, plan, &options, &print_progress).await;
+    let pulls = PullLines::default();
+    let summary = fleet_update::run(&client, plan, &options, &|event| {
+        print_progress(&pulls, event)
+    })
+    .await;
     client.close().await;
     if args.output.json {
         print_json(&summary)?;
@@ -79,9 +87,34 @@ pub async fn update_all(global: &Global, args: UpdateArgs) -> CliResult {
     ))
 }
 
+/// Which pull lines were printed for each container: lines of several containers interleave,
+/// so a pull is not redrawn in place but said again only when it has come a tenth further or
+/// finished another layer.
+#[derive(Default)]
+struct PullLines(Mutex<HashMap<(String, String), (u64, u32)>>);
+
+impl PullLines {
+    /// True when `progress` says something new for `target`.
+    fn worth_saying(&self, target: &FleetTarget, progress: &PullProgress) -> bool {
+        let tenth = (progress.current * 10)
+            .checked_div(progress.total)
+            .unwrap_or(0)
+            .min(10);
+        let now = (tenth, progress.layers_done);
+        let key = (target.agent.clone(), target.container.clone());
+        let mut said = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        said.insert(key, now) != Some(now)
+    }
+}
+
 /// One line per event on stderr (stdout stays for --json).
-fn print_progress(event: FleetProgress) {
+fn print_progress(pulls: &PullLines, event: FleetProgress) {
     match event {
+        FleetProgress::Pull { target, progress } => {
+            if pulls.worth_saying(&target, &progress) {
+                eprintln!("{}: {}", name(&target), pull_line(&progress));
+            }
+        }
         FleetProgress::Started { target, canary } => eprintln!(
             "{}: updating{} {} → {}",
             name(&target),

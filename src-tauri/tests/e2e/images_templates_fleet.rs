@@ -583,7 +583,7 @@ async fn update_all(
         wd,
         "fleet",
         r#"[data-testid="fleet-update-row"]"#,
-        &["data-container-name", "data-state"],
+        &["data-container-name", "data-state", "data-pulled"],
     )
     .await;
     let start = wd
@@ -631,6 +631,7 @@ async fn update_all(
 
     // Each container's row went queued → updating (through the agent's steps) → updated.
     let seen = recorded(wd, "fleet").await;
+    let mut pulls_shown = 0;
     for name in &names {
         let states: Vec<(String, String)> = seen
             .iter()
@@ -668,6 +669,23 @@ async fn update_all(
             order.contains(&"updating"),
             "{name} was shown updating: {states:?}"
         );
+        // While it pulled, the row showed how far (bytes done of all), never going back.
+        let pulled: Vec<(u64, u64)> = seen
+            .iter()
+            .flatten()
+            .filter(|el| el["data-container-name"] == name.as_str())
+            .filter_map(|el| {
+                let (done, all) = el["data-pulled"].as_str()?.split_once('/')?;
+                Some((done.parse().ok()?, all.parse().ok()?))
+            })
+            .collect();
+        eprintln!("e2e update all: {name}: pulled {pulled:?}");
+        assert!(
+            pulled.iter().all(|(done, all)| done <= all)
+                && pulled.windows(2).all(|w| w[0].0 <= w[1].0),
+            "{name}'s pull progress only went forward: {pulled:?}"
+        );
+        pulls_shown += pulled.iter().filter(|(_, all)| *all > 0).count();
         let steps = states
             .iter()
             .filter(|(s, text)| s == "updating" && !text.contains("Starting."))
@@ -677,6 +695,8 @@ async fn update_all(
             "{name}'s row showed the agent's steps as they came: {states:?}"
         );
     }
+    // The first to update pulled the new build (the other finds it present).
+    assert!(pulls_shown > 0, "a row showed the pull's progress");
 
     // Docker: both run the new build under their own names, nothing left behind.
     for name in &names {

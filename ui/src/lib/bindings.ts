@@ -487,6 +487,8 @@ export type FleetUpdateEvent = {
 	detail: string,
 	/**  After a rollback: the new container's last log lines. */
 	logs: string[],
+	/**  While it pulls its new image: how far the pull has come. */
+	progress: PullProgressView | null,
 };
 
 /**  The end of "Update all": how many of each, and the sentence to show. */

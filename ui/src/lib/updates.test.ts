@@ -32,7 +32,7 @@ describe('image updates', () => {
 
   it('orders Update all rows by what needs eyes first and tallies them', () => {
     const row = (container: string, st: FleetUpdateEvent['state'], canary = false): FleetUpdateEvent => ({
-      agentId: 'a1', agentName: 'eu-1', container, state: st, canary, detail: '', logs: [],
+      agentId: 'a1', agentName: 'eu-1', container, state: st, canary, detail: '', logs: [], progress: null,
     });
     const items = Object.fromEntries(
       [row('b', 'queued'), row('a', 'updated'), row('c', 'rolled-back', true), row('d', 'updating'), row('e', 'skipped'), row('f', 'queued')].map((r) => [r.container, r]),
