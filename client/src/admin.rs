@@ -4,11 +4,11 @@
 
 use zedops_protocol::{
     AgentRevokeRequest, AgentRevoked, AgentRotateRequest, AgentRotated, AgentUpdateRequest,
-    AgentUpdated, AuditListRequest, AuditListResponse, LIST_TIMEOUT, OPERATION_TIMEOUT, Role,
-    SessionListRequest, SessionListResponse, SessionRevokeRequest, SessionRevoked,
-    TokenCreateRequest, TokenCreated, TokenListRequest, TokenListResponse, TokenRevokeRequest,
-    TokenRevoked, UserCreateRequest, UserListRequest, UserListResponse, UserPasswordRequest,
-    UserPasswordSet, UserSummary, UserUpdateRequest, subject,
+    AgentUpdated, AuditListRequest, AuditListResponse, ClientRequest, LIST_TIMEOUT,
+    OPERATION_TIMEOUT, Role, SessionListRequest, SessionListResponse, SessionRevokeRequest,
+    SessionRevoked, TokenCreateRequest, TokenCreated, TokenListRequest, TokenListResponse,
+    TokenRevokeRequest, TokenRevoked, UserCreateRequest, UserListRequest, UserListResponse,
+    UserPasswordRequest, UserPasswordSet, UserSummary, UserUpdateRequest,
 };
 
 use crate::client::{Client, REQUEST_GRACE};
@@ -24,8 +24,7 @@ impl Client {
             agent_id: agent.to_string(),
         };
         self.request(
-            subject::AGENT_REVOKE,
-            &request,
+            ClientRequest::AgentRevoke(request),
             LIST_TIMEOUT + REQUEST_GRACE,
         )
         .await
@@ -38,8 +37,7 @@ impl Client {
         };
         // The agent writes a file before it answers: an operation's time.
         self.request(
-            subject::AGENT_ROTATE,
-            &request,
+            ClientRequest::AgentRotate(request),
             OPERATION_TIMEOUT + REQUEST_GRACE,
         )
         .await
@@ -61,8 +59,7 @@ impl Client {
         };
         // The agent downloads and checks a few megabytes first: up to the relay's limit.
         self.request(
-            subject::AGENT_UPDATE,
-            &request,
+            ClientRequest::AgentUpdate(request),
             AGENT_UPDATE_TIMEOUT + REQUEST_GRACE,
         )
         .await
@@ -71,8 +68,7 @@ impl Client {
     /// Every device session, live or not.
     pub async fn sessions(&self) -> Result<SessionListResponse, ClientError> {
         self.request(
-            subject::SESSION_LIST,
-            &SessionListRequest {},
+            ClientRequest::SessionList(SessionListRequest {}),
             LIST_TIMEOUT + REQUEST_GRACE,
         )
         .await
@@ -84,8 +80,7 @@ impl Client {
             session_id: id.to_string(),
         };
         self.request(
-            subject::SESSION_REVOKE,
-            &request,
+            ClientRequest::SessionRevoke(request),
             LIST_TIMEOUT + REQUEST_GRACE,
         )
         .await
@@ -95,8 +90,7 @@ impl Client {
     pub async fn create_token(&self, ttl_secs: Option<u64>) -> Result<TokenCreated, ClientError> {
         let request = TokenCreateRequest { ttl_secs };
         self.request(
-            subject::TOKEN_CREATE,
-            &request,
+            ClientRequest::TokenCreate(request),
             LIST_TIMEOUT + REQUEST_GRACE,
         )
         .await
@@ -105,8 +99,7 @@ impl Client {
     /// Registration tokens by id and state (never the tokens themselves).
     pub async fn tokens(&self) -> Result<TokenListResponse, ClientError> {
         self.request(
-            subject::TOKEN_LIST,
-            &TokenListRequest {},
+            ClientRequest::TokenList(TokenListRequest {}),
             LIST_TIMEOUT + REQUEST_GRACE,
         )
         .await
@@ -118,8 +111,7 @@ impl Client {
             token_id: id.to_string(),
         };
         self.request(
-            subject::TOKEN_REVOKE,
-            &request,
+            ClientRequest::TokenRevoke(request),
             LIST_TIMEOUT + REQUEST_GRACE,
         )
         .await
@@ -127,15 +119,17 @@ impl Client {
 
     /// The newest audit entries matching `query` (agent, since, limit).
     pub async fn audit(&self, query: &AuditListRequest) -> Result<AuditListResponse, ClientError> {
-        self.request(subject::AUDIT_LIST, query, LIST_TIMEOUT + REQUEST_GRACE)
-            .await
+        self.request(
+            ClientRequest::AuditList(query.clone()),
+            LIST_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
     }
 
     /// Every user with role, state and live sessions.
     pub async fn users(&self) -> Result<UserListResponse, ClientError> {
         self.request(
-            subject::USER_LIST,
-            &UserListRequest {},
+            ClientRequest::UserList(UserListRequest {}),
             LIST_TIMEOUT + REQUEST_GRACE,
         )
         .await
@@ -156,8 +150,7 @@ impl Client {
         };
         // Hashing the password is deliberately slow.
         self.request(
-            subject::USER_CREATE,
-            &request,
+            ClientRequest::UserCreate(request),
             OPERATION_TIMEOUT + REQUEST_GRACE,
         )
         .await
@@ -174,8 +167,7 @@ impl Client {
             password,
         };
         self.request(
-            subject::USER_PASSWORD,
-            &request,
+            ClientRequest::UserPassword(request),
             OPERATION_TIMEOUT + REQUEST_GRACE,
         )
         .await
@@ -193,7 +185,10 @@ impl Client {
             role,
             disabled,
         };
-        self.request(subject::USER_UPDATE, &request, LIST_TIMEOUT + REQUEST_GRACE)
-            .await
+        self.request(
+            ClientRequest::UserUpdate(request),
+            LIST_TIMEOUT + REQUEST_GRACE,
+        )
+        .await
     }
 }

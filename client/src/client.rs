@@ -6,17 +6,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use zedops_protocol::payload::Validate;
-use zedops_protocol::subject;
 use zedops_protocol::{
-    AgentListRequest, AgentListResponse, AgentSummary, Container, ContainerActionRequest,
-    ContainerDetail, ContainerListRequest, ContainerListResponse, Envelope, EventSubscribe,
-    EventSubscribed, LIST_TIMEOUT, LogsRequest, OPERATION_TIMEOUT, Operation, OperationSuccess,
-    Role, StatsRequest, new_inbox_suffix,
+    AgentListRequest, AgentListResponse, AgentSummary, ClientRequest, Container,
+    ContainerActionRequest, ContainerDetail, ContainerListRequest, ContainerListResponse,
+    EventSubscribe, EventSubscribed, LIST_TIMEOUT, LogsRequest, OPERATION_TIMEOUT, Operation,
+    OperationSuccess, Role, StatsRequest, new_inbox_suffix,
 };
 
 use crate::connection::{self, ClientEvent, Shared};
@@ -98,8 +96,7 @@ impl Client {
         let request = EventSubscribe { agents };
         let answer: EventSubscribed = self
             .request(
-                subject::EVENT_SUBSCRIBE,
-                &request,
+                ClientRequest::EventSubscribe(request),
                 LIST_TIMEOUT + REQUEST_GRACE,
             )
             .await?;
@@ -140,8 +137,7 @@ impl Client {
     pub async fn agents(&self) -> Result<Vec<AgentSummary>, ClientError> {
         let list: AgentListResponse = self
             .request(
-                subject::AGENT_LIST,
-                &AgentListRequest {},
+                ClientRequest::AgentList(AgentListRequest {}),
                 LIST_TIMEOUT + REQUEST_GRACE,
             )
             .await?;
@@ -155,8 +151,7 @@ impl Client {
         };
         let list: ContainerListResponse = self
             .request(
-                subject::CONTAINER_LIST,
-                &request,
+                ClientRequest::ContainerList(request),
                 LIST_TIMEOUT + REQUEST_GRACE,
             )
             .await?;
@@ -179,7 +174,8 @@ impl Client {
             follow: options.follow,
             timestamps: options.timestamps,
         };
-        self.open_stream(subject::CONTAINER_LOGS, &request).await
+        self.open_stream(ClientRequest::ContainerLogs(request))
+            .await
     }
 
     /// A running container's resource usage: one sample, or with `stream` one about every
@@ -195,18 +191,18 @@ impl Client {
             container_id: container.to_string(),
             stream,
         };
-        self.open_stream(subject::CONTAINER_STATS, &request).await
+        self.open_stream(ClientRequest::ContainerStats(request))
+            .await
     }
 
     /// Sends a request whose answer is a stream of frames to its inbox.
-    pub(crate) async fn open_stream<Req: Serialize, T>(
+    pub(crate) async fn open_stream<T>(
         &self,
-        subject: &str,
-        request: &Req,
+        request: ClientRequest,
     ) -> Result<StreamReader<T>, ClientError> {
         let shared = &self.inner.shared;
         let inbox = new_inbox_suffix(uuid::Uuid::new_v4());
-        let text = Envelope::request(subject, &inbox, request).to_json();
+        let text = request.to_frame(Some(&inbox));
         let (outgoing, rx) = shared.start_stream(&inbox)?;
         let reader = StreamReader {
             shared: shared.clone(),
@@ -232,8 +228,7 @@ impl Client {
             container_id: container.to_string(),
         };
         self.request(
-            subject::CONTAINER_INSPECT,
-            &request,
+            ClientRequest::ContainerInspect(request),
             LIST_TIMEOUT + REQUEST_GRACE,
         )
         .await
@@ -252,7 +247,12 @@ impl Client {
             agent_id: agent.to_string(),
             container_id: container.to_string(),
         };
-        self.request(op.subject(), &request, OPERATION_TIMEOUT + REQUEST_GRACE)
+        let request = match op {
+            Operation::Start => ClientRequest::ContainerStart(request),
+            Operation::Stop => ClientRequest::ContainerStop(request),
+            Operation::Restart => ClientRequest::ContainerRestart(request),
+        };
+        self.request(request, OPERATION_TIMEOUT + REQUEST_GRACE)
             .await
     }
 
@@ -270,7 +270,7 @@ impl Client {
         let frame = self
             .inner
             .shared
-            .request_frame(subject, &data, timeout)
+            .request_frame_raw(subject, &data, timeout)
             .await?;
         let raw = frame.raw_data();
         if is_error_answer(raw) {
@@ -302,17 +302,12 @@ impl Client {
     }
 
     /// Sends one request and decodes its answer as `Resp` (an error answer as the error).
-    pub(crate) async fn request<Req: Serialize, Resp: DeserializeOwned + Validate>(
+    pub(crate) async fn request<Resp: DeserializeOwned + Validate>(
         &self,
-        subject: &str,
-        data: &Req,
+        request: ClientRequest,
         timeout: Duration,
     ) -> Result<Resp, ClientError> {
-        let frame = self
-            .inner
-            .shared
-            .request_frame(subject, data, timeout)
-            .await?;
+        let frame = self.inner.shared.request_frame(&request, timeout).await?;
         let raw = frame.raw_data();
         if is_error_answer(raw) {
             return Err(decode_error_answer(raw));

@@ -12,15 +12,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 use zedops_protocol::subject::{self, is_inbox};
 use zedops_protocol::{
-    AgentStatus, ClientHello, ClientPush, ClientWelcome, ContainerEvent, ContainerSync, Envelope,
-    ErrorCode, ErrorReply, EventSubscribe, Frame, HEARTBEAT_TIMEOUT, PROTOCOL_VERSION,
-    ProtocolError, Role, new_inbox_suffix,
+    AgentStatus, ClientHello, ClientPush, ClientRequest, ClientWelcome, ContainerEvent,
+    ContainerSync, Envelope, ErrorCode, ErrorReply, EventSubscribe, Frame, HEARTBEAT_TIMEOUT,
+    PROTOCOL_VERSION, ProtocolError, Role, new_inbox_suffix,
 };
 use zedops_transport::{Backoff, FrameReader, FrameWriter, RelayUrl, TransportError};
 
@@ -229,14 +228,31 @@ impl Shared {
     }
 
     /// Sends one request and waits for the frame that arrives on its inbox.
-    pub(crate) async fn request_frame<Req: Serialize>(
+    pub(crate) async fn request_frame(&self, request: &ClientRequest, timeout: Duration) -> Answer {
+        self.request_text(|inbox| request.to_frame(Some(inbox)), timeout)
+            .await
+    }
+
+    /// [`Shared::request_frame`] for any subject and JSON data (tools and tests that send what
+    /// the typed API would not).
+    pub(crate) async fn request_frame_raw(
         &self,
         subject: &str,
-        data: &Req,
+        data: &serde_json::Value,
         timeout: Duration,
     ) -> Answer {
+        self.request_text(
+            |inbox| Envelope::request(subject, inbox, data).to_json(),
+            timeout,
+        )
+        .await
+    }
+
+    /// Sends the frame `encode` writes for a new reply inbox and waits for the frame that
+    /// arrives on that inbox.
+    async fn request_text(&self, encode: impl FnOnce(&str) -> String, timeout: Duration) -> Answer {
         let inbox = new_inbox_suffix(uuid::Uuid::new_v4());
-        let text = Envelope::request(subject, &inbox, data).to_json();
+        let text = encode(&inbox);
         let (answer_tx, answer_rx) = oneshot::channel();
         let outgoing = {
             let mut state = self.state();
@@ -293,9 +309,9 @@ impl Shared {
     }
 
     /// Queues a request whose answer nobody waits for.
-    pub(crate) fn fire_and_forget<Req: Serialize>(&self, subject: &str, data: &Req) {
+    pub(crate) fn fire_and_forget(&self, request: &ClientRequest) {
         let inbox = new_inbox_suffix(uuid::Uuid::new_v4());
-        let text = Envelope::request(subject, &inbox, data).to_json();
+        let text = request.to_frame(Some(&inbox));
         if let Some(outgoing) = self.state().outgoing.clone() {
             let _ = outgoing.try_send(text);
         }
@@ -303,12 +319,8 @@ impl Shared {
 
     /// Queues a frame without a reply inbox, waiting for room: frames sent this way reach the
     /// relay in the order they were sent (stream input).
-    pub(crate) async fn send_ordered<Req: Serialize>(
-        &self,
-        subject: &str,
-        data: &Req,
-    ) -> Result<(), ClientError> {
-        let text = Envelope::new(subject, data).to_json();
+    pub(crate) async fn send_ordered(&self, message: &ClientRequest) -> Result<(), ClientError> {
+        let text = message.to_frame(None);
         let outgoing = self.state().outgoing.clone();
         match outgoing {
             Some(outgoing) if outgoing.send(text).await.is_ok() => Ok(()),
@@ -337,7 +349,7 @@ impl Shared {
         // `Connected`; its answer is not awaited (the supervisor is not reading yet).
         if let Some(subscription) = &state.subscription {
             let inbox = new_inbox_suffix(uuid::Uuid::new_v4());
-            let text = Envelope::request(subject::EVENT_SUBSCRIBE, &inbox, subscription).to_json();
+            let text = ClientRequest::EventSubscribe(subscription.clone()).to_frame(Some(&inbox));
             let _ = tx.try_send(text);
         }
         state.outgoing = Some(tx);

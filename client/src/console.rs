@@ -4,8 +4,8 @@
 //! the agent's grants (see docs/PROTOCOL.md, "Flow control").
 
 use zedops_protocol::{
-    AttachRequest, ConsoleOutput, ExecRequest, FileChunk, FileGetRequest, FilePutRequest,
-    StreamInput, subject,
+    AttachRequest, ClientRequest, ConsoleOutput, ExecRequest, FileChunk, FileGetRequest,
+    FilePutRequest, StreamInput,
 };
 
 use crate::client::Client;
@@ -32,22 +32,26 @@ pub type FileTransfer = StreamReader<FileChunk>;
 impl Client {
     /// Starts `container.exec` (its `agentId` names the agent).
     pub async fn exec(&self, request: &ExecRequest) -> Result<ConsoleSession, ClientError> {
-        self.open_stream(subject::CONTAINER_EXEC, request).await
+        self.open_stream(ClientRequest::ContainerExec(request.clone()))
+            .await
     }
 
     /// Starts `container.attach`.
     pub async fn attach(&self, request: &AttachRequest) -> Result<ConsoleSession, ClientError> {
-        self.open_stream(subject::CONTAINER_ATTACH, request).await
+        self.open_stream(ClientRequest::ContainerAttach(request.clone()))
+            .await
     }
 
     /// Starts `file.get`.
     pub async fn file_get(&self, request: &FileGetRequest) -> Result<FileTransfer, ClientError> {
-        self.open_stream(subject::FILE_GET, request).await
+        self.open_stream(ClientRequest::FileGet(request.clone()))
+            .await
     }
 
     /// Starts `file.put`; the bytes follow with [`StreamReader::input`].
     pub async fn file_put(&self, request: &FilePutRequest) -> Result<FileTransfer, ClientError> {
-        self.open_stream(subject::FILE_PUT, request).await
+        self.open_stream(ClientRequest::FilePut(request.clone()))
+            .await
     }
 }
 
@@ -56,7 +60,7 @@ impl<T> StreamReader<T> {
     pub async fn input(&self, mut input: StreamInput) -> Result<(), ClientError> {
         input.inbox = self.inbox.clone();
         self.shared
-            .send_ordered(subject::STREAM_INPUT, &input)
+            .send_ordered(&ClientRequest::StreamInput(input))
             .await
     }
 }

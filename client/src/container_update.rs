@@ -2,7 +2,7 @@
 //! (steps, pull progress, the pre-update hook's outcome, then the end with `updated` or, with
 //! `UPDATE_ROLLED_BACK`, `rolledBack`). The relay checks the role (operator); this only asks.
 
-use zedops_protocol::{ContainerUpdateFrame, ContainerUpdateRequest, subject};
+use zedops_protocol::{ClientRequest, ContainerUpdateFrame, ContainerUpdateRequest};
 
 use crate::client::Client;
 use crate::error::ClientError;
@@ -52,6 +52,7 @@ impl Client {
             stable_secs: options.stable_secs,
             force: options.force,
         };
-        self.open_stream(subject::CONTAINER_UPDATE, &request).await
+        self.open_stream(ClientRequest::ContainerUpdate(request))
+            .await
     }
 }

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use zedops_protocol::{
-    ContainerRemoveRequest, ContainerRemoved, DeployFrame, DeployRequest, ImageListRequest,
-    ImageListResponse, ImagePullRequest, ImageRemoveRequest, ImageRemoved, ImageSummary,
-    LIST_TIMEOUT, OPERATION_TIMEOUT, TemplateBody, TemplateListRequest, TemplateListResponse,
-    TemplateNameRequest, TemplateRecord, TemplateSaveRequest, TemplateSaved, TemplateSummary,
-    subject,
+    ClientRequest, ContainerRemoveRequest, ContainerRemoved, DeployFrame, DeployRequest,
+    ImageListRequest, ImageListResponse, ImagePullRequest, ImageRemoveRequest, ImageRemoved,
+    ImageSummary, LIST_TIMEOUT, OPERATION_TIMEOUT, TemplateBody, TemplateListRequest,
+    TemplateListResponse, TemplateNameRequest, TemplateRecord, TemplateSaveRequest, TemplateSaved,
+    TemplateSummary,
 };
 
 use crate::client::{Client, REQUEST_GRACE};
@@ -54,8 +54,7 @@ impl Client {
     pub async fn templates(&self) -> Result<Vec<TemplateSummary>, ClientError> {
         let list: TemplateListResponse = self
             .request(
-                subject::TEMPLATE_LIST,
-                &TemplateListRequest {},
+                ClientRequest::TemplateList(TemplateListRequest {}),
                 LIST_TIMEOUT + REQUEST_GRACE,
             )
             .await?;
@@ -68,8 +67,7 @@ impl Client {
             name: name.to_string(),
         };
         self.request(
-            subject::TEMPLATE_SHOW,
-            &request,
+            ClientRequest::TemplateShow(request),
             LIST_TIMEOUT + REQUEST_GRACE,
         )
         .await
@@ -79,8 +77,7 @@ impl Client {
     pub async fn add_template(&self, template: TemplateBody) -> Result<TemplateSaved, ClientError> {
         let request = TemplateSaveRequest { template };
         self.request(
-            subject::TEMPLATE_ADD,
-            &request,
+            ClientRequest::TemplateAdd(Box::new(request)),
             LIST_TIMEOUT + REQUEST_GRACE,
         )
         .await
@@ -93,8 +90,7 @@ impl Client {
     ) -> Result<TemplateSaved, ClientError> {
         let request = TemplateSaveRequest { template };
         self.request(
-            subject::TEMPLATE_UPDATE,
-            &request,
+            ClientRequest::TemplateUpdate(Box::new(request)),
             LIST_TIMEOUT + REQUEST_GRACE,
         )
         .await
@@ -106,8 +102,7 @@ impl Client {
             name: name.to_string(),
         };
         self.request(
-            subject::TEMPLATE_REMOVE,
-            &request,
+            ClientRequest::TemplateRemove(request),
             LIST_TIMEOUT + REQUEST_GRACE,
         )
         .await
@@ -131,7 +126,8 @@ impl Client {
             variables,
             start,
         };
-        self.open_stream(subject::CONTAINER_DEPLOY, &request).await
+        self.open_stream(ClientRequest::ContainerDeploy(request))
+            .await
     }
 
     /// Pulls `image` on `agent` (operator), with progress.
@@ -140,7 +136,7 @@ impl Client {
             agent_id: agent.to_string(),
             image: image.to_string(),
         };
-        self.open_stream(subject::IMAGE_PULL, &request).await
+        self.open_stream(ClientRequest::ImagePull(request)).await
     }
 
     /// Removes a container (operator); a running one only with `force`.
@@ -158,8 +154,7 @@ impl Client {
             volumes,
         };
         self.request(
-            subject::CONTAINER_REMOVE,
-            &request,
+            ClientRequest::ContainerRemove(request),
             OPERATION_TIMEOUT + REQUEST_GRACE,
         )
         .await
@@ -171,7 +166,10 @@ impl Client {
             agent_id: agent.to_string(),
         };
         let list: ImageListResponse = self
-            .request(subject::IMAGE_LIST, &request, LIST_TIMEOUT + REQUEST_GRACE)
+            .request(
+                ClientRequest::ImageList(request),
+                LIST_TIMEOUT + REQUEST_GRACE,
+            )
             .await?;
         Ok(list.images)
     }
@@ -189,8 +187,7 @@ impl Client {
             force,
         };
         self.request(
-            subject::IMAGE_REMOVE,
-            &request,
+            ClientRequest::ImageRemove(request),
             OPERATION_TIMEOUT + REQUEST_GRACE,
         )
         .await

@@ -2,8 +2,8 @@
 //! never comes back), list them (servers and users), remove one.
 
 use zedops_protocol::{
-    LIST_TIMEOUT, OPERATION_TIMEOUT, RegistryAddRequest, RegistryAdded, RegistryListRequest,
-    RegistryRemoveRequest, RegistryRemoved, RegistrySummary, subject,
+    ClientRequest, LIST_TIMEOUT, OPERATION_TIMEOUT, RegistryAddRequest, RegistryAdded,
+    RegistryListRequest, RegistryRemoveRequest, RegistryRemoved, RegistrySummary,
 };
 
 use crate::client::{Client, REQUEST_GRACE};
@@ -24,8 +24,7 @@ impl Client {
             password,
         };
         self.request(
-            subject::REGISTRY_ADD,
-            &request,
+            ClientRequest::RegistryAdd(request),
             OPERATION_TIMEOUT + REQUEST_GRACE,
         )
         .await
@@ -35,8 +34,7 @@ impl Client {
     pub async fn registries(&self) -> Result<Vec<RegistrySummary>, ClientError> {
         let list: zedops_protocol::RegistryListResponse = self
             .request(
-                subject::REGISTRY_LIST,
-                &RegistryListRequest {},
+                ClientRequest::RegistryList(RegistryListRequest {}),
                 LIST_TIMEOUT + REQUEST_GRACE,
             )
             .await?;
@@ -49,8 +47,7 @@ impl Client {
             server: server.to_string(),
         };
         self.request(
-            subject::REGISTRY_REMOVE,
-            &request,
+            ClientRequest::RegistryRemove(request),
             OPERATION_TIMEOUT + REQUEST_GRACE,
         )
         .await

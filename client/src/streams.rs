@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use zedops_protocol::payload::Validate;
-use zedops_protocol::{LogChunk, StatsChunk, StreamCancel, subject};
+use zedops_protocol::{ClientRequest, LogChunk, StatsChunk, StreamCancel};
 
 use crate::connection::Shared;
 use crate::error::{ClientError, decode_error_answer, is_error_answer};
@@ -110,6 +110,6 @@ impl Shared {
             inbox: inbox.to_string(),
         };
         // The answer (whether a stream was cancelled) matters to nobody.
-        self.fire_and_forget(subject::STREAM_CANCEL, &cancel);
+        self.fire_and_forget(&ClientRequest::StreamCancel(cancel));
     }
 }

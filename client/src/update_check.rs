@@ -2,8 +2,8 @@
 //! asking agents to check their images' registries now (operator), answered with fresh states.
 
 use zedops_protocol::{
-    LIST_TIMEOUT, UPDATE_CHECK_TIMEOUT, UpdateCheckRequest, UpdateListRequest, UpdateListResponse,
-    subject,
+    ClientRequest, LIST_TIMEOUT, UPDATE_CHECK_TIMEOUT, UpdateCheckRequest, UpdateListRequest,
+    UpdateListResponse,
 };
 
 use crate::client::{Client, REQUEST_GRACE};
@@ -17,8 +17,7 @@ impl Client {
             agent_id: agent.map(str::to_string),
         };
         self.request(
-            subject::UPDATES_LIST,
-            &request,
+            ClientRequest::UpdatesList(request),
             LIST_TIMEOUT + REQUEST_GRACE,
         )
         .await
@@ -35,8 +34,7 @@ impl Client {
             agent_id: agent.map(str::to_string),
         };
         self.request(
-            subject::UPDATES_CHECK,
-            &request,
+            ClientRequest::UpdatesCheck(request),
             UPDATE_CHECK_TIMEOUT + REQUEST_GRACE,
         )
         .await
