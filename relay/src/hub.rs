@@ -401,7 +401,7 @@ pub struct AgentLink {
     /// A stand-in for an agent held by another relay of the cluster: its frames go over NATS.
     pub(crate) remote: bool,
     /// Answers this agent owes to requests that came from other relays, by relay inbox.
-    pub(crate) forwards: Mutex<HashMap<String, crate::cluster::Forward>>,
+    pub(crate) forwards: Mutex<HashMap<String, crate::peer_link::Forward>>,
 }
 
 /// Why a routed request got no answer from the agent.
@@ -485,12 +485,32 @@ pub struct Hub {
     streams_by_user: Arc<Mutex<HashMap<String, usize>>>,
     /// Open console sessions (exec, attach) by user name.
     pub consoles: crate::console_limits::ConsoleCounts,
-    /// Each agent's latest `updates.state` (see [`crate::updates`]).
-    pub(crate) updates: crate::updates::UpdateStates,
+    /// Each agent's latest `updates.state` (see [`crate::updates`], which serves them).
+    pub(crate) updates: crate::update_states::UpdateStates,
     /// The other relays of a cluster, when this relay joined one (`--nats`).
-    cluster: std::sync::OnceLock<Arc<dyn crate::cluster::Peers>>,
+    cluster: std::sync::OnceLock<Arc<dyn Peers>>,
     /// Whether the relay is draining before it stops, and the client requests in flight.
-    pub drain: crate::drain::Drain,
+    pub drain: crate::draining::Drain,
+}
+
+/// What the hub tells the cluster and asks of it. Defined here, by the side that calls it, so
+/// the hub stays below the cluster: the cluster implements it and registers with
+/// [`Hub::set_cluster`].
+pub(crate) trait Peers: Send + Sync {
+    /// An agent connected to this relay.
+    fn connected(&self, link: &Arc<AgentLink>);
+    /// An agent's connection to this relay ended; true when another relay holds it now (so
+    /// nobody is told it is offline).
+    fn disconnected(&self, link: &Arc<AgentLink>, current: bool) -> bool;
+    fn kicked_agent(&self, id: &str);
+    fn kicked_session(&self, id: &str, why: Kick);
+    fn event(&self, agent_id: &str, frame: &str);
+    /// A stand-in for an agent another relay holds.
+    fn remote_agent(&self, id_or_name: &str) -> Option<Arc<AgentLink>>;
+    /// Agents other relays hold, with their last-seen times.
+    fn remote_online(&self) -> HashMap<String, i64>;
+    /// Whether the connection to NATS is up (for `/readyz`).
+    fn nats_connected(&self) -> bool;
 }
 
 impl Default for Hub {
@@ -521,11 +541,11 @@ impl Hub {
 
     /// Joins this hub to a cluster: agents held by other relays become reachable through it,
     /// and this relay's agents, events and revocations are announced to the others.
-    pub(crate) fn set_cluster(&self, peers: Arc<dyn crate::cluster::Peers>) {
+    pub(crate) fn set_cluster(&self, peers: Arc<dyn Peers>) {
         let _ = self.cluster.set(peers);
     }
 
-    pub(crate) fn cluster(&self) -> Option<&Arc<dyn crate::cluster::Peers>> {
+    pub(crate) fn cluster(&self) -> Option<&Arc<dyn Peers>> {
         self.cluster.get()
     }
 
@@ -595,7 +615,7 @@ impl Hub {
             close: Mutex::new(Some(close_tx)),
             in_flight: Arc::new(Semaphore::new(self.agent_in_flight)),
             in_flight_limit: self.agent_in_flight,
-            connected_ms: crate::cluster::now_ms(),
+            connected_ms: crate::peer_link::now_ms(),
             remote: false,
             forwards: Mutex::default(),
         });
@@ -1045,7 +1065,7 @@ impl AgentLink {
             // The relay holding the agent forgets where to send this stream's frames.
             let _ = self
                 .tx
-                .try_send(format!("{}{inbox}", crate::cluster::CLOSE_MARK));
+                .try_send(format!("{}{inbox}", crate::peer_link::CLOSE_MARK));
         }
     }
 

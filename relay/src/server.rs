@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::accept::{ConnectionLimits, Counter};
 use crate::download::{Installer, InstallerOptions};
 use crate::hub::Hub;
+pub use crate::shutdown::ShutdownHandle;
 pub use crate::state::{AppState, Timeouts};
 use crate::store::{SessionLifetimes, Store};
 use crate::{agent_endpoint, client_endpoint, download, http_api};
@@ -71,12 +72,6 @@ pub struct Server {
     installer: Arc<Installer>,
 }
 
-/// Stops a running relay from elsewhere.
-#[derive(Clone)]
-pub struct ShutdownHandle {
-    tx: Arc<watch::Sender<bool>>,
-}
-
 /// Drains a running relay, then stops it (see [`crate::drain`]).
 #[derive(Clone)]
 pub struct DrainHandle {
@@ -89,13 +84,6 @@ impl DrainHandle {
     /// flight, then closes every connection (1001, going away) and stops accepting.
     pub async fn drain(&self, timeout: Duration) {
         crate::drain::drain(&self.state, &self.handle, timeout).await;
-    }
-}
-
-impl ShutdownHandle {
-    /// Closes every connection and stops accepting new ones.
-    pub fn shutdown(&self) {
-        let _ = self.tx.send(true);
     }
 }
 
@@ -155,7 +143,7 @@ impl Server {
             registry_key: crate::registry_key::RegistryKey::for_db(&options.db),
             agent_updates: Default::default(),
         });
-        let handle = ShutdownHandle { tx: Arc::new(tx) };
+        let handle = ShutdownHandle::new(tx);
         Ok(Self {
             state,
             listener,

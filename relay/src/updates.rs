@@ -8,8 +8,7 @@
 //! [`zedops_protocol::MAX_UPDATE_ENTRIES`] updates, short fields); a bigger push is refused with
 //! `INVALID_REQUEST` before it gets here, and the state kept stays the previous one.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures_util::future::join_all;
 use tracing::{info, warn};
@@ -21,59 +20,7 @@ use zedops_protocol::{
 use crate::hub::AgentLink;
 use crate::state::AppState;
 use crate::store::Session;
-
-/// Every agent's latest update state, by agent id.
-#[derive(Default)]
-pub struct UpdateStates {
-    by_agent: Mutex<HashMap<String, Kept>>,
-}
-
-/// One agent's state and the name it had when it pushed it.
-#[derive(Clone)]
-struct Kept {
-    name: String,
-    state: UpdateState,
-}
-
-impl UpdateStates {
-    fn keep(&self, agent_id: &str, name: &str, state: UpdateState) {
-        self.by_agent.lock().expect("update states lock").insert(
-            agent_id.to_string(),
-            Kept {
-                name: name.to_string(),
-                state,
-            },
-        );
-    }
-
-    /// The kept state of the agent `reference` names (id first, then name).
-    fn find(&self, reference: &str) -> Option<(String, Kept)> {
-        let by_agent = self.by_agent.lock().expect("update states lock");
-        if let Some(kept) = by_agent.get(reference) {
-            return Some((reference.to_string(), kept.clone()));
-        }
-        by_agent
-            .iter()
-            .find(|(_, kept)| kept.name == reference)
-            .map(|(id, kept)| (id.clone(), kept.clone()))
-    }
-
-    fn all(&self) -> Vec<(String, Kept)> {
-        let by_agent = self.by_agent.lock().expect("update states lock");
-        by_agent
-            .iter()
-            .map(|(id, kept)| (id.clone(), kept.clone()))
-            .collect()
-    }
-
-    /// Forgets a revoked agent's state.
-    pub fn forget(&self, agent_id: &str) {
-        self.by_agent
-            .lock()
-            .expect("update states lock")
-            .remove(agent_id);
-    }
-}
+use crate::update_states::Kept;
 
 /// An agent's `updates.state` push (already validated): kept under the connection's agent id
 /// (never the payload's) and pushed to the clients watching that agent.

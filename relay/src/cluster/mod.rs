@@ -18,36 +18,15 @@ mod wire;
 use std::sync::Arc;
 
 pub use options::ClusterOptions;
-pub(crate) use peers::Peers;
+// Defined below the hub (which holds them) so the hub needs nothing from the cluster; named
+// here too, where the cluster's code and readers look for them.
+pub use crate::peer_link::now_ms;
+pub(crate) use crate::peer_link::{CLOSE_MARK, Forward};
 
-/// Marks a frame on a stand-in's queue that is not for the agent: the stream on the inbox
-/// after it ended, so the holding relay forgets it.
-pub(crate) const CLOSE_MARK: &str = "\u{1}close:";
-
-/// Wall-clock milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Where the answers to one request from another relay go.
-pub(crate) struct Forward {
-    /// The asking relay's id.
-    pub relay: Arc<str>,
-    /// A request with one answer (forgotten after it); a stream stays until closed.
-    pub once: bool,
-    pub(crate) out: wire::Outbox,
-}
-
-impl Forward {
-    pub fn answer(&self, agent_id: &str, inbox: &str, data: &str) {
-        self.out.answer(&self.relay, agent_id, inbox, data, false);
-    }
-
-    /// The agent left before answering: the asking relay fails the request at once.
-    pub fn gone(&self, agent_id: &str, inbox: &str) {
-        self.out.answer(&self.relay, agent_id, inbox, "null", true);
+/// The cluster's outbox carries a forwarded request's answers back to the asking relay.
+impl crate::peer_link::AnswerOut for wire::Outbox {
+    fn answer(&self, relay: &Arc<str>, agent_id: &str, inbox: &str, data: &str, gone: bool) {
+        wire::Outbox::answer(self, relay, agent_id, inbox, data, gone);
     }
 }
 

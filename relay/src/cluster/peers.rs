@@ -14,7 +14,7 @@ use zedops_protocol::{AgentRequestKind, AgentStatus, ErrorCode, ErrorReply, Fram
 
 use super::wire::{self, Outbox, Presence, RelayHello, header};
 use super::{CLOSE_MARK, ClusterOptions, Forward, is_stream};
-use crate::hub::{AgentLink, Kick};
+use crate::hub::{AgentLink, Kick, Peers};
 use crate::state::AppState;
 
 /// How often a relay says it is alive.
@@ -53,24 +53,6 @@ pub(crate) struct Cluster {
     stand_ins: Mutex<HashMap<String, Arc<AgentLink>>>,
     /// This relay's agents: the task serving each one's subject, stopped when it leaves.
     holding: Mutex<HashMap<String, (u64, oneshot::Sender<()>)>>,
-}
-
-/// What the hub tells the cluster and asks of it.
-pub(crate) trait Peers: Send + Sync {
-    /// An agent connected to this relay.
-    fn connected(&self, link: &Arc<AgentLink>);
-    /// An agent's connection to this relay ended; true when another relay holds it now (so
-    /// nobody is told it is offline).
-    fn disconnected(&self, link: &Arc<AgentLink>, current: bool) -> bool;
-    fn kicked_agent(&self, id: &str);
-    fn kicked_session(&self, id: &str, why: Kick);
-    fn event(&self, agent_id: &str, frame: &str);
-    /// A stand-in for an agent another relay holds.
-    fn remote_agent(&self, id_or_name: &str) -> Option<Arc<AgentLink>>;
-    /// Agents other relays hold, with their last-seen times.
-    fn remote_online(&self) -> HashMap<String, i64>;
-    /// Whether the connection to NATS is up (for `/readyz`).
-    fn nats_connected(&self) -> bool;
 }
 
 impl Cluster {
@@ -519,7 +501,7 @@ impl Cluster {
                         Forward {
                             relay: from.into(),
                             once,
-                            out: self.out.clone(),
+                            out: Arc::new(self.out.clone()),
                         },
                     );
                 }
