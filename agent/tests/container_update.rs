@@ -20,25 +20,25 @@ use bollard::models::{
     RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    InspectContainerOptions, PushImageOptionsBuilder, RemoveContainerOptionsBuilder,
-    StartContainerOptions, StopContainerOptionsBuilder, TagImageOptionsBuilder,
-    WaitContainerOptions,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
+    RenameContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use zedops_agent::container_update::{self, journal};
 use zedops_agent::docker::DockerClient;
 use zedops_protocol::{
-    ContainerUpdateFrame, ContainerUpdateRequest, ErrorCode, LABEL_UPDATE_HOOK,
-    LABEL_UPDATE_HOOK_WAIT, MAX_UPDATES_PER_AGENT, UpdatePhase, Validate,
+    ContainerUpdateFrame, ContainerUpdateRequest, ErrorCode, HookOutcome, LABEL_UPDATE_HOOK,
+    LABEL_UPDATE_HOOK_WAIT, MAX_UPDATES_PER_AGENT, StreamEnd, UpdatePhase, UpdateRollback,
+    Validate,
 };
-use zedops_testkit::docker::{Cleanup, TEST_IMAGE, TEST_LABEL, names_with_prefix};
+use zedops_testkit::docker::{Cleanup, TEST_LABEL, names_with_prefix};
 use zedops_testkit::registry::{TestRegistry, free_port};
 
 /// One test at a time (see the file's comment).
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// One test's engine, agent-side client, registry and agent data dir, holding the file's turn.
 struct Setup {
     docker: Docker,
     client: DockerClient,
@@ -47,17 +47,58 @@ struct Setup {
     _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
-async fn setup() -> Option<Setup> {
+/// Every test's start: the engine and registry (None: skipped), what the test makes on the
+/// engine (removed on drop), and a first build of `build` pushed as `<prefix>/app:1`.
+struct Scene {
+    setup: Setup,
+    cleanup: Cleanup,
+    repo: String,
+    first: String,
+}
+
+/// Takes the file's turn, starts the registry and pushes the first build; None when the
+/// engine or registry is missing outside CI.
+async fn scene(build: Build) -> Option<Scene> {
     let serial = ONE_AT_A_TIME.lock().await;
     let docker = zedops_testkit::require_docker().await?;
     let registry = TestRegistry::start().await?;
-    Some(Setup {
+    let setup = Setup {
         docker,
         client: DockerClient::connect(None).await,
         registry,
         data: tempfile::tempdir().unwrap(),
         _serial: serial,
-    })
+    };
+    let cleanup = Cleanup::new("zu");
+    let repo = format!("{}/app", cleanup.prefix);
+    let mut scene = Scene {
+        setup,
+        cleanup,
+        repo,
+        first: String::new(),
+    };
+    scene.first = scene.push(build).await;
+    scene.cleanup.images.push(scene.first.clone());
+    Some(scene)
+}
+
+impl Scene {
+    /// Pushes a new build of `build` under the first one's tag (`<prefix>/app:1`, which the
+    /// cleanup removes).
+    async fn push(&self, build: Build) -> String {
+        self.setup
+            .registry
+            .push_build(&self.setup.docker, &self.repo, "1", build.config())
+            .await
+    }
+
+    /// Creates and starts container `<prefix>-<suffix>` from the first build with `body`'s
+    /// other settings. Returns its name and id.
+    async fn run(&self, suffix: &str, body: ContainerCreateBody) -> (String, String) {
+        let name = self.cleanup.name(suffix);
+        let id = create(&self.setup.docker, &name, &self.first, body).await;
+        (name, id)
+    }
 }
 
 /// What a build of the test image runs.
@@ -73,99 +114,37 @@ enum Build {
     Healthy,
 }
 
-/// Builds a new image of the test image with a file of its own (so each build has its own id)
-/// running `build`, pushes it to the registry as `repo:tag` and removes it locally: an update
-/// must pull it. Returns the reference.
-async fn push_build(
-    setup: &Setup,
-    cleanup: &mut Cleanup,
-    repo: &str,
-    tag: &str,
-    build: Build,
-) -> String {
-    let docker = &setup.docker;
-    let name = format!("{}-build-{:08x}", cleanup.prefix, rand::random::<u32>());
-    let body = ContainerCreateBody {
-        image: Some(TEST_IMAGE.into()),
-        cmd: Some(vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            format!("echo {name} > /build-id"),
-        ]),
-        labels: Some(HashMap::from([(TEST_LABEL.to_string(), "1".to_string())])),
-        ..Default::default()
-    };
-    let options = CreateContainerOptionsBuilder::new().name(&name).build();
-    docker.create_container(Some(options), body).await.unwrap();
-    docker
-        .start_container(&name, None::<StartContainerOptions>)
-        .await
-        .unwrap();
-    let mut wait = docker.wait_container(&name, None::<WaitContainerOptions>);
-    while let Some(status) = wait.next().await {
-        status.unwrap();
-    }
-    let sleep = vec!["sleep".to_string(), "100000".to_string()];
-    let check = |test: &str| HealthConfig {
-        test: Some(vec!["CMD-SHELL".into(), test.into()]),
-        interval: Some(1_000_000_000),
-        timeout: Some(1_000_000_000),
-        retries: Some(1),
-        ..Default::default()
-    };
-    let (cmd, healthcheck) = match build {
-        Build::Good => (sleep, None),
-        Build::Exits => (
-            vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                "echo 'broken build: missing config' >&2; exit 3".into(),
-            ],
-            None,
-        ),
-        Build::Unhealthy => (sleep, Some(check("exit 1"))),
-        Build::Healthy => (sleep, Some(check("exit 0"))),
-    };
-    let config = ContainerConfig {
-        cmd: Some(cmd),
-        healthcheck,
-        stop_signal: Some("SIGKILL".into()),
-        labels: Some(HashMap::from([(TEST_LABEL.to_string(), "1".to_string())])),
-        ..Default::default()
-    };
-    let local = format!("zedops-test/{name}");
-    let options = CommitContainerOptionsBuilder::new()
-        .container(&name)
-        .repo(&local)
-        .tag("1")
-        .build();
-    docker.commit_container(options, config).await.unwrap();
-    let remove = RemoveContainerOptionsBuilder::new().force(true).build();
-    docker.remove_container(&name, Some(remove)).await.unwrap();
-    let target = setup.registry.image(repo);
-    let options = TagImageOptionsBuilder::new().repo(&target).tag(tag).build();
-    docker
-        .tag_image(&format!("{local}:1"), Some(options))
-        .await
-        .unwrap();
-    let options = PushImageOptionsBuilder::new().tag(tag).build();
-    let mut push = docker.push_image(&target, Some(options), None);
-    while let Some(step) = push.next().await {
-        step.unwrap_or_else(|e| panic!("push {target}:{tag}: {e}"));
-    }
-    let reference = format!("{target}:{tag}");
-    // Untagged locally (the engine keeps the layers a running container uses).
-    for tag in [reference.clone(), format!("{local}:1")] {
-        let _ = docker
-            .remove_image(
-                &tag,
-                None::<bollard::query_parameters::RemoveImageOptions>,
+impl Build {
+    /// The image config of this build: its command, health check and stop signal.
+    fn config(self) -> ContainerConfig {
+        let sleep = vec!["sleep".to_string(), "100000".to_string()];
+        let check = |test: &str| HealthConfig {
+            test: Some(vec!["CMD-SHELL".into(), test.into()]),
+            interval: Some(1_000_000_000),
+            timeout: Some(1_000_000_000),
+            retries: Some(1),
+            ..Default::default()
+        };
+        let (cmd, healthcheck) = match self {
+            Build::Good => (sleep, None),
+            Build::Exits => (
+                vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    "echo 'broken build: missing config' >&2; exit 3".into(),
+                ],
                 None,
-            )
-            .await;
+            ),
+            Build::Unhealthy => (sleep, Some(check("exit 1"))),
+            Build::Healthy => (sleep, Some(check("exit 0"))),
+        };
+        ContainerConfig {
+            cmd: Some(cmd),
+            healthcheck,
+            stop_signal: Some("SIGKILL".into()),
+            ..Default::default()
+        }
     }
-    cleanup.images.push(reference.clone());
-    reference
 }
 
 /// Pulls `reference` on the engine (as the agent would for a deploy).
@@ -212,6 +191,18 @@ async fn create_with(
     id
 }
 
+/// Settings whose labels name the pre-update `hook` and the seconds to `wait` after it.
+fn with_hook(hook: &str, wait: &str) -> ContainerCreateBody {
+    ContainerCreateBody {
+        labels: Some(HashMap::from([
+            (LABEL_UPDATE_HOOK.to_string(), hook.to_string()),
+            (LABEL_UPDATE_HOOK_WAIT.to_string(), wait.to_string()),
+        ])),
+        ..Default::default()
+    }
+}
+
+/// An update of `container` to its own image, with short health and stable times.
 fn request(container: &str) -> ContainerUpdateRequest {
     ContainerUpdateRequest {
         agent_id: "agent-1".into(),
@@ -243,6 +234,7 @@ async fn update(
     (frames, last)
 }
 
+/// The phases the frames went through, in order, each once.
 fn phases(frames: &[ContainerUpdateFrame]) -> Vec<UpdatePhase> {
     let mut out: Vec<UpdatePhase> = frames
         .iter()
@@ -252,6 +244,42 @@ fn phases(frames: &[ContainerUpdateFrame]) -> Vec<UpdatePhase> {
     out
 }
 
+/// The end of `last`, asserted to carry `code` (None: a success); the reason is the message.
+fn ended_with(last: &ContainerUpdateFrame, code: Option<ErrorCode>) -> &StreamEnd {
+    let end = last.end.as_ref().expect("the last frame ends the update");
+    assert_eq!(end.error_code, code, "{}", end.reason);
+    end
+}
+
+/// Asserts the end's reason says `part`.
+fn assert_says(end: &StreamEnd, part: &str) {
+    assert!(end.reason.contains(part), "not {part:?} in: {}", end.reason);
+}
+
+/// Asserts `last` ended as rolled back at `phase`, its reason saying `reason_part` ("": any
+/// reason); returns
+/// the rollback's report.
+fn assert_rolled_back<'a>(
+    last: &'a ContainerUpdateFrame,
+    phase: UpdatePhase,
+    reason_part: &str,
+) -> &'a UpdateRollback {
+    let end = ended_with(last, Some(ErrorCode::UpdateRolledBack));
+    assert_says(end, reason_part);
+    let rollback = last.rolled_back.as_ref().expect("a rollback report");
+    assert_eq!(rollback.phase, phase, "the phase that failed");
+    rollback
+}
+
+/// The outcome of the pre-update hook among the frames.
+fn hook_outcome(frames: &[ContainerUpdateFrame]) -> HookOutcome {
+    frames
+        .iter()
+        .find_map(|f| f.hook.clone())
+        .expect("the hook's outcome")
+}
+
+/// Inspects container `name`, which must exist.
 async fn inspect(docker: &Docker, name: &str) -> bollard::models::ContainerInspectResponse {
     docker
         .inspect_container(name, None::<InspectContainerOptions>)
@@ -259,12 +287,25 @@ async fn inspect(docker: &Docker, name: &str) -> bollard::models::ContainerInspe
         .unwrap_or_else(|e| panic!("inspect {name}: {e}"))
 }
 
+/// Asserts container `name` no longer exists.
+async fn assert_gone(docker: &Docker, name: &str) {
+    assert!(
+        docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .is_err(),
+        "{name} is gone"
+    );
+}
+
+/// Whether no update is left in the journal of the agent data dir `dir`.
 fn journal_is_empty(dir: &Path) -> bool {
     journal::list(dir).0.is_empty()
 }
 
 /// Asserts the rollback left the old container running under its name and nothing else.
-async fn assert_restored(setup: &Setup, cleanup: &Cleanup, name: &str, old_id: &str) {
+async fn assert_restored(scene: &Scene, name: &str, old_id: &str) {
+    let setup = &scene.setup;
     let now = inspect(&setup.docker, name).await;
     assert_eq!(
         now.id.as_deref(),
@@ -273,7 +314,7 @@ async fn assert_restored(setup: &Setup, cleanup: &Cleanup, name: &str, old_id: &
     );
     assert_eq!(now.state.and_then(|s| s.running), Some(true), "and runs");
     assert_eq!(
-        names_with_prefix(&setup.docker, &cleanup.prefix).await,
+        names_with_prefix(&setup.docker, &scene.cleanup.prefix).await,
         vec![name.to_string()],
         "nothing left behind"
     );
@@ -282,14 +323,17 @@ async fn assert_restored(setup: &Setup, cleanup: &Cleanup, name: &str, old_id: &
 
 #[tokio::test]
 async fn an_update_keeps_name_ports_env_labels_and_volume_data() {
-    let Some(setup) = setup().await else {
+    let Some(mut scene) = scene(Build::Good).await else {
         return;
     };
-    let mut cleanup = Cleanup::new("zu");
-    let repo = format!("{}/app", cleanup.prefix);
-    let first = push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
+    let volume = scene.cleanup.volume("data");
+    let Scene {
+        setup,
+        cleanup,
+        first,
+        ..
+    } = &scene;
     let name = cleanup.name("web");
-    let volume = cleanup.volume("data");
     let port = free_port();
     let body = ContainerCreateBody {
         env: Some(vec!["GAME_MODE=survival".into(), "MOTD=hello world".into()]),
@@ -333,12 +377,11 @@ async fn an_update_keeps_name_ports_env_labels_and_volume_data() {
         .unwrap();
     assert_eq!(code, Some(0));
     let old_image = inspect(&setup.docker, &name).await.image.unwrap();
-    let second = push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
-    assert_eq!(first, second, "the same tag");
+    let second = scene.push(Build::Good).await;
+    assert_eq!(*first, second, "the same tag");
 
-    let (frames, last) = update(&setup, request(&name)).await;
-    let end = last.end.as_ref().unwrap();
-    assert_eq!(end.error_code, None, "{}", end.reason);
+    let (frames, last) = update(setup, request(&name)).await;
+    ended_with(&last, None);
     assert_eq!(
         phases(&frames),
         vec![
@@ -429,47 +472,24 @@ async fn an_update_keeps_name_ports_env_labels_and_volume_data() {
     assert!(journal_is_empty(setup.data.path()));
 
     // Again: the registry has nothing newer, so the container is left as it is.
-    let (_, last) = update(&setup, request(&name)).await;
-    let end = last.end.unwrap();
-    assert_eq!(end.error_code, None, "{}", end.reason);
-    assert!(
-        end.reason.contains("already runs the newest"),
-        "{}",
-        end.reason
-    );
+    let (_, last) = update(setup, request(&name)).await;
+    assert_says(ended_with(&last, None), "already runs the newest");
     assert!(!last.updated.unwrap().changed);
     assert_eq!(inspect(&setup.docker, &name).await.id, new.id);
 }
 
 #[tokio::test]
 async fn a_build_that_exits_at_once_is_rolled_back_with_its_log_lines() {
-    let Some(setup) = setup().await else {
+    let Some(scene) = scene(Build::Good).await else {
         return;
     };
-    let mut cleanup = Cleanup::new("zu");
-    let repo = format!("{}/app", cleanup.prefix);
-    let first = push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
-    let name = cleanup.name("game");
-    let old_id = create(&setup.docker, &name, &first, ContainerCreateBody::default()).await;
-    push_build(&setup, &mut cleanup, &repo, "1", Build::Exits).await;
+    let (name, old_id) = scene.run("game", ContainerCreateBody::default()).await;
+    scene.push(Build::Exits).await;
 
-    let (frames, last) = update(&setup, request(&name)).await;
-    let end = last.end.unwrap();
-    assert_eq!(
-        end.error_code,
-        Some(ErrorCode::UpdateRolledBack),
-        "{}",
-        end.reason
-    );
-    assert!(end.reason.contains("exited with code 3"), "{}", end.reason);
-    assert!(
-        end.reason.contains(&format!("runs again as {name}")),
-        "{}",
-        end.reason
-    );
+    let (frames, last) = update(&scene.setup, request(&name)).await;
+    let rollback = assert_rolled_back(&last, UpdatePhase::Health, "exited with code 3");
+    assert_says(last.end.as_ref().unwrap(), &format!("runs again as {name}"));
     assert!(phases(&frames).contains(&UpdatePhase::Rollback));
-    let rollback = last.rolled_back.unwrap();
-    assert_eq!(rollback.phase, UpdatePhase::Health);
     assert!(rollback.restored);
     assert!(
         rollback
@@ -479,39 +499,26 @@ async fn a_build_that_exits_at_once_is_rolled_back_with_its_log_lines() {
         "{:?}",
         rollback.logs
     );
-    assert_restored(&setup, &cleanup, &name, &old_id).await;
+    assert_restored(&scene, &name, &old_id).await;
 }
 
 #[tokio::test]
 async fn a_build_whose_health_check_fails_is_rolled_back_and_a_healthy_one_is_not() {
-    let Some(setup) = setup().await else {
+    let Some(scene) = scene(Build::Healthy).await else {
         return;
     };
-    let mut cleanup = Cleanup::new("zu");
-    let repo = format!("{}/app", cleanup.prefix);
-    let first = push_build(&setup, &mut cleanup, &repo, "1", Build::Healthy).await;
-    let name = cleanup.name("api");
-    let old_id = create(&setup.docker, &name, &first, ContainerCreateBody::default()).await;
-    push_build(&setup, &mut cleanup, &repo, "1", Build::Unhealthy).await;
+    let (name, old_id) = scene.run("api", ContainerCreateBody::default()).await;
+    scene.push(Build::Unhealthy).await;
 
-    let (_, last) = update(&setup, request(&name)).await;
-    let end = last.end.unwrap();
-    assert_eq!(
-        end.error_code,
-        Some(ErrorCode::UpdateRolledBack),
-        "{}",
-        end.reason
-    );
-    assert!(end.reason.contains("health check failed"), "{}", end.reason);
-    assert_eq!(last.rolled_back.unwrap().phase, UpdatePhase::Health);
-    assert_restored(&setup, &cleanup, &name, &old_id).await;
+    let (_, last) = update(&scene.setup, request(&name)).await;
+    assert_rolled_back(&last, UpdatePhase::Health, "health check failed");
+    assert_restored(&scene, &name, &old_id).await;
 
     // A build whose own health check passes replaces it (the old image's check is not kept).
-    push_build(&setup, &mut cleanup, &repo, "1", Build::Healthy).await;
-    let (_, last) = update(&setup, request(&name)).await;
-    let end = last.end.unwrap();
-    assert_eq!(end.error_code, None, "{}", end.reason);
-    let new = inspect(&setup.docker, &name).await;
+    scene.push(Build::Healthy).await;
+    let (_, last) = update(&scene.setup, request(&name)).await;
+    ended_with(&last, None);
+    let new = inspect(&scene.setup.docker, &name).await;
     assert_ne!(new.id.as_deref(), Some(old_id.as_str()));
     let health = new.state.and_then(|s| s.health).and_then(|h| h.status);
     assert_eq!(health, Some(bollard::models::HealthStatusEnum::HEALTHY));
@@ -519,34 +526,23 @@ async fn a_build_whose_health_check_fails_is_rolled_back_and_a_healthy_one_is_no
 
 #[tokio::test]
 async fn a_failed_pull_or_a_wrong_image_changes_nothing() {
-    let Some(setup) = setup().await else {
+    let Some(scene) = scene(Build::Good).await else {
         return;
     };
-    let mut cleanup = Cleanup::new("zu");
-    let repo = format!("{}/app", cleanup.prefix);
-    let first = push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
-    let name = cleanup.name("pull");
-    let old_id = create(&setup.docker, &name, &first, ContainerCreateBody::default()).await;
-    let missing = setup.registry.image(&format!("{repo}:no-such-tag"));
+    let setup = &scene.setup;
+    let (name, old_id) = scene.run("pull", ContainerCreateBody::default()).await;
+    let missing = setup.registry.image(&format!("{}:no-such-tag", scene.repo));
     let (_, last) = update(
-        &setup,
+        setup,
         ContainerUpdateRequest {
             image: Some(missing),
             ..request(&name)
         },
     )
     .await;
-    let end = last.end.unwrap();
-    assert_eq!(
-        end.error_code,
-        Some(ErrorCode::UpdateRolledBack),
-        "{}",
-        end.reason
-    );
-    let rollback = last.rolled_back.unwrap();
-    assert_eq!(rollback.phase, UpdatePhase::Pull);
+    let rollback = assert_rolled_back(&last, UpdatePhase::Pull, "");
     assert_eq!(rollback.code, Some(ErrorCode::ImageNotFound));
-    assert_restored(&setup, &cleanup, &name, &old_id).await;
+    assert_restored(&scene, &name, &old_id).await;
     // The container is never started again by a failed pull: it kept running throughout.
     let started = inspect(&setup.docker, &name)
         .await
@@ -558,57 +554,26 @@ async fn a_failed_pull_or_a_wrong_image_changes_nothing() {
 
 #[tokio::test]
 async fn the_pre_update_hook_runs_first_and_a_failing_one_aborts() {
-    let Some(setup) = setup().await else {
+    let Some(scene) = scene(Build::Good).await else {
         return;
     };
-    let mut cleanup = Cleanup::new("zu");
-    let repo = format!("{}/app", cleanup.prefix);
-    let first = push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
-    let failing = cleanup.name("hook-fails");
-    let body = |hook: &str, wait: &str| ContainerCreateBody {
-        labels: Some(HashMap::from([
-            (LABEL_UPDATE_HOOK.to_string(), hook.to_string()),
-            (LABEL_UPDATE_HOOK_WAIT.to_string(), wait.to_string()),
-        ])),
-        ..Default::default()
-    };
-    let failing_id = create(
-        &setup.docker,
-        &failing,
-        &first,
-        body("/bin/sh -c 'echo server busy; exit 4'", "0"),
-    )
-    .await;
-    let warned = cleanup.name("hook-warns");
-    create(
-        &setup.docker,
-        &warned,
-        &first,
-        body(
-            r#"/bin/sh -c "echo 'restart in 1 s' > /warned; cat /warned""#,
-            "1",
-        ),
-    )
-    .await;
-    push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
-
-    let (frames, last) = update(&setup, request(&failing)).await;
-    let end = last.end.unwrap();
-    assert_eq!(
-        end.error_code,
-        Some(ErrorCode::UpdateRolledBack),
-        "{}",
-        end.reason
+    let setup = &scene.setup;
+    let hook = with_hook("/bin/sh -c 'echo server busy; exit 4'", "0");
+    let (failing, failing_id) = scene.run("hook-fails", hook).await;
+    let hook = with_hook(
+        r#"/bin/sh -c "echo 'restart in 1 s' > /warned; cat /warned""#,
+        "1",
     );
-    let hook = frames
-        .iter()
-        .find_map(|f| f.hook.clone())
-        .expect("the hook's outcome");
+    let (warned, _) = scene.run("hook-warns", hook).await;
+    scene.push(Build::Good).await;
+
+    let (frames, last) = update(setup, request(&failing)).await;
+    assert_rolled_back(&last, UpdatePhase::Hook, "");
+    let hook = hook_outcome(&frames);
     assert_eq!(
         (hook.exit_code, hook.output.trim()),
         (Some(4), "server busy")
     );
-    assert_eq!(last.rolled_back.unwrap().phase, UpdatePhase::Hook);
     let same = inspect(&setup.docker, &failing).await;
     assert_eq!(
         same.id.as_deref(),
@@ -621,26 +586,13 @@ async fn the_pre_update_hook_runs_first_and_a_failing_one_aborts() {
     // One update per container: a second one while the first waits after its hook is refused.
     let busy = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        update(&setup, request(&warned)).await.1.end.unwrap()
+        update(setup, request(&warned)).await.1
     };
-    let ((frames, last), refusal) = tokio::join!(update(&setup, request(&warned)), busy);
-    assert_eq!(
-        refusal.error_code,
-        Some(ErrorCode::RateLimited),
-        "{}",
-        refusal.reason
-    );
-    assert!(
-        refusal.reason.contains("being updated already"),
-        "{}",
-        refusal.reason
-    );
-    let end = last.end.unwrap();
-    assert_eq!(end.error_code, None, "{}", end.reason);
-    let hook = frames
-        .iter()
-        .find_map(|f| f.hook.clone())
-        .expect("the hook's outcome");
+    let ((frames, last), refused) = tokio::join!(update(setup, request(&warned)), busy);
+    let refusal = ended_with(&refused, Some(ErrorCode::RateLimited));
+    assert_says(refusal, "being updated already");
+    ended_with(&last, None);
+    let hook = hook_outcome(&frames);
     assert_eq!(
         (hook.exit_code, hook.output.trim(), hook.wait_secs),
         (Some(0), "restart in 1 s", 1)
@@ -653,36 +605,32 @@ async fn the_pre_update_hook_runs_first_and_a_failing_one_aborts() {
 
 #[tokio::test]
 async fn an_interrupted_update_is_undone_or_finished_at_the_next_start() {
-    let Some(setup) = setup().await else {
+    let Some(scene) = scene(Build::Good).await else {
         return;
     };
-    let mut cleanup = Cleanup::new("zu");
-    let repo = format!("{}/app", cleanup.prefix);
-    let first = push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
+    let Scene {
+        setup,
+        cleanup,
+        first,
+        ..
+    } = &scene;
     let docker = &setup.docker;
+    let stop = StopContainerOptionsBuilder::new().t(1).build();
+    let rename = |to: String| RenameContainerOptionsBuilder::new().name(&to).build();
+    let journal_entry = |name: &str, old_id: &str, new_id: Option<&str>, stage| journal::Entry {
+        name: name.to_string(),
+        old_id: old_id.to_string(),
+        was_running: true,
+        image: first.clone(),
+        new_id: new_id.map(str::to_string),
+        stage,
+        started_at: journal::now(),
+    };
 
     // Killed after the rename, stop and create, before the new one was healthy: undone.
-    let name = cleanup.name("undo");
-    let old_id = create(docker, &name, &first, ContainerCreateBody::default()).await;
-    let stop = StopContainerOptionsBuilder::new().t(1).build();
-    let rename = |to: String| {
-        bollard::query_parameters::RenameContainerOptionsBuilder::new()
-            .name(&to)
-            .build()
-    };
-    journal::write(
-        setup.data.path(),
-        &journal::Entry {
-            name: name.clone(),
-            old_id: old_id.clone(),
-            was_running: true,
-            image: first.clone(),
-            new_id: None,
-            stage: journal::Stage::Replacing,
-            started_at: journal::now(),
-        },
-    )
-    .unwrap();
+    let (name, old_id) = scene.run("undo", ContainerCreateBody::default()).await;
+    let entry = journal_entry(&name, &old_id, None, journal::Stage::Replacing);
+    journal::write(setup.data.path(), &entry).unwrap();
     docker
         .rename_container(&old_id, rename(format!("{name}.zedops-old")))
         .await
@@ -691,30 +639,18 @@ async fn an_interrupted_update_is_undone_or_finished_at_the_next_start() {
         .stop_container(&old_id, Some(stop.clone()))
         .await
         .unwrap();
-    let half = create(docker, &name, &first, ContainerCreateBody::default()).await;
+    let (_, half) = scene.run("undo", ContainerCreateBody::default()).await;
 
     // Killed after the new one was healthy, before the old one was removed: finished.
-    let done = cleanup.name("finish");
-    let done_old = create(docker, &done, &first, ContainerCreateBody::default()).await;
+    let (done, done_old) = scene.run("finish", ContainerCreateBody::default()).await;
     docker
         .rename_container(&done_old, rename(format!("{done}.zedops-old")))
         .await
         .unwrap();
     docker.stop_container(&done_old, Some(stop)).await.unwrap();
-    let done_new = create(docker, &done, &first, ContainerCreateBody::default()).await;
-    journal::write(
-        setup.data.path(),
-        &journal::Entry {
-            name: done.clone(),
-            old_id: done_old.clone(),
-            was_running: true,
-            image: first.clone(),
-            new_id: Some(done_new.clone()),
-            stage: journal::Stage::Healthy,
-            started_at: journal::now(),
-        },
-    )
-    .unwrap();
+    let (_, done_new) = scene.run("finish", ContainerCreateBody::default()).await;
+    let entry = journal_entry(&done, &done_old, Some(&done_new), journal::Stage::Healthy);
+    journal::write(setup.data.path(), &entry).unwrap();
 
     assert_eq!(
         container_update::recover(&setup.client, setup.data.path()).await,
@@ -727,24 +663,14 @@ async fn an_interrupted_update_is_undone_or_finished_at_the_next_start() {
         "the old container is back"
     );
     assert_eq!(now.state.unwrap().running, Some(true));
-    assert!(
-        docker
-            .inspect_container(&half, None::<InspectContainerOptions>)
-            .await
-            .is_err()
-    );
+    assert_gone(docker, &half).await;
     let now = inspect(docker, &done).await;
     assert_eq!(
         now.id.as_deref(),
         Some(done_new.as_str()),
         "the new container stays"
     );
-    assert!(
-        docker
-            .inspect_container(&done_old, None::<InspectContainerOptions>)
-            .await
-            .is_err()
-    );
+    assert_gone(docker, &done_old).await;
     assert_eq!(
         names_with_prefix(docker, &cleanup.prefix).await,
         vec![done.clone(), name.clone()]
@@ -759,15 +685,11 @@ async fn an_interrupted_update_is_undone_or_finished_at_the_next_start() {
 
 #[tokio::test]
 async fn protected_and_forbidden_containers_are_refused_before_anything_changes() {
-    let Some(mut setup) = setup().await else {
+    let Some(mut scene) = scene(Build::Good).await else {
         return;
     };
-    let mut cleanup = Cleanup::new("zu");
-    let repo = format!("{}/app", cleanup.prefix);
-    let first = push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
-    let own = cleanup.name("agent");
-    let own_id = create(&setup.docker, &own, &first, ContainerCreateBody::default()).await;
-    let privileged = cleanup.name("privileged");
+    let (own, own_id) = scene.run("agent", ContainerCreateBody::default()).await;
+    let privileged = scene.cleanup.name("privileged");
     let body = ContainerCreateBody {
         host_config: Some(HostConfig {
             privileged: Some(true),
@@ -776,46 +698,32 @@ async fn protected_and_forbidden_containers_are_refused_before_anything_changes(
         ..Default::default()
     };
     // Created only: this test engine may not be allowed to start a privileged container.
-    create_with(&setup.docker, &privileged, &first, body, false).await;
-    let leftover = cleanup.name("web.zedops-old");
-    create(
-        &setup.docker,
-        &leftover,
-        &first,
-        ContainerCreateBody::default(),
-    )
-    .await;
+    create_with(&scene.setup.docker, &privileged, &scene.first, body, false).await;
+    let (leftover, _) = scene
+        .run("web.zedops-old", ContainerCreateBody::default())
+        .await;
 
     let mut client = DockerClient::connect(None).await;
     client.protect_container(&own_id);
-    setup.client = client;
-    let (_, last) = update(&setup, request(&own)).await;
-    assert_eq!(last.end.unwrap().error_code, Some(ErrorCode::SelfProtected));
-    let (_, last) = update(&setup, request(&privileged)).await;
-    let end = last.end.unwrap();
-    assert_eq!(
-        end.error_code,
-        Some(ErrorCode::PolicyDenied),
-        "{}",
-        end.reason
+    scene.setup.client = client;
+    let setup = &scene.setup;
+    let (_, last) = update(setup, request(&own)).await;
+    ended_with(&last, Some(ErrorCode::SelfProtected));
+    let (_, last) = update(setup, request(&privileged)).await;
+    assert_says(
+        ended_with(&last, Some(ErrorCode::PolicyDenied)),
+        "privileged",
     );
-    assert!(end.reason.contains("privileged"), "{}", end.reason);
-    let (_, last) = update(&setup, request(&format!("{}-none", cleanup.prefix))).await;
-    assert_eq!(
-        last.end.unwrap().error_code,
-        Some(ErrorCode::ContainerNotFound)
+    let none = scene.cleanup.name("none");
+    let (_, last) = update(setup, request(&none)).await;
+    ended_with(&last, Some(ErrorCode::ContainerNotFound));
+    let (_, last) = update(setup, request(&leftover)).await;
+    assert_says(
+        ended_with(&last, Some(ErrorCode::InvalidRequest)),
+        "old copy",
     );
-    let (_, last) = update(&setup, request(&leftover)).await;
-    let end = last.end.unwrap();
     assert_eq!(
-        end.error_code,
-        Some(ErrorCode::InvalidRequest),
-        "{}",
-        end.reason
-    );
-    assert!(end.reason.contains("old copy"), "{}", end.reason);
-    assert_eq!(
-        names_with_prefix(&setup.docker, &cleanup.prefix)
+        names_with_prefix(&setup.docker, &scene.cleanup.prefix)
             .await
             .len(),
         3,
@@ -826,51 +734,31 @@ async fn protected_and_forbidden_containers_are_refused_before_anything_changes(
 
 #[tokio::test]
 async fn updates_beyond_the_agents_bound_are_refused() {
-    let Some(setup) = setup().await else {
+    let Some(scene) = scene(Build::Good).await else {
         return;
     };
-    let mut cleanup = Cleanup::new("zu");
-    let repo = format!("{}/app", cleanup.prefix);
-    let first = push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
+    let setup = &scene.setup;
     let mut names = vec![];
     for i in 0..=MAX_UPDATES_PER_AGENT {
-        let name = cleanup.name(&format!("flood{i}"));
         // Each holds its slot for 3 s after its hook.
-        let body = ContainerCreateBody {
-            labels: Some(HashMap::from([
-                (LABEL_UPDATE_HOOK.to_string(), "true".to_string()),
-                (LABEL_UPDATE_HOOK_WAIT.to_string(), "3".to_string()),
-            ])),
-            ..Default::default()
-        };
-        create(&setup.docker, &name, &first, body).await;
+        let (name, _) = scene
+            .run(&format!("flood{i}"), with_hook("true", "3"))
+            .await;
         names.push(name);
     }
-    push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
+    scene.push(Build::Good).await;
     let (last_name, held) = names.split_last().unwrap();
-    let holders = futures_util::future::join_all(held.iter().map(|n| update(&setup, request(n))));
+    let holders = futures_util::future::join_all(held.iter().map(|n| update(setup, request(n))));
     let late = async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        update(&setup, request(last_name)).await
+        update(setup, request(last_name)).await
     };
     let (held, (_, refused)) = tokio::join!(holders, late);
-    let end = refused.end.unwrap();
-    assert_eq!(
-        end.error_code,
-        Some(ErrorCode::RateLimited),
-        "{}",
-        end.reason
-    );
-    assert!(
-        end.reason
-            .contains(&format!("already updating {MAX_UPDATES_PER_AGENT}")),
-        "{}",
-        end.reason
-    );
+    let end = ended_with(&refused, Some(ErrorCode::RateLimited));
+    assert_says(end, &format!("already updating {MAX_UPDATES_PER_AGENT}"));
     // The pulls beyond the agent's two at once waited for a slot instead of failing.
     for (_, last) in held {
-        let end = last.end.unwrap();
-        assert_eq!(end.error_code, None, "{}", end.reason);
+        ended_with(&last, None);
     }
 }
 
@@ -915,15 +803,12 @@ fn agent_process(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_killed_during_an_update_puts_the_container_back_when_it_starts_again() {
-    let Some(setup) = setup().await else {
+    let Some(scene) = scene(Build::Good).await else {
         return;
     };
-    let mut cleanup = Cleanup::new("zu");
-    let repo = format!("{}/app", cleanup.prefix);
-    let first = push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
-    let name = cleanup.name("killed");
-    let old_id = create(&setup.docker, &name, &first, ContainerCreateBody::default()).await;
-    push_build(&setup, &mut cleanup, &repo, "1", Build::Good).await;
+    let Scene { setup, cleanup, .. } = &scene;
+    let (name, old_id) = scene.run("killed", ContainerCreateBody::default()).await;
+    scene.push(Build::Good).await;
     let relay = zedops_testkit::TestRelay::builder().start().await;
     let operator = relay.client("otto", zedops_protocol::Role::Operator).await;
     let agent_name = cleanup.name("agent");

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
-use bollard::models::ContainerCreateBody;
+use bollard::models::{ContainerConfig, ContainerCreateBody};
 use bollard::query_parameters::{
     CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, PushImageOptionsBuilder,
     RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, StartContainerOptions,
@@ -144,17 +144,62 @@ impl TestRegistry {
             "zt-noise-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
+        // The test image links few applets; busybox itself has them all.
+        let cmd = [
+            "busybox".to_string(),
+            "dd".into(),
+            "if=/dev/urandom".into(),
+            "of=/noise".into(),
+            "bs=1024".into(),
+            format!("count={}", bytes.div_ceil(1024)),
+        ];
+        self.push_built(docker, name, &cmd, ContainerConfig::default(), repo, tag)
+            .await
+    }
+
+    /// Pushes a new build of the test image as `<host>/<repo>:<tag>` and deletes it locally, so
+    /// whoever uses it must pull it: the build has a file of its own (`/build-id`, so its own
+    /// image id even under a tag pushed before) and runs as `config` says (its command, health
+    /// check, stop signal; the test label is added). Returns the reference.
+    pub async fn push_build(
+        &self,
+        docker: &Docker,
+        repo: &str,
+        tag: &str,
+        config: ContainerConfig,
+    ) -> String {
+        let name = format!(
+            "zt-build-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let cmd = [
+            "/bin/sh".to_string(),
+            "-c".into(),
+            format!("echo {name} > /build-id"),
+        ];
+        let mut labels = config.labels.clone().unwrap_or_default();
+        labels.insert(crate::docker::TEST_LABEL.to_string(), "1".to_string());
+        let config = ContainerConfig {
+            labels: Some(labels),
+            ..config
+        };
+        self.push_built(docker, name, &cmd, config, repo, tag).await
+    }
+
+    /// Runs `cmd` in container `name` of the test image to its end, commits the result as an
+    /// image with `config`, pushes it as `<host>/<repo>:<tag>` and deletes the local copies.
+    async fn push_built(
+        &self,
+        docker: &Docker,
+        name: String,
+        cmd: &[String],
+        config: ContainerConfig,
+        repo: &str,
+        tag: &str,
+    ) -> String {
         let body = ContainerCreateBody {
             image: Some(TEST_IMAGE.to_string()),
-            // The test image links few applets; busybox itself has them all.
-            cmd: Some(vec![
-                "busybox".into(),
-                "dd".into(),
-                "if=/dev/urandom".into(),
-                "of=/noise".into(),
-                "bs=1024".into(),
-                format!("count={}", bytes.div_ceil(1024)),
-            ]),
+            cmd: Some(cmd.to_vec()),
             labels: Some([(crate::docker::TEST_LABEL.to_string(), "1".to_string())].into()),
             ..Default::default()
         };
@@ -162,14 +207,14 @@ impl TestRegistry {
         docker
             .create_container(Some(options), body)
             .await
-            .expect("create the noise container");
+            .unwrap_or_else(|e| panic!("create the build container {name}: {e}"));
         docker
             .start_container(&name, None::<StartContainerOptions>)
             .await
-            .expect("start the noise container");
+            .unwrap_or_else(|e| panic!("start the build container {name}: {e}"));
         let mut wait = docker.wait_container(&name, None::<WaitContainerOptions>);
         while let Some(status) = wait.next().await {
-            status.expect("the noise container ran");
+            status.unwrap_or_else(|e| panic!("the build container {name} ran: {e}"));
         }
         let local = format!("zedops-test/{name}");
         let options = CommitContainerOptionsBuilder::new()
@@ -178,9 +223,9 @@ impl TestRegistry {
             .tag("1")
             .build();
         docker
-            .commit_container(options, bollard::models::ContainerConfig::default())
+            .commit_container(options, config)
             .await
-            .expect("commit the noise image");
+            .unwrap_or_else(|e| panic!("commit the build {name}: {e}"));
         let remove = RemoveContainerOptionsBuilder::new().force(true).build();
         let _ = docker.remove_container(&name, Some(remove)).await;
         let reference = self
@@ -190,7 +235,7 @@ impl TestRegistry {
         docker
             .remove_image(&format!("{local}:1"), Some(options), None)
             .await
-            .expect("remove the local noise image");
+            .unwrap_or_else(|e| panic!("remove the local build {local}:1: {e}"));
         reference
     }
 
