@@ -643,24 +643,55 @@ async fn registration_tokens_are_listed_without_secrets_and_revocable() {
     agent.stop().await.unwrap();
 }
 
-/// Sends an `agent.auth` hello by hand and returns the relay's first answer.
-async fn raw_agent_auth(relay: &TestRelay, agent_id: &str, token: &str) -> Value {
-    let url = format!("ws://{}/ws/agent", relay.addr);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let hello = json!({"subject": "agent.auth", "data": {
-        "protocolVersion": zedops_protocol::PROTOCOL_VERSION, "agentId": agent_id, "token": token,
-        "info": {"version": "0", "os": "linux", "arch": "x86_64"}}});
-    ws.send(Message::text(hello.to_string())).await.unwrap();
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+/// An agent's WebSocket to the relay driven by hand, frame by frame, as JSON.
+struct RawAgent {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl RawAgent {
+    /// Connects and sends an `agent.auth` hello for `agent_id` with `token`; returns the
+    /// connection and the relay's first answer.
+    async fn auth(relay: &TestRelay, agent_id: &str, token: &str) -> (Self, Value) {
+        let url = format!("ws://{}/ws/agent", relay.addr);
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut agent = Self { ws };
+        agent
+            .send(json!({"subject": "agent.auth", "data": {
+                "protocolVersion": zedops_protocol::PROTOCOL_VERSION, "agentId": agent_id,
+                "token": token, "info": {"version": "0", "os": "linux", "arch": "x86_64"}}}))
+            .await;
+        let answer = agent.recv().await;
+        (agent, answer)
+    }
+
+    /// Sends `frame` as a text message.
+    async fn send(&mut self, frame: Value) {
+        self.ws
+            .send(Message::text(frame.to_string()))
             .await
-            .expect("answer within 10 s")
-            .expect("an answer")
             .unwrap();
-        if let Message::Text(text) = msg {
-            return serde_json::from_str(text.as_str()).unwrap();
+    }
+
+    /// The next text frame from the relay, within 10 s.
+    async fn recv(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .expect("answer within 10 s")
+                .expect("an answer")
+                .unwrap();
+            if let Message::Text(text) = msg {
+                return serde_json::from_str(text.as_str()).unwrap();
+            }
         }
     }
+}
+
+/// Sends an `agent.auth` hello by hand and returns the relay's first answer.
+async fn raw_agent_auth(relay: &TestRelay, agent_id: &str, token: &str) -> Value {
+    RawAgent::auth(relay, agent_id, token).await.1
 }
 
 /// `agent.forget` revokes the sending agent and no other: a frame naming another agent is
@@ -686,48 +717,17 @@ async fn an_agent_can_forget_itself_and_no_other() {
     leaver.stop().await.unwrap();
     relay.wait_agent("leaver", false).await;
 
-    let url = format!("ws://{}/ws/agent", relay.addr);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let hello = json!({"subject": "agent.auth", "data": {
-        "protocolVersion": zedops_protocol::PROTOCOL_VERSION, "agentId": id, "token": token,
-        "info": {"version": "0", "os": "linux", "arch": "x86_64"}}});
-    ws.send(Message::text(hello.to_string())).await.unwrap();
-    let mut next = async || loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("answer within 10 s")
-            .expect("an answer")
-            .unwrap();
-        if let Message::Text(text) = msg {
-            return serde_json::from_str::<Value>(text.as_str()).unwrap();
-        }
-    };
-    assert_eq!(next().await["subject"], "agent.welcome");
-    let send = |frame: Value| Message::text(frame.to_string());
-    let (mut sink, mut stream) = ws.split();
-    let mut recv = async || loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), stream.next())
-            .await
-            .expect("answer within 10 s")
-            .expect("an answer")
-            .unwrap();
-        if let Message::Text(text) = msg {
-            return serde_json::from_str::<Value>(text.as_str()).unwrap();
-        }
-    };
+    let (mut ws, welcome) = RawAgent::auth(&relay, &id, &token).await;
+    assert_eq!(welcome["subject"], "agent.welcome");
     // Naming another agent is not a thing the subject takes.
-    sink.send(send(
-        json!({"subject": "agent.forget", "reply": "_INBOX.a", "data": {"agentId": keep_id}}),
-    ))
-    .await
-    .unwrap();
-    let refused = recv().await;
+    ws.send(json!({"subject": "agent.forget", "reply": "_INBOX.a", "data": {"agentId": keep_id}}))
+        .await;
+    let refused = ws.recv().await;
     assert_eq!(refused["subject"], "_INBOX.a");
     assert_eq!(refused["data"]["errorCode"], "INVALID_REQUEST", "{refused}");
-    sink.send(send(json!({"subject": "agent.forget", "data": {}})))
-        .await
-        .unwrap();
-    let refused = recv().await;
+    ws.send(json!({"subject": "agent.forget", "data": {}}))
+        .await;
+    let refused = ws.recv().await;
     assert_eq!(refused["data"]["errorCode"], "INVALID_REQUEST", "{refused}");
     assert_eq!(
         relay.store.agents().await.unwrap().len(),
@@ -735,12 +735,9 @@ async fn an_agent_can_forget_itself_and_no_other() {
         "nothing forgotten yet"
     );
 
-    sink.send(send(
-        json!({"subject": "agent.forget", "reply": "_INBOX.b", "data": {}}),
-    ))
-    .await
-    .unwrap();
-    let forgotten = recv().await;
+    ws.send(json!({"subject": "agent.forget", "reply": "_INBOX.b", "data": {}}))
+        .await;
+    let forgotten = ws.recv().await;
     assert_eq!(forgotten["subject"], "_INBOX.b");
     assert_eq!(forgotten["data"], json!({"agentId": id, "name": "leaver"}));
     let agents = relay.store.agents().await.unwrap();
