@@ -13,6 +13,14 @@ use zedops_testkit::{TestAgent, TestNats, TestPostgres, TestRelay};
 
 /// A NATS server, and `n` relays on one fresh database joined through it.
 async fn cluster(n: usize) -> Option<(TestNats, Vec<TestRelay>)> {
+    cluster_with(n, zedops_relay::Limits::default()).await
+}
+
+/// [`cluster`] with these limits on every relay.
+async fn cluster_with(
+    n: usize,
+    limits: zedops_relay::Limits,
+) -> Option<(TestNats, Vec<TestRelay>)> {
     let postgres = TestPostgres::shared()?;
     let nats = TestNats::start()?;
     let database = postgres.database();
@@ -22,6 +30,7 @@ async fn cluster(n: usize) -> Option<(TestNats, Vec<TestRelay>)> {
             TestRelay::builder()
                 .database(database.clone())
                 .nats(nats.url())
+                .limits(limits)
                 .start()
                 .await,
         );
@@ -744,4 +753,70 @@ async fn a_stats_stream_and_a_pull_with_its_progress_cross_relays() {
         frames.last().unwrap()["end"]["errorCode"].is_null(),
         "{frames:?}"
     );
+}
+
+/// Console input typed on B for an agent on A, in a burst far larger than what B keeps in
+/// flight to A (8 batches of at most 256 frames, besides the stand-in's queue of 256): every
+/// frame reaches the agent once, in the order typed. Input is the one thing whose order per
+/// agent users rely on (keystrokes, a file piped in); a frame lost, repeated or overtaken in
+/// the pipeline between relays fails this.
+#[tokio::test]
+async fn a_burst_of_console_input_crosses_relays_whole_and_in_order() {
+    use base64::Engine;
+    let limits = zedops_relay::Limits {
+        // The burst is sent as fast as the client can write.
+        messages_per_sec: 0,
+        ..Default::default()
+    };
+    let Some((_nats, relays)) = cluster_with(2, limits).await else {
+        return;
+    };
+    let (a, b) = (&relays[0], &relays[1]);
+    let mut agent = FakeAgent::enrol(a, "burst-1").await.expect("enrols on A");
+    wait_seen(b, &agent.id, true).await;
+    let mut client = admin(b, "typist").await;
+    wire::send(
+        &mut client,
+        json!({"subject": "container.exec", "reply": "_INBOX.exec",
+        "data": {"agentId": "burst-1", "containerId": "c1", "cmd": ["cat"], "stdin": true}}),
+    )
+    .await;
+    let request = request_for(&mut agent, "container.exec").await;
+    let agent_inbox = request["reply"].as_str().unwrap().to_string();
+
+    const FRAMES: usize = 6000;
+    let chunk = |i: usize| base64::engine::general_purpose::STANDARD.encode(format!("{i:06}\n"));
+    // Typed all at once while the agent reads, then checked frame by frame.
+    let typing = tokio::spawn(async move {
+        for i in 0..FRAMES {
+            wire::send(
+                &mut client,
+                json!({"subject": "stream.input", "data": {"inbox": "_INBOX.exec", "data": chunk(i)}}),
+            )
+            .await;
+        }
+        client
+    });
+    let mut got = Vec::with_capacity(FRAMES);
+    while got.len() < FRAMES {
+        let Some(frame) = agent.request().await else {
+            panic!("the agent's connection ended after {} frames", got.len());
+        };
+        if frame["subject"] != "stream.input" {
+            continue;
+        }
+        assert_eq!(frame["data"]["inbox"], agent_inbox.as_str(), "{frame}");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(frame["data"]["data"].as_str().unwrap())
+            .unwrap();
+        let n: usize = String::from_utf8(bytes).unwrap().trim().parse().unwrap();
+        assert_eq!(
+            n,
+            got.len(),
+            "input frame {n} arrived where frame {} was expected (lost, repeated or overtaken)",
+            got.len()
+        );
+        got.push(n);
+    }
+    let _client = typing.await.unwrap();
 }

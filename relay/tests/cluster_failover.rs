@@ -585,3 +585,113 @@ async fn with_postgres_stopped_a_cluster_routes_and_reads_refuses_writes_and_rec
         assert_eq!(http_status(&relay.addr.to_string(), "/readyz").await, 200);
     }
 }
+
+/// Enrols a fake agent at the relay process `relay` (raw WebSocket), with a registration
+/// token made through `through` (same database).
+async fn enrol_at(relay: &RelayProcess, through: &TestRelay, name: &str) -> FakeAgent {
+    let url = format!("{}/ws/agent", relay.url.replacen("http://", "ws://", 1));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket to the relay process");
+    let frame = json!({"subject": "agent.register", "data": {
+        "protocolVersion": zedops_protocol::PROTOCOL_VERSION,
+        "registrationToken": through.registration_token().await, "name": name,
+        "info": {"version": "0", "os": "linux", "arch": "x86_64"}}});
+    let answer = wire::hello(&mut ws, frame, "agent.welcome").await;
+    FakeAgent {
+        ws,
+        id: answer["data"]["agentId"].as_str().unwrap().to_string(),
+        token: answer["data"]["token"].as_str().unwrap().to_string(),
+    }
+}
+
+/// Relay A (a process) holds an agent; a client on B has a request and a log follow waiting
+/// on it through A; A is killed with SIGKILL and the agent moves to a third relay, C, before B
+/// could notice A's silence (4 s). B learns from C's presence that the agent left A, asks NATS
+/// whether A is still there (no responders: it is not), and fails what A took at once: the
+/// request is answered AGENT_OFFLINE and the log follow ends, well before B would drop A
+/// (at least 3 s after the kill: A said it was alive at most 1 s before it). Before, they
+/// waited for the request's timeout, and the follow for ever: B dropped A's agents, but this
+/// one was no longer listed on A.
+#[tokio::test]
+async fn requests_through_a_killed_relay_fail_fast_when_the_agent_moves_to_a_third_relay() {
+    let Some(postgres) = TestPostgres::shared() else {
+        return;
+    };
+    let Some(nats) = TestNats::start() else {
+        return;
+    };
+    let database = postgres.database();
+    let mut relays = Vec::new();
+    for _ in 0..2 {
+        relays.push(
+            TestRelay::builder()
+                .database(database.clone())
+                .nats(nats.url())
+                .start()
+                .await,
+        );
+    }
+    let (b, c) = (&relays[0], &relays[1]);
+    let mut a = RelayProcess::start(&database, &nats.url()).await;
+    wait_ready(&[b, c]).await;
+
+    let mut agent = enrol_at(&a, b, "third-1").await;
+    let (id, token) = (agent.id.clone(), agent.token.clone());
+    wait_seen(b, &id, true).await;
+    let mut client = admin(b, "asker").await;
+    // A request the agent receives and does not answer, and a log follow it starts.
+    wire::send(
+        &mut client,
+        json!({"subject": "container.list", "reply": "_INBOX.list", "data": {"agentId": id}}),
+    )
+    .await;
+    request_for(&mut agent, "container.list").await;
+    wire::send(
+        &mut client,
+        json!({"subject": "container.logs", "reply": "_INBOX.follow",
+        "data": {"agentId": id, "containerId": "c1", "follow": true}}),
+    )
+    .await;
+    let logs = request_for(&mut agent, "container.logs").await;
+    agent
+        .send(json!({"subject": logs["reply"], "data": {"lines": [{"stream": "stdout", "text": "hello"}]}}))
+        .await;
+    let first = loop {
+        let frame = wire::next_text(&mut client)
+            .await
+            .expect("the first log line");
+        if frame["subject"] == "_INBOX.follow" {
+            break frame["data"].clone();
+        }
+    };
+    assert!(first["end"].is_null(), "{first}");
+
+    a.kill();
+    let killed = Instant::now();
+    drop(agent);
+    let _moved = FakeAgent::auth(c, &id, &token).await;
+
+    let (mut list, mut ended) = (None, None);
+    while list.is_none() || ended.is_none() {
+        let frame = wire::next_text(&mut client)
+            .await
+            .unwrap_or_else(|| panic!("B stayed silent; list {list:?}, follow ended {ended:?}"));
+        if frame["subject"] == "_INBOX.list" {
+            list = Some((frame["data"].clone(), killed.elapsed()));
+        } else if frame["subject"] == "_INBOX.follow" && !frame["data"]["end"].is_null() {
+            ended = Some(killed.elapsed());
+        }
+    }
+    let (list, list_after) = list.unwrap();
+    let ended = ended.unwrap();
+    assert_eq!(list["errorCode"], "AGENT_OFFLINE", "{list}");
+    // B cannot have dropped A yet: what failed them is the agent's move.
+    assert!(
+        list_after < Duration::from_secs(3) && ended < Duration::from_secs(3),
+        "the request was answered {list_after:?} and the follow ended {ended:?} after the kill"
+    );
+    // The agent is online on C, and B reaches it there.
+    wait_seen(b, &id, true).await;
+    eprintln!("after the kill: request answered in {list_after:?}, follow ended in {ended:?}");
+}

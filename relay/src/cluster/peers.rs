@@ -1,13 +1,15 @@
 //! The cluster itself: one NATS connection per relay, the map of which relay holds which agent,
 //! the stand-ins for agents held elsewhere, and the tasks that serve the other relays.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_nats::{HeaderMap, Message};
+use bytes::BytesMut;
 use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, info, warn};
 use zedops_protocol::{AgentRequestKind, AgentStatus, ErrorCode, ErrorReply, Frame};
@@ -26,6 +28,14 @@ const RELAY_TIMEOUT: Duration = Duration::from_secs(4);
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Times a frame is offered again when it reached a relay the agent just left.
 const MOVED_RETRIES: u32 = 10;
+/// Batches of frames for one agent sent to the relay holding it before the first is
+/// acknowledged: with [`wire::BATCH_ENTRIES`] each, what a stand-in has in flight is bounded.
+const PIPELINE: usize = 8;
+/// How long a holding relay may take to queue one batch to its agent (waiting while the agent's
+/// queue is full), within the asking relay's [`ACK_TIMEOUT`].
+const BATCH_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long a relay waits for another to say it is there.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Requests from other relays one agent may owe answers to at once.
 const MAX_FORWARDS: usize = 4096;
 /// The queue group of the relays holding an agent: one of them takes each frame.
@@ -39,6 +49,104 @@ struct Held {
     since_ms: i64,
     version: u32,
     last_seen: i64,
+    /// The holding relay reads batches of frames (an older relay is sent one at a time).
+    batches: bool,
+}
+
+/// A stand-in for an agent another relay holds, and which relay took each request sent
+/// through it: when that relay dies after the agent moved on, those fail at once.
+struct StandIn {
+    link: Arc<AgentLink>,
+    /// Relay inbox → the relay that took the request (pruned as requests end).
+    taken: Mutex<HashMap<String, Arc<str>>>,
+}
+
+impl StandIn {
+    /// Gives up on what `relay` took for this agent (it is gone): requests are answered
+    /// `AGENT_OFFLINE`, streams end as when their agent leaves.
+    fn fail_taken_by(&self, relay: &str) -> usize {
+        let inboxes: Vec<String> = {
+            let mut taken = self.taken.lock().expect("taken lock");
+            let inboxes: Vec<String> = taken
+                .iter()
+                .filter(|(_, r)| ***r == *relay)
+                .map(|(inbox, _)| inbox.clone())
+                .collect();
+            for inbox in &inboxes {
+                taken.remove(inbox);
+            }
+            inboxes
+        };
+        for inbox in &inboxes {
+            self.link.fail_inbox(inbox);
+        }
+        inboxes.len()
+    }
+
+    /// Records that `relay` took these requests; forgets those that ended.
+    fn record(&self, relay: &Arc<str>, entries: &[Entry]) {
+        let mut taken = self.taken.lock().expect("taken lock");
+        for inbox in entries.iter().filter_map(|e| e.inbox.as_ref()) {
+            taken.insert(inbox.clone(), relay.clone());
+        }
+        // Bounded by the requests and streams in flight to the agent: prune those that ended.
+        if taken.len() >= 64 && taken.len() >= 2 * self.link_in_flight() {
+            let pending = self.link.pending.lock().expect("pending lock");
+            let streams = self.link.streams.lock().expect("streams lock");
+            taken.retain(|inbox, _| pending.contains_key(inbox) || streams.contains_key(inbox));
+        }
+    }
+
+    fn link_in_flight(&self) -> usize {
+        self.link.pending.lock().expect("pending lock").len()
+            + self.link.streams.lock().expect("streams lock").len()
+    }
+}
+
+/// A frame on a stand-in's queue on its way to the relay holding the agent.
+struct Entry {
+    text: String,
+    /// The request's inbox: what fails if the frame cannot be delivered (none for a stream's
+    /// input or cancel, or a close).
+    inbox: Option<String>,
+    /// Times it reached a relay that no longer held the agent.
+    moved: u32,
+}
+
+impl Entry {
+    fn new(text: String) -> Self {
+        /// The envelope's reply, read without copying the data.
+        #[derive(serde::Deserialize)]
+        struct Head<'a> {
+            #[serde(borrow, default)]
+            reply: Option<std::borrow::Cow<'a, str>>,
+        }
+        let inbox = if text.starts_with(CLOSE_MARK) {
+            None
+        } else {
+            serde_json::from_str::<Head>(&text)
+                .ok()
+                .and_then(|h| h.reply.map(|r| r.into_owned()))
+        };
+        Self {
+            text,
+            inbox,
+            moved: 0,
+        }
+    }
+}
+
+/// What came of one batch sent to the relay holding the agent.
+enum Outcome {
+    /// The first `n` entries were queued to the agent by `relay` (all when `n` is the batch's
+    /// length); the others reached a relay that no longer holds it, or were sent out of turn.
+    Taken { n: usize, relay: Option<Arc<str>> },
+    /// NATS's answer: no relay holds the agent.
+    NoResponders,
+    /// No acknowledgement within [`ACK_TIMEOUT`].
+    TimedOut,
+    /// The request failed otherwise (NATS connection lost).
+    Failed(async_nats::RequestError),
 }
 
 /// The other relays, as seen from this one (see the module docs of [`crate::cluster`]).
@@ -47,10 +155,12 @@ pub(crate) struct Cluster {
     relay_id: Arc<str>,
     client: async_nats::Client,
     out: Outbox,
+    /// The same outbox, as the hub's forwards hold it (one allocation, shared).
+    answers: Arc<Outbox>,
     state: Weak<AppState>,
     presence: Mutex<HashMap<String, Held>>,
     relays: Mutex<HashMap<String, Instant>>,
-    stand_ins: Mutex<HashMap<String, Arc<AgentLink>>>,
+    stand_ins: Mutex<HashMap<String, Arc<StandIn>>>,
     /// This relay's agents: the task serving each one's subject, stopped when it leaves.
     holding: Mutex<HashMap<String, (u64, oneshot::Sender<()>)>>,
 }
@@ -92,6 +202,7 @@ impl Cluster {
             me: me.clone(),
             relay_id: relay_id.clone(),
             client: client.clone(),
+            answers: Arc::new(out.clone()),
             out,
             state: Arc::downgrade(state),
             presence: Mutex::default(),
@@ -111,7 +222,7 @@ impl Cluster {
             subscriptions.push(client.subscribe(subject).await?);
         }
         info!(nats = %shown, relay = %relay_id, "joined the relay cluster");
-        tokio::spawn(publish(client.clone(), outgoing));
+        tokio::spawn(publish(client.clone(), outgoing, cluster.out.readers()));
         tokio::spawn(cluster.clone().serve(subscriptions, state.shutdown.clone()));
         tokio::spawn(
             cluster
@@ -184,38 +295,85 @@ impl Cluster {
         }
     }
 
-    /// An agent's answer (or its departure) for a request this relay sent through a stand-in.
+    /// Agents' answers (or their departure) for requests this relay sent through stand-ins,
+    /// one per message or several in a batch; or another relay asking whether this one is there.
     fn on_answer(&self, message: &Message) {
         let headers = message.headers.as_ref();
+        if header(headers, wire::ANSWERS).is_some() {
+            let Some(parts) = wire::parts(&message.payload).filter(|p| p.len() % 4 == 0) else {
+                return warn!("an unreadable batch of answers from another relay; dropped");
+            };
+            let mut last: Option<(&[u8], Arc<StandIn>)> = None;
+            for answer in parts.chunks_exact(4) {
+                let [agent, inbox, gone, data] = answer else {
+                    continue;
+                };
+                // Answers in a batch are mostly for one agent: look its stand-in up once.
+                let stand_in = match &last {
+                    Some((id, s)) if id == agent => Some(s.clone()),
+                    _ => std::str::from_utf8(agent)
+                        .ok()
+                        .and_then(|a| self.stand_in_of(a)),
+                };
+                let Some(stand_in) = stand_in else { continue };
+                if let Ok(inbox) = std::str::from_utf8(inbox) {
+                    deliver(&stand_in.link, inbox, *gone == b"1", data);
+                }
+                last = Some((agent, stand_in));
+            }
+            return;
+        }
+        if header(headers, wire::PROBE).is_some() {
+            if let Some(reply) = &message.reply {
+                self.out
+                    .send(reply.to_string(), HeaderMap::new(), bytes::Bytes::new());
+            }
+            return;
+        }
         let (Some(agent), Some(inbox)) =
             (header(headers, wire::AGENT), header(headers, wire::INBOX))
         else {
             return;
         };
-        let Some(link) = self
-            .stand_ins
+        if let Some(stand_in) = self.stand_in_of(agent) {
+            let gone = header(headers, wire::GONE).is_some();
+            deliver(&stand_in.link, inbox, gone, &message.payload);
+        }
+    }
+
+    fn stand_in_of(&self, agent: &str) -> Option<Arc<StandIn>> {
+        self.stand_ins
             .lock()
             .expect("stand-ins lock")
             .get(agent)
             .cloned()
-        else {
-            return;
-        };
-        if header(headers, wire::GONE).is_some() {
-            link.fail_inbox(inbox);
+    }
+
+    /// Asks `relay` whether it is there, after `agent` left it for another relay: when NATS
+    /// says no relay listens on its subject (killed, cut off), what it took for the agent will
+    /// never be answered, and fails now rather than after the request timeout (or, for a
+    /// stream, when the silent relay is dropped).
+    async fn probe(self: Arc<Self>, relay: String, agent: String) {
+        let mut headers = HeaderMap::new();
+        headers.insert(wire::PROBE, "1");
+        headers.insert(wire::FROM, &*self.relay_id);
+        let asked = self.client.request_with_headers(
+            wire::relay_subject(&relay),
+            headers,
+            bytes::Bytes::new(),
+        );
+        let gone = matches!(
+            tokio::time::timeout(PROBE_TIMEOUT, asked).await,
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders
+        );
+        if !gone {
             return;
         }
-        match std::str::from_utf8(&message.payload) {
-            Ok(data) => {
-                link.touch();
-                if !link.answer(inbox, data) {
-                    debug!(
-                        inbox,
-                        "answer from another relay for an expired request dropped"
-                    );
-                }
+        if let Some(stand_in) = self.stand_in_of(&agent) {
+            let failed = stand_in.fail_taken_by(&relay);
+            if failed > 0 {
+                info!(relay = %relay, agent = %stand_in.link.name, failed, "the relay the agent left is gone; what it took for the agent failed");
             }
-            Err(_) => link.fail_inbox(inbox),
         }
     }
 
@@ -243,7 +401,7 @@ impl Cluster {
                 info!(agent = %presence.name, "the agent connected to another relay; closing its connection here");
                 state.hub.close_replaced(&presence.agent, presence.since_ms);
             }
-            {
+            let left = {
                 let mut map = self.presence.lock().expect("presence lock");
                 if map
                     .get(&presence.agent)
@@ -259,17 +417,21 @@ impl Cluster {
                         since_ms: presence.since_ms,
                         version: presence.version,
                         last_seen: presence.last_seen,
+                        batches: presence.batches,
                     },
-                );
-            }
-            if let Some(link) = self
-                .stand_ins
-                .lock()
-                .expect("stand-ins lock")
-                .get(&presence.agent)
-            {
-                link.protocol_version
+                )
+                .map(|old| old.relay)
+                .filter(|old| *old != presence.relay)
+            };
+            if let Some(stand_in) = self.stand_in_of(&presence.agent) {
+                stand_in
+                    .link
+                    .protocol_version
                     .store(presence.version, std::sync::atomic::Ordering::Relaxed);
+                if let (Some(left), Some(me)) = (left, self.me.upgrade()) {
+                    // The agent moved: is the relay it left still there to answer what it took?
+                    tokio::spawn(me.probe(left, presence.agent.clone()));
+                }
             }
             if local.is_none() {
                 state.hub.push_status_here(status(
@@ -375,20 +537,25 @@ impl Cluster {
                     // What this relay sent the agent through the silent relay will never be
                     // answered: requests fail and streams (a log follow) end now, instead of
                     // waiting for the request timeout or, for a stream, forever.
-                    let stand_in = self
-                        .stand_ins
-                        .lock()
-                        .expect("stand-ins lock")
-                        .get(&id)
-                        .cloned();
-                    if let Some(link) = stand_in {
-                        fail_everything(&link);
+                    if let Some(stand_in) = self.stand_in_of(&id) {
+                        fail_everything(&stand_in.link);
                     }
                     if state.hub.local_agent(&id).is_none() {
                         state
                             .hub
                             .push_status_here(status(&id, &held.name, false, held.last_seen));
                     }
+                }
+                // What it took for agents that have moved on since will not be answered either.
+                let stand_ins: Vec<Arc<StandIn>> = self
+                    .stand_ins
+                    .lock()
+                    .expect("stand-ins lock")
+                    .values()
+                    .cloned()
+                    .collect();
+                for stand_in in stand_ins {
+                    stand_in.fail_taken_by(&relay);
                 }
                 // Answers owed to the silent relay would go nowhere.
                 for (id, _, _) in state.hub.local_agent_ids() {
@@ -414,6 +581,7 @@ impl Cluster {
                 .protocol_version
                 .load(std::sync::atomic::Ordering::Relaxed),
             last_seen: link.last_seen.load(std::sync::atomic::Ordering::Relaxed),
+            batches: true,
         };
         self.out.json(wire::PRESENCE, &presence);
     }
@@ -444,34 +612,109 @@ impl Cluster {
         // Subscribed at the server before the other relays learn where the agent is.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
         self.announce(&link, true);
+        // Per asking relay, the last batch taken whole on this connection: a pipelined batch
+        // is taken only after its predecessor ([`wire::AFTER`]), so none overtakes another.
+        let mut chains: HashMap<String, u64> = HashMap::new();
         loop {
             let message = tokio::select! {
                 m = frames.next() => match m { Some(m) => m, None => return },
                 _ = &mut stop => return,
             };
-            self.to_agent(&link, message).await;
+            self.to_agent(&link, message, &mut chains).await;
         }
     }
 
-    /// One frame from another relay for an agent connected here.
-    async fn to_agent(&self, link: &AgentLink, message: Message) {
+    /// Frames from another relay for an agent connected here: a batch, or one frame (from a
+    /// relay of an older version).
+    async fn to_agent(
+        &self,
+        link: &AgentLink,
+        message: Message,
+        chains: &mut HashMap<String, u64>,
+    ) {
         let headers = message.headers.as_ref();
         let Some(from) = header(headers, wire::FROM).filter(|r| is_relay_id(r)) else {
             return warn!("a frame for an agent from another relay without its id; dropped");
         };
-        if let Some(inbox) = header(headers, wire::CLOSE) {
+        let Some(seq) = header(headers, wire::BATCH) else {
+            return self.to_agent_one(link, from, &message).await;
+        };
+        let Ok(seq) = seq.parse::<u64>() else {
+            return warn!("a batch of frames from another relay without its number; dropped");
+        };
+        self.out.reads_batches(from);
+        let after = header(headers, wire::AFTER).and_then(|a| a.parse::<u64>().ok());
+        let taken = if after.is_some() && chains.get(from) != after.as_ref() {
+            // Its predecessor went elsewhere or was not taken whole: the asking relay sends
+            // both again, in order.
+            chains.remove(from);
+            0
+        } else {
+            let Some(entries) = wire::parts(&message.payload) else {
+                return warn!("an unreadable batch of frames from another relay; dropped");
+            };
+            let deadline = tokio::time::Instant::now() + BATCH_TIMEOUT;
+            let mut taken = 0;
+            for entry in &entries {
+                if !self.take(link, from, entry, deadline).await {
+                    break;
+                }
+                taken += 1;
+            }
+            if taken == entries.len() {
+                if chains.len() >= 1024 && !chains.contains_key(from) {
+                    chains.clear();
+                }
+                chains.insert(from.to_string(), seq);
+            } else {
+                chains.remove(from);
+            }
+            taken
+        };
+        if let Some(reply) = message.reply.clone() {
+            let ack = format!("{taken} {}", self.relay_id);
+            let _ = self.client.publish(reply, ack.into()).await;
+        }
+    }
+
+    /// One frame, as relays of an older version send them (acknowledged `queued` or
+    /// `not-here`; a close in a header).
+    async fn to_agent_one(&self, link: &AgentLink, from: &str, message: &Message) {
+        if let Some(inbox) = header(message.headers.as_ref(), wire::CLOSE) {
             link.forwards.lock().expect("forwards lock").remove(inbox);
             return;
         }
-        let ack = |what: &'static [u8]| {
-            let reply = message.reply.clone();
-            let client = self.client.clone();
-            async move {
-                if let Some(reply) = reply {
-                    let _ = client.publish(reply, bytes::Bytes::from_static(what)).await;
-                }
-            }
+        let deadline = tokio::time::Instant::now() + BATCH_TIMEOUT;
+        let ack = if self.take(link, from, &message.payload, deadline).await {
+            wire::ACK_QUEUED
+        } else {
+            wire::ACK_NOT_HERE
         };
+        if let Some(reply) = message.reply.clone() {
+            let _ = self
+                .client
+                .publish(reply, bytes::Bytes::from_static(ack))
+                .await;
+        }
+    }
+
+    /// Queues one entry from relay `from` to the agent: a frame (remembering where its answers
+    /// go) or a stream's close. False when the agent is not here any more (moved, left, or its
+    /// queue stayed full until `deadline`): the asking relay offers it again. A malformed
+    /// frame is dropped (and logged), which counts as taken.
+    async fn take(
+        &self,
+        link: &AgentLink,
+        from: &str,
+        entry: &[u8],
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        if let Some(inbox) = entry.strip_prefix(CLOSE_MARK.as_bytes()) {
+            if let Ok(inbox) = std::str::from_utf8(inbox) {
+                link.forwards.lock().expect("forwards lock").remove(inbox);
+            }
+            return true;
+        }
         let superseded = self
             .presence
             .lock()
@@ -479,15 +722,17 @@ impl Cluster {
             .get(&link.id)
             .is_some_and(|h| h.since_ms > link.connected_ms);
         if superseded || link.tx.is_closed() {
-            return ack(wire::ACK_NOT_HERE).await;
+            return false;
         }
-        let Ok(text) = String::from_utf8(message.payload.to_vec()) else {
-            return warn!("a frame for an agent from another relay is not text; dropped");
+        let Ok(text) = String::from_utf8(entry.to_vec()) else {
+            warn!("a frame for an agent from another relay is not text; dropped");
+            return true;
         };
         let frame = match Frame::decode(&text) {
             Ok(frame) => frame,
             Err(e) => {
-                return warn!(error = %e, "an unreadable frame for an agent from another relay; dropped");
+                warn!(error = %e, "an unreadable frame for an agent from another relay; dropped");
+                return true;
             }
         };
         if let Some(inbox) = &frame.reply {
@@ -501,7 +746,7 @@ impl Cluster {
                         Forward {
                             relay: from.into(),
                             once,
-                            out: Arc::new(self.out.clone()),
+                            out: self.answers.clone(),
                         },
                     );
                 }
@@ -509,24 +754,24 @@ impl Cluster {
             };
             if full {
                 warn!(agent = %link.name, "too many requests from other relays waiting on this agent; refused");
-                return ack(wire::ACK_NOT_HERE).await;
+                return false;
             }
         }
-        match tokio::time::timeout(ACK_TIMEOUT, link.tx.send(text)).await {
-            Ok(Ok(())) => ack(wire::ACK_QUEUED).await,
+        match tokio::time::timeout_at(deadline, link.tx.send(text)).await {
+            Ok(Ok(())) => true,
             _ => {
                 if let Some(inbox) = &frame.reply {
                     link.forwards.lock().expect("forwards lock").remove(inbox);
                 }
-                ack(wire::ACK_NOT_HERE).await
+                false
             }
         }
     }
 
     fn stand_in(&self, id: &str, held: &Held) -> Arc<AgentLink> {
         let mut stand_ins = self.stand_ins.lock().expect("stand-ins lock");
-        if let Some(link) = stand_ins.get(id) {
-            return link.clone();
+        if let Some(stand_in) = stand_ins.get(id) {
+            return stand_in.link.clone();
         }
         let (in_flight, streams) = self.state().map_or(
             (
@@ -538,77 +783,226 @@ impl Cluster {
         let (link, rx) = AgentLink::remote(id, &held.name, in_flight, streams);
         link.protocol_version
             .store(held.version, std::sync::atomic::Ordering::Relaxed);
-        stand_ins.insert(id.to_string(), link.clone());
+        let stand_in = Arc::new(StandIn {
+            link: link.clone(),
+            taken: Mutex::default(),
+        });
+        stand_ins.insert(id.to_string(), stand_in.clone());
         if let Some(me) = self.me.upgrade() {
-            tokio::spawn(me.send_frames(Arc::downgrade(&link), rx));
+            tokio::spawn(me.send_frames(stand_in, rx));
         }
         link
     }
 
+    /// Whether the relay holding `agent` reads batches, as far as this relay knows.
+    fn holder_reads_batches(&self, agent: &str) -> bool {
+        self.presence
+            .lock()
+            .expect("presence lock")
+            .get(agent)
+            .is_some_and(|h| h.batches)
+    }
+
     /// Carries the frames queued on a stand-in to the relay holding its agent, in order.
-    async fn send_frames(self: Arc<Self>, link: Weak<AgentLink>, mut rx: mpsc::Receiver<String>) {
-        let Some(agent_id) = link.upgrade().map(|l| l.id.clone()) else {
-            return;
-        };
-        let subject = wire::agent_subject(&agent_id);
-        while let Some(text) = rx.recv().await {
+    ///
+    /// Frames go in batches (what queued up meanwhile, up to [`wire::BATCH_ENTRIES`]), up to
+    /// [`PIPELINE`] batches in flight. The holding relay takes a batch only after the one sent
+    /// before it ([`wire::AFTER`]): when one reaches a relay the agent has just left, it and
+    /// every batch after it are refused, and once all are back they are offered again, in
+    /// order (up to [`MOVED_RETRIES`] times; then their requests fail `AGENT_OFFLINE`).
+    async fn send_frames(self: Arc<Self>, stand_in: Arc<StandIn>, mut rx: mpsc::Receiver<String>) {
+        let link = stand_in.link.clone();
+        let subject = async_nats::Subject::from(wire::agent_subject(&link.id));
+        let mut seq = 0u64;
+        // Frames to offer again, ahead of the queue.
+        let mut again: VecDeque<Entry> = VecDeque::new();
+        // Frames of refused batches, while the batches sent after them come back.
+        let mut refused: Vec<Entry> = Vec::new();
+        let mut in_flight = FuturesOrdered::new();
+        let mut open = true;
+        loop {
+            if in_flight.is_empty() && !refused.is_empty() {
+                for mut entry in refused.drain(..).rev() {
+                    entry.moved += 1;
+                    if entry.moved > MOVED_RETRIES {
+                        self.give_up(&link, &entry);
+                    } else {
+                        again.push_front(entry);
+                    }
+                }
+                // Give the agent's new relay a moment to say it holds it.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let batches = self.holder_reads_batches(&link.id);
+            let window = if batches { PIPELINE } else { 1 };
+            let room = refused.is_empty() && in_flight.len() < window;
+            let mut entries = Vec::new();
+            if room && !again.is_empty() {
+                entries.push(again.pop_front().expect("not empty"));
+            } else {
+                if !open && in_flight.is_empty() && again.is_empty() {
+                    return;
+                }
+                tokio::select! {
+                    biased;
+                    Some((sent, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                        self.settle(&stand_in, sent, outcome, &mut refused);
+                        continue;
+                    }
+                    got = rx.recv(), if room && open => match got {
+                        Some(text) => entries.push(Entry::new(text)),
+                        None => {
+                            open = false;
+                            continue;
+                        }
+                    },
+                    else => return,
+                }
+            }
+            // What queued up meanwhile goes in the same batch.
+            let mut bytes = entries[0].text.len();
+            while batches && entries.len() < wire::BATCH_ENTRIES {
+                let next = match again.pop_front() {
+                    Some(entry) => entry,
+                    None => match rx.try_recv() {
+                        Ok(text) => Entry::new(text),
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            open = false;
+                            break;
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                    },
+                };
+                if bytes + next.text.len() > wire::BATCH_BYTES {
+                    again.push_front(next);
+                    break;
+                }
+                bytes += next.text.len();
+                entries.push(next);
+            }
+            if !self.nats_up() {
+                // Without NATS nothing reaches the other relays: say so at once.
+                for entry in &entries {
+                    self.give_up(&link, entry);
+                }
+                continue;
+            }
             let mut headers = HeaderMap::new();
             headers.insert(wire::FROM, &*self.relay_id);
-            if let Some(inbox) = text.strip_prefix(CLOSE_MARK) {
+            let payload = if batches {
+                seq += 1;
+                headers.insert(wire::BATCH, seq.to_string().as_str());
+                if !in_flight.is_empty() {
+                    // The batch sent just before this one is still in flight.
+                    headers.insert(wire::AFTER, (seq - 1).to_string().as_str());
+                }
+                let mut payload = BytesMut::with_capacity(bytes + 8 * entries.len());
+                for entry in &entries {
+                    wire::put(&mut payload, entry.text.as_bytes());
+                }
+                payload.freeze()
+            } else if let Some(inbox) = entries[0].text.strip_prefix(CLOSE_MARK) {
+                // A relay of an older version: a close is a header, and not acknowledged.
                 headers.insert(wire::CLOSE, inbox);
                 let _ = self
                     .client
                     .publish_with_headers(subject.clone(), headers, bytes::Bytes::new())
                     .await;
                 continue;
-            }
-            let inbox = Frame::decode(&text).ok().and_then(|f| f.reply);
-            if !self.nats_up() {
-                // Without NATS nothing reaches the other relays: say so at once.
-                if let (Some(inbox), Some(link)) = (&inbox, link.upgrade()) {
-                    unavailable(&link, inbox);
+            } else {
+                bytes::Bytes::copy_from_slice(entries[0].text.as_bytes())
+            };
+            let asked = self
+                .client
+                .request_with_headers(subject.clone(), headers, payload);
+            in_flight.push_back(async move {
+                let outcome = match tokio::time::timeout(ACK_TIMEOUT, asked).await {
+                    Ok(Ok(ack)) => acknowledged(&ack.payload, entries.len()),
+                    Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                        Outcome::NoResponders
+                    }
+                    Ok(Err(e)) => Outcome::Failed(e),
+                    Err(_) => Outcome::TimedOut,
+                };
+                (entries, outcome)
+            });
+        }
+    }
+
+    /// What follows from one batch's acknowledgement (or its absence).
+    fn settle(
+        &self,
+        stand_in: &StandIn,
+        mut sent: Vec<Entry>,
+        outcome: Outcome,
+        refused: &mut Vec<Entry>,
+    ) {
+        let link = &stand_in.link;
+        match outcome {
+            Outcome::Taken { n, relay } => {
+                let rest = sent.split_off(n.min(sent.len()));
+                if let Some(relay) = relay {
+                    stand_in.record(&relay, &sent);
                 }
-                continue;
+                // Reached a relay the agent just left, or sent out of turn: offered again.
+                refused.extend(rest);
             }
-            let payload = bytes::Bytes::from(text);
-            let mut delivered = false;
-            for attempt in 0..=MOVED_RETRIES {
-                let asked = self.client.request_with_headers(
-                    subject.clone(),
-                    headers.clone(),
-                    payload.clone(),
-                );
-                match tokio::time::timeout(ACK_TIMEOUT, asked).await {
-                    Ok(Ok(ack)) if &*ack.payload == wire::ACK_QUEUED => {
-                        delivered = true;
-                        break;
-                    }
-                    // It reached the relay the agent just left (not sent): offer it again.
-                    Ok(Ok(_)) if attempt < MOVED_RETRIES => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    Ok(Ok(_)) => break,
-                    Ok(Err(e)) => {
-                        if e.kind() != async_nats::RequestErrorKind::NoResponders {
-                            warn!(error = %e, agent = %agent_id, "could not reach the relay holding the agent");
-                        }
-                        break;
-                    }
-                    Err(_) => {
-                        warn!(agent = %agent_id, "the relay holding the agent did not take a frame in time");
-                        break;
-                    }
+            Outcome::NoResponders => {
+                // Nobody holds the agent: AGENT_OFFLINE at once rather than a timeout.
+                for entry in &sent {
+                    self.give_up(link, entry);
                 }
             }
-            if !delivered && let (Some(inbox), Some(link)) = (inbox, link.upgrade()) {
-                if self.nats_up() {
-                    // Nobody holds the agent: AGENT_OFFLINE at once rather than a timeout.
-                    link.fail_inbox(&inbox);
-                } else {
-                    unavailable(&link, &inbox);
+            Outcome::TimedOut => {
+                warn!(agent = %link.name, frames = sent.len(), "the relay holding the agent did not take frames in time");
+                for entry in &sent {
+                    self.give_up(link, entry);
+                }
+            }
+            Outcome::Failed(e) => {
+                warn!(error = %e, agent = %link.name, "could not reach the relay holding the agent");
+                for entry in &sent {
+                    self.give_up(link, entry);
                 }
             }
         }
+    }
+
+    /// A frame that cannot be delivered: its request fails `AGENT_OFFLINE` (`UNAVAILABLE`
+    /// while NATS is unreachable); a stream ends.
+    fn give_up(&self, link: &AgentLink, entry: &Entry) {
+        if let Some(inbox) = &entry.inbox {
+            if self.nats_up() {
+                link.fail_inbox(inbox);
+            } else {
+                unavailable(link, inbox);
+            }
+        }
+    }
+}
+
+/// Reads a holding relay's acknowledgement of `count` frames: `<taken> <relay id>`, or
+/// `queued` / `not-here` from a relay of an older version (one frame).
+fn acknowledged(ack: &[u8], count: usize) -> Outcome {
+    if ack == wire::ACK_QUEUED {
+        return Outcome::Taken {
+            n: count,
+            relay: None,
+        };
+    }
+    if ack == wire::ACK_NOT_HERE {
+        return Outcome::Taken { n: 0, relay: None };
+    }
+    let text = std::str::from_utf8(ack).unwrap_or_default();
+    match text.split_once(' ') {
+        Some((n, relay)) if is_relay_id(relay) => match n.parse::<usize>() {
+            Ok(n) => Outcome::Taken {
+                n,
+                relay: Some(relay.into()),
+            },
+            Err(_) => Outcome::TimedOut,
+        },
+        _ => Outcome::TimedOut,
     }
 }
 
@@ -620,7 +1014,20 @@ impl Peers for Cluster {
             .expect("holding lock")
             .insert(link.id.clone(), (link.conn_id, stop_tx));
         if let Some(me) = self.me.upgrade() {
-            tokio::spawn(me.hold(link.clone(), stop_rx));
+            tokio::spawn(me.clone().hold(link.clone(), stop_rx));
+            // It connected here from another relay: is that one still there to answer what
+            // it took for the agent?
+            let before = self
+                .presence
+                .lock()
+                .expect("presence lock")
+                .get(&link.id)
+                .map(|h| h.relay.clone());
+            if let Some(before) = before
+                && self.stand_in_of(&link.id).is_some()
+            {
+                tokio::spawn(me.probe(before, link.id.clone()));
+            }
         }
     }
 
@@ -757,14 +1164,84 @@ fn status(agent_id: &str, name: &str, online: bool, last_seen: i64) -> AgentStat
     }
 }
 
-/// Publishes the outbox, in order, until every sender is gone.
-async fn publish(client: async_nats::Client, mut outgoing: mpsc::Receiver<wire::Outgoing>) {
-    while let Some(m) = outgoing.recv().await {
-        if let Err(e) = client
-            .publish_with_headers(m.subject, m.headers, m.payload)
-            .await
-        {
+/// Publishes the outbox, in order, until every sender is gone. Answers waiting for the same
+/// relay go as one message when it reads batches: under load, one NATS message carries many.
+async fn publish(
+    client: async_nats::Client,
+    mut outgoing: mpsc::Receiver<wire::Outgoing>,
+    readers: wire::Readers,
+) {
+    let mut next: Option<wire::Outgoing> = None;
+    loop {
+        let message = match next.take() {
+            Some(m) => m,
+            None => match outgoing.recv().await {
+                Some(m) => m,
+                None => return,
+            },
+        };
+        let (subject, headers, payload) = match message {
+            wire::Outgoing::Message {
+                subject,
+                headers,
+                payload,
+            } => (subject, headers, payload),
+            wire::Outgoing::Answer(answer) => {
+                if !readers
+                    .lock()
+                    .expect("readers lock")
+                    .contains(&*answer.relay)
+                {
+                    answer.single()
+                } else {
+                    let relay = answer.relay.clone();
+                    let mut batch = BytesMut::with_capacity(answer.size());
+                    answer.put(&mut batch);
+                    let mut count = 1;
+                    while count < wire::BATCH_ENTRIES {
+                        match outgoing.try_recv() {
+                            Ok(wire::Outgoing::Answer(a))
+                                if a.relay == relay
+                                    && batch.len() + a.size() <= wire::BATCH_BYTES =>
+                            {
+                                a.put(&mut batch);
+                                count += 1;
+                            }
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let mut headers = HeaderMap::new();
+                    headers.insert(wire::ANSWERS, count.to_string().as_str());
+                    (wire::relay_subject(&relay), headers, batch.freeze())
+                }
+            }
+        };
+        if let Err(e) = client.publish_with_headers(subject, headers, payload).await {
             debug!(%e, "could not publish to NATS");
         }
+    }
+}
+
+/// An answer from another relay for `inbox` of a stand-in: to whoever waits on it, or, when
+/// the agent left before answering (`gone`), the request fails.
+fn deliver(link: &AgentLink, inbox: &str, gone: bool, data: &[u8]) {
+    if gone {
+        return link.fail_inbox(inbox);
+    }
+    match std::str::from_utf8(data) {
+        Ok(data) => {
+            link.touch();
+            if !link.answer(inbox, data) {
+                debug!(
+                    inbox,
+                    "answer from another relay for an expired request dropped"
+                );
+            }
+        }
+        Err(_) => link.fail_inbox(inbox),
     }
 }
