@@ -6,18 +6,22 @@
 //! within the deadline, after which the agent is back online on the old version.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use update::{Admin, Relay, ReleaseKey, platform, publish, sha256};
+use update::{
+    Admin, AgentProcess, NEVER_CONNECTS, Relay, ReleaseKey, Site, log_text, platform, publish,
+    serve_build, sha256, wait_confirmed,
+};
 use zedops_agent::selfupdate::keys::TrustedKeys;
 use zedops_agent::selfupdate::store::Store;
 use zedops_agent::selfupdate::{DEFAULT_REVERT_AFTER, Updater};
-use zedops_protocol::{AgentUpdateOrder, ErrorCode};
+use zedops_protocol::{AgentUpdateOrder, ErrorCode, ErrorReply};
 use zedops_transport::RelayUrl;
 
 mod update;
 
+/// The agent's updater of data dir `data_dir`, fetching from `relay`, trusting the keys of
+/// the `.pub` text `keys`, running version `current`.
 fn updater(relay: &Relay, data_dir: &Path, keys: &str, current: &str) -> Updater {
     Updater {
         relay: RelayUrl::parse(&relay.url, false).unwrap(),
@@ -30,6 +34,8 @@ fn updater(relay: &Relay, data_dir: &Path, keys: &str, current: &str) -> Updater
     }
 }
 
+/// The relay's order to install `bytes` as `version` for this platform (its true hash and
+/// size).
 fn order(bytes: &[u8], version: &str) -> AgentUpdateOrder {
     AgentUpdateOrder {
         version: version.into(),
@@ -38,6 +44,13 @@ fn order(bytes: &[u8], version: &str) -> AgentUpdateOrder {
         size: bytes.len() as u64,
         allow_downgrade: false,
     }
+}
+
+/// Applies `order` with `updater`, which must refuse it; the refusal must say `part`.
+async fn refused(updater: Updater, order: &AgentUpdateOrder, part: &str) -> ErrorReply {
+    let err = updater.apply(order).await.unwrap_err();
+    assert!(err.error.contains(part), "not {part:?} in: {err}");
+    err
 }
 
 /// Files in the data dir's update directory other than the lock, with their contents.
@@ -62,70 +75,70 @@ fn update_files(data_dir: &Path) -> Vec<(String, Vec<u8>)> {
 async fn a_build_is_installed_only_when_signed_announced_and_downloaded_exactly() {
     let key = ReleaseKey::generate();
     let other_key = ReleaseKey::generate();
-    let downloads = tempfile::tempdir().unwrap();
     // Any bytes do as a build here: nothing runs it.
     let build: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    publish(
-        downloads.path(),
-        &build,
-        &key.sign(&build, "0.99.0", &platform()),
-    );
-    let relay = Relay::start(downloads.path()).await;
+    let (downloads, relay) = serve_build(&key, &build, "0.99.0").await;
     let trusted = key.public_file();
 
     // Signed by another key: refused, nothing written.
     let data = tempfile::tempdir().unwrap();
-    let err = updater(&relay, data.path(), &other_key.public_file(), "0.1.0")
-        .apply(&order(&build, "0.99.0"))
-        .await
-        .unwrap_err();
+    let err = refused(
+        updater(&relay, data.path(), &other_key.public_file(), "0.1.0"),
+        &order(&build, "0.99.0"),
+        "not signed by a release key",
+    )
+    .await;
     assert_eq!(err.error_code, ErrorCode::UpdateRefused, "{err}");
-    assert!(err.error.contains("not signed by a release key"), "{err}");
     assert!(update_files(data.path()).is_empty());
 
     // An agent that trusts no key installs nothing.
-    let err = updater(&relay, data.path(), "", "0.1.0")
-        .apply(&order(&build, "0.99.0"))
-        .await
-        .unwrap_err();
-    assert!(err.error.contains("trusts no release key"), "{err}");
+    refused(
+        updater(&relay, data.path(), "", "0.1.0"),
+        &order(&build, "0.99.0"),
+        "trusts no release key",
+    )
+    .await;
 
     // The relay announcing another version than the key signed (a replayed old build sold as
     // new, or the reverse): refused.
-    let err = updater(&relay, data.path(), &trusted, "0.1.0")
-        .apply(&order(&build, "1.0.0"))
-        .await
-        .unwrap_err();
+    let err = refused(
+        updater(&relay, data.path(), &trusted, "0.1.0"),
+        &order(&build, "1.0.0"),
+        "zedops-agent 0.99.0",
+    )
+    .await;
     assert_eq!(err.error_code, ErrorCode::UpdateRefused, "{err}");
-    assert!(err.error.contains("zedops-agent 0.99.0"), "{err}");
 
     // Not newer: refused unless a downgrade is allowed.
-    let err = updater(&relay, data.path(), &trusted, "1.2.0")
-        .apply(&order(&build, "0.99.0"))
-        .await
-        .unwrap_err();
-    assert!(err.error.contains("--allow-downgrade"), "{err}");
+    refused(
+        updater(&relay, data.path(), &trusted, "1.2.0"),
+        &order(&build, "0.99.0"),
+        "--allow-downgrade",
+    )
+    .await;
     assert!(update_files(data.path()).is_empty());
 
     // A wrong SHA-256 announced: refused after the download, which is discarded.
     let mut wrong = order(&build, "0.99.0");
     wrong.sha256 = sha256(b"something else");
-    let err = updater(&relay, data.path(), &trusted, "0.1.0")
-        .apply(&wrong)
-        .await
-        .unwrap_err();
+    let err = refused(
+        updater(&relay, data.path(), &trusted, "0.1.0"),
+        &wrong,
+        "SHA-256",
+    )
+    .await;
     assert_eq!(err.error_code, ErrorCode::UpdateRefused, "{err}");
-    assert!(err.error.contains("SHA-256"), "{err}");
     assert!(update_files(data.path()).is_empty());
 
     // A smaller size announced than served: the download stops at the bound.
     let mut short = order(&build, "0.99.0");
     short.size = 1000;
-    let err = updater(&relay, data.path(), &trusted, "0.1.0")
-        .apply(&short)
-        .await
-        .unwrap_err();
-    assert!(err.error.contains("more than the 1000"), "{err}");
+    refused(
+        updater(&relay, data.path(), &trusted, "0.1.0"),
+        &short,
+        "more than the 1000",
+    )
+    .await;
     assert!(update_files(data.path()).is_empty());
 
     // Two updates at once: the second is refused by the lock.
@@ -159,19 +172,21 @@ async fn a_build_is_installed_only_when_signed_announced_and_downloaded_exactly(
         &forged,
         &key.sign(&build, "0.99.0", &platform()),
     );
-    let err = updater(&relay, data.path(), &trusted, "0.1.0")
-        .apply(&order(&build, "0.99.0"))
-        .await
-        .unwrap_err();
-    assert!(err.error.contains("SHA-256"), "{err}");
+    refused(
+        updater(&relay, data.path(), &trusted, "0.1.0"),
+        &order(&build, "0.99.0"),
+        "SHA-256",
+    )
+    .await;
     assert_eq!(update_files(data.path()), before, "something was replaced");
 
     // Even with the forged file's own SHA-256 and size announced, the signature refuses it.
-    let err = updater(&relay, data.path(), &trusted, "0.1.0")
-        .apply(&order(&forged, "0.99.0"))
-        .await
-        .unwrap_err();
-    assert!(err.error.contains("signature does not match"), "{err}");
+    refused(
+        updater(&relay, data.path(), &trusted, "0.1.0"),
+        &order(&forged, "0.99.0"),
+        "signature does not match",
+    )
+    .await;
     assert_eq!(update_files(data.path()), before, "something was replaced");
 
     // A truncated download (the file cut short after the relay announced it): refused.
@@ -180,93 +195,27 @@ async fn a_build_is_installed_only_when_signed_announced_and_downloaded_exactly(
         &build[..150_000],
         &key.sign(&build, "0.99.0", &platform()),
     );
-    let err = updater(&relay, data.path(), &trusted, "0.1.0")
-        .apply(&order(&build, "0.99.0"))
-        .await
-        .unwrap_err();
+    let err = refused(
+        updater(&relay, data.path(), &trusted, "0.1.0"),
+        &order(&build, "0.99.0"),
+        "150000 bytes",
+    )
+    .await;
     assert_eq!(err.error_code, ErrorCode::UpdateRefused, "{err}");
-    assert!(err.error.contains("150000 bytes"), "{err}");
     assert_eq!(update_files(data.path()), before, "something was replaced");
-}
-
-/// A `zedops-agent run` process in the foreground, its output appended to `log`.
-struct AgentProcess {
-    child: tokio::process::Child,
-}
-
-impl AgentProcess {
-    fn spawn(
-        binary: &Path,
-        relay: &Relay,
-        token: Option<&str>,
-        data: &Path,
-        key_file: &Path,
-        log: &Path,
-    ) -> Self {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let mut command = tokio::process::Command::new(binary);
-        command
-            .args(["run", "--relay", &relay.url, "--name", "updater"])
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--trusted-key-file")
-            .arg(key_file)
-            .args(["--update-revert-after", "5"])
-            .env_remove("INVOCATION_ID")
-            .env_remove("ZEDOPS_UPDATE_LAUNCHED")
-            .env_remove("ZEDOPS_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true);
-        if let Some(token) = token {
-            command.env("ZEDOPS_TOKEN", token);
-        }
-        Self {
-            child: command.spawn().expect("the agent starts"),
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
-    }
-}
-
-fn log_text(log: &Path) -> String {
-    std::fs::read_to_string(log).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_launcher_runs_a_newer_build_and_the_guard_reverts_one_that_cannot_connect() {
     let key = ReleaseKey::generate();
     let new = update::build_agent("0.99.0");
-    let downloads = tempfile::tempdir().unwrap();
-    publish(
-        downloads.path(),
-        &new,
-        &key.sign(&new, "0.99.0", &platform()),
-    );
-    let relay = Relay::start(downloads.path()).await;
-    let work = tempfile::tempdir().unwrap();
-    // The packaged binary, as install puts it: the tests' own build, version 0.1.0.
-    let launcher = work.path().join("zedops-agent");
-    std::fs::copy(env!("CARGO_BIN_EXE_zedops-agent"), &launcher).unwrap();
-    let key_file = work.path().join("release.pub");
-    std::fs::write(&key_file, key.public_file()).unwrap();
-    let data = work.path().join("data");
-    let log = work.path().join("agent.log");
+    let (_downloads, relay) = serve_build(&key, &new, "0.99.0").await;
+    let site = Site::new(&key);
+    let data = site.data("data");
     let packaged = env!("CARGO_PKG_VERSION");
 
-    let token = relay
-        .store
-        .create_registration_token(Duration::from_secs(900))
-        .await
-        .unwrap();
-    let agent = AgentProcess::spawn(&launcher, &relay, Some(&token), &data, &key_file, &log);
+    let token = relay.registration_token().await;
+    let agent = AgentProcess::spawn(&site, &relay, "updater", Some(&token), &data);
     let id = relay
         .wait_version(None, packaged, Duration::from_secs(60))
         .await;
@@ -279,46 +228,31 @@ async fn the_launcher_runs_a_newer_build_and_the_guard_reverts_one_that_cannot_c
         .unwrap();
     let before = relay.connection(&id);
     agent.stop().await;
-    let agent = AgentProcess::spawn(&launcher, &relay, None, &data, &key_file, &log);
+    let agent = AgentProcess::spawn(&site, &relay, "updater", None, &data);
     relay
         .wait_version(before, "0.99.0", Duration::from_secs(60))
         .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !store.installed().unwrap().confirmed {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the new build did not confirm itself: {}",
-            log_text(&log)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_confirmed(&data).await;
 
     // A build that starts but never connects, properly signed: the guard puts 0.99.0 back
     // within the deadline (5 s here) and kills it; started again (as systemd does after the
     // kill), the agent is back online on 0.99.0.
     // (A relay reads signatures at start: this one serves only the broken build.)
-    let broken = b"#!/bin/sh\n# starts, never connects\nexec sleep 600\n".to_vec();
-    let broken_downloads = tempfile::tempdir().unwrap();
-    publish(
-        broken_downloads.path(),
-        &broken,
-        &key.sign(&broken, "0.99.1", &platform()),
-    );
-    let broken_relay = Relay::start(broken_downloads.path()).await;
+    let (_broken_downloads, broken_relay) = serve_build(&key, NEVER_CONNECTS, "0.99.1").await;
     let mut next = updater(&broken_relay, &data, &key.public_file(), "0.99.0");
     next.running_update = true;
     next.revert_after = Duration::from_secs(5);
-    next.apply(&order(&broken, "0.99.1")).await.unwrap();
+    next.apply(&order(NEVER_CONNECTS, "0.99.1")).await.unwrap();
     let before = relay.connection(&id);
     agent.stop().await;
     let started = tokio::time::Instant::now();
-    let mut agent = AgentProcess::spawn(&launcher, &relay, None, &data, &key_file, &log);
+    let mut agent = AgentProcess::spawn(&site, &relay, "updater", None, &data);
     let status = tokio::time::timeout(Duration::from_secs(20), agent.child.wait())
         .await
         .unwrap_or_else(|_| {
             panic!(
                 "the build that cannot connect is still running after 20 s: {}",
-                log_text(&log)
+                log_text(&data)
             )
         })
         .unwrap();
@@ -336,14 +270,14 @@ async fn the_launcher_runs_a_newer_build_and_the_guard_reverts_one_that_cannot_c
         rollback.reason
     );
     assert_eq!(std::fs::read(store.build_path()).unwrap(), new);
-    let agent = AgentProcess::spawn(&launcher, &relay, None, &data, &key_file, &log);
+    let agent = AgentProcess::spawn(&site, &relay, "updater", None, &data);
     relay
         .wait_version(before, "0.99.0", Duration::from_secs(60))
         .await;
     assert!(
-        log_text(&log).contains("reverted the agent update"),
+        log_text(&data).contains("reverted the agent update"),
         "{}",
-        log_text(&log)
+        log_text(&data)
     );
     agent.stop().await;
 }
@@ -352,26 +286,11 @@ async fn the_launcher_runs_a_newer_build_and_the_guard_reverts_one_that_cannot_c
 async fn agent_update_over_the_relay_restarts_the_agent_in_place_on_the_new_build() {
     let key = ReleaseKey::generate();
     let new = update::build_agent("0.99.0");
-    let downloads = tempfile::tempdir().unwrap();
-    publish(
-        downloads.path(),
-        &new,
-        &key.sign(&new, "0.99.0", &platform()),
-    );
-    let relay = Relay::start(downloads.path()).await;
-    let work = tempfile::tempdir().unwrap();
-    let launcher = work.path().join("zedops-agent");
-    std::fs::copy(env!("CARGO_BIN_EXE_zedops-agent"), &launcher).unwrap();
-    let key_file = work.path().join("release.pub");
-    std::fs::write(&key_file, key.public_file()).unwrap();
-    let data = work.path().join("data");
-    let log = work.path().join("agent.log");
-    let token = relay
-        .store
-        .create_registration_token(Duration::from_secs(900))
-        .await
-        .unwrap();
-    let mut agent = AgentProcess::spawn(&launcher, &relay, Some(&token), &data, &key_file, &log);
+    let (_downloads, relay) = serve_build(&key, &new, "0.99.0").await;
+    let site = Site::new(&key);
+    let data = site.data("data");
+    let token = relay.registration_token().await;
+    let mut agent = AgentProcess::spawn(&site, &relay, "updater", Some(&token), &data);
     let id = relay
         .wait_version(None, env!("CARGO_PKG_VERSION"), Duration::from_secs(60))
         .await;
@@ -383,7 +302,7 @@ async fn agent_update_over_the_relay_restarts_the_agent_in_place_on_the_new_buil
         answer["agentId"],
         id.as_str(),
         "{answer} {}",
-        log_text(&log)
+        log_text(&data)
     );
     assert_eq!(answer["from"], env!("CARGO_PKG_VERSION"), "{answer}");
     assert_eq!(answer["to"], "0.99.0", "{answer}");
@@ -395,18 +314,9 @@ async fn agent_update_over_the_relay_restarts_the_agent_in_place_on_the_new_buil
     assert!(
         agent.child.try_wait().unwrap().is_none(),
         "the agent process ended instead of restarting in place: {}",
-        log_text(&log)
+        log_text(&data)
     );
-    let store = Store::new(&data);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !store.installed().unwrap().confirmed {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not confirmed: {}",
-            log_text(&log)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_confirmed(&data).await;
 
     // Asked again, the agent (now 0.99.0) refuses: not newer.
     let answer = admin.update("updater").await;
@@ -430,8 +340,7 @@ async fn agent_update_over_the_relay_restarts_the_agent_in_place_on_the_new_buil
             ("ok", format!("{} -> 0.99.0", env!("CARGO_PKG_VERSION"))),
         ]
     );
-    agent.child.start_kill().unwrap();
-    let _ = agent.child.wait().await;
+    agent.stop().await;
 }
 
 #[tokio::test]
@@ -442,19 +351,8 @@ async fn an_agent_and_a_client_of_the_previous_protocol_are_served_and_agent_upd
     };
     assert_eq!(MIN_PROTOCOL_VERSION, PROTOCOL_VERSION - 1);
     let key = ReleaseKey::generate();
-    let downloads = tempfile::tempdir().unwrap();
-    let build = b"any build".to_vec();
-    publish(
-        downloads.path(),
-        &build,
-        &key.sign(&build, "0.99.0", &platform()),
-    );
-    let relay = Relay::start(downloads.path()).await;
-    let token = relay
-        .store
-        .create_registration_token(Duration::from_secs(900))
-        .await
-        .unwrap();
+    let (_downloads, relay) = serve_build(&key, b"any build", "0.99.0").await;
+    let token = relay.registration_token().await;
 
     // An agent that speaks the previous protocol (as 0.1.0 did): enrolled, answered in its
     // version.

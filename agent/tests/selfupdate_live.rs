@@ -6,93 +6,17 @@
 //! canary refuses the relay's build (signed by another key than the one the agents trust)
 //! stops before the other agents are asked.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use update::{Relay, ReleaseKey, platform, publish};
+use update::{
+    AgentProcess, NEVER_CONNECTS, ReleaseKey, Site, downloads_with, log_text, serve_build,
+    wait_confirmed,
+};
 use zedops_agent::selfupdate::store::Store;
 use zedops_client::agent_update::{self, AgentStep, AgentUpdateOptions};
 
 mod update;
-
-/// A `zedops-agent run` in the foreground (the packaged binary: this test's own build),
-/// trusting `key_file`, with a 5 s revert deadline; its log appended to `<data>.log`.
-struct AgentProcess {
-    child: tokio::process::Child,
-}
-
-impl AgentProcess {
-    fn spawn(
-        binary: &Path,
-        relay: &Relay,
-        name: &str,
-        token: Option<&str>,
-        data: &Path,
-        key_file: &Path,
-    ) -> Self {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path(data))
-            .unwrap();
-        let mut command = tokio::process::Command::new(binary);
-        command
-            .args(["run", "--relay", &relay.url, "--name", name])
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--trusted-key-file")
-            .arg(key_file)
-            .args(["--update-revert-after", "5"])
-            .env_remove("INVOCATION_ID")
-            .env_remove("ZEDOPS_UPDATE_LAUNCHED")
-            .env_remove("ZEDOPS_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true);
-        if let Some(token) = token {
-            command.env("ZEDOPS_TOKEN", token);
-        }
-        Self {
-            child: command.spawn().expect("the agent starts"),
-        }
-    }
-}
-
-fn log_path(data: &Path) -> PathBuf {
-    data.with_extension("log")
-}
-
-fn log_text(data: &Path) -> String {
-    std::fs::read_to_string(log_path(data)).unwrap_or_default()
-}
-
-/// A work directory with the packaged binary (this test's build) and a key file.
-struct Site {
-    dir: tempfile::TempDir,
-    launcher: PathBuf,
-    key_file: PathBuf,
-}
-
-impl Site {
-    fn new(key: &ReleaseKey) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let launcher = dir.path().join("zedops-agent");
-        std::fs::copy(env!("CARGO_BIN_EXE_zedops-agent"), &launcher).unwrap();
-        let key_file = dir.path().join("release.pub");
-        std::fs::write(&key_file, key.public_file()).unwrap();
-        Self {
-            dir,
-            launcher,
-            key_file,
-        }
-    }
-
-    fn data(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
 
 /// Collects every step reported, per agent.
 #[derive(Default)]
@@ -151,29 +75,12 @@ fn folded(steps: &[AgentStep]) -> (Vec<&'static str>, Option<(u64, u64)>) {
 async fn each_state_arrives_live_and_a_build_that_cannot_connect_is_shown_rolled_back_with_why() {
     let key = ReleaseKey::generate();
     let new = update::build_agent("0.99.0");
-    let downloads = tempfile::tempdir().unwrap();
-    publish(
-        downloads.path(),
-        &new,
-        &key.sign(&new, "0.99.0", &platform()),
-    );
-    let relay = Relay::start(downloads.path()).await;
+    let (_downloads, relay) = serve_build(&key, &new, "0.99.0").await;
     let site = Site::new(&key);
     let data = site.data("live");
     let packaged = env!("CARGO_PKG_VERSION");
-    let token = relay
-        .store
-        .create_registration_token(Duration::from_secs(900))
-        .await
-        .unwrap();
-    let mut agent = AgentProcess::spawn(
-        &site.launcher,
-        &relay,
-        "live-1",
-        Some(&token),
-        &data,
-        &site.key_file,
-    );
+    let token = relay.registration_token().await;
+    let mut agent = AgentProcess::spawn(&site, &relay, "live-1", Some(&token), &data);
     relay
         .wait_version(None, packaged, Duration::from_secs(60))
         .await;
@@ -231,28 +138,13 @@ async fn each_state_arrives_live_and_a_build_that_cannot_connect_is_shown_rolled
     operator.close().await;
     // `online` is said at the new build's hello; the build confirms itself (kept from then
     // on) within a second of it. Before that, a lost connection could still revert it.
-    let store = Store::new(&data);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !store.installed().is_some_and(|i| i.confirmed) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not confirmed: {}",
-            log_text(&data)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_confirmed(&data).await;
 
     // A signed build that starts but never connects (0.99.1): the agent installs it and
     // restarts into it; its guard takes it back after 5 s and kills it; started again (as
     // systemd would), the agent is back on 0.99.0 and the update is shown rolled back with the
     // reason the guard recorded.
-    let broken = b"#!/bin/sh\n# starts, never connects\nexec sleep 600\n".to_vec();
-    let broken_downloads = tempfile::tempdir().unwrap();
-    publish(
-        broken_downloads.path(),
-        &broken,
-        &key.sign(&broken, "0.99.1", &platform()),
-    );
+    let broken_downloads = downloads_with(&key, NEVER_CONNECTS, "0.99.1");
     let relay = relay.restart_serving(broken_downloads.path()).await;
     relay
         .wait_version(None, "0.99.0", Duration::from_secs(60))
@@ -269,14 +161,7 @@ async fn each_state_arrives_live_and_a_build_that_cannot_connect_is_shown_rolled
             })
             .unwrap();
         assert!(!status.success(), "{status:?}");
-        AgentProcess::spawn(
-            &site.launcher,
-            &relay,
-            "live-1",
-            None,
-            &data,
-            &site.key_file,
-        )
+        AgentProcess::spawn(&site, &relay, "live-1", None, &data)
     };
     let (options, report) = (AgentUpdateOptions::default(), seen.report());
     let (end, restarted) = tokio::join!(
@@ -322,29 +207,18 @@ async fn a_canary_that_refuses_the_relays_build_stops_the_rollout_before_the_oth
     // Stripped as a release build ships: the test binary's own copy carries its debug
     // information, over the 64 MiB an agent downloads at most (refused for its size first).
     let build = update::build_agent("0.99.0");
-    let downloads = tempfile::tempdir().unwrap();
-    publish(
-        downloads.path(),
-        &build,
-        &other.sign(&build, "0.99.0", &platform()),
-    );
-    let relay = Relay::start(downloads.path()).await;
+    let (_downloads, relay) = serve_build(&other, &build, "0.99.0").await;
     let site = Site::new(&trusted);
     let names = ["fleet-a", "fleet-b", "fleet-c"];
     let mut agents = vec![];
     for name in names {
-        let token = relay
-            .store
-            .create_registration_token(Duration::from_secs(900))
-            .await
-            .unwrap();
+        let token = relay.registration_token().await;
         agents.push(AgentProcess::spawn(
-            &site.launcher,
+            &site,
             &relay,
             name,
             Some(&token),
             &site.data(name),
-            &site.key_file,
         ));
     }
     let client = update::client(&relay, "cy").await;

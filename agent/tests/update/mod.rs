@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +72,32 @@ pub fn publish(downloads: &Path, bytes: &[u8], signature: &str) {
         signature,
     )
     .unwrap();
+}
+
+/// A build that is no agent: it starts and never connects (a guard must revert it).
+pub const NEVER_CONNECTS: &[u8] = b"#!/bin/sh\n# starts, never connects\nexec sleep 600\n";
+
+/// A new downloads directory holding `bytes` as this platform's build `version`, signed by
+/// `key`.
+pub fn downloads_with(key: &ReleaseKey, bytes: &[u8], version: &str) -> tempfile::TempDir {
+    let downloads = tempfile::tempdir().unwrap();
+    publish(
+        downloads.path(),
+        bytes,
+        &key.sign(bytes, version, &platform()),
+    );
+    downloads
+}
+
+/// A relay serving `bytes` as build `version` signed by `key`, with its downloads directory.
+pub async fn serve_build(
+    key: &ReleaseKey,
+    bytes: &[u8],
+    version: &str,
+) -> (tempfile::TempDir, Relay) {
+    let downloads = downloads_with(key, bytes, version);
+    let relay = Relay::start(downloads.path()).await;
+    (downloads, relay)
 }
 
 /// SHA-256 in hex.
@@ -153,6 +179,19 @@ impl Relay {
         }
     }
 
+    /// Stops serving now (as on drop), e.g. to show what a client does without a relay.
+    pub fn shutdown(&self) {
+        self.handle.shutdown();
+    }
+
+    /// A registration token good for 15 minutes.
+    pub async fn registration_token(&self) -> String {
+        self.store
+            .create_registration_token(Duration::from_secs(900))
+            .await
+            .unwrap()
+    }
+
     /// The connection of agent `id` now, if it is connected.
     pub fn connection(&self, id: &str) -> Option<u64> {
         self.state.hub.agent(id).map(|link| link.conn_id)
@@ -190,6 +229,102 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         self.handle.shutdown();
+    }
+}
+
+/// A work directory with the packaged binary (the tests' own build, as install puts it) and
+/// the release key's file; agents' data dirs go in it.
+pub struct Site {
+    dir: tempfile::TempDir,
+    pub launcher: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl Site {
+    pub fn new(key: &ReleaseKey) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let launcher = dir.path().join("zedops-agent");
+        std::fs::copy(env!("CARGO_BIN_EXE_zedops-agent"), &launcher).unwrap();
+        let key_file = dir.path().join("release.pub");
+        std::fs::write(&key_file, key.public_file()).unwrap();
+        Self {
+            dir,
+            launcher,
+            key_file,
+        }
+    }
+
+    /// The data dir of agent `name` (its log beside it: [`log_text`]).
+    pub fn data(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// A `zedops-agent run` of the site's packaged binary in the foreground, trusting the site's
+/// key, with a 5 s revert deadline; its log appended to `<data>.log`. Killed on drop.
+pub struct AgentProcess {
+    pub child: tokio::process::Child,
+}
+
+impl AgentProcess {
+    /// Starts agent `name` on `relay` with data dir `data`, enrolling with `token` if given.
+    pub fn spawn(site: &Site, relay: &Relay, name: &str, token: Option<&str>, data: &Path) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path(data))
+            .unwrap();
+        let mut command = tokio::process::Command::new(&site.launcher);
+        command
+            .args(["run", "--relay", &relay.url, "--name", name])
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--trusted-key-file")
+            .arg(&site.key_file)
+            .args(["--update-revert-after", "5"])
+            .env_remove("INVOCATION_ID")
+            .env_remove("ZEDOPS_UPDATE_LAUNCHED")
+            .env_remove("ZEDOPS_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true);
+        if let Some(token) = token {
+            command.env("ZEDOPS_TOKEN", token);
+        }
+        Self {
+            child: command.spawn().expect("the agent starts"),
+        }
+    }
+
+    /// Kills the process and waits for it.
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// Where the agent with data dir `data` logs.
+pub fn log_path(data: &Path) -> PathBuf {
+    data.with_extension("log")
+}
+
+/// The log of the agent with data dir `data` so far.
+pub fn log_text(data: &Path) -> String {
+    std::fs::read_to_string(log_path(data)).unwrap_or_default()
+}
+
+/// Waits up to 10 s until the build installed in `data` has confirmed itself (it is kept
+/// from then on); the agent's log is the message otherwise.
+pub async fn wait_confirmed(data: &Path) {
+    let store = zedops_agent::selfupdate::store::Store::new(data);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !store.installed().is_some_and(|i| i.confirmed) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new build did not confirm itself: {}",
+            log_text(data)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
