@@ -20,10 +20,8 @@ use bollard::models::{
     RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
-    RenameContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
+    InspectContainerOptions, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
-use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use zedops_agent::container_update::{self, journal};
 use zedops_agent::docker::DockerClient;
@@ -32,7 +30,7 @@ use zedops_protocol::{
     LABEL_UPDATE_HOOK_WAIT, MAX_UPDATES_PER_AGENT, StreamEnd, UpdatePhase, UpdateRollback,
     Validate,
 };
-use zedops_testkit::docker::{Cleanup, TEST_LABEL, names_with_prefix};
+use zedops_testkit::docker::{Cleanup, TEST_LABEL, create_named, names_with_prefix, pull};
 use zedops_testkit::registry::{TestRegistry, free_port};
 
 /// One test at a time (see the file's comment).
@@ -147,23 +145,12 @@ impl Build {
     }
 }
 
-/// Pulls `reference` on the engine (as the agent would for a deploy).
-async fn pull(docker: &Docker, reference: &str) {
-    let options = CreateImageOptionsBuilder::new()
-        .from_image(reference)
-        .build();
-    let mut pull = docker.create_image(Some(options), None, None);
-    while let Some(step) = pull.next().await {
-        step.unwrap();
-    }
-}
-
 /// Creates and starts container `name` from `image` with `body`'s other settings.
 async fn create(docker: &Docker, name: &str, image: &str, body: ContainerCreateBody) -> String {
     create_with(docker, name, image, body, true).await
 }
 
-/// Creates container `name`, started when `start` is true.
+/// Creates container `name` from `image` (pulled), started when `start` is true.
 async fn create_with(
     docker: &Docker,
     name: &str,
@@ -171,24 +158,13 @@ async fn create_with(
     body: ContainerCreateBody,
     start: bool,
 ) -> String {
+    // Pulled first, as the agent would for a deploy.
     pull(docker, image).await;
     let body = ContainerCreateBody {
         image: Some(image.into()),
         ..body
     };
-    let options = CreateContainerOptionsBuilder::new().name(name).build();
-    let id = docker
-        .create_container(Some(options), body)
-        .await
-        .unwrap()
-        .id;
-    if start {
-        docker
-            .start_container(&id, None::<StartContainerOptions>)
-            .await
-            .unwrap();
-    }
-    id
+    create_named(docker, name, body, start).await
 }
 
 /// Settings whose labels name the pre-update `hook` and the seconds to `wait` after it.

@@ -78,6 +78,25 @@ async fn pull(client: &DockerClient, image: &str) -> (Vec<DeployFrame>, StreamEn
     (frames(&mut rx).await, end)
 }
 
+/// Asserts the stream ended well; its reason is the message otherwise.
+fn assert_ok(end: &StreamEnd) {
+    assert_eq!(end.error_code, None, "{}", end.reason);
+}
+
+/// Asserts the stream ended with `code` and a reason that says `part`.
+fn assert_refused(end: &StreamEnd, code: ErrorCode, part: &str) {
+    assert_eq!(end.error_code, Some(code), "{}", end.reason);
+    assert!(end.reason.contains(part), "not {part:?} in: {}", end.reason);
+}
+
+/// Asserts container `name` does not exist; `why` says what went wrong otherwise.
+async fn assert_no_container(docker: &Docker, name: &str, why: &str) {
+    let found = docker
+        .inspect_container(name, None::<InspectContainerOptions>)
+        .await;
+    assert!(found.is_err(), "{why}");
+}
+
 fn busybox(image: &str) -> ContainerSpec {
     ContainerSpec {
         image: image.into(),
@@ -153,7 +172,7 @@ async fn creates_exactly_what_the_spec_asks_for() {
     });
     req.created_by = Some("alice".into());
     let (frames, end) = create(&client, &LocalPolicy::default(), req).await;
-    assert_eq!(end.error_code, None, "{}", end.reason);
+    assert_ok(&end);
     assert_eq!(end.reason, "created and started");
     let pulled = frames
         .iter()
@@ -240,7 +259,7 @@ async fn a_missing_image_is_pulled_with_progress_to_the_end() {
         .push_unique_image(&docker, "zedops/noise", "1", 3 * 1024 * 1024)
         .await;
     let (frames, end) = pull(&client, &image).await;
-    assert_eq!(end.error_code, None, "{}", end.reason);
+    assert_ok(&end);
     let progress: Vec<_> = frames.iter().filter_map(|f| f.progress.clone()).collect();
     assert!(!progress.is_empty(), "no progress frames");
     let last = progress.last().unwrap();
@@ -261,7 +280,7 @@ async fn a_missing_image_is_pulled_with_progress_to_the_end() {
         request(&name, busybox(&image), false),
     )
     .await;
-    assert_eq!(end.error_code, None, "{}", end.reason);
+    assert_ok(&end);
     assert!(
         frames
             .iter()
@@ -284,17 +303,7 @@ async fn registry_failures_have_their_own_codes() {
         .push_test_image(&docker, "zedops/busybox", "1")
         .await;
     let (_, end) = pull(&client, &registry.image("zedops/busybox:2")).await;
-    assert_eq!(
-        end.error_code,
-        Some(ErrorCode::ImageNotFound),
-        "{}",
-        end.reason
-    );
-    assert!(
-        end.reason.contains("check the name and tag"),
-        "{}",
-        end.reason
-    );
+    assert_refused(&end, ErrorCode::ImageNotFound, "check the name and tag");
 
     let down = format!("127.0.0.1:{}/zedops/busybox:1", free_port());
     let (_, end) = pull(&client, &down).await;
@@ -352,30 +361,16 @@ async fn name_and_port_clashes_are_told_apart_and_leave_nothing_behind() {
     });
     let policy = LocalPolicy::default();
     let (_, end) = create(&client, &policy, request(&name, spec.clone(), true)).await;
-    assert_eq!(end.error_code, None, "{}", end.reason);
+    assert_ok(&end);
 
     let (_, end) = create(&client, &policy, request(&name, busybox(TEST_IMAGE), false)).await;
-    assert_eq!(
-        end.error_code,
-        Some(ErrorCode::ContainerNameInUse),
-        "{}",
-        end.reason
-    );
-    assert!(end.reason.contains("choose another name"), "{}", end.reason);
+    assert_refused(&end, ErrorCode::ContainerNameInUse, "choose another name");
 
     let other = cleanup.name("clash2");
     let (_, end) = create(&client, &policy, request(&other, spec, true)).await;
-    assert_eq!(end.error_code, Some(ErrorCode::PortInUse), "{}", end.reason);
-    assert!(
-        end.reason.contains(&format!("{port}/tcp")),
-        "{}",
-        end.reason
-    );
+    assert_refused(&end, ErrorCode::PortInUse, &format!("{port}/tcp"));
     // The container that could not start was removed: the name is free again.
-    let gone = docker
-        .inspect_container(&other, None::<InspectContainerOptions>)
-        .await;
-    assert!(gone.is_err(), "the failed container was left behind");
+    assert_no_container(&docker, &other, "the failed container was left behind").await;
 }
 
 #[tokio::test]
@@ -398,7 +393,7 @@ async fn a_port_clash_is_refused_at_create_even_without_start() {
     let policy = LocalPolicy::default();
     let spec = with_port("127.0.0.1", PortProtocol::Tcp);
     let (_, end) = create(&client, &policy, request(&holder, spec.clone(), true)).await;
-    assert_eq!(end.error_code, None, "{}", end.reason);
+    assert_ok(&end);
 
     // Not started, same port: refused at once, naming the port and the container holding it.
     let second = cleanup.name("second");
@@ -409,10 +404,7 @@ async fn a_port_clash_is_refused_at_create_even_without_start() {
         "{}",
         end.reason
     );
-    let gone = docker
-        .inspect_container(&second, None::<InspectContainerOptions>)
-        .await;
-    assert!(gone.is_err(), "a container was made despite the clash");
+    assert_no_container(&docker, &second, "a container was made despite the clash").await;
 
     // The same number over UDP, or on another address, is no clash.
     for (suffix, spec) in [
@@ -495,7 +487,7 @@ async fn the_local_policy_refuses_whatever_the_relay_sends() {
         read_only: true,
     });
     let (_, end) = create(&client, &policy, request(&name, spec, false)).await;
-    assert_eq!(end.error_code, None, "{}", end.reason);
+    assert_ok(&end);
     // Raw host configuration cannot even be decoded.
     let raw =
         r#"{"agentId":"a","name":"x","spec":{"image":"busybox","hostConfig":{"Privileged":true}}}"#;
@@ -520,7 +512,7 @@ async fn remove_needs_force_for_a_running_container_and_keeps_protected_ones() {
         request(&running, busybox(TEST_IMAGE), true),
     )
     .await;
-    assert_eq!(end.error_code, None, "{}", end.reason);
+    assert_ok(&end);
     let remove = |id: &str, force: bool, volumes: bool| ContainerRemoveRequest {
         agent_id: "a".into(),
         container_id: id.into(),
@@ -570,13 +562,13 @@ async fn remove_needs_force_for_a_running_container_and_keeps_protected_ones() {
     let mut spec = busybox(TEST_IMAGE);
     spec.labels.insert(LABEL_PROTECTED.into(), "true".into());
     let (_, end) = create(&client, &policy, request(&protected, spec, false)).await;
-    assert_eq!(end.error_code, None, "{}", end.reason);
+    assert_ok(&end);
     let answer = deploy::remove(&client, remove(&protected, true, true), "_INBOX.t").await;
     assert!(answer.contains("\"PROTECTED\""), "{answer}");
 
     let own = cleanup.name("own");
     let (_, end) = create(&client, &policy, request(&own, busybox(TEST_IMAGE), false)).await;
-    assert_eq!(end.error_code, None, "{}", end.reason);
+    assert_ok(&end);
     let id = docker
         .inspect_container(&own, None::<InspectContainerOptions>)
         .await
@@ -606,7 +598,7 @@ async fn images_are_listed_with_their_users_and_removed() {
         .push_unique_image(&docker, "zedops/listed", "1", 1024)
         .await;
     let (_, end) = pull(&client, &image).await;
-    assert_eq!(end.error_code, None, "{}", end.reason);
+    assert_ok(&end);
     let cleanup = Cleanup::new("zd");
     let user = cleanup.name("user");
     let local = format!("zedops-test/{user}");
@@ -619,7 +611,7 @@ async fn images_are_listed_with_their_users_and_removed() {
         request(&user, busybox(&second), false),
     )
     .await;
-    assert_eq!(end.error_code, None, "{}", end.reason);
+    assert_ok(&end);
     let images = client.images().await.unwrap();
     let used = images
         .iter()

@@ -13,57 +13,32 @@ use std::time::Duration;
 
 use installer::{AGENT, require_tool, text, verify_unit, walk};
 use tokio::process::Command;
-use zedops_relay::download::InstallerOptions;
-use zedops_relay::{Options, Server, ShutdownHandle, Store, Timeouts};
+use update::Relay;
 
 mod installer;
+mod update;
 
-/// A relay serving agent downloads from `downloads`, stopped on drop.
-struct Relay {
-    url: String,
-    store: Store,
-    handle: ShutdownHandle,
-    _db: tempfile::TempDir,
+/// The environment that systemd hands the installed service (`EnvironmentFile=`): the
+/// `KEY=value` lines of the installed `config_path`.
+fn installed_env(config_path: &Path) -> HashMap<String, String> {
+    fs::read_to_string(config_path)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
-impl Relay {
-    async fn start(downloads: &Path) -> Self {
-        let db = tempfile::tempdir().unwrap();
-        let server = Server::new(Options {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            db: db.path().join("relay.db").display().to_string(),
-            tls: None,
-            timeouts: Timeouts::default(),
-            installer: InstallerOptions {
-                downloads: Some(downloads.to_path_buf()),
-                public_url: None,
-            },
-            limits: Default::default(),
-        })
-        .await
-        .expect("relay starts");
-        let (url, store, handle) = (server.url(), server.store(), server.shutdown_handle());
-        tokio::spawn(async move { server.listen().await.expect("relay serves") });
-        Self {
-            url,
-            store,
-            handle,
-            _db: db,
-        }
-    }
-
-    async fn token(&self) -> String {
-        self.store
-            .create_registration_token(Duration::from_secs(900))
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-    }
+/// `<binary> run` with `env` as its whole environment, as the installed unit starts it.
+fn run_installed(binary: &Path, env: &HashMap<String, String>) -> tokio::process::Child {
+    Command::new(binary)
+        .arg("run")
+        .env_clear()
+        .envs(env)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
 }
 
 /// A downloads directory holding the real agent binary under this machine's platform name.
@@ -109,7 +84,7 @@ async fn install_sh_verifies_installs_and_the_installed_service_enrols() {
     }
     let (dir, _) = downloads();
     let relay = Relay::start(dir.path()).await;
-    let token = relay.token().await;
+    let token = relay.registration_token().await;
     let scratch = tempfile::tempdir().unwrap();
     let root = scratch.path().join("root");
 
@@ -170,25 +145,13 @@ async fn install_sh_verifies_installs_and_the_installed_service_enrols() {
     verify_unit(&root);
 
     // What systemd would hand the service (EnvironmentFile=) enrols it with the relay.
-    let config = fs::read_to_string(&config_path).unwrap();
-    let mut env: HashMap<String, String> = config
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let mut env = installed_env(&config_path);
     assert_eq!(env.get("ZEDOPS_RELAY"), Some(&relay.url));
     assert_eq!(env.get("ZEDOPS_TOKEN"), Some(&token));
     // Under the root, not the real /var/lib.
     let data_dir = root.join(env["ZEDOPS_DATA_DIR"].trim_start_matches('/'));
     env.insert("ZEDOPS_DATA_DIR".into(), data_dir.display().to_string());
-    let mut service = Command::new(&binary)
-        .arg("run")
-        .env_clear()
-        .envs(&env)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut service = run_installed(&binary, &env);
     let credentials = data_dir.join("credentials.json");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !credentials.exists() {
@@ -232,7 +195,7 @@ async fn install_sh_verifies_installs_and_the_installed_service_enrols() {
             .any(|e| e.operation == "agent.forget" && e.target.as_deref() == Some("web-1")),
         "{audit:?}"
     );
-    let again = relay.token().await;
+    let again = relay.registration_token().await;
     let (ok, said) = pipe_install(
         "sh",
         &relay.url,
@@ -242,21 +205,9 @@ async fn install_sh_verifies_installs_and_the_installed_service_enrols() {
     )
     .await;
     assert!(ok, "{said}");
-    let config = fs::read_to_string(&config_path).unwrap();
-    let mut env: HashMap<String, String> = config
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let mut env = installed_env(&config_path);
     env.insert("ZEDOPS_DATA_DIR".into(), data_dir.display().to_string());
-    let mut service = Command::new(&binary)
-        .arg("run")
-        .env_clear()
-        .envs(&env)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut service = run_installed(&binary, &env);
     // Connected, not just enrolled: the uninstall below names the agent from its status file,
     // which the agent writes a moment after it has stored its credentials.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -276,7 +227,7 @@ async fn install_sh_verifies_installs_and_the_installed_service_enrols() {
 
     // A relay that cannot be reached: the uninstall still purges, says so and prints the
     // command that revokes the agent at the relay.
-    relay.handle.shutdown();
+    relay.shutdown();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let out = installer::agent(&["uninstall", "--purge", "--root", root_arg]);
     let said = text(&out.stderr);
@@ -305,7 +256,7 @@ async fn install_sh_refuses_a_changed_binary_and_an_unknown_architecture() {
     let scratch = tempfile::tempdir().unwrap();
     let root = scratch.path().join("root");
     let root_arg = root.to_str().unwrap();
-    let token = relay.token().await;
+    let token = relay.registration_token().await;
     // Also under busybox's sh when it is there, a second POSIX shell.
     let shell = if installer::require_tool("busybox", "busybox-static") {
         "busybox sh"

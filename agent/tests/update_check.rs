@@ -6,37 +6,19 @@
 
 use bollard::Docker;
 use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{CreateContainerOptionsBuilder, CreateImageOptionsBuilder};
-use futures_util::StreamExt;
 use zedops_agent::docker::DockerClient;
 use zedops_agent::update_check::{STATE_FILE, UpdateChecker};
-use zedops_protocol::LABEL_UPDATE;
-use zedops_testkit::docker::{Cleanup, TEST_IMAGE, TEST_LABEL};
+use zedops_testkit::docker::{Cleanup, TEST_IMAGE, create_named, labelled, pull};
 use zedops_testkit::registry::TestRegistry;
 
-async fn pull(docker: &Docker, reference: &str) {
-    let options = CreateImageOptionsBuilder::new()
-        .from_image(reference)
-        .build();
-    let mut pull = docker.create_image(Some(options), None, None);
-    while let Some(step) = pull.next().await {
-        step.unwrap_or_else(|e| panic!("pull {reference}: {e}"));
-    }
-}
-
+/// Creates (without starting) container `name` from `image` running `sleep 300`, with
+/// `zedops.update=<label>` when given.
 async fn sleeper(docker: &Docker, name: &str, image: &str, label: Option<&str>) {
-    let mut labels = std::collections::HashMap::from([(TEST_LABEL.to_string(), "1".to_string())]);
-    if let Some(label) = label {
-        labels.insert(LABEL_UPDATE.to_string(), label.to_string());
-    }
     let body = ContainerCreateBody {
-        image: Some(image.to_string()),
         cmd: Some(vec!["sleep".into(), "300".into()]),
-        labels: Some(labels),
-        ..Default::default()
+        ..labelled(image, label)
     };
-    let options = CreateContainerOptionsBuilder::new().name(name).build();
-    docker.create_container(Some(options), body).await.unwrap();
+    create_named(docker, name, body, false).await;
 }
 
 #[tokio::test]
@@ -52,8 +34,7 @@ async fn a_new_build_under_the_same_tag_is_listed_with_both_digests() {
     let mut cleanup = Cleanup::new("zt");
     // `:1`, pulled, and a container from it; a container from a locally built image beside it.
     let reference = registry.push_unique_image(&docker, &repo, "1", 1024).await;
-    pull(&docker, &reference).await;
-    let old_id = docker.inspect_image(&reference).await.unwrap().id.unwrap();
+    let old_id = pull(&docker, &reference).await;
     cleanup.images.push(old_id.clone());
     let (web, local) = (format!("upd-web-{suffix}"), format!("upd-local-{suffix}"));
     cleanup.containers.extend([web.clone(), local.clone()]);

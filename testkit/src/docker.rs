@@ -13,6 +13,67 @@ pub const TEST_IMAGE: &str = "zedops-test/busybox:latest";
 /// Label on every test container, so leftovers are easy to find and remove.
 pub const TEST_LABEL: &str = "zedops-test";
 
+/// Pulls `reference` on the engine to the end and returns the pulled image's id.
+pub async fn pull(docker: &Docker, reference: &str) -> String {
+    use futures_util::StreamExt;
+    let options = bollard::query_parameters::CreateImageOptionsBuilder::new()
+        .from_image(reference)
+        .build();
+    let mut pull = docker.create_image(Some(options), None, None);
+    while let Some(step) = pull.next().await {
+        step.unwrap_or_else(|e| panic!("pull {reference}: {e}"));
+    }
+    let image = docker
+        .inspect_image(reference)
+        .await
+        .unwrap_or_else(|e| panic!("inspect the pulled {reference}: {e}"));
+    image.id.expect("an image id")
+}
+
+/// Settings of a container from `image` with the test label, and `zedops.update=<update>`
+/// when given.
+pub fn labelled(image: &str, update: Option<&str>) -> ContainerCreateBody {
+    let mut labels = std::collections::HashMap::from([(TEST_LABEL.to_string(), "1".to_string())]);
+    if let Some(update) = update {
+        labels.insert(
+            zedops_protocol::LABEL_UPDATE.to_string(),
+            update.to_string(),
+        );
+    }
+    ContainerCreateBody {
+        image: Some(image.to_string()),
+        labels: Some(labels),
+        ..Default::default()
+    }
+}
+
+/// Creates container `name` with `body`, started when `start`; returns its id.
+pub async fn create_named(
+    docker: &Docker,
+    name: &str,
+    body: ContainerCreateBody,
+    start: bool,
+) -> String {
+    let options = bollard::query_parameters::CreateContainerOptionsBuilder::new()
+        .name(name)
+        .build();
+    let id = docker
+        .create_container(Some(options), body)
+        .await
+        .unwrap_or_else(|e| panic!("create container {name}: {e}"))
+        .id;
+    if start {
+        docker
+            .start_container(
+                &id,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("start container {name}: {e}"));
+    }
+    id
+}
+
 /// The local Docker engine with the test image, or `None` (after saying why) when there is
 /// none outside CI. Under `CI=true` a missing engine or image fails the test.
 pub async fn require_docker() -> Option<Docker> {
