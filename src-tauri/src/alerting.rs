@@ -186,7 +186,7 @@ pub fn publish(app: &AppHandle, reveal: bool) {
     let state = center.state();
     let unseen = state.unseen;
     let _ = AlertsChanged { state, reveal }.emit(app);
-    tray::refresh(app);
+    tray::show_unseen(app, unseen);
     badge(app, unseen);
 }
 
@@ -214,10 +214,23 @@ pub fn seen(app: &AppHandle) {
     }
 }
 
+/// Shows, unminimises and focuses the main window; the alerts count as seen once it is up.
+/// Here rather than in the `window` module so the window (and the tray) sit below the alerts.
+pub fn show_window(app: &AppHandle) {
+    window::show(app);
+    seen(app);
+}
+
+/// Hides the main window if it is visible, shows it as [`show_window`] does otherwise (the
+/// tray's "Show / hide").
+pub fn toggle_window(app: &AppHandle) {
+    window::toggle(app, show_window);
+}
+
 /// Shows the window with the alert list open (the tray's "N alerts — show").
 pub fn reveal(app: &AppHandle) {
     // Showing the window marks the alerts seen.
-    window::show(app);
+    show_window(app);
     publish(app, true);
 }
 

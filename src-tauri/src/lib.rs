@@ -118,7 +118,7 @@ pub fn run() {
     let app = tauri::Builder::default()
         // First, so a second start hands over to the running app before anything else starts.
         .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
-            window::show(app)
+            alerting::show_window(app)
         }))
         .plugin(tauri_plugin_window_state::Builder::new().build())
         .plugin(tauri_plugin_notification::init())
@@ -134,7 +134,11 @@ pub fn run() {
             // Before the tray, which shows the unseen alerts.
             alerting::init(app.handle());
             // A desktop without a tray host still gets a working app; closing the window quits.
-            if let Err(err) = tray::create(app.handle()) {
+            let actions = tray::MenuActions {
+                show_alerts: alerting::reveal,
+                toggle_window: alerting::toggle_window,
+            };
+            if let Err(err) = tray::create(app.handle(), actions) {
                 tracing::warn!(%err, "no tray icon");
             }
             autostart::hide_if_started_at_login(app.handle());

@@ -16,7 +16,7 @@ use crate::types::{
     self, Action, ActionOutcome, AgentView, AuditEntry, ContainerView, RegistrationToken,
     SessionInfo,
 };
-use crate::{admin, forward, notify, tray};
+use crate::{admin, alerting, forward, notify, tray};
 
 fn state(app: &AppHandle) -> tauri::State<'_, AppState> {
     app.state::<AppState>()
@@ -51,6 +51,8 @@ pub async fn sign_out(app: &AppHandle) -> Result<(), AppError> {
     app.state::<Watches>().close_all();
     app.state::<crate::console::Consoles>().close_all();
     let taken = state(app).take().await;
+    // The session's alerts go with it; then the tray shows the signed-out look.
+    alerting::clear(app);
     tray::signed_out(app);
     match taken {
         Some(session) => session::sign_out(session).await,

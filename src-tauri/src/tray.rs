@@ -6,7 +6,7 @@
 //! alone that the menu bar tints for light and dark mode, and the coloured tile with the dot
 //! while there are unseen alerts (a template cannot carry a red dot).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
@@ -46,15 +46,25 @@ impl TrayIcon {
     }
 }
 
-/// The menu items whose text changes, and which icon is up (to swap it only on a change:
-/// refresh runs on every container event).
+/// The menu items whose text changes, which icon is up (to swap it only on a change: refresh
+/// runs on every container event), and the unseen alerts last told by [`show_unseen`].
 struct Items {
     summary: MenuItem<tauri::Wry>,
     alerts: MenuItem<tauri::Wry>,
     alert_icon: AtomicBool,
+    unseen: AtomicU32,
 }
 
-pub fn create(app: &AppHandle) -> tauri::Result<()> {
+/// What the menu's entries do, given by the app: the tray sits below the alerts and the
+/// window, so it names none of their functions itself.
+pub struct MenuActions {
+    /// "N alerts — show": the window with the alert list open.
+    pub show_alerts: fn(&AppHandle),
+    /// "Show / hide ZedOps".
+    pub toggle_window: fn(&AppHandle),
+}
+
+pub fn create(app: &AppHandle, actions: MenuActions) -> tauri::Result<()> {
     let summary = MenuItem::with_id(app, "summary", "Not signed in", false, None::<&str>)?;
     let alerts = MenuItem::with_id(app, "alerts", alert_line(0), false, None::<&str>)?;
     let toggle = MenuItem::with_id(app, "toggle", "Show / hide ZedOps", true, None::<&str>)?;
@@ -68,9 +78,9 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
         .tooltip("ZedOps")
         .menu(&menu)
         .show_menu_on_left_click(true)
-        .on_menu_event(|app, event| match event.id().as_ref() {
-            "alerts" => crate::alerting::reveal(app),
-            "toggle" => crate::window::toggle(app),
+        .on_menu_event(move |app, event| match event.id().as_ref() {
+            "alerts" => (actions.show_alerts)(app),
+            "toggle" => (actions.toggle_window)(app),
             "quit" => app.exit(0),
             _ => {}
         })
@@ -79,6 +89,7 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
         summary,
         alerts,
         alert_icon: AtomicBool::new(false),
+        unseen: AtomicU32::new(0),
     });
     Ok(())
 }
@@ -107,14 +118,24 @@ fn tooltip(summary: &str, unseen: u32) -> String {
     }
 }
 
+/// The alerts tell how many are unseen now (they change only through the alert center, which
+/// calls this after each change); the tray redraws with it.
+pub fn show_unseen(app: &AppHandle, unseen: u32) {
+    let Some(items) = app.try_state::<Items>() else {
+        return;
+    };
+    items.unseen.store(unseen, Ordering::Relaxed);
+    refresh(app);
+}
+
 /// Rewrites the summary and alert lines, the tooltip and the icon from the app's picture of the
-/// fleet and its unseen alerts.
+/// fleet and the unseen alerts last told by [`show_unseen`].
 pub fn refresh(app: &AppHandle) {
     let Some(items) = app.try_state::<Items>() else {
         return;
     };
     let signed_in = app.state::<AppState>().fleet().summary();
-    let unseen = crate::alerting::unseen(app);
+    let unseen = items.unseen.load(Ordering::Relaxed);
     if let Err(err) = items.summary.set_text(&signed_in) {
         tracing::debug!(%err, "could not update the tray summary");
     }
@@ -136,9 +157,9 @@ pub fn refresh(app: &AppHandle) {
     }
 }
 
-/// Back to the signed-out look; the session's alerts go with it.
+/// Back to the signed-out look (the caller clears the session's alerts, which redraws their
+/// count).
 pub fn signed_out(app: &AppHandle) {
-    crate::alerting::clear(app);
     if let Some(items) = app.try_state::<Items>() {
         let _ = items.summary.set_text("Not signed in");
     }

@@ -5,18 +5,19 @@ use tauri::{AppHandle, Manager, Window, WindowEvent};
 
 pub const MAIN: &str = "main";
 
-/// Shows, unminimises and focuses the main window; the alerts count as seen once it is up.
+/// Shows, unminimises and focuses the main window. The app shows it through
+/// [`crate::alerting::show_window`], which also marks the alerts seen.
 pub fn show(app: &AppHandle) {
     if let Some(window) = app.get_webview_window(MAIN) {
         let _ = window.show();
         let _ = window.unminimize();
         let _ = window.set_focus();
     }
-    crate::alerting::seen(app);
 }
 
-/// Hides the main window if it is visible, shows it otherwise.
-pub fn toggle(app: &AppHandle) {
+/// Hides the main window if it is visible, shows it with `show` otherwise. `show` comes from
+/// the caller so that this module needs nothing from the alerts that showing it marks seen.
+pub fn toggle(app: &AppHandle, show: impl FnOnce(&AppHandle)) {
     if let Some(window) = app.get_webview_window(MAIN) {
         match window.is_visible() {
             Ok(true) => {
