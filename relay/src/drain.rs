@@ -2,6 +2,7 @@
 //! new connections and new requests (`UNAVAILABLE`, "reconnect to another relay"), lets the
 //! requests in flight finish within a bound, then closes every connection with 1001 (going
 //! away), which agents and clients answer by reconnecting — to another relay of the cluster.
+//! The draining state the hub holds and the endpoints ask is in draining.rs (re-exported here).
 
 use std::time::Duration;
 

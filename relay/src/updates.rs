@@ -1,8 +1,8 @@
-//! Update available, at the relay: each agent's latest `updates.state` kept in memory (the
-//! agent keeps its own copy on disk and pushes it again after every reconnect, so nothing is
-//! lost with a relay restart), fanned out to the clients that watch the agent, and served by
-//! `updates.list` (any role) and `updates.check` (operators: ask one agent or all to check now
-//! and answer with their fresh states).
+//! Update available, at the relay: each agent's latest `updates.state` kept in memory (by the
+//! hub, in update_states.rs; the agent keeps its own copy on disk and pushes it again after
+//! every reconnect, so nothing is lost with a relay restart), fanned out to the clients that
+//! watch the agent, and served by `updates.list` (any role) and `updates.check` (operators: ask
+//! one agent or all to check now and answer with their fresh states).
 //!
 //! What one agent can make the relay hold is bounded by the payload's validation (at most
 //! [`zedops_protocol::MAX_UPDATE_ENTRIES`] updates, short fields); a bigger push is refused with
