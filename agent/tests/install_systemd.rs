@@ -12,7 +12,6 @@
 //! The image (`zedops-sysd:bookworm`) is built once and kept; its root filesystem is cached as a
 //! tarball under `target/zedops-sysd/` so a fresh engine imports it without debootstrap.
 
-use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,73 +19,25 @@ use std::time::Duration;
 
 use installer::{AGENT, require_tool, text};
 use sysd::{Machine, image};
-use zedops_relay::download::{InstallerOptions, install_command};
-use zedops_relay::server::AppState;
-use zedops_relay::{Options, Server, ShutdownHandle, Store, Timeouts};
+use update::Relay;
+use zedops_relay::download::install_command;
 
 mod installer;
 mod sysd;
+mod update;
 
-/// A relay on 127.0.0.1 serving the agent binary in `downloads`, stopped on drop.
-struct Relay {
-    url: String,
-    store: Store,
-    state: Arc<AppState>,
-    handle: ShutdownHandle,
-    _db: tempfile::TempDir,
-}
-
+/// What the installer tests ask of the relay serving the agent binary.
 impl Relay {
-    async fn start(downloads: &Path) -> Self {
-        let db = tempfile::tempdir().unwrap();
-        let server = Server::new(Options {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            db: db.path().join("relay.db").display().to_string(),
-            tls: None,
-            timeouts: Timeouts::default(),
-            installer: InstallerOptions {
-                downloads: Some(downloads.to_path_buf()),
-                public_url: None,
-            },
-            limits: Default::default(),
-        })
-        .await
-        .expect("relay starts");
-        let (url, store, state, handle) = (
-            server.url(),
-            server.store(),
-            server.state(),
-            server.shutdown_handle(),
-        );
-        tokio::spawn(async move { server.listen().await.expect("relay serves") });
-        Self {
-            url,
-            store,
-            state,
-            handle,
-            _db: db,
-        }
-    }
-
     /// The install command exactly as `zedops-relay token create --install-command` prints it,
     /// and its token.
     async fn install_command(&self) -> (String, String) {
-        let token = self
-            .store
-            .create_registration_token(Duration::from_secs(900))
-            .await
-            .unwrap();
+        let token = self.registration_token().await;
         (install_command(&self.url, &token), token)
     }
 
     /// Waits until the one live agent is connected, and returns its name and id.
     async fn wait_online(&self) -> (String, String) {
         self.wait_reconnected(None).await
-    }
-
-    /// The connection of the one live agent now, if it is connected.
-    fn connection(&self, id: &str) -> Option<u64> {
-        self.state.hub.agent(id).map(|link| link.conn_id)
     }
 
     /// Waits until the one live agent is connected over another connection than `old` (when
@@ -108,12 +59,6 @@ impl Relay {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.handle.shutdown();
     }
 }
 
