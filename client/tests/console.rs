@@ -14,9 +14,12 @@ use zedops_protocol::{
 };
 use zedops_relay::Limits;
 use zedops_relay::console_limits::ConsoleLimits;
+use zedops_testkit::process::{KillOnDrop, rss_kib, seed_database, serve_relay};
 use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
 
 mod support;
+
+use support::{assert_ok, assert_stderr_says};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -265,35 +268,23 @@ async fn the_cli_runs_commands_with_their_exit_codes_and_sends_console_lines() {
         return;
     };
     let token = s.relay.login("console-cli", Role::Admin).await;
-    let config = tempfile::tempdir().unwrap();
-    let zedops = |args: &[&str], stdin: &str| {
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let (url, token, dir) = (
-            s.relay.url.clone(),
-            token.clone(),
-            config.path().to_path_buf(),
-        );
-        let stdin = stdin.to_string();
-        async move {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            support::headless(&url, &token, &dir, &args, &stdin).await
-        }
-    };
+    let zed = support::Zed::new(&s.relay.url, &token);
     let c = s.container.as_str();
-    let out = zedops(
-        &[
-            "exec",
-            "--agent",
-            "console-1",
-            c,
-            "--",
-            "sh",
-            "-c",
-            "echo out; echo err >&2; exit 3",
-        ],
-        "",
-    )
-    .await;
+    let out = zed
+        .run_with(
+            &[
+                "exec",
+                "--agent",
+                "console-1",
+                c,
+                "--",
+                "sh",
+                "-c",
+                "echo out; echo err >&2; exit 3",
+            ],
+            "",
+        )
+        .await;
     assert_eq!(out.status.code(), Some(3), "{}", support::text(&out.stderr));
     assert_eq!(
         (
@@ -302,36 +293,36 @@ async fn the_cli_runs_commands_with_their_exit_codes_and_sends_console_lines() {
         ),
         ("out\n", "err\n")
     );
-    let out = zedops(
-        &[
-            "exec",
-            "--agent",
-            "console-1",
-            c,
-            "--",
-            "sh",
-            "-c",
-            "no-such-command",
-        ],
-        "",
-    )
-    .await;
+    let out = zed
+        .run_with(
+            &[
+                "exec",
+                "--agent",
+                "console-1",
+                c,
+                "--",
+                "sh",
+                "-c",
+                "no-such-command",
+            ],
+            "",
+        )
+        .await;
     assert_eq!(out.status.code(), Some(127));
-    let out = zedops(
-        &["exec", "-i", "--agent", "console-1", c, "--", "cat"],
-        "piped\nthrough cat\n",
-    )
-    .await;
+    let out = zed
+        .run_with(
+            &["exec", "-i", "--agent", "console-1", c, "--", "cat"],
+            "piped\nthrough cat\n",
+        )
+        .await;
     assert_eq!(out.status.code(), Some(0), "{}", support::text(&out.stderr));
     assert_eq!(support::text(&out.stdout), "piped\nthrough cat\n");
     // A container without an open stdin cannot take a console line: a clear refusal.
-    let out = zedops(&["send", "--agent", "console-1", c, "save"], "").await;
+    let out = zed
+        .run_with(&["send", "--agent", "console-1", c, "save"], "")
+        .await;
     assert!(!out.status.success());
-    assert!(
-        support::text(&out.stderr).contains("OpenStdin"),
-        "{}",
-        support::text(&out.stderr)
-    );
+    assert_stderr_says(&out, "OpenStdin");
 }
 
 #[tokio::test]
@@ -340,91 +331,67 @@ async fn the_cli_lists_uploads_downloads_and_removes_files() {
         return;
     };
     let token = s.relay.login("files-cli", Role::Admin).await;
-    let config = tempfile::tempdir().unwrap();
+    let zed = support::Zed::new(&s.relay.url, &token);
     let dir = tempfile::tempdir().unwrap();
-    let zedops = |args: Vec<String>| {
-        let (url, token, cfg) = (
-            s.relay.url.clone(),
-            token.clone(),
-            config.path().to_path_buf(),
-        );
-        async move {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            support::headless(&url, &token, &cfg, &args, "").await
-        }
-    };
-    let args = |list: &[&str]| list.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     let c = s.container.as_str();
     // 3 MiB of random bytes up and back down.
     let data: Vec<u8> = (0..3 * 1024 * 1024).map(|_| rand::random::<u8>()).collect();
     let source = dir.path().join("up.bin");
     std::fs::write(&source, &data).unwrap();
-    let out = zedops(args(&[
-        "files",
-        "mkdir",
-        "--agent",
-        "console-1",
-        c,
-        "/data",
-    ]))
-    .await;
-    assert!(out.status.success(), "{}", support::text(&out.stderr));
-    let out = zedops(args(&[
-        "files",
-        "put",
-        "--agent",
-        "console-1",
-        c,
-        source.to_str().unwrap(),
-        "/data/save.bin",
-    ]))
-    .await;
-    assert!(out.status.success(), "{}", support::text(&out.stderr));
+    let out = zed
+        .run(&["files", "mkdir", "--agent", "console-1", c, "/data"])
+        .await;
+    assert_ok(&out);
+    let out = zed
+        .run(&[
+            "files",
+            "put",
+            "--agent",
+            "console-1",
+            c,
+            source.to_str().unwrap(),
+            "/data/save.bin",
+        ])
+        .await;
+    assert_ok(&out);
     let dest = dir.path().join("down.bin");
-    let out = zedops(args(&[
-        "files",
-        "get",
-        "--agent",
-        "console-1",
-        c,
-        "/data/save.bin",
-        dest.to_str().unwrap(),
-    ]))
-    .await;
-    assert!(out.status.success(), "{}", support::text(&out.stderr));
+    let out = zed
+        .run(&[
+            "files",
+            "get",
+            "--agent",
+            "console-1",
+            c,
+            "/data/save.bin",
+            dest.to_str().unwrap(),
+        ])
+        .await;
+    assert_ok(&out);
     assert_eq!(
         Sha256::digest(std::fs::read(&dest).unwrap()),
         Sha256::digest(&data)
     );
-    let out = zedops(args(&["files", "ls", "--agent", "console-1", c, "/data"])).await;
+    let out = zed
+        .run(&["files", "ls", "--agent", "console-1", c, "/data"])
+        .await;
     let listing = support::text(&out.stdout);
     assert!(
         listing.starts_with("-0644      3145728 ") && listing.trim_end().ends_with(" save.bin"),
         "{listing}"
     );
-    let out = zedops(args(&["files", "ls", "--agent", "console-1", c, "/../etc"])).await;
+    let out = zed
+        .run(&["files", "ls", "--agent", "console-1", c, "/../etc"])
+        .await;
     assert!(!out.status.success());
-    assert!(
-        support::text(&out.stderr).contains("PATH_OUTSIDE"),
-        "{}",
-        support::text(&out.stderr)
-    );
-    let out = zedops(args(&["files", "rm", "--agent", "console-1", c, "/data"])).await;
-    assert!(out.status.success(), "{}", support::text(&out.stderr));
-    let out = zedops(args(&[
-        "files",
-        "get",
-        "--agent",
-        "console-1",
-        c,
-        "/data/save.bin",
-    ]))
-    .await;
-    assert!(
-        support::text(&out.stderr).contains("FILE_NOT_FOUND"),
-        "{}",
-        support::text(&out.stderr)
-    );
+    assert_stderr_says(&out, "PATH_OUTSIDE");
+    let out = zed
+        .run(&["files", "rm", "--agent", "console-1", c, "/data"])
+        .await;
+    assert_ok(&out);
+    let out = zed
+        .run(&["files", "get", "--agent", "console-1", c, "/data/save.bin"])
+        .await;
+    assert_stderr_says(&out, "FILE_NOT_FOUND");
 }
 
 #[tokio::test]
@@ -988,25 +955,6 @@ fn sibling_binary(name: &str) -> Option<std::path::PathBuf> {
     None
 }
 
-/// Kills a spawned process when the test ends, however it ends.
-struct Process(std::process::Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process runs");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status")
-}
-
 /// The most the relay and the agent may each grow over their resting size while a remote `yes`
 /// floods a client that reads slowly, then not at all. What they may hold by design: one
 /// window (256 KiB) per direction of the session and one 32 KiB Docker piece, plus frames being
@@ -1030,45 +978,10 @@ async fn a_flooding_exec_and_a_slow_client_leave_the_real_relay_and_agent_within
     let container = containers.sleeper("flood").await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("relay.db").display().to_string();
-    let (token, registration) = {
-        let store = zedops_relay::Store::open(&db).await.unwrap();
-        store
-            .add_user("flood-admin", "flood-password-1", Role::Admin)
-            .await
-            .unwrap();
-        let (_, token) = store
-            .login("flood-admin", "flood-password-1", Some("test"))
-            .await
-            .unwrap()
-            .unwrap();
-        let registration = store
-            .create_registration_token(Duration::from_secs(900))
-            .await
-            .unwrap();
-        store.close().await;
-        (token, registration)
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let relay = Process(
-        std::process::Command::new(relay_bin)
-            .args(["--db", &db, "serve", "--listen", &addr])
-            .env("RUST_LOG", "error")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("zedops-relay starts"),
-    );
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::net::TcpStream::connect(&addr).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "the relay listens");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let agent = Process(
+    let (token, registration) =
+        seed_database(&db, "flood-admin", "flood-password-1", Role::Admin).await;
+    let (relay, addr) = serve_relay(&relay_bin, &db, WAIT).await;
+    let agent = KillOnDrop(
         std::process::Command::new(agent_bin)
             .args([
                 "run",
@@ -1112,7 +1025,7 @@ async fn a_flooding_exec_and_a_slow_client_leave_the_real_relay_and_agent_within
         }
     }
     let mut yes = yes.expect("the agent connected within 30 s");
-    let (relay_pid, agent_pid) = (relay.0.id(), agent.0.id());
+    let (relay_pid, agent_pid) = (relay.id(), agent.id());
     let resting = (rss_kib(relay_pid), rss_kib(agent_pid));
     let mut peak = resting;
     let sample = |peak: &mut (u64, u64)| {

@@ -26,8 +26,27 @@ fn relay(db: &str, args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `zedops-relay user add NAME --role ROLE --password-stdin` with `password` on stdin.
+fn add_user(db: &str, name: &str, role: &str, password: &str) -> Output {
+    let args = ["user", "add", name, "--role", role, "--password-stdin"];
+    relay(db, &args, Some(&format!("{password}\n")))
+}
+
+/// The bytes as text, invalid UTF-8 replaced.
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts the command succeeded; its stderr is the message otherwise.
+fn assert_ok(out: &Output) {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Asserts the command failed and its stderr says `part`.
+fn assert_fails_saying(out: &Output, part: &str) {
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "succeeded: {stderr}");
+    assert!(stderr.contains(part), "not {part:?} in: {stderr}");
 }
 
 #[tokio::test]
@@ -35,64 +54,17 @@ async fn administers_users_tokens_and_agents() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("relay.db").display().to_string();
 
-    let out = relay(
-        &db,
-        &[
-            "user",
-            "add",
-            "alice",
-            "--role",
-            "operator",
-            "--password-stdin",
-        ],
-        Some("hunter2-long\n"),
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let again = relay(
-        &db,
-        &[
-            "user",
-            "add",
-            "alice",
-            "--role",
-            "viewer",
-            "--password-stdin",
-        ],
-        Some("x\n"),
-    );
-    assert!(!again.status.success());
-    assert!(
-        text(&again.stderr).contains("already exists"),
-        "{}",
-        text(&again.stderr)
-    );
-    let bad = relay(
-        &db,
-        &["user", "add", "bob", "--role", "root", "--password-stdin"],
-        Some("x\n"),
-    );
-    assert!(!bad.status.success());
-    assert!(
-        text(&bad.stderr).contains("admin, operator or viewer"),
-        "{}",
-        text(&bad.stderr)
-    );
-    let hostile = relay(
-        &db,
-        &[
-            "user",
-            "add",
-            "../../x",
-            "--role",
-            "viewer",
-            "--password-stdin",
-        ],
-        Some("x\n"),
-    );
+    let out = add_user(&db, "alice", "operator", "hunter2-long");
+    assert_ok(&out);
+    let again = add_user(&db, "alice", "viewer", "x");
+    assert_fails_saying(&again, "already exists");
+    let bad = add_user(&db, "bob", "root", "x");
+    assert_fails_saying(&bad, "admin, operator or viewer");
+    let hostile = add_user(&db, "../../x", "viewer", "x");
     assert!(!hostile.status.success());
 
     let out = relay(&db, &["token", "create", "--ttl", "1h"], None);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_ok(&out);
     let token = text(&out.stdout);
     assert!(
         token.starts_with("zr_") && token.trim_end().lines().count() == 1,
@@ -138,7 +110,7 @@ async fn administers_users_tokens_and_agents() {
     assert_eq!(listed["agents"][0]["id"], agent.id.as_str());
 
     let out = relay(&db, &["agent", "revoke", "web-1"], None);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_ok(&out);
     let out = relay(&db, &["agent", "revoke", "web-1"], None);
     assert!(!out.status.success(), "revoking twice is an error");
     let out = relay(&db, &["agent", "list", "--json"], None);
@@ -152,19 +124,8 @@ async fn administers_users_tokens_and_agents() {
 async fn set_password_replaces_the_password_and_ends_sessions() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("relay.db").display().to_string();
-    let out = relay(
-        &db,
-        &[
-            "user",
-            "add",
-            "admin",
-            "--role",
-            "admin",
-            "--password-stdin",
-        ],
-        Some("first-password\n"),
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = add_user(&db, "admin", "admin", "first-password");
+    assert_ok(&out);
     let store = zedops_relay::Store::open(&db).await.unwrap();
     let (session, token) = store
         .login("admin", "first-password", None)
@@ -177,7 +138,7 @@ async fn set_password_replaces_the_password_and_ends_sessions() {
         &["user", "set-password", "admin", "--password-stdin"],
         Some("second-password\n"),
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_ok(&out);
     assert!(
         text(&out.stderr).contains("ended 1 device session"),
         "{}",
@@ -221,12 +182,7 @@ async fn set_password_replaces_the_password_and_ends_sessions() {
         &["user", "set-password", "nobody", "--password-stdin"],
         Some("x\n"),
     );
-    assert!(!missing.status.success());
-    assert!(
-        text(&missing.stderr).contains("no user named"),
-        "{}",
-        text(&missing.stderr)
-    );
+    assert_fails_saying(&missing, "no user named");
 }
 
 /// A closed stdout (`zedops-relay token create | head -c0`, a shell's `<(…)` read too late)

@@ -43,27 +43,9 @@ impl Relay {
     fn start_in(dir: tempfile::TempDir, db: &Path, prefix: &[&str], args: &[&str]) -> Self {
         let db = db.display().to_string();
         if !Path::new(&db).exists() {
-            admin(
-                &db,
-                &[
-                    "user",
-                    "add",
-                    "alice",
-                    "--role",
-                    "admin",
-                    "--password-stdin",
-                ],
-            );
+            admin(&db, &ALICE_ADMIN);
         }
-        let mut command = match prefix.split_first() {
-            Some((program, rest)) => {
-                let mut c = Command::new(program);
-                c.args(rest).arg(BIN);
-                c
-            }
-            None => Command::new(BIN),
-        };
-        let mut child = command
+        let mut child = relay_command(prefix)
             .args(["--db", &db, "serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .env("NO_COLOR", "1")
@@ -132,9 +114,37 @@ impl Drop for Relay {
     }
 }
 
+/// The relay binary started through `launcher` (a program and its arguments that run the
+/// binary given last, e.g. a shell that sets the umask first); empty: directly.
+fn relay_command(launcher: &[&str]) -> Command {
+    match launcher {
+        [] => Command::new(BIN),
+        [program, rest @ ..] => {
+            let mut command = Command::new(program);
+            command.args(rest).arg(BIN);
+            command
+        }
+    }
+}
+
+/// The admin command that adds admin `alice` (with [`PASSWORD`] on stdin).
+const ALICE_ADMIN: [&str; 6] = [
+    "user",
+    "add",
+    "alice",
+    "--role",
+    "admin",
+    "--password-stdin",
+];
+
 /// Runs an administration command against `db` (the password on stdin) and returns stdout.
 fn admin(db: &str, args: &[&str]) -> String {
-    let mut child = Command::new(BIN)
+    admin_through(&[], db, args)
+}
+
+/// [`admin`] started through `launcher` (see [`relay_command`]).
+fn admin_through(launcher: &[&str], db: &str, args: &[&str]) -> String {
+    let mut child = relay_command(launcher)
         .arg("--db")
         .arg(db)
         .args(args)
@@ -636,26 +646,17 @@ async fn the_database_is_private_whatever_the_umask() {
     let db_arg = db.display().to_string();
     // Created by an admin command and by the relay, both under umask 022.
     let script = "umask 022; exec \"$0\" \"$@\"";
-    let mut add = Command::new("sh")
-        .args(["-c", script, BIN, "--db", &db_arg])
-        .args([
+    admin_through(
+        &["sh", "-c", script],
+        &db_arg,
+        &[
             "user",
             "add",
             "alice",
             "--role",
             "admin",
             "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(add.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    let out = add.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     let relay = Relay::start_in(dir, &db, &["sh", "-c", script], &[]);
     real_client(&relay).await;

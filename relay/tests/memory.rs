@@ -3,14 +3,13 @@
 //! nothing, and the relay's resident memory (`VmRSS` in /proc) read throughout. It stays under a
 //! stated bound and comes back down once both have left.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use zedops_protocol::{PROTOCOL_VERSION, Role};
-use zedops_relay::Store;
+use zedops_testkit::process::{rss_kib, seed_database, serve_relay};
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -25,24 +24,6 @@ const SYNCS: usize = 1_500;
 /// client, plus the frames being decoded and written and the allocator's slack. Before these
 /// budgets the same flood took it to 1.3 GiB.
 const GROWTH_BOUND_MIB: u64 = 96;
-
-struct Relay(Child);
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the relay runs");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status")
-}
 
 async fn dial(addr: &str, path: &str) -> Ws {
     tokio_tungstenite::connect_async(format!("ws://{addr}{path}"))
@@ -68,45 +49,15 @@ async fn next_text(ws: &mut Ws) -> Value {
 async fn a_flooding_agent_and_a_stalled_viewer_leave_the_relay_within_its_memory_bound() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("relay.db").display().to_string();
-    let (viewer_token, registration) = {
-        let store = Store::open(&db).await.unwrap();
-        store
-            .add_user("viewer", "viewer-password-1", Role::Viewer)
-            .await
-            .unwrap();
-        let (_, token) = store
-            .login("viewer", "viewer-password-1", Some("test"))
-            .await
-            .unwrap()
-            .unwrap();
-        let registration = store
-            .create_registration_token(Duration::from_secs(900))
-            .await
-            .unwrap();
-        store.close().await;
-        (token, registration)
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let relay = Relay(
-        Command::new(env!("CARGO_BIN_EXE_zedops-relay"))
-            .args(["--db", &db, "serve", "--listen", &addr])
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("zedops-relay starts"),
-    );
-    let pid = relay.0.id();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(&addr).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "the relay listens");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (viewer_token, registration) =
+        seed_database(&db, "viewer", "viewer-password-1", Role::Viewer).await;
+    let (relay, addr) = serve_relay(
+        env!("CARGO_BIN_EXE_zedops-relay").as_ref(),
+        &db,
+        Duration::from_secs(20),
+    )
+    .await;
+    let pid = relay.id();
 
     // The agent.
     let mut agent = dial(&addr, "/ws/agent").await;

@@ -13,6 +13,7 @@ use zedops_relay::store::{
 };
 use zedops_testkit::TestPostgres;
 
+/// What an agent says of itself on enrolling.
 fn info() -> AgentInfo {
     AgentInfo {
         version: "1".into(),
@@ -20,6 +21,19 @@ fn info() -> AgentInfo {
         arch: "x86_64".into(),
         ..Default::default()
     }
+}
+
+/// A registration token good for a minute.
+async fn registration_token(store: &Store) -> String {
+    store
+        .create_registration_token(Duration::from_secs(60))
+        .await
+        .unwrap()
+}
+
+/// Adds user `name` with `password` and `role`, which must not exist yet.
+async fn add_user(store: &Store, name: &str, password: &str, role: Role) {
+    store.add_user(name, password, role).await.unwrap();
 }
 
 /// A store on one backend; `dir` holds the SQLite file (none on PostgreSQL).
@@ -68,10 +82,7 @@ macro_rules! on_both {
 
 async fn registration_tokens_are_single_use_and_expire(db: Db) {
     let store = db.store;
-    let token = store
-        .create_registration_token(Duration::from_secs(60))
-        .await
-        .unwrap();
+    let token = registration_token(&store).await;
     let (agent, permanent) = store.enrol_agent(&token, "web-1", &info()).await.unwrap();
     assert!(matches!(
         store.enrol_agent(&token, "web-2", &info()).await,
@@ -102,10 +113,7 @@ async fn registration_tokens_are_single_use_and_expire(db: Db) {
     ));
 
     // A taken name leaves the token usable.
-    let token = store
-        .create_registration_token(Duration::from_secs(60))
-        .await
-        .unwrap();
+    let token = registration_token(&store).await;
     assert!(matches!(
         store.enrol_agent(&token, "web-1", &info()).await,
         Err(StoreError::NameTaken(_))
@@ -124,10 +132,7 @@ async fn registration_tokens_are_single_use_and_expire(db: Db) {
 
 async fn logins_open_sessions_and_store_no_plain_secret(db: Db) {
     let store = db.store;
-    store
-        .add_user("alice", "s3cret-pass", Role::Operator)
-        .await
-        .unwrap();
+    add_user(&store, "alice", "s3cret-pass", Role::Operator).await;
     assert!(matches!(
         store.add_user("alice", "x", Role::Viewer).await,
         Err(StoreError::UserExists(_))
@@ -165,14 +170,8 @@ async fn logins_open_sessions_and_store_no_plain_secret(db: Db) {
 
 async fn the_last_admin_stays_and_disabling_revokes_sessions(db: Db) {
     let store = db.store;
-    store
-        .add_user("root", "pw-root", Role::Admin)
-        .await
-        .unwrap();
-    store
-        .add_user("bob", "pw-bob", Role::Operator)
-        .await
-        .unwrap();
+    add_user(&store, "root", "pw-root", Role::Admin).await;
+    add_user(&store, "bob", "pw-bob", Role::Operator).await;
     let (bob, token) = store.login("bob", "pw-bob", None).await.unwrap().unwrap();
     assert!(matches!(
         store.update_user("root", Some(Role::Viewer), None).await,
@@ -256,10 +255,7 @@ async fn revoked_registration_tokens_cannot_enrol(db: Db) {
 
 async fn a_rotation_switches_tokens_only_when_confirmed(db: Db) {
     let store = db.store;
-    let token = store
-        .create_registration_token(Duration::from_secs(60))
-        .await
-        .unwrap();
+    let token = registration_token(&store).await;
     let (agent, old) = store.enrol_agent(&token, "web-1", &info()).await.unwrap();
     let auth = |t: String| {
         let store = store.clone();
@@ -357,10 +353,7 @@ async fn versions_count_up_and_survive_removal(db: Db) {
 
 async fn sessions_end_when_idle_or_old_and_revocations_are_found(db: Db) {
     let store = db.store;
-    store
-        .add_user("ann", "pw-ann-1", Role::Viewer)
-        .await
-        .unwrap();
+    add_user(&store, "ann", "pw-ann-1", Role::Viewer).await;
     let (kept, kept_token) = store.login("ann", "pw-ann-1", None).await.unwrap().unwrap();
     let (_, idle_token) = store
         .login("ann", "pw-ann-1", Some("old"))
@@ -437,10 +430,7 @@ async fn sessions_end_when_idle_or_old_and_revocations_are_found(db: Db) {
 async fn names_sort_bytewise_and_agents_are_found_by_id_or_name(db: Db) {
     let store = db.store;
     for name in ["bob", "Zed", "alice"] {
-        store
-            .add_user(name, "pw-long-1", Role::Viewer)
-            .await
-            .unwrap();
+        add_user(&store, name, "pw-long-1", Role::Viewer).await;
     }
     let names: Vec<String> = store
         .users()
@@ -454,10 +444,7 @@ async fn names_sort_bytewise_and_agents_are_found_by_id_or_name(db: Db) {
 
     let mut ids = Vec::new();
     for name in ["web-b", "Web-a", "db"] {
-        let token = store
-            .create_registration_token(Duration::from_secs(60))
-            .await
-            .unwrap();
+        let token = registration_token(&store).await;
         ids.push(store.enrol_agent(&token, name, &info()).await.unwrap().0.id);
     }
     let listed: Vec<String> = store
@@ -492,10 +479,7 @@ async fn names_sort_bytewise_and_agents_are_found_by_id_or_name(db: Db) {
     let (agents, _) = store.revoked_since(before).await.unwrap();
     assert_eq!(agents, vec![ids[2].clone()]);
     // A revoked agent's name can be enrolled again.
-    let token = store
-        .create_registration_token(Duration::from_secs(60))
-        .await
-        .unwrap();
+    let token = registration_token(&store).await;
     store.enrol_agent(&token, "db", &info()).await.unwrap();
     assert!(store.agent_name_clashes().await.unwrap().is_empty());
 }

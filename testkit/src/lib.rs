@@ -6,6 +6,7 @@ mod agent;
 pub mod docker;
 pub mod nats;
 pub mod postgres;
+pub mod process;
 pub mod registry;
 mod relay;
 pub mod tls;

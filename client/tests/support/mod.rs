@@ -34,6 +34,45 @@ pub async fn headless(
     .await
 }
 
+/// One person's `zedops` at a relay: signed in headless with a token, its own config dir.
+pub struct Zed {
+    relay: String,
+    token: String,
+    config: tempfile::TempDir,
+}
+
+impl Zed {
+    /// The CLI at `relay` (its URL) signed in with `token`.
+    pub fn new(relay: &str, token: &str) -> Self {
+        Self {
+            relay: relay.to_string(),
+            token: token.to_string(),
+            config: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `zedops ARGS` with nothing on stdin.
+    pub async fn run(&self, args: &[&str]) -> std::process::Output {
+        self.run_with(args, "").await
+    }
+
+    /// `zedops ARGS` with `stdin`.
+    pub async fn run_with(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        headless(&self.relay, &self.token, self.config.path(), args, stdin).await
+    }
+}
+
+/// Asserts the run succeeded; its stderr is the message otherwise.
+pub fn assert_ok(out: &std::process::Output) {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Asserts the run's stderr says `part`.
+pub fn assert_stderr_says(out: &std::process::Output, part: &str) {
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(part), "not {part:?} in: {stderr}");
+}
+
 /// A successful run's stdout as JSON.
 pub fn json(out: &std::process::Output) -> serde_json::Value {
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
