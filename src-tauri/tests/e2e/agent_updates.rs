@@ -10,11 +10,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use zedops_protocol::Role;
-use zedops_testkit::{TEST_PASSWORD, TestRelay};
+use zedops_testkit::TestRelay;
 
-use crate::harness::{AppHome, Driver, require_desktop_parts, target_dir};
+use crate::harness::{require_desktop_parts, target_dir};
 use crate::observe::{record, recorded};
-use crate::webdriver::WebDriver;
+use crate::session::{OpenApp, open_app, sign_in};
 
 const USER: &str = "e2e-agent-update-admin";
 const NAMES: [&str; 2] = ["e2e-upd-a", "e2e-upd-b"];
@@ -214,26 +214,12 @@ pub async fn update_agents_live() {
     let ready = started.elapsed();
 
     // Signed in, the Update agents view shows both behind the relay's version.
-    let home = AppHome::new();
-    let driver = Driver::start(&driver_bin, &home.env());
-    let wd = WebDriver::start(&driver.url, app_bin.to_str().unwrap()).await;
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="relay-url"]"#, UI_WAIT).await,
-        &relay.url,
-    )
-    .await;
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="username"]"#, UI_WAIT).await,
-        USER,
-    )
-    .await;
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="password"]"#, UI_WAIT).await,
-        TEST_PASSWORD,
-    )
-    .await;
-    wd.click(&wd.wait_for(r#"[data-testid="sign-in"]"#, UI_WAIT).await)
-        .await;
+    let OpenApp {
+        wd,
+        driver,
+        home: _home,
+    } = open_app(&driver_bin, &app_bin).await;
+    sign_in(&wd, &relay.url, USER).await;
     wd.click(&wd.wait_for(r#"[data-testid="nav-fleet"]"#, UI_WAIT).await)
         .await;
     wd.click(

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use bollard::models::ContainerCreateBody;
 use zedops_protocol::Role;
-use zedops_testkit::{TEST_PASSWORD, TestAgent, TestContainers, TestRelay, require_docker};
+use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
 
-use crate::harness::{AppHome, Driver, require, require_desktop_parts, target_dir};
+use crate::harness::{require, require_desktop_parts, target_dir};
+use crate::session::{OpenApp, open_app, sign_in};
 use crate::webdriver::WebDriver;
 
 const AGENT: &str = "e2e-files";
@@ -193,26 +194,12 @@ pub async fn edit_upload_mkdir_delete_and_attach() {
         .await;
     let _agent = TestAgent::builder(&relay).name(AGENT).online().await;
 
-    let home = AppHome::new();
-    let driver = Driver::start(&driver_bin, &home.env());
-    let wd = WebDriver::start(&driver.url, app_bin.to_str().unwrap()).await;
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="relay-url"]"#, UI_WAIT).await,
-        &relay.url,
-    )
-    .await;
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="username"]"#, UI_WAIT).await,
-        USER,
-    )
-    .await;
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="password"]"#, UI_WAIT).await,
-        TEST_PASSWORD,
-    )
-    .await;
-    wd.click(&wd.wait_for(r#"[data-testid="sign-in"]"#, UI_WAIT).await)
-        .await;
+    let OpenApp {
+        wd,
+        driver,
+        home: _home,
+    } = open_app(&driver_bin, &app_bin).await;
+    sign_in(&wd, &relay.url, USER).await;
     wd.wait_for(
         &format!(r#"[data-testid="agent-row"][data-agent-name="{AGENT}"]"#),
         UI_WAIT,

@@ -3,6 +3,7 @@
 //! private directories.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -116,7 +117,11 @@ impl Driver {
         ])
         .args(["--native-driver", "/usr/bin/WebKitWebDriver"])
         .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::inherit())
+        // A process group of its own, so that dropping it also ends the app WebKitWebDriver
+        // started: an app left running after a failed part would take over (single instance)
+        // every later part's app start, and each would fail for that instead of its own cause.
+        .process_group(0);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -151,11 +156,17 @@ impl Drop for Driver {
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Whatever of its group is left (the app, when the session was not closed because the
+        // test failed part-way).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
     }
 }

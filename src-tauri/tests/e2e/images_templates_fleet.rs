@@ -20,10 +20,11 @@ use serde_json::json;
 use zedops_protocol::{Role, TemplateVariable};
 use zedops_testkit::docker::{Cleanup, TEST_LABEL, names_with_prefix};
 use zedops_testkit::registry::TestRegistry;
-use zedops_testkit::{TEST_PASSWORD, TestAgent, TestRelay, require_docker};
+use zedops_testkit::{TestAgent, TestRelay, require_docker};
 
-use crate::harness::{AppHome, Driver, require, require_desktop_parts, run, target_dir};
+use crate::harness::{require, require_desktop_parts, run, target_dir};
 use crate::observe::{record, recorded, throttling_proxy};
+use crate::session::{OpenApp, open_app, sign_in};
 use crate::updates::{docker_cli, image_of, push_build};
 use crate::webdriver::WebDriver;
 
@@ -112,26 +113,12 @@ pub async fn images_template_form_and_update_all() {
     relay.login(USER, Role::Admin).await;
     let _agent = TestAgent::builder(&relay).name(AGENT).online().await;
 
-    let home = AppHome::new();
-    let driver = Driver::start(&driver_bin, &home.env());
-    let wd = WebDriver::start(&driver.url, app_bin.to_str().unwrap()).await;
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="relay-url"]"#, UI_WAIT).await,
-        &relay.url,
-    )
-    .await;
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="username"]"#, UI_WAIT).await,
-        USER,
-    )
-    .await;
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="password"]"#, UI_WAIT).await,
-        TEST_PASSWORD,
-    )
-    .await;
-    wd.click(&wd.wait_for(r#"[data-testid="sign-in"]"#, UI_WAIT).await)
-        .await;
+    let OpenApp {
+        wd,
+        driver,
+        home: _home,
+    } = open_app(&driver_bin, &app_bin).await;
+    sign_in(&wd, &relay.url, USER).await;
     wd.wait_for(
         &format!(r#"[data-testid="agent-row"][data-agent-name="{AGENT}"]"#),
         UI_WAIT,

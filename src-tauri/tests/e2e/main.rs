@@ -14,6 +14,7 @@ mod harness;
 mod images_templates_fleet;
 mod observe;
 mod platform;
+mod session;
 mod updates;
 #[allow(dead_code)]
 mod webdriver;
@@ -222,20 +223,7 @@ async fn the_desktop_app_controls_real_containers() {
 
     // Sign in.
     let wd = WebDriver::start(&driver.url, app).await;
-    let relay_field = wd.wait_for(r#"[data-testid="relay-url"]"#, UI_WAIT).await;
-    wd.type_into(&relay_field, &relay.url).await;
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="username"]"#, UI_WAIT).await,
-        USER,
-    )
-    .await;
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="password"]"#, UI_WAIT).await,
-        TEST_PASSWORD,
-    )
-    .await;
-    wd.click(&wd.wait_for(r#"[data-testid="sign-in"]"#, UI_WAIT).await)
-        .await;
+    session::sign_in(&wd, &relay.url, USER).await;
     let agent_row = wd
         .wait_for(
             &format!(r#"[data-testid="agent-row"][data-agent-name="{AGENT}"]"#),

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use zedops_protocol::Role;
-use zedops_testkit::{TEST_PASSWORD, TestRelay};
+use zedops_testkit::TestRelay;
 
 use crate::harness::{AppHome, Driver, require_desktop_parts, target_dir};
+use crate::session;
 use crate::webdriver::WebDriver;
 
 const USER: &str = "e2e-desk-admin";
@@ -27,23 +28,7 @@ const UI_WAIT: Duration = Duration::from_secs(60);
 const SAVED: (u64, u64) = (900, 640);
 
 async fn sign_in(wd: &WebDriver, relay: &TestRelay) {
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="relay-url"]"#, UI_WAIT).await,
-        &relay.url,
-    )
-    .await;
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="username"]"#, UI_WAIT).await,
-        USER,
-    )
-    .await;
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="password"]"#, UI_WAIT).await,
-        TEST_PASSWORD,
-    )
-    .await;
-    wd.click(&wd.wait_for(r#"[data-testid="sign-in"]"#, UI_WAIT).await)
-        .await;
+    session::sign_in(wd, &relay.url, USER).await;
     wd.wait_for(r#"[data-testid="nav-settings"]"#, UI_WAIT)
         .await;
 }
