@@ -19,6 +19,16 @@ async fn connect(relay: &TestRelay, user: &str, role: Role) -> Client {
     relay.client_with(&token).await
 }
 
+/// The audit log's entries that `filter` (an `audit.list` request) selects, as `admin` reads
+/// them.
+async fn audit(admin: &Client, filter: Value) -> Vec<Value> {
+    let log = admin
+        .request_raw(subject::AUDIT_LIST, filter)
+        .await
+        .unwrap();
+    log["entries"].as_array().expect("audit entries").clone()
+}
+
 /// A well-formed request for every subject the relay serves. A new subject without an entry
 /// here fails the matrix test, so nobody adds a subject without deciding who may send it.
 fn sample(subject: &str) -> Value {
@@ -272,11 +282,7 @@ async fn admins_create_tokens_and_read_the_audit_log() {
         .await;
     assert_eq!(refused.unwrap_err().code(), "FORBIDDEN");
 
-    let log = admin
-        .request_raw(subject::AUDIT_LIST, json!({"agentId": "from-api"}))
-        .await
-        .unwrap();
-    let entries = log["entries"].as_array().unwrap();
+    let entries = audit(&admin, json!({"agentId": "from-api"})).await;
     let forbidden = entries
         .iter()
         .find(|e| e["result"] == "forbidden")
@@ -286,17 +292,8 @@ async fn admins_create_tokens_and_read_the_audit_log() {
     assert_eq!(forbidden["operation"], "stop");
     assert_eq!(forbidden["container"], "web");
     assert_eq!(forbidden["errorCode"], "FORBIDDEN");
-    let all = admin
-        .request_raw(subject::AUDIT_LIST, json!({}))
-        .await
-        .unwrap();
-    assert!(
-        all["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["operation"] == "token.create")
-    );
+    let all = audit(&admin, json!({})).await;
+    assert!(all.iter().any(|e| e["operation"] == "token.create"));
     let bad = admin
         .request_raw(subject::AUDIT_LIST, json!({"since": "yesterday"}))
         .await
@@ -497,13 +494,8 @@ async fn admins_manage_users_and_changes_reach_live_connections_at_once() {
     assert_eq!(missing.code(), "NOT_FOUND");
 
     // Every change is in the audit log, with what changed, and no password anywhere on disk.
-    let log = admin
-        .request_raw(subject::AUDIT_LIST, json!({}))
-        .await
-        .unwrap();
-    let changes: Vec<(String, String, String)> = log["entries"]
-        .as_array()
-        .unwrap()
+    let log = audit(&admin, json!({})).await;
+    let changes: Vec<(String, String, String)> = log
         .iter()
         .filter(|e| e["target"] == "carol")
         .map(|e| {
@@ -628,17 +620,11 @@ async fn registration_tokens_are_listed_without_secrets_and_revocable() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "NOT_FOUND");
-    let log = admin
-        .request_raw(subject::AUDIT_LIST, json!({}))
-        .await
-        .unwrap();
+    let log = audit(&admin, json!({})).await;
     assert!(
-        log["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
+        log.iter()
             .any(|e| e["operation"] == "token.revoke" && e["target"] == doomed["id"]),
-        "{log}"
+        "{log:?}"
     );
     agent.stop().await.unwrap();
 }
@@ -748,19 +734,12 @@ async fn an_agent_can_forget_itself_and_no_other() {
     relay.wait_agent("keeper", true).await;
     let refused = raw_agent_auth(&relay, &id, &token).await;
     assert_eq!(refused["data"]["errorCode"], "UNAUTHORIZED", "{refused}");
-    let log = admin
-        .request_raw(subject::AUDIT_LIST, json!({}))
-        .await
-        .unwrap();
+    let log = audit(&admin, json!({})).await;
     assert!(
-        log["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["operation"] == "agent.forget"
-                && e["agentId"] == id.as_str()
-                && e["target"] == "leaver"),
-        "{log}"
+        log.iter().any(|e| e["operation"] == "agent.forget"
+            && e["agentId"] == id.as_str()
+            && e["target"] == "leaver"),
+        "{log:?}"
     );
     // Clients cannot send it, and the name enrols again.
     assert!(
@@ -861,13 +840,8 @@ async fn rotating_an_agent_token_replaces_it_on_both_sides() {
     assert_eq!(missing.code(), "NOT_FOUND");
 
     // Audited, both the rotation and the refusal; neither token is in the database.
-    let log = admin
-        .request_raw(subject::AUDIT_LIST, json!({"agentId": "spinner"}))
-        .await
-        .unwrap();
-    let results: Vec<_> = log["entries"]
-        .as_array()
-        .unwrap()
+    let log = audit(&admin, json!({"agentId": "spinner"})).await;
+    let results: Vec<_> = log
         .iter()
         .filter(|e| e["operation"] == "agent.rotate")
         .map(|e| (e["result"].as_str().unwrap(), e["errorCode"].as_str()))

@@ -10,15 +10,11 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
-};
-use futures_util::StreamExt;
 use serde_json::{Value, json};
-use support::{headless, json, text};
+use support::{Zed, json, text};
 use zedops_client::ClientEvent;
-use zedops_protocol::{LABEL_UPDATE, MAX_UPDATE_ENTRIES, Role};
-use zedops_testkit::docker::{Cleanup, TEST_LABEL};
+use zedops_protocol::{MAX_UPDATE_ENTRIES, Role};
+use zedops_testkit::docker::{Cleanup, create_named, labelled, pull};
 use zedops_testkit::registry::TestRegistry;
 use zedops_testkit::wire::{FakeAgent, next_text};
 use zedops_testkit::{TestAgent, TestRelay, require_docker};
@@ -28,57 +24,53 @@ use zedops_testkit::{TestAgent, TestRelay, require_docker};
 /// one test's new build would show up in the other's list, and `update --all` would update it.
 static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn pull(docker: &Docker, reference: &str) -> String {
-    let options = CreateImageOptionsBuilder::new()
-        .from_image(reference)
-        .build();
-    let mut pull = docker.create_image(Some(options), None, None);
-    while let Some(step) = pull.next().await {
-        step.unwrap_or_else(|e| panic!("pull {reference}: {e}"));
-    }
-    docker.inspect_image(reference).await.unwrap().id.unwrap()
-}
-
 /// A running container from `image` that keeps serving on its own (`sleep`), with `label` as
 /// its `zedops.update`.
 async fn run(docker: &Docker, name: &str, image: &str, label: Option<&str>) {
-    let mut labels = std::collections::HashMap::from([(TEST_LABEL.to_string(), "1".to_string())]);
-    if let Some(label) = label {
-        labels.insert(LABEL_UPDATE.to_string(), label.to_string());
-    }
     let body = ContainerCreateBody {
-        image: Some(image.to_string()),
         cmd: Some(vec!["sleep".into(), "300".into()]),
-        labels: Some(labels),
-        ..Default::default()
+        ..labelled(image, label)
     };
-    let options = CreateContainerOptionsBuilder::new().name(name).build();
-    docker.create_container(Some(options), body).await.unwrap();
-    docker
-        .start_container(
-            name,
-            None::<bollard::query_parameters::StartContainerOptions>,
-        )
-        .await
-        .unwrap();
+    create_named(docker, name, body, true).await;
 }
 
-fn suffix() -> String {
-    format!("{:08x}", rand::random::<u32>())
+/// A test's turn on the engine (see [`ENGINE`]) with the engine, a registry on loopback, a
+/// suffix for its names and what it makes there.
+struct Stage {
+    docker: Docker,
+    registry: TestRegistry,
+    suffix: String,
+    cleanup: Cleanup,
+    _engine: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// Waits for the turn, then the engine and registry; None when either is missing outside CI.
+async fn stage() -> Option<Stage> {
+    let engine = ENGINE.lock().await;
+    let docker = require_docker().await?;
+    let registry = TestRegistry::start().await?;
+    Some(Stage {
+        docker,
+        registry,
+        suffix: format!("{:08x}", rand::random::<u32>()),
+        cleanup: Cleanup::new("zt"),
+        _engine: engine,
+    })
 }
 
 #[tokio::test]
 async fn a_check_finds_a_new_build_and_everyone_can_list_it() {
-    // Held to the end, after the containers are removed (dropped before it).
-    let _engine = ENGINE.lock().await;
-    let Some(docker) = require_docker().await else {
+    let Some(stage) = stage().await else {
         return;
     };
-    let Some(registry) = TestRegistry::start().await else {
-        return;
-    };
-    let suffix = suffix();
-    let mut cleanup = Cleanup::new("zt");
+    // The turn is held to the end, after the containers are removed (dropped before it).
+    let Stage {
+        _engine,
+        docker,
+        registry,
+        suffix,
+        mut cleanup,
+    } = stage;
     let repo = format!("zt/updates-{suffix}");
     let reference = registry.push_unique_image(&docker, &repo, "1", 1024).await;
     cleanup.images.push(pull(&docker, &reference).await);
@@ -91,22 +83,16 @@ async fn a_check_finds_a_new_build_and_everyone_can_list_it() {
     let _agent = TestAgent::builder(&relay).name(&agent_name).online().await;
     let operator = relay.login("otto", Role::Operator).await;
     let viewer = relay.login("vera", Role::Viewer).await;
-    let config = tempfile::tempdir().unwrap();
-    let zed = |token: &str, args: &[&str]| {
-        let token = token.to_string();
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let (url, config) = (relay.url.clone(), config.path().to_path_buf());
-        async move {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            headless(&url, &token, &config, &args, "").await
-        }
-    };
+    let (as_operator, as_viewer) = (
+        Zed::new(&relay.url, &operator),
+        Zed::new(&relay.url, &viewer),
+    );
     let watcher = relay.client_with(&viewer).await;
     watcher.subscribe(None).await.unwrap();
     let mut events = watcher.events();
 
     // Never checked: nothing listed, and the CLI says how to check.
-    let out = zed(&viewer, &["updates", "--agent", &agent_name]).await;
+    let out = as_viewer.run(&["updates", "--agent", &agent_name]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("no container has an image update"));
     assert!(
@@ -124,22 +110,22 @@ async fn a_check_finds_a_new_build_and_everyone_can_list_it() {
         .descriptor
         .digest
         .unwrap();
-    let out = zed(&viewer, &["updates", "--agent", &agent_name, "--check"]).await;
+    let out = as_viewer
+        .run(&["updates", "--agent", &agent_name, "--check"])
+        .await;
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("FORBIDDEN"),
         "{}",
         text(&out.stderr)
     );
-    let out = zed(&operator, &["updates", "--check"]).await;
+    let out = as_operator.run(&["updates", "--check"]).await;
     assert!(!out.status.success(), "a check names its agents");
     assert!(text(&out.stderr).contains("--all"), "{}", text(&out.stderr));
     let checked = json(
-        &zed(
-            &operator,
-            &["updates", "--agent", &agent_name, "--check", "--json"],
-        )
-        .await,
+        &as_operator
+            .run(&["updates", "--agent", &agent_name, "--check", "--json"])
+            .await,
     );
     let entry = |answer: &Value| -> Option<Value> {
         answer["agents"][0]["state"]["updates"]
@@ -155,9 +141,9 @@ async fn a_check_finds_a_new_build_and_everyone_can_list_it() {
     assert_eq!(checked["agents"][0]["name"], agent_name.as_str());
 
     // Everyone lists it, as JSON and as a table with short digests.
-    let listed = json(&zed(&viewer, &["updates", "--json"]).await);
+    let listed = json(&as_viewer.run(&["updates", "--json"]).await);
     assert_eq!(entry(&listed), Some(update.clone()), "{listed}");
-    let out = zed(&viewer, &["updates", "--agent", &agent_name]).await;
+    let out = as_viewer.run(&["updates", "--agent", &agent_name]).await;
     let table = text(&out.stdout);
     let short = &served["sha256:".len()..][..12];
     assert!(
@@ -264,36 +250,9 @@ async fn an_agent_flooding_its_update_state_is_refused_and_the_last_good_one_kep
     viewer.close().await;
 }
 
-/// Builds a new image of the test image with a file of its own (its own id) whose command
-/// sleeps (`exits: false`) or prints a line and exits with 3 at once (`exits: true`), pushes it
-/// as `repo:1` and untags it locally, so an update must pull it.
+/// Pushes a new build of the test image as `repo:1` (its own image id each time) and deletes
+/// it locally: it sleeps, or with `exits` prints `broken build` and exits with code 3 at once.
 async fn push_build(docker: &Docker, registry: &TestRegistry, repo: &str, exits: bool) -> String {
-    use bollard::models::ContainerConfig;
-    use bollard::query_parameters::{
-        CommitContainerOptionsBuilder, PushImageOptionsBuilder, StartContainerOptions,
-        TagImageOptionsBuilder, WaitContainerOptions,
-    };
-    let name = format!("zfleet-build-{:08x}", rand::random::<u32>());
-    let body = ContainerCreateBody {
-        image: Some(zedops_testkit::docker::TEST_IMAGE.into()),
-        cmd: Some(vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            format!("echo {name} > /build-id"),
-        ]),
-        labels: Some([(TEST_LABEL.to_string(), "1".to_string())].into()),
-        ..Default::default()
-    };
-    let options = CreateContainerOptionsBuilder::new().name(&name).build();
-    docker.create_container(Some(options), body).await.unwrap();
-    docker
-        .start_container(&name, None::<StartContainerOptions>)
-        .await
-        .unwrap();
-    let mut wait = docker.wait_container(&name, None::<WaitContainerOptions>);
-    while let Some(status) = wait.next().await {
-        status.unwrap();
-    }
     let cmd: Vec<String> = if exits {
         vec![
             "/bin/sh".into(),
@@ -303,66 +262,18 @@ async fn push_build(docker: &Docker, registry: &TestRegistry, repo: &str, exits:
     } else {
         vec!["sleep".into(), "100000".into()]
     };
-    let config = ContainerConfig {
+    let config = bollard::models::ContainerConfig {
         cmd: Some(cmd),
         // busybox as PID 1 ignores SIGTERM: stop at once.
         stop_signal: Some("SIGKILL".into()),
-        labels: Some([(TEST_LABEL.to_string(), "1".to_string())].into()),
         ..Default::default()
     };
-    let local = format!("zedops-test/{name}");
-    let options = CommitContainerOptionsBuilder::new()
-        .container(&name)
-        .repo(&local)
-        .tag("1")
-        .build();
-    docker.commit_container(options, config).await.unwrap();
-    let remove = RemoveContainerOptionsBuilder::new().force(true).build();
-    docker.remove_container(&name, Some(remove)).await.unwrap();
-    let target = registry.image(repo);
-    let options = TagImageOptionsBuilder::new().repo(&target).tag("1").build();
-    docker
-        .tag_image(&format!("{local}:1"), Some(options))
-        .await
-        .unwrap();
-    let options = PushImageOptionsBuilder::new().tag("1").build();
-    let mut push = docker.push_image(&target, Some(options), None);
-    while let Some(step) = push.next().await {
-        step.unwrap_or_else(|e| panic!("push {target}:1: {e}"));
-    }
-    let reference = format!("{target}:1");
-    for tag in [reference.clone(), format!("{local}:1")] {
-        let _ = docker
-            .remove_image(
-                &tag,
-                None::<bollard::query_parameters::RemoveImageOptions>,
-                None,
-            )
-            .await;
-    }
-    reference
+    registry.push_build(docker, repo, "1", config).await
 }
 
 /// A container from `image` with the image's own command, labelled `zedops.update=label`.
 async fn run_default(docker: &Docker, name: &str, image: &str, label: Option<&str>) {
-    let mut labels = std::collections::HashMap::from([(TEST_LABEL.to_string(), "1".to_string())]);
-    if let Some(label) = label {
-        labels.insert(LABEL_UPDATE.to_string(), label.to_string());
-    }
-    let body = ContainerCreateBody {
-        image: Some(image.to_string()),
-        labels: Some(labels),
-        ..Default::default()
-    };
-    let options = CreateContainerOptionsBuilder::new().name(name).build();
-    docker.create_container(Some(options), body).await.unwrap();
-    docker
-        .start_container(
-            name,
-            None::<bollard::query_parameters::StartContainerOptions>,
-        )
-        .await
-        .unwrap();
+    create_named(docker, name, labelled(image, label), true).await;
 }
 
 async fn image_of(docker: &Docker, name: &str) -> (String, bool) {
@@ -379,17 +290,18 @@ async fn image_of(docker: &Docker, name: &str) -> (String, bool) {
 
 #[tokio::test]
 async fn a_fleet_update_stops_at_a_canary_that_rolls_back_and_skips_never() {
-    // Held to the end, after the containers are removed (dropped before it).
-    let _engine = ENGINE.lock().await;
-    let Some(docker) = require_docker().await else {
+    let Some(stage) = stage().await else {
         return;
     };
-    let Some(registry) = TestRegistry::start().await else {
-        return;
-    };
-    let suffix = suffix();
+    // The turn is held to the end, after the containers are removed (dropped before it).
+    let Stage {
+        _engine,
+        docker,
+        registry,
+        suffix,
+        mut cleanup,
+    } = stage;
     let repo = format!("zt/fleet-{suffix}");
-    let mut cleanup = Cleanup::new("zt");
     let reference = push_build(&docker, &registry, &repo, false).await;
     cleanup.images.push(pull(&docker, &reference).await);
     // Sorted by name: the canary first, then the other; the third is never updated.
@@ -410,19 +322,7 @@ async fn a_fleet_update_stops_at_a_canary_that_rolls_back_and_skips_never() {
     let agent_name = format!("fleet-{suffix}");
     let _agent = TestAgent::builder(&relay).name(&agent_name).online().await;
     let operator = relay.login("otto", Role::Operator).await;
-    let config = tempfile::tempdir().unwrap();
-    let zed = |args: &[&str]| {
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let (url, token, config) = (
-            relay.url.clone(),
-            operator.clone(),
-            config.path().to_path_buf(),
-        );
-        async move {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            headless(&url, &token, &config, &args, "").await
-        }
-    };
+    let zed = Zed::new(&relay.url, &operator);
     let fleet = [
         "update",
         "--all",
@@ -440,7 +340,9 @@ async fn a_fleet_update_stops_at_a_canary_that_rolls_back_and_skips_never() {
 
     // A broken build under the same tag: the canary rolls back, the other is not touched.
     push_build(&docker, &registry, &repo, true).await;
-    let out = zed(&["updates", "--agent", &agent_name, "--check", "--json"]).await;
+    let out = zed
+        .run(&["updates", "--agent", &agent_name, "--check", "--json"])
+        .await;
     let checked = json(&out);
     assert_eq!(
         checked["agents"][0]["state"]["updates"]
@@ -450,7 +352,7 @@ async fn a_fleet_update_stops_at_a_canary_that_rolls_back_and_skips_never() {
         3,
         "{checked}"
     );
-    let out = zed(&fleet).await;
+    let out = zed.run(&fleet).await;
     let stderr = text(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
@@ -490,8 +392,11 @@ async fn a_fleet_update_stops_at_a_canary_that_rolls_back_and_skips_never() {
 
     // A good build: both updated, `never` still left alone, exit 0.
     push_build(&docker, &registry, &repo, false).await;
-    json(&zed(&["updates", "--agent", &agent_name, "--check", "--json"]).await);
-    let out = zed(&fleet).await;
+    json(
+        &zed.run(&["updates", "--agent", &agent_name, "--check", "--json"])
+            .await,
+    );
+    let out = zed.run(&fleet).await;
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -510,7 +415,10 @@ async fn a_fleet_update_stops_at_a_canary_that_rolls_back_and_skips_never() {
     }
     assert_eq!(image_of(&docker, &never).await, (old_image, true));
     // The relay's list was refreshed: only `never` still has an update.
-    let listed = json(&zed(&["updates", "--agent", &agent_name, "--json"]).await);
+    let listed = json(
+        &zed.run(&["updates", "--agent", &agent_name, "--json"])
+            .await,
+    );
     let left: Vec<&str> = listed["agents"][0]["state"]["updates"]
         .as_array()
         .unwrap()
@@ -522,16 +430,18 @@ async fn a_fleet_update_stops_at_a_canary_that_rolls_back_and_skips_never() {
 
 #[tokio::test]
 async fn a_fleet_update_takes_a_pinned_container_only_when_included() {
-    let _engine = ENGINE.lock().await;
-    let Some(docker) = require_docker().await else {
+    let Some(stage) = stage().await else {
         return;
     };
-    let Some(registry) = TestRegistry::start().await else {
-        return;
-    };
-    let suffix = suffix();
+    // The turn is held to the end, after the containers are removed (dropped before it).
+    let Stage {
+        _engine,
+        docker,
+        registry,
+        suffix,
+        mut cleanup,
+    } = stage;
     let repo = format!("zt/pinned-{suffix}");
-    let mut cleanup = Cleanup::new("zt");
     let reference = push_build(&docker, &registry, &repo, false).await;
     cleanup.images.push(pull(&docker, &reference).await);
     let pinned = format!("zfp-{suffix}");
@@ -543,25 +453,16 @@ async fn a_fleet_update_takes_a_pinned_container_only_when_included() {
     let agent_name = format!("pinned-{suffix}");
     let _agent = TestAgent::builder(&relay).name(&agent_name).online().await;
     let operator = relay.login("otto", Role::Operator).await;
-    let config = tempfile::tempdir().unwrap();
-    let zed = |args: &[&str]| {
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let (url, token, config) = (
-            relay.url.clone(),
-            operator.clone(),
-            config.path().to_path_buf(),
-        );
-        async move {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            headless(&url, &token, &config, &args, "").await
-        }
-    };
+    let zed = Zed::new(&relay.url, &operator);
     push_build(&docker, &registry, &repo, false).await;
-    json(&zed(&["updates", "--agent", &agent_name, "--check", "--json"]).await);
+    json(
+        &zed.run(&["updates", "--agent", &agent_name, "--check", "--json"])
+            .await,
+    );
     let fleet = ["update", "--all", "--agent", &agent_name, "--stable", "1s"];
 
     // Not named: skipped with how to update it, nothing touched.
-    let out = zed(&fleet).await;
+    let out = zed.run(&fleet).await;
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -578,7 +479,9 @@ async fn a_fleet_update_takes_a_pinned_container_only_when_included() {
 
     // Named with --include (as AGENT/CONTAINER): updated.
     let include = format!("{agent_name}/{pinned}");
-    let out = zed(&[&fleet[..], &["--include", &include]].concat()).await;
+    let out = zed
+        .run(&[&fleet[..], &["--include", &include]].concat())
+        .await;
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
