@@ -49,22 +49,54 @@ impl Captured {
     }
 }
 
-/// Pulls `image` on `agent` to the end: the final frame's `end`, and whether anything said
-/// `pulled`.
-async fn pull(client: &Client, agent: &str, image: &str) -> (StreamEnd, bool, Vec<String>) {
+/// Pulls `image` on `agent` to the end, each frame added to `answers` (searched for secrets
+/// later): the final frame's `end`, and whether anything said `pulled`.
+async fn pull(
+    client: &Client,
+    agent: &str,
+    image: &str,
+    answers: &mut Vec<String>,
+) -> (StreamEnd, bool) {
     let mut stream = client.pull(agent, image).await.expect("pull opened");
-    let (mut pulled, mut frames) = (false, Vec::new());
+    let mut pulled = false;
     while let Some(frame) = stream.next().await {
         let frame: DeployFrame = frame.expect("a pull frame");
-        frames.push(serde_json::to_string(&frame).unwrap());
+        answers.push(serde_json::to_string(&frame).unwrap());
         pulled |= frame.pulled.is_some_and(|p| p.pulled);
         if let Some(end) = frame.end {
-            return (end, pulled, frames);
+            return (end, pulled);
         }
     }
     panic!("the pull stream ended without an end frame");
 }
 
+/// Asserts the pull ended refused by the registry's login check, its reason saying every one
+/// of `parts`.
+fn assert_login_refused(end: &StreamEnd, parts: &[&str]) {
+    assert_eq!(
+        end.error_code,
+        Some(ErrorCode::RegistryAuthFailed),
+        "{}",
+        end.reason
+    );
+    for part in parts {
+        assert!(end.reason.contains(part), "not {part:?} in: {}", end.reason);
+    }
+}
+
+/// Removes the pulled `image` from the engine, so the next pull must fetch it again.
+async fn remove_image(docker: &bollard::Docker, image: &str) {
+    docker
+        .remove_image(
+            image,
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await
+        .expect("remove the pulled image");
+}
+
+/// The error code of a refused client request.
 fn code(err: &ClientError) -> String {
     err.code().as_str().to_string()
 }
@@ -109,23 +141,15 @@ async fn private_registry_logins_are_used_by_agents_and_never_shown() {
     assert_eq!(code(&err), "INVALID_REQUEST");
 
     // No login: the registry refuses, and the sentence says how to add one.
-    let (end, pulled, frames) = pull(&operator, "private-1", &image).await;
-    answers.extend(frames);
-    assert_eq!(
-        end.error_code,
-        Some(ErrorCode::RegistryAuthFailed),
-        "{}",
-        end.reason
+    let (end, pulled) = pull(&operator, "private-1", &image, &mut answers).await;
+    assert_login_refused(
+        &end,
+        &[
+            &format!("{server} needs a login"),
+            &format!("zedops registry add {server}"),
+        ],
     );
     assert!(!pulled);
-    assert!(
-        end.reason.contains(&format!("{server} needs a login"))
-            && end
-                .reason
-                .contains(&format!("zedops registry add {server}")),
-        "{}",
-        end.reason
-    );
 
     // A wrong password: the same code, and the sentence names the refused user.
     let added = admin
@@ -135,21 +159,12 @@ async fn private_registry_logins_are_used_by_agents_and_never_shown() {
     assert!(!added.replaced);
     assert_eq!(added.agents, 1, "the connected agent took the logins");
     answers.push(serde_json::to_string(&added).unwrap());
-    let (end, pulled, frames) = pull(&operator, "private-1", &image).await;
-    answers.extend(frames);
-    assert_eq!(
-        end.error_code,
-        Some(ErrorCode::RegistryAuthFailed),
-        "{}",
-        end.reason
+    let (end, pulled) = pull(&operator, "private-1", &image, &mut answers).await;
+    assert_login_refused(
+        &end,
+        &[&format!("{server} refused the login of {AUTH_USER}")],
     );
     assert!(!pulled);
-    assert!(
-        end.reason
-            .contains(&format!("{server} refused the login of {AUTH_USER}")),
-        "{}",
-        end.reason
-    );
 
     // The right one, stored by the CLI from stdin: the pull works.
     let config = tempfile::tempdir().unwrap();
@@ -173,8 +188,7 @@ async fn private_registry_logins_are_used_by_agents_and_never_shown() {
     assert!(out.status.success(), "stderr: {stderr}");
     assert!(stderr.contains("replaced the login for"), "{stderr}");
     answers.push(stdout + &stderr);
-    let (end, pulled, frames) = pull(&operator, "private-1", &image).await;
-    answers.extend(frames);
+    let (end, pulled) = pull(&operator, "private-1", &image, &mut answers).await;
     assert_eq!(end.error_code, None, "{}", end.reason);
     assert!(pulled);
     docker
@@ -203,21 +217,13 @@ async fn private_registry_logins_are_used_by_agents_and_never_shown() {
     answers.push(text(&out.stdout) + &text(&out.stderr));
 
     // An agent that connects later gets the logins at once.
-    docker
-        .remove_image(
-            &image,
-            None::<bollard::query_parameters::RemoveImageOptions>,
-            None,
-        )
-        .await
-        .expect("remove the pulled image");
+    remove_image(&docker, &image).await;
     agent.stop().await.unwrap();
     let _later = TestAgent::builder(&relay).name("private-2").online().await;
     let mut end = None;
     // The logins go out right after the welcome; give them a moment to land.
     for _ in 0..50 {
-        let (e, _, frames) = pull(&operator, "private-2", &image).await;
-        answers.extend(frames);
+        let (e, _) = pull(&operator, "private-2", &image, &mut answers).await;
         if e.error_code.is_none() {
             end = Some(e);
             break;
@@ -230,28 +236,14 @@ async fn private_registry_logins_are_used_by_agents_and_never_shown() {
     );
 
     // Removed: the agents forget it.
-    docker
-        .remove_image(
-            &image,
-            None::<bollard::query_parameters::RemoveImageOptions>,
-            None,
-        )
-        .await
-        .expect("remove the pulled image");
+    remove_image(&docker, &image).await;
     let removed = admin.remove_registry(&server).await.unwrap();
     assert_eq!(removed.agents, 1);
     answers.push(serde_json::to_string(&removed).unwrap());
     let err = admin.remove_registry(&server).await.unwrap_err();
     assert_eq!(code(&err), "NOT_FOUND");
-    let (end, _, frames) = pull(&operator, "private-2", &image).await;
-    answers.extend(frames);
-    assert_eq!(
-        end.error_code,
-        Some(ErrorCode::RegistryAuthFailed),
-        "{}",
-        end.reason
-    );
-    assert!(end.reason.contains("needs a login"), "{}", end.reason);
+    let (end, _) = pull(&operator, "private-2", &image, &mut answers).await;
+    assert_login_refused(&end, &["needs a login"]);
     assert!(admin.registries().await.unwrap().is_empty());
 
     // Audited with who, what and the user, never the secret.
