@@ -6,21 +6,12 @@ mod support;
 
 use std::process::Output;
 
-use support::{json, run, text, zedops};
+use support::{Zed, json, run, text, zedops};
 use zedops_client::store;
 use zedops_protocol::Role;
 use zedops_testkit::{TEST_PASSWORD, TestAgent, TestContainers, TestRelay, require_docker};
 
-/// Runs `zedops ARGS` with `token` as ZEDOPS_TOKEN (headless) and the relay given.
-async fn headless(
-    relay: &TestRelay,
-    token: &str,
-    config: &std::path::Path,
-    args: &[&str],
-) -> Output {
-    support::headless(&relay.url, token, config, args, "").await
-}
-
+/// Asserts the run failed with exit code 1 and only the error line `error: CODE: …`.
 fn failed_with(out: &Output, code: &str) {
     assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
     let stderr = text(&out.stderr);
@@ -38,20 +29,14 @@ async fn drives_real_containers_through_the_cli() {
     let relay = TestRelay::builder().start().await;
     let agent = TestAgent::builder(&relay).name("cli-host").online().await;
     let token = relay.login("ops", Role::Operator).await;
-    let config = tempfile::tempdir().unwrap();
+    let as_ops = Zed::new(&relay.url, &token);
 
-    let agents = json(&headless(&relay, &token, config.path(), &["agents", "--json"]).await);
+    let agents = json(&as_ops.run(&["agents", "--json"]).await);
     assert_eq!(agents["count"], 1);
     assert_eq!(agents["agents"][0]["name"], "cli-host");
     assert_eq!(agents["agents"][0]["online"], true);
 
-    let table = headless(
-        &relay,
-        &token,
-        config.path(),
-        &["ps", "--agent", "cli-host"],
-    )
-    .await;
+    let table = as_ops.run(&["ps", "--agent", "cli-host"]).await;
     assert!(table.status.success());
     let table = text(&table.stdout);
     assert!(table.starts_with("ID"), "{table}");
@@ -64,15 +49,7 @@ async fn drives_real_containers_through_the_cli() {
         "{row}"
     );
 
-    let ps = json(
-        &headless(
-            &relay,
-            &token,
-            config.path(),
-            &["ps", "--agent", "cli-host", "--json"],
-        )
-        .await,
-    );
+    let ps = json(&as_ops.run(&["ps", "--agent", "cli-host", "--json"]).await);
     let listed = ps["containers"].as_array().unwrap();
     assert_eq!(ps["count"], listed.len());
     assert!(
@@ -81,63 +58,40 @@ async fn drives_real_containers_through_the_cli() {
             .any(|c| c["names"][0] == format!("/{web}") && c["state"] == "running")
     );
 
-    let stop = headless(
-        &relay,
-        &token,
-        config.path(),
-        &["stop", "--agent", "cli-host", &web],
-    )
-    .await;
+    let stop = as_ops.run(&["stop", "--agent", "cli-host", &web]).await;
     assert!(stop.status.success(), "{}", text(&stop.stderr));
     assert_eq!(text(&stop.stderr), format!("stopped {web} on cli-host\n"));
     assert_eq!(containers.state(&web).await, "exited");
     let start = json(
-        &headless(
-            &relay,
-            &token,
-            config.path(),
-            &["start", "--agent", "cli-host", &web, "--json"],
-        )
-        .await,
+        &as_ops
+            .run(&["start", "--agent", "cli-host", &web, "--json"])
+            .await,
     );
     assert_eq!(start["success"], true);
     assert_eq!(start["operation"], "start");
     assert_eq!(containers.state(&web).await, "running");
 
     failed_with(
-        &headless(
-            &relay,
-            &token,
-            config.path(),
-            &["stop", "--agent", "cli-host", "no-such-box"],
-        )
-        .await,
+        &as_ops
+            .run(&["stop", "--agent", "cli-host", "no-such-box"])
+            .await,
         "CONTAINER_NOT_FOUND",
     );
     failed_with(
-        &headless(&relay, &token, config.path(), &["ps", "--agent", "nowhere"]).await,
+        &as_ops.run(&["ps", "--agent", "nowhere"]).await,
         "NOT_FOUND",
     );
     failed_with(
-        &headless(&relay, "zd_forged", config.path(), &["agents"]).await,
+        &Zed::new(&relay.url, "zd_forged").run(&["agents"]).await,
         "UNAUTHORIZED",
     );
     // An operator is not an admin.
-    failed_with(
-        &headless(&relay, &token, config.path(), &["audit"]).await,
-        "FORBIDDEN",
-    );
+    failed_with(&as_ops.run(&["audit"]).await, "FORBIDDEN");
 
     agent.kill().await;
     relay.wait_agent("cli-host", false).await;
     failed_with(
-        &headless(
-            &relay,
-            &token,
-            config.path(),
-            &["ps", "--agent", "cli-host"],
-        )
-        .await,
+        &as_ops.run(&["ps", "--agent", "cli-host"]).await,
         "AGENT_OFFLINE",
     );
 }
@@ -146,15 +100,9 @@ async fn drives_real_containers_through_the_cli() {
 async fn admin_commands_create_tokens_revoke_and_read_the_audit_log() {
     let relay = TestRelay::builder().start().await;
     let admin = relay.login("root", Role::Admin).await;
-    let config = tempfile::tempdir().unwrap();
+    let as_admin = Zed::new(&relay.url, &admin);
 
-    let out = headless(
-        &relay,
-        &admin,
-        config.path(),
-        &["token", "create", "--ttl", "10m"],
-    )
-    .await;
+    let out = as_admin.run(&["token", "create", "--ttl", "10m"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let token = text(&out.stdout);
     assert!(
@@ -168,24 +116,18 @@ async fn admin_commands_create_tokens_revoke_and_read_the_audit_log() {
         .await;
 
     let viewer = relay.login("peek", Role::Viewer).await;
+
+    let as_viewer = Zed::new(&relay.url, &viewer);
     failed_with(
-        &headless(
-            &relay,
-            &viewer,
-            config.path(),
-            &["restart", "--agent", "enrolled", "web"],
-        )
-        .await,
+        &as_viewer
+            .run(&["restart", "--agent", "enrolled", "web"])
+            .await,
         "FORBIDDEN",
     );
     let log = json(
-        &headless(
-            &relay,
-            &admin,
-            config.path(),
-            &["audit", "--agent", "enrolled", "--since", "1h", "--json"],
-        )
-        .await,
+        &as_admin
+            .run(&["audit", "--agent", "enrolled", "--since", "1h", "--json"])
+            .await,
     );
     let entry = &log["entries"][0];
     assert_eq!(
@@ -193,11 +135,7 @@ async fn admin_commands_create_tokens_revoke_and_read_the_audit_log() {
         (Some("peek"), Some("forbidden")),
         "{log}"
     );
-    let table = text(
-        &headless(&relay, &admin, config.path(), &["audit"])
-            .await
-            .stdout,
-    );
+    let table = text(&as_admin.run(&["audit"]).await.stdout);
     assert!(
         table
             .lines()
@@ -205,7 +143,7 @@ async fn admin_commands_create_tokens_revoke_and_read_the_audit_log() {
         "{table}"
     );
 
-    let sessions = json(&headless(&relay, &admin, config.path(), &["sessions", "--json"]).await);
+    let sessions = json(&as_admin.run(&["sessions", "--json"]).await);
     let peek = sessions["sessions"]
         .as_array()
         .unwrap()
@@ -215,99 +153,64 @@ async fn admin_commands_create_tokens_revoke_and_read_the_audit_log() {
         .as_str()
         .unwrap()
         .to_string();
-    let out = headless(
-        &relay,
-        &admin,
-        config.path(),
-        &["sessions", "revoke", &peek],
-    )
-    .await;
+    let out = as_admin.run(&["sessions", "revoke", &peek]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    failed_with(
-        &headless(&relay, &viewer, config.path(), &["agents"]).await,
-        "UNAUTHORIZED",
-    );
+    failed_with(&as_viewer.run(&["agents"]).await, "UNAUTHORIZED");
 
-    let out = headless(
-        &relay,
-        &admin,
-        config.path(),
-        &["agent", "revoke", "enrolled"],
-    )
-    .await;
+    let out = as_admin.run(&["agent", "revoke", "enrolled"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     relay.wait_agent("enrolled", false).await;
     agent.exit().await.expect_err("a revoked agent stays out");
-}
-
-/// Runs `zedops ARGS` headless with `stdin`.
-async fn headless_stdin(
-    relay: &TestRelay,
-    token: &str,
-    config: &std::path::Path,
-    args: &[&str],
-    stdin: &str,
-) -> Output {
-    support::headless(&relay.url, token, config, args, stdin).await
 }
 
 #[tokio::test]
 async fn admins_manage_users_tokens_and_agent_tokens_from_the_cli() {
     let relay = TestRelay::builder().start().await;
     let admin = relay.login("root", Role::Admin).await;
-    let config = tempfile::tempdir().unwrap();
-    let cfg = config.path();
+    let as_admin = Zed::new(&relay.url, &admin);
 
     // Users: the password comes from stdin, never from an argument.
-    let out = headless_stdin(
-        &relay,
-        &admin,
-        cfg,
-        &[
-            "user",
-            "add",
-            "dave",
-            "--role",
-            "operator",
-            "--password-stdin",
-        ],
-        "dave-pass-9\n",
-    )
-    .await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stderr), "created operator dave\n");
-    assert!(out.stdout.is_empty());
-    let usage = headless(
-        &relay,
-        &admin,
-        cfg,
-        &["user", "add", "erin", "--role", "viewer"],
-    )
-    .await;
-    assert_eq!(usage.status.code(), Some(2), "{}", text(&usage.stderr));
-    failed_with(
-        &headless_stdin(
-            &relay,
-            &admin,
-            cfg,
+    let out = as_admin
+        .run_with(
             &[
                 "user",
                 "add",
                 "dave",
                 "--role",
-                "viewer",
+                "operator",
                 "--password-stdin",
             ],
-            "x\n",
+            "dave-pass-9\n",
         )
-        .await,
+        .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "created operator dave\n");
+    assert!(out.stdout.is_empty());
+    let usage = as_admin
+        .run(&["user", "add", "erin", "--role", "viewer"])
+        .await;
+    assert_eq!(usage.status.code(), Some(2), "{}", text(&usage.stderr));
+    failed_with(
+        &as_admin
+            .run_with(
+                &[
+                    "user",
+                    "add",
+                    "dave",
+                    "--role",
+                    "viewer",
+                    "--password-stdin",
+                ],
+                "x\n",
+            )
+            .await,
         "NAME_TAKEN",
     );
     zedops_client::login(&relay.url, "dave", "dave-pass-9", None, false)
         .await
         .expect("dave logs in with the password from stdin");
 
-    let users = json(&headless(&relay, &admin, cfg, &["user", "list", "--json"]).await);
+    let users = json(&as_admin.run(&["user", "list", "--json"]).await);
     let dave = users["users"]
         .as_array()
         .unwrap()
@@ -319,11 +222,7 @@ async fn admins_manage_users_tokens_and_agent_tokens_from_the_cli() {
         (dave["role"].as_str(), dave["disabled"].as_bool()),
         (Some("operator"), Some(false))
     );
-    let table = text(
-        &headless(&relay, &admin, cfg, &["user", "list"])
-            .await
-            .stdout,
-    );
+    let table = text(&as_admin.run(&["user", "list"]).await.stdout);
     assert!(table.starts_with("NAME"), "{table}");
     assert!(
         table
@@ -333,16 +232,12 @@ async fn admins_manage_users_tokens_and_agent_tokens_from_the_cli() {
     );
 
     let changed = json(
-        &headless(
-            &relay,
-            &admin,
-            cfg,
-            &["user", "set-role", "dave", "viewer", "--json"],
-        )
-        .await,
+        &as_admin
+            .run(&["user", "set-role", "dave", "viewer", "--json"])
+            .await,
     );
     assert_eq!(changed["role"], "viewer");
-    let out = headless(&relay, &admin, cfg, &["user", "disable", "dave"]).await;
+    let out = as_admin.run(&["user", "disable", "dave"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).starts_with("disabled dave"),
@@ -353,24 +248,24 @@ async fn admins_manage_users_tokens_and_agent_tokens_from_the_cli() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "UNAUTHORIZED");
-    let out = headless(&relay, &admin, cfg, &["user", "enable", "dave"]).await;
+    let out = as_admin.run(&["user", "enable", "dave"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     failed_with(
-        &headless(&relay, &admin, cfg, &["user", "set-role", "root", "viewer"]).await,
+        &as_admin.run(&["user", "set-role", "root", "viewer"]).await,
         "INVALID_REQUEST",
     );
     failed_with(
-        &headless(&relay, &admin, cfg, &["user", "disable", "nobody"]).await,
+        &as_admin.run(&["user", "disable", "nobody"]).await,
         "NOT_FOUND",
     );
 
     // Registration tokens: listed by id and state, never the token; revoked by id.
-    let created = json(&headless(&relay, &admin, cfg, &["token", "create", "--json"]).await);
+    let created = json(&as_admin.run(&["token", "create", "--json"]).await);
     let (id, secret) = (
         created["id"].as_str().unwrap().to_string(),
         created["token"].as_str().unwrap().to_string(),
     );
-    let out = headless(&relay, &admin, cfg, &["token", "list"]).await;
+    let out = as_admin.run(&["token", "list"]).await;
     let table = text(&out.stdout);
     assert!(
         table
@@ -379,13 +274,13 @@ async fn admins_manage_users_tokens_and_agent_tokens_from_the_cli() {
         "{table}"
     );
     assert!(!table.contains(&secret) && !text(&out.stderr).contains(&secret));
-    let out = headless(&relay, &admin, cfg, &["token", "revoke", &id]).await;
+    let out = as_admin.run(&["token", "revoke", &id]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let list = json(&headless(&relay, &admin, cfg, &["token", "list", "--json"]).await);
+    let list = json(&as_admin.run(&["token", "list", "--json"]).await);
     assert_eq!(list["tokens"][0]["id"], id.as_str());
     assert_eq!(list["tokens"][0]["state"], "revoked");
     failed_with(
-        &headless(&relay, &admin, cfg, &["token", "revoke", "no-such-token"]).await,
+        &as_admin.run(&["token", "revoke", "no-such-token"]).await,
         "NOT_FOUND",
     );
 
@@ -393,20 +288,17 @@ async fn admins_manage_users_tokens_and_agent_tokens_from_the_cli() {
     let agent = TestAgent::builder(&relay).name("rotor").online().await;
     let path = agent.wait_credentials().await;
     let before = std::fs::read_to_string(&path).unwrap();
-    let rotated =
-        json(&headless(&relay, &admin, cfg, &["agent", "rotate", "rotor", "--json"]).await);
+    let rotated = json(&as_admin.run(&["agent", "rotate", "rotor", "--json"]).await);
     assert_eq!(rotated["name"], "rotor");
     assert_ne!(std::fs::read_to_string(&path).unwrap(), before);
     failed_with(
-        &headless(&relay, &admin, cfg, &["agent", "rotate", "nobody"]).await,
+        &as_admin.run(&["agent", "rotate", "nobody"]).await,
         "NOT_FOUND",
     );
     // Operators cannot manage users.
     let ops = relay.login("ops", Role::Operator).await;
-    failed_with(
-        &headless(&relay, &ops, cfg, &["user", "list"]).await,
-        "FORBIDDEN",
-    );
+    let as_ops = Zed::new(&relay.url, &ops);
+    failed_with(&as_ops.run(&["user", "list"]).await, "FORBIDDEN");
     agent.stop().await.unwrap();
 }
 
@@ -417,26 +309,22 @@ async fn admins_manage_users_tokens_and_agent_tokens_from_the_cli() {
 async fn admins_set_passwords_and_the_users_sessions_end() {
     let relay = TestRelay::builder().start().await;
     let admin = relay.login("root", Role::Admin).await;
+    let as_admin = Zed::new(&relay.url, &admin);
     let other_root_session = relay.login("root", Role::Admin).await;
+    let as_other_root_session = Zed::new(&relay.url, &other_root_session);
     let dave = relay.login("dave", Role::Viewer).await;
-    let config = tempfile::tempdir().unwrap();
-    let cfg = config.path();
+    let as_dave = Zed::new(&relay.url, &dave);
 
-    let out = headless_stdin(
-        &relay,
-        &admin,
-        cfg,
-        &["user", "set-password", "dave", "--password-stdin", "--json"],
-        "dave-new-pass-1\n",
-    )
-    .await;
+    let out = as_admin
+        .run_with(
+            &["user", "set-password", "dave", "--password-stdin", "--json"],
+            "dave-new-pass-1\n",
+        )
+        .await;
     let set = json(&out);
     assert_eq!(set["name"], "dave");
     assert_eq!(set["sessionsEnded"], 1);
-    failed_with(
-        &headless(&relay, &dave, cfg, &["agents"]).await,
-        "UNAUTHORIZED",
-    );
+    failed_with(&as_dave.run(&["agents"]).await, "UNAUTHORIZED");
     let err = zedops_client::login(&relay.url, "dave", TEST_PASSWORD, None, false)
         .await
         .unwrap_err();
@@ -446,23 +334,16 @@ async fn admins_set_passwords_and_the_users_sessions_end() {
         .expect("the new password works");
 
     // Their own: the asking session lives on, the other one ends.
-    let out = headless_stdin(
-        &relay,
-        &admin,
-        cfg,
-        &["user", "set-password", "root", "--password-stdin"],
-        "root-new-pass-1\n",
-    )
-    .await;
+    let out = as_admin
+        .run_with(
+            &["user", "set-password", "root", "--password-stdin"],
+            "root-new-pass-1\n",
+        )
+        .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        headless(&relay, &admin, cfg, &["agents"])
-            .await
-            .status
-            .success()
-    );
+    assert!(as_admin.run(&["agents"]).await.status.success());
     failed_with(
-        &headless(&relay, &other_root_session, cfg, &["agents"]).await,
+        &as_other_root_session.run(&["agents"]).await,
         "UNAUTHORIZED",
     );
 
@@ -487,26 +368,20 @@ async fn admins_set_passwords_and_the_users_sessions_end() {
     assert!(!format!("{audit:?}").contains("new-pass"));
 
     failed_with(
-        &headless_stdin(
-            &relay,
-            &admin,
-            cfg,
-            &["user", "set-password", "nobody", "--password-stdin"],
-            "x\n",
-        )
-        .await,
+        &as_admin
+            .run_with(
+                &["user", "set-password", "nobody", "--password-stdin"],
+                "x\n",
+            )
+            .await,
         "NOT_FOUND",
     );
     let ops = relay.login("ops", Role::Operator).await;
+    let as_ops = Zed::new(&relay.url, &ops);
     failed_with(
-        &headless_stdin(
-            &relay,
-            &ops,
-            cfg,
-            &["user", "set-password", "ops", "--password-stdin"],
-            "x\n",
-        )
-        .await,
+        &as_ops
+            .run_with(&["user", "set-password", "ops", "--password-stdin"], "x\n")
+            .await,
         "FORBIDDEN",
     );
 }
