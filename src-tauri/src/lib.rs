@@ -16,6 +16,7 @@ pub mod fleet;
 mod forward;
 pub mod image_updates;
 mod notify;
+mod relist;
 pub mod service;
 pub mod session;
 pub mod settings;

@@ -4,17 +4,16 @@
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Manager};
 use tauri_specta::Event;
-use zedops_client::Client;
 
 use crate::detail::views::{ContainerDetailView, LogBatch, StatsUpdate};
 use crate::detail::{self, Watches};
 use crate::error::AppError;
 use crate::events::ContainersUpdated;
+use crate::relist::relist;
 use crate::session::{self, Session};
 use crate::state::AppState;
 use crate::types::{
-    self, Action, ActionOutcome, AgentView, AuditEntry, ContainerView, RegistrationToken,
-    SessionInfo,
+    Action, ActionOutcome, AgentView, AuditEntry, ContainerView, RegistrationToken, SessionInfo,
 };
 use crate::{admin, alerting, forward, notify, tray};
 
@@ -81,32 +80,6 @@ pub async fn list_containers(
 ) -> Result<Vec<ContainerView>, AppError> {
     let client = state(app).client().await?;
     relist(app, &client, agent_id).await
-}
-
-async fn relist(
-    app: &AppHandle,
-    client: &Client,
-    agent_id: &str,
-) -> Result<Vec<ContainerView>, AppError> {
-    let list = types::containers(client.containers(agent_id).await?);
-    state(app).fleet().set_containers(agent_id, &list);
-    tray::refresh(app);
-    Ok(list)
-}
-
-/// Lists an agent's containers again and pushes the list to the UI (after a deploy or a
-/// removal, which change the list itself); a failure is only logged, the push will follow.
-pub(crate) async fn relist_and_push(app: &AppHandle, client: &Client, agent_id: &str) {
-    match relist(app, client, agent_id).await {
-        Ok(containers) => {
-            let _ = ContainersUpdated {
-                agent_id: agent_id.to_string(),
-                containers,
-            }
-            .emit(app);
-        }
-        Err(err) => tracing::warn!(%err, agent_id, "could not re-list the containers"),
-    }
 }
 
 /// Runs an action. The row learns its new state from the container event the agent pushes

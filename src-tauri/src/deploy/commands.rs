@@ -11,7 +11,7 @@ use super::{
     TemplateSummaryView, TemplateView,
 };
 use crate::error::AppError;
-use crate::service::relist_and_push;
+use crate::relist::relist_and_push;
 use crate::state::AppState;
 
 async fn client(app: &AppHandle) -> Result<zedops_client::Client, AppError> {

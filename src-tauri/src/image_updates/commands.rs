@@ -12,7 +12,7 @@ use super::{
     FleetUpdateEvent, FleetUpdateSummary, ImageUpdateCheck,
 };
 use crate::error::AppError;
-use crate::service::relist_and_push;
+use crate::relist::relist_and_push;
 use crate::state::AppState;
 
 async fn client(app: &AppHandle) -> Result<zedops_client::Client, AppError> {
