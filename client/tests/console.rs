@@ -23,6 +23,11 @@ use support::{assert_ok, assert_stderr_says};
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// The CLI's arguments for `command` on `container` of agent `console-1`, then `rest`.
+fn on_agent<'a>(command: &[&'a str], container: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    [command, &["--agent", "console-1", container], rest].concat()
+}
+
 fn exec(container: &str, cmd: &[&str], stdin: bool) -> ExecRequest {
     ExecRequest {
         agent_id: "console-1".into(),
@@ -272,16 +277,11 @@ async fn the_cli_runs_commands_with_their_exit_codes_and_sends_console_lines() {
     let c = s.container.as_str();
     let out = zed
         .run_with(
-            &[
-                "exec",
-                "--agent",
-                "console-1",
+            &on_agent(
+                &["exec"],
                 c,
-                "--",
-                "sh",
-                "-c",
-                "echo out; echo err >&2; exit 3",
-            ],
+                &["--", "sh", "-c", "echo out; echo err >&2; exit 3"],
+            ),
             "",
         )
         .await;
@@ -295,32 +295,21 @@ async fn the_cli_runs_commands_with_their_exit_codes_and_sends_console_lines() {
     );
     let out = zed
         .run_with(
-            &[
-                "exec",
-                "--agent",
-                "console-1",
-                c,
-                "--",
-                "sh",
-                "-c",
-                "no-such-command",
-            ],
+            &on_agent(&["exec"], c, &["--", "sh", "-c", "no-such-command"]),
             "",
         )
         .await;
     assert_eq!(out.status.code(), Some(127));
     let out = zed
         .run_with(
-            &["exec", "-i", "--agent", "console-1", c, "--", "cat"],
+            &on_agent(&["exec", "-i"], c, &["--", "cat"]),
             "piped\nthrough cat\n",
         )
         .await;
     assert_eq!(out.status.code(), Some(0), "{}", support::text(&out.stderr));
     assert_eq!(support::text(&out.stdout), "piped\nthrough cat\n");
     // A container without an open stdin cannot take a console line: a clear refusal.
-    let out = zed
-        .run_with(&["send", "--agent", "console-1", c, "save"], "")
-        .await;
+    let out = zed.run_with(&on_agent(&["send"], c, &["save"]), "").await;
     assert!(!out.status.success());
     assert_stderr_says(&out, "OpenStdin");
 }
@@ -338,58 +327,42 @@ async fn the_cli_lists_uploads_downloads_and_removes_files() {
     let data: Vec<u8> = (0..3 * 1024 * 1024).map(|_| rand::random::<u8>()).collect();
     let source = dir.path().join("up.bin");
     std::fs::write(&source, &data).unwrap();
-    let out = zed
-        .run(&["files", "mkdir", "--agent", "console-1", c, "/data"])
-        .await;
+    let out = zed.run(&on_agent(&["files", "mkdir"], c, &["/data"])).await;
     assert_ok(&out);
     let out = zed
-        .run(&[
-            "files",
-            "put",
-            "--agent",
-            "console-1",
+        .run(&on_agent(
+            &["files", "put"],
             c,
-            source.to_str().unwrap(),
-            "/data/save.bin",
-        ])
+            &[source.to_str().unwrap(), "/data/save.bin"],
+        ))
         .await;
     assert_ok(&out);
     let dest = dir.path().join("down.bin");
     let out = zed
-        .run(&[
-            "files",
-            "get",
-            "--agent",
-            "console-1",
+        .run(&on_agent(
+            &["files", "get"],
             c,
-            "/data/save.bin",
-            dest.to_str().unwrap(),
-        ])
+            &["/data/save.bin", dest.to_str().unwrap()],
+        ))
         .await;
     assert_ok(&out);
     assert_eq!(
         Sha256::digest(std::fs::read(&dest).unwrap()),
         Sha256::digest(&data)
     );
-    let out = zed
-        .run(&["files", "ls", "--agent", "console-1", c, "/data"])
-        .await;
+    let out = zed.run(&on_agent(&["files", "ls"], c, &["/data"])).await;
     let listing = support::text(&out.stdout);
     assert!(
         listing.starts_with("-0644      3145728 ") && listing.trim_end().ends_with(" save.bin"),
         "{listing}"
     );
-    let out = zed
-        .run(&["files", "ls", "--agent", "console-1", c, "/../etc"])
-        .await;
+    let out = zed.run(&on_agent(&["files", "ls"], c, &["/../etc"])).await;
     assert!(!out.status.success());
     assert_stderr_says(&out, "PATH_OUTSIDE");
-    let out = zed
-        .run(&["files", "rm", "--agent", "console-1", c, "/data"])
-        .await;
+    let out = zed.run(&on_agent(&["files", "rm"], c, &["/data"])).await;
     assert_ok(&out);
     let out = zed
-        .run(&["files", "get", "--agent", "console-1", c, "/data/save.bin"])
+        .run(&on_agent(&["files", "get"], c, &["/data/save.bin"]))
         .await;
     assert_stderr_says(&out, "FILE_NOT_FOUND");
 }
