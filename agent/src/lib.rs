@@ -16,6 +16,7 @@ pub mod install;
 mod live;
 pub mod pacing;
 pub mod policy;
+mod rows;
 mod run_error;
 #[cfg(unix)]
 pub mod selfupdate;

@@ -3,12 +3,16 @@
 //! event stream broke, or this is a new relay connection) a new snapshot goes first, because
 //! Docker keeps only its last 256 events and some may have been lost meanwhile. Pushes stay
 //! within the agent's budget ([`crate::pacing`]): in an event storm the changes reach the relay
-//! as one `container.sync` instead of one `container.event` each.
+//! as one `container.sync` instead of one `container.event` each. An event's row comes from
+//! what the agent knows when the event says it ([`crate::rows`]), so a busy engine does not hold
+//! the push back; Docker is asked only for what it alone knows.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use zedops_protocol::{
@@ -18,10 +22,15 @@ use zedops_transport::Backoff;
 
 use crate::docker::{DockerClient, DockerError, DockerEvent};
 use crate::pacing::{Offer, Pacer, PushBudget};
+use crate::rows::Rows;
 
 /// How far back the event stream starts before the snapshot, so that no event between asking
 /// for the stream and Docker serving it is lost (Docker replays from its buffer).
 const REPLAY_MARGIN: Duration = Duration::from_secs(1);
+
+/// Background lists of rows pushed from what was known, at most this many at once (more are
+/// skipped: the row stays as the event left it until the next event or snapshot).
+const MAX_REFRESHES: usize = 8;
 
 /// Why following stopped.
 enum Gap {
@@ -50,6 +59,8 @@ pub async fn follow(docker: Arc<DockerClient>, tx: mpsc::Sender<String>, budget:
         sent: Recent::default(),
         // One per relay connection, as the relay's limit is.
         pacer: Pacer::new(budget, Instant::now()),
+        rows: Rows::default(),
+        refreshes: FuturesUnordered::new(),
     };
     loop {
         let since = SystemTime::now() - REPLAY_MARGIN;
@@ -82,6 +93,19 @@ struct Live<'a> {
     tx: &'a mpsc::Sender<String>,
     sent: Recent,
     pacer: Pacer,
+    /// The last known row of each container.
+    rows: Rows,
+    /// Lists of rows pushed from what was known: (id, the row's version, Docker's row).
+    refreshes: FuturesUnordered<BoxFuture<'a, Refreshed>>,
+}
+
+type Refreshed = (String, u64, Result<Option<Container>, DockerError>);
+
+/// What woke the loop up.
+enum Next {
+    Docker(Option<Result<DockerEvent, DockerError>>),
+    SyncDue,
+    Refreshed(Refreshed),
 }
 
 impl Live<'_> {
@@ -102,13 +126,30 @@ impl Live<'_> {
         loop {
             // While events are held, wake up when their sync is due even if Docker is silent.
             let due = self.pacer.next_due();
-            let item = tokio::select! {
-                item = events.next() => item,
-                () = sleep_until(due) => {
+            let next = tokio::select! {
+                item = events.next() => Next::Docker(item),
+                () = sleep_until(due) => Next::SyncDue,
+                Some(refreshed) = self.refreshes.next(), if !self.refreshes.is_empty() => {
+                    Next::Refreshed(refreshed)
+                }
+            };
+            let item = match next {
+                Next::Docker(item) => item,
+                Next::SyncDue => {
                     if self.pacer.poll(Instant::now()) {
-                        let reason = "container events came faster than the agent pushes them (coalesced)";
+                        let reason =
+                            "container events came faster than the agent pushes them (coalesced)";
                         if let Err(gap) = self.sync(reason.to_string()).await {
                             return gap;
+                        }
+                    }
+                    continue;
+                }
+                Next::Refreshed((id, version, listed)) => {
+                    match listed {
+                        Ok(row) => self.rows.refreshed(&id, version, row),
+                        Err(err) => {
+                            tracing::debug!(%err, "could not list a container again after its event")
                         }
                     }
                     continue;
@@ -127,7 +168,8 @@ impl Live<'_> {
             }
             if self.pacer.offer(Instant::now(), has_room(self.tx)) == Offer::Hold {
                 // The next sync carries it; not even the row is asked for, which spares Docker
-                // hundreds of list calls in a storm.
+                // hundreds of list calls in a storm. Its known row is out of date until then.
+                self.rows.forget(&event.container_id);
                 continue;
             }
             if !self.push(event).await {
@@ -142,6 +184,7 @@ impl Live<'_> {
         tokio::time::sleep_until(ready.into()).await;
         // Listed after waiting, so the sync is as fresh as it can be.
         let containers = self.docker.list().await?;
+        self.rows.replace(&containers);
         tracing::debug!(count = containers.len(), %reason, "sending a container snapshot");
         // A big fleet goes in parts, each under the relay's size cap for a push.
         for part in ContainerSync::whole(containers, reason).into_parts() {
@@ -153,21 +196,34 @@ impl Live<'_> {
         Ok(())
     }
 
-    /// Pushes one event with the container's row as it is now. False when the relay is gone.
-    async fn push(&self, event: DockerEvent) -> bool {
+    /// Pushes one event with the container's row as it is now: from what the agent knows when
+    /// the event says it (then listed again in the background), else from Docker. False when
+    /// the relay is gone.
+    async fn push(&mut self, event: DockerEvent) -> bool {
         let docker = self.docker;
         // The row as it is now, so clients update it without asking; a destroyed one has none.
-        let container = match event.action {
-            ContainerAction::Destroy => None,
-            _ => docker
-                .container(&event.container_id)
-                .await
-                .unwrap_or_else(|err| {
-                    tracing::debug!(%err, "could not list a container after its event");
+        let container =
+            match event.action {
+                ContainerAction::Destroy => {
+                    self.rows.forget(&event.container_id);
                     None
-                }),
-        };
-        let container = container.map(|row| settled(row, event.action, event.exit_code));
+                }
+                _ => match self.rows.after(&event) {
+                    Some((row, version)) => {
+                        self.refresh(&event.container_id, version);
+                        Some(row)
+                    }
+                    None => {
+                        let listed = docker.container(&event.container_id).await.unwrap_or_else(
+                            |err| {
+                                tracing::debug!(%err, "could not list a container after its event");
+                                None
+                            },
+                        );
+                        self.rows.listed(&event, listed)
+                    }
+                },
+            };
         let requested = docker.was_requested(&event.container_id, &event.name);
         let pushed = ContainerEvent {
             agent_id: String::new(),
@@ -184,6 +240,19 @@ impl Live<'_> {
             tracing::info!(container = %pushed.name, action = %pushed.action, exit_code = ?pushed.exit_code, "container stopped without a ZedOps request");
         }
         send(self.tx, subject::CONTAINER_EVENT, &pushed).await
+    }
+
+    /// Lists `id` again in the background, to replace the row pushed from what was known with
+    /// Docker's own (its status text, a restart policy's `restarting`) before its next event.
+    fn refresh(&mut self, id: &str, version: u64) {
+        if self.refreshes.len() >= MAX_REFRESHES {
+            return;
+        }
+        let (docker, id) = (self.docker, id.to_string());
+        self.refreshes.push(Box::pin(async move {
+            let listed = docker.container(&id).await;
+            (id, version, listed)
+        }));
     }
 }
 
@@ -244,20 +313,6 @@ impl Recent {
     }
 }
 
-/// The row as it will be once Docker has finished with the event. Docker announces `die`
-/// before it records the container as stopped, so a list at that moment still says running.
-fn settled(mut row: Container, action: ContainerAction, exit_code: Option<i64>) -> Container {
-    if action == ContainerAction::Die && matches!(row.state.as_str(), "running" | "restarting") {
-        row.state = "exited".into();
-        row.status = format!(
-            "Exited ({}) Less than a second ago",
-            exit_code.unwrap_or_default()
-        );
-        row.health = None;
-    }
-    row
-}
-
 /// Queues a push for the relay, waiting while the queue is full (the relay reads slowly) rather
 /// than dropping an event. False when the connection is gone.
 async fn send(tx: &mpsc::Sender<String>, subject: &str, data: &impl Serialize) -> bool {
@@ -269,20 +324,6 @@ async fn send(tx: &mpsc::Sender<String>, subject: &str, data: &impl Serialize) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(state: &str) -> Container {
-        Container {
-            id: "a".repeat(64),
-            names: vec!["/web".into()],
-            image: "busybox".into(),
-            state: state.into(),
-            status: "Up 3 seconds (healthy)".into(),
-            created: 0,
-            ports: vec![],
-            health: Some("healthy".into()),
-            labels: Default::default(),
-        }
-    }
 
     #[test]
     fn only_exact_repeats_are_skipped() {
@@ -321,24 +362,5 @@ mod tests {
         recent.insert(key(t + 120 * second));
         assert_eq!(recent.keys.len(), 1);
         assert!(recent.keys.capacity() < 1024);
-    }
-
-    #[test]
-    fn a_row_listed_at_die_is_shown_stopped() {
-        let died = settled(row("running"), ContainerAction::Die, Some(137));
-        assert_eq!(died.state, "exited");
-        assert_eq!(died.status, "Exited (137) Less than a second ago");
-        assert_eq!(died.health, None);
-        // Other events keep what Docker listed.
-        assert_eq!(
-            settled(row("running"), ContainerAction::Kill, None).state,
-            "running"
-        );
-        // A restart policy may already have it running again after the die: then it is not
-        // "running" here but "restarting", which is also settled; "exited" stays as listed.
-        assert_eq!(
-            settled(row("exited"), ContainerAction::Die, Some(0)).status,
-            "Up 3 seconds (healthy)"
-        );
     }
 }

@@ -1,12 +1,15 @@
 //! Docker event → client, side by side with Docker's own event stream on the same engine: every
 //! event is timed when `docker events` (bollard's stream) delivers it and when it reaches a
-//! subscribed client through agent → relay → client, and the difference is reported.
+//! subscribed client through agent → relay → client, and the difference is reported. With
+//! `--probe-list`, each event also starts a list of its one container at the moment Docker's
+//! stream delivers it, timed: the Docker round trip the agent's push used to wait for, under
+//! the same load (it adds that list's load to the engine).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{
-    EventsOptionsBuilder, KillContainerOptions, StartContainerOptions,
+    EventsOptionsBuilder, KillContainerOptions, ListContainersOptionsBuilder, StartContainerOptions,
 };
 use futures_util::StreamExt;
 use zedops_client::ClientEvent;
@@ -18,7 +21,7 @@ use crate::stats::{ms, percentile};
 /// One event, as both streams name it.
 type Key = (String, &'static str, i64);
 
-pub async fn run(cycles: usize) -> anyhow::Result<()> {
+pub async fn run(cycles: usize, probe_list: bool) -> anyhow::Result<()> {
     let docker = require_docker()
         .await
         .ok_or_else(|| anyhow::anyhow!("a Docker engine is needed"))?;
@@ -42,6 +45,8 @@ pub async fn run(cycles: usize) -> anyhow::Result<()> {
     let options = EventsOptionsBuilder::new().filters(&filters).build();
     let mut direct_stream = docker.events(Some(options));
     let (direct_tx, mut direct_rx) = tokio::sync::mpsc::unbounded_channel::<(Key, Instant)>();
+    let (probe_tx, mut probe_rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+    let probe_docker = docker.clone();
     let reader = tokio::spawn(async move {
         while let Some(Ok(message)) = direct_stream.next().await {
             let at = Instant::now();
@@ -50,6 +55,20 @@ pub async fn run(cycles: usize) -> anyhow::Result<()> {
                 .as_deref()
                 .and_then(ContainerAction::from_docker);
             let id = message.actor.and_then(|a| a.id);
+            if let (true, Some(_), Some(id)) = (probe_list, action, id.as_ref()) {
+                let (docker, probe_tx, id) = (probe_docker.clone(), probe_tx.clone(), id.clone());
+                tokio::spawn(async move {
+                    let filters: HashMap<&str, Vec<&str>> =
+                        HashMap::from([("id", vec![id.as_str()])]);
+                    let options = ListContainersOptionsBuilder::new()
+                        .all(true)
+                        .filters(&filters)
+                        .build();
+                    if docker.list_containers(Some(options)).await.is_ok() {
+                        let _ = probe_tx.send(at.elapsed());
+                    }
+                });
+            }
             if let (Some(action), Some(id), Some(nano)) = (action, id, message.time_nano) {
                 let _ = direct_tx.send(((id, action.as_str(), nano), at));
             }
@@ -112,6 +131,19 @@ pub async fn run(cycles: usize) -> anyhow::Result<()> {
         ms(percentile(&mut behind, 100.0)),
         crate::stats::verdict(p99 <= Duration::from_millis(10))
     );
+    let mut probes = Vec::new();
+    while let Ok(took) = probe_rx.try_recv() {
+        probes.push(took);
+    }
+    if !probes.is_empty() {
+        println!(
+            "  a list of the event's container asked on Docker's event ({} lists): p50 {}  p99 {}  max {}",
+            probes.len(),
+            ms(percentile(&mut probes, 50.0)),
+            ms(percentile(&mut probes, 99.0)),
+            ms(percentile(&mut probes, 100.0)),
+        );
+    }
     client.close().await;
     agent.stop().await?;
     Ok(())

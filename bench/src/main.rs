@@ -66,6 +66,10 @@ enum Command {
         /// Start/kill cycles of 4 containers (3 events each per container).
         #[arg(long, default_value_t = 25)]
         cycles: usize,
+        /// Also time, for each event, a list of that one container asked the moment Docker's
+        /// stream delivers it (what the agent's push used to wait for), to attribute the delay.
+        #[arg(long)]
+        probe_list: bool,
     },
     /// The release agent's CPU and RSS while streaming the stats of N running containers.
     StatsLoad {
@@ -161,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
             runs,
         } => console::run(&zedops, megabytes, keys, runs).await,
         Command::Update { rounds } => update::run(rounds).await,
-        Command::Events { cycles } => events::run(cycles).await,
+        Command::Events { cycles, probe_list } => events::run(cycles, probe_list).await,
         Command::StatsLoad {
             binary,
             containers,
