@@ -336,7 +336,7 @@ async fn an_update_keeps_name_ports_env_labels_and_volume_data() {
         }),
         ..Default::default()
     };
-    let old_id = create(&setup.docker, &name, &first, body).await;
+    let old_id = create(&setup.docker, &name, first, body).await;
     let (code, _) = setup
         .client
         .exec_capture(
