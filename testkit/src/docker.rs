@@ -241,33 +241,44 @@ impl TestContainers {
     }
 }
 
+/// Runs `work` with a new engine client on a short-lived runtime of its own thread, and waits
+/// for it: `Drop` cannot await, and a client's connections belong to the runtime that made
+/// them. Nothing happens when the engine cannot be reached.
+fn with_fresh_client<F, Fut>(work: F)
+where
+    F: FnOnce(Docker) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let Ok(docker) = Docker::connect_with_local_defaults() else {
+                return;
+            };
+            let Ok(docker) = docker.negotiate_version().await else {
+                return;
+            };
+            work(docker).await;
+        });
+    })
+    .join();
+}
+
 impl Drop for TestContainers {
     fn drop(&mut self) {
         let names = std::mem::take(&mut self.names);
-        // Drop cannot await; a short-lived runtime on another thread, with its own client (a
-        // client's connections belong to the runtime that made them), removes the containers.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let Ok(docker) = Docker::connect_with_local_defaults() else {
-                    return;
+        with_fresh_client(|docker| async move {
+            for name in names {
+                let options = RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
                 };
-                let Ok(docker) = docker.negotiate_version().await else {
-                    return;
-                };
-                for name in names {
-                    let options = RemoveContainerOptions {
-                        force: true,
-                        ..Default::default()
-                    };
-                    let _ = docker.remove_container(&name, Some(options)).await;
-                }
-            });
-        })
-        .join();
+                let _ = docker.remove_container(&name, Some(options)).await;
+            }
+        });
     }
 }
 
@@ -332,47 +343,32 @@ impl Drop for Cleanup {
         let containers = std::mem::take(&mut self.containers);
         let volumes = std::mem::take(&mut self.volumes);
         let images = std::mem::take(&mut self.images);
-        // Drop cannot await; a short-lived runtime on another thread, with its own client (a
-        // client's connections belong to the runtime that made them), removes what was made.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let Ok(docker) = Docker::connect_with_local_defaults() else {
-                    return;
+        with_fresh_client(|docker| async move {
+            let mut doomed = names_with_prefix(&docker, &prefix).await;
+            doomed.extend(containers);
+            for name in doomed {
+                let options = RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
                 };
-                let Ok(docker) = docker.negotiate_version().await else {
-                    return;
+                let _ = docker.remove_container(&name, Some(options)).await;
+            }
+            for volume in volumes {
+                let _ = docker
+                    .remove_volume(
+                        &volume,
+                        None::<bollard::query_parameters::RemoveVolumeOptions>,
+                    )
+                    .await;
+            }
+            for image in images {
+                let options = bollard::query_parameters::RemoveImageOptions {
+                    force: true,
+                    ..Default::default()
                 };
-                let mut doomed = names_with_prefix(&docker, &prefix).await;
-                doomed.extend(containers);
-                for name in doomed {
-                    let options = RemoveContainerOptions {
-                        force: true,
-                        v: true,
-                        ..Default::default()
-                    };
-                    let _ = docker.remove_container(&name, Some(options)).await;
-                }
-                for volume in volumes {
-                    let _ = docker
-                        .remove_volume(
-                            &volume,
-                            None::<bollard::query_parameters::RemoveVolumeOptions>,
-                        )
-                        .await;
-                }
-                for image in images {
-                    let options = bollard::query_parameters::RemoveImageOptions {
-                        force: true,
-                        ..Default::default()
-                    };
-                    let _ = docker.remove_image(&image, Some(options), None).await;
-                }
-            });
-        })
-        .join();
+                let _ = docker.remove_image(&image, Some(options), None).await;
+            }
+        });
     }
 }
