@@ -24,6 +24,11 @@ impl RelayProcess {
     /// Starts `zedops-relay serve` on `database` and `nats`, and waits until `/readyz` is 200
     /// (database reached, NATS connected).
     async fn start(database: &str, nats: &str) -> Self {
+        Self::start_with(database, nats, &[]).await
+    }
+
+    /// [`start`](Self::start) with more options for `serve`.
+    async fn start_with(database: &str, nats: &str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -34,6 +39,7 @@ impl RelayProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_zedops-relay"))
             .args(["--database", database, "serve", "--nats", nats])
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -694,4 +700,176 @@ async fn requests_through_a_killed_relay_fail_fast_when_the_agent_moves_to_a_thi
     // The agent is online on C, and B reaches it there.
     wait_seen(b, &id, true).await;
     eprintln!("after the kill: request answered in {list_after:?}, follow ended in {ended:?}");
+}
+
+/// A `nats-server` process of the test's own configuration, killed when dropped.
+struct NatsProcess(Child);
+
+impl Drop for NatsProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// NATS over TLS, the server verifying client certificates (`verify: true`): two relay
+/// processes given `--nats-ca`, `--nats-cert` and `--nats-key` connect (`/readyz` 200) and a
+/// client on B reaches an agent on A through it; a relay given the CA but no client
+/// certificate is refused by the server and never ready, and one without the CA refuses the
+/// server's certificate (a private CA) and is never ready either.
+#[tokio::test]
+async fn relays_reach_nats_over_tls_with_client_certificates() {
+    let Some(postgres) = TestPostgres::shared() else {
+        return;
+    };
+    // TestNats finds the binary (and fails under CI=true when it is missing).
+    let Some(plain) = TestNats::start() else {
+        return;
+    };
+    drop(plain);
+    let bin = std::env::var("ZEDOPS_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+    let dir = tempfile::tempdir().unwrap();
+    let pki = zedops_testkit::TestPki::generate(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("nats.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\nmax_payload: 4MB\ntls {{\n  cert_file: {:?}\n  key_file: {:?}\n  ca_file: {:?}\n  verify: true\n  timeout: 2\n}}\n",
+            pki.cert, pki.key, pki.ca_cert
+        ),
+    )
+    .unwrap();
+    let _nats = NatsProcess(
+        Command::new(&bin)
+            .args(["-c", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not listen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let url = format!("tls://127.0.0.1:{port}");
+    let database = postgres.database();
+    let (ca, cert, key) = (
+        pki.ca_cert.to_str().unwrap(),
+        pki.cert.to_str().unwrap(),
+        pki.key.to_str().unwrap(),
+    );
+    let tls = ["--nats-ca", ca, "--nats-cert", cert, "--nats-key", key];
+    // Ready only once connected to NATS: TLS and the client certificate worked.
+    let a = RelayProcess::start_with(&database, &url, &tls).await;
+    let b = RelayProcess::start_with(&database, &url, &tls).await;
+
+    let store = zedops_relay::Store::open(&database).await.unwrap();
+    let registration = store
+        .create_registration_token(Duration::from_secs(600))
+        .await
+        .unwrap();
+    store
+        .add_user("tls-admin", "tls-password-1", Role::Admin)
+        .await
+        .unwrap();
+    let (_, device) = store
+        .login("tls-admin", "tls-password-1", None)
+        .await
+        .unwrap()
+        .expect("login");
+    let ws_url = |relay: &RelayProcess, path: &str| {
+        format!("{}{path}", relay.url.replacen("http://", "ws://", 1))
+    };
+    let (mut agent_ws, _) = tokio_tungstenite::connect_async(ws_url(&a, "/ws/agent"))
+        .await
+        .unwrap();
+    let welcome = wire::hello(
+        &mut agent_ws,
+        json!({"subject": "agent.register", "data": {
+            "protocolVersion": zedops_protocol::PROTOCOL_VERSION,
+            "registrationToken": registration, "name": "tls-agent",
+            "info": {"version": "0", "os": "linux", "arch": "x86_64"}}}),
+        "agent.welcome",
+    )
+    .await;
+    let agent = FakeAgent {
+        ws: agent_ws,
+        id: welcome["data"]["agentId"].as_str().unwrap().to_string(),
+        token: welcome["data"]["token"].as_str().unwrap().to_string(),
+    };
+    let answering = answer_all(agent);
+    let (mut client, _) = tokio_tungstenite::connect_async(ws_url(&b, "/ws/client"))
+        .await
+        .unwrap();
+    wire::hello(
+        &mut client,
+        json!({"subject": "client.hello",
+        "data": {"protocolVersion": zedops_protocol::PROTOCOL_VERSION, "token": device}}),
+        "client.welcome",
+    )
+    .await;
+    // B hears of the agent over NATS, then reaches it on A.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = ask(
+            &mut client,
+            "container.list",
+            json!({"agentId": "tls-agent"}),
+        )
+        .await;
+        if list["containers"].is_array() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never reached the agent on A over NATS with TLS: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Without a client certificate, or without the CA, the relay never gets into NATS.
+    for (what, options) in [
+        ("no client certificate", vec!["--nats-ca", ca]),
+        ("no CA", vec!["--nats-cert", cert, "--nats-key", key]),
+    ] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zedops-relay"))
+            .args(["--database", &database, "serve", "--nats", &url])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(&options)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while http_status(&addr, "/healthz").await != 200 {
+            assert!(Instant::now() < deadline, "{what}: the relay did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Several connection attempts (0.1 s apart at first) in this time.
+        for _ in 0..20 {
+            assert_eq!(
+                http_status(&addr, "/readyz").await,
+                503,
+                "{what}: the relay got into NATS"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    answering.abort();
+    store.close().await;
 }
