@@ -373,6 +373,21 @@ pub fn build_agent(version: &str) -> Vec<u8> {
     std::fs::read(stripped).unwrap()
 }
 
+/// Adds `user` with `role` at the relay and signs them in; returns the session's token.
+async fn session_token(relay: &Relay, user: &str, role: zedops_protocol::Role) -> String {
+    let store = &relay.store;
+    store
+        .add_user(user, "update-test-pass", role)
+        .await
+        .unwrap();
+    let (_, token) = store
+        .login(user, "update-test-pass", None)
+        .await
+        .unwrap()
+        .unwrap();
+    token
+}
+
 /// A `zedops-client` connection of a new admin `user`, as the CLI and the app have.
 pub async fn client(relay: &Relay, user: &str) -> zedops_client::Client {
     client_as(relay, user, zedops_protocol::Role::Admin).await
@@ -384,17 +399,7 @@ pub async fn client_as(
     user: &str,
     role: zedops_protocol::Role,
 ) -> zedops_client::Client {
-    relay
-        .store
-        .add_user(user, "update-test-pass", role)
-        .await
-        .unwrap();
-    let (_, token) = relay
-        .store
-        .login(user, "update-test-pass", None)
-        .await
-        .unwrap()
-        .unwrap();
+    let token = session_token(relay, user, role).await;
     zedops_client::Client::connect(zedops_client::ConnectOptions {
         relay: relay.url.clone(),
         token,
@@ -420,17 +425,7 @@ impl Admin {
     /// A new admin `user` whose client says protocol `version` in its hello; the welcome must
     /// answer in that version.
     pub async fn connect_as(relay: &Relay, user: &str, version: u32) -> Self {
-        relay
-            .store
-            .add_user(user, "update-test-pass", zedops_protocol::Role::Admin)
-            .await
-            .unwrap();
-        let (_, token) = relay
-            .store
-            .login(user, "update-test-pass", None)
-            .await
-            .unwrap()
-            .unwrap();
+        let token = session_token(relay, user, zedops_protocol::Role::Admin).await;
         let url = zedops_transport::RelayUrl::parse(&relay.url, false).unwrap();
         let (mut writer, mut reader) = zedops_transport::connect(
             &url.ws("/ws/client"),
