@@ -820,3 +820,105 @@ async fn a_burst_of_console_input_crosses_relays_whole_and_in_order() {
     }
     let _client = typing.await.unwrap();
 }
+
+/// A client on C keeps 32 requests in flight to an agent that moves between A and B six
+/// times: batches in flight reach the relay the agent just left and are refused and offered
+/// again behind the pipeline, and still every request is answered exactly once (by the agent,
+/// or AGENT_OFFLINE when the connection it reached closed under it), and none reaches the
+/// agent twice.
+#[tokio::test]
+async fn requests_pipelined_to_a_moving_agent_are_answered_once_and_never_delivered_twice() {
+    let limits = zedops_relay::Limits {
+        messages_per_sec: 0,
+        ..Default::default()
+    };
+    let Some((_nats, relays)) = cluster_with(3, limits).await else {
+        return;
+    };
+    let (a, b, c) = (&relays[0], &relays[1], &relays[2]);
+    let first = FakeAgent::enrol(a, "flappy-pipe").await.expect("enrols");
+    let (id, token) = (first.id.clone(), first.token.clone());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut holders = vec![answer_all(first, seen.clone())];
+    wait_seen(c, &id, true).await;
+
+    const WINDOW: usize = 32;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asking = {
+        let token = c.login("asker", Role::Admin).await;
+        let mut ws = wire::client_hello(c, &token).await;
+        let (stop, id) = (stop.clone(), id.clone());
+        tokio::spawn(async move {
+            let mut answers: std::collections::HashMap<String, u32> = Default::default();
+            let (mut sent, mut ok, mut offline) = (0usize, 0usize, 0usize);
+            loop {
+                let stopping = stop.load(std::sync::atomic::Ordering::Relaxed);
+                let outstanding = sent - answers.len();
+                if stopping && outstanding == 0 {
+                    break;
+                }
+                if !stopping && outstanding < WINDOW {
+                    let inbox = format!("_INBOX.p{sent}");
+                    wire::send(
+                        &mut ws,
+                        json!({"subject": "container.list", "reply": inbox, "data": {"agentId": id}}),
+                    )
+                    .await;
+                    sent += 1;
+                    continue;
+                }
+                let frame = wire::next_text(&mut ws)
+                    .await
+                    .unwrap_or_else(|| panic!("{outstanding} requests never answered"));
+                let Some(inbox) = frame["subject"]
+                    .as_str()
+                    .filter(|s| s.starts_with("_INBOX.p"))
+                else {
+                    continue;
+                };
+                *answers.entry(inbox.to_string()).or_default() += 1;
+                if frame["data"]["asked"] == "container.list" {
+                    ok += 1;
+                } else {
+                    assert!(
+                        ["AGENT_OFFLINE", "TIMEOUT"]
+                            .contains(&frame["data"]["errorCode"].as_str().unwrap_or("")),
+                        "{frame}"
+                    );
+                    offline += 1;
+                }
+            }
+            assert!(
+                answers.values().all(|n| *n == 1),
+                "a request was answered twice"
+            );
+            (sent, ok, offline)
+        })
+    };
+    for round in 0..6 {
+        let to = if round % 2 == 0 { b } else { a };
+        let next = FakeAgent::auth(to, &id, &token).await;
+        holders.push(answer_all(next, seen.clone()));
+        let old = &holders[holders.len() - 2];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !old.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the old connection stayed open"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, ok, offline) = asking.await.unwrap();
+    assert!(ok > WINDOW, "only {ok} of {sent} requests got through");
+    let seen = seen.lock().unwrap().clone();
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(
+        unique.len(),
+        seen.len(),
+        "a request reached the agent twice"
+    );
+    eprintln!("{sent} requests: {ok} answered by the agent, {offline} AGENT_OFFLINE/TIMEOUT");
+}
