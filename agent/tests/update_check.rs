@@ -67,13 +67,7 @@ async fn a_new_build_under_the_same_tag_is_listed_with_both_digests() {
         .expect("the pulled image has a repo digest")
         .to_string();
     registry.push_unique_image(&docker, &repo, "1", 1024).await;
-    let served = docker
-        .inspect_registry_image(&reference, None)
-        .await
-        .unwrap()
-        .descriptor
-        .digest
-        .unwrap();
+    let served = registry.served_digest(&docker, &reference).await;
     assert_ne!(served, current);
     let state = checker.check().await.unwrap();
     let update = state

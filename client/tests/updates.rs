@@ -103,13 +103,7 @@ async fn a_check_finds_a_new_build_and_everyone_can_list_it() {
 
     // A new build under the same tag; a viewer may not ask for a check, an operator may.
     registry.push_unique_image(&docker, &repo, "1", 1024).await;
-    let served = docker
-        .inspect_registry_image(&reference, None)
-        .await
-        .unwrap()
-        .descriptor
-        .digest
-        .unwrap();
+    let served = registry.served_digest(&docker, &reference).await;
     let out = as_viewer
         .run(&["updates", "--agent", &agent_name, "--check"])
         .await;

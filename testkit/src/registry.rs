@@ -124,6 +124,17 @@ impl TestRegistry {
         format!("{}/{path}", self.host())
     }
 
+    /// The digest this registry serves for `reference` now (asked through the engine).
+    pub async fn served_digest(&self, docker: &Docker, reference: &str) -> String {
+        docker
+            .inspect_registry_image(reference, None)
+            .await
+            .unwrap_or_else(|e| panic!("the registry serves {reference}: {e}"))
+            .descriptor
+            .digest
+            .expect("a digest")
+    }
+
     /// Pushes the local test image as `<host>/<repo>:<tag>`, then removes that local tag (the
     /// test image itself stays), so that an agent must pull it. Returns the reference.
     pub async fn push_test_image(&self, docker: &Docker, repo: &str, tag: &str) -> String {
