@@ -3,10 +3,12 @@
 //! agent status, container events and revocations are announced to every relay.
 //!
 //! Subjects (all under `zedops.`):
-//! - `zedops.agent.<agent id>`: frames for an agent, sent as NATS requests to the relay holding
-//!   it (a queue group, so one relay takes each), acknowledged once queued to the agent; "no
-//!   responders" means no relay holds it: `AGENT_OFFLINE` at once.
-//! - `zedops.relay.<relay id>`: the agent's answers to the relay that asked, by relay inbox.
+//! - `zedops.agent.<agent id>`: frames for an agent, in batches sent as NATS requests to the
+//!   relay holding it (a queue group, so one relay takes each), several in flight, each taken
+//!   only after the one before it and acknowledged with how many frames were queued to the
+//!   agent; "no responders" means no relay holds it: `AGENT_OFFLINE` at once.
+//! - `zedops.relay.<relay id>`: the agents' answers to the relay that asked, by relay inbox
+//!   (several in one message when they wait together); also "are you there?" probes.
 //! - `zedops.cluster.presence` / `.sync` / `.alive`: which relay holds which agent, a new
 //!   relay's request for everyone's agents, and each relay's heartbeat.
 //! - `zedops.cluster.event`, `zedops.cluster.kick`: container pushes and revocations.
