@@ -350,11 +350,21 @@ async fn write_requests(
     outbound: &mut tokio::sync::mpsc::Receiver<String>,
 ) -> Result<(), axum::Error> {
     socket.feed_text(first).await?;
-    for _ in 1..WRITE_BATCH {
-        match outbound.try_recv() {
-            Ok(frame) => socket.feed_text(frame).await?,
+    let mut yielded = false;
+    let mut fed = 1;
+    while fed < WRITE_BATCH {
+        let frame = match outbound.try_recv() {
+            Ok(frame) => frame,
+            // Once, let the requests being routed reach the queue (see `socket::step_aside`).
+            Err(_) if !yielded => {
+                yielded = true;
+                crate::socket::step_aside().await;
+                continue;
+            }
             Err(_) => break,
-        }
+        };
+        socket.feed_text(frame).await?;
+        fed += 1;
     }
     socket.flush().await
 }

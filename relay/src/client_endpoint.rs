@@ -317,11 +317,19 @@ async fn write_answers(
     // (its text taken out, its charge still held) until the flush.
     let mut written = Vec::with_capacity(WRITE_BATCH);
     let mut next = Some(first);
+    let mut yielded = false;
     while let Some(mut answer) = next.take() {
         socket.feed_text(std::mem::take(&mut answer.text)).await?;
         written.push(answer);
         if written.len() < WRITE_BATCH {
             next = answers.try_recv().ok();
+            if next.is_none() && !yielded {
+                // Step aside once before writing: the request tasks that are ready finish their
+                // answers meanwhile and go out in this write (see [`socket::step_aside`]).
+                yielded = true;
+                socket::step_aside().await;
+                next = answers.try_recv().ok();
+            }
         }
     }
     socket.flush().await

@@ -404,6 +404,18 @@ pub struct AgentLink {
     pub(crate) forwards: Mutex<HashMap<String, crate::peer_link::Forward>>,
 }
 
+/// A fresh relay inbox for a request to an agent: this process's random prefix and a counter.
+/// The prefix keeps inboxes apart across the relays of a cluster (a stand-in's requests meet the
+/// holder's own in its maps); the counter spares the routing path a random number, a system call
+/// per request (`getrandom`, 3 % of the relay's time routing `container.list`: BENCHMARKS.md).
+fn new_inbox() -> String {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX
+        .get_or_init(|| format!("{}{}", subject::INBOX_PREFIX, uuid::Uuid::new_v4().simple()));
+    format!("{prefix}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 /// Why a routed request got no answer from the agent.
 #[derive(Debug)]
 pub enum RouteError {
@@ -947,7 +959,7 @@ impl AgentLink {
             .clone()
             .try_acquire_owned()
             .map_err(|_| RouteError::Busy(self.in_flight_limit))?;
-        let inbox = format!("{}{}", subject::INBOX_PREFIX, uuid::Uuid::new_v4().simple());
+        let inbox = new_inbox();
         let (tx, rx) = oneshot::channel();
         self.pending
             .lock()
@@ -1017,7 +1029,7 @@ impl AgentLink {
         ),
         RouteError,
     > {
-        let inbox = format!("{}{}", subject::INBOX_PREFIX, uuid::Uuid::new_v4().simple());
+        let inbox = new_inbox();
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         let shared = Arc::new(StreamShared::default());
         let sink = Arc::new(StreamSink {
