@@ -618,8 +618,17 @@ impl Cluster {
         loop {
             let message = tokio::select! {
                 m = frames.next() => match m { Some(m) => m, None => return },
-                _ = &mut stop => return,
+                _ = &mut stop => break,
             };
+            self.to_agent(&link, message, &mut chains).await;
+        }
+        // The agent left this connection. What NATS delivered here before the unsubscribe
+        // reaches nobody else: unanswered, its sender would wait out its acknowledgement
+        // timeout. Each is answered instead (none taken: the agent is not here), so the asking
+        // relay offers it again at once, wherever the agent is now.
+        let _ = frames.unsubscribe().await;
+        let until = tokio::time::Instant::now() + Duration::from_secs(2);
+        while let Ok(Some(message)) = tokio::time::timeout_at(until, frames.next()).await {
             self.to_agent(&link, message, &mut chains).await;
         }
     }
