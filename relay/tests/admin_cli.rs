@@ -2,28 +2,18 @@
 //! from stdin (stored only as argon2id), registration tokens alone on stdout, agent listing and
 //! revocation, and clear errors for bad input.
 
-use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+use zedops_testkit::process::run_admin;
+
+/// `zedops-relay --db DB args…` with `stdin` on its standard input.
 fn relay(db: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_zedops-relay"))
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("zedops-relay runs");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    child.wait_with_output().unwrap()
+    run_admin(
+        Command::new(env!("CARGO_BIN_EXE_zedops-relay")),
+        db,
+        args,
+        stdin,
+    )
 }
 
 /// `zedops-relay user add NAME --role ROLE --password-stdin` with `password` on stdin.
@@ -73,14 +63,8 @@ async fn administers_users_tokens_and_agents() {
 
     // The database holds hashes only.
     let store = zedops_relay::Store::open(&db).await.unwrap();
-    let info = zedops_protocol::AgentInfo {
-        version: "1".into(),
-        os: "linux".into(),
-        arch: "x86_64".into(),
-        ..Default::default()
-    };
     let (agent, _) = store
-        .enrol_agent(token.trim(), "web-1", &info)
+        .enrol_agent(token.trim(), "web-1", &zedops_testkit::agent_info())
         .await
         .unwrap();
     assert!(

@@ -6,7 +6,7 @@
 // /proc, prlimit and loopback addresses beyond 127.0.0.1 are Linux.
 #![cfg(target_os = "linux")]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,6 +20,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use zedops_client::{Client, ConnectOptions};
 use zedops_protocol::PROTOCOL_VERSION;
+use zedops_testkit::process::run_admin;
 
 const PASSWORD: &str = "right-password-1";
 const BIN: &str = env!("CARGO_BIN_EXE_zedops-relay");
@@ -144,17 +145,8 @@ fn admin(db: &str, args: &[&str]) -> String {
 
 /// [`admin`] started through `launcher` (see [`relay_command`]).
 fn admin_through(launcher: &[&str], db: &str, args: &[&str]) -> String {
-    let mut child = relay_command(launcher)
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let password = format!("{PASSWORD}\n");
+    let out = run_admin(relay_command(launcher), db, args, Some(&password));
     assert!(
         out.status.success(),
         "{args:?}: {}",
@@ -646,18 +638,7 @@ async fn the_database_is_private_whatever_the_umask() {
     let db_arg = db.display().to_string();
     // Created by an admin command and by the relay, both under umask 022.
     let script = "umask 022; exec \"$0\" \"$@\"";
-    admin_through(
-        &["sh", "-c", script],
-        &db_arg,
-        &[
-            "user",
-            "add",
-            "alice",
-            "--role",
-            "admin",
-            "--password-stdin",
-        ],
-    );
+    admin_through(&["sh", "-c", script], &db_arg, &ALICE_ADMIN);
     let relay = Relay::start_in(dir, &db, &["sh", "-c", script], &[]);
     real_client(&relay).await;
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;

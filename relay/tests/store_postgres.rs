@@ -7,11 +7,11 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use zedops_protocol::{AgentInfo, Role};
+use zedops_protocol::Role;
 use zedops_relay::Store;
 use zedops_relay::store::AuditEntry;
 use zedops_relay::store::templates;
-use zedops_testkit::{TEST_PASSWORD, TestAgent, TestPki, TestPostgres, TestRelay};
+use zedops_testkit::{TEST_PASSWORD, TestAgent, TestPki, TestPostgres, TestRelay, agent_info};
 
 fn relay_command(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_zedops-relay"))
@@ -20,15 +20,6 @@ fn relay_command(args: &[&str]) -> Output {
         .env_remove("ZEDOPS_DB")
         .output()
         .expect("zedops-relay runs")
-}
-
-fn info() -> AgentInfo {
-    AgentInfo {
-        version: "1".into(),
-        os: "linux".into(),
-        arch: "x86_64".into(),
-        ..Default::default()
-    }
 }
 
 #[tokio::test]
@@ -95,7 +86,10 @@ async fn migrate_copies_a_sqlite_relay_into_an_empty_postgres_database() {
         .create_registration_token(Duration::from_secs(600))
         .await
         .unwrap();
-    let (agent, agent_token) = sqlite.enrol_agent(&token, "web-1", &info()).await.unwrap();
+    let (agent, agent_token) = sqlite
+        .enrol_agent(&token, "web-1", &agent_info())
+        .await
+        .unwrap();
     let (unused_id, _) = sqlite
         .create_registration_token_with_id(Duration::from_secs(600))
         .await
@@ -156,7 +150,7 @@ async fn migrate_copies_a_sqlite_relay_into_an_empty_postgres_database() {
     );
     assert!(
         pg_store
-            .authenticate_agent(&agent.id, &agent_token, &info())
+            .authenticate_agent(&agent.id, &agent_token, &agent_info())
             .await
             .unwrap()
             .is_some()

@@ -4,24 +4,14 @@
 
 use std::time::Duration;
 
-use zedops_protocol::{AgentInfo, Role};
+use zedops_protocol::Role;
 
 use zedops_relay::Store;
 use zedops_relay::store::templates::{TemplateError, delete, get, insert, update, version};
 use zedops_relay::store::{
     AuditEntry, SessionCheck, SessionLifetimes, StoreError, new_agent_token, now,
 };
-use zedops_testkit::TestPostgres;
-
-/// What an agent says of itself on enrolling.
-fn info() -> AgentInfo {
-    AgentInfo {
-        version: "1".into(),
-        os: "linux".into(),
-        arch: "x86_64".into(),
-        ..Default::default()
-    }
-}
+use zedops_testkit::{TestPostgres, agent_info};
 
 /// A registration token good for a minute.
 async fn registration_token(store: &Store) -> String {
@@ -83,21 +73,24 @@ macro_rules! on_both {
 async fn registration_tokens_are_single_use_and_expire(db: Db) {
     let store = db.store;
     let token = registration_token(&store).await;
-    let (agent, permanent) = store.enrol_agent(&token, "web-1", &info()).await.unwrap();
+    let (agent, permanent) = store
+        .enrol_agent(&token, "web-1", &agent_info())
+        .await
+        .unwrap();
     assert!(matches!(
-        store.enrol_agent(&token, "web-2", &info()).await,
+        store.enrol_agent(&token, "web-2", &agent_info()).await,
         Err(StoreError::BadRegistrationToken)
     ));
     assert!(
         store
-            .authenticate_agent(&agent.id, &permanent, &info())
+            .authenticate_agent(&agent.id, &permanent, &agent_info())
             .await
             .unwrap()
             .is_some()
     );
     assert!(
         store
-            .authenticate_agent(&agent.id, "za_wrong", &info())
+            .authenticate_agent(&agent.id, "za_wrong", &agent_info())
             .await
             .unwrap()
             .is_none()
@@ -108,22 +101,25 @@ async fn registration_tokens_are_single_use_and_expire(db: Db) {
         .await
         .unwrap();
     assert!(matches!(
-        store.enrol_agent(&expired, "web-3", &info()).await,
+        store.enrol_agent(&expired, "web-3", &agent_info()).await,
         Err(StoreError::BadRegistrationToken)
     ));
 
     // A taken name leaves the token usable.
     let token = registration_token(&store).await;
     assert!(matches!(
-        store.enrol_agent(&token, "web-1", &info()).await,
+        store.enrol_agent(&token, "web-1", &agent_info()).await,
         Err(StoreError::NameTaken(_))
     ));
-    store.enrol_agent(&token, "web-2", &info()).await.unwrap();
+    store
+        .enrol_agent(&token, "web-2", &agent_info())
+        .await
+        .unwrap();
 
     store.revoke_agent("web-1").await.unwrap();
     assert!(
         store
-            .authenticate_agent(&agent.id, &permanent, &info())
+            .authenticate_agent(&agent.id, &permanent, &agent_info())
             .await
             .unwrap()
             .is_none()
@@ -235,7 +231,7 @@ async fn revoked_registration_tokens_cannot_enrol(db: Db) {
     // Twice is harmless.
     store.revoke_registration_token(&id).await.unwrap();
     assert!(matches!(
-        store.enrol_agent(&token, "web-1", &info()).await,
+        store.enrol_agent(&token, "web-1", &agent_info()).await,
         Err(StoreError::BadRegistrationToken)
     ));
     assert!(matches!(
@@ -246,7 +242,10 @@ async fn revoked_registration_tokens_cannot_enrol(db: Db) {
         .create_registration_token_with_id(Duration::from_secs(60))
         .await
         .unwrap();
-    store.enrol_agent(&used, "web-1", &info()).await.unwrap();
+    store
+        .enrol_agent(&used, "web-1", &agent_info())
+        .await
+        .unwrap();
     assert!(matches!(
         store.revoke_registration_token(&used_id).await,
         Err(StoreError::TokenUsed(_))
@@ -256,13 +255,16 @@ async fn revoked_registration_tokens_cannot_enrol(db: Db) {
 async fn a_rotation_switches_tokens_only_when_confirmed(db: Db) {
     let store = db.store;
     let token = registration_token(&store).await;
-    let (agent, old) = store.enrol_agent(&token, "web-1", &info()).await.unwrap();
+    let (agent, old) = store
+        .enrol_agent(&token, "web-1", &agent_info())
+        .await
+        .unwrap();
     let auth = |t: String| {
         let store = store.clone();
         let id = agent.id.clone();
         async move {
             store
-                .authenticate_agent(&id, &t, &info())
+                .authenticate_agent(&id, &t, &agent_info())
                 .await
                 .unwrap()
                 .is_some()
@@ -445,7 +447,14 @@ async fn names_sort_bytewise_and_agents_are_found_by_id_or_name(db: Db) {
     let mut ids = Vec::new();
     for name in ["web-b", "Web-a", "db"] {
         let token = registration_token(&store).await;
-        ids.push(store.enrol_agent(&token, name, &info()).await.unwrap().0.id);
+        ids.push(
+            store
+                .enrol_agent(&token, name, &agent_info())
+                .await
+                .unwrap()
+                .0
+                .id,
+        );
     }
     let listed: Vec<String> = store
         .agents()
@@ -480,7 +489,10 @@ async fn names_sort_bytewise_and_agents_are_found_by_id_or_name(db: Db) {
     assert_eq!(agents, vec![ids[2].clone()]);
     // A revoked agent's name can be enrolled again.
     let token = registration_token(&store).await;
-    store.enrol_agent(&token, "db", &info()).await.unwrap();
+    store
+        .enrol_agent(&token, "db", &agent_info())
+        .await
+        .unwrap();
     assert!(store.agent_name_clashes().await.unwrap().is_empty());
 }
 

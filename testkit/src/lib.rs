@@ -9,6 +9,7 @@ pub mod postgres;
 pub mod process;
 pub mod registry;
 mod relay;
+pub mod throttle;
 pub mod tls;
 pub mod wire;
 
@@ -21,6 +22,16 @@ pub use tls::TestPki;
 
 /// Password of the users [`TestRelay::login`] creates.
 pub const TEST_PASSWORD: &str = "test-password-1";
+
+/// What an agent says of itself on enrolling, for tests that enrol one straight in the store.
+pub fn agent_info() -> zedops_protocol::AgentInfo {
+    zedops_protocol::AgentInfo {
+        version: "1".into(),
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        ..Default::default()
+    }
+}
 
 /// Logs to the test output once (`RUST_LOG=debug cargo test …` to see more).
 pub fn init_tracing() {

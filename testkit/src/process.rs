@@ -1,8 +1,10 @@
 //! The real `zedops-relay` binary as a separate process for tests that measure it from outside
 //! (its resident memory): a database seeded before it starts, the process killed when the test
-//! ends however it ends, and `VmRSS` read from /proc.
+//! ends however it ends, `VmRSS` read from /proc, and its administration commands run with
+//! their input on stdin.
 
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use zedops_protocol::Role;
@@ -22,6 +24,30 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Runs the relay administration command `args` against the SQLite database `db`; `relay`
+/// starts the binary (directly, or through a launcher). `stdin` is written to its standard
+/// input (a password for `--password-stdin`), which is then closed.
+pub fn run_admin(mut relay: Command, db: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = relay
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("zedops-relay runs");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
 }
 
 /// The resident memory of process `pid` in KiB (`VmRSS` in /proc/PID/status).
