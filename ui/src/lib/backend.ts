@@ -6,45 +6,47 @@ import { commands, events } from './bindings';
 import type {
   Action,
   ActionOutcome,
+  AgentImageUpdates,
   AgentStatusChanged,
+  AgentUpdateEvent,
   AgentView,
+  AlertsChanged,
+  AlertsState,
+  AppUpdateCheck,
+  AppUpdateInstalled,
   AuditEntry,
   ConnectionChanged,
+  ConsoleEvent,
+  ConsoleKind,
   ContainerDetailView,
+  ContainerUpdateEvent,
+  ContainerUpdateOutcome,
   ContainerView,
   ContainersUpdated,
+  DeployedView,
   ErrorCode,
+  FileListView,
+  FleetUpdateEvent,
+  FleetUpdateSummary,
+  ImageRemovedView,
+  ImageUpdateCheck,
+  ImageUpdatesChanged,
+  ImageView,
   LastLogin,
   LogBatch,
-  LogLineView,
+  OpenedFile,
+  PullProgressView,
   RegistrationToken,
+  SavedFile,
   SessionInfo,
-  StatsSample,
   StatsUpdate,
-  WatchEnd,
+  TemplateSavedView,
+  TemplateSummaryView,
+  TemplateView,
+  WrittenFile,
 } from './bindings';
-
-export type {
-  Action,
-  ActionOutcome,
-  AgentStatusChanged,
-  AgentView,
-  AuditEntry,
-  ConnectionChanged,
-  ContainerDetailView,
-  ContainerView,
-  ContainersUpdated,
-  ErrorCode,
-  LastLogin,
-  LogBatch,
-  LogLineView,
-  RegistrationToken,
-  SessionInfo,
-  StatsSample,
-  StatsUpdate,
-  WatchEnd,
-};
-export type { EnvVarView, HealthView, MountView, PortView } from './bindings';
+// Components take the generated types from here too (type-only: they never call the bindings).
+export type * from './bindings';
 
 /** A failed backend call: `code` to branch on, `message` to show to people. */
 export class BackendError extends Error {
@@ -91,15 +93,25 @@ export const containerAction = (agentId: string, containerId: string, action: Ac
 export const inspectContainer = (agentId: string, containerId: string): Promise<ContainerDetailView> =>
   call(() => commands.inspectContainer(agentId, containerId));
 
+/** A call that reports progress over a channel until it answers: each item goes to `onItem`. */
+function callWithProgress<T, R>(onItem: (item: T) => void, run: (channel: Channel<T>) => Promise<R>): Promise<R> {
+  const channel = new Channel<T>();
+  channel.onmessage = onItem;
+  return call(() => run(channel));
+}
+
 /** A live watch (logs or stats); `close` stops it and the agent's stream with it. */
 export interface Watch {
   close: () => void;
 }
 
+/** Opens something the backend keeps under an id (a watch, a console); nothing reaches
+ * `onItem` once `close` has run, and `close` tells the backend (`shut`) once. */
 async function watch<T>(
   open: (channel: Channel<T>) => Promise<number>,
   onItem: (item: T) => void,
-): Promise<Watch> {
+  shut: (id: number) => Promise<void> = commands.closeWatch,
+): Promise<Watch & { id: number }> {
   const channel = new Channel<T>();
   let closed = false;
   channel.onmessage = (item) => {
@@ -107,10 +119,11 @@ async function watch<T>(
   };
   const id = await call(() => open(channel));
   return {
+    id,
     close: () => {
       if (closed) return;
       closed = true;
-      void commands.closeWatch(id).catch(() => {});
+      void shut(id).catch(() => {});
     },
   };
 }
@@ -179,8 +192,6 @@ export async function subscribe(handlers: {
 }
 
 // Alerts: the recent list, the unseen count and the per-agent mutes (src-tauri/src/alerting.rs).
-import type { AlertKind, AlertView, AlertsChanged, AlertsState } from './bindings';
-export type { AlertKind, AlertView, AlertsChanged, AlertsState };
 
 export const alertState = (): Promise<AlertsState> => call(() => commands.alertState());
 /** Marks every alert seen: the tray icon and the badges go back to normal. */
@@ -195,17 +206,6 @@ export async function subscribeAlerts(handler: (e: AlertsChanged) => void): Prom
 }
 
 // Deploy: templates, "New container" with pull progress, removal, images (src-tauri/src/deploy.rs).
-import type {
-  DeployedView,
-  ImageRemovedView,
-  ImageView,
-  PullProgressView,
-  TemplateSavedView,
-  TemplateSummaryView,
-  TemplateView,
-  VariableView,
-} from './bindings';
-export type { DeployedView, ImageRemovedView, ImageView, PullProgressView, TemplateSavedView, TemplateSummaryView, TemplateView, VariableView };
 
 export const listTemplates = (): Promise<TemplateSummaryView[]> => call(() => commands.listTemplates());
 export const showTemplate = (name: string): Promise<TemplateView> => call(() => commands.showTemplate(name));
@@ -224,9 +224,7 @@ export function deployContainer(
   start: boolean,
   onProgress: (p: PullProgressView) => void,
 ): Promise<DeployedView> {
-  const channel = new Channel<PullProgressView>();
-  channel.onmessage = onProgress;
-  return call(() => commands.deployContainer(agentId, template, name, variables, start, channel));
+  return callWithProgress(onProgress, (channel) => commands.deployContainer(agentId, template, name, variables, start, channel));
 }
 
 /** Removes a container (a running one only with `force`). */
@@ -237,14 +235,10 @@ export const removeImage = (agentId: string, image: string, force: boolean): Pro
   call(() => commands.removeImage(agentId, image, force));
 /** Pulls an image onto an agent; `onProgress` sees the pull. Resolves with the image's id. */
 export function pullImage(agentId: string, image: string, onProgress: (p: PullProgressView) => void): Promise<string> {
-  const channel = new Channel<PullProgressView>();
-  channel.onmessage = onProgress;
-  return call(() => commands.pullImage(agentId, image, channel));
+  return callWithProgress(onProgress, (channel) => commands.pullImage(agentId, image, channel));
 }
 
 // Console and Files (src-tauri/src/console.rs, files.rs).
-import type { ConsoleEvent, ConsoleKind, FileEntryView, FileListView, SavedFile } from './bindings';
-export type { ConsoleEvent, ConsoleKind, FileEntryView, FileListView, SavedFile };
 
 /** An open console session. */
 export interface ConsoleHandle {
@@ -265,21 +259,16 @@ export async function openConsole(
   rows: number,
   onEvent: (e: ConsoleEvent) => void,
 ): Promise<ConsoleHandle> {
-  const channel = new Channel<ConsoleEvent>();
-  let closed = false;
-  channel.onmessage = (e) => {
-    if (!closed) onEvent(e);
-  };
-  const id = await call(() => commands.openConsole(agentId, containerId, kind, shell, cols, rows, channel));
+  const { id, close } = await watch<ConsoleEvent>(
+    (channel) => commands.openConsole(agentId, containerId, kind, shell, cols, rows, channel),
+    onEvent,
+    commands.closeConsole,
+  );
   return {
     input: (text) => call(async () => { await commands.consoleInput(id, text); }),
     resize: (c, r) => void commands.consoleResize(id, c, r).catch(() => {}),
     ack: (bytes) => void commands.consoleAck(id, bytes).catch(() => {}),
-    close: () => {
-      if (closed) return;
-      closed = true;
-      void commands.closeConsole(id).catch(() => {});
-    },
+    close,
   };
 }
 
@@ -296,8 +285,6 @@ export const removeFile = (agentId: string, containerId: string, path: string): 
 export const makeDir = (agentId: string, containerId: string, path: string): Promise<string> =>
   call(() => commands.makeDir(agentId, containerId, path));
 // The Files tab's editor: a text file read whole (at most 1 MiB) and saved back (admins).
-import type { OpenedFile, WrittenFile } from './bindings';
-export type { OpenedFile, WrittenFile };
 export const openFileForEdit = (agentId: string, containerId: string, path: string): Promise<OpenedFile> =>
   call(() => commands.openFileForEdit(agentId, containerId, path));
 /** (Admin) Saves base64 `data` as the file `path` with permission bits `mode`. */
@@ -305,8 +292,6 @@ export const saveEditedFile = (agentId: string, containerId: string, path: strin
   call(() => commands.saveEditedFile(agentId, containerId, path, data, mode));
 
 // Agent self-update (src-tauri/src/update.rs).
-import type { AgentUpdateEvent, UpdateState } from './bindings';
-export type { AgentUpdateEvent, UpdateState };
 
 /** The agent version the relay serves, or null when it serves none. */
 export const offeredAgentVersion = (): Promise<string | null> => call(() => commands.offeredAgentVersion());
@@ -319,15 +304,11 @@ export function updateAgents(
   parallel: number,
   onEvent: (e: AgentUpdateEvent) => void,
 ): Promise<number> {
-  const channel = new Channel<AgentUpdateEvent>();
-  channel.onmessage = onEvent;
-  return call(() => commands.updateAgents(agentIds, canary, parallel, channel));
+  return callWithProgress(onEvent, (channel) => commands.updateAgents(agentIds, canary, parallel, channel));
 }
 
 // This desk's settings (src-tauri/src/autostart.rs) and updates of the app itself
 // (src-tauri/src/app_update.rs).
-import type { AppUpdateCheck, AppUpdateInstalled } from './bindings';
-export type { AppUpdateCheck, AppUpdateInstalled };
 /** Whether ZedOps starts when you log in (read from the system's own list each time). */
 export const openAtLogin = (): Promise<boolean> => call(() => commands.openAtLogin());
 /** Turns "Open at login" on or off; answers the state read back from the system. */
@@ -340,30 +321,6 @@ export const installAppUpdate = (): Promise<AppUpdateInstalled> => call(() => co
 export const restartApp = (): Promise<void> => call(() => commands.restartApp());
 
 // Image updates (src-tauri/src/image_updates.rs): badges, Update, Update all.
-import type {
-  AgentImageUpdates,
-  ContainerUpdateEvent,
-  ContainerUpdateOutcome,
-  FleetItemState,
-  FleetUpdateEvent,
-  FleetUpdateSummary,
-  ImageUpdateCheck,
-  ImageUpdateView,
-  ImageUpdatesChanged,
-  UpdateResult,
-} from './bindings';
-export type {
-  AgentImageUpdates,
-  ContainerUpdateEvent,
-  ContainerUpdateOutcome,
-  FleetItemState,
-  FleetUpdateEvent,
-  FleetUpdateSummary,
-  ImageUpdateCheck,
-  ImageUpdateView,
-  ImageUpdatesChanged,
-  UpdateResult,
-};
 
 /** Every agent's containers with a newer image, as the relay keeps them. */
 export const listImageUpdates = (): Promise<AgentImageUpdates[]> => call(() => commands.listImageUpdates());
@@ -377,9 +334,7 @@ export function updateContainer(
   container: string,
   onEvent: (e: ContainerUpdateEvent) => void,
 ): Promise<ContainerUpdateOutcome> {
-  const channel = new Channel<ContainerUpdateEvent>();
-  channel.onmessage = onEvent;
-  return call(() => commands.updateContainer(agentId, container, channel));
+  return callWithProgress(onEvent, (channel) => commands.updateContainer(agentId, container, channel));
 }
 
 /** (Operator) "Update all": canaries first, then `parallel` at a time, stopping at the first rollback. */
@@ -389,9 +344,7 @@ export function updateAllContainers(
   parallel: number,
   onEvent: (e: FleetUpdateEvent) => void,
 ): Promise<FleetUpdateSummary> {
-  const channel = new Channel<FleetUpdateEvent>();
-  channel.onmessage = onEvent;
-  return call(() => commands.updateAllContainers(agentId, canary, parallel, channel));
+  return callWithProgress(onEvent, (channel) => commands.updateAllContainers(agentId, canary, parallel, channel));
 }
 
 /** Subscribes to the agents' pushed update lists; resolves to the function that unsubscribes. */
