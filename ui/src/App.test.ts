@@ -1,12 +1,12 @@
 // The whole UI against a mocked Tauri IPC (the only thing mocked): sign-in, agents, the
 // container table with its per-row pending state, pushes updating rows, and the fleet filter.
 import { emit } from '@tauri-apps/api/event';
-import { mockIPC } from '@tauri-apps/api/mocks';
-import { fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { fireEvent, screen, waitFor, within } from '@testing-library/svelte';
+import { describe, expect, it } from 'vitest';
 import App from './App.svelte';
 import { app } from './lib/app.svelte';
 import type { ContainerView } from './lib/backend';
+import { agent, freshAppEachTest, launch, mockBackend } from './test-backend';
 
 const container = (name: string, state: string): ContainerView => ({
   id: `${name}`.padEnd(64, 'f'),
@@ -20,48 +20,38 @@ const container = (name: string, state: string): ContainerView => ({
 });
 
 const agents = [
-  { id: 'a1', name: 'eu-1', online: true, lastSeen: '2026-01-01T00:00:00Z', dockerVersion: '28.2.2', version: '0.1.0', os: 'linux', arch: 'x86_64', hostname: 'eu-1' },
-  { id: 'a2', name: 'us-2', online: true, lastSeen: '2026-01-01T00:00:00Z', dockerVersion: '27.0.1', version: '0.1.0', os: 'linux', arch: 'x86_64', hostname: 'us-2' },
+  agent('a1', 'eu-1', { lastSeen: '2026-01-01T00:00:00Z', dockerVersion: '28.2.2' }),
+  agent('a2', 'us-2', { lastSeen: '2026-01-01T00:00:00Z', dockerVersion: '27.0.1' }),
 ];
 
 /** A fake backend: records calls; `container_action` waits until the test releases it. */
 function fakeBackend(options: { signInError?: { code: string; message: string } } = {}) {
-  const calls: [string, Record<string, unknown>][] = [];
   const lists: Record<string, ContainerView[]> = {
     a1: [container('web', 'running'), container('db', 'exited')],
     a2: [container('cache', 'running')],
   };
   let release: (() => void) | null = null;
-  mockIPC(
-    async (cmd, args) => {
-      const a = (args ?? {}) as Record<string, unknown>;
-      calls.push([cmd, a]);
-      switch (cmd) {
-        case 'last_login': return { relay: 'http://127.0.0.1:7878', user: 'alice' };
-        case 'resume_session': return null;
-        case 'sign_in':
-          if (options.signInError) throw options.signInError;
-          return { relay: 'http://127.0.0.1:7878', user: 'alice', role: 'operator', keyringWarning: null };
-        case 'list_agents': return agents;
-        case 'list_containers': return lists[a.agentId as string];
-        case 'container_action': {
-          await new Promise<void>((r) => (release = r));
-          const agentId = a.agentId as string;
-          lists[agentId] = lists[agentId].map((c) => (c.id === a.containerId ? { ...c, state: 'exited', status: 'Exited (0) just now' } : c));
-          return { agentId, containerId: a.containerId, action: a.action, containers: lists[agentId] };
-        }
-        case 'sign_out': return null;
+  const calls = mockBackend('alice', null, async (cmd, a) => {
+    switch (cmd) {
+      case 'sign_in':
+        if (options.signInError) throw options.signInError;
+        return { relay: 'http://127.0.0.1:7878', user: 'alice', role: 'operator', keyringWarning: null };
+      case 'list_agents': return agents;
+      case 'list_containers': return lists[a.agentId as string];
+      case 'container_action': {
+        await new Promise<void>((r) => (release = r));
+        const agentId = a.agentId as string;
+        lists[agentId] = lists[agentId].map((c) => (c.id === a.containerId ? { ...c, state: 'exited', status: 'Exited (0) just now' } : c));
+        return { agentId, containerId: a.containerId, action: a.action, containers: lists[agentId] };
       }
-      throw `unexpected command ${cmd}`;
-    },
-    { shouldMockEvents: true },
-  );
+      case 'sign_out': return null;
+    }
+  });
   return { calls, release: () => release?.() };
 }
 
 async function signIn() {
-  render(App);
-  await app.start();
+  await launch();
   await fireEvent.input(await screen.findByTestId('password'), { target: { value: 'secret' } });
   await fireEvent.click(screen.getByTestId('sign-in'));
   await screen.findAllByTestId('agent-row');
@@ -70,12 +60,7 @@ async function signIn() {
 const row = (name: string) => screen.getAllByTestId('container-row').find((r) => r.dataset.containerName === name)!;
 
 describe('App', () => {
-  beforeEach(() => {
-    app.reset();
-    app.phase = 'starting';
-  });
-  // Before the setup file's clearMocks, which takes the mocked event plugin away.
-  afterEach(() => app.stop());
+  freshAppEachTest();
 
   it('signs in with the prefilled relay and never keeps the password in the form', async () => {
     const backend = fakeBackend();
@@ -91,8 +76,7 @@ describe('App', () => {
 
   it('shows why a sign-in failed', async () => {
     fakeBackend({ signInError: { code: 'UNAUTHORIZED', message: 'Login refused: check the user name and password' } });
-    render(App);
-    await app.start();
+    await launch();
     await fireEvent.input(await screen.findByTestId('password'), { target: { value: 'bad' } });
     await fireEvent.click(screen.getByTestId('sign-in'));
     expect(await screen.findByRole('alert')).toHaveTextContent('check the user name and password');

@@ -1,16 +1,15 @@
 // The admin screens against a mocked Tauri IPC (the only thing mocked): "Add server" shows the
 // install command with its expiry and copies it; the audit view lists, filters and reloads; both
 // are only offered to admins.
-import { mockIPC } from '@tauri-apps/api/mocks';
-import { fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import App from './App.svelte';
+import { fireEvent, screen, waitFor, within } from '@testing-library/svelte';
+import { describe, expect, it, vi } from 'vitest';
 import { app } from './lib/app.svelte';
 import type { AuditEntry } from './lib/backend';
+import { agent, freshAppEachTest, launch, mockBackend } from './test-backend';
 
 const agents = [
-  { id: 'a1', name: 'eu-1', online: true, lastSeen: null, dockerVersion: '28.2.2', version: '0.1.0', os: 'linux', arch: 'x86_64', hostname: 'eu-1' },
-  { id: 'a2', name: 'us-2', online: true, lastSeen: null, dockerVersion: '27.0.1', version: '0.1.0', os: 'linux', arch: 'x86_64', hostname: 'us-2' },
+  agent('a1', 'eu-1', { dockerVersion: '28.2.2' }),
+  agent('a2', 'us-2', { dockerVersion: '27.0.1' }),
 ];
 const webId = 'w'.repeat(64);
 const entry = (id: string, agentId: string, container: string | null, operation: string, result: string, errorCode: string | null = null): AuditEntry => ({
@@ -18,57 +17,43 @@ const entry = (id: string, agentId: string, container: string | null, operation:
 });
 
 function fakeBackend(role: string) {
-  const calls: [string, Record<string, unknown>][] = [];
   let audit: AuditEntry[] = [
     entry('3', 'a1', webId, 'stop', 'ok'),
     entry('2', 'a2', 'cache', 'restart', 'failed', 'DOCKER_RESTART_FAILED'),
     entry('1', 'a1', 'db', 'stop', 'forbidden', 'FORBIDDEN'),
   ];
-  mockIPC(
-    async (cmd, args) => {
-      const a = (args ?? {}) as Record<string, unknown>;
-      calls.push([cmd, a]);
-      switch (cmd) {
-        case 'last_login': return { relay: 'http://127.0.0.1:7878', user: 'alice' };
-        case 'resume_session': return { relay: 'http://127.0.0.1:7878', user: 'alice', role, keyringWarning: null };
-        case 'list_agents': return agents;
-        case 'list_containers':
-          return a.agentId === 'a1'
-            ? [{ id: webId, name: 'web', image: 'busybox', state: 'exited', status: 'Exited', created: 1, ports: [], health: null }]
-            : [];
-        case 'create_registration_token': {
-          const url = (a.publicUrl as string | null) ?? 'http://127.0.0.1:7878';
-          if (url.includes(' ')) throw { code: 'INVALID_INPUT', message: 'The relay address cannot go into the install command.' };
-          return {
-            token: 'zr_abc', expiresAt: '2026-11-23T13:00:00Z', publicUrl: url,
-            installCommand: `curl -fsSL ${url}/install.sh | ZEDOPS_TOKEN=zr_abc sh`,
-            loopback: url.includes('127.0.0.1'),
-          };
-        }
-        case 'list_audit':
-          return a.agentId ? audit.filter((e) => e.agentId === a.agentId) : audit;
+  const calls = mockBackend('alice', role, async (cmd, a) => {
+    switch (cmd) {
+      case 'list_agents': return agents;
+      case 'list_containers':
+        return a.agentId === 'a1'
+          ? [{ id: webId, name: 'web', image: 'busybox', state: 'exited', status: 'Exited', created: 1, ports: [], health: null }]
+          : [];
+      case 'create_registration_token': {
+        const url = (a.publicUrl as string | null) ?? 'http://127.0.0.1:7878';
+        if (url.includes(' ')) throw { code: 'INVALID_INPUT', message: 'The relay address cannot go into the install command.' };
+        return {
+          token: 'zr_abc', expiresAt: '2026-11-23T13:00:00Z', publicUrl: url,
+          installCommand: `curl -fsSL ${url}/install.sh | ZEDOPS_TOKEN=zr_abc sh`,
+          loopback: url.includes('127.0.0.1'),
+        };
       }
-      throw `unexpected command ${cmd}`;
-    },
-    { shouldMockEvents: true },
-  );
+      case 'list_audit':
+        return a.agentId ? audit.filter((e) => e.agentId === a.agentId) : audit;
+    }
+  });
   return { calls, setAudit: (next: AuditEntry[]) => (audit = next) };
 }
 
 async function start(role: string) {
   const backend = fakeBackend(role);
-  render(App);
-  await app.start();
+  await launch();
   await screen.findAllByTestId('agent-row');
   return backend;
 }
 
 describe('admin screens', () => {
-  beforeEach(() => {
-    app.reset();
-    app.phase = 'starting';
-  });
-  afterEach(() => app.stop());
+  freshAppEachTest();
 
   it('are not offered to operators and viewers', async () => {
     await start('operator');

@@ -2,16 +2,15 @@
 // unseen alerts from the backend's pushes, opening the list marks them seen, the tray's "show"
 // opens it, and an agent is muted from its row or its page without opening it.
 import { emit } from '@tauri-apps/api/event';
-import { mockIPC } from '@tauri-apps/api/mocks';
-import { fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import App from './App.svelte';
+import { fireEvent, screen, waitFor, within } from '@testing-library/svelte';
+import { describe, expect, it } from 'vitest';
 import { app } from './lib/app.svelte';
 import type { AlertView, AlertsState } from './lib/backend';
+import { agent, freshAppEachTest, launch, mockBackend } from './test-backend';
 
 const agents = [
-  { id: 'a1', name: 'eu-1', online: true, lastSeen: null, dockerVersion: '28.2.2', version: '0.1.0', os: 'linux', arch: 'x86_64', hostname: 'eu-1' },
-  { id: 'a2', name: 'us-2', online: false, lastSeen: null, dockerVersion: '27.0.1', version: '0.1.0', os: 'linux', arch: 'x86_64', hostname: 'us-2' },
+  agent('a1', 'eu-1', { dockerVersion: '28.2.2' }),
+  agent('a2', 'us-2', { online: false, dockerVersion: '27.0.1' }),
 ];
 
 const alert = (id: number, agentId: string, agentName: string, muted = false): AlertView => ({
@@ -21,57 +20,43 @@ const alert = (id: number, agentId: string, agentName: string, muted = false): A
 });
 
 function fakeBackend(options: { muteError?: { code: string; message: string } } = {}) {
-  const calls: [string, Record<string, unknown>][] = [];
   const state: AlertsState = { alerts: [], unseen: 0, mutedAgents: ['a2'] };
-  mockIPC(
-    async (cmd, args) => {
-      const a = (args ?? {}) as Record<string, unknown>;
-      calls.push([cmd, a]);
-      switch (cmd) {
-        case 'last_login': return { relay: 'http://127.0.0.1:7878', user: 'alice' };
-        case 'resume_session': return { relay: 'http://127.0.0.1:7878', user: 'alice', role: 'viewer', keyringWarning: null };
-        case 'list_agents': return agents;
-        case 'list_containers':
-          return a.agentId === 'a1'
-            ? [{ id: 'w'.repeat(64), name: 'web', image: 'busybox', state: 'exited', status: 'Exited (137) 1 second ago', created: 1_700_000_000, ports: [], health: null }]
-            : [];
-        case 'inspect_container': throw { code: 'CONTAINER_NOT_FOUND', message: 'gone' };
-        case 'watch_logs':
-        case 'watch_stats': return 1;
-        case 'close_watch': return null;
-        case 'alert_state': return state;
-        case 'mark_alerts_seen':
-          state.alerts = state.alerts.map((x) => ({ ...x, seen: true }));
-          state.unseen = 0;
-          return state;
-        case 'set_agent_muted': {
-          if (options.muteError) throw options.muteError;
-          const id = a.agentId as string;
-          state.mutedAgents = a.muted ? [...state.mutedAgents, id] : state.mutedAgents.filter((m) => m !== id);
-          return state;
-        }
+  const calls = mockBackend('alice', 'viewer', async (cmd, a) => {
+    switch (cmd) {
+      case 'list_agents': return agents;
+      case 'list_containers':
+        return a.agentId === 'a1'
+          ? [{ id: 'w'.repeat(64), name: 'web', image: 'busybox', state: 'exited', status: 'Exited (137) 1 second ago', created: 1_700_000_000, ports: [], health: null }]
+          : [];
+      case 'inspect_container': throw { code: 'CONTAINER_NOT_FOUND', message: 'gone' };
+      case 'watch_logs':
+      case 'watch_stats': return 1;
+      case 'close_watch': return null;
+      case 'alert_state': return state;
+      case 'mark_alerts_seen':
+        state.alerts = state.alerts.map((x) => ({ ...x, seen: true }));
+        state.unseen = 0;
+        return state;
+      case 'set_agent_muted': {
+        if (options.muteError) throw options.muteError;
+        const id = a.agentId as string;
+        state.mutedAgents = a.muted ? [...state.mutedAgents, id] : state.mutedAgents.filter((m) => m !== id);
+        return state;
       }
-      throw `unexpected command ${cmd}`;
-    },
-    { shouldMockEvents: true },
-  );
+    }
+  });
   return { calls, state };
 }
 
 async function start() {
-  render(App);
-  await app.start();
+  await launch();
   await screen.findAllByTestId('agent-row');
 }
 
 const agentRow = (name: string) => screen.getAllByTestId('agent-row').find((r) => r.dataset.agentName === name)!;
 
 describe('alerts', () => {
-  beforeEach(() => {
-    app.reset();
-    app.phase = 'starting';
-  });
-  afterEach(() => app.stop());
+  freshAppEachTest();
 
   it('counts unseen alerts in the header and marks them seen when the list opens', async () => {
     const backend = fakeBackend();

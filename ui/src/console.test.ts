@@ -3,12 +3,11 @@
 // the session, output is written and acked only once written, the session ends with the tab;
 // files are listed, opened, downloaded, uploaded and deleted by role; updates show each agent.
 import type { Channel } from '@tauri-apps/api/core';
-import { mockIPC } from '@tauri-apps/api/mocks';
-import { fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import App from './App.svelte';
+import { fireEvent, screen, waitFor, within } from '@testing-library/svelte';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { app } from './lib/app.svelte';
 import type { AgentUpdateEvent, ConsoleEvent, ContainerView } from './lib/backend';
+import { agent, freshAppEachTest, launch, mockBackend, stubResizeObserver } from './test-backend';
 
 const written: { data: Uint8Array | string; done?: () => void }[] = [];
 const handlers: { data?: (t: string) => void; resize?: (s: { cols: number; rows: number }) => void } = {};
@@ -24,11 +23,7 @@ vi.mock('./lib/terminal', () => ({
     dispose: () => {},
   }),
 }));
-globalThis.ResizeObserver ??= class {
-  observe() {}
-  disconnect() {}
-  unobserve() {}
-} as unknown as typeof ResizeObserver;
+stubResizeObserver();
 
 const web: ContainerView = { id: 'w'.repeat(64), name: 'web', image: 'busybox', state: 'running', status: 'Up', created: 1, ports: [], health: null };
 const entries = [
@@ -37,48 +32,38 @@ const entries = [
 ];
 
 function fakeBackend(role: string) {
-  const calls: [string, Record<string, unknown>][] = [];
   const console: { channel?: Channel<ConsoleEvent> } = {};
   const update: { channel?: Channel<AgentUpdateEvent>; finish?: (n: number) => void } = {};
-  mockIPC(
-    async (cmd, args) => {
-      const a = (args ?? {}) as Record<string, unknown>;
-      calls.push([cmd, a]);
-      switch (cmd) {
-        case 'last_login': return { relay: 'http://127.0.0.1:7878', user: 'ann' };
-        case 'resume_session': return { relay: 'http://127.0.0.1:7878', user: 'ann', role, keyringWarning: null };
-        case 'list_agents':
-          return [
-            { id: 'a1', name: 'eu-1', online: true, lastSeen: null, dockerVersion: '28', version: '0.1.0', os: 'linux', arch: 'x86_64', hostname: 'eu-1' },
-            { id: 'a2', name: 'us-2', online: true, lastSeen: null, dockerVersion: '28', version: '0.2.0', os: 'linux', arch: 'x86_64', hostname: 'us-2' },
-          ];
-        case 'list_containers': return a.agentId === 'a1' ? [web] : [];
-        case 'inspect_container': throw { code: 'CONTAINER_NOT_FOUND', message: 'gone' };
-        case 'watch_stats': case 'watch_logs': return 1;
-        case 'close_watch': return null;
-        case 'open_console': console.channel = a.onEvent as Channel<ConsoleEvent>; return 5;
-        case 'console_input': case 'console_resize': case 'console_ack': case 'close_console': return null;
-        case 'list_files':
-          if (a.path === '/root') throw { code: 'FORBIDDEN', message: 'Permission denied reading /root: the agent cannot read it.' };
-          return { path: a.path, entries: a.path === '/' ? entries : [], truncated: false };
-        case 'download_file': return { path: '/home/ann/Downloads/server.ini', bytes: 2048 };
-        case 'upload_file': case 'remove_file': case 'make_dir': return a.path;
-        case 'offered_agent_version': return '0.2.0';
-        case 'update_agents':
-          update.channel = a.onEvent as Channel<AgentUpdateEvent>;
-          return new Promise((resolve) => (update.finish = resolve));
-      }
-      throw `unexpected command ${cmd}`;
-    },
-    { shouldMockEvents: true },
-  );
+  const calls = mockBackend('ann', role, async (cmd, a) => {
+    switch (cmd) {
+      case 'list_agents':
+        return [
+          agent('a1', 'eu-1'),
+          agent('a2', 'us-2', { version: '0.2.0' }),
+        ];
+      case 'list_containers': return a.agentId === 'a1' ? [web] : [];
+      case 'inspect_container': throw { code: 'CONTAINER_NOT_FOUND', message: 'gone' };
+      case 'watch_stats': case 'watch_logs': return 1;
+      case 'close_watch': return null;
+      case 'open_console': console.channel = a.onEvent as Channel<ConsoleEvent>; return 5;
+      case 'console_input': case 'console_resize': case 'console_ack': case 'close_console': return null;
+      case 'list_files':
+        if (a.path === '/root') throw { code: 'FORBIDDEN', message: 'Permission denied reading /root: the agent cannot read it.' };
+        return { path: a.path, entries: a.path === '/' ? entries : [], truncated: false };
+      case 'download_file': return { path: '/home/ann/Downloads/server.ini', bytes: 2048 };
+      case 'upload_file': case 'remove_file': case 'make_dir': return a.path;
+      case 'offered_agent_version': return '0.2.0';
+      case 'update_agents':
+        update.channel = a.onEvent as Channel<AgentUpdateEvent>;
+        return new Promise((resolve) => (update.finish = resolve));
+    }
+  });
   return { calls, console, update };
 }
 
 async function openWeb(role: string) {
   const backend = fakeBackend(role);
-  render(App);
-  await app.start();
+  await launch();
   await fireEvent.click(await screen.findByTestId('nav-fleet'));
   await fireEvent.click(await screen.findByTestId('open-container'));
   await screen.findByTestId('container-detail');
@@ -86,12 +71,10 @@ async function openWeb(role: string) {
 }
 
 describe('console, files and updates', () => {
+  freshAppEachTest();
   beforeEach(() => {
-    app.reset();
-    app.phase = 'starting';
     written.length = 0;
   });
-  afterEach(() => app.stop());
 
   it('a shell: sized at start, keystrokes and resizes sent, output acked once written, closed with the tab', async () => {
     const backend = await openWeb('admin');
@@ -183,8 +166,7 @@ describe('console, files and updates', () => {
 
   it('Update agents: versions against the offered one, all behind updated with live states', async () => {
     const backend = fakeBackend('admin');
-    render(App);
-    await app.start();
+    await launch();
     await fireEvent.click(await screen.findByTestId('nav-fleet'));
     await fireEvent.click(screen.getByTestId('update-agents'));
     expect(await screen.findByText('The relay offers agent 0.2.0')).toBeInTheDocument();
@@ -208,8 +190,7 @@ describe('console, files and updates', () => {
 
   it('Update agents is for admins only', async () => {
     fakeBackend('operator');
-    render(App);
-    await app.start();
+    await launch();
     await fireEvent.click(await screen.findByTestId('nav-fleet'));
     expect(screen.queryByTestId('update-agents')).toBeNull();
   });

@@ -3,12 +3,11 @@
 // pull's progress and lands on the new container; a refusal is shown in words; removal needs
 // the typed name (and force for a running one); images and templates by role.
 import type { Channel } from '@tauri-apps/api/core';
-import { mockIPC } from '@tauri-apps/api/mocks';
-import { fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import App from './App.svelte';
+import { fireEvent, screen, waitFor, within } from '@testing-library/svelte';
+import { describe, expect, it } from 'vitest';
 import { app } from './lib/app.svelte';
 import type { ContainerView, DeployedView, PullProgressView, TemplateView } from './lib/backend';
+import { agent, freshAppEachTest, launch, mockBackend } from './test-backend';
 
 const web: ContainerView = { id: 'w'.repeat(64), name: 'web', image: 'busybox', state: 'running', status: 'Up', created: 1, ports: [], health: null };
 const newId = 'n'.repeat(64);
@@ -22,56 +21,42 @@ const zomboid: TemplateView = {
 };
 
 function fakeBackend(role: string) {
-  const calls: [string, Record<string, unknown>][] = [];
   let containers = [web];
   const deploy: { progress?: Channel<PullProgressView>; finish?: (v: DeployedView) => void; fail?: (e: unknown) => void } = {};
-  mockIPC(
-    async (cmd, args) => {
-      const a = (args ?? {}) as Record<string, unknown>;
-      calls.push([cmd, a]);
-      switch (cmd) {
-        case 'last_login': return { relay: 'http://127.0.0.1:7878', user: 'otto' };
-        case 'resume_session': return { relay: 'http://127.0.0.1:7878', user: 'otto', role, keyringWarning: null };
-        case 'list_agents': return [{ id: 'a1', name: 'eu-1', online: true, lastSeen: null, dockerVersion: '28', version: '0.1.0', os: 'linux', arch: 'x86_64', hostname: 'eu-1' }];
-        case 'list_containers': return containers;
-        case 'list_templates': return [{ name: 'zomboid', version: 2, description: 'Project Zomboid', image: 'pz:${TAG}', updatedBy: 'ann', updatedAt: '2026-01-01T00:00:00Z' }];
-        case 'show_template': return zomboid;
-        case 'deploy_container':
-          deploy.progress = a.onProgress as Channel<PullProgressView>;
-          return new Promise((resolve, reject) => { deploy.finish = resolve; deploy.fail = reject; });
-        case 'remove_container': containers = containers.filter((c) => c.id !== a.containerId); return null;
-        case 'list_images':
-          return [{ id: 'sha256:' + 'a'.repeat(64), tags: ['busybox:latest'], size: 4_400_000, created: 1_700_000_000, usedBy: ['web'] }];
-        case 'remove_image': return { untagged: ['busybox:latest'], deleted: ['sha256:aa'] };
-        case 'save_template':
-          if (String(a.json).includes('privileged')) throw { code: 'TEMPLATE_INVALID', message: 'The template is not valid: spec.privileged is not allowed.' };
-          return { name: 'web', version: 1 };
-        case 'inspect_container': throw { code: 'CONTAINER_NOT_FOUND', message: 'gone' };
-        case 'watch_stats': case 'watch_logs': return 1;
-        case 'close_watch': return null;
-      }
-      throw `unexpected command ${cmd}`;
-    },
-    { shouldMockEvents: true },
-  );
+  const calls = mockBackend('otto', role, async (cmd, a) => {
+    switch (cmd) {
+      case 'list_agents': return [agent('a1', 'eu-1')];
+      case 'list_containers': return containers;
+      case 'list_templates': return [{ name: 'zomboid', version: 2, description: 'Project Zomboid', image: 'pz:${TAG}', updatedBy: 'ann', updatedAt: '2026-01-01T00:00:00Z' }];
+      case 'show_template': return zomboid;
+      case 'deploy_container':
+        deploy.progress = a.onProgress as Channel<PullProgressView>;
+        return new Promise((resolve, reject) => { deploy.finish = resolve; deploy.fail = reject; });
+      case 'remove_container': containers = containers.filter((c) => c.id !== a.containerId); return null;
+      case 'list_images':
+        return [{ id: 'sha256:' + 'a'.repeat(64), tags: ['busybox:latest'], size: 4_400_000, created: 1_700_000_000, usedBy: ['web'] }];
+      case 'remove_image': return { untagged: ['busybox:latest'], deleted: ['sha256:aa'] };
+      case 'save_template':
+        if (String(a.json).includes('privileged')) throw { code: 'TEMPLATE_INVALID', message: 'The template is not valid: spec.privileged is not allowed.' };
+        return { name: 'web', version: 1 };
+      case 'inspect_container': throw { code: 'CONTAINER_NOT_FOUND', message: 'gone' };
+      case 'watch_stats': case 'watch_logs': return 1;
+      case 'close_watch': return null;
+    }
+  });
   return { calls, deploy };
 }
 
 async function start(role: string) {
   const backend = fakeBackend(role);
-  render(App);
-  await app.start();
+  await launch();
   await fireEvent.click(within(await screen.findByTestId('agent-row')).getByText('eu-1'));
   await screen.findByTestId('container-row');
   return backend;
 }
 
 describe('deploy', () => {
-  beforeEach(() => {
-    app.reset();
-    app.phase = 'starting';
-  });
-  afterEach(() => app.stop());
+  freshAppEachTest();
 
   it('New container: a form from the template, checked, with pull progress, then the new container', async () => {
     const backend = await start('operator');

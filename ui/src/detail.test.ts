@@ -2,12 +2,11 @@
 // the table, it shows the inspected container with secrets hidden, live stats charts fed by a
 // channel, and a log viewer with search, pause and follow; leaving the view closes its watches.
 import type { Channel } from '@tauri-apps/api/core';
-import { mockIPC } from '@tauri-apps/api/mocks';
-import { fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import App from './App.svelte';
+import { fireEvent, screen, waitFor, within } from '@testing-library/svelte';
+import { describe, expect, it } from 'vitest';
 import { app } from './lib/app.svelte';
 import type { ContainerDetailView, ContainerView, LogBatch, StatsSample, StatsUpdate } from './lib/backend';
+import { agent, freshAppEachTest, launch, mockBackend } from './test-backend';
 
 const web: ContainerView = {
   id: 'c'.repeat(64),
@@ -57,27 +56,18 @@ const sample = (secs: number, cpu: number): StatsSample => ({
 });
 
 function fakeBackend() {
-  const calls: [string, Record<string, unknown>][] = [];
   const channels: { logs?: Channel<LogBatch>; stats?: Channel<StatsUpdate> } = {};
-  mockIPC(
-    async (cmd, args) => {
-      const a = (args ?? {}) as Record<string, unknown>;
-      calls.push([cmd, a]);
-      switch (cmd) {
-        case 'last_login': return { relay: 'http://127.0.0.1:7878', user: 'alice' };
-        case 'resume_session': return { relay: 'http://127.0.0.1:7878', user: 'alice', role: 'operator', keyringWarning: null };
-        case 'list_agents':
-          return [{ id: 'a1', name: 'eu-1', online: true, lastSeen: null, dockerVersion: '28', version: '0.1.0', os: 'linux', arch: 'x86_64', hostname: 'eu-1' }];
-        case 'list_containers': return [web];
-        case 'inspect_container': return detail;
-        case 'watch_logs': channels.logs = a.onBatch as Channel<LogBatch>; return 7;
-        case 'watch_stats': channels.stats = a.onUpdate as Channel<StatsUpdate>; return 8;
-        case 'close_watch': return null;
-      }
-      throw `unexpected command ${cmd}`;
-    },
-    { shouldMockEvents: true },
-  );
+  const calls = mockBackend('alice', 'operator', async (cmd, a) => {
+    switch (cmd) {
+      case 'list_agents':
+        return [agent('a1', 'eu-1')];
+      case 'list_containers': return [web];
+      case 'inspect_container': return detail;
+      case 'watch_logs': channels.logs = a.onBatch as Channel<LogBatch>; return 7;
+      case 'watch_stats': channels.stats = a.onUpdate as Channel<StatsUpdate>; return 8;
+      case 'close_watch': return null;
+    }
+  });
   return { calls, channels };
 }
 
@@ -88,19 +78,14 @@ const lines = (...texts: string[]): LogBatch => ({
 });
 
 async function openWeb() {
-  render(App);
-  await app.start();
+  await launch();
   await fireEvent.click(await screen.findByTestId('nav-fleet'));
   await fireEvent.click(await screen.findByTestId('open-container'));
   return screen.findByTestId('container-detail');
 }
 
 describe('container detail', () => {
-  beforeEach(() => {
-    app.reset();
-    app.phase = 'starting';
-  });
-  afterEach(() => app.stop());
+  freshAppEachTest();
 
   it('shows the inspected container with secret values hidden', async () => {
     const backend = fakeBackend();

@@ -2,7 +2,6 @@
 // named, an edit is saved back with both kept and the file's mode; a file changed on the server
 // since it was opened is not written over until the user chooses Overwrite (or Reload); operators
 // only view; large, binary and Latin-1 files are not opened for editing.
-import { mockIPC } from '@tauri-apps/api/mocks';
 import { fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
 import { EditorView } from 'codemirror';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -10,48 +9,36 @@ import FilesTab from './lib/components/FilesTab.svelte';
 import { app } from './lib/app.svelte';
 import { base64ToBytes, bytesToBase64 } from './lib/console';
 import type { ContainerView } from './lib/backend';
+import { agent, mockBackend, stubResizeObserver } from './test-backend';
 
-globalThis.ResizeObserver ??= class {
-  observe() {}
-  disconnect() {}
-  unobserve() {}
-} as unknown as typeof ResizeObserver;
+stubResizeObserver();
 
 const web: ContainerView = { id: 'w'.repeat(64), name: 'web', image: 'busybox', state: 'running', status: 'Up', created: 1, ports: [], health: null };
 const bytes = (s: string, bom = false) => new Uint8Array([...(bom ? [0xef, 0xbb, 0xbf] : []), ...new TextEncoder().encode(s)]);
 const ORIGINAL = bytes('PVP=true\r\nMaxPlayers=32\r\n', true);
 
 function fakeBackend(role: string, files: Record<string, Uint8Array>) {
-  const calls: [string, Record<string, unknown>][] = [];
   const entries = Object.entries(files).map(([name, b]) => ({ name, kind: 'file', size: b.length, mode: '0600', mtime: 1_700_000_000, linkTarget: null }));
   entries.push({ name: 'world.bin', kind: 'file', size: 5 * 1024 * 1024, mode: '0644', mtime: 1_700_000_000, linkTarget: null });
-  mockIPC(
-    async (cmd, args) => {
-      const a = (args ?? {}) as Record<string, unknown>;
-      calls.push([cmd, a]);
-      switch (cmd) {
-        case 'last_login': return { relay: 'http://127.0.0.1:7878', user: 'ann' };
-        case 'resume_session': return { relay: 'http://127.0.0.1:7878', user: 'ann', role, keyringWarning: null };
-        case 'list_agents':
-          return [{ id: 'a1', name: 'eu-1', online: true, lastSeen: null, dockerVersion: '28', version: '0.1.0', os: 'linux', arch: 'x86_64', hostname: 'eu-1' }];
-        case 'list_containers': return a.agentId === 'a1' ? [web] : [];
-        case 'inspect_container': throw { code: 'CONTAINER_NOT_FOUND', message: 'gone' };
-        case 'watch_stats': case 'watch_logs': return 1;
-        case 'close_watch': return null;
-        case 'list_files': return { path: a.path, entries, truncated: false };
-        case 'open_file_for_edit': {
-          const b = files[String(a.path).slice(1)];
-          if (!b) throw { code: 'FILE_NOT_FOUND', message: 'nothing there' };
-          return { path: a.path, size: b.length, mtime: 1_700_000_000, mode: 0o600, data: bytesToBase64(b) };
-        }
-        case 'save_edited_file':
-          files[String(a.path).slice(1)] = base64ToBytes(String(a.data));
-          return { size: base64ToBytes(String(a.data)).length, mtime: 1_700_000_100 };
+  const calls = mockBackend('ann', role, async (cmd, a) => {
+    switch (cmd) {
+      case 'list_agents':
+        return [agent('a1', 'eu-1')];
+      case 'list_containers': return a.agentId === 'a1' ? [web] : [];
+      case 'inspect_container': throw { code: 'CONTAINER_NOT_FOUND', message: 'gone' };
+      case 'watch_stats': case 'watch_logs': return 1;
+      case 'close_watch': return null;
+      case 'list_files': return { path: a.path, entries, truncated: false };
+      case 'open_file_for_edit': {
+        const b = files[String(a.path).slice(1)];
+        if (!b) throw { code: 'FILE_NOT_FOUND', message: 'nothing there' };
+        return { path: a.path, size: b.length, mtime: 1_700_000_000, mode: 0o600, data: bytesToBase64(b) };
       }
-      throw `unexpected command ${cmd}`;
-    },
-    { shouldMockEvents: true },
-  );
+      case 'save_edited_file':
+        files[String(a.path).slice(1)] = base64ToBytes(String(a.data));
+        return { size: base64ToBytes(String(a.data)).length, mtime: 1_700_000_100 };
+    }
+  });
   return calls;
 }
 

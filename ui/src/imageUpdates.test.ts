@@ -4,49 +4,39 @@
 // detail; "Update all" with live rows and the summary.
 import type { Channel } from '@tauri-apps/api/core';
 import { emit } from '@tauri-apps/api/event';
-import { mockIPC } from '@tauri-apps/api/mocks';
-import { fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import App from './App.svelte';
+import { fireEvent, screen, waitFor, within } from '@testing-library/svelte';
+import { describe, expect, it } from 'vitest';
 import { app } from './lib/app.svelte';
 import type { ContainerUpdateEvent, ContainerUpdateOutcome, ContainerView, FleetUpdateEvent, FleetUpdateSummary } from './lib/backend';
+import { agent, freshAppEachTest, launch, mockBackend } from './test-backend';
 
 const container = (name: string): ContainerView => ({ id: name.repeat(64).slice(0, 64), name, image: 'reg:5000/pz:1', state: 'running', status: 'Up', created: 1, ports: [], health: null });
 const digest = (c: string) => `sha256:${c.repeat(64)}`;
 const offer = (name: string) => ({ container: name, image: 'reg:5000/pz:1', currentDigest: digest('a'), newDigest: digest('b'), foundAt: 1, label: null });
 
 function fakeBackend(role: string) {
-  const calls: [string, Record<string, unknown>][] = [];
   const pending: {
     update?: Channel<ContainerUpdateEvent>; finish?: (o: ContainerUpdateOutcome) => void;
     fleet?: Channel<FleetUpdateEvent>; fleetDone?: (s: FleetUpdateSummary) => void;
   } = {};
-  mockIPC(
-    async (cmd, args) => {
-      const a = (args ?? {}) as Record<string, unknown>;
-      calls.push([cmd, a]);
-      switch (cmd) {
-        case 'last_login': return { relay: 'http://127.0.0.1:7878', user: 'otto' };
-        case 'resume_session': return { relay: 'http://127.0.0.1:7878', user: 'otto', role, keyringWarning: null };
-        case 'list_agents': return [{ id: 'a1', name: 'eu-1', online: true, lastSeen: null, dockerVersion: '28', version: '0.1.0', os: 'linux', arch: 'x86_64', hostname: 'eu-1' }];
-        case 'list_containers': return [container('pz'), container('web'), container('db')];
-        case 'list_image_updates': return [{ agentId: 'a1', checkedAt: 2, updates: [offer('pz')] }];
-        case 'check_image_updates': return { agents: [{ agentId: 'a1', checkedAt: 3, updates: [offer('pz'), offer('web')] }], failed: [] };
-        case 'update_container':
-          pending.update = a.onEvent as Channel<ContainerUpdateEvent>;
-          return new Promise((resolve) => { pending.finish = resolve; });
-        case 'update_all_containers':
-          pending.fleet = a.onEvent as Channel<FleetUpdateEvent>;
-          return new Promise((resolve) => { pending.fleetDone = resolve; });
-        case 'inspect_container': throw { code: 'CONTAINER_NOT_FOUND', message: 'gone' };
-        case 'watch_stats': case 'watch_logs': return 1;
-        case 'close_watch': return null;
-        case 'alert_state': return { alerts: [], unseen: 0, mutedAgents: [] };
-      }
-      throw `unexpected command ${cmd}`;
-    },
-    { shouldMockEvents: true },
-  );
+  const calls = mockBackend('otto', role, async (cmd, a) => {
+    switch (cmd) {
+      case 'list_agents': return [agent('a1', 'eu-1')];
+      case 'list_containers': return [container('pz'), container('web'), container('db')];
+      case 'list_image_updates': return [{ agentId: 'a1', checkedAt: 2, updates: [offer('pz')] }];
+      case 'check_image_updates': return { agents: [{ agentId: 'a1', checkedAt: 3, updates: [offer('pz'), offer('web')] }], failed: [] };
+      case 'update_container':
+        pending.update = a.onEvent as Channel<ContainerUpdateEvent>;
+        return new Promise((resolve) => { pending.finish = resolve; });
+      case 'update_all_containers':
+        pending.fleet = a.onEvent as Channel<FleetUpdateEvent>;
+        return new Promise((resolve) => { pending.fleetDone = resolve; });
+      case 'inspect_container': throw { code: 'CONTAINER_NOT_FOUND', message: 'gone' };
+      case 'watch_stats': case 'watch_logs': return 1;
+      case 'close_watch': return null;
+      case 'alert_state': return { alerts: [], unseen: 0, mutedAgents: [] };
+    }
+  });
   return { calls, pending };
 }
 
@@ -54,19 +44,14 @@ const row = (name: string) => screen.getAllByTestId('container-row').find((r) =>
 
 async function start(role: string) {
   const backend = fakeBackend(role);
-  render(App);
-  await app.start();
+  await launch();
   await fireEvent.click(screen.getByTestId('nav-fleet'));
   await waitFor(() => expect(screen.getAllByTestId('container-row')).toHaveLength(3));
   return backend;
 }
 
 describe('image updates', () => {
-  beforeEach(() => {
-    app.reset();
-    app.phase = 'starting';
-  });
-  afterEach(() => app.stop());
+  freshAppEachTest();
 
   it('badges the rows with an update and counts them, from the list and from pushes and checks', async () => {
     await start('viewer');

@@ -1,55 +1,41 @@
 // The Settings view against a mocked Tauri IPC (the only thing mocked): "Open at login" shows
 // the state the backend reads from the system and toggles it; an app update is checked, shown,
 // installed, and a refusal is shown as the backend's sentence.
-import { mockIPC } from '@tauri-apps/api/mocks';
-import { fireEvent, render, screen, waitFor } from '@testing-library/svelte';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import App from './App.svelte';
+import { fireEvent, screen, waitFor } from '@testing-library/svelte';
+import { describe, expect, it } from 'vitest';
 import { app } from './lib/app.svelte';
+import { freshAppEachTest, launch, mockBackend } from './test-backend';
 
 function fakeBackend(opts: { refuse?: boolean; loginFails?: boolean }) {
-  const calls: [string, Record<string, unknown>][] = [];
   let atLogin = false;
-  mockIPC(
-    async (cmd, args) => {
-      const a = (args ?? {}) as Record<string, unknown>;
-      calls.push([cmd, a]);
-      switch (cmd) {
-        case 'last_login': return { relay: 'http://127.0.0.1:7878', user: 'alice' };
-        case 'resume_session': return { relay: 'http://127.0.0.1:7878', user: 'alice', role: 'viewer', keyringWarning: null };
-        case 'list_agents': return [];
-        case 'open_at_login': return atLogin;
-        case 'set_open_at_login':
-          if (opts.loginFails) throw { code: 'CONFIG_ERROR', message: 'Could not add ZedOps\'s entry among the programs started at login (denied).' };
-          atLogin = a.enabled as boolean;
-          return atLogin;
-        case 'check_app_update':
-          return { currentVersion: '0.1.0', available: { version: '0.2.0', notes: 'Faster lists' } };
-        case 'install_app_update':
-          if (opts.refuse) throw { code: 'UPDATE_REFUSED', message: "The update was refused: it is not signed with ZedOps's update key (bad signature). Nothing was installed." };
-          return { version: '0.2.0' };
-      }
-      return null;
-    },
-    { shouldMockEvents: true },
-  );
+  const calls = mockBackend('alice', 'viewer', async (cmd, a) => {
+    switch (cmd) {
+      case 'list_agents': return [];
+      case 'open_at_login': return atLogin;
+      case 'set_open_at_login':
+        if (opts.loginFails) throw { code: 'CONFIG_ERROR', message: 'Could not add ZedOps\'s entry among the programs started at login (denied).' };
+        atLogin = a.enabled as boolean;
+        return atLogin;
+      case 'check_app_update':
+        return { currentVersion: '0.1.0', available: { version: '0.2.0', notes: 'Faster lists' } };
+      case 'install_app_update':
+        if (opts.refuse) throw { code: 'UPDATE_REFUSED', message: "The update was refused: it is not signed with ZedOps's update key (bad signature). Nothing was installed." };
+        return { version: '0.2.0' };
+    }
+    return null;
+  });
   return calls;
 }
 
 async function open(opts: { refuse?: boolean; loginFails?: boolean } = {}) {
   const calls = fakeBackend(opts);
-  render(App);
-  await app.start();
+  await launch();
   await fireEvent.click(await screen.findByTestId('nav-settings'));
   return calls;
 }
 
 describe('settings view', () => {
-  beforeEach(() => {
-    app.reset();
-    app.phase = 'starting';
-  });
-  afterEach(() => app.stop());
+  freshAppEachTest();
 
   it('turns "Open at login" on and off with the state read back', async () => {
     const calls = await open();
