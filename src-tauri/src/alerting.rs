@@ -173,11 +173,6 @@ pub fn raise(app: &AppHandle, alert: NewAlert) {
     publish(app, false);
 }
 
-/// How many alerts are unseen (0 before the app is set up).
-pub fn unseen(app: &AppHandle) -> u32 {
-    app.try_state::<AlertCenter>().map_or(0, |c| c.unseen())
-}
-
 /// Pushes the alert state to the UI (`reveal`: open the alert list) and redraws tray and badge.
 pub fn publish(app: &AppHandle, reveal: bool) {
     let Some(center) = app.try_state::<AlertCenter>() else {
