@@ -105,6 +105,27 @@ fn busybox(image: &str) -> ContainerSpec {
     }
 }
 
+/// Creates container `name` running [`busybox`] of `image` under the default policy (started
+/// when `start`).
+async fn create_busybox(
+    client: &DockerClient,
+    name: &str,
+    image: &str,
+    start: bool,
+) -> (Vec<DeployFrame>, StreamEnd) {
+    let request = request(name, busybox(image), start);
+    create(client, &LocalPolicy::default(), request).await
+}
+
+/// An `image.remove` of `image`.
+fn rmi(image: &str, force: bool) -> ImageRemoveRequest {
+    ImageRemoveRequest {
+        agent_id: "a".into(),
+        image: image.into(),
+        force,
+    }
+}
+
 #[tokio::test]
 async fn creates_exactly_what_the_spec_asks_for() {
     let Some((docker, client, registry)) = setup().await else {
@@ -274,24 +295,14 @@ async fn a_missing_image_is_pulled_with_progress_to_the_end() {
     // Present now: a create does not pull again.
     let cleanup = Cleanup::new("zd");
     let name = cleanup.name("nopull");
-    let (frames, end) = create(
-        &client,
-        &LocalPolicy::default(),
-        request(&name, busybox(&image), false),
-    )
-    .await;
+    let (frames, end) = create_busybox(&client, &name, &image, false).await;
     assert_ok(&end);
     assert!(
         frames
             .iter()
             .all(|f| f.pulled.is_none() && f.progress.is_none())
     );
-    let remove = ImageRemoveRequest {
-        agent_id: "a".into(),
-        image: image.clone(),
-        force: true,
-    };
-    let _ = deploy::remove_image(&client, remove, "_INBOX.t").await;
+    let _ = deploy::remove_image(&client, rmi(&image, true), "_INBOX.t").await;
 }
 
 #[tokio::test]
@@ -330,12 +341,8 @@ async fn registry_failures_have_their_own_codes() {
     // A create of a missing image says the same.
     let cleanup = Cleanup::new("zd");
     let name = cleanup.name("missing");
-    let (_, end) = create(
-        &client,
-        &LocalPolicy::default(),
-        request(&name, busybox(&registry.image("zedops/nothing:9")), true),
-    )
-    .await;
+    let missing = registry.image("zedops/nothing:9");
+    let (_, end) = create_busybox(&client, &name, &missing, true).await;
     assert_eq!(
         end.error_code,
         Some(ErrorCode::ImageNotFound),
@@ -605,12 +612,7 @@ async fn images_are_listed_with_their_users_and_removed() {
     let options = TagImageOptionsBuilder::new().repo(&local).tag("2").build();
     docker.tag_image(&image, Some(options)).await.unwrap();
     let second = format!("{local}:2");
-    let (_, end) = create(
-        &client,
-        &LocalPolicy::default(),
-        request(&user, busybox(&second), false),
-    )
-    .await;
+    let (_, end) = create_busybox(&client, &user, &second, false).await;
     assert_ok(&end);
     let images = client.images().await.unwrap();
     let used = images
@@ -625,11 +627,6 @@ async fn images_are_listed_with_their_users_and_removed() {
         .expect("the pulled image listed");
     assert_eq!(pulled.id, used.id, "the same image under two names");
 
-    let rmi = |image: &str, force: bool| ImageRemoveRequest {
-        agent_id: "a".into(),
-        image: image.into(),
-        force,
-    };
     // By id while it has two names: Docker wants force, and the answer says which ways out there are.
     let answer = deploy::remove_image(&client, rmi(&used.id, false), "_INBOX.t").await;
     assert!(

@@ -23,16 +23,7 @@ async fn lists_running_and_stopped_containers_with_their_fields() {
     let Some(mut scratch) = Scratch::new().await else {
         return;
     };
-    let (running_name, running_id) = scratch
-        .create(
-            "listed-running",
-            Spec {
-                start: true,
-                init: true,
-                ..Default::default()
-            },
-        )
-        .await;
+    let (running_name, running_id) = scratch.create("listed-running", Spec::RUNNING).await;
     let (stopped_name, stopped_id) = scratch.create("listed-created", Spec::default()).await;
     let client = DockerClient::connect(None).await;
 

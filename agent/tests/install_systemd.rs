@@ -173,17 +173,7 @@ async fn installs_under_systemd_as_root_and_through_sudo() {
     std::fs::copy(AGENT, &served).unwrap();
     let relay = Relay::start(downloads.path()).await;
     let machine = Machine::boot(image).await;
-    // Docker is installed there as on any server: a docker group owning the socket (its id may
-    // already name another group inside, hence --non-unique).
-    let gid = machine.sh("stat -c %g /var/run/docker.sock").await;
-    if gid.trim() != "0" {
-        machine
-            .sh(&format!(
-                "groupadd --non-unique --gid {} docker",
-                gid.trim()
-            ))
-            .await;
-    }
+    machine.add_docker_group().await;
 
     // --- As root, on a host without sudo ------------------------------------------------------
     machine.sh("mv /usr/bin/sudo /usr/bin/sudo.hidden").await;

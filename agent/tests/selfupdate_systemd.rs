@@ -35,15 +35,7 @@ async fn updates_itself_under_systemd_and_comes_back_from_a_build_that_cannot_co
     );
     let relay = Relay::start(broken_downloads.path()).await;
     let machine = Machine::boot(image).await;
-    let gid = machine.sh("stat -c %g /var/run/docker.sock").await;
-    if gid.trim() != "0" {
-        machine
-            .sh(&format!(
-                "groupadd --non-unique --gid {} docker",
-                gid.trim()
-            ))
-            .await;
-    }
+    machine.add_docker_group().await;
 
     // Installed as a server admin would: the binary copied over, `install` with a token file
     // and the release key pinned (`--trusted-key`, into the root-owned configuration).

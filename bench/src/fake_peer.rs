@@ -2,6 +2,9 @@
 //! once, and clients that pipeline requests. They speak the real protocol over real WebSockets;
 //! only Docker is left out, because these benchmarks measure the relay alone.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -57,6 +60,42 @@ pub async fn answer_forever(ws: Ws) {
             if tx.send(Message::text(answer)).await.is_err() {
                 return;
             }
+        }
+    }
+}
+
+/// Keeps `window` requests in flight on one client connection until `stop`.
+pub async fn pipeline(
+    ws: Ws,
+    agent: &str,
+    window: usize,
+    answered: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) {
+    let (mut tx, mut rx) = ws.split();
+    let request = |n: u64| {
+        format!(
+            r#"{{"subject":"container.list","reply":"_INBOX.{n}","data":{{"agentId":"{agent}"}}}}"#
+        )
+    };
+    let mut next = 0u64;
+    for _ in 0..window {
+        next += 1;
+        if tx.send(Message::text(request(next))).await.is_err() {
+            return;
+        }
+    }
+    while let Some(Ok(msg)) = rx.next().await {
+        if !matches!(msg, Message::Text(_)) {
+            continue;
+        }
+        answered.fetch_add(1, Ordering::Relaxed);
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        next += 1;
+        if tx.send(Message::text(request(next))).await.is_err() {
+            return;
         }
     }
 }

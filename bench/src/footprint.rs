@@ -2,7 +2,6 @@
 //! agent connection. Both run as separate processes so their RSS is theirs alone.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -10,17 +9,8 @@ use futures_util::stream::FuturesUnordered;
 use zedops_testkit::{TestRelay, require_docker};
 
 use crate::fake_peer;
-use crate::stats::{free_port, rss_kib, verdict};
-
-/// Kills the child process when dropped, so a failed benchmark leaves nothing running.
-pub struct Reaper(pub Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::process::{Reaper, run_agent, serve_relay};
+use crate::stats::{rss_kib, verdict};
 
 /// The release agent as its own process, enrolled on `relay` as `name` with its data in `dir`;
 /// returns once the relay counts it online.
@@ -32,15 +22,7 @@ pub async fn spawn_agent(
 ) -> anyhow::Result<Reaper> {
     let token_file = dir.join("token");
     std::fs::write(&token_file, relay.registration_token().await)?;
-    let child = Command::new(binary)
-        .args(["run", "--relay", &relay.url, "--name", name, "--token-file"])
-        .arg(&token_file)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()?;
-    let child = Reaper(child);
+    let child = run_agent(binary, &relay.url, name, &token_file, &dir.join("data"))?;
     relay.wait_agent(name, true).await;
     Ok(child)
 }
@@ -100,38 +82,10 @@ pub async fn relay(binary: &Path, connections: usize) -> anyhow::Result<()> {
     }
     store.close().await;
 
-    let port = free_port();
-    let child = Command::new(binary)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--db",
-            &db,
-            // Every simulated agent dials from 127.0.0.1; real ones come from their own addresses.
-            "--max-connections-per-address",
-            "1000000",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}: {e}; build it with cargo build --release -p zedops-relay",
-                binary.display()
-            )
-        })?;
-    let child = Reaper(child);
+    // Every simulated agent dials from 127.0.0.1; real ones come from their own addresses.
+    let unlimited = ["--max-connections-per-address", "1000000"];
+    let (child, port) = serve_relay(binary, &db, &unlimited).await?;
     let base = format!("ws://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     // One connection first, so one-time allocations are in the baseline, not the per-connection figure.
     let first = fake_peer::agent(&base, &tokens[0], "idle-0").await?;
     tokio::time::sleep(Duration::from_secs(1)).await;

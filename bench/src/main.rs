@@ -9,6 +9,7 @@ mod events;
 mod fake_peer;
 mod footprint;
 mod list;
+mod process;
 mod soak;
 mod stats;
 mod stats_load;

@@ -4,7 +4,6 @@
 //! end is reported (a leak shows as a steady climb, which an hour of this traffic makes visible).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,8 +13,8 @@ use zedops_client::{ClientEvent, ConnectOptions};
 use zedops_protocol::Role;
 use zedops_testkit::{TestContainers, require_docker};
 
-use crate::footprint::Reaper;
-use crate::stats::{free_port, rss_kib, verdict};
+use crate::process::{run_agent, serve_relay};
+use crate::stats::{rss_kib, verdict};
 
 /// Growth from minute 10 to the end that still counts as flat: allocator noise (a freed page not
 /// yet returned, a buffer that grew once for a burst) moves RSS by tens of KiB; a leak of even a
@@ -67,54 +66,11 @@ pub async fn run(o: Options<'_>) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("login refused"))?;
     store.close().await;
 
-    let port = free_port();
-    let relay = Reaper(
-        Command::new(o.relay)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--db",
-                &db,
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: {e}; build it with cargo build --release -p zedops-relay",
-                    o.relay.display()
-                )
-            })?,
-    );
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (relay, port) = serve_relay(o.relay, &db, &[]).await?;
     let url = format!("ws://127.0.0.1:{port}");
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, registration)?;
-    let agent = Reaper(
-        Command::new(o.agent)
-            .args(["run", "--relay", &url, "--name", AGENT, "--token-file"])
-            .arg(&token_file)
-            .arg("--data-dir")
-            .arg(dir.path().join("agent"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: {e}; build it with scripts/check-agent-size (the static agent as shipped)",
-                    o.agent.display()
-                )
-            })?,
-    );
+    let agent = run_agent(o.agent, &url, AGENT, &token_file, &dir.path().join("agent"))?;
 
     let client = zedops_client::Client::connect(ConnectOptions {
         relay: url,

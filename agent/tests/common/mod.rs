@@ -52,6 +52,15 @@ pub struct Spec {
     pub healthcheck: bool,
 }
 
+impl Spec {
+    /// Started, under init (stops at once): what most tests want.
+    pub const RUNNING: Spec = Spec {
+        start: true,
+        init: true,
+        healthcheck: false,
+    };
+}
+
 impl Scratch {
     pub async fn new() -> Option<Self> {
         let docker = engine().await?;

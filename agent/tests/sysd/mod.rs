@@ -111,6 +111,17 @@ impl Machine {
         text(&out.stdout)
     }
 
+    /// Docker as on any server: a `docker` group owning the engine's socket (its id may already
+    /// name another group inside, hence --non-unique).
+    pub async fn add_docker_group(&self) {
+        let gid = self.sh("stat -c %g /var/run/docker.sock").await;
+        if gid.trim() != "0" {
+            let gid = gid.trim();
+            self.sh(&format!("groupadd --non-unique --gid {gid} docker"))
+                .await;
+        }
+    }
+
     /// Types `line` into a shell inside, as a person pastes a command into a terminal: the line
     /// reaches the shell on its input, so no process (docker exec included) has it in its
     /// arguments. As `user` (root when `None`), from that user's home.

@@ -1,0 +1,81 @@
+//! The release binaries as separate processes, so what is measured of them is theirs alone: the
+//! relay serving a prepared database on a free loopback port, and a kill when the benchmark ends
+//! however it ends.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::stats::free_port;
+
+/// Kills the child process when dropped, so a failed benchmark leaves nothing running.
+pub struct Reaper(pub Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the relay `binary` serving the SQLite database `db` on a free loopback port, with
+/// `args` after the usual ones and warnings only in its log, and waits (up to 10 s) until it
+/// listens. Returns the process and its port.
+pub async fn serve_relay(binary: &Path, db: &str, args: &[&str]) -> anyhow::Result<(Reaper, u16)> {
+    let port = free_port();
+    let child = Command::new(binary)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--db",
+            db,
+        ])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}; build it with cargo build --release -p zedops-relay",
+                binary.display()
+            )
+        })?;
+    let relay = Reaper(child);
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((relay, port))
+}
+
+/// Starts the agent `binary` as `name` on the relay at `relay_url`, enrolling with the token in
+/// `token_file` and keeping its data in `data_dir`, warnings only in its log.
+pub fn run_agent(
+    binary: &Path,
+    relay_url: &str,
+    name: &str,
+    token_file: &Path,
+    data_dir: &Path,
+) -> anyhow::Result<Reaper> {
+    let child = Command::new(binary)
+        .args(["run", "--relay", relay_url, "--name", name, "--token-file"])
+        .arg(token_file)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}; build it with scripts/check-agent-size (the static agent as shipped)",
+                binary.display()
+            )
+        })?;
+    Ok(Reaper(child))
+}
