@@ -3,100 +3,18 @@
 //! under two relays. Real PostgreSQL, real `nats-server`, the built `zedops-relay` binary where
 //! a kill must be real, and real Docker for the agent. Under CI=true a missing part fails.
 
+mod cluster_support;
+
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use zedops_protocol::Role;
+
+use cluster_support::{RelayProcess, answer_all, enrol_at, http_status};
 use zedops_testkit::wire::{self, FakeAgent, Ws};
 use zedops_testkit::{TestAgent, TestContainers, TestNats, TestPostgres, TestRelay};
-
-/// A relay running as a process of its own (the built binary), so that a kill is a real one:
-/// no goodbye to its agents, clients or the other relays.
-struct RelayProcess {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl RelayProcess {
-    /// Starts `zedops-relay serve` on `database` and `nats`, and waits until `/readyz` is 200
-    /// (database reached, NATS connected).
-    async fn start(database: &str, nats: &str) -> Self {
-        Self::start_with(database, nats, &[]).await
-    }
-
-    /// [`start`](Self::start) with more options for `serve`.
-    async fn start_with(database: &str, nats: &str, extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = std::fs::File::create(dir.path().join("relay.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_zedops-relay"))
-            .args(["--database", database, "serve", "--nats", nats])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start zedops-relay");
-        let relay = Self {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while http_status(&format!("127.0.0.1:{port}"), "/readyz").await != 200 {
-            assert!(
-                Instant::now() < deadline,
-                "the relay process was not ready within 20 s; its log:\n{}",
-                relay.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        relay
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("relay.log")).unwrap_or_default()
-    }
-
-    /// SIGKILL, and waits until the process is gone.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Status code of a plain GET (0 when nothing answers).
-async fn http_status(addr: &str, path: &str) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else {
-        return 0;
-    };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n");
-    if tcp.write_all(request.as_bytes()).await.is_err() {
-        return 0;
-    }
-    let mut text = String::new();
-    let _ = tcp.read_to_string(&mut text).await;
-    text.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
 
 /// Waits until every relay is connected to NATS (each connects in the background).
 async fn wait_ready(relays: &[&TestRelay]) {
@@ -432,19 +350,6 @@ async fn routing_resumes_when_the_nats_node_a_relay_uses_is_killed() {
     assert_eq!(answer["asked"], "container.list", "{answer}");
 }
 
-/// Answers every request with its own subject.
-fn answer_all(mut agent: FakeAgent) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        while let Some(frame) = agent.request().await {
-            if let Some(inbox) = frame["reply"].as_str() {
-                agent
-                    .send(json!({"subject": inbox, "data": {"containers": [], "asked": frame["subject"]}}))
-                    .await;
-            }
-        }
-    })
-}
-
 /// The next request with this subject the agent receives (others left unanswered).
 async fn request_for(agent: &mut FakeAgent, subject: &str) -> Value {
     loop {
@@ -592,25 +497,6 @@ async fn with_postgres_stopped_a_cluster_routes_and_reads_refuses_writes_and_rec
     }
 }
 
-/// Enrols a fake agent at the relay process `relay` (raw WebSocket), with a registration
-/// token made through `through` (same database).
-async fn enrol_at(relay: &RelayProcess, through: &TestRelay, name: &str) -> FakeAgent {
-    let url = format!("{}/ws/agent", relay.url.replacen("http://", "ws://", 1));
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket to the relay process");
-    let frame = json!({"subject": "agent.register", "data": {
-        "protocolVersion": zedops_protocol::PROTOCOL_VERSION,
-        "registrationToken": through.registration_token().await, "name": name,
-        "info": {"version": "0", "os": "linux", "arch": "x86_64"}}});
-    let answer = wire::hello(&mut ws, frame, "agent.welcome").await;
-    FakeAgent {
-        ws,
-        id: answer["data"]["agentId"].as_str().unwrap().to_string(),
-        token: answer["data"]["token"].as_str().unwrap().to_string(),
-    }
-}
-
 /// Relay A (a process) holds an agent; a client on B has a request and a log follow waiting
 /// on it through A; A is killed with SIGKILL and the agent moves to a third relay, C, before B
 /// could notice A's silence (4 s). B learns from C's presence that the agent left A, asks NATS
@@ -642,7 +528,7 @@ async fn requests_through_a_killed_relay_fail_fast_when_the_agent_moves_to_a_thi
     let mut a = RelayProcess::start(&database, &nats.url()).await;
     wait_ready(&[b, c]).await;
 
-    let mut agent = enrol_at(&a, b, "third-1").await;
+    let mut agent = enrol_at(&a, &b.registration_token().await, "third-1").await;
     let (id, token) = (agent.id.clone(), agent.token.clone());
     wait_seen(b, &id, true).await;
     let mut client = admin(b, "asker").await;

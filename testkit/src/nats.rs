@@ -26,6 +26,18 @@ impl TestNats {
         Some(Self::launch(bin, String::new()))
     }
 
+    /// A server of its own with `config` added to its configuration file (e.g. an `operator`
+    /// and its accounts), or `None` as [`start`](Self::start).
+    pub fn start_with_config(config: &str) -> Option<Self> {
+        let bin = find_bin()?;
+        Some(Self::launch(bin, config.to_string()))
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
+    }
+
     /// A NATS cluster of `n` servers routed to each other (each a [`TestNats`]: stop one to
     /// test failover), started once every server has a route to all the others.
     pub fn start_cluster(n: usize) -> Option<Vec<Self>> {

@@ -97,6 +97,25 @@ impl ClusterOptions {
     }
 }
 
+/// What a failed attempt to reach NATS means, in plain words with what to do, from async-nats's
+/// short reason (`authorization violation`, `TLS error`, `IO error`, ...). Every server of
+/// `shown` is tried again in a moment.
+pub(super) fn explain_failure(reason: &str, shown: &str) -> String {
+    let what = match reason {
+        "authorization violation" | "failed signing nonce" => {
+            "NATS refused this relay's credentials: check that --nats-creds (ZEDOPS_NATS_CREDS) is the credentials file of a user of the relays' account, signed by an account the NATS servers trust, and not expired"
+        }
+        "TLS error" => {
+            "the TLS handshake with NATS failed: check --nats-ca (the CA of the servers' certificates), and --nats-cert/--nats-key if the servers verify clients"
+        }
+        "timed out" | "IO error" | "DNS error" => {
+            "NATS cannot be reached: check that nats-server runs and that --nats names its address"
+        }
+        _ => "connecting to NATS failed",
+    };
+    format!("{what} (NATS said: {reason}; servers: {shown}); trying again")
+}
+
 /// A URL without its user information.
 fn shown(url: &str) -> String {
     match url.split_once("://") {
@@ -123,5 +142,14 @@ mod tests {
         assert_eq!(from_env.shown(), "nats://a:4222");
         assert!(ClusterOptions::from_urls(" , ", false).is_err());
         assert_eq!(shown("nats://u:p@h:1"), "nats://h:1");
+    }
+
+    #[test]
+    fn refused_credentials_are_explained() {
+        let told = explain_failure("authorization violation", "nats://a:4222");
+        assert!(told.contains("--nats-creds"), "{told}");
+        assert!(told.contains("nats://a:4222"), "{told}");
+        assert!(explain_failure("TLS error", "x").contains("--nats-ca"));
+        assert!(explain_failure("something new", "x").contains("something new"));
     }
 }

@@ -173,15 +173,36 @@ impl Cluster {
         let reconnected = Arc::new(Notify::new());
         let told = reconnected.clone();
         let shown = options.shown();
+        // Why the last attempt to reach NATS failed: said once, not at every retry.
+        let failing = Arc::new(Mutex::new(None::<String>));
+        let servers = shown.clone();
         let client = options
             .connect_options()
             .await?
             .event_callback(move |event| {
-                let told = told.clone();
+                let (told, failing, servers) = (told.clone(), failing.clone(), servers.clone());
                 async move {
+                    let failed = match &event {
+                        async_nats::Event::ClientError(async_nats::ClientError::Other(reason)) => {
+                            Some(reason.clone())
+                        }
+                        async_nats::Event::ServerError(
+                            async_nats::ServerError::AuthorizationViolation,
+                        ) => Some("authorization violation".to_string()),
+                        _ => None,
+                    };
+                    if let Some(reason) = failed {
+                        let mut last = failing.lock().unwrap();
+                        if last.as_deref() != Some(reason.as_str()) {
+                            warn!("{}", super::options::explain_failure(&reason, &servers));
+                            *last = Some(reason);
+                        }
+                        return;
+                    }
                     match event {
                         async_nats::Event::Connected => {
                             info!("connected to NATS");
+                            *failing.lock().unwrap() = None;
                             told.notify_one();
                         }
                         async_nats::Event::Disconnected => {

@@ -1,0 +1,222 @@
+//! HAProxy in front of a relay cluster (issue 18), with the configuration the docs ship
+//! (`packaging/cluster/haproxy.cfg`, only addresses, ports and the certificate path changed):
+//! two relay processes on one PostgreSQL and NATS, a real agent and apps connected only through
+//! HAProxy over TLS. The relay holding the agent is killed with SIGKILL: the agent and the apps
+//! come back through HAProxy on the other relay. A relay that is alive but not ready (`/readyz`
+//! 503) is taken out of the pool for new connections while its existing ones keep working.
+//! Real PostgreSQL, `nats-server`, `haproxy` and Docker; under CI=true a missing part fails.
+
+mod cluster_support;
+
+use std::time::{Duration, Instant};
+
+use cluster_support::haproxy::TestHaproxy;
+use cluster_support::{RelayProcess, http_get, http_status};
+use zedops_client::{Client, ClientEvent, ConnectOptions};
+use zedops_protocol::Role;
+use zedops_testkit::{TestAgent, TestNats, TestPki, TestPostgres, TestRelay};
+
+/// An app's connection through `proxy`, trusting the test CA.
+async fn connect(proxy: &TestHaproxy, token: &str, ca: &std::path::Path) -> Result<Client, String> {
+    Client::connect(ConnectOptions {
+        relay: proxy.url(),
+        token: token.to_string(),
+        ca_file: Some(ca.to_path_buf()),
+        insecure: false,
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Whether `client` lists agent `name` online and lists its containers.
+async fn reaches(client: &Client, name: &str) -> Result<(), String> {
+    let agents = client.agents().await.map_err(|e| e.to_string())?;
+    if !agents.iter().any(|a| a.name == name && a.online) {
+        return Err(format!("{name} is not listed online"));
+    }
+    client
+        .containers(name)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn through_haproxy_an_agent_and_apps_move_to_the_other_relay_when_theirs_is_killed() {
+    let Some(_docker) = zedops_testkit::require_docker().await else {
+        return;
+    };
+    let Some(postgres) = TestPostgres::shared() else {
+        return;
+    };
+    let Some(nats) = TestNats::start() else {
+        return;
+    };
+    let database = postgres.database();
+    // A relay outside HAProxy, in this process: it makes the tokens and users (the database is
+    // shared) and is never killed.
+    let control = TestRelay::builder()
+        .database(database.clone())
+        .nats(nats.url())
+        .start()
+        .await;
+    // The relays behind HAProxy trust its address for the clients' own (docs/CLUSTER.md).
+    let behind = ["--trusted-proxy", "127.0.0.1"];
+    let mut relays = vec![
+        RelayProcess::start_with(&database, &nats.url(), &behind).await,
+        RelayProcess::start_with(&database, &nats.url(), &behind).await,
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate(dir.path());
+    let Some(proxy) = TestHaproxy::start(&[&relays[0].addr, &relays[1].addr], &pki.cert, &pki.key)
+    else {
+        return;
+    };
+    // Plain HTTP is sent to HTTPS.
+    assert_eq!(
+        http_status(&proxy.plain_addr, "/healthz").await,
+        302,
+        "{}",
+        proxy.log()
+    );
+
+    // The real agent, given only HAProxy's URL.
+    let name = format!("behind-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let _agent = TestAgent::builder(&control)
+        .relays(&proxy.url())
+        .ca_file(&pki.ca_cert)
+        .name(&name)
+        .spawn()
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let holder = loop {
+        let here = [relays[0].agents_here().await, relays[1].agents_here().await];
+        if let Some(i) = here.iter().position(|&n| n == 1) {
+            break i;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never connected through HAProxy; its log:\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let other = 1 - holder;
+
+    // Three apps through HAProxy. It balances by least connections, so after the agent's one
+    // connection the three land two on one relay and one beside the agent: one app must move.
+    let token = control.login("behind-admin", Role::Admin).await;
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        let app = connect(&proxy, &token, &pki.ca_cert)
+            .await
+            .expect("an app connects through HAProxy");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Err(e) = reaches(&app, &name).await {
+            assert!(
+                Instant::now() < deadline,
+                "an app through HAProxy does not reach the agent: {e}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let events = app.events();
+        apps.push((app, events));
+    }
+
+    // The agent's relay dies with no goodbye.
+    relays[holder].kill();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(30);
+    for (n, (app, _)) in apps.iter().enumerate() {
+        loop {
+            match reaches(app, &name).await {
+                Ok(()) => break,
+                Err(e) => assert!(
+                    Instant::now() < deadline,
+                    "app {n} does not reach the agent again within 30 s of the kill: {e}; HAProxy's log:\n{}",
+                    proxy.log()
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let back = killed.elapsed();
+    assert_eq!(
+        relays[other].agents_here().await,
+        1,
+        "the agent is on the other relay"
+    );
+    // The app that was beside the agent lost its connection and made a new one through
+    // HAProxy; the others kept theirs.
+    let mut moved = 0;
+    for (app, events) in &mut apps {
+        let mut seen = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            seen.push(event);
+        }
+        let dropped = seen
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Disconnected { .. }));
+        if dropped {
+            assert!(
+                seen.iter().any(|e| matches!(e, ClientEvent::Connected)),
+                "{seen:?}"
+            );
+            moved += 1;
+        }
+        assert!(app.is_connected());
+    }
+    assert_eq!(moved, 1, "exactly the app beside the agent moved");
+    eprintln!("{back:?} after the kill, the agent and the apps were answered through HAProxy");
+
+    // HAProxy's health check is /readyz: NATS stops, the remaining relay stays alive (/healthz
+    // 200) but is not ready, and HAProxy stops sending it new connections, while the ones it has
+    // keep working (the agent is on that relay: no NATS needed).
+    let ready_relay = &relays[other];
+    nats.stop();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let refused = connect(&proxy, &token, &pki.ca_cert).await.err();
+        if refused.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "HAProxy still sends new connections to a relay whose /readyz fails; its log:\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (healthz, _) = http_get(&ready_relay.addr, "/healthz").await;
+    assert_eq!(healthz, 200, "the relay is alive");
+    assert_eq!(http_status(&ready_relay.addr, "/readyz").await, 503);
+    assert!(
+        proxy.log().contains("503"),
+        "HAProxy's log names the failed check: {}",
+        proxy.log()
+    );
+    for (n, (app, _)) in apps.iter().enumerate() {
+        reaches(app, &name)
+            .await
+            .unwrap_or_else(|e| panic!("app {n} lost its connection while NATS was down: {e}"));
+    }
+    // NATS is back: the relay is ready again and HAProxy takes it back.
+    nats.resume();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match connect(&proxy, &token, &pki.ca_cert).await {
+            Ok(app) => {
+                reaches(&app, &name)
+                    .await
+                    .expect("a new app reaches the agent");
+                break;
+            }
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "HAProxy did not take the relay back once ready: {e}; its log:\n{}",
+                proxy.log()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
