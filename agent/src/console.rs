@@ -16,9 +16,9 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 use zedops_protocol::{
-    AttachRequest, ConsoleOutput, ConsoleStarted, ConsoleStream, Credit, DEFAULT_CONSOLE_WINDOW,
-    Envelope, ErrorCode, ErrorReply, ExecRequest, ExitStatus, MAX_CONSOLE_CHUNK_BYTES,
-    MAX_CONSOLES_PER_AGENT, StreamEnd, StreamInput,
+    AttachRequest, ConsoleOutput, ConsoleStarted, ConsoleStream, ContainerRef, Credit,
+    DEFAULT_CONSOLE_WINDOW, Envelope, ErrorCode, ErrorReply, ExecRequest, ExitStatus,
+    MAX_CONSOLE_CHUNK_BYTES, MAX_CONSOLES_PER_AGENT, StreamEnd, StreamInput,
 };
 
 use crate::docker::exec::{ConsoleInput, ConsoleIo};
@@ -218,8 +218,8 @@ impl Drop for Sessions {
 
 /// What a session talks to.
 enum Target {
-    Exec { container: String, id: String },
-    Attach { container: String },
+    Exec { container: ContainerRef, id: String },
+    Attach { container: ContainerRef },
 }
 
 /// Why the loop stopped.

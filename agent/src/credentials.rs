@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use zedops_protocol::AgentId;
 
 const FILE_NAME: &str = "credentials.json";
 
@@ -14,7 +15,7 @@ const FILE_NAME: &str = "credentials.json";
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Credentials {
-    pub agent_id: String,
+    pub agent_id: AgentId,
     /// The permanent agent token. Never logged.
     pub token: String,
     /// The relay that issued them (its canonical base URL).

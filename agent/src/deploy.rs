@@ -173,7 +173,7 @@ pub async fn remove(docker: &DockerClient, request: ContainerRemoveRequest, inbo
         Ok(id) => Envelope::new(
             inbox,
             ContainerRemoved {
-                container_id: id,
+                container_id: id.into(),
                 removed: true,
             },
         )

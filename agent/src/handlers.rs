@@ -2,8 +2,8 @@
 //! [`zedops_protocol::AgentRequest`]), and the answers Docker's results turn into.
 
 use zedops_protocol::{
-    ContainerActionRequest, ContainerListResponse, Envelope, ErrorCode, ErrorReply, Operation,
-    OperationError, OperationSuccess, ProtocolError, subject,
+    ContainerActionRequest, ContainerListResponse, ContainerRef, Envelope, ErrorCode, ErrorReply,
+    Operation, OperationError, OperationSuccess, ProtocolError, subject,
 };
 
 use crate::docker::{DockerClient, DockerError};
@@ -14,11 +14,11 @@ pub enum Request {
     /// `container.list`
     List,
     /// `container.inspect` of a container id, id prefix or name.
-    Inspect { container_id: String },
+    Inspect { container_id: ContainerRef },
     /// `container.start|stop|restart` of a container id, id prefix or name.
     Action {
         operation: Operation,
-        container_id: String,
+        container_id: ContainerRef,
     },
     /// `container.remove`
     Remove(zedops_protocol::ContainerRemoveRequest),
@@ -95,7 +95,7 @@ async fn inspect(docker: &DockerClient, container_id: &str, inbox: &str) -> Stri
 async fn act(
     docker: &DockerClient,
     operation: Operation,
-    container_id: String,
+    container_id: ContainerRef,
     inbox: &str,
 ) -> String {
     let result = match operation {

@@ -16,7 +16,7 @@ use futures_util::stream::FuturesUnordered;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use zedops_protocol::{
-    Container, ContainerAction, ContainerEvent, ContainerSync, Envelope, subject,
+    AgentId, Container, ContainerAction, ContainerEvent, ContainerSync, Envelope, subject,
 };
 use zedops_transport::Backoff;
 
@@ -226,8 +226,8 @@ impl Live<'_> {
             };
         let requested = docker.was_requested(&event.container_id, &event.name);
         let pushed = ContainerEvent {
-            agent_id: String::new(),
-            container_id: event.container_id,
+            agent_id: AgentId::default(),
+            container_id: event.container_id.into(),
             name: event.name,
             action: event.action,
             time_nano: event.time_nano,

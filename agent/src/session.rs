@@ -12,9 +12,10 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 use zedops_protocol::payload::is_valid_name;
 use zedops_protocol::{
-    AgentAuth, AgentRegister, AgentRequest, AgentRequestKind, AgentToken, AgentTokenStored,
-    AgentWelcome, Envelope, ErrorCode, ErrorReply, Frame, HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT,
-    Heartbeat, MAX_TOKEN_LEN, Operation, PROTOCOL_VERSION, ProtocolError, SendResult, subject,
+    AgentAuth, AgentId, AgentRegister, AgentRequest, AgentRequestKind, AgentToken,
+    AgentTokenStored, AgentWelcome, Envelope, ErrorCode, ErrorReply, Frame, HEARTBEAT_INTERVAL,
+    HEARTBEAT_TIMEOUT, Heartbeat, MAX_TOKEN_LEN, Operation, PROTOCOL_VERSION, ProtocolError,
+    SendResult, subject,
 };
 use zedops_transport::{Backoff, FrameReader, FrameWriter, RelayUrl, TransportError};
 
@@ -686,7 +687,7 @@ fn rotate(new: AgentToken, inbox: String, data_dir: PathBuf, tx: &mpsc::Sender<S
 }
 
 /// Replaces the token in the stored credentials (one rotation at a time); the agent id.
-fn store_rotated(data_dir: &Path, token: String) -> anyhow::Result<String> {
+fn store_rotated(data_dir: &Path, token: String) -> anyhow::Result<AgentId> {
     static ROTATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = ROTATING.lock().unwrap_or_else(|p| p.into_inner());
     let mut stored =

@@ -419,7 +419,7 @@ async fn attach_sees_the_console_and_send_reaches_it() {
     let (mut console, tx) = Client::new(&sessions, "_INBOX.a");
     let request = AttachRequest {
         agent_id: "a".into(),
-        container_id: name.clone(),
+        container_id: name.clone().into(),
         stdin: true,
         size: None,
         window: None,

@@ -57,7 +57,7 @@ impl Fixture {
     fn path(&self, path: &str) -> FilePathRequest {
         FilePathRequest {
             agent_id: "a".into(),
-            container_id: self.name.clone(),
+            container_id: self.name.clone().into(),
             path: path.into(),
         }
     }
@@ -68,7 +68,7 @@ impl Fixture {
         let (tx, mut rx) = mpsc::channel(64);
         let request = FilePutRequest {
             agent_id: "a".into(),
-            container_id: self.name.clone(),
+            container_id: self.name.clone().into(),
             path: path.into(),
             size: bytes.len() as u64,
             mode,
@@ -106,7 +106,7 @@ impl Fixture {
         let (tx, mut rx) = mpsc::channel(64);
         let request = FileGetRequest {
             agent_id: "a".into(),
-            container_id: self.name.clone(),
+            container_id: self.name.clone().into(),
             path: path.into(),
             window: None,
         };
@@ -295,7 +295,7 @@ async fn limits_and_refusals() {
     let (tx, mut rx) = mpsc::channel(8);
     let huge = FilePutRequest {
         agent_id: "a".into(),
-        container_id: f.name.clone(),
+        container_id: f.name.clone().into(),
         path: "/work/huge".into(),
         size: 300 * 1024 * 1024,
         mode: None,
@@ -315,7 +315,7 @@ async fn limits_and_refusals() {
     let (tx, mut rx) = mpsc::channel(8);
     let get = FileGetRequest {
         agent_id: "a".into(),
-        container_id: f.name.clone(),
+        container_id: f.name.clone().into(),
         path: "/work/big".into(),
         window: None,
     };
@@ -389,7 +389,7 @@ async fn a_download_stops_at_the_window() {
     let (tx, mut rx) = mpsc::channel(64);
     let request = FileGetRequest {
         agent_id: "a".into(),
-        container_id: f.name.clone(),
+        container_id: f.name.clone().into(),
         path: "/work/window".into(),
         window: Some(50_000),
     };

@@ -147,7 +147,7 @@ async fn enrols_serves_reconnects_and_stops_when_revoked() {
     assert_eq!(stored.relay, relay.url);
     if docker {
         let missing = ContainerActionRequest {
-            agent_id: name.clone(),
+            agent_id: name.clone().into(),
             container_id: "zedops-no-such-container".into(),
         };
         let answer = admin.request(subject::CONTAINER_STOP, missing).await;
@@ -201,13 +201,13 @@ async fn a_slow_stop_does_not_delay_a_list() {
     assert_listed(&admin.list_when_online(&name).await, true);
 
     let stop = ContainerActionRequest {
-        agent_id: name.clone(),
-        container_id: container.clone(),
+        agent_id: name.clone().into(),
+        container_id: container.clone().into(),
     };
     let stop_inbox = admin.send(subject::CONTAINER_STOP, stop).await;
     let sent = tokio::time::Instant::now();
     let list = ContainerListRequest {
-        agent_id: name.clone(),
+        agent_id: name.clone().into(),
     };
     let list_inbox = admin.send(subject::CONTAINER_LIST, list).await;
     let (first, answer) = admin.next_answer().await;

@@ -80,7 +80,8 @@ pub async fn run(cycles: usize, probe_list: bool) -> anyhow::Result<()> {
         while let Ok(event) = pushed.recv().await {
             let at = Instant::now();
             if let ClientEvent::Container(e) = event {
-                let _ = client_tx.send(((e.container_id, e.action.as_str(), e.time_nano), at));
+                let _ =
+                    client_tx.send(((e.container_id.into(), e.action.as_str(), e.time_nano), at));
             }
         }
     });

@@ -21,7 +21,7 @@ impl Client {
     /// Revokes an agent (id or name): its connection closes and its token is refused.
     pub async fn revoke_agent(&self, agent: &str) -> Result<AgentRevoked, ClientError> {
         let request = AgentRevokeRequest {
-            agent_id: agent.to_string(),
+            agent_id: agent.into(),
         };
         self.request(
             ClientRequest::AgentRevoke(request),
@@ -33,7 +33,7 @@ impl Client {
     /// Gives a connected agent a new permanent token; the old one is refused once it is stored.
     pub async fn rotate_agent(&self, agent: &str) -> Result<AgentRotated, ClientError> {
         let request = AgentRotateRequest {
-            agent_id: agent.to_string(),
+            agent_id: agent.into(),
         };
         // The agent writes a file before it answers: an operation's time.
         self.request(
@@ -53,7 +53,7 @@ impl Client {
         allow_downgrade: bool,
     ) -> Result<AgentUpdated, ClientError> {
         let request = AgentUpdateRequest {
-            agent_id: agent.to_string(),
+            agent_id: agent.into(),
             version: version.map(str::to_string),
             allow_downgrade,
         };
@@ -77,7 +77,7 @@ impl Client {
     /// Ends a device session; its connections close.
     pub async fn revoke_session(&self, id: &str) -> Result<SessionRevoked, ClientError> {
         let request = SessionRevokeRequest {
-            session_id: id.to_string(),
+            session_id: id.into(),
         };
         self.request(
             ClientRequest::SessionRevoke(request),

@@ -12,7 +12,7 @@ use futures_util::future::join_all;
 use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
-use zedops_protocol::{AgentUpdatePhase, AgentUpdateProgress, AgentUpdated};
+use zedops_protocol::{AgentId, AgentUpdatePhase, AgentUpdateProgress, AgentUpdated};
 
 use crate::client::Client;
 use crate::connection::ClientEvent;
@@ -205,7 +205,7 @@ pub async fn update_one(
 struct Follow<'a> {
     agent: &'a str,
     /// The agent's id, once the answer said it.
-    id: Option<String>,
+    id: Option<AgentId>,
     rank: u8,
     report: Report<'a>,
 }

@@ -147,7 +147,7 @@ impl Client {
     /// All containers, running and stopped, on `agent` (an agent id or name).
     pub async fn containers(&self, agent: &str) -> Result<Vec<Container>, ClientError> {
         let request = ContainerListRequest {
-            agent_id: agent.to_string(),
+            agent_id: agent.into(),
         };
         let list: ContainerListResponse = self
             .request(
@@ -168,8 +168,8 @@ impl Client {
         options: LogsOptions,
     ) -> Result<Logs, ClientError> {
         let request = LogsRequest {
-            agent_id: agent.to_string(),
-            container_id: container.to_string(),
+            agent_id: agent.into(),
+            container_id: container.into(),
             tail: options.tail,
             follow: options.follow,
             timestamps: options.timestamps,
@@ -187,8 +187,8 @@ impl Client {
         stream: bool,
     ) -> Result<Stats, ClientError> {
         let request = StatsRequest {
-            agent_id: agent.to_string(),
-            container_id: container.to_string(),
+            agent_id: agent.into(),
+            container_id: container.into(),
             stream,
         };
         self.open_stream(ClientRequest::ContainerStats(request))
@@ -224,8 +224,8 @@ impl Client {
         container: &str,
     ) -> Result<ContainerDetail, ClientError> {
         let request = ContainerActionRequest {
-            agent_id: agent.to_string(),
-            container_id: container.to_string(),
+            agent_id: agent.into(),
+            container_id: container.into(),
         };
         self.request(
             ClientRequest::ContainerInspect(request),
@@ -244,8 +244,8 @@ impl Client {
         op: Operation,
     ) -> Result<OperationSuccess, ClientError> {
         let request = ContainerActionRequest {
-            agent_id: agent.to_string(),
-            container_id: container.to_string(),
+            agent_id: agent.into(),
+            container_id: container.into(),
         };
         let request = match op {
             Operation::Start => ClientRequest::ContainerStart(request),

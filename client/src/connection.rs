@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 use zedops_protocol::subject::{self, is_inbox};
 use zedops_protocol::{
-    AgentStatus, ClientHello, ClientPush, ClientRequest, ClientWelcome, ContainerEvent,
+    AgentId, AgentStatus, ClientHello, ClientPush, ClientRequest, ClientWelcome, ContainerEvent,
     ContainerSync, Envelope, ErrorCode, ErrorReply, EventSubscribe, Frame, HEARTBEAT_TIMEOUT,
     PROTOCOL_VERSION, ProtocolError, Role, new_inbox_suffix,
 };
@@ -104,7 +104,7 @@ struct State {
     /// Streamed answers (logs) in progress, by inbox.
     streams: HashMap<String, mpsc::Sender<Frame>>,
     /// Parts of a `container.sync` gathered so far, by agent id.
-    sync_parts: HashMap<String, Option<ContainerSync>>,
+    sync_parts: HashMap<AgentId, Option<ContainerSync>>,
 }
 
 /// Dials the first relay of `given` (one URL or a comma-separated list) that answers,

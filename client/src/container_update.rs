@@ -45,8 +45,8 @@ impl Client {
         options: UpdateOptions,
     ) -> Result<ContainerUpdate, ClientError> {
         let request = ContainerUpdateRequest {
-            agent_id: agent.to_string(),
-            container_id: container.to_string(),
+            agent_id: agent.into(),
+            container_id: container.into(),
             image: options.image,
             health_timeout_secs: options.health_timeout_secs,
             stable_secs: options.stable_secs,

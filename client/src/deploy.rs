@@ -120,7 +120,7 @@ impl Client {
         start: bool,
     ) -> Result<Deploy, ClientError> {
         let request = DeployRequest {
-            agent_id: agent.to_string(),
+            agent_id: agent.into(),
             template: template.to_string(),
             name: name.to_string(),
             variables,
@@ -133,7 +133,7 @@ impl Client {
     /// Pulls `image` on `agent` (operator), with progress.
     pub async fn pull(&self, agent: &str, image: &str) -> Result<Deploy, ClientError> {
         let request = ImagePullRequest {
-            agent_id: agent.to_string(),
+            agent_id: agent.into(),
             image: image.to_string(),
         };
         self.open_stream(ClientRequest::ImagePull(request)).await
@@ -148,8 +148,8 @@ impl Client {
         volumes: bool,
     ) -> Result<ContainerRemoved, ClientError> {
         let request = ContainerRemoveRequest {
-            agent_id: agent.to_string(),
-            container_id: container.to_string(),
+            agent_id: agent.into(),
+            container_id: container.into(),
             force,
             volumes,
         };
@@ -163,7 +163,7 @@ impl Client {
     /// The agent's images with the containers that use them (any role).
     pub async fn images(&self, agent: &str) -> Result<Vec<ImageSummary>, ClientError> {
         let request = ImageListRequest {
-            agent_id: agent.to_string(),
+            agent_id: agent.into(),
         };
         let list: ImageListResponse = self
             .request(
@@ -182,7 +182,7 @@ impl Client {
         force: bool,
     ) -> Result<ImageRemoved, ClientError> {
         let request = ImageRemoveRequest {
-            agent_id: agent.to_string(),
+            agent_id: agent.into(),
             image: image.to_string(),
             force,
         };

@@ -369,7 +369,7 @@ mod tests {
             name: name.into(),
             online: true,
             state: UpdateState {
-                agent_id: format!("id-{name}"),
+                agent_id: format!("id-{name}").into(),
                 checked_at: Some(1),
                 updates,
                 skipped: vec![],

@@ -14,7 +14,7 @@ impl Client {
     /// id) or every agent that has reported.
     pub async fn updates(&self, agent: Option<&str>) -> Result<UpdateListResponse, ClientError> {
         let request = UpdateListRequest {
-            agent_id: agent.map(str::to_string),
+            agent_id: agent.map(|a| a.into()),
         };
         self.request(
             ClientRequest::UpdatesList(request),
@@ -31,7 +31,7 @@ impl Client {
         agent: Option<&str>,
     ) -> Result<UpdateListResponse, ClientError> {
         let request = UpdateCheckRequest {
-            agent_id: agent.map(str::to_string),
+            agent_id: agent.map(|a| a.into()),
         };
         self.request(
             ClientRequest::UpdatesCheck(request),

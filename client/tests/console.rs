@@ -174,7 +174,7 @@ async fn files_round_trip_through_the_relay_and_roles_hold() {
     let text = b"MaxPlayers=16\n";
     let put = FilePutRequest {
         agent_id: "console-1".into(),
-        container_id: s.container.clone(),
+        container_id: s.container.clone().into(),
         path: "/etc/zedops-test.ini".into(),
         size: text.len() as u64,
         mode: None,
@@ -201,7 +201,7 @@ async fn files_round_trip_through_the_relay_and_roles_hold() {
     let operator = s.relay.client("console-operator", Role::Operator).await;
     let get = FileGetRequest {
         agent_id: "console-1".into(),
-        container_id: s.container.clone(),
+        container_id: s.container.clone().into(),
         path: "/etc/zedops-test.ini".into(),
         window: None,
     };
@@ -232,7 +232,7 @@ async fn files_round_trip_through_the_relay_and_roles_hold() {
     let viewer = s.relay.client("console-viewer", Role::Viewer).await;
     let attach = AttachRequest {
         agent_id: "console-1".into(),
-        container_id: s.container.clone(),
+        container_id: s.container.clone().into(),
         stdin: false,
         size: None,
         window: None,
@@ -498,7 +498,7 @@ async fn console_sessions_per_user_are_bounded_under_a_flood_and_exit_codes_are_
     // Attach counts too.
     let attach = AttachRequest {
         agent_id: "console-1".into(),
-        container_id: s.container.clone(),
+        container_id: s.container.clone().into(),
         stdin: false,
         size: None,
         window: None,
@@ -603,7 +603,7 @@ async fn an_idle_console_session_is_ended_by_the_relay_with_the_reason() {
     // The idle session's slot is free again, and an attach is cut the same way.
     let attach = AttachRequest {
         agent_id: "console-1".into(),
-        container_id: s.container.clone(),
+        container_id: s.container.clone().into(),
         stdin: false,
         size: None,
         window: None,
@@ -644,7 +644,7 @@ async fn exec_role_operator_opens_exec_to_operators_and_never_to_viewers() {
     // File writes stay admin-only: --exec-role opens exec alone.
     let put = FilePutRequest {
         agent_id: "console-1".into(),
-        container_id: s.container.clone(),
+        container_id: s.container.clone().into(),
         path: "/tmp/x".into(),
         size: 1,
         mode: None,

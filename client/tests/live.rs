@@ -285,7 +285,7 @@ fn event_frame(seq: i64) -> String {
     };
     let event = ContainerEvent {
         agent_id: "ignored-the-relay-sets-it".into(),
-        container_id: container.id.clone(),
+        container_id: container.id.clone().into(),
         name: format!("c{seq}"),
         action: ContainerAction::Start,
         time_nano: seq,

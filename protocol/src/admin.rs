@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ProtocolError;
+use crate::ids::{AgentId, AgentRef, SessionId};
 use crate::limits::{MAX_AGENT_REF_LEN, MAX_INFO_LEN, MAX_PASSWORD_LEN, MAX_TOKEN_LEN};
 use crate::payload::{Role, Validate, is_valid_name};
 
@@ -25,7 +26,7 @@ fn check_ref(field: &'static str, value: &str) -> Result<(), ProtocolError> {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentRevokeRequest {
-    pub agent_id: String,
+    pub agent_id: AgentRef,
 }
 
 impl Validate for AgentRevokeRequest {
@@ -39,7 +40,7 @@ impl Validate for AgentRevokeRequest {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentRevoked {
-    pub agent_id: String,
+    pub agent_id: AgentId,
     pub name: String,
 }
 
@@ -84,7 +85,7 @@ impl Validate for SessionListResponse {}
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SessionRevokeRequest {
-    pub session_id: String,
+    pub session_id: SessionId,
 }
 
 impl Validate for SessionRevokeRequest {
@@ -98,7 +99,7 @@ impl Validate for SessionRevokeRequest {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SessionRevoked {
-    pub session_id: String,
+    pub session_id: SessionId,
 }
 
 impl Validate for SessionRevoked {}
@@ -145,7 +146,7 @@ impl Validate for TokenCreated {}
 pub struct AuditListRequest {
     /// Agent id or name.
     #[serde(default)]
-    pub agent_id: Option<String>,
+    pub agent_id: Option<AgentRef>,
     /// RFC 3339 time; only entries at or after it.
     #[serde(default)]
     pub since: Option<String>,
@@ -177,8 +178,8 @@ pub struct AuditRecord {
     pub id: i64,
     pub at: String,
     pub user: Option<String>,
-    pub session_id: Option<String>,
-    pub agent_id: Option<String>,
+    pub session_id: Option<SessionId>,
+    pub agent_id: Option<AgentRef>,
     pub container: Option<String>,
     pub operation: String,
     /// `ok`, `failed` or `forbidden`.
@@ -371,7 +372,7 @@ impl Validate for AgentForgetRequest {}
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentForgotten {
-    pub agent_id: String,
+    pub agent_id: AgentId,
     pub name: String,
 }
 
@@ -443,7 +444,7 @@ impl Validate for TokenRevoked {}
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentRotateRequest {
-    pub agent_id: String,
+    pub agent_id: AgentRef,
 }
 
 impl Validate for AgentRotateRequest {
@@ -457,7 +458,7 @@ impl Validate for AgentRotateRequest {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentRotated {
-    pub agent_id: String,
+    pub agent_id: AgentId,
     pub name: String,
 }
 
@@ -493,7 +494,7 @@ impl Validate for AgentToken {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentTokenStored {
-    pub agent_id: String,
+    pub agent_id: AgentId,
 }
 
 impl Validate for AgentTokenStored {}

@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ProtocolError;
+use crate::ids::{AgentRef, ContainerRef};
 use crate::limits::MAX_SUBJECT_LEN;
 use crate::payload::{ContainerActionRequest, Validate};
 use crate::stream::StreamEnd;
@@ -64,8 +65,8 @@ impl Validate for TermSize {
 
 fn check_target(agent_id: &str, container_id: &str) -> Result<(), ProtocolError> {
     ContainerActionRequest {
-        agent_id: agent_id.to_string(),
-        container_id: container_id.to_string(),
+        agent_id: agent_id.into(),
+        container_id: container_id.into(),
     }
     .validate()
 }
@@ -84,8 +85,8 @@ fn check_window(window: Option<u32>) -> Result<(), ProtocolError> {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExecRequest {
-    pub agent_id: String,
-    pub container_id: String,
+    pub agent_id: AgentRef,
+    pub container_id: ContainerRef,
     /// The program and its arguments (no shell unless the command names one).
     pub cmd: Vec<String>,
     /// Allocate a pseudo-terminal: output is one stream (`stdout`), input is keystrokes.
@@ -158,8 +159,8 @@ impl Validate for ExecRequest {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AttachRequest {
-    pub agent_id: String,
-    pub container_id: String,
+    pub agent_id: AgentRef,
+    pub container_id: ContainerRef,
     #[serde(default)]
     pub stdin: bool,
     /// Terminal size to set (containers with a TTY only).
@@ -348,8 +349,8 @@ impl Validate for StreamInput {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SendRequest {
-    pub agent_id: String,
-    pub container_id: String,
+    pub agent_id: AgentRef,
+    pub container_id: ContainerRef,
     pub line: String,
 }
 

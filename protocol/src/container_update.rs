@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::deploy::{PullProgress, is_valid_image_ref};
 use crate::error::{ErrorCode, ProtocolError};
+use crate::ids::{AgentRef, ContainerId, ContainerRef};
 use crate::payload::{ContainerActionRequest, Validate};
 use crate::stream::StreamEnd;
 
@@ -50,9 +51,9 @@ pub const LABEL_UPDATE_HOOK_WAIT: &str = "zedops.update.hook-wait";
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerUpdateRequest {
-    pub agent_id: String,
+    pub agent_id: AgentRef,
     /// Container name, id or id prefix.
-    pub container_id: String,
+    pub container_id: ContainerRef,
     /// Another image reference to move to; absent: the reference the container was created
     /// with, pulled again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -216,7 +217,7 @@ pub struct ContainerUpdated {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_digest: Option<String>,
     /// The new container's id; the old one's when nothing changed.
-    pub container_id: String,
+    pub container_id: ContainerId,
     /// False when the image was already the newest and the container was left as it was.
     pub changed: bool,
 }

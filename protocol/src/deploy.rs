@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ProtocolError;
+use crate::ids::{AgentId, AgentRef, ContainerId, ContainerRef};
 use crate::limits::{MAX_AGENT_REF_LEN, MAX_NAME_LEN};
 use crate::payload::{ContainerActionRequest, Validate};
 use crate::stream::StreamEnd;
@@ -628,7 +629,7 @@ pub struct TemplateStamp {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeployRequest {
-    pub agent_id: String,
+    pub agent_id: AgentRef,
     /// Template name.
     pub template: String,
     /// The new container's name.
@@ -671,7 +672,7 @@ impl Validate for DeployRequest {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerCreate {
-    pub agent_id: String,
+    pub agent_id: AgentId,
     pub name: String,
     pub spec: ContainerSpec,
     #[serde(default)]
@@ -790,9 +791,9 @@ impl Validate for DeployFrame {}
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerRemoveRequest {
-    pub agent_id: String,
+    pub agent_id: AgentRef,
     /// Container id, id prefix or name.
-    pub container_id: String,
+    pub container_id: ContainerRef,
     /// Remove it even when running (killed first).
     #[serde(default)]
     pub force: bool,
@@ -816,7 +817,7 @@ impl Validate for ContainerRemoveRequest {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerRemoved {
-    pub container_id: String,
+    pub container_id: ContainerId,
     /// Always `true`.
     pub removed: bool,
 }
@@ -828,7 +829,7 @@ impl Validate for ContainerRemoved {}
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImageListRequest {
-    pub agent_id: String,
+    pub agent_id: AgentRef,
 }
 
 impl Validate for ImageListRequest {
@@ -870,7 +871,7 @@ impl Validate for ImageListResponse {}
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImagePullRequest {
-    pub agent_id: String,
+    pub agent_id: AgentRef,
     /// Image reference; without a tag or digest, `latest`.
     pub image: String,
 }
@@ -890,7 +891,7 @@ impl Validate for ImagePullRequest {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImageRemoveRequest {
-    pub agent_id: String,
+    pub agent_id: AgentRef,
     /// Image reference or id (`sha256:…` or a prefix of its hex).
     pub image: String,
     /// Remove even when containers use it or it has several tags.

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ProtocolError;
+use crate::ids::{AgentId, ContainerId};
 use crate::limits::{MAX_AGENT_REF_LEN, MAX_CONTAINER_REF_LEN};
 use crate::payload::{Container, Validate};
 
@@ -96,9 +97,9 @@ pub struct ContainerEvent {
     /// The agent the container runs on. Set by the relay from the agent's authenticated
     /// connection; whatever an agent puts here is overwritten.
     #[serde(default)]
-    pub agent_id: String,
+    pub agent_id: AgentId,
     /// Full container id.
-    pub container_id: String,
+    pub container_id: ContainerId,
     /// The container's name (without Docker's leading `/`), as of this event.
     pub name: String,
     pub action: ContainerAction,
@@ -171,7 +172,7 @@ pub const MAX_SYNC_PARTS: u32 = 64;
 pub struct ContainerSync {
     /// Set by the relay, as for [`ContainerEvent::agent_id`].
     #[serde(default)]
-    pub agent_id: String,
+    pub agent_id: AgentId,
     pub containers: Vec<Container>,
     /// Why the snapshot was taken (`connected`, `docker reconnected`).
     pub reason: String,
@@ -199,7 +200,7 @@ impl ContainerSync {
     /// A whole snapshot in one frame.
     pub fn whole(containers: Vec<Container>, reason: String) -> Self {
         Self {
-            agent_id: String::new(),
+            agent_id: AgentId::default(),
             containers,
             reason,
             part: 0,
@@ -374,8 +375,8 @@ mod tests {
     #[test]
     fn an_unrequested_die_is_unexpected() {
         let mut event = ContainerEvent {
-            agent_id: String::new(),
-            container_id: "c".repeat(64),
+            agent_id: AgentId::default(),
+            container_id: "c".repeat(64).into(),
             name: "web".into(),
             action: ContainerAction::Die,
             time_nano: 1,

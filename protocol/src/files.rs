@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ProtocolError;
+use crate::ids::{AgentRef, ContainerRef};
 use crate::payload::{ContainerActionRequest, Validate};
 use crate::stream::StreamEnd;
 
@@ -58,8 +59,8 @@ pub fn split_parent(path: &str) -> Option<(&str, &str)> {
 
 fn check_target(agent_id: &str, container_id: &str) -> Result<(), ProtocolError> {
     ContainerActionRequest {
-        agent_id: agent_id.to_string(),
-        container_id: container_id.to_string(),
+        agent_id: agent_id.into(),
+        container_id: container_id.into(),
     }
     .validate()
 }
@@ -107,8 +108,8 @@ pub struct FileEntry {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FilePathRequest {
-    pub agent_id: String,
-    pub container_id: String,
+    pub agent_id: AgentRef,
+    pub container_id: ContainerRef,
     pub path: String,
 }
 
@@ -151,8 +152,8 @@ impl Validate for FileDone {}
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileGetRequest {
-    pub agent_id: String,
-    pub container_id: String,
+    pub agent_id: AgentRef,
+    pub container_id: ContainerRef,
     pub path: String,
     /// Bytes the client grants at the start (`DEFAULT_CONSOLE_WINDOW` when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,8 +180,8 @@ impl Validate for FileGetRequest {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FilePutRequest {
-    pub agent_id: String,
-    pub container_id: String,
+    pub agent_id: AgentRef,
+    pub container_id: ContainerRef,
     pub path: String,
     /// Exactly the bytes that will follow; over the agent's limit the upload is refused before
     /// any byte is sent.

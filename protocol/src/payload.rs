@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorCode, ProtocolError};
+use crate::ids::{AgentId, AgentRef, ContainerRef};
 use crate::limits::*;
 
 /// Checks a decoded payload against the protocol's limits.
@@ -157,7 +158,7 @@ impl Validate for AgentRegister {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentAuth {
     pub protocol_version: u32,
-    pub agent_id: String,
+    pub agent_id: AgentId,
     /// The permanent agent token received at enrolment.
     pub token: String,
     pub info: AgentInfo,
@@ -187,7 +188,7 @@ impl Validate for AgentAuth {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentWelcome {
     pub protocol_version: u32,
-    pub agent_id: String,
+    pub agent_id: AgentId,
     pub name: String,
     /// The permanent token; only present in the answer to `agent.register`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -362,7 +363,7 @@ impl Validate for AgentListResponse {}
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentStatus {
-    pub agent_id: String,
+    pub agent_id: AgentId,
     pub name: String,
     pub online: bool,
     pub last_seen: Option<String>,
@@ -380,7 +381,7 @@ impl Validate for AgentStatus {}
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerListRequest {
     /// Agent id (or unique name, resolved by the relay).
-    pub agent_id: String,
+    pub agent_id: AgentRef,
 }
 
 impl Validate for ContainerListRequest {
@@ -400,9 +401,9 @@ impl Validate for ContainerListRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerActionRequest {
     /// Agent id (or unique name, resolved by the relay).
-    pub agent_id: String,
+    pub agent_id: AgentRef,
     /// Container id, id prefix or name.
-    pub container_id: String,
+    pub container_id: ContainerRef,
 }
 
 impl Validate for ContainerActionRequest {
@@ -563,7 +564,7 @@ impl std::fmt::Display for Operation {
 pub struct OperationSuccess {
     /// Always `true`.
     pub success: bool,
-    pub container_id: String,
+    pub container_id: ContainerRef,
     pub operation: Operation,
 }
 
@@ -576,7 +577,7 @@ impl Validate for OperationSuccess {}
 pub struct OperationError {
     /// Always `false`.
     pub success: bool,
-    pub container_id: String,
+    pub container_id: ContainerRef,
     pub operation: Operation,
     pub error: String,
     pub error_code: ErrorCode,

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorCode, ProtocolError};
+use crate::ids::{AgentRef, ContainerRef};
 use crate::limits::{MAX_AGENT_REF_LEN, MAX_SUBJECT_LEN};
 use crate::payload::{ContainerActionRequest, Validate};
 
@@ -27,8 +28,8 @@ pub const MAX_STREAMS_PER_USER: usize = 16;
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogsRequest {
-    pub agent_id: String,
-    pub container_id: String,
+    pub agent_id: AgentRef,
+    pub container_id: ContainerRef,
     /// Lines from the end to start with (default 100, at most [`MAX_LOG_TAIL`]).
     #[serde(default)]
     pub tail: Option<u32>,
@@ -128,8 +129,8 @@ impl Validate for LogChunk {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StatsRequest {
-    pub agent_id: String,
-    pub container_id: String,
+    pub agent_id: AgentRef,
+    pub container_id: ContainerRef,
     #[serde(default)]
     pub stream: bool,
 }

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ProtocolError;
+use crate::ids::{AgentId, AgentRef};
 use crate::limits::MAX_INFO_LEN;
 use crate::payload::Validate;
 
@@ -23,7 +24,7 @@ pub const AGENT_UPDATE_SINCE: u32 = 2;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentUpdateRequest {
     /// The agent's id or name.
-    pub agent_id: String,
+    pub agent_id: AgentRef,
     /// The version the admin expects the relay to serve; refused (`UPDATE_REFUSED`) when the
     /// relay serves another. Absent: whatever the relay serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,7 +103,7 @@ impl Validate for AgentUpdateOrder {
 pub struct AgentUpdated {
     /// Set by the relay in the answer to the client; empty in the agent's answer.
     #[serde(default)]
-    pub agent_id: String,
+    pub agent_id: AgentId,
     /// The version the agent ran.
     pub from: String,
     /// The version it restarts into.
@@ -143,7 +144,7 @@ pub enum AgentUpdatePhase {
 pub struct AgentUpdateProgress {
     /// Set by the relay; empty from the agent.
     #[serde(default)]
-    pub agent_id: String,
+    pub agent_id: AgentId,
     /// The agent's name, set by the relay; empty from the agent.
     #[serde(default)]
     pub name: String,
@@ -246,7 +247,7 @@ mod tests {
         bad.sha256 = "z".repeat(64);
         assert!(bad.validate().is_err());
         let progress = AgentUpdateProgress {
-            agent_id: String::new(),
+            agent_id: AgentId::default(),
             name: String::new(),
             phase: AgentUpdatePhase::Downloading,
             version: "0.2.0".into(),

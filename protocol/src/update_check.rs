@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::deploy::{MAX_CONTAINER_NAME_LEN, MAX_IMAGE_REF_LEN, is_valid_image_ref};
 use crate::error::ProtocolError;
+use crate::ids::{AgentId, AgentRef};
 use crate::limits::{MAX_AGENT_REF_LEN, MAX_NAME_LEN};
 use crate::payload::Validate;
 
@@ -69,7 +70,7 @@ pub struct SkippedImage {
 pub struct UpdateState {
     /// Set by the relay from the connection (an agent's own value is ignored).
     #[serde(default)]
-    pub agent_id: String,
+    pub agent_id: AgentId,
     /// When the last check finished, Unix seconds; absent when the agent has never checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checked_at: Option<i64>,
@@ -177,7 +178,7 @@ impl Validate for UpdateState {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateListRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent_id: Option<String>,
+    pub agent_id: Option<AgentRef>,
 }
 
 /// `updates.check` (client → relay, operator or admin): ask one agent (id or name), or every
@@ -189,10 +190,10 @@ pub struct UpdateListRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateCheckRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent_id: Option<String>,
+    pub agent_id: Option<AgentRef>,
 }
 
-fn check_optional_agent(agent_id: &Option<String>) -> Result<(), ProtocolError> {
+fn check_optional_agent(agent_id: &Option<AgentRef>) -> Result<(), ProtocolError> {
     match agent_id {
         Some(a) if a.is_empty() || a.len() > MAX_AGENT_REF_LEN => {
             Err(ProtocolError::invalid("agentId", "must be 1 to 64 bytes"))
@@ -229,7 +230,7 @@ pub struct AgentUpdates {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateCheckFailure {
-    pub agent_id: String,
+    pub agent_id: AgentId,
     pub name: String,
     pub error_code: crate::ErrorCode,
     pub error: String,
@@ -278,7 +279,7 @@ mod tests {
         big.image = format!("{}:1", "a".repeat(MAX_IMAGE_REF_LEN - 2));
         big.label = Some("l".repeat(MAX_UPDATE_LABEL_LEN));
         let largest = UpdateState {
-            agent_id: "a".repeat(MAX_AGENT_REF_LEN),
+            agent_id: "a".repeat(MAX_AGENT_REF_LEN).into(),
             checked_at: Some(i64::MAX),
             updates: vec![big; MAX_UPDATE_ENTRIES],
             skipped: vec![

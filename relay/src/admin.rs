@@ -8,11 +8,12 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use zedops_protocol::{
-    AgentRequest, AgentRevokeRequest, AgentRevoked, AgentRotateRequest, AgentRotated, AgentToken,
-    AgentTokenStored, AuditListRequest, AuditListResponse, AuditRecord, ErrorCode, ErrorReply,
-    MAX_AUDIT_ENTRIES, SessionListResponse, SessionRevokeRequest, SessionRevoked, SessionSummary,
-    TokenCreateRequest, TokenCreated, TokenListResponse, TokenRevokeRequest, TokenRevoked,
-    TokenSummary, UserCreateRequest, UserListResponse, UserSummary, UserUpdateRequest, subject,
+    AgentRef, AgentRequest, AgentRevokeRequest, AgentRevoked, AgentRotateRequest, AgentRotated,
+    AgentToken, AgentTokenStored, AuditListRequest, AuditListResponse, AuditRecord, ErrorCode,
+    ErrorReply, MAX_AUDIT_ENTRIES, SessionId, SessionListResponse, SessionRevokeRequest,
+    SessionRevoked, SessionSummary, TokenCreateRequest, TokenCreated, TokenListResponse,
+    TokenRevokeRequest, TokenRevoked, TokenSummary, UserCreateRequest, UserListResponse,
+    UserSummary, UserUpdateRequest, subject,
 };
 
 use crate::hub::Kick;
@@ -82,7 +83,7 @@ pub(crate) async fn revoke_agent(
     state.hub.kick_agent(&agent.id);
     tracing::info!(agent = %agent.name, by = %session.user, "agent revoked");
     Ok(AgentRevoked {
-        agent_id: agent.id,
+        agent_id: agent.id.into(),
         name: agent.name,
     })
 }
@@ -167,7 +168,7 @@ pub(crate) async fn audit_list(
     let agent_id = match &request.agent_id {
         Some(reference) => Some(match state.store.find_agent(reference).await? {
             Some(agent) => agent.id,
-            None => reference.clone(),
+            None => reference.to_string(),
         }),
         None => None,
     };
@@ -182,8 +183,8 @@ pub(crate) async fn audit_list(
             id: r.id,
             at: rfc3339(r.at),
             user: r.user,
-            session_id: r.session_id,
-            agent_id: r.agent_id,
+            session_id: r.session_id.map(SessionId::from),
+            agent_id: r.agent_id.map(AgentRef::from),
             container: r.container,
             operation: r.operation,
             result: r.result,
@@ -496,7 +497,7 @@ pub(crate) async fn rotate_agent(
         None => {
             tracing::info!(agent = %name, by = %session.user, "agent token rotated");
             Ok(AgentRotated {
-                agent_id: agent_id.unwrap_or_default(),
+                agent_id: agent_id.unwrap_or_default().into(),
                 name,
             })
         }

@@ -76,7 +76,7 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
     let welcome = AgentWelcome {
         // The agent's own version (within what this relay speaks): older agents get theirs.
         protocol_version: socket::hello_version(&hello).unwrap_or(PROTOCOL_VERSION),
-        agent_id: record.id.clone(),
+        agent_id: record.id.clone().into(),
         name: record.name.clone(),
         token,
     };
@@ -291,12 +291,12 @@ async fn handle_frame(
             forget(state, link, socket, inbox).await
         }
         AgentPush::ContainerEvent(mut event) => {
-            event.agent_id = link.id.clone();
+            event.agent_id = link.id.clone().into();
             let pushed = ClientPush::ContainerEvent(event).to_frame(None);
             state.hub.push_event(&link.id, pushed);
         }
         AgentPush::ContainerSync(mut sync) => {
-            sync.agent_id = link.id.clone();
+            sync.agent_id = link.id.clone().into();
             let pushed = ClientPush::ContainerSync(sync).to_frame(None);
             state.hub.push_event(&link.id, pushed);
         }
@@ -331,7 +331,7 @@ async fn forget(state: &AppState, link: &crate::hub::AgentLink, socket: &mut Soc
     }
     info!(agent = %name, id = %link.id, "agent forgot itself (uninstalled); revoked");
     let answer = AgentForgotten {
-        agent_id: link.id.clone(),
+        agent_id: link.id.clone().into(),
         name,
     };
     let _ = socket.send(&Envelope::new(inbox, &answer)).await;

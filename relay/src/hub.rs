@@ -891,7 +891,7 @@ impl Hub {
 
     fn push_status(&self, link: &AgentLink, online: bool) {
         let status = AgentStatus {
-            agent_id: link.id.clone(),
+            agent_id: link.id.clone().into(),
             name: link.name.clone(),
             online,
             last_seen: Some(crate::time::rfc3339(link.last_seen.load(Ordering::Relaxed))),

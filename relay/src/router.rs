@@ -4,10 +4,10 @@
 use serde::Serialize;
 use tracing::{info, warn};
 use zedops_protocol::{
-    AgentListResponse, AgentRequest, AgentSummary, ClientPush, ClientRequest, ClientRequestKind,
-    ContainerActionRequest, ContainerListRequest, ContainerRemoveRequest, DeployRequest, Envelope,
-    ErrorCode, ErrorReply, Frame, ImageListRequest, ImagePullRequest, ImageRemoveRequest,
-    LogsRequest, Operation, ProtocolError, StatsRequest, StreamCancelled,
+    AgentListResponse, AgentRef, AgentRequest, AgentSummary, ClientPush, ClientRequest,
+    ClientRequestKind, ContainerActionRequest, ContainerListRequest, ContainerRemoveRequest,
+    DeployRequest, Envelope, ErrorCode, ErrorReply, Frame, ImageListRequest, ImagePullRequest,
+    ImageRemoveRequest, LogsRequest, Operation, ProtocolError, StatsRequest, StreamCancelled,
 };
 use zedops_protocol::{
     AttachRequest, ExecRequest, FileGetRequest, FilePathRequest, FilePutRequest, SendRequest,
@@ -91,14 +91,14 @@ async fn serve(
         ClientRequest::ContainerList(request) => {
             let link = online_agent(state, &request.agent_id).await?;
             let forward = AgentRequest::ContainerList(ContainerListRequest {
-                agent_id: link.id.clone(),
+                agent_id: link.id.clone().into(),
             });
             forward_once(state, &link, &forward).await
         }
         ClientRequest::ContainerInspect(request) => {
             let link = online_agent(state, &request.agent_id).await?;
             let forward = AgentRequest::ContainerInspect(ContainerActionRequest {
-                agent_id: link.id.clone(),
+                agent_id: link.id.clone().into(),
                 container_id: request.container_id,
             });
             forward_once(state, &link, &forward).await
@@ -135,7 +135,7 @@ async fn serve(
             // The command is on record; what is typed into the session never is.
             let detail = exec_detail(&request);
             let forward = AgentRequest::ContainerExec(ExecRequest {
-                agent_id: link.id.clone(),
+                agent_id: link.id.clone().into(),
                 ..request
             });
             let what = Audited {
@@ -158,7 +158,7 @@ async fn serve(
             .await?;
             let detail = format!("stdin={}", request.stdin);
             let forward = AgentRequest::ContainerAttach(AttachRequest {
-                agent_id: link.id.clone(),
+                agent_id: link.id.clone().into(),
                 ..request
             });
             let what = Audited {
@@ -195,7 +195,7 @@ async fn serve(
         ClientRequest::FileList(request) => {
             let link = online_agent(state, &request.agent_id).await?;
             let forward = AgentRequest::FileList(FilePathRequest {
-                agent_id: link.id.clone(),
+                agent_id: link.id.clone().into(),
                 ..request
             });
             forward_once(state, &link, &forward).await
@@ -223,7 +223,7 @@ async fn serve(
             let detail = format!("{} bytes", request.size);
             let path = request.path.clone();
             let forward = AgentRequest::FilePut(FilePutRequest {
-                agent_id: link.id.clone(),
+                agent_id: link.id.clone().into(),
                 ..request
             });
             let what = Audited {
@@ -325,14 +325,14 @@ async fn serve(
         ClientRequest::ImageList(request) => {
             let link = online_agent(state, &request.agent_id).await?;
             let forward = AgentRequest::ImageList(ImageListRequest {
-                agent_id: link.id.clone(),
+                agent_id: link.id.clone().into(),
             });
             forward_once(state, &link, &forward).await
         }
         ClientRequest::ImagePull(request) => {
             let link = audited_agent(state, session, &request.agent_id, "pull", None).await?;
             let forward = AgentRequest::ImagePull(ImagePullRequest {
-                agent_id: link.id.clone(),
+                agent_id: link.id.clone().into(),
                 image: request.image.clone(),
             });
             let what = Audited {
@@ -398,7 +398,7 @@ async fn serve(
             let image = request.image.clone();
             info!(agent = %link.name, container = %container, by = %session.user, "updating a container");
             let forward = AgentRequest::ContainerUpdate(zedops_protocol::ContainerUpdateRequest {
-                agent_id: link.id.clone(),
+                agent_id: link.id.clone().into(),
                 ..request
             });
             let what = Audited {
@@ -631,12 +631,12 @@ async fn audited_once(
     session: &Session,
     reference: &str,
     what: Audited<'_>,
-    forward: impl FnOnce(String) -> AgentRequest,
+    forward: impl FnOnce(AgentRef) -> AgentRequest,
 ) -> Result<Answer, ErrorReply> {
     let link = audited_agent(state, session, reference, what.operation, what.container).await?;
     let audit_id = audit_pending(state, session, &link, &what).await?;
     let outcome = link
-        .request(&forward(link.id.clone()), state.timeouts.operation)
+        .request(&forward(link.id.clone().into()), state.timeouts.operation)
         .await;
     let error_code = match &outcome {
         Ok(raw) => answer_error_code(raw),
@@ -740,12 +740,12 @@ async fn stream(
     session: &Session,
     reference: &str,
     kind: StreamKind,
-    request: impl FnOnce(String) -> AgentRequest,
+    request: impl FnOnce(AgentRef) -> AgentRequest,
 ) -> Result<Answer, ErrorReply> {
     let link = online_agent(state, reference).await?;
     let user_slot = state.hub.user_stream_slot(&session.user)?;
     let (agent_inbox, rx, shared) = link
-        .open_stream(&request(link.id.clone()), kind)
+        .open_stream(&request(link.id.clone().into()), kind)
         .await
         .map_err(|e| e.to_reply(&link.name))?;
     Ok(Answer::Stream(OpenStream {
@@ -786,7 +786,7 @@ async fn action(
     let forward = AgentRequest::container_action(
         operation,
         ContainerActionRequest {
-            agent_id: link.id.clone(),
+            agent_id: link.id.clone().into(),
             container_id: request.container_id.clone(),
         },
     );

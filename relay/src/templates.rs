@@ -208,7 +208,7 @@ pub async fn resolve_deploy(
         &resolved.shown,
     );
     let create = ContainerCreate {
-        agent_id: agent_id.to_string(),
+        agent_id: agent_id.into(),
         name: request.name.clone(),
         spec: resolved.spec,
         start: request.start,

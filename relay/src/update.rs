@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use zedops_protocol::{
-    AGENT_UPDATE_SINCE, AgentRequest, AgentUpdateOrder, AgentUpdateRequest, AgentUpdated,
+    AGENT_UPDATE_SINCE, AgentId, AgentRequest, AgentUpdateOrder, AgentUpdateRequest, AgentUpdated,
     ErrorCode, ErrorReply, subject,
 };
 
@@ -57,7 +57,7 @@ pub(crate) async fn update_agent(
 }
 
 /// The agent's id (when known), the version asked for (for the audit), and why it failed.
-type UpdateError = (Option<String>, String, ErrorReply);
+type UpdateError = (Option<AgentId>, String, ErrorReply);
 
 async fn update(
     state: &AppState,
@@ -67,7 +67,7 @@ async fn update(
     let link = connected(state, &request.agent_id)
         .await
         .map_err(|e| (None, asked.clone(), e))?;
-    let id = Some(link.id.clone());
+    let id = Some(AgentId::from(&link.id));
     let fail = |error: ErrorReply| (id.clone(), asked.clone(), error);
     let spoken = link
         .protocol_version
@@ -141,7 +141,7 @@ async fn update(
         })?;
     match serde_json::from_str::<AgentUpdated>(&raw) {
         Ok(mut done) => {
-            done.agent_id = link.id.clone();
+            done.agent_id = link.id.clone().into();
             state.agent_updates.restarting(&done);
             Ok(done)
         }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
-use zedops_protocol::{AgentUpdatePhase, AgentUpdateProgress, AgentUpdated, ClientPush};
+use zedops_protocol::{AgentId, AgentUpdatePhase, AgentUpdateProgress, AgentUpdated, ClientPush};
 
 /// Frames queued for admin connections.
 const QUEUE: usize = 256;
@@ -80,7 +80,7 @@ impl UpdateWatch {
     }
 
     fn send(&self, id: &str, name: &str, mut progress: AgentUpdateProgress) {
-        progress.agent_id = id.to_string();
+        progress.agent_id = id.into();
         progress.name = name.to_string();
         // Nobody listening is fine.
         let _ = self.inner.tx.send(
@@ -118,7 +118,7 @@ impl UpdateWatch {
     pub(crate) fn restarting(&self, done: &AgentUpdated) {
         let name = {
             let mut pending = self.pending();
-            let Some(p) = pending.get_mut(&done.agent_id) else {
+            let Some(p) = pending.get_mut(done.agent_id.as_str()) else {
                 return;
             };
             p.phase = Some(AgentUpdatePhase::Restarting);
@@ -231,7 +231,7 @@ impl UpdateWatch {
 
 fn bare(phase: AgentUpdatePhase, version: &str) -> AgentUpdateProgress {
     AgentUpdateProgress {
-        agent_id: String::new(),
+        agent_id: AgentId::default(),
         name: String::new(),
         phase,
         version: version.to_string(),

@@ -25,7 +25,7 @@ use crate::update_states::Kept;
 /// An agent's `updates.state` push (already validated): kept under the connection's agent id
 /// (never the payload's) and pushed to the clients watching that agent.
 pub(crate) fn received(state: &AppState, link: &AgentLink, mut pushed: UpdateState) {
-    pushed.agent_id = link.id.clone();
+    pushed.agent_id = link.id.clone().into();
     keep_and_push(state, link, pushed);
 }
 
@@ -40,7 +40,7 @@ fn keep_and_push(state: &AppState, link: &AgentLink, pushed: UpdateState) {
 fn entry(state: &AppState, agent_id: String, kept: Kept) -> AgentUpdates {
     let online = state.hub.agent(&agent_id).is_some();
     let mut update_state = kept.state;
-    update_state.agent_id = agent_id;
+    update_state.agent_id = agent_id.into();
     AgentUpdates {
         name: kept.name,
         online,
@@ -65,7 +65,7 @@ pub(crate) async fn list(
                     name,
                     online,
                     state: UpdateState {
-                        agent_id: id,
+                        agent_id: id.into(),
                         ..UpdateState::default()
                     },
                 }]
@@ -124,7 +124,7 @@ pub(crate) async fn check(
     info!(by = %session.user, agents = links.len(), "checking images for updates");
     let asked = links.iter().map(|link| async move {
         let order = AgentRequest::UpdatesCheck(UpdateCheckRequest {
-            agent_id: Some(link.id.clone()),
+            agent_id: Some(link.id.clone().into()),
         });
         let answer = link
             .request(&order, UPDATE_CHECK_TIMEOUT)
@@ -137,7 +137,7 @@ pub(crate) async fn check(
     for (link, answer) in join_all(asked).await {
         match answer {
             Ok(mut fresh) => {
-                fresh.agent_id = link.id.clone();
+                fresh.agent_id = link.id.clone().into();
                 keep_and_push(state, &link, fresh.clone());
                 response.agents.push(AgentUpdates {
                     name: link.name.clone(),
@@ -148,7 +148,7 @@ pub(crate) async fn check(
             Err(reply) => {
                 warn!(agent = %link.name, code = %reply.error_code, "an agent could not check for updates");
                 response.failed.push(UpdateCheckFailure {
-                    agent_id: link.id.clone(),
+                    agent_id: link.id.clone().into(),
                     name: link.name.clone(),
                     error_code: reply.error_code,
                     error: reply.error,

@@ -261,7 +261,7 @@ async fn a_request_for_an_agent_no_relay_holds_is_agent_offline_at_once() {
     wait_seen(a, &id, false).await;
     let request =
         zedops_protocol::AgentRequest::ContainerList(zedops_protocol::ContainerListRequest {
-            agent_id: id.clone(),
+            agent_id: id.clone().into(),
         });
     let started = Instant::now();
     let outcome = link.request(&request, Duration::from_secs(30)).await;

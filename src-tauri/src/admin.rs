@@ -104,7 +104,7 @@ pub async fn create_registration_token(
 pub async fn audit_log(client: &Client, agent: Option<&str>) -> Result<Vec<AuditEntry>, AppError> {
     let agent = agent.map(str::trim).filter(|a| !a.is_empty());
     let query = AuditListRequest {
-        agent_id: agent.map(str::to_string),
+        agent_id: agent.map(|a| a.into()),
         since: None,
         limit: Some(AUDIT_LIMIT),
     };

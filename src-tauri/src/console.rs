@@ -98,8 +98,8 @@ pub async fn open(
         ConsoleKind::Attach => {
             client
                 .attach(&AttachRequest {
-                    agent_id: agent.to_string(),
-                    container_id: container.to_string(),
+                    agent_id: agent.into(),
+                    container_id: container.into(),
                     stdin: true,
                     size: Some(size),
                     window: None,
@@ -116,8 +116,8 @@ pub async fn open(
             }
             client
                 .exec(&ExecRequest {
-                    agent_id: agent.to_string(),
-                    container_id: container.to_string(),
+                    agent_id: agent.into(),
+                    container_id: container.into(),
                     cmd: vec![shell.to_string()],
                     tty: true,
                     stdin: true,

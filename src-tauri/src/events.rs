@@ -29,7 +29,7 @@ pub struct AgentStatusChanged {
 impl From<&AgentStatus> for AgentStatusChanged {
     fn from(s: &AgentStatus) -> Self {
         Self {
-            agent_id: s.agent_id.clone(),
+            agent_id: s.agent_id.to_string(),
             name: s.name.clone(),
             online: s.online,
             last_seen: s.last_seen.clone(),

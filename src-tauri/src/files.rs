@@ -59,8 +59,8 @@ pub struct SavedFile {
 
 fn path_request(agent: &str, container: &str, path: &str) -> serde_json::Value {
     serde_json::to_value(FilePathRequest {
-        agent_id: agent.to_string(),
-        container_id: container.to_string(),
+        agent_id: agent.into(),
+        container_id: container.into(),
         path: path.to_string(),
     })
     .expect("protocol types serialise")
@@ -214,8 +214,8 @@ pub async fn download(
     dir: &Path,
 ) -> Result<SavedFile, AppError> {
     let request = FileGetRequest {
-        agent_id: agent.to_string(),
-        container_id: container.to_string(),
+        agent_id: agent.into(),
+        container_id: container.into(),
         path: path.to_string(),
         window: None,
     };
@@ -322,8 +322,8 @@ async fn put(
         ));
     }
     let request = FilePutRequest {
-        agent_id: agent.to_string(),
-        container_id: container.to_string(),
+        agent_id: agent.into(),
+        container_id: container.into(),
         path: path.to_string(),
         size: bytes.len() as u64,
         mode,
@@ -419,8 +419,8 @@ pub async fn read_for_edit(
     path: &str,
 ) -> Result<OpenedFile, AppError> {
     let request = FileGetRequest {
-        agent_id: agent.to_string(),
-        container_id: container.to_string(),
+        agent_id: agent.into(),
+        container_id: container.into(),
         path: path.to_string(),
         window: None,
     };

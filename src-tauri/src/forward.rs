@@ -119,7 +119,7 @@ async fn handle(app: &AppHandle, client: &Client, watch: &mut Watch, event: Clie
                             kind: AlertKind::Online,
                             title: format!("{} is back online", status.name),
                             body: format!("Agent {} reconnected to the relay.", status.name),
-                            agent_id: status.agent_id.clone(),
+                            agent_id: status.agent_id.to_string(),
                             agent_name: status.name.clone(),
                             container: None,
                         },
@@ -145,7 +145,7 @@ async fn handle(app: &AppHandle, client: &Client, watch: &mut Watch, event: Clie
                             .set_containers(&status.agent_id, &containers);
                         tray::refresh(app);
                         let _ = ContainersUpdated {
-                            agent_id: status.agent_id,
+                            agent_id: status.agent_id.into(),
                             containers,
                         }
                         .emit(app);
@@ -192,7 +192,7 @@ async fn handle(app: &AppHandle, client: &Client, watch: &mut Watch, event: Clie
             };
             tray::refresh(app);
             let _ = ContainersUpdated {
-                agent_id: sync.agent_id,
+                agent_id: sync.agent_id.into(),
                 containers,
             }
             .emit(app);
@@ -227,7 +227,7 @@ fn container_changed(app: &AppHandle, alerts: &mut alerts::Alerts, event: Contai
     if let Some(containers) = updated {
         tray::refresh(app);
         let _ = ContainersUpdated {
-            agent_id: event.agent_id.clone(),
+            agent_id: event.agent_id.to_string(),
             containers,
         }
         .emit(app);
@@ -248,7 +248,7 @@ fn raise_alert(app: &AppHandle, alerts: &mut alerts::Alerts, event: ContainerEve
             app,
             NewAlert {
                 kind: alert.kind,
-                agent_id: event.agent_id,
+                agent_id: event.agent_id.into(),
                 agent_name: agent,
                 container: Some(event.name),
                 title: alert.title,
@@ -285,7 +285,7 @@ fn new_image_updates(
         app,
         NewAlert {
             kind: AlertKind::Updates,
-            agent_id: state.agent_id.clone(),
+            agent_id: state.agent_id.to_string(),
             agent_name: agent,
             container: (fresh.len() == 1).then(|| fresh[0].container.clone()),
             title,

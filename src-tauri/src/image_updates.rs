@@ -15,7 +15,9 @@ use tauri_specta::Event;
 use zedops_client::Client;
 use zedops_client::UpdateOptions;
 use zedops_client::fleet_update::{self, FleetOptions, FleetProgress, FleetTarget, Outcome};
-use zedops_protocol::{ContainerUpdateFrame, ErrorCode as WireCode, ImageUpdate, UpdateState};
+use zedops_protocol::{
+    AgentId, ContainerUpdateFrame, ErrorCode as WireCode, ImageUpdate, UpdateState,
+};
 
 use crate::deploy::PullProgressView;
 use crate::error::{AppError, ErrorCode};
@@ -70,7 +72,7 @@ fn secs(value: i64) -> u32 {
 impl From<&UpdateState> for AgentImageUpdates {
     fn from(state: &UpdateState) -> Self {
         Self {
-            agent_id: state.agent_id.clone(),
+            agent_id: state.agent_id.to_string(),
             checked_at: state.checked_at.map(secs),
             updates: state
                 .updates
@@ -130,7 +132,7 @@ fn operators_only(what: &'static str) -> impl Fn(AppError) -> AppError {
 /// (container, new build) pairs not seen before, all of them in one notification.
 #[derive(Debug, Default)]
 pub struct Announced {
-    seen: HashMap<String, HashSet<(String, String)>>,
+    seen: HashMap<AgentId, HashSet<(String, String)>>,
 }
 
 impl Announced {
@@ -358,7 +360,7 @@ fn follow(
             failed_phase: None,
             logs: vec![],
             restored: false,
-            container_id: Some(updated.container_id),
+            container_id: Some(updated.container_id.into()),
         }),
         (Some(_), _, Some(rollback)) => Ok(ContainerUpdateOutcome {
             result: UpdateResult::RolledBack,
@@ -446,7 +448,7 @@ pub async fn update_all(
     let ids: HashMap<String, String> = states
         .agents
         .iter()
-        .map(|a| (a.name.clone(), a.state.agent_id.clone()))
+        .map(|a| (a.name.clone(), a.state.agent_id.to_string()))
         .collect();
     let options = FleetOptions {
         agent,

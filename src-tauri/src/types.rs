@@ -205,7 +205,7 @@ impl From<zedops_protocol::AuditRecord> for AuditEntry {
             id: r.id.to_string(),
             at: r.at,
             user: r.user,
-            agent_id: r.agent_id,
+            agent_id: r.agent_id.map(String::from),
             container: r.container,
             // The relay records a refused action by its subject (`container.stop`) and a forwarded
             // one by its operation (`stop`); people see one name for one thing.

@@ -281,7 +281,7 @@ impl Update<'_> {
                     old_digest: old_digest.clone(),
                     new_image_id: pulled,
                     new_digest,
-                    container_id: self.old.id.clone(),
+                    container_id: self.old.id.clone().into(),
                     changed: false,
                 }),
                 end: Some(StreamEnd {
@@ -332,7 +332,7 @@ impl Update<'_> {
                 old_digest,
                 new_image_id: pulled,
                 new_digest,
-                container_id: new_id,
+                container_id: new_id.into(),
                 changed: true,
             }),
             end: Some(StreamEnd {

@@ -380,7 +380,7 @@ fn forget_at_relay(target: &Target) {
     let insecure = Config::lookup(&config, "ZEDOPS_INSECURE") == Some("true");
     let name = status::read(&data_dir)
         .and_then(|s| s.name)
-        .unwrap_or_else(|| credentials.agent_id.clone());
+        .unwrap_or_else(|| credentials.agent_id.to_string());
     let id = credentials.agent_id.clone();
     eprintln!("asking the relay at {relay} to forget this agent ({id})");
     match crate::forget::forget_blocking(credentials, relay.clone(), ca_file, insecure) {

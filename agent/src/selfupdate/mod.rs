@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use zedops_protocol::{
-    AgentUpdateOrder, AgentUpdatePhase, AgentUpdateProgress, AgentUpdated, Envelope, ErrorCode,
-    ErrorReply, MAX_AGENT_BUILD_BYTES, subject,
+    AgentId, AgentUpdateOrder, AgentUpdatePhase, AgentUpdateProgress, AgentUpdated, Envelope,
+    ErrorCode, ErrorReply, MAX_AGENT_BUILD_BYTES, subject,
 };
 use zedops_transport::RelayUrl;
 
@@ -47,7 +47,7 @@ pub type Report<'a> = &'a (dyn Fn(AgentUpdateProgress) + Send + Sync);
 
 fn progress(phase: AgentUpdatePhase, version: &str) -> AgentUpdateProgress {
     AgentUpdateProgress {
-        agent_id: String::new(),
+        agent_id: AgentId::default(),
         name: String::new(),
         phase,
         version: version.to_string(),
@@ -354,7 +354,7 @@ impl Updater {
                 failed(format!("cannot install the update: {err}"))
             })?;
         Ok(AgentUpdated {
-            agent_id: String::new(),
+            agent_id: AgentId::default(),
             from: self.current.clone(),
             to: order.version.clone(),
             revert_after_secs: self.revert_after.as_secs(),

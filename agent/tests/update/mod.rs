@@ -458,7 +458,7 @@ impl Admin {
         self.next += 1;
         let inbox = format!("_INBOX.update{}", self.next);
         let request = zedops_protocol::AgentUpdateRequest {
-            agent_id: agent.to_string(),
+            agent_id: agent.into(),
             version: None,
             allow_downgrade: false,
         };

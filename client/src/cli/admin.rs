@@ -115,7 +115,7 @@ pub async fn audit(
     json: bool,
 ) -> CliResult {
     let query = AuditListRequest {
-        agent_id: agent.map(str::to_string),
+        agent_id: agent.map(|a| a.into()),
         since: since.map(str::to_string),
         limit: Some(limit),
     };
@@ -145,10 +145,12 @@ pub async fn audit(
         .entries
         .iter()
         .map(|e| {
-            let agent = e
-                .agent_id
-                .as_ref()
-                .map(|id| names.get(id).unwrap_or(id).clone());
+            let agent = e.agent_id.as_ref().map(|id| {
+                names
+                    .get(id.as_str())
+                    .cloned()
+                    .unwrap_or_else(|| id.to_string())
+            });
             vec![
                 e.at.clone(),
                 e.user.as_deref().map(table::clean).unwrap_or_else(dash),

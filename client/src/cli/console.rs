@@ -41,8 +41,8 @@ pub async fn exec(
     let size = if tty { tty::size() } else { None };
     let client = connect(global).await?;
     let request = ExecRequest {
-        agent_id: agent.to_string(),
-        container_id: container.to_string(),
+        agent_id: agent.into(),
+        container_id: container.into(),
         cmd,
         tty,
         stdin: interactive,
@@ -92,8 +92,8 @@ pub async fn attach(
     let size = tty::size();
     let client = connect(global).await?;
     let request = AttachRequest {
-        agent_id: agent.to_string(),
-        container_id: container.to_string(),
+        agent_id: agent.into(),
+        container_id: container.into(),
         stdin,
         size,
         window: None,
@@ -290,8 +290,8 @@ fn write_all(sink: &mut dyn Write, bytes: &[u8]) -> bool {
 pub async fn send(global: &Global, agent: &str, container: &str, line: &str) -> CliResult {
     let client = connect(global).await?;
     let request = SendRequest {
-        agent_id: agent.to_string(),
-        container_id: container.to_string(),
+        agent_id: agent.into(),
+        container_id: container.into(),
         line: line.to_string(),
     };
     let answer = client

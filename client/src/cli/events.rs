@@ -57,18 +57,18 @@ pub async fn events(global: &Global, agent: Option<&str>, json: bool) -> CliResu
         };
         let shown = match event {
             Ok(ClientEvent::Container(event)) => {
-                let name = names.get(&event.agent_id).map(String::as_str);
+                let name = names.get(event.agent_id.as_str()).map(String::as_str);
                 show_event(&event, name, json)
             }
             Ok(ClientEvent::Sync(sync)) => {
-                let name = names.get(&sync.agent_id).map(String::as_str);
+                let name = names.get(sync.agent_id.as_str()).map(String::as_str);
                 show_sync(&sync, name, json)
             }
             Ok(ClientEvent::AgentStatus(status)) => {
-                names.insert(status.agent_id.clone(), status.name.clone());
+                names.insert(status.agent_id.to_string(), status.name.clone());
                 let watched = watched_ids
                     .as_ref()
-                    .is_none_or(|ids| ids.contains(&status.agent_id));
+                    .is_none_or(|ids| ids.iter().any(|id| status.agent_id == *id));
                 if watched {
                     show_status(&status, json)
                 } else {

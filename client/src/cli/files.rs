@@ -14,8 +14,8 @@ use super::{CliError, CliResult, Global, connect};
 
 fn path_request(agent: &str, container: &str, path: &str) -> serde_json::Value {
     serde_json::to_value(FilePathRequest {
-        agent_id: agent.to_string(),
-        container_id: container.to_string(),
+        agent_id: agent.into(),
+        container_id: container.into(),
         path: path.to_string(),
     })
     .expect("protocol types serialise")
@@ -109,8 +109,8 @@ pub async fn get(
 ) -> CliResult {
     let client = connect(global).await?;
     let request = FileGetRequest {
-        agent_id: agent.to_string(),
-        container_id: container.to_string(),
+        agent_id: agent.into(),
+        container_id: container.into(),
         path: path.to_string(),
         window: None,
     };
@@ -180,8 +180,8 @@ pub async fn put(
         .len();
     let client = connect(global).await?;
     let request = FilePutRequest {
-        agent_id: agent.to_string(),
-        container_id: container.to_string(),
+        agent_id: agent.into(),
+        container_id: container.into(),
         path: path.to_string(),
         size,
         mode: None,

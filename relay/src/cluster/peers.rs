@@ -1187,7 +1187,7 @@ fn is_relay_id(id: &str) -> bool {
 
 fn status(agent_id: &str, name: &str, online: bool, last_seen: i64) -> AgentStatus {
     AgentStatus {
-        agent_id: agent_id.to_string(),
+        agent_id: agent_id.into(),
         name: name.to_string(),
         online,
         last_seen: Some(crate::time::rfc3339(last_seen)),

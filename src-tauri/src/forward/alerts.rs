@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use zedops_client::{ContainerAction, ContainerEvent};
+use zedops_protocol::{AgentId, ContainerId};
 
 use crate::alerting::AlertKind;
 
@@ -22,7 +23,7 @@ pub struct Alert {
 #[derive(Debug, Default)]
 pub struct Alerts {
     /// (agent id, container id) → when it last notified.
-    last: HashMap<(String, String), Instant>,
+    last: HashMap<(AgentId, ContainerId), Instant>,
 }
 
 impl Alerts {

@@ -32,8 +32,8 @@ pub fn hidden_events(
             continue;
         };
         let event = |action, exit_code, health: Option<String>| ContainerEvent {
-            agent_id: agent_id.to_string(),
-            container_id: now.id.clone(),
+            agent_id: agent_id.into(),
+            container_id: now.id.clone().into(),
             name: now.name.clone(),
             action,
             time_nano: 0,
