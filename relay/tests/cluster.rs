@@ -932,3 +932,79 @@ async fn requests_pipelined_to_a_moving_agent_are_answered_once_and_never_delive
     );
     eprintln!("{sent} requests: {ok} answered by the agent, {offline} AGENT_OFFLINE/TIMEOUT");
 }
+
+/// A relay of the previous version, before batches: it sends each frame for an agent as a NATS
+/// request of its own (the frame as the payload, only its id in a header) and reads each
+/// answer as a message of its own. Played here with a bare NATS connection: a relay of this
+/// version acknowledges the frame the old way (`queued`), passes it to its agent, and sends
+/// the agent's answer back unbatched, so a cluster being upgraded one relay at a time keeps
+/// routing.
+#[tokio::test]
+async fn a_relay_of_the_previous_version_is_served_one_frame_at_a_time() {
+    use futures_util::StreamExt;
+    let Some((nats, relays)) = cluster(1).await else {
+        return;
+    };
+    let a = &relays[0];
+    let mut agent = FakeAgent::enrol(a, "kept-1").await.expect("enrols on A");
+    let old = async_nats::connect(nats.url()).await.unwrap();
+    let old_id = uuid::Uuid::new_v4().simple().to_string();
+    let mut answers = old
+        .subscribe(format!("zedops.relay.{old_id}"))
+        .await
+        .unwrap();
+    old.flush().await.unwrap();
+
+    let frame = json!({"subject": "container.list", "reply": "_INBOX.old.1",
+        "data": {"agentId": agent.id}});
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Zedops-Relay", old_id.as_str());
+    // A serves the agent's subject once it has subscribed to it (just after the agent connected).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ack = loop {
+        match old
+            .request_with_headers(
+                format!("zedops.agent.{}", agent.id),
+                headers.clone(),
+                frame.to_string().into(),
+            )
+            .await
+        {
+            Ok(ack) => break ack,
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                assert!(
+                    Instant::now() < deadline,
+                    "A never served the agent's subject"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("the frame was not acknowledged: {e}"),
+        }
+    };
+    assert_eq!(&ack.payload[..], b"queued");
+
+    let request = request_for(&mut agent, "container.list").await;
+    assert_eq!(request["reply"], "_INBOX.old.1", "{request}");
+    agent
+        .send(json!({"subject": "_INBOX.old.1", "data": {"containers": []}}))
+        .await;
+    let answer = tokio::time::timeout(Duration::from_secs(10), answers.next())
+        .await
+        .expect("the answer reaches the old relay")
+        .unwrap();
+    let headers = answer.headers.expect("headers");
+    assert!(
+        headers.get("Zedops-Answers").is_none(),
+        "a batch sent to a relay that reads none"
+    );
+    assert_eq!(
+        headers.get("Zedops-Inbox").map(|v| v.as_str()),
+        Some("_INBOX.old.1")
+    );
+    assert_eq!(
+        headers.get("Zedops-Agent").map(|v| v.as_str()),
+        Some(agent.id.as_str())
+    );
+    let data: Value = serde_json::from_slice(&answer.payload).unwrap();
+    assert_eq!(data, json!({"containers": []}));
+}
