@@ -28,20 +28,19 @@ pub async fn login(
     ca_file: Option<&Path>,
     insecure: bool,
 ) -> Result<LoginResponse, ClientError> {
-    let relay = crate::connection::first_relay(relay);
-    let url = RelayUrl::parse(relay, insecure).map_err(|e| from_transport(e, relay))?;
-    let endpoint = url.http(LOGIN_PATH);
     let body = LoginRequest {
         username: username.to_string(),
         password: password.to_string(),
         device: device_name(),
     };
-    let response = http_client(ca_file, &endpoint)?
-        .post(&endpoint)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| unreachable(&endpoint, &e))?;
+    let (endpoint, response) = first_answer(relay, LOGIN_PATH, insecure, async |endpoint| {
+        Ok(http_client(ca_file, endpoint)?
+            .post(endpoint)
+            .json(&body)
+            .send()
+            .await?)
+    })
+    .await?;
     let status = response.status();
     let text = response
         .text()
@@ -64,14 +63,13 @@ pub async fn agent_release(
     ca_file: Option<&Path>,
     insecure: bool,
 ) -> Result<Option<String>, ClientError> {
-    let relay = crate::connection::first_relay(relay);
-    let url = RelayUrl::parse(relay, insecure).map_err(|e| from_transport(e, relay))?;
-    let endpoint = url.http("/download/agent/version");
-    let response = http_client(ca_file, &endpoint)?
-        .get(&endpoint)
-        .send()
-        .await
-        .map_err(|e| unreachable(&endpoint, &e))?;
+    let (endpoint, response) = first_answer(
+        relay,
+        "/download/agent/version",
+        insecure,
+        async |endpoint| Ok(http_client(ca_file, endpoint)?.get(endpoint).send().await?),
+    )
+    .await?;
     let status = response.status();
     if status == reqwest::StatusCode::NOT_FOUND {
         return Ok(None);
@@ -99,15 +97,14 @@ pub async fn logout(
     ca_file: Option<&Path>,
     insecure: bool,
 ) -> Result<(), ClientError> {
-    let relay = crate::connection::first_relay(relay);
-    let url = RelayUrl::parse(relay, insecure).map_err(|e| from_transport(e, relay))?;
-    let endpoint = url.http(LOGOUT_PATH);
-    let response = http_client(ca_file, &endpoint)?
-        .post(&endpoint)
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(|e| unreachable(&endpoint, &e))?;
+    let (endpoint, response) = first_answer(relay, LOGOUT_PATH, insecure, async |endpoint| {
+        Ok(http_client(ca_file, endpoint)?
+            .post(endpoint)
+            .bearer_auth(token)
+            .send()
+            .await?)
+    })
+    .await?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
@@ -117,6 +114,51 @@ pub async fn logout(
         .await
         .map_err(|e| unreachable(&endpoint, &e))?;
     Err(http_error(&endpoint, status, &text))
+}
+
+/// Why one relay of a list gave no answer: the next is tried only when the request never
+/// reached it (a bad CA file or URL is the same for every relay and is said at once).
+enum Attempt {
+    Setup(ClientError),
+    Unsent(reqwest::Error),
+}
+
+impl From<ClientError> for Attempt {
+    fn from(e: ClientError) -> Self {
+        Self::Setup(e)
+    }
+}
+
+impl From<reqwest::Error> for Attempt {
+    fn from(e: reqwest::Error) -> Self {
+        Self::Unsent(e)
+    }
+}
+
+/// Sends `send` to `path` of each relay of a comma-separated list in turn (the relays of a
+/// cluster share one database, so any can answer) and returns the first relay's answer with the
+/// endpoint that gave it. A relay that cannot be reached is passed over; an answer, even a
+/// refusal, is final, so a password is never sent twice to relays that both received it.
+async fn first_answer(
+    relays: &str,
+    path: &str,
+    insecure: bool,
+    send: impl AsyncFn(&str) -> Result<reqwest::Response, Attempt>,
+) -> Result<(String, reqwest::Response), ClientError> {
+    let mut last = None;
+    for relay in crate::connection::relay_list(relays) {
+        let url = RelayUrl::parse(relay, insecure).map_err(|e| from_transport(e, relay))?;
+        let endpoint = url.http(path);
+        match send(&endpoint).await {
+            Ok(response) => return Ok((endpoint, response)),
+            Err(Attempt::Setup(e)) => return Err(e),
+            Err(Attempt::Unsent(e)) => last = Some(unreachable(&endpoint, &e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| ClientError::RelayUnreachable {
+        url: relays.to_string(),
+        reason: "no relay URL was given".to_string(),
+    }))
 }
 
 fn http_client(ca_file: Option<&Path>, endpoint: &str) -> Result<reqwest::Client, ClientError> {
