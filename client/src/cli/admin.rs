@@ -4,22 +4,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use zedops_client::{Client, ClientError};
 use zedops_protocol::{AuditListRequest, Role};
 
-use super::{CliError, CliResult, Global, connect, print_json, print_stdout, table};
-
-/// One admin call over a fresh connection, which is closed whatever the outcome.
-async fn call<T, F, Fut>(global: &Global, ask: F) -> Result<T, CliError>
-where
-    F: FnOnce(Client) -> Fut,
-    Fut: Future<Output = Result<T, ClientError>>,
-{
-    let client = connect(global).await?;
-    let answer = ask(client.clone()).await;
-    client.close().await;
-    Ok(answer?)
-}
+use super::{CliResult, Global, call, connect, print_json, print_stdout, table};
 
 pub async fn revoke_agent(global: &Global, agent: &str, json: bool) -> CliResult {
     let revoked = call(global, |c| async move { c.revoke_agent(agent).await }).await?;

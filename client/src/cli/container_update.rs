@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use clap::Args;
 use zedops_client::{ContainerUpdate, UpdateOptions};
 use zedops_protocol::{
-    ContainerUpdateFrame, MAX_UPDATE_HEALTH_TIMEOUT_SECS, MAX_UPDATE_STABLE_SECS, PullProgress,
+    ContainerUpdateFrame, MAX_UPDATE_HEALTH_TIMEOUT_SECS, MAX_UPDATE_STABLE_SECS,
 };
 
 use super::{CliError, CliResult, Global, JsonArg, connect, print_json, table};
@@ -192,7 +192,7 @@ async fn follow(mut stream: ContainerUpdate, json: bool) -> Result<ContainerUpda
             continue;
         }
         if let Some(progress) = &frame.progress {
-            let line = summary(progress);
+            let line = table::pull_summary(progress);
             if terminal {
                 eprint!("\r\x1b[2K{line}");
                 progress_shown = true;
@@ -220,19 +220,6 @@ async fn follow(mut stream: ContainerUpdate, json: bool) -> Result<ContainerUpda
         "DISCONNECTED",
         "the connection ended before the update did; the agent finishes or rolls it back on its own; `zedops ps` shows the container",
     ))
-}
-
-/// `pulling x:1: 3/5 layers, 12.5 MB of 40.1 MB`.
-pub(super) fn summary(progress: &PullProgress) -> String {
-    let mb = |b: u64| b as f64 / 1_000_000.0;
-    format!(
-        "pulling {}: {}/{} layers, {:.1} MB of {:.1} MB",
-        table::clean(&progress.image),
-        progress.layers_done,
-        progress.layers_total,
-        mb(progress.current),
-        mb(progress.total)
-    )
 }
 
 #[cfg(test)]

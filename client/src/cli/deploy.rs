@@ -7,10 +7,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use zedops_client::{Client, ClientError, Deploy, load_template};
-use zedops_protocol::{DeployFrame, ImageListResponse, PullProgress, TemplateListResponse};
+use zedops_client::{Deploy, load_template};
+use zedops_protocol::{DeployFrame, ImageListResponse, TemplateListResponse};
 
-use super::{CliError, CliResult, Global, JsonArg, connect, print_json, print_stdout, table};
+use super::{CliError, CliResult, Global, JsonArg, call, connect, print_json, print_stdout, table};
 
 #[derive(Debug, Subcommand)]
 pub enum TemplateCommand {
@@ -117,18 +117,6 @@ pub struct RmiArgs {
     force: bool,
     #[command(flatten)]
     output: JsonArg,
-}
-
-/// One call over a fresh connection, which is closed whatever the outcome.
-async fn call<T, F, Fut>(global: &Global, ask: F) -> Result<T, CliError>
-where
-    F: FnOnce(Client) -> Fut,
-    Fut: Future<Output = Result<T, ClientError>>,
-{
-    let client = connect(global).await?;
-    let answer = ask(client.clone()).await;
-    client.close().await;
-    Ok(answer?)
 }
 
 fn bad_file(message: String) -> CliError {
@@ -355,7 +343,7 @@ async fn follow(mut stream: Deploy, json: bool) -> Result<DeployFrame, CliError>
         if let Some(progress) = &frame.progress
             && !json
         {
-            let line = summary(progress);
+            let line = table::pull_summary(progress);
             if terminal {
                 eprint!("\r\x1b[2K{line}");
             } else if line != last_line {
@@ -384,19 +372,6 @@ async fn follow(mut stream: Deploy, json: bool) -> Result<DeployFrame, CliError>
         "DISCONNECTED",
         "the connection ended before the deploy did; `zedops ps` shows whether the container exists",
     ))
-}
-
-/// `pulling x:1: 3/5 layers, 12.5 MB of 40.1 MB`.
-fn summary(progress: &PullProgress) -> String {
-    let mb = |b: u64| b as f64 / 1_000_000.0;
-    format!(
-        "pulling {}: {}/{} layers, {:.1} MB of {:.1} MB",
-        table::clean(&progress.image),
-        progress.layers_done,
-        progress.layers_total,
-        mb(progress.current),
-        mb(progress.total)
-    )
 }
 
 pub async fn rm(global: &Global, args: RmArgs) -> CliResult {
@@ -445,7 +420,7 @@ pub async fn images(global: &Global, args: ImagesArgs) -> CliResult {
                             [..12.min(i.id.trim_start_matches("sha256:").len())],
                     ),
                     format!("{:.1} MB", i.size as f64 / 1_000_000.0),
-                    table::clean(&created(i.created)),
+                    table::clean(&table::ago(i.created, table::now())),
                     table::clean(&i.used_by.join(", ")),
                 ]
             })
@@ -455,22 +430,6 @@ pub async fn images(global: &Global, args: ImagesArgs) -> CliResult {
         &["REPOSITORY", "TAG", "ID", "SIZE", "CREATED", "IN USE BY"],
         &rows,
     ))
-}
-
-/// How long ago, in the largest whole unit (`3 days ago`).
-fn created(unix: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let secs = (now - unix).max(0);
-    let (n, unit) = match secs {
-        s if s < 120 => (s, "seconds"),
-        s if s < 7200 => (s / 60, "minutes"),
-        s if s < 172_800 => (s / 3600, "hours"),
-        s => (s / 86_400, "days"),
-    };
-    format!("{n} {unit} ago")
 }
 
 pub async fn rmi(global: &Global, args: RmiArgs) -> CliResult {

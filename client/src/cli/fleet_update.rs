@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use zedops_client::fleet_update::{self, FleetOptions, FleetProgress, FleetTarget, Outcome};
 use zedops_protocol::PullProgress;
 
-use super::container_update::{UpdateArgs, summary as pull_line};
+use super::container_update::UpdateArgs;
 use super::updates::short;
 use super::{CliError, CliResult, Global, connect, print_json, table};
 
@@ -112,7 +112,7 @@ fn print_progress(pulls: &PullLines, event: FleetProgress) {
     match event {
         FleetProgress::Pull { target, progress } => {
             if pulls.worth_saying(&target, &progress) {
-                eprintln!("{}: {}", name(&target), pull_line(&progress));
+                eprintln!("{}: {}", name(&target), table::pull_summary(&progress));
             }
         }
         FleetProgress::Started { target, canary } => eprintln!(

@@ -295,24 +295,16 @@ enum UserCommand {
         /// admin, operator or viewer
         #[arg(long, value_parser = parse_role)]
         role: zedops_protocol::Role,
-        /// Read the password from the first line of stdin
-        #[arg(long, value_parser = BoolishValueParser::new())]
-        password_stdin: bool,
-        /// Read the password from the first line of this file
-        #[arg(long, value_name = "FILE", conflicts_with = "password_stdin")]
-        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        password: NewPassword,
         #[command(flatten)]
         output: JsonArg,
     },
     /// Give a user a new password (from stdin or a file); the user's other sessions end
     SetPassword {
         name: String,
-        /// Read the password from the first line of stdin
-        #[arg(long, value_parser = BoolishValueParser::new())]
-        password_stdin: bool,
-        /// Read the password from the first line of this file
-        #[arg(long, value_name = "FILE", conflicts_with = "password_stdin")]
-        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        password: NewPassword,
         #[command(flatten)]
         output: JsonArg,
     },
@@ -531,36 +523,9 @@ async fn run(cli: Cli) -> CliResult {
         Command::Inspect(args) => {
             fleet::inspect(&global, &args.agent, &args.container, args.output.json).await
         }
-        Command::Start(args) => {
-            fleet::action(
-                &global,
-                &args.agent,
-                &args.container,
-                Operation::Start,
-                args.output.json,
-            )
-            .await
-        }
-        Command::Stop(args) => {
-            fleet::action(
-                &global,
-                &args.agent,
-                &args.container,
-                Operation::Stop,
-                args.output.json,
-            )
-            .await
-        }
-        Command::Restart(args) => {
-            fleet::action(
-                &global,
-                &args.agent,
-                &args.container,
-                Operation::Restart,
-                args.output.json,
-            )
-            .await
-        }
+        Command::Start(args) => action(&global, args, Operation::Start).await,
+        Command::Stop(args) => action(&global, args, Operation::Stop).await,
+        Command::Restart(args) => action(&global, args, Operation::Restart).await,
         Command::Exec(args) => {
             console::exec(
                 &global,
@@ -684,28 +649,21 @@ async fn run(cli: Cli) -> CliResult {
             UserCommand::Add {
                 name,
                 role,
-                password_stdin,
-                password_file,
+                password,
                 output,
             } => {
-                let password = new_password(
-                    password_stdin,
-                    password_file.as_deref(),
+                let password = password.read(
                     "give the new user's password with --password-stdin or --password-file FILE",
                 )?;
                 admin::add_user(&global, &name, role, password, output.json).await
             }
             UserCommand::SetPassword {
                 name,
-                password_stdin,
-                password_file,
+                password,
                 output,
             } => {
-                let password = new_password(
-                    password_stdin,
-                    password_file.as_deref(),
-                    "give the new password with --password-stdin or --password-file FILE",
-                )?;
+                let password = password
+                    .read("give the new password with --password-stdin or --password-file FILE")?;
                 admin::set_password(&global, &name, password, output.json).await
             }
             UserCommand::SetRole { name, role, output } => {
@@ -741,19 +699,46 @@ async fn run(cli: Cli) -> CliResult {
     }
 }
 
-/// A password from the first line of stdin or of a file, never an argument; without either,
-/// a usage error that says `missing`.
-fn new_password(
-    stdin: bool,
-    file: Option<&std::path::Path>,
-    missing: &str,
-) -> Result<String, CliError> {
-    if stdin {
-        auth::read_password(std::io::stdin().lock(), "stdin")
-    } else if let Some(path) = file {
-        auth::read_password_file(path)
-    } else {
-        usage_error(missing)
+/// One call over a fresh connection, which is closed whatever the outcome.
+async fn call<T, F, Fut>(global: &Global, ask: F) -> Result<T, CliError>
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    let client = connect(global).await?;
+    let answer = ask(client.clone()).await;
+    client.close().await;
+    Ok(answer?)
+}
+
+/// Start, stop or restart: the three commands take the same arguments.
+async fn action(global: &Global, args: ActionArgs, op: Operation) -> CliResult {
+    fleet::action(global, &args.agent, &args.container, op, args.output.json).await
+}
+
+/// Where a new password (or a registry's access token) comes from: the first line of stdin or
+/// of a file, never an argument.
+#[derive(Debug, Args)]
+struct NewPassword {
+    /// Read the password from the first line of stdin
+    #[arg(long, value_parser = BoolishValueParser::new())]
+    password_stdin: bool,
+    /// Read the password from the first line of this file
+    #[arg(long, value_name = "FILE", conflicts_with = "password_stdin")]
+    password_file: Option<PathBuf>,
+}
+
+impl NewPassword {
+    /// The password; without --password-stdin or --password-file, a usage error that says
+    /// `missing`.
+    fn read(&self, missing: &str) -> Result<String, CliError> {
+        if self.password_stdin {
+            auth::read_password(std::io::stdin().lock(), "stdin")
+        } else if let Some(path) = &self.password_file {
+            auth::read_password_file(path)
+        } else {
+            usage_error(missing)
+        }
     }
 }
 

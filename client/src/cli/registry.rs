@@ -1,13 +1,10 @@
 //! `zedops registry add|list|rm`: logins to private image registries (admin). The password is
 //! read from stdin or a file, never from the command line, and is never printed.
 
-use std::path::PathBuf;
-
 use clap::Subcommand;
-use clap::builder::BoolishValueParser;
 use zedops_protocol::RegistryListResponse;
 
-use super::{CliResult, Global, JsonArg, connect, print_json, print_stdout, table};
+use super::{CliResult, Global, JsonArg, NewPassword, connect, print_json, print_stdout, table};
 
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
@@ -19,12 +16,9 @@ pub enum RegistryCommand {
         /// User name
         #[arg(long)]
         user: String,
-        /// Read the password or access token from the first line of stdin
-        #[arg(long, value_parser = BoolishValueParser::new())]
-        password_stdin: bool,
-        /// Read the password or access token from the first line of this file
-        #[arg(long, value_name = "FILE", conflicts_with = "password_stdin")]
-        password_file: Option<PathBuf>,
+        // The password or access token.
+        #[command(flatten)]
+        password: NewPassword,
         #[command(flatten)]
         output: JsonArg,
     },
@@ -46,15 +40,11 @@ pub async fn registry(global: &Global, command: RegistryCommand) -> CliResult {
         RegistryCommand::Add {
             server,
             user,
-            password_stdin,
-            password_file,
+            password,
             output,
         } => {
-            let password = super::new_password(
-                password_stdin,
-                password_file.as_deref(),
-                "give the registry password with --password-stdin or --password-file FILE",
-            )?;
+            let password = password
+                .read("give the registry password with --password-stdin or --password-file FILE")?;
             let client = connect(global).await?;
             let added = client.add_registry(&server, &user, password).await;
             client.close().await;

@@ -2,6 +2,7 @@
 //! control characters from remote data.
 
 use zedops_client::{AgentSummary, Container, Port};
+use zedops_protocol::PullProgress;
 
 /// Columns separated by at least two spaces, left-aligned, no trailing spaces.
 pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -128,6 +129,38 @@ pub fn ports(ports: &[Port]) -> String {
         }
     }
     shown.join(", ")
+}
+
+/// `pulling x:1: 3/5 layers, 12.5 MB of 40.1 MB`.
+pub fn pull_summary(progress: &PullProgress) -> String {
+    let mb = |b: u64| b as f64 / 1_000_000.0;
+    format!(
+        "pulling {}: {}/{} layers, {:.1} MB of {:.1} MB",
+        clean(&progress.image),
+        progress.layers_done,
+        progress.layers_total,
+        mb(progress.current),
+        mb(progress.total)
+    )
+}
+
+/// How long ago `unix` was at `now` (Unix seconds), in the largest whole unit (`3 days ago`).
+pub fn ago(unix: i64, now: i64) -> String {
+    let secs = (now - unix).max(0);
+    let (n, unit) = match secs {
+        s if s < 120 => (s, "seconds"),
+        s if s < 7200 => (s / 60, "minutes"),
+        s if s < 172_800 => (s / 3600, "hours"),
+        s => (s / 86_400, "days"),
+    };
+    format!("{n} {unit} ago")
+}
+
+/// Now, in Unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ pub async fn updates(global: &Global, args: UpdatesArgs) -> CliResult {
     if args.output.json {
         return print_json(&answer);
     }
-    print_stdout(&render(&answer, now()))?;
+    print_stdout(&render(&answer, table::now()))?;
     notes(&answer.agents, args.check);
     Ok(())
 }
@@ -71,7 +71,7 @@ fn render(answer: &UpdateListResponse, now: i64) -> String {
                     table::clean(&u.image),
                     short(&u.current_digest),
                     short(&u.new_digest),
-                    ago(u.found_at, now),
+                    table::ago(u.found_at, now),
                 ]
             })
         })
@@ -94,7 +94,7 @@ fn notes(agents: &[AgentUpdates], checked_now: bool) {
                 "{name}: has not checked yet; run `zedops updates --agent {name} --check`"
             ),
             Some(at) if !checked_now => {
-                eprintln!("{name}: last checked {}", ago(at, now()))
+                eprintln!("{name}: last checked {}", table::ago(at, table::now()))
             }
             Some(_) => {}
         }
@@ -112,24 +112,6 @@ fn notes(agents: &[AgentUpdates], checked_now: bool) {
 pub(super) fn short(digest: &str) -> String {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
     table::clean(&hex[..hex.len().min(12)])
-}
-
-/// How long ago, in the largest whole unit.
-pub(super) fn ago(unix: i64, now: i64) -> String {
-    let secs = (now - unix).max(0);
-    let (n, unit) = match secs {
-        s if s < 120 => (s, "seconds"),
-        s if s < 7200 => (s / 60, "minutes"),
-        s if s < 172_800 => (s / 3600, "hours"),
-        s => (s / 86_400, "days"),
-    };
-    format!("{n} {unit} ago")
-}
-
-pub(super) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]
