@@ -42,6 +42,16 @@ fn exec(container: &str, cmd: &[&str], stdin: bool) -> ExecRequest {
     }
 }
 
+fn attach_without_stdin(container: &str) -> AttachRequest {
+    AttachRequest {
+        agent_id: "console-1".into(),
+        container_id: container.into(),
+        stdin: false,
+        size: None,
+        window: None,
+    }
+}
+
 /// Runs a session to its end, writing `input` within the agent's credit and granting output
 /// back as it is read; stdout, stderr and the exit code.
 async fn run(
@@ -67,11 +77,7 @@ async fn run(
                 .unwrap();
             rest = &rest[n..];
         }
-        let frame = tokio::time::timeout(WAIT, session.next())
-            .await
-            .expect("a frame within 30 s")
-            .expect("open")
-            .expect("readable");
+        let frame = next_frame(session).await;
         if let Some(started) = &frame.started {
             credit += u64::from(started.window);
         }
@@ -97,12 +103,44 @@ async fn run(
     }
 }
 
+/// Sends `data` through `cat` in the test container: it exits 0 and its output is `data`,
+/// whole; what it wrote on stderr.
+async fn through_cat(s: &Setup, data: &[u8]) -> Vec<u8> {
+    let mut cat = s.admin_exec(&["cat"], true).await;
+    let (out, err, code) = run(&mut cat, Some(data)).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(out.len(), data.len());
+    assert_eq!(Sha256::digest(&out), Sha256::digest(data));
+    err
+}
+
 struct Setup {
     relay: TestRelay,
     admin: Client,
     container: String,
     _containers: TestContainers,
     _agent: TestAgent,
+}
+
+impl Setup {
+    /// `client`'s exec of `cmd` in the test container (with stdin open or not).
+    async fn exec_as(&self, client: &Client, cmd: &[&str], stdin: bool) -> ConsoleSession {
+        client
+            .exec(&exec(&self.container, cmd, stdin))
+            .await
+            .unwrap()
+    }
+
+    /// The admin's exec of `cmd` in the test container.
+    async fn admin_exec(&self, cmd: &[&str], stdin: bool) -> ConsoleSession {
+        self.exec_as(&self.admin, cmd, stdin).await
+    }
+
+    /// The `zedops` CLI logged in as a new admin `user`.
+    async fn cli(&self, user: &str) -> support::Zed {
+        let token = self.relay.login(user, Role::Admin).await;
+        support::Zed::new(&self.relay.url, &token)
+    }
 }
 
 async fn setup() -> Option<Setup> {
@@ -145,25 +183,13 @@ async fn exec_through_the_relay_keeps_bytes_exit_codes_and_order() {
         (&b"hi\n"[..], &b"oops\n"[..], Some(3))
     );
 
-    let mut missing = s
-        .admin
-        .exec(&exec(&s.container, &["sh", "-c", "no-such-command"], false))
-        .await
-        .unwrap();
+    let mut missing = s.admin_exec(&["sh", "-c", "no-such-command"], false).await;
     assert_eq!(run(&mut missing, None).await.2, Some(127));
 
     // 4 MiB of random bytes through cat: more than a window each way, so credit is granted
     // back and forth through the relay many times.
     let data: Vec<u8> = (0..4 * 1024 * 1024).map(|_| rand::random::<u8>()).collect();
-    let mut cat = s
-        .admin
-        .exec(&exec(&s.container, &["cat"], true))
-        .await
-        .unwrap();
-    let (out, _, code) = run(&mut cat, Some(&data)).await;
-    assert_eq!(code, Some(0));
-    assert_eq!(out.len(), data.len());
-    assert_eq!(Sha256::digest(&out), Sha256::digest(&data));
+    through_cat(&s, &data).await;
 }
 
 #[tokio::test]
@@ -218,10 +244,7 @@ async fn files_round_trip_through_the_relay_and_roles_hold() {
     assert_eq!(bytes, text);
 
     // Operators may read files and attach, not exec or write; viewers none of it.
-    let mut refused = operator
-        .exec(&exec(&s.container, &["id"], false))
-        .await
-        .unwrap();
+    let mut refused = s.exec_as(&operator, &["id"], false).await;
     let err = refused.next().await.unwrap().unwrap_err();
     assert_eq!(err.code(), "FORBIDDEN");
     let mut refused = operator.file_put(&put).await.unwrap();
@@ -230,13 +253,7 @@ async fn files_round_trip_through_the_relay_and_roles_hold() {
         "FORBIDDEN"
     );
     let viewer = s.relay.client("console-viewer", Role::Viewer).await;
-    let attach = AttachRequest {
-        agent_id: "console-1".into(),
-        container_id: s.container.clone().into(),
-        stdin: false,
-        size: None,
-        window: None,
-    };
+    let attach = attach_without_stdin(&s.container);
     let mut refused = viewer.attach(&attach).await.unwrap();
     assert_eq!(
         refused.next().await.unwrap().unwrap_err().code(),
@@ -272,8 +289,7 @@ async fn the_cli_runs_commands_with_their_exit_codes_and_sends_console_lines() {
     let Some(s) = setup().await else {
         return;
     };
-    let token = s.relay.login("console-cli", Role::Admin).await;
-    let zed = support::Zed::new(&s.relay.url, &token);
+    let zed = s.cli("console-cli").await;
     let c = s.container.as_str();
     let out = zed
         .run_with(
@@ -319,8 +335,7 @@ async fn the_cli_lists_uploads_downloads_and_removes_files() {
     let Some(s) = setup().await else {
         return;
     };
-    let token = s.relay.login("files-cli", Role::Admin).await;
-    let zed = support::Zed::new(&s.relay.url, &token);
+    let zed = s.cli("files-cli").await;
     let dir = tempfile::tempdir().unwrap();
     let c = s.container.as_str();
     // 3 MiB of random bytes up and back down.
@@ -377,11 +392,7 @@ async fn a_remote_yes_stops_at_the_window_through_the_relay() {
     let mut yes = s.admin.exec(&request).await.unwrap();
     let mut got = 0usize;
     while got < 100_000 {
-        let frame = tokio::time::timeout(WAIT, yes.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let frame = next_frame(&mut yes).await;
         assert!(frame.end.is_none(), "{frame:?}");
         got += frame.bytes().unwrap().len();
     }
@@ -401,11 +412,7 @@ async fn a_remote_yes_stops_at_the_window_through_the_relay() {
     assert_eq!(got, 107_000);
     yes.cancel();
     let last = loop {
-        let frame = tokio::time::timeout(WAIT, yes.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let frame = next_frame(&mut yes).await;
         if frame.end.is_some() {
             break frame;
         }
@@ -434,14 +441,19 @@ async fn first(session: &mut ConsoleSession) -> Result<(), (String, String)> {
     }
 }
 
+/// The session's next frame (within 30 s, open and readable).
+async fn next_frame(session: &mut ConsoleSession) -> zedops_protocol::ConsoleOutput {
+    tokio::time::timeout(WAIT, session.next())
+        .await
+        .expect("a frame within 30 s")
+        .expect("open")
+        .expect("readable")
+}
+
 /// Reads frames until the last one.
 async fn last(session: &mut ConsoleSession) -> zedops_protocol::ConsoleOutput {
     loop {
-        let frame = tokio::time::timeout(WAIT, session.next())
-            .await
-            .expect("a frame within 30 s")
-            .expect("open")
-            .expect("readable");
+        let frame = next_frame(session).await;
         if frame.end.is_some() {
             return frame;
         }
@@ -455,15 +467,8 @@ async fn fifty_megabytes_round_trip_through_the_relay_intact() {
     };
     let mut data = vec![0u8; 50 * 1024 * 1024];
     rand::Rng::fill(&mut rand::thread_rng(), data.as_mut_slice());
-    let mut cat = s
-        .admin
-        .exec(&exec(&s.container, &["cat"], true))
-        .await
-        .unwrap();
-    let (out, err, code) = run(&mut cat, Some(&data)).await;
-    assert_eq!((code, err.len()), (Some(0), 0));
-    assert_eq!(out.len(), data.len());
-    assert_eq!(Sha256::digest(&out), Sha256::digest(&data));
+    let err = through_cat(&s, &data).await;
+    assert_eq!(err.len(), 0);
 }
 
 #[tokio::test]
@@ -476,11 +481,7 @@ async fn console_sessions_per_user_are_bounded_under_a_flood_and_exit_codes_are_
     let mut open = Vec::new();
     let mut refused = Vec::new();
     for _ in 0..12 {
-        let mut session = s
-            .admin
-            .exec(&exec(&s.container, &["cat"], true))
-            .await
-            .unwrap();
+        let mut session = s.admin_exec(&["cat"], true).await;
         match first(&mut session).await {
             Ok(()) => open.push(session),
             Err(refusal) => refused.push(refusal),
@@ -496,13 +497,7 @@ async fn console_sessions_per_user_are_bounded_under_a_flood_and_exit_codes_are_
         );
     }
     // Attach counts too.
-    let attach = AttachRequest {
-        agent_id: "console-1".into(),
-        container_id: s.container.clone().into(),
-        stdin: false,
-        size: None,
-        window: None,
-    };
+    let attach = attach_without_stdin(&s.container);
     let mut session = s.admin.attach(&attach).await.unwrap();
     assert_eq!(first(&mut session).await.unwrap_err().0, "RATE_LIMITED");
     // Another user is not affected.
@@ -523,11 +518,7 @@ async fn console_sessions_per_user_are_bounded_under_a_flood_and_exit_codes_are_
         .unwrap();
     assert_eq!(last(&mut ending).await.exit.unwrap().code, Some(0));
     drop(ending);
-    let mut again = s
-        .admin
-        .exec(&exec(&s.container, &["sh", "-c", "exit 3"], false))
-        .await
-        .unwrap();
+    let mut again = s.admin_exec(&["sh", "-c", "exit 3"], false).await;
     assert_eq!(run(&mut again, None).await.2, Some(3));
     let mut audited = String::new();
     for _ in 0..100 {
@@ -563,11 +554,7 @@ async fn an_idle_console_session_is_ended_by_the_relay_with_the_reason() {
         return;
     };
     // Typing keeps a session open past its idle timeout…
-    let mut busy = s
-        .admin
-        .exec(&exec(&s.container, &["cat"], true))
-        .await
-        .unwrap();
+    let mut busy = s.admin_exec(&["cat"], true).await;
     first(&mut busy).await.unwrap();
     for i in 0..8 {
         busy.input(StreamInput {
@@ -576,11 +563,7 @@ async fn an_idle_console_session_is_ended_by_the_relay_with_the_reason() {
         })
         .await
         .unwrap();
-        let frame = tokio::time::timeout(WAIT, busy.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let frame = next_frame(&mut busy).await;
         assert!(frame.end.is_none(), "ended while in use: {frame:?}");
         let echoed = frame.bytes().unwrap().len() as u32;
         busy.input(StreamInput {
@@ -601,13 +584,7 @@ async fn an_idle_console_session_is_ended_by_the_relay_with_the_reason() {
         end.reason
     );
     // The idle session's slot is free again, and an attach is cut the same way.
-    let attach = AttachRequest {
-        agent_id: "console-1".into(),
-        container_id: s.container.clone().into(),
-        stdin: false,
-        size: None,
-        window: None,
-    };
+    let attach = attach_without_stdin(&s.container);
     let mut watching = s.admin.attach(&attach).await.unwrap();
     first(&mut watching).await.unwrap();
     let end = last(&mut watching).await.end.unwrap();
@@ -627,17 +604,11 @@ async fn exec_role_operator_opens_exec_to_operators_and_never_to_viewers() {
         return;
     };
     let operator = s.relay.client("exec-operator", Role::Operator).await;
-    let mut echo = operator
-        .exec(&exec(&s.container, &["echo", "operated"], false))
-        .await
-        .unwrap();
+    let mut echo = s.exec_as(&operator, &["echo", "operated"], false).await;
     let (out, _, code) = run(&mut echo, None).await;
     assert_eq!((out.as_slice(), code), (&b"operated\n"[..], Some(0)));
     let viewer = s.relay.client("exec-viewer", Role::Viewer).await;
-    let mut refused = viewer
-        .exec(&exec(&s.container, &["id"], false))
-        .await
-        .unwrap();
+    let mut refused = s.exec_as(&viewer, &["id"], false).await;
     let err = refused.next().await.unwrap().unwrap_err();
     assert_eq!(err.code(), "FORBIDDEN");
     assert!(err.to_string().contains("operator role"), "{err}");
@@ -750,6 +721,21 @@ mod terminal {
             }
         }
 
+        /// Types `bytes` again (up to 20 times, half a second apart) until `needle` shows: for
+        /// what the keystrokes may overtake (a resize signal, the attach itself).
+        pub fn type_until(&mut self, bytes: &[u8], needle: &str) {
+            for _ in 0..20 {
+                self.type_in(bytes);
+                if self.wait_for(needle, Duration::from_millis(500)) {
+                    return;
+                }
+            }
+            panic!(
+                "{needle:?} not seen; the terminal shows: {:?}",
+                String::from_utf8_lossy(&self.seen)
+            );
+        }
+
         pub fn expect(&mut self, needle: &str) {
             assert!(
                 self.wait_for(needle, Duration::from_secs(30)),
@@ -824,15 +810,7 @@ async fn the_cli_runs_a_terminal_session_under_a_pty_with_size_resize_ctrl_c_and
         // A resize reaches the remote terminal (SIGWINCH here, a resize at the agent); typed
         // again until it shows, since the keystrokes may overtake the signal.
         pty.master.resize(size(40, 120)).unwrap();
-        let mut resized = false;
-        for _ in 0..20 {
-            pty.type_in(b"busybox stty size\r");
-            if pty.wait_for("40 120", Duration::from_millis(500)) {
-                resized = true;
-                break;
-            }
-        }
-        assert!(resized, "{:?}", String::from_utf8_lossy(&pty.seen));
+        pty.type_until(b"busybox stty size\r", "40 120");
         // Ctrl-C goes to the remote process: it ends `sleep`, not zedops.
         pty.type_in(b"busybox sleep 1000\r");
         std::thread::sleep(Duration::from_millis(700));
@@ -890,15 +868,7 @@ async fn the_cli_attaches_to_a_console_and_detaches_with_the_keys_leaving_it_run
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut pty = Pty::spawn(&["attach", "--agent", "console-1", &c], &env, 30, 100);
         // Attached: what is typed reaches the main process, its answer comes back.
-        let mut seen = false;
-        for _ in 0..20 {
-            pty.type_in(b"echo attached-$((1+2))\r");
-            if pty.wait_for("attached-3", Duration::from_millis(500)) {
-                seen = true;
-                break;
-            }
-        }
-        assert!(seen, "{:?}", String::from_utf8_lossy(&pty.seen));
+        pty.type_until(b"echo attached-$((1+2))\r", "attached-3");
         // ctrl-p ctrl-q: detached, zedops exits 0, the terminal is restored.
         pty.type_in(&[0x10, 0x11]);
         assert_eq!(pty.exit_code(), 0);
@@ -1009,11 +979,7 @@ async fn a_flooding_exec_and_a_slow_client_leave_the_real_relay_and_agent_within
     let mut got = 0u64;
     let until = tokio::time::Instant::now() + Duration::from_secs(8);
     while tokio::time::Instant::now() < until {
-        let frame = tokio::time::timeout(WAIT, yes.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let frame = next_frame(&mut yes).await;
         assert!(frame.end.is_none(), "{frame:?}");
         let n = frame.bytes().unwrap().len();
         got += n as u64;

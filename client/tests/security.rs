@@ -19,6 +19,13 @@ async fn connect(relay: &TestRelay, user: &str, role: Role) -> Client {
     relay.client_with(&token).await
 }
 
+/// A fresh relay and a client of its admin `root`.
+async fn relay_with_admin() -> (TestRelay, Client) {
+    let relay = TestRelay::builder().start().await;
+    let admin = connect(&relay, "root", Role::Admin).await;
+    (relay, admin)
+}
+
 /// The audit log's entries that `filter` (an `audit.list` request) selects, as `admin` reads
 /// them.
 async fn audit(admin: &Client, filter: Value) -> Vec<Value> {
@@ -127,8 +134,7 @@ async fn every_role_gets_exactly_what_the_policy_allows_on_every_subject() {
 
 #[tokio::test]
 async fn a_revoked_agent_is_cut_off_at_once_and_stays_out() {
-    let relay = TestRelay::builder().start().await;
-    let admin = connect(&relay, "root", Role::Admin).await;
+    let (relay, admin) = relay_with_admin().await;
     let data = tempfile::tempdir().unwrap();
     let agent = TestAgent::builder(&relay)
         .name("doomed")
@@ -177,8 +183,7 @@ async fn a_revoked_agent_is_cut_off_at_once_and_stays_out() {
 
 #[tokio::test]
 async fn a_revoked_session_is_disconnected_and_refused() {
-    let relay = TestRelay::builder().start().await;
-    let admin = connect(&relay, "root", Role::Admin).await;
+    let (relay, admin) = relay_with_admin().await;
     let victim = connect(&relay, "ops", Role::Operator).await;
     let mut events = victim.events();
 
@@ -256,8 +261,7 @@ async fn brute_force_logins_are_rate_limited() {
 
 #[tokio::test]
 async fn admins_create_tokens_and_read_the_audit_log() {
-    let relay = TestRelay::builder().start().await;
-    let admin = connect(&relay, "root", Role::Admin).await;
+    let (relay, admin) = relay_with_admin().await;
     let viewer = connect(&relay, "watcher", Role::Viewer).await;
 
     let created = admin
@@ -331,8 +335,7 @@ async fn wait_events(
 
 #[tokio::test]
 async fn admins_manage_users_and_changes_reach_live_connections_at_once() {
-    let relay = TestRelay::builder().start().await;
-    let admin = connect(&relay, "root", Role::Admin).await;
+    let (relay, admin) = relay_with_admin().await;
 
     let created = admin
         .request_raw(
@@ -530,8 +533,7 @@ async fn admins_manage_users_and_changes_reach_live_connections_at_once() {
 
 #[tokio::test]
 async fn registration_tokens_are_listed_without_secrets_and_revocable() {
-    let relay = TestRelay::builder().start().await;
-    let admin = connect(&relay, "root", Role::Admin).await;
+    let (relay, admin) = relay_with_admin().await;
     let create = || async {
         admin
             .request_raw(subject::TOKEN_CREATE, json!({"ttlSecs": 600}))
@@ -684,8 +686,7 @@ async fn raw_agent_auth(relay: &TestRelay, agent_id: &str, token: &str) -> Value
 /// refused, the answer names the sender, its name enrols again, and clients cannot send it.
 #[tokio::test]
 async fn an_agent_can_forget_itself_and_no_other() {
-    let relay = TestRelay::builder().start().await;
-    let admin = connect(&relay, "root", Role::Admin).await;
+    let (relay, admin) = relay_with_admin().await;
     let data = tempfile::tempdir().unwrap();
     let keep = TestAgent::builder(&relay)
         .name("keeper")
@@ -767,8 +768,7 @@ fn stored_credentials(path: &std::path::Path) -> (String, String) {
 
 #[tokio::test]
 async fn rotating_an_agent_token_replaces_it_on_both_sides() {
-    let relay = TestRelay::builder().start().await;
-    let admin = connect(&relay, "root", Role::Admin).await;
+    let (relay, admin) = relay_with_admin().await;
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().join("a");
     let agent = TestAgent::builder(&relay)

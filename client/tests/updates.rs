@@ -44,7 +44,21 @@ struct Stage {
     _engine: tokio::sync::MutexGuard<'static, ()>,
 }
 
+impl Stage {
+    /// Pushes the first build of `zt/{name}-{suffix}` (see [`push_build`]) and pulls it, to be
+    /// removed at the end: the repository and the image reference.
+    async fn first_build(&mut self, name: &str) -> (String, String) {
+        let repo = format!("zt/{name}-{}", self.suffix);
+        let reference = push_build(&self.docker, &self.registry, &repo, false).await;
+        self.cleanup
+            .images
+            .push(pull(&self.docker, &reference).await);
+        (repo, reference)
+    }
+}
+
 /// Waits for the turn, then the engine and registry; None when either is missing outside CI.
+/// The turn (`_engine`, the last field) is released when the stage drops, after its cleanup.
 async fn stage() -> Option<Stage> {
     let engine = ENGINE.lock().await;
     let docker = require_docker().await?;
@@ -60,17 +74,16 @@ async fn stage() -> Option<Stage> {
 
 #[tokio::test]
 async fn a_check_finds_a_new_build_and_everyone_can_list_it() {
-    let Some(stage) = stage().await else {
+    let Some(mut stage) = stage().await else {
         return;
     };
-    // The turn is held to the end, after the containers are removed (dropped before it).
     let Stage {
-        _engine,
         docker,
         registry,
         suffix,
-        mut cleanup,
-    } = stage;
+        cleanup,
+        ..
+    } = &mut stage;
     let repo = format!("zt/updates-{suffix}");
     let reference = registry.push_unique_image(&docker, &repo, "1", 1024).await;
     cleanup.images.push(pull(&docker, &reference).await);
@@ -284,20 +297,17 @@ async fn image_of(docker: &Docker, name: &str) -> (String, bool) {
 
 #[tokio::test]
 async fn a_fleet_update_stops_at_a_canary_that_rolls_back_and_skips_never() {
-    let Some(stage) = stage().await else {
+    let Some(mut stage) = stage().await else {
         return;
     };
-    // The turn is held to the end, after the containers are removed (dropped before it).
+    let (repo, reference) = stage.first_build("fleet").await;
     let Stage {
-        _engine,
         docker,
         registry,
         suffix,
-        mut cleanup,
-    } = stage;
-    let repo = format!("zt/fleet-{suffix}");
-    let reference = push_build(&docker, &registry, &repo, false).await;
-    cleanup.images.push(pull(&docker, &reference).await);
+        cleanup,
+        ..
+    } = &mut stage;
     // Sorted by name: the canary first, then the other; the third is never updated.
     let (canary, other, never) = (
         format!("zfa-{suffix}"),
@@ -424,20 +434,17 @@ async fn a_fleet_update_stops_at_a_canary_that_rolls_back_and_skips_never() {
 
 #[tokio::test]
 async fn a_fleet_update_takes_a_pinned_container_only_when_included() {
-    let Some(stage) = stage().await else {
+    let Some(mut stage) = stage().await else {
         return;
     };
-    // The turn is held to the end, after the containers are removed (dropped before it).
+    let (repo, reference) = stage.first_build("pinned").await;
     let Stage {
-        _engine,
         docker,
         registry,
         suffix,
-        mut cleanup,
-    } = stage;
-    let repo = format!("zt/pinned-{suffix}");
-    let reference = push_build(&docker, &registry, &repo, false).await;
-    cleanup.images.push(pull(&docker, &reference).await);
+        cleanup,
+        ..
+    } = &mut stage;
     let pinned = format!("zfp-{suffix}");
     cleanup.containers.push(pinned.clone());
     run_default(&docker, &pinned, &reference, Some("pinned")).await;
