@@ -114,6 +114,7 @@ pub async fn login(
     {
         Ok(Some((session, token))) => {
             attempt.succeeded();
+            state.hub.login_outcome(&request.username, client, true);
             info!(user = ?session.user, device = ?request.device, %client, "login");
             Json(LoginResponse {
                 token,
@@ -123,7 +124,8 @@ pub async fn login(
             .into_response()
         }
         Ok(None) => {
-            // The attempt stays counted as a failure.
+            // The attempt stays counted as a failure, here and on the other relays.
+            state.hub.login_outcome(&request.username, client, false);
             warn!(user = ?request.username, %client, "failed login");
             error(
                 StatusCode::UNAUTHORIZED,
@@ -137,8 +139,7 @@ pub async fn login(
 
 /// `RATE_LIMITED` with `Retry-After` in the header and the body.
 fn rate_limited(status: StatusCode, retry: u64, message: String) -> Response {
-    let mut reply = ErrorReply::new(ErrorCode::RateLimited, message);
-    reply.retry_after_secs = Some(retry);
+    let reply = crate::failure::rate_limited(message, retry);
     (
         status,
         [(header::RETRY_AFTER, retry.to_string())],

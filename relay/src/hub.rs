@@ -13,6 +13,7 @@ use zedops_protocol::{
     FileChunk, LogChunk, StatsChunk, subject,
 };
 
+use crate::failure::rate_limited;
 use crate::store::now;
 use crate::subscription::Subscription;
 
@@ -443,26 +444,18 @@ impl RouteError {
                     after.as_secs()
                 ),
             ),
-            RouteError::Busy(limit) => {
-                let mut reply = ErrorReply::new(
-                    ErrorCode::RateLimited,
-                    format!(
-                        "agent {agent_name} already has {limit} requests in flight; retry when some have been answered"
-                    ),
-                );
-                reply.retry_after_secs = Some(1);
-                reply
-            }
-            RouteError::StreamsBusy(limit) => {
-                let mut reply = ErrorReply::new(
-                    ErrorCode::RateLimited,
-                    format!(
-                        "agent {agent_name} already streams {limit} logs or stats at once; close one (or wait for one to end) and retry"
-                    ),
-                );
-                reply.retry_after_secs = Some(5);
-                reply
-            }
+            RouteError::Busy(limit) => rate_limited(
+                format!(
+                    "agent {agent_name} already has {limit} requests in flight; retry when some have been answered"
+                ),
+                1,
+            ),
+            RouteError::StreamsBusy(limit) => rate_limited(
+                format!(
+                    "agent {agent_name} already streams {limit} logs or stats at once; close one (or wait for one to end) and retry"
+                ),
+                5,
+            ),
         }
     }
 }
@@ -516,6 +509,8 @@ pub(crate) trait Peers: Send + Sync {
     fn disconnected(&self, link: &Arc<AgentLink>, current: bool) -> bool;
     fn kicked_agent(&self, id: &str);
     fn kicked_session(&self, id: &str, why: Kick);
+    /// A login on this relay succeeded (`ok`) or failed, for the other relays' login limits.
+    fn login(&self, user: &str, address: std::net::IpAddr, ok: bool);
     fn event(&self, agent_id: &str, frame: &str);
     /// A stand-in for an agent another relay holds.
     fn remote_agent(&self, id_or_name: &str) -> Option<Arc<AgentLink>>;
@@ -583,15 +578,11 @@ impl Hub {
         let mut counts = self.streams_by_user.lock().expect("user streams lock");
         let open = counts.entry(user.to_string()).or_default();
         if *open >= self.user_streams {
-            let mut reply = ErrorReply::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "you already have {} logs or stats streams open; close one and retry",
-                    self.user_streams
-                ),
-            );
-            reply.retry_after_secs = Some(5);
-            return Err(reply);
+            let open = self.user_streams;
+            return Err(rate_limited(
+                format!("you already have {open} logs or stats streams open; close one and retry"),
+                5,
+            ));
         }
         *open += 1;
         Ok(UserStreamSlot {
@@ -771,6 +762,14 @@ impl Hub {
             cluster.kicked_session(session_id, why);
         }
         self.kick_session_here(session_id, why)
+    }
+
+    /// Tells the other relays of the cluster how a login here ended, so their brute-force limits
+    /// count it too (without a cluster, nothing to do).
+    pub fn login_outcome(&self, user: &str, address: std::net::IpAddr, ok: bool) {
+        if let Some(cluster) = self.cluster() {
+            cluster.login(user, address, ok);
+        }
     }
 
     /// [`kick_session_because`](Self::kick_session_because) on this relay only.

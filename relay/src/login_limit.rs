@@ -13,6 +13,10 @@
 //!   check computes in a buffer kept for the next one, so the relay holds at most that many.
 //!
 //! IPv6 addresses are counted per /64, the block one subscriber usually holds.
+//!
+//! In a cluster each relay tells the others how its logins ended (`zedops.cluster.login`), and
+//! counts theirs as its own ([`LoginLimiter::failed_elsewhere`]): spreading guesses over the
+//! relays behind a load balancer buys no more of them than one relay allows.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -242,6 +246,52 @@ impl LoginLimiter {
                 pool: self.memory.clone(),
             }),
         })
+    }
+}
+
+impl LoginLimiter {
+    /// A login for `user` from `address` failed on another relay of the cluster: counted as if
+    /// it had failed here.
+    pub fn failed_elsewhere(&self, user: &str, address: IpAddr) {
+        let address = address_key(address);
+        let now = Instant::now();
+        let mut f = self.failures.lock().expect("limiter lock");
+        let key = (user.to_string(), address);
+        if !f.pairs.contains_key(&key) {
+            make_room(&mut f.pairs, |p| p.last, now);
+        }
+        let pair = f.pairs.entry(key).or_insert(Pair {
+            failures: 0,
+            last: now,
+        });
+        pair.failures += 1;
+        pair.last = now;
+        if !f.addresses.contains_key(&address) {
+            make_room(&mut f.addresses, |t| *t.back().unwrap_or(&now), now);
+        }
+        let times = f.addresses.entry(address).or_default();
+        prune(times, now);
+        // Bounded like the local count: past the cap an address is refused anyway.
+        if times.len() < PER_ADDRESS {
+            times.push_back(now);
+        }
+    }
+
+    /// Failures counted for `user` from `address` (including checks still running), as the
+    /// delays see them.
+    pub fn failures(&self, user: &str, address: IpAddr) -> u32 {
+        let f = self.failures.lock().expect("limiter lock");
+        f.pairs
+            .get(&(user.to_string(), address_key(address)))
+            .map_or(0, |p| p.failures)
+    }
+
+    /// A login for `user` from `address` succeeded on another relay: its failures for that
+    /// user are forgotten here too, as they would be after a success here.
+    pub fn succeeded_elsewhere(&self, user: &str, address: IpAddr) {
+        let address = address_key(address);
+        let mut f = self.failures.lock().expect("limiter lock");
+        f.pairs.remove(&(user.to_string(), address));
     }
 }
 

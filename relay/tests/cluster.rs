@@ -1008,3 +1008,43 @@ async fn a_relay_of_the_previous_version_is_served_one_frame_at_a_time() {
     let data: Value = serde_json::from_slice(&answer.payload).unwrap();
     assert_eq!(data, json!({"containers": []}));
 }
+
+#[tokio::test]
+async fn failed_logins_on_one_relay_count_on_every_relay() {
+    use zedops_relay::login_limit::FREE_FAILURES;
+    let Some((_nats, relays)) = cluster(2).await else {
+        return;
+    };
+    let (a, b) = (&relays[0], &relays[1]);
+    a.login("gus", Role::Viewer).await;
+    let here: std::net::IpAddr = [127, 0, 0, 1].into();
+    for _ in 0..FREE_FAILURES {
+        let err = zedops_client::login(&a.url, "gus", "a-guess", None, false)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "UNAUTHORIZED", "{err}");
+    }
+    // B hears of each failure; A counts its own once (NATS echoes them back to it).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.state.login_limit.failures("gus", here) < FREE_FAILURES {
+        assert!(Instant::now() < deadline, "B did not hear of A's failures");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(b.state.login_limit.failures("gus", here), FREE_FAILURES);
+    assert_eq!(a.state.login_limit.failures("gus", here), FREE_FAILURES);
+    // So moving to B buys no more guesses: the next attempt there waits, the right password too.
+    let err = zedops_client::login(&b.url, "gus", zedops_testkit::TEST_PASSWORD, None, false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "RATE_LIMITED", "{err}");
+    // After the delay the right password works at B, and A forgets the failures too.
+    tokio::time::sleep(zedops_relay::login_limit::FIRST_DELAY).await;
+    zedops_client::login(&b.url, "gus", zedops_testkit::TEST_PASSWORD, None, false)
+        .await
+        .expect("the right password after the delay");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a.state.login_limit.failures("gus", here) != 0 {
+        assert!(Instant::now() < deadline, "A did not hear of B's success");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -11,7 +11,8 @@
 //!   (several in one message when they wait together); also "are you there?" probes.
 //! - `zedops.cluster.presence` / `.sync` / `.alive`: which relay holds which agent, a new
 //!   relay's request for everyone's agents, and each relay's heartbeat.
-//! - `zedops.cluster.event`, `zedops.cluster.kick`: container pushes and revocations.
+//! - `zedops.cluster.event`, `zedops.cluster.kick`, `zedops.cluster.login`: container pushes,
+//!   revocations, and logins' outcomes (for every relay's brute-force limits).
 
 mod options;
 mod peers;

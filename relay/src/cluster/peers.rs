@@ -239,6 +239,7 @@ impl Cluster {
             wire::ALIVE.to_string(),
             wire::EVENT.to_string(),
             wire::KICK.to_string(),
+            wire::LOGIN.to_string(),
         ] {
             subscriptions.push(client.subscribe(subject).await?);
         }
@@ -310,6 +311,15 @@ impl Cluster {
                         }
                     }
                     Err(e) => warn!(%e, "unreadable revocation from another relay"),
+                },
+                wire::LOGIN => match serde_json::from_slice::<wire::Login>(&message.payload) {
+                    // NATS hands a relay its own messages too: those were counted already.
+                    Ok(login) if *login.relay == *self.relay_id => {}
+                    Ok(login) if login.ok => {
+                        state.login_limit.succeeded_elsewhere(&login.user, login.address);
+                    }
+                    Ok(login) => state.login_limit.failed_elsewhere(&login.user, login.address),
+                    Err(e) => warn!(%e, "unreadable login outcome from another relay"),
                 },
                 _ => self.on_answer(&message),
             }
@@ -1103,6 +1113,16 @@ impl Peers for Cluster {
             ..Default::default()
         };
         self.out.json(wire::KICK, &kick);
+    }
+
+    fn login(&self, user: &str, address: std::net::IpAddr, ok: bool) {
+        let login = wire::Login {
+            relay: self.relay_id.to_string(),
+            user: user.to_string(),
+            address,
+            ok,
+        };
+        self.out.json(wire::LOGIN, &login);
     }
 
     fn event(&self, agent_id: &str, frame: &str) {

@@ -15,6 +15,7 @@ pub const SYNC: &str = "zedops.cluster.sync";
 pub const ALIVE: &str = "zedops.cluster.alive";
 pub const EVENT: &str = "zedops.cluster.event";
 pub const KICK: &str = "zedops.cluster.kick";
+pub const LOGIN: &str = "zedops.cluster.login";
 
 /// Header naming the relay a frame comes from (its answers go to [`relay_subject`]).
 pub const FROM: &str = "Zedops-Relay";
@@ -96,6 +97,18 @@ pub struct Kick {
     /// For a session: its user's role changed (reconnect), rather than revoked.
     #[serde(default)]
     pub role_changed: bool,
+}
+
+/// A login's outcome on one relay, so every relay's brute-force limits count it
+/// ([`crate::login_limit`]): guesses spread over the relays meet the limits of one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Login {
+    pub relay: String,
+    pub user: String,
+    pub address: std::net::IpAddr,
+    /// The password was right (the pair's failures are forgotten), else a failure.
+    pub ok: bool,
 }
 
 /// One message to publish.
