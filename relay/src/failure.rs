@@ -1,7 +1,7 @@
 //! How the relay's own failures reach a peer: a database error becomes `INTERNAL` with a
 //! sentence saying where to look (`UNAVAILABLE` when the database cannot be reached), and the
 //! error itself goes to the relay's log only (it may hold paths or SQL, which are no business
-//! of a client or an agent).
+//! of a client or an agent). Also the one shape of a `RATE_LIMITED` refusal.
 
 use zedops_protocol::{ErrorCode, ErrorReply};
 
@@ -12,6 +12,13 @@ pub const DATABASE_FAILED: &str = "the relay could not use its database; see the
 /// What a peer is told when the database server cannot be reached (PostgreSQL down).
 pub const DATABASE_UNAVAILABLE: &str =
     "the relay's database cannot be reached right now; try again in a moment";
+
+/// `RATE_LIMITED` saying `message`, to be retried after `secs` seconds.
+pub(crate) fn rate_limited(message: impl Into<String>, secs: u64) -> ErrorReply {
+    let mut reply = ErrorReply::new(ErrorCode::RateLimited, message);
+    reply.retry_after_secs = Some(secs);
+    reply
+}
 
 /// An audit entry could not be written, so `what` was not done: `UNAVAILABLE` (retry) when the
 /// database cannot be reached, else `INTERNAL` with `internal` (see the relay's log).
