@@ -316,9 +316,13 @@ impl Cluster {
                     // NATS hands a relay its own messages too: those were counted already.
                     Ok(login) if *login.relay == *self.relay_id => {}
                     Ok(login) if login.ok => {
-                        state.login_limit.succeeded_elsewhere(&login.user, login.address);
+                        state
+                            .login_limit
+                            .succeeded_elsewhere(&login.user, login.address);
                     }
-                    Ok(login) => state.login_limit.failed_elsewhere(&login.user, login.address),
+                    Ok(login) => state
+                        .login_limit
+                        .failed_elsewhere(&login.user, login.address),
                     Err(e) => warn!(%e, "unreadable login outcome from another relay"),
                 },
                 _ => self.on_answer(&message),
