@@ -6,6 +6,7 @@
 //! the endpoints, handlers and their helpers are the crate's own.
 
 pub mod accept;
+pub(crate) mod addressed;
 pub(crate) mod admin;
 pub(crate) mod agent_endpoint;
 pub(crate) mod client_endpoint;

@@ -4,15 +4,12 @@
 use serde::Serialize;
 use tracing::{info, warn};
 use zedops_protocol::{
-    AgentListResponse, AgentRef, AgentRequest, AgentSummary, ClientPush, ClientRequest,
-    ClientRequestKind, ContainerActionRequest, ContainerListRequest, ContainerRemoveRequest,
-    DeployRequest, Envelope, ErrorCode, ErrorReply, Frame, ImageListRequest, ImagePullRequest,
-    ImageRemoveRequest, LogsRequest, Operation, ProtocolError, StatsRequest, StreamCancelled,
-};
-use zedops_protocol::{
-    AttachRequest, ExecRequest, FileGetRequest, FilePathRequest, FilePutRequest, SendRequest,
+    AgentListResponse, AgentRequest, AgentSummary, ClientPush, ClientRequest, ClientRequestKind,
+    ContainerActionRequest, DeployRequest, Envelope, ErrorCode, ErrorReply, ExecRequest,
+    FilePathRequest, Frame, Operation, ProtocolError, StreamCancelled,
 };
 
+use crate::addressed::Addressed;
 use crate::connection::ClientConn;
 use crate::hub::AgentLink;
 use crate::lookup::{audited_agent_id, online_agent};
@@ -86,105 +83,42 @@ async fn serve(
         return refuse(state, session, kind, need, frame).await;
     }
     let request = kind.decode(frame).map_err(|e| e.to_reply())?;
+    let ask = Ask { state, session };
     match request {
         ClientRequest::AgentList(_) => agent_list(state).await.map(json),
-        ClientRequest::ContainerList(request) => {
-            let link = online_agent(state, &request.agent_id).await?;
-            let forward = AgentRequest::ContainerList(ContainerListRequest {
-                agent_id: link.id.clone().into(),
-            });
-            forward_once(state, &link, &forward).await
-        }
-        ClientRequest::ContainerInspect(request) => {
-            let link = online_agent(state, &request.agent_id).await?;
-            let forward = AgentRequest::ContainerInspect(ContainerActionRequest {
-                agent_id: link.id.clone().into(),
-                container_id: request.container_id,
-            });
-            forward_once(state, &link, &forward).await
+        ClientRequest::ContainerList(r) => forward(state, r, AgentRequest::ContainerList).await,
+        ClientRequest::ContainerInspect(r) => {
+            forward(state, r, AgentRequest::ContainerInspect).await
         }
         ClientRequest::EventSubscribe(request) => {
             let (wanted, answer) = lookup::subscription(state, &request).await?;
             conn.watching.send_replace(wanted);
             Ok(json(answer))
         }
-        ClientRequest::ContainerLogs(request) => {
-            let reference = request.agent_id.clone();
-            let open = |agent_id| {
-                AgentRequest::ContainerLogs(LogsRequest {
-                    agent_id,
-                    ..request
-                })
-            };
-            stream(state, session, &reference, StreamKind::Logs, open).await
+        ClientRequest::ContainerLogs(r) => {
+            stream(ask, r, StreamKind::Logs, AgentRequest::ContainerLogs).await
         }
-        ClientRequest::ContainerStats(request) => {
-            let reference = request.agent_id.clone();
-            let open = |agent_id| {
-                AgentRequest::ContainerStats(StatsRequest {
-                    agent_id,
-                    ..request
-                })
-            };
-            stream(state, session, &reference, StreamKind::Stats, open).await
+        ClientRequest::ContainerStats(r) => {
+            stream(ask, r, StreamKind::Stats, AgentRequest::ContainerStats).await
         }
-        ClientRequest::ContainerExec(request) => {
-            let container = request.container_id.clone();
-            let link =
-                audited_agent(state, session, &request.agent_id, "exec", Some(&container)).await?;
+        ClientRequest::ContainerExec(r) => {
             // The command is on record; what is typed into the session never is.
-            let detail = exec_detail(&request);
-            let forward = AgentRequest::ContainerExec(ExecRequest {
-                agent_id: link.id.clone().into(),
-                ..request
-            });
-            let what = Audited {
-                operation: "exec",
-                container: Some(&container),
-                target: None,
-                detail: &detail,
-            };
-            audited_stream(state, session, link, what, forward, StreamKind::Console).await
+            let audited =
+                Audited::new("exec", Some(r.container_id.as_str()), None, exec_detail(&r));
+            audited
+                .stream(ask, r, StreamKind::Console, AgentRequest::ContainerExec)
+                .await
         }
-        ClientRequest::ContainerAttach(request) => {
-            let container = request.container_id.clone();
-            let link = audited_agent(
-                state,
-                session,
-                &request.agent_id,
-                "attach",
-                Some(&container),
-            )
-            .await?;
-            let detail = format!("stdin={}", request.stdin);
-            let forward = AgentRequest::ContainerAttach(AttachRequest {
-                agent_id: link.id.clone().into(),
-                ..request
-            });
-            let what = Audited {
-                operation: "attach",
-                container: Some(&container),
-                target: None,
-                detail: &detail,
-            };
-            audited_stream(state, session, link, what, forward, StreamKind::Console).await
+        ClientRequest::ContainerAttach(r) => {
+            let detail = format!("stdin={}", r.stdin);
+            let audited = Audited::new("attach", Some(r.container_id.as_str()), None, detail);
+            audited
+                .stream(ask, r, StreamKind::Console, AgentRequest::ContainerAttach)
+                .await
         }
-        ClientRequest::ContainerSend(request) => {
-            let (reference, container) = (request.agent_id.clone(), request.container_id.clone());
-            let detail = request.line.clone();
-            let forward = |agent_id| {
-                AgentRequest::ContainerSend(SendRequest {
-                    agent_id,
-                    ..request
-                })
-            };
-            let what = Audited {
-                operation: "send",
-                container: Some(&container),
-                target: None,
-                detail: &detail,
-            };
-            audited_once(state, session, &reference, what, forward).await
+        ClientRequest::ContainerSend(r) => {
+            let audited = Audited::new("send", Some(r.container_id.as_str()), None, r.line.clone());
+            audited.once(ask, r, AgentRequest::ContainerSend).await
         }
         ClientRequest::StreamInput(input) => {
             // Normally sent without a reply inbox and handled by the connection in order; one
@@ -192,87 +126,29 @@ async fn serve(
             let forwarded = conn.streams.input(input).await;
             Ok(json(serde_json::json!({ "forwarded": forwarded })))
         }
-        ClientRequest::FileList(request) => {
-            let link = online_agent(state, &request.agent_id).await?;
-            let forward = AgentRequest::FileList(FilePathRequest {
-                agent_id: link.id.clone().into(),
-                ..request
-            });
-            forward_once(state, &link, &forward).await
+        ClientRequest::FileList(r) => forward(state, r, AgentRequest::FileList).await,
+        ClientRequest::FileGet(r) => stream(ask, r, StreamKind::File, AgentRequest::FileGet).await,
+        ClientRequest::FilePut(r) => {
+            let detail = format!("{} bytes", r.size);
+            let (container, path) = (Some(r.container_id.as_str()), Some(r.path.as_str()));
+            let audited = Audited::new("file.put", container, path, detail);
+            audited
+                .stream(ask, r, StreamKind::File, AgentRequest::FilePut)
+                .await
         }
-        ClientRequest::FileGet(request) => {
-            let reference = request.agent_id.clone();
-            let open = |agent_id| {
-                AgentRequest::FileGet(FileGetRequest {
-                    agent_id,
-                    ..request
-                })
-            };
-            stream(state, session, &reference, StreamKind::File, open).await
+        ClientRequest::FileRemove(r) => {
+            file_change(ask, "file.remove", r, AgentRequest::FileRemove).await
         }
-        ClientRequest::FilePut(request) => {
-            let container = request.container_id.clone();
-            let link = audited_agent(
-                state,
-                session,
-                &request.agent_id,
-                "file.put",
-                Some(&container),
-            )
-            .await?;
-            let detail = format!("{} bytes", request.size);
-            let path = request.path.clone();
-            let forward = AgentRequest::FilePut(FilePutRequest {
-                agent_id: link.id.clone().into(),
-                ..request
-            });
-            let what = Audited {
-                operation: "file.put",
-                container: Some(&container),
-                target: Some(&path),
-                detail: &detail,
-            };
-            audited_stream(state, session, link, what, forward, StreamKind::File).await
-        }
-        ClientRequest::FileRemove(request) => {
-            file_change(
-                state,
-                session,
-                "file.remove",
-                request,
-                AgentRequest::FileRemove,
-            )
-            .await
-        }
-        ClientRequest::FileMkdir(request) => {
-            file_change(
-                state,
-                session,
-                "file.mkdir",
-                request,
-                AgentRequest::FileMkdir,
-            )
-            .await
+        ClientRequest::FileMkdir(r) => {
+            file_change(ask, "file.mkdir", r, AgentRequest::FileMkdir).await
         }
         ClientRequest::StreamCancel(request) => {
             let cancelled = conn.streams.cancel(&request.inbox);
             Ok(json(StreamCancelled { cancelled }))
         }
-        ClientRequest::ContainerStart(request) => {
-            let container = request.container_id.clone();
-            let answer = action(state, session, Operation::Start, request).await;
-            Ok(action_answer(answer, Operation::Start, &container))
-        }
-        ClientRequest::ContainerStop(request) => {
-            let container = request.container_id.clone();
-            let answer = action(state, session, Operation::Stop, request).await;
-            Ok(action_answer(answer, Operation::Stop, &container))
-        }
-        ClientRequest::ContainerRestart(request) => {
-            let container = request.container_id.clone();
-            let answer = action(state, session, Operation::Restart, request).await;
-            Ok(action_answer(answer, Operation::Restart, &container))
-        }
+        ClientRequest::ContainerStart(r) => Ok(action(ask, Operation::Start, r).await),
+        ClientRequest::ContainerStop(r) => Ok(action(ask, Operation::Stop, r).await),
+        ClientRequest::ContainerRestart(r) => Ok(action(ask, Operation::Restart, r).await),
         ClientRequest::AgentRevoke(request) => {
             admin::revoke_agent(state, session, request).await.map(json)
         }
@@ -305,60 +181,22 @@ async fn serve(
             .await
             .map(json),
         ClientRequest::ContainerDeploy(request) => deploy(state, session, request).await,
-        ClientRequest::ContainerRemove(request) => {
-            let detail = format!("force={}, volumes={}", request.force, request.volumes);
-            let (reference, container) = (request.agent_id.clone(), request.container_id.clone());
-            let forward = |agent_id| {
-                AgentRequest::ContainerRemove(ContainerRemoveRequest {
-                    agent_id,
-                    ..request
-                })
-            };
-            let what = Audited {
-                operation: "remove",
-                container: Some(&container),
-                target: None,
-                detail: &detail,
-            };
-            audited_once(state, session, &reference, what, forward).await
+        ClientRequest::ContainerRemove(r) => {
+            let detail = format!("force={}, volumes={}", r.force, r.volumes);
+            let audited = Audited::new("remove", Some(r.container_id.as_str()), None, detail);
+            audited.once(ask, r, AgentRequest::ContainerRemove).await
         }
-        ClientRequest::ImageList(request) => {
-            let link = online_agent(state, &request.agent_id).await?;
-            let forward = AgentRequest::ImageList(ImageListRequest {
-                agent_id: link.id.clone().into(),
-            });
-            forward_once(state, &link, &forward).await
+        ClientRequest::ImageList(r) => forward(state, r, AgentRequest::ImageList).await,
+        ClientRequest::ImagePull(r) => {
+            let audited = Audited::new("pull", None, Some(&r.image), "");
+            audited
+                .stream(ask, r, StreamKind::Deploy, AgentRequest::ImagePull)
+                .await
         }
-        ClientRequest::ImagePull(request) => {
-            let link = audited_agent(state, session, &request.agent_id, "pull", None).await?;
-            let forward = AgentRequest::ImagePull(ImagePullRequest {
-                agent_id: link.id.clone().into(),
-                image: request.image.clone(),
-            });
-            let what = Audited {
-                operation: "pull",
-                container: None,
-                target: Some(&request.image),
-                detail: "",
-            };
-            audited_stream(state, session, link, what, forward, StreamKind::Deploy).await
-        }
-        ClientRequest::ImageRemove(request) => {
-            let detail = format!("force={}", request.force);
-            let (reference, image) = (request.agent_id.clone(), request.image.clone());
-            let forward = |agent_id| {
-                AgentRequest::ImageRemove(ImageRemoveRequest {
-                    agent_id,
-                    ..request
-                })
-            };
-            let what = Audited {
-                operation: "rmi",
-                container: None,
-                target: Some(&image),
-                detail: &detail,
-            };
-            audited_once(state, session, &reference, what, forward).await
+        ClientRequest::ImageRemove(r) => {
+            let detail = format!("force={}", r.force);
+            let audited = Audited::new("rmi", None, Some(&r.image), detail);
+            audited.once(ask, r, AgentRequest::ImageRemove).await
         }
         ClientRequest::TemplateList(_) => templates::list(state).await.map(json),
         ClientRequest::TemplateShow(request) => templates::show(state, request).await.map(json),
@@ -378,36 +216,19 @@ async fn serve(
         ClientRequest::RegistryRemove(request) => crate::registry::remove(state, session, request)
             .await
             .map(json),
-        ClientRequest::ContainerUpdate(request) => {
-            let container = request.container_id.clone();
-            let link = audited_agent(
-                state,
-                session,
-                &request.agent_id,
-                "update",
-                Some(&container),
-            )
-            .await?;
+        ClientRequest::ContainerUpdate(r) => {
             // Options only: an image reference and numbers, never a secret.
             let detail = format!(
                 "healthTimeoutSecs={}, stableSecs={}, force={}",
-                request.health_timeout(),
-                request.stable(),
-                request.force
+                r.health_timeout(),
+                r.stable(),
+                r.force
             );
-            let image = request.image.clone();
-            info!(agent = %link.name, container = %container, by = %session.user, "updating a container");
-            let forward = AgentRequest::ContainerUpdate(zedops_protocol::ContainerUpdateRequest {
-                agent_id: link.id.clone().into(),
-                ..request
-            });
-            let what = Audited {
-                operation: "update",
-                container: Some(&container),
-                target: image.as_deref(),
-                detail: &detail,
-            };
-            audited_stream(state, session, link, what, forward, StreamKind::Update).await
+            let (container, image) = (Some(r.container_id.as_str()), r.image.as_deref());
+            let audited = Audited::new("update", container, image, detail);
+            audited
+                .stream(ask, r, StreamKind::Update, AgentRequest::ContainerUpdate)
+                .await
         }
         ClientRequest::UpdatesList(request) => crate::updates::list(state, request).await.map(json),
         ClientRequest::UpdatesCheck(request) => crate::updates::check(state, session, request)
@@ -416,13 +237,93 @@ async fn serve(
     }
 }
 
-/// What an audited deploy, pull or removal records.
-struct Audited<'a> {
-    operation: &'a str,
-    container: Option<&'a str>,
-    target: Option<&'a str>,
+/// Who asks what of whom: the relay and the sender's session, which the request helpers below
+/// all need.
+#[derive(Clone, Copy)]
+struct Ask<'a> {
+    state: &'a AppState,
+    session: &'a Session,
+}
+
+/// What an audited request records.
+struct Audited {
+    operation: &'static str,
+    container: Option<String>,
+    target: Option<String>,
     /// Template, version and variables (secrets masked), or the options; never a secret.
-    detail: &'a str,
+    detail: String,
+    /// What the request is called in answers and logs: an `action` (start, stop, restart) or a
+    /// `request`.
+    noun: &'static str,
+}
+
+impl Audited {
+    fn new(
+        operation: &'static str,
+        container: Option<&str>,
+        target: Option<&str>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            operation,
+            container: container.map(str::to_owned),
+            target: target.map(str::to_owned),
+            detail: detail.into(),
+            noun: "request",
+        }
+    }
+
+    /// Opens an audited streamed answer at the agent `request` names (pull, exec, attach, upload,
+    /// update): `variant` makes it the agent's request.
+    async fn stream<R: Addressed>(
+        self,
+        ask: Ask<'_>,
+        request: R,
+        kind: StreamKind,
+        variant: fn(R) -> AgentRequest,
+    ) -> Result<Answer, ErrorReply> {
+        let Ask { state, session } = ask;
+        let link = audited_agent(state, session, request.reference(), &self).await?;
+        info!(agent = %link.name, operation = self.operation, container = ?self.container, target = ?self.target, by = %session.user, "opening an audited stream");
+        let audit_id = audit_pending(state, session, &link, &self).await?;
+        let request = variant(request.addressed_to(&link));
+        open_stream(state, session, link, request, kind, Some(audit_id)).await
+    }
+
+    /// Forwards an audited request with one answer (an action, a removal, a line sent, a file
+    /// change) to the agent it names: `pending` before it is sent, the entry completed with the
+    /// outcome before answering.
+    async fn once<R: Addressed>(
+        self,
+        ask: Ask<'_>,
+        request: R,
+        variant: impl FnOnce(R) -> AgentRequest,
+    ) -> Result<Answer, ErrorReply> {
+        let Ask { state, session } = ask;
+        let link = audited_agent(state, session, request.reference(), &self).await?;
+        let audit_id = audit_pending(state, session, &link, &self).await?;
+        let outcome = link
+            .request(
+                &variant(request.addressed_to(&link)),
+                state.timeouts.operation,
+            )
+            .await;
+        let error_code = match &outcome {
+            Ok(raw) => answer_error_code(raw),
+            Err(e) => Some(e.to_reply(&link.name).error_code.as_str().to_string()),
+        };
+        let result = if error_code.is_none() { "ok" } else { "failed" };
+        if let Err(e) = state
+            .store
+            .audit_finish(audit_id, result, error_code.as_deref())
+            .await
+        {
+            // It ran; its entry stays `pending`. The answer still goes to the user.
+            tracing::error!(%e, audit_id, "could not record the outcome of an audited {} in the audit log", self.noun);
+        }
+        info!(agent = %link.name, operation = self.operation, container = ?self.container, target = ?self.target, error = ?error_code, "audited {}", self.noun);
+        outcome.map(Answer::Raw).map_err(|e| e.to_reply(&link.name))
+    }
 }
 
 /// The connected agent `reference` names; when there is none the refusal is audited.
@@ -430,8 +331,7 @@ async fn audited_agent(
     state: &AppState,
     session: &Session,
     reference: &str,
-    operation: &str,
-    container: Option<&str>,
+    what: &Audited,
 ) -> Result<std::sync::Arc<AgentLink>, ErrorReply> {
     match online_agent(state, reference).await {
         Ok(link) => Ok(link),
@@ -439,8 +339,8 @@ async fn audited_agent(
             let agent_id = audited_agent_id(state, reference).await;
             let entry = AuditEntry {
                 agent_id: Some(&agent_id),
-                container,
-                operation,
+                container: what.container.as_deref(),
+                operation: what.operation,
                 result: "failed",
                 error_code: Some(error.error_code.as_str()),
                 ..audit_base(session)
@@ -451,29 +351,33 @@ async fn audited_agent(
     }
 }
 
-/// Writes the `pending` entry of an audited request; a request whose entry cannot be written
-/// is not sent.
+/// Writes the `pending` entry of an audited request, before the agent is asked, so it is on
+/// record even if the relay stops while it runs; a request whose entry cannot be written is
+/// not sent.
 async fn audit_pending(
     state: &AppState,
     session: &Session,
     link: &AgentLink,
-    what: &Audited<'_>,
+    what: &Audited,
 ) -> Result<i64, ErrorReply> {
     let pending = AuditEntry {
         agent_id: Some(&link.id),
-        container: what.container,
+        container: what.container.as_deref(),
         operation: what.operation,
         result: "pending",
-        target: what.target,
-        detail: (!what.detail.is_empty()).then_some(what.detail),
+        target: what.target.as_deref(),
+        detail: (!what.detail.is_empty()).then_some(what.detail.as_str()),
         ..audit_base(session)
     };
     state.store.audit_begin(pending).await.map_err(|e| {
-        tracing::error!(%e, "could not write the audit log; the request was not sent");
+        let noun = what.noun;
+        tracing::error!(%e, "could not write the audit log; the {noun} was not sent");
         crate::failure::audit_failed(
             &e,
-            "the request was not sent (its audit entry could not be written)",
-            "the relay could not write its audit log, so it did not send the request; see the relay's log",
+            &format!("the {noun} was not sent (its audit entry could not be written)"),
+            &format!(
+                "the relay could not write its audit log, so it did not send the {noun}; see the relay's log"
+            ),
         )
     })
 }
@@ -486,14 +390,8 @@ async fn deploy(
     session: &Session,
     request: DeployRequest,
 ) -> Result<Answer, ErrorReply> {
-    let link = audited_agent(
-        state,
-        session,
-        &request.agent_id,
-        "create",
-        Some(&request.name),
-    )
-    .await?;
+    let mut what = Audited::new("create", Some(&request.name), Some(&request.template), "");
+    let link = audited_agent(state, session, &request.agent_id, &what).await?;
     let (create, detail) = match templates::resolve_deploy(state, session, &link.id, &request).await
     {
         Ok(resolved) => resolved,
@@ -514,49 +412,33 @@ async fn deploy(
         }
     };
     info!(agent = %link.name, container = %request.name, template = %request.template, by = %session.user, "deploying a template");
-    let what = Audited {
-        operation: "create",
-        container: Some(&request.name),
-        target: Some(&request.template),
-        detail: &detail,
-    };
-    audited_stream(
+    what.detail = detail;
+    let create = AgentRequest::ContainerCreate(Box::new(create));
+    let audit_id = audit_pending(state, session, &link, &what).await?;
+    open_stream(
         state,
         session,
         link,
-        what,
-        AgentRequest::ContainerCreate(Box::new(create)),
+        create,
         StreamKind::Deploy,
+        Some(audit_id),
     )
     .await
 }
 
 /// `file.remove` and `file.mkdir`: forwarded with one answer, audited with the path.
 async fn file_change(
-    state: &AppState,
-    session: &Session,
-    operation: &str,
+    ask: Ask<'_>,
+    operation: &'static str,
     request: FilePathRequest,
     variant: fn(FilePathRequest) -> AgentRequest,
 ) -> Result<Answer, ErrorReply> {
-    let (reference, container, path) = (
-        request.agent_id.clone(),
-        request.container_id.clone(),
-        request.path.clone(),
+    let (container, path) = (
+        Some(request.container_id.as_str()),
+        Some(request.path.as_str()),
     );
-    let forward = |agent_id| {
-        variant(FilePathRequest {
-            agent_id,
-            ..request
-        })
-    };
-    let what = Audited {
-        operation,
-        container: Some(&container),
-        target: Some(&path),
-        detail: "",
-    };
-    audited_once(state, session, &reference, what, forward).await
+    let audited = Audited::new(operation, container, path, "");
+    audited.once(ask, request, variant).await
 }
 
 /// An exec's command for the audit log, cut at 1,000 bytes (on a character boundary).
@@ -573,18 +455,18 @@ fn exec_detail(request: &ExecRequest) -> String {
     detail
 }
 
-/// Opens an audited streamed answer (create, pull, exec, attach, upload): the entry is
-/// `pending` until the stream's last frame, whose outcome completes it.
-async fn audited_stream(
+/// Opens a streamed answer on `link`. The user and the agent each have a bounded number of
+/// streams open at once, and exec and attach count against the user's console sessions too
+/// (`--max-console-sessions`). An audited stream's entry (`audit_id`, `pending`) is completed
+/// by the stream's last frame, or here as `failed` when it cannot open.
+async fn open_stream(
     state: &AppState,
     session: &Session,
     link: std::sync::Arc<AgentLink>,
-    what: Audited<'_>,
     request: AgentRequest,
     kind: StreamKind,
+    audit_id: Option<i64>,
 ) -> Result<Answer, ErrorReply> {
-    let audit_id = audit_pending(state, session, &link, &what).await?;
-    // Exec and attach count against the user's console sessions too (`--max-console-sessions`).
     let console = match kind {
         StreamKind::Console => state
             .hub
@@ -608,50 +490,32 @@ async fn audited_stream(
             rx,
             shared,
             user_slot,
-            audit: Some((state.store.clone(), audit_id)),
+            audit: audit_id.map(|id| (state.store.clone(), id)),
             console,
         })),
         Err(error) => {
             let code = error.error_code.as_str();
-            if let Err(e) = state
-                .store
-                .audit_finish(audit_id, "failed", Some(code))
-                .await
-            {
-                tracing::error!(%e, audit_id, "could not record a refusal in the audit log");
+            let finished = match audit_id {
+                Some(id) => state.store.audit_finish(id, "failed", Some(code)).await,
+                None => Ok(()),
+            };
+            if let Err(e) = finished {
+                tracing::error!(%e, ?audit_id, "could not record a refusal in the audit log");
             }
             Err(error)
         }
     }
 }
 
-/// Forwards a removal (container or image) with one answer, audited like an action.
-async fn audited_once(
-    state: &AppState,
-    session: &Session,
-    reference: &str,
-    what: Audited<'_>,
-    forward: impl FnOnce(AgentRef) -> AgentRequest,
-) -> Result<Answer, ErrorReply> {
-    let link = audited_agent(state, session, reference, what.operation, what.container).await?;
-    let audit_id = audit_pending(state, session, &link, &what).await?;
-    let outcome = link
-        .request(&forward(link.id.clone().into()), state.timeouts.operation)
-        .await;
-    let error_code = match &outcome {
-        Ok(raw) => answer_error_code(raw),
-        Err(e) => Some(e.to_reply(&link.name).error_code.as_str().to_string()),
-    };
-    let result = if error_code.is_none() { "ok" } else { "failed" };
-    if let Err(e) = state
-        .store
-        .audit_finish(audit_id, result, error_code.as_deref())
-        .await
-    {
-        tracing::error!(%e, audit_id, "could not record an outcome in the audit log");
-    }
-    info!(agent = %link.name, operation = what.operation, container = ?what.container, target = ?what.target, error = ?error_code, "audited request");
-    outcome.map(Answer::Raw).map_err(|e| e.to_reply(&link.name))
+/// Forwards start, stop or restart, audited (see [`audited_once`]); a failure answers in the
+/// action's shape (see [`action_answer`]).
+async fn action(ask: Ask<'_>, operation: Operation, request: ContainerActionRequest) -> Answer {
+    let container = request.container_id.clone();
+    let mut audited = Audited::new(operation.as_str(), Some(container.as_str()), None, "");
+    audited.noun = "action";
+    let variant = |r| AgentRequest::container_action(operation, r);
+    let answer = audited.once(ask, request, variant).await;
+    action_answer(answer, operation, container.as_str())
 }
 
 /// A container action's answer: the agent's as it came, or a failure of the relay's own
@@ -719,110 +583,32 @@ async fn refuse(
     }
 }
 
-/// Forwards a request with one answer to `link`, whose answer goes back as it came.
-async fn forward_once(
+/// Forwards a request with one answer to the agent it names (`variant` makes it the agent's
+/// request); the answer goes back as it came.
+async fn forward<R: Addressed>(
     state: &AppState,
-    link: &AgentLink,
-    request: &AgentRequest,
+    request: R,
+    variant: fn(R) -> AgentRequest,
 ) -> Result<Answer, ErrorReply> {
+    let link = online_agent(state, request.reference()).await?;
     let raw = link
-        .request(request, state.timeouts.list)
+        .request(&variant(request.addressed_to(&link)), state.timeouts.list)
         .await
         .map_err(|e| e.to_reply(&link.name))?;
     Ok(Answer::Raw(raw))
 }
 
-/// Opens a streamed answer at the agent `reference` names; `request` rebuilds the request with
-/// the agent's id in place of the reference. The user and the agent each have a bounded number
-/// of streams open at once.
-async fn stream(
-    state: &AppState,
-    session: &Session,
-    reference: &str,
+/// Opens a streamed answer at the agent `request` names (`variant` makes it the agent's
+/// request).
+async fn stream<R: Addressed>(
+    ask: Ask<'_>,
+    request: R,
     kind: StreamKind,
-    request: impl FnOnce(AgentRef) -> AgentRequest,
+    variant: fn(R) -> AgentRequest,
 ) -> Result<Answer, ErrorReply> {
-    let link = online_agent(state, reference).await?;
-    let user_slot = state.hub.user_stream_slot(&session.user)?;
-    let (agent_inbox, rx, shared) = link
-        .open_stream(&request(link.id.clone().into()), kind)
-        .await
-        .map_err(|e| e.to_reply(&link.name))?;
-    Ok(Answer::Stream(OpenStream {
-        link,
-        agent_inbox,
-        rx,
-        shared,
-        user_slot,
-        audit: None,
-        console: None,
-    }))
-}
-
-/// Forwards start, stop or restart: audited as `pending` before it is sent, and the entry
-/// completed with the outcome before answering.
-async fn action(
-    state: &AppState,
-    session: &Session,
-    operation: Operation,
-    request: ContainerActionRequest,
-) -> Result<Answer, ErrorReply> {
-    let link = match online_agent(state, &request.agent_id).await {
-        Ok(link) => link,
-        Err(error) => {
-            let agent_id = audited_agent_id(state, &request.agent_id).await;
-            let entry = AuditEntry {
-                agent_id: Some(&agent_id),
-                container: Some(&request.container_id),
-                operation: operation.as_str(),
-                result: "failed",
-                error_code: Some(error.error_code.as_str()),
-                ..audit_base(session)
-            };
-            audit(state, entry).await?;
-            return Err(error);
-        }
-    };
-    let forward = AgentRequest::container_action(
-        operation,
-        ContainerActionRequest {
-            agent_id: link.id.clone().into(),
-            container_id: request.container_id.clone(),
-        },
-    );
-    // Written before the agent is asked, so an action is on record even if the relay stops
-    // while it runs; an action whose entry cannot be written is not sent.
-    let pending = AuditEntry {
-        agent_id: Some(&link.id),
-        container: Some(&request.container_id),
-        operation: operation.as_str(),
-        result: "pending",
-        ..audit_base(session)
-    };
-    let audit_id = state.store.audit_begin(pending).await.map_err(|e| {
-        tracing::error!(%e, "could not write the audit log; the action was not sent");
-        crate::failure::audit_failed(
-            &e,
-            "the action was not sent (its audit entry could not be written)",
-            "the relay could not write its audit log, so it did not send the action; see the relay's log",
-        )
-    })?;
-    let outcome = link.request(&forward, state.timeouts.operation).await;
-    let error_code = match &outcome {
-        Ok(raw) => answer_error_code(raw),
-        Err(e) => Some(e.to_reply(&link.name).error_code.as_str().to_string()),
-    };
-    let result = if error_code.is_none() { "ok" } else { "failed" };
-    if let Err(e) = state
-        .store
-        .audit_finish(audit_id, result, error_code.as_deref())
-        .await
-    {
-        // The action ran; its entry stays `pending`. The answer still goes to the user.
-        tracing::error!(%e, audit_id, "could not record an action's outcome in the audit log");
-    }
-    info!(agent = %link.name, container = ?request.container_id, %operation, error = ?error_code, "container action");
-    outcome.map(Answer::Raw).map_err(|e| e.to_reply(&link.name))
+    let link = online_agent(ask.state, request.reference()).await?;
+    let request = variant(request.addressed_to(&link));
+    open_stream(ask.state, ask.session, link, request, kind, None).await
 }
 
 /// The `errorCode` of an agent's answer, if it is a failure.
