@@ -223,22 +223,23 @@ async fn a_configured_public_url_wins_and_bad_settings_stop_the_start() {
 fn token_create_prints_the_install_command() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("relay.db").display().to_string();
-    let relay = |args: &[&str]| {
+    // `zedops-relay token create --install-command`, with `--public-url URL` when given.
+    let install_command = |public_url: Option<&str>| {
         Command::new(env!("CARGO_BIN_EXE_zedops-relay"))
             .arg("--db")
             .arg(&db)
-            .args(args)
+            .args(["token", "create", "--install-command"])
+            .args(
+                public_url
+                    .map(|url| ["--public-url", url])
+                    .into_iter()
+                    .flatten(),
+            )
             .env_remove("ZEDOPS_PUBLIC_URL")
             .output()
             .unwrap()
     };
-    let out = relay(&[
-        "token",
-        "create",
-        "--install-command",
-        "--public-url",
-        "https://relay.example.com/",
-    ]);
+    let out = install_command(Some("https://relay.example.com/"));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let line = text(&out.stdout);
     let token = line
@@ -251,38 +252,14 @@ fn token_create_prints_the_install_command() {
     assert!(token.starts_with("zr_") && !token.contains(' '), "{line:?}");
     assert_eq!(line.lines().count(), 1, "the command alone on stdout");
 
-    let out = relay(&["token", "create", "--install-command"]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("--public-url"),
-        "{}",
-        text(&out.stderr)
-    );
-    let out = relay(&[
-        "token",
-        "create",
-        "--install-command",
-        "--public-url",
-        "relay.example.com",
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("http:// or https://"),
-        "{}",
-        text(&out.stderr)
-    );
-
-    let out = relay(&[
-        "token",
-        "create",
-        "--install-command",
-        "--public-url",
-        "http://10.0.0.5:7878",
-    ]);
-    assert!(out.status.success());
-    assert!(
-        text(&out.stderr).contains("plaintext"),
-        "{}",
-        text(&out.stderr)
-    );
+    // Whether the command succeeded as `success` says, and its stderr says `part`.
+    let says = |public_url: Option<&str>, success: bool, part: &str| {
+        let out = install_command(public_url);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.success(), success, "{stderr}");
+        assert!(stderr.contains(part), "not {part:?} in: {stderr}");
+    };
+    says(None, false, "--public-url");
+    says(Some("relay.example.com"), false, "http:// or https://");
+    says(Some("http://10.0.0.5:7878"), true, "plaintext");
 }
