@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bollard::models::ContainerSummary;
 use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
-use zedops_protocol::{ErrorCode, LABEL_UPDATE};
+use zedops_protocol::{Container, ErrorCode, LABEL_UPDATE};
 
 use super::{DockerClient, DockerError, chain};
 
@@ -47,19 +48,12 @@ impl DockerClient {
             let labels: BTreeMap<String, String> =
                 summary.labels.unwrap_or_default().into_iter().collect();
             let mut reference = summary.image.unwrap_or_default();
-            if reference.is_empty() || looks_like_id(&reference, &image_id) {
-                let inspected = self
-                    .call(ErrorCode::DockerListFailed, Some(&id), |d| {
-                        let id = id.clone();
-                        async move {
-                            d.inspect_container(&id, None::<InspectContainerOptions>)
-                                .await
-                        }
-                    })
-                    .await;
+            if shows_an_id(&reference, &image_id) {
                 // Gone since the list: nothing to check.
-                let Ok(inspected) = inspected else { continue };
-                reference = inspected.config.and_then(|c| c.image).unwrap_or_default();
+                let Ok(configured) = self.configured_image(&id).await else {
+                    continue;
+                };
+                reference = configured.unwrap_or_default();
             }
             out.push(ContainerImage {
                 name,
@@ -69,6 +63,34 @@ impl DockerClient {
             });
         }
         Ok(out)
+    }
+
+    /// The image reference a container was created with (its `Config.Image`): what Docker's
+    /// list shows in its place once the tag has moved to another image is the image's id.
+    pub(super) async fn configured_image(&self, id: &str) -> Result<Option<String>, DockerError> {
+        let inspected = self
+            .call(ErrorCode::DockerListFailed, Some(id), |d| {
+                let id = id.to_string();
+                async move {
+                    d.inspect_container(&id, None::<InspectContainerOptions>)
+                        .await
+                }
+            })
+            .await?;
+        Ok(inspected.config.and_then(|c| c.image))
+    }
+
+    /// One container from Docker's list as the protocol describes it, with the image it was
+    /// created from where the list shows an image id instead (a tag since moved to a newer
+    /// build); the id stays when the container is gone meanwhile.
+    pub(super) async fn row(&self, mut summary: ContainerSummary) -> Container {
+        if let (Some(id), Some(image_id)) = (&summary.id, &summary.image_id)
+            && shows_an_id(summary.image.as_deref().unwrap_or_default(), image_id)
+            && let Ok(Some(configured)) = self.configured_image(id).await
+        {
+            summary.image = Some(configured);
+        }
+        super::convert::container(summary)
     }
 
     /// The local image's repo digests (`repo@sha256:…`); empty for an image built or imported
@@ -116,6 +138,11 @@ impl DockerClient {
             }),
         }
     }
+}
+
+/// Whether Docker's list shows no reference for the image `image_id`: nothing, or its id.
+fn shows_an_id(shown: &str, image_id: &str) -> bool {
+    shown.is_empty() || looks_like_id(shown, image_id)
 }
 
 /// Whether Docker's list shows an image id (full or short) rather than a reference.

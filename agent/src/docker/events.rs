@@ -9,7 +9,7 @@ use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuild
 use futures_util::{Stream, StreamExt};
 use zedops_protocol::{Container, ContainerAction, ErrorCode};
 
-use super::{DockerClient, DockerError, bare, convert};
+use super::{DockerClient, DockerError, bare};
 
 /// How long after a ZedOps stop or restart returns its `die`/`kill`/`stop` events still count as
 /// asked for: Docker may deliver them on the event stream a little after the API call returns.
@@ -118,10 +118,10 @@ impl DockerClient {
                 d.list_containers(Some(options)).await
             })
             .await?;
-        Ok(found
-            .into_iter()
-            .map(convert::container)
-            .find(|c| c.id == id))
+        match found.into_iter().find(|c| c.id.as_deref() == Some(id)) {
+            Some(summary) => Ok(Some(self.row(summary).await)),
+            None => Ok(None),
+        }
     }
 
     /// True when ZedOps itself is stopping or restarting this container, or just did.

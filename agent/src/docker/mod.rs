@@ -131,7 +131,11 @@ impl DockerClient {
                 d.list_containers(Some(options)).await
             })
             .await?;
-        Ok(summaries.into_iter().map(convert::container).collect())
+        let mut rows = Vec::with_capacity(summaries.len());
+        for summary in summaries {
+            rows.push(self.row(summary).await);
+        }
+        Ok(rows)
     }
 
     /// One container in detail, by name, id or id prefix; secret-looking environment values
