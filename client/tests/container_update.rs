@@ -15,8 +15,7 @@ use futures_util::StreamExt;
 use support::{run, text, zedops};
 use zedops_client::UpdateOptions;
 use zedops_protocol::{ErrorCode, Role, UpdatePhase};
-use zedops_testkit::registry::TestRegistry;
-use zedops_testkit::{TestAgent, TestRelay, require_docker};
+use zedops_testkit::{TestAgent, TestRelay};
 
 /// Removes the named container when dropped, even when the test fails.
 struct Leftover(bollard::Docker, String);
@@ -43,10 +42,7 @@ impl Drop for Leftover {
 
 #[tokio::test]
 async fn an_operator_updates_a_container_through_relay_and_agent_and_a_viewer_may_not() {
-    let Some(docker) = require_docker().await else {
-        return;
-    };
-    let Some(registry) = TestRegistry::start().await else {
+    let Some((docker, registry)) = support::docker_and_registry().await else {
         return;
     };
     let suffix = format!("{:08x}", rand::random::<u32>());

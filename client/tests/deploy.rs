@@ -11,8 +11,7 @@ use bollard::query_parameters::{InspectContainerOptions, RemoveContainerOptionsB
 use support::{run, text, zedops};
 use zedops_client::ClientError;
 use zedops_protocol::{ErrorCode, Role, TemplateBody};
-use zedops_testkit::registry::TestRegistry;
-use zedops_testkit::{TestAgent, TestRelay, require_docker};
+use zedops_testkit::{TestAgent, TestRelay};
 
 fn code(err: &ClientError) -> String {
     err.code().as_str().to_string()
@@ -78,10 +77,7 @@ impl Drop for Leftovers {
 
 #[tokio::test]
 async fn templates_deploy_remove_and_images_through_relay_and_agent() {
-    let Some(docker) = require_docker().await else {
-        return;
-    };
-    let Some(registry) = TestRegistry::start().await else {
+    let Some((docker, registry)) = support::docker_and_registry().await else {
         return;
     };
     let image = registry
@@ -359,10 +355,7 @@ async fn templates_deploy_remove_and_images_through_relay_and_agent() {
 
 #[tokio::test]
 async fn the_cli_adds_a_template_from_a_file_and_creates_with_a_summary_line() {
-    let Some(docker) = require_docker().await else {
-        return;
-    };
-    let Some(registry) = TestRegistry::start().await else {
+    let Some((docker, registry)) = support::docker_and_registry().await else {
         return;
     };
     let image = registry.push_test_image(&docker, "zedops/cli", "1").await;

@@ -301,20 +301,15 @@ async fn a_fleet_update_stops_at_a_canary_that_rolls_back_and_skips_never() {
         return;
     };
     let (repo, reference) = stage.first_build("fleet").await;
-    let Stage {
-        docker,
-        registry,
-        suffix,
-        cleanup,
-        ..
-    } = &mut stage;
+    let (docker, suffix) = (stage.docker.clone(), stage.suffix.clone());
     // Sorted by name: the canary first, then the other; the third is never updated.
     let (canary, other, never) = (
         format!("zfa-{suffix}"),
         format!("zfb-{suffix}"),
         format!("zfc-{suffix}"),
     );
-    cleanup
+    stage
+        .cleanup
         .containers
         .extend([canary.clone(), other.clone(), never.clone()]);
     run_default(&docker, &canary, &reference, None).await;
@@ -343,7 +338,7 @@ async fn a_fleet_update_stops_at_a_canary_that_rolls_back_and_skips_never() {
     ];
 
     // A broken build under the same tag: the canary rolls back, the other is not touched.
-    push_build(&docker, &registry, &repo, true).await;
+    push_build(&docker, &stage.registry, &repo, true).await;
     let out = zed
         .run(&["updates", "--agent", &agent_name, "--check", "--json"])
         .await;
@@ -395,7 +390,7 @@ async fn a_fleet_update_stops_at_a_canary_that_rolls_back_and_skips_never() {
     }
 
     // A good build: both updated, `never` still left alone, exit 0.
-    push_build(&docker, &registry, &repo, false).await;
+    push_build(&docker, &stage.registry, &repo, false).await;
     json(
         &zed.run(&["updates", "--agent", &agent_name, "--check", "--json"])
             .await,
@@ -415,7 +410,7 @@ async fn a_fleet_update_stops_at_a_canary_that_rolls_back_and_skips_never() {
     for name in [&canary, &other] {
         let (image, running) = image_of(&docker, name).await;
         assert!(running && image != old_image, "{name}");
-        cleanup.images.push(image);
+        stage.cleanup.images.push(image);
     }
     assert_eq!(image_of(&docker, &never).await, (old_image, true));
     // The relay's list was refreshed: only `never` still has an update.
@@ -438,15 +433,9 @@ async fn a_fleet_update_takes_a_pinned_container_only_when_included() {
         return;
     };
     let (repo, reference) = stage.first_build("pinned").await;
-    let Stage {
-        docker,
-        registry,
-        suffix,
-        cleanup,
-        ..
-    } = &mut stage;
+    let (docker, suffix) = (stage.docker.clone(), stage.suffix.clone());
     let pinned = format!("zfp-{suffix}");
-    cleanup.containers.push(pinned.clone());
+    stage.cleanup.containers.push(pinned.clone());
     run_default(&docker, &pinned, &reference, Some("pinned")).await;
     let (old_image, _) = image_of(&docker, &pinned).await;
 
@@ -455,7 +444,7 @@ async fn a_fleet_update_takes_a_pinned_container_only_when_included() {
     let _agent = TestAgent::builder(&relay).name(&agent_name).online().await;
     let operator = relay.login("otto", Role::Operator).await;
     let zed = Zed::new(&relay.url, &operator);
-    push_build(&docker, &registry, &repo, false).await;
+    push_build(&docker, &stage.registry, &repo, false).await;
     json(
         &zed.run(&["updates", "--agent", &agent_name, "--check", "--json"])
             .await,
@@ -494,5 +483,5 @@ async fn a_fleet_update_takes_a_pinned_container_only_when_included() {
         running && image != old_image,
         "the pinned container runs the new build"
     );
-    cleanup.images.push(image);
+    stage.cleanup.images.push(image);
 }

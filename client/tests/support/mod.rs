@@ -1,4 +1,5 @@
-//! Running the real `zedops` binary in tests: a clean environment, stdin, captured output.
+//! Running the real `zedops` binary in tests: a clean environment, stdin, captured output;
+//! and the engine with a registry for the tests that pull.
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
@@ -124,4 +125,13 @@ impl Served {
             _agent: spawned,
         }
     }
+}
+
+/// The Docker engine and a registry on loopback; `None` (the test skips) when either is
+/// missing outside CI, a failure under `CI=true`.
+pub async fn docker_and_registry()
+-> Option<(bollard::Docker, zedops_testkit::registry::TestRegistry)> {
+    let docker = zedops_testkit::require_docker().await?;
+    let registry = zedops_testkit::registry::TestRegistry::start().await?;
+    Some((docker, registry))
 }
