@@ -64,6 +64,21 @@ pub(crate) async fn audit_change(
     Ok(state.store.audit(entry).await?)
 }
 
+/// Audits an admin change's `outcome` (see [`audit_change`]) and passes it on; when the entry
+/// cannot be written, that failure is the answer.
+pub(crate) async fn audit_outcome<T>(
+    state: &AppState,
+    session: &Session,
+    operation: &str,
+    target: &str,
+    detail: Option<&str>,
+    outcome: Result<T, ErrorReply>,
+) -> Result<T, ErrorReply> {
+    let error = outcome.as_ref().err();
+    audit_change(state, session, operation, target, detail, error).await?;
+    outcome
+}
+
 pub(crate) async fn revoke_agent(
     state: &AppState,
     session: &Session,
@@ -235,26 +250,24 @@ pub(crate) async fn user_create(
         .store
         .add_user(&request.name, &request.password, request.role)
         .await;
-    let error = match created {
-        Ok(()) => None,
-        Err(StoreError::UserExists(name)) => Some(ErrorReply::new(
+    let outcome = match created {
+        Ok(()) => Ok(()),
+        Err(StoreError::UserExists(name)) => Err(ErrorReply::new(
             ErrorCode::NameTaken,
             format!("a user named {name} already exists; choose another name"),
         )),
-        Err(e) => Some(e.into()),
+        Err(e) => Err(e.into()),
     };
-    audit_change(
+    let name = &request.name;
+    audit_outcome(
         state,
         session,
         subject::USER_CREATE,
-        &request.name,
+        name,
         Some(&detail),
-        error.as_ref(),
+        outcome,
     )
     .await?;
-    if let Some(error) = error {
-        return Err(error);
-    }
     tracing::info!(user = ?request.name, role = %request.role, by = %session.user, "user created");
     let row = state
         .store
@@ -290,45 +303,32 @@ pub(crate) async fn user_update(
         None => {}
     }
     let detail = words.join(", ");
-    let changed = match state
+    let outcome = match state
         .store
         .update_user(&request.name, request.role, request.disabled)
         .await
     {
-        Ok(changed) => changed,
-        Err(e) => {
-            let error = match e {
-                StoreError::NoSuchUser(name) => ErrorReply::new(
-                    ErrorCode::NotFound,
-                    format!("no user named {name:?}; `zedops user list` lists them"),
-                ),
-                StoreError::LastAdmin(name) => ErrorReply::new(
-                    ErrorCode::InvalidRequest,
-                    format!(
-                        "{name} is the last enabled admin; make another user admin first, or nobody could administer this relay"
-                    ),
-                ),
-                other => return Err(other.into()),
-            };
-            audit_change(
-                state,
-                session,
-                subject::USER_UPDATE,
-                &request.name,
-                Some(&detail),
-                Some(&error),
-            )
-            .await?;
-            return Err(error);
-        }
+        Ok(changed) => Ok(changed),
+        Err(StoreError::NoSuchUser(name)) => Err(ErrorReply::new(
+            ErrorCode::NotFound,
+            format!("no user named {name:?}; `zedops user list` lists them"),
+        )),
+        Err(StoreError::LastAdmin(name)) => Err(ErrorReply::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "{name} is the last enabled admin; make another user admin first, or nobody could administer this relay"
+            ),
+        )),
+        Err(other) => return Err(other.into()),
     };
-    audit_change(
+    let name = &request.name;
+    let changed = audit_outcome(
         state,
         session,
         subject::USER_UPDATE,
-        &request.name,
+        name,
         Some(&detail),
-        None,
+        outcome,
     )
     .await?;
     let why = if changed.user.disabled {
@@ -361,30 +361,25 @@ pub(crate) async fn user_password(
         .store
         .set_password(&request.name, &request.password, keep)
         .await;
-    let (ended, error) = match result {
-        Ok(ended) => (ended, None),
-        Err(StoreError::NoSuchUser(name)) => (
-            Vec::new(),
-            Some(ErrorReply::new(
-                ErrorCode::NotFound,
-                format!("no user named {name:?}; `zedops user list` lists them"),
-            )),
-        ),
+    let outcome = match result {
+        Ok(ended) => Ok(ended),
+        Err(StoreError::NoSuchUser(name)) => Err(ErrorReply::new(
+            ErrorCode::NotFound,
+            format!("no user named {name:?}; `zedops user list` lists them"),
+        )),
         Err(e) => return Err(e.into()),
     };
-    let detail = format!("{} session(s) ended", ended.len());
-    audit_change(
+    let detail = format!("{} session(s) ended", outcome.as_ref().map_or(0, Vec::len));
+    let name = &request.name;
+    let ended = audit_outcome(
         state,
         session,
         subject::USER_PASSWORD,
-        &request.name,
+        name,
         Some(&detail),
-        error.as_ref(),
+        outcome,
     )
     .await?;
-    if let Some(error) = error {
-        return Err(error);
-    }
     for id in &ended {
         state.hub.kick_session_because(id, Kick::Revoked);
     }
@@ -433,13 +428,13 @@ pub(crate) async fn token_revoke(
         .store
         .revoke_registration_token(&request.token_id)
         .await;
-    let error = match revoked {
-        Ok(_) => None,
-        Err(StoreError::NoSuchToken(id)) => Some(ErrorReply::new(
+    let outcome = match revoked {
+        Ok(_) => Ok(()),
+        Err(StoreError::NoSuchToken(id)) => Err(ErrorReply::new(
             ErrorCode::NotFound,
             format!("no registration token with id {id:?}; `zedops token list` lists them"),
         )),
-        Err(StoreError::TokenUsed(id)) => Some(ErrorReply::new(
+        Err(StoreError::TokenUsed(id)) => Err(ErrorReply::new(
             ErrorCode::InvalidRequest,
             format!(
                 "registration token {id} was already used to enrol an agent; revoke that agent instead"
@@ -447,18 +442,8 @@ pub(crate) async fn token_revoke(
         )),
         Err(e) => return Err(e.into()),
     };
-    audit_change(
-        state,
-        session,
-        subject::TOKEN_REVOKE,
-        &request.token_id,
-        None,
-        error.as_ref(),
-    )
-    .await?;
-    if let Some(error) = error {
-        return Err(error);
-    }
+    let id = &request.token_id;
+    audit_outcome(state, session, subject::TOKEN_REVOKE, id, None, outcome).await?;
     tracing::info!(token = ?request.token_id, by = %session.user, "registration token revoked");
     Ok(TokenRevoked {
         token_id: request.token_id,

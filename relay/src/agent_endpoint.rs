@@ -7,11 +7,10 @@ use std::sync::Arc;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{debug, info, info_span, warn};
 use zedops_protocol::{
     AgentForgotten, AgentHello, AgentHelloKind, AgentPush, AgentPushKind, AgentWelcome, ClientPush,
-    Envelope, ErrorCode, ErrorReply, Frame, HELLO_TIMEOUT, PROTOCOL_VERSION, ProtocolError,
-    subject,
+    Envelope, ErrorCode, ErrorReply, Frame, PROTOCOL_VERSION, ProtocolError, subject,
 };
 
 use crate::rate_limit::{MessageLimiter, Verdict};
@@ -24,40 +23,14 @@ pub async fn upgrade(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if state.tasks.len() >= socket::MAX_CONNECTIONS {
-        tracing::warn!(%addr, "refused a connection: at the connection limit");
-        return socket::too_many_connections();
-    }
-    if state.hub.drain.is_draining() {
-        return crate::drain::refuse_upgrade();
-    }
-    socket::configure(ws).on_upgrade(move |ws| {
-        let span = info_span!("agent", %addr, agent = tracing::field::Empty);
-        let tasks = state.tasks.clone();
-        tasks.track_future(serve(state, Socket::new(ws)).instrument(span))
-    })
+    let span = info_span!("agent", %addr, agent = tracing::field::Empty);
+    socket::accept(state, addr, ws, span, serve)
 }
 
-async fn serve(state: Arc<AppState>, mut socket: Socket) {
-    let hello = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
-        Ok(Incoming::Frame(frame)) => frame,
-        Ok(Incoming::Invalid(e)) => {
-            warn!(error = ?e, "refused a malformed hello");
-            return socket
-                .refuse(ErrorCode::InvalidRequest, e.to_string())
-                .await;
-        }
-        Ok(Incoming::TooLarge) => return socket.refuse_too_large().await,
-        Ok(Incoming::Closed) => return,
-        Err(_) => {
-            warn!("no hello within the deadline");
-            return socket
-                .refuse(
-                    ErrorCode::Unauthorized,
-                    "no agent.register or agent.auth within 10 s",
-                )
-                .await;
-        }
+async fn serve(state: Arc<AppState>, socket: Socket) {
+    let missing = "no agent.register or agent.auth within 10 s";
+    let Some((mut socket, hello)) = socket.hello(missing).await else {
+        return;
     };
     let (record, token) = match authenticate(&state, &hello).await {
         Ok(ok) => ok,

@@ -11,7 +11,7 @@ use tokio::sync::{Semaphore, broadcast, mpsc};
 use tracing::{Instrument, info, info_span, warn};
 use zedops_protocol::{
     ClientHello, ClientPush, ClientWelcome, Envelope, ErrorCode, ErrorReply, EventResync,
-    HELLO_TIMEOUT, PROTOCOL_VERSION, subject,
+    PROTOCOL_VERSION, subject,
 };
 
 use crate::connection::ClientConn;
@@ -31,21 +31,11 @@ pub async fn upgrade(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if state.tasks.len() >= socket::MAX_CONNECTIONS {
-        tracing::warn!(%addr, "refused a connection: at the connection limit");
-        return socket::too_many_connections();
-    }
-    if state.hub.drain.is_draining() {
-        return crate::drain::refuse_upgrade();
-    }
-    socket::configure(ws).on_upgrade(move |ws| {
-        let span = info_span!("client", %addr, user = tracing::field::Empty);
-        let tasks = state.tasks.clone();
-        tasks.track_future(serve(state, Socket::new(ws)).instrument(span))
-    })
+    let span = info_span!("client", %addr, user = tracing::field::Empty);
+    socket::accept(state, addr, ws, span, serve)
 }
 
-async fn serve(state: Arc<AppState>, mut socket: Socket) {
+async fn serve(state: Arc<AppState>, socket: Socket) {
     // Subscribe before the hello so no status change between welcome and the loop is missed.
     let mut status = state.hub.subscribe_status();
     // Container pushes are queued from the start too, as the connection's subscription
@@ -57,31 +47,17 @@ async fn serve(state: Arc<AppState>, mut socket: Socket) {
     let mut agent_updates = Some(state.agent_updates.subscribe());
     // The welcome says the version the client said (within what this relay speaks), so an
     // older client is answered in its own version.
-    let (session, spoken) = match tokio::time::timeout(HELLO_TIMEOUT, socket.recv()).await {
-        Ok(Incoming::Frame(frame)) => match authenticate(&state, &frame).await {
-            Ok(session) => (
-                session,
-                socket::hello_version(&frame).unwrap_or(PROTOCOL_VERSION),
-            ),
-            Err(reply) => {
-                warn!(code = %reply.error_code, error = ?reply.error, "refused a client");
-                return socket.refuse(reply.error_code, reply.error).await;
-            }
-        },
-        Ok(Incoming::Invalid(e)) => {
-            warn!(error = ?e, "refused a malformed hello");
-            return socket
-                .refuse(ErrorCode::InvalidRequest, e.to_string())
-                .await;
-        }
-        Ok(Incoming::TooLarge) => return socket.refuse_too_large().await,
-        Ok(Incoming::Closed) => return,
-        Err(_) => {
-            return socket
-                .refuse(ErrorCode::Unauthorized, "no client.hello within 10 s")
-                .await;
+    let Some((mut socket, hello)) = socket.hello("no client.hello within 10 s").await else {
+        return;
+    };
+    let session = match authenticate(&state, &hello).await {
+        Ok(session) => session,
+        Err(reply) => {
+            warn!(code = %reply.error_code, error = ?reply.error, "refused a client");
+            return socket.refuse(reply.error_code, reply.error).await;
         }
     };
+    let spoken = socket::hello_version(&hello).unwrap_or(PROTOCOL_VERSION);
     tracing::Span::current().record("user", session.user.as_str());
     let welcome = ClientWelcome {
         protocol_version: spoken,

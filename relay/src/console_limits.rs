@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use zedops_protocol::{
-    CONSOLE_IDLE_TIMEOUT_SECS, ClientRequestKind, ErrorCode, ErrorReply, MAX_CONSOLES_PER_USER,
-    Need, Role,
+    CONSOLE_IDLE_TIMEOUT_SECS, ClientRequestKind, ErrorReply, MAX_CONSOLES_PER_USER, Need, Role,
 };
 
 /// Console bounds, part of [`crate::Limits`].
@@ -104,15 +103,13 @@ impl ConsoleCounts {
                 limit = limits.sessions_per_user,
                 "refused a console session: at the user's limit"
             );
-            let mut reply = ErrorReply::new(
-                ErrorCode::RateLimited,
+            return Err(crate::failure::rate_limited(
                 format!(
                     "you already have {} console sessions (exec or attach) open; close one (exit its shell or detach) and retry",
                     limits.sessions_per_user
                 ),
-            );
-            reply.retry_after_secs = Some(5);
-            return Err(reply);
+                5,
+            ));
         }
         *open += 1;
         Ok(ConsoleSlot {
@@ -219,6 +216,8 @@ pub async fn audit_exit_code(store: &crate::store::Store, id: i64, code: i64) {
 
 #[cfg(test)]
 mod tests {
+    use zedops_protocol::ErrorCode;
+
     use super::*;
 
     #[test]

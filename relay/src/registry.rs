@@ -12,6 +12,7 @@ use zedops_protocol::{
     RegistrySummary, registry_server,
 };
 
+use crate::admin::audit_outcome;
 use crate::hub::AgentLink;
 use crate::state::AppState;
 use crate::store::Session;
@@ -69,16 +70,8 @@ pub async fn add(
         .await?)
     }
     .await;
-    crate::admin::audit_change(
-        state,
-        session,
-        AUDIT_ADD,
-        &server,
-        Some(&detail),
-        outcome.as_ref().err(),
-    )
-    .await?;
-    let replaced = outcome?;
+    let replaced =
+        audit_outcome(state, session, AUDIT_ADD, &server, Some(&detail), outcome).await?;
     tracing::info!(server = %server, user = %request.username.escape_debug(), by = %session.user, replaced, "stored a registry login");
     let agents = push_all(state).await;
     Ok(RegistryAdded {
@@ -120,16 +113,7 @@ pub async fn remove(
         )),
         Err(e) => Err(e.into()),
     };
-    crate::admin::audit_change(
-        state,
-        session,
-        AUDIT_REMOVE,
-        &server,
-        None,
-        outcome.as_ref().err(),
-    )
-    .await?;
-    outcome?;
+    audit_outcome(state, session, AUDIT_REMOVE, &server, None, outcome).await?;
     tracing::info!(server = %server, by = %session.user, "removed a registry login");
     let agents = push_all(state).await;
     Ok(RegistryRemoved { server, agents })

@@ -1,16 +1,21 @@
 //! A typed wrapper over one accepted WebSocket: frames in, frames out. Handlers never see raw
 //! WebSocket messages, and every way a peer can misbehave arrives as one [`Incoming`] variant.
-//! Also the checks both endpoints (agents and clients) apply: hello version, message rate.
+//! Also what both endpoints (agents and clients) do alike: accept an upgrade within the
+//! relay's limits, receive the hello, and check its version and the message rate.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use serde::Serialize;
-use tracing::warn;
+use tracing::{Instrument, warn};
 use zedops_protocol::{
-    Envelope, ErrorCode, ErrorReply, Frame, MAX_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError,
-    subject,
+    Envelope, ErrorCode, ErrorReply, Frame, HELLO_TIMEOUT, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    ProtocolError, subject,
 };
 
 use crate::rate_limit::{MessageLimiter, Verdict};
+use crate::state::AppState;
 
 /// Bytes tungstenite reads from the socket at a time. Its default (128 KiB) would be held by
 /// every idle connection; frames larger than this still arrive, in several reads.
@@ -43,6 +48,32 @@ pub fn configure(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+}
+
+/// Accepts an upgrade from `addr`, to be served by `serve` inside `span` as a task the relay
+/// tracks (so a shutdown waits for it), unless the relay is at [`MAX_CONNECTIONS`] or draining.
+pub fn accept<F, Fut>(
+    state: Arc<AppState>,
+    addr: SocketAddr,
+    ws: WebSocketUpgrade,
+    span: tracing::Span,
+    serve: F,
+) -> axum::response::Response
+where
+    F: FnOnce(Arc<AppState>, Socket) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    if state.tasks.len() >= MAX_CONNECTIONS {
+        tracing::warn!(%addr, "refused a connection: at the connection limit");
+        return too_many_connections();
+    }
+    if state.hub.drain.is_draining() {
+        return crate::draining::refuse_upgrade();
+    }
+    configure(ws).on_upgrade(move |ws| {
+        let tasks = state.tasks.clone();
+        tasks.track_future(serve(state, Socket::new(ws)).instrument(span))
+    })
 }
 
 /// Lets the other ready tasks run once before a write. Under load the queue behind a frame was
@@ -120,6 +151,29 @@ impl Socket {
     }
 
     /// Sends one envelope.
+    /// The peer's hello: its first frame, within [`HELLO_TIMEOUT`]. A malformed or oversize
+    /// one, or none in time (refused saying `missing`), is refused here and `None` returned.
+    pub async fn hello(mut self, missing: &str) -> Option<(Self, Frame)> {
+        match tokio::time::timeout(HELLO_TIMEOUT, self.recv()).await {
+            Ok(Incoming::Frame(frame)) => Some((self, frame)),
+            Ok(Incoming::Invalid(e)) => {
+                warn!(error = ?e, "refused a malformed hello");
+                self.refuse(ErrorCode::InvalidRequest, e.to_string()).await;
+                None
+            }
+            Ok(Incoming::TooLarge) => {
+                self.refuse_too_large().await;
+                None
+            }
+            Ok(Incoming::Closed) => None,
+            Err(_) => {
+                warn!("no hello within the deadline");
+                self.refuse(ErrorCode::Unauthorized, missing).await;
+                None
+            }
+        }
+    }
+
     pub async fn send<T: Serialize>(
         &mut self,
         envelope: &Envelope<'_, T>,
@@ -295,11 +349,10 @@ pub async fn rate_check(
             if !was_limited {
                 warn!("peer over its message rate limit; refusing with RATE_LIMITED");
             }
-            let mut reply = ErrorReply::new(
-                ErrorCode::RateLimited,
+            let reply = crate::failure::rate_limited(
                 "too many messages on this connection; slow down (the relay allows a sustained rate per connection with a short burst)",
+                1,
             );
-            reply.retry_after_secs = Some(1);
             let _ = socket.send_error(reply_to, &reply).await;
         }
         Verdict::Close => {

@@ -30,15 +30,21 @@ pub struct UserChange {
     pub sessions: Vec<String>,
 }
 
+/// The argon2id hash of `password`, computed off the async threads (it takes tens of
+/// milliseconds on purpose).
+async fn hash_password(password: &str) -> Result<String, StoreError> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || secret::hash_password(&password))
+        .await
+        .map_err(|e| StoreError::Hash(e.to_string()))?
+        .map_err(|e| StoreError::Hash(e.to_string()))
+}
+
 impl Store {
     /// Creates a user with an argon2id password hash.
     pub async fn add_user(&self, name: &str, password: &str, role: Role) -> Result<(), StoreError> {
         with_pool!(self, |pool| {
-            let password = password.to_string();
-            let hash = tokio::task::spawn_blocking(move || secret::hash_password(&password))
-                .await
-                .map_err(|e| StoreError::Hash(e.to_string()))?
-                .map_err(|e| StoreError::Hash(e.to_string()))?;
+            let hash = hash_password(password).await?;
             let result = sqlx::query(
             "INSERT INTO users (id, name, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -236,11 +242,7 @@ impl Store {
         keep: Option<&str>,
     ) -> Result<Vec<String>, StoreError> {
         with_pool!(self, |pool| {
-            let password = password.to_string();
-            let hash = tokio::task::spawn_blocking(move || secret::hash_password(&password))
-                .await
-                .map_err(|e| StoreError::Hash(e.to_string()))?
-                .map_err(|e| StoreError::Hash(e.to_string()))?;
+            let hash = hash_password(password).await?;
             let mut tx = pool.begin().await?;
             let user_id: String = sqlx::query_scalar("SELECT id FROM users WHERE name = $1")
                 .bind(name)
