@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ProtocolError;
 use crate::ids::{AgentId, AgentRef, SessionId};
-use crate::limits::{MAX_AGENT_REF_LEN, MAX_INFO_LEN, MAX_PASSWORD_LEN, MAX_TOKEN_LEN};
+use crate::limits::{MAX_AGENT_REF_LEN, MAX_INFO_LEN, MAX_PASSWORD_LEN, MAX_TOKEN_LEN, check_len};
 use crate::payload::{Role, Validate, is_valid_name};
 
 /// The most audit entries one `audit.list` answer carries.
@@ -15,10 +15,7 @@ pub const MAX_AUDIT_ENTRIES: u32 = 1000;
 pub const MAX_TOKEN_TTL_SECS: u64 = 30 * 24 * 3600;
 
 fn check_ref(field: &'static str, value: &str) -> Result<(), ProtocolError> {
-    if value.is_empty() || value.len() > MAX_AGENT_REF_LEN {
-        return Err(ProtocolError::invalid(field, "must be 1 to 64 bytes"));
-    }
-    Ok(())
+    check_len(field, value, MAX_AGENT_REF_LEN)
 }
 
 /// `agent.revoke`: revoke an agent (id or name); its connection closes and its token stops working.
@@ -255,13 +252,7 @@ impl Validate for UserListResponse {}
 
 /// A new password: 1 to [`MAX_PASSWORD_LEN`] bytes.
 fn check_password(password: &str) -> Result<(), ProtocolError> {
-    if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
-        return Err(ProtocolError::invalid(
-            "password",
-            "must be 1 to 1024 bytes",
-        ));
-    }
-    Ok(())
+    check_len("password", password, MAX_PASSWORD_LEN)
 }
 
 /// `user.create`: a new user with a password (sent once, over the authenticated connection;
@@ -482,10 +473,7 @@ impl std::fmt::Debug for AgentToken {
 
 impl Validate for AgentToken {
     fn validate(&self) -> Result<(), ProtocolError> {
-        if self.token.is_empty() || self.token.len() > MAX_TOKEN_LEN {
-            return Err(ProtocolError::invalid("token", "must be 1 to 128 bytes"));
-        }
-        Ok(())
+        check_len("token", &self.token, MAX_TOKEN_LEN)
     }
 }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ProtocolError;
 use crate::ids::{AgentRef, ContainerRef};
 use crate::limits::MAX_SUBJECT_LEN;
-use crate::payload::{ContainerActionRequest, Validate};
+use crate::payload::{Validate, check_target};
 use crate::stream::StreamEnd;
 
 /// Most raw bytes one data frame carries (base64 makes it a third larger on the wire).
@@ -61,14 +61,6 @@ impl Validate for TermSize {
         }
         Ok(())
     }
-}
-
-fn check_target(agent_id: &str, container_id: &str) -> Result<(), ProtocolError> {
-    ContainerActionRequest {
-        agent_id: agent_id.into(),
-        container_id: container_id.into(),
-    }
-    .validate()
 }
 
 fn check_window(window: Option<u32>) -> Result<(), ProtocolError> {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::deploy::{PullProgress, is_valid_image_ref};
 use crate::error::{ErrorCode, ProtocolError};
 use crate::ids::{AgentRef, ContainerId, ContainerRef};
-use crate::payload::{ContainerActionRequest, Validate};
+use crate::payload::{Validate, check_target};
 use crate::stream::StreamEnd;
 
 /// Seconds the new container gets to become healthy when the request names none.
@@ -89,11 +89,7 @@ impl ContainerUpdateRequest {
 
 impl Validate for ContainerUpdateRequest {
     fn validate(&self) -> Result<(), ProtocolError> {
-        ContainerActionRequest {
-            agent_id: self.agent_id.clone(),
-            container_id: self.container_id.clone(),
-        }
-        .validate()?;
+        check_target(&self.agent_id, &self.container_id)?;
         if let Some(image) = &self.image
             && !is_valid_image_ref(image)
         {

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ProtocolError;
 use crate::ids::{AgentId, AgentRef, ContainerId, ContainerRef};
-use crate::limits::{MAX_AGENT_REF_LEN, MAX_NAME_LEN};
-use crate::payload::{ContainerActionRequest, Validate};
+use crate::limits::{MAX_AGENT_REF_LEN, MAX_NAME_LEN, check_len};
+use crate::payload::{Validate, check_target};
 use crate::stream::StreamEnd;
 
 /// Longest image reference (Docker's own limit for a whole reference is 255).
@@ -804,11 +804,7 @@ pub struct ContainerRemoveRequest {
 
 impl Validate for ContainerRemoveRequest {
     fn validate(&self) -> Result<(), ProtocolError> {
-        ContainerActionRequest {
-            agent_id: self.agent_id.clone(),
-            container_id: self.container_id.clone(),
-        }
-        .validate()
+        check_target(&self.agent_id, &self.container_id)
     }
 }
 
@@ -931,10 +927,7 @@ pub fn is_image_id(id: &str) -> bool {
 }
 
 fn check_agent(agent_id: &str) -> Result<(), ProtocolError> {
-    if agent_id.is_empty() || agent_id.len() > MAX_AGENT_REF_LEN {
-        return Err(invalid("agentId", "must be 1 to 64 bytes"));
-    }
-    Ok(())
+    check_len("agentId", agent_id, MAX_AGENT_REF_LEN)
 }
 
 const _: () = assert!(MAX_NAME_LEN <= MAX_CONTAINER_NAME_LEN);

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::error::ProtocolError;
-use crate::limits::{MAX_FRAME_BYTES, MAX_SUBJECT_LEN};
+use crate::limits::{MAX_FRAME_BYTES, MAX_SUBJECT_LEN, check_len};
 use crate::subject::is_inbox;
 
 /// An outgoing frame: `{subject, reply?, data}`.
@@ -65,9 +65,7 @@ impl Frame {
         }
         let frame: Frame =
             serde_json::from_str(text).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
-        if frame.subject.is_empty() || frame.subject.len() > MAX_SUBJECT_LEN {
-            return Err(ProtocolError::invalid("subject", "must be 1 to 128 bytes"));
-        }
+        check_len("subject", &frame.subject, MAX_SUBJECT_LEN)?;
         if let Some(reply) = &frame.reply
             && (reply.len() > MAX_SUBJECT_LEN || !is_inbox(reply))
         {

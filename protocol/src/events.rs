@@ -5,87 +5,45 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ProtocolError;
 use crate::ids::{AgentId, ContainerId};
-use crate::limits::{MAX_AGENT_REF_LEN, MAX_CONTAINER_REF_LEN};
+use crate::limits::{MAX_AGENT_REF_LEN, MAX_CONTAINER_REF_LEN, check_len};
 use crate::payload::{Container, Validate};
+use crate::wire_enum::wire_enum;
 
 /// Most agents one subscription may name; a client watching more watches the fleet.
 pub const MAX_SUBSCRIBED_AGENTS: usize = 1024;
 /// Longest free-text reason or health status in an event.
 const MAX_EVENT_TEXT: usize = 256;
 
-/// The container lifecycle changes an agent forwards from Docker's event stream. Other Docker
-/// actions (exec, attach, top, …) change nothing a table shows and are not forwarded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum ContainerAction {
-    Create,
-    Start,
-    /// The main process ended; the event carries its exit code.
-    Die,
-    /// The kernel's OOM killer hit the container.
-    Oom,
-    /// A signal was sent to the container.
-    Kill,
-    /// Docker's `stop` completed.
-    Stop,
-    Restart,
-    /// A health check changed the health status (the event carries it).
-    HealthStatus,
-    Pause,
-    Unpause,
-    Rename,
-    Destroy,
+wire_enum! {
+    /// The container lifecycle changes an agent forwards from Docker's event stream. Other Docker
+    /// actions (exec, attach, top, …) change nothing a table shows and are not forwarded.
+    #[serde(rename_all = "snake_case")]
+    pub enum ContainerAction {
+        // The wire names are Docker's action names (`health_status` without its suffix).
+        Create = "create",
+        Start = "start",
+        /// The main process ended; the event carries its exit code.
+        Die = "die",
+        /// The kernel's OOM killer hit the container.
+        Oom = "oom",
+        /// A signal was sent to the container.
+        Kill = "kill",
+        /// Docker's `stop` completed.
+        Stop = "stop",
+        Restart = "restart",
+        /// A health check changed the health status (the event carries it).
+        HealthStatus = "health_status",
+        Pause = "pause",
+        Unpause = "unpause",
+        Rename = "rename",
+        Destroy = "destroy",
+    }
 }
 
 impl ContainerAction {
-    pub const ALL: [ContainerAction; 12] = {
-        use ContainerAction::*;
-        [
-            Create,
-            Start,
-            Die,
-            Oom,
-            Kill,
-            Stop,
-            Restart,
-            HealthStatus,
-            Pause,
-            Unpause,
-            Rename,
-            Destroy,
-        ]
-    };
-
-    /// The wire name, which is also Docker's action name (`health_status` without its suffix).
-    pub fn as_str(self) -> &'static str {
-        use ContainerAction::*;
-        match self {
-            Create => "create",
-            Start => "start",
-            Die => "die",
-            Oom => "oom",
-            Kill => "kill",
-            Stop => "stop",
-            Restart => "restart",
-            HealthStatus => "health_status",
-            Pause => "pause",
-            Unpause => "unpause",
-            Rename => "rename",
-            Destroy => "destroy",
-        }
-    }
-
     /// The action of a Docker event, whose health events read `health_status: healthy`.
     pub fn from_docker(action: &str) -> Option<ContainerAction> {
-        let base = action.split(':').next().unwrap_or(action).trim();
-        Self::ALL.into_iter().find(|a| a.as_str() == base)
-    }
-}
-
-impl std::fmt::Display for ContainerAction {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        Self::parse(action.split(':').next().unwrap_or(action).trim())
     }
 }
 
@@ -134,12 +92,7 @@ impl Validate for ContainerEvent {
         if self.agent_id.len() > MAX_AGENT_REF_LEN {
             return Err(ProtocolError::invalid("agentId", "too long"));
         }
-        if self.container_id.is_empty() || self.container_id.len() > MAX_CONTAINER_REF_LEN {
-            return Err(ProtocolError::invalid(
-                "containerId",
-                "must be 1 to 256 bytes",
-            ));
-        }
+        check_len("containerId", &self.container_id, MAX_CONTAINER_REF_LEN)?;
         if self.name.len() > MAX_CONTAINER_REF_LEN {
             return Err(ProtocolError::invalid("name", "too long"));
         }
@@ -365,7 +318,7 @@ mod tests {
             Some(ContainerAction::Die)
         );
         assert_eq!(ContainerAction::from_docker("exec_start: sh -c x"), None);
-        for action in ContainerAction::ALL {
+        for &action in ContainerAction::ALL {
             let json = serde_json::to_value(action).unwrap();
             assert_eq!(json, action.as_str());
             assert_eq!(ContainerAction::from_docker(action.as_str()), Some(action));

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ProtocolError;
 use crate::ids::{AgentRef, ContainerRef};
-use crate::payload::{ContainerActionRequest, Validate};
+use crate::payload::{Validate, check_target};
 use crate::stream::StreamEnd;
 
 /// Longest path accepted, in bytes.
@@ -55,14 +55,6 @@ pub fn split_parent(path: &str) -> Option<(&str, &str)> {
         return None;
     }
     Some((if dir.is_empty() { "/" } else { dir }, name))
-}
-
-fn check_target(agent_id: &str, container_id: &str) -> Result<(), ProtocolError> {
-    ContainerActionRequest {
-        agent_id: agent_id.into(),
-        container_id: container_id.into(),
-    }
-    .validate()
 }
 
 fn check_path(path: &str) -> Result<(), ProtocolError> {

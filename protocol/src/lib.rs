@@ -23,6 +23,7 @@ pub mod subject;
 pub mod templates;
 pub mod update;
 pub mod update_check;
+mod wire_enum;
 
 pub use admin::*;
 pub use console::*;

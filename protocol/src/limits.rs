@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::error::ProtocolError;
+
 /// Largest WebSocket message any peer accepts (1 MiB). Larger input is refused with `INVALID_REQUEST`.
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 /// Longest subject, including inboxes (`_INBOX.` + a UUID is 43 bytes).
@@ -18,6 +20,29 @@ pub const MAX_TOKEN_LEN: usize = 128;
 pub const MAX_INFO_LEN: usize = 256;
 /// Longest user password accepted at login (argon2 work is bounded by this).
 pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// `Ok` when `value` is 1 to `max` bytes; otherwise `invalid <field>: must be 1 to <max> bytes`.
+pub(crate) fn check_len(field: &'static str, value: &str, max: usize) -> Result<(), ProtocolError> {
+    if value.is_empty() || value.len() > max {
+        return Err(ProtocolError::invalid(
+            field,
+            format!("must be 1 to {max} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// `Ok` when `value` is absent or at most `max` bytes; otherwise `invalid <field>: too long`.
+pub(crate) fn check_optional(
+    field: &'static str,
+    value: &Option<String>,
+    max: usize,
+) -> Result<(), ProtocolError> {
+    match value {
+        Some(v) if v.len() > max => Err(ProtocolError::invalid(field, "too long")),
+        _ => Ok(()),
+    }
+}
 
 /// How long the relay waits for an agent to answer `container.list`.
 pub const LIST_TIMEOUT: Duration = Duration::from_secs(10);

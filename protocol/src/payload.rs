@@ -29,29 +29,6 @@ impl<T: Validate> Validate for Box<T> {
 /// `ErrorReply`, so that the `error` module needs nothing of this one (no import loop).
 impl Validate for crate::error::ErrorReply {}
 
-fn check_len(
-    field: &'static str,
-    value: &str,
-    max: usize,
-    reason: &'static str,
-) -> Result<(), ProtocolError> {
-    if value.is_empty() || value.len() > max {
-        return Err(ProtocolError::invalid(field, reason));
-    }
-    Ok(())
-}
-
-fn check_optional(
-    field: &'static str,
-    value: &Option<String>,
-    max: usize,
-) -> Result<(), ProtocolError> {
-    match value {
-        Some(v) if v.len() > max => Err(ProtocolError::invalid(field, "too long")),
-        _ => Ok(()),
-    }
-}
-
 /// True when `name` is a usable agent or user name: 1–64 of `A-Z a-z 0-9 . _ -`, not starting
 /// with a dot or dash. Keeps names safe to print in a terminal and to use in file names.
 pub fn is_valid_name(name: &str) -> bool {
@@ -101,14 +78,9 @@ pub struct AgentInfo {
 
 impl Validate for AgentInfo {
     fn validate(&self) -> Result<(), ProtocolError> {
-        check_len(
-            "version",
-            &self.version,
-            MAX_INFO_LEN,
-            "must be 1 to 256 bytes",
-        )?;
-        check_len("os", &self.os, MAX_INFO_LEN, "must be 1 to 256 bytes")?;
-        check_len("arch", &self.arch, MAX_INFO_LEN, "must be 1 to 256 bytes")?;
+        check_len("version", &self.version, MAX_INFO_LEN)?;
+        check_len("os", &self.os, MAX_INFO_LEN)?;
+        check_len("arch", &self.arch, MAX_INFO_LEN)?;
         check_optional("dockerVersion", &self.docker_version, MAX_INFO_LEN)?;
         check_optional("engineId", &self.engine_id, MAX_INFO_LEN)?;
         check_optional("hostname", &self.hostname, MAX_INFO_LEN)
@@ -130,12 +102,7 @@ pub struct AgentRegister {
 
 impl Validate for AgentRegister {
     fn validate(&self) -> Result<(), ProtocolError> {
-        check_len(
-            "registrationToken",
-            &self.registration_token,
-            MAX_TOKEN_LEN,
-            "must be 1 to 128 bytes",
-        )?;
+        check_len("registrationToken", &self.registration_token, MAX_TOKEN_LEN)?;
         if !is_valid_name(&self.name) {
             return Err(ProtocolError::invalid(
                 "name",
@@ -166,18 +133,8 @@ pub struct AgentAuth {
 
 impl Validate for AgentAuth {
     fn validate(&self) -> Result<(), ProtocolError> {
-        check_len(
-            "agentId",
-            &self.agent_id,
-            MAX_AGENT_REF_LEN,
-            "must be 1 to 64 bytes",
-        )?;
-        check_len(
-            "token",
-            &self.token,
-            MAX_TOKEN_LEN,
-            "must be 1 to 128 bytes",
-        )?;
+        check_len("agentId", &self.agent_id, MAX_AGENT_REF_LEN)?;
+        check_len("token", &self.token, MAX_TOKEN_LEN)?;
         self.info.validate()
     }
 }
@@ -217,12 +174,7 @@ pub struct ClientHello {
 
 impl Validate for ClientHello {
     fn validate(&self) -> Result<(), ProtocolError> {
-        check_len(
-            "token",
-            &self.token,
-            MAX_TOKEN_LEN,
-            "must be 1 to 128 bytes",
-        )
+        check_len("token", &self.token, MAX_TOKEN_LEN)
     }
 }
 
@@ -242,17 +194,17 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
-            Role::Admin => "admin",
-            Role::Operator => "operator",
-            Role::Viewer => "viewer",
+            Self::Admin => "admin",
+            Self::Operator => "operator",
+            Self::Viewer => "viewer",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
-            "admin" => Some(Role::Admin),
-            "operator" => Some(Role::Operator),
-            "viewer" => Some(Role::Viewer),
+            "admin" => Some(Self::Admin),
+            "operator" => Some(Self::Operator),
+            "viewer" => Some(Self::Viewer),
             _ => None,
         }
     }
@@ -290,18 +242,8 @@ pub struct LoginRequest {
 
 impl Validate for LoginRequest {
     fn validate(&self) -> Result<(), ProtocolError> {
-        check_len(
-            "username",
-            &self.username,
-            MAX_NAME_LEN,
-            "must be 1 to 64 bytes",
-        )?;
-        check_len(
-            "password",
-            &self.password,
-            MAX_PASSWORD_LEN,
-            "must be 1 to 1024 bytes",
-        )?;
+        check_len("username", &self.username, MAX_NAME_LEN)?;
+        check_len("password", &self.password, MAX_PASSWORD_LEN)?;
         check_optional("device", &self.device, MAX_INFO_LEN)
     }
 }
@@ -386,12 +328,7 @@ pub struct ContainerListRequest {
 
 impl Validate for ContainerListRequest {
     fn validate(&self) -> Result<(), ProtocolError> {
-        check_len(
-            "agentId",
-            &self.agent_id,
-            MAX_AGENT_REF_LEN,
-            "must be 1 to 64 bytes",
-        )
+        check_len("agentId", &self.agent_id, MAX_AGENT_REF_LEN)
     }
 }
 
@@ -408,39 +345,31 @@ pub struct ContainerActionRequest {
 
 impl Validate for ContainerActionRequest {
     fn validate(&self) -> Result<(), ProtocolError> {
-        check_len(
-            "agentId",
-            &self.agent_id,
-            MAX_AGENT_REF_LEN,
-            "must be 1 to 64 bytes",
-        )?;
-        check_len(
-            "containerId",
-            &self.container_id,
-            MAX_CONTAINER_REF_LEN,
-            "must be 1 to 256 bytes",
-        )?;
-        // Docker resolves names and ids in URL paths; anything outside its name alphabet is refused
-        // here so that no path tricks ("../") ever reach the engine.
-        let bare = self
-            .container_id
-            .strip_prefix('/')
-            .unwrap_or(&self.container_id);
-        let ok = bare
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-            && bare
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if !ok {
-            return Err(ProtocolError::invalid(
-                "containerId",
-                "must be a container id or name",
-            ));
-        }
-        Ok(())
+        check_target(&self.agent_id, &self.container_id)
     }
+}
+
+/// The checks of every request that names an agent and a container in it.
+pub(crate) fn check_target(agent_id: &str, container_id: &str) -> Result<(), ProtocolError> {
+    check_len("agentId", agent_id, MAX_AGENT_REF_LEN)?;
+    check_len("containerId", container_id, MAX_CONTAINER_REF_LEN)?;
+    // Docker resolves names and ids in URL paths; anything outside its name alphabet is refused
+    // here so that no path tricks ("../") ever reach the engine.
+    let bare = container_id.strip_prefix('/').unwrap_or(container_id);
+    let ok = bare
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && bare
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !ok {
+        return Err(ProtocolError::invalid(
+            "containerId",
+            "must be a container id or name",
+        ));
+    }
+    Ok(())
 }
 
 /// A published or exposed port.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ErrorCode, ProtocolError};
 use crate::ids::{AgentRef, ContainerRef};
 use crate::limits::{MAX_AGENT_REF_LEN, MAX_SUBJECT_LEN};
-use crate::payload::{ContainerActionRequest, Validate};
+use crate::payload::{Validate, check_target};
 
 /// Most lines `tail` may ask for.
 pub const MAX_LOG_TAIL: u32 = 10_000;
@@ -44,11 +44,7 @@ pub struct LogsRequest {
 impl Validate for LogsRequest {
     fn validate(&self) -> Result<(), ProtocolError> {
         // Same references as an action: reuse its checks.
-        ContainerActionRequest {
-            agent_id: self.agent_id.clone(),
-            container_id: self.container_id.clone(),
-        }
-        .validate()?;
+        check_target(&self.agent_id, &self.container_id)?;
         if self.tail.is_some_and(|t| t > MAX_LOG_TAIL) {
             return Err(ProtocolError::invalid("tail", "at most 10000 lines"));
         }
@@ -137,11 +133,7 @@ pub struct StatsRequest {
 
 impl Validate for StatsRequest {
     fn validate(&self) -> Result<(), ProtocolError> {
-        ContainerActionRequest {
-            agent_id: self.agent_id.clone(),
-            container_id: self.container_id.clone(),
-        }
-        .validate()
+        check_target(&self.agent_id, &self.container_id)
     }
 }
 

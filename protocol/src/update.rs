@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ProtocolError;
 use crate::ids::{AgentId, AgentRef};
-use crate::limits::MAX_INFO_LEN;
+use crate::limits::{MAX_AGENT_REF_LEN, MAX_INFO_LEN, check_len};
 use crate::payload::Validate;
 
 /// Largest agent build an agent downloads (the agent is about 4 MB; 64 MiB leaves room for
@@ -36,9 +36,7 @@ pub struct AgentUpdateRequest {
 
 impl Validate for AgentUpdateRequest {
     fn validate(&self) -> Result<(), ProtocolError> {
-        if self.agent_id.is_empty() || self.agent_id.len() > 64 {
-            return Err(ProtocolError::invalid("agentId", "must be 1 to 64 bytes"));
-        }
+        check_len("agentId", &self.agent_id, MAX_AGENT_REF_LEN)?;
         if let Some(version) = &self.version
             && !is_version_text(version)
         {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::deploy::{MAX_CONTAINER_NAME_LEN, MAX_IMAGE_REF_LEN, is_valid_image_ref};
 use crate::error::ProtocolError;
 use crate::ids::{AgentId, AgentRef};
-use crate::limits::{MAX_AGENT_REF_LEN, MAX_NAME_LEN};
+use crate::limits::{MAX_AGENT_REF_LEN, MAX_NAME_LEN, check_len};
 use crate::payload::Validate;
 
 /// Containers with an update one agent may report; more are refused as a whole by the relay
@@ -195,10 +195,8 @@ pub struct UpdateCheckRequest {
 
 fn check_optional_agent(agent_id: &Option<AgentRef>) -> Result<(), ProtocolError> {
     match agent_id {
-        Some(a) if a.is_empty() || a.len() > MAX_AGENT_REF_LEN => {
-            Err(ProtocolError::invalid("agentId", "must be 1 to 64 bytes"))
-        }
-        _ => Ok(()),
+        Some(a) => check_len("agentId", a, MAX_AGENT_REF_LEN),
+        None => Ok(()),
     }
 }
 
