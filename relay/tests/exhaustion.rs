@@ -159,6 +159,20 @@ fn loopback(n: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
 }
 
+/// Asserts the relay still serves the legitimate user (127.0.0.1) `when`: `/healthz` answers
+/// 200 and a real client lists agent `agent` online.
+async fn assert_serving(relay: &Relay, agent: &str, when: &str) {
+    let (status, body) = http(loopback(1), relay.addr, "GET", "/healthz", &[], "")
+        .await
+        .unwrap_or_else(|| panic!("/healthz answers {when}"));
+    assert_eq!(status, 200, "{body}");
+    let agents = real_client(relay).await;
+    assert!(
+        agents.iter().any(|a| a.name == agent && a.online),
+        "{agents:?}"
+    );
+}
+
 /// A TCP connection to `to` from the loopback address `from`.
 async fn dial_from(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
@@ -457,15 +471,7 @@ async fn idle_and_slowloris_connections_at_a_1024_descriptor_limit_leave_the_rel
     });
 
     // Meanwhile the relay answers health checks and serves a real user.
-    let (status, body) = http(loopback(1), addr, "GET", "/healthz", &[], "")
-        .await
-        .expect("/healthz answers during the attack");
-    assert_eq!(status, 200, "{body}");
-    let agents = real_client(&relay).await;
-    assert!(
-        agents.iter().any(|a| a.name == "busy-server" && a.online),
-        "{agents:?}"
-    );
+    assert_serving(&relay, "busy-server", "during the attack").await;
 
     // Every slowloris connection is closed by the relay soon after the header timeout.
     let closed_at = drip.await.unwrap();
@@ -522,17 +528,12 @@ async fn silent_connections_from_many_addresses_make_room_for_real_users() {
             silent.push(tcp);
         }
     }
-    let (status, body) = http(loopback(1), addr, "GET", "/healthz", &[], "")
-        .await
-        .expect("/healthz answers while silent connections fill the cap");
-    assert_eq!(status, 200, "{body}");
-    let agents = real_client(&relay).await;
-    assert!(
-        agents
-            .iter()
-            .any(|a| a.name == "crowded-server" && a.online),
-        "{agents:?}"
-    );
+    assert_serving(
+        &relay,
+        "crowded-server",
+        "while silent connections fill the cap",
+    )
+    .await;
     let descriptors = std::fs::read_dir(format!("/proc/{}/fd", relay.child.id()))
         .unwrap()
         .count();

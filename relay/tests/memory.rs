@@ -10,9 +10,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use zedops_protocol::{PROTOCOL_VERSION, Role};
 use zedops_testkit::process::{rss_kib, seed_database, serve_relay};
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use zedops_testkit::wire::{Ws, send};
 
 /// Log chunks the agent sends: as in the review that found the relay at 1.3 GiB.
 const CHUNKS: usize = 1_500;
@@ -45,6 +43,16 @@ async fn next_text(ws: &mut Ws) -> Value {
     }
 }
 
+/// A client connection to `addr`, signed in with `token` (welcomed).
+async fn signed_in(addr: &str, token: &str) -> Ws {
+    let mut ws = dial(addr, "/ws/client").await;
+    let hello = json!({"subject": "client.hello",
+        "data": {"protocolVersion": PROTOCOL_VERSION, "token": token}});
+    send(&mut ws, hello).await;
+    assert_eq!(next_text(&mut ws).await["subject"], "client.welcome");
+    ws
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooding_agent_and_a_stalled_viewer_leave_the_relay_within_its_memory_bound() {
     let dir = tempfile::tempdir().unwrap();
@@ -61,42 +69,30 @@ async fn a_flooding_agent_and_a_stalled_viewer_leave_the_relay_within_its_memory
 
     // The agent.
     let mut agent = dial(&addr, "/ws/agent").await;
-    agent
-        .send(Message::text(
-            json!({"subject": "agent.register", "data": {"protocolVersion": PROTOCOL_VERSION,
-                "registrationToken": registration, "name": "flooder",
-                "info": {"version": "0", "os": "linux", "arch": "x86_64"}}})
-            .to_string(),
-        ))
-        .await
-        .unwrap();
+    send(
+        &mut agent,
+        json!({"subject": "agent.register", "data": {"protocolVersion": PROTOCOL_VERSION,
+            "registrationToken": registration, "name": "flooder",
+            "info": {"version": "0", "os": "linux", "arch": "x86_64"}}}),
+    )
+    .await;
     let welcome = next_text(&mut agent).await;
     assert_eq!(welcome["subject"], "agent.welcome", "{welcome}");
 
     // The viewer: watches the fleet, opens a log follow, then reads nothing more.
-    let mut viewer = dial(&addr, "/ws/client").await;
-    viewer
-        .send(Message::text(
-            json!({"subject": "client.hello", "data": {"protocolVersion": PROTOCOL_VERSION, "token": viewer_token}}).to_string(),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(next_text(&mut viewer).await["subject"], "client.welcome");
-    viewer
-        .send(Message::text(
-            json!({"subject": "event.subscribe", "reply": "_INBOX.sub", "data": {}}).to_string(),
-        ))
-        .await
-        .unwrap();
+    let mut viewer = signed_in(&addr, &viewer_token).await;
+    send(
+        &mut viewer,
+        json!({"subject": "event.subscribe", "reply": "_INBOX.sub", "data": {}}),
+    )
+    .await;
     assert_eq!(next_text(&mut viewer).await["subject"], "_INBOX.sub");
-    viewer
-        .send(Message::text(
-            json!({"subject": "container.logs", "reply": "_INBOX.logs",
-                "data": {"agentId": "flooder", "containerId": "web", "follow": true}})
-            .to_string(),
-        ))
-        .await
-        .unwrap();
+    send(
+        &mut viewer,
+        json!({"subject": "container.logs", "reply": "_INBOX.logs",
+            "data": {"agentId": "flooder", "containerId": "web", "follow": true}}),
+    )
+    .await;
     let request = next_text(&mut agent).await;
     assert_eq!(request["subject"], "container.logs", "{request}");
     let inbox = request["reply"].as_str().unwrap().to_string();
@@ -185,12 +181,5 @@ async fn a_flooding_agent_and_a_stalled_viewer_leave_the_relay_within_its_memory
         mib(resting)
     );
     // Still serving.
-    let mut fresh = dial(&addr, "/ws/client").await;
-    fresh
-        .send(Message::text(
-            json!({"subject": "client.hello", "data": {"protocolVersion": PROTOCOL_VERSION, "token": viewer_token}}).to_string(),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(next_text(&mut fresh).await["subject"], "client.welcome");
+    signed_in(&addr, &viewer_token).await;
 }
