@@ -33,10 +33,11 @@ pub async fn login(
         password: password.to_string(),
         device: device_name(),
     };
-    let (endpoint, response) = first_answer(relay, LOGIN_PATH, insecure, async |endpoint| {
-        Ok(http_client(ca_file, endpoint)?
-            .post(endpoint)
-            .json(&body)
+    let body = &body;
+    let (endpoint, response) = first_answer(relay, LOGIN_PATH, insecure, |endpoint| async move {
+        Ok(http_client(ca_file, &endpoint)?
+            .post(&endpoint)
+            .json(body)
             .send()
             .await?)
     })
@@ -67,7 +68,12 @@ pub async fn agent_release(
         relay,
         "/download/agent/version",
         insecure,
-        async |endpoint| Ok(http_client(ca_file, endpoint)?.get(endpoint).send().await?),
+        |endpoint| async move {
+            Ok(http_client(ca_file, &endpoint)?
+                .get(&endpoint)
+                .send()
+                .await?)
+        },
     )
     .await?;
     let status = response.status();
@@ -97,9 +103,9 @@ pub async fn logout(
     ca_file: Option<&Path>,
     insecure: bool,
 ) -> Result<(), ClientError> {
-    let (endpoint, response) = first_answer(relay, LOGOUT_PATH, insecure, async |endpoint| {
-        Ok(http_client(ca_file, endpoint)?
-            .post(endpoint)
+    let (endpoint, response) = first_answer(relay, LOGOUT_PATH, insecure, |endpoint| async move {
+        Ok(http_client(ca_file, &endpoint)?
+            .post(&endpoint)
             .bearer_auth(token)
             .send()
             .await?)
@@ -139,17 +145,24 @@ impl From<reqwest::Error> for Attempt {
 /// cluster share one database, so any can answer) and returns the first relay's answer with the
 /// endpoint that gave it. A relay that cannot be reached is passed over; an answer, even a
 /// refusal, is final, so a password is never sent twice to relays that both received it.
-async fn first_answer(
+///
+/// `send` takes the endpoint owned: a future borrowing it would not be `Send` for every
+/// lifetime, which the app's commands need.
+async fn first_answer<F, Fut>(
     relays: &str,
     path: &str,
     insecure: bool,
-    send: impl AsyncFn(&str) -> Result<reqwest::Response, Attempt>,
-) -> Result<(String, reqwest::Response), ClientError> {
+    send: F,
+) -> Result<(String, reqwest::Response), ClientError>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<reqwest::Response, Attempt>>,
+{
     let mut last = None;
     for relay in crate::connection::relay_list(relays) {
         let url = RelayUrl::parse(relay, insecure).map_err(|e| from_transport(e, relay))?;
         let endpoint = url.http(path);
-        match send(&endpoint).await {
+        match send(endpoint.clone()).await {
             Ok(response) => return Ok((endpoint, response)),
             Err(Attempt::Setup(e)) => return Err(e),
             Err(Attempt::Unsent(e)) => last = Some(unreachable(&endpoint, &e)),
