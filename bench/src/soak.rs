@@ -14,7 +14,7 @@ use zedops_protocol::Role;
 use zedops_testkit::{TestContainers, require_docker};
 
 use crate::process::{run_agent, serve_relay};
-use crate::stats::{rss_kib, verdict};
+use crate::stats::{rss_kib, rss_parts_kib, verdict};
 
 /// Growth from minute 10 to the end that still counts as flat: allocator noise (a freed page not
 /// yet returned, a buffer that grew once for a burst) moves RSS by tens of KiB; a leak of even a
@@ -144,25 +144,34 @@ pub async fn run(o: Options<'_>) -> anyhow::Result<()> {
     let minute = Duration::from_secs(o.minute_seconds);
     let start = tokio::time::Instant::now();
     let mut samples: Vec<(u64, u64, u64)> = Vec::new();
+    // The anonymous part of each sample (heap and stacks), minute by minute.
+    let mut parts: Vec<(u64, u64, u64)> = Vec::new();
     let mut streams = Vec::new();
     let stats_samples = Arc::new(AtomicU64::new(0));
     println!(
         "soak: {} containers, an event a second, stats of all streamed in minutes 5, 15, …; a minute is {} s",
         o.containers, o.minute_seconds
     );
-    println!("  minute  agent RSS  relay RSS");
+    println!("  minute  agent RSS (anon, file)        relay RSS (anon, file)");
     for m in 0..=o.minutes {
         tokio::time::sleep_until(start + minute * m as u32).await;
         // A stats window closes on the minute after it opened: aborting a reader drops its
         // stream, which cancels it at the agent.
         streams.clear();
         let (a, r) = (rss_kib(agent.0.id())?, rss_kib(relay.0.id())?);
+        let (a_parts, r_parts) = (rss_parts_kib(agent.0.id())?, rss_parts_kib(relay.0.id())?);
         samples.push((m, a, r));
+        parts.push((m, a_parts.0, r_parts.0));
         let streaming = m % 10 == 5 && m < o.minutes;
+        let mb = |kib: u64| kib as f64 / 1024.0;
         println!(
-            "  {m:>6}  {:>6.2} MB  {:>6.2} MB{}",
-            a as f64 / 1024.0,
-            r as f64 / 1024.0,
+            "  {m:>6}  {:>6.2} MB ({:.2}, {:.2})  {:>6.2} MB ({:.2}, {:.2}){}",
+            mb(a),
+            mb(a_parts.0),
+            mb(a_parts.1),
+            mb(r),
+            mb(r_parts.0),
+            mb(r_parts.1),
             if streaming {
                 "  (stats streams open for this minute)"
             } else {
@@ -192,14 +201,15 @@ pub async fn run(o: Options<'_>) -> anyhow::Result<()> {
     client.close().await;
     listener.abort();
 
-    let at = |m: u64| {
+    let at = |samples: &[(u64, u64, u64)], m: u64| {
         samples
             .iter()
             .find(|s| s.0 == m)
             .copied()
             .unwrap_or_default()
     };
-    let (base, end) = (at(BASELINE_MINUTE), at(o.minutes));
+    let (base, end) = (at(&samples, BASELINE_MINUTE), at(&samples, o.minutes));
+    let (anon_base, anon_end) = (at(&parts, BASELINE_MINUTE), at(&parts, o.minutes));
     let growth = |from: u64, to: u64| to as i64 - from as i64;
     let agent_growth = growth(base.1, end.1);
     let relay_growth = growth(base.2, end.2);
@@ -228,6 +238,11 @@ pub async fn run(o: Options<'_>) -> anyhow::Result<()> {
         end.2 as f64 / 1024.0,
         max_relay as f64 / 1024.0,
         verdict(relay_growth <= FLAT_KIB as i64)
+    );
+    println!(
+        "  of which anonymous (heap, stacks): agent {:+} KiB, relay {:+} KiB; the rest is pages of the binaries run for the first time",
+        growth(anon_base.1, anon_end.1),
+        growth(anon_base.2, anon_end.2)
     );
     drop(agent);
     drop(relay);

@@ -20,6 +20,22 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
 }
 
+/// Resident memory of a process in KiB as the kernel splits it: anonymous (heap and stacks,
+/// what the process allocated) and file-backed (pages of its binary and libraries, faulted in
+/// the first time their code runs: shared with the page cache, bounded by the files' size).
+/// A soak that grows only in the second has run code it had not run before, not leaked.
+pub fn rss_parts_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .ok_or_else(|| anyhow::anyhow!("no {name} for pid {pid}"))?;
+        Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
+    };
+    Ok((field("RssAnon:")?, field("RssFile:")?))
+}
+
 /// Milliseconds with two decimals.
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
