@@ -140,16 +140,7 @@ fn exec(container: &str, cmd: &[&str]) -> ExecRequest {
 
 async fn setup(role: &str) -> Option<(Scratch, String, Arc<DockerClient>, Arc<Sessions>)> {
     let mut scratch = Scratch::new().await?;
-    let (name, _) = scratch
-        .create(
-            role,
-            Spec {
-                start: true,
-                init: true,
-                ..Default::default()
-            },
-        )
-        .await;
+    let (name, _) = scratch.create(role, Spec::RUNNING).await;
     let docker = Arc::new(DockerClient::connect(None).await);
     Some((scratch, name, docker, Arc::new(Sessions::default())))
 }
@@ -443,16 +434,7 @@ async fn attach_sees_the_console_and_send_reaches_it() {
     assert!(scratch.running(&name).await);
 
     // A container without an open stdin cannot take a line.
-    let (plain, _) = scratch
-        .create(
-            "console-plain",
-            Spec {
-                start: true,
-                init: true,
-                ..Default::default()
-            },
-        )
-        .await;
+    let (plain, _) = scratch.create("console-plain", Spec::RUNNING).await;
     let refused = docker.send_line(&plain, "save").await.unwrap_err();
     assert_eq!(refused.code(), ErrorCode::ExecFailed);
     assert!(refused.to_string().contains("OpenStdin"), "{refused}");

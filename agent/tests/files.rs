@@ -30,16 +30,7 @@ struct Fixture {
 
 async fn fixture(role: &str) -> Option<Fixture> {
     let mut scratch = Scratch::new().await?;
-    let (name, _) = scratch
-        .create(
-            role,
-            Spec {
-                start: true,
-                init: true,
-                ..Default::default()
-            },
-        )
-        .await;
+    let (name, _) = scratch.create(role, Spec::RUNNING).await;
     let fixture = Fixture {
         _scratch: scratch,
         name,

@@ -165,6 +165,13 @@ async fn enrols_serves_reconnects_and_stops_when_revoked() {
     relay.store.revoke_agent(&name).await.unwrap();
     let _relay = relay.stop().await.builder().start().await;
     let err = agent.exit().await.expect_err("revoked agent stops");
+    let message = assert_unauthorized(&err, "UNAUTHORIZED");
+    assert!(message.contains("credentials.json"), "{message}");
+}
+
+/// Asserts `err` is the relay's `UNAUTHORIZED` refusal and its message says `part` and how to
+/// get a new registration token; returns the message.
+fn assert_unauthorized(err: &RunError, part: &str) -> String {
     assert!(
         matches!(
             err,
@@ -177,10 +184,10 @@ async fn enrols_serves_reconnects_and_stops_when_revoked() {
     );
     let message = format!("{err:#}");
     assert!(
-        message.contains("UNAUTHORIZED") && message.contains("zedops-relay token create"),
+        message.contains(part) && message.contains("zedops-relay token create"),
         "{message}"
     );
-    assert!(message.contains("credentials.json"), "{message}");
+    message
 }
 
 #[tokio::test]
@@ -243,21 +250,7 @@ async fn a_used_token_is_fatal_and_shutdown_is_clean() {
         .await;
     let second_dir = second.data_dir.clone();
     let err = second.exit().await.expect_err("a used token is refused");
-    assert!(
-        matches!(
-            err,
-            RunError::Refused {
-                code: ErrorCode::Unauthorized,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    let message = format!("{err:#}");
-    assert!(
-        message.contains("registration token") && message.contains("zedops-relay token create"),
-        "{message}"
-    );
+    assert_unauthorized(&err, "registration token");
     assert!(
         zedops_agent::credentials::load(&second_dir)
             .unwrap()
