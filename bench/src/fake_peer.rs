@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -62,6 +63,38 @@ pub async fn answer_forever(ws: Ws) {
             }
         }
     }
+}
+
+/// Requests answered per second while one client per entry of `targets` (an agent's name)
+/// keeps `window` `container.list` requests in flight to it, for `seconds` (counted after half
+/// a second to fill the pipelines).
+pub async fn routed_per_second(
+    base: &str,
+    device: &str,
+    targets: &[String],
+    window: usize,
+    seconds: u64,
+) -> anyhow::Result<f64> {
+    let answered = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = vec![];
+    for agent in targets {
+        let ws = client(base, device).await?;
+        let (answered, stop, agent) = (answered.clone(), stop.clone(), agent.clone());
+        tasks.push(tokio::spawn(async move {
+            pipeline(ws, &agent, window, answered, stop).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (start_count, start) = (answered.load(Ordering::Relaxed), Instant::now());
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let done = answered.load(Ordering::Relaxed) - start_count;
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(done as f64 / elapsed.as_secs_f64())
 }
 
 /// Keeps `window` requests in flight on one client connection until `stop`.

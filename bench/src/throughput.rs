@@ -2,9 +2,7 @@
 //! to agents that answer at once, so the relay's routing is what is measured.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::fake_peer;
 use crate::process::serve_relay;
@@ -53,29 +51,11 @@ pub async fn run(
         tokio::spawn(fake_peer::answer_forever(ws));
     }
 
-    let answered = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = vec![];
-    for c in 0..clients {
-        let ws = fake_peer::client(&base, &device).await?;
-        let (answered, stop) = (answered.clone(), stop.clone());
-        let agent = format!("fast-{}", c % agents);
-        tasks.push(tokio::spawn(async move {
-            fake_peer::pipeline(ws, &agent, window, answered, stop).await
-        }));
-    }
-    // Let the pipelines fill before counting.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (start_count, start) = (answered.load(Ordering::Relaxed), Instant::now());
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let done = answered.load(Ordering::Relaxed) - start_count;
-    let elapsed = start.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let _ = t.await;
-    }
+    let targets: Vec<String> = (0..clients)
+        .map(|c| format!("fast-{}", c % agents))
+        .collect();
+    let rate = fake_peer::routed_per_second(&base, &device, &targets, window, seconds).await?;
     drop(relay);
-    let rate = done as f64 / elapsed.as_secs_f64();
     println!(
         "relay routed {rate:.0} requests/s ({clients} clients x {window} in flight, {agents} agents, {seconds} s; \
          load generator on the same cores) (target >= 100,000/s: {})",
