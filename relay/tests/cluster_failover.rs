@@ -759,3 +759,66 @@ async fn relays_reach_nats_over_tls_with_client_certificates() {
     answering.abort();
     store.close().await;
 }
+
+/// A batch of frames relay B sent to relay A that A received but never acknowledged: A froze
+/// (SIGSTOP) with it and was then killed. Once the agent shows up on a third relay, C, and B
+/// finds A gone (NATS: no responders on A's subject), the request fails `AGENT_OFFLINE` at
+/// once, instead of waiting out B's 5 s acknowledgement timeout or B dropping the silent A (at
+/// least 3 s after it froze: A said it was alive at most 1 s before, and B waits 4 s).
+#[tokio::test]
+async fn a_batch_a_killed_relay_never_acknowledged_fails_once_the_relay_is_found_gone() {
+    let Some(postgres) = TestPostgres::shared() else {
+        return;
+    };
+    let Some(nats) = TestNats::start() else {
+        return;
+    };
+    let database = postgres.database();
+    let mut relays = Vec::new();
+    for _ in 0..2 {
+        relays.push(
+            TestRelay::builder()
+                .database(database.clone())
+                .nats(nats.url())
+                .start()
+                .await,
+        );
+    }
+    let (b, c) = (&relays[0], &relays[1]);
+    let mut a = RelayProcess::start(&database, &nats.url()).await;
+    wait_ready(&[b, c]).await;
+    let agent = enrol_at(&a, &b.registration_token().await, "frozen-1").await;
+    let (id, token) = (agent.id.clone(), agent.token.clone());
+    wait_seen(b, &id, true).await;
+    let mut client = admin(b, "patient").await;
+
+    a.freeze();
+    let frozen = Instant::now();
+    wire::send(
+        &mut client,
+        json!({"subject": "container.list", "reply": "_INBOX.lost", "data": {"agentId": id}}),
+    )
+    .await;
+    // B sends the batch to A's subject; A, frozen, gets it and never acknowledges.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.kill();
+    drop(agent);
+    let _moved = FakeAgent::auth(c, &id, &token).await;
+
+    let answer = loop {
+        let frame = wire::next_text(&mut client)
+            .await
+            .expect("B answers the request");
+        if frame["subject"] == "_INBOX.lost" {
+            break frame["data"].clone();
+        }
+    };
+    let after = frozen.elapsed();
+    assert_eq!(answer["errorCode"], "AGENT_OFFLINE", "{answer}");
+    // Neither B's acknowledgement timeout nor its dropping the silent A failed it.
+    assert!(
+        after < Duration::from_secs(3),
+        "answered {after:?} after A froze"
+    );
+    eprintln!("answered {after:?} after A froze");
+}

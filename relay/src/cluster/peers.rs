@@ -59,6 +59,9 @@ struct StandIn {
     link: Arc<AgentLink>,
     /// Relay inbox → the relay that took the request (pruned as requests end).
     taken: Mutex<HashMap<String, Arc<str>>>,
+    /// The last relay found gone (killed) after the agent left it: batches sent to it and not
+    /// yet acknowledged never will be, and fail at once rather than at [`ACK_TIMEOUT`].
+    gone: tokio::sync::watch::Sender<Option<Arc<str>>>,
 }
 
 impl StandIn {
@@ -145,6 +148,9 @@ enum Outcome {
     NoResponders,
     /// No acknowledgement within [`ACK_TIMEOUT`].
     TimedOut,
+    /// Sent to the relay that held the agent, which was then found gone (killed) before it
+    /// acknowledged: whether it passed the frames on is unknown, so they are not sent again.
+    HolderGone,
     /// The request failed otherwise (NATS connection lost).
     Failed(async_nats::RequestError),
 }
@@ -405,6 +411,7 @@ impl Cluster {
             return;
         }
         if let Some(stand_in) = self.stand_in_of(&agent) {
+            stand_in.gone.send_replace(Some(relay.as_str().into()));
             let failed = stand_in.fail_taken_by(&relay);
             if failed > 0 {
                 info!(relay = %relay, agent = %stand_in.link.name, failed, "the relay the agent left is gone; what it took for the agent failed");
@@ -830,6 +837,7 @@ impl Cluster {
         let stand_in = Arc::new(StandIn {
             link: link.clone(),
             taken: Mutex::default(),
+            gone: tokio::sync::watch::channel(None).0,
         });
         stand_ins.insert(id.to_string(), stand_in.clone());
         if let Some(me) = self.me.upgrade() {
@@ -959,14 +967,25 @@ impl Cluster {
             let asked = self
                 .client
                 .request_with_headers(subject.clone(), headers, payload);
+            // The relay this batch goes to, as far as this relay knows.
+            let holder: Option<Arc<str>> = self
+                .presence
+                .lock()
+                .expect("presence lock")
+                .get(&link.id)
+                .map(|h| h.relay.as_str().into());
+            let gone = stand_in.gone.subscribe();
             in_flight.push_back(async move {
-                let outcome = match tokio::time::timeout(ACK_TIMEOUT, asked).await {
-                    Ok(Ok(ack)) => acknowledged(&ack.payload, entries.len()),
-                    Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
-                        Outcome::NoResponders
-                    }
-                    Ok(Err(e)) => Outcome::Failed(e),
-                    Err(_) => Outcome::TimedOut,
+                let outcome = tokio::select! {
+                    acked = tokio::time::timeout(ACK_TIMEOUT, asked) => match acked {
+                        Ok(Ok(ack)) => acknowledged(&ack.payload, entries.len()),
+                        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                            Outcome::NoResponders
+                        }
+                        Ok(Err(e)) => Outcome::Failed(e),
+                        Err(_) => Outcome::TimedOut,
+                    },
+                    () = found_gone(gone, holder) => Outcome::HolderGone,
                 };
                 (entries, outcome)
             });
@@ -997,6 +1016,12 @@ impl Cluster {
                     self.give_up(link, entry);
                 }
             }
+            Outcome::HolderGone => {
+                info!(agent = %link.name, frames = sent.len(), "the relay that held the agent is gone before it took these frames; their requests failed");
+                for entry in &sent {
+                    self.give_up(link, entry);
+                }
+            }
             Outcome::TimedOut => {
                 warn!(agent = %link.name, frames = sent.len(), "the relay holding the agent did not take frames in time");
                 for entry in &sent {
@@ -1023,6 +1048,22 @@ impl Cluster {
             }
         }
     }
+}
+
+/// Resolves once `holder` (where a batch went) is found gone; never when it is not known.
+async fn found_gone(
+    mut gone: tokio::sync::watch::Receiver<Option<Arc<str>>>,
+    holder: Option<Arc<str>>,
+) {
+    let Some(holder) = holder else {
+        return std::future::pending().await;
+    };
+    while gone.changed().await.is_ok() {
+        if gone.borrow_and_update().as_deref() == Some(&*holder) {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 /// Reads a holding relay's acknowledgement of `count` frames: `<taken> <relay id>`, or

@@ -78,6 +78,15 @@ impl RelayProcess {
             .unwrap_or(0)
     }
 
+    /// SIGSTOP: the process freezes (its connections stay open, nothing is answered).
+    pub fn freeze(&self) {
+        let status = Command::new("kill")
+            .args(["-STOP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill -STOP");
+        assert!(status.success(), "kill -STOP");
+    }
+
     /// SIGKILL, and waits until the process is gone.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
