@@ -1,7 +1,8 @@
 //! The relay cluster (issue 18): N simulated agents across two release relays sharing one
 //! PostgreSQL database and one NATS server, all on this machine. Measures relay RSS per agent,
 //! routed requests per second through the cluster, and the latency of a request client →
-//! relay B → NATS → relay A → agent beside client → relay A → agent, interleaved in one run.
+//! relay B → NATS → relay A → agent beside client → relay A → agent, interleaved in one run
+//! with a bare NATS request and reply through the same server: the floor under the first.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -187,17 +188,21 @@ pub async fn run(options: Options<'_>) -> anyhow::Result<()> {
     );
 
     // Latency: one request at a time to sim-0 (on A), from a client on A and from one on B,
-    // interleaved so both see the same machine.
+    // and, as the floor under the second, a bare NATS request and reply through the same
+    // nats-server; interleaved so all three see the same machine.
     let mut same = fake_peer::client(&a.base, &device).await?;
     let mut cross = fake_peer::client(&b.base, &device).await?;
+    let floor = NatsFloor::start(&nats.url()).await?;
     for n in 0..50 {
         round_trip(&mut same, "sim-0", n).await?;
         round_trip(&mut cross, "sim-0", n).await?;
+        floor.round_trip().await?;
     }
-    let (mut same_times, mut cross_times) = (Vec::new(), Vec::new());
+    let (mut same_times, mut cross_times, mut floor_times) = (Vec::new(), Vec::new(), Vec::new());
     for n in 0..rounds as u64 {
         same_times.push(round_trip(&mut same, "sim-0", n).await?);
         cross_times.push(round_trip(&mut cross, "sim-0", n).await?);
+        floor_times.push(floor.round_trip().await?);
     }
     let (same_p50, cross_p50) = (
         percentile(&mut same_times, 50.0),
@@ -213,6 +218,18 @@ pub async fn run(options: Options<'_>) -> anyhow::Result<()> {
         ms(percentile(&mut cross_times, 99.0)),
         verdict(ratio <= 1.5)
     );
+    let floor_p50 = percentile(&mut floor_times, 50.0);
+    let added = cross_p50.saturating_sub(same_p50);
+    println!(
+        "bare NATS request/reply (two connections of this process, the same nats-server, a \
+         request-sized payload) p50 {} p99 {}: of the {} a request gains across relays (p50), \
+         NATS itself is {} and the relays' own hops the other {}",
+        ms(floor_p50),
+        ms(percentile(&mut floor_times, 99.0)),
+        ms(added),
+        ms(floor_p50.min(added)),
+        ms(added.saturating_sub(floor_p50))
+    );
 
     // Throughput: 4 clients × 64 in flight to 4 agents on A, from clients on A, then on B.
     let targets: Vec<String> = (0..4).map(|i| format!("sim-{}", 2 * i)).collect();
@@ -224,6 +241,50 @@ pub async fn run(options: Options<'_>) -> anyhow::Result<()> {
     );
     drop((a, b));
     Ok(())
+}
+
+/// Two NATS connections of this process, one answering every request on a subject with its
+/// payload: the least a request from relay B to relay A and its answer can take.
+struct NatsFloor {
+    requester: async_nats::Client,
+    replier: tokio::task::JoinHandle<()>,
+}
+
+const FLOOR_SUBJECT: &str = "bench.floor";
+
+impl NatsFloor {
+    async fn start(url: &str) -> anyhow::Result<Self> {
+        let answering = async_nats::connect(url).await?;
+        let mut requests = answering.subscribe(FLOOR_SUBJECT).await?;
+        answering.flush().await?;
+        let replier = tokio::spawn(async move {
+            while let Some(request) = requests.next().await {
+                if let Some(reply) = request.reply {
+                    let _ = answering.publish(reply, request.payload).await;
+                }
+            }
+        });
+        Ok(Self {
+            requester: async_nats::connect(url).await?,
+            replier,
+        })
+    }
+
+    async fn round_trip(&self) -> anyhow::Result<Duration> {
+        // About the size of a routed container.list frame.
+        let payload = r#"{"subject":"container.list","reply":"_INBOX.a1b2c3d4e5f6a7b8.t1","data":{"agentId":"sim-0"}}"#;
+        let started = Instant::now();
+        self.requester
+            .request(FLOOR_SUBJECT, payload.into())
+            .await?;
+        Ok(started.elapsed())
+    }
+}
+
+impl Drop for NatsFloor {
+    fn drop(&mut self) {
+        self.replier.abort();
+    }
 }
 
 /// One `container.list` to `agent` and its answer.
