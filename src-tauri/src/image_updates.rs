@@ -511,6 +511,8 @@ pub async fn update_all(
     let progress = {
         let (report, event) = (report.clone(), event.clone());
         move |p: FleetProgress| {
+            let is_canary =
+                |t: &FleetTarget| canaries.contains(&(t.agent.clone(), t.container.clone()));
             let e = match p {
                 FleetProgress::Started { target, canary } => event(
                     &target,
@@ -523,34 +525,28 @@ pub async fn update_all(
                     target,
                     phase,
                     message,
-                } => {
-                    let canary =
-                        canaries.contains(&(target.agent.clone(), target.container.clone()));
-                    event(
-                        &target,
-                        FleetItemState::Updating,
-                        canary,
-                        sentence(&format!("{}: {message}", phase_words(&phase))),
-                        vec![],
-                    )
-                }
+                } => event(
+                    &target,
+                    FleetItemState::Updating,
+                    is_canary(&target),
+                    sentence(&format!("{}: {message}", phase_words(&phase))),
+                    vec![],
+                ),
                 FleetProgress::Pull { target, progress } => {
-                    let canary =
-                        canaries.contains(&(target.agent.clone(), target.container.clone()));
+                    let detail = format!("Pulling {}.", progress.image);
                     FleetUpdateEvent {
-                        progress: Some(PullProgressView::from(progress.clone())),
+                        progress: Some(PullProgressView::from(progress)),
                         ..event(
                             &target,
                             FleetItemState::Updating,
-                            canary,
-                            format!("Pulling {}.", progress.image),
+                            is_canary(&target),
+                            detail,
                             vec![],
                         )
                     }
                 }
                 FleetProgress::Finished { target, outcome } => {
-                    let canary =
-                        canaries.contains(&(target.agent.clone(), target.container.clone()));
+                    let canary = is_canary(&target);
                     match outcome {
                         Outcome::Updated { updated } => event(
                             &target,
