@@ -19,11 +19,11 @@ mod webdriver;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use harness::{AppHome, Driver, require, require_desktop_parts, target_dir};
+use harness::{AppHome, Driver, require_desktop_parts, target_dir};
 use serde_json::{Value, json};
 use webdriver::WebDriver;
 use zedops_protocol::Role;
-use zedops_testkit::{TEST_PASSWORD, TestAgent, TestContainers, TestRelay, require_docker};
+use zedops_testkit::{TEST_PASSWORD, TestAgent, TestContainers, TestRelay};
 
 const UI_WAIT: Duration = Duration::from_secs(60);
 const BACKSPACE: &str = "\u{E003}";
@@ -88,12 +88,7 @@ const MARKS: &str = "const at = (n) => { const e = performance.getEntriesByName(
 #[ignore = "a benchmark: run scripts/bench-desktop"]
 async fn cold_start() {
     let (driver_bin, app_bin) = require_desktop_parts();
-    let docker = require_docker().await;
-    require(
-        docker.is_some(),
-        "a Docker engine with the test image (scripts/setup)",
-    );
-    let docker = docker.unwrap();
+    let docker = harness::docker().await;
     let relay = TestRelay::builder().start().await;
     relay.login("bench-admin", Role::Admin).await;
     let mut containers = TestContainers::new(&docker);
@@ -119,7 +114,7 @@ async fn cold_start() {
     wd.type_into(&user, "bench-admin").await;
     let password = wd.wait_for(r#"[data-testid="password"]"#, UI_WAIT).await;
     wd.type_into(&password, TEST_PASSWORD).await;
-    wd.click(&wd.wait_for(r#"[data-testid="sign-in"]"#, UI_WAIT).await)
+    wd.click_when_shown(r#"[data-testid="sign-in"]"#, UI_WAIT)
         .await;
     wd.wait_for(r#"[data-testid="agent-row"]"#, UI_WAIT).await;
     wd.quit().await;

@@ -15,6 +15,7 @@ use zedops_testkit::TestRelay;
 use crate::harness::{require_desktop_parts, target_dir};
 use crate::observe::{record, recorded};
 use crate::session::{OpenApp, open_app, sign_in};
+use crate::steps::shot;
 
 const USER: &str = "e2e-agent-update-admin";
 const NAMES: [&str; 2] = ["e2e-upd-a", "e2e-upd-b"];
@@ -220,13 +221,10 @@ pub async fn update_agents_live() {
         home: _home,
     } = open_app(&driver_bin, &app_bin).await;
     sign_in(&wd, &relay.url, USER).await;
-    wd.click(&wd.wait_for(r#"[data-testid="nav-fleet"]"#, UI_WAIT).await)
+    wd.click_when_shown(r#"[data-testid="nav-fleet"]"#, UI_WAIT)
         .await;
-    wd.click(
-        &wd.wait_for(r#"[data-testid="update-agents"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(r#"[data-testid="update-agents"]"#, UI_WAIT)
+        .await;
     let offered = wd
         .wait_for(r#"[data-testid="offered-version"]"#, UI_WAIT)
         .await;
@@ -254,9 +252,7 @@ pub async fn update_agents_live() {
     }
     let all = wd.wait_for(r#"[data-testid="update-all"]"#, UI_WAIT).await;
     assert_eq!(wd.text(&all).await, "Update all behind (2)");
-    let shots = target_dir().join("e2e");
-    std::fs::create_dir_all(&shots).unwrap();
-    std::fs::write(shots.join("agents-behind.png"), wd.screenshot().await).unwrap();
+    shot(&wd, "agents-behind.png").await;
 
     // Update all: every state each row shows, and every value of the download's bar.
     record(
@@ -293,7 +289,7 @@ pub async fn update_agents_live() {
         )
         .await;
     }
-    std::fs::write(shots.join("agents-updated.png"), wd.screenshot().await).unwrap();
+    shot(&wd, "agents-updated.png").await;
 
     // What the page showed, per agent: its states in order (repeats folded).
     let seen = recorded(&wd, "agent-rows").await;

@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{InspectContainerOptions, RemoveContainerOptionsBuilder};
 use zedops_protocol::{Role, TemplateBody};
-use zedops_testkit::registry::TestRegistry;
-use zedops_testkit::{TestAgent, TestRelay, require_docker};
+use zedops_testkit::{TestAgent, TestRelay};
 
-use crate::harness::{require, require_desktop_parts, target_dir};
+use crate::harness::{self, require_desktop_parts, unique_suffix};
 use crate::observe::{record, recorded, throttling_proxy};
 use crate::session::{OpenApp, open_app, sign_in};
-use crate::webdriver::WebDriver;
+use crate::steps::{open_console, progress_bar, select, shot, wait_terminal};
 
 const AGENT: &str = "e2e-deployer";
 const USER: &str = "e2e-deploy-admin";
@@ -51,32 +50,10 @@ impl Drop for Leftover {
     }
 }
 
-/// Picks `value` in a `<select>` as a person would (WebKitWebDriver does not click options).
-async fn select(wd: &WebDriver, css: &str, value: &str) {
-    wd.wait_for(&format!(r#"{css} option[value="{value}"]"#), UI_WAIT)
-        .await;
-    wd.execute(
-        "const s = document.querySelector(arguments[0]); s.value = arguments[1]; \
-         s.dispatchEvent(new Event('change', { bubbles: true }));",
-        serde_json::json!([css, value]),
-    )
-    .await;
-}
-
 pub async fn deploy_console_files_and_remove() {
     let (driver_bin, app_bin) = require_desktop_parts();
-    let docker = require_docker().await;
-    require(
-        docker.is_some(),
-        "a Docker engine with the test image (scripts/setup)",
-    );
-    let docker = docker.unwrap();
-    let registry = TestRegistry::start().await;
-    require(
-        registry.is_some(),
-        "docker-registry (Debian package docker-registry; scripts/setup)",
-    );
-    let registry = registry.unwrap();
+    let docker = harness::docker().await;
+    let registry = harness::registry().await;
     // A layer of its own, so the pull has bytes to report, pulled through a throttling proxy
     // (8 MiB at 3 MiB/s), so the progress bar is on screen for seconds.
     let pushed = registry
@@ -89,7 +66,7 @@ pub async fn deploy_console_files_and_remove() {
     let relay = TestRelay::builder().start().await;
     relay.login(USER, Role::Admin).await;
     let admin = relay.client("e2e-template-admin", Role::Admin).await;
-    let suffix = &uuid_like();
+    let suffix = &unique_suffix();
     let template = format!("e2e-{suffix}");
     let name = format!("e2e-deployed-{suffix}");
     let _leftover = Leftover(docker.clone(), name.clone(), image.clone());
@@ -130,11 +107,8 @@ pub async fn deploy_console_files_and_remove() {
     wd.click(&wd.find_in(&agent_row, "td").await).await;
 
     // "New container" on the agent's page: the form comes from the template.
-    wd.click(
-        &wd.wait_for(r#"[data-testid="new-container"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(r#"[data-testid="new-container"]"#, UI_WAIT)
+        .await;
     select(&wd, r#"[data-testid="deploy-template"]"#, &template).await;
     let secret = wd
         .wait_for(r#"[data-testid="deploy-var-TOKEN"]"#, UI_WAIT)
@@ -152,9 +126,7 @@ pub async fn deploy_console_files_and_remove() {
         &name,
     )
     .await;
-    let shots = target_dir().join("e2e");
-    std::fs::create_dir_all(&shots).unwrap();
-    std::fs::write(shots.join("deploy-form.png"), wd.screenshot().await).unwrap();
+    shot(&wd, "deploy-form.png").await;
     record(
         &wd,
         "deploy",
@@ -162,11 +134,8 @@ pub async fn deploy_console_files_and_remove() {
         &["data-percent"],
     )
     .await;
-    wd.click(
-        &wd.wait_for(r#"[data-testid="deploy-submit"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(r#"[data-testid="deploy-submit"]"#, UI_WAIT)
+        .await;
     // The pull shows as a progress bar while it lasts (a picture if a poll catches it; the
     // page's own recording below is what is checked).
     let deadline = Instant::now() + DEPLOY_WAIT;
@@ -182,7 +151,7 @@ pub async fn deploy_console_files_and_remove() {
                 .is_empty()
         {
             saw_progress = true;
-            std::fs::write(shots.join("deploy-progress.png"), wd.screenshot().await).unwrap();
+            shot(&wd, "deploy-progress.png").await;
         }
         if !wd.find_all(&detail).await.is_empty() {
             break;
@@ -196,17 +165,7 @@ pub async fn deploy_console_files_and_remove() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let seen = recorded(&wd, "deploy").await;
-    let percents: Vec<u64> = seen
-        .iter()
-        .flatten()
-        .filter_map(|el| el["data-percent"].as_str()?.parse().ok())
-        .collect();
-    let texts: Vec<&str> = seen
-        .iter()
-        .flatten()
-        .filter_map(|el| el["text"].as_str())
-        .collect();
+    let (percents, texts) = progress_bar(&recorded(&wd, "deploy").await);
     eprintln!("e2e deploy: the progress bar showed {percents:?} (a picture taken: {saw_progress})");
     assert!(
         percents.iter().any(|p| (1..100).contains(p)) && percents.windows(2).all(|w| w[1] >= w[0]),
@@ -239,72 +198,35 @@ pub async fn deploy_console_files_and_remove() {
             && env.contains(&"GREETING=hello".to_string()),
         "the typed secret and the default reached the container: {env:?}"
     );
-    std::fs::write(shots.join("deployed.png"), wd.screenshot().await).unwrap();
+    shot(&wd, "deployed.png").await;
 
     // Console: a shell (admin) runs a command; its output is on the terminal's screen.
-    wd.click(&wd.wait_for(r#"[data-testid="tab-console"]"#, UI_WAIT).await)
-        .await;
-    select(&wd, r#"[data-testid="console-kind"]"#, "shell").await;
-    wd.click(
-        &wd.wait_for(r#"[data-testid="console-connect"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
-    wd.wait_for(
-        r#"[data-testid="console-status"][data-phase="open"]"#,
-        UI_WAIT,
-    )
-    .await;
-    let input = wd
-        .wait_for(r#"[data-testid="console-screen"] textarea"#, UI_WAIT)
-        .await;
+    let input = open_console(&wd, "shell").await;
     // The answer (42) is not in what is typed, so it can only come from the shell.
     wd.send_keys(&input, "echo console-$((6*7))\u{E007}").await;
-    let deadline = Instant::now() + UI_WAIT;
-    loop {
-        let screen = wd
-            .execute(
-                r#"return document.querySelector('[data-testid="console-screen"] .xterm-rows')?.innerText ?? ''"#,
-                serde_json::json!([]),
-            )
-            .await;
-        if screen.as_str().unwrap_or_default().contains("console-42") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the shell's output never reached the terminal: {screen}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    std::fs::write(shots.join("console.png"), wd.screenshot().await).unwrap();
+    wait_terminal(&wd, "console-42", "the shell's output").await;
+    shot(&wd, "console.png").await;
 
     // Files: the container's root directory is listed.
-    wd.click(&wd.wait_for(r#"[data-testid="tab-files"]"#, UI_WAIT).await)
+    wd.click_when_shown(r#"[data-testid="tab-files"]"#, UI_WAIT)
         .await;
     wd.wait_for(
         r#"[data-testid="file-row"][data-name="bin"][data-kind="dir"]"#,
         UI_WAIT,
     )
     .await;
-    wd.click(
-        &wd.wait_for(
-            r#"[data-testid="file-row"][data-name="etc"] [data-testid="file-open"]"#,
-            UI_WAIT,
-        )
-        .await,
+    wd.click_when_shown(
+        r#"[data-testid="file-row"][data-name="etc"] [data-testid="file-open"]"#,
+        UI_WAIT,
     )
     .await;
     wd.wait_for(r#"[data-testid="files-tab"][data-path="/etc"]"#, UI_WAIT)
         .await;
-    std::fs::write(shots.join("files.png"), wd.screenshot().await).unwrap();
+    shot(&wd, "files.png").await;
 
     // Remove, from the detail view: only once the name is typed, and with force (it runs).
-    wd.click(
-        &wd.wait_for(r#"[data-testid="detail-remove"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(r#"[data-testid="detail-remove"]"#, UI_WAIT)
+        .await;
     let confirm = wd
         .wait_for(r#"[data-testid="remove-confirm"]"#, UI_WAIT)
         .await;
@@ -319,12 +241,9 @@ pub async fn deploy_console_files_and_remove() {
         !wd.enabled(&confirm).await,
         "a running container needs force too"
     );
-    wd.click(
-        &wd.wait_for(r#"[data-testid="remove-force"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
-    std::fs::write(shots.join("remove.png"), wd.screenshot().await).unwrap();
+    wd.click_when_shown(r#"[data-testid="remove-force"]"#, UI_WAIT)
+        .await;
+    shot(&wd, "remove.png").await;
     wd.click(&confirm).await;
     wd.wait_gone(r#"[data-testid="remove-dialog"]"#, DEPLOY_WAIT)
         .await;
@@ -342,16 +261,4 @@ pub async fn deploy_console_files_and_remove() {
     );
     wd.quit().await;
     drop(driver);
-}
-
-/// Eight hex digits that differ between runs.
-fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{:08x}",
-        (nanos as u64 ^ u64::from(std::process::id())) as u32
-    )
 }

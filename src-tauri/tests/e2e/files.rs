@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use bollard::models::ContainerCreateBody;
 use zedops_protocol::Role;
-use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
+use zedops_testkit::{TestAgent, TestContainers, TestRelay};
 
-use crate::harness::{require, require_desktop_parts, target_dir};
-use crate::session::{OpenApp, open_app, sign_in};
+use crate::harness::{self, require_desktop_parts};
+use crate::session::{OpenApp, open_signed_in};
+use crate::steps::{open_console, shot, wait_terminal};
 use crate::webdriver::WebDriver;
 
 const AGENT: &str = "e2e-files";
@@ -61,34 +62,10 @@ fn docker_write(container: &str, path: &str, bytes: &[u8]) {
     assert!(child.wait().unwrap().success(), "writing {path}");
 }
 
-/// The terminal's screen text.
-async fn screen(wd: &WebDriver) -> String {
-    wd.execute(
-        r#"return document.querySelector('[data-testid="console-screen"] .xterm-rows')?.innerText ?? ''"#,
-        serde_json::json!([]),
-    )
-    .await
-    .as_str()
-    .unwrap_or_default()
-    .to_string()
-}
-
-/// Picks `value` in a `<select>` as a person would (WebKitWebDriver does not click options).
-async fn select(wd: &WebDriver, css: &str, value: &str) {
-    wd.wait_for(&format!(r#"{css} option[value="{value}"]"#), UI_WAIT)
-        .await;
-    wd.execute(
-        "const s = document.querySelector(arguments[0]); s.value = arguments[1]; \
-         s.dispatchEvent(new Event('change', { bubbles: true }));",
-        serde_json::json!([css, value]),
-    )
-    .await;
-}
-
 /// Opens the container's detail from the fleet view, filtered to it (the engine may run many
 /// other containers, and the table draws only the rows in view).
 async fn open_container(wd: &WebDriver, name: &str) {
-    wd.click(&wd.wait_for(r#"[data-testid="nav-fleet"]"#, UI_WAIT).await)
+    wd.click_when_shown(r#"[data-testid="nav-fleet"]"#, UI_WAIT)
         .await;
     let filter = wd
         .wait_for(r#"[data-testid="fleet-filter"]"#, UI_WAIT)
@@ -111,12 +88,9 @@ async fn open_container(wd: &WebDriver, name: &str) {
 
 /// Clicks into the Files tab's directory `name` (a row of the current directory).
 async fn open_dir(wd: &WebDriver, name: &str, path: &str) {
-    wd.click(
-        &wd.wait_for(
-            &format!(r#"[data-testid="file-row"][data-name="{name}"] [data-testid="file-open"]"#),
-            UI_WAIT,
-        )
-        .await,
+    wd.click_when_shown(
+        &format!(r#"[data-testid="file-row"][data-name="{name}"] [data-testid="file-open"]"#),
+        UI_WAIT,
     )
     .await;
     wd.wait_for(
@@ -125,6 +99,9 @@ async fn open_dir(wd: &WebDriver, name: &str, path: &str) {
     )
     .await;
 }
+
+/// The second line in the open editor.
+const SECOND_LINE: &str = r#"[data-testid="file-editor"] .cm-content .cm-line:nth-child(2)"#;
 
 /// Changes line 2 of the open editor from `MaxPlayers=32` to `MaxPlayers=64` with real clicks
 /// and keystrokes into CodeMirror: a click on the line (right of its text puts the caret at its
@@ -136,23 +113,13 @@ async fn edit_second_line(wd: &WebDriver) {
             UI_WAIT,
         )
         .await;
-    let line = wd
-        .wait_for(
-            r#"[data-testid="file-editor"] .cm-content .cm-line:nth-child(2)"#,
-            UI_WAIT,
-        )
-        .await;
+    let line = wd.wait_for(SECOND_LINE, UI_WAIT).await;
     assert_eq!(wd.text(&line).await, "MaxPlayers=32");
     wd.click(&line).await;
     wd.send_keys(&content, "\u{E003}\u{E003}64").await;
     wd.wait_for(r#"[data-testid="file-editor"][data-dirty="true"]"#, UI_WAIT)
         .await;
-    let line = wd
-        .wait_for(
-            r#"[data-testid="file-editor"] .cm-content .cm-line:nth-child(2)"#,
-            UI_WAIT,
-        )
-        .await;
+    let line = wd.wait_for(SECOND_LINE, UI_WAIT).await;
     assert_eq!(
         wd.text(&line).await,
         "MaxPlayers=64",
@@ -162,12 +129,7 @@ async fn edit_second_line(wd: &WebDriver) {
 
 pub async fn edit_upload_mkdir_delete_and_attach() {
     let (driver_bin, app_bin) = require_desktop_parts();
-    let docker = require_docker().await;
-    require(
-        docker.is_some(),
-        "a Docker engine with the test image (scripts/setup)",
-    );
-    let docker = docker.unwrap();
+    let docker = harness::docker().await;
     let relay = TestRelay::builder().start().await;
     relay.login(USER, Role::Admin).await;
     let mut containers = TestContainers::new(&docker);
@@ -198,28 +160,17 @@ pub async fn edit_upload_mkdir_delete_and_attach() {
         wd,
         driver,
         home: _home,
-    } = open_app(&driver_bin, &app_bin).await;
-    sign_in(&wd, &relay.url, USER).await;
-    wd.wait_for(
-        &format!(r#"[data-testid="agent-row"][data-agent-name="{AGENT}"]"#),
-        UI_WAIT,
-    )
-    .await;
-    let shots = target_dir().join("e2e");
-    std::fs::create_dir_all(&shots).unwrap();
+    } = open_signed_in(&driver_bin, &app_bin, &relay.url, USER, AGENT).await;
     open_container(&wd, &server).await;
 
     // The editor opens the config file, saying which format it keeps.
-    wd.click(&wd.wait_for(r#"[data-testid="tab-files"]"#, UI_WAIT).await)
+    wd.click_when_shown(r#"[data-testid="tab-files"]"#, UI_WAIT)
         .await;
     open_dir(&wd, "srv", "/srv").await;
     open_dir(&wd, "zomboid", "/srv/zomboid").await;
-    wd.click(
-        &wd.wait_for(
-            r#"[data-testid="file-row"][data-name="servertest.ini"] [data-testid="file-edit"]"#,
-            UI_WAIT,
-        )
-        .await,
+    wd.click_when_shown(
+        r#"[data-testid="file-row"][data-name="servertest.ini"] [data-testid="file-edit"]"#,
+        UI_WAIT,
     )
     .await;
     let format = wd
@@ -233,7 +184,7 @@ pub async fn edit_upload_mkdir_delete_and_attach() {
     // Someone changes the file on the server meanwhile: Save says so instead of writing.
     edit_second_line(&wd).await;
     docker_write(&server, "/srv/zomboid/servertest.ini", CHANGED);
-    wd.click(&wd.wait_for(r#"[data-testid="editor-save"]"#, UI_WAIT).await)
+    wd.click_when_shown(r#"[data-testid="editor-save"]"#, UI_WAIT)
         .await;
     let conflict = wd
         .wait_for(r#"[data-testid="editor-conflict"]"#, UI_WAIT)
@@ -243,7 +194,7 @@ pub async fn edit_upload_mkdir_delete_and_attach() {
         said.contains("/srv/zomboid/servertest.ini was changed on the server since you opened it"),
         "the editor says the file changed: {said}"
     );
-    std::fs::write(shots.join("editor-conflict.png"), wd.screenshot().await).unwrap();
+    shot(&wd, "editor-conflict.png").await;
     assert_eq!(
         docker_sh(&server, "cat /srv/zomboid/servertest.ini"),
         CHANGED,
@@ -280,7 +231,7 @@ pub async fn edit_upload_mkdir_delete_and_attach() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     edit_second_line(&wd).await;
-    wd.click(&wd.wait_for(r#"[data-testid="editor-save"]"#, UI_WAIT).await)
+    wd.click_when_shown(r#"[data-testid="editor-save"]"#, UI_WAIT)
         .await;
     wd.wait_for(
         r#"[data-testid="file-editor"][data-dirty="false"]"#,
@@ -293,7 +244,7 @@ pub async fn edit_upload_mkdir_delete_and_attach() {
             .is_empty(),
         "no conflict when the file is as it was read"
     );
-    std::fs::write(shots.join("editor.png"), wd.screenshot().await).unwrap();
+    shot(&wd, "editor.png").await;
     assert_eq!(
         String::from_utf8_lossy(&docker_sh(&server, "cat /srv/zomboid/servertest.ini")),
         String::from_utf8_lossy(SAVED),
@@ -305,11 +256,8 @@ pub async fn edit_upload_mkdir_delete_and_attach() {
         b"600\n",
         "the file's mode is kept"
     );
-    wd.click(
-        &wd.wait_for(r#"[data-testid="editor-close"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(r#"[data-testid="editor-close"]"#, UI_WAIT)
+        .await;
 
     // Upload by dropping a file (binary bytes) into the tab.
     wd.wait_for(
@@ -337,7 +285,7 @@ pub async fn edit_upload_mkdir_delete_and_attach() {
     );
 
     // A new folder.
-    wd.click(&wd.wait_for(r#"[data-testid="files-mkdir"]"#, UI_WAIT).await)
+    wd.click_when_shown(r#"[data-testid="files-mkdir"]"#, UI_WAIT)
         .await;
     wd.type_into(
         &wd.wait_for(r#"[data-testid="files-mkdir-name"]"#, UI_WAIT)
@@ -345,11 +293,8 @@ pub async fn edit_upload_mkdir_delete_and_attach() {
         "backups",
     )
     .await;
-    wd.click(
-        &wd.wait_for(r#"[data-testid="files-mkdir-create"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(r#"[data-testid="files-mkdir-create"]"#, UI_WAIT)
+        .await;
     wd.wait_for(
         r#"[data-testid="file-row"][data-name="backups"][data-kind="dir"]"#,
         UI_WAIT,
@@ -363,57 +308,25 @@ pub async fn edit_upload_mkdir_delete_and_attach() {
         .await;
     wd.click(&wd.find_in(&row, r#"[data-testid="file-delete"]"#).await)
         .await;
-    wd.click(
-        &wd.wait_for(
-            r#"[data-testid="file-row"][data-name="mods.bin"] [data-testid="file-delete-confirm"]"#,
-            UI_WAIT,
-        )
-        .await,
+    wd.click_when_shown(
+        r#"[data-testid="file-row"][data-name="mods.bin"] [data-testid="file-delete-confirm"]"#,
+        UI_WAIT,
     )
     .await;
     wd.wait_gone(r#"[data-testid="file-row"][data-name="mods.bin"]"#, UI_WAIT)
         .await;
     docker_sh(&server, "test ! -e /srv/zomboid/mods.bin");
-    std::fs::write(shots.join("files-ops.png"), wd.screenshot().await).unwrap();
+    shot(&wd, "files-ops.png").await;
 
     // The console of a container that answers its stdin: what it says back is on the screen.
     open_container(&wd, &answering).await;
-    wd.click(&wd.wait_for(r#"[data-testid="tab-console"]"#, UI_WAIT).await)
-        .await;
-    select(&wd, r#"[data-testid="console-kind"]"#, "attach").await;
-    wd.click(
-        &wd.wait_for(r#"[data-testid="console-connect"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
-    wd.wait_for(
-        r#"[data-testid="console-status"][data-phase="open"]"#,
-        UI_WAIT,
-    )
-    .await;
-    let input = wd
-        .wait_for(r#"[data-testid="console-screen"] textarea"#, UI_WAIT)
-        .await;
+    let input = open_console(&wd, "attach").await;
     // "heard:" is not typed: it can only come from the container.
     wd.send_keys(&input, "servermsg-hello\u{E007}").await;
-    let deadline = Instant::now() + UI_WAIT;
-    loop {
-        let text = screen(&wd).await;
-        if text.contains("heard: servermsg-hello") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the container's answer never reached the terminal: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    std::fs::write(shots.join("attach.png"), wd.screenshot().await).unwrap();
-    wd.click(
-        &wd.wait_for(r#"[data-testid="console-disconnect"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wait_terminal(&wd, "heard: servermsg-hello", "the container's answer").await;
+    shot(&wd, "attach.png").await;
+    wd.click_when_shown(r#"[data-testid="console-disconnect"]"#, UI_WAIT)
+        .await;
     wd.quit().await;
     drop(driver);
     drop(containers);

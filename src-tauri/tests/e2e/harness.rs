@@ -72,6 +72,62 @@ pub fn require_desktop_parts() -> (PathBuf, PathBuf) {
     (driver_bin, app_bin)
 }
 
+/// Eight hex digits that differ between runs, for names of this run's own.
+pub fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{:08x}",
+        (nanos as u64 ^ u64::from(std::process::id())) as u32
+    )
+}
+
+/// The Docker engine with the test image; the test fails when it is missing.
+pub async fn docker() -> bollard::Docker {
+    let docker = zedops_testkit::require_docker().await;
+    require(
+        docker.is_some(),
+        "a Docker engine with the test image (scripts/setup)",
+    );
+    docker.unwrap()
+}
+
+/// A registry on loopback; the test fails when docker-registry is missing.
+pub async fn registry() -> zedops_testkit::registry::TestRegistry {
+    let registry = zedops_testkit::registry::TestRegistry::start().await;
+    require(
+        registry.is_some(),
+        "docker-registry (Debian package docker-registry; scripts/setup)",
+    );
+    registry.unwrap()
+}
+
+/// Checks that the notification daemon (dunst) runs in this D-Bus session.
+pub fn require_dunst() {
+    require(
+        run("dunstctl", &["is-paused"]).trim() == "false",
+        "dunst running in this D-Bus session",
+    );
+}
+
+/// Waits (up to `within`) until dunst's history contains `needle`; the history.
+pub async fn wait_notification(needle: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let history = run("dunstctl", &["history"]);
+        if history.contains(needle) {
+            return history;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no notification {needle:?} in dunst's history: {history}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The app's own configuration, data and cache directories, so a run neither reads nor leaves
 /// anything in the real ones. Removed on drop.
 pub struct AppHome {

@@ -20,11 +20,12 @@ use serde_json::json;
 use zedops_protocol::{Role, TemplateVariable};
 use zedops_testkit::docker::{Cleanup, TEST_LABEL, names_with_prefix};
 use zedops_testkit::registry::TestRegistry;
-use zedops_testkit::{TestAgent, TestRelay, require_docker};
+use zedops_testkit::{TestAgent, TestRelay};
 
-use crate::harness::{require, require_desktop_parts, run, target_dir};
+use crate::harness::{self, require_desktop_parts, require_dunst, run, unique_suffix};
 use crate::observe::{record, recorded, throttling_proxy};
-use crate::session::{OpenApp, open_app, sign_in};
+use crate::session::{OpenApp, open_signed_in};
+use crate::steps::{progress_bar, select, shot};
 use crate::updates::{docker_cli, image_of, push_build};
 use crate::webdriver::WebDriver;
 
@@ -37,18 +38,6 @@ const LONG_WAIT: Duration = Duration::from_secs(180);
 const LAYER: usize = 8 * 1024 * 1024;
 /// What the proxy passes from the registry to Docker per second: the pull lasts about 3 s.
 const RATE: u64 = 3 * 1024 * 1024;
-
-/// Picks `value` in a `<select>` as a person would (WebKitWebDriver does not click options).
-async fn select(wd: &WebDriver, css: &str, value: &str) {
-    wd.wait_for(&format!(r#"{css} option[value="{value}"]"#), UI_WAIT)
-        .await;
-    wd.execute(
-        "const s = document.querySelector(arguments[0]); s.value = arguments[1]; \
-         s.dispatchEvent(new Event('change', { bubbles: true }));",
-        json!([css, value]),
-    )
-    .await;
-}
 
 /// The texts of the toasts shown now.
 async fn toasts(wd: &WebDriver) -> Vec<String> {
@@ -83,30 +72,11 @@ fn docker_images() -> Vec<String> {
         .collect()
 }
 
-fn shot(wd_png: Vec<u8>, name: &str) {
-    let dir = target_dir().join("e2e");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(name), wd_png).unwrap();
-}
-
 pub async fn images_template_form_and_update_all() {
     let (driver_bin, app_bin) = require_desktop_parts();
-    require(
-        run("dunstctl", &["is-paused"]).trim() == "false",
-        "dunst running in this D-Bus session",
-    );
-    let docker = require_docker().await;
-    require(
-        docker.is_some(),
-        "a Docker engine with the test image (scripts/setup)",
-    );
-    let docker = docker.unwrap();
-    let registry = TestRegistry::start().await;
-    require(
-        registry.is_some(),
-        "docker-registry (Debian package docker-registry; scripts/setup)",
-    );
-    let registry = registry.unwrap();
+    require_dunst();
+    let docker = harness::docker().await;
+    let registry = harness::registry().await;
     let mut cleanup = Cleanup::new("ze2e-ops");
 
     let relay = TestRelay::builder().start().await;
@@ -117,13 +87,7 @@ pub async fn images_template_form_and_update_all() {
         wd,
         driver,
         home: _home,
-    } = open_app(&driver_bin, &app_bin).await;
-    sign_in(&wd, &relay.url, USER).await;
-    wd.wait_for(
-        &format!(r#"[data-testid="agent-row"][data-agent-name="{AGENT}"]"#),
-        UI_WAIT,
-    )
-    .await;
+    } = open_signed_in(&driver_bin, &app_bin, &relay.url, USER, AGENT).await;
 
     let started = Instant::now();
     pull_and_remove_an_image(&wd, &docker, &registry, &mut cleanup).await;
@@ -176,7 +140,7 @@ async fn pull_and_remove_an_image(
         .await,
     )
     .await;
-    wd.click(&wd.wait_for(r#"[data-testid="open-images"]"#, UI_WAIT).await)
+    wd.click_when_shown(r#"[data-testid="open-images"]"#, UI_WAIT)
         .await;
     wd.wait_for(r#"[data-testid="images-view"] table"#, UI_WAIT)
         .await;
@@ -193,7 +157,7 @@ async fn pull_and_remove_an_image(
         &image,
     )
     .await;
-    wd.click(&wd.wait_for(r#"[data-testid="image-pull"]"#, UI_WAIT).await)
+    wd.click_when_shown(r#"[data-testid="image-pull"]"#, UI_WAIT)
         .await;
     // A picture of the bar while it moves; the recording, not this, is what is checked.
     let row = format!(r#"[data-testid="image-row"][data-image="{image}"]"#);
@@ -207,7 +171,7 @@ async fn pull_and_remove_an_image(
                 .is_empty()
         {
             pictured = true;
-            shot(wd.screenshot().await, "image-pull-progress.png");
+            shot(wd, "image-pull-progress.png").await;
         }
         assert!(
             Instant::now() < deadline,
@@ -223,17 +187,7 @@ async fn pull_and_remove_an_image(
         panic!("the pull failed: {}", wd.text(err).await);
     }
     // Every state of the progress bar the page drew: it moved through the middle.
-    let seen = recorded(wd, "pull").await;
-    let percents: Vec<u64> = seen
-        .iter()
-        .flatten()
-        .filter_map(|el| el["data-percent"].as_str()?.parse().ok())
-        .collect();
-    let texts: Vec<&str> = seen
-        .iter()
-        .flatten()
-        .filter_map(|el| el["text"].as_str())
-        .collect();
+    let (percents, texts) = progress_bar(&recorded(wd, "pull").await);
     eprintln!(
         "e2e images: the progress bar showed {percents:?} ({} bytes through the proxy)",
         through.load(Ordering::Relaxed)
@@ -292,12 +246,9 @@ async fn pull_and_remove_an_image(
         docker_images().contains(&image),
         "nothing is removed before the confirmation"
     );
-    shot(wd.screenshot().await, "image-remove.png");
-    wd.click(
-        &wd.wait_for(r#"[data-testid="image-remove-confirm"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    shot(wd, "image-remove.png").await;
+    wd.click_when_shown(r#"[data-testid="image-remove-confirm"]"#, UI_WAIT)
+        .await;
     wd.wait_gone(r#"[data-testid="image-remove-dialog"]"#, UI_WAIT)
         .await;
     wd.wait_gone(&row, UI_WAIT).await;
@@ -311,24 +262,15 @@ async fn pull_and_remove_an_image(
 /// saved; corrected, the template is saved and the relay has exactly what was typed.
 async fn template_through_the_form(wd: &WebDriver, relay: &TestRelay) {
     let admin = relay.client("e2e-ops-reader", Role::Admin).await;
-    let name = format!("e2e-form-{}", uuid_like::suffix());
+    let name = format!("e2e-form-{}", unique_suffix());
     let image = "127.0.0.1:5000/zedops/game-server:2.1";
 
-    wd.click(
-        &wd.wait_for(r#"[data-testid="nav-templates"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
-    wd.click(
-        &wd.wait_for(r#"[data-testid="template-new"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
-    wd.click(
-        &wd.wait_for(r#"[data-testid="template-as-form"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(r#"[data-testid="nav-templates"]"#, UI_WAIT)
+        .await;
+    wd.click_when_shown(r#"[data-testid="template-new"]"#, UI_WAIT)
+        .await;
+    wd.click_when_shown(r#"[data-testid="template-as-form"]"#, UI_WAIT)
+        .await;
     wd.wait_for(r#"[data-testid="template-form"]"#, UI_WAIT)
         .await;
     // The new template's example fields, replaced by what a person types.
@@ -415,7 +357,7 @@ async fn template_through_the_form(wd: &WebDriver, relay: &TestRelay) {
         json!([]),
     )
     .await;
-    shot(wd.screenshot().await, "template-form-mistake.png");
+    shot(wd, "template-form-mistake.png").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         admin.template(&name).await.is_err(),
@@ -447,7 +389,7 @@ async fn template_through_the_form(wd: &WebDriver, relay: &TestRelay) {
         UI_WAIT,
     )
     .await;
-    shot(wd.screenshot().await, "template-saved.png");
+    shot(wd, "template-saved.png").await;
 
     // The relay has exactly what was typed.
     let stored = admin.template(&name).await.expect("the relay has it");
@@ -518,7 +460,7 @@ async fn update_all(
     cleanup.images.push(build_1.clone());
     push_build(registry, cleanup, 2, false);
 
-    wd.click(&wd.wait_for(r#"[data-testid="nav-fleet"]"#, UI_WAIT).await)
+    wd.click_when_shown(r#"[data-testid="nav-fleet"]"#, UI_WAIT)
         .await;
     let filter = wd
         .wait_for(r#"[data-testid="fleet-filter"]"#, UI_WAIT)
@@ -541,11 +483,8 @@ async fn update_all(
         header.as_str().unwrap_or_default().ends_with(" on 1 agent"),
         "one agent, said in the singular: {header}"
     );
-    wd.click(
-        &wd.wait_for(r#"[data-testid="check-updates"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(r#"[data-testid="check-updates"]"#, UI_WAIT)
+        .await;
     let count = wd
         .wait_for(
             r#"[data-testid="fleet-update-count"][data-count="2"]"#,
@@ -561,11 +500,8 @@ async fn update_all(
         .await;
     }
 
-    wd.click(
-        &wd.wait_for(r#"[data-testid="update-all-containers"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(r#"[data-testid="update-all-containers"]"#, UI_WAIT)
+        .await;
     record(
         wd,
         "fleet",
@@ -583,12 +519,12 @@ async fn update_all(
         UI_WAIT,
     )
     .await;
-    shot(wd.screenshot().await, "update-all-progress.png");
+    shot(wd, "update-all-progress.png").await;
     let summary = wd
         .wait_for(r#"[data-testid="fleet-update-summary"]"#, LONG_WAIT)
         .await;
     let said = wd.text(&summary).await;
-    shot(wd.screenshot().await, "update-all-summary.png");
+    shot(wd, "update-all-summary.png").await;
     if let Some(err) = wd
         .find_all(r#"[data-testid="fleet-update-error"]"#)
         .await
@@ -719,11 +655,8 @@ async fn update_all(
     // says so; Docker runs both as before.
     let build_2 = a.0;
     push_build(registry, cleanup, 3, true);
-    wd.click(
-        &wd.wait_for(r#"[data-testid="check-updates"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(r#"[data-testid="check-updates"]"#, UI_WAIT)
+        .await;
     wd.wait_for(
         r#"[data-testid="fleet-update-count"][data-count="2"]"#,
         UI_WAIT,
@@ -738,7 +671,7 @@ async fn update_all(
         .wait_for(r#"[data-testid="fleet-update-summary"].error"#, LONG_WAIT)
         .await;
     let said = wd.text(&summary).await;
-    shot(wd.screenshot().await, "update-all-rolled-back.png");
+    shot(wd, "update-all-rolled-back.png").await;
     assert!(
         said.starts_with("0 updated, 1 rolled back, 0 failed, 1 skipped.")
             && said.contains("stopped at the first rollback"),
@@ -785,11 +718,8 @@ async fn update_all(
     // The failed new container's exit was the update's to report: no crash alert for it
     // (the app lists every alert, notified or not, in the alerts panel).
     tokio::time::sleep(Duration::from_millis(500)).await;
-    wd.click(
-        &wd.wait_for(r#"[data-testid="alerts-badge"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(r#"[data-testid="alerts-badge"]"#, UI_WAIT)
+        .await;
     wd.wait_for(r#"[data-testid="alerts-panel"]"#, UI_WAIT)
         .await;
     let alerted = wd
@@ -805,26 +735,9 @@ async fn update_all(
             .any(|a| names.iter().any(|n| a.contains(&format!("{n} stopped")))),
         "no crash alert for a container the update judged: {alerted:?}"
     );
-    wd.click(
-        &wd.wait_for(r#"[data-testid="alerts-close"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(r#"[data-testid="alerts-close"]"#, UI_WAIT)
+        .await;
     let _ = std::process::Command::new("docker")
         .args(["rmi", "-f", &reference])
         .output();
-}
-
-mod uuid_like {
-    /// Eight hex digits that differ between runs.
-    pub fn suffix() -> String {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        format!(
-            "{:08x}",
-            (nanos as u64 ^ u64::from(std::process::id())) as u32
-        )
-    }
 }

@@ -15,6 +15,7 @@ mod images_templates_fleet;
 mod observe;
 mod platform;
 mod session;
+mod steps;
 mod updates;
 #[allow(dead_code)]
 mod webdriver;
@@ -22,10 +23,13 @@ mod webdriver;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use harness::{AppHome, Driver, require, require_desktop_parts, run, target_dir};
+use harness::{
+    AppHome, Driver, require, require_desktop_parts, require_dunst, run, wait_notification,
+};
+use steps::shot;
 use webdriver::WebDriver;
 use zedops_protocol::Role;
-use zedops_testkit::{TEST_PASSWORD, TestAgent, TestContainers, TestRelay, require_docker};
+use zedops_testkit::{TEST_PASSWORD, TestAgent, TestContainers, TestRelay};
 
 const AGENT: &str = "e2e-agent";
 const USER: &str = "e2e-admin";
@@ -60,22 +64,6 @@ fn found_on_disk(dir: &Path, needle: &str) -> Option<PathBuf> {
         }
     }
     None
-}
-
-/// Waits until dunst's history contains `needle`, and returns the history.
-async fn wait_notification(needle: &str) -> String {
-    let deadline = Instant::now() + UI_WAIT;
-    loop {
-        let history = run("dunstctl", &["history"]);
-        if history.contains(needle) {
-            return history;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no notification {needle:?} in dunst's history: {history}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Waits until the element's text is `want`.
@@ -165,20 +153,12 @@ async fn the_desktop_app_controls_real_containers() {
     let _one = ONE_APP.lock().await;
     // Every part first, so a missing one says so before anything starts.
     let (driver_bin, app_bin) = require_desktop_parts();
-    require(
-        run("dunstctl", &["is-paused"]).trim() == "false",
-        "dunst running in this D-Bus session",
-    );
+    require_dunst();
     require(
         run("secret-tool", &["--version"]).contains("secret-tool"),
         "secret-tool (libsecret-tools)",
     );
-    let docker = require_docker().await;
-    require(
-        docker.is_some(),
-        "a Docker engine with the test image (scripts/setup)",
-    );
-    let docker = docker.unwrap();
+    let docker = harness::docker().await;
 
     // The real relay, agent and containers.
     let relay = TestRelay::builder().start().await;
@@ -248,9 +228,7 @@ async fn the_desktop_app_controls_real_containers() {
     let web_row = wd
         .wait_for(&format!(r#"{}[data-state="running"]"#, row(&web)), UI_WAIT)
         .await;
-    let shots = target_dir().join("e2e");
-    std::fs::create_dir_all(&shots).unwrap();
-    std::fs::write(shots.join("container-table.png"), wd.screenshot().await).unwrap();
+    shot(&wd, "container-table.png").await;
 
     // Stop stops the real container, and the row changes by itself.
     let stop = wd.find_in(&web_row, r#"[data-testid="action-stop"]"#).await;
@@ -275,10 +253,10 @@ async fn the_desktop_app_controls_real_containers() {
         text.contains("Stopped") && text.contains(&web),
         "toast: {text}"
     );
-    std::fs::write(shots.join("after-stop.png"), wd.screenshot().await).unwrap();
+    shot(&wd, "after-stop.png").await;
 
     // The fleet view lists it too, with its agent, and filters by text.
-    wd.click(&wd.wait_for(r#"[data-testid="nav-fleet"]"#, UI_WAIT).await)
+    wd.click_when_shown(r#"[data-testid="nav-fleet"]"#, UI_WAIT)
         .await;
     let filter = wd
         .wait_for(r#"[data-testid="fleet-filter"]"#, UI_WAIT)
@@ -297,7 +275,7 @@ async fn the_desktop_app_controls_real_containers() {
         1,
         "the filter leaves one row"
     );
-    std::fs::write(shots.join("fleet.png"), wd.screenshot().await).unwrap();
+    shot(&wd, "fleet.png").await;
 
     // A container's detail: what Docker says of it, live stats and its log, searchable.
     wd.clear(&filter).await;
@@ -336,8 +314,8 @@ async fn the_desktop_app_controls_real_containers() {
         )
         .await;
     assert!(memory.contains("iB"), "memory in bytes: {memory}");
-    std::fs::write(shots.join("container-detail.png"), wd.screenshot().await).unwrap();
-    wd.click(&wd.wait_for(r#"[data-testid="tab-logs"]"#, UI_WAIT).await)
+    shot(&wd, "container-detail.png").await;
+    wd.click_when_shown(r#"[data-testid="tab-logs"]"#, UI_WAIT)
         .await;
     wd.wait_for(r#"[data-testid="log-count"][data-count="21"]"#, UI_WAIT)
         .await;
@@ -356,8 +334,8 @@ async fn the_desktop_app_controls_real_containers() {
     // "talk line 2", "talk line 12" and "talk line 20" have both words.
     wd.wait_for(r#"[data-testid="log-count"][data-count="3"]"#, UI_WAIT)
         .await;
-    std::fs::write(shots.join("logs.png"), wd.screenshot().await).unwrap();
-    wd.click(&wd.wait_for(r#"[data-testid="detail-back"]"#, UI_WAIT).await)
+    shot(&wd, "logs.png").await;
+    wd.click_when_shown(r#"[data-testid="detail-back"]"#, UI_WAIT)
         .await;
     let filter = wd
         .wait_for(r#"[data-testid="fleet-filter"]"#, UI_WAIT)
@@ -372,24 +350,21 @@ async fn the_desktop_app_controls_real_containers() {
     containers.kill(&db).await;
     wd.wait_for(&format!(r#"{}[data-state="exited"]"#, row(&db)), UI_WAIT)
         .await;
-    let history = wait_notification(&format!("{db} stopped on {AGENT}")).await;
+    let history = wait_notification(&format!("{db} stopped on {AGENT}"), UI_WAIT).await;
     assert!(history.contains("exited with code 137"), "{history}");
     // The header counts that unseen alert.
     wait_text(&wd, r#"[data-testid="alerts-count"]"#, "1").await;
 
     // Muted: the agent's next crash is listed in the app but raises no notification.
-    wd.click(&wd.wait_for(r#"[data-testid="nav-agents"]"#, UI_WAIT).await)
+    wd.click_when_shown(r#"[data-testid="nav-agents"]"#, UI_WAIT)
         .await;
-    wd.click(&wd.wait_for(MUTE, UI_WAIT).await).await;
+    wd.click_when_shown(MUTE, UI_WAIT).await;
     wd.wait_for(&format!(r#"{MUTE}[aria-pressed="true"]"#), UI_WAIT)
         .await;
     containers.kill(&quiet).await;
     // Opening the list marks the alerts seen.
-    wd.click(
-        &wd.wait_for(r#"[data-testid="alerts-badge"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(r#"[data-testid="alerts-badge"]"#, UI_WAIT)
+        .await;
     wd.wait_for(
         &format!(r#"[data-testid="alert-item"][data-container-name="{quiet}"][data-muted="true"]"#),
         UI_WAIT,
@@ -397,7 +372,7 @@ async fn the_desktop_app_controls_real_containers() {
     .await;
     wd.wait_gone(r#"[data-testid="alerts-count"]"#, UI_WAIT)
         .await;
-    std::fs::write(shots.join("alerts.png"), wd.screenshot().await).unwrap();
+    shot(&wd, "alerts.png").await;
     // The alert is listed after the decision not to notify; a moment more for dunst all the same.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let history = run("dunstctl", &["history"]);
@@ -405,23 +380,14 @@ async fn the_desktop_app_controls_real_containers() {
         !history.contains(&format!("{quiet} stopped on")),
         "a muted agent notified: {history}"
     );
-    wd.click(
-        &wd.wait_for(r#"[data-testid="alerts-close"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(r#"[data-testid="alerts-close"]"#, UI_WAIT)
+        .await;
 
     // Add server (admin): the install command's token enrols a real agent.
-    wd.click(
-        &wd.wait_for(r#"[data-testid="nav-add-server"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
-    wd.click(
-        &wd.wait_for(r#"[data-testid="create-token"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(r#"[data-testid="nav-add-server"]"#, UI_WAIT)
+        .await;
+    wd.click_when_shown(r#"[data-testid="create-token"]"#, UI_WAIT)
+        .await;
     let command = wd
         .text(
             &wd.wait_for(r#"[data-testid="install-command"]"#, UI_WAIT)
@@ -468,13 +434,13 @@ async fn the_desktop_app_controls_real_containers() {
         Some(command.as_str()),
         "the clipboard holds the command"
     );
-    std::fs::write(shots.join("add-server.png"), wd.screenshot().await).unwrap();
+    shot(&wd, "add-server.png").await;
     let added = TestAgent::builder(&relay)
         .name("e2e-added")
         .token(token)
         .online()
         .await;
-    wd.click(&wd.wait_for(r#"[data-testid="nav-agents"]"#, UI_WAIT).await)
+    wd.click_when_shown(r#"[data-testid="nav-agents"]"#, UI_WAIT)
         .await;
     wd.wait_for(
         r#"[data-testid="agent-row"][data-agent-name="e2e-added"]"#,
@@ -484,7 +450,7 @@ async fn the_desktop_app_controls_real_containers() {
     added.kill().await;
 
     // The audit view (admin) shows the Stop done above.
-    wd.click(&wd.wait_for(r#"[data-testid="nav-audit"]"#, UI_WAIT).await)
+    wd.click_when_shown(r#"[data-testid="nav-audit"]"#, UI_WAIT)
         .await;
     let stop_row = wd
         .wait_for(
@@ -497,7 +463,7 @@ async fn the_desktop_app_controls_real_containers() {
         text.contains(USER) && text.contains(AGENT) && text.contains(&web),
         "audit row of the Stop: {text}"
     );
-    std::fs::write(shots.join("audit.png"), wd.screenshot().await).unwrap();
+    shot(&wd, "audit.png").await;
 
     // A new start signs in silently from the keyring.
     wd.quit().await;
@@ -515,11 +481,11 @@ async fn the_desktop_app_controls_real_containers() {
     // The mute survived the restart; unmuted, the next crash notifies and is counted.
     wd.wait_for(&format!(r#"{MUTE}[aria-pressed="true"]"#), UI_WAIT)
         .await;
-    wd.click(&wd.wait_for(MUTE, UI_WAIT).await).await;
+    wd.click_when_shown(MUTE, UI_WAIT).await;
     wd.wait_for(&format!(r#"{MUTE}[aria-pressed="false"]"#), UI_WAIT)
         .await;
     containers.kill(&loud).await;
-    wait_notification(&format!("{loud} stopped on {AGENT}")).await;
+    wait_notification(&format!("{loud} stopped on {AGENT}"), UI_WAIT).await;
     wait_text(&wd, r#"[data-testid="alerts-count"]"#, "1").await;
 
     // A blip shorter than the grace period raises nothing: the agent drops and comes back.
@@ -548,7 +514,7 @@ async fn the_desktop_app_controls_real_containers() {
 
     // The agent dies: past the grace period, a native notification says it is offline.
     agent.kill().await;
-    wait_notification(&format!("{AGENT} is offline")).await;
+    wait_notification(&format!("{AGENT} is offline"), UI_WAIT).await;
     let offline = format!(
         r#"[data-testid="agent-row"][data-agent-name="{AGENT}"] [data-testid="agent-status"]"#
     );
@@ -565,11 +531,11 @@ async fn the_desktop_app_controls_real_containers() {
         .data_dir(agent_dir.path())
         .spawn()
         .await;
-    wait_notification(&format!("{AGENT} is back online")).await;
+    wait_notification(&format!("{AGENT} is back online"), UI_WAIT).await;
     agent.kill().await;
 
     // Sign-out removes the keyring entry.
-    wd.click(&wd.wait_for(r#"[data-testid="sign-out"]"#, UI_WAIT).await)
+    wd.click_when_shown(r#"[data-testid="sign-out"]"#, UI_WAIT)
         .await;
     wd.wait_for(r#"[data-testid="sign-in"]"#, UI_WAIT).await;
     wd.wait_gone(r#"[data-testid="agent-row"]"#, UI_WAIT).await;

@@ -34,11 +34,8 @@ async fn sign_in(wd: &WebDriver, relay: &TestRelay) {
 }
 
 async fn open_settings(wd: &WebDriver) {
-    wd.click(
-        &wd.wait_for(r#"[data-testid="nav-settings"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(r#"[data-testid="nav-settings"]"#, UI_WAIT)
+        .await;
 }
 
 fn shot(name: &str) -> PathBuf {
@@ -150,7 +147,7 @@ pub async fn open_at_login_single_instance_and_window_state() {
         "{} exists before it was asked for",
         entry.display()
     );
-    wd.click(&wd.wait_for(toggle, UI_WAIT).await).await;
+    wd.click_when_shown(toggle, UI_WAIT).await;
     wait_toggle(&wd, true).await;
     let desktop = std::fs::read_to_string(&entry)
         .unwrap_or_else(|e| panic!("the login entry {}: {e}", entry.display()));
@@ -173,14 +170,14 @@ pub async fn open_at_login_single_instance_and_window_state() {
         UI_WAIT,
     )
     .await;
-    wd.click(&wd.wait_for(toggle, UI_WAIT).await).await;
+    wd.click_when_shown(toggle, UI_WAIT).await;
     wait_toggle(&wd, false).await;
     assert!(
         !entry.exists(),
         "{} is still there after turning it off",
         entry.display()
     );
-    wd.click(&wd.wait_for(r#"[data-testid="sign-out"]"#, UI_WAIT).await)
+    wd.click_when_shown(r#"[data-testid="sign-out"]"#, UI_WAIT)
         .await;
     wd.wait_for(r#"[data-testid="sign-in"]"#, UI_WAIT).await;
     wd.quit().await;
@@ -372,7 +369,7 @@ pub async fn updates_itself_only_with_its_key() {
         &payload,
         &ours.sign(&payload, "ZedOps_0.1.0_amd64.AppImage"),
     );
-    wd.click(&wd.wait_for(check, UI_WAIT).await).await;
+    wd.click_when_shown(check, UI_WAIT).await;
     wait_state(&wd, "up-to-date").await;
 
     // Signed with another key: found and downloaded, then refused; nothing installed.
@@ -381,7 +378,7 @@ pub async fn updates_itself_only_with_its_key() {
         &payload,
         &theirs.sign(&payload, "ZedOps_0.2.0_amd64.AppImage"),
     );
-    wd.click(&wd.wait_for(check, UI_WAIT).await).await;
+    wd.click_when_shown(check, UI_WAIT).await;
     wait_state(&wd, "available").await;
     let version = wd
         .text(
@@ -390,7 +387,7 @@ pub async fn updates_itself_only_with_its_key() {
         )
         .await;
     assert_eq!(version, "0.2.0");
-    wd.click(&wd.wait_for(install, UI_WAIT).await).await;
+    wd.click_when_shown(install, UI_WAIT).await;
     wait_state(&wd, "error").await;
     let error = wd
         .text(
@@ -421,9 +418,9 @@ pub async fn updates_itself_only_with_its_key() {
         &payload,
         &ours.sign(&payload, "ZedOps_0.2.0_amd64.AppImage"),
     );
-    wd.click(&wd.wait_for(check, UI_WAIT).await).await;
+    wd.click_when_shown(check, UI_WAIT).await;
     wait_state(&wd, "available").await;
-    wd.click(&wd.wait_for(install, UI_WAIT).await).await;
+    wd.click_when_shown(install, UI_WAIT).await;
     wait_state(&wd, "installed").await;
     wd.wait_for(r#"[data-testid="restart-app"]"#, UI_WAIT).await;
     assert_eq!(server.downloads.load(Ordering::SeqCst), 2);

@@ -38,6 +38,25 @@ pub async fn sign_in(wd: &WebDriver, relay_url: &str, user: &str) {
         wd.type_into(&wd.wait_for(&css, FORM_WAIT).await, value)
             .await;
     }
-    wd.click(&wd.wait_for(r#"[data-testid="sign-in"]"#, FORM_WAIT).await)
+    wd.click_when_shown(r#"[data-testid="sign-in"]"#, FORM_WAIT)
         .await;
+}
+
+/// Opens the app, signs in as `user` and waits until the agent `agent` is listed.
+pub async fn open_signed_in(
+    driver_bin: &Path,
+    app: &Path,
+    relay_url: &str,
+    user: &str,
+    agent: &str,
+) -> OpenApp {
+    let open = open_app(driver_bin, app).await;
+    sign_in(&open.wd, relay_url, user).await;
+    open.wd
+        .wait_for(
+            &format!(r#"[data-testid="agent-row"][data-agent-name="{agent}"]"#),
+            FORM_WAIT,
+        )
+        .await;
+    open
 }

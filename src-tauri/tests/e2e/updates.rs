@@ -15,10 +15,11 @@ use bollard::query_parameters::{
 use zedops_protocol::Role;
 use zedops_testkit::docker::{Cleanup, TEST_IMAGE, TEST_LABEL, names_with_prefix};
 use zedops_testkit::registry::TestRegistry;
-use zedops_testkit::{TestAgent, TestRelay, require_docker};
+use zedops_testkit::{TestAgent, TestRelay};
 
-use crate::harness::{require, require_desktop_parts, run, target_dir};
-use crate::session::{OpenApp, open_app, sign_in};
+use crate::harness::{self, require_desktop_parts, require_dunst, wait_notification};
+use crate::session::{OpenApp, open_signed_in};
+use crate::steps::shot;
 
 const AGENT: &str = "e2e-updater";
 const USER: &str = "e2e-update-admin";
@@ -93,40 +94,11 @@ async fn seen_image(docker: &Docker, name: &str) -> Option<(String, bool)> {
     Some((inspected.image.unwrap_or_default(), running))
 }
 
-/// Waits until dunst's history contains `needle`.
-async fn wait_notification(needle: &str) -> String {
-    let deadline = Instant::now() + UI_WAIT;
-    loop {
-        let history = run("dunstctl", &["history"]);
-        if history.contains(needle) {
-            return history;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no notification {needle:?} in dunst's history: {history}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 pub async fn badge_update_and_rollback() {
     let (driver_bin, app_bin) = require_desktop_parts();
-    require(
-        run("dunstctl", &["is-paused"]).trim() == "false",
-        "dunst running in this D-Bus session",
-    );
-    let docker = require_docker().await;
-    require(
-        docker.is_some(),
-        "a Docker engine with the test image (scripts/setup)",
-    );
-    let docker = docker.unwrap();
-    let registry = TestRegistry::start().await;
-    require(
-        registry.is_some(),
-        "docker-registry (Debian package docker-registry; scripts/setup)",
-    );
-    let registry = registry.unwrap();
+    require_dunst();
+    let docker = harness::docker().await;
+    let registry = harness::registry().await;
     let mut cleanup = Cleanup::new("ze2e-upd");
     let name = cleanup.name("game");
 
@@ -158,14 +130,8 @@ pub async fn badge_update_and_rollback() {
         wd,
         driver,
         home: _home,
-    } = open_app(&driver_bin, &app_bin).await;
-    sign_in(&wd, &relay.url, USER).await;
-    wd.wait_for(
-        &format!(r#"[data-testid="agent-row"][data-agent-name="{AGENT}"]"#),
-        UI_WAIT,
-    )
-    .await;
-    wd.click(&wd.wait_for(r#"[data-testid="nav-fleet"]"#, UI_WAIT).await)
+    } = open_signed_in(&driver_bin, &app_bin, &relay.url, USER, AGENT).await;
+    wd.click_when_shown(r#"[data-testid="nav-fleet"]"#, UI_WAIT)
         .await;
     let filter = wd
         .wait_for(r#"[data-testid="fleet-filter"]"#, UI_WAIT)
@@ -181,11 +147,8 @@ pub async fn badge_update_and_rollback() {
     );
 
     // Check: the badge, the count, and one notification naming the container.
-    wd.click(
-        &wd.wait_for(r#"[data-testid="check-updates"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(r#"[data-testid="check-updates"]"#, UI_WAIT)
+        .await;
     wd.wait_for(&badge, UI_WAIT).await;
     let count = wd
         .wait_for(
@@ -197,32 +160,27 @@ pub async fn badge_update_and_rollback() {
         wd.text(&count).await.ends_with("with an update"),
         "the fleet view counts the updates"
     );
-    let history = wait_notification(&name).await;
+    let history = wait_notification(&name, UI_WAIT).await;
     assert!(
         history.contains(&format!("on {AGENT}")),
         "the notification names the agent: {history}"
     );
-    let shots = target_dir().join("e2e");
-    std::fs::create_dir_all(&shots).unwrap();
-    std::fs::write(shots.join("update-badge.png"), wd.screenshot().await).unwrap();
+    shot(&wd, "update-badge.png").await;
 
     // Update from the row: Docker runs the new build under the same name.
-    wd.click(
-        &wd.wait_for(&format!(r#"{row} [data-testid="action-update"]"#), UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(&format!(r#"{row} [data-testid="action-update"]"#), UI_WAIT)
+        .await;
     let deadline = Instant::now() + UPDATE_WAIT;
-    let mut shot = false;
+    let mut pictured = false;
     let build_2 = loop {
-        if !shot
+        if !pictured
             && !wd
                 .find_all(r#"[data-testid="update-step"]"#)
                 .await
                 .is_empty()
         {
-            shot = true;
-            std::fs::write(shots.join("update-progress.png"), wd.screenshot().await).unwrap();
+            pictured = true;
+            shot(&wd, "update-progress.png").await;
         }
         let (image, running) = seen_image(&docker, &name).await.unwrap_or_default();
         if image != build_1
@@ -249,22 +207,13 @@ pub async fn badge_update_and_rollback() {
 
     // A broken build: Update from the detail is rolled back; the reason and its log line.
     push_build(&registry, &cleanup, 3, true);
-    wd.click(
-        &wd.wait_for(r#"[data-testid="check-updates"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(r#"[data-testid="check-updates"]"#, UI_WAIT)
+        .await;
     wd.wait_for(&badge, UI_WAIT).await;
-    wd.click(
-        &wd.wait_for(&format!(r#"{row} [data-testid="open-container"]"#), UI_WAIT)
-            .await,
-    )
-    .await;
-    wd.click(
-        &wd.wait_for(r#"[data-testid="detail-update"]"#, UI_WAIT)
-            .await,
-    )
-    .await;
+    wd.click_when_shown(&format!(r#"{row} [data-testid="open-container"]"#), UI_WAIT)
+        .await;
+    wd.click_when_shown(r#"[data-testid="detail-update"]"#, UI_WAIT)
+        .await;
     let message = wd
         .wait_for(r#"[data-testid="update-rolled-back"]"#, UPDATE_WAIT)
         .await;
@@ -281,7 +230,7 @@ pub async fn badge_update_and_rollback() {
         logs.contains("broken build: missing config"),
         "the new container's log line: {logs}"
     );
-    std::fs::write(shots.join("update-rolled-back.png"), wd.screenshot().await).unwrap();
+    shot(&wd, "update-rolled-back.png").await;
     assert_eq!(
         image_of(&docker, &name).await,
         (build_2, true),

@@ -135,6 +135,12 @@ impl WebDriver {
         found[ELEMENT].as_str().expect("an element").to_string()
     }
 
+    /// Waits (up to `timeout`) until an element matches `css`, then clicks it.
+    pub async fn click_when_shown(&self, css: &str, timeout: Duration) {
+        let element = self.wait_for(css, timeout).await;
+        self.click(&element).await;
+    }
+
     pub async fn click(&self, element: &str) {
         self.post(&format!("/element/{element}/click"), json!({}))
             .await
