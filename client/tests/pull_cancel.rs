@@ -4,61 +4,19 @@
 //! the engine; Docker (20.10 here) then cancels the pull's context and stops downloading: the
 //! bytes through the proxy stop well short of the layer and the image is not on the engine.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zedops_protocol::Role;
 use zedops_testkit::docker::Cleanup;
 use zedops_testkit::registry::TestRegistry;
+use zedops_testkit::throttle::throttling_proxy;
 use zedops_testkit::{TestAgent, TestRelay, require_docker};
 
 /// Bytes of random data in the image's own layer (incompressible, so gzip keeps it big).
 const LAYER: usize = 24 * 1024 * 1024;
 /// What the proxy lets through from the registry, per second.
 const RATE: u64 = 2 * 1024 * 1024;
-
-/// A TCP proxy to `target` on loopback that passes at most [`RATE`] bytes a second from the
-/// registry to Docker, counting them.
-async fn throttling_proxy(target: u16) -> (u16, Arc<AtomicU64>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let through = Arc::new(AtomicU64::new(0));
-    let counter = through.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let Ok(upstream) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                else {
-                    return;
-                };
-                let (mut client_read, mut client_write) = client.into_split();
-                let (mut up_read, mut up_write) = upstream.into_split();
-                let ask = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut client_read, &mut up_write).await;
-                });
-                let chunk = 16 * 1024;
-                let pause = Duration::from_secs_f64(chunk as f64 / RATE as f64);
-                let mut buf = vec![0u8; chunk];
-                loop {
-                    let n = match up_read.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    if client_write.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                    counter.fetch_add(n as u64, Ordering::Relaxed);
-                    tokio::time::sleep(pause).await;
-                }
-                ask.abort();
-            });
-        }
-    });
-    (port, through)
-}
 
 #[tokio::test]
 async fn a_cancelled_pull_stops_dockers_download() {
@@ -71,7 +29,7 @@ async fn a_cancelled_pull_stops_dockers_download() {
     let mut cleanup = Cleanup::new("zpc");
     let repo = format!("zedops/{}", cleanup.prefix);
     let pushed = registry.push_unique_image(&docker, &repo, "1", LAYER).await;
-    let (proxy, through) = throttling_proxy(registry.port()).await;
+    let (proxy, through) = throttling_proxy(registry.port(), RATE).await;
     // The same repository through the proxy (the registry does not care about the host name).
     let image = pushed.replace(&registry.host(), &format!("127.0.0.1:{proxy}"));
     cleanup.images.push(image.clone());
