@@ -117,6 +117,16 @@ async fn create_busybox(
     create(client, &LocalPolicy::default(), request).await
 }
 
+/// A read-only bind of the host's `source` at `target`.
+fn bind(source: &str, target: &str) -> VolumeSpec {
+    VolumeSpec {
+        kind: VolumeKind::Bind,
+        source: source.into(),
+        target: target.into(),
+        read_only: true,
+    }
+}
+
 /// An `image.remove` of `image`.
 fn rmi(image: &str, force: bool) -> ImageRemoveRequest {
     ImageRemoveRequest {
@@ -443,24 +453,13 @@ async fn the_local_policy_refuses_whatever_the_relay_sends() {
         (
             "volumes[0].source",
             Box::new(|s| {
-                s.volumes.push(VolumeSpec {
-                    kind: VolumeKind::Bind,
-                    source: "/var/run/docker.sock".into(),
-                    target: "/var/run/docker.sock".into(),
-                    read_only: true,
-                })
+                s.volumes
+                    .push(bind("/var/run/docker.sock", "/var/run/docker.sock"))
             }),
         ),
         (
             "volumes[0].source",
-            Box::new(|s| {
-                s.volumes.push(VolumeSpec {
-                    kind: VolumeKind::Bind,
-                    source: "/etc".into(),
-                    target: "/host-etc".into(),
-                    read_only: true,
-                })
-            }),
+            Box::new(|s| s.volumes.push(bind("/etc", "/host-etc"))),
         ),
     ];
     for (field, change) in cases {
@@ -468,31 +467,16 @@ async fn the_local_policy_refuses_whatever_the_relay_sends() {
         let mut spec = busybox(TEST_IMAGE);
         change(&mut spec);
         let (frames, end) = create(&client, &policy, request(&name, spec, true)).await;
-        assert_eq!(
-            end.error_code,
-            Some(ErrorCode::PolicyDenied),
-            "{field}: {}",
-            end.reason
-        );
-        assert!(end.reason.contains(field), "{field}: {}", end.reason);
+        assert_refused(&end, ErrorCode::PolicyDenied, field);
         assert!(frames.is_empty());
-        assert!(
-            docker
-                .inspect_container(&name, None::<InspectContainerOptions>)
-                .await
-                .is_err(),
-            "{field}: a refused container exists"
-        );
+        let why = format!("{field}: a refused container exists");
+        assert_no_container(&docker, &name, &why).await;
     }
     // A bind inside the allowed directory is created.
     let name = cleanup.name("bind-ok");
     let mut spec = busybox(TEST_IMAGE);
-    spec.volumes.push(VolumeSpec {
-        kind: VolumeKind::Bind,
-        source: allowed.path().display().to_string(),
-        target: "/srv".into(),
-        read_only: true,
-    });
+    spec.volumes
+        .push(bind(&allowed.path().display().to_string(), "/srv"));
     let (_, end) = create(&client, &policy, request(&name, spec, false)).await;
     assert_ok(&end);
     // Raw host configuration cannot even be decoded.
@@ -750,19 +734,8 @@ async fn the_agent_refuses_raw_frames_from_its_relay() {
             .expect("the agent answers");
         let frame: DeployFrame = serde_json::from_str(&raw).expect("a deploy frame");
         let end = frame.end.expect("refused at once, in the last frame");
-        assert_eq!(
-            end.error_code,
-            Some(ErrorCode::PolicyDenied),
-            "{field}: {}",
-            end.reason
-        );
-        assert!(end.reason.contains(field), "{field}: {}", end.reason);
-        assert!(
-            docker
-                .inspect_container(&name, None::<InspectContainerOptions>)
-                .await
-                .is_err(),
-            "{field}: the agent created it"
-        );
+        assert_refused(&end, ErrorCode::PolicyDenied, field);
+        let why = format!("{field}: the agent created it");
+        assert_no_container(&docker, &name, &why).await;
     }
 }

@@ -606,21 +606,9 @@ impl Hub {
         let (close_tx, close_rx) = oneshot::channel();
         let link = Arc::new(AgentLink {
             conn_id: self.next_conn.fetch_add(1, Ordering::Relaxed),
-            id: id.to_string(),
-            name: name.to_string(),
-            tx,
-            pending: Mutex::default(),
-            streams: Mutex::default(),
-            stream_bytes: Arc::default(),
-            stream_limit: self.agent_streams,
-            last_seen: AtomicI64::new(now()),
-            protocol_version: std::sync::atomic::AtomicU32::new(zedops_protocol::PROTOCOL_VERSION),
             close: Mutex::new(Some(close_tx)),
-            in_flight: Arc::new(Semaphore::new(self.agent_in_flight)),
-            in_flight_limit: self.agent_in_flight,
             connected_ms: crate::peer_link::now_ms(),
-            remote: false,
-            forwards: Mutex::default(),
+            ..AgentLink::new(id, name, tx, self.agent_in_flight, self.agent_streams)
         });
         let old = self
             .agents
@@ -919,6 +907,23 @@ impl AgentLink {
     ) -> (Arc<Self>, mpsc::Receiver<String>) {
         let (tx, rx) = mpsc::channel(AGENT_QUEUE);
         let link = Arc::new(AgentLink {
+            remote: true,
+            ..AgentLink::new(id, name, tx, in_flight, stream_limit)
+        });
+        (link, rx)
+    }
+
+    /// A link to agent `id` whose frames go to `tx`, nothing in flight yet, and no connection
+    /// here (no close signal, connected at 0): [`remote`](Self::remote) marks it another
+    /// relay's, [`Hub::connect_agent`] gives a local one its connection.
+    fn new(
+        id: &str,
+        name: &str,
+        tx: mpsc::Sender<String>,
+        in_flight: usize,
+        stream_limit: usize,
+    ) -> Self {
+        AgentLink {
             conn_id: 0,
             id: id.to_string(),
             name: name.to_string(),
@@ -933,10 +938,9 @@ impl AgentLink {
             in_flight: Arc::new(Semaphore::new(in_flight)),
             in_flight_limit: in_flight,
             connected_ms: 0,
-            remote: true,
+            remote: false,
             forwards: Mutex::default(),
-        });
-        (link, rx)
+        }
     }
 
     /// Gives up on whatever waits on `inbox` (the agent is not reachable): a request is

@@ -60,6 +60,28 @@ struct Failures {
     addresses: HashMap<IpAddr, VecDeque<Instant>>,
 }
 
+impl Failures {
+    /// Counts a failure of the pair `key` (user, address) at `now`, making room in the tables
+    /// when they are full; returns the address's failure times, which the caller adds `now` to
+    /// (or not, past the cap).
+    fn count(&mut self, key: (String, IpAddr), now: Instant) -> &mut VecDeque<Instant> {
+        let address = key.1;
+        if !self.pairs.contains_key(&key) {
+            make_room(&mut self.pairs, |p| p.last, now);
+        }
+        let pair = self.pairs.entry(key).or_insert(Pair {
+            failures: 0,
+            last: now,
+        });
+        pair.failures += 1;
+        pair.last = now;
+        if !self.addresses.contains_key(&address) {
+            make_room(&mut self.addresses, |t| *t.back().unwrap_or(&now), now);
+        }
+        self.addresses.entry(address).or_default()
+    }
+}
+
 /// Why a login is refused before its password is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -217,19 +239,7 @@ impl LoginLimiter {
         let Ok(permit) = self.checks.clone().try_acquire_owned() else {
             return Err(Refusal::Busy(1));
         };
-        if !f.pairs.contains_key(&key) {
-            make_room(&mut f.pairs, |p| p.last, now);
-        }
-        let pair = f.pairs.entry(key).or_insert(Pair {
-            failures: 0,
-            last: now,
-        });
-        pair.failures += 1;
-        pair.last = now;
-        if !f.addresses.contains_key(&address) {
-            make_room(&mut f.addresses, |t| *t.back().unwrap_or(&now), now);
-        }
-        f.addresses.entry(address).or_default().push_back(now);
+        f.count(key, now).push_back(now);
         let memory = self
             .memory
             .lock()
@@ -257,19 +267,7 @@ impl LoginLimiter {
         let now = Instant::now();
         let mut f = self.failures.lock().expect("limiter lock");
         let key = (user.to_string(), address);
-        if !f.pairs.contains_key(&key) {
-            make_room(&mut f.pairs, |p| p.last, now);
-        }
-        let pair = f.pairs.entry(key).or_insert(Pair {
-            failures: 0,
-            last: now,
-        });
-        pair.failures += 1;
-        pair.last = now;
-        if !f.addresses.contains_key(&address) {
-            make_room(&mut f.addresses, |t| *t.back().unwrap_or(&now), now);
-        }
-        let times = f.addresses.entry(address).or_default();
+        let times = f.count(key, now);
         prune(times, now);
         // Bounded like the local count: past the cap an address is refused anyway.
         if times.len() < PER_ADDRESS {

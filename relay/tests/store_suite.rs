@@ -447,14 +447,11 @@ async fn names_sort_bytewise_and_agents_are_found_by_id_or_name(db: Db) {
     let mut ids = Vec::new();
     for name in ["web-b", "Web-a", "db"] {
         let token = registration_token(&store).await;
-        ids.push(
-            store
-                .enrol_agent(&token, name, &agent_info())
-                .await
-                .unwrap()
-                .0
-                .id,
-        );
+        let (agent, _) = store
+            .enrol_agent(&token, name, &agent_info())
+            .await
+            .unwrap();
+        ids.push(agent.id);
     }
     let listed: Vec<String> = store
         .agents()
