@@ -62,7 +62,7 @@ async fn through_haproxy_an_agent_and_apps_move_to_the_other_relay_when_theirs_i
         .await;
     // The relays behind HAProxy trust its address for the clients' own (docs/CLUSTER.md).
     let behind = ["--trusted-proxy", "127.0.0.1"];
-    let mut relays = vec![
+    let mut relays = [
         RelayProcess::start_with(&database, &nats.url(), &behind).await,
         RelayProcess::start_with(&database, &nats.url(), &behind).await,
     ];
