@@ -4,11 +4,11 @@
 
 use zedops_protocol::{
     AgentRevokeRequest, AgentRevoked, AgentRotateRequest, AgentRotated, AgentUpdateRequest,
-    AgentUpdated, AuditListRequest, AuditListResponse, ClientRequest, LIST_TIMEOUT,
-    OPERATION_TIMEOUT, Role, SessionListRequest, SessionListResponse, SessionRevokeRequest,
-    SessionRevoked, TokenCreateRequest, TokenCreated, TokenListRequest, TokenListResponse,
-    TokenRevokeRequest, TokenRevoked, UserCreateRequest, UserListRequest, UserListResponse,
-    UserPasswordRequest, UserPasswordSet, UserSummary, UserUpdateRequest,
+    AgentUpdated, AuditListRequest, AuditListResponse, ClientRequest, Role, SessionListRequest,
+    SessionListResponse, SessionRevokeRequest, SessionRevoked, TokenCreateRequest, TokenCreated,
+    TokenListRequest, TokenListResponse, TokenRevokeRequest, TokenRevoked, UserCreateRequest,
+    UserListRequest, UserListResponse, UserPasswordRequest, UserPasswordSet, UserSummary,
+    UserUpdateRequest,
 };
 
 use crate::client::{Client, REQUEST_GRACE};
@@ -23,11 +23,8 @@ impl Client {
         let request = AgentRevokeRequest {
             agent_id: agent.into(),
         };
-        self.request(
-            ClientRequest::AgentRevoke(request),
-            LIST_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.quick_request(ClientRequest::AgentRevoke(request))
+            .await
     }
 
     /// Gives a connected agent a new permanent token; the old one is refused once it is stored.
@@ -36,11 +33,8 @@ impl Client {
             agent_id: agent.into(),
         };
         // The agent writes a file before it answers: an operation's time.
-        self.request(
-            ClientRequest::AgentRotate(request),
-            OPERATION_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.operation_request(ClientRequest::AgentRotate(request))
+            .await
     }
 
     /// Has an agent install the signed build the relay serves for it (`version`: refused
@@ -67,11 +61,8 @@ impl Client {
 
     /// Every device session, live or not.
     pub async fn sessions(&self) -> Result<SessionListResponse, ClientError> {
-        self.request(
-            ClientRequest::SessionList(SessionListRequest {}),
-            LIST_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.quick_request(ClientRequest::SessionList(SessionListRequest {}))
+            .await
     }
 
     /// Ends a device session; its connections close.
@@ -79,30 +70,21 @@ impl Client {
         let request = SessionRevokeRequest {
             session_id: id.into(),
         };
-        self.request(
-            ClientRequest::SessionRevoke(request),
-            LIST_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.quick_request(ClientRequest::SessionRevoke(request))
+            .await
     }
 
     /// A single-use registration token valid for `ttl_secs` (the relay's default when `None`).
     pub async fn create_token(&self, ttl_secs: Option<u64>) -> Result<TokenCreated, ClientError> {
         let request = TokenCreateRequest { ttl_secs };
-        self.request(
-            ClientRequest::TokenCreate(request),
-            LIST_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.quick_request(ClientRequest::TokenCreate(request))
+            .await
     }
 
     /// Registration tokens by id and state (never the tokens themselves).
     pub async fn tokens(&self) -> Result<TokenListResponse, ClientError> {
-        self.request(
-            ClientRequest::TokenList(TokenListRequest {}),
-            LIST_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.quick_request(ClientRequest::TokenList(TokenListRequest {}))
+            .await
     }
 
     /// Revokes an unused registration token.
@@ -110,29 +92,20 @@ impl Client {
         let request = TokenRevokeRequest {
             token_id: id.to_string(),
         };
-        self.request(
-            ClientRequest::TokenRevoke(request),
-            LIST_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.quick_request(ClientRequest::TokenRevoke(request))
+            .await
     }
 
     /// The newest audit entries matching `query` (agent, since, limit).
     pub async fn audit(&self, query: &AuditListRequest) -> Result<AuditListResponse, ClientError> {
-        self.request(
-            ClientRequest::AuditList(query.clone()),
-            LIST_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.quick_request(ClientRequest::AuditList(query.clone()))
+            .await
     }
 
     /// Every user with role, state and live sessions.
     pub async fn users(&self) -> Result<UserListResponse, ClientError> {
-        self.request(
-            ClientRequest::UserList(UserListRequest {}),
-            LIST_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.quick_request(ClientRequest::UserList(UserListRequest {}))
+            .await
     }
 
     /// Creates a user. The password travels once over this authenticated connection; the relay
@@ -149,11 +122,8 @@ impl Client {
             password,
         };
         // Hashing the password is deliberately slow.
-        self.request(
-            ClientRequest::UserCreate(request),
-            OPERATION_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.operation_request(ClientRequest::UserCreate(request))
+            .await
     }
 
     /// Gives a user a new password; their other device sessions end.
@@ -166,11 +136,8 @@ impl Client {
             name: name.to_string(),
             password,
         };
-        self.request(
-            ClientRequest::UserPassword(request),
-            OPERATION_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.operation_request(ClientRequest::UserPassword(request))
+            .await
     }
 
     /// Changes a user's role and/or disables or enables them.
@@ -185,10 +152,6 @@ impl Client {
             role,
             disabled,
         };
-        self.request(
-            ClientRequest::UserUpdate(request),
-            LIST_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.quick_request(ClientRequest::UserUpdate(request)).await
     }
 }

@@ -95,10 +95,7 @@ impl Client {
     ) -> Result<EventSubscribed, ClientError> {
         let request = EventSubscribe { agents };
         let answer: EventSubscribed = self
-            .request(
-                ClientRequest::EventSubscribe(request),
-                LIST_TIMEOUT + REQUEST_GRACE,
-            )
+            .quick_request(ClientRequest::EventSubscribe(request))
             .await?;
         // Renewed by id, so a renamed agent stays watched after a reconnect.
         self.inner.shared.set_subscription(EventSubscribe {
@@ -136,10 +133,7 @@ impl Client {
     /// The agents the relay knows, online or not.
     pub async fn agents(&self) -> Result<Vec<AgentSummary>, ClientError> {
         let list: AgentListResponse = self
-            .request(
-                ClientRequest::AgentList(AgentListRequest {}),
-                LIST_TIMEOUT + REQUEST_GRACE,
-            )
+            .quick_request(ClientRequest::AgentList(AgentListRequest {}))
             .await?;
         Ok(list.agents)
     }
@@ -150,10 +144,7 @@ impl Client {
             agent_id: agent.into(),
         };
         let list: ContainerListResponse = self
-            .request(
-                ClientRequest::ContainerList(request),
-                LIST_TIMEOUT + REQUEST_GRACE,
-            )
+            .quick_request(ClientRequest::ContainerList(request))
             .await?;
         Ok(list.containers)
     }
@@ -227,11 +218,8 @@ impl Client {
             agent_id: agent.into(),
             container_id: container.into(),
         };
-        self.request(
-            ClientRequest::ContainerInspect(request),
-            LIST_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.quick_request(ClientRequest::ContainerInspect(request))
+            .await
     }
 
     /// Starts, stops or restarts `container` (a name, id or id prefix) on `agent` (an id or name).
@@ -252,8 +240,7 @@ impl Client {
             Operation::Stop => ClientRequest::ContainerStop(request),
             Operation::Restart => ClientRequest::ContainerRestart(request),
         };
-        self.request(request, OPERATION_TIMEOUT + REQUEST_GRACE)
-            .await
+        self.operation_request(request).await
     }
 
     /// Sends any request and returns the answer's `data` as JSON, for tests and tools. An answer
@@ -302,6 +289,25 @@ impl Client {
     }
 
     /// Sends one request and decodes its answer as `Resp` (an error answer as the error).
+    /// [`Client::request`] with a quick request's timeout (a list, a lookup, a change at the
+    /// relay): the relay's list timeout and the grace for the answer's way back.
+    pub(crate) async fn quick_request<Resp: DeserializeOwned + Validate>(
+        &self,
+        request: ClientRequest,
+    ) -> Result<Resp, ClientError> {
+        self.request(request, LIST_TIMEOUT + REQUEST_GRACE).await
+    }
+
+    /// [`Client::request`] with an operation's timeout (the agent acts, or a store writes):
+    /// the relay's operation timeout and the grace for the answer's way back.
+    pub(crate) async fn operation_request<Resp: DeserializeOwned + Validate>(
+        &self,
+        request: ClientRequest,
+    ) -> Result<Resp, ClientError> {
+        self.request(request, OPERATION_TIMEOUT + REQUEST_GRACE)
+            .await
+    }
+
     pub(crate) async fn request<Resp: DeserializeOwned + Validate>(
         &self,
         request: ClientRequest,

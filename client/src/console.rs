@@ -63,4 +63,14 @@ impl<T> StreamReader<T> {
             .send_ordered(&ClientRequest::StreamInput(input))
             .await
     }
+
+    /// Grants the agent `bytes` more output: what the caller has consumed (written out), so
+    /// the agent may send that much again.
+    pub async fn grant(&self, bytes: usize) -> Result<(), ClientError> {
+        self.input(StreamInput {
+            grant: u32::try_from(bytes).unwrap_or(u32::MAX),
+            ..Default::default()
+        })
+        .await
+    }
 }

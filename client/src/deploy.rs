@@ -8,12 +8,11 @@ use std::path::Path;
 use zedops_protocol::{
     ClientRequest, ContainerRemoveRequest, ContainerRemoved, DeployFrame, DeployRequest,
     ImageListRequest, ImageListResponse, ImagePullRequest, ImageRemoveRequest, ImageRemoved,
-    ImageSummary, LIST_TIMEOUT, OPERATION_TIMEOUT, TemplateBody, TemplateListRequest,
-    TemplateListResponse, TemplateNameRequest, TemplateRecord, TemplateSaveRequest, TemplateSaved,
-    TemplateSummary,
+    ImageSummary, TemplateBody, TemplateListRequest, TemplateListResponse, TemplateNameRequest,
+    TemplateRecord, TemplateSaveRequest, TemplateSaved, TemplateSummary,
 };
 
-use crate::client::{Client, REQUEST_GRACE};
+use crate::client::Client;
 use crate::error::ClientError;
 use crate::streams::StreamReader;
 
@@ -53,10 +52,7 @@ impl Client {
     /// Every template, by name (any role).
     pub async fn templates(&self) -> Result<Vec<TemplateSummary>, ClientError> {
         let list: TemplateListResponse = self
-            .request(
-                ClientRequest::TemplateList(TemplateListRequest {}),
-                LIST_TIMEOUT + REQUEST_GRACE,
-            )
+            .quick_request(ClientRequest::TemplateList(TemplateListRequest {}))
             .await?;
         Ok(list.templates)
     }
@@ -66,21 +62,15 @@ impl Client {
         let request = TemplateNameRequest {
             name: name.to_string(),
         };
-        self.request(
-            ClientRequest::TemplateShow(request),
-            LIST_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.quick_request(ClientRequest::TemplateShow(request))
+            .await
     }
 
     /// Stores a new template (admin); `TEMPLATE_EXISTS` when the name is taken.
     pub async fn add_template(&self, template: TemplateBody) -> Result<TemplateSaved, ClientError> {
         let request = TemplateSaveRequest { template };
-        self.request(
-            ClientRequest::TemplateAdd(Box::new(request)),
-            LIST_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.quick_request(ClientRequest::TemplateAdd(Box::new(request)))
+            .await
     }
 
     /// Stores a new version of the template `template.name` (admin).
@@ -89,11 +79,8 @@ impl Client {
         template: TemplateBody,
     ) -> Result<TemplateSaved, ClientError> {
         let request = TemplateSaveRequest { template };
-        self.request(
-            ClientRequest::TemplateUpdate(Box::new(request)),
-            LIST_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.quick_request(ClientRequest::TemplateUpdate(Box::new(request)))
+            .await
     }
 
     /// Removes a template (admin); containers made from it stay.
@@ -101,11 +88,8 @@ impl Client {
         let request = TemplateNameRequest {
             name: name.to_string(),
         };
-        self.request(
-            ClientRequest::TemplateRemove(request),
-            LIST_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.quick_request(ClientRequest::TemplateRemove(request))
+            .await
     }
 
     /// Deploys `template` onto `agent` as a container `name` (operator): the relay resolves the
@@ -153,11 +137,8 @@ impl Client {
             force,
             volumes,
         };
-        self.request(
-            ClientRequest::ContainerRemove(request),
-            OPERATION_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.operation_request(ClientRequest::ContainerRemove(request))
+            .await
     }
 
     /// The agent's images with the containers that use them (any role).
@@ -166,10 +147,7 @@ impl Client {
             agent_id: agent.into(),
         };
         let list: ImageListResponse = self
-            .request(
-                ClientRequest::ImageList(request),
-                LIST_TIMEOUT + REQUEST_GRACE,
-            )
+            .quick_request(ClientRequest::ImageList(request))
             .await?;
         Ok(list.images)
     }
@@ -186,10 +164,7 @@ impl Client {
             image: image.to_string(),
             force,
         };
-        self.request(
-            ClientRequest::ImageRemove(request),
-            OPERATION_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.operation_request(ClientRequest::ImageRemove(request))
+            .await
     }
 }

@@ -2,11 +2,11 @@
 //! never comes back), list them (servers and users), remove one.
 
 use zedops_protocol::{
-    ClientRequest, LIST_TIMEOUT, OPERATION_TIMEOUT, RegistryAddRequest, RegistryAdded,
-    RegistryListRequest, RegistryRemoveRequest, RegistryRemoved, RegistrySummary,
+    ClientRequest, RegistryAddRequest, RegistryAdded, RegistryListRequest, RegistryRemoveRequest,
+    RegistryRemoved, RegistrySummary,
 };
 
-use crate::client::{Client, REQUEST_GRACE};
+use crate::client::Client;
 use crate::error::ClientError;
 
 impl Client {
@@ -23,20 +23,14 @@ impl Client {
             username: username.to_string(),
             password,
         };
-        self.request(
-            ClientRequest::RegistryAdd(request),
-            OPERATION_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.operation_request(ClientRequest::RegistryAdd(request))
+            .await
     }
 
     /// The stored logins, by server: never their passwords (admin).
     pub async fn registries(&self) -> Result<Vec<RegistrySummary>, ClientError> {
         let list: zedops_protocol::RegistryListResponse = self
-            .request(
-                ClientRequest::RegistryList(RegistryListRequest {}),
-                LIST_TIMEOUT + REQUEST_GRACE,
-            )
+            .quick_request(ClientRequest::RegistryList(RegistryListRequest {}))
             .await?;
         Ok(list.registries)
     }
@@ -46,10 +40,7 @@ impl Client {
         let request = RegistryRemoveRequest {
             server: server.to_string(),
         };
-        self.request(
-            ClientRequest::RegistryRemove(request),
-            OPERATION_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.operation_request(ClientRequest::RegistryRemove(request))
+            .await
     }
 }

@@ -2,8 +2,7 @@
 //! asking agents to check their images' registries now (operator), answered with fresh states.
 
 use zedops_protocol::{
-    ClientRequest, LIST_TIMEOUT, UPDATE_CHECK_TIMEOUT, UpdateCheckRequest, UpdateListRequest,
-    UpdateListResponse,
+    ClientRequest, UPDATE_CHECK_TIMEOUT, UpdateCheckRequest, UpdateListRequest, UpdateListResponse,
 };
 
 use crate::client::{Client, REQUEST_GRACE};
@@ -16,11 +15,8 @@ impl Client {
         let request = UpdateListRequest {
             agent_id: agent.map(|a| a.into()),
         };
-        self.request(
-            ClientRequest::UpdatesList(request),
-            LIST_TIMEOUT + REQUEST_GRACE,
-        )
-        .await
+        self.quick_request(ClientRequest::UpdatesList(request))
+            .await
     }
 
     /// Asks one agent (name or id), or every connected agent, to check its images now, and

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use specta::Type;
 use tokio::io::AsyncWriteExt;
 use zedops_client::Client;
+use zedops_client::console::FileTransfer;
 use zedops_protocol::{
     FileDone, FileEntry, FileGetRequest, FileKind, FileList, FilePathRequest, FilePutRequest,
     MAX_CONSOLE_CHUNK_BYTES, StreamInput, encode_bytes, subject,
@@ -203,6 +204,27 @@ pub fn free_path(dir: &Path, name: &str) -> PathBuf {
         .expect("some name is free")
 }
 
+/// Starts `file.get` of the container's `path`; refused, the error says who may (`who`).
+async fn file_get(
+    client: &Client,
+    agent: &str,
+    container: &str,
+    path: &str,
+    who: &'static str,
+) -> Result<FileTransfer, AppError> {
+    let request = FileGetRequest {
+        agent_id: agent.into(),
+        container_id: container.into(),
+        path: path.to_string(),
+        window: None,
+    };
+    client
+        .file_get(&request)
+        .await
+        .map_err(AppError::from)
+        .map_err(forbidden(who))
+}
+
 /// Downloads the container's file `path` into `dir` (under its own name, never overwriting),
 /// streamed: written as it arrives and granted back once written. A failed download leaves
 /// nothing behind.
@@ -213,19 +235,14 @@ pub async fn download(
     path: &str,
     dir: &Path,
 ) -> Result<SavedFile, AppError> {
-    let request = FileGetRequest {
-        agent_id: agent.into(),
-        container_id: container.into(),
-        path: path.to_string(),
-        window: None,
-    };
-    let mut transfer = client
-        .file_get(&request)
-        .await
-        .map_err(AppError::from)
-        .map_err(forbidden(
-            "operators and admins may download a container's files",
-        ))?;
+    let mut transfer = file_get(
+        client,
+        agent,
+        container,
+        path,
+        "operators and admins may download a container's files",
+    )
+    .await?;
     let target = free_path(dir, &local_name(path));
     let partial = target.with_file_name(format!(
         ".{}.zedops-part",
@@ -262,11 +279,7 @@ pub async fn download(
                 break Err(cannot_write(e));
             }
             written += bytes.len() as u64;
-            let grant = StreamInput {
-                grant: bytes.len() as u32,
-                ..Default::default()
-            };
-            let _ = transfer.input(grant).await;
+            let _ = transfer.grant(bytes.len()).await;
         }
         if let Some(end) = frame.end {
             break match end.error_code {
@@ -418,19 +431,14 @@ pub async fn read_for_edit(
     container: &str,
     path: &str,
 ) -> Result<OpenedFile, AppError> {
-    let request = FileGetRequest {
-        agent_id: agent.into(),
-        container_id: container.into(),
-        path: path.to_string(),
-        window: None,
-    };
-    let mut transfer = client
-        .file_get(&request)
-        .await
-        .map_err(AppError::from)
-        .map_err(forbidden(
-            "operators and admins may read a container's files",
-        ))?;
+    let mut transfer = file_get(
+        client,
+        agent,
+        container,
+        path,
+        "operators and admins may read a container's files",
+    )
+    .await?;
     let mut entry: Option<FileEntry> = None;
     let mut bytes: Vec<u8> = Vec::new();
     loop {
@@ -463,11 +471,7 @@ pub async fn read_for_edit(
                 return Err(too_large_to_edit(path, (bytes.len() + chunk.len()) as u64));
             }
             bytes.extend_from_slice(&chunk);
-            let grant = StreamInput {
-                grant: chunk.len() as u32,
-                ..Default::default()
-            };
-            let _ = transfer.input(grant).await;
+            let _ = transfer.grant(chunk.len()).await;
         }
         if let Some(end) = frame.end {
             if let Some(code) = end.error_code {

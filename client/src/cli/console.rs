@@ -247,11 +247,7 @@ async fn drive(mut session: ConsoleSession, options: Drive) -> i32 {
                 session.cancel();
                 interrupted = true;
             } else {
-                let grant = StreamInput {
-                    grant: bytes.len() as u32,
-                    ..Default::default()
-                };
-                let _ = session.input(grant).await;
+                let _ = session.grant(bytes.len()).await;
             }
         }
         if let Some(end) = frame.end {

@@ -144,11 +144,7 @@ pub async fn get(
                     format!("cannot write {dest}: {e}"),
                 ));
             }
-            let grant = StreamInput {
-                grant: bytes.len() as u32,
-                ..Default::default()
-            };
-            let _ = transfer.input(grant).await;
+            let _ = transfer.grant(bytes.len()).await;
         }
         if let Some(end) = frame.end {
             break match end.error_code {
