@@ -77,18 +77,15 @@ async fn a_check_finds_a_new_build_and_everyone_can_list_it() {
     let Some(mut stage) = stage().await else {
         return;
     };
-    let Stage {
-        docker,
-        registry,
-        suffix,
-        cleanup,
-        ..
-    } = &mut stage;
+    let (docker, suffix) = (stage.docker.clone(), stage.suffix.clone());
     let repo = format!("zt/updates-{suffix}");
-    let reference = registry.push_unique_image(&docker, &repo, "1", 1024).await;
-    cleanup.images.push(pull(&docker, &reference).await);
+    let reference = stage
+        .registry
+        .push_unique_image(&docker, &repo, "1", 1024)
+        .await;
+    stage.cleanup.images.push(pull(&docker, &reference).await);
     let container = format!("zupd-{suffix}");
-    cleanup.containers.push(container.clone());
+    stage.cleanup.containers.push(container.clone());
     run(&docker, &container, &reference, None).await;
 
     let relay = TestRelay::builder().start().await;
@@ -115,8 +112,11 @@ async fn a_check_finds_a_new_build_and_everyone_can_list_it() {
     );
 
     // A new build under the same tag; a viewer may not ask for a check, an operator may.
-    registry.push_unique_image(&docker, &repo, "1", 1024).await;
-    let served = registry.served_digest(&docker, &reference).await;
+    stage
+        .registry
+        .push_unique_image(&docker, &repo, "1", 1024)
+        .await;
+    let served = stage.registry.served_digest(&docker, &reference).await;
     let out = as_viewer
         .run(&["updates", "--agent", &agent_name, "--check"])
         .await;
