@@ -23,6 +23,7 @@ use zedops_protocol::{
 
 use crate::docker::exec::{ConsoleInput, ConsoleIo};
 use crate::docker::{DockerClient, DockerError};
+use crate::outbox::send;
 
 /// `stream.input` frames queued for one session before it handles them. Data frames are bounded
 /// by credit; this bounds the frames without data (grants, resizes) a client may pile up.
@@ -109,39 +110,17 @@ impl Sessions {
         inbox: String,
         tx: mpsc::Sender<String>,
     ) {
-        let Some(session) = self.open(&inbox, &tx) else {
-            return;
-        };
-        let sessions = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let started = docker.exec_start(&request).await;
-            let (exit, end) = match started {
-                Err(err) => (None, failed(err)),
-                Ok((exec_id, io)) => {
-                    tracing::info!(container = ?request.container_id, tty = request.tty, "exec started");
-                    let target = Target::Exec {
-                        container: request.container_id.clone(),
-                        id: exec_id,
-                    };
-                    let window = request.window.unwrap_or(DEFAULT_CONSOLE_WINDOW);
-                    run(
-                        &docker,
-                        &target,
-                        io,
-                        request.stdin,
-                        window,
-                        &inbox,
-                        &tx,
-                        session,
-                    )
-                    .await
-                }
-            };
-            if let Some(sessions) = sessions.upgrade() {
-                sessions.forget(&inbox);
+        let (stdin, window) = (request.stdin, request.window);
+        let started = {
+            let docker = docker.clone();
+            async move {
+                let (id, io) = docker.exec_start(&request).await?;
+                tracing::info!(container = ?request.container_id, tty = request.tty, "exec started");
+                let container = request.container_id;
+                Ok((Target::Exec { container, id }, io))
             }
-            last(&tx, &inbox, exit, end).await;
-        });
+        };
+        self.spawn_session(docker, inbox, tx, stdin, window, started);
     }
 
     /// Starts a `container.attach` session answering on `inbox`.
@@ -152,32 +131,41 @@ impl Sessions {
         inbox: String,
         tx: mpsc::Sender<String>,
     ) {
+        let (stdin, window) = (request.stdin, request.window);
+        let attached = {
+            let docker = docker.clone();
+            async move {
+                let io = docker
+                    .attach(&request.container_id, request.stdin, request.size)
+                    .await?;
+                let container = request.container_id;
+                Ok((Target::Attach { container }, io))
+            }
+        };
+        self.spawn_session(docker, inbox, tx, stdin, window, attached);
+    }
+
+    /// Registers a session on `inbox` and runs it on a task of its own: `connect` starts the
+    /// process or attaches to it, then bytes flow until it ends, and the last frame says how.
+    fn spawn_session(
+        self: &Arc<Self>,
+        docker: Arc<DockerClient>,
+        inbox: String,
+        tx: mpsc::Sender<String>,
+        stdin: bool,
+        window: Option<u32>,
+        connect: impl Future<Output = Result<(Target, ConsoleIo), DockerError>> + Send + 'static,
+    ) {
         let Some(session) = self.open(&inbox, &tx) else {
             return;
         };
         let sessions = Arc::downgrade(self);
         tokio::spawn(async move {
-            let attached = docker
-                .attach(&request.container_id, request.stdin, request.size)
-                .await;
-            let (exit, end) = match attached {
+            let (exit, end) = match connect.await {
                 Err(err) => (None, failed(err)),
-                Ok(io) => {
-                    let target = Target::Attach {
-                        container: request.container_id.clone(),
-                    };
-                    let window = request.window.unwrap_or(DEFAULT_CONSOLE_WINDOW);
-                    run(
-                        &docker,
-                        &target,
-                        io,
-                        request.stdin,
-                        window,
-                        &inbox,
-                        &tx,
-                        session,
-                    )
-                    .await
+                Ok((target, io)) => {
+                    let window = window.unwrap_or(DEFAULT_CONSOLE_WINDOW);
+                    run(&docker, &target, io, stdin, window, &inbox, &tx, session).await
                 }
             };
             if let Some(sessions) = sessions.upgrade() {
@@ -264,7 +252,7 @@ async fn run(
         return stop(
             docker,
             target,
-            Stop::Ended(ended("the relay connection closed")),
+            Stop::Ended(StreamEnd::ended("the relay connection closed")),
         )
         .await;
     }
@@ -308,9 +296,9 @@ async fn run(
         }
         let can_read = pending_out.is_none() && !output_done && out_credit.available() > 0;
         tokio::select! {
-            _ = &mut cancel => break Stop::Ended(ended("cancelled")),
+            _ = &mut cancel => break Stop::Ended(StreamEnd::ended("cancelled")),
             input = inputs.recv() => match input {
-                None => break Stop::Ended(ended("cancelled")),
+                None => break Stop::Ended(StreamEnd::ended("cancelled")),
                 Some(input) => {
                     if let Err(end) = take_input(
                         docker, target, input, &mut out_credit, &mut in_credit,
@@ -323,7 +311,7 @@ async fn run(
             permit = async { writer_tx.as_ref().expect("checked").reserve().await },
                 if writer_tx.is_some() && !pending_in.is_empty() => {
                 let Ok(permit) = permit else {
-                    break Stop::Ended(ended("the process closed its input"));
+                    break Stop::Ended(StreamEnd::ended("the process closed its input"));
                 };
                 let n = pending_in.len().min(MAX_CONSOLE_CHUNK_BYTES);
                 permit.send(pending_in.drain(..n).collect());
@@ -333,7 +321,7 @@ async fn run(
                     Some(n) => {
                         let grant = ConsoleOutput { grant: n, ..ConsoleOutput::default() };
                         if !send(tx, inbox, &grant).await {
-                            break Stop::Ended(ended("the relay connection closed"));
+                            break Stop::Ended(StreamEnd::ended("the relay connection closed"));
                         }
                         in_credit.grant(n);
                     }
@@ -346,7 +334,7 @@ async fn run(
                 Some(Ok(piece)) => pending_out = Some(piece),
                 Some(Err(err)) => break Stop::Ended(failed(err)),
             },
-            () = tx.closed() => break Stop::Ended(ended("the relay connection closed")),
+            () = tx.closed() => break Stop::Ended(StreamEnd::ended("the relay connection closed")),
         }
     };
     writer.abort();
@@ -427,9 +415,14 @@ async fn stop(
     match (outcome, target) {
         (Stop::Finished, Target::Exec { id, .. }) => {
             let code = docker.exec_exit_code(id).await;
-            (Some(ExitStatus { code }), ended("the process exited"))
+            (
+                Some(ExitStatus { code }),
+                StreamEnd::ended("the process exited"),
+            )
         }
-        (Stop::Finished, Target::Attach { .. }) => (None, ended("the container stopped")),
+        (Stop::Finished, Target::Attach { .. }) => {
+            (None, StreamEnd::ended("the container stopped"))
+        }
         (Stop::Ended(end), Target::Exec { container, id }) => {
             let gone = docker.exec_kill(container, id).await;
             tracing::info!(gone, reason = %end.reason, "exec session ended before its process; ended the process");
@@ -440,10 +433,6 @@ async fn stop(
     }
 }
 
-async fn send<T: Serialize>(tx: &mpsc::Sender<String>, inbox: &str, frame: &T) -> bool {
-    tx.send(Envelope::new(inbox, frame).to_json()).await.is_ok()
-}
-
 async fn last(tx: &mpsc::Sender<String>, inbox: &str, exit: Option<ExitStatus>, end: StreamEnd) {
     let frame = ConsoleOutput {
         exit,
@@ -451,13 +440,6 @@ async fn last(tx: &mpsc::Sender<String>, inbox: &str, exit: Option<ExitStatus>, 
         ..ConsoleOutput::default()
     };
     let _ = send(tx, inbox, &frame).await;
-}
-
-fn ended(reason: &str) -> StreamEnd {
-    StreamEnd {
-        error_code: None,
-        reason: reason.to_string(),
-    }
 }
 
 fn broken(reason: &str) -> StreamEnd {

@@ -9,27 +9,17 @@ use zedops_protocol::{
 };
 
 use crate::docker::{DockerClient, DockerError};
+use crate::outbox::send;
 use crate::policy::LocalPolicy;
 
 /// Progress snapshots waiting to be framed; the puller drops snapshots beyond this rather than
 /// wait, so a slow relay never slows a pull down.
 const PROGRESS_QUEUE: usize = 4;
 
-fn frame(inbox: &str, frame: DeployFrame) -> String {
-    Envelope::new(inbox, frame).to_json()
-}
-
 fn failed(err: DockerError) -> StreamEnd {
     StreamEnd {
         error_code: Some(err.code()),
         reason: err.to_string(),
-    }
-}
-
-fn ended(reason: &str) -> StreamEnd {
-    StreamEnd {
-        error_code: None,
-        reason: reason.into(),
     }
 }
 
@@ -60,20 +50,12 @@ pub async fn create(
         })
         .await?;
         if pulled.pulled {
-            let _ = tx
-                .send(frame(
-                    inbox,
-                    DeployFrame {
-                        pulled: Some(pulled),
-                        ..DeployFrame::default()
-                    },
-                ))
-                .await;
+            let _ = send(tx, inbox, &DeployFrame::pulled(pulled)).await;
         }
         docker.create(request).await
     };
     let created = tokio::select! {
-        _ = cancel => return ended("cancelled"),
+        _ = cancel => return StreamEnd::ended("cancelled"),
         created = work => created,
     };
     match created {
@@ -83,16 +65,8 @@ pub async fn create(
             } else {
                 "created"
             };
-            let _ = tx
-                .send(frame(
-                    inbox,
-                    DeployFrame {
-                        created: Some(created),
-                        ..DeployFrame::default()
-                    },
-                ))
-                .await;
-            ended(reason)
+            let _ = send(tx, inbox, &DeployFrame::created(created)).await;
+            StreamEnd::ended(reason)
         }
         Err(err) => {
             tracing::warn!(container = %request.name, %err, "creating a container failed");
@@ -114,21 +88,13 @@ pub async fn pull(
         docker.pull(image, &progress).await
     });
     let pulled = tokio::select! {
-        _ = cancel => return ended("cancelled"),
+        _ = cancel => return StreamEnd::ended("cancelled"),
         pulled = work => pulled,
     };
     match pulled {
         Ok(pulled) => {
-            let _ = tx
-                .send(frame(
-                    inbox,
-                    DeployFrame {
-                        pulled: Some(pulled),
-                        ..DeployFrame::default()
-                    },
-                ))
-                .await;
-            ended("pulled")
+            let _ = send(tx, inbox, &DeployFrame::pulled(pulled)).await;
+            StreamEnd::ended("pulled")
         }
         Err(err) => {
             tracing::warn!(image = %request.image, %err, "pulling an image failed");
@@ -150,11 +116,7 @@ where
     let (progress_tx, mut progress_rx) = mpsc::channel(PROGRESS_QUEUE);
     let forward = async {
         while let Some(progress) = progress_rx.recv().await {
-            let progress = DeployFrame {
-                progress: Some(progress),
-                ..DeployFrame::default()
-            };
-            if tx.send(frame(inbox, progress)).await.is_err() {
+            if !send(tx, inbox, &DeployFrame::progress(progress)).await {
                 break;
             }
         }

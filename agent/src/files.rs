@@ -7,18 +7,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use serde::Serialize;
 use tokio::sync::mpsc;
 use zedops_protocol::{
-    Credit, DEFAULT_CONSOLE_WINDOW, Envelope, ErrorCode, ErrorReply, FileChunk, FileDone,
-    FileEntry, FileGetRequest, FileKind, FileList, FilePathRequest, FilePutRequest,
-    MAX_CONSOLE_CHUNK_BYTES, MAX_LIST_ENTRIES, PathError, StreamEnd, encode_bytes, normalize_path,
-    split_parent,
+    Credit, DEFAULT_CONSOLE_WINDOW, ErrorCode, ErrorReply, FileChunk, FileDone, FileEntry,
+    FileGetRequest, FileKind, FileList, FilePathRequest, FilePutRequest, MAX_CONSOLE_CHUNK_BYTES,
+    MAX_LIST_ENTRIES, PathError, StreamEnd, encode_bytes, normalize_path, split_parent,
 };
 
 use crate::console::{SessionInbox, Sessions};
 use crate::docker::archive::{Owner, tar_header, tar_trailer};
 use crate::docker::{DockerClient, DockerError};
+use crate::outbox::send;
 
 /// How long a listing may read the directory's archive before it answers with what it has
 /// (`truncated`); the relay waits 30 s for an answer.
@@ -224,25 +223,12 @@ impl Sessions {
         inbox: String,
         tx: mpsc::Sender<String>,
     ) {
-        let session = match self.register(&inbox) {
-            Ok(session) => session,
-            Err(refusal) => return refuse(tx, inbox, refusal),
-        };
-        let sessions = Arc::downgrade(self);
-        tokio::spawn(async move {
+        self.spawn_transfer(inbox, tx, move |inbox, tx, session| async move {
             let end = get(&docker, &request, max_file_size, &inbox, &tx, session).await;
-            if let Some(sessions) = sessions.upgrade() {
-                sessions.forget(&inbox);
+            FileChunk {
+                end: Some(end),
+                ..FileChunk::default()
             }
-            let _ = send(
-                &tx,
-                &inbox,
-                &FileChunk {
-                    end: Some(end),
-                    ..FileChunk::default()
-                },
-            )
-            .await;
         });
     }
 
@@ -255,25 +241,37 @@ impl Sessions {
         inbox: String,
         tx: mpsc::Sender<String>,
     ) {
+        self.spawn_transfer(inbox, tx, move |inbox, tx, session| async move {
+            let (entry, end) =
+                match put(&docker, &request, max_file_size, &inbox, &tx, session).await {
+                    Ok(entry) => (Some(entry), StreamEnd::ended("written")),
+                    Err(refusal) => (None, failed(refusal)),
+                };
+            FileChunk {
+                entry,
+                end: Some(end),
+                ..FileChunk::default()
+            }
+        });
+    }
+
+    /// Registers a transfer on `inbox` (or answers the refusal) and runs it on a task of its
+    /// own; `transfer` moves the bytes and gives the last frame, sent once the session is gone.
+    fn spawn_transfer<F, T>(self: &Arc<Self>, inbox: String, tx: mpsc::Sender<String>, transfer: F)
+    where
+        F: FnOnce(String, mpsc::Sender<String>, SessionInbox) -> T + Send + 'static,
+        T: Future<Output = FileChunk> + Send,
+    {
         let session = match self.register(&inbox) {
             Ok(session) => session,
             Err(refusal) => return refuse(tx, inbox, refusal),
         };
         let sessions = Arc::downgrade(self);
         tokio::spawn(async move {
-            let (entry, end) =
-                match put(&docker, &request, max_file_size, &inbox, &tx, session).await {
-                    Ok(entry) => (Some(entry), ended("written")),
-                    Err(refusal) => (None, failed(refusal)),
-                };
+            let last = transfer(inbox.clone(), tx.clone(), session).await;
             if let Some(sessions) = sessions.upgrade() {
                 sessions.forget(&inbox);
             }
-            let last = FileChunk {
-                entry,
-                end: Some(end),
-                ..FileChunk::default()
-            };
             let _ = send(&tx, &inbox, &last).await;
         });
     }
@@ -353,20 +351,20 @@ async fn get(
         ..FileChunk::default()
     };
     if !send(tx, inbox, &first).await {
-        return ended("the relay connection closed");
+        return StreamEnd::ended("the relay connection closed");
     }
     let mut credit = Credit::new(request.window.unwrap_or(DEFAULT_CONSOLE_WINDOW));
     let mut buf = vec![0u8; MAX_CONSOLE_CHUNK_BYTES];
     loop {
         // Checked before waiting for credit: a file that ends exactly at the window is done.
         if archive.remaining() == 0 {
-            return ended("end of the file");
+            return StreamEnd::ended("end of the file");
         }
         if credit.available() == 0 {
             tokio::select! {
-                _ = &mut cancel => return ended("cancelled"),
+                _ = &mut cancel => return StreamEnd::ended("cancelled"),
                 input = inputs.recv() => match input {
-                    None => return ended("cancelled"),
+                    None => return StreamEnd::ended("cancelled"),
                     Some(input) => credit.grant(input.grant),
                 },
             }
@@ -374,14 +372,14 @@ async fn get(
         }
         let want = buf.len().min(credit.available() as usize);
         let n = tokio::select! {
-            _ = &mut cancel => return ended("cancelled"),
+            _ = &mut cancel => return StreamEnd::ended("cancelled"),
             read = archive.read(&mut buf[..want]) => match read {
                 Ok(n) => n,
                 Err(err) => return failed(reply(err)),
             },
         };
         if n == 0 {
-            return ended("end of the file");
+            return StreamEnd::ended("end of the file");
         }
         credit.take(n);
         let chunk = FileChunk {
@@ -389,7 +387,7 @@ async fn get(
             ..FileChunk::default()
         };
         if !send(tx, inbox, &chunk).await {
-            return ended("the relay connection closed");
+            return StreamEnd::ended("the relay connection closed");
         }
         // Grants that came meanwhile (without waiting for one).
         while let Ok(input) = inputs.try_recv() {
@@ -545,17 +543,6 @@ fn too_large(size: u64, max: u64) -> ErrorReply {
             "{size} bytes is over this agent's limit of {max} bytes per transfer (zedops-agent run --max-file-size)"
         ),
     )
-}
-
-async fn send<T: Serialize>(tx: &mpsc::Sender<String>, inbox: &str, frame: &T) -> bool {
-    tx.send(Envelope::new(inbox, frame).to_json()).await.is_ok()
-}
-
-fn ended(reason: &str) -> StreamEnd {
-    StreamEnd {
-        error_code: None,
-        reason: reason.to_string(),
-    }
 }
 
 fn failed(refusal: ErrorReply) -> StreamEnd {

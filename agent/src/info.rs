@@ -79,13 +79,7 @@ pub fn default_name(hostname: Option<&str>) -> String {
 /// `value` cut to the protocol's limit on a character boundary, so a long description never gets
 /// the whole hello refused.
 fn bounded(mut value: String) -> String {
-    if value.len() > MAX_INFO_LEN {
-        let mut end = MAX_INFO_LEN;
-        while !value.is_char_boundary(end) {
-            end -= 1;
-        }
-        value.truncate(end);
-    }
+    crate::text::truncate(&mut value, MAX_INFO_LEN);
     value
 }
 

@@ -14,6 +14,7 @@ mod info;
 #[cfg(unix)]
 pub mod install;
 mod live;
+mod outbox;
 pub mod pacing;
 pub mod policy;
 mod rows;
@@ -23,6 +24,7 @@ pub mod selfupdate;
 mod session;
 pub mod status;
 mod streams;
+mod text;
 pub mod update_check;
 
 use std::future::Future;

@@ -13,14 +13,14 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
-use serde::Serialize;
 use tokio::sync::mpsc;
 use zedops_protocol::{
-    AgentId, Container, ContainerAction, ContainerEvent, ContainerSync, Envelope, subject,
+    AgentId, Container, ContainerAction, ContainerEvent, ContainerSync, subject,
 };
 use zedops_transport::Backoff;
 
 use crate::docker::{DockerClient, DockerError, DockerEvent};
+use crate::outbox::send;
 use crate::pacing::{Offer, Pacer, PushBudget};
 use crate::rows::Rows;
 
@@ -311,14 +311,6 @@ impl Recent {
         }
         true
     }
-}
-
-/// Queues a push for the relay, waiting while the queue is full (the relay reads slowly) rather
-/// than dropping an event. False when the connection is gone.
-async fn send(tx: &mpsc::Sender<String>, subject: &str, data: &impl Serialize) -> bool {
-    tx.send(Envelope::new(subject, data).to_json())
-        .await
-        .is_ok()
 }
 
 #[cfg(test)]

@@ -46,13 +46,15 @@ struct GuardArgs {
     pid: u32,
 }
 
+/// Where to enrol and as what: the same flags for `install` and `run`.
 #[derive(Args)]
-struct InstallArgs {
+struct EnrolArgs {
     /// Relay base URL, e.g. https://relay.example.com; several relays of a cluster
     /// comma-separated, tried in order
     #[arg(long, env = "ZEDOPS_RELAY")]
     relay: String,
-    /// Single-use registration token from `zedops-relay token create` [not needed once enrolled]
+    /// Single-use registration token from `zedops-relay token create`, to enrol [not needed
+    /// once enrolled]
     #[arg(
         long,
         env = "ZEDOPS_TOKEN",
@@ -66,6 +68,23 @@ struct InstallArgs {
     /// Name to enrol under [default: this host's name]
     #[arg(long, env = "ZEDOPS_NAME")]
     name: Option<String>,
+}
+
+impl EnrolArgs {
+    /// The registration token given on the command line or in its file, if any.
+    fn registration_token(&self) -> anyhow::Result<Option<String>> {
+        match (&self.token, &self.token_file) {
+            (Some(token), _) => Ok(Some(token.clone())),
+            (None, Some(path)) => Ok(Some(read_token(path)?)),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+#[derive(Args)]
+struct InstallArgs {
+    #[command(flatten)]
+    enrol: EnrolArgs,
     /// Install into this directory instead of the system (packaging, tests): no useradd,
     /// chown or systemctl, which are printed instead.
     #[arg(long, env = "ZEDOPS_INSTALL_ROOT")]
@@ -105,24 +124,8 @@ struct UninstallArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Relay base URL, e.g. https://relay.example.com; several relays of a cluster
-    /// comma-separated, tried in order
-    #[arg(long, env = "ZEDOPS_RELAY")]
-    relay: String,
-    /// Single-use registration token from `zedops-relay token create` (first start only).
-    #[arg(
-        long,
-        env = "ZEDOPS_TOKEN",
-        hide_env_values = true,
-        conflicts_with = "token_file"
-    )]
-    token: Option<String>,
-    /// File holding the registration token, so it does not show up in `ps`.
-    #[arg(long, env = "ZEDOPS_TOKEN_FILE")]
-    token_file: Option<PathBuf>,
-    /// Name to enrol under [default: this host's name]
-    #[arg(long, env = "ZEDOPS_NAME")]
-    name: Option<String>,
+    #[command(flatten)]
+    enrol: EnrolArgs,
     /// Where credentials are stored [default: /var/lib/zedops-agent as root, else the user's data dir]
     #[arg(long, env = "ZEDOPS_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -259,19 +262,15 @@ async fn main() -> ExitCode {
 const EXIT_NEEDS_ATTENTION: u8 = 78;
 
 fn options(args: RunArgs) -> anyhow::Result<AgentOptions> {
-    let registration_token = match (&args.token, &args.token_file) {
-        (Some(token), _) => Some(token.clone()),
-        (None, Some(path)) => Some(read_token(path)?),
-        (None, None) => None,
-    };
+    let registration_token = args.enrol.registration_token()?;
     let data_dir = match args.data_dir {
         Some(dir) => dir,
         None => default_data_dir()?,
     };
     Ok(AgentOptions {
-        relay_url: args.relay,
+        relay_url: args.enrol.relay,
         registration_token,
-        name: args.name,
+        name: args.enrol.name,
         data_dir,
         docker_host: args.docker_host,
         ca_file: args.ca_file,
@@ -294,16 +293,12 @@ fn uninstall(_: UninstallArgs) -> anyhow::Result<()> {
 
 #[cfg(unix)]
 fn install(args: InstallArgs) -> anyhow::Result<()> {
-    let token = match (args.token, &args.token_file) {
-        (Some(token), _) => Some(token),
-        (None, Some(path)) => Some(read_token(path)?),
-        (None, None) => None,
-    };
+    let token = args.enrol.registration_token()?;
     let binary = std::env::current_exe().context("cannot find the running zedops-agent binary")?;
     zedops_agent::install::install(&zedops_agent::install::InstallOptions {
-        relay: args.relay,
+        relay: args.enrol.relay,
         token,
-        name: args.name,
+        name: args.enrol.name,
         root: args.root,
         start: !args.no_start,
         ca_file: args.ca_file,

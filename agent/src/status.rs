@@ -74,11 +74,9 @@ impl Status {
 }
 
 fn bounded(text: &str) -> String {
-    let mut end = text.len().min(MAX_MESSAGE);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_string()
+    let mut text = text.to_string();
+    crate::text::truncate(&mut text, MAX_MESSAGE);
+    text
 }
 
 /// Where the status of the agent using `dir` lives.

@@ -17,6 +17,7 @@ use zedops_protocol::{
 };
 
 use crate::docker::{DockerClient, DockerError, LogPiece};
+use crate::outbox::send;
 
 /// Lines sent when a request names no `tail`.
 const DEFAULT_TAIL: u32 = 100;
@@ -175,12 +176,12 @@ async fn stream_stats(
     let mut samples = Box::pin(samples);
     loop {
         let next = tokio::select! {
-            _ = &mut cancel => return ended("cancelled"),
+            _ = &mut cancel => return StreamEnd::ended("cancelled"),
             next = samples.next() => next,
         };
         match next {
-            None if request.stream => return ended("the container stopped"),
-            None => return ended("done"),
+            None if request.stream => return StreamEnd::ended("the container stopped"),
+            None => return StreamEnd::ended("done"),
             Some(Err(err)) => return failed(err),
             Some(Ok(stats)) => {
                 let chunk = StatsChunk {
@@ -192,10 +193,10 @@ async fn stream_stats(
                     .await
                     .is_err()
                 {
-                    return ended("the relay connection closed");
+                    return StreamEnd::ended("the relay connection closed");
                 }
                 if !request.stream {
-                    return ended("done");
+                    return StreamEnd::ended("done");
                 }
             }
         }
@@ -229,12 +230,12 @@ async fn stream_logs(
     let mut budget = RateBudget::new(MAX_LOG_BYTES_PER_SEC);
     loop {
         let next = tokio::select! {
-            _ = &mut cancel => return ended("cancelled"),
+            _ = &mut cancel => return StreamEnd::ended("cancelled"),
             next = pieces.next() => next,
         };
         let mut chunk = Chunk::default();
         let mut finished = match next {
-            None => Some(ended(if request.follow {
+            None => Some(StreamEnd::ended(if request.follow {
                 "the container stopped"
             } else {
                 "end of the log"
@@ -263,7 +264,7 @@ async fn stream_logs(
                 Some(Ok(piece)) => chunk.add(lines.push(piece), &mut budget),
                 Some(Err(err)) => finished = Some(failed(err)),
                 None => {
-                    finished = Some(ended(if request.follow {
+                    finished = Some(StreamEnd::ended(if request.follow {
                         "the container stopped"
                     } else {
                         "end of the log"
@@ -274,23 +275,12 @@ async fn stream_logs(
         if finished.is_some() {
             chunk.add(lines.finish(), &mut budget);
         }
-        if !chunk.is_empty() && !send(tx, inbox, chunk.into_log_chunk()).await {
-            return ended("the relay connection closed");
+        if !chunk.is_empty() && !send(tx, inbox, &chunk.into_log_chunk()).await {
+            return StreamEnd::ended("the relay connection closed");
         }
         if let Some(end) = finished {
             return end;
         }
-    }
-}
-
-async fn send(tx: &mpsc::Sender<String>, inbox: &str, chunk: LogChunk) -> bool {
-    tx.send(Envelope::new(inbox, chunk).to_json()).await.is_ok()
-}
-
-fn ended(reason: &str) -> StreamEnd {
-    StreamEnd {
-        error_code: None,
-        reason: reason.to_string(),
     }
 }
 

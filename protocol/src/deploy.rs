@@ -786,6 +786,32 @@ pub struct DeployFrame {
 
 impl Validate for DeployFrame {}
 
+impl DeployFrame {
+    /// A frame with a pull's progress only.
+    pub fn progress(progress: PullProgress) -> Self {
+        Self {
+            progress: Some(progress),
+            ..Self::default()
+        }
+    }
+
+    /// A frame saying the image was pulled.
+    pub fn pulled(pulled: ImagePulled) -> Self {
+        Self {
+            pulled: Some(pulled),
+            ..Self::default()
+        }
+    }
+
+    /// A frame saying the container was created.
+    pub fn created(created: ContainerCreated) -> Self {
+        Self {
+            created: Some(created),
+            ..Self::default()
+        }
+    }
+}
+
 /// `container.remove`: remove a container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

@@ -86,6 +86,16 @@ pub struct StreamEnd {
     pub reason: String,
 }
 
+impl StreamEnd {
+    /// A normal end (no error code), saying why.
+    pub fn ended(reason: impl Into<String>) -> Self {
+        Self {
+            error_code: None,
+            reason: reason.into(),
+        }
+    }
+}
+
 /// One frame of a `container.logs` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

@@ -166,6 +166,23 @@ pub struct AgentUpdateProgress {
 /// Longest `reason` in an [`AgentUpdateProgress`].
 pub const MAX_UPDATE_REASON_LEN: usize = 1024;
 
+impl AgentUpdateProgress {
+    /// A `phase` of the update to `version`, with nothing else said (the relay fills in the
+    /// agent's id and name).
+    pub fn new(phase: AgentUpdatePhase, version: impl Into<String>) -> Self {
+        Self {
+            agent_id: AgentId::default(),
+            name: String::new(),
+            phase,
+            version: version.into(),
+            bytes: None,
+            total: None,
+            running: None,
+            reason: None,
+        }
+    }
+}
+
 impl Validate for AgentUpdateProgress {
     fn validate(&self) -> Result<(), ProtocolError> {
         if !is_version_text(&self.version) {

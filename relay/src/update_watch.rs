@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
-use zedops_protocol::{AgentId, AgentUpdatePhase, AgentUpdateProgress, AgentUpdated, ClientPush};
+use zedops_protocol::{AgentUpdatePhase, AgentUpdateProgress, AgentUpdated, ClientPush};
 
 /// Frames queued for admin connections.
 const QUEUE: usize = 256;
@@ -124,7 +124,7 @@ impl UpdateWatch {
             p.phase = Some(AgentUpdatePhase::Restarting);
             p.name.clone()
         };
-        let mut progress = bare(AgentUpdatePhase::Restarting, &done.to);
+        let mut progress = AgentUpdateProgress::new(AgentUpdatePhase::Restarting, &done.to);
         progress.running = Some(done.from.clone());
         self.send(&done.agent_id, &name, progress);
     }
@@ -157,7 +157,7 @@ impl UpdateWatch {
                 }
                 p.phase = Some(progress.phase);
                 drop(pending);
-                let mut said = bare(progress.phase, &progress.version);
+                let mut said = AgentUpdateProgress::new(progress.phase, &progress.version);
                 said.bytes = progress.bytes;
                 said.total = progress.total;
                 self.send(id, &name, said);
@@ -169,7 +169,8 @@ impl UpdateWatch {
                 let running = p.back_on.clone().or(progress.running.clone());
                 pending.remove(id);
                 drop(pending);
-                let mut said = bare(AgentUpdatePhase::RolledBack, &progress.version);
+                let mut said =
+                    AgentUpdateProgress::new(AgentUpdatePhase::RolledBack, &progress.version);
                 said.running = running;
                 said.reason = progress.reason;
                 self.send(id, &name, said);
@@ -198,7 +199,7 @@ impl UpdateWatch {
             let to = p.to.clone();
             pending.remove(id);
             drop(pending);
-            let mut said = bare(AgentUpdatePhase::Online, &to);
+            let mut said = AgentUpdateProgress::new(AgentUpdatePhase::Online, &to);
             said.running = Some(to.clone());
             self.send(id, &name, said);
             return;
@@ -218,7 +219,7 @@ impl UpdateWatch {
                 }
                 pending.remove(&id).map(|p| p.name).unwrap_or_default()
             };
-            let mut said = bare(AgentUpdatePhase::RolledBack, &to);
+            let mut said = AgentUpdateProgress::new(AgentUpdatePhase::RolledBack, &to);
             said.running = Some(version.clone());
             said.reason = Some(format!(
                 "it came back on {version} (it ran {from} before), not {to}; the agent's log on \
@@ -226,19 +227,6 @@ impl UpdateWatch {
             ));
             watch.send(&id, &name, said);
         });
-    }
-}
-
-fn bare(phase: AgentUpdatePhase, version: &str) -> AgentUpdateProgress {
-    AgentUpdateProgress {
-        agent_id: AgentId::default(),
-        name: String::new(),
-        phase,
-        version: version.to_string(),
-        bytes: None,
-        total: None,
-        running: None,
-        reason: None,
     }
 }
 
@@ -259,7 +247,7 @@ mod tests {
     }
 
     fn downloading(bytes: u64) -> AgentUpdateProgress {
-        let mut p = bare(AgentUpdatePhase::Downloading, "0.2.0");
+        let mut p = AgentUpdateProgress::new(AgentUpdatePhase::Downloading, "0.2.0");
         p.bytes = Some(bytes);
         p.total = Some(1_000_000);
         p
@@ -300,10 +288,16 @@ mod tests {
         );
         assert_eq!(whole[0].bytes, Some(1_000_000));
 
-        watch.agent_said("a1", bare(AgentUpdatePhase::Verifying, "0.2.0"));
+        watch.agent_said(
+            "a1",
+            AgentUpdateProgress::new(AgentUpdatePhase::Verifying, "0.2.0"),
+        );
         // Downloading after verifying, or the agent claiming a relay phase: dropped.
         watch.agent_said("a1", downloading(5));
-        watch.agent_said("a1", bare(AgentUpdatePhase::Online, "0.2.0"));
+        watch.agent_said(
+            "a1",
+            AgentUpdateProgress::new(AgentUpdatePhase::Online, "0.2.0"),
+        );
         watch.restarting(&AgentUpdated {
             agent_id: "a1".into(),
             from: "0.1.0".into(),
@@ -346,7 +340,7 @@ mod tests {
         watch.begin("a1", "web-1", "0.1.0", "0.2.0");
         watch.restarting(&done);
         watch.connected("a1", "0.1.0");
-        let mut report = bare(AgentUpdatePhase::RolledBack, "0.2.0");
+        let mut report = AgentUpdateProgress::new(AgentUpdatePhase::RolledBack, "0.2.0");
         report.reason = Some("it did not connect to the relay within 60 s".into());
         watch.agent_said("a1", report);
         tokio::time::sleep(wait * 3).await;

@@ -13,15 +13,7 @@ pub fn container(summary: ContainerSummary) -> Container {
         .into_iter()
         .map(port)
         .collect();
-    // Docker's port order changes between calls; a stable order keeps tables from jumping.
-    ports.sort_by(|a, b| {
-        (a.private_port, a.public_port, &a.kind, &a.ip).cmp(&(
-            b.private_port,
-            b.public_port,
-            &b.kind,
-            &b.ip,
-        ))
-    });
+    sort_ports(&mut ports);
     Container {
         id: summary.id.unwrap_or_default(),
         names: summary.names.unwrap_or_default(),
@@ -86,14 +78,7 @@ pub fn detail(inspect: ContainerInspectResponse) -> ContainerDetail {
             });
         }
     }
-    ports.sort_by(|a, b| {
-        (a.private_port, a.public_port, &a.kind, &a.ip).cmp(&(
-            b.private_port,
-            b.public_port,
-            &b.kind,
-            &b.ip,
-        ))
-    });
+    sort_ports(&mut ports);
     let health = state.health.map(|h| Health {
         status: h.status.map(|s| s.to_string()).unwrap_or_default(),
         failing_streak: h.failing_streak.unwrap_or_default(),
@@ -177,6 +162,18 @@ pub fn health(status: &str) -> Option<String> {
         "healthy" | "unhealthy" => Some(inner.to_string()),
         _ => inner.strip_prefix("health: ").map(str::to_string),
     }
+}
+
+/// Docker's port order changes between calls; a stable order keeps tables from jumping.
+fn sort_ports(ports: &mut [Port]) {
+    ports.sort_by(|a, b| {
+        (a.private_port, a.public_port, &a.kind, &a.ip).cmp(&(
+            b.private_port,
+            b.public_port,
+            &b.kind,
+            &b.ip,
+        ))
+    });
 }
 
 #[cfg(test)]

@@ -261,15 +261,7 @@ impl DockerClient {
             })
             .await?;
         if let (true, Some(size)) = (tty, size) {
-            let name = bare(container).to_string();
-            let options = ResizeContainerTTYOptions {
-                h: i32::from(size.rows),
-                w: i32::from(size.cols),
-            };
-            self.call(ErrorCode::ExecFailed, Some(container), |d| async move {
-                d.resize_container_tty(&name, options).await
-            })
-            .await?;
+            self.attach_resize(container, size).await?;
         }
         Ok(ConsoleIo {
             output: tag(attached.output, self.host.clone()),

@@ -566,12 +566,7 @@ fn clean_line(line: &str, max: usize) -> String {
         .chars()
         .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
         .collect();
-    if out.len() > max {
-        let mut cut = max;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
+    if crate::text::truncate(&mut out, max) {
         out.push('…');
     }
     out

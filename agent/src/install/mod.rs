@@ -110,6 +110,16 @@ struct Target {
 }
 
 impl Target {
+    /// The target under `root` (the system when none) and the system to run commands on; a
+    /// live system needs root, and `refusal` says so and what to do instead.
+    fn with_system(root: &Option<PathBuf>, refusal: &str) -> anyhow::Result<(Self, System)> {
+        let system = System::new(root.is_none());
+        if system.is_live() {
+            ensure!(is_root(), "{refusal}");
+        }
+        Ok((Self { root: root.clone() }, system))
+    }
+
     /// Where the file the system knows as `path` is written.
     fn path(&self, path: &str) -> PathBuf {
         match &self.root {
@@ -121,17 +131,11 @@ impl Target {
 
 /// Installs (or updates) the service. Returns whether anything changed.
 pub fn install(options: &InstallOptions) -> anyhow::Result<bool> {
-    let target = Target {
-        root: options.root.clone(),
-    };
-    let system = System::new(options.root.is_none());
-    if system.is_live() {
-        ensure!(
-            is_root(),
-            "installing a system service needs root: run it with sudo, or pass --root DIR to \
-             install into a directory"
-        );
-    }
+    let (target, system) = Target::with_system(
+        &options.root,
+        "installing a system service needs root: run it with sudo, or pass --root DIR to \
+         install into a directory",
+    )?;
 
     // Several relays of a cluster are comma-separated; each is checked, and kept in order.
     let relay = options
@@ -283,16 +287,10 @@ pub fn install(options: &InstallOptions) -> anyhow::Result<bool> {
 
 /// Takes the service off. Returns whether anything was removed.
 pub fn uninstall(options: &UninstallOptions) -> anyhow::Result<bool> {
-    let target = Target {
-        root: options.root.clone(),
-    };
-    let system = System::new(options.root.is_none());
-    if system.is_live() {
-        ensure!(
-            is_root(),
-            "removing a system service needs root: run it with sudo, or pass --root DIR"
-        );
-    }
+    let (target, system) = Target::with_system(
+        &options.root,
+        "removing a system service needs root: run it with sudo, or pass --root DIR",
+    )?;
     let unit_path = target.path(UNIT_PATH);
     if options.stop && unit_path.exists() && (system.has_systemd() || !system.is_live()) {
         system

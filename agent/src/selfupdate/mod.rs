@@ -45,19 +45,6 @@ pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// Where an update's progress goes (the relay, in a running agent; nowhere in most tests).
 pub type Report<'a> = &'a (dyn Fn(AgentUpdateProgress) + Send + Sync);
 
-fn progress(phase: AgentUpdatePhase, version: &str) -> AgentUpdateProgress {
-    AgentUpdateProgress {
-        agent_id: AgentId::default(),
-        name: String::new(),
-        phase,
-        version: version.to_string(),
-        bytes: None,
-        total: None,
-        running: None,
-        reason: None,
-    }
-}
-
 /// Queues a progress push without waiting: progress is worth less than the answers and events
 /// sharing the queue, so a full queue drops it.
 fn push(tx: &mpsc::Sender<String>, progress: AgentUpdateProgress) {
@@ -74,7 +61,7 @@ pub(crate) fn report_rollback(data_dir: &Path, tx: &mpsc::Sender<String>) {
     let Some(rollback) = store.rollback().filter(|r| !r.reported) else {
         return;
     };
-    let mut said = progress(AgentUpdatePhase::RolledBack, &rollback.version);
+    let mut said = AgentUpdateProgress::new(AgentUpdatePhase::RolledBack, &rollback.version);
     said.running = Some(crate::VERSION.to_string());
     said.reason = Some(
         rollback
@@ -288,7 +275,7 @@ impl Updater {
         let mut sha256 = ring::digest::Context::new(&ring::digest::SHA256);
         let (mut got, mut said_at) = (0u64, None::<std::time::Instant>);
         let downloading = |bytes: u64| {
-            let mut p = progress(AgentUpdatePhase::Downloading, &order.version);
+            let mut p = AgentUpdateProgress::new(AgentUpdatePhase::Downloading, &order.version);
             p.bytes = Some(bytes.min(order.size));
             p.total = Some(order.size);
             p
@@ -314,7 +301,10 @@ impl Updater {
         .await;
         drop(file);
         if received.is_ok() {
-            report(progress(AgentUpdatePhase::Verifying, &order.version));
+            report(AgentUpdateProgress::new(
+                AgentUpdatePhase::Verifying,
+                &order.version,
+            ));
         }
         let checked = match received {
             Err(err) => Err(failed(err)),
