@@ -9,36 +9,14 @@ mod support;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
-    RemoveContainerOptionsBuilder, StartContainerOptions,
+    StartContainerOptions,
 };
 use futures_util::StreamExt;
 use support::{run, text, zedops};
 use zedops_client::UpdateOptions;
 use zedops_protocol::{ErrorCode, Role, UpdatePhase};
+use zedops_testkit::docker::Cleanup;
 use zedops_testkit::{TestAgent, TestRelay};
-
-/// Removes the named container when dropped, even when the test fails.
-struct Leftover(bollard::Docker, String);
-
-impl Drop for Leftover {
-    fn drop(&mut self) {
-        let (docker, name) = (self.0.clone(), self.1.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                for name in [name.clone(), format!("{name}.zedops-old")] {
-                    let options = RemoveContainerOptionsBuilder::new().force(true).build();
-                    let _ = docker.remove_container(&name, Some(options)).await;
-                }
-            });
-        })
-        .join()
-        .unwrap();
-    }
-}
 
 #[tokio::test]
 async fn an_operator_updates_a_container_through_relay_and_agent_and_a_viewer_may_not() {
@@ -54,7 +32,11 @@ async fn an_operator_updates_a_container_through_relay_and_agent_and_a_viewer_ma
     let operator = relay.client("otto", Role::Operator).await;
     let viewer = relay.client("vera", Role::Viewer).await;
     let name = format!("zupdate-{suffix}");
-    let _leftover = Leftover(docker.clone(), name.clone());
+    // Removed at the end, even when the test fails, with what an update may leave beside it.
+    let mut leftovers = Cleanup::new("zupdate");
+    leftovers
+        .containers
+        .extend([name.clone(), format!("{name}.zedops-old")]);
 
     let options = CreateImageOptionsBuilder::new().from_image(&image).build();
     let mut pull = docker.create_image(Some(options), None, None);

@@ -7,10 +7,11 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use bollard::query_parameters::{InspectContainerOptions, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::InspectContainerOptions;
 use support::{run, text, zedops};
 use zedops_client::ClientError;
 use zedops_protocol::{ErrorCode, Role, TemplateBody};
+use zedops_testkit::docker::Cleanup;
 use zedops_testkit::{TestAgent, TestRelay};
 
 fn code(err: &ClientError) -> String {
@@ -43,36 +44,11 @@ fn template(name: &str, image: &str, extra: serde_json::Value) -> TemplateBody {
     .unwrap()
 }
 
-/// Removes the named containers when dropped, even when the test fails.
-struct Leftovers(bollard::Docker, Vec<String>);
-
-impl Drop for Leftovers {
-    fn drop(&mut self) {
-        let (docker, names) = (self.0.clone(), std::mem::take(&mut self.1));
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                for name in names {
-                    let options = RemoveContainerOptionsBuilder::new()
-                        .force(true)
-                        .v(true)
-                        .build();
-                    let _ = docker.remove_container(&name, Some(options)).await;
-                    let _ = docker
-                        .remove_volume(
-                            &format!("{name}-data"),
-                            None::<bollard::query_parameters::RemoveVolumeOptions>,
-                        )
-                        .await;
-                }
-            });
-        })
-        .join()
-        .unwrap();
-    }
+/// Removes the container `name` and its volume `<name>-data` when `leftovers` drops, even when
+/// the test fails.
+fn leave(leftovers: &mut Cleanup, name: &str) {
+    leftovers.containers.push(name.to_string());
+    leftovers.volumes.push(format!("{name}-data"));
 }
 
 #[tokio::test]
@@ -91,7 +67,7 @@ async fn templates_deploy_remove_and_images_through_relay_and_agent() {
     let suffix = format!("{:08x}", rand_suffix());
     let tname = format!("t-{suffix}");
     let container = format!("zdeploy-{suffix}");
-    let mut leftovers = Leftovers(docker.clone(), vec![]);
+    let mut leftovers = Cleanup::new("zdeploy");
 
     // Templates: admins write them, everyone reads them.
     let body = template(&tname, &image, serde_json::json!({}));
@@ -153,7 +129,7 @@ async fn templates_deploy_remove_and_images_through_relay_and_agent() {
     assert_eq!(first_error(stream).await, "UNKNOWN_VARIABLE");
 
     // The deploy itself: the image is pulled with progress, the container made and started.
-    leftovers.1.push(container.clone());
+    leave(&mut leftovers, &container);
     let port_text = port.to_string();
     let mut stream = operator
         .deploy(
@@ -233,7 +209,7 @@ async fn templates_deploy_remove_and_images_through_relay_and_agent() {
         .await
         .unwrap();
     let refused = format!("zdeploy-priv-{suffix}");
-    leftovers.1.push(refused.clone());
+    leave(&mut leftovers, &refused);
     let mut stream = operator
         .deploy(
             "deployer",
@@ -367,7 +343,8 @@ async fn the_cli_adds_a_template_from_a_file_and_creates_with_a_summary_line() {
     let suffix = format!("{:08x}", rand_suffix());
     let tname = format!("cli-{suffix}");
     let container = format!("zcli-{suffix}");
-    let mut leftovers = Leftovers(docker.clone(), vec![container.clone()]);
+    let mut leftovers = Cleanup::new("zcli");
+    leave(&mut leftovers, &container);
     let file = config.path().join("t.toml");
     std::fs::write(
         &file,
@@ -463,7 +440,8 @@ async fn the_cli_adds_a_template_from_a_file_and_creates_with_a_summary_line() {
     )
     .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    leftovers.1.clear();
+    leftovers.containers.clear();
+    leftovers.volumes.clear();
     let out = run(
         &mut zed(&operator_token, &["rmi", "--agent", "cli-agent", &image]),
         "",
