@@ -218,14 +218,11 @@ impl DockerClient {
     /// Stops a container, giving it [`STOP_GRACE_SECS`] after SIGTERM; one already stopped counts
     /// as stopped.
     pub async fn stop(&self, id: &str) -> Result<(), DockerError> {
-        self.refuse_self(id, ErrorCode::DockerStopFailed).await?;
-        let _ours = self.requested.begin(id);
-        let name = bare(id);
         let options = StopContainerOptionsBuilder::new()
             .t(STOP_GRACE_SECS)
             .build();
-        self.call(ErrorCode::DockerStopFailed, Some(id), |d| async move {
-            d.stop_container(name, Some(options)).await
+        self.halt(id, ErrorCode::DockerStopFailed, |d, name| async move {
+            d.stop_container(&name, Some(options)).await
         })
         .await
     }
@@ -239,16 +236,26 @@ impl DockerClient {
 
     /// Restarts a container with the same grace as [`stop`](Self::stop).
     pub async fn restart(&self, id: &str) -> Result<(), DockerError> {
-        self.refuse_self(id, ErrorCode::DockerRestartFailed).await?;
-        let _ours = self.requested.begin(id);
-        let name = bare(id);
         let options = RestartContainerOptionsBuilder::new()
             .t(STOP_GRACE_SECS)
             .build();
-        self.call(ErrorCode::DockerRestartFailed, Some(id), |d| async move {
-            d.restart_container(name, Some(options)).await
+        self.halt(id, ErrorCode::DockerRestartFailed, |d, name| async move {
+            d.restart_container(&name, Some(options)).await
         })
         .await
+    }
+
+    /// A stop or restart of `id` (`call` gets its bare name): refused for the agent's own
+    /// container, and its deaths meanwhile count as asked for by ZedOps.
+    async fn halt<F, Fut>(&self, id: &str, failure: ErrorCode, call: F) -> Result<(), DockerError>
+    where
+        F: FnOnce(Docker, String) -> Fut,
+        Fut: Future<Output = Result<(), BollardError>>,
+    {
+        self.refuse_self(id, failure).await?;
+        let _ours = self.requested.begin(id);
+        let name = bare(id).to_string();
+        self.call(failure, Some(id), |d| call(d, name)).await
     }
 
     /// The engine's version and id, or empty when Docker does not answer.
