@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use zedops_protocol::{LoginRequest, LoginResponse, MAX_INFO_LEN};
-use zedops_transport::RelayUrl;
+use zedops_transport::{RelayUrl, error_chain};
 
 use crate::error::{ClientError, decode_error_answer, from_transport, is_error_answer};
 
@@ -203,21 +203,6 @@ fn unreachable(endpoint: &str, err: &reqwest::Error) -> ClientError {
         url: endpoint.to_string(),
         reason: error_chain(err),
     }
-}
-
-/// reqwest's own message is generic ("error sending request"); the cause is in its sources.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// This machine's host name, to label the device session; `None` when the OS will not say.

@@ -5,11 +5,13 @@
 pub mod backoff;
 pub mod connection;
 pub mod endpoint;
+mod error_text;
 pub mod tls;
 
 pub use backoff::Backoff;
 pub use connection::{FrameReader, FrameWriter, connect, hello, websocket_config};
 pub use endpoint::{RelayUrl, host_is_loopback};
+pub use error_text::error_chain;
 pub use tls::client_config;
 
 /// Everything that can go wrong while dialling or talking to the relay.

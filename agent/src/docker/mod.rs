@@ -32,6 +32,7 @@ use bollard::query_parameters::{
 use bollard::{API_DEFAULT_VERSION, Docker};
 use tokio::sync::Mutex;
 use zedops_protocol::{Container, ContainerDetail, ErrorCode, STOP_GRACE_SECS};
+use zedops_transport::error_chain as chain;
 
 /// Docker's socket when neither `--docker-host` nor `DOCKER_HOST` names one.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -377,22 +378,6 @@ fn is_connection_failure(err: &BollardError) -> bool {
 /// A container reference without the leading `/` Docker names carry, so it fits in a URL path.
 fn bare(id: &str) -> &str {
     id.strip_prefix('/').unwrap_or(id)
-}
-
-/// An error and its causes on one line: bollard's own messages ("client error (Connect)") say
-/// little without the I/O error underneath.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
