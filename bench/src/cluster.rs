@@ -6,8 +6,6 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -233,8 +231,8 @@ pub async fn run(options: Options<'_>) -> anyhow::Result<()> {
 
     // Throughput: 4 clients × 64 in flight to 4 agents on A, from clients on A, then on B.
     let targets: Vec<String> = (0..4).map(|i| format!("sim-{}", 2 * i)).collect();
-    let same_rate = load(&a.base, &device, &targets, seconds).await?;
-    let cross_rate = load(&b.base, &device, &targets, seconds).await?;
+    let same_rate = fake_peer::routed_per_second(&a.base, &device, &targets, 64, seconds).await?;
+    let cross_rate = fake_peer::routed_per_second(&b.base, &device, &targets, 64, seconds).await?;
     println!(
         "requests/s (4 clients x 64 in flight, {seconds} s each, load generator on the same cores): \
          same relay {same_rate:.0}/s, across the cluster (B → NATS → A) {cross_rate:.0}/s"
@@ -307,65 +305,4 @@ async fn round_trip(ws: &mut fake_peer::Ws, agent: &str, n: u64) -> anyhow::Resu
         }
     }
     bail!("the relay closed the connection")
-}
-
-/// Requests per second answered with one client per agent in `targets`, each keeping 64 in
-/// flight, for `seconds` (after half a second to fill the pipelines).
-async fn load(base: &str, device: &str, targets: &[String], seconds: u64) -> anyhow::Result<f64> {
-    let answered = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = vec![];
-    for agent in targets {
-        let ws = fake_peer::client(base, device).await?;
-        let (answered, stop, agent) = (answered.clone(), stop.clone(), agent.clone());
-        tasks.push(tokio::spawn(async move {
-            pipeline(ws, &agent, 64, answered, stop).await
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (start_count, start) = (answered.load(Ordering::Relaxed), Instant::now());
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    let done = answered.load(Ordering::Relaxed) - start_count;
-    let elapsed = start.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let _ = t.await;
-    }
-    Ok(done as f64 / elapsed.as_secs_f64())
-}
-
-/// Keeps `window` requests in flight on one client connection until `stop`.
-async fn pipeline(
-    ws: fake_peer::Ws,
-    agent: &str,
-    window: usize,
-    answered: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-) {
-    let (mut tx, mut rx) = ws.split();
-    let request = |n: u64| {
-        format!(
-            r#"{{"subject":"container.list","reply":"_INBOX.{n}","data":{{"agentId":"{agent}"}}}}"#
-        )
-    };
-    let mut next = 0u64;
-    for _ in 0..window {
-        next += 1;
-        if tx.send(Message::text(request(next))).await.is_err() {
-            return;
-        }
-    }
-    while let Some(Ok(msg)) = rx.next().await {
-        if !matches!(msg, Message::Text(_)) {
-            continue;
-        }
-        answered.fetch_add(1, Ordering::Relaxed);
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        next += 1;
-        if tx.send(Message::text(request(next))).await.is_err() {
-            return;
-        }
-    }
 }
