@@ -2,6 +2,8 @@
 //! database and one real `nats-server`; agents are fake (raw WebSockets) so every frame an
 //! agent receives can be counted. Under CI=true a missing PostgreSQL or nats-server fails.
 
+mod cluster_support;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,6 +12,8 @@ use serde_json::{Value, json};
 use zedops_protocol::Role;
 use zedops_testkit::wire::{self, FakeAgent, Ws};
 use zedops_testkit::{TestAgent, TestNats, TestPostgres, TestRelay};
+
+use cluster_support::{admin, answer_all_recording, ask, push, request_for, wait_ready, wait_seen};
 
 /// A NATS server, and `n` relays on one fresh database joined through it.
 async fn cluster(n: usize) -> Option<(TestNats, Vec<TestRelay>)> {
@@ -35,89 +39,70 @@ async fn cluster_with(
                 .await,
         );
     }
-    // Each relay connects to NATS in the background: wait until all have (a message published
-    // before a relay subscribed would never reach it).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !relays.iter().all(|r| r.state.hub.cluster_ready()) {
-        assert!(
-            Instant::now() < deadline,
-            "the relays did not connect to NATS"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_ready(&relays.iter().collect::<Vec<_>>()).await;
     Some((nats, relays))
 }
 
-/// A client socket on `relay`, signed in as a new admin.
-async fn admin(relay: &TestRelay, user: &str) -> Ws {
-    let token = relay.login(user, Role::Admin).await;
-    wire::client_hello(relay, &token).await
+/// An agent moved between two relays again and again, answering every request it gets on each
+/// connection ([`answer_all`]) and recording each request it was delivered.
+struct Flapping {
+    id: String,
+    token: String,
+    seen: Arc<Mutex<Vec<String>>>,
+    holders: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Sends a request and returns the answer to its inbox (pushes before it are skipped).
-async fn ask(ws: &mut Ws, subject: &str, data: Value) -> Value {
-    let inbox = format!("_INBOX.{}", uuid::Uuid::new_v4().simple());
-    wire::send(
-        ws,
-        json!({"subject": subject, "reply": inbox, "data": data}),
-    )
-    .await;
-    loop {
-        let frame = wire::next_text(ws).await.expect("an answer");
-        if frame["subject"] == inbox {
-            return frame["data"].clone();
+impl Flapping {
+    async fn enrol(relay: &TestRelay, name: &str) -> Self {
+        let first = FakeAgent::enrol(relay, name).await.expect("enrols");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        Self {
+            id: first.id.clone(),
+            token: first.token.clone(),
+            holders: vec![answer_all_recording(first, seen.clone())],
+            seen,
         }
     }
-}
 
-/// The next push with this subject (others skipped).
-async fn push(ws: &mut Ws, subject: &str) -> Value {
-    loop {
-        let frame = wire::next_text(ws).await.expect("a push");
-        if frame["subject"] == subject {
-            return frame["data"].clone();
-        }
-    }
-}
-
-/// Waits until `relay` sees the agent online (or not), on whichever relay it is.
-async fn wait_seen(relay: &TestRelay, id: &str, online: bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while relay.state.hub.online().contains_key(id) != online {
-        assert!(
-            Instant::now() < deadline,
-            "agent {id} not online={online} within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// The next request with this subject the agent receives (others, such as the relay's own
-/// `registry.logins` after a connect, are left unanswered).
-async fn request_for(agent: &mut FakeAgent, subject: &str) -> Value {
-    loop {
-        let frame = agent
-            .request()
-            .await
-            .unwrap_or_else(|| panic!("no {subject} reached the agent"));
-        if frame["subject"] == subject {
-            return frame;
-        }
-    }
-}
-
-/// Answers every request with its own subject and inbox, recording each inbox it got.
-fn answer_all(mut agent: FakeAgent, seen: Arc<Mutex<Vec<String>>>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        while let Some(frame) = agent.request().await {
-            if let Some(inbox) = frame["reply"].as_str() {
-                seen.lock().unwrap().push(inbox.to_string());
-                agent
-                    .send(json!({"subject": inbox, "data": {"containers": [], "asked": frame["subject"]}}))
-                    .await;
+    /// Six moves, to `b` and back to `a`: each time the relay it left closes the old
+    /// connection (its answering task ends) within 5 s.
+    async fn moves(&mut self, a: &TestRelay, b: &TestRelay) {
+        for round in 0..6 {
+            let to = if round % 2 == 0 { b } else { a };
+            let next = FakeAgent::auth(to, &self.id, &self.token).await;
+            self.holders
+                .push(answer_all_recording(next, self.seen.clone()));
+            let old = &self.holders[self.holders.len() - 2];
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !old.is_finished() {
+                assert!(
+                    Instant::now() < deadline,
+                    "round {round}: the old connection stayed open"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
+            tokio::time::sleep(Duration::from_millis(150)).await;
         }
-    })
+    }
+
+    fn assert_each_request_delivered_once(&self) {
+        let seen = self.seen.lock().unwrap().clone();
+        let unique: HashSet<&String> = seen.iter().collect();
+        assert_eq!(
+            unique.len(),
+            seen.len(),
+            "a request reached the agent twice"
+        );
+    }
+}
+
+/// A request through a moving agent is answered by the agent or, while it is between relays,
+/// refused as offline or timed out — nothing else.
+fn assert_answered_or_offline(data: &Value) {
+    assert!(
+        ["AGENT_OFFLINE", "TIMEOUT"].contains(&data["errorCode"].as_str().unwrap_or("")),
+        "{data}"
+    );
 }
 
 #[tokio::test]
@@ -345,10 +330,8 @@ async fn an_agent_moving_between_relays_replaces_its_old_connection_and_never_ge
         return;
     };
     let (a, b, c) = (&relays[0], &relays[1], &relays[2]);
-    let first = FakeAgent::enrol(a, "flappy").await.expect("enrols");
-    let (id, token) = (first.id.clone(), first.token.clone());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut holders = vec![answer_all(first, seen.clone())];
+    let mut flap = Flapping::enrol(a, "flappy").await;
+    let id = flap.id.clone();
     wait_seen(c, &id, true).await;
 
     // A client on C asks all along while the agent flaps between A and B.
@@ -366,43 +349,18 @@ async fn an_agent_moving_between_relays_replaces_its_old_connection_and_never_ge
                 if answer["asked"] == "container.list" {
                     ok += 1;
                 } else {
-                    assert!(
-                        ["AGENT_OFFLINE", "TIMEOUT"]
-                            .contains(&answer["errorCode"].as_str().unwrap_or("")),
-                        "{answer}"
-                    );
+                    assert_answered_or_offline(&answer);
                     offline += 1;
                 }
             }
             (ok, offline)
         })
     };
-    for round in 0..6 {
-        let to = if round % 2 == 0 { b } else { a };
-        let next = FakeAgent::auth(to, &id, &token).await;
-        holders.push(answer_all(next, seen.clone()));
-        // The old connection is closed by its relay: its answering task ends.
-        let old = &holders[holders.len() - 2];
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !old.is_finished() {
-            assert!(
-                Instant::now() < deadline,
-                "round {round}: the old connection stayed open"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
+    flap.moves(a, b).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ok, _offline) = asking.await.unwrap();
     assert!(ok > 0, "no request got through");
-    let seen = seen.lock().unwrap().clone();
-    let unique: HashSet<&String> = seen.iter().collect();
-    assert_eq!(
-        unique.len(),
-        seen.len(),
-        "a request reached the agent twice"
-    );
+    flap.assert_each_request_delivered_once();
     // The agent ends online (on A), and C says so.
     wait_seen(c, &id, true).await;
 }
@@ -416,7 +374,7 @@ async fn routing_resumes_after_nats_restarts() {
     let agent = FakeAgent::enrol(a, "steady").await.expect("enrols");
     let id = agent.id.clone();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let _answering = answer_all(agent, seen.clone());
+    let _answering = answer_all_recording(agent, seen.clone());
     wait_seen(b, &id, true).await;
     let mut client = admin(b, "carol").await;
     let answer = ask(&mut client, "container.list", json!({"agentId": id})).await;
@@ -611,7 +569,7 @@ async fn a_client_given_several_relays_uses_the_first_that_answers_and_moves_on_
     let (a, b) = (relays.remove(0), relays.remove(0));
     let agent = FakeAgent::enrol(&b, "listed-1").await.expect("enrols on B");
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let _answering = answer_all(agent, seen);
+    let _answering = answer_all_recording(agent, seen);
     let token = a.login("dana", Role::Admin).await;
     // Nothing listens on the first URL; A is second, B third.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -836,10 +794,8 @@ async fn requests_pipelined_to_a_moving_agent_are_answered_once_and_never_delive
         return;
     };
     let (a, b, c) = (&relays[0], &relays[1], &relays[2]);
-    let first = FakeAgent::enrol(a, "flappy-pipe").await.expect("enrols");
-    let (id, token) = (first.id.clone(), first.token.clone());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut holders = vec![answer_all(first, seen.clone())];
+    let mut flap = Flapping::enrol(a, "flappy-pipe").await;
+    let id = flap.id.clone();
     wait_seen(c, &id, true).await;
 
     const WINDOW: usize = 32;
@@ -882,11 +838,7 @@ async fn requests_pipelined_to_a_moving_agent_are_answered_once_and_never_delive
                     ok += 1;
                     got_through.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 } else {
-                    assert!(
-                        ["AGENT_OFFLINE", "TIMEOUT"]
-                            .contains(&frame["data"]["errorCode"].as_str().unwrap_or("")),
-                        "{frame}"
-                    );
+                    assert_answered_or_offline(&frame["data"]);
                     offline += 1;
                 }
             }
@@ -897,21 +849,7 @@ async fn requests_pipelined_to_a_moving_agent_are_answered_once_and_never_delive
             (sent, ok, offline)
         })
     };
-    for round in 0..6 {
-        let to = if round % 2 == 0 { b } else { a };
-        let next = FakeAgent::auth(to, &id, &token).await;
-        holders.push(answer_all(next, seen.clone()));
-        let old = &holders[holders.len() - 2];
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !old.is_finished() {
-            assert!(
-                Instant::now() < deadline,
-                "round {round}: the old connection stayed open"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
+    flap.moves(a, b).await;
     // Once the agent stays put, requests get through again (on a loaded machine the moves can
     // all be over while a batch caught in one still waits out its acknowledgement timeout).
     let settle = Instant::now() + Duration::from_secs(20);
@@ -923,13 +861,7 @@ async fn requests_pipelined_to_a_moving_agent_are_answered_once_and_never_delive
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (sent, ok, offline) = asking.await.unwrap();
     assert!(ok > WINDOW, "only {ok} of {sent} requests got through");
-    let seen = seen.lock().unwrap().clone();
-    let unique: HashSet<&String> = seen.iter().collect();
-    assert_eq!(
-        unique.len(),
-        seen.len(),
-        "a request reached the agent twice"
-    );
+    flap.assert_each_request_delivered_once();
     eprintln!("{sent} requests: {ok} answered by the agent, {offline} AGENT_OFFLINE/TIMEOUT");
 }
 

@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use cluster_support::{RelayProcess, answer_all, enrol_at, http_status};
+use cluster_support::{RelayProcess, Seeded, answer_all, enrol_at, http_status, seed};
 use nats_jwt::{KeyPair, Token};
-use zedops_protocol::Role;
 use zedops_testkit::{TestNats, TestPostgres};
 
 /// The operator's own JWT, self-signed (`nats-jwt` makes account and user JWTs only): a JWT
@@ -90,21 +89,10 @@ async fn relays_with_a_credentials_file_route_and_refused_credentials_are_explai
     let good = good.to_str().unwrap();
 
     let database = postgres.database();
-    let store = zedops_relay::Store::open(&database).await.unwrap();
-    store
-        .add_user("creds-admin", "creds-password-1", Role::Admin)
-        .await
-        .unwrap();
-    let (_, device) = store
-        .login("creds-admin", "creds-password-1", None)
-        .await
-        .unwrap()
-        .expect("login");
-    let registration = store
-        .create_registration_token(Duration::from_secs(600))
-        .await
-        .unwrap();
-    store.close().await;
+    let Seeded {
+        device,
+        registration,
+    } = seed(&database, "creds-admin").await;
 
     // Ready only once NATS accepted the credentials.
     let creds = ["--nats-creds", good];

@@ -12,60 +12,32 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use zedops_protocol::Role;
 
-use cluster_support::{RelayProcess, answer_all, enrol_at, http_status};
-use zedops_testkit::wire::{self, FakeAgent, Ws};
+use cluster_support::{
+    RelayProcess, Seeded, admin, answer_all, ask, ask_keeping, enrol_at, http_status, request_for,
+    seed, wait_ready, wait_seen,
+};
+use zedops_testkit::wire::{self, FakeAgent};
 use zedops_testkit::{TestAgent, TestContainers, TestNats, TestPostgres, TestRelay};
 
-/// Waits until every relay is connected to NATS (each connects in the background).
-async fn wait_ready(relays: &[&TestRelay]) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !relays.iter().all(|r| r.state.hub.cluster_ready()) {
-        assert!(
-            Instant::now() < deadline,
-            "the relays did not connect to NATS"
+/// Relays B and C in this process and A as a process of its own (so that a kill is real), on
+/// `database` and `nats`, all three connected to NATS.
+async fn two_relays_and_a_process(
+    database: &str,
+    nats: &TestNats,
+) -> (Vec<TestRelay>, RelayProcess) {
+    let mut relays = Vec::new();
+    for _ in 0..2 {
+        relays.push(
+            TestRelay::builder()
+                .database(database.to_string())
+                .nats(nats.url())
+                .start()
+                .await,
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// A client socket on `relay`, signed in as a new admin.
-async fn admin(relay: &TestRelay, user: &str) -> Ws {
-    let token = relay.login(user, Role::Admin).await;
-    wire::client_hello(relay, &token).await
-}
-
-/// Sends a request and returns the answer to its inbox; pushes before it go to `pushes`.
-async fn ask_keeping(ws: &mut Ws, subject: &str, data: Value, pushes: &mut Vec<Value>) -> Value {
-    let inbox = format!("_INBOX.{}", uuid::Uuid::new_v4().simple());
-    wire::send(
-        ws,
-        json!({"subject": subject, "reply": inbox, "data": data}),
-    )
-    .await;
-    loop {
-        let frame = wire::next_text(ws).await.expect("an answer");
-        if frame["subject"] == inbox {
-            return frame["data"].clone();
-        }
-        pushes.push(frame);
-    }
-}
-
-/// Sends a request and returns the answer to its inbox (pushes before it are skipped).
-async fn ask(ws: &mut Ws, subject: &str, data: Value) -> Value {
-    ask_keeping(ws, subject, data, &mut Vec::new()).await
-}
-
-/// Waits until `relay` sees the agent online (or not), on whichever relay it is.
-async fn wait_seen(relay: &TestRelay, id: &str, online: bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while relay.state.hub.online().contains_key(id) != online {
-        assert!(
-            Instant::now() < deadline,
-            "agent {id} not online={online} within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let a = RelayProcess::start(database, &nats.url()).await;
+    wait_ready(&[&relays[0], &relays[1]]).await;
+    (relays, a)
 }
 
 /// What a subscribed client knows of one agent's containers: names → state, from the
@@ -350,16 +322,6 @@ async fn routing_resumes_when_the_nats_node_a_relay_uses_is_killed() {
     assert_eq!(answer["asked"], "container.list", "{answer}");
 }
 
-/// The next request with this subject the agent receives (others left unanswered).
-async fn request_for(agent: &mut FakeAgent, subject: &str) -> Value {
-    loop {
-        let frame = agent.request().await.expect("a request reaches the agent");
-        if frame["subject"] == subject {
-            return frame;
-        }
-    }
-}
-
 #[tokio::test]
 async fn with_postgres_stopped_a_cluster_routes_and_reads_refuses_writes_and_recovers() {
     // A server of its own: this test stops it.
@@ -514,19 +476,8 @@ async fn requests_through_a_killed_relay_fail_fast_when_the_agent_moves_to_a_thi
         return;
     };
     let database = postgres.database();
-    let mut relays = Vec::new();
-    for _ in 0..2 {
-        relays.push(
-            TestRelay::builder()
-                .database(database.clone())
-                .nats(nats.url())
-                .start()
-                .await,
-        );
-    }
+    let (relays, mut a) = two_relays_and_a_process(&database, &nats).await;
     let (b, c) = (&relays[0], &relays[1]);
-    let mut a = RelayProcess::start(&database, &nats.url()).await;
-    wait_ready(&[b, c]).await;
 
     let mut agent = enrol_at(&a, &b.registration_token().await, "third-1").await;
     let (id, token) = (agent.id.clone(), agent.token.clone());
@@ -655,41 +606,14 @@ async fn relays_reach_nats_over_tls_with_client_certificates() {
     let a = RelayProcess::start_with(&database, &url, &tls).await;
     let b = RelayProcess::start_with(&database, &url, &tls).await;
 
-    let store = zedops_relay::Store::open(&database).await.unwrap();
-    let registration = store
-        .create_registration_token(Duration::from_secs(600))
-        .await
-        .unwrap();
-    store
-        .add_user("tls-admin", "tls-password-1", Role::Admin)
-        .await
-        .unwrap();
-    let (_, device) = store
-        .login("tls-admin", "tls-password-1", None)
-        .await
-        .unwrap()
-        .expect("login");
+    let Seeded {
+        device,
+        registration,
+    } = seed(&database, "tls-admin").await;
+    let answering = answer_all(enrol_at(&a, &registration, "tls-agent").await);
     let ws_url = |relay: &RelayProcess, path: &str| {
         format!("{}{path}", relay.url.replacen("http://", "ws://", 1))
     };
-    let (mut agent_ws, _) = tokio_tungstenite::connect_async(ws_url(&a, "/ws/agent"))
-        .await
-        .unwrap();
-    let welcome = wire::hello(
-        &mut agent_ws,
-        json!({"subject": "agent.register", "data": {
-            "protocolVersion": zedops_protocol::PROTOCOL_VERSION,
-            "registrationToken": registration, "name": "tls-agent",
-            "info": {"version": "0", "os": "linux", "arch": "x86_64"}}}),
-        "agent.welcome",
-    )
-    .await;
-    let agent = FakeAgent {
-        ws: agent_ws,
-        id: welcome["data"]["agentId"].as_str().unwrap().to_string(),
-        token: welcome["data"]["token"].as_str().unwrap().to_string(),
-    };
-    let answering = answer_all(agent);
     let (mut client, _) = tokio_tungstenite::connect_async(ws_url(&b, "/ws/client"))
         .await
         .unwrap();
@@ -724,21 +648,8 @@ async fn relays_reach_nats_over_tls_with_client_certificates() {
         ("no client certificate", vec!["--nats-ca", ca]),
         ("no CA", vec!["--nats-cert", cert, "--nats-key", key]),
     ] {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_zedops-relay"))
-            .args(["--database", &database, "serve", "--nats", &url])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(&options)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let addr = format!("127.0.0.1:{port}");
+        let relay = RelayProcess::spawn(&database, &url, &options);
+        let addr = relay.addr.clone();
         let deadline = Instant::now() + Duration::from_secs(10);
         while http_status(&addr, "/healthz").await != 200 {
             assert!(Instant::now() < deadline, "{what}: the relay did not start");
@@ -753,11 +664,9 @@ async fn relays_reach_nats_over_tls_with_client_certificates() {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(relay);
     }
     answering.abort();
-    store.close().await;
 }
 
 /// A batch of frames relay B sent to relay A that A received but never acknowledged: A froze
@@ -774,19 +683,8 @@ async fn a_batch_a_killed_relay_never_acknowledged_fails_once_the_relay_is_found
         return;
     };
     let database = postgres.database();
-    let mut relays = Vec::new();
-    for _ in 0..2 {
-        relays.push(
-            TestRelay::builder()
-                .database(database.clone())
-                .nats(nats.url())
-                .start()
-                .await,
-        );
-    }
+    let (relays, mut a) = two_relays_and_a_process(&database, &nats).await;
     let (b, c) = (&relays[0], &relays[1]);
-    let mut a = RelayProcess::start(&database, &nats.url()).await;
-    wait_ready(&[b, c]).await;
     let agent = enrol_at(&a, &b.registration_token().await, "frozen-1").await;
     let (id, token) = (agent.id.clone(), agent.token.clone());
     wait_seen(b, &id, true).await;

@@ -3,7 +3,11 @@
 // Each test file uses a part of this module.
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod haproxy;
+
+#[allow(unused_imports)]
+pub use clients::*;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -160,20 +164,6 @@ pub async fn enrol_at(
     }
 }
 
-/// Answers every request `agent` receives with an empty container list naming what was asked.
-pub fn answer_all(mut agent: zedops_testkit::wire::FakeAgent) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        while let Some(frame) = agent.request().await {
-            if let Some(inbox) = frame["reply"].as_str() {
-                agent
-                    .send(serde_json::json!({"subject": inbox,
-                        "data": {"containers": [], "asked": frame["subject"]}}))
-                    .await;
-            }
-        }
-    })
-}
-
 impl RelayProcess {
     /// Waits up to `within` for the process to exit by itself; its exit status, or `None` when
     /// it still runs.
@@ -188,5 +178,36 @@ impl RelayProcess {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// What a test needs from a database its relays run as processes on: an admin's device token
+/// (the user `user` is made) and a registration token for an agent.
+pub struct Seeded {
+    pub device: String,
+    pub registration: String,
+}
+
+/// Makes the admin `user` and a registration token straight in `database`.
+pub async fn seed(database: &str, user: &str) -> Seeded {
+    let store = zedops_relay::Store::open(database).await.unwrap();
+    let password = format!("{user}-password-1");
+    store
+        .add_user(user, &password, zedops_protocol::Role::Admin)
+        .await
+        .unwrap();
+    let (_, device) = store
+        .login(user, &password, None)
+        .await
+        .unwrap()
+        .expect("login");
+    let registration = store
+        .create_registration_token(Duration::from_secs(600))
+        .await
+        .unwrap();
+    store.close().await;
+    Seeded {
+        device,
+        registration,
     }
 }

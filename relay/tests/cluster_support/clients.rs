@@ -1,0 +1,115 @@
+//! The cluster tests' clients and fake agents on the wire: an admin socket, a request and its
+//! answer, pushes, waiting for an agent to be seen, and agents that answer everything.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use zedops_protocol::Role;
+use zedops_testkit::TestRelay;
+use zedops_testkit::wire::{self, FakeAgent, Ws};
+
+/// A client socket on `relay`, signed in as a new admin.
+pub async fn admin(relay: &TestRelay, user: &str) -> Ws {
+    let token = relay.login(user, Role::Admin).await;
+    wire::client_hello(relay, &token).await
+}
+
+/// Sends a request and returns the answer to its inbox; pushes before it go to `pushes`.
+pub async fn ask_keeping(
+    ws: &mut Ws,
+    subject: &str,
+    data: Value,
+    pushes: &mut Vec<Value>,
+) -> Value {
+    let inbox = format!("_INBOX.{}", uuid::Uuid::new_v4().simple());
+    wire::send(
+        ws,
+        json!({"subject": subject, "reply": inbox, "data": data}),
+    )
+    .await;
+    loop {
+        let frame = wire::next_text(ws).await.expect("an answer");
+        if frame["subject"] == inbox {
+            return frame["data"].clone();
+        }
+        pushes.push(frame);
+    }
+}
+
+/// Sends a request and returns the answer to its inbox (pushes before it are skipped).
+pub async fn ask(ws: &mut Ws, subject: &str, data: Value) -> Value {
+    ask_keeping(ws, subject, data, &mut Vec::new()).await
+}
+
+/// The next push with this subject (others skipped).
+pub async fn push(ws: &mut Ws, subject: &str) -> Value {
+    loop {
+        let frame = wire::next_text(ws).await.expect("a push");
+        if frame["subject"] == subject {
+            return frame["data"].clone();
+        }
+    }
+}
+
+/// Waits until `relay` sees the agent online (or not), on whichever relay it is.
+pub async fn wait_seen(relay: &TestRelay, id: &str, online: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while relay.state.hub.online().contains_key(id) != online {
+        assert!(
+            Instant::now() < deadline,
+            "agent {id} not online={online} within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The next request with this subject the agent receives (others, such as the relay's own
+/// `registry.logins` after a connect, are left unanswered).
+pub async fn request_for(agent: &mut FakeAgent, subject: &str) -> Value {
+    loop {
+        let frame = agent
+            .request()
+            .await
+            .unwrap_or_else(|| panic!("no {subject} reached the agent"));
+        if frame["subject"] == subject {
+            return frame;
+        }
+    }
+}
+
+/// Answers every request `agent` receives with an empty container list naming what was asked.
+pub fn answer_all(agent: FakeAgent) -> tokio::task::JoinHandle<()> {
+    answer_all_recording(agent, Arc::default())
+}
+
+/// [`answer_all`], recording the inbox of each request the agent was delivered in `seen`.
+pub fn answer_all_recording(
+    mut agent: FakeAgent,
+    seen: Arc<Mutex<Vec<String>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(frame) = agent.request().await {
+            if let Some(inbox) = frame["reply"].as_str() {
+                seen.lock().unwrap().push(inbox.to_string());
+                agent
+                    .send(json!({"subject": inbox,
+                        "data": {"containers": [], "asked": frame["subject"]}}))
+                    .await;
+            }
+        }
+    })
+}
+
+/// Waits until every relay is connected to NATS (each connects in the background, and a
+/// message published before a relay subscribed would never reach it).
+pub async fn wait_ready(relays: &[&TestRelay]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !relays.iter().all(|r| r.state.hub.cluster_ready()) {
+        assert!(
+            Instant::now() < deadline,
+            "the relays did not connect to NATS"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
