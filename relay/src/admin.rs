@@ -84,16 +84,7 @@ pub(crate) async fn revoke_agent(
     session: &Session,
     request: AgentRevokeRequest,
 ) -> Result<AgentRevoked, ErrorReply> {
-    let agent = match state.store.revoke_agent(&request.agent_id).await {
-        Ok(agent) => agent,
-        Err(StoreError::NoSuchAgent(name)) => {
-            return Err(ErrorReply::new(
-                ErrorCode::NotFound,
-                format!("no agent named or with id {name:?}"),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let agent = outcome(state.store.revoke_agent(&request.agent_id).await)??;
     audit(state, session, subject::AGENT_REVOKE, Some(&agent.id)).await?;
     state.hub.kick_agent(&agent.id);
     tracing::info!(agent = %agent.name, by = %session.user, "agent revoked");
@@ -250,14 +241,8 @@ pub(crate) async fn user_create(
         .store
         .add_user(&request.name, &request.password, request.role)
         .await;
-    let outcome = match created {
-        Ok(()) => Ok(()),
-        Err(StoreError::UserExists(name)) => Err(ErrorReply::new(
-            ErrorCode::NameTaken,
-            format!("a user named {name} already exists; choose another name"),
-        )),
-        Err(e) => Err(e.into()),
-    };
+    // A database failure is audited as the attempt's outcome too.
+    let outcome = outcome(created).and_then(|done| done);
     let name = &request.name;
     audit_outcome(
         state,
@@ -303,24 +288,12 @@ pub(crate) async fn user_update(
         None => {}
     }
     let detail = words.join(", ");
-    let outcome = match state
-        .store
-        .update_user(&request.name, request.role, request.disabled)
-        .await
-    {
-        Ok(changed) => Ok(changed),
-        Err(StoreError::NoSuchUser(name)) => Err(ErrorReply::new(
-            ErrorCode::NotFound,
-            format!("no user named {name:?}; `zedops user list` lists them"),
-        )),
-        Err(StoreError::LastAdmin(name)) => Err(ErrorReply::new(
-            ErrorCode::InvalidRequest,
-            format!(
-                "{name} is the last enabled admin; make another user admin first, or nobody could administer this relay"
-            ),
-        )),
-        Err(other) => return Err(other.into()),
-    };
+    let outcome = outcome(
+        state
+            .store
+            .update_user(&request.name, request.role, request.disabled)
+            .await,
+    )?;
     let name = &request.name;
     let changed = audit_outcome(
         state,
@@ -361,14 +334,7 @@ pub(crate) async fn user_password(
         .store
         .set_password(&request.name, &request.password, keep)
         .await;
-    let outcome = match result {
-        Ok(ended) => Ok(ended),
-        Err(StoreError::NoSuchUser(name)) => Err(ErrorReply::new(
-            ErrorCode::NotFound,
-            format!("no user named {name:?}; `zedops user list` lists them"),
-        )),
-        Err(e) => return Err(e.into()),
-    };
+    let outcome = outcome(result)?;
     let detail = format!("{} session(s) ended", outcome.as_ref().map_or(0, Vec::len));
     let name = &request.name;
     let ended = audit_outcome(
@@ -428,20 +394,7 @@ pub(crate) async fn token_revoke(
         .store
         .revoke_registration_token(&request.token_id)
         .await;
-    let outcome = match revoked {
-        Ok(_) => Ok(()),
-        Err(StoreError::NoSuchToken(id)) => Err(ErrorReply::new(
-            ErrorCode::NotFound,
-            format!("no registration token with id {id:?}; `zedops token list` lists them"),
-        )),
-        Err(StoreError::TokenUsed(id)) => Err(ErrorReply::new(
-            ErrorCode::InvalidRequest,
-            format!(
-                "registration token {id} was already used to enrol an agent; revoke that agent instead"
-            ),
-        )),
-        Err(e) => return Err(e.into()),
-    };
+    let outcome = outcome(revoked)?.map(|_| ());
     let id = &request.token_id;
     audit_outcome(state, session, subject::TOKEN_REVOKE, id, None, outcome).await?;
     tracing::info!(token = ?request.token_id, by = %session.user, "registration token revoked");
@@ -584,4 +537,44 @@ async fn rotate(state: &AppState, reference: &str) -> Result<(String, String), R
         )),
         Err(e) => Err((id, e.into())),
     }
+}
+
+/// A store call's result as an admin request's outcome: done, or refused because of the
+/// request (`Ok(Err)`: no such user, agent or token, a name taken, the last admin, a used
+/// token), told in words that say what to do; the database failing is the outer error.
+#[track_caller]
+fn outcome<T>(result: Result<T, StoreError>) -> Result<Result<T, ErrorReply>, ErrorReply> {
+    let refusal = match result {
+        Ok(done) => return Ok(Ok(done)),
+        Err(StoreError::NoSuchUser(name)) => ErrorReply::new(
+            ErrorCode::NotFound,
+            format!("no user named {name:?}; `zedops user list` lists them"),
+        ),
+        Err(StoreError::NoSuchAgent(name)) => ErrorReply::new(
+            ErrorCode::NotFound,
+            format!("no agent named or with id {name:?}"),
+        ),
+        Err(StoreError::NoSuchToken(id)) => ErrorReply::new(
+            ErrorCode::NotFound,
+            format!("no registration token with id {id:?}; `zedops token list` lists them"),
+        ),
+        Err(StoreError::UserExists(name)) => ErrorReply::new(
+            ErrorCode::NameTaken,
+            format!("a user named {name} already exists; choose another name"),
+        ),
+        Err(StoreError::LastAdmin(name)) => ErrorReply::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "{name} is the last enabled admin; make another user admin first, or nobody could administer this relay"
+            ),
+        ),
+        Err(StoreError::TokenUsed(id)) => ErrorReply::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "registration token {id} was already used to enrol an agent; revoke that agent instead"
+            ),
+        ),
+        Err(failed) => return Err(failed.into()),
+    };
+    Ok(Err(refusal))
 }

@@ -96,16 +96,10 @@ async fn serve(state: Arc<AppState>, socket: Socket) {
                     }
                     match incoming {
                         Incoming::Frame(frame) => handle_frame(&state, &link, &mut socket, frame).await,
-                        Incoming::Invalid(e) => {
-                            warn!(error = ?e, "malformed frame from agent");
-                            let _ = socket.send_error(None, &e.to_reply()).await;
-                        }
-                        Incoming::TooLarge => {
-                            warn!("agent sent a frame over the limit");
-                            socket.refuse_too_large().await;
-                            break;
-                        }
-                        Incoming::Closed => break,
+                        other => match socket.not_a_frame(other, "agent").await {
+                            Some(kept) => socket = kept,
+                            None => break,
+                        },
                     }
                 }
                 Some(frame) = outbound.recv() => {

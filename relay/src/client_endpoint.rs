@@ -168,16 +168,10 @@ async fn serve(state: Arc<AppState>, socket: Socket) {
                             drop(permit);
                         }.in_current_span());
                     }
-                    Incoming::Invalid(e) => {
-                        warn!(error = ?e, "malformed frame from client");
-                        let _ = socket.send_error(None, &e.to_reply()).await;
-                    }
-                    Incoming::TooLarge => {
-                        warn!("client sent a frame over the limit");
-                        socket.refuse_too_large().await;
-                        break;
-                    }
-                    Incoming::Closed => break,
+                    other => match socket.not_a_frame(other, "client").await {
+                        Some(kept) => socket = kept,
+                        None => break,
+                    },
                 }
             }
             Some(answer) = answers.recv() => {

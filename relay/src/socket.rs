@@ -242,6 +242,27 @@ impl Socket {
         let _ = self.ws.send(Message::Close(Some(frame))).await;
     }
 
+    /// What a connection's loop does with anything but a frame (a frame is given back to it
+    /// untouched): a malformed frame is answered with its error and the connection goes on;
+    /// one over the limit is refused and ends it, as does the peer closing (`None`). `peer`
+    /// names the side in the log.
+    pub async fn not_a_frame(mut self, incoming: Incoming, peer: &'static str) -> Option<Self> {
+        match incoming {
+            Incoming::Frame(_) => {}
+            Incoming::Invalid(e) => {
+                tracing::warn!(peer, error = ?e, "malformed frame");
+                let _ = self.send_error(None, &e.to_reply()).await;
+            }
+            Incoming::TooLarge => {
+                tracing::warn!(peer, "frame over the limit; closing");
+                self.refuse_too_large().await;
+                return None;
+            }
+            Incoming::Closed => return None,
+        }
+        Some(self)
+    }
+
     /// Tells the peer its message was over the limit and closes with 1009 (message too big).
     pub async fn refuse_too_large(mut self) {
         let message = format!("frame exceeds the {MAX_FRAME_BYTES} byte limit");
