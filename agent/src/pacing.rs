@@ -11,6 +11,8 @@
 
 use std::time::{Duration, Instant};
 
+use zedops_transport::TokenBucket;
+
 /// Pushes per second the agent allows itself by default: half of the relay's default per-agent
 /// limit. The other half is headroom for what the relay also counts but the agent does not pace
 /// (a heartbeat every 30 s, refusals of malformed requests, answers and stream chunks that arrive
@@ -75,7 +77,8 @@ enum Cause {
 #[derive(Debug)]
 pub struct Pacer {
     budget: PushBudget,
-    bucket: Option<Bucket>,
+    /// The same bucket the relay counts this connection's frames with.
+    bucket: Option<TokenBucket>,
     storm: Option<Storm>,
 }
 
@@ -95,7 +98,8 @@ impl Pacer {
     pub fn new(budget: PushBudget, now: Instant) -> Self {
         Self {
             budget,
-            bucket: (budget.per_sec > 0).then(|| Bucket::new(budget, now)),
+            bucket: (budget.per_sec > 0)
+                .then(|| TokenBucket::new(budget.burst, budget.per_sec, now)),
             storm: None,
         }
     }
@@ -197,60 +201,6 @@ impl Pacer {
                 lasted_ms = now.duration_since(storm.began).as_millis() as u64,
                 "container events calmed down; pushing them one by one again"
             );
-        }
-    }
-}
-
-/// A token bucket, as the relay's (`relay/src/rate_limit.rs`), that can also say when its next
-/// token will be there.
-#[derive(Debug)]
-struct Bucket {
-    capacity: f64,
-    per_sec: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn new(budget: PushBudget, now: Instant) -> Self {
-        let capacity = f64::from(budget.burst.max(1));
-        Self {
-            capacity,
-            per_sec: f64::from(budget.per_sec),
-            tokens: capacity,
-            last: now,
-        }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.per_sec).min(self.capacity);
-        self.last = self.last.max(now);
-    }
-
-    /// Takes a token if there is one.
-    fn take(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Pays for a frame that goes anyway (a sync): without a token the bucket goes into debt,
-    /// so the pushes after it wait until the relay's bucket has refilled that frame too.
-    fn spend(&mut self, now: Instant) {
-        self.refill(now);
-        self.tokens -= 1.0;
-    }
-
-    fn ready_at(&self) -> Instant {
-        if self.tokens >= 1.0 {
-            self.last
-        } else {
-            self.last + Duration::from_secs_f64((1.0 - self.tokens) / self.per_sec)
         }
     }
 }

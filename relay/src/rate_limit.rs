@@ -4,6 +4,8 @@
 
 use std::time::Instant;
 
+use zedops_transport::TokenBucket;
+
 /// The relay's per-connection and per-agent limits (defaults below; `zedops-relay serve` flags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -57,38 +59,6 @@ impl Default for Limits {
     }
 }
 
-/// A classic token bucket.
-#[derive(Debug)]
-struct Bucket {
-    capacity: f64,
-    per_sec: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn new(capacity: u32, per_sec: u32, now: Instant) -> Self {
-        Self {
-            capacity: f64::from(capacity.max(1)),
-            per_sec: f64::from(per_sec),
-            tokens: f64::from(capacity.max(1)),
-            last: now,
-        }
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.per_sec).min(self.capacity);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// What to do with one incoming message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -103,8 +73,8 @@ pub enum Verdict {
 /// One connection's message limiter.
 #[derive(Debug)]
 pub struct MessageLimiter {
-    messages: Option<Bucket>,
-    refusals: Bucket,
+    messages: Option<TokenBucket>,
+    refusals: TokenBucket,
     /// The previous verdict was a refusal (so a run of refusals is logged once).
     pub limited: bool,
 }
@@ -122,10 +92,13 @@ impl MessageLimiter {
 
     /// `per_sec` sustained (0: no limit) with bursts of `burst`.
     pub fn new(per_sec: u32, burst: u32) -> Self {
-        let now = Instant::now();
+        Self::new_at(per_sec, burst, Instant::now())
+    }
+
+    fn new_at(per_sec: u32, burst: u32, now: Instant) -> Self {
         Self {
-            messages: (per_sec > 0).then(|| Bucket::new(burst.max(per_sec), per_sec, now)),
-            refusals: Bucket::new(REFUSAL_BURST, REFUSALS_PER_SEC, now),
+            messages: (per_sec > 0).then(|| TokenBucket::new(burst.max(per_sec), per_sec, now)),
+            refusals: TokenBucket::new(REFUSAL_BURST, REFUSALS_PER_SEC, now),
             limited: false,
         }
     }
@@ -161,7 +134,7 @@ mod tests {
     #[test]
     fn allows_the_burst_then_the_sustained_rate() {
         let start = Instant::now();
-        let mut limiter = MessageLimiter::new(100, 256);
+        let mut limiter = MessageLimiter::new_at(100, 256, start);
         for _ in 0..256 {
             assert_eq!(limiter.check_at(start), Verdict::Allow);
         }
@@ -177,7 +150,7 @@ mod tests {
     #[test]
     fn a_peer_that_keeps_flooding_is_closed_and_one_that_slows_down_is_not() {
         let start = Instant::now();
-        let mut flood = MessageLimiter::new(100, 100);
+        let mut flood = MessageLimiter::new_at(100, 100, start);
         let verdicts: Vec<_> = (0..100 + REFUSAL_BURST + 1)
             .map(|_| flood.check_at(start))
             .collect();
@@ -189,7 +162,7 @@ mod tests {
 
         // 10 % over the rate for 20 s: the extra messages are refused, but no faster than
         // refusals refill, so the connection stays open.
-        let mut polite = MessageLimiter::new(100, 100);
+        let mut polite = MessageLimiter::new_at(100, 100, start);
         let mut closed = false;
         for i in 0..(110 * 20) {
             let at = start + Duration::from_secs_f64(f64::from(i) / 110.0);

@@ -1,18 +1,21 @@
 //! The dialling side of the ZedOps wire, shared by the agent and the client: mapping a relay base
 //! URL to its endpoints, TLS trust (system roots plus an optional private CA), a typed WebSocket
-//! connection that speaks [`zedops_protocol`] frames, and reconnect backoff.
+//! connection that speaks [`zedops_protocol`] frames, and reconnect backoff; and the token bucket
+//! with which the relay limits each connection and the agent paces itself to that limit.
 
 pub mod backoff;
 pub mod connection;
 pub mod endpoint;
 mod error_text;
 pub mod tls;
+pub mod token_bucket;
 
 pub use backoff::Backoff;
 pub use connection::{FrameReader, FrameWriter, connect, hello, websocket_config};
 pub use endpoint::{RelayUrl, host_is_loopback};
 pub use error_text::error_chain;
 pub use tls::client_config;
+pub use token_bucket::TokenBucket;
 
 /// Everything that can go wrong while dialling or talking to the relay.
 #[derive(Debug, thiserror::Error)]
