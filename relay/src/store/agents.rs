@@ -52,7 +52,7 @@ impl Store {
                 return Err(StoreError::NameTaken(name.into()));
             }
             let token = secret::new_token(TokenKind::Agent);
-            let inserted = sqlx::query(
+            let mut insert = sqlx::query(
             "INSERT INTO agents (id, name, token_hash, created_at, last_seen, version, docker_version, engine_id, os, arch, hostname) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
@@ -60,15 +60,11 @@ impl Store {
         .bind(name)
         .bind(secret::token_hash(&token))
         .bind(at)
-        .bind(at)
-        .bind(&info.version)
-        .bind(&info.docker_version)
-        .bind(&info.engine_id)
-        .bind(&info.os)
-        .bind(&info.arch)
-        .bind(&info.hostname)
-        .execute(&mut *tx)
-        .await;
+        .bind(at);
+            for value in reported(info) {
+                insert = insert.bind(value);
+            }
+            let inserted = insert.execute(&mut *tx).await;
             match inserted {
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                     return Err(StoreError::NameTaken(name.into()));
@@ -101,22 +97,20 @@ impl Store {
             // without its confirmation reaching the relay. Whichever token the agent proves it holds
             // becomes the only one.
             let hash = secret::token_hash(token);
-            let row = sqlx::query(
+            let mut update = sqlx::query(
             "UPDATE agents SET last_seen = $1, version = $2, docker_version = $3, engine_id = $4, os = $5, arch = $6, hostname = $7, \
              token_hash = $8, next_token_hash = NULL \
              WHERE id = $9 AND (token_hash = $8 OR next_token_hash = $8) AND revoked_at IS NULL RETURNING name",
         )
-        .bind(at)
-        .bind(&info.version)
-        .bind(&info.docker_version)
-        .bind(&info.engine_id)
-        .bind(&info.os)
-        .bind(&info.arch)
-        .bind(&info.hostname)
-        .bind(&hash)
-        .bind(agent_id)
-        .fetch_optional(pool)
-        .await?;
+        .bind(at);
+            for value in reported(info) {
+                update = update.bind(value);
+            }
+            let row = update
+                .bind(&hash)
+                .bind(agent_id)
+                .fetch_optional(pool)
+                .await?;
             Ok(row.map(|r| AgentRecord {
                 id: agent_id.into(),
                 name: r.get("name"),
@@ -140,15 +134,9 @@ impl Store {
 
     /// All live (not revoked) agents, by name.
     pub async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        with_pool!(self, |pool| {
-            let rows = sqlx::query(
-            "SELECT id, name, last_seen, version, docker_version, engine_id, os, arch, hostname \
-             FROM agents WHERE revoked_at IS NULL ORDER BY name",
-        )
-        .fetch_all(pool)
-        .await?;
-            Ok(rows.iter().map(agent_from_row).collect())
-        })
+        let sql = "SELECT id, name, last_seen, version, docker_version, engine_id, os, arch, hostname \
+             FROM agents WHERE revoked_at IS NULL ORDER BY name";
+        Ok(self.select_all(sql, agent_from_row).await?)
     }
 
     /// The live agent with this id or name.
@@ -285,7 +273,20 @@ impl Store {
     }
 }
 
-fn agent_from_row(r: &impl Fields) -> AgentRecord {
+/// What an agent reports about itself, in the order of the columns `version, docker_version,
+/// engine_id, os, arch, hostname`, which the queries that record it bind one after another.
+fn reported(info: &AgentInfo) -> [Option<&str>; 6] {
+    [
+        Some(&info.version),
+        info.docker_version.as_deref(),
+        info.engine_id.as_deref(),
+        Some(&info.os),
+        Some(&info.arch),
+        info.hostname.as_deref(),
+    ]
+}
+
+fn agent_from_row(r: &(impl Fields + ?Sized)) -> AgentRecord {
     AgentRecord {
         id: r.text("id"),
         name: r.text("name"),

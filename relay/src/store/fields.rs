@@ -1,5 +1,6 @@
 //! Reading a row's columns the same way on both backends, so a row converts to a domain type
-//! in one function (`agent_from_row(&impl Fields)`) instead of one per driver.
+//! in one function (`agent_from_row(&(impl Fields + ?Sized))`) instead of one per driver. Such a
+//! function takes a typed row, or the `&dyn Fields` that `Store::select_all` hands it.
 
 use sqlx::Row;
 use sqlx::postgres::PgRow;

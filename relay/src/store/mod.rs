@@ -291,6 +291,19 @@ impl Store {
             .is_ok())
     }
 
+    /// Every row `sql` (a query without parameters) selects, each converted by `convert` (the
+    /// rows of both drivers own their data, hence `'static`).
+    async fn select_all<T>(
+        &self,
+        sql: &str,
+        convert: fn(&(dyn Fields + 'static)) -> T,
+    ) -> Result<Vec<T>, sqlx::Error> {
+        with_pool!(self, |pool| {
+            let rows = sqlx::query(sql).fetch_all(pool).await?;
+            Ok(rows.iter().map(|r| convert(r)).collect())
+        })
+    }
+
     /// Closes the pool (on SQLite, flushing the WAL).
     pub async fn close(&self) {
         with_pool!(self, |pool| pool.close().await)

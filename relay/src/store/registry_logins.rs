@@ -23,7 +23,7 @@ impl std::fmt::Debug for LoginRow {
     }
 }
 
-fn row(r: &impl Fields) -> LoginRow {
+fn row(r: &(impl Fields + ?Sized)) -> LoginRow {
     LoginRow {
         server: r.text("server"),
         username: r.text("username"),
@@ -35,14 +35,8 @@ fn row(r: &impl Fields) -> LoginRow {
 
 /// Every login, by server.
 pub async fn all(store: &Store) -> Result<Vec<LoginRow>, StoreError> {
-    with_pool!(store, |pool| {
-        let rows = sqlx::query(
-            "SELECT server, username, secret, updated_by, updated_at FROM registry_logins ORDER BY server",
-        )
-        .fetch_all(pool)
-        .await?;
-        Ok(rows.iter().map(row).collect())
-    })
+    let sql = "SELECT server, username, secret, updated_by, updated_at FROM registry_logins ORDER BY server";
+    Ok(store.select_all(sql, row).await?)
 }
 
 /// How many logins there are.

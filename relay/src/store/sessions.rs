@@ -183,24 +183,16 @@ impl Store {
 
     /// Live device sessions, newest first.
     pub async fn sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
-        with_pool!(self, |pool| {
-            let rows = sqlx::query(
-            "SELECT s.id, u.name, s.device, s.created_at, s.last_used_at FROM device_sessions s \
-             JOIN users u ON u.id = s.user_id WHERE s.revoked_at IS NULL ORDER BY s.created_at DESC",
-        )
-        .fetch_all(pool)
-        .await?;
-            Ok(rows
-                .iter()
-                .map(|r| SessionRow {
-                    id: r.get("id"),
-                    user: r.get("name"),
-                    device: r.get("device"),
-                    created_at: r.get("created_at"),
-                    last_used_at: r.get("last_used_at"),
-                })
-                .collect())
-        })
+        let sql = "SELECT s.id, u.name, s.device, s.created_at, s.last_used_at FROM device_sessions s \
+             JOIN users u ON u.id = s.user_id WHERE s.revoked_at IS NULL ORDER BY s.created_at DESC";
+        let sessions = self.select_all(sql, |r| SessionRow {
+            id: r.text("id"),
+            user: r.text("name"),
+            device: r.opt_text("device"),
+            created_at: r.int("created_at"),
+            last_used_at: r.opt_int("last_used_at"),
+        });
+        Ok(sessions.await?)
     }
 
     /// Ends a device session by id. Returns whether one was live.

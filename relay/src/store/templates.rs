@@ -65,14 +65,8 @@ fn encode(body: &TemplateBody) -> String {
 
 /// All templates, by name.
 pub async fn all(store: &Store) -> Result<Vec<TemplateRow>, TemplateError> {
-    with_pool!(store, |pool| {
-        let rows = sqlx::query(
-        "SELECT name, version, body, created_by, created_at, updated_by, updated_at FROM templates ORDER BY name",
-    )
-    .fetch_all(pool)
-    .await?;
-        rows.iter().map(row).collect()
-    })
+    let sql = "SELECT name, version, body, created_by, created_at, updated_by, updated_at FROM templates ORDER BY name";
+    store.select_all(sql, row).await?.into_iter().collect()
 }
 
 /// One template by name.
@@ -88,7 +82,7 @@ pub async fn get(store: &Store, name: &str) -> Result<Option<TemplateRow>, Templ
     })
 }
 
-fn row(r: &impl Fields) -> Result<TemplateRow, TemplateError> {
+fn row(r: &(impl Fields + ?Sized)) -> Result<TemplateRow, TemplateError> {
     let name = r.text("name");
     Ok(TemplateRow {
         version: u32::try_from(r.int("version")).unwrap_or(0),

@@ -60,15 +60,9 @@ impl Store {
 
     /// Registration tokens, newest first (at most 1000): never the tokens or their hashes.
     pub async fn registration_tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
-        with_pool!(self, |pool| {
-            let rows = sqlx::query(
-                "SELECT id, created_at, expires_at, used_at, used_by_agent, revoked_at \
-             FROM registration_tokens ORDER BY created_at DESC, id LIMIT 1000",
-            )
-            .fetch_all(pool)
-            .await?;
-            Ok(rows.iter().map(token_from_row).collect())
-        })
+        let sql = "SELECT id, created_at, expires_at, used_at, used_by_agent, revoked_at \
+             FROM registration_tokens ORDER BY created_at DESC, id LIMIT 1000";
+        Ok(self.select_all(sql, token_from_row).await?)
     }
 
     /// Revokes an unused registration token by id, so it can no longer enrol an agent.
@@ -104,7 +98,7 @@ impl Store {
     }
 }
 
-fn token_from_row(r: &impl Fields) -> TokenRow {
+fn token_from_row(r: &(impl Fields + ?Sized)) -> TokenRow {
     TokenRow {
         id: r.text("id"),
         created_at: r.int("created_at"),

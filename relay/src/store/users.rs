@@ -135,16 +135,15 @@ impl Store {
 
     /// All users by name, with their live session counts; never the password hashes.
     pub async fn users(&self) -> Result<Vec<UserRow>, StoreError> {
-        with_pool!(self, |pool| {
-            let rows = sqlx::query(
-            "SELECT u.name, u.role, u.disabled, u.created_at, \
+        let sql = "SELECT u.name, u.role, u.disabled, u.created_at, \
              (SELECT COUNT(*) FROM device_sessions s WHERE s.user_id = u.id AND s.revoked_at IS NULL) AS sessions \
-             FROM users u ORDER BY u.name",
-        )
-        .fetch_all(pool)
-        .await?;
-            Ok(rows.iter().filter_map(user_from_row).collect())
-        })
+             FROM users u ORDER BY u.name";
+        Ok(self
+            .select_all(sql, user_from_row)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
     /// One user by name.
@@ -269,7 +268,7 @@ impl Store {
     }
 }
 
-fn user_from_row(r: &impl Fields) -> Option<UserRow> {
+fn user_from_row(r: &(impl Fields + ?Sized)) -> Option<UserRow> {
     Some(UserRow {
         name: r.text("name"),
         role: Role::parse(&r.text("role"))?,
