@@ -39,6 +39,21 @@ fn request(data: Value, answer: Value) -> Value {
     json!({ "data": data, "answer": answer })
 }
 
+/// A request `R` answered with `A` or, on failure, an [`ErrorReply`].
+fn answered<R: JsonSchema, A: JsonSchema>(g: &mut SchemaGenerator) -> Value {
+    request(of::<R>(g), or_error::<A>(g))
+}
+
+/// A request `R` answered with a stream of `T` (see [`stream_of`]).
+fn streamed<R: JsonSchema, T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
+    request(of::<R>(g), stream_of::<T>(g))
+}
+
+/// A message that is never answered: its `data` alone.
+fn unanswered<T: JsonSchema>(g: &mut SchemaGenerator) -> Value {
+    json!({ "data": of::<T>(g) })
+}
+
 fn client_request(kind: ClientRequestKind, g: &mut SchemaGenerator) -> Option<Value> {
     use ClientRequestKind as K;
     let action = |g: &mut SchemaGenerator| {
@@ -48,83 +63,51 @@ fn client_request(kind: ClientRequestKind, g: &mut SchemaGenerator) -> Option<Va
         )
     };
     Some(match kind {
-        K::AgentList => request(of::<AgentListRequest>(g), or_error::<AgentListResponse>(g)),
-        K::ContainerList => request(
-            of::<ContainerListRequest>(g),
-            or_error::<ContainerListResponse>(g),
-        ),
-        K::ContainerInspect => request(
-            of::<ContainerActionRequest>(g),
-            or_error::<ContainerDetail>(g),
-        ),
-        K::ContainerLogs => request(of::<LogsRequest>(g), stream_of::<LogChunk>(g)),
-        K::ContainerStats => request(of::<StatsRequest>(g), stream_of::<StatsChunk>(g)),
-        K::StreamCancel => request(of::<StreamCancel>(g), or_error::<StreamCancelled>(g)),
-        K::EventSubscribe => request(of::<EventSubscribe>(g), or_error::<EventSubscribed>(g)),
+        K::AgentList => answered::<AgentListRequest, AgentListResponse>(g),
+        K::ContainerList => answered::<ContainerListRequest, ContainerListResponse>(g),
+        K::ContainerInspect => answered::<ContainerActionRequest, ContainerDetail>(g),
+        K::ContainerLogs => streamed::<LogsRequest, LogChunk>(g),
+        K::ContainerStats => streamed::<StatsRequest, StatsChunk>(g),
+        K::StreamCancel => answered::<StreamCancel, StreamCancelled>(g),
+        K::EventSubscribe => answered::<EventSubscribe, EventSubscribed>(g),
         K::ContainerStart | K::ContainerStop | K::ContainerRestart => action(g),
-        K::AgentRevoke => request(of::<AgentRevokeRequest>(g), or_error::<AgentRevoked>(g)),
-        K::AgentRotate => request(of::<AgentRotateRequest>(g), or_error::<AgentRotated>(g)),
-        K::AgentUpdate => request(of::<AgentUpdateRequest>(g), or_error::<AgentUpdated>(g)),
-        K::SessionList => request(
-            of::<SessionListRequest>(g),
-            or_error::<SessionListResponse>(g),
-        ),
-        K::SessionRevoke => request(of::<SessionRevokeRequest>(g), or_error::<SessionRevoked>(g)),
-        K::TokenCreate => request(of::<TokenCreateRequest>(g), or_error::<TokenCreated>(g)),
-        K::TokenList => request(of::<TokenListRequest>(g), or_error::<TokenListResponse>(g)),
-        K::TokenRevoke => request(of::<TokenRevokeRequest>(g), or_error::<TokenRevoked>(g)),
-        K::AuditList => request(of::<AuditListRequest>(g), or_error::<AuditListResponse>(g)),
-        K::UserList => request(of::<UserListRequest>(g), or_error::<UserListResponse>(g)),
-        K::UserCreate => request(of::<UserCreateRequest>(g), or_error::<UserSummary>(g)),
-        K::UserUpdate => request(of::<UserUpdateRequest>(g), or_error::<UserSummary>(g)),
-        K::UserPassword => request(of::<UserPasswordRequest>(g), or_error::<UserPasswordSet>(g)),
-        K::ContainerDeploy => request(of::<DeployRequest>(g), stream_of::<DeployFrame>(g)),
-        K::ContainerRemove => request(
-            of::<ContainerRemoveRequest>(g),
-            or_error::<ContainerRemoved>(g),
-        ),
-        K::ImageList => request(of::<ImageListRequest>(g), or_error::<ImageListResponse>(g)),
-        K::ImagePull => request(of::<ImagePullRequest>(g), stream_of::<DeployFrame>(g)),
-        K::ImageRemove => request(of::<ImageRemoveRequest>(g), or_error::<ImageRemoved>(g)),
-        K::TemplateList => request(
-            of::<TemplateListRequest>(g),
-            or_error::<TemplateListResponse>(g),
-        ),
-        K::TemplateShow => request(of::<TemplateNameRequest>(g), or_error::<TemplateRecord>(g)),
-        K::TemplateAdd | K::TemplateUpdate => {
-            request(of::<TemplateSaveRequest>(g), or_error::<TemplateSaved>(g))
-        }
-        K::TemplateRemove => request(of::<TemplateNameRequest>(g), or_error::<TemplateSaved>(g)),
-        K::RegistryAdd => request(of::<RegistryAddRequest>(g), or_error::<RegistryAdded>(g)),
-        K::RegistryList => request(
-            of::<RegistryListRequest>(g),
-            or_error::<RegistryListResponse>(g),
-        ),
-        K::RegistryRemove => request(
-            of::<RegistryRemoveRequest>(g),
-            or_error::<RegistryRemoved>(g),
-        ),
-        K::ContainerExec => request(of::<ExecRequest>(g), stream_of::<ConsoleOutput>(g)),
-        K::ContainerAttach => request(of::<AttachRequest>(g), stream_of::<ConsoleOutput>(g)),
-        K::ContainerSend => request(of::<SendRequest>(g), or_error::<SendResult>(g)),
+        K::AgentRevoke => answered::<AgentRevokeRequest, AgentRevoked>(g),
+        K::AgentRotate => answered::<AgentRotateRequest, AgentRotated>(g),
+        K::AgentUpdate => answered::<AgentUpdateRequest, AgentUpdated>(g),
+        K::SessionList => answered::<SessionListRequest, SessionListResponse>(g),
+        K::SessionRevoke => answered::<SessionRevokeRequest, SessionRevoked>(g),
+        K::TokenCreate => answered::<TokenCreateRequest, TokenCreated>(g),
+        K::TokenList => answered::<TokenListRequest, TokenListResponse>(g),
+        K::TokenRevoke => answered::<TokenRevokeRequest, TokenRevoked>(g),
+        K::AuditList => answered::<AuditListRequest, AuditListResponse>(g),
+        K::UserList => answered::<UserListRequest, UserListResponse>(g),
+        K::UserCreate => answered::<UserCreateRequest, UserSummary>(g),
+        K::UserUpdate => answered::<UserUpdateRequest, UserSummary>(g),
+        K::UserPassword => answered::<UserPasswordRequest, UserPasswordSet>(g),
+        K::ContainerDeploy => streamed::<DeployRequest, DeployFrame>(g),
+        K::ContainerRemove => answered::<ContainerRemoveRequest, ContainerRemoved>(g),
+        K::ImageList => answered::<ImageListRequest, ImageListResponse>(g),
+        K::ImagePull => streamed::<ImagePullRequest, DeployFrame>(g),
+        K::ImageRemove => answered::<ImageRemoveRequest, ImageRemoved>(g),
+        K::TemplateList => answered::<TemplateListRequest, TemplateListResponse>(g),
+        K::TemplateShow => answered::<TemplateNameRequest, TemplateRecord>(g),
+        K::TemplateAdd | K::TemplateUpdate => answered::<TemplateSaveRequest, TemplateSaved>(g),
+        K::TemplateRemove => answered::<TemplateNameRequest, TemplateSaved>(g),
+        K::RegistryAdd => answered::<RegistryAddRequest, RegistryAdded>(g),
+        K::RegistryList => answered::<RegistryListRequest, RegistryListResponse>(g),
+        K::RegistryRemove => answered::<RegistryRemoveRequest, RegistryRemoved>(g),
+        K::ContainerExec => streamed::<ExecRequest, ConsoleOutput>(g),
+        K::ContainerAttach => streamed::<AttachRequest, ConsoleOutput>(g),
+        K::ContainerSend => answered::<SendRequest, SendResult>(g),
         // Never answered (an unknown or ended session's input is dropped).
-        K::StreamInput => json!({ "data": of::<StreamInput>(g) }),
-        K::FileList => request(of::<FilePathRequest>(g), or_error::<FileList>(g)),
-        K::FileGet => request(of::<FileGetRequest>(g), stream_of::<FileChunk>(g)),
-        K::FilePut => request(of::<FilePutRequest>(g), stream_of::<FileChunk>(g)),
-        K::FileRemove | K::FileMkdir => request(of::<FilePathRequest>(g), or_error::<FileDone>(g)),
-        K::UpdatesList => request(
-            of::<UpdateListRequest>(g),
-            or_error::<UpdateListResponse>(g),
-        ),
-        K::UpdatesCheck => request(
-            of::<UpdateCheckRequest>(g),
-            or_error::<UpdateListResponse>(g),
-        ),
-        K::ContainerUpdate => request(
-            of::<ContainerUpdateRequest>(g),
-            stream_of::<ContainerUpdateFrame>(g),
-        ),
+        K::StreamInput => unanswered::<StreamInput>(g),
+        K::FileList => answered::<FilePathRequest, FileList>(g),
+        K::FileGet => streamed::<FileGetRequest, FileChunk>(g),
+        K::FilePut => streamed::<FilePutRequest, FileChunk>(g),
+        K::FileRemove | K::FileMkdir => answered::<FilePathRequest, FileDone>(g),
+        K::UpdatesList => answered::<UpdateListRequest, UpdateListResponse>(g),
+        K::UpdatesCheck => answered::<UpdateCheckRequest, UpdateListResponse>(g),
+        K::ContainerUpdate => streamed::<ContainerUpdateRequest, ContainerUpdateFrame>(g),
         #[allow(unreachable_patterns)]
         _ => return None,
     })
@@ -133,17 +116,17 @@ fn client_request(kind: ClientRequestKind, g: &mut SchemaGenerator) -> Option<Va
 fn agent_request(kind: AgentRequestKind, g: &mut SchemaGenerator) -> Option<Value> {
     use AgentRequestKind as K;
     Some(match kind {
-        K::AgentToken => request(of::<AgentToken>(g), or_error::<AgentTokenStored>(g)),
-        K::AgentUpdateInstall => request(of::<AgentUpdateOrder>(g), or_error::<AgentUpdated>(g)),
+        K::AgentToken => answered::<AgentToken, AgentTokenStored>(g),
+        K::AgentUpdateInstall => answered::<AgentUpdateOrder, AgentUpdated>(g),
         // Sent without a reply inbox: never answered.
-        K::StreamCancel => json!({ "data": of::<StreamCancel>(g) }),
-        K::Error => json!({ "data": of::<ErrorReply>(g) }),
+        K::StreamCancel => unanswered::<StreamCancel>(g),
+        K::Error => unanswered::<ErrorReply>(g),
         // The relay's resolution of a client's `container.deploy`.
-        K::ContainerCreate => request(of::<ContainerCreate>(g), stream_of::<DeployFrame>(g)),
+        K::ContainerCreate => streamed::<ContainerCreate, DeployFrame>(g),
         // The agent answers with its own fresh state; the relay gathers them.
-        K::UpdatesCheck => request(of::<UpdateCheckRequest>(g), or_error::<UpdateState>(g)),
+        K::UpdatesCheck => answered::<UpdateCheckRequest, UpdateState>(g),
         // Every registry login, from the relay (never from a client).
-        K::RegistryLogins => request(of::<RegistryLogins>(g), or_error::<RegistryLoginsStored>(g)),
+        K::RegistryLogins => answered::<RegistryLogins, RegistryLoginsStored>(g),
         // What a client asks an agent for is forwarded with the same payload and answer.
         _ => return client_request(ClientRequestKind::from_subject(kind.subject())?, g),
     })
@@ -152,12 +135,12 @@ fn agent_request(kind: AgentRequestKind, g: &mut SchemaGenerator) -> Option<Valu
 fn agent_push(kind: AgentPushKind, g: &mut SchemaGenerator) -> Option<Value> {
     use AgentPushKind as K;
     Some(match kind {
-        K::Heartbeat => json!({ "data": of::<Heartbeat>(g) }),
-        K::ContainerEvent => json!({ "data": of::<ContainerEvent>(g) }),
-        K::ContainerSync => json!({ "data": of::<ContainerSync>(g) }),
-        K::AgentForget => request(of::<AgentForgetRequest>(g), or_error::<AgentForgotten>(g)),
-        K::UpdatesState => json!({ "data": of::<UpdateState>(g) }),
-        K::AgentUpdateProgress => json!({ "data": of::<AgentUpdateProgress>(g) }),
+        K::Heartbeat => unanswered::<Heartbeat>(g),
+        K::ContainerEvent => unanswered::<ContainerEvent>(g),
+        K::ContainerSync => unanswered::<ContainerSync>(g),
+        K::AgentForget => answered::<AgentForgetRequest, AgentForgotten>(g),
+        K::UpdatesState => unanswered::<UpdateState>(g),
+        K::AgentUpdateProgress => unanswered::<AgentUpdateProgress>(g),
         #[allow(unreachable_patterns)]
         _ => return None,
     })
@@ -203,14 +186,11 @@ fn generate() -> (String, Vec<&'static str>) {
     let mut missing = Vec::new();
     let mut g = SchemaSettings::draft2020_12().into_generator();
     let hellos = json!({
-        "agent.register": request(of::<AgentRegister>(&mut g), or_error::<AgentWelcome>(&mut g)),
-        "agent.auth": request(of::<AgentAuth>(&mut g), or_error::<AgentWelcome>(&mut g)),
-        "client.hello": request(of::<ClientHello>(&mut g), or_error::<ClientWelcome>(&mut g)),
+        "agent.register": answered::<AgentRegister, AgentWelcome>(&mut g),
+        "agent.auth": answered::<AgentAuth, AgentWelcome>(&mut g),
+        "client.hello": answered::<ClientHello, ClientWelcome>(&mut g),
     });
-    let login = request(
-        of::<LoginRequest>(&mut g),
-        or_error::<LoginResponse>(&mut g),
-    );
+    let login = answered::<LoginRequest, LoginResponse>(&mut g);
     let client_requests = direction(
         ClientRequestKind::ALL,
         ClientRequestKind::subject,
