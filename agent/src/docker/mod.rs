@@ -219,13 +219,7 @@ impl DockerClient {
     /// Stops a container, giving it [`STOP_GRACE_SECS`] after SIGTERM; one already stopped counts
     /// as stopped.
     pub async fn stop(&self, id: &str) -> Result<(), DockerError> {
-        let options = StopContainerOptionsBuilder::new()
-            .t(STOP_GRACE_SECS)
-            .build();
-        self.halt(id, ErrorCode::DockerStopFailed, |d, name| async move {
-            d.stop_container(&name, Some(options)).await
-        })
-        .await
+        self.halt(id, Halt::Stop).await
     }
 
     /// Counts the deaths of container `id` as ZedOps' own while the guard lives (and a grace
@@ -237,26 +231,32 @@ impl DockerClient {
 
     /// Restarts a container with the same grace as [`stop`](Self::stop).
     pub async fn restart(&self, id: &str) -> Result<(), DockerError> {
-        let options = RestartContainerOptionsBuilder::new()
-            .t(STOP_GRACE_SECS)
-            .build();
-        self.halt(id, ErrorCode::DockerRestartFailed, |d, name| async move {
-            d.restart_container(&name, Some(options)).await
-        })
-        .await
+        self.halt(id, Halt::Restart).await
     }
 
-    /// A stop or restart of `id` (`call` gets its bare name): refused for the agent's own
-    /// container, and its deaths meanwhile count as asked for by ZedOps.
-    async fn halt<F, Fut>(&self, id: &str, failure: ErrorCode, call: F) -> Result<(), DockerError>
-    where
-        F: FnOnce(Docker, String) -> Fut,
-        Fut: Future<Output = Result<(), BollardError>>,
-    {
+    /// A stop or restart of `id`, with [`STOP_GRACE_SECS`] after SIGTERM: refused for the
+    /// agent's own container, and its deaths meanwhile count as asked for by ZedOps.
+    async fn halt(&self, id: &str, how: Halt) -> Result<(), DockerError> {
+        let failure = match how {
+            Halt::Stop => ErrorCode::DockerStopFailed,
+            Halt::Restart => ErrorCode::DockerRestartFailed,
+        };
         self.refuse_self(id, failure).await?;
         let _ours = self.requested.begin(id);
         let name = bare(id).to_string();
-        self.call(failure, Some(id), |d| call(d, name)).await
+        self.call(failure, Some(id), |d| async move {
+            match how {
+                Halt::Stop => {
+                    let options = StopContainerOptionsBuilder::new().t(STOP_GRACE_SECS);
+                    d.stop_container(&name, Some(options.build())).await
+                }
+                Halt::Restart => {
+                    let options = RestartContainerOptionsBuilder::new().t(STOP_GRACE_SECS);
+                    d.restart_container(&name, Some(options.build())).await
+                }
+            }
+        })
+        .await
     }
 
     /// The engine's version and id, or empty when Docker does not answer.
@@ -378,6 +378,13 @@ fn is_connection_failure(err: &BollardError) -> bool {
 /// A container reference without the leading `/` Docker names carry, so it fits in a URL path.
 fn bare(id: &str) -> &str {
     id.strip_prefix('/').unwrap_or(id)
+}
+
+/// What [`DockerClient::halt`] does to a container.
+#[derive(Debug, Clone, Copy)]
+enum Halt {
+    Stop,
+    Restart,
 }
 
 #[cfg(test)]
