@@ -28,63 +28,57 @@ pub async fn get(
     max: u64,
     sink: impl FnMut(&[u8]) -> Result<(), String>,
 ) -> Result<u64, String> {
-    match tokio::time::timeout(DOWNLOAD_TIMEOUT, get_inner(relay, tls, path, max, sink)).await {
+    // The connection and the whole body, within one bound.
+    let download = async move {
+        let url = relay.http(path);
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|err| format!("cannot make a URL of {url}: {err}"))?;
+        let host = uri.host().ok_or("the relay URL has no host")?.to_string();
+        let bare = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if relay.is_tls() { 443 } else { 80 });
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or(host);
+        let request = hyper::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
+            .header(header::HOST, authority)
+            .header(
+                header::USER_AGENT,
+                concat!("zedops-agent/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Empty::<Bytes>::new())
+            .map_err(|err| format!("cannot make the request: {err}"))?;
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((bare.as_str(), port)))
+            .await
+            .map_err(|_| format!("cannot connect to {url}: timed out"))?
+            .map_err(|err| format!("cannot connect to {url}: {err}"))?;
+        if relay.is_tls() {
+            let name = rustls::pki_types::ServerName::try_from(bare)
+                .map_err(|err| format!("the relay's host name is not usable for TLS: {err}"))?;
+            let stream = tokio::time::timeout(
+                CONNECT_TIMEOUT,
+                tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp),
+            )
+            .await
+            .map_err(|_| format!("TLS with {url} timed out"))?
+            .map_err(|err| format!("TLS with {url} failed: {err}"))?;
+            send(stream, request, &url, max, sink).await
+        } else {
+            send(tcp, request, &url, max, sink).await
+        }
+    };
+    match tokio::time::timeout(DOWNLOAD_TIMEOUT, download).await {
         Ok(result) => result,
         Err(_) => Err(format!(
             "the download of {path} took longer than {} s",
             DOWNLOAD_TIMEOUT.as_secs()
         )),
-    }
-}
-
-async fn get_inner(
-    relay: &RelayUrl,
-    tls: &Arc<rustls::ClientConfig>,
-    path: &str,
-    max: u64,
-    sink: impl FnMut(&[u8]) -> Result<(), String>,
-) -> Result<u64, String> {
-    let url = relay.http(path);
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|err| format!("cannot make a URL of {url}: {err}"))?;
-    let host = uri.host().ok_or("the relay URL has no host")?.to_string();
-    let bare = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = uri
-        .port_u16()
-        .unwrap_or(if relay.is_tls() { 443 } else { 80 });
-    let authority = uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .unwrap_or(host);
-    let request = hyper::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
-        .header(header::HOST, authority)
-        .header(
-            header::USER_AGENT,
-            concat!("zedops-agent/", env!("CARGO_PKG_VERSION")),
-        )
-        .body(Empty::<Bytes>::new())
-        .map_err(|err| format!("cannot make the request: {err}"))?;
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((bare.as_str(), port)))
-        .await
-        .map_err(|_| format!("cannot connect to {url}: timed out"))?
-        .map_err(|err| format!("cannot connect to {url}: {err}"))?;
-    if relay.is_tls() {
-        let name = rustls::pki_types::ServerName::try_from(bare)
-            .map_err(|err| format!("the relay's host name is not usable for TLS: {err}"))?;
-        let stream = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp),
-        )
-        .await
-        .map_err(|_| format!("TLS with {url} timed out"))?
-        .map_err(|err| format!("TLS with {url} failed: {err}"))?;
-        send(stream, request, &url, max, sink).await
-    } else {
-        send(tcp, request, &url, max, sink).await
     }
 }
 
