@@ -214,36 +214,20 @@ pub fn install(options: &InstallOptions) -> anyhow::Result<bool> {
         &config_dir,
         "configuration directory",
     );
-    let ca_path = target.path(CA_PATH);
-    let ca_file = match &ca_pem {
-        Some(pem) => {
-            changed |= note(
-                files::write(&ca_path, pem, 0o644, None)?,
-                &ca_path,
-                "CA certificate",
-            );
-            Some(CA_PATH.to_string())
-        }
-        None => {
-            changed |= removed(files::remove_file(&ca_path)?, &ca_path);
-            None
-        }
-    };
-    let key_path = target.path(TRUSTED_KEY_PATH);
-    let trusted_key_file = match &key_text {
-        Some(text) => {
-            changed |= note(
-                files::write(&key_path, text.as_bytes(), 0o644, None)?,
-                &key_path,
-                "trusted release key",
-            );
-            Some(TRUSTED_KEY_PATH.to_string())
-        }
-        None => {
-            changed |= removed(files::remove_file(&key_path)?, &key_path);
-            None
-        }
-    };
+    let ca_file = optional_file(
+        &target,
+        CA_PATH,
+        ca_pem.as_deref(),
+        "CA certificate",
+        &mut changed,
+    )?;
+    let trusted_key_file = optional_file(
+        &target,
+        TRUSTED_KEY_PATH,
+        key_text.as_ref().map(String::as_bytes),
+        "trusted release key",
+        &mut changed,
+    )?;
     let config = Config {
         relay,
         token,
@@ -633,6 +617,29 @@ fn unix_now() -> u64 {
 fn create_parent(path: &Path) -> anyhow::Result<()> {
     let dir = path.parent().context("an installed file has a directory")?;
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Writes `content` (readable by all, root's) to `path` in `target`, or removes the file there
+/// when there is no content, so a setting dropped since the last install leaves nothing behind;
+/// returns `path` for the configuration when the file is there.
+fn optional_file(
+    target: &Target,
+    path: &str,
+    content: Option<&[u8]>,
+    what: &str,
+    changed: &mut bool,
+) -> anyhow::Result<Option<String>> {
+    let file = target.path(path);
+    match content {
+        Some(content) => {
+            *changed |= note(files::write(&file, content, 0o644, None)?, &file, what);
+            Ok(Some(path.to_string()))
+        }
+        None => {
+            *changed |= removed(files::remove_file(&file)?, &file);
+            Ok(None)
+        }
+    }
 }
 
 /// Prints what changed and passes the flag on.
