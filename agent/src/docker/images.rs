@@ -242,33 +242,37 @@ impl DockerClient {
 /// refused credentials.
 fn pull_error(image: &str, message: &str) -> DockerError {
     let lower = message.to_ascii_lowercase();
-    let (code, sentence) = if lower.contains("unauthorized")
-        || lower.contains("authentication required")
-        || lower.contains("no basic auth credentials")
-        || lower.contains("incorrect username or password")
-    {
+    let says_any = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+    let (code, sentence) = if says_any(&[
+        "unauthorized",
+        "authentication required",
+        "no basic auth credentials",
+        "incorrect username or password",
+    ]) {
         (
             ErrorCode::RegistryAuthFailed,
             format!("the registry refused to serve {image} without valid credentials"),
         )
-    } else if lower.contains("manifest unknown")
-        || lower.contains("not found")
-        || lower.contains("pull access denied")
-        || lower.contains("repository does not exist")
-    {
+    } else if says_any(&[
+        "manifest unknown",
+        "not found",
+        "pull access denied",
+        "repository does not exist",
+    ]) {
         (
             ErrorCode::ImageNotFound,
             format!("the registry has no image {image}; check the name and tag"),
         )
-    } else if lower.contains("connection refused")
-        || lower.contains("no such host")
-        || lower.contains("i/o timeout")
-        || lower.contains("dial tcp")
-        || lower.contains("tls")
-        || lower.contains("server misbehaving")
-        || lower.contains("network is unreachable")
-        || lower.contains("timeout exceeded")
-    {
+    } else if says_any(&[
+        "connection refused",
+        "no such host",
+        "i/o timeout",
+        "dial tcp",
+        "tls",
+        "server misbehaving",
+        "network is unreachable",
+        "timeout exceeded",
+    ]) {
         (
             ErrorCode::RegistryUnreachable,
             format!("cannot reach the registry of {image}; check its address and that it is up"),
