@@ -211,10 +211,6 @@ pub async fn run(o: Options<'_>) -> anyhow::Result<()> {
     let (base, end) = (at(&samples, BASELINE_MINUTE), at(&samples, o.minutes));
     let (anon_base, anon_end) = (at(&parts, BASELINE_MINUTE), at(&parts, o.minutes));
     let growth = |from: u64, to: u64| to as i64 - from as i64;
-    let agent_growth = growth(base.1, end.1);
-    let relay_growth = growth(base.2, end.2);
-    let max_agent = samples.iter().map(|s| s.1).max().unwrap_or(0);
-    let max_relay = samples.iter().map(|s| s.2).max().unwrap_or(0);
     let actions = actions.load(Ordering::Relaxed);
     println!(
         "soak over {} minutes: {actions} Docker actions (about {} container events), {} events reached the client, {} stats samples delivered",
@@ -223,22 +219,24 @@ pub async fn run(o: Options<'_>) -> anyhow::Result<()> {
         received.load(Ordering::Relaxed),
         stats_samples.load(Ordering::Relaxed)
     );
-    println!(
-        "  agent RSS: minute {BASELINE_MINUTE} {:.2} MB, minute {} {:.2} MB: {agent_growth:+} KiB (max {:.2} MB) (flat = within {FLAT_KIB} KiB: {})",
-        base.1 as f64 / 1024.0,
-        o.minutes,
-        end.1 as f64 / 1024.0,
-        max_agent as f64 / 1024.0,
-        verdict(agent_growth <= FLAT_KIB as i64)
-    );
-    println!(
-        "  relay RSS: minute {BASELINE_MINUTE} {:.2} MB, minute {} {:.2} MB: {relay_growth:+} KiB (max {:.2} MB) (flat: {})",
-        base.2 as f64 / 1024.0,
-        o.minutes,
-        end.2 as f64 / 1024.0,
-        max_relay as f64 / 1024.0,
-        verdict(relay_growth <= FLAT_KIB as i64)
-    );
+    // Each process's RSS at the baseline minute and at the end, its growth and its peak.
+    let mb = |kib: u64| kib as f64 / 1024.0;
+    let max = |rss: fn(&(u64, u64, u64)) -> u64| samples.iter().map(rss).max().unwrap_or(0);
+    let within = format!("flat = within {FLAT_KIB} KiB");
+    for (who, from, to, peak, flat) in [
+        ("agent", base.1, end.1, max(|s| s.1), within.as_str()),
+        ("relay", base.2, end.2, max(|s| s.2), "flat"),
+    ] {
+        let grew = growth(from, to);
+        println!(
+            "  {who} RSS: minute {BASELINE_MINUTE} {:.2} MB, minute {} {:.2} MB: {grew:+} KiB (max {:.2} MB) ({flat}: {})",
+            mb(from),
+            o.minutes,
+            mb(to),
+            mb(peak),
+            verdict(grew <= FLAT_KIB as i64)
+        );
+    }
     println!(
         "  of which anonymous (heap, stacks): agent {:+} KiB, relay {:+} KiB; the rest is pages of the binaries run for the first time",
         growth(anon_base.1, anon_end.1),
