@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use zedops_testkit::{TestNats, TestPostgres};
 
 use crate::fake_peer;
+use crate::process::UNLIMITED_ROUTING;
 use crate::stats::{free_port, ms, percentile, rss_kib, verdict};
 
 /// What to run: `agents` simulated agents, `rounds` timed requests of each kind, `seconds` of
@@ -46,18 +47,10 @@ impl Relay {
         let child = Command::new(binary)
             .args(["--database", database, "serve", "--nats", nats])
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args([
-                // Every simulated peer dials from 127.0.0.1, and routing is what is measured:
-                // the per-address, per-connection and per-agent limits would stop the load.
-                "--max-connections-per-address",
-                "1000000",
-                "--max-messages-per-sec",
-                "0",
-                "--max-agent-messages-per-sec",
-                "0",
-                "--max-agent-requests",
-                "1000000",
-            ])
+            // Every simulated peer dials from 127.0.0.1, and routing is what is measured:
+            // the per-address, per-connection and per-agent limits would stop the load.
+            .args(["--max-connections-per-address", "1000000"])
+            .args(UNLIMITED_ROUTING)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()

@@ -8,6 +8,18 @@ use std::time::Duration;
 
 use crate::stats::free_port;
 
+/// Relay options that lift the per-connection message rate and the per-agent limits, for the
+/// benchmarks whose load is routing itself: a few pipelined connections would otherwise hit
+/// them within a second.
+pub const UNLIMITED_ROUTING: [&str; 6] = [
+    "--max-messages-per-sec",
+    "0",
+    "--max-agent-messages-per-sec",
+    "0",
+    "--max-agent-requests",
+    "1000000",
+];
+
 /// Kills the child process when dropped, so a failed benchmark leaves nothing running.
 pub struct Reaper(pub Child);
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::fake_peer;
-use crate::process::serve_relay;
+use crate::process::{UNLIMITED_ROUTING, serve_relay};
 
 pub async fn run(
     binary: &Path,
@@ -34,17 +34,7 @@ pub async fn run(
         .expect("login");
     store.close().await;
 
-    // Routing is what is measured: a few pipelined connections would otherwise hit the
-    // per-connection message limit and the per-agent in-flight cap within a second.
-    let unlimited = [
-        "--max-messages-per-sec",
-        "0",
-        "--max-agent-messages-per-sec",
-        "0",
-        "--max-agent-requests",
-        "1000000",
-    ];
-    let (relay, port) = serve_relay(binary, &db, &unlimited).await?;
+    let (relay, port) = serve_relay(binary, &db, &UNLIMITED_ROUTING).await?;
     let base = format!("ws://127.0.0.1:{port}");
     for (i, token) in agent_tokens.iter().enumerate() {
         let ws = fake_peer::agent(&base, token, &format!("fast-{i}")).await?;
