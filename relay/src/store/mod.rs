@@ -108,6 +108,13 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// A migration that fails is a database error like any other (or `Unavailable`).
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        sqlx::Error::from(e).into()
+    }
+}
+
 impl StoreError {
     /// The database could not be reached; the request may succeed when it is back.
     pub fn is_unavailable(&self) -> bool {
@@ -232,10 +239,7 @@ impl Store {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::from(sqlx::Error::from(e)))?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Self {
             pool: Backend::Postgres(pool),
         })
@@ -266,10 +270,7 @@ impl Store {
             .await?;
         // The SQLite migrations keep the versions and checksums they had before PostgreSQL
         // was added, so existing databases open as they did.
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::from(sqlx::Error::from(e)))?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(Self {
             pool: Backend::Sqlite(pool),
         })

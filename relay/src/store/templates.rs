@@ -23,6 +23,19 @@ macro_rules! save_version {
     };
 }
 
+/// The current version of template `$name`, `None` when there is none, read in transaction
+/// `$tx` (a macro for the same reason as `save_version!`).
+macro_rules! current_version {
+    ($tx:expr, $name:expr) => {{
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM templates WHERE name = $1")
+                .bind($name)
+                .fetch_optional(&mut *$tx)
+                .await?;
+        version
+    }};
+}
+
 /// A template as stored.
 #[derive(Debug, Clone)]
 pub struct TemplateRow {
@@ -99,12 +112,7 @@ fn row(r: &(impl Fields + ?Sized)) -> Result<TemplateRow, TemplateError> {
 pub async fn insert(store: &Store, body: &TemplateBody, by: &str) -> Result<u32, TemplateError> {
     with_pool!(store, |pool| {
         let mut tx = pool.begin().await?;
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM templates WHERE name = $1")
-                .bind(&body.name)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if exists.is_some() {
+        if current_version!(tx, &body.name).is_some() {
             return Err(TemplateError::Exists(body.name.clone()));
         }
         let last: Option<i64> =
@@ -136,12 +144,7 @@ pub async fn insert(store: &Store, body: &TemplateBody, by: &str) -> Result<u32,
 pub async fn update(store: &Store, body: &TemplateBody, by: &str) -> Result<u32, TemplateError> {
     with_pool!(store, |pool| {
         let mut tx = pool.begin().await?;
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM templates WHERE name = $1")
-                .bind(&body.name)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(current) = current else {
+        let Some(current) = current_version!(tx, &body.name) else {
             return Err(TemplateError::NotFound(body.name.clone()));
         };
         let version = current + 1;
