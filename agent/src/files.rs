@@ -128,12 +128,7 @@ pub async fn remove(
             "refusing to remove the container's root",
         ));
     }
-    if docker
-        .stat(&request.container_id, &path)
-        .await
-        .map_err(reply)?
-        .is_none()
-    {
+    if !exists(docker, &request.container_id, &path).await? {
         return Err(ErrorReply::new(
             ErrorCode::FileNotFound,
             format!("nothing at {path}"),
@@ -154,12 +149,7 @@ pub async fn mkdir(
 ) -> Result<FileDone, ErrorReply> {
     let path = checked_path(&request.path)?;
     let (parent, name, parent_owner) = parent_dir(docker, &request.container_id, &path).await?;
-    if docker
-        .stat(&request.container_id, &path)
-        .await
-        .map_err(reply)?
-        .is_some()
-    {
+    if exists(docker, &request.container_id, &path).await? {
         return Err(ErrorReply::new(
             ErrorCode::FileFailed,
             format!("{path} already exists"),
@@ -175,6 +165,11 @@ pub async fn mkdir(
         .await
         .map_err(reply)?;
     Ok(FileDone { path })
+}
+
+/// Whether there is anything at `path` in `container`.
+async fn exists(docker: &DockerClient, container: &str, path: &str) -> Result<bool, ErrorReply> {
+    Ok(docker.stat(container, path).await.map_err(reply)?.is_some())
 }
 
 /// The existing directory holding `path`, the name in it, and the directory's owner.
