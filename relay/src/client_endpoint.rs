@@ -154,14 +154,17 @@ async fn serve(state: Arc<AppState>, socket: Socket) {
                         tokio::spawn(async move {
                             let counted = state.hub.drain.count();
                             let reply = router::handle(&state, &session, &conn, frame).await;
-                            drop(counted);
                             match reply {
                                 Reply::Frame(answer) => {
                                     let _ = answers_tx.send(answer.into()).await;
+                                    // Counted until its answer is queued: the close at the end
+                                    // of a drain writes what is queued first.
+                                    drop(counted);
                                 }
                                 // Holds its in-flight permit while it runs, which bounds the streams
                                 // one connection can have open.
                                 Reply::Stream { inbox, stream } => {
+                                    drop(counted);
                                     streams::pump(stream, &conn.streams, &inbox, &answers_tx).await;
                                 }
                             }
@@ -229,6 +232,11 @@ async fn serve(state: Arc<AppState>, socket: Socket) {
                 break;
             }
             _ = shutdown.changed() => {
+                // Answers queued by requests that finished during the drain go out before the
+                // close (one batch: a stream still running does not hold the close up).
+                if let Ok(first) = answers.try_recv() {
+                    let _ = write_answers(&mut socket, first, &mut answers).await;
+                }
                 socket.close(axum::extract::ws::close_code::AWAY, "relay shutting down").await;
                 break;
             }

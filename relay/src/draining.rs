@@ -1,7 +1,8 @@
-//! Whether the relay is draining, and the client requests still in flight: the state the hub
+//! Whether the relay is draining, and the requests still in flight: the state the hub
 //! holds and the endpoints ask. A leaf, so the hub needs nothing above it; the drain itself
 //! (which also stops the server) is the `drain` module, above the relay's state.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -15,19 +16,26 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DRAINING: &str =
     "this relay is shutting down; reconnect to another relay of the cluster (or retry in a moment)";
 
-/// The relay's draining state and its client requests in flight (streams excluded: a log
-/// follow never ends by itself, it is cut by the close).
+/// The relay's draining state and the requests in flight: its clients' and those other relays
+/// of a cluster sent to its agents (streams excluded: a log follow never ends by itself, it is
+/// cut by the close).
 #[derive(Default)]
 pub struct Drain {
     draining: AtomicBool,
+    counter: Arc<Counter>,
+}
+
+#[derive(Default)]
+struct Counter {
     in_flight: AtomicUsize,
     idle: Notify,
 }
 
-/// One client request in flight, counted until dropped.
-pub struct InFlight<'a>(&'a Drain);
+/// One request in flight, counted until dropped. Owned, so that a request another relay sent
+/// can hold it until its agent answers.
+pub struct InFlight(Arc<Counter>);
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.idle.notify_waiters();
@@ -47,13 +55,13 @@ impl Drain {
     }
 
     /// Counts a request in flight until the returned guard drops.
-    pub fn count(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        InFlight(self)
+    pub fn count(&self) -> InFlight {
+        self.counter.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.counter.clone())
     }
 
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Acquire)
+        self.counter.in_flight.load(Ordering::Acquire)
     }
 
     /// From now on, new connections and requests are refused.
@@ -65,7 +73,7 @@ impl Drain {
     pub async fn finished(&self, timeout: Duration) -> bool {
         tokio::time::timeout(timeout, async {
             loop {
-                let idle = self.idle.notified();
+                let idle = self.counter.idle.notified();
                 if self.in_flight() == 0 {
                     return;
                 }

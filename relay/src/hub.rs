@@ -518,6 +518,8 @@ pub(crate) trait Peers: Send + Sync {
     fn remote_online(&self) -> HashMap<String, i64>;
     /// Whether the connection to NATS is up (for `/readyz`).
     fn nats_connected(&self) -> bool;
+    /// Resolves once what this relay queued for the others reached NATS.
+    fn flushed(&self) -> tokio::sync::oneshot::Receiver<()>;
 }
 
 impl Default for Hub {
@@ -550,6 +552,14 @@ impl Hub {
     /// and this relay's agents, events and revocations are announced to the others.
     pub(crate) fn set_cluster(&self, peers: Arc<dyn Peers>) {
         let _ = self.cluster.set(peers);
+    }
+
+    /// Waits, at most `within`, until what this relay queued for the other relays of its
+    /// cluster (answers, agents that left) reached NATS: a stopping relay's last words.
+    pub(crate) async fn flush_cluster(&self, within: Duration) {
+        if let Some(peers) = self.cluster.get() {
+            let _ = tokio::time::timeout(within, peers.flushed()).await;
+        }
     }
 
     pub(crate) fn cluster(&self) -> Option<&Arc<dyn Peers>> {

@@ -2,7 +2,8 @@
 //! mark of a stand-in's close, and the clock that orders two connections of one agent.
 //!
 //! A leaf on purpose: the hub keeps these on its agent links, and the cluster (which sits above
-//! the hub, since it needs the relay's state) fills them in. Nothing here imports the crate.
+//! the hub, since it needs the relay's state) fills them in. It imports only the drain's
+//! counter, another leaf.
 
 use std::sync::Arc;
 
@@ -31,6 +32,9 @@ pub(crate) struct Forward {
     /// A request with one answer (forgotten after it); a stream stays until closed.
     pub once: bool,
     pub(crate) out: Arc<dyn AnswerOut>,
+    /// A request with one answer is in flight on this relay until answered: a draining relay
+    /// waits for it (bounded) before it closes the agent's connection.
+    pub(crate) _counted: Option<crate::draining::InFlight>,
 }
 
 impl Forward {

@@ -229,6 +229,8 @@ impl Server {
         .await;
         self.state.tasks.close();
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.state.tasks.wait()).await;
+        // The connections' last answers and departures for the other relays of a cluster.
+        self.state.hub.flush_cluster(SHUTDOWN_GRACE).await;
         self.state.store.close().await;
         tracing::info!("relay stopped");
         Ok(())

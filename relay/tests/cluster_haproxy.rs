@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use cluster_support::haproxy::TestHaproxy;
 use cluster_support::{RelayProcess, http_get, http_status};
 use zedops_client::{Client, ClientEvent, ConnectOptions};
+use zedops_protocol::Operation;
 use zedops_protocol::Role;
-use zedops_testkit::{TestAgent, TestNats, TestPki, TestPostgres, TestRelay};
+use zedops_testkit::{TestAgent, TestContainers, TestNats, TestPki, TestPostgres, TestRelay};
 
 /// An app's connection through `proxy`, trusting the test CA.
 async fn connect(proxy: &TestHaproxy, token: &str, ca: &std::path::Path) -> Result<Client, String> {
@@ -218,5 +219,167 @@ async fn through_haproxy_an_agent_and_apps_move_to_the_other_relay_when_theirs_i
             ),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Upgrading one relay at a time behind HAProxy (docs/CLUSTER.md): the relay holding the agent
+/// is stopped with SIGTERM. It drains: two stops in flight, one asked on that relay and a longer
+/// one on the other (crossing over NATS), both finish and are answered; its agent and the apps are
+/// sent elsewhere and come back through HAProxy on the other relay (HAProxy takes the
+/// draining relay out of the pool: its `/readyz` fails); it exits cleanly.
+#[tokio::test]
+async fn through_haproxy_a_relay_drained_with_sigterm_finishes_its_requests_and_hands_everyone_over()
+ {
+    let Some(docker) = zedops_testkit::require_docker().await else {
+        return;
+    };
+    let Some(postgres) = TestPostgres::shared() else {
+        return;
+    };
+    let Some(nats) = TestNats::start() else {
+        return;
+    };
+    let database = postgres.database();
+    let control = TestRelay::builder()
+        .database(database.clone())
+        .nats(nats.url())
+        .start()
+        .await;
+    let behind = ["--trusted-proxy", "127.0.0.1", "--drain-timeout", "20s"];
+    let mut relays = [
+        RelayProcess::start_with(&database, &nats.url(), &behind).await,
+        RelayProcess::start_with(&database, &nats.url(), &behind).await,
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate(dir.path());
+    let Some(proxy) = TestHaproxy::start(&[&relays[0].addr, &relays[1].addr], &pki.cert, &pki.key)
+    else {
+        return;
+    };
+    // Two containers slow to stop (they wait after SIGTERM): the one stopped through the other
+    // relay takes longest, so the drain must wait for a request it did not get from a client
+    // of its own.
+    let mut containers = TestContainers::new(&docker);
+    let mut slow = Vec::new();
+    for (suffix, secs) in [("slow-here", 1), ("slow-across", 4)] {
+        let trap = format!("trap 'sleep {secs}; exit 0' TERM; sleep 100000 & wait");
+        slow.push(
+            containers
+                .create(suffix, &["/bin/sh", "-c", &trap], true)
+                .await,
+        );
+    }
+    let name = format!(
+        "drained-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let _agent = TestAgent::builder(&control)
+        .relays(&proxy.url())
+        .ca_file(&pki.ca_cert)
+        .name(&name)
+        .spawn()
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let holder = loop {
+        let here = [relays[0].agents_here().await, relays[1].agents_here().await];
+        if let Some(i) = here.iter().position(|&n| n == 1) {
+            break i;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never connected through HAProxy; its log:\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let other = 1 - holder;
+    let token = control.login("drain-admin", Role::Admin).await;
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        let app = connect(&proxy, &token, &pki.ca_cert)
+            .await
+            .expect("an app connects through HAProxy");
+        wait_reaches(&app, &name).await;
+        apps.push(app);
+    }
+    // Beside them, an app on each relay itself, to ask the stops on a known relay.
+    let mut direct = Vec::new();
+    for relay in &relays {
+        let app = Client::connect(ConnectOptions {
+            relay: relay.url.clone(),
+            token: token.clone(),
+            ca_file: None,
+            insecure: false,
+        })
+        .await
+        .expect("an app connects to the relay");
+        wait_reaches(&app, &name).await;
+        direct.push(app);
+    }
+    let stops: Vec<_> = [holder, other]
+        .into_iter()
+        .zip(slow.clone())
+        .map(|(on, container)| {
+            let (app, agent) = (direct[on].clone(), name.clone());
+            tokio::spawn(async move { app.action(&agent, &container, Operation::Stop).await })
+        })
+        .collect();
+    // Both stops have reached the agent (they take 1 s and 4 s there).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    relays[holder].terminate();
+    let stopped = Instant::now();
+    for (stop, on) in stops
+        .into_iter()
+        .zip(["the draining relay", "the other relay"])
+    {
+        let answer = stop.await.unwrap();
+        assert!(
+            answer.is_ok(),
+            "a stop asked on {on}, in flight when the drain began, was not answered: {answer:?}\nthe drained relay's log:\n{}",
+            relays[holder].log()
+        );
+    }
+    for container in &slow {
+        assert_eq!(containers.state(container).await, "exited");
+    }
+
+    let status = relays[holder]
+        .exited(Duration::from_secs(30))
+        .await
+        .expect("the drained relay exits within its drain bound");
+    assert!(status.success(), "{status:?}\n{}", relays[holder].log());
+    assert!(relays[holder].log().contains("draining"));
+
+    let deadline = stopped + Duration::from_secs(30);
+    for (n, app) in apps.iter().chain(&direct[other..=other]).enumerate() {
+        while let Err(e) = reaches(app, &name).await {
+            assert!(
+                Instant::now() < deadline,
+                "app {n} does not reach the agent again within 30 s of the SIGTERM: {e}; HAProxy's log:\n{}",
+                proxy.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(
+        relays[other].agents_here().await,
+        1,
+        "the agent is on the other relay"
+    );
+    eprintln!(
+        "{:?} after the SIGTERM, the agent and the apps were answered through HAProxy",
+        stopped.elapsed()
+    );
+}
+
+/// Waits up to 10 s until `app` reaches agent `name`.
+async fn wait_reaches(app: &Client, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(e) = reaches(app, name).await {
+        assert!(
+            Instant::now() < deadline,
+            "an app does not reach the agent: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

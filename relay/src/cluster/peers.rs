@@ -798,6 +798,9 @@ impl Cluster {
                             relay: from.into(),
                             once,
                             out: self.answers.clone(),
+                            _counted: once
+                                .then(|| self.state().map(|state| state.hub.drain.count()))
+                                .flatten(),
                         },
                     );
                 }
@@ -1092,6 +1095,10 @@ fn acknowledged(ack: &[u8], count: usize) -> Outcome {
 }
 
 impl Peers for Cluster {
+    fn flushed(&self) -> oneshot::Receiver<()> {
+        self.out.flushed()
+    }
+
     fn connected(&self, link: &Arc<AgentLink>) {
         let (stop_tx, stop_rx) = oneshot::channel();
         self.holding
@@ -1276,6 +1283,11 @@ async fn publish(
             },
         };
         let (subject, headers, payload) = match message {
+            wire::Outgoing::Flush(done) => {
+                let _ = client.flush().await;
+                let _ = done.send(());
+                continue;
+            }
             wire::Outgoing::Message {
                 subject,
                 headers,

@@ -122,6 +122,8 @@ pub enum Outgoing {
     /// An agent's answer for the relay that asked: sent together with the answers queued
     /// after it for the same relay, when that relay reads batches.
     Answer(Answer),
+    /// Everything queued before it is published and flushed to NATS: then this is told.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// An agent's answer (or its departure) for a request another relay sent.
@@ -224,6 +226,14 @@ impl Outbox {
     pub fn json(&self, subject: &str, value: &impl Serialize) {
         let payload = serde_json::to_vec(value).expect("cluster messages serialise");
         self.send(subject.to_string(), HeaderMap::new(), payload);
+    }
+
+    /// Resolves once everything queued so far reached NATS (a relay stopping sends its last
+    /// answers and its agents' departures before it exits); at once when the queue is full.
+    pub fn flushed(&self) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queue(Outgoing::Flush(tx));
+        rx
     }
 
     /// An agent's answer for `inbox` to the relay that asked.

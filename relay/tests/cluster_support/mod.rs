@@ -91,6 +91,15 @@ impl RelayProcess {
         assert!(status.success(), "kill -STOP");
     }
 
+    /// SIGTERM: the relay drains (finishes what is in flight, sends everyone elsewhere) and exits.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill -TERM");
+        assert!(status.success(), "kill -TERM");
+    }
+
     /// SIGKILL, and waits until the process is gone.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
