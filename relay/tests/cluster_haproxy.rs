@@ -3,7 +3,8 @@
 //! two relay processes on one PostgreSQL and NATS, a real agent and apps connected only through
 //! HAProxy over TLS. The relay holding the agent is killed with SIGKILL: the agent and the apps
 //! come back through HAProxy on the other relay. A relay that is alive but not ready (`/readyz`
-//! 503) is taken out of the pool for new connections while its existing ones keep working.
+//! 503) is taken out of the pool for new connections while its existing ones keep working. A
+//! relay stopped with SIGTERM drains: what was in flight through it is answered, everyone moves.
 //! Real PostgreSQL, `nats-server`, `haproxy` and Docker; under CI=true a missing part fails.
 
 mod cluster_support;
