@@ -11,7 +11,7 @@ use zedops_client::Client;
 use zedops_protocol::{MAX_FRAME_BYTES, PROTOCOL_VERSION, Role};
 use zedops_relay::Timeouts;
 use zedops_testkit::TestRelay;
-use zedops_testkit::wire::{client_hello, dial, next_frame, send};
+use zedops_testkit::wire::{FakeAgent, client_hello, dial, next_frame, send};
 
 fn error_code(frame: &Value) -> &str {
     frame["data"]["errorCode"]
@@ -142,33 +142,31 @@ async fn the_agent_endpoint_refuses_bad_input_and_a_silent_agent_times_out() {
     let bystander = relay.client_with(&token).await;
     let info = json!({"version": "0", "os": "linux", "arch": "x86_64"});
 
-    let mut ws = dial(&relay, "/ws/agent").await;
-    ws.send(Message::text("][")).await.unwrap();
-    assert_eq!(
-        error_code(&next_frame(&mut ws).await.unwrap()),
-        "INVALID_REQUEST"
-    );
-
-    let mut ws = dial(&relay, "/ws/agent").await;
-    send(&mut ws, json!({"subject": "agent.auth", "data": {"protocolVersion": PROTOCOL_VERSION, "agentId": "a", "token": "za_nope", "info": info}})).await;
-    assert_eq!(
-        error_code(&next_frame(&mut ws).await.unwrap()),
-        "UNAUTHORIZED"
-    );
-
-    let mut ws = dial(&relay, "/ws/agent").await;
-    send(&mut ws, json!({"subject": "agent.register", "data": {"protocolVersion": 3, "registrationToken": "zr_x", "name": "n", "info": info}})).await;
-    assert_eq!(
-        error_code(&next_frame(&mut ws).await.unwrap()),
-        "UNSUPPORTED_VERSION"
-    );
-
-    let mut ws = dial(&relay, "/ws/agent").await;
-    send(&mut ws, json!({"subject": "agent.register", "data": {"protocolVersion": PROTOCOL_VERSION, "registrationToken": "zr_x", "name": "bad name; rm -rf /", "info": info}})).await;
-    assert_eq!(
-        error_code(&next_frame(&mut ws).await.unwrap()),
-        "INVALID_REQUEST"
-    );
+    // Each first frame on a connection of its own: not JSON, a wrong token, a foreign protocol
+    // version, a name that is not one.
+    for (first, code) in [
+        ("][".to_string(), "INVALID_REQUEST"),
+        (
+            json!({"subject": "agent.auth", "data": {"protocolVersion": PROTOCOL_VERSION, "agentId": "a", "token": "za_nope", "info": info}}).to_string(),
+            "UNAUTHORIZED",
+        ),
+        (
+            json!({"subject": "agent.register", "data": {"protocolVersion": 3, "registrationToken": "zr_x", "name": "n", "info": info}}).to_string(),
+            "UNSUPPORTED_VERSION",
+        ),
+        (
+            json!({"subject": "agent.register", "data": {"protocolVersion": PROTOCOL_VERSION, "registrationToken": "zr_x", "name": "bad name; rm -rf /", "info": info}}).to_string(),
+            "INVALID_REQUEST",
+        ),
+    ] {
+        let mut ws = dial(&relay, "/ws/agent").await;
+        ws.send(Message::text(first.clone())).await.unwrap();
+        assert_eq!(
+            error_code(&next_frame(&mut ws).await.unwrap()),
+            code,
+            "{first}"
+        );
+    }
 
     let mut ws = dial(&relay, "/ws/agent").await;
     let _ = ws
@@ -179,35 +177,29 @@ async fn the_agent_endpoint_refuses_bad_input_and_a_silent_agent_times_out() {
         Err(code) => assert_eq!(code, Some(1009)),
     }
 
-    // A real enrolment by hand, then an agent that never answers.
-    let mut silent = dial(&relay, "/ws/agent").await;
-    let reg = relay.registration_token().await;
-    send(&mut silent, json!({"subject": "agent.register", "data": {"protocolVersion": PROTOCOL_VERSION, "registrationToken": reg, "name": "silent", "info": info}})).await;
-    let welcome = next_frame(&mut silent).await.unwrap();
-    assert_eq!(welcome["subject"], "agent.welcome");
-    assert!(
-        welcome["data"]["token"]
-            .as_str()
-            .unwrap()
-            .starts_with("za_")
-    );
-    silent.send(Message::text("{oops")).await.unwrap();
-    assert_eq!(
-        error_code(&next_frame(&mut silent).await.unwrap()),
-        "INVALID_REQUEST"
-    );
-    // Live-state pushes are decoded strictly too: an unknown field or an oversize value is
-    // refused to that agent, and nothing reaches the clients.
-    send(&mut silent, json!({"subject": "container.event", "data": {"containerId": "c", "name": "x", "action": "die", "timeNano": 1, "bogus": true}})).await;
-    assert_eq!(
-        error_code(&next_frame(&mut silent).await.unwrap()),
-        "INVALID_REQUEST"
-    );
-    send(&mut silent, json!({"subject": "container.sync", "data": {"containers": [], "reason": "x".repeat(10_000)}})).await;
-    assert_eq!(
-        error_code(&next_frame(&mut silent).await.unwrap()),
-        "INVALID_REQUEST"
-    );
+    // A real enrolment over a raw WebSocket, then an agent that never answers.
+    let FakeAgent {
+        ws: mut silent,
+        token,
+        ..
+    } = FakeAgent::enrol(&relay, "silent")
+        .await
+        .expect("agent.welcome");
+    assert!(token.starts_with("za_"));
+    // Not JSON; and live-state pushes are decoded strictly too: an unknown field or an oversize
+    // value is refused to that agent, and nothing reaches the clients.
+    for frame in [
+        "{oops".to_string(),
+        json!({"subject": "container.event", "data": {"containerId": "c", "name": "x", "action": "die", "timeNano": 1, "bogus": true}}).to_string(),
+        json!({"subject": "container.sync", "data": {"containers": [], "reason": "x".repeat(10_000)}}).to_string(),
+    ] {
+        silent.send(Message::text(frame.clone())).await.unwrap();
+        assert_eq!(
+            error_code(&next_frame(&mut silent).await.unwrap()),
+            "INVALID_REQUEST",
+            "{frame}"
+        );
+    }
 
     let err = bystander.containers("silent").await.unwrap_err();
     assert_eq!(err.code(), "TIMEOUT", "{err}");
