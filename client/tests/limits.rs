@@ -9,9 +9,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use zedops_client::Client;
-use zedops_protocol::{PROTOCOL_VERSION, Role};
+use zedops_protocol::Role;
 use zedops_relay::{Limits, Timeouts};
-use zedops_testkit::wire::{LIVENESS, Ws, client_hello, dial, hello, next_text};
+use zedops_testkit::wire::{FakeAgent, LIVENESS, Ws, client_hello, next_text};
 use zedops_testkit::{TestAgent, TestRelay, require_docker};
 
 /// Frames a flooder sends at most: far more than the burst (256) plus the refusals allowed
@@ -143,15 +143,10 @@ async fn a_flooding_agent_is_refused_then_closed_and_other_agents_keep_answering
     let agent = TestAgent::builder(&relay).name("steady").online().await;
     let bystander = relay.client("calm", Role::Viewer).await;
 
-    let mut ws = dial(&relay, "/ws/agent").await;
-    let info = json!({"version": "0", "os": "linux", "arch": "x86_64"});
-    hello(
-        &mut ws,
-        json!({"subject": "agent.register", "data": {"protocolVersion": PROTOCOL_VERSION,
-            "registrationToken": relay.registration_token().await, "name": "noisy", "info": info}}),
-        "agent.welcome",
-    )
-    .await;
+    let ws = FakeAgent::enrol(&relay, "noisy")
+        .await
+        .expect("agent.welcome")
+        .ws;
     relay.wait_agent("noisy", true).await;
     let asking = tokio::spawn(keep_asking(bystander.clone(), "steady".into(), 25));
     // Heartbeats cost the relay nothing to answer, so only the limit stops them; answers to
@@ -192,15 +187,10 @@ async fn an_agent_takes_a_bounded_number_of_requests_and_the_next_client_is_told
     let agent = TestAgent::builder(&relay).name("steady").online().await;
 
     // An agent that never answers: every request to it stays in flight until the timeout.
-    let mut silent = dial(&relay, "/ws/agent").await;
-    let info = json!({"version": "0", "os": "linux", "arch": "x86_64"});
-    hello(
-        &mut silent,
-        json!({"subject": "agent.register", "data": {"protocolVersion": PROTOCOL_VERSION,
-            "registrationToken": relay.registration_token().await, "name": "stuck", "info": info}}),
-        "agent.welcome",
-    )
-    .await;
+    let mut silent = FakeAgent::enrol(&relay, "stuck")
+        .await
+        .expect("agent.welcome")
+        .ws;
     let greedy = relay.client("greedy", Role::Viewer).await;
     let mut waiting = vec![];
     for _ in 0..4 {
