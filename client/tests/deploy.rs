@@ -8,7 +8,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use bollard::query_parameters::InspectContainerOptions;
-use support::{run, text, zedops};
+use support::{Zed, assert_ok, assert_stderr_says, text};
 use zedops_client::ClientError;
 use zedops_protocol::{ErrorCode, Role, TemplateBody};
 use zedops_testkit::docker::Cleanup;
@@ -353,56 +353,35 @@ async fn the_cli_adds_a_template_from_a_file_and_creates_with_a_summary_line() {
         ),
     )
     .unwrap();
-    let zed = |token: &str, args: &[&str]| {
-        let mut cmd = zedops(config.path());
-        cmd.env("ZEDOPS_TOKEN", token)
-            .env("ZEDOPS_RELAY", &relay.url)
-            .args(args);
-        cmd
-    };
-    let out = run(
-        &mut zed(
-            &operator_token,
-            &["template", "add", file.to_str().unwrap()],
-        ),
-        "",
-    )
-    .await;
+    let admin = Zed::new(&relay.url, &admin_token);
+    let operator = Zed::new(&relay.url, &operator_token);
+    let out = operator
+        .run(&["template", "add", file.to_str().unwrap()])
+        .await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("FORBIDDEN"),
-        "{}",
-        text(&out.stderr)
-    );
-    let out = run(
-        &mut zed(&admin_token, &["template", "add", file.to_str().unwrap()]),
-        "",
-    )
-    .await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains(&format!("added template {tname} (version 1)")));
-    let out = run(&mut zed(&operator_token, &["template", "list"]), "").await;
+    assert_stderr_says(&out, "FORBIDDEN");
+    let out = admin
+        .run(&["template", "add", file.to_str().unwrap()])
+        .await;
+    assert_ok(&out);
+    assert_stderr_says(&out, &format!("added template {tname} (version 1)"));
+    let out = operator.run(&["template", "list"]).await;
     assert!(text(&out.stdout).contains(&tname), "{}", text(&out.stdout));
 
-    let out = run(
-        &mut zed(
-            &operator_token,
-            &[
-                "create",
-                "--agent",
-                "cli-agent",
-                "--template",
-                &tname,
-                "--name",
-                &container,
-                "--set",
-                "MSG=bonjour",
-                "--start",
-            ],
-        ),
-        "",
-    )
-    .await;
+    let out = operator
+        .run(&[
+            "create",
+            "--agent",
+            "cli-agent",
+            "--template",
+            &tname,
+            "--name",
+            &container,
+            "--set",
+            "MSG=bonjour",
+            "--start",
+        ])
+        .await;
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("pulling "), "no progress line: {stderr}");
@@ -410,48 +389,25 @@ async fn the_cli_adds_a_template_from_a_file_and_creates_with_a_summary_line() {
         stderr.contains(&format!("created and started container {container} (")),
         "{stderr}"
     );
-    let out = run(
-        &mut zed(&operator_token, &["images", "--agent", "cli-agent"]),
-        "",
-    )
-    .await;
+    let out = operator.run(&["images", "--agent", "cli-agent"]).await;
     assert!(
         text(&out.stdout).contains(&container),
         "{}",
         text(&out.stdout)
     );
-    let out = run(
-        &mut zed(&operator_token, &["rm", "--agent", "cli-agent", &container]),
-        "",
-    )
-    .await;
+    let out = operator
+        .run(&["rm", "--agent", "cli-agent", &container])
+        .await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("DOCKER_REMOVE_FAILED"),
-        "{}",
-        text(&out.stderr)
-    );
-    let out = run(
-        &mut zed(
-            &operator_token,
-            &["rm", "--agent", "cli-agent", "--force", &container],
-        ),
-        "",
-    )
-    .await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_stderr_says(&out, "DOCKER_REMOVE_FAILED");
+    let out = operator
+        .run(&["rm", "--agent", "cli-agent", "--force", &container])
+        .await;
+    assert_ok(&out);
     leftovers.containers.clear();
     leftovers.volumes.clear();
-    let out = run(
-        &mut zed(&operator_token, &["rmi", "--agent", "cli-agent", &image]),
-        "",
-    )
-    .await;
-    assert!(
-        text(&out.stderr).contains("untagged"),
-        "{}",
-        text(&out.stderr)
-    );
+    let out = operator.run(&["rmi", "--agent", "cli-agent", &image]).await;
+    assert_stderr_says(&out, "untagged");
 }
 
 fn rand_suffix() -> u32 {
