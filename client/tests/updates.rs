@@ -55,6 +55,17 @@ impl Stage {
             .push(pull(&self.docker, &reference).await);
         (repo, reference)
     }
+
+    /// A relay with a real agent `{name}-{suffix}` online on this engine, and the CLI signed in
+    /// there as an operator: the relay and agent (kept for the test), the agent's name, the CLI.
+    async fn operator_cli(&self, name: &str) -> (TestRelay, TestAgent, String, Zed) {
+        let relay = TestRelay::builder().start().await;
+        let agent_name = format!("{name}-{}", self.suffix);
+        let agent = TestAgent::builder(&relay).name(&agent_name).online().await;
+        let operator = relay.login("otto", Role::Operator).await;
+        let zed = Zed::new(&relay.url, &operator);
+        (relay, agent, agent_name, zed)
+    }
 }
 
 /// Waits for the turn, then the engine and registry; None when either is missing outside CI.
@@ -317,11 +328,7 @@ async fn a_fleet_update_stops_at_a_canary_that_rolls_back_and_skips_never() {
     run_default(&docker, &never, &reference, Some("never")).await;
     let (old_image, _) = image_of(&docker, &canary).await;
 
-    let relay = TestRelay::builder().start().await;
-    let agent_name = format!("fleet-{suffix}");
-    let _agent = TestAgent::builder(&relay).name(&agent_name).online().await;
-    let operator = relay.login("otto", Role::Operator).await;
-    let zed = Zed::new(&relay.url, &operator);
+    let (_relay, _agent, agent_name, zed) = stage.operator_cli("fleet").await;
     let fleet = [
         "update",
         "--all",
@@ -439,11 +446,7 @@ async fn a_fleet_update_takes_a_pinned_container_only_when_included() {
     run_default(&docker, &pinned, &reference, Some("pinned")).await;
     let (old_image, _) = image_of(&docker, &pinned).await;
 
-    let relay = TestRelay::builder().start().await;
-    let agent_name = format!("pinned-{suffix}");
-    let _agent = TestAgent::builder(&relay).name(&agent_name).online().await;
-    let operator = relay.login("otto", Role::Operator).await;
-    let zed = Zed::new(&relay.url, &operator);
+    let (_relay, _agent, agent_name, zed) = stage.operator_cli("pinned").await;
     push_build(&docker, &stage.registry, &repo, false).await;
     json(
         &zed.run(&["updates", "--agent", &agent_name, "--check", "--json"])
