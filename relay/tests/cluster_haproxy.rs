@@ -43,87 +43,126 @@ async fn reaches(client: &Client, name: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// Two relay processes behind HAProxy (the configuration as shipped) on one PostgreSQL and
+/// NATS, and a relay outside HAProxy, in this process, that makes the users and tokens (the
+/// database is shared) and is never stopped.
+struct Behind {
+    nats: TestNats,
+    control: TestRelay,
+    relays: [RelayProcess; 2],
+    pki: TestPki,
+    proxy: TestHaproxy,
+    _dir: tempfile::TempDir,
+}
+
+impl Behind {
+    /// `extra`: more options for the relays' `serve`. None where a part is missing (outside CI).
+    async fn start(extra: &[&str]) -> Option<Self> {
+        zedops_testkit::require_docker().await?;
+        let postgres = TestPostgres::shared()?;
+        let nats = TestNats::start()?;
+        let database = postgres.database();
+        let control = TestRelay::builder()
+            .database(database.clone())
+            .nats(nats.url())
+            .start()
+            .await;
+        // The relays behind HAProxy trust its address for the clients' own (docs/CLUSTER.md).
+        let mut options = vec!["--trusted-proxy", "127.0.0.1"];
+        options.extend_from_slice(extra);
+        let relays = [
+            RelayProcess::start_with(&database, &nats.url(), &options).await,
+            RelayProcess::start_with(&database, &nats.url(), &options).await,
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::generate(dir.path());
+        let proxy = TestHaproxy::start(&[&relays[0].addr, &relays[1].addr], &pki.cert, &pki.key)?;
+        Some(Self {
+            nats,
+            control,
+            relays,
+            pki,
+            proxy,
+            _dir: dir,
+        })
+    }
+
+    /// The real agent `name`, given only HAProxy's URL, and which of the two relays it is on.
+    async fn agent(&self, name: &str) -> (TestAgent, usize) {
+        let agent = TestAgent::builder(&self.control)
+            .relays(&self.proxy.url())
+            .ca_file(&self.pki.ca_cert)
+            .name(name)
+            .spawn()
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let here = [
+                self.relays[0].agents_here().await,
+                self.relays[1].agents_here().await,
+            ];
+            if let Some(holder) = here.iter().position(|&n| n == 1) {
+                return (agent, holder);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent never connected through HAProxy; its log:\n{}",
+                self.proxy.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `n` apps through HAProxy, signed in as the admin whose device token is `token`, each
+    /// reaching agent `name`.
+    async fn apps(&self, token: &str, n: usize, name: &str) -> Vec<Client> {
+        let mut apps = Vec::new();
+        for _ in 0..n {
+            let app = connect(&self.proxy, token, &self.pki.ca_cert)
+                .await
+                .expect("an app connects through HAProxy");
+            wait_reaches(&app, name).await;
+            apps.push(app);
+        }
+        apps
+    }
+}
+
 #[tokio::test]
 async fn through_haproxy_an_agent_and_apps_move_to_the_other_relay_when_theirs_is_killed() {
-    let Some(_docker) = zedops_testkit::require_docker().await else {
-        return;
-    };
-    let Some(postgres) = TestPostgres::shared() else {
-        return;
-    };
-    let Some(nats) = TestNats::start() else {
-        return;
-    };
-    let database = postgres.database();
-    // A relay outside HAProxy, in this process: it makes the tokens and users (the database is
-    // shared) and is never killed.
-    let control = TestRelay::builder()
-        .database(database.clone())
-        .nats(nats.url())
-        .start()
-        .await;
-    // The relays behind HAProxy trust its address for the clients' own (docs/CLUSTER.md).
-    let behind = ["--trusted-proxy", "127.0.0.1"];
-    let mut relays = [
-        RelayProcess::start_with(&database, &nats.url(), &behind).await,
-        RelayProcess::start_with(&database, &nats.url(), &behind).await,
-    ];
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::generate(dir.path());
-    let Some(proxy) = TestHaproxy::start(&[&relays[0].addr, &relays[1].addr], &pki.cert, &pki.key)
-    else {
+    let Some(mut cluster) = Behind::start(&[]).await else {
         return;
     };
     // Plain HTTP is sent to HTTPS.
     assert_eq!(
-        http_status(&proxy.plain_addr, "/healthz").await,
+        http_status(&cluster.proxy.plain_addr, "/healthz").await,
         302,
         "{}",
-        proxy.log()
+        cluster.proxy.log()
     );
-
-    // The real agent, given only HAProxy's URL.
     let name = format!("behind-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let _agent = TestAgent::builder(&control)
-        .relays(&proxy.url())
-        .ca_file(&pki.ca_cert)
-        .name(&name)
-        .spawn()
-        .await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let holder = loop {
-        let here = [relays[0].agents_here().await, relays[1].agents_here().await];
-        if let Some(i) = here.iter().position(|&n| n == 1) {
-            break i;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the agent never connected through HAProxy; its log:\n{}",
-            proxy.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (_agent, holder) = cluster.agent(&name).await;
     let other = 1 - holder;
 
     // Three apps through HAProxy. It balances by least connections, so after the agent's one
     // connection the three land two on one relay and one beside the agent: one app must move.
-    let token = control.login("behind-admin", Role::Admin).await;
-    let mut apps = Vec::new();
-    for _ in 0..3 {
-        let app = connect(&proxy, &token, &pki.ca_cert)
-            .await
-            .expect("an app connects through HAProxy");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while let Err(e) = reaches(&app, &name).await {
-            assert!(
-                Instant::now() < deadline,
-                "an app through HAProxy does not reach the agent: {e}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let events = app.events();
-        apps.push((app, events));
-    }
+    let token = cluster.control.login("behind-admin", Role::Admin).await;
+    let mut apps: Vec<_> = cluster
+        .apps(&token, 3, &name)
+        .await
+        .into_iter()
+        .map(|app| {
+            let events = app.events();
+            (app, events)
+        })
+        .collect();
+    let Behind {
+        nats,
+        relays,
+        pki,
+        proxy,
+        ..
+    } = &mut cluster;
 
     // The agent's relay dies with no goodbye.
     relays[holder].kill();
@@ -178,7 +217,7 @@ async fn through_haproxy_an_agent_and_apps_move_to_the_other_relay_when_theirs_i
     nats.stop();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let refused = connect(&proxy, &token, &pki.ca_cert).await.err();
+        let refused = connect(proxy, &token, &pki.ca_cert).await.err();
         if refused.is_some() {
             break;
         }
@@ -206,7 +245,7 @@ async fn through_haproxy_an_agent_and_apps_move_to_the_other_relay_when_theirs_i
     nats.resume();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match connect(&proxy, &token, &pki.ca_cert).await {
+        match connect(proxy, &token, &pki.ca_cert).await {
             Ok(app) => {
                 reaches(&app, &name)
                     .await
@@ -231,32 +270,12 @@ async fn through_haproxy_an_agent_and_apps_move_to_the_other_relay_when_theirs_i
 #[tokio::test]
 async fn through_haproxy_a_relay_drained_with_sigterm_finishes_its_requests_and_hands_everyone_over()
  {
-    let Some(docker) = zedops_testkit::require_docker().await else {
+    let Some(mut cluster) = Behind::start(&["--drain-timeout", "20s"]).await else {
         return;
     };
-    let Some(postgres) = TestPostgres::shared() else {
-        return;
-    };
-    let Some(nats) = TestNats::start() else {
-        return;
-    };
-    let database = postgres.database();
-    let control = TestRelay::builder()
-        .database(database.clone())
-        .nats(nats.url())
-        .start()
-        .await;
-    let behind = ["--trusted-proxy", "127.0.0.1", "--drain-timeout", "20s"];
-    let mut relays = [
-        RelayProcess::start_with(&database, &nats.url(), &behind).await,
-        RelayProcess::start_with(&database, &nats.url(), &behind).await,
-    ];
-    let dir = tempfile::tempdir().unwrap();
-    let pki = TestPki::generate(dir.path());
-    let Some(proxy) = TestHaproxy::start(&[&relays[0].addr, &relays[1].addr], &pki.cert, &pki.key)
-    else {
-        return;
-    };
+    let docker = zedops_testkit::require_docker()
+        .await
+        .expect("checked above");
     // Two containers slow to stop (they wait after SIGTERM): the one stopped through the other
     // relay takes longest, so the drain must wait for a request it did not get from a client
     // of its own.
@@ -274,38 +293,14 @@ async fn through_haproxy_a_relay_drained_with_sigterm_finishes_its_requests_and_
         "drained-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    let _agent = TestAgent::builder(&control)
-        .relays(&proxy.url())
-        .ca_file(&pki.ca_cert)
-        .name(&name)
-        .spawn()
-        .await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let holder = loop {
-        let here = [relays[0].agents_here().await, relays[1].agents_here().await];
-        if let Some(i) = here.iter().position(|&n| n == 1) {
-            break i;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the agent never connected through HAProxy; its log:\n{}",
-            proxy.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (_agent, holder) = cluster.agent(&name).await;
     let other = 1 - holder;
-    let token = control.login("drain-admin", Role::Admin).await;
-    let mut apps = Vec::new();
-    for _ in 0..3 {
-        let app = connect(&proxy, &token, &pki.ca_cert)
-            .await
-            .expect("an app connects through HAProxy");
-        wait_reaches(&app, &name).await;
-        apps.push(app);
-    }
+    let token = cluster.control.login("drain-admin", Role::Admin).await;
+    let apps = cluster.apps(&token, 3, &name).await;
+    let Behind { relays, proxy, .. } = &mut cluster;
     // Beside them, an app on each relay itself, to ask the stops on a known relay.
     let mut direct = Vec::new();
-    for relay in &relays {
+    for relay in relays.iter() {
         let app = Client::connect(ConnectOptions {
             relay: relay.url.clone(),
             token: token.clone(),
