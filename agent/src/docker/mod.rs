@@ -105,16 +105,7 @@ impl DockerClient {
             .map(str::to_string)
             .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
             .unwrap_or_else(|| DEFAULT_HOST.to_string());
-        let client = Self {
-            host,
-            own_container: own_container::detect(),
-            engine: Mutex::new(None),
-            requested: events::Requested::default(),
-            pulls: tokio::sync::Semaphore::new(zedops_protocol::MAX_PULLS_PER_AGENT),
-            policy: crate::policy::LocalPolicy::default(),
-            max_file_size: zedops_protocol::DEFAULT_MAX_FILE_SIZE,
-            logins: Default::default(),
-        };
+        let client = Self::unconnected(host, own_container::detect());
         if let Some(id) = &client.own_container {
             tracing::info!(container = %&id[..12], "running in a container; it will not be stopped or restarted");
         }
@@ -122,6 +113,20 @@ impl DockerClient {
             tracing::warn!(%err, "Docker is not available yet; will retry on every request");
         }
         client
+    }
+
+    /// A client for `host` that has not dialled yet, with the default policy and limits.
+    fn unconnected(host: String, own_container: Option<String>) -> Self {
+        Self {
+            host,
+            own_container,
+            engine: Mutex::new(None),
+            requested: events::Requested::default(),
+            pulls: tokio::sync::Semaphore::new(zedops_protocol::MAX_PULLS_PER_AGENT),
+            policy: crate::policy::LocalPolicy::default(),
+            max_file_size: zedops_protocol::DEFAULT_MAX_FILE_SIZE,
+            logins: Default::default(),
+        }
     }
 
     /// All containers, running and stopped.
@@ -392,16 +397,7 @@ mod tests {
     use super::*;
 
     fn client() -> DockerClient {
-        DockerClient {
-            host: "unix:///x.sock".into(),
-            own_container: None,
-            engine: Mutex::new(None),
-            requested: events::Requested::default(),
-            pulls: tokio::sync::Semaphore::new(zedops_protocol::MAX_PULLS_PER_AGENT),
-            policy: crate::policy::LocalPolicy::default(),
-            max_file_size: zedops_protocol::DEFAULT_MAX_FILE_SIZE,
-            logins: Default::default(),
-        }
+        DockerClient::unconnected("unix:///x.sock".into(), None)
     }
 
     fn server_error(status_code: u16) -> BollardError {
