@@ -291,13 +291,8 @@ impl ArchiveReader {
             return Ok(0);
         }
         let n = self
-            .reader
-            .read(&mut buf[..want])
-            .await
-            .map_err(|e| read_failed(&e))?;
-        if n == 0 {
-            return Err(corrupt("the archive ended inside a file"));
-        }
+            .read_more(&mut buf[..want], "the archive ended inside a file")
+            .await?;
         self.remaining -= n as u64;
         Ok(n)
     }
@@ -305,11 +300,7 @@ impl ArchiveReader {
     async fn read_block(&mut self, block: &mut [u8; 512]) -> Result<bool, DockerError> {
         let mut filled = 0;
         while filled < block.len() {
-            let n = self
-                .reader
-                .read(&mut block[filled..])
-                .await
-                .map_err(|e| read_failed(&e))?;
+            let n = self.read_some(&mut block[filled..]).await?;
             if n == 0 {
                 // The end of the stream between entries is the end of the archive.
                 return if filled == 0 {
@@ -336,16 +327,25 @@ impl ArchiveReader {
         while bytes > 0 {
             let want = (sink.len() as u64).min(bytes) as usize;
             let n = self
-                .reader
-                .read(&mut sink[..want])
-                .await
-                .map_err(|e| read_failed(&e))?;
-            if n == 0 {
-                return Err(corrupt("the archive ended early"));
-            }
+                .read_more(&mut sink[..want], "the archive ended early")
+                .await?;
             bytes -= n as u64;
         }
         Ok(())
+    }
+
+    /// Reads what is there into `buf`, up to its length; 0 at the end of the stream.
+    async fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, DockerError> {
+        self.reader.read(buf).await.map_err(|e| read_failed(&e))
+    }
+
+    /// Like [`read_some`](Self::read_some) where more must come: the stream ending there is a
+    /// cut archive (`ended` says where).
+    async fn read_more(&mut self, buf: &mut [u8], ended: &str) -> Result<usize, DockerError> {
+        match self.read_some(buf).await? {
+            0 => Err(corrupt(ended)),
+            n => Ok(n),
+        }
     }
 }
 
