@@ -197,13 +197,9 @@ impl Store {
 
     /// Marks the installed build as having connected: it is kept from now on.
     pub fn confirm(&self) -> io::Result<()> {
-        if let Some(mut installed) = self.installed()
-            && !installed.confirmed
-        {
-            installed.confirmed = true;
-            self.write_state(STATE, &installed)?;
-        }
-        Ok(())
+        self.set_once(STATE, self.installed(), |installed| {
+            &mut installed.confirmed
+        })
     }
 
     /// Puts back the build the installed one replaced (or the packaged binary, by removing the
@@ -238,13 +234,26 @@ impl Store {
 
     /// Records that the last revert was told to the relay.
     pub fn mark_rollback_reported(&self) -> io::Result<()> {
-        if let Some(mut rollback) = self.rollback()
-            && !rollback.reported
-        {
-            rollback.reported = true;
-            self.write_state(ROLLBACK, &rollback)?;
+        self.set_once(ROLLBACK, self.rollback(), |rollback| &mut rollback.reported)
+    }
+
+    /// Sets the flag `flag` picks in `state` (as read from the state file `name`) and writes
+    /// the file back, unless there is no such state or the flag is set already.
+    fn set_once<T: Serialize>(
+        &self,
+        name: &str,
+        state: Option<T>,
+        flag: impl FnOnce(&mut T) -> &mut bool,
+    ) -> io::Result<()> {
+        let Some(mut state) = state else {
+            return Ok(());
+        };
+        let set = flag(&mut state);
+        if *set {
+            return Ok(());
         }
-        Ok(())
+        *set = true;
+        self.write_state(name, &state)
     }
 
     fn write_state<T: Serialize>(&self, name: &str, value: &T) -> io::Result<()> {
