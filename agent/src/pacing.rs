@@ -213,6 +213,11 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// A budget with a burst other than [`BURST_SECS`] of the rate.
+    fn budget(per_sec: u32, burst: u32) -> PushBudget {
+        PushBudget { per_sec, burst }
+    }
+
     #[test]
     fn the_default_budget_is_at_most_half_the_relays_limit() {
         use zedops_relay::rate_limit::{AGENT_MESSAGE_BURST, AGENT_MESSAGES_PER_SEC};
@@ -354,13 +359,7 @@ mod tests {
     #[test]
     fn a_sync_waits_for_a_token() {
         let t0 = Instant::now();
-        let mut pacer = Pacer::new(
-            PushBudget {
-                per_sec: 1,
-                burst: 1,
-            },
-            t0,
-        );
+        let mut pacer = Pacer::new(budget(1, 1), t0);
         assert_eq!(pacer.offer(t0, true), Offer::Push);
         assert_eq!(pacer.offer(t0, true), Offer::Hold);
         // Quiet after 200 ms, but the next token is there only at 1 s.
@@ -381,13 +380,7 @@ mod tests {
     #[test]
     fn a_snapshot_counts_against_the_budget_and_covers_held_events() {
         let t0 = Instant::now();
-        let mut pacer = Pacer::new(
-            PushBudget {
-                per_sec: 1,
-                burst: 2,
-            },
-            t0,
-        );
+        let mut pacer = Pacer::new(budget(1, 2), t0);
         pacer.synced(t0); // the snapshot on connecting
         assert_eq!(pacer.offer(t0, true), Offer::Push);
         assert_eq!(pacer.offer(t0, true), Offer::Hold);

@@ -236,31 +236,19 @@ mod tests {
             f(&mut s);
             s
         };
-        assert_eq!(field(&policy, &with(|s| s.privileged = true)), "privileged");
-        assert_eq!(
-            field(&policy, &with(|s| s.cap_add = vec!["SYS_ADMIN".into()])),
-            "capAdd"
-        );
-        assert_eq!(
-            field(&policy, &with(|s| s.devices = vec!["/dev/sda".into()])),
-            "devices"
-        );
-        assert_eq!(
-            field(&policy, &with(|s| s.pid_mode = Some("host".into()))),
-            "pidMode"
-        );
-        assert_eq!(
-            field(&policy, &with(|s| s.ipc_mode = Some("host".into()))),
-            "ipcMode"
-        );
-        assert_eq!(
-            field(&policy, &with(|s| s.network = Some("host".into()))),
-            "network"
-        );
-        assert_eq!(
-            field(&policy, &with(|s| s.network = Some("container:x".into()))),
-            "network"
-        );
+        type Change = fn(&mut ContainerSpec);
+        let refused: [(Change, &str); 7] = [
+            (|s| s.privileged = true, "privileged"),
+            (|s| s.cap_add = vec!["SYS_ADMIN".into()], "capAdd"),
+            (|s| s.devices = vec!["/dev/sda".into()], "devices"),
+            (|s| s.pid_mode = Some("host".into()), "pidMode"),
+            (|s| s.ipc_mode = Some("host".into()), "ipcMode"),
+            (|s| s.network = Some("host".into()), "network"),
+            (|s| s.network = Some("container:x".into()), "network"),
+        ];
+        for (change, name) in refused {
+            assert_eq!(field(&policy, &with(change)), name);
+        }
         assert!(
             policy
                 .check(&with(|s| s.network = Some("bridge".into())))
