@@ -13,7 +13,10 @@ use zedops_protocol::Role;
 use zedops_testkit::wire::{self, FakeAgent, Ws};
 use zedops_testkit::{TestAgent, TestNats, TestPostgres, TestRelay};
 
-use cluster_support::{admin, answer_all_recording, ask, push, request_for, wait_ready, wait_seen};
+use cluster_support::{
+    admin, answer_all_recording, ask, exec_cat, push, request_for, stop_answered, wait_ready,
+    wait_seen,
+};
 
 /// A NATS server, and `n` relays on one fresh database joined through it.
 async fn cluster(n: usize) -> Option<(TestNats, Vec<TestRelay>)> {
@@ -143,25 +146,11 @@ async fn a_client_on_one_relay_reaches_an_agent_on_another() {
     agent
         .send(json!({"subject": inbox, "data": {"containers": [{"id": "c1"}]}}))
         .await;
-    let (mut client, answer) = asked.await.unwrap();
+    let (client, answer) = asked.await.unwrap();
     assert_eq!(answer["containers"][0]["id"], "c1", "{answer}");
 
     // A container action through B: answered and audited (in the shared database).
-    let stopping = tokio::spawn(async move {
-        let answer = ask(
-            &mut client,
-            "container.stop",
-            json!({"agentId": id.clone(), "containerId": "c1"}),
-        )
-        .await;
-        (client, answer)
-    });
-    let request = request_for(&mut agent, "container.stop").await;
-    let inbox = request["reply"].as_str().unwrap().to_string();
-    agent
-        .send(json!({"subject": inbox, "data": {"success": true, "containerId": "c1", "operation": "stop"}}))
-        .await;
-    let (mut client, answer) = stopping.await.unwrap();
+    let (mut client, answer) = stop_answered(client, &mut agent, &id).await;
     assert_eq!(answer["success"], true, "{answer}");
     let audit = ask(&mut client, "audit.list", json!({})).await;
     assert!(
@@ -462,14 +451,7 @@ async fn a_console_session_crosses_relays_with_its_input_and_cancel() {
     let mut agent = FakeAgent::enrol(a, "shell-1").await.expect("enrols on A");
     wait_seen(b, &agent.id, true).await;
     let mut client = admin(b, "root").await;
-    wire::send(
-        &mut client,
-        json!({"subject": "container.exec", "reply": "_INBOX.exec",
-        "data": {"agentId": "shell-1", "containerId": "c1", "cmd": ["cat"], "stdin": true}}),
-    )
-    .await;
-    let request = request_for(&mut agent, "container.exec").await;
-    let agent_inbox = request["reply"].as_str().unwrap().to_string();
+    let agent_inbox = exec_cat(&mut client, &mut agent, "shell-1").await;
     // Output from the agent on A reaches the client on B.
     agent
         .send(json!({"subject": agent_inbox, "data": {"stream": "stdout", "data": "aGk="}}))
@@ -733,14 +715,7 @@ async fn a_burst_of_console_input_crosses_relays_whole_and_in_order() {
     let mut agent = FakeAgent::enrol(a, "burst-1").await.expect("enrols on A");
     wait_seen(b, &agent.id, true).await;
     let mut client = admin(b, "typist").await;
-    wire::send(
-        &mut client,
-        json!({"subject": "container.exec", "reply": "_INBOX.exec",
-        "data": {"agentId": "burst-1", "containerId": "c1", "cmd": ["cat"], "stdin": true}}),
-    )
-    .await;
-    let request = request_for(&mut agent, "container.exec").await;
-    let agent_inbox = request["reply"].as_str().unwrap().to_string();
+    let agent_inbox = exec_cat(&mut client, &mut agent, "burst-1").await;
 
     const FRAMES: usize = 6000;
     let chunk = |i: usize| base64::engine::general_purpose::STANDARD.encode(format!("{i:06}\n"));

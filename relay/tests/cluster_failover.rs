@@ -14,7 +14,7 @@ use zedops_protocol::Role;
 
 use cluster_support::{
     RelayProcess, Seeded, admin, answer_all, ask, ask_keeping, enrol_at, http_status, request_for,
-    seed, wait_ready, wait_seen,
+    seed, stop_answered, wait_ready, wait_seen,
 };
 use zedops_testkit::wire::{self, FakeAgent};
 use zedops_testkit::{TestAgent, TestContainers, TestNats, TestPostgres, TestRelay};
@@ -437,22 +437,8 @@ async fn with_postgres_stopped_a_cluster_routes_and_reads_refuses_writes_and_rec
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let stopping = tokio::spawn(async move {
-        let answer = ask(
-            &mut client,
-            "container.stop",
-            json!({"agentId": "db-less", "containerId": "c1"}),
-        )
-        .await;
-        (client, answer)
-    });
     // The first container.stop ever to reach the agent is this one.
-    let request = request_for(&mut agent, "container.stop").await;
-    let inbox = request["reply"].as_str().unwrap().to_string();
-    agent
-        .send(json!({"subject": inbox, "data": {"success": true, "containerId": "c1", "operation": "stop"}}))
-        .await;
-    let (_client, answer) = stopping.await.unwrap();
+    let (_client, answer) = stop_answered(client, &mut agent, "db-less").await;
     assert_eq!(answer["success"], true, "{answer}");
     for relay in [a, b] {
         assert_eq!(http_status(&relay.addr.to_string(), "/readyz").await, 200);

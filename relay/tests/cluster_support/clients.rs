@@ -113,3 +113,32 @@ pub async fn wait_ready(relays: &[&TestRelay]) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// `client` stops container `c1` of agent `agent_ref`, and the fake `agent` answers that it did:
+/// the client back, with the answer it got.
+pub async fn stop_answered(mut client: Ws, agent: &mut FakeAgent, agent_ref: &str) -> (Ws, Value) {
+    let data = json!({"agentId": agent_ref, "containerId": "c1"});
+    let stopping = tokio::spawn(async move {
+        let answer = ask(&mut client, "container.stop", data).await;
+        (client, answer)
+    });
+    let request = request_for(agent, "container.stop").await;
+    let inbox = request["reply"].as_str().unwrap().to_string();
+    agent
+        .send(json!({"subject": inbox, "data": {"success": true, "containerId": "c1", "operation": "stop"}}))
+        .await;
+    stopping.await.unwrap()
+}
+
+/// `client` opens `cat` with stdin in container `c1` of agent `name` (answers on `_INBOX.exec`);
+/// the inbox on which the fake `agent` answers the session.
+pub async fn exec_cat(client: &mut Ws, agent: &mut FakeAgent, name: &str) -> String {
+    wire::send(
+        client,
+        json!({"subject": "container.exec", "reply": "_INBOX.exec",
+        "data": {"agentId": name, "containerId": "c1", "cmd": ["cat"], "stdin": true}}),
+    )
+    .await;
+    let request = request_for(agent, "container.exec").await;
+    request["reply"].as_str().unwrap().to_string()
+}
