@@ -11,37 +11,11 @@ use serde::{Deserialize, Serialize};
 use specta::Type;
 use zedops_client::Client;
 use zedops_protocol::{
-    DeployFrame, ImageSummary, PullProgress, TemplateBody, TemplateRecord, TemplateSummary,
+    DeployFrame, ImageSummary, PullProgress, TemplateBody, TemplateRecord, TemplateSaved,
+    TemplateSummary,
 };
 
 use crate::error::{AppError, ErrorCode};
-
-/// One template in the list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
-#[serde(rename_all = "camelCase")]
-pub struct TemplateSummaryView {
-    pub name: String,
-    pub version: u32,
-    pub description: String,
-    /// The image reference, with any `${NAME}` in it.
-    pub image: String,
-    pub updated_by: Option<String>,
-    /// RFC 3339.
-    pub updated_at: String,
-}
-
-impl From<TemplateSummary> for TemplateSummaryView {
-    fn from(t: TemplateSummary) -> Self {
-        Self {
-            name: t.name,
-            version: t.version,
-            description: t.description,
-            image: t.image,
-            updated_by: t.updated_by,
-            updated_at: t.updated_at,
-        }
-    }
-}
 
 /// A variable the deployer fills in, as the form shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
@@ -96,14 +70,6 @@ impl From<TemplateRecord> for TemplateView {
             updated_at: r.updated_at,
         }
     }
-}
-
-/// What the relay stored (or removed): the template and its version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
-#[serde(rename_all = "camelCase")]
-pub struct TemplateSavedView {
-    pub name: String,
-    pub version: u32,
 }
 
 /// A pull in progress. Bytes are plain numbers (exact up to 2^53).
@@ -181,13 +147,8 @@ pub struct ImageRemovedView {
 }
 
 /// Every template (any role).
-pub async fn templates(client: &Client) -> Result<Vec<TemplateSummaryView>, AppError> {
-    Ok(client
-        .templates()
-        .await?
-        .into_iter()
-        .map(TemplateSummaryView::from)
-        .collect())
+pub async fn templates(client: &Client) -> Result<Vec<TemplateSummary>, AppError> {
+    Ok(client.templates().await?)
 }
 
 /// One template in full (any role).
@@ -222,32 +183,24 @@ pub async fn save_template(
     client: &Client,
     text: &str,
     update: bool,
-) -> Result<TemplateSavedView, AppError> {
+) -> Result<TemplateSaved, AppError> {
     let body = parse_template(text)?;
-    let saved = if update {
+    if update {
         client.update_template(body).await
     } else {
         client.add_template(body).await
     }
     .map_err(AppError::from)
-    .map_err(admins_only("change templates"))?;
-    Ok(TemplateSavedView {
-        name: saved.name,
-        version: saved.version,
-    })
+    .map_err(admins_only("change templates"))
 }
 
 /// (Admin) Removes a template; containers made from it stay.
-pub async fn remove_template(client: &Client, name: &str) -> Result<TemplateSavedView, AppError> {
-    let saved = client
+pub async fn remove_template(client: &Client, name: &str) -> Result<TemplateSaved, AppError> {
+    client
         .remove_template(name.trim())
         .await
         .map_err(AppError::from)
-        .map_err(admins_only("remove templates"))?;
-    Ok(TemplateSavedView {
-        name: saved.name,
-        version: saved.version,
-    })
+        .map_err(admins_only("remove templates"))
 }
 
 /// Deploys `template` onto `agent` as `name` and passes the pull's progress to `progress`;

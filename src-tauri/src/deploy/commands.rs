@@ -5,11 +5,9 @@ use std::collections::BTreeMap;
 
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Manager};
+use zedops_protocol::{TemplateSaved, TemplateSummary};
 
-use super::{
-    DeployedView, ImageRemovedView, ImageView, PullProgressView, TemplateSavedView,
-    TemplateSummaryView, TemplateView,
-};
+use super::{DeployedView, ImageRemovedView, ImageView, PullProgressView, TemplateView};
 use crate::error::AppError;
 use crate::relist::relist_and_push;
 use crate::state::AppState;
@@ -21,7 +19,7 @@ async fn client(app: &AppHandle) -> Result<zedops_client::Client, AppError> {
 /// Every template (any role).
 #[tauri::command]
 #[specta::specta]
-pub async fn list_templates(app: AppHandle) -> Result<Vec<TemplateSummaryView>, AppError> {
+pub async fn list_templates(app: AppHandle) -> Result<Vec<TemplateSummary>, AppError> {
     super::templates(&client(&app).await?).await
 }
 
@@ -40,14 +38,14 @@ pub async fn save_template(
     app: AppHandle,
     json: String,
     update: bool,
-) -> Result<TemplateSavedView, AppError> {
+) -> Result<TemplateSaved, AppError> {
     super::save_template(&client(&app).await?, &json, update).await
 }
 
 /// (Admin) Removes a template; containers made from it stay.
 #[tauri::command]
 #[specta::specta]
-pub async fn remove_template(app: AppHandle, name: String) -> Result<TemplateSavedView, AppError> {
+pub async fn remove_template(app: AppHandle, name: String) -> Result<TemplateSaved, AppError> {
     super::remove_template(&client(&app).await?, &name).await
 }
 

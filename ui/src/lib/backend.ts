@@ -40,8 +40,8 @@ import type {
   SavedFile,
   SessionInfo,
   StatsUpdate,
-  TemplateSavedView,
-  TemplateSummaryView,
+  TemplateSaved,
+  TemplateSummary,
   TemplateView,
   WrittenFile,
 } from './bindings';
@@ -207,13 +207,13 @@ export async function subscribeAlerts(handler: (e: AlertsChanged) => void): Prom
 
 // Deploy: templates, "New container" with pull progress, removal, images (src-tauri/src/deploy.rs).
 
-export const listTemplates = (): Promise<TemplateSummaryView[]> => call(() => commands.listTemplates());
+export const listTemplates = (): Promise<TemplateSummary[]> => call(() => commands.listTemplates());
 export const showTemplate = (name: string): Promise<TemplateView> => call(() => commands.showTemplate(name));
 /** (Admin) Stores the JSON text as a new template, or (`update`) as its next version. */
-export const saveTemplate = (json: string, update: boolean): Promise<TemplateSavedView> =>
+export const saveTemplate = (json: string, update: boolean): Promise<TemplateSaved> =>
   call(() => commands.saveTemplate(json, update));
 /** (Admin) Removes a template; containers made from it stay. */
-export const removeTemplate = (name: string): Promise<TemplateSavedView> => call(() => commands.removeTemplate(name));
+export const removeTemplate = (name: string): Promise<TemplateSaved> => call(() => commands.removeTemplate(name));
 
 /** Deploys a template onto an agent; `onProgress` sees the pull. Resolves once the container exists. */
 export function deployContainer(

@@ -51,16 +51,16 @@ export const commands = {
 	/**  Stops a log or stats watch (the view closed); unknown ids are ignored. */
 	closeWatch: (id: number) => __TAURI_INVOKE<void>("close_watch", { id }),
 	/**  Every template (any role). */
-	listTemplates: () => __TAURI_INVOKE<TemplateSummaryView[]>("list_templates"),
+	listTemplates: () => __TAURI_INVOKE<TemplateSummary[]>("list_templates"),
 	/**  One template in full: its variables and its JSON text. */
 	showTemplate: (name: string) => __TAURI_INVOKE<TemplateView>("show_template", { name }),
 	/**
 	 *  (Admin) Stores the JSON text as a new template, or (`update`) as the next version of the
 	 *  template it names.
 	 */
-	saveTemplate: (json: string, update: boolean) => __TAURI_INVOKE<TemplateSavedView>("save_template", { json, update }),
+	saveTemplate: (json: string, update: boolean) => __TAURI_INVOKE<TemplateSaved>("save_template", { json, update }),
 	/**  (Admin) Removes a template; containers made from it stay. */
-	removeTemplate: (name: string) => __TAURI_INVOKE<TemplateSavedView>("remove_template", { name }),
+	removeTemplate: (name: string) => __TAURI_INVOKE<TemplateSaved>("remove_template", { name }),
 	/**
 	 *  Deploys a template onto an agent; the pull's progress arrives on `on_progress`. Resolves
 	 *  once the container exists (and runs, with `start`); the agent's list is pushed again.
@@ -701,18 +701,19 @@ export type StatsUpdate = {
 	end: WatchEnd | null,
 };
 
-/**  What the relay stored (or removed): the template and its version. */
-export type TemplateSavedView = {
+/**  `template.add|update|remove` answer. */
+export type TemplateSaved = {
 	name: string,
+	/**  The version now current (for a removal, the last one). */
 	version: number,
 };
 
-/**  One template in the list. */
-export type TemplateSummaryView = {
+/**  One template in a list. */
+export type TemplateSummary = {
 	name: string,
 	version: number,
 	description: string,
-	/**  The image reference, with any `${NAME}` in it. */
+	/**  The spec's image reference (with its `${NAME}`s). */
 	image: string,
 	updatedBy: string | null,
 	/**  RFC 3339. */
