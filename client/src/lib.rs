@@ -32,6 +32,7 @@ pub mod console;
 mod container_update;
 mod deploy;
 mod error;
+mod files;
 pub mod fleet_update;
 mod http;
 mod registry;

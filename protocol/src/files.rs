@@ -105,6 +105,17 @@ pub struct FilePathRequest {
     pub path: String,
 }
 
+impl FilePathRequest {
+    /// The request for `path` in `container` (a name or id) on `agent` (a name or id).
+    pub fn new(agent: &str, container: &str, path: &str) -> Self {
+        Self {
+            agent_id: agent.into(),
+            container_id: container.into(),
+            path: path.to_string(),
+        }
+    }
+}
+
 impl Validate for FilePathRequest {
     fn validate(&self) -> Result<(), ProtocolError> {
         check_target(&self.agent_id, &self.container_id)?;

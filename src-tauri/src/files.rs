@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use specta::Type;
 use tokio::io::AsyncWriteExt;
-use zedops_client::Client;
 use zedops_client::console::FileTransfer;
+use zedops_client::{Client, ClientError};
 use zedops_protocol::{
-    FileDone, FileEntry, FileGetRequest, FileKind, FileList, FilePathRequest, FilePutRequest,
-    MAX_CONSOLE_CHUNK_BYTES, StreamInput, encode_bytes, subject,
+    FileDone, FileEntry, FileGetRequest, FileKind, FilePathRequest, FilePutRequest,
+    MAX_CONSOLE_CHUNK_BYTES, StreamInput, encode_bytes,
 };
 
 use crate::error::{AppError, ErrorCode};
@@ -58,22 +58,6 @@ pub struct SavedFile {
     pub bytes: f64,
 }
 
-fn path_request(agent: &str, container: &str, path: &str) -> serde_json::Value {
-    serde_json::to_value(FilePathRequest {
-        agent_id: agent.into(),
-        container_id: container.into(),
-        path: path.to_string(),
-    })
-    .expect("protocol types serialise")
-}
-
-fn unreadable(e: serde_json::Error) -> AppError {
-    AppError::new(
-        zedops_client::LocalCode::ProtocolError.into(),
-        format!("The relay's answer could not be read ({e}): update ZedOps or the relay."),
-    )
-}
-
 /// A refusal by role says who may do it.
 fn forbidden(who: &'static str) -> impl Fn(AppError) -> AppError {
     move |err| {
@@ -95,14 +79,13 @@ pub async fn list(
     container: &str,
     path: &str,
 ) -> Result<FileListView, AppError> {
-    let answer = client
-        .request_raw(subject::FILE_LIST, path_request(agent, container, path))
+    let list = client
+        .list_files(FilePathRequest::new(agent, container, path))
         .await
         .map_err(AppError::from)
         .map_err(forbidden(
             "operators and admins may read a container's files",
         ))?;
-    let list: FileList = serde_json::from_value(answer).map_err(unreadable)?;
     let mut entries: Vec<FileEntryView> = list
         .entries
         .into_iter()
@@ -140,7 +123,11 @@ pub async fn remove(
     container: &str,
     path: &str,
 ) -> Result<String, AppError> {
-    change(client, subject::FILE_REMOVE, agent, container, path).await
+    changed(
+        client
+            .remove_file(FilePathRequest::new(agent, container, path))
+            .await,
+    )
 }
 
 /// (Admin) Makes a directory.
@@ -150,23 +137,18 @@ pub async fn mkdir(
     container: &str,
     path: &str,
 ) -> Result<String, AppError> {
-    change(client, subject::FILE_MKDIR, agent, container, path).await
+    changed(
+        client
+            .make_dir(FilePathRequest::new(agent, container, path))
+            .await,
+    )
 }
 
-async fn change(
-    client: &Client,
-    subject: &str,
-    agent: &str,
-    container: &str,
-    path: &str,
-) -> Result<String, AppError> {
-    let answer = client
-        .request_raw(subject, path_request(agent, container, path))
-        .await
+/// The path a change was made to, or why not (a refusal by role says who may).
+fn changed(done: Result<FileDone, ClientError>) -> Result<String, AppError> {
+    done.map(|done| done.path)
         .map_err(AppError::from)
-        .map_err(forbidden("admins may change a container's files"))?;
-    let done: FileDone = serde_json::from_value(answer).map_err(unreadable)?;
-    Ok(done.path)
+        .map_err(forbidden("admins may change a container's files"))
 }
 
 /// The last part of a container path, made safe as a file name here.

@@ -6,27 +6,11 @@ use std::io::Write;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zedops_protocol::{
-    FileDone, FileGetRequest, FileKind, FileList, FilePathRequest, FilePutRequest,
-    MAX_CONSOLE_CHUNK_BYTES, StreamInput, encode_bytes, subject,
+    FileGetRequest, FileKind, FilePathRequest, FilePutRequest, MAX_CONSOLE_CHUNK_BYTES,
+    StreamInput, encode_bytes,
 };
 
 use super::{CliError, CliResult, Global, connect};
-
-fn path_request(agent: &str, container: &str, path: &str) -> serde_json::Value {
-    serde_json::to_value(FilePathRequest {
-        agent_id: agent.into(),
-        container_id: container.into(),
-        path: path.to_string(),
-    })
-    .expect("protocol types serialise")
-}
-
-fn unreadable(e: serde_json::Error) -> CliError {
-    CliError::new(
-        "INVALID_ANSWER",
-        format!("the relay's answer is unreadable: {e}"),
-    )
-}
 
 /// `files ls`: one line per entry (mode, size, modification time, name).
 pub async fn ls(
@@ -37,16 +21,14 @@ pub async fn ls(
     json: bool,
 ) -> CliResult {
     let client = connect(global).await?;
-    let answer = client
-        .request_raw(subject::FILE_LIST, path_request(agent, container, path))
+    let list = client
+        .list_files(FilePathRequest::new(agent, container, path))
         .await;
     client.close().await;
-    let answer = answer?;
+    let list = list?;
     if json {
-        println!("{answer}");
-        return Ok(());
+        return super::print_json(&list);
     }
-    let list: FileList = serde_json::from_value(answer).map_err(unreadable)?;
     let mut out = std::io::stdout().lock();
     for entry in &list.entries {
         let kind = match entry.kind {
@@ -81,21 +63,28 @@ fn mtime(secs: i64) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
-/// `files rm` and `files mkdir`.
+/// What `files rm` and `files mkdir` do to their path.
+pub enum Change {
+    Remove,
+    Mkdir,
+}
+
+/// `files rm` and `files mkdir`: prints the path changed (on stderr, as a note).
 pub async fn change(
     global: &Global,
-    subject: &'static str,
+    change: Change,
     agent: &str,
     container: &str,
     path: &str,
 ) -> CliResult {
     let client = connect(global).await?;
-    let answer = client
-        .request_raw(subject, path_request(agent, container, path))
-        .await;
+    let request = FilePathRequest::new(agent, container, path);
+    let done = match change {
+        Change::Remove => client.remove_file(request).await,
+        Change::Mkdir => client.make_dir(request).await,
+    };
     client.close().await;
-    let done: FileDone = serde_json::from_value(answer?).map_err(unreadable)?;
-    eprintln!("{}", done.path);
+    eprintln!("{}", done?.path);
     Ok(())
 }
 

@@ -574,16 +574,16 @@ async fn run(cli: Cli) -> CliResult {
                 container,
                 path,
             } => {
-                let subject = zedops_protocol::subject::FILE_REMOVE;
-                files::change(&global, subject, &agent, &container, &path).await
+                let change = files::Change::Remove;
+                files::change(&global, change, &agent, &container, &path).await
             }
             FilesCommand::Mkdir {
                 agent,
                 container,
                 path,
             } => {
-                let subject = zedops_protocol::subject::FILE_MKDIR;
-                files::change(&global, subject, &agent, &container, &path).await
+                let change = files::Change::Mkdir;
+                files::change(&global, change, &agent, &container, &path).await
             }
         },
         Command::Logs(args) => {
