@@ -6,19 +6,19 @@ use std::time::{Duration, SystemTime};
 
 use zedops_protocol::{AuditListRequest, Role};
 
-use super::{CliResult, Global, call, connect, print_json, print_stdout, table};
+use super::{CliResult, Global, call, connect, print_done, print_json, print_stdout, table};
 
 pub async fn revoke_agent(global: &Global, agent: &str, json: bool) -> CliResult {
     let revoked = call(global, |c| async move { c.revoke_agent(agent).await }).await?;
-    if json {
-        print_json(&revoked)?;
-    }
-    eprintln!(
-        "revoked agent {} ({}); its connection is closed and its token refused",
-        table::clean(&revoked.name),
-        revoked.agent_id
-    );
-    Ok(())
+    print_done(
+        json,
+        &revoked,
+        format!(
+            "revoked agent {} ({}); its connection is closed and its token refused",
+            table::clean(&revoked.name),
+            revoked.agent_id
+        ),
+    )
 }
 
 pub async fn sessions(global: &Global, json: bool) -> CliResult {
@@ -54,14 +54,14 @@ pub async fn sessions(global: &Global, json: bool) -> CliResult {
 
 pub async fn revoke_session(global: &Global, id: &str, json: bool) -> CliResult {
     let revoked = call(global, |c| async move { c.revoke_session(id).await }).await?;
-    if json {
-        print_json(&revoked)?;
-    }
-    eprintln!(
-        "revoked session {}; its connections are closed",
-        revoked.session_id
-    );
-    Ok(())
+    print_done(
+        json,
+        &revoked,
+        format!(
+            "revoked session {}; its connections are closed",
+            revoked.session_id
+        ),
+    )
 }
 
 pub async fn create_token(global: &Global, ttl: Duration, json: bool) -> CliResult {
@@ -178,15 +178,15 @@ pub async fn audit(
 
 pub async fn rotate_agent(global: &Global, agent: &str, json: bool) -> CliResult {
     let rotated = call(global, |c| async move { c.rotate_agent(agent).await }).await?;
-    if json {
-        print_json(&rotated)?;
-    }
-    eprintln!(
-        "rotated the token of agent {} ({}); the agent stored the new one and the old one is refused",
-        table::clean(&rotated.name),
-        rotated.agent_id
-    );
-    Ok(())
+    print_done(
+        json,
+        &rotated,
+        format!(
+            "rotated the token of agent {} ({}); the agent stored the new one and the old one is refused",
+            table::clean(&rotated.name),
+            rotated.agent_id
+        ),
+    )
 }
 
 pub async fn tokens(global: &Global, json: bool) -> CliResult {
@@ -219,14 +219,14 @@ pub async fn tokens(global: &Global, json: bool) -> CliResult {
 
 pub async fn revoke_token(global: &Global, id: &str, json: bool) -> CliResult {
     let revoked = call(global, |c| async move { c.revoke_token(id).await }).await?;
-    if json {
-        print_json(&revoked)?;
-    }
-    eprintln!(
-        "revoked registration token {}; it can no longer enrol a server",
-        table::clean(&revoked.token_id)
-    );
-    Ok(())
+    print_done(
+        json,
+        &revoked,
+        format!(
+            "revoked registration token {}; it can no longer enrol a server",
+            table::clean(&revoked.token_id)
+        ),
+    )
 }
 
 pub async fn users(global: &Global, json: bool) -> CliResult {
@@ -265,11 +265,11 @@ pub async fn add_user(
         |c| async move { c.add_user(name, role, password).await },
     )
     .await?;
-    if json {
-        print_json(&user)?;
-    }
-    eprintln!("created {} {}", user.role, table::clean(&user.name));
-    Ok(())
+    print_done(
+        json,
+        &user,
+        format!("created {} {}", user.role, table::clean(&user.name)),
+    )
 }
 
 pub async fn set_password(global: &Global, name: &str, password: String, json: bool) -> CliResult {
@@ -278,15 +278,15 @@ pub async fn set_password(global: &Global, name: &str, password: String, json: b
         |c| async move { c.set_password(name, password).await },
     )
     .await?;
-    if json {
-        print_json(&set)?;
-    }
-    eprintln!(
-        "set a new password for {}; ended {} other device session(s) of theirs",
-        table::clean(&set.name),
-        set.sessions_ended
-    );
-    Ok(())
+    print_done(
+        json,
+        &set,
+        format!(
+            "set a new password for {}; ended {} other device session(s) of theirs",
+            table::clean(&set.name),
+            set.sessions_ended
+        ),
+    )
 }
 
 pub async fn update_user(

@@ -4,7 +4,7 @@
 use zedops_client::{Operation, OperationSuccess};
 use zedops_protocol::{AgentListResponse, ContainerListResponse};
 
-use super::{CliResult, Global, connect, print_json, print_stdout, table};
+use super::{CliResult, Global, connect, print_done, print_json, print_stdout, table};
 
 pub async fn agents(global: &Global, json: bool) -> CliResult {
     let client = connect(global).await?;
@@ -129,16 +129,16 @@ pub async fn action(
     let result = client.action(agent, container, op).await;
     client.close().await;
     let done: OperationSuccess = result?;
-    if json {
-        print_json(&done)?;
-    }
-    eprintln!(
-        "{} {} on {}",
-        past_tense(op),
-        table::clean(container),
-        table::clean(agent)
-    );
-    Ok(())
+    print_done(
+        json,
+        &done,
+        format!(
+            "{} {} on {}",
+            past_tense(op),
+            table::clean(container),
+            table::clean(agent)
+        ),
+    )
 }
 
 fn past_tense(op: Operation) -> &'static str {

@@ -824,6 +824,16 @@ fn print_json(value: &impl serde::Serialize) -> CliResult {
     print_stdout(&text)
 }
 
+/// What a command that changes something prints: the answer as JSON when asked, and a note of
+/// what was done on stderr either way (stdout stays pure JSON for scripts).
+fn print_done(json: bool, answer: &impl serde::Serialize, note: String) -> CliResult {
+    if json {
+        print_json(answer)?;
+    }
+    eprintln!("{note}");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
