@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod files;
 pub mod ids;
+pub mod install;
 pub mod limits;
 pub mod message;
 pub mod payload;

@@ -4,6 +4,7 @@
 
 use zedops_client::Client;
 use zedops_protocol::AuditListRequest;
+use zedops_protocol::install::{install_command, shell_safe_public_url};
 
 use crate::error::{AppError, ErrorCode};
 use crate::types::{AuditEntry, RegistrationToken};
@@ -14,14 +15,8 @@ pub const MAX_TTL_SECS: u32 = 30 * 24 * 3600;
 /// How many audit entries the view asks for (the relay's maximum per answer).
 pub const AUDIT_LIMIT: u32 = 1000;
 
-/// The one line to paste on a new server, as the relay CLI's `token create --install-command`
-/// prints it (`zedops_relay::download::install_command`; a test keeps the two the same).
-pub fn install_command(public_url: &str, token: &str) -> String {
-    format!("curl -fsSL {public_url}/install.sh | ZEDOPS_TOKEN={token} sh")
-}
-
-/// The address servers reach the relay at, checked for pasting into a shell command: the same
-/// rule as the relay's `--public-url` (http(s), no characters a shell would act on), `ws(s)://`
+/// The address servers reach the relay at, checked for pasting into a shell command with the
+/// protocol's [`shell_safe_public_url`] (http(s), no characters a shell would act on), `ws(s)://`
 /// mapped to `http(s)://`, without a trailing slash.
 pub fn public_url(url: &str) -> Result<String, AppError> {
     let url = url.trim();
@@ -32,16 +27,9 @@ pub fn public_url(url: &str) -> Result<String, AppError> {
     } else {
         url.to_string()
     };
-    let trimmed = mapped.trim_end_matches('/');
-    let rest = trimmed
-        .strip_prefix("https://")
-        .or_else(|| trimmed.strip_prefix("http://"));
-    let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._~:/[]%@".contains(&b);
-    match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && rest.bytes().all(plain) => {
-            Ok(trimmed.to_string())
-        }
-        _ => Err(AppError::new(
+    match shell_safe_public_url(&mapped) {
+        Some(checked) => Ok(checked.to_string()),
+        None => Err(AppError::new(
             ErrorCode::INVALID_INPUT,
             format!(
                 "The relay address {url:?} cannot go into the install command: enter the http:// or \
