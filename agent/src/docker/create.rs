@@ -213,8 +213,9 @@ impl DockerClient {
         Ok(id)
     }
 
-    /// Removes by full id, without the protection checks (for a container this agent just made).
-    async fn remove_unchecked(
+    /// Removes by full id, without the protection checks (for a container this agent just made,
+    /// or one an update replaces).
+    pub(super) async fn remove_unchecked(
         &self,
         id: &str,
         force: bool,

@@ -14,8 +14,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StartContainerOptions,
-    StopContainerOptions,
+    RenameContainerOptionsBuilder, StartContainerOptions, StopContainerOptions,
 };
 use futures_util::StreamExt;
 use zedops_protocol::{ContainerSpec, ErrorCode, VolumeKind, VolumeSpec};
@@ -231,15 +230,7 @@ impl DockerClient {
 
     /// Removes container `id` (killed first when running); never its volumes.
     pub async fn remove_keeping_volumes(&self, id: &str) -> Result<(), DockerError> {
-        let options = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(false)
-            .build();
-        let _ours = self.requested.begin(id);
-        self.call(ErrorCode::DockerRemoveFailed, Some(id), |d| async move {
-            d.remove_container(id, Some(options)).await
-        })
-        .await
+        self.remove_unchecked(id, true, false).await
     }
 
     /// Creates (not starts) the successor of `old` under `name`: the same configuration (ports,
