@@ -14,8 +14,8 @@ use zedops_testkit::wire::{self, FakeAgent, Ws};
 use zedops_testkit::{TestAgent, TestNats, TestPostgres, TestRelay};
 
 use cluster_support::{
-    admin, answer_all_recording, ask, exec_cat, push, request_for, stop_answered, wait_ready,
-    wait_seen,
+    admin, answer_all_recording, ask, cancel_across, exec_cat, push, request_for, stop_answered,
+    wait_ready, wait_seen,
 };
 
 /// A NATS server, and `n` relays on one fresh database joined through it.
@@ -478,17 +478,7 @@ async fn a_console_session_crosses_relays_with_its_input_and_cancel() {
         assert_eq!(input["data"]["data"], chunk, "{input}");
     }
     // A cancel on B reaches the agent, whose last frame ends the session on B.
-    wire::send(
-        &mut client,
-        json!({"subject": "stream.cancel", "reply": "_INBOX.cancel",
-        "data": {"inbox": "_INBOX.exec"}}),
-    )
-    .await;
-    let cancel = request_for(&mut agent, "stream.cancel").await;
-    assert_eq!(cancel["data"]["inbox"], agent_inbox.as_str(), "{cancel}");
-    agent
-        .send(json!({"subject": agent_inbox, "data": {"end": {"errorCode": null, "reason": "cancelled"}}}))
-        .await;
+    cancel_across(&mut client, &mut agent, "_INBOX.exec", &agent_inbox).await;
     loop {
         let frame = wire::next_text(&mut client).await.expect("the end");
         if frame["subject"] == "_INBOX.exec" && !frame["data"]["end"].is_null() {
@@ -637,17 +627,7 @@ async fn a_stats_stream_and_a_pull_with_its_progress_cross_relays() {
         }
     }
     assert_eq!(used, [100, 101, 102]);
-    wire::send(
-        &mut client,
-        json!({"subject": "stream.cancel", "reply": "_INBOX.cancel",
-        "data": {"inbox": "_INBOX.stats"}}),
-    )
-    .await;
-    let cancel = request_for(&mut agent, "stream.cancel").await;
-    assert_eq!(cancel["data"]["inbox"], agent_inbox.as_str(), "{cancel}");
-    agent
-        .send(json!({"subject": agent_inbox, "data": {"end": {"errorCode": null, "reason": "cancelled"}}}))
-        .await;
+    cancel_across(&mut client, &mut agent, "_INBOX.stats", &agent_inbox).await;
     let rest = stream_until_end(&mut client, "_INBOX.stats").await;
     assert_eq!(
         rest.last().unwrap()["end"]["reason"],

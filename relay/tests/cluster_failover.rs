@@ -19,25 +19,25 @@ use cluster_support::{
 use zedops_testkit::wire::{self, FakeAgent};
 use zedops_testkit::{TestAgent, TestContainers, TestNats, TestPostgres, TestRelay};
 
-/// Relays B and C in this process and A as a process of its own (so that a kill is real), on
-/// `database` and `nats`, all three connected to NATS.
-async fn two_relays_and_a_process(
-    database: &str,
-    nats: &TestNats,
-) -> (Vec<TestRelay>, RelayProcess) {
+/// A NATS server and a fresh database, relays B and C in this process and A as a process of its
+/// own (so that a kill is real), all three connected to NATS. None where a part is missing
+/// (outside CI).
+async fn two_relays_and_a_process() -> Option<(TestNats, Vec<TestRelay>, RelayProcess)> {
+    let database = TestPostgres::shared()?.database();
+    let nats = TestNats::start()?;
     let mut relays = Vec::new();
     for _ in 0..2 {
         relays.push(
             TestRelay::builder()
-                .database(database.to_string())
+                .database(database.clone())
                 .nats(nats.url())
                 .start()
                 .await,
         );
     }
-    let a = RelayProcess::start(database, &nats.url()).await;
+    let a = RelayProcess::start(&database, &nats.url()).await;
     wait_ready(&[&relays[0], &relays[1]]).await;
-    (relays, a)
+    Some((nats, relays, a))
 }
 
 /// What a subscribed client knows of one agent's containers: names → state, from the
@@ -455,14 +455,9 @@ async fn with_postgres_stopped_a_cluster_routes_and_reads_refuses_writes_and_rec
 /// one was no longer listed on A.
 #[tokio::test]
 async fn requests_through_a_killed_relay_fail_fast_when_the_agent_moves_to_a_third_relay() {
-    let Some(postgres) = TestPostgres::shared() else {
+    let Some((_nats, relays, mut a)) = two_relays_and_a_process().await else {
         return;
     };
-    let Some(nats) = TestNats::start() else {
-        return;
-    };
-    let database = postgres.database();
-    let (relays, mut a) = two_relays_and_a_process(&database, &nats).await;
     let (b, c) = (&relays[0], &relays[1]);
 
     let mut agent = enrol_at(&a, &b.registration_token().await, "third-1").await;
@@ -662,14 +657,9 @@ async fn relays_reach_nats_over_tls_with_client_certificates() {
 /// least 3 s after it froze: A said it was alive at most 1 s before, and B waits 4 s).
 #[tokio::test]
 async fn a_batch_a_killed_relay_never_acknowledged_fails_once_the_relay_is_found_gone() {
-    let Some(postgres) = TestPostgres::shared() else {
+    let Some((_nats, relays, mut a)) = two_relays_and_a_process().await else {
         return;
     };
-    let Some(nats) = TestNats::start() else {
-        return;
-    };
-    let database = postgres.database();
-    let (relays, mut a) = two_relays_and_a_process(&database, &nats).await;
     let (b, c) = (&relays[0], &relays[1]);
     let agent = enrol_at(&a, &b.registration_token().await, "frozen-1").await;
     let (id, token) = (agent.id.clone(), agent.token.clone());

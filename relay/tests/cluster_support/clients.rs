@@ -142,3 +142,24 @@ pub async fn exec_cat(client: &mut Ws, agent: &mut FakeAgent, name: &str) -> Str
     let request = request_for(agent, "container.exec").await;
     request["reply"].as_str().unwrap().to_string()
 }
+
+/// `client` cancels its stream on `client_inbox`; the cancel reaches the fake `agent` for its
+/// own inbox `agent_inbox`, and the agent ends the stream as cancelled.
+pub async fn cancel_across(
+    client: &mut Ws,
+    agent: &mut FakeAgent,
+    client_inbox: &str,
+    agent_inbox: &str,
+) {
+    wire::send(
+        client,
+        json!({"subject": "stream.cancel", "reply": "_INBOX.cancel",
+        "data": {"inbox": client_inbox}}),
+    )
+    .await;
+    let cancel = request_for(agent, "stream.cancel").await;
+    assert_eq!(cancel["data"]["inbox"], agent_inbox, "{cancel}");
+    agent
+        .send(json!({"subject": agent_inbox, "data": {"end": {"errorCode": null, "reason": "cancelled"}}}))
+        .await;
+}
