@@ -10,7 +10,7 @@ use zedops_protocol::{
     StreamInput, encode_bytes,
 };
 
-use super::{CliError, CliResult, Global, connect};
+use super::{CliError, CliResult, Global, call, connect};
 
 /// `files ls`: one line per entry (mode, size, modification time, name).
 pub async fn ls(
@@ -20,12 +20,8 @@ pub async fn ls(
     path: &str,
     json: bool,
 ) -> CliResult {
-    let client = connect(global).await?;
-    let list = client
-        .list_files(FilePathRequest::new(agent, container, path))
-        .await;
-    client.close().await;
-    let list = list?;
+    let request = FilePathRequest::new(agent, container, path);
+    let list = call(global, |c| async move { c.list_files(request).await }).await?;
     if json {
         return super::print_json(&list);
     }
@@ -77,14 +73,15 @@ pub async fn change(
     container: &str,
     path: &str,
 ) -> CliResult {
-    let client = connect(global).await?;
     let request = FilePathRequest::new(agent, container, path);
-    let done = match change {
-        Change::Remove => client.remove_file(request).await,
-        Change::Mkdir => client.make_dir(request).await,
-    };
-    client.close().await;
-    eprintln!("{}", done?.path);
+    let done = call(global, |c| async move {
+        match change {
+            Change::Remove => c.remove_file(request).await,
+            Change::Mkdir => c.make_dir(request).await,
+        }
+    })
+    .await?;
+    eprintln!("{}", done.path);
     Ok(())
 }
 

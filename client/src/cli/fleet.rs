@@ -1,16 +1,13 @@
 //! `zedops agents`, `zedops ps`, `zedops inspect` and `zedops start|stop|restart`: one request
 //! each over a fresh connection.
 
-use zedops_client::{Operation, OperationSuccess};
+use zedops_client::Operation;
 use zedops_protocol::{AgentListResponse, ContainerListResponse};
 
-use super::{CliResult, Global, connect, print_done, print_json, print_stdout, table};
+use super::{CliResult, Global, call, print_done, print_json, print_stdout, table};
 
 pub async fn agents(global: &Global, json: bool) -> CliResult {
-    let client = connect(global).await?;
-    let result = client.agents().await;
-    client.close().await;
-    let agents = result?;
+    let agents = call(global, |c| async move { c.agents().await }).await?;
     if json {
         return print_json(&AgentListResponse {
             count: agents.len(),
@@ -21,10 +18,7 @@ pub async fn agents(global: &Global, json: bool) -> CliResult {
 }
 
 pub async fn ps(global: &Global, agent: &str, json: bool) -> CliResult {
-    let client = connect(global).await?;
-    let result = client.containers(agent).await;
-    client.close().await;
-    let containers = result?;
+    let containers = call(global, |c| async move { c.containers(agent).await }).await?;
     if json {
         return print_json(&ContainerListResponse {
             count: containers.len(),
@@ -35,10 +29,7 @@ pub async fn ps(global: &Global, agent: &str, json: bool) -> CliResult {
 }
 
 pub async fn inspect(global: &Global, agent: &str, container: &str, json: bool) -> CliResult {
-    let client = connect(global).await?;
-    let result = client.inspect(agent, container).await;
-    client.close().await;
-    let detail = result?;
+    let detail = call(global, |c| async move { c.inspect(agent, container).await }).await?;
     if json {
         return print_json(&detail);
     }
@@ -125,10 +116,11 @@ pub async fn action(
     op: Operation,
     json: bool,
 ) -> CliResult {
-    let client = connect(global).await?;
-    let result = client.action(agent, container, op).await;
-    client.close().await;
-    let done: OperationSuccess = result?;
+    let done = call(
+        global,
+        |c| async move { c.action(agent, container, op).await },
+    )
+    .await?;
     print_done(
         json,
         &done,

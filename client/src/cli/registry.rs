@@ -4,7 +4,7 @@
 use clap::Subcommand;
 use zedops_protocol::RegistryListResponse;
 
-use super::{CliResult, Global, JsonArg, NewPassword, connect, print_json, print_stdout, table};
+use super::{CliResult, Global, JsonArg, NewPassword, call, print_json, print_stdout, table};
 
 #[derive(Debug, Subcommand)]
 pub enum RegistryCommand {
@@ -45,10 +45,10 @@ pub async fn registry(global: &Global, command: RegistryCommand) -> CliResult {
         } => {
             let password = password
                 .read("give the registry password with --password-stdin or --password-file FILE")?;
-            let client = connect(global).await?;
-            let added = client.add_registry(&server, &user, password).await;
-            client.close().await;
-            let added = added?;
+            let added = call(global, |c| async move {
+                c.add_registry(&server, &user, password).await
+            })
+            .await?;
             if output.json {
                 return print_json(&added);
             }
@@ -62,10 +62,7 @@ pub async fn registry(global: &Global, command: RegistryCommand) -> CliResult {
             Ok(())
         }
         RegistryCommand::List { output } => {
-            let client = connect(global).await?;
-            let registries = client.registries().await;
-            client.close().await;
-            let registries = registries?;
+            let registries = call(global, |c| async move { c.registries().await }).await?;
             if output.json {
                 return print_json(&RegistryListResponse { registries });
             }
@@ -86,10 +83,7 @@ pub async fn registry(global: &Global, command: RegistryCommand) -> CliResult {
             ))
         }
         RegistryCommand::Rm { server, output } => {
-            let client = connect(global).await?;
-            let removed = client.remove_registry(&server).await;
-            client.close().await;
-            let removed = removed?;
+            let removed = call(global, |c| async move { c.remove_registry(&server).await }).await?;
             if output.json {
                 return print_json(&removed);
             }
