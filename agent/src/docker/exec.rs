@@ -317,13 +317,7 @@ fn tag(
 ) -> ConsoleOutputStream {
     Box::pin(output.filter_map(move |item| {
         let piece = match item {
-            Ok(LogOutput::StdErr { message }) => {
-                Some(Ok((ConsoleStream::Stderr, message.to_vec())))
-            }
-            Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
-                Some(Ok((ConsoleStream::Stdout, message.to_vec())))
-            }
-            Ok(LogOutput::StdIn { .. }) => None,
+            Ok(output) => super::logs::tagged(output).map(Ok),
             Err(err) => Some(Err(DockerError::new(
                 ErrorCode::DockerNotAvailable,
                 format!("reading from Docker at {host} failed: {}", chain(&err)),

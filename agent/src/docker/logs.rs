@@ -1,10 +1,11 @@
 //! A container's output from Docker's log API, as raw pieces tagged stdout or stderr; turning
-//! them into lines is the caller's job.
+//! them into lines is the caller's job. The tagging ([`tagged`]) serves the console's exec and
+//! attach streams too.
 
 use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptionsBuilder;
 use futures_util::{Stream, StreamExt};
-use zedops_protocol::{ErrorCode, LogStream};
+use zedops_protocol::{ConsoleStream, ErrorCode, LogStream};
 
 use super::{DockerClient, DockerError, bare};
 
@@ -38,13 +39,7 @@ impl DockerClient {
         tracing::debug!(container = %inspected.name, tail, follow, "streaming logs");
         Ok(docker.logs(&name, Some(options)).filter_map(move |item| {
             let piece = match item {
-                Ok(LogOutput::StdErr { message }) => {
-                    Some(Ok((LogStream::Stderr, message.to_vec())))
-                }
-                Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
-                    Some(Ok((LogStream::Stdout, message.to_vec())))
-                }
-                Ok(LogOutput::StdIn { .. }) => None,
+                Ok(output) => tagged(output).map(Ok),
                 Err(err) => Some(Err(DockerError::new(
                     ErrorCode::DockerNotAvailable,
                     format!(
@@ -55,5 +50,33 @@ impl DockerClient {
             };
             std::future::ready(piece)
         }))
+    }
+}
+
+/// A container's two output streams, as the logs and the console each name them.
+pub(super) trait OutputStream {
+    const STDOUT: Self;
+    const STDERR: Self;
+}
+
+impl OutputStream for LogStream {
+    const STDOUT: Self = LogStream::Stdout;
+    const STDERR: Self = LogStream::Stderr;
+}
+
+impl OutputStream for ConsoleStream {
+    const STDOUT: Self = ConsoleStream::Stdout;
+    const STDERR: Self = ConsoleStream::Stderr;
+}
+
+/// One piece of Docker's output tagged with its stream (a terminal's counts as stdout);
+/// `None` for stdin echoes, which are dropped.
+pub(super) fn tagged<S: OutputStream>(output: LogOutput) -> Option<(S, Vec<u8>)> {
+    match output {
+        LogOutput::StdErr { message } => Some((S::STDERR, message.to_vec())),
+        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+            Some((S::STDOUT, message.to_vec()))
+        }
+        LogOutput::StdIn { .. } => None,
     }
 }
