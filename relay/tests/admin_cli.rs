@@ -96,7 +96,12 @@ async fn administers_users_tokens_and_agents() {
     let out = relay(&db, &["agent", "revoke", "web-1"], None);
     assert_ok(&out);
     let out = relay(&db, &["agent", "revoke", "web-1"], None);
-    assert!(!out.status.success(), "revoking twice is an error");
+    assert!(
+        !out.status.success(),
+        "revoking twice is an error; it said: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = relay(&db, &["agent", "list", "--json"], None);
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed["count"], 0);
