@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bollard::models::ContainerSummary;
-use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder};
+use bollard::query_parameters::InspectContainerOptions;
 use zedops_protocol::{Container, ErrorCode, LABEL_UPDATE};
 
 use super::{DockerClient, DockerError, chain};
@@ -29,12 +29,7 @@ impl DockerClient {
     /// Every container with the reference it was created from. Docker's list shows an image id
     /// instead of the reference once the tag has moved to another image, so those are inspected.
     pub async fn container_images(&self) -> Result<Vec<ContainerImage>, DockerError> {
-        let options = ListContainersOptionsBuilder::new().all(true).build();
-        let summaries = self
-            .call(ErrorCode::DockerListFailed, None, |d| async move {
-                d.list_containers(Some(options)).await
-            })
-            .await?;
+        let summaries = self.all_containers().await?;
         let mut out = Vec::with_capacity(summaries.len());
         for summary in summaries {
             let (Some(id), Some(image_id)) = (summary.id, summary.image_id) else {

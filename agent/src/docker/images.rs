@@ -6,8 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{
-    CreateImageOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
-    RemoveImageOptionsBuilder,
+    CreateImageOptionsBuilder, ListImagesOptionsBuilder, RemoveImageOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -41,12 +40,7 @@ impl DockerClient {
                 d.list_images(Some(options)).await
             })
             .await?;
-        let options = ListContainersOptionsBuilder::new().all(true).build();
-        let containers = self
-            .call(ErrorCode::DockerListFailed, None, |d| async move {
-                d.list_containers(Some(options)).await
-            })
-            .await?;
+        let containers = self.all_containers().await?;
         let mut used_by: HashMap<String, Vec<String>> = HashMap::new();
         for c in containers {
             let name = c

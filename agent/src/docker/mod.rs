@@ -129,14 +129,18 @@ impl DockerClient {
         }
     }
 
+    /// Docker's summary of every container, running and stopped.
+    async fn all_containers(&self) -> Result<Vec<bollard::models::ContainerSummary>, DockerError> {
+        let options = ListContainersOptionsBuilder::new().all(true).build();
+        self.call(ErrorCode::DockerListFailed, None, |d| async move {
+            d.list_containers(Some(options)).await
+        })
+        .await
+    }
+
     /// All containers, running and stopped.
     pub async fn list(&self) -> Result<Vec<Container>, DockerError> {
-        let options = ListContainersOptionsBuilder::new().all(true).build();
-        let summaries = self
-            .call(ErrorCode::DockerListFailed, None, |d| async move {
-                d.list_containers(Some(options)).await
-            })
-            .await?;
+        let summaries = self.all_containers().await?;
         let mut rows = Vec::with_capacity(summaries.len());
         for summary in summaries {
             rows.push(self.row(summary).await);
