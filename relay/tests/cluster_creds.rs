@@ -3,7 +3,8 @@
 //! resolver, as `nsc generate config --mem-resolver` writes it), with keys and JWTs made here
 //! (the `nats-jwt` crate on `nkeys`; no `nsc` needed). The relays' user may publish and
 //! subscribe only under `zedops.>` and `_INBOX.>`, as docs/CLUSTER.md advises. Real PostgreSQL
-//! and `nats-server`; under CI=true a missing part fails.
+//! and `nats-server`; under CI=true a missing part fails. Refused, expiring and missing
+//! credentials leave the relay not ready (or stopped) with a plain explanation.
 
 mod cluster_support;
 
@@ -41,16 +42,19 @@ fn operator_jwt(operator: &KeyPair) -> String {
 }
 
 /// A credentials file (as `nsc` writes them) for a new user of `account`, signed by it,
-/// allowed only the relays' subjects.
-fn user_creds(dir: &Path, file: &str, account: &KeyPair) -> PathBuf {
+/// allowed only the relays' subjects; its JWT expires at `expires` (Unix seconds) if given.
+fn user_creds(dir: &Path, file: &str, account: &KeyPair, expires: Option<i64>) -> PathBuf {
     let user = KeyPair::new_user();
-    let jwt = Token::new_user(account.public_key(), user.public_key())
+    let mut token = Token::new_user(account.public_key(), user.public_key())
         .name("zedops-relay")
         .allow_publish("zedops.>")
         .allow_publish("_INBOX.>")
         .allow_subscribe("zedops.>")
-        .allow_subscribe("_INBOX.>")
-        .sign(account);
+        .allow_subscribe("_INBOX.>");
+    if let Some(expires) = expires {
+        token = token.expires(expires);
+    }
+    let jwt = token.sign(account);
     let seed = user.seed().expect("user seed");
     let text = format!(
         "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
@@ -85,7 +89,7 @@ async fn relays_with_a_credentials_file_route_and_refused_credentials_are_explai
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let good = user_creds(dir.path(), "relay.creds", &account);
+    let good = user_creds(dir.path(), "relay.creds", &account, None);
     let good = good.to_str().unwrap();
 
     let database = postgres.database();
@@ -133,7 +137,7 @@ async fn relays_with_a_credentials_file_route_and_refused_credentials_are_explai
 
     // A user of an account the servers do not know: NATS refuses it; the relay runs, stays
     // not ready, and says why in plain words (once, not at every retry).
-    let stranger = user_creds(dir.path(), "stranger.creds", &KeyPair::new_account());
+    let stranger = user_creds(dir.path(), "stranger.creds", &KeyPair::new_account(), None);
     let refused = RelayProcess::spawn(
         &database,
         &nats.url(),
@@ -164,6 +168,37 @@ async fn relays_with_a_credentials_file_route_and_refused_credentials_are_explai
         "{log}"
     );
     assert!(log.contains("--nats-creds"), "{log}");
+
+    // A user whose JWT expires while its relay runs (credentials not renewed in time): NATS
+    // cuts the relay off at the expiry and refuses it after; the relay keeps running, is no
+    // longer ready (a load balancer sends its traffic elsewhere), and says why.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let expiring = user_creds(dir.path(), "expiring.creds", &account, Some(now + 4));
+    let expired = RelayProcess::start_with(
+        &database,
+        &nats.url(),
+        &["--nats-creds", expiring.to_str().unwrap()],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_status(&expired.addr, "/readyz").await != 503
+        || !expired.log().contains("JWT of its user (--nats-creds")
+        || !expired
+            .log()
+            .contains("NATS refused this relay's credentials")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the relay whose NATS user expired is still ready or did not say why; its log:\n{}",
+            expired.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(http_status(&expired.addr, "/healthz").await, 200);
+    drop(expired);
 
     // A credentials file that is not there: the relay does not start, and names the file.
     let missing = dir.path().join("missing.creds");

@@ -105,6 +105,9 @@ pub(super) fn explain_failure(reason: &str, shown: &str) -> String {
         "authorization violation" | "failed signing nonce" => {
             "NATS refused this relay's credentials: check that --nats-creds (ZEDOPS_NATS_CREDS) is the credentials file of a user of the relays' account, signed by an account the NATS servers trust, and not expired"
         }
+        "user authentication expired" => {
+            "NATS ended this relay's session: the JWT of its user (--nats-creds, ZEDOPS_NATS_CREDS) expired; put a renewed credentials file in its place and restart the relay, which reads it at start"
+        }
         "TLS error" => {
             "the TLS handshake with NATS failed: check --nats-ca (the CA of the servers' certificates), and --nats-cert/--nats-key if the servers verify clients"
         }
@@ -150,6 +153,11 @@ mod tests {
         assert!(told.contains("--nats-creds"), "{told}");
         assert!(told.contains("nats://a:4222"), "{told}");
         assert!(explain_failure("TLS error", "x").contains("--nats-ca"));
+        let expired = explain_failure("user authentication expired", "x");
+        assert!(
+            expired.contains("expired") && expired.contains("restart"),
+            "{expired}"
+        );
         assert!(explain_failure("something new", "x").contains("something new"));
     }
 }

@@ -195,6 +195,11 @@ impl Cluster {
                         async_nats::Event::ServerError(
                             async_nats::ServerError::AuthorizationViolation,
                         ) => Some("authorization violation".to_string()),
+                        async_nats::Event::ServerError(async_nats::ServerError::Other(said))
+                            if said.to_lowercase().contains("authentication expired") =>
+                        {
+                            Some("user authentication expired".to_string())
+                        }
                         _ => None,
                     };
                     if let Some(reason) = failed {
