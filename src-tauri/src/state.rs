@@ -3,11 +3,17 @@
 use std::sync::{Mutex, MutexGuard};
 
 use tauri::async_runtime::JoinHandle;
+use tauri::{AppHandle, Manager};
 use zedops_client::Client;
 
 use crate::error::AppError;
 use crate::fleet::Fleet;
 use crate::session::Session;
+
+/// The live connection, for a command (`NOT_SIGNED_IN` when nobody is signed in).
+pub async fn client(app: &AppHandle) -> Result<Client, AppError> {
+    app.state::<AppState>().client().await
+}
 
 #[derive(Default)]
 pub struct AppState {

@@ -6,7 +6,7 @@ use tauri::{AppHandle, Manager};
 
 use super::{ConsoleEvent, ConsoleKind, Consoles};
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::state::client;
 
 fn consoles(app: &AppHandle) -> tauri::State<'_, Consoles> {
     app.state::<Consoles>()
@@ -28,7 +28,7 @@ pub async fn open_console(
     rows: u16,
     on_event: Channel<ConsoleEvent>,
 ) -> Result<u32, AppError> {
-    let client = app.state::<AppState>().client().await?;
+    let client = client(&app).await?;
     let session = super::open(
         &client,
         &agent_id,

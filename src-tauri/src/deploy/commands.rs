@@ -3,18 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use tauri::AppHandle;
 use tauri::ipc::Channel;
-use tauri::{AppHandle, Manager};
 use zedops_protocol::{TemplateSaved, TemplateSummary};
 
 use super::{DeployedView, ImageRemovedView, ImageView, PullProgressView, TemplateView};
 use crate::error::AppError;
 use crate::relist::relist_and_push;
-use crate::state::AppState;
-
-async fn client(app: &AppHandle) -> Result<zedops_client::Client, AppError> {
-    app.state::<AppState>().client().await
-}
+use crate::state::client;
 
 /// Every template (any role).
 #[tauri::command]

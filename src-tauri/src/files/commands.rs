@@ -5,11 +5,7 @@ use tauri::{AppHandle, Manager};
 
 use super::{FileListView, SavedFile};
 use crate::error::{AppError, ErrorCode};
-use crate::state::AppState;
-
-async fn client(app: &AppHandle) -> Result<zedops_client::Client, AppError> {
-    app.state::<AppState>().client().await
-}
+use crate::state::client;
 
 /// A directory of a container: directories first, then by name.
 #[tauri::command]

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
+use tauri::AppHandle;
 use tauri::ipc::Channel;
-use tauri::{AppHandle, Manager};
 
 use super::{
     AgentImageUpdates, ContainerUpdateEvent, ContainerUpdateOutcome, FleetItemState,
@@ -13,11 +13,7 @@ use super::{
 };
 use crate::error::AppError;
 use crate::relist::relist_and_push;
-use crate::state::AppState;
-
-async fn client(app: &AppHandle) -> Result<zedops_client::Client, AppError> {
-    app.state::<AppState>().client().await
-}
+use crate::state::client;
 
 /// Every agent's containers with a newer image, as the relay keeps them (any role).
 #[tauri::command]

@@ -3,18 +3,18 @@
 
 use std::sync::Arc;
 
+use tauri::AppHandle;
 use tauri::ipc::Channel;
-use tauri::{AppHandle, Manager};
 
 use super::AgentUpdateEvent;
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::state::client;
 
 /// The agent version the relay serves (signed), or `null` when it serves none.
 #[tauri::command]
 #[specta::specta]
 pub async fn offered_agent_version(app: AppHandle) -> Result<Option<String>, AppError> {
-    super::offered_version(&app.state::<AppState>().client().await?).await
+    super::offered_version(&client(&app).await?).await
 }
 
 /// (Admin) Updates the agents (ids, in order): the first `canary` one at a time, then
@@ -29,7 +29,7 @@ pub async fn update_agents(
     parallel: u32,
     on_event: Channel<AgentUpdateEvent>,
 ) -> Result<u32, AppError> {
-    let client = app.state::<AppState>().client().await?;
+    let client = client(&app).await?;
     let report: super::Report = Arc::new(move |event| {
         let _ = on_event.send(event);
     });
