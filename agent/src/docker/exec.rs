@@ -15,7 +15,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use zedops_protocol::{ConsoleStream, ErrorCode, ExecRequest, MAX_CONSOLE_CHUNK_BYTES, TermSize};
 
-use super::{DockerClient, DockerError, bare, chain};
+use super::{DockerClient, DockerError, bare};
 
 /// Output of a console process as Docker hands it over, tagged by stream.
 pub type ConsoleOutputStream =
@@ -315,16 +315,7 @@ fn tag(
     output: Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>,
     host: String,
 ) -> ConsoleOutputStream {
-    Box::pin(output.filter_map(move |item| {
-        let piece = match item {
-            Ok(output) => super::logs::tagged(output).map(Ok),
-            Err(err) => Some(Err(DockerError::new(
-                ErrorCode::DockerNotAvailable,
-                format!("reading from Docker at {host} failed: {}", chain(&err)),
-            ))),
-        };
-        std::future::ready(piece)
-    }))
+    Box::pin(super::logs::tag_pieces(output, "reading from Docker", host))
 }
 
 /// The id a host process has in its innermost PID namespace, from `/proc/<pid>/status`.

@@ -1,6 +1,6 @@
 //! A container's output from Docker's log API, as raw pieces tagged stdout or stderr; turning
-//! them into lines is the caller's job. The tagging ([`tagged`]) serves the console's exec and
-//! attach streams too.
+//! them into lines is the caller's job. The tagging ([`tag_pieces`]) serves the console's exec
+//! and attach streams too.
 
 use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptionsBuilder;
@@ -37,20 +37,28 @@ impl DockerClient {
             .build();
         let host = self.host.clone();
         tracing::debug!(container = %inspected.name, tail, follow, "streaming logs");
-        Ok(docker.logs(&name, Some(options)).filter_map(move |item| {
-            let piece = match item {
-                Ok(output) => tagged(output).map(Ok),
-                Err(err) => Some(Err(DockerError::new(
-                    ErrorCode::DockerNotAvailable,
-                    format!(
-                        "reading the logs from Docker at {host} failed: {}",
-                        super::chain(&err)
-                    ),
-                ))),
-            };
-            std::future::ready(piece)
-        }))
+        let output = docker.logs(&name, Some(options));
+        Ok(tag_pieces(output, "reading the logs from Docker", host))
     }
+}
+
+/// Docker's output as pieces tagged with their stream ([`tagged`]); a stream that breaks ends
+/// in DOCKER_NOT_AVAILABLE, "`reading` at `host` failed: why".
+pub(super) fn tag_pieces<S: OutputStream>(
+    output: impl Stream<Item = Result<LogOutput, bollard::errors::Error>>,
+    reading: &'static str,
+    host: String,
+) -> impl Stream<Item = Result<(S, Vec<u8>), DockerError>> {
+    output.filter_map(move |item| {
+        let piece = match item {
+            Ok(output) => tagged(output).map(Ok),
+            Err(err) => Some(Err(DockerError::new(
+                ErrorCode::DockerNotAvailable,
+                format!("{reading} at {host} failed: {}", super::chain(&err)),
+            ))),
+        };
+        std::future::ready(piece)
+    })
 }
 
 /// A container's two output streams, as the logs and the console each name them.
@@ -71,7 +79,7 @@ impl OutputStream for ConsoleStream {
 
 /// One piece of Docker's output tagged with its stream (a terminal's counts as stdout);
 /// `None` for stdin echoes, which are dropped.
-pub(super) fn tagged<S: OutputStream>(output: LogOutput) -> Option<(S, Vec<u8>)> {
+fn tagged<S: OutputStream>(output: LogOutput) -> Option<(S, Vec<u8>)> {
     match output {
         LogOutput::StdErr { message } => Some((S::STDERR, message.to_vec())),
         LogOutput::StdOut { message } | LogOutput::Console { message } => {
