@@ -16,6 +16,7 @@ use zedops_agent::selfupdate::keys::TrustedKeys;
 use zedops_agent::selfupdate::store::Store;
 use zedops_agent::selfupdate::{DEFAULT_REVERT_AFTER, Updater};
 use zedops_protocol::{AgentUpdateOrder, ErrorCode, ErrorReply};
+use zedops_testkit::build::stripped_agent;
 use zedops_transport::RelayUrl;
 
 mod update;
@@ -208,7 +209,7 @@ async fn a_build_is_installed_only_when_signed_announced_and_downloaded_exactly(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_launcher_runs_a_newer_build_and_the_guard_reverts_one_that_cannot_connect() {
     let key = ReleaseKey::generate();
-    let new = update::build_agent("0.99.0");
+    let new = stripped_agent("0.99.0");
     let (_downloads, relay) = serve_build(&key, &new, "0.99.0").await;
     let site = Site::new(&key);
     let data = site.data("data");
@@ -285,7 +286,7 @@ async fn the_launcher_runs_a_newer_build_and_the_guard_reverts_one_that_cannot_c
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_update_over_the_relay_restarts_the_agent_in_place_on_the_new_build() {
     let key = ReleaseKey::generate();
-    let new = update::build_agent("0.99.0");
+    let new = stripped_agent("0.99.0");
     let (_downloads, relay) = serve_build(&key, &new, "0.99.0").await;
     let site = Site::new(&key);
     let data = site.data("data");

@@ -15,6 +15,7 @@ use update::{
 };
 use zedops_agent::selfupdate::store::Store;
 use zedops_client::agent_update::{self, AgentStep, AgentUpdateOptions};
+use zedops_testkit::build::stripped_agent;
 
 mod update;
 
@@ -74,7 +75,7 @@ fn folded(steps: &[AgentStep]) -> (Vec<&'static str>, Option<(u64, u64)>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_state_arrives_live_and_a_build_that_cannot_connect_is_shown_rolled_back_with_why() {
     let key = ReleaseKey::generate();
-    let new = update::build_agent("0.99.0");
+    let new = stripped_agent("0.99.0");
     let (_downloads, relay) = serve_build(&key, &new, "0.99.0").await;
     let site = Site::new(&key);
     let data = site.data("live");
@@ -206,7 +207,7 @@ async fn a_canary_that_refuses_the_relays_build_stops_the_rollout_before_the_oth
     let other = ReleaseKey::generate();
     // Stripped as a release build ships: the test binary's own copy carries its debug
     // information, over the 64 MiB an agent downloads at most (refused for its size first).
-    let build = update::build_agent("0.99.0");
+    let build = stripped_agent("0.99.0");
     let (_downloads, relay) = serve_build(&other, &build, "0.99.0").await;
     let site = Site::new(&trusted);
     let names = ["fleet-a", "fleet-b", "fleet-c"];

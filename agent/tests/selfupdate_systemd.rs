@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use installer::{AGENT, require_tool};
 use sysd::{Machine, image};
-use update::{Admin, Relay, ReleaseKey, build_agent, platform, publish};
+use update::{Admin, Relay, ReleaseKey, platform, publish};
+use zedops_testkit::build::stripped_agent;
 
 mod installer;
 mod sysd;
@@ -22,7 +23,7 @@ async fn updates_itself_under_systemd_and_comes_back_from_a_build_that_cannot_co
     }
     let image = image().await;
     let key = ReleaseKey::generate();
-    let new = build_agent("0.99.0");
+    let new = stripped_agent("0.99.0");
     let packaged = env!("CARGO_PKG_VERSION");
 
     // The relay first serves a properly signed build that starts and never connects.

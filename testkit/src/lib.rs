@@ -3,6 +3,7 @@
 //! containers made from the locally imported busybox image. Everything is torn down on drop.
 
 mod agent;
+pub mod build;
 pub mod docker;
 pub mod nats;
 pub mod postgres;

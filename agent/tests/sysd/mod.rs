@@ -7,11 +7,11 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
 use tokio::process::Command;
+use zedops_testkit::build::target_dir;
 
 /// Bytes as text, for messages.
 pub fn text(bytes: &[u8]) -> String {
@@ -229,12 +229,6 @@ pub async fn image() -> &'static str {
         .unwrap();
     assert!(out.status.success(), "docker import: {}", text(&out.stderr));
     IMAGE
-}
-
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
 /// The Debian mirror apt is configured with here (deb822 `URIs:` or a one-line `deb` entry).

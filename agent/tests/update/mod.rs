@@ -1,11 +1,12 @@
 //! Shared by the self-update tests: a relay on 127.0.0.1 serving agent builds from a downloads
 //! directory, a release key made at run time (never committed) with the signatures
-//! `scripts/release` would make, and a second real agent build of another version.
+//! `scripts/release` would make. The second real agent build, of another version, is
+//! `zedops_testkit::build::stripped_agent`.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -326,51 +327,6 @@ pub async fn wait_confirmed(data: &Path) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
-}
-
-/// The agent built with `ZEDOPS_BUILD_VERSION=version` (debug profile), in its own target
-/// directory under target/ so that the tests' own agent binary is left alone; cargo makes it
-/// once and finds it fresh afterwards. Returns the binary's bytes, debug information stripped.
-pub fn build_agent(version: &str) -> Vec<u8> {
-    // Tests of one binary run in parallel: one build at a time, and the stripped copy is
-    // written only while nobody reads it.
-    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = target_dir().join("selfupdate");
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "zedops-agent", "--bin", "zedops-agent"])
-        .env("CARGO_TARGET_DIR", &dir)
-        .env("ZEDOPS_BUILD_VERSION", version)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "building the agent {version}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Without its debug information (over 100 MB of it), as a release build ships: an agent
-    // downloads at most 64 MiB.
-    let stripped = dir.join(format!("zedops-agent-{version}"));
-    let out = Command::new("strip")
-        .arg("--strip-debug")
-        .arg("-o")
-        .arg(&stripped)
-        .arg(dir.join("debug/zedops-agent"))
-        .output()
-        .expect("strip (binutils) runs");
-    assert!(
-        out.status.success(),
-        "strip: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read(stripped).unwrap()
 }
 
 /// Adds `user` with `role` at the relay and signs them in; returns the session's token.
