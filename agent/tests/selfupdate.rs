@@ -163,6 +163,17 @@ async fn a_build_is_installed_only_when_signed_announced_and_downloaded_exactly(
     assert_eq!(installed.version, "0.99.0");
     assert!(!installed.confirmed);
     let before = update_files(data.path());
+    // A refusal from here on leaves the installed build as it was.
+    let refused_unchanged = async |order: AgentUpdateOrder, part: &str| {
+        let err = refused(
+            updater(&relay, data.path(), &trusted, "0.1.0"),
+            &order,
+            part,
+        )
+        .await;
+        assert_eq!(update_files(data.path()), before, "something was replaced");
+        err
+    };
 
     // The relay serves a different binary than it announced (replaced on disk after it hashed
     // it at start): the SHA-256 catches it, and the installed build stays as it was.
@@ -173,22 +184,10 @@ async fn a_build_is_installed_only_when_signed_announced_and_downloaded_exactly(
         &forged,
         &key.sign(&build, "0.99.0", &platform()),
     );
-    refused(
-        updater(&relay, data.path(), &trusted, "0.1.0"),
-        &order(&build, "0.99.0"),
-        "SHA-256",
-    )
-    .await;
-    assert_eq!(update_files(data.path()), before, "something was replaced");
+    refused_unchanged(order(&build, "0.99.0"), "SHA-256").await;
 
     // Even with the forged file's own SHA-256 and size announced, the signature refuses it.
-    refused(
-        updater(&relay, data.path(), &trusted, "0.1.0"),
-        &order(&forged, "0.99.0"),
-        "signature does not match",
-    )
-    .await;
-    assert_eq!(update_files(data.path()), before, "something was replaced");
+    refused_unchanged(order(&forged, "0.99.0"), "signature does not match").await;
 
     // A truncated download (the file cut short after the relay announced it): refused.
     publish(
@@ -196,14 +195,8 @@ async fn a_build_is_installed_only_when_signed_announced_and_downloaded_exactly(
         &build[..150_000],
         &key.sign(&build, "0.99.0", &platform()),
     );
-    let err = refused(
-        updater(&relay, data.path(), &trusted, "0.1.0"),
-        &order(&build, "0.99.0"),
-        "150000 bytes",
-    )
-    .await;
+    let err = refused_unchanged(order(&build, "0.99.0"), "150000 bytes").await;
     assert_eq!(err.error_code, ErrorCode::UpdateRefused, "{err}");
-    assert_eq!(update_files(data.path()), before, "something was replaced");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
