@@ -87,6 +87,15 @@ impl Client {
         self.sessions.input(input);
     }
 
+    /// Sends `bytes` as input at once, without waiting for credit: typed keys (a few bytes) and
+    /// chunks already within it.
+    fn type_in(&self, bytes: &[u8]) {
+        self.input(StreamInput {
+            data: Some(encode_bytes(bytes)),
+            ..Default::default()
+        });
+    }
+
     /// Sends `bytes` within the credit, reading frames (and their grants) while waiting for it;
     /// then closes stdin.
     async fn write_all(&mut self, mut bytes: &[u8]) {
@@ -100,10 +109,7 @@ impl Client {
                 assert!(frame.end.is_none(), "ended while writing: {frame:?}");
                 continue;
             }
-            self.input(StreamInput {
-                data: Some(encode_bytes(&bytes[..n])),
-                ..Default::default()
-            });
+            self.type_in(&bytes[..n]);
             self.credit -= n as u64;
             bytes = &bytes[n..];
         }
@@ -326,10 +332,7 @@ async fn a_terminal_has_the_size_sent_and_follows_resizes() {
     let mut sh = run(&docker, &sessions, request, "_INBOX.t").await;
     let started = sh.next().await.started.unwrap();
     assert!(started.tty);
-    sh.input(StreamInput {
-        data: Some(encode_bytes(b"busybox stty size\n")),
-        ..Default::default()
-    });
+    sh.type_in(b"busybox stty size\n");
     wait_for(&mut sh, "30 100").await;
     sh.input(StreamInput {
         resize: Some(TermSize {
@@ -338,30 +341,15 @@ async fn a_terminal_has_the_size_sent_and_follows_resizes() {
         }),
         ..Default::default()
     });
-    sh.input(StreamInput {
-        data: Some(encode_bytes(b"busybox stty size\n")),
-        ..Default::default()
-    });
+    sh.type_in(b"busybox stty size\n");
     wait_for(&mut sh, "40 120").await;
     // Ctrl-C reaches the foreground process through the terminal.
-    sh.input(StreamInput {
-        data: Some(encode_bytes(b"sleep 999\n")),
-        ..Default::default()
-    });
+    sh.type_in(b"sleep 999\n");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    sh.input(StreamInput {
-        data: Some(encode_bytes(b"\x03")),
-        ..Default::default()
-    });
-    sh.input(StreamInput {
-        data: Some(encode_bytes(b"echo after-$?\n")),
-        ..Default::default()
-    });
+    sh.type_in(b"\x03");
+    sh.type_in(b"echo after-$?\n");
     wait_for(&mut sh, "after-130").await;
-    sh.input(StreamInput {
-        data: Some(encode_bytes(b"exit 5\n")),
-        ..Default::default()
-    });
+    sh.type_in(b"exit 5\n");
     let (code, _) = sh.finish().await;
     assert_eq!(code, Some(5));
 }
@@ -423,10 +411,7 @@ async fn attach_sees_the_console_and_send_reaches_it() {
     let bytes = docker.send_line(&name, "servermsg hello").await.unwrap();
     assert_eq!(bytes, 16);
     wait_for(&mut console, "got:servermsg hello").await;
-    console.input(StreamInput {
-        data: Some(encode_bytes(b"typed\n")),
-        ..Default::default()
-    });
+    console.type_in(b"typed\n");
     wait_for(&mut console, "got:typed").await;
     // Detaching leaves the server running.
     assert!(sessions.cancel("_INBOX.a"));
