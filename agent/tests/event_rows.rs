@@ -13,12 +13,31 @@ use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig, PortBinding
 use bollard::query_parameters::{KillContainerOptions, StartContainerOptions};
 use tokio::sync::broadcast;
 use zedops_agent::docker::DockerClient;
-use zedops_client::{ClientEvent, ContainerAction, ContainerEvent};
+use zedops_client::{Client, ClientEvent, ContainerAction, ContainerEvent};
 use zedops_protocol::{Container, Role};
 use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
 
 /// Generous: these are liveness deadlines, not performance assertions.
 const WAIT: Duration = Duration::from_secs(20);
+
+/// A relay with the real agent `agent` online on the engine, and a viewer subscribed to that
+/// agent's events: the relay and the agent (kept for the test), the viewer, its events.
+async fn watching(
+    agent: &str,
+    viewer: &str,
+) -> (
+    TestRelay,
+    TestAgent,
+    Client,
+    broadcast::Receiver<ClientEvent>,
+) {
+    let relay = TestRelay::builder().start().await;
+    let online = TestAgent::builder(&relay).name(agent).online().await;
+    let client = relay.client(viewer, Role::Viewer).await;
+    let events = client.events();
+    client.subscribe(Some(vec![agent.into()])).await.unwrap();
+    (relay, online, client, events)
+}
 
 /// The next container event of `name` with `action`, skipping everything else.
 async fn next_event(
@@ -116,11 +135,7 @@ async fn each_event_carries_the_row_docker_lists_after_it() {
             false,
         )
         .await;
-    let relay = TestRelay::builder().start().await;
-    let _agent = TestAgent::builder(&relay).name("rows").online().await;
-    let viewer = relay.client("vera", Role::Viewer).await;
-    let mut events = viewer.events();
-    viewer.subscribe(Some(vec!["rows".into()])).await.unwrap();
+    let (_relay, _agent, viewer, mut events) = watching("rows", "vera").await;
 
     let mut host_ports = vec![];
     for round in 0..3 {
@@ -188,11 +203,7 @@ async fn health_changes_and_starts_carry_the_health_docker_lists() {
             false,
         )
         .await;
-    let relay = TestRelay::builder().start().await;
-    let _agent = TestAgent::builder(&relay).name("health").online().await;
-    let viewer = relay.client("hana", Role::Viewer).await;
-    let mut events = viewer.events();
-    viewer.subscribe(Some(vec!["health".into()])).await.unwrap();
+    let (_relay, _agent, viewer, mut events) = watching("health", "hana").await;
 
     for round in 0..2 {
         start(&docker, &checked).await;
