@@ -53,6 +53,27 @@ impl Fixture {
         }
     }
 
+    /// Starts a download of `path` as a client would (`window` bytes before a grant; files over
+    /// `limit` refused), its frames sent to `inbox`: the receiving end of them.
+    fn start_get(
+        &self,
+        path: &str,
+        window: Option<u32>,
+        limit: u64,
+        inbox: &str,
+    ) -> mpsc::Receiver<String> {
+        let (tx, rx) = mpsc::channel(64);
+        let request = FileGetRequest {
+            agent_id: "a".into(),
+            container_id: self.name.clone().into(),
+            path: path.into(),
+            window,
+        };
+        self.sessions
+            .start_get(self.docker.clone(), request, limit, inbox.to_string(), tx);
+        rx
+    }
+
     /// Uploads `bytes` to `path` as a client would; the last frame.
     async fn put(&self, path: &str, bytes: &[u8], mode: Option<u32>, limit: u64) -> FileChunk {
         let inbox = format!("_INBOX.put{}", rand::random::<u32>());
@@ -94,15 +115,7 @@ impl Fixture {
     /// Downloads `path`; its entry and bytes, or how it ended.
     async fn get(&self, path: &str) -> Result<(FileEntry, Vec<u8>), StreamEnd> {
         let inbox = format!("_INBOX.get{}", rand::random::<u32>());
-        let (tx, mut rx) = mpsc::channel(64);
-        let request = FileGetRequest {
-            agent_id: "a".into(),
-            container_id: self.name.clone().into(),
-            path: path.into(),
-            window: None,
-        };
-        self.sessions
-            .start_get(self.docker.clone(), request, LIMIT, inbox.clone(), tx);
+        let mut rx = self.start_get(path, None, LIMIT, &inbox);
         let mut entry = None;
         let mut bytes = Vec::new();
         loop {
@@ -303,15 +316,7 @@ async fn limits_and_refusals() {
     // A download over the limit too.
     let big = vec![7u8; 3000];
     f.put("/work/big", &big, None, LIMIT).await;
-    let (tx, mut rx) = mpsc::channel(8);
-    let get = FileGetRequest {
-        agent_id: "a".into(),
-        container_id: f.name.clone().into(),
-        path: "/work/big".into(),
-        window: None,
-    };
-    f.sessions
-        .start_get(f.docker.clone(), get, 1000, "_INBOX.big".into(), tx);
+    let mut rx = f.start_get("/work/big", None, 1000, "_INBOX.big");
     assert_eq!(
         next(&mut rx).await.end.unwrap().error_code,
         Some(ErrorCode::FileTooLarge)
@@ -377,15 +382,7 @@ async fn a_download_stops_at_the_window() {
     };
     let data = vec![1u8; 200_000];
     f.put("/work/window", &data, None, LIMIT).await;
-    let (tx, mut rx) = mpsc::channel(64);
-    let request = FileGetRequest {
-        agent_id: "a".into(),
-        container_id: f.name.clone().into(),
-        path: "/work/window".into(),
-        window: Some(50_000),
-    };
-    f.sessions
-        .start_get(f.docker.clone(), request, LIMIT, "_INBOX.w".into(), tx);
+    let mut rx = f.start_get("/work/window", Some(50_000), LIMIT, "_INBOX.w");
     let mut got = 0;
     while got < 50_000 {
         got += next(&mut rx).await.bytes().unwrap().len();
