@@ -13,6 +13,12 @@ pub const TEST_IMAGE: &str = "zedops-test/busybox:latest";
 /// Label on every test container, so leftovers are easy to find and remove.
 pub const TEST_LABEL: &str = "zedops-test";
 
+/// `<tag>-` and eight hex digits of a fresh UUID: a name no other test or run uses at the same
+/// time on the shared engine.
+pub(crate) fn unique_name(tag: &str) -> String {
+    format!("{tag}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
 /// Pulls `reference` on the engine to the end and returns the pulled image's id.
 pub async fn pull(docker: &Docker, reference: &str) -> String {
     use futures_util::StreamExt;
@@ -103,10 +109,9 @@ pub struct TestContainers {
 
 impl TestContainers {
     pub fn new(docker: &Docker) -> Self {
-        let prefix = format!("zt-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         Self {
             docker: docker.clone(),
-            prefix,
+            prefix: unique_name("zt"),
             names: vec![],
         }
     }
@@ -299,7 +304,7 @@ impl Cleanup {
     /// A cleanup whose names start with `<tag>-`.
     pub fn new(tag: &str) -> Self {
         Self {
-            prefix: format!("{tag}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            prefix: unique_name(tag),
             containers: vec![],
             volumes: vec![],
             images: vec![],

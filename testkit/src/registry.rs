@@ -18,7 +18,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
-use crate::docker::TEST_IMAGE;
+use crate::docker::{TEST_IMAGE, unique_name};
 
 /// The binary Debian's `docker-registry` package installs.
 pub const REGISTRY_BINARY: &str = "docker-registry";
@@ -151,10 +151,7 @@ impl TestRegistry {
         tag: &str,
         bytes: usize,
     ) -> String {
-        let name = format!(
-            "zt-noise-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let name = unique_name("zt-noise");
         // The test image links few applets; busybox itself has them all.
         let cmd = [
             "busybox".to_string(),
@@ -179,10 +176,7 @@ impl TestRegistry {
         tag: &str,
         config: ContainerConfig,
     ) -> String {
-        let name = format!(
-            "zt-build-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let name = unique_name("zt-build");
         let cmd = [
             "/bin/sh".to_string(),
             "-c".into(),
