@@ -11,7 +11,7 @@ use zedops_protocol::{
     ContainerUpdateFrame, MAX_UPDATE_HEALTH_TIMEOUT_SECS, MAX_UPDATE_STABLE_SECS,
 };
 
-use super::{CliError, CliResult, Global, JsonArg, connect, print_json, table};
+use super::{CliError, CliResult, Global, JsonArg, call, print_json, table};
 
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
@@ -114,16 +114,13 @@ pub async fn update(global: &Global, args: UpdateArgs) -> CliResult {
             "say which container: zedops update --agent AGENT CONTAINER",
         ));
     };
-    let client = connect(global).await?;
-    let result = match client
-        .update_container(&agent, &container, args.options())
-        .await
-    {
-        Ok(stream) => follow(stream, args.output.json).await,
-        Err(e) => Err(e.into()),
-    };
-    client.close().await;
-    let last = result?;
+    let (options, json) = (args.options(), args.output.json);
+    let (on, name) = (&agent, &container);
+    let last = call(global, |c| async move {
+        let stream = c.update_container(on, name, options).await?;
+        follow(stream, json).await
+    })
+    .await?;
     if args.output.json {
         print_json(&last)?;
     }

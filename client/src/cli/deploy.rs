@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use zedops_client::{Deploy, load_template};
 use zedops_protocol::{DeployFrame, ImageListResponse, TemplateListResponse};
 
-use super::{CliError, CliResult, Global, JsonArg, call, connect, print_json, print_stdout, table};
+use super::{CliError, CliResult, Global, JsonArg, call, print_json, print_stdout, table};
 
 #[derive(Debug, Subcommand)]
 pub enum TemplateCommand {
@@ -262,22 +262,13 @@ fn variables(set: &[String]) -> Result<BTreeMap<String, String>, CliError> {
 
 pub async fn create(global: &Global, args: CreateArgs) -> CliResult {
     let variables = variables(&args.set)?;
-    let client = connect(global).await?;
-    let stream = client
-        .deploy(
-            &args.agent,
-            &args.template,
-            &args.name,
-            variables,
-            args.start,
-        )
-        .await;
-    let result = match stream {
-        Ok(stream) => follow(stream, args.output.json).await,
-        Err(e) => Err(e.into()),
-    };
-    client.close().await;
-    let last = result?;
+    let (agent, template, name) = (&args.agent, &args.template, &args.name);
+    let (start, json) = (args.start, args.output.json);
+    let last = call(global, |c| async move {
+        let stream = c.deploy(agent, template, name, variables, start).await?;
+        follow(stream, json).await
+    })
+    .await?;
     let Some(created) = last.created else {
         return Err(CliError::new(
             "INTERNAL",
@@ -306,13 +297,11 @@ pub async fn create(global: &Global, args: CreateArgs) -> CliResult {
 }
 
 pub async fn pull(global: &Global, args: PullArgs) -> CliResult {
-    let client = connect(global).await?;
-    let result = match client.pull(&args.agent, &args.image).await {
-        Ok(stream) => follow(stream, args.output.json).await,
-        Err(e) => Err(e.into()),
-    };
-    client.close().await;
-    let last = result?;
+    let (agent, image, json) = (&args.agent, &args.image, args.output.json);
+    let last = call(global, |c| async move {
+        follow(c.pull(agent, image).await?, json).await
+    })
+    .await?;
     let Some(pulled) = last.pulled else {
         return Err(CliError::new(
             "INTERNAL",

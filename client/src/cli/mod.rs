@@ -699,11 +699,13 @@ async fn run(cli: Cli) -> CliResult {
     }
 }
 
-/// One call over a fresh connection, which is closed whatever the outcome.
-async fn call<T, F, Fut>(global: &Global, ask: F) -> Result<T, CliError>
+/// One call over a fresh connection, which is closed whatever the outcome (a streamed answer
+/// is followed to its end inside `ask`).
+async fn call<T, E, F, Fut>(global: &Global, ask: F) -> Result<T, CliError>
 where
     F: FnOnce(Client) -> Fut,
-    Fut: Future<Output = Result<T, ClientError>>,
+    Fut: Future<Output = Result<T, E>>,
+    CliError: From<E>,
 {
     let client = connect(global).await?;
     let answer = ask(client.clone()).await;
