@@ -41,8 +41,7 @@ impl Streams {
         inbox: String,
         tx: mpsc::Sender<String>,
     ) {
-        let (reply, out) = (inbox.clone(), tx.clone());
-        self.start(inbox, tx, move |cancel| async move {
+        self.start(inbox, tx, move |reply, out, cancel| async move {
             stream_logs(&docker, &request, &reply, &out, cancel).await
         });
     }
@@ -55,8 +54,7 @@ impl Streams {
         inbox: String,
         tx: mpsc::Sender<String>,
     ) {
-        let (reply, out) = (inbox.clone(), tx.clone());
-        self.start(inbox, tx, move |cancel| async move {
+        self.start(inbox, tx, move |reply, out, cancel| async move {
             stream_stats(&docker, &request, &reply, &out, cancel).await
         });
     }
@@ -70,8 +68,7 @@ impl Streams {
         inbox: String,
         tx: mpsc::Sender<String>,
     ) {
-        let (reply, out) = (inbox.clone(), tx.clone());
-        self.start(inbox, tx, move |cancel| async move {
+        self.start(inbox, tx, move |reply, out, cancel| async move {
             let policy = docker.policy().clone();
             crate::deploy::create(&docker, &policy, request, &reply, &out, cancel).await
         });
@@ -85,19 +82,18 @@ impl Streams {
         inbox: String,
         tx: mpsc::Sender<String>,
     ) {
-        let (reply, out) = (inbox.clone(), tx.clone());
-        self.start(inbox, tx, move |cancel| async move {
+        self.start(inbox, tx, move |reply, out, cancel| async move {
             crate::deploy::pull(&docker, request, &reply, &out, cancel).await
         });
     }
 
-    /// Runs one stream in its own task; `run` sends its frames and says how it ended, which
-    /// becomes the last frame.
+    /// Runs one stream in its own task; `run` (given the inbox, the sender and the cancel
+    /// signal) sends its frames and says how it ended, which becomes the last frame.
     fn start<F>(
         self: &Arc<Self>,
         inbox: String,
         tx: mpsc::Sender<String>,
-        run: impl FnOnce(oneshot::Receiver<()>) -> F + Send + 'static,
+        run: impl FnOnce(String, mpsc::Sender<String>, oneshot::Receiver<()>) -> F + Send + 'static,
     ) where
         F: std::future::Future<Output = StreamEnd> + Send + 'static,
     {
@@ -130,7 +126,7 @@ impl Streams {
         // Weak, so that the connection's end (dropping `Streams`) cancels the running tasks.
         let streams = Arc::downgrade(self);
         tokio::spawn(async move {
-            let end = run(cancel_rx).await;
+            let end = run(inbox.clone(), tx.clone(), cancel_rx).await;
             if let Some(streams) = streams.upgrade() {
                 streams.cancels.lock().expect("streams lock").remove(&inbox);
             }
