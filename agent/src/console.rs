@@ -111,16 +111,12 @@ impl Sessions {
         tx: mpsc::Sender<String>,
     ) {
         let (stdin, window) = (request.stdin, request.window);
-        let started = {
-            let docker = docker.clone();
-            async move {
-                let (id, io) = docker.exec_start(&request).await?;
-                tracing::info!(container = ?request.container_id, tty = request.tty, "exec started");
-                let container = request.container_id;
-                Ok((Target::Exec { container, id }, io))
-            }
-        };
-        self.spawn_session(docker, inbox, tx, stdin, window, started);
+        self.spawn_session(docker, inbox, tx, stdin, window, move |docker| async move {
+            let (id, io) = docker.exec_start(&request).await?;
+            tracing::info!(container = ?request.container_id, tty = request.tty, "exec started");
+            let container = request.container_id;
+            Ok((Target::Exec { container, id }, io))
+        });
     }
 
     /// Starts a `container.attach` session answering on `inbox`.
@@ -132,36 +128,34 @@ impl Sessions {
         tx: mpsc::Sender<String>,
     ) {
         let (stdin, window) = (request.stdin, request.window);
-        let attached = {
-            let docker = docker.clone();
-            async move {
-                let io = docker
-                    .attach(&request.container_id, request.stdin, request.size)
-                    .await?;
-                let container = request.container_id;
-                Ok((Target::Attach { container }, io))
-            }
-        };
-        self.spawn_session(docker, inbox, tx, stdin, window, attached);
+        self.spawn_session(docker, inbox, tx, stdin, window, move |docker| async move {
+            let io = docker
+                .attach(&request.container_id, request.stdin, request.size)
+                .await?;
+            let container = request.container_id;
+            Ok((Target::Attach { container }, io))
+        });
     }
 
     /// Registers a session on `inbox` and runs it on a task of its own: `connect` starts the
     /// process or attaches to it, then bytes flow until it ends, and the last frame says how.
-    fn spawn_session(
+    fn spawn_session<F>(
         self: &Arc<Self>,
         docker: Arc<DockerClient>,
         inbox: String,
         tx: mpsc::Sender<String>,
         stdin: bool,
         window: Option<u32>,
-        connect: impl Future<Output = Result<(Target, ConsoleIo), DockerError>> + Send + 'static,
-    ) {
+        connect: impl FnOnce(Arc<DockerClient>) -> F + Send + 'static,
+    ) where
+        F: Future<Output = Result<(Target, ConsoleIo), DockerError>> + Send + 'static,
+    {
         let Some(session) = self.open(&inbox, &tx) else {
             return;
         };
         let sessions = Arc::downgrade(self);
         tokio::spawn(async move {
-            let (exit, end) = match connect.await {
+            let (exit, end) = match connect(docker.clone()).await {
                 Err(err) => (None, failed(err)),
                 Ok((target, io)) => {
                     let window = window.unwrap_or(DEFAULT_CONSOLE_WINDOW);
