@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 
 use zedops_client::{LogStream, LogsOptions};
 
-use super::{CliError, CliResult, Global, connect};
+use super::{CliError, CliResult, Global, watch};
 
 pub async fn logs(
     global: &Global,
@@ -13,28 +13,14 @@ pub async fn logs(
     container: &str,
     options: LogsOptions,
 ) -> CliResult {
-    let client = connect(global).await?;
-    let mut stream = match client.logs(agent, container, options).await {
-        Ok(stream) => stream,
-        Err(err) => {
-            client.close().await;
-            return Err(err.into());
-        }
-    };
-    let mut interrupted = false;
+    let (client, mut watch) = watch::open(global, |c| async move {
+        c.logs(agent, container, options).await
+    })
+    .await?;
     let stdout_is_terminal = std::io::stdout().is_terminal();
     let stderr_is_terminal = std::io::stderr().is_terminal();
     let outcome = loop {
-        let next = tokio::select! {
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
-                // The stream's last chunk still comes, then the loop ends.
-                interrupted = true;
-                stream.cancel();
-                continue;
-            }
-            next = stream.next() => next,
-        };
-        let chunk = match next {
+        let chunk = match watch.next().await {
             None => break Ok(()),
             Some(Err(err)) => break Err(CliError::from(err)),
             Some(Ok(chunk)) => chunk,
@@ -70,8 +56,7 @@ pub async fn logs(
             if let Err(e) = writeln!(sink, "{text}{cut}") {
                 if e.kind() == std::io::ErrorKind::BrokenPipe {
                     // `zedops logs | head`: the reader has what it wanted.
-                    interrupted = true;
-                    stream.cancel();
+                    watch.stop();
                     break;
                 }
                 return Err(CliError::new(
@@ -83,7 +68,7 @@ pub async fn logs(
         let _ = out.flush();
         if let Some(end) = chunk.end {
             break match end.error_code {
-                Some(code) if !interrupted => Err(CliError::new(
+                Some(code) if !watch.stopped => Err(CliError::new(
                     code.as_str(),
                     super::table::clean(&end.reason),
                 )),
@@ -91,7 +76,7 @@ pub async fn logs(
             };
         }
     };
-    drop(stream);
+    drop(watch);
     client.close().await;
     outcome
 }

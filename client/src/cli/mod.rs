@@ -18,6 +18,7 @@ mod tty;
 mod update;
 mod updates;
 mod vt;
+mod watch;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -3,7 +3,7 @@
 
 use zedops_client::ContainerStats;
 
-use super::{CliError, CliResult, Global, connect, print_json, print_stdout};
+use super::{CliError, CliResult, Global, print_json, print_stdout, watch};
 
 pub async fn stats(
     global: &Global,
@@ -12,31 +12,18 @@ pub async fn stats(
     stream: bool,
     json: bool,
 ) -> CliResult {
-    let client = connect(global).await?;
-    let mut samples = match client.stats(agent, container, stream).await {
-        Ok(samples) => samples,
-        Err(err) => {
-            client.close().await;
-            return Err(err.into());
-        }
-    };
+    let (client, mut samples) = watch::open(global, |c| async move {
+        c.stats(agent, container, stream).await
+    })
+    .await?;
     if !json {
         print_stdout(&format!(
             "{:<8}  {:<22}  {:<7}  {:<20}  {:<20}  {}\n",
             "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"
         ))?;
     }
-    let mut interrupted = false;
     let outcome = loop {
-        let next = tokio::select! {
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
-                interrupted = true;
-                samples.cancel();
-                continue;
-            }
-            next = samples.next() => next,
-        };
-        let chunk = match next {
+        let chunk = match samples.next().await {
             None => break Ok(()),
             Some(Err(err)) => break Err(CliError::from(err)),
             Some(Ok(chunk)) => chunk,
@@ -53,7 +40,7 @@ pub async fn stats(
         }
         if let Some(end) = chunk.end {
             break match end.error_code {
-                Some(code) if !interrupted => Err(CliError::new(code.as_str(), end.reason)),
+                Some(code) if !samples.stopped => Err(CliError::new(code.as_str(), end.reason)),
                 _ => Ok(()),
             };
         }
