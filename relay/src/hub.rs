@@ -520,6 +520,12 @@ pub(crate) trait Peers: Send + Sync {
     fn nats_connected(&self) -> bool;
     /// Resolves once what this relay queued for the others reached NATS.
     fn flushed(&self) -> tokio::sync::oneshot::Receiver<()>;
+    /// The agent left a relay that is draining (a rolling upgrade) moments ago, so it is on its
+    /// way to another relay.
+    fn moving(&self, agent_id: &str) -> bool;
+    /// This relay drains: tells the others its agents are moving (see [`Peers::moving`]);
+    /// resolves once that reached NATS.
+    fn leaving(&self) -> tokio::sync::oneshot::Receiver<()>;
 }
 
 impl Default for Hub {
@@ -560,6 +566,19 @@ impl Hub {
         if let Some(peers) = self.cluster.get() {
             let _ = tokio::time::timeout(within, peers.flushed()).await;
         }
+    }
+
+    /// Tells the other relays of the cluster that this relay's agents are moving (it drains),
+    /// waiting at most `within` for NATS to take it.
+    pub(crate) async fn agents_moving(&self, within: Duration) {
+        if let Some(peers) = self.cluster.get() {
+            let _ = tokio::time::timeout(within, peers.leaving()).await;
+        }
+    }
+
+    /// Whether agent `id` is moving between relays of the cluster (see [`Peers::moving`]).
+    pub(crate) fn agent_moving(&self, id: &str) -> bool {
+        self.cluster.get().is_some_and(|peers| peers.moving(id))
     }
 
     pub(crate) fn cluster(&self) -> Option<&Arc<dyn Peers>> {

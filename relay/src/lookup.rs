@@ -3,12 +3,17 @@
 //! the audit log and event subscriptions.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use zedops_protocol::{ErrorCode, ErrorReply, EventSubscribe, EventSubscribed};
 
 use crate::hub::AgentLink;
 use crate::state::AppState;
 use crate::subscription::Subscription;
+
+/// How long a request waits for an agent moving between relays of a cluster (its relay drains)
+/// to come back: the agent's first reconnection, with room to spare.
+const MOVING_WAIT: Duration = Duration::from_secs(5);
 
 /// The connected agent with this id or name, or why there is none.
 pub async fn online_agent(
@@ -19,19 +24,35 @@ pub async fn online_agent(
         return Ok(link);
     }
     match state.store.find_agent(id_or_name).await {
-        Ok(Some(agent)) => Err(ErrorReply::new(
-            ErrorCode::AgentOffline,
-            format!(
-                "agent {} is not connected to the relay; check that zedops-agent runs on that server",
-                agent.name
-            ),
-        )),
+        Ok(Some(agent)) if state.hub.agent_moving(&agent.id) => {
+            // Its relay is draining (a rolling upgrade): the agent is on its way to another
+            // relay. The request waits for it rather than failing.
+            let deadline = tokio::time::Instant::now() + MOVING_WAIT;
+            while tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Some(link) = state.hub.agent(&agent.id) {
+                    return Ok(link);
+                }
+            }
+            Err(offline(&agent.name))
+        }
+        Ok(Some(agent)) => Err(offline(&agent.name)),
         Ok(None) => Err(ErrorReply::new(
             ErrorCode::NotFound,
             format!("no agent named or with id {id_or_name:?}; `zedops agents` lists them"),
         )),
         Err(e) => Err(e.into()),
     }
+}
+
+/// An enrolled agent that is not connected to any relay.
+fn offline(name: &str) -> ErrorReply {
+    ErrorReply::new(
+        ErrorCode::AgentOffline,
+        format!(
+            "agent {name} is not connected to the relay; check that zedops-agent runs on that server"
+        ),
+    )
 }
 
 /// The id the audit log records for an agent reference (an id or a name): the agent's id when

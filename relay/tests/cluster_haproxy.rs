@@ -9,6 +9,8 @@
 
 mod cluster_support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cluster_support::haproxy::TestHaproxy;
@@ -266,7 +268,8 @@ async fn through_haproxy_an_agent_and_apps_move_to_the_other_relay_when_theirs_i
 /// is stopped with SIGTERM. It drains: two stops in flight, one asked on that relay and a longer
 /// one on the other (crossing over NATS), both finish and are answered; its agent and the apps are
 /// sent elsewhere and come back through HAProxy on the other relay (HAProxy takes the
-/// draining relay out of the pool: its `/readyz` fails); it exits cleanly.
+/// draining relay out of the pool: its `/readyz` fails); it exits cleanly. Requests an app on
+/// the other relay makes meanwhile wait for the agent to arrive, and none fails.
 #[tokio::test]
 async fn through_haproxy_a_relay_drained_with_sigterm_finishes_its_requests_and_hands_everyone_over()
  {
@@ -324,6 +327,21 @@ async fn through_haproxy_a_relay_drained_with_sigterm_finishes_its_requests_and_
     tokio::time::sleep(Duration::from_millis(500)).await;
     relays[holder].terminate();
     let stopped = Instant::now();
+    // Meanwhile an app on the other relay keeps asking for the agent's containers: while the
+    // agent moves its requests wait for it, and none fails.
+    let asking = Arc::new(AtomicBool::new(true));
+    let asker = {
+        let (app, agent, asking) = (direct[other].clone(), name.clone(), asking.clone());
+        tokio::spawn(async move {
+            let mut answered = 0;
+            while asking.load(Ordering::Relaxed) {
+                app.containers(&agent).await.map_err(|e| e.to_string())?;
+                answered += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok::<usize, String>(answered)
+        })
+    };
     for (stop, on) in stops
         .into_iter()
         .zip(["the draining relay", "the other relay"])
@@ -362,6 +380,11 @@ async fn through_haproxy_a_relay_drained_with_sigterm_finishes_its_requests_and_
         1,
         "the agent is on the other relay"
     );
+    asking.store(false, Ordering::Relaxed);
+    let answered = asker.await.unwrap().unwrap_or_else(|e| {
+        panic!("a request on the other relay failed while the agent moved: {e}")
+    });
+    assert!(answered > 0);
     eprintln!(
         "{:?} after the SIGTERM, the agent and the apps were answered through HAProxy",
         stopped.elapsed()

@@ -40,6 +40,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_FORWARDS: usize = 4096;
 /// The queue group of the relays holding an agent: one of them takes each frame.
 const HOLDERS: &str = "holders";
+/// How long an agent whose relay drained counts as on its way to another relay.
+const MOVING_FOR: Duration = Duration::from_secs(10);
+/// Agents remembered as moving at most (from trusted peers, but bounded all the same).
+const MAX_MOVING: usize = 100_000;
 
 /// What this relay knows of an agent held by another.
 #[derive(Debug, Clone)]
@@ -165,6 +169,9 @@ pub(crate) struct Cluster {
     answers: Arc<Outbox>,
     state: Weak<AppState>,
     presence: Mutex<HashMap<String, Held>>,
+    /// Agents whose relay said they left because it drains, and when: requests for them wait
+    /// for them to come back on another relay (see [`Peers::moving`]).
+    moving: Mutex<HashMap<String, Instant>>,
     relays: Mutex<HashMap<String, Instant>>,
     stand_ins: Mutex<HashMap<String, Arc<StandIn>>>,
     /// This relay's agents: the task serving each one's subject, stopped when it leaves.
@@ -238,6 +245,7 @@ impl Cluster {
             out,
             state: Arc::downgrade(state),
             presence: Mutex::default(),
+            moving: Mutex::default(),
             relays: Mutex::default(),
             stand_ins: Mutex::default(),
             holding: Mutex::default(),
@@ -438,6 +446,7 @@ impl Cluster {
             .expect("relays lock")
             .insert(presence.relay.clone(), Instant::now());
         let local = state.hub.local_agent(&presence.agent);
+        self.note_moving(&presence);
         if presence.online {
             if let Some(local) = &local {
                 if local.connected_ms > presence.since_ms {
@@ -617,6 +626,21 @@ impl Cluster {
         }
     }
 
+    /// Remembers an agent leaving a draining relay, and forgets it once it is online again.
+    fn note_moving(&self, presence: &Presence) {
+        let mut moving = self.moving.lock().expect("moving lock");
+        if presence.online {
+            moving.remove(&presence.agent);
+        } else if presence.moving {
+            if moving.len() >= MAX_MOVING {
+                moving.retain(|_, since| since.elapsed() < MOVING_FOR);
+            }
+            if moving.len() < MAX_MOVING {
+                moving.insert(presence.agent.clone(), Instant::now());
+            }
+        }
+    }
+
     fn announce(&self, link: &AgentLink, online: bool) {
         let presence = Presence {
             relay: self.relay_id.to_string(),
@@ -629,6 +653,8 @@ impl Cluster {
                 .load(std::sync::atomic::Ordering::Relaxed),
             last_seen: link.last_seen.load(std::sync::atomic::Ordering::Relaxed),
             batches: true,
+            // Leaving because this relay drains: the others wait for it to come back.
+            moving: !online && self.state().is_some_and(|s| s.hub.drain.is_draining()),
         };
         self.out.json(wire::PRESENCE, &presence);
     }
@@ -1100,6 +1126,26 @@ fn acknowledged(ack: &[u8], count: usize) -> Outcome {
 }
 
 impl Peers for Cluster {
+    fn leaving(&self) -> oneshot::Receiver<()> {
+        if let Some(state) = self.state() {
+            for (id, _, _) in state.hub.local_agent_ids() {
+                if let Some(link) = state.hub.local_agent(&id) {
+                    // Offline and moving (this relay drains): the others stop routing to it.
+                    self.announce(&link, false);
+                }
+            }
+        }
+        self.out.flushed()
+    }
+
+    fn moving(&self, agent_id: &str) -> bool {
+        self.moving
+            .lock()
+            .expect("moving lock")
+            .get(agent_id)
+            .is_some_and(|since| since.elapsed() < MOVING_FOR)
+    }
+
     fn flushed(&self) -> oneshot::Receiver<()> {
         self.out.flushed()
     }

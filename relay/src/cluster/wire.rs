@@ -77,6 +77,10 @@ pub struct Presence {
     /// is sent one frame per request as before.
     #[serde(default)]
     pub batches: bool,
+    /// Offline because its relay is draining before it stops: the agent is expected on another
+    /// relay in a moment (absent, false, from a relay of an older version).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub moving: bool,
 }
 
 /// A relay's heartbeat and its request for everyone's agents.
