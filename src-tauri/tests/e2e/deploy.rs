@@ -13,7 +13,7 @@ use zedops_testkit::{TestAgent, TestRelay};
 
 use crate::harness::{self, require_desktop_parts, unique_suffix};
 use crate::observe::{record, recorded, throttling_proxy};
-use crate::session::{OpenApp, open_app, sign_in};
+use crate::session::{agent_row, open_signed_in};
 use crate::steps::{open_console, progress_bar, select, shot, wait_terminal};
 
 const AGENT: &str = "e2e-deployer";
@@ -92,24 +92,15 @@ pub async fn deploy_console_files_and_remove() {
     admin.close().await;
     let _agent = TestAgent::builder(&relay).name(AGENT).online().await;
 
-    let OpenApp {
-        wd,
-        driver,
-        home: _home,
-    } = open_app(&driver_bin, &app_bin).await;
-    sign_in(&wd, &relay.url, USER).await;
-    let agent_row = wd
-        .wait_for(
-            &format!(r#"[data-testid="agent-row"][data-agent-name="{AGENT}"]"#),
-            UI_WAIT,
-        )
-        .await;
-    wd.click(&wd.find_in(&agent_row, "td").await).await;
+    let app = open_signed_in(&driver_bin, &app_bin, &relay.url, USER, AGENT).await;
+    let wd = &app.wd;
+    let row = wd.wait_for(&agent_row(AGENT), UI_WAIT).await;
+    wd.click(&wd.find_in(&row, "td").await).await;
 
     // "New container" on the agent's page: the form comes from the template.
     wd.click_when_shown(r#"[data-testid="new-container"]"#, UI_WAIT)
         .await;
-    select(&wd, r#"[data-testid="deploy-template"]"#, &template).await;
+    select(wd, r#"[data-testid="deploy-template"]"#, &template).await;
     let secret = wd
         .wait_for(r#"[data-testid="deploy-var-TOKEN"]"#, UI_WAIT)
         .await;
@@ -126,9 +117,9 @@ pub async fn deploy_console_files_and_remove() {
         &name,
     )
     .await;
-    shot(&wd, "deploy-form.png").await;
+    shot(wd, "deploy-form.png").await;
     record(
-        &wd,
+        wd,
         "deploy",
         r#"[data-testid="deploy-progress"]"#,
         &["data-percent"],
@@ -151,7 +142,7 @@ pub async fn deploy_console_files_and_remove() {
                 .is_empty()
         {
             saw_progress = true;
-            shot(&wd, "deploy-progress.png").await;
+            shot(wd, "deploy-progress.png").await;
         }
         if !wd.find_all(&detail).await.is_empty() {
             break;
@@ -165,7 +156,7 @@ pub async fn deploy_console_files_and_remove() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (percents, texts) = progress_bar(&recorded(&wd, "deploy").await);
+    let (percents, texts) = progress_bar(&recorded(wd, "deploy").await);
     eprintln!("e2e deploy: the progress bar showed {percents:?} (a picture taken: {saw_progress})");
     assert!(
         percents.iter().any(|p| (1..100).contains(p)) && percents.windows(2).all(|w| w[1] >= w[0]),
@@ -198,14 +189,14 @@ pub async fn deploy_console_files_and_remove() {
             && env.contains(&"GREETING=hello".to_string()),
         "the typed secret and the default reached the container: {env:?}"
     );
-    shot(&wd, "deployed.png").await;
+    shot(wd, "deployed.png").await;
 
     // Console: a shell (admin) runs a command; its output is on the terminal's screen.
-    let input = open_console(&wd, "shell").await;
+    let input = open_console(wd, "shell").await;
     // The answer (42) is not in what is typed, so it can only come from the shell.
     wd.send_keys(&input, "echo console-$((6*7))\u{E007}").await;
-    wait_terminal(&wd, "console-42", "the shell's output").await;
-    shot(&wd, "console.png").await;
+    wait_terminal(wd, "console-42", "the shell's output").await;
+    shot(wd, "console.png").await;
 
     // Files: the container's root directory is listed.
     wd.click_when_shown(r#"[data-testid="tab-files"]"#, UI_WAIT)
@@ -222,7 +213,7 @@ pub async fn deploy_console_files_and_remove() {
     .await;
     wd.wait_for(r#"[data-testid="files-tab"][data-path="/etc"]"#, UI_WAIT)
         .await;
-    shot(&wd, "files.png").await;
+    shot(wd, "files.png").await;
 
     // Remove, from the detail view: only once the name is typed, and with force (it runs).
     wd.click_when_shown(r#"[data-testid="detail-remove"]"#, UI_WAIT)
@@ -243,7 +234,7 @@ pub async fn deploy_console_files_and_remove() {
     );
     wd.click_when_shown(r#"[data-testid="remove-force"]"#, UI_WAIT)
         .await;
-    shot(&wd, "remove.png").await;
+    shot(wd, "remove.png").await;
     wd.click(&confirm).await;
     wd.wait_gone(r#"[data-testid="remove-dialog"]"#, DEPLOY_WAIT)
         .await;
@@ -259,6 +250,5 @@ pub async fn deploy_console_files_and_remove() {
             .is_err(),
         "Docker no longer has the container"
     );
-    wd.quit().await;
-    drop(driver);
+    app.close().await;
 }

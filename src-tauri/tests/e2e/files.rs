@@ -5,15 +5,14 @@
 //! and mode kept); a file dropped into the tab is uploaded, a folder made, a file deleted, each
 //! checked in the container; the console of a container that answers its stdin, typed into.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bollard::models::ContainerCreateBody;
-use zedops_protocol::Role;
-use zedops_testkit::{TestAgent, TestContainers, TestRelay};
+use zedops_testkit::TestContainers;
 
 use crate::harness::{self, require_desktop_parts};
-use crate::session::{OpenApp, open_signed_in};
-use crate::steps::{open_console, shot, wait_terminal};
+use crate::session::relay_agent_and_app;
+use crate::steps::{filter_fleet, open_console, shot, wait_shown, wait_terminal};
 use crate::webdriver::WebDriver;
 
 const AGENT: &str = "e2e-files";
@@ -65,12 +64,7 @@ fn docker_write(container: &str, path: &str, bytes: &[u8]) {
 /// Opens the container's detail from the fleet view, filtered to it (the engine may run many
 /// other containers, and the table draws only the rows in view).
 async fn open_container(wd: &WebDriver, name: &str) {
-    wd.click_when_shown(r#"[data-testid="nav-fleet"]"#, UI_WAIT)
-        .await;
-    let filter = wd
-        .wait_for(r#"[data-testid="fleet-filter"]"#, UI_WAIT)
-        .await;
-    wd.type_into(&filter, name).await;
+    filter_fleet(wd, name).await;
     let row = wd
         .wait_for(
             &format!(r#"[data-testid="container-row"][data-container-name="{name}"][data-state="running"]"#),
@@ -99,6 +93,9 @@ async fn open_dir(wd: &WebDriver, name: &str, path: &str) {
     )
     .await;
 }
+
+/// The open editor holding nothing unsaved: as read from the server, or once saved.
+const EDITOR_SAVED: &str = r#"[data-testid="file-editor"][data-dirty="false"]"#;
 
 /// The second line in the open editor.
 const SECOND_LINE: &str = r#"[data-testid="file-editor"] .cm-content .cm-line:nth-child(2)"#;
@@ -130,8 +127,6 @@ async fn edit_second_line(wd: &WebDriver) {
 pub async fn edit_upload_mkdir_delete_and_attach() {
     let (driver_bin, app_bin) = require_desktop_parts();
     let docker = harness::docker().await;
-    let relay = TestRelay::builder().start().await;
-    relay.login(USER, Role::Admin).await;
     let mut containers = TestContainers::new(&docker);
     let server = containers.sleeper("files").await;
     docker_sh(&server, "mkdir -p /srv/zomboid");
@@ -154,20 +149,15 @@ pub async fn edit_upload_mkdir_delete_and_attach() {
             true,
         )
         .await;
-    let _agent = TestAgent::builder(&relay).name(AGENT).online().await;
-
-    let OpenApp {
-        wd,
-        driver,
-        home: _home,
-    } = open_signed_in(&driver_bin, &app_bin, &relay.url, USER, AGENT).await;
-    open_container(&wd, &server).await;
+    let (_relay, _agent, app) = relay_agent_and_app(&driver_bin, &app_bin, USER, AGENT).await;
+    let wd = &app.wd;
+    open_container(wd, &server).await;
 
     // The editor opens the config file, saying which format it keeps.
     wd.click_when_shown(r#"[data-testid="tab-files"]"#, UI_WAIT)
         .await;
-    open_dir(&wd, "srv", "/srv").await;
-    open_dir(&wd, "zomboid", "/srv/zomboid").await;
+    open_dir(wd, "srv", "/srv").await;
+    open_dir(wd, "zomboid", "/srv/zomboid").await;
     wd.click_when_shown(
         r#"[data-testid="file-row"][data-name="servertest.ini"] [data-testid="file-edit"]"#,
         UI_WAIT,
@@ -182,7 +172,7 @@ pub async fn edit_upload_mkdir_delete_and_attach() {
     );
 
     // Someone changes the file on the server meanwhile: Save says so instead of writing.
-    edit_second_line(&wd).await;
+    edit_second_line(wd).await;
     docker_write(&server, "/srv/zomboid/servertest.ini", CHANGED);
     wd.click_when_shown(r#"[data-testid="editor-save"]"#, UI_WAIT)
         .await;
@@ -194,7 +184,7 @@ pub async fn edit_upload_mkdir_delete_and_attach() {
         said.contains("/srv/zomboid/servertest.ini was changed on the server since you opened it"),
         "the editor says the file changed: {said}"
     );
-    shot(&wd, "editor-conflict.png").await;
+    shot(wd, "editor-conflict.png").await;
     assert_eq!(
         docker_sh(&server, "cat /srv/zomboid/servertest.ini"),
         CHANGED,
@@ -208,43 +198,25 @@ pub async fn edit_upload_mkdir_delete_and_attach() {
     .await;
     wd.wait_gone(r#"[data-testid="editor-conflict"]"#, UI_WAIT)
         .await;
-    wd.wait_for(
-        r#"[data-testid="file-editor"][data-dirty="false"]"#,
-        UI_WAIT,
+    wd.wait_for(EDITOR_SAVED, UI_WAIT).await;
+    wait_shown(
+        wd,
+        r#"[data-testid="file-editor"] .cm-content"#,
+        "Public=false",
+        "Reload did not show the server's version",
     )
     .await;
-    let deadline = Instant::now() + UI_WAIT;
-    loop {
-        let shown = wd
-            .execute(
-                r#"return document.querySelector('[data-testid="file-editor"] .cm-content')?.innerText ?? ''"#,
-                serde_json::json!([]),
-            )
-            .await;
-        if shown.as_str().unwrap_or_default().contains("Public=false") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Reload did not show the server's version: {shown}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    edit_second_line(&wd).await;
+    edit_second_line(wd).await;
     wd.click_when_shown(r#"[data-testid="editor-save"]"#, UI_WAIT)
         .await;
-    wd.wait_for(
-        r#"[data-testid="file-editor"][data-dirty="false"]"#,
-        UI_WAIT,
-    )
-    .await;
+    wd.wait_for(EDITOR_SAVED, UI_WAIT).await;
     assert!(
         wd.find_all(r#"[data-testid="editor-conflict"]"#)
             .await
             .is_empty(),
         "no conflict when the file is as it was read"
     );
-    shot(&wd, "editor.png").await;
+    shot(wd, "editor.png").await;
     assert_eq!(
         String::from_utf8_lossy(&docker_sh(&server, "cat /srv/zomboid/servertest.ini")),
         String::from_utf8_lossy(SAVED),
@@ -316,18 +288,17 @@ pub async fn edit_upload_mkdir_delete_and_attach() {
     wd.wait_gone(r#"[data-testid="file-row"][data-name="mods.bin"]"#, UI_WAIT)
         .await;
     docker_sh(&server, "test ! -e /srv/zomboid/mods.bin");
-    shot(&wd, "files-ops.png").await;
+    shot(wd, "files-ops.png").await;
 
     // The console of a container that answers its stdin: what it says back is on the screen.
-    open_container(&wd, &answering).await;
-    let input = open_console(&wd, "attach").await;
+    open_container(wd, &answering).await;
+    let input = open_console(wd, "attach").await;
     // "heard:" is not typed: it can only come from the container.
     wd.send_keys(&input, "servermsg-hello\u{E007}").await;
-    wait_terminal(&wd, "heard: servermsg-hello", "the container's answer").await;
-    shot(&wd, "attach.png").await;
+    wait_terminal(wd, "heard: servermsg-hello", "the container's answer").await;
+    shot(wd, "attach.png").await;
     wd.click_when_shown(r#"[data-testid="console-disconnect"]"#, UI_WAIT)
         .await;
-    wd.quit().await;
-    drop(driver);
+    app.close().await;
     drop(containers);
 }

@@ -18,14 +18,14 @@ use bollard::models::{ContainerCreateBody, HealthConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, StartContainerOptions};
 use serde_json::json;
 use zedops_protocol::{Role, TemplateVariable};
+use zedops_testkit::TestRelay;
 use zedops_testkit::docker::{Cleanup, TEST_LABEL, names_with_prefix};
 use zedops_testkit::registry::TestRegistry;
-use zedops_testkit::{TestAgent, TestRelay};
 
 use crate::harness::{self, require_desktop_parts, require_dunst, run, unique_suffix};
 use crate::observe::{record, recorded, throttling_proxy};
-use crate::session::{OpenApp, open_signed_in};
-use crate::steps::{progress_bar, select, shot};
+use crate::session::relay_agent_and_app;
+use crate::steps::{fill_form, fill_in, progress_bar, select, shot};
 use crate::updates::{docker_cli, image_of, push_build};
 use crate::webdriver::WebDriver;
 
@@ -79,34 +79,35 @@ pub async fn images_template_form_and_update_all() {
     let registry = harness::registry().await;
     let mut cleanup = Cleanup::new("ze2e-ops");
 
-    let relay = TestRelay::builder().start().await;
-    relay.login(USER, Role::Admin).await;
-    let _agent = TestAgent::builder(&relay).name(AGENT).online().await;
-
-    let OpenApp {
-        wd,
-        driver,
-        home: _home,
-    } = open_signed_in(&driver_bin, &app_bin, &relay.url, USER, AGENT).await;
+    let (relay, _agent, app) = relay_agent_and_app(&driver_bin, &app_bin, USER, AGENT).await;
+    let wd = &app.wd;
 
     let started = Instant::now();
-    pull_and_remove_an_image(&wd, &docker, &registry, &mut cleanup).await;
+    pull_and_remove_an_image(wd, &docker, &registry, &mut cleanup).await;
     eprintln!(
         "e2e step Images (pull, list, remove): {:?}",
         started.elapsed()
     );
 
     let started = Instant::now();
-    template_through_the_form(&wd, &relay).await;
+    template_through_the_form(wd, &relay).await;
     eprintln!("e2e step template Form: {:?}", started.elapsed());
 
     let started = Instant::now();
-    update_all(&wd, &docker, &registry, &mut cleanup).await;
+    update_all(wd, &docker, &registry, &mut cleanup).await;
     eprintln!("e2e step Update all: {:?}", started.elapsed());
 
-    wd.quit().await;
-    drop(driver);
+    app.close().await;
     drop(cleanup);
+}
+
+/// Presses Start in the fleet update dialog, which offers to update both containers.
+async fn start_update_of_both(wd: &WebDriver) {
+    let start = wd
+        .wait_for(r#"[data-testid="fleet-update-start"]"#, UI_WAIT)
+        .await;
+    assert_eq!(wd.text(&start).await, "Update 2 containers");
+    wd.click(&start).await;
 }
 
 /// Images view: Pull with the progress bar moving, the list showing the image, Remove after
@@ -274,54 +275,38 @@ async fn template_through_the_form(wd: &WebDriver, relay: &TestRelay) {
     wd.wait_for(r#"[data-testid="template-form"]"#, UI_WAIT)
         .await;
     // The new template's example fields, replaced by what a person types.
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="tf-name"]"#, UI_WAIT).await,
-        &name,
-    )
-    .await;
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="tf-image"]"#, UI_WAIT).await,
-        image,
-    )
-    .await;
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="tf-description"]"#, UI_WAIT)
-            .await,
-        "A game server made in the form",
+    fill_form(
+        wd,
+        &[
+            ("tf-name", name.as_str()),
+            ("tf-image", image),
+            ("tf-description", "A game server made in the form"),
+        ],
     )
     .await;
     let variables = wd.find_all(r#"[data-testid="tf-variable"]"#).await;
     assert_eq!(variables.len(), 1, "the example has one variable");
-    let var = &variables[0];
-    wd.type_into(
-        &wd.find_in(var, r#"[data-testid="tf-var-name"]"#).await,
-        "GAME_PORT",
-    )
-    .await;
-    wd.type_into(
-        &wd.find_in(var, r#"[data-testid="tf-var-description"]"#)
-            .await,
-        "UDP port on the server",
-    )
-    .await;
-    wd.type_into(
-        &wd.find_in(var, r#"[data-testid="tf-var-default"]"#).await,
-        "16261",
+    fill_in(
+        wd,
+        &variables[0],
+        &[
+            ("tf-var-name", "GAME_PORT"),
+            ("tf-var-description", "UDP port on the server"),
+            ("tf-var-default", "16261"),
+        ],
     )
     .await;
     let ports = wd.find_all(r#"[data-testid="tf-port"]"#).await;
     assert_eq!(ports.len(), 1, "the example has one port");
     let port = &ports[0];
     // The mistake: no port is 70000.
-    wd.type_into(
-        &wd.find_in(port, r#"[data-testid="tf-port-container"]"#)
-            .await,
-        "70000",
-    )
-    .await;
-    wd.type_into(
-        &wd.find_in(port, r#"[data-testid="tf-port-host"]"#).await,
-        "${GAME_PORT}",
+    fill_in(
+        wd,
+        port,
+        &[
+            ("tf-port-container", "70000"),
+            ("tf-port-host", "${GAME_PORT}"),
+        ],
     )
     .await;
     select(wd, r#"[data-testid="tf-port-protocol"]"#, "udp").await;
@@ -509,11 +494,7 @@ async fn update_all(
         &["data-container-name", "data-state", "data-pulled"],
     )
     .await;
-    let start = wd
-        .wait_for(r#"[data-testid="fleet-update-start"]"#, UI_WAIT)
-        .await;
-    assert_eq!(wd.text(&start).await, "Update 2 containers");
-    wd.click(&start).await;
+    start_update_of_both(wd).await;
     wd.wait_for(
         r#"[data-testid="fleet-update-row"][data-state="updating"]"#,
         UI_WAIT,
@@ -662,11 +643,7 @@ async fn update_all(
         UI_WAIT,
     )
     .await;
-    let start = wd
-        .wait_for(r#"[data-testid="fleet-update-start"]"#, UI_WAIT)
-        .await;
-    assert_eq!(wd.text(&start).await, "Update 2 containers");
-    wd.click(&start).await;
+    start_update_of_both(wd).await;
     let summary = wd
         .wait_for(r#"[data-testid="fleet-update-summary"].error"#, LONG_WAIT)
         .await;

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use harness::{
     AppHome, Driver, require, require_desktop_parts, require_dunst, run, wait_notification,
 };
-use steps::shot;
+use steps::{filter_fleet, shot};
 use webdriver::WebDriver;
 use zedops_protocol::Role;
 use zedops_testkit::{TEST_PASSWORD, TestAgent, TestContainers, TestRelay};
@@ -204,12 +204,7 @@ async fn the_desktop_app_controls_real_containers() {
     // Sign in.
     let wd = WebDriver::start(&driver.url, app).await;
     session::sign_in(&wd, &relay.url, USER).await;
-    let agent_row = wd
-        .wait_for(
-            &format!(r#"[data-testid="agent-row"][data-agent-name="{AGENT}"]"#),
-            UI_WAIT,
-        )
-        .await;
+    let agent_row = wd.wait_for(&session::agent_row(AGENT), UI_WAIT).await;
     let users = keyring_users();
     assert!(
         users.contains(&relay.url),
@@ -256,12 +251,7 @@ async fn the_desktop_app_controls_real_containers() {
     shot(&wd, "after-stop.png").await;
 
     // The fleet view lists it too, with its agent, and filters by text.
-    wd.click_when_shown(r#"[data-testid="nav-fleet"]"#, UI_WAIT)
-        .await;
-    let filter = wd
-        .wait_for(r#"[data-testid="fleet-filter"]"#, UI_WAIT)
-        .await;
-    wd.type_into(&filter, &web).await;
+    let filter = filter_fleet(&wd, &web).await;
     wd.wait_for(
         &format!(
             r#"{}[data-agent-name="{AGENT}"][data-state="exited"]"#,
@@ -468,11 +458,7 @@ async fn the_desktop_app_controls_real_containers() {
     // A new start signs in silently from the keyring.
     wd.quit().await;
     let wd = WebDriver::start(&driver.url, app).await;
-    wd.wait_for(
-        &format!(r#"[data-testid="agent-row"][data-agent-name="{AGENT}"]"#),
-        UI_WAIT,
-    )
-    .await;
+    wd.wait_for(&session::agent_row(AGENT), UI_WAIT).await;
     assert!(
         wd.find_all(r#"[data-testid="sign-in"]"#).await.is_empty(),
         "no sign-in form on a silent sign-in"

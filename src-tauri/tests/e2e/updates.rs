@@ -12,14 +12,12 @@ use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, StartContainerOptions,
 };
-use zedops_protocol::Role;
 use zedops_testkit::docker::{Cleanup, TEST_IMAGE, TEST_LABEL, names_with_prefix};
 use zedops_testkit::registry::TestRegistry;
-use zedops_testkit::{TestAgent, TestRelay};
 
 use crate::harness::{self, require_desktop_parts, require_dunst, wait_notification};
-use crate::session::{OpenApp, open_signed_in};
-use crate::steps::shot;
+use crate::session::relay_agent_and_app;
+use crate::steps::{filter_fleet, shot};
 
 const AGENT: &str = "e2e-updater";
 const USER: &str = "e2e-update-admin";
@@ -122,21 +120,9 @@ pub async fn badge_update_and_rollback() {
     // Build 2 under the same tag.
     push_build(&registry, &cleanup, 2, false);
 
-    let relay = TestRelay::builder().start().await;
-    relay.login(USER, Role::Admin).await;
-    let _agent = TestAgent::builder(&relay).name(AGENT).online().await;
-
-    let OpenApp {
-        wd,
-        driver,
-        home: _home,
-    } = open_signed_in(&driver_bin, &app_bin, &relay.url, USER, AGENT).await;
-    wd.click_when_shown(r#"[data-testid="nav-fleet"]"#, UI_WAIT)
-        .await;
-    let filter = wd
-        .wait_for(r#"[data-testid="fleet-filter"]"#, UI_WAIT)
-        .await;
-    wd.type_into(&filter, &name).await;
+    let (_relay, _agent, app) = relay_agent_and_app(&driver_bin, &app_bin, USER, AGENT).await;
+    let wd = &app.wd;
+    filter_fleet(wd, &name).await;
     let row = format!(r#"[data-testid="container-row"][data-container-name="{name}"]"#);
     let badge = format!(r#"{row} [data-testid="update-badge"]"#);
     wd.wait_for(&format!(r#"{row}[data-state="running"]"#), UI_WAIT)
@@ -165,7 +151,7 @@ pub async fn badge_update_and_rollback() {
         history.contains(&format!("on {AGENT}")),
         "the notification names the agent: {history}"
     );
-    shot(&wd, "update-badge.png").await;
+    shot(wd, "update-badge.png").await;
 
     // Update from the row: Docker runs the new build under the same name.
     wd.click_when_shown(&format!(r#"{row} [data-testid="action-update"]"#), UI_WAIT)
@@ -180,7 +166,7 @@ pub async fn badge_update_and_rollback() {
                 .is_empty()
         {
             pictured = true;
-            shot(&wd, "update-progress.png").await;
+            shot(wd, "update-progress.png").await;
         }
         let (image, running) = seen_image(&docker, &name).await.unwrap_or_default();
         if image != build_1
@@ -230,7 +216,7 @@ pub async fn badge_update_and_rollback() {
         logs.contains("broken build: missing config"),
         "the new container's log line: {logs}"
     );
-    shot(&wd, "update-rolled-back.png").await;
+    shot(wd, "update-rolled-back.png").await;
     assert_eq!(
         image_of(&docker, &name).await,
         (build_2, true),
@@ -241,8 +227,7 @@ pub async fn badge_update_and_rollback() {
         std::slice::from_ref(&name),
         "nothing left behind"
     );
-    wd.quit().await;
-    drop(driver);
+    app.close().await;
     // The broken build the agent pulled under the tag (the others are removed by id).
     let _ = std::process::Command::new("docker")
         .args(["rmi", "-f", &reference])
