@@ -5,16 +5,17 @@
 //! MutationObserver: downloading, verifying, then online with the new version); afterwards the
 //! relay lists both agents online on 0.99.0 and the rows say they are current.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use zedops_protocol::Role;
 use zedops_testkit::TestRelay;
+use zedops_testkit::build::{build_agent, stripped_agent};
 
 use crate::harness::{require_desktop_parts, target_dir};
 use crate::observe::{record, recorded};
-use crate::session::{OpenApp, open_app, sign_in};
+use crate::session::{open_app, sign_in};
 use crate::steps::shot;
 
 const USER: &str = "e2e-agent-update-admin";
@@ -28,49 +29,6 @@ const UPDATE_WAIT: Duration = Duration::from_secs(120);
 /// `<os>-<arch>` as the relay names builds.
 fn platform() -> String {
     format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
-}
-
-/// Runs `cargo build` of the agent into `dir` (with `ZEDOPS_BUILD_VERSION=version` when given)
-/// and returns the binary's path; cargo finds it fresh after the first time.
-fn build_agent(dir: &Path, version: Option<&str>) -> PathBuf {
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo
-        .args(["build", "-q", "-p", "zedops-agent", "--bin", "zedops-agent"])
-        .env("CARGO_TARGET_DIR", dir)
-        .env_remove("ZEDOPS_BUILD_VERSION")
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if let Some(version) = version {
-        cargo.env("ZEDOPS_BUILD_VERSION", version);
-    }
-    let out = cargo.output().expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "building the agent {version:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir.join("debug/zedops-agent")
-}
-
-/// The signed 0.99.0 build, as the agent's own self-update tests make it (same target
-/// directory, so one build serves both): without its debug information, as a release ships
-/// (an agent downloads at most 64 MiB).
-fn new_build() -> Vec<u8> {
-    let dir = target_dir().join("selfupdate");
-    let binary = build_agent(&dir, Some(NEW));
-    let stripped = dir.join(format!("zedops-agent-{NEW}"));
-    let out = Command::new("strip")
-        .arg("--strip-debug")
-        .arg("-o")
-        .arg(&stripped)
-        .arg(binary)
-        .output()
-        .expect("strip (binutils) runs");
-    assert!(
-        out.status.success(),
-        "strip: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read(stripped).unwrap()
 }
 
 /// A `zedops-agent run` in the foreground from its own copy of the 0.1.0 binary (an update
@@ -160,7 +118,7 @@ pub async fn update_agents_live() {
         .expect("zedops-agent --version says its version")
         .to_string();
     assert_ne!(old_version, NEW);
-    let new = new_build();
+    let new = stripped_agent(NEW);
     let key = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
     let signature = minisign::sign(
         Some(&key.pk),
@@ -215,12 +173,9 @@ pub async fn update_agents_live() {
     let ready = started.elapsed();
 
     // Signed in, the Update agents view shows both behind the relay's version.
-    let OpenApp {
-        wd,
-        driver,
-        home: _home,
-    } = open_app(&driver_bin, &app_bin).await;
-    sign_in(&wd, &relay.url, USER).await;
+    let app = open_app(&driver_bin, &app_bin).await;
+    let wd = &app.wd;
+    sign_in(wd, &relay.url, USER).await;
     wd.click_when_shown(r#"[data-testid="nav-fleet"]"#, UI_WAIT)
         .await;
     wd.click_when_shown(r#"[data-testid="update-agents"]"#, UI_WAIT)
@@ -252,18 +207,18 @@ pub async fn update_agents_live() {
     }
     let all = wd.wait_for(r#"[data-testid="update-all"]"#, UI_WAIT).await;
     assert_eq!(wd.text(&all).await, "Update all behind (2)");
-    shot(&wd, "agents-behind.png").await;
+    shot(wd, "agents-behind.png").await;
 
     // Update all: every state each row shows, and every value of the download's bar.
     record(
-        &wd,
+        wd,
         "agent-rows",
         r#"[data-testid="update-row"]"#,
         &["data-agent-name", "data-state", "data-standing"],
     )
     .await;
     record(
-        &wd,
+        wd,
         "agent-bars",
         r#"[data-testid="update-progress"]"#,
         &["value", "max"],
@@ -289,10 +244,10 @@ pub async fn update_agents_live() {
         )
         .await;
     }
-    shot(&wd, "agents-updated.png").await;
+    shot(wd, "agents-updated.png").await;
 
     // What the page showed, per agent: its states in order (repeats folded).
-    let seen = recorded(&wd, "agent-rows").await;
+    let seen = recorded(wd, "agent-rows").await;
     let states = |name: &str| -> Vec<String> {
         let mut out: Vec<String> = vec![];
         for change in &seen {
@@ -356,7 +311,7 @@ pub async fn update_agents_live() {
         );
     }
     // The download's bar measured the build the relay serves, never beyond it.
-    let bars: Vec<(u64, u64)> = recorded(&wd, "agent-bars")
+    let bars: Vec<(u64, u64)> = recorded(wd, "agent-bars")
         .await
         .iter()
         .flatten()
@@ -384,7 +339,6 @@ pub async fn update_agents_live() {
         bars.len(),
         started.elapsed()
     );
-    wd.quit().await;
-    drop(driver);
+    app.close().await;
     drop(agents);
 }
