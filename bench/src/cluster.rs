@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use zedops_testkit::{TestNats, TestPostgres};
 
 use crate::fake_peer;
-use crate::process::UNLIMITED_ROUTING;
+use crate::process::{UNLIMITED_ROUTING, seed_load};
 use crate::stats::{free_port, ms, percentile, rss_kib, verdict};
 
 /// What to run: `agents` simulated agents, `rounds` timed requests of each kind, `seconds` of
@@ -111,27 +111,7 @@ pub async fn run(options: Options<'_>) -> anyhow::Result<()> {
         .context("nats-server is not installed (Debian nats-server); run scripts/setup")?;
     let database = postgres.database();
 
-    let store = zedops_relay::Store::open(&database).await?;
-    let mut tokens = Vec::with_capacity(agents);
-    let mut pending = FuturesUnordered::new();
-    for _ in 0..agents {
-        pending.push(store.create_registration_token(Duration::from_secs(3600)));
-        if pending.len() >= 32 {
-            tokens.push(pending.next().await.expect("pending")?);
-        }
-    }
-    while let Some(token) = pending.next().await {
-        tokens.push(token?);
-    }
-    drop(pending);
-    store
-        .add_user("load", "load-password", zedops_protocol::Role::Viewer)
-        .await?;
-    let (_, device) = store
-        .login("load", "load-password", None)
-        .await?
-        .context("login")?;
-    store.close().await;
+    let (tokens, device) = seed_load(&database, agents).await?;
 
     let a = Relay::start(binary, &database, &nats.url()).await?;
     let b = Relay::start(binary, &database, &nats.url()).await?;

@@ -6,6 +6,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use anyhow::Context;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+
 use crate::stats::free_port;
 
 /// Relay options that lift the per-connection message rate and the per-agent limits, for the
@@ -19,6 +23,34 @@ pub const UNLIMITED_ROUTING: [&str; 6] = [
     "--max-agent-requests",
     "1000000",
 ];
+
+/// Fills the relay database `database` (a SQLite path or a PostgreSQL URL) before any relay
+/// opens it: `agents` registration tokens, made 32 at a time, and the viewer `load`, signed in.
+/// Returns the registration tokens and `load`'s device token.
+pub async fn seed_load(database: &str, agents: usize) -> anyhow::Result<(Vec<String>, String)> {
+    let store = zedops_relay::Store::open(database).await?;
+    let mut tokens = Vec::with_capacity(agents);
+    let mut pending = FuturesUnordered::new();
+    for _ in 0..agents {
+        pending.push(store.create_registration_token(Duration::from_secs(3600)));
+        if pending.len() >= 32 {
+            tokens.push(pending.next().await.expect("pending")?);
+        }
+    }
+    while let Some(token) = pending.next().await {
+        tokens.push(token?);
+    }
+    drop(pending);
+    store
+        .add_user("load", "load-password", zedops_protocol::Role::Viewer)
+        .await?;
+    let (_, device) = store
+        .login("load", "load-password", None)
+        .await?
+        .context("login")?;
+    store.close().await;
+    Ok((tokens, device))
+}
 
 /// Kills the child process when dropped, so a failed benchmark leaves nothing running.
 pub struct Reaper(pub Child);

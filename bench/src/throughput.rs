@@ -2,10 +2,9 @@
 //! to agents that answer at once, so the relay's routing is what is measured.
 
 use std::path::Path;
-use std::time::Duration;
 
 use crate::fake_peer;
-use crate::process::{UNLIMITED_ROUTING, serve_relay};
+use crate::process::{UNLIMITED_ROUTING, seed_load, serve_relay};
 
 pub async fn run(
     binary: &Path,
@@ -16,23 +15,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("relay.db").display().to_string();
-    let store = zedops_relay::Store::open(&db).await?;
-    let mut agent_tokens = vec![];
-    for _ in 0..agents {
-        agent_tokens.push(
-            store
-                .create_registration_token(Duration::from_secs(3600))
-                .await?,
-        );
-    }
-    store
-        .add_user("load", "load-password", zedops_protocol::Role::Viewer)
-        .await?;
-    let (_, device) = store
-        .login("load", "load-password", None)
-        .await?
-        .expect("login");
-    store.close().await;
+    let (agent_tokens, device) = seed_load(&db, agents).await?;
 
     let (relay, port) = serve_relay(binary, &db, &UNLIMITED_ROUTING).await?;
     let base = format!("ws://127.0.0.1:{port}");
