@@ -16,7 +16,7 @@ use zedops_protocol::{
 
 use super::tty::{self, DetachScanner, RawMode, Resizes};
 use super::vt::VtMode;
-use super::{CliError, CliResult, Global, connect};
+use super::{CliError, CliResult, Global, connect, open_stream};
 
 /// Exit status for a failure of zedops itself (refused, agent offline), as `docker exec` uses.
 const FAILED: i32 = 125;
@@ -39,7 +39,6 @@ pub async fn exec(
         ));
     }
     let size = if tty { tty::size() } else { None };
-    let client = connect(global).await?;
     let request = ExecRequest {
         agent_id: agent.into(),
         container_id: container.into(),
@@ -59,13 +58,7 @@ pub async fn exec(
         size,
         window: None,
     };
-    let session = match client.exec(&request).await {
-        Ok(session) => session,
-        Err(err) => {
-            client.close().await;
-            return Err(err.into());
-        }
-    };
+    let (client, session) = open_stream(global, |c| async move { c.exec(&request).await }).await?;
     let options = Drive {
         stdin: interactive,
         raw,
@@ -90,7 +83,6 @@ pub async fn attach(
         .map_err(|e| CliError::new("INVALID_ARGUMENT", format!("--detach-keys: {e}")))?;
     let stdin = !no_stdin;
     let size = tty::size();
-    let client = connect(global).await?;
     let request = AttachRequest {
         agent_id: agent.into(),
         container_id: container.into(),
@@ -98,18 +90,15 @@ pub async fn attach(
         size,
         window: None,
     };
-    let session = match client.attach(&request).await {
-        Ok(session) => session,
-        Err(err) => {
-            client.close().await;
-            let mut err = CliError::from(err);
+    let (client, session) = open_stream(global, |c| async move { c.attach(&request).await })
+        .await
+        .map_err(|mut err| {
             if err.message.contains("OpenStdin") {
                 err.message
                     .push_str("; or attach with --no-stdin to watch its output only");
             }
-            return Err(err);
-        }
-    };
+            err
+        })?;
     let options = Drive {
         stdin,
         // Decided by the container: raw when it has a terminal (known from the first frame).

@@ -5,7 +5,8 @@ use std::io::{IsTerminal, Write};
 
 use zedops_client::{LogStream, LogsOptions};
 
-use super::{CliError, CliResult, Global, watch};
+use super::watch::Watch;
+use super::{CliError, CliResult, Global, open_stream};
 
 pub async fn logs(
     global: &Global,
@@ -13,10 +14,11 @@ pub async fn logs(
     container: &str,
     options: LogsOptions,
 ) -> CliResult {
-    let (client, mut watch) = watch::open(global, |c| async move {
+    let (client, stream) = open_stream(global, |c| async move {
         c.logs(agent, container, options).await
     })
     .await?;
+    let mut watch = Watch::new(stream);
     let stdout_is_terminal = std::io::stdout().is_terminal();
     let stderr_is_terminal = std::io::stderr().is_terminal();
     let outcome = loop {

@@ -26,7 +26,7 @@ use std::process::ExitCode;
 
 use clap::builder::BoolishValueParser;
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use zedops_client::{Client, ClientError, ConnectOptions, Operation, store};
+use zedops_client::{Client, ClientError, ConnectOptions, Operation, StreamReader, store};
 
 /// Environment variable with a device token, for machines without a keyring.
 const TOKEN_ENV: &str = "ZEDOPS_TOKEN";
@@ -712,6 +712,26 @@ where
     let answer = ask(client.clone()).await;
     client.close().await;
     Ok(answer?)
+}
+
+/// Starts a streamed answer over a fresh connection; a refusal closes the connection and is the
+/// error. The caller closes the connection once the stream is over.
+async fn open_stream<T, F, Fut>(
+    global: &Global,
+    start: F,
+) -> Result<(Client, StreamReader<T>), CliError>
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: Future<Output = Result<StreamReader<T>, ClientError>>,
+{
+    let client = connect(global).await?;
+    match start(client.clone()).await {
+        Ok(stream) => Ok((client, stream)),
+        Err(err) => {
+            client.close().await;
+            Err(err.into())
+        }
+    }
 }
 
 /// Start, stop or restart: the three commands take the same arguments.

@@ -3,7 +3,8 @@
 
 use zedops_client::ContainerStats;
 
-use super::{CliError, CliResult, Global, print_json, print_stdout, watch};
+use super::watch::Watch;
+use super::{CliError, CliResult, Global, open_stream, print_json, print_stdout};
 
 pub async fn stats(
     global: &Global,
@@ -12,10 +13,11 @@ pub async fn stats(
     stream: bool,
     json: bool,
 ) -> CliResult {
-    let (client, mut samples) = watch::open(global, |c| async move {
+    let (client, samples) = open_stream(global, |c| async move {
         c.stats(agent, container, stream).await
     })
     .await?;
+    let mut samples = Watch::new(samples);
     if !json {
         print_stdout(&format!(
             "{:<8}  {:<22}  {:<7}  {:<20}  {:<20}  {}\n",

@@ -1,40 +1,12 @@
-//! Watching a stream from the command line (`zedops logs`, `zedops stats`): opened over a fresh
-//! connection, read chunk by chunk, and cancelled once on Ctrl-C, after which the stream's
-//! last chunk still comes.
+//! Watching a stream from the command line (`zedops logs`, `zedops stats`): read chunk by
+//! chunk, and cancelled once on Ctrl-C, after which the stream's last chunk still comes.
 
-use std::future::Future;
-
-use zedops_client::{Client, ClientError, StreamChunk, StreamReader};
-
-use super::{CliError, Global, connect};
+use zedops_client::{ClientError, StreamChunk, StreamReader};
 
 pub struct Watch<T> {
     stream: StreamReader<T>,
     /// The watch was cancelled (Ctrl-C, or the output was closed): its end is no error.
     pub stopped: bool,
-}
-
-/// Connects and starts a watch with `start`; a refusal closes the connection and is the error.
-/// The caller closes the connection once the watch is over.
-pub async fn open<T, F, Fut>(global: &Global, start: F) -> Result<(Client, Watch<T>), CliError>
-where
-    F: FnOnce(Client) -> Fut,
-    Fut: Future<Output = Result<StreamReader<T>, ClientError>>,
-{
-    let client = connect(global).await?;
-    match start(client.clone()).await {
-        Ok(stream) => Ok((
-            client,
-            Watch {
-                stream,
-                stopped: false,
-            },
-        )),
-        Err(err) => {
-            client.close().await;
-            Err(err.into())
-        }
-    }
 }
 
 impl<T: StreamChunk> Watch<T> {
@@ -51,6 +23,13 @@ impl<T: StreamChunk> Watch<T> {
 }
 
 impl<T> Watch<T> {
+    pub fn new(stream: StreamReader<T>) -> Self {
+        Self {
+            stream,
+            stopped: false,
+        }
+    }
+
     /// Cancels the watch; the stream's last chunk still comes.
     pub fn stop(&mut self) {
         self.stopped = true;
