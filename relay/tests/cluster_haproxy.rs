@@ -285,7 +285,7 @@ async fn through_haproxy_a_relay_drained_with_sigterm_finishes_its_requests_and_
     let mut containers = TestContainers::new(&docker);
     let mut slow = Vec::new();
     for (suffix, secs) in [("slow-here", 1), ("slow-across", 4)] {
-        let trap = format!("trap 'sleep {secs}; exit 0' TERM; sleep 100000 & wait");
+        let trap = format!("trap 'echo stopping; sleep {secs}; exit 0' TERM; sleep 100000 & wait");
         slow.push(
             containers
                 .create(suffix, &["/bin/sh", "-c", &trap], true)
@@ -323,8 +323,11 @@ async fn through_haproxy_a_relay_drained_with_sigterm_finishes_its_requests_and_
             tokio::spawn(async move { app.action(&agent, &container, Operation::Stop).await })
         })
         .collect();
-    // Both stops have reached the agent (they take 1 s and 4 s there).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Both stops have reached Docker (the containers got their SIGTERM; they take 1 s and 4 s
+    // more to exit).
+    for container in &slow {
+        containers.wait_log(container, "stopping").await;
+    }
     relays[holder].terminate();
     let stopped = Instant::now();
     // Meanwhile an app on the other relay keeps asking for the agent's containers: while the
