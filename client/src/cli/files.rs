@@ -10,7 +10,7 @@ use zedops_protocol::{
     StreamInput, encode_bytes,
 };
 
-use super::{CliError, CliResult, Global, call, connect};
+use super::{CliError, CliResult, Global, call, open_stream};
 
 /// `files ls`: one line per entry (mode, size, modification time, name).
 pub async fn ls(
@@ -93,20 +93,14 @@ pub async fn get(
     path: &str,
     dest: &str,
 ) -> CliResult {
-    let client = connect(global).await?;
     let request = FileGetRequest {
         agent_id: agent.into(),
         container_id: container.into(),
         path: path.to_string(),
         window: None,
     };
-    let mut transfer = match client.file_get(&request).await {
-        Ok(t) => t,
-        Err(e) => {
-            client.close().await;
-            return Err(e.into());
-        }
-    };
+    let (client, mut transfer) =
+        open_stream(global, |c| async move { c.file_get(&request).await }).await?;
     let mut sink: Box<dyn tokio::io::AsyncWrite + Unpin + Send> =
         if dest == "-" {
             Box::new(tokio::io::stdout())
@@ -160,7 +154,6 @@ pub async fn put(
         .await
         .map_err(|e| CliError::new("INPUT_FAILED", format!("cannot read {source}: {e}")))?
         .len();
-    let client = connect(global).await?;
     let request = FilePutRequest {
         agent_id: agent.into(),
         container_id: container.into(),
@@ -168,13 +161,8 @@ pub async fn put(
         size,
         mode: None,
     };
-    let mut transfer = match client.file_put(&request).await {
-        Ok(t) => t,
-        Err(e) => {
-            client.close().await;
-            return Err(e.into());
-        }
-    };
+    let (client, mut transfer) =
+        open_stream(global, |c| async move { c.file_put(&request).await }).await?;
     let mut buf = vec![0u8; MAX_CONSOLE_CHUNK_BYTES];
     let (mut credit, mut sent, mut eof_sent) = (0u64, 0u64, false);
     let outcome = loop {
