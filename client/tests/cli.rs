@@ -9,7 +9,7 @@ use std::process::Output;
 use support::{Zed, json, run, text, zedops};
 use zedops_client::store;
 use zedops_protocol::Role;
-use zedops_testkit::{TEST_PASSWORD, TestAgent, TestContainers, TestRelay, require_docker};
+use zedops_testkit::{TEST_PASSWORD, TestAgent, TestRelay, require_docker};
 
 /// Asserts the run failed with exit code 1 and only the error line `error: CODE: …`.
 fn failed_with(out: &Output, code: &str) {
@@ -24,10 +24,8 @@ async fn drives_real_containers_through_the_cli() {
     let Some(docker) = require_docker().await else {
         return;
     };
-    let mut containers = TestContainers::new(&docker);
-    let web = containers.sleeper("web").await;
-    let relay = TestRelay::builder().start().await;
-    let agent = TestAgent::builder(&relay).name("cli-host").online().await;
+    let (containers, web, relay, agent) =
+        support::sleeper_and_agent(&docker, "web", "cli-host").await;
     let token = relay.login("ops", Role::Operator).await;
     let as_ops = Zed::new(&relay.url, &token);
 

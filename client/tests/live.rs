@@ -42,10 +42,8 @@ async fn docker_events_reach_a_subscribed_client() {
     let Some(docker) = require_docker().await else {
         return;
     };
-    let mut containers = TestContainers::new(&docker);
-    let web = containers.sleeper("web").await;
-    let relay = TestRelay::builder().start().await;
-    let _agent = TestAgent::builder(&relay).name("live-1").online().await;
+    let (containers, web, relay, _agent) =
+        support::sleeper_and_agent(&docker, "web", "live-1").await;
     let viewer = relay.client("vera", Role::Viewer).await;
     let mut events = viewer.events();
     let subscribed = viewer.subscribe(Some(vec!["live-1".into()])).await.unwrap();
@@ -354,10 +352,8 @@ async fn zedops_events_prints_one_json_line_per_event() {
     let Some(docker) = require_docker().await else {
         return;
     };
-    let mut containers = TestContainers::new(&docker);
-    let job = containers.sleeper("job").await;
-    let relay = TestRelay::builder().start().await;
-    let _agent = TestAgent::builder(&relay).name("live-3").online().await;
+    let (_containers, job, relay, _agent) =
+        support::sleeper_and_agent(&docker, "job", "live-3").await;
     let config = tempfile::tempdir().unwrap();
     let mut child = support::zedops(config.path())
         .env("ZEDOPS_TOKEN", relay.login("cli", Role::Viewer).await)

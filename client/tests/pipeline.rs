@@ -1,6 +1,8 @@
 //! End to end through the client library: the real relay (port 0, temp SQLite), real agents
 //! and the real Docker engine. Enrolment, listing, actions, offline and restart behaviour.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -129,10 +131,8 @@ async fn a_viewer_may_list_but_not_act() {
     let Some(docker) = require_docker().await else {
         return;
     };
-    let mut containers = TestContainers::new(&docker);
-    let name = containers.sleeper("view").await;
-    let relay = TestRelay::builder().start().await;
-    let _agent = TestAgent::builder(&relay).name("viewed").online().await;
+    let (containers, name, relay, _agent) =
+        support::sleeper_and_agent(&docker, "view", "viewed").await;
 
     let viewer = connect(&relay, Role::Viewer).await;
     assert!(!viewer.containers("viewed").await.unwrap().is_empty());
@@ -316,10 +316,8 @@ async fn agent_and_client_carry_on_across_a_relay_restart() {
     let Some(docker) = require_docker().await else {
         return;
     };
-    let mut containers = TestContainers::new(&docker);
-    let name = containers.sleeper("survivor").await;
-    let relay = TestRelay::builder().start().await;
-    let agent = TestAgent::builder(&relay).name("steady").online().await;
+    let (containers, name, relay, agent) =
+        support::sleeper_and_agent(&docker, "survivor", "steady").await;
     let token = relay.login("ops", Role::Operator).await;
     let client = relay.client_with(&token).await;
     let mut events = client.events();

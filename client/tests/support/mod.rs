@@ -127,6 +127,29 @@ impl Served {
     }
 }
 
+/// A running container (`TestContainers::sleeper(suffix)`) on the engine and a fresh relay with
+/// the real agent `agent` online on it: the start of the tests that act on one container. The
+/// container's name is the second; the rest must live as long as the test.
+pub async fn sleeper_and_agent(
+    docker: &bollard::Docker,
+    suffix: &str,
+    agent: &str,
+) -> (
+    zedops_testkit::TestContainers,
+    String,
+    zedops_testkit::TestRelay,
+    zedops_testkit::TestAgent,
+) {
+    let mut containers = zedops_testkit::TestContainers::new(docker);
+    let name = containers.sleeper(suffix).await;
+    let relay = zedops_testkit::TestRelay::builder().start().await;
+    let online = zedops_testkit::TestAgent::builder(&relay)
+        .name(agent)
+        .online()
+        .await;
+    (containers, name, relay, online)
+}
+
 /// The Docker engine and a registry on loopback; `None` (the test skips) when either is
 /// missing outside CI, a failure under `CI=true`.
 pub async fn docker_and_registry()
