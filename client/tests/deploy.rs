@@ -106,6 +106,14 @@ async fn templates_deploy_remove_and_images_through_relay_and_agent() {
             other => panic!("expected a refusal, got {other:?}"),
         }
     };
+    // How a deploy ended: its last frame's end.
+    let last_end = |mut stream: zedops_client::Deploy| async move {
+        let mut last = None;
+        while let Some(frame) = stream.next().await {
+            last = Some(frame.unwrap());
+        }
+        last.unwrap().end.unwrap()
+    };
     let stream = viewer
         .deploy("deployer", &tname, &container, vars(&[]), true)
         .await
@@ -189,12 +197,7 @@ async fn templates_deploy_remove_and_images_through_relay_and_agent() {
         )
         .await
         .unwrap();
-    let mut stream = stream;
-    let mut last = None;
-    while let Some(frame) = stream.next().await {
-        last = Some(frame.unwrap());
-    }
-    let end = last.unwrap().end.unwrap();
+    let end = last_end(stream).await;
     assert_eq!(end.error_code, Some(ErrorCode::ContainerNameInUse));
 
     // A template the relay accepts but the agent's policy refuses: refused by the agent,
@@ -210,7 +213,7 @@ async fn templates_deploy_remove_and_images_through_relay_and_agent() {
         .unwrap();
     let refused = format!("zdeploy-priv-{suffix}");
     leave(&mut leftovers, &refused);
-    let mut stream = operator
+    let stream = operator
         .deploy(
             "deployer",
             &privileged,
@@ -220,11 +223,7 @@ async fn templates_deploy_remove_and_images_through_relay_and_agent() {
         )
         .await
         .unwrap();
-    let mut last = None;
-    while let Some(frame) = stream.next().await {
-        last = Some(frame.unwrap());
-    }
-    let end = last.unwrap().end.unwrap();
+    let end = last_end(stream).await;
     assert_eq!(end.error_code, Some(ErrorCode::PolicyDenied));
     assert!(end.reason.contains("privileged"), "{}", end.reason);
     assert!(
