@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use zedops_protocol::Role;
 
 use cluster_support::{
-    RelayProcess, Seeded, admin, answer_all, ask, ask_keeping, enrol_at, http_status, request_for,
-    seed, stop_answered, wait_ready, wait_seen,
+    RelayProcess, Seeded, admin, answer_all, ask, ask_keeping, enrol_at, http_status, relay_on,
+    request_for, seed, stop_answered, wait_ready, wait_seen,
 };
 use zedops_testkit::wire::{self, FakeAgent};
 use zedops_testkit::{TestAgent, TestContainers, TestNats, TestPostgres, TestRelay};
@@ -27,13 +27,7 @@ async fn two_relays_and_a_process() -> Option<(TestNats, Vec<TestRelay>, RelayPr
     let nats = TestNats::start()?;
     let mut relays = Vec::new();
     for _ in 0..2 {
-        relays.push(
-            TestRelay::builder()
-                .database(database.clone())
-                .nats(nats.url())
-                .start()
-                .await,
-        );
+        relays.push(relay_on(&database, &nats.url()).await);
     }
     let a = RelayProcess::start(&database, &nats.url()).await;
     wait_ready(&[&relays[0], &relays[1]]).await;
@@ -99,11 +93,7 @@ async fn a_relay_killed_with_sigkill_loses_its_agent_to_the_other_relay_and_no_e
         return;
     };
     let database = postgres.database();
-    let b = TestRelay::builder()
-        .database(database.clone())
-        .nats(nats.url())
-        .start()
-        .await;
+    let b = relay_on(&database, &nats.url()).await;
     let mut a = RelayProcess::start(&database, &nats.url()).await;
     wait_ready(&[&b]).await;
     let mut containers = TestContainers::new(&docker);
@@ -249,11 +239,7 @@ async fn routing_resumes_when_the_nats_node_a_relay_uses_is_killed() {
         .join(",");
     let database = postgres.database();
     // A first, alone: the node with a connection is A's.
-    let a = TestRelay::builder()
-        .database(database.clone())
-        .nats(urls.clone())
-        .start()
-        .await;
+    let a = relay_on(&database, &urls).await;
     wait_ready(&[&a]).await;
     let a_node = nodes
         .iter()
@@ -263,11 +249,7 @@ async fn routing_resumes_when_the_nats_node_a_relay_uses_is_killed() {
     // random: start it again until it does).
     let mut tries = 0;
     let b = loop {
-        let b = TestRelay::builder()
-            .database(database.clone())
-            .nats(urls.clone())
-            .start()
-            .await;
+        let b = relay_on(&database, &urls).await;
         wait_ready(&[&a, &b]).await;
         if nodes[a_node].connections() == 1 {
             break b;
@@ -334,13 +316,7 @@ async fn with_postgres_stopped_a_cluster_routes_and_reads_refuses_writes_and_rec
     let database = postgres.database();
     let mut relays = Vec::new();
     for _ in 0..2 {
-        relays.push(
-            TestRelay::builder()
-                .database(database.clone())
-                .nats(nats.url())
-                .start()
-                .await,
-        );
+        relays.push(relay_on(&database, &nats.url()).await);
     }
     let (a, b) = (&relays[0], &relays[1]);
     wait_ready(&[a, b]).await;

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cluster_support::haproxy::TestHaproxy;
-use cluster_support::{RelayProcess, http_get, http_status};
+use cluster_support::{RelayProcess, http_get, http_status, relay_on};
 use zedops_client::{Client, ClientEvent, ConnectOptions};
 use zedops_protocol::Operation;
 use zedops_protocol::Role;
@@ -64,11 +64,7 @@ impl Behind {
         let postgres = TestPostgres::shared()?;
         let nats = TestNats::start()?;
         let database = postgres.database();
-        let control = TestRelay::builder()
-            .database(database.clone())
-            .nats(nats.url())
-            .start()
-            .await;
+        let control = relay_on(&database, &nats.url()).await;
         // The relays behind HAProxy trust its address for the clients' own (docs/CLUSTER.md).
         let mut options = vec!["--trusted-proxy", "127.0.0.1"];
         options.extend_from_slice(extra);

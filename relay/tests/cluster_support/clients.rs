@@ -163,3 +163,13 @@ pub async fn cancel_across(
         .send(json!({"subject": agent_inbox, "data": {"end": {"errorCode": null, "reason": "cancelled"}}}))
         .await;
 }
+
+/// A relay in this process on `database`, joining the NATS at `nats` in the background (see
+/// [`wait_ready`]).
+pub async fn relay_on(database: &str, nats: &str) -> TestRelay {
+    TestRelay::builder()
+        .database(database.to_string())
+        .nats(nats.to_string())
+        .start()
+        .await
+}
