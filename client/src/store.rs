@@ -255,27 +255,19 @@ mod tests {
 
     #[test]
     fn keyring_user_is_the_canonical_relay_url() {
-        assert_eq!(
-            keyring_user("relay.example").unwrap(),
-            "https://relay.example"
-        );
-        assert_eq!(
-            keyring_user("wss://relay.example/").unwrap(),
-            "https://relay.example"
-        );
-        assert_eq!(
-            keyring_user("https://relay.example:8443/zedops/").unwrap(),
-            "https://relay.example:8443/zedops"
-        );
-        assert_eq!(
-            keyring_user("ws://127.0.0.1:7878").unwrap(),
-            "http://127.0.0.1:7878"
-        );
-        // A remote plaintext relay still has a key (connecting to it needs --insecure).
-        assert_eq!(
-            keyring_user("http://relay.lan:7878").unwrap(),
-            "http://relay.lan:7878"
-        );
+        for (given, canonical) in [
+            ("relay.example", "https://relay.example"),
+            ("wss://relay.example/", "https://relay.example"),
+            (
+                "https://relay.example:8443/zedops/",
+                "https://relay.example:8443/zedops",
+            ),
+            ("ws://127.0.0.1:7878", "http://127.0.0.1:7878"),
+            // A remote plaintext relay still has a key (connecting to it needs --insecure).
+            ("http://relay.lan:7878", "http://relay.lan:7878"),
+        ] {
+            assert_eq!(keyring_user(given).unwrap(), canonical, "{given}");
+        }
         assert_eq!(
             keyring_user("ftp://relay.example").unwrap_err().code(),
             "INVALID_URL"

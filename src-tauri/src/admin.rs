@@ -124,18 +124,13 @@ mod tests {
 
     #[test]
     fn public_urls_are_checked_and_mapped() {
-        assert_eq!(
-            public_url(" https://relay.example.com/ ").unwrap(),
-            "https://relay.example.com"
-        );
-        assert_eq!(
-            public_url("ws://10.0.0.5:7878").unwrap(),
-            "http://10.0.0.5:7878"
-        );
-        assert_eq!(
-            public_url("wss://relay.example.com").unwrap(),
-            "https://relay.example.com"
-        );
+        for (given, mapped) in [
+            (" https://relay.example.com/ ", "https://relay.example.com"),
+            ("ws://10.0.0.5:7878", "http://10.0.0.5:7878"),
+            ("wss://relay.example.com", "https://relay.example.com"),
+        ] {
+            assert_eq!(public_url(given).unwrap(), mapped, "{given}");
+        }
         for bad in [
             "",
             "relay.example.com",
