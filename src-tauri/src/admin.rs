@@ -107,14 +107,7 @@ pub async fn audit_log(client: &Client, agent: Option<&str>) -> Result<Vec<Audit
 /// A refusal by role says who may do it.
 fn forbidden_to_admins(what: &'static str) -> impl Fn(AppError) -> AppError {
     move |err| {
-        if err.code == ErrorCode::Wire(zedops_client::ErrorCode::Forbidden) {
-            AppError::new(
-                ErrorCode::Wire(zedops_client::ErrorCode::Forbidden),
-                format!("Only admins may {what}: ask a ZedOps admin of this relay."),
-            )
-        } else {
-            err
-        }
+        err.when_forbidden(|| format!("Only admins may {what}: ask a ZedOps admin of this relay."))
     }
 }
 

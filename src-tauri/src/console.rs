@@ -130,18 +130,13 @@ pub async fn open(
         }
     };
     opened.map_err(AppError::from).map_err(|err| {
-        if err.code == ErrorCode::Wire(zedops_client::ErrorCode::Forbidden) {
+        err.when_forbidden(|| {
             let who = match kind {
                 ConsoleKind::Attach => "operators and admins",
                 ConsoleKind::Shell => "admins (or operators, when the relay allows it)",
             };
-            AppError::new(
-                err.code,
-                format!("Only {who} may open this console: ask a ZedOps admin of this relay."),
-            )
-        } else {
-            err
-        }
+            format!("Only {who} may open this console: ask a ZedOps admin of this relay.")
+        })
     })
 }
 

@@ -373,14 +373,7 @@ fn sentence(text: &str) -> String {
 
 fn forbidden(who: &'static str, what: &'static str) -> impl Fn(AppError) -> AppError {
     move |err| {
-        if err.code == ErrorCode::Wire(zedops_client::ErrorCode::Forbidden) {
-            AppError::new(
-                err.code,
-                format!("Only {who} may {what}: ask a ZedOps admin of this relay."),
-            )
-        } else {
-            err
-        }
+        err.when_forbidden(|| format!("Only {who} may {what}: ask a ZedOps admin of this relay."))
     }
 }
 

@@ -82,6 +82,16 @@ impl AppError {
         }
     }
 
+    /// A refusal by role (`FORBIDDEN`) told with `message`, which says who may do it (the
+    /// relay's own sentence names no role); any other error as it is.
+    pub fn when_forbidden(self, message: impl FnOnce() -> String) -> Self {
+        if self.code == ErrorCode::Wire(WireCode::Forbidden) {
+            Self::new(self.code, message())
+        } else {
+            self
+        }
+    }
+
     /// A command that needs a session was called while signed out.
     pub fn not_signed_in() -> Self {
         Self::new(

@@ -60,16 +60,7 @@ pub struct SavedFile {
 
 /// A refusal by role says who may do it.
 fn forbidden(who: &'static str) -> impl Fn(AppError) -> AppError {
-    move |err| {
-        if err.code == ErrorCode::Wire(zedops_client::ErrorCode::Forbidden) {
-            AppError::new(
-                err.code,
-                format!("Only {who}: ask a ZedOps admin of this relay."),
-            )
-        } else {
-            err
-        }
-    }
+    move |err| err.when_forbidden(|| format!("Only {who}: ask a ZedOps admin of this relay."))
 }
 
 /// A directory of the container.

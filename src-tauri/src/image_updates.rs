@@ -115,16 +115,11 @@ pub async fn check(client: &Client, agent: Option<&str>) -> Result<ImageUpdateCh
 
 fn operators_only(what: &'static str) -> impl Fn(AppError) -> AppError {
     move |err| {
-        if err.code == ErrorCode::Wire(WireCode::Forbidden) {
-            AppError::new(
-                err.code,
-                format!(
-                    "Only operators and admins may {what}: ask an admin of this relay for the operator role."
-                ),
+        err.when_forbidden(|| {
+            format!(
+                "Only operators and admins may {what}: ask an admin of this relay for the operator role."
             )
-        } else {
-            err
-        }
+        })
     }
 }
 
