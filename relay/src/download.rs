@@ -203,33 +203,22 @@ pub fn file_name(platform: &str) -> String {
     format!("zedops-agent-{platform}")
 }
 
-/// The one line that enrols a server: downloads the script from `public_url` and runs it with
-/// the token in its environment (never in a process's arguments, which `ps` shows to everyone);
-/// the script elevates itself with sudo when not run as root. `public_url` must have passed
-/// [`check_public_url`].
-pub fn install_command(public_url: &str, token: &str) -> String {
-    format!("curl -fsSL {public_url}/install.sh | ZEDOPS_TOKEN={token} sh")
-}
+/// The one line that enrols a server (the protocol crate's, which the app prints too).
+pub use zedops_protocol::install::install_command;
 
 /// Checks a public URL for use in the script and the install command, where it is pasted into
-/// shell code: `http(s)://` and only characters that mean nothing to a shell inside quotes or
-/// a command line. Returns it without a trailing slash.
+/// shell code (the rule is the protocol crate's, which the app applies too). Returns it without
+/// a trailing slash.
 pub fn check_public_url(url: &str) -> Result<String, String> {
-    let trimmed = url.trim().trim_end_matches('/');
-    let rest = trimmed
-        .strip_prefix("https://")
-        .or_else(|| trimmed.strip_prefix("http://"));
-    let plain = |b: u8| b.is_ascii_alphanumeric() || b"-._~:/[]%@".contains(&b);
-    match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') && rest.bytes().all(plain) => {
-            Ok(trimmed.to_string())
-        }
-        _ => Err(format!(
-            "the public URL {url:?} is not usable: give the http:// or https:// address servers \
-             reach this relay at, e.g. https://relay.example.com (letters, digits and - . _ ~ : / \
-             [ ] % @ only)"
-        )),
-    }
+    zedops_protocol::install::shell_safe_public_url(url)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            format!(
+                "the public URL {url:?} is not usable: give the http:// or https:// address servers \
+                 reach this relay at, e.g. https://relay.example.com (letters, digits and - . _ ~ : / \
+                 [ ] % @ only)"
+            )
+        })
 }
 
 async fn install_script(State(installer): State<Arc<Installer>>, headers: HeaderMap) -> Response {
