@@ -44,25 +44,27 @@ async fn sign_in_refusals_reach_the_ui_as_code_and_message() {
     let relay = TestRelay::builder().start().await;
     relay.login("alice", Role::Operator).await;
 
-    let err = session::sign_in(&relay.url, "alice", "wrong-password")
-        .await
-        .unwrap_err();
-    assert_eq!(json(&err)["code"], "UNAUTHORIZED");
-    assert!(
-        err.message.contains("check the user name and password"),
-        "{}",
-        err.message
-    );
-
-    let err = session::sign_in("http://127.0.0.1:1", "alice", TEST_PASSWORD)
-        .await
-        .unwrap_err();
-    assert_eq!(json(&err)["code"], "RELAY_UNREACHABLE");
-    assert!(
-        err.message.contains("that the relay is running"),
-        "{}",
-        err.message
-    );
+    // A wrong password and a relay that is not there: each its code and what to check.
+    for (relay_url, password, code, says) in [
+        (
+            relay.url.as_str(),
+            "wrong-password",
+            "UNAUTHORIZED",
+            "check the user name and password",
+        ),
+        (
+            "http://127.0.0.1:1",
+            TEST_PASSWORD,
+            "RELAY_UNREACHABLE",
+            "that the relay is running",
+        ),
+    ] {
+        let err = session::sign_in(relay_url, "alice", password)
+            .await
+            .unwrap_err();
+        assert_eq!(json(&err)["code"], code);
+        assert!(err.message.contains(says), "{}", err.message);
+    }
 
     let err = session::sign_in(&relay.url, "", TEST_PASSWORD)
         .await
