@@ -41,6 +41,24 @@ fn run_installed(binary: &Path, env: &HashMap<String, String>) -> tokio::process
         .unwrap()
 }
 
+/// Waits up to 20 s, while the installed agent `service` runs, until `done`; fails with
+/// `never` when the time is up and with `exited` when the agent exits first.
+async fn wait_while_running(
+    service: &mut tokio::process::Child,
+    done: impl Fn() -> bool,
+    never: &str,
+    exited: &str,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{never}");
+        if let Some(status) = service.try_wait().unwrap() {
+            panic!("{exited}: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A downloads directory holding the real agent binary under this machine's platform name.
 fn downloads() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -153,17 +171,13 @@ async fn install_sh_verifies_installs_and_the_installed_service_enrols() {
     env.insert("ZEDOPS_DATA_DIR".into(), data_dir.display().to_string());
     let mut service = run_installed(&binary, &env);
     let credentials = data_dir.join("credentials.json");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !credentials.exists() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the installed agent did not enrol"
-        );
-        if let Some(status) = service.try_wait().unwrap() {
-            panic!("the installed agent exited: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_while_running(
+        &mut service,
+        || credentials.exists(),
+        "the installed agent did not enrol",
+        "the installed agent exited",
+    )
+    .await;
     service.kill().await.unwrap();
     let agents = relay.store.agents().await.unwrap();
     assert!(
@@ -210,19 +224,16 @@ async fn install_sh_verifies_installs_and_the_installed_service_enrols() {
     let mut service = run_installed(&binary, &env);
     // Connected, not just enrolled: the uninstall below names the agent from its status file,
     // which the agent writes a moment after it has stored its credentials.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while zedops_agent::status::read(&data_dir)
-        .is_none_or(|s| s.state != "connected" || s.name.as_deref() != Some("web-1"))
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "web-1 did not enrol again"
-        );
-        if let Some(status) = service.try_wait().unwrap() {
-            panic!("the reinstalled agent exited (NAME_TAKEN?): {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_while_running(
+        &mut service,
+        || {
+            zedops_agent::status::read(&data_dir)
+                .is_some_and(|s| s.state == "connected" && s.name.as_deref() == Some("web-1"))
+        },
+        "web-1 did not enrol again",
+        "the reinstalled agent exited (NAME_TAKEN?)",
+    )
+    .await;
     service.kill().await.unwrap();
 
     // A relay that cannot be reached: the uninstall still purges, says so and prints the
