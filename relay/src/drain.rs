@@ -26,9 +26,10 @@ pub async fn drain(state: &AppState, handle: &ShutdownHandle, timeout: Duration)
     );
     let deadline = tokio::time::Instant::now() + timeout;
     let mut finished = drain.finished(timeout).await;
-    if finished && state.hub.cluster().is_some() {
+    if state.hub.cluster().is_some() {
         // The other relays stop sending requests to this relay's agents and wait for them
-        // to connect elsewhere; what they sent before that is finished too.
+        // to connect elsewhere (also when the bound is spent: their requests then wait rather
+        // than fail); what they sent before that is finished too, within what is left.
         state.hub.agents_moving(MOVING_NOTICE).await;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         finished = drain.finished(left).await;
