@@ -274,12 +274,14 @@ pub async fn update_agents_live() {
         let shown = states(name);
         let at = |s: &str| shown.iter().position(|x| x == s);
         let (downloading, verifying, online) = (at("downloading"), at("verifying"), at("online"));
+        // Verifying a small build's signature can be over within one frame, when the page folds
+        // it into the state after it: shown or not, it never comes out of order.
         assert!(
             downloading.is_some()
-                && verifying > downloading
-                && online > verifying
+                && online > downloading
+                && verifying.is_none_or(|v| Some(v) > downloading && online > Some(v))
                 && shown.last().map(String::as_str) == Some("online"),
-            "{name}'s row showed {shown:?}: downloading, verifying, then online expected"
+            "{name}'s row showed {shown:?}: downloading, verifying (unless too brief to draw), then online expected"
         );
         assert!(
             !shown.iter().any(|s| s == "failed" || s == "rolled-back"),
