@@ -84,20 +84,21 @@ impl RelayProcess {
 
     /// SIGSTOP: the process freezes (its connections stay open, nothing is answered).
     pub fn freeze(&self) {
-        let status = Command::new("kill")
-            .args(["-STOP", &self.child.id().to_string()])
-            .status()
-            .expect("run kill -STOP");
-        assert!(status.success(), "kill -STOP");
+        self.signal("-STOP");
     }
 
     /// SIGTERM: the relay drains (finishes what is in flight, sends everyone elsewhere) and exits.
     pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends the process a signal with `kill` (`-STOP`, `-TERM`).
+    fn signal(&self, which: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([which, &self.child.id().to_string()])
             .status()
-            .expect("run kill -TERM");
-        assert!(status.success(), "kill -TERM");
+            .unwrap_or_else(|e| panic!("run kill {which}: {e}"));
+        assert!(status.success(), "kill {which}");
     }
 
     /// SIGKILL, and waits until the process is gone.
