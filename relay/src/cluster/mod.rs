@@ -14,6 +14,7 @@
 //! - `zedops.cluster.event`, `zedops.cluster.kick`, `zedops.cluster.login`: container pushes,
 //!   revocations, and logins' outcomes (for every relay's brute-force limits).
 
+mod moving;
 mod options;
 mod peers;
 mod wire;

@@ -14,6 +14,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{debug, info, warn};
 use zedops_protocol::{AgentRequestKind, AgentStatus, ErrorCode, ErrorReply, Frame};
 
+use super::moving::Moving;
 use super::wire::{self, Outbox, Presence, RelayHello, header};
 use super::{CLOSE_MARK, ClusterOptions, Forward, is_stream};
 use crate::hub::{AgentLink, Kick, Peers};
@@ -40,10 +41,6 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_FORWARDS: usize = 4096;
 /// The queue group of the relays holding an agent: one of them takes each frame.
 const HOLDERS: &str = "holders";
-/// How long an agent whose relay drained counts as on its way to another relay.
-const MOVING_FOR: Duration = Duration::from_secs(10);
-/// Agents remembered as moving at most (from trusted peers, but bounded all the same).
-const MAX_MOVING: usize = 100_000;
 
 /// What this relay knows of an agent held by another.
 #[derive(Debug, Clone)]
@@ -171,7 +168,7 @@ pub(crate) struct Cluster {
     presence: Mutex<HashMap<String, Held>>,
     /// Agents whose relay said they left because it drains, and when: requests for them wait
     /// for them to come back on another relay (see [`Peers::moving`]).
-    moving: Mutex<HashMap<String, Instant>>,
+    moving: Moving,
     relays: Mutex<HashMap<String, Instant>>,
     stand_ins: Mutex<HashMap<String, Arc<StandIn>>>,
     /// This relay's agents: the task serving each one's subject, stopped when it leaves.
@@ -245,7 +242,7 @@ impl Cluster {
             out,
             state: Arc::downgrade(state),
             presence: Mutex::default(),
-            moving: Mutex::default(),
+            moving: Moving::default(),
             relays: Mutex::default(),
             stand_ins: Mutex::default(),
             holding: Mutex::default(),
@@ -628,16 +625,10 @@ impl Cluster {
 
     /// Remembers an agent leaving a draining relay, and forgets it once it is online again.
     fn note_moving(&self, presence: &Presence) {
-        let mut moving = self.moving.lock().expect("moving lock");
         if presence.online {
-            moving.remove(&presence.agent);
+            self.moving.arrived(&presence.agent);
         } else if presence.moving {
-            if moving.len() >= MAX_MOVING {
-                moving.retain(|_, since| since.elapsed() < MOVING_FOR);
-            }
-            if moving.len() < MAX_MOVING {
-                moving.insert(presence.agent.clone(), Instant::now());
-            }
+            self.moving.left(&presence.agent);
         }
     }
 
@@ -1139,11 +1130,7 @@ impl Peers for Cluster {
     }
 
     fn moving(&self, agent_id: &str) -> bool {
-        self.moving
-            .lock()
-            .expect("moving lock")
-            .get(agent_id)
-            .is_some_and(|since| since.elapsed() < MOVING_FOR)
+        self.moving.is_moving(agent_id)
     }
 
     fn flushed(&self) -> oneshot::Receiver<()> {
