@@ -1,6 +1,8 @@
 // The template form: JSON → form → JSON keeps what the form does not show; mistakes are named
-// by field in plain words.
+// by field in plain words and shown beside their field.
+import { render } from '@testing-library/svelte';
 import { describe, expect, it } from 'vitest';
+import TemplateFormEditor from './components/TemplateFormEditor.svelte';
 import { emptyForm, formErrors, formFromJson, formToJson } from './templateForm';
 
 const PZ = JSON.stringify({
@@ -51,6 +53,29 @@ describe('template form', () => {
       'variables.0.default', 'variables.0.name', 'volumes.0.source', 'volumes.0.target',
     ]);
     expect(errors['variables.0.default']).toMatch(/secret variable has no default/);
+  });
+
+  it('shows each mistake beside its field, named by the field', () => {
+    const form = emptyForm();
+    form.name = 'bad name';
+    form.image = 'a b';
+    form.variables = [{ name: '1X', description: '', default: 'x', required: false, secret: true }];
+    form.env = [{ name: '1E', value: '${UNDECLARED}' }];
+    form.ports = [{ container: '70000', host: 'abc', protocol: 'tcp' }];
+    form.volumes = [{ source: '/etc', target: 'data', readOnly: false }];
+    form.cpus = '0';
+    form.memoryMiB = '1';
+    form.pids = '0';
+    const errors = formErrors(form);
+    expect(Object.keys(errors).sort()).toEqual([
+      'cpus', 'env.0.name', 'image', 'memoryMiB', 'name', 'pids', 'ports.0.container', 'ports.0.host',
+      'variables', 'variables.0.default', 'variables.0.name', 'volumes.0.source', 'volumes.0.target',
+    ]);
+    const { container, getByTestId } = render(TemplateFormEditor, { form, errors, nameLocked: false });
+    const shown = [...container.querySelectorAll<HTMLElement>('.field-error')].map((e) => [e.dataset.field, e.textContent]);
+    expect(Object.fromEntries(shown)).toEqual(errors);
+    expect(shown).toHaveLength(Object.keys(errors).length);
+    expect(getByTestId('tf-variables-error')).toHaveTextContent(errors.variables);
   });
 
   it('says when a ${VARIABLE} is used but not declared', () => {
