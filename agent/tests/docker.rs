@@ -67,15 +67,7 @@ async fn start_stop_and_restart_change_the_real_state() {
     let Some(mut scratch) = Scratch::new().await else {
         return;
     };
-    let (name, id) = scratch
-        .create(
-            "actions",
-            Spec {
-                init: true,
-                ..Default::default()
-            },
-        )
-        .await;
+    let (name, id) = scratch.create("actions", Spec::STOPPED).await;
     let client = DockerClient::connect(None).await;
 
     client.start(&name).await.expect("start by name");
@@ -116,15 +108,7 @@ async fn stop_gives_the_process_its_grace_period() {
         return;
     };
     // PID 1 ignores SIGTERM, so Docker kills it only when the grace period is over.
-    let (name, _) = scratch
-        .create(
-            "grace",
-            Spec {
-                start: true,
-                ..Default::default()
-            },
-        )
-        .await;
+    let (name, _) = scratch.create("grace", Spec::SLOW_TO_STOP).await;
     let client = DockerClient::connect(None).await;
 
     let started = Instant::now();
@@ -245,15 +229,7 @@ async fn the_agent_never_stops_or_restarts_its_own_container() {
     let Some(mut scratch) = Scratch::new().await else {
         return;
     };
-    let (name, id) = scratch
-        .create(
-            "self",
-            Spec {
-                init: true,
-                ..Default::default()
-            },
-        )
-        .await;
+    let (name, id) = scratch.create("self", Spec::STOPPED).await;
     let mut client = DockerClient::connect(None).await;
     client.start(&name).await.expect("start");
     // As if the agent ran inside this container (detected from /proc/self/mountinfo in production).

@@ -195,12 +195,8 @@ async fn a_slow_stop_does_not_delay_a_list() {
     let Some(mut scratch) = Scratch::new().await else {
         return;
     };
-    // PID 1 shrugs off SIGTERM, so this stop takes the whole grace period.
-    let spec = Spec {
-        start: true,
-        ..Default::default()
-    };
-    let (container, _) = scratch.create("slow-stop", spec).await;
+    // This stop takes the whole grace period.
+    let (container, _) = scratch.create("slow-stop", Spec::SLOW_TO_STOP).await;
     let relay = TestRelay::builder().start().await;
     let name = format!("slow-{}", scratch.suffix);
     let _agent = TestAgent::builder(&relay).name(&name).spawn().await;

@@ -59,6 +59,21 @@ impl Spec {
         init: true,
         healthcheck: false,
     };
+
+    /// Created, not started, under init (once started, a stop ends it at once).
+    pub const STOPPED: Spec = Spec {
+        start: false,
+        init: true,
+        healthcheck: false,
+    };
+
+    /// Started without init: `sleep` is PID 1 and shrugs off SIGTERM, so a stop takes the
+    /// whole grace period.
+    pub const SLOW_TO_STOP: Spec = Spec {
+        start: true,
+        init: false,
+        healthcheck: false,
+    };
 }
 
 impl Scratch {
