@@ -9,7 +9,7 @@ use std::process::Output;
 use support::{Zed, json, run, text, zedops};
 use zedops_client::store;
 use zedops_protocol::Role;
-use zedops_testkit::{TEST_PASSWORD, TestAgent, TestRelay, require_docker};
+use zedops_testkit::{TEST_PASSWORD, TestAgent, TestRelay};
 
 /// Asserts the run failed with exit code 1 and only the error line `error: CODE: …`.
 fn failed_with(out: &Output, code: &str) {
@@ -21,11 +21,10 @@ fn failed_with(out: &Output, code: &str) {
 
 #[tokio::test]
 async fn drives_real_containers_through_the_cli() {
-    let Some(docker) = require_docker().await else {
+    let Some((containers, web, relay, agent)) = support::sleeper_and_agent("web", "cli-host").await
+    else {
         return;
     };
-    let (containers, web, relay, agent) =
-        support::sleeper_and_agent(&docker, "web", "cli-host").await;
     let token = relay.login("ops", Role::Operator).await;
     let as_ops = Zed::new(&relay.url, &token);
 

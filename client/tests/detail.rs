@@ -6,14 +6,10 @@ mod support;
 
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use serde_json::Value;
-use zedops_testkit::{TestContainers, require_docker};
+use zedops_testkit::{Served, TestContainers};
 
 #[tokio::test]
 async fn inspect_shows_the_container_and_masks_secrets() {
-    let Some(docker) = require_docker().await else {
-        return;
-    };
-    let mut containers = TestContainers::new(&docker);
     let data = tempfile::tempdir().unwrap();
     let body = ContainerCreateBody {
         env: Some(vec![
@@ -31,8 +27,13 @@ async fn inspect_shows_the_container_and_masks_secrets() {
         }),
         ..TestContainers::sleeper_body()
     };
-    let game = containers.create_with("game", body, true).await;
-    let served = support::Served::start("detail-1").await;
+    let Some((served, game)) = Served::open("detail-1", async |c| {
+        c.create_with("game", body, true).await
+    })
+    .await
+    else {
+        return;
+    };
     let (relay, client, token) = (&served.relay, &served.client, &served.token);
 
     let detail = client.inspect("detail-1", &game).await.unwrap();
@@ -121,10 +122,6 @@ async fn inspect_shows_the_container_and_masks_secrets() {
 /// secret flags in the command. Plain values stay readable.
 #[tokio::test]
 async fn inspect_withholds_short_secret_names_url_passwords_and_secret_flags() {
-    let Some(docker) = require_docker().await else {
-        return;
-    };
-    let mut containers = TestContainers::new(&docker);
     let body = ContainerCreateBody {
         cmd: Some(
             [
@@ -151,8 +148,13 @@ async fn inspect_withholds_short_secret_names_url_passwords_and_secret_flags() {
         ]),
         ..Default::default()
     };
-    let game = containers.create_with("masks", body, true).await;
-    let served = support::Served::start("detail-2").await;
+    let Some((served, game)) = Served::open("detail-2", async |c| {
+        c.create_with("masks", body, true).await
+    })
+    .await
+    else {
+        return;
+    };
     let (relay, client, token) = (&served.relay, &served.client, &served.token);
 
     let detail = client.inspect("detail-2", &game).await.unwrap();

@@ -39,24 +39,17 @@ async fn event_where(
 
 #[tokio::test]
 async fn docker_events_reach_a_subscribed_client() {
-    let Some(docker) = require_docker().await else {
+    let Some((containers, web, relay, _agent)) = support::sleeper_and_agent("web", "live-1").await
+    else {
         return;
     };
-    let (containers, web, relay, _agent) =
-        support::sleeper_and_agent(&docker, "web", "live-1").await;
     let viewer = relay.client("vera", Role::Viewer).await;
     let mut events = viewer.events();
     let subscribed = viewer.subscribe(Some(vec!["live-1".into()])).await.unwrap();
     let agent_id = subscribed.agents.expect("one agent")[0].clone();
 
     // Killed from outside ZedOps: a `die` nobody asked for, with the exit code and the new row.
-    docker
-        .kill_container(
-            &web,
-            None::<bollard::query_parameters::KillContainerOptions>,
-        )
-        .await
-        .unwrap();
+    containers.kill(&web).await;
     let died = event_where(&mut events, |e| {
         e.name == web && e.action == ContainerAction::Die
     })
@@ -349,11 +342,10 @@ async fn a_stalled_client_loses_only_its_own_events() {
 async fn zedops_events_prints_one_json_line_per_event() {
     use tokio::io::{AsyncBufReadExt, BufReader};
 
-    let Some(docker) = require_docker().await else {
+    let Some((containers, job, relay, _agent)) = support::sleeper_and_agent("job", "live-3").await
+    else {
         return;
     };
-    let (_containers, job, relay, _agent) =
-        support::sleeper_and_agent(&docker, "job", "live-3").await;
     let config = tempfile::tempdir().unwrap();
     let mut child = support::zedops(config.path())
         .env("ZEDOPS_TOKEN", relay.login("cli", Role::Viewer).await)
@@ -379,13 +371,7 @@ async fn zedops_events_prints_one_json_line_per_event() {
     .await
     .expect("zedops events starts watching");
 
-    docker
-        .kill_container(
-            &job,
-            None::<bollard::query_parameters::KillContainerOptions>,
-        )
-        .await
-        .unwrap();
+    containers.kill(&job).await;
     let died: Value = tokio::time::timeout(WAIT, async {
         loop {
             let line = stdout.next_line().await.unwrap().expect("a line");

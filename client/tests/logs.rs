@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use zedops_client::{LogChunk, LogStream, Logs, LogsOptions};
-use zedops_testkit::{TestContainers, require_docker};
+use zedops_testkit::Served;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -34,24 +34,28 @@ fn texts(chunks: &[LogChunk], stream: LogStream) -> Vec<String> {
         .collect()
 }
 
+/// Waits until Docker counts `container` exited, within the deadline: then its log is whole.
+async fn wait_exited(s: &Served, container: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while s.containers.state(container).await != "exited" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{container} did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn numbered_lines_arrive_complete_and_in_order_while_following() {
-    let Some(docker) = require_docker().await else {
+    let script = "seq 1 2000; sleep 2; seq 2001 4000; echo done >&2; trap 'exit 0' TERM; sleep 100000 & wait";
+    let Some((s, counter)) = Served::open("logs-1", async |c| {
+        c.create("counter", &["/bin/sh", "-c", script], true).await
+    })
+    .await
+    else {
         return;
     };
-    let mut containers = TestContainers::new(&docker);
-    let counter = containers
-        .create(
-            "counter",
-            &[
-                "/bin/sh",
-                "-c",
-                "seq 1 2000; sleep 2; seq 2001 4000; echo done >&2; trap 'exit 0' TERM; sleep 100000 & wait",
-            ],
-            true,
-        )
-        .await;
-    let s = support::Served::start("logs-1").await;
     let mut logs = s
         .client
         .logs(
@@ -77,7 +81,7 @@ async fn numbered_lines_arrive_complete_and_in_order_while_following() {
     })
     .await
     .expect("all lines arrived");
-    containers
+    s.containers
         .docker()
         .stop_container(
             &counter,
@@ -102,23 +106,15 @@ async fn numbered_lines_arrive_complete_and_in_order_while_following() {
 
 #[tokio::test]
 async fn a_huge_line_and_binary_output_do_not_break_the_stream() {
-    let Some(docker) = require_docker().await else {
+    let script = "busybox head -c 10485760 /dev/zero | busybox tr '\\0' x; echo; echo after; \
+                  busybox head -c 4096 /dev/urandom; echo; echo end; trap 'exit 0' TERM; sleep 100000 & wait";
+    let Some((s, noisy)) = Served::open("logs-2", async |c| {
+        c.create("noisy", &["/bin/sh", "-c", script], true).await
+    })
+    .await
+    else {
         return;
     };
-    let mut containers = TestContainers::new(&docker);
-    let noisy = containers
-        .create(
-            "noisy",
-            &[
-                "/bin/sh",
-                "-c",
-                "busybox head -c 10485760 /dev/zero | busybox tr '\\0' x; echo; echo after; \
-                 busybox head -c 4096 /dev/urandom; echo; echo end; trap 'exit 0' TERM; sleep 100000 & wait",
-            ],
-            true,
-        )
-        .await;
-    let s = support::Served::start("logs-2").await;
     // Wait until the container has printed everything (its last line is "end").
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -186,12 +182,9 @@ async fn a_huge_line_and_binary_output_do_not_break_the_stream() {
 
 #[tokio::test]
 async fn cancel_ends_a_follow_and_refusals_are_clear() {
-    let Some(docker) = require_docker().await else {
+    let Some((s, quiet)) = Served::open("logs-3", async |c| c.sleeper("quiet").await).await else {
         return;
     };
-    let mut containers = TestContainers::new(&docker);
-    let quiet = containers.sleeper("quiet").await;
-    let s = support::Served::start("logs-3").await;
     let mut logs = s
         .client
         .logs(
@@ -239,26 +232,18 @@ async fn cancel_ends_a_follow_and_refusals_are_clear() {
 
 #[tokio::test]
 async fn zedops_logs_prints_the_last_lines() {
-    let Some(docker) = require_docker().await else {
+    // The pause keeps Docker's two copies (stdout, stderr) in a known order.
+    let script = "seq 1 50; sleep 1; echo warning >&2";
+    let Some((s, printer)) = Served::open("logs-4", async |c| {
+        c.create("printer", &["/bin/sh", "-c", script], true).await
+    })
+    .await
+    else {
         return;
     };
-    let mut containers = TestContainers::new(&docker);
-    let printer = containers
-        .create(
-            "printer",
-            // The pause keeps Docker's two copies (stdout, stderr) in a known order.
-            &["/bin/sh", "-c", "seq 1 50; sleep 1; echo warning >&2"],
-            true,
-        )
-        .await;
-    let s = support::Served::start("logs-4").await;
     let config = tempfile::tempdir().unwrap();
     // The container exits at once; wait until Docker has all of its output.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while containers.state(&printer).await != "exited" {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_exited(&s, &printer).await;
     let out = support::zedops(config.path())
         .env("ZEDOPS_TOKEN", &s.token)
         .args([
@@ -299,22 +284,17 @@ async fn zedops_logs_prints_the_last_lines() {
 /// `zedops logs --tail 10000 > file`.
 #[tokio::test]
 async fn a_10000_line_tail_arrives_complete_in_batched_chunks_and_in_a_file() {
-    let Some(docker) = require_docker().await else {
-        return;
-    };
-    let mut containers = TestContainers::new(&docker);
     let pad = "x".repeat(150);
     let script = format!("i=1; while [ $i -le 10000 ]; do echo \"$i {pad}\"; i=$((i+1)); done");
-    let printer = containers
-        .create("tail", &["/bin/sh", "-c", &script], true)
-        .await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while containers.state(&printer).await != "exited" {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let Some((s, printer)) = Served::open("logs-5", async |c| {
+        c.create("tail", &["/bin/sh", "-c", &script], true).await
+    })
+    .await
+    else {
+        return;
+    };
+    wait_exited(&s, &printer).await;
     let expected: Vec<String> = (1..=10_000).map(|i| format!("{i} {pad}")).collect();
-    let s = support::Served::start("logs-5").await;
 
     let mut logs = s
         .client

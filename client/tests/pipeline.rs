@@ -128,11 +128,11 @@ async fn enrols_lists_and_drives_real_containers() {
 
 #[tokio::test]
 async fn a_viewer_may_list_but_not_act() {
-    let Some(docker) = require_docker().await else {
+    let Some((containers, name, relay, _agent)) =
+        support::sleeper_and_agent("view", "viewed").await
+    else {
         return;
     };
-    let (containers, name, relay, _agent) =
-        support::sleeper_and_agent(&docker, "view", "viewed").await;
 
     let viewer = connect(&relay, Role::Viewer).await;
     assert!(!viewer.containers("viewed").await.unwrap().is_empty());
@@ -313,11 +313,11 @@ async fn wait_status(
 
 #[tokio::test]
 async fn agent_and_client_carry_on_across_a_relay_restart() {
-    let Some(docker) = require_docker().await else {
+    let Some((containers, name, relay, agent)) =
+        support::sleeper_and_agent("survivor", "steady").await
+    else {
         return;
     };
-    let (containers, name, relay, agent) =
-        support::sleeper_and_agent(&docker, "survivor", "steady").await;
     let token = relay.login("ops", Role::Operator).await;
     let client = relay.client_with(&token).await;
     let mut events = client.events();

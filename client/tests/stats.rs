@@ -7,24 +7,20 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use zedops_testkit::{TestContainers, require_docker};
+use zedops_testkit::{Served, TestContainers};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn stats_show_a_busy_container_and_stream_until_cancelled() {
-    let Some(docker) = require_docker().await else {
+    let script = "trap 'exit 0' TERM; while :; do :; done";
+    let Some((served, busy)) = Served::open("stats-1", async |c| {
+        c.create("busy", &["/bin/sh", "-c", script], true).await
+    })
+    .await
+    else {
         return;
     };
-    let mut containers = TestContainers::new(&docker);
-    let busy = containers
-        .create(
-            "busy",
-            &["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do :; done"],
-            true,
-        )
-        .await;
-    let served = support::Served::start("stats-1").await;
     let (relay, client, token) = (&served.relay, &served.client, &served.token);
     let mut samples = client.stats("stats-1", &busy, true).await.unwrap();
     let mut seen = Vec::new();
@@ -84,14 +80,13 @@ async fn stats_show_a_busy_container_and_stream_until_cancelled() {
 
 #[tokio::test]
 async fn stats_of_a_stopped_container_are_refused_not_zero() {
-    let Some(docker) = require_docker().await else {
+    let Some((served, stopped)) = Served::open("stats-2", async |c| {
+        c.create("idle", &TestContainers::SLEEP_CMD, false).await
+    })
+    .await
+    else {
         return;
     };
-    let mut containers = TestContainers::new(&docker);
-    let stopped = containers
-        .create("idle", &TestContainers::SLEEP_CMD, false)
-        .await;
-    let served = support::Served::start("stats-2").await;
     let mut samples = served
         .client
         .stats("stats-2", &stopped, false)

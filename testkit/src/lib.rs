@@ -10,6 +10,7 @@ pub mod postgres;
 pub mod process;
 pub mod registry;
 mod relay;
+mod served;
 pub mod throttle;
 pub mod tls;
 pub mod wire;
@@ -19,6 +20,7 @@ pub use docker::{TestContainers, require_docker};
 pub use nats::TestNats;
 pub use postgres::TestPostgres;
 pub use relay::{RelayBuilder, StoppedRelay, TestRelay};
+pub use served::Served;
 pub use tls::TestPki;
 
 /// Password of the users [`TestRelay::login`] creates.

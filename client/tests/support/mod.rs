@@ -99,55 +99,28 @@ pub async fn run(cmd: &mut tokio::process::Command, stdin: &str) -> std::process
     child.wait_with_output().await.unwrap()
 }
 
-/// A relay with one real agent on the local engine and a client signed in as a viewer: the
-/// starting point of the tests that read containers (inspect, logs, stats).
-pub struct Served {
-    pub relay: zedops_testkit::TestRelay,
-    pub client: zedops_client::Client,
-    /// The viewer's device token, for running the CLI as the same user.
-    pub token: String,
-    _agent: zedops_testkit::TestAgent,
-}
-
-impl Served {
-    pub async fn start(agent: &str) -> Self {
-        let relay = zedops_testkit::TestRelay::builder().start().await;
-        let spawned = zedops_testkit::TestAgent::builder(&relay)
-            .name(agent)
-            .online()
-            .await;
-        let token = relay.login("viewer", zedops_protocol::Role::Viewer).await;
-        let client = relay.client_with(&token).await;
-        Self {
-            relay,
-            client,
-            token,
-            _agent: spawned,
-        }
-    }
-}
-
 /// A running container (`TestContainers::sleeper(suffix)`) on the engine and a fresh relay with
 /// the real agent `agent` online on it: the start of the tests that act on one container. The
-/// container's name is the second; the rest must live as long as the test.
+/// container's name is the second; the rest must live as long as the test. `None` (the test
+/// skips) when the engine is missing outside CI, a failure under `CI=true`.
 pub async fn sleeper_and_agent(
-    docker: &bollard::Docker,
     suffix: &str,
     agent: &str,
-) -> (
+) -> Option<(
     zedops_testkit::TestContainers,
     String,
     zedops_testkit::TestRelay,
     zedops_testkit::TestAgent,
-) {
-    let mut containers = zedops_testkit::TestContainers::new(docker);
+)> {
+    let docker = zedops_testkit::require_docker().await?;
+    let mut containers = zedops_testkit::TestContainers::new(&docker);
     let name = containers.sleeper(suffix).await;
     let relay = zedops_testkit::TestRelay::builder().start().await;
     let online = zedops_testkit::TestAgent::builder(&relay)
         .name(agent)
         .online()
         .await;
-    (containers, name, relay, online)
+    Some((containers, name, relay, online))
 }
 
 /// The Docker engine and a registry on loopback; `None` (the test skips) when either is
