@@ -7,7 +7,9 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use installer::{agent, mode, snapshot, text, verify_unit, verify_units, walk};
+use installer::{
+    agent, assert_token_only_in, mode, snapshot, text, verify_unit, verify_units, walk,
+};
 
 mod installer;
 
@@ -20,6 +22,16 @@ fn install(root: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["install", "--relay", RELAY, "--root", root];
     args.extend_from_slice(extra);
     agent(&args)
+}
+
+/// Asserts that `text` (of the file `what`) has each of `lines` as a whole line.
+fn assert_lines(what: &str, text: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(
+            text.lines().any(|l| l == *line),
+            "{what} lacks {line}:\n{text}"
+        );
+    }
 }
 
 #[test]
@@ -63,54 +75,43 @@ fn installs_hardened_then_changes_nothing_then_purges_to_nothing() {
     );
 
     let unit = fs::read_to_string(&unit_path).unwrap();
-    for line in [
-        "User=zedops-agent",
-        "EnvironmentFile=/etc/zedops-agent/agent.env",
-        "ExecStart=/usr/local/bin/zedops-agent run",
-        "NoNewPrivileges=yes",
-        "ProtectSystem=strict",
-        "ReadWritePaths=/var/lib/zedops-agent",
-        "ProtectHome=yes",
-        "PrivateTmp=yes",
-        "Restart=on-failure",
-        "RestartSec=5",
-        "After=network-online.target docker.service",
-        "Wants=network-online.target",
-        "WantedBy=multi-user.target",
-    ] {
-        assert!(
-            unit.lines().any(|l| l == line),
-            "unit lacks {line}:\n{unit}"
-        );
-    }
+    assert_lines(
+        "unit",
+        &unit,
+        &[
+            "User=zedops-agent",
+            "EnvironmentFile=/etc/zedops-agent/agent.env",
+            "ExecStart=/usr/local/bin/zedops-agent run",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "ReadWritePaths=/var/lib/zedops-agent",
+            "ProtectHome=yes",
+            "PrivateTmp=yes",
+            "Restart=on-failure",
+            "RestartSec=5",
+            "After=network-online.target docker.service",
+            "Wants=network-online.target",
+            "WantedBy=multi-user.target",
+        ],
+    );
     assert!(!unit.contains("User=root"));
     verify_unit(&root);
 
     let config = fs::read_to_string(&config_path).unwrap();
-    for line in [
-        "ZEDOPS_RELAY=https://relay.example.com",
-        &format!("ZEDOPS_TOKEN={TOKEN}"),
-        "ZEDOPS_NAME=web-1",
-        "ZEDOPS_DATA_DIR=/var/lib/zedops-agent",
-        "ZEDOPS_CA_FILE=/etc/zedops-agent/ca.pem",
-    ] {
-        assert!(
-            config.lines().any(|l| l == line),
-            "config lacks {line}:\n{config}"
-        );
-    }
+    assert_lines(
+        "config",
+        &config,
+        &[
+            "ZEDOPS_RELAY=https://relay.example.com",
+            &format!("ZEDOPS_TOKEN={TOKEN}"),
+            "ZEDOPS_NAME=web-1",
+            "ZEDOPS_DATA_DIR=/var/lib/zedops-agent",
+            "ZEDOPS_CA_FILE=/etc/zedops-agent/ca.pem",
+        ],
+    );
     // The token is in the private configuration and nowhere else: not in the unit, not in
     // any other file, not in what install printed.
-    for path in walk(&root) {
-        if path.is_file() && path != config_path {
-            let bytes = fs::read(&path).unwrap();
-            assert!(
-                !text(&bytes).contains(TOKEN),
-                "the token leaked into {}",
-                path.display()
-            );
-        }
-    }
+    assert_token_only_in(&root, &config_path, TOKEN);
     assert!(!said.contains(TOKEN), "install printed the token");
 
     // The same inputs again: not one file touched.

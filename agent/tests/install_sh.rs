@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use installer::{AGENT, require_tool, text, verify_unit, walk};
+use installer::{AGENT, assert_token_only_in, require_tool, text, verify_unit, walk};
 use tokio::process::Command;
 use update::Relay;
 
@@ -151,15 +151,7 @@ async fn install_sh_verifies_installs_and_the_installed_service_enrols() {
         fs::metadata(&config_path).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    for path in walk(&root) {
-        if path.is_file() && path != config_path {
-            assert!(
-                !text(&fs::read(&path).unwrap()).contains(&token),
-                "token in {}",
-                path.display()
-            );
-        }
-    }
+    assert_token_only_in(&root, &config_path, &token);
     verify_unit(&root);
 
     // What systemd would hand the service (EnvironmentFile=) enrols it with the relay.

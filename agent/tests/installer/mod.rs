@@ -41,6 +41,19 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Asserts that `token` is in no file under `root` but the private configuration `config`.
+pub fn assert_token_only_in(root: &Path, config: &Path, token: &str) {
+    for path in walk(root) {
+        if path.is_file() && path != config {
+            assert!(
+                !text(&fs::read(&path).unwrap()).contains(token),
+                "the token leaked into {}",
+                path.display()
+            );
+        }
+    }
+}
+
 /// A path's mode, mtime (seconds, nanoseconds) and, for a file, content.
 pub type Entry = (u32, i64, i64, Option<Vec<u8>>);
 
