@@ -17,12 +17,6 @@ use zedops_relay::Limits;
 use zedops_testkit::wire::{FakeAgent, LIVENESS, next_text};
 use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
 
-async fn client(relay: &TestRelay, user: &str, role: Role) -> (Client, String) {
-    let token = relay.login(user, role).await;
-    let client = relay.client_with(&token).await;
-    (client, token)
-}
-
 fn row(name: &str) -> Value {
     json!({"id": format!("{:0>64}", name.len()), "names": [format!("/{name}")], "image": "busybox",
         "state": "running", "status": "Up 1 minute", "created": 1, "ports": [], "labels": {}})
@@ -32,7 +26,7 @@ fn row(name: &str) -> Value {
 async fn an_agent_named_like_another_agents_id_is_refused_and_ids_resolve_first() {
     let relay = TestRelay::builder().start().await;
     let mut real = FakeAgent::enrol(&relay, "real").await.unwrap();
-    let (client, _) = client(&relay, "ops", Role::Operator).await;
+    let client = relay.client("ops", Role::Operator).await;
 
     // The impostor of the review: enrolling under the real agent's id as a name.
     let refused = FakeAgent::enrol(&relay, &real.id)
@@ -111,7 +105,7 @@ async fn an_agent_named_like_another_agents_id_is_refused_and_ids_resolve_first(
 async fn an_action_is_audited_before_the_agent_answers_and_completed_after() {
     let relay = TestRelay::builder().start().await;
     let mut agent = FakeAgent::enrol(&relay, "holder").await.unwrap();
-    let (client, _) = client(&relay, "ops", Role::Operator).await;
+    let client = relay.client("ops", Role::Operator).await;
     let restarting = {
         let client = client.clone();
         tokio::spawn(async move { client.action("holder", "web", Operation::Restart).await })
@@ -149,7 +143,7 @@ async fn an_action_is_audited_before_the_agent_answers_and_completed_after() {
 async fn escape_sequences_from_an_agent_never_reach_the_terminal() {
     let relay = TestRelay::builder().start().await;
     let mut agent = FakeAgent::enrol(&relay, "tricky").await.unwrap();
-    let (_, token) = client(&relay, "viewer", Role::Viewer).await;
+    let token = relay.login("viewer", Role::Viewer).await;
     let evil = "web\u{1b}[2J\u{1b}]0;owned\u{7}\u{9b}31m\u{202e}";
     let answering = tokio::spawn(async move {
         for _ in 0..2 {
@@ -216,7 +210,7 @@ async fn escape_sequences_from_an_agent_never_reach_the_terminal() {
 async fn a_big_fleet_arrives_whole_in_parts_and_oversize_pushes_are_refused() {
     let relay = TestRelay::builder().start().await;
     let mut agent = FakeAgent::enrol(&relay, "big").await.unwrap();
-    let (client, _) = client(&relay, "viewer", Role::Viewer).await;
+    let client = relay.client("viewer", Role::Viewer).await;
     let mut events = client.events();
     client.subscribe(None).await.unwrap();
 
@@ -264,6 +258,21 @@ async fn a_big_fleet_arrives_whole_in_parts_and_oversize_pushes_are_refused() {
     assert_eq!(sync.agent_id, agent.id);
 }
 
+/// A relay with `limits` but no message rate limit (so that the stream caps are what refuses),
+/// the real agent `host` online on it, and the viewer `greedy` who opens the follows.
+async fn greedy_viewer_of_host(limits: Limits) -> (TestRelay, TestAgent, Client) {
+    let relay = TestRelay::builder()
+        .limits(Limits {
+            messages_per_sec: 0,
+            ..limits
+        })
+        .start()
+        .await;
+    let agent = TestAgent::builder(&relay).name("host").online().await;
+    let greedy = relay.client("greedy", Role::Viewer).await;
+    (relay, agent, greedy)
+}
+
 /// One viewer opening 600 log follows on one real agent: past the per-user cap each is refused
 /// at once with `RATE_LIMITED` and a sentence; another user is still served, and the agent's
 /// own cap holds even when a relay lets more through.
@@ -284,16 +293,7 @@ async fn log_follows_are_capped_per_user_and_per_agent() {
             true,
         )
         .await;
-    // The message rate limit off, so that the stream caps are what refuses.
-    let relay = TestRelay::builder()
-        .limits(Limits {
-            messages_per_sec: 0,
-            ..Limits::default()
-        })
-        .start()
-        .await;
-    let agent = TestAgent::builder(&relay).name("host").online().await;
-    let (greedy, _) = client(&relay, "greedy", Role::Viewer).await;
+    let (relay, agent, greedy) = greedy_viewer_of_host(Limits::default()).await;
     let follow = LogsOptions {
         tail: Some(1),
         follow: true,
@@ -330,7 +330,7 @@ async fn log_follows_are_capped_per_user_and_per_agent() {
         "{message}"
     );
     // Another user on the same agent is served.
-    let (calm, _) = client(&relay, "calm", Role::Viewer).await;
+    let calm = relay.client("calm", Role::Viewer).await;
     let mut logs = calm.logs("host", &chatty, follow.clone()).await.unwrap();
     let chunk = tokio::time::timeout(LIVENESS, logs.next())
         .await
@@ -357,17 +357,12 @@ async fn log_follows_are_capped_per_user_and_per_agent() {
     relay.stop().await;
 
     // A relay that lets 100 streams through to one agent: the agent itself stops at 32.
-    let relay = TestRelay::builder()
-        .limits(Limits {
-            messages_per_sec: 0,
-            agent_streams: 100,
-            user_streams: 100,
-            ..Limits::default()
-        })
-        .start()
-        .await;
-    let agent = TestAgent::builder(&relay).name("host").online().await;
-    let (greedy, _) = client(&relay, "greedy", Role::Viewer).await;
+    let (_relay, agent, greedy) = greedy_viewer_of_host(Limits {
+        agent_streams: 100,
+        user_streams: 100,
+        ..Limits::default()
+    })
+    .await;
     let mut open = Vec::new();
     let mut refused = Vec::new();
     for _ in 0..40 {

@@ -98,14 +98,29 @@ async fn keep_asking(bystander: Client, agent: String, rounds: usize) -> usize {
     answered
 }
 
-#[tokio::test]
-async fn a_flooding_client_is_refused_then_closed_and_everyone_else_is_served() {
-    let Some(_docker) = require_docker().await else {
-        return;
-    };
+/// A fresh relay with the real agent `steady` online and a viewer `calm` beside it: who must
+/// keep being served through a flood. `None` (the test skips) without an engine outside CI.
+async fn relay_with_bystander() -> Option<(TestRelay, TestAgent, Client)> {
+    require_docker().await?;
     let relay = TestRelay::builder().start().await;
     let agent = TestAgent::builder(&relay).name("steady").online().await;
     let bystander = relay.client("calm", Role::Viewer).await;
+    Some((relay, agent, bystander))
+}
+
+/// Asserts the flooder was told `RATE_LIMITED` and then cut off while still sending, with the
+/// policy-violation close code when the close frame reached it.
+fn assert_refused_then_closed(seen: &Flooded) {
+    assert!(seen.rate_limited > 0, "{seen:?}");
+    assert!(seen.ended, "closed for flooding: {seen:?}");
+    assert!(matches!(seen.close_code, None | Some(1008)), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_flooding_client_is_refused_then_closed_and_everyone_else_is_served() {
+    let Some((relay, agent, bystander)) = relay_with_bystander().await else {
+        return;
+    };
 
     let ws = client_hello(&relay, &relay.login("noisy", Role::Viewer).await).await;
     let asking = tokio::spawn(keep_asking(bystander.clone(), "steady".into(), 25));
@@ -120,13 +135,11 @@ async fn a_flooding_client_is_refused_then_closed_and_everyone_else_is_served() 
         "every bystander request answered"
     );
 
-    assert!(seen.rate_limited > 0, "{seen:?}");
+    assert_refused_then_closed(&seen);
     assert!(
         seen.messages.iter().any(|m| m.contains("slow down")),
         "{seen:?}"
     );
-    assert!(seen.ended, "closed for flooding: {seen:?}");
-    assert!(matches!(seen.close_code, None | Some(1008)), "{seen:?}");
     // The relay serves as before: the bystander, new connections, the agent.
     keep_asking(bystander, "steady".into(), 2).await;
     let fresh = relay.client("later", Role::Viewer).await;
@@ -136,12 +149,9 @@ async fn a_flooding_client_is_refused_then_closed_and_everyone_else_is_served() 
 
 #[tokio::test]
 async fn a_flooding_agent_is_refused_then_closed_and_other_agents_keep_answering() {
-    let Some(_docker) = require_docker().await else {
+    let Some((relay, agent, bystander)) = relay_with_bystander().await else {
         return;
     };
-    let relay = TestRelay::builder().start().await;
-    let agent = TestAgent::builder(&relay).name("steady").online().await;
-    let bystander = relay.client("calm", Role::Viewer).await;
 
     let ws = FakeAgent::enrol(&relay, "noisy")
         .await
@@ -158,9 +168,7 @@ async fn a_flooding_agent_is_refused_then_closed_and_other_agents_keep_answering
         "every bystander request answered"
     );
 
-    assert!(seen.rate_limited > 0, "{seen:?}");
-    assert!(seen.ended, "closed for flooding: {seen:?}");
-    assert!(matches!(seen.close_code, None | Some(1008)), "{seen:?}");
+    assert_refused_then_closed(&seen);
     relay.wait_agent("noisy", false).await;
     let err = bystander.containers("noisy").await.unwrap_err();
     assert_eq!(err.code(), "AGENT_OFFLINE", "{err}");

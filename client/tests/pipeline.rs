@@ -193,19 +193,15 @@ async fn raw_action(
 async fn registration_tokens_are_single_use_and_expire() {
     let relay = TestRelay::builder().start().await;
     let token = relay.registration_token().await;
-    let first = tempfile::tempdir().unwrap();
     let agent = TestAgent::builder(&relay)
         .name("first")
         .token(token.clone())
-        .data_dir(first.path())
         .online()
         .await;
 
-    let second = tempfile::tempdir().unwrap();
     let reused = TestAgent::builder(&relay)
         .name("second")
         .token(token)
-        .data_dir(second.path())
         .spawn()
         .await;
     let err = reused.exit().await.expect_err("a reused token is refused");
@@ -216,11 +212,9 @@ async fn registration_tokens_are_single_use_and_expire() {
         .create_registration_token(Duration::ZERO)
         .await
         .unwrap();
-    let third = tempfile::tempdir().unwrap();
     let late = TestAgent::builder(&relay)
         .name("third")
         .token(expired)
-        .data_dir(third.path())
         .spawn()
         .await;
     late.exit().await.expect_err("an expired token is refused");
@@ -352,16 +346,10 @@ async fn two_agents_are_routed_to_the_right_engine() {
         return;
     };
     let relay = TestRelay::builder().start().await;
-    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = TestAgent::builder(&relay)
-        .name("alpha")
-        .data_dir(a_dir.path())
-        .spawn()
-        .await;
+    let a = TestAgent::builder(&relay).name("alpha").spawn().await;
     // Beta's engine is unreachable, so an answer from beta is recognisable.
     let b = TestAgent::builder(&relay)
         .name("beta")
-        .data_dir(b_dir.path())
         .docker_host("unix:///nonexistent/docker.sock")
         .spawn()
         .await;

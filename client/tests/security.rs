@@ -14,15 +14,10 @@ use zedops_protocol::{Role, subject};
 use zedops_relay::policy::{self, CLIENT_SUBJECTS};
 use zedops_testkit::{TEST_PASSWORD, TestAgent, TestRelay};
 
-async fn connect(relay: &TestRelay, user: &str, role: Role) -> Client {
-    let token = relay.login(user, role).await;
-    relay.client_with(&token).await
-}
-
 /// A fresh relay and a client of its admin `root`.
 async fn relay_with_admin() -> (TestRelay, Client) {
     let relay = TestRelay::builder().start().await;
-    let admin = connect(&relay, "root", Role::Admin).await;
+    let admin = relay.client("root", Role::Admin).await;
     (relay, admin)
 }
 
@@ -108,7 +103,7 @@ fn sample(subject: &str) -> Value {
 async fn every_role_gets_exactly_what_the_policy_allows_on_every_subject() {
     let relay = TestRelay::builder().start().await;
     for role in [Role::Admin, Role::Operator, Role::Viewer] {
-        let client = connect(&relay, &format!("{role}-matrix"), role).await;
+        let client = relay.client(&format!("{role}-matrix"), role).await;
         for (subject, need) in CLIENT_SUBJECTS {
             let answer = client.request_raw(subject, sample(subject)).await;
             let forbidden = matches!(&answer, Err(e) if e.code() == "FORBIDDEN");
@@ -135,12 +130,7 @@ async fn every_role_gets_exactly_what_the_policy_allows_on_every_subject() {
 #[tokio::test]
 async fn a_revoked_agent_is_cut_off_at_once_and_stays_out() {
     let (relay, admin) = relay_with_admin().await;
-    let data = tempfile::tempdir().unwrap();
-    let agent = TestAgent::builder(&relay)
-        .name("doomed")
-        .data_dir(&data.path().join("a"))
-        .online()
-        .await;
+    let agent = TestAgent::builder(&relay).name("doomed").online().await;
     agent.wait_credentials().await;
 
     let started = Instant::now();
@@ -164,12 +154,7 @@ async fn a_revoked_agent_is_cut_off_at_once_and_stays_out() {
     assert!(relay.state.hub.agent("doomed").is_none());
 
     // Revocation from another process (the admin CLI on the same database) is noticed too.
-    let data2 = tempfile::tempdir().unwrap();
-    let other = TestAgent::builder(&relay)
-        .name("doomed-2")
-        .data_dir(&data2.path().join("a"))
-        .online()
-        .await;
+    let other = TestAgent::builder(&relay).name("doomed-2").online().await;
     let started = Instant::now();
     relay.store.revoke_agent("doomed-2").await.unwrap();
     relay.wait_agent("doomed-2", false).await;
@@ -184,7 +169,7 @@ async fn a_revoked_agent_is_cut_off_at_once_and_stays_out() {
 #[tokio::test]
 async fn a_revoked_session_is_disconnected_and_refused() {
     let (relay, admin) = relay_with_admin().await;
-    let victim = connect(&relay, "ops", Role::Operator).await;
+    let victim = relay.client("ops", Role::Operator).await;
     let mut events = victim.events();
 
     let sessions = admin
@@ -262,7 +247,7 @@ async fn brute_force_logins_are_rate_limited() {
 #[tokio::test]
 async fn admins_create_tokens_and_read_the_audit_log() {
     let (relay, admin) = relay_with_admin().await;
-    let viewer = connect(&relay, "watcher", Role::Viewer).await;
+    let viewer = relay.client("watcher", Role::Viewer).await;
 
     let created = admin
         .request_raw(subject::TOKEN_CREATE, json!({"ttlSecs": 600}))
@@ -270,11 +255,9 @@ async fn admins_create_tokens_and_read_the_audit_log() {
         .unwrap();
     let token = created["token"].as_str().unwrap().to_string();
     assert!(token.starts_with("zr_"));
-    let data = tempfile::tempdir().unwrap();
     let agent = TestAgent::builder(&relay)
         .name("from-api")
         .token(token)
-        .data_dir(&data.path().join("a"))
         .online()
         .await;
 
@@ -567,11 +550,9 @@ async fn registration_tokens_are_listed_without_secrets_and_revocable() {
         .await
         .unwrap();
     assert_eq!(revoked["tokenId"], doomed["id"]);
-    let data = tempfile::tempdir().unwrap();
     let refused = TestAgent::builder(&relay)
         .name("too-late")
         .token(doomed["token"].as_str().unwrap().to_string())
-        .data_dir(&data.path().join("a"))
         .spawn()
         .await;
     let err = refused
@@ -583,7 +564,6 @@ async fn registration_tokens_are_listed_without_secrets_and_revocable() {
     let agent = TestAgent::builder(&relay)
         .name("in-time")
         .token(kept["token"].as_str().unwrap().to_string())
-        .data_dir(&data.path().join("b"))
         .online()
         .await;
     let listed = admin
@@ -687,17 +667,8 @@ async fn raw_agent_auth(relay: &TestRelay, agent_id: &str, token: &str) -> Value
 #[tokio::test]
 async fn an_agent_can_forget_itself_and_no_other() {
     let (relay, admin) = relay_with_admin().await;
-    let data = tempfile::tempdir().unwrap();
-    let keep = TestAgent::builder(&relay)
-        .name("keeper")
-        .data_dir(&data.path().join("k"))
-        .spawn()
-        .await;
-    let leaver = TestAgent::builder(&relay)
-        .name("leaver")
-        .data_dir(&data.path().join("l"))
-        .spawn()
-        .await;
+    let keep = TestAgent::builder(&relay).name("keeper").spawn().await;
+    let leaver = TestAgent::builder(&relay).name("leaver").spawn().await;
     relay.wait_agent("keeper", true).await;
     let (keep_id, _) = stored_credentials(&keep.wait_credentials().await);
     let (id, token) = stored_credentials(&leaver.wait_credentials().await);
@@ -749,11 +720,7 @@ async fn an_agent_can_forget_itself_and_no_other() {
             .await
             .is_err()
     );
-    let again = TestAgent::builder(&relay)
-        .name("leaver")
-        .data_dir(&data.path().join("l2"))
-        .online()
-        .await;
+    let again = TestAgent::builder(&relay).name("leaver").online().await;
     again.stop().await.unwrap();
     keep.stop().await.unwrap();
 }
