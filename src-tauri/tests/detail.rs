@@ -6,43 +6,13 @@
 use std::time::Duration;
 
 use bollard::models::ContainerCreateBody;
-use zedops_client::Client;
 use zedops_desktop::detail::views::{LogBatch, StatsUpdate};
 use zedops_desktop::detail::{self, Watches};
 use zedops_desktop::error::ErrorCode;
-use zedops_protocol::Role;
-use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
-
-struct Served {
-    client: Client,
-    _relay: TestRelay,
-    _agent: TestAgent,
-    _dir: tempfile::TempDir,
-}
-
-async fn serve(agent: &str) -> Served {
-    let relay = TestRelay::builder().start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let spawned = TestAgent::builder(&relay)
-        .name(agent)
-        .data_dir(dir.path())
-        .online()
-        .await;
-    let client = relay.client("viewer", Role::Viewer).await;
-    Served {
-        client,
-        _relay: relay,
-        _agent: spawned,
-        _dir: dir,
-    }
-}
+use zedops_testkit::{Served, TestContainers};
 
 #[tokio::test]
 async fn detail_shows_the_container_with_secrets_masked() {
-    let Some(docker) = require_docker().await else {
-        return;
-    };
-    let mut containers = TestContainers::new(&docker);
     let body = ContainerCreateBody {
         env: Some(vec![
             "SERVER_NAME=pz-eu".into(),
@@ -50,8 +20,13 @@ async fn detail_shows_the_container_with_secrets_masked() {
         ]),
         ..TestContainers::sleeper_body()
     };
-    let game = containers.create_with("game", body, true).await;
-    let served = serve("detail-app-1").await;
+    let Some((served, game)) = Served::open("detail-app-1", async |c| {
+        c.create_with("game", body, true).await
+    })
+    .await
+    else {
+        return;
+    };
 
     let view = detail::inspect(&served.client, "detail-app-1", &game)
         .await
@@ -80,21 +55,20 @@ async fn detail_shows_the_container_with_secrets_masked() {
 
 #[tokio::test]
 async fn a_log_watch_gets_history_then_live_lines_in_order() {
-    let Some(docker) = require_docker().await else {
-        return;
-    };
-    let mut containers = TestContainers::new(&docker);
     // 300 lines at once, one on stderr, then one more line later (live, while followed). Docker
     // reads stdout and stderr from two pipes, so the stderr line waits a moment to come after
     // line 300 in the log, not beside it.
     let script = "for i in $(seq 1 300); do echo line $i; done; sleep 0.5; echo oops >&2; sleep 2; \
                   echo later; trap 'exit 0' TERM; sleep 100000 & wait";
-    let talker = containers
-        .create("talker", &["/bin/sh", "-c", script], true)
-        .await;
-    let served = serve("detail-app-2").await;
+    let Some((served, talker)) = Served::open("detail-app-2", async |c| {
+        c.create("talker", &["/bin/sh", "-c", script], true).await
+    })
+    .await
+    else {
+        return;
+    };
     // The first 301 lines are history once Docker has the last of them.
-    containers.wait_log(&talker, "oops").await;
+    served.containers.wait_log(&talker, "oops").await;
 
     let mut lines = Vec::new();
     let watch = detail::pump_logs(
@@ -148,12 +122,11 @@ async fn a_log_watch_gets_history_then_live_lines_in_order() {
 
 #[tokio::test]
 async fn a_stats_watch_gets_samples_and_refusals_end_it_with_a_sentence() {
-    let Some(docker) = require_docker().await else {
+    let Some((served, sleeper)) =
+        Served::open("detail-app-3", async |c| c.sleeper("busy").await).await
+    else {
         return;
     };
-    let mut containers = TestContainers::new(&docker);
-    let sleeper = containers.sleeper("busy").await;
-    let served = serve("detail-app-3").await;
 
     let mut samples = Vec::new();
     let watch = detail::pump_stats(
@@ -196,12 +169,11 @@ async fn a_stats_watch_gets_samples_and_refusals_end_it_with_a_sentence() {
 
 #[tokio::test]
 async fn closing_a_watch_stops_it() {
-    let Some(docker) = require_docker().await else {
+    let Some((served, sleeper)) =
+        Served::open("detail-app-4", async |c| c.sleeper("quiet").await).await
+    else {
         return;
     };
-    let mut containers = TestContainers::new(&docker);
-    let sleeper = containers.sleeper("quiet").await;
-    let served = serve("detail-app-4").await;
     let watches = Watches::default();
 
     let client = served.client.clone();
@@ -226,16 +198,15 @@ async fn closing_a_watch_stops_it() {
 /// (the viewer then keeps the newest 5,000, `ui/src/lib/detail.test.ts`), with nothing dropped.
 #[tokio::test]
 async fn a_10000_line_tail_reaches_the_log_watch_complete_and_in_order() {
-    let Some(docker) = require_docker().await else {
-        return;
-    };
-    let mut containers = TestContainers::new(&docker);
     let script = "i=1; while [ $i -le 10000 ]; do echo \"line $i\"; i=$((i+1)); done; \
                   trap 'exit 0' TERM; sleep 100000 & wait";
-    let printer = containers
-        .create("tail10k", &["/bin/sh", "-c", script], true)
-        .await;
-    let served = serve("detail-app-5").await;
+    let Some((served, printer)) = Served::open("detail-app-5", async |c| {
+        c.create("tail10k", &["/bin/sh", "-c", script], true).await
+    })
+    .await
+    else {
+        return;
+    };
     let expected: Vec<String> = (1..=10_000).map(|i| format!("line {i}")).collect();
     // Until Docker has all 10,000 lines, a tail may be short; ask again until it is whole.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
