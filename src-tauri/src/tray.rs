@@ -181,14 +181,21 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_alert_icon_is_the_tray_icon_with_a_dot() {
+    /// The icon `png` and the plain tray icon, decoded; every variant is drawn at the plain
+    /// one's size, so the tray does not jump when it changes.
+    fn beside_the_plain_icon(png: &'static [u8]) -> (Image<'static>, Image<'static>) {
         let plain = Image::from_bytes(ICON).unwrap();
-        let alert = Image::from_bytes(ICON_ALERT).unwrap();
+        let icon = Image::from_bytes(png).unwrap();
         assert_eq!(
-            (alert.width(), alert.height()),
+            (icon.width(), icon.height()),
             (plain.width(), plain.height())
         );
+        (icon, plain)
+    }
+
+    #[test]
+    fn the_alert_icon_is_the_tray_icon_with_a_dot() {
+        let (alert, plain) = beside_the_plain_icon(ICON_ALERT);
         assert_ne!(alert.rgba(), plain.rgba());
     }
 
@@ -229,12 +236,7 @@ mod tests {
 
     #[test]
     fn the_template_icon_is_black_on_transparent() {
-        let template = Image::from_bytes(ICON_TEMPLATE).unwrap();
-        let plain = Image::from_bytes(ICON).unwrap();
-        assert_eq!(
-            (template.width(), template.height()),
-            (plain.width(), plain.height())
-        );
+        let (template, _) = beside_the_plain_icon(ICON_TEMPLATE);
         let pixels: Vec<&[u8]> = template.rgba().chunks(4).collect();
         // macOS uses only the alpha channel of a template: colour would be thrown away.
         assert!(pixels.iter().all(|p| p[..3] == [0, 0, 0]));
