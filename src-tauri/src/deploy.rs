@@ -15,7 +15,7 @@ use zedops_protocol::{
     TemplateSummary,
 };
 
-use crate::error::{AppError, ErrorCode};
+use crate::error::{AppError, ErrorCode, sentence};
 
 /// A variable the deployer fills in, as the form shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
@@ -361,14 +361,6 @@ pub async fn pull_image(
             "The pull ended before the agent said it has the image: reload the images, and try again if it is not there.",
         )
     })
-}
-
-fn sentence(text: &str) -> String {
-    let mut chars = text.trim().chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => "The agent gave no reason.".to_string(),
-    }
 }
 
 fn forbidden(who: &'static str, what: &'static str) -> impl Fn(AppError) -> AppError {

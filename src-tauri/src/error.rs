@@ -130,6 +130,15 @@ impl From<ClientError> for AppError {
     }
 }
 
+/// An agent's reason (the end of a stream, a failed step) as the sentence the UI shows:
+/// capitalised, or saying that there was none.
+pub fn sentence(reason: &str) -> String {
+    match reason.trim() {
+        "" => "The agent gave no reason.".to_string(),
+        reason => capitalise(reason),
+    }
+}
+
 fn capitalise(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
@@ -150,6 +159,12 @@ mod tests {
             serde_json::to_string(&err).unwrap(),
             r#"{"code":"AGENT_OFFLINE","message":"agent eu-1 is offline"}"#
         );
+    }
+
+    #[test]
+    fn an_agents_reason_becomes_a_sentence() {
+        assert_eq!(sentence(" no such image: web\n"), "No such image: web");
+        assert_eq!(sentence(" \n"), "The agent gave no reason.");
     }
 
     #[test]

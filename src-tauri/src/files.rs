@@ -18,7 +18,7 @@ use zedops_protocol::{
     MAX_CONSOLE_CHUNK_BYTES, StreamInput, encode_bytes,
 };
 
-use crate::error::{AppError, ErrorCode};
+use crate::error::{AppError, ErrorCode, sentence};
 
 /// Largest upload the app sends (it is read whole into memory from the window; the agent's own
 /// limit may be lower and is checked there).
@@ -510,14 +510,6 @@ pub fn decode_base64(text: &str) -> Result<Vec<u8>, AppError> {
         bytes.extend(zedops_protocol::decode_bytes(piece).map_err(|_| unreadable())?);
     }
     Ok(bytes)
-}
-
-fn sentence(text: &str) -> String {
-    let mut chars = text.trim().chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => "The agent gave no reason.".to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use zedops_protocol::{
 };
 
 use crate::deploy::PullProgressView;
-use crate::error::{AppError, ErrorCode};
+use crate::error::{AppError, ErrorCode, sentence};
 
 /// Most containers updated at once after the canaries.
 pub const MAX_PARALLEL: u32 = 10;
@@ -376,14 +376,6 @@ fn follow(
             "The agent ended the update without saying what it did; look at the container on that server.",
         )),
     })
-}
-
-fn sentence(text: &str) -> String {
-    let mut chars = text.trim().chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => "The agent gave no reason.".to_string(),
-    }
 }
 
 /// Where one container of "Update all" is.
