@@ -235,14 +235,19 @@ fn container_changed(app: &AppHandle, alerts: &mut alerts::Alerts, event: Contai
     raise_alert(app, alerts, event);
 }
 
+/// The agent's name for an alert: as the fleet lists it, or its id when the list does not have
+/// it (yet).
+fn agent_name(app: &AppHandle, agent_id: &str) -> String {
+    app.state::<AppState>()
+        .fleet()
+        .agent_name(agent_id)
+        .unwrap_or(agent_id)
+        .to_string()
+}
+
 /// Raises the alert `event` calls for, if any (flap suppression and mutes apply).
 fn raise_alert(app: &AppHandle, alerts: &mut alerts::Alerts, event: ContainerEvent) {
-    let agent = app
-        .state::<AppState>()
-        .fleet()
-        .agent_name(&event.agent_id)
-        .unwrap_or(&event.agent_id)
-        .to_string();
+    let agent = agent_name(app, &event.agent_id);
     if let Some(alert) = alerts.check(&agent, &event, Instant::now()) {
         alerting::raise(
             app,
@@ -274,12 +279,7 @@ fn new_image_updates(
     if fresh.is_empty() {
         return;
     }
-    let agent = app
-        .state::<AppState>()
-        .fleet()
-        .agent_name(&state.agent_id)
-        .unwrap_or(&state.agent_id)
-        .to_string();
+    let agent = agent_name(app, &state.agent_id);
     let (title, body) = image_updates::batch_notice(&agent, &fresh);
     alerting::raise(
         app,
