@@ -10,19 +10,7 @@ use zedops_protocol::{
 
 use crate::client::Client;
 use crate::error::ClientError;
-use crate::streams::{StreamChunk, StreamReader};
-
-impl StreamChunk for ConsoleOutput {
-    fn is_last(&self) -> bool {
-        self.end.is_some()
-    }
-}
-
-impl StreamChunk for FileChunk {
-    fn is_last(&self) -> bool {
-        self.end.is_some()
-    }
-}
+use crate::streams::StreamReader;
 
 /// An exec or attach session.
 pub type ConsoleSession = StreamReader<ConsoleOutput>;

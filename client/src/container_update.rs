@@ -6,16 +6,10 @@ use zedops_protocol::{ClientRequest, ContainerUpdateFrame, ContainerUpdateReques
 
 use crate::client::Client;
 use crate::error::ClientError;
-use crate::streams::{StreamChunk, StreamReader};
+use crate::streams::StreamReader;
 
 /// The frames of one container update, the last with `end`.
 pub type ContainerUpdate = StreamReader<ContainerUpdateFrame>;
-
-impl StreamChunk for ContainerUpdateFrame {
-    fn is_last(&self) -> bool {
-        self.end.is_some()
-    }
-}
 
 /// What to update a container to and how long to wait for it; `Default` is the container's own
 /// image reference pulled again, the agent's default health timeout (60 s) and stable time

@@ -27,23 +27,26 @@ pub trait StreamChunk: DeserializeOwned + Validate {
     fn is_last(&self) -> bool;
 }
 
-impl StreamChunk for LogChunk {
-    fn is_last(&self) -> bool {
-        self.end.is_some()
-    }
+/// [`StreamChunk`] for each kind of frame the relay streams: the last one is the one that
+/// carries `end` (why the stream ended) for every one of them.
+macro_rules! last_carries_end {
+    ($($frame:ty),+) => {
+        $(impl StreamChunk for $frame {
+            fn is_last(&self) -> bool {
+                self.end.is_some()
+            }
+        })+
+    };
 }
 
-impl StreamChunk for StatsChunk {
-    fn is_last(&self) -> bool {
-        self.end.is_some()
-    }
-}
-
-impl StreamChunk for zedops_protocol::DeployFrame {
-    fn is_last(&self) -> bool {
-        self.end.is_some()
-    }
-}
+last_carries_end!(
+    LogChunk,
+    StatsChunk,
+    zedops_protocol::DeployFrame,
+    zedops_protocol::ContainerUpdateFrame,
+    zedops_protocol::ConsoleOutput,
+    zedops_protocol::FileChunk
+);
 
 /// An open streamed answer. Dropping it cancels the stream at the agent.
 pub struct StreamReader<T> {
