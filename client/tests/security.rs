@@ -319,31 +319,23 @@ async fn wait_events(
 #[tokio::test]
 async fn admins_manage_users_and_changes_reach_live_connections_at_once() {
     let (relay, admin) = relay_with_admin().await;
+    // The admin's requests, sent raw so that what the relay checks is what is under test.
+    let create_user = |user: Value| admin.request_raw(subject::USER_CREATE, user);
+    let update_user = |change: Value| admin.request_raw(subject::USER_UPDATE, change);
 
-    let created = admin
-        .request_raw(
-            subject::USER_CREATE,
-            json!({"name": "carol", "role": "operator", "password": "carol-pass-1"}),
-        )
-        .await
-        .unwrap();
+    let created =
+        create_user(json!({"name": "carol", "role": "operator", "password": "carol-pass-1"}))
+            .await
+            .unwrap();
     assert_eq!(
         (created["name"].as_str(), created["role"].as_str()),
         (Some("carol"), Some("operator"))
     );
-    let again = admin
-        .request_raw(
-            subject::USER_CREATE,
-            json!({"name": "carol", "role": "viewer", "password": "x"}),
-        )
+    let again = create_user(json!({"name": "carol", "role": "viewer", "password": "x"}))
         .await
         .unwrap_err();
     assert_eq!(again.code(), "NAME_TAKEN", "{again}");
-    let bad = admin
-        .request_raw(
-            subject::USER_CREATE,
-            json!({"name": "carol; rm -rf /", "role": "viewer", "password": "x"}),
-        )
+    let bad = create_user(json!({"name": "carol; rm -rf /", "role": "viewer", "password": "x"}))
         .await
         .unwrap_err();
     assert_eq!(bad.code(), "INVALID_REQUEST", "{bad}");
@@ -357,11 +349,7 @@ async fn admins_manage_users_and_changes_reach_live_connections_at_once() {
     let mut events = carol.events();
 
     // Demoted: the live connection is closed and comes back as a viewer; the old role is gone.
-    let changed = admin
-        .request_raw(
-            subject::USER_UPDATE,
-            json!({"name": "carol", "role": "viewer"}),
-        )
+    let changed = update_user(json!({"name": "carol", "role": "viewer"}))
         .await
         .unwrap();
     assert_eq!(changed["role"], "viewer");
@@ -377,11 +365,7 @@ async fn admins_manage_users_and_changes_reach_live_connections_at_once() {
     assert_eq!(refused.code(), "FORBIDDEN", "{refused}");
 
     // Promoted: the same, the other way.
-    admin
-        .request_raw(
-            subject::USER_UPDATE,
-            json!({"name": "carol", "role": "admin"}),
-        )
+    update_user(json!({"name": "carol", "role": "admin"}))
         .await
         .unwrap();
     wait_events(&mut events, true, 10).await;
@@ -417,11 +401,7 @@ async fn admins_manage_users_and_changes_reach_live_connections_at_once() {
 
     // Disabled: cut off at once, the session revoked, no reconnect, no login.
     let started = Instant::now();
-    admin
-        .request_raw(
-            subject::USER_UPDATE,
-            json!({"name": "carol", "disabled": true}),
-        )
+    update_user(json!({"name": "carol", "disabled": true}))
         .await
         .unwrap();
     wait_events(&mut events, false, 2).await;
@@ -441,11 +421,7 @@ async fn admins_manage_users_and_changes_reach_live_connections_at_once() {
         .unwrap_err();
     assert_eq!(err.code(), "UNAUTHORIZED", "{err}");
     // Still disabled: her old session's token does not come back to life after enabling.
-    admin
-        .request_raw(
-            subject::USER_UPDATE,
-            json!({"name": "carol", "disabled": false}),
-        )
+    update_user(json!({"name": "carol", "disabled": false}))
         .await
         .unwrap();
     assert!(relay.store.session(&login.token).await.unwrap().is_none());
@@ -454,27 +430,15 @@ async fn admins_manage_users_and_changes_reach_live_connections_at_once() {
         .expect("enabled again");
 
     // The relay keeps an admin: the last one cannot be demoted or disabled.
-    admin
-        .request_raw(
-            subject::USER_UPDATE,
-            json!({"name": "carol", "role": "viewer"}),
-        )
+    update_user(json!({"name": "carol", "role": "viewer"}))
         .await
         .unwrap();
-    let last = admin
-        .request_raw(
-            subject::USER_UPDATE,
-            json!({"name": "root", "disabled": true}),
-        )
+    let last = update_user(json!({"name": "root", "disabled": true}))
         .await
         .unwrap_err();
     assert_eq!(last.code(), "INVALID_REQUEST");
     assert!(last.to_string().contains("last enabled admin"), "{last}");
-    let missing = admin
-        .request_raw(
-            subject::USER_UPDATE,
-            json!({"name": "nobody", "role": "viewer"}),
-        )
+    let missing = update_user(json!({"name": "nobody", "role": "viewer"}))
         .await
         .unwrap_err();
     assert_eq!(missing.code(), "NOT_FOUND");
