@@ -9,14 +9,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use update::{
-    Admin, AgentProcess, NEVER_CONNECTS, Relay, ReleaseKey, Site, log_text, platform, publish,
+    Admin, AgentProcess, NEVER_CONNECTS, Online, Relay, ReleaseKey, log_text, platform, publish,
     serve_build, sha256, wait_confirmed,
 };
 use zedops_agent::selfupdate::keys::TrustedKeys;
 use zedops_agent::selfupdate::store::Store;
 use zedops_agent::selfupdate::{DEFAULT_REVERT_AFTER, Updater};
 use zedops_protocol::{AgentUpdateOrder, ErrorCode, ErrorReply};
-use zedops_testkit::build::stripped_agent;
 use zedops_transport::RelayUrl;
 
 mod update;
@@ -201,52 +200,54 @@ async fn a_build_is_installed_only_when_signed_announced_and_downloaded_exactly(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_launcher_runs_a_newer_build_and_the_guard_reverts_one_that_cannot_connect() {
-    let key = ReleaseKey::generate();
-    let new = stripped_agent("0.99.0");
-    let (_downloads, relay) = serve_build(&key, &new, "0.99.0").await;
-    let site = Site::new(&key);
-    let data = site.data("data");
+    let online = Online::start("updater").await;
     let packaged = env!("CARGO_PKG_VERSION");
 
-    let token = relay.registration_token().await;
-    let agent = AgentProcess::spawn(&site, &relay, "updater", Some(&token), &data);
-    let id = relay
-        .wait_version(None, packaged, Duration::from_secs(60))
-        .await;
-
     // The update as agent.update installs it, then the restart systemd would do.
-    let store = Store::new(&data);
-    updater(&relay, &data, &key.public_file(), packaged)
-        .apply(&order(&new, "0.99.0"))
-        .await
-        .unwrap();
-    let before = relay.connection(&id);
-    agent.stop().await;
-    let agent = AgentProcess::spawn(&site, &relay, "updater", None, &data);
-    relay
+    let store = Store::new(&online.data);
+    updater(
+        &online.relay,
+        &online.data,
+        &online.key.public_file(),
+        packaged,
+    )
+    .apply(&order(&online.new, "0.99.0"))
+    .await
+    .unwrap();
+    let before = online.relay.connection(&online.id);
+    online.agent.stop().await;
+    let agent = AgentProcess::spawn(&online.site, &online.relay, "updater", None, &online.data);
+    online
+        .relay
         .wait_version(before, "0.99.0", Duration::from_secs(60))
         .await;
-    wait_confirmed(&data).await;
+    wait_confirmed(&online.data).await;
 
     // A build that starts but never connects, properly signed: the guard puts 0.99.0 back
     // within the deadline (5 s here) and kills it; started again (as systemd does after the
     // kill), the agent is back online on 0.99.0.
     // (A relay reads signatures at start: this one serves only the broken build.)
-    let (_broken_downloads, broken_relay) = serve_build(&key, NEVER_CONNECTS, "0.99.1").await;
-    let mut next = updater(&broken_relay, &data, &key.public_file(), "0.99.0");
+    let (_broken_downloads, broken_relay) =
+        serve_build(&online.key, NEVER_CONNECTS, "0.99.1").await;
+    let mut next = updater(
+        &broken_relay,
+        &online.data,
+        &online.key.public_file(),
+        "0.99.0",
+    );
     next.running_update = true;
     next.revert_after = Duration::from_secs(5);
     next.apply(&order(NEVER_CONNECTS, "0.99.1")).await.unwrap();
-    let before = relay.connection(&id);
+    let before = online.relay.connection(&online.id);
     agent.stop().await;
     let started = tokio::time::Instant::now();
-    let mut agent = AgentProcess::spawn(&site, &relay, "updater", None, &data);
+    let mut agent = AgentProcess::spawn(&online.site, &online.relay, "updater", None, &online.data);
     let status = tokio::time::timeout(Duration::from_secs(20), agent.child.wait())
         .await
         .unwrap_or_else(|_| {
             panic!(
                 "the build that cannot connect is still running after 20 s: {}",
-                log_text(&data)
+                log_text(&online.data)
             )
         })
         .unwrap();
@@ -263,54 +264,47 @@ async fn the_launcher_runs_a_newer_build_and_the_guard_reverts_one_that_cannot_c
         "{}",
         rollback.reason
     );
-    assert_eq!(std::fs::read(store.build_path()).unwrap(), new);
-    let agent = AgentProcess::spawn(&site, &relay, "updater", None, &data);
-    relay
+    assert_eq!(std::fs::read(store.build_path()).unwrap(), online.new);
+    let agent = AgentProcess::spawn(&online.site, &online.relay, "updater", None, &online.data);
+    online
+        .relay
         .wait_version(before, "0.99.0", Duration::from_secs(60))
         .await;
     assert!(
-        log_text(&data).contains("reverted the agent update"),
+        log_text(&online.data).contains("reverted the agent update"),
         "{}",
-        log_text(&data)
+        log_text(&online.data)
     );
     agent.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_update_over_the_relay_restarts_the_agent_in_place_on_the_new_build() {
-    let key = ReleaseKey::generate();
-    let new = stripped_agent("0.99.0");
-    let (_downloads, relay) = serve_build(&key, &new, "0.99.0").await;
-    let site = Site::new(&key);
-    let data = site.data("data");
-    let token = relay.registration_token().await;
-    let mut agent = AgentProcess::spawn(&site, &relay, "updater", Some(&token), &data);
-    let id = relay
-        .wait_version(None, env!("CARGO_PKG_VERSION"), Duration::from_secs(60))
-        .await;
-    let before = relay.connection(&id);
+    let mut online = Online::start("updater").await;
+    let before = online.relay.connection(&online.id);
 
-    let mut admin = Admin::connect(&relay).await;
+    let mut admin = Admin::connect(&online.relay).await;
     let answer = admin.update("updater").await;
     assert_eq!(
         answer["agentId"],
-        id.as_str(),
+        online.id.as_str(),
         "{answer} {}",
-        log_text(&data)
+        log_text(&online.data)
     );
     assert_eq!(answer["from"], env!("CARGO_PKG_VERSION"), "{answer}");
     assert_eq!(answer["to"], "0.99.0", "{answer}");
     assert_eq!(answer["revertAfterSecs"], 5, "{answer}");
     // Not under systemd: the agent replaced itself (same process) and came back on 0.99.0.
-    relay
+    online
+        .relay
         .wait_version(before, "0.99.0", Duration::from_secs(60))
         .await;
     assert!(
-        agent.child.try_wait().unwrap().is_none(),
+        online.agent.child.try_wait().unwrap().is_none(),
         "the agent process ended instead of restarting in place: {}",
-        log_text(&data)
+        log_text(&online.data)
     );
-    wait_confirmed(&data).await;
+    wait_confirmed(&online.data).await;
 
     // Asked again, the agent (now 0.99.0) refuses: not newer.
     let answer = admin.update("updater").await;
@@ -321,7 +315,7 @@ async fn agent_update_over_the_relay_restarts_the_agent_in_place_on_the_new_buil
     );
 
     // Both are in the audit log, with the versions.
-    let audit = relay.store.audit_list(None, None, 50).await.unwrap();
+    let audit = online.relay.store.audit_list(None, None, 50).await.unwrap();
     let updates: Vec<_> = audit
         .iter()
         .filter(|row| row.operation == "agent.update")
@@ -334,7 +328,7 @@ async fn agent_update_over_the_relay_restarts_the_agent_in_place_on_the_new_buil
             ("ok", format!("{} -> 0.99.0", env!("CARGO_PKG_VERSION"))),
         ]
     );
-    agent.stop().await;
+    online.agent.stop().await;
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use update::{
-    AgentProcess, NEVER_CONNECTS, ReleaseKey, Site, downloads_with, log_text, serve_build,
+    AgentProcess, NEVER_CONNECTS, Online, ReleaseKey, Site, downloads_with, log_text, serve_build,
     wait_confirmed,
 };
 use zedops_agent::selfupdate::store::Store;
@@ -74,22 +74,13 @@ fn folded(steps: &[AgentStep]) -> (Vec<&'static str>, Option<(u64, u64)>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_state_arrives_live_and_a_build_that_cannot_connect_is_shown_rolled_back_with_why() {
-    let key = ReleaseKey::generate();
-    let new = stripped_agent("0.99.0");
-    let (_downloads, relay) = serve_build(&key, &new, "0.99.0").await;
-    let site = Site::new(&key);
-    let data = site.data("live");
+    let mut online = Online::start("live-1").await;
     let packaged = env!("CARGO_PKG_VERSION");
-    let token = relay.registration_token().await;
-    let mut agent = AgentProcess::spawn(&site, &relay, "live-1", Some(&token), &data);
-    relay
-        .wait_version(None, packaged, Duration::from_secs(60))
-        .await;
 
     // The update as `zedops agent update live-1` follows it. An operator connected meanwhile
     // is never told (agent updates are the admins').
-    let client = update::client(&relay, "ann").await;
-    let operator = update::client_as(&relay, "otto", zedops_protocol::Role::Operator).await;
+    let client = update::client(&online.relay, "ann").await;
+    let operator = update::client_as(&online.relay, "otto", zedops_protocol::Role::Operator).await;
     let mut operator_events = operator.events();
     let seen = Seen::default();
     let end = agent_update::update_one(
@@ -105,7 +96,7 @@ async fn each_state_arrives_live_and_a_build_that_cannot_connect_is_shown_rolled
             version: "0.99.0".into()
         },
         "{}",
-        log_text(&data)
+        log_text(&online.data)
     );
     let steps = seen.take();
     let (order, download) = folded(&steps);
@@ -114,7 +105,7 @@ async fn each_state_arrives_live_and_a_build_that_cannot_connect_is_shown_rolled
         ["asked", "downloading", "verifying", "restarting", "online"],
         "{steps:?}"
     );
-    let size = new.len() as u64;
+    let size = online.new.len() as u64;
     assert_eq!(
         download,
         Some((size, size)),
@@ -139,30 +130,30 @@ async fn each_state_arrives_live_and_a_build_that_cannot_connect_is_shown_rolled
     operator.close().await;
     // `online` is said at the new build's hello; the build confirms itself (kept from then
     // on) within a second of it. Before that, a lost connection could still revert it.
-    wait_confirmed(&data).await;
+    wait_confirmed(&online.data).await;
 
     // A signed build that starts but never connects (0.99.1): the agent installs it and
     // restarts into it; its guard takes it back after 5 s and kills it; started again (as
     // systemd would), the agent is back on 0.99.0 and the update is shown rolled back with the
     // reason the guard recorded.
-    let broken_downloads = downloads_with(&key, NEVER_CONNECTS, "0.99.1");
-    let relay = relay.restart_serving(broken_downloads.path()).await;
+    let broken_downloads = downloads_with(&online.key, NEVER_CONNECTS, "0.99.1");
+    let relay = online.relay.restart_serving(broken_downloads.path()).await;
     relay
         .wait_version(None, "0.99.0", Duration::from_secs(60))
         .await;
     let client = update::client(&relay, "bob").await;
     let supervise = async {
-        let status = tokio::time::timeout(Duration::from_secs(40), agent.child.wait())
+        let status = tokio::time::timeout(Duration::from_secs(40), online.agent.child.wait())
             .await
             .unwrap_or_else(|_| {
                 panic!(
                     "the build that cannot connect still runs: {}",
-                    log_text(&data)
+                    log_text(&online.data)
                 )
             })
             .unwrap();
         assert!(!status.success(), "{status:?}");
-        AgentProcess::spawn(&site, &relay, "live-1", None, &data)
+        AgentProcess::spawn(&online.site, &relay, "live-1", None, &online.data)
     };
     let (options, report) = (AgentUpdateOptions::default(), seen.report());
     let (end, restarted) = tokio::join!(
@@ -171,7 +162,7 @@ async fn each_state_arrives_live_and_a_build_that_cannot_connect_is_shown_rolled
     );
     let steps = seen.take();
     let AgentStep::RolledBack { reason } = &end else {
-        panic!("{end:?} {steps:?} {}", log_text(&data));
+        panic!("{end:?} {steps:?} {}", log_text(&online.data));
     };
     assert!(reason.starts_with("back on 0.99.0: "), "{reason}");
     // The guard's own words, carried by the agent and the relay.
@@ -191,7 +182,10 @@ async fn each_state_arrives_live_and_a_build_that_cannot_connect_is_shown_rolled
         ],
         "{steps:?}"
     );
-    assert_eq!(Store::new(&data).rollback().map(|r| r.reported), Some(true));
+    assert_eq!(
+        Store::new(&online.data).rollback().map(|r| r.reported),
+        Some(true)
+    );
     relay
         .wait_version(None, "0.99.0", Duration::from_secs(10))
         .await;

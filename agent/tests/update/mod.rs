@@ -314,6 +314,48 @@ pub fn log_text(data: &Path) -> String {
     std::fs::read_to_string(log_path(data)).unwrap_or_default()
 }
 
+/// A relay serving a signed agent build 0.99.0, and agent `name` enrolled there and online on
+/// the packaged version: where the tests of a real update start.
+pub struct Online {
+    pub key: ReleaseKey,
+    /// The 0.99.0 build the relay serves.
+    pub new: Vec<u8>,
+    /// The relay's downloads directory, kept while the relay serves from it.
+    downloads: tempfile::TempDir,
+    pub relay: Relay,
+    pub site: Site,
+    /// The agent's data dir, `name` in the site.
+    pub data: PathBuf,
+    pub agent: AgentProcess,
+    /// The agent's id at the relay.
+    pub id: String,
+}
+
+impl Online {
+    pub async fn start(name: &str) -> Self {
+        let key = ReleaseKey::generate();
+        let new = zedops_testkit::build::stripped_agent("0.99.0");
+        let (downloads, relay) = serve_build(&key, &new, "0.99.0").await;
+        let site = Site::new(&key);
+        let data = site.data(name);
+        let token = relay.registration_token().await;
+        let agent = AgentProcess::spawn(&site, &relay, name, Some(&token), &data);
+        let id = relay
+            .wait_version(None, env!("CARGO_PKG_VERSION"), Duration::from_secs(60))
+            .await;
+        Self {
+            key,
+            new,
+            downloads,
+            relay,
+            site,
+            data,
+            agent,
+            id,
+        }
+    }
+}
+
 /// Waits up to 10 s until the build installed in `data` has confirmed itself (it is kept
 /// from then on); the agent's log is the message otherwise.
 pub async fn wait_confirmed(data: &Path) {
