@@ -41,7 +41,6 @@ impl DockerClient {
         &self,
         request: &ExecRequest,
     ) -> Result<(String, ConsoleIo), DockerError> {
-        let container = bare(&request.container_id).to_string();
         let config = CreateExecOptions {
             attach_stdin: Some(request.stdin),
             attach_stdout: Some(true),
@@ -52,26 +51,13 @@ impl DockerClient {
             working_dir: request.working_dir.clone(),
             ..Default::default()
         };
-        let created = self
-            .call(
-                ErrorCode::ExecFailed,
-                Some(&request.container_id),
-                |d| async move { d.create_exec(&container, config).await },
-            )
-            .await?;
-        let id = created.id;
         let start = StartExecOptions {
             detach: false,
             tty: request.tty,
             output_capacity: Some(MAX_CONSOLE_CHUNK_BYTES),
         };
-        let exec_id = id.clone();
-        let started = self
-            .call(
-                ErrorCode::ExecFailed,
-                Some(&request.container_id),
-                |d| async move { d.start_exec(&exec_id, Some(start)).await },
-            )
+        let (id, started) = self
+            .exec_create_start(&request.container_id, config, Some(start))
             .await?;
         let StartExecResults::Attached { output, input } = started else {
             return Err(DockerError::new(
@@ -91,6 +77,29 @@ impl DockerClient {
                 tty: request.tty,
             },
         ))
+    }
+
+    /// Creates an exec of `config` in `container` and starts it with `start`: the exec's id
+    /// and what Docker started. A container Docker does not find is CONTAINER_NOT_FOUND.
+    pub(super) async fn exec_create_start(
+        &self,
+        container: &str,
+        config: CreateExecOptions<String>,
+        start: Option<StartExecOptions>,
+    ) -> Result<(String, StartExecResults), DockerError> {
+        let name = bare(container).to_string();
+        let created = self
+            .call(ErrorCode::ExecFailed, Some(container), |d| async move {
+                d.create_exec(&name, config).await
+            })
+            .await?;
+        let exec_id = created.id.clone();
+        let started = self
+            .call(ErrorCode::ExecFailed, Some(container), |d| async move {
+                d.start_exec(&exec_id, start).await
+            })
+            .await?;
+        Ok((created.id, started))
     }
 
     /// Sets the terminal size of an exec.
@@ -183,7 +192,6 @@ impl DockerClient {
         container: &str,
         cmd: &[&str],
     ) -> Result<Option<i64>, DockerError> {
-        let name = bare(container).to_string();
         let config = CreateExecOptions {
             attach_stdout: Some(true),
             attach_stderr: Some(true),
@@ -191,18 +199,7 @@ impl DockerClient {
             user: Some("0".to_string()),
             ..Default::default()
         };
-        let created = self
-            .call(ErrorCode::ExecFailed, Some(container), |d| async move {
-                d.create_exec(&name, config).await
-            })
-            .await?;
-        let id = created.id;
-        let exec_id = id.clone();
-        let started = self
-            .call(ErrorCode::ExecFailed, None, |d| async move {
-                d.start_exec(&exec_id, None::<StartExecOptions>).await
-            })
-            .await?;
+        let (id, started) = self.exec_create_start(container, config, None).await?;
         if let StartExecResults::Attached { mut output, .. } = started {
             // Bounded: `kill` prints at most a line, and a stuck one is given up on.
             let drain = async { while output.next().await.is_some() {} };

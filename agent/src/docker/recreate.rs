@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bollard::container::LogOutput;
-use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HealthStatusEnum, ImageConfig,
     Mount, MountPointTypeEnum, MountTypeEnum, NetworkConnectRequest, NetworkingConfig,
@@ -358,19 +358,7 @@ impl DockerClient {
             cmd: Some(cmd),
             ..Default::default()
         };
-        let container = id.to_string();
-        let created = self
-            .call(ErrorCode::ExecFailed, Some(id), |d| async move {
-                d.create_exec(&container, config).await
-            })
-            .await?;
-        let exec_id = created.id;
-        let start_id = exec_id.clone();
-        let started = self
-            .call(ErrorCode::ExecFailed, Some(id), |d| async move {
-                d.start_exec(&start_id, None::<StartExecOptions>).await
-            })
-            .await?;
+        let (exec_id, started) = self.exec_create_start(id, config, None).await?;
         let mut output = Vec::new();
         let finished = match started {
             StartExecResults::Attached {
