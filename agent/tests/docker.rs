@@ -18,6 +18,14 @@ fn find<'a>(containers: &'a [Container], name: &str) -> &'a Container {
         .unwrap_or_else(|| panic!("{name} not listed"))
 }
 
+/// A scratch holding one container `role` made by `spec`, its name and id, and the agent's
+/// client; `None` (skip) without an engine, as [`Scratch::new`].
+async fn one_container(role: &str, spec: Spec) -> Option<(Scratch, String, String, DockerClient)> {
+    let mut scratch = Scratch::new().await?;
+    let (name, id) = scratch.create(role, spec).await;
+    Some((scratch, name, id, DockerClient::connect(None).await))
+}
+
 #[tokio::test]
 async fn lists_running_and_stopped_containers_with_their_fields() {
     let Some(mut scratch) = Scratch::new().await else {
@@ -64,11 +72,9 @@ async fn lists_running_and_stopped_containers_with_their_fields() {
 
 #[tokio::test]
 async fn start_stop_and_restart_change_the_real_state() {
-    let Some(mut scratch) = Scratch::new().await else {
+    let Some((scratch, name, id, client)) = one_container("actions", Spec::STOPPED).await else {
         return;
     };
-    let (name, id) = scratch.create("actions", Spec::STOPPED).await;
-    let client = DockerClient::connect(None).await;
 
     client.start(&name).await.expect("start by name");
     assert!(scratch.running(&name).await);
@@ -104,12 +110,10 @@ async fn start_stop_and_restart_change_the_real_state() {
 
 #[tokio::test]
 async fn stop_gives_the_process_its_grace_period() {
-    let Some(mut scratch) = Scratch::new().await else {
+    // PID 1 ignores SIGTERM, so Docker kills it only when the grace period is over.
+    let Some((scratch, name, _, client)) = one_container("grace", Spec::SLOW_TO_STOP).await else {
         return;
     };
-    // PID 1 ignores SIGTERM, so Docker kills it only when the grace period is over.
-    let (name, _) = scratch.create("grace", Spec::SLOW_TO_STOP).await;
-    let client = DockerClient::connect(None).await;
 
     let started = Instant::now();
     client.stop(&name).await.expect("stop");
@@ -126,16 +130,14 @@ async fn stop_gives_the_process_its_grace_period() {
 
 #[tokio::test]
 async fn health_comes_from_the_status() {
-    let Some(mut scratch) = Scratch::new().await else {
-        return;
-    };
     let spec = Spec {
         start: true,
         init: true,
         healthcheck: true,
     };
-    let (name, _) = scratch.create("health", spec).await;
-    let client = DockerClient::connect(None).await;
+    let Some((_scratch, name, _, client)) = one_container("health", spec).await else {
+        return;
+    };
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut seen = vec![];
@@ -226,11 +228,9 @@ async fn recovers_when_the_engine_appears() {
 
 #[tokio::test]
 async fn the_agent_never_stops_or_restarts_its_own_container() {
-    let Some(mut scratch) = Scratch::new().await else {
+    let Some((scratch, name, id, mut client)) = one_container("self", Spec::STOPPED).await else {
         return;
     };
-    let (name, id) = scratch.create("self", Spec::STOPPED).await;
-    let mut client = DockerClient::connect(None).await;
     client.start(&name).await.expect("start");
     // As if the agent ran inside this container (detected from /proc/self/mountinfo in production).
     client.protect_container(&id);
