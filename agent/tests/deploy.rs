@@ -83,9 +83,14 @@ fn assert_ok(end: &StreamEnd) {
     assert_eq!(end.error_code, None, "{}", end.reason);
 }
 
+/// Asserts the stream ended with `code`; its reason is the message otherwise.
+fn assert_code(end: &StreamEnd, code: ErrorCode) {
+    assert_eq!(end.error_code, Some(code), "{}", end.reason);
+}
+
 /// Asserts the stream ended with `code` and a reason that says `part`.
 fn assert_refused(end: &StreamEnd, code: ErrorCode, part: &str) {
-    assert_eq!(end.error_code, Some(code), "{}", end.reason);
+    assert_code(end, code);
     assert!(end.reason.contains(part), "not {part:?} in: {}", end.reason);
 }
 
@@ -328,24 +333,14 @@ async fn registry_failures_have_their_own_codes() {
 
     let down = format!("127.0.0.1:{}/zedops/busybox:1", free_port());
     let (_, end) = pull(&client, &down).await;
-    assert_eq!(
-        end.error_code,
-        Some(ErrorCode::RegistryUnreachable),
-        "{}",
-        end.reason
-    );
+    assert_code(&end, ErrorCode::RegistryUnreachable);
 
     let Some(locked) = TestRegistry::start_with_auth().await else {
         return;
     };
     let image = locked.push_test_image(&docker, "zedops/private", "1").await;
     let (_, end) = pull(&client, &image).await;
-    assert_eq!(
-        end.error_code,
-        Some(ErrorCode::RegistryAuthFailed),
-        "{}",
-        end.reason
-    );
+    assert_code(&end, ErrorCode::RegistryAuthFailed);
     assert!(!end.reason.contains(zedops_testkit::registry::AUTH_PASSWORD));
 
     // A create of a missing image says the same.
@@ -353,12 +348,7 @@ async fn registry_failures_have_their_own_codes() {
     let name = cleanup.name("missing");
     let missing = registry.image("zedops/nothing:9");
     let (_, end) = create_busybox(&client, &name, &missing, true).await;
-    assert_eq!(
-        end.error_code,
-        Some(ErrorCode::ImageNotFound),
-        "{}",
-        end.reason
-    );
+    assert_code(&end, ErrorCode::ImageNotFound);
 }
 
 #[tokio::test]
@@ -415,7 +405,7 @@ async fn a_port_clash_is_refused_at_create_even_without_start() {
     // Not started, same port: refused at once, naming the port and the container holding it.
     let second = cleanup.name("second");
     let (_, end) = create(&client, &policy, request(&second, spec, false)).await;
-    assert_eq!(end.error_code, Some(ErrorCode::PortInUse), "{}", end.reason);
+    assert_code(&end, ErrorCode::PortInUse);
     assert!(
         end.reason.contains(&format!("{port}/tcp")) && end.reason.contains(&holder),
         "{}",
@@ -661,12 +651,7 @@ async fn pulls_are_bounded_per_agent() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, end) = pull(&client, &format!("127.0.0.1:{port}/stuck/more:1")).await;
-    assert_eq!(
-        end.error_code,
-        Some(ErrorCode::RateLimited),
-        "{}",
-        end.reason
-    );
+    assert_code(&end, ErrorCode::RateLimited);
     for task in running {
         assert!(!task.is_finished(), "a held pull ended early");
         task.abort();
@@ -675,12 +660,7 @@ async fn pulls_are_bounded_per_agent() {
     // Aborted pulls give their slots back.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (_, end) = pull(&client, &format!("127.0.0.1:{}/gone/x:1", free_port())).await;
-    assert_eq!(
-        end.error_code,
-        Some(ErrorCode::RegistryUnreachable),
-        "{}",
-        end.reason
-    );
+    assert_code(&end, ErrorCode::RegistryUnreachable);
 }
 
 /// A relay that sends what no template would (compromised, or anyone holding the agent's
