@@ -254,6 +254,12 @@ impl TestRelay {
         .expect("client connects")
     }
 
+    /// Names of the agents enrolled in the relay's database, online or not, in the store's order.
+    pub async fn agent_names(&self) -> Vec<String> {
+        let agents = self.store.agents().await.expect("list the enrolled agents");
+        agents.into_iter().map(|a| a.name).collect()
+    }
+
     /// Waits until an agent with this name is connected (or not), up to 10 s.
     pub async fn wait_agent(&self, name: &str, online: bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
