@@ -11,6 +11,7 @@ pub mod process;
 pub mod registry;
 mod relay;
 mod served;
+mod server;
 pub mod throttle;
 pub mod tls;
 pub mod wire;

@@ -2,11 +2,13 @@
 //! of its own in a temporary directory, or a cluster of several routed to each other. Killed
 //! when dropped. Under `CI=true` a missing `nats-server` fails the test.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::registry::free_port;
+use crate::server::wait_started;
 
 /// A running `nats-server`.
 pub struct TestNats {
@@ -152,15 +154,13 @@ impl TestNats {
                 .expect("start nats-server"),
         );
         drop(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if Instant::now() > deadline {
-                let log =
-                    std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default();
-                panic!("nats-server did not start within 20 s; its log:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_started(
+            "nats-server",
+            Duration::from_secs(20),
+            Duration::from_millis(20),
+            &self.dir.path().join("nats.log"),
+            || std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+        );
     }
 }
 
@@ -190,11 +190,4 @@ fn find_bin() -> Option<PathBuf> {
         eprintln!("skipping: {problem}");
     }
     found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
 }

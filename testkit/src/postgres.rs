@@ -5,12 +5,14 @@
 //! Under `CI=true` a missing PostgreSQL fails the test.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::registry::free_port;
+use crate::server::wait_started;
 
 /// Where Debian installs the server binaries (`/usr/lib/postgresql/<major>/bin`).
 const DEBIAN_DIR: &str = "/usr/lib/postgresql";
@@ -207,22 +209,18 @@ impl TestPostgres {
             .stderr(log);
         *keeper = Some(command.spawn().expect("start postgres"));
         drop(keeper);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ready = Command::new(self.bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
-                .status()
-                .is_ok_and(|s| s.success());
-            if ready {
-                return;
-            }
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(self.dir.path().join("postgres.log"))
-                    .unwrap_or_default();
-                panic!("PostgreSQL did not start within 60 s; its log:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_started(
+            "PostgreSQL",
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            &self.dir.path().join("postgres.log"),
+            || {
+                Command::new(self.bin.join("pg_isready"))
+                    .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                    .status()
+                    .is_ok_and(|s| s.success())
+            },
+        );
     }
 }
 
@@ -277,11 +275,4 @@ fn run(command: &mut Command) {
         let _ = std::io::stderr().write_all(&out.stderr);
         panic!("{command:?} failed: {}", out.status);
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
 }

@@ -279,7 +279,7 @@ impl Drop for TestRegistry {
     }
 }
 
-/// A loopback port nobody listens on right now (a registry started on it a moment later).
+/// A loopback port nobody listens on right now (a server started on it a moment later).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
