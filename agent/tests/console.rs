@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{CreateContainerOptionsBuilder, StartContainerOptions};
-use common::{IMAGE, Scratch, Spec};
+use common::{Scratch, Spec};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use zedops_agent::console::Sessions;
@@ -18,6 +18,7 @@ use zedops_protocol::{
     AttachRequest, ConsoleOutput, ConsoleStream, ErrorCode, ExecRequest, Frame,
     MAX_CONSOLE_CHUNK_BYTES, StreamInput, TermSize, encode_bytes,
 };
+use zedops_testkit::docker::TEST_IMAGE;
 
 mod common;
 
@@ -373,7 +374,7 @@ async fn attach_sees_the_console_and_send_reaches_it() {
     let name = format!("zedops-test-console-attach-{}", scratch.suffix);
     scratch.adopt(&name);
     let body = ContainerCreateBody {
-        image: Some(IMAGE.into()),
+        image: Some(TEST_IMAGE.into()),
         cmd: Some(vec![
             "sh".into(),
             "-c".into(),

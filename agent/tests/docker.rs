@@ -4,9 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use common::{IMAGE, Scratch, Spec};
+use common::{Scratch, Spec};
 use zedops_agent::docker::DockerClient;
 use zedops_protocol::{Container, ErrorCode, Port};
+use zedops_testkit::docker::TEST_IMAGE;
 
 mod common;
 
@@ -44,7 +45,7 @@ async fn lists_running_and_stopped_containers_with_their_fields() {
     let running = find(&containers, &running_name);
     assert_eq!(running.id, running_id);
     assert_eq!(running.names, [format!("/{running_name}")]);
-    assert_eq!(running.image, IMAGE);
+    assert_eq!(running.image, TEST_IMAGE);
     assert_eq!(running.state, "running");
     assert!(running.status.starts_with("Up"), "{}", running.status);
     assert!(

@@ -1,5 +1,6 @@
-//! Test containers shared by the Docker-backed tests: the engine (skip, or fail under
-//! `CI=true`, when it is unreachable) and containers that are removed even when a test fails.
+//! Test containers shared by the Docker-backed tests, on the engine testkit's `require_docker`
+//! gives (skip, or fail under `CI=true`, when it is unreachable), removed by a testkit
+//! `Cleanup` even when a test fails.
 
 #![allow(dead_code)]
 
@@ -8,38 +9,15 @@ use std::collections::HashMap;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
-    StartContainerOptions,
+    CreateContainerOptionsBuilder, InspectContainerOptions, StartContainerOptions,
 };
-
-/// Made by the test setup with `docker import` of a busybox root file system; nothing is pulled.
-pub const IMAGE: &str = "zedops-test/busybox:latest";
-
-/// The engine the tests use, or `None` (skip) when it is unreachable outside CI.
-pub async fn engine() -> Option<Docker> {
-    let connected = match Docker::connect_with_local_defaults() {
-        Ok(docker) => docker.negotiate_version().await,
-        Err(err) => Err(err),
-    };
-    match connected {
-        Ok(docker) => Some(docker),
-        Err(err) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "Docker is required under CI=true but is not reachable (DOCKER_HOST or /var/run/docker.sock): {err}"
-            )
-        }
-        Err(err) => {
-            eprintln!("skipping: Docker is not reachable: {err}");
-            None
-        }
-    }
-}
+use zedops_testkit::docker::{Cleanup, TEST_IMAGE};
 
 /// Test containers, force-removed when the test ends, also when it fails.
 pub struct Scratch {
     pub docker: Docker,
     pub suffix: String,
-    names: Vec<String>,
+    cleanup: Cleanup,
 }
 
 /// How a test container is made.
@@ -77,22 +55,23 @@ impl Spec {
 }
 
 impl Scratch {
+    /// `None` (skip) when the engine is unreachable outside CI.
     pub async fn new() -> Option<Self> {
-        let docker = engine().await?;
+        let docker = zedops_testkit::require_docker().await?;
         let suffix = format!("{:08x}", rand::random::<u32>());
         Some(Self {
             docker,
             suffix,
-            names: vec![],
+            cleanup: Cleanup::new("zedops-test"),
         })
     }
 
     /// Creates `zedops-test-<role>-<suffix>` and returns its name and id.
     pub async fn create(&mut self, role: &str, spec: Spec) -> (String, String) {
         let name = format!("zedops-test-{role}-{}", self.suffix);
-        self.names.push(name.clone());
+        self.adopt(&name);
         let body = ContainerCreateBody {
-            image: Some(IMAGE.into()),
+            image: Some(TEST_IMAGE.into()),
             cmd: Some(vec!["/bin/sleep".into(), "100000".into()]),
             labels: Some(HashMap::from([(
                 "zedops.test".to_string(),
@@ -127,7 +106,7 @@ impl Scratch {
 
     /// Removes `name` with the others when the test ends (a container the test made itself).
     pub fn adopt(&mut self, name: &str) {
-        self.names.push(name.to_string());
+        self.cleanup.containers.push(name.to_string());
     }
 
     pub async fn running(&self, name: &str) -> bool {
@@ -147,34 +126,5 @@ impl Scratch {
             state.started_at.unwrap_or_default(),
             state.exit_code.unwrap_or(-1),
         )
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let names = std::mem::take(&mut self.names);
-        // Drop runs inside the test's runtime, which cannot be blocked on; remove from a thread
-        // with a runtime (and engine connection) of its own.
-        let removal = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let Ok(docker) = Docker::connect_with_local_defaults() else {
-                    return;
-                };
-                let Ok(docker) = docker.negotiate_version().await else {
-                    return;
-                };
-                for name in names {
-                    let options = RemoveContainerOptionsBuilder::new().force(true).build();
-                    if let Err(err) = docker.remove_container(&name, Some(options)).await {
-                        eprintln!("could not remove test container {name}: {err}");
-                    }
-                }
-            });
-        });
-        let _ = removal.join();
     }
 }
