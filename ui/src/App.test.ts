@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import App from './App.svelte';
 import { app } from './lib/app.svelte';
 import type { ContainerView } from './lib/backend';
-import { agent, freshAppEachTest, launch, mockBackend } from './test-backend';
+import { agent, containerRow, freshAppEachTest, launch, mockBackend } from './test-backend';
 
 const container = (name: string, state: string): ContainerView => ({
   id: `${name}`.padEnd(64, 'f'),
@@ -57,8 +57,6 @@ async function signIn() {
   await screen.findAllByTestId('agent-row');
 }
 
-const row = (name: string) => screen.getAllByTestId('container-row').find((r) => r.dataset.containerName === name)!;
-
 describe('App', () => {
   freshAppEachTest();
 
@@ -87,22 +85,22 @@ describe('App', () => {
     const backend = fakeBackend();
     await signIn();
     await fireEvent.click(screen.getAllByTestId('agent-row')[0]);
-    const web = row('web');
+    const web = containerRow('web');
     expect(web.dataset.state).toBe('running');
     expect(within(web).getByTestId('action-start')).toBeDisabled();
-    expect(within(row('db')).getByTestId('action-stop')).toBeDisabled();
+    expect(within(containerRow('db')).getByTestId('action-stop')).toBeDisabled();
 
     await fireEvent.click(within(web).getByTestId('action-stop'));
-    await waitFor(() => expect(within(row('web')).getByTestId('action-stop')).toBeDisabled());
-    expect(within(row('web')).getByTestId('action-stop')).toHaveTextContent('Stop…');
-    await fireEvent.click(within(row('web')).getByTestId('action-stop'));
+    await waitFor(() => expect(within(containerRow('web')).getByTestId('action-stop')).toBeDisabled());
+    expect(within(containerRow('web')).getByTestId('action-stop')).toHaveTextContent('Stop…');
+    await fireEvent.click(within(containerRow('web')).getByTestId('action-stop'));
     // The second click started nothing.
     expect(backend.calls.filter(([cmd]) => cmd === 'container_action')).toHaveLength(1);
 
     backend.release();
-    await waitFor(() => expect(row('web').dataset.state).toBe('exited'));
+    await waitFor(() => expect(containerRow('web').dataset.state).toBe('exited'));
     expect(await screen.findByTestId('toast')).toHaveTextContent('Stopped web on eu-1');
-    expect(within(row('web')).getByTestId('action-start')).toBeEnabled();
+    expect(within(containerRow('web')).getByTestId('action-start')).toBeEnabled();
   });
 
   it('updates rows from pushes without asking', async () => {
@@ -110,9 +108,9 @@ describe('App', () => {
     await signIn();
     await fireEvent.click(screen.getAllByTestId('agent-row')[0]);
     await emit('containers-updated', { agentId: 'a1', containers: [container('web', 'restarting')] });
-    await waitFor(() => expect(row('web').dataset.state).toBe('restarting'));
+    await waitFor(() => expect(containerRow('web').dataset.state).toBe('restarting'));
     await emit('agent-status-changed', { agentId: 'a1', name: 'eu-1', online: false, lastSeen: '2026-01-01T00:00:00Z' });
-    await waitFor(() => expect(within(row('web')).getByTestId('action-stop')).toBeDisabled());
+    await waitFor(() => expect(within(containerRow('web')).getByTestId('action-stop')).toBeDisabled());
   });
 
   it('shows every container in the fleet view, filtered by text', async () => {
@@ -121,7 +119,7 @@ describe('App', () => {
     await fireEvent.click(screen.getByTestId('nav-fleet'));
     const names = () => screen.getAllByTestId('container-row').map((r) => r.dataset.containerName);
     await waitFor(() => expect(names()).toEqual(['cache', 'db', 'web']));
-    expect(row('cache').dataset.agentName).toBe('us-2');
+    expect(containerRow('cache').dataset.agentName).toBe('us-2');
     await fireEvent.input(screen.getByTestId('fleet-filter'), { target: { value: 'eu-1' } });
     expect(names()).toEqual(['db', 'web']);
     await fireEvent.change(screen.getByTestId('state-filter'), { target: { value: 'running' } });

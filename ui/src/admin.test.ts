@@ -5,7 +5,7 @@ import { fireEvent, screen, waitFor, within } from '@testing-library/svelte';
 import { describe, expect, it, vi } from 'vitest';
 import { app } from './lib/app.svelte';
 import type { AuditEntry } from './lib/backend';
-import { agent, freshAppEachTest, launch, mockBackend } from './test-backend';
+import { agent, freshAppEachTest, launchToAgents, mockBackend } from './test-backend';
 
 const agents = [
   agent('a1', 'eu-1', { dockerVersion: '28.2.2' }),
@@ -47,8 +47,7 @@ function fakeBackend(role: string) {
 
 async function start(role: string) {
   const backend = fakeBackend(role);
-  await launch();
-  await screen.findAllByTestId('agent-row');
+  await launchToAgents();
   return backend;
 }
 

@@ -6,7 +6,7 @@ import { fireEvent, screen, waitFor, within } from '@testing-library/svelte';
 import { describe, expect, it } from 'vitest';
 import { app } from './lib/app.svelte';
 import type { AlertView, AlertsState } from './lib/backend';
-import { agent, freshAppEachTest, launch, mockBackend } from './test-backend';
+import { agent, freshAppEachTest, launchToAgents, mockBackend } from './test-backend';
 
 const agents = [
   agent('a1', 'eu-1', { dockerVersion: '28.2.2' }),
@@ -48,11 +48,6 @@ function fakeBackend(options: { muteError?: { code: string; message: string } } 
   return { calls, state };
 }
 
-async function start() {
-  await launch();
-  await screen.findAllByTestId('agent-row');
-}
-
 const agentRow = (name: string) => screen.getAllByTestId('agent-row').find((r) => r.dataset.agentName === name)!;
 
 describe('alerts', () => {
@@ -60,7 +55,7 @@ describe('alerts', () => {
 
   it('counts unseen alerts in the header and marks them seen when the list opens', async () => {
     const backend = fakeBackend();
-    await start();
+    await launchToAgents();
     const badge = screen.getByTestId('alerts-badge');
     expect(screen.queryByTestId('alerts-count')).toBeNull();
 
@@ -84,7 +79,7 @@ describe('alerts', () => {
 
   it("opens an alert's container from the list", async () => {
     fakeBackend();
-    await start();
+    await launchToAgents();
     await emit('alerts-changed', { state: { alerts: [alert(1, 'a1', 'eu-1'), alert(2, 'a2', 'us-2')], unseen: 2, mutedAgents: [] }, reveal: false });
     await fireEvent.click(screen.getByTestId('alerts-badge'));
     // us-2 is offline and its containers unknown: only eu-1's alert can open its container.
@@ -98,7 +93,7 @@ describe('alerts', () => {
 
   it("opens the list when the tray's show asks", async () => {
     fakeBackend();
-    await start();
+    await launchToAgents();
     await emit('alerts-changed', { state: { alerts: [alert(1, 'a1', 'eu-1')], unseen: 0, mutedAgents: [] }, reveal: true });
     expect(await screen.findByTestId('alerts-panel')).toBeInTheDocument();
     expect(screen.getAllByTestId('alert-item')).toHaveLength(1);
@@ -106,7 +101,7 @@ describe('alerts', () => {
 
   it('mutes an agent from its row without opening it, and from its page', async () => {
     const backend = fakeBackend();
-    await start();
+    await launchToAgents();
     const eu = within(agentRow('eu-1')).getByTestId('mute-agent');
     expect(within(agentRow('us-2')).getByTestId('mute-agent')).toHaveAttribute('aria-pressed', 'true');
     expect(eu).toHaveAttribute('aria-pressed', 'false');
@@ -125,7 +120,7 @@ describe('alerts', () => {
 
   it('says why a mute failed', async () => {
     fakeBackend({ muteError: { code: 'CONFIG_ERROR', message: 'Could not save the mute setting; check that the folder is writable.' } });
-    await start();
+    await launchToAgents();
     await fireEvent.click(within(agentRow('eu-1')).getByTestId('mute-agent'));
     expect(await screen.findByTestId('toast')).toHaveTextContent('Could not mute eu-1: Could not save the mute setting');
     expect(within(agentRow('eu-1')).getByTestId('mute-agent')).toHaveAttribute('aria-pressed', 'false');

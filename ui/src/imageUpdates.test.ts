@@ -8,7 +8,7 @@ import { fireEvent, screen, waitFor, within } from '@testing-library/svelte';
 import { describe, expect, it } from 'vitest';
 import { app } from './lib/app.svelte';
 import type { ContainerUpdateEvent, ContainerUpdateOutcome, ContainerView, FleetUpdateEvent, FleetUpdateSummary } from './lib/backend';
-import { agent, freshAppEachTest, launch, mockBackend } from './test-backend';
+import { agent, containerRow, freshAppEachTest, launch, mockBackend } from './test-backend';
 
 const container = (name: string): ContainerView => ({ id: name.repeat(64).slice(0, 64), name, image: 'reg:5000/pz:1', state: 'running', status: 'Up', created: 1, ports: [], health: null });
 const digest = (c: string) => `sha256:${c.repeat(64)}`;
@@ -40,8 +40,6 @@ function fakeBackend(role: string) {
   return { calls, pending };
 }
 
-const row = (name: string) => screen.getAllByTestId('container-row').find((r) => r.dataset.containerName === name)!;
-
 async function start(role: string) {
   const backend = fakeBackend(role);
   await launch();
@@ -55,17 +53,17 @@ describe('image updates', () => {
 
   it('badges the rows with an update and counts them, from the list and from pushes and checks', async () => {
     await start('viewer');
-    await waitFor(() => expect(within(row('pz')).getByTestId('update-badge')).toBeInTheDocument());
-    expect(within(row('web')).queryByTestId('update-badge')).toBeNull();
+    await waitFor(() => expect(within(containerRow('pz')).getByTestId('update-badge')).toBeInTheDocument());
+    expect(within(containerRow('web')).queryByTestId('update-badge')).toBeNull();
     expect(screen.getByTestId('fleet-update-count').dataset.count).toBe('1');
     // A viewer sees the badge but has no Update, Check or Update all.
-    expect(within(row('pz')).queryByTestId('action-update')).toBeNull();
+    expect(within(containerRow('pz')).queryByTestId('action-update')).toBeNull();
     expect(screen.queryByTestId('check-updates')).toBeNull();
     // An agent's push replaces its list.
     await emit('image-updates-changed', { state: { agentId: 'a1', checkedAt: 4, updates: [offer('web'), offer('db')] } });
     await waitFor(() => expect(screen.getByTestId('fleet-update-count').dataset.count).toBe('2'));
-    expect(within(row('pz')).queryByTestId('update-badge')).toBeNull();
-    expect(within(row('db')).getByTestId('update-badge')).toBeInTheDocument();
+    expect(within(containerRow('pz')).queryByTestId('update-badge')).toBeNull();
+    expect(within(containerRow('db')).getByTestId('update-badge')).toBeInTheDocument();
   });
 
   it('Check for updates asks every agent and shows what it found', async () => {
@@ -78,8 +76,8 @@ describe('image updates', () => {
 
   it('Update shows its steps, and a rollback its reason and the log lines in the detail', async () => {
     const backend = await start('operator');
-    await waitFor(() => expect(within(row('pz')).getByTestId('action-update')).toBeEnabled());
-    await fireEvent.click(within(row('pz')).getByTestId('open-container'));
+    await waitFor(() => expect(within(containerRow('pz')).getByTestId('action-update')).toBeEnabled());
+    await fireEvent.click(within(containerRow('pz')).getByTestId('open-container'));
     await fireEvent.click(await screen.findByTestId('detail-update'));
     await waitFor(() => expect(backend.pending.update).toBeDefined());
     expect(backend.calls.find(([c]) => c === 'update_container')![1]).toMatchObject({ agentId: 'a1', container: 'pz' });

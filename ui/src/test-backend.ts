@@ -1,8 +1,8 @@
 // Shared by the tests that run the whole app against a mocked Tauri IPC (the only thing mocked):
-// the mock that records every call, the session answers every start asks for, agents, and the
-// app's fresh start in each test.
+// the mock that records every call, the session answers every start asks for, agents, the app's
+// fresh start in each test, and the container rows the tests look into.
 import { mockIPC } from '@tauri-apps/api/mocks';
-import { render } from '@testing-library/svelte';
+import { render, screen } from '@testing-library/svelte';
 import { afterEach, beforeEach } from 'vitest';
 import App from './App.svelte';
 import { app } from './lib/app.svelte';
@@ -58,6 +58,16 @@ export async function launch(): Promise<void> {
   render(App);
   await app.start();
 }
+
+/** Launches the app (as `launch`) and waits for the agents' list it opens on. */
+export async function launchToAgents(): Promise<void> {
+  await launch();
+  await screen.findAllByTestId('agent-row');
+}
+
+/** The fleet table's row of the container named `name`. */
+export const containerRow = (name: string): HTMLElement =>
+  screen.getAllByTestId('container-row').find((r) => r.dataset.containerName === name)!;
 
 /** jsdom has no ResizeObserver; the terminal and the editor only need it to exist. */
 export function stubResizeObserver(): void {
