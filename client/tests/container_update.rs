@@ -16,11 +16,12 @@ use support::{run, text, zedops};
 use zedops_client::UpdateOptions;
 use zedops_protocol::{ErrorCode, Role, UpdatePhase};
 use zedops_testkit::docker::Cleanup;
+use zedops_testkit::registry::docker_and_registry;
 use zedops_testkit::{TestAgent, TestRelay};
 
 #[tokio::test]
 async fn an_operator_updates_a_container_through_relay_and_agent_and_a_viewer_may_not() {
-    let Some((docker, registry)) = support::docker_and_registry().await else {
+    let Some((docker, registry)) = docker_and_registry().await else {
         return;
     };
     let suffix = format!("{:08x}", rand::random::<u32>());

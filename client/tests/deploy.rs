@@ -12,6 +12,7 @@ use support::{Zed, assert_ok, assert_stderr_says, text};
 use zedops_client::ClientError;
 use zedops_protocol::{ErrorCode, Role, TemplateBody};
 use zedops_testkit::docker::Cleanup;
+use zedops_testkit::registry::docker_and_registry;
 use zedops_testkit::{TestAgent, TestRelay};
 
 fn code(err: &ClientError) -> String {
@@ -53,7 +54,7 @@ fn leave(leftovers: &mut Cleanup, name: &str) {
 
 #[tokio::test]
 async fn templates_deploy_remove_and_images_through_relay_and_agent() {
-    let Some((docker, registry)) = support::docker_and_registry().await else {
+    let Some((docker, registry)) = docker_and_registry().await else {
         return;
     };
     let image = registry
@@ -330,7 +331,7 @@ async fn templates_deploy_remove_and_images_through_relay_and_agent() {
 
 #[tokio::test]
 async fn the_cli_adds_a_template_from_a_file_and_creates_with_a_summary_line() {
-    let Some((docker, registry)) = support::docker_and_registry().await else {
+    let Some((docker, registry)) = docker_and_registry().await else {
         return;
     };
     let image = registry.push_test_image(&docker, "zedops/cli", "1").await;

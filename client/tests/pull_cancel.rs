@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use zedops_protocol::Role;
 use zedops_testkit::docker::Cleanup;
-use zedops_testkit::registry::TestRegistry;
+use zedops_testkit::registry::docker_and_registry;
 use zedops_testkit::throttle::throttling_proxy;
-use zedops_testkit::{TestAgent, TestRelay, require_docker};
+use zedops_testkit::{TestAgent, TestRelay};
 
 /// Bytes of random data in the image's own layer (incompressible, so gzip keeps it big).
 const LAYER: usize = 24 * 1024 * 1024;
@@ -20,10 +20,7 @@ const RATE: u64 = 2 * 1024 * 1024;
 
 #[tokio::test]
 async fn a_cancelled_pull_stops_dockers_download() {
-    let Some(docker) = require_docker().await else {
-        return;
-    };
-    let Some(registry) = TestRegistry::start().await else {
+    let Some((docker, registry)) = docker_and_registry().await else {
         return;
     };
     let mut cleanup = Cleanup::new("zpc");

@@ -15,9 +15,9 @@ use support::{Zed, json, text};
 use zedops_client::ClientEvent;
 use zedops_protocol::{MAX_UPDATE_ENTRIES, Role};
 use zedops_testkit::docker::{Cleanup, create_named, labelled, pull};
-use zedops_testkit::registry::TestRegistry;
+use zedops_testkit::registry::{TestRegistry, docker_and_registry};
 use zedops_testkit::wire::{FakeAgent, next_text};
-use zedops_testkit::{TestAgent, TestRelay, require_docker};
+use zedops_testkit::{TestAgent, TestRelay};
 
 /// Containers and images made by one test, removed (forcibly) on drop, even when it fails.
 /// The tests that run containers take turns: an agent checks every container on the engine, so
@@ -72,8 +72,7 @@ impl Stage {
 /// The turn (`_engine`, the last field) is released when the stage drops, after its cleanup.
 async fn stage() -> Option<Stage> {
     let engine = ENGINE.lock().await;
-    let docker = require_docker().await?;
-    let registry = TestRegistry::start().await?;
+    let (docker, registry) = docker_and_registry().await?;
     Some(Stage {
         docker,
         registry,

@@ -28,6 +28,15 @@ pub const AUTH_PASSWORD: &str = "zedops-secret";
 /// bcrypt of [`AUTH_PASSWORD`] (htpasswd format, what the registry reads).
 const AUTH_HTPASSWD: &str = "zedops:$2b$12$BksXaACsERoIcQ0lgeecoOJz1VM.1PuRJE0SKBuug5KT0SJ2cC4yW";
 
+/// The Docker engine (see [`require_docker`](crate::require_docker)) and a registry on loopback,
+/// the start of the tests that pull; `None` (the test skips) when either is missing outside CI,
+/// a failure under `CI=true`.
+pub async fn docker_and_registry() -> Option<(Docker, TestRegistry)> {
+    let docker = crate::require_docker().await?;
+    let registry = TestRegistry::start().await?;
+    Some((docker, registry))
+}
+
 /// A running registry, stopped (and its storage deleted) on drop.
 pub struct TestRegistry {
     child: Child,

@@ -122,12 +122,3 @@ pub async fn sleeper_and_agent(
         .await;
     Some((containers, name, relay, online))
 }
-
-/// The Docker engine and a registry on loopback; `None` (the test skips) when either is
-/// missing outside CI, a failure under `CI=true`.
-pub async fn docker_and_registry()
--> Option<(bollard::Docker, zedops_testkit::registry::TestRegistry)> {
-    let docker = zedops_testkit::require_docker().await?;
-    let registry = zedops_testkit::registry::TestRegistry::start().await?;
-    Some((docker, registry))
-}
