@@ -491,10 +491,15 @@ pub async fn save_edited(
     })
 }
 
-/// Decodes the window's base64 text of an upload, in pieces the protocol's decoder takes (a
-/// multiple of 4 characters, at most 32 KiB decoded each).
-pub fn decode_base64(text: &str) -> Result<Vec<u8>, AppError> {
+/// Decodes the window's base64 text of a file of at most `max` bytes, in pieces the protocol's
+/// decoder takes (a multiple of 4 characters, at most 32 KiB decoded each). Text too long for
+/// `max` bytes is refused with `too_large` before any of it is decoded.
+pub fn decode_base64(text: &str, max: usize, too_large: &str) -> Result<Vec<u8>, AppError> {
     const PIECE: usize = MAX_CONSOLE_CHUNK_BYTES / 3 * 4;
+    // 4 characters for each 3 bytes, the last group padded.
+    if text.len() > max / 3 * 4 + 4 {
+        return Err(AppError::new(ErrorCode::INVALID_INPUT, too_large));
+    }
     let unreadable = || {
         AppError::new(
             ErrorCode::INVALID_INPUT,
@@ -531,10 +536,19 @@ mod tests {
             }
             s
         };
-        assert_eq!(decode_base64(&whole).unwrap(), data);
-        assert_eq!(decode_base64("").unwrap(), Vec::<u8>::new());
-        assert!(decode_base64("abc").is_err());
-        assert!(decode_base64("ab!=").is_err());
+        let decode = |text: &str| decode_base64(text, data.len(), "too large");
+        assert_eq!(decode(&whole).unwrap(), data);
+        assert_eq!(decode("").unwrap(), Vec::<u8>::new());
+        assert!(decode("abc").is_err());
+        assert!(decode("ab!=").is_err());
+        // Text for more than `max` bytes is refused as too large, before it is decoded.
+        assert_eq!(decode_base64("AAAA", 3, "too large").unwrap(), [0, 0, 0]);
+        assert_eq!(
+            decode_base64("AAAAAAAAAAAA", 3, "too large")
+                .unwrap_err()
+                .message,
+            "too large"
+        );
     }
 
     #[test]

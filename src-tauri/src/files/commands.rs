@@ -62,13 +62,11 @@ pub async fn upload_file(
     path: String,
     data: String,
 ) -> Result<String, AppError> {
-    if data.len() > super::MAX_UPLOAD_BYTES / 3 * 4 + 4 {
-        return Err(AppError::new(
-            ErrorCode::INVALID_INPUT,
-            "The app uploads files of up to 64 MiB: use `zedops files put` for larger ones.",
-        ));
-    }
-    let bytes = super::decode_base64(&data)?;
+    let bytes = super::decode_base64(
+        &data,
+        super::MAX_UPLOAD_BYTES,
+        "The app uploads files of up to 64 MiB: use `zedops files put` for larger ones.",
+    )?;
     super::upload(
         &client(&app).await?,
         &agent_id,
@@ -128,13 +126,11 @@ pub async fn save_edited_file(
     data: String,
     mode: u32,
 ) -> Result<super::WrittenFile, AppError> {
-    if data.len() as u64 > super::MAX_EDIT_BYTES / 3 * 4 + 4 {
-        return Err(AppError::new(
-            ErrorCode::INVALID_INPUT,
-            "The text is over the editor's limit of 1 MiB: upload the file instead.",
-        ));
-    }
-    let bytes = super::decode_base64(&data)?;
+    let bytes = super::decode_base64(
+        &data,
+        super::MAX_EDIT_BYTES as usize,
+        "The text is over the editor's limit of 1 MiB: upload the file instead.",
+    )?;
     super::save_edited(
         &client(&app).await?,
         &agent_id,
