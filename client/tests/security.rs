@@ -195,18 +195,7 @@ async fn a_revoked_session_is_disconnected_and_refused() {
         .request_raw(subject::SESSION_REVOKE, json!({"sessionId": target}))
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, events.recv())
-            .await
-            .expect("disconnected within 2 s")
-        {
-            Ok(ClientEvent::Disconnected { .. }) => break,
-            Ok(_) => continue,
-            Err(e) => panic!("event stream ended: {e}"),
-        }
-    }
+    wait_events(&mut events, false, 2).await;
     let err = victim
         .agents()
         .await
