@@ -467,6 +467,16 @@ async fn admins_manage_users_and_changes_reach_live_connections_at_once() {
     }
 }
 
+/// The entry of a `token.list` answer for the token with this id.
+fn listed_token<'a>(listed: &'a Value, id: &Value) -> &'a Value {
+    listed["tokens"]
+        .as_array()
+        .expect("a list of tokens")
+        .iter()
+        .find(|t| t["id"] == *id)
+        .unwrap_or_else(|| panic!("token {id} not listed: {listed}"))
+}
+
 #[tokio::test]
 async fn registration_tokens_are_listed_without_secrets_and_revocable() {
     let (relay, admin) = relay_with_admin().await;
@@ -488,12 +498,7 @@ async fn registration_tokens_are_listed_without_secrets_and_revocable() {
             !listed.to_string().contains(secret),
             "the token is listed: {listed}"
         );
-        let entry = listed["tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["id"] == token["id"])
-            .expect("listed by id");
+        let entry = listed_token(&listed, &token["id"]);
         assert_eq!(entry["state"], "valid");
         assert_eq!(entry["expiresAt"], token["expiresAt"]);
     }
@@ -523,17 +528,8 @@ async fn registration_tokens_are_listed_without_secrets_and_revocable() {
         .request_raw(subject::TOKEN_LIST, json!({}))
         .await
         .unwrap();
-    let state = |id: &Value| {
-        listed["tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["id"] == *id)
-            .unwrap()
-            .clone()
-    };
-    assert_eq!(state(&doomed["id"])["state"], "revoked");
-    let used = state(&kept["id"]);
+    assert_eq!(listed_token(&listed, &doomed["id"])["state"], "revoked");
+    let used = listed_token(&listed, &kept["id"]);
     assert_eq!(used["state"], "used");
     assert_eq!(
         used["usedByAgent"].as_str(),
