@@ -2,7 +2,6 @@
 //! only, because the token in it lets anyone holding it act as this agent.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -59,23 +58,9 @@ pub fn load(dir: &Path) -> anyhow::Result<Option<Credentials>> {
 pub fn save(dir: &Path, credentials: &Credentials) -> anyhow::Result<()> {
     create_dir(dir)?;
     let path = path(dir);
-    let temp = dir.join(format!("{FILE_NAME}.tmp"));
-    // A temp file left by a crash may have other permissions; start afresh so the mode below applies.
-    let _ = fs::remove_file(&temp);
-    let write = || -> std::io::Result<()> {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&temp)?;
-        let json = serde_json::to_vec_pretty(credentials).expect("credentials always serialise");
-        file.write_all(&json)?;
-        file.sync_all()?;
-        fs::rename(&temp, &path)?;
-        // Make the rename itself durable.
-        fs::File::open(dir)?.sync_all()
-    };
-    write().with_context(|| format!("cannot write {}", path.display()))
+    let json = serde_json::to_vec_pretty(credentials).expect("credentials always serialise");
+    crate::replace::replace(&path, &json, Some(0o600))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Creates the data directory (and missing parents) accessible to the owner only. An existing
@@ -126,7 +111,7 @@ mod tests {
         assert_eq!(mode(&path(&dir)), 0o600);
         assert_eq!(mode(&dir), 0o700);
         assert_eq!(mode(&root.path().join("a")), 0o700);
-        assert!(!dir.join("credentials.json.tmp").exists());
+        assert!(!dir.join(".credentials.json.tmp").exists());
 
         let newer = Credentials {
             token: "other".into(),

@@ -17,6 +17,7 @@ mod live;
 mod outbox;
 pub mod pacing;
 pub mod policy;
+mod replace;
 mod rows;
 mod run_error;
 #[cfg(unix)]

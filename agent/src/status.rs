@@ -3,7 +3,6 @@
 //! `zedops-agent install` can wait for the service to enrol and say why it could not.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -89,11 +88,8 @@ pub fn path(dir: &Path) -> PathBuf {
 /// for the agent to stop.
 pub fn write(dir: &Path, status: &Status) {
     let attempt = || -> std::io::Result<()> {
-        let temp = dir.join(format!(".{FILE_NAME}.tmp"));
-        let mut file = fs::File::create(&temp)?;
-        file.write_all(&serde_json::to_vec(status).map_err(std::io::Error::other)?)?;
-        file.sync_all()?;
-        fs::rename(&temp, path(dir))
+        let json = serde_json::to_vec(status).map_err(std::io::Error::other)?;
+        crate::replace::replace(&path(dir), &json, None)
     };
     if let Err(err) = attempt() {
         tracing::debug!(%err, dir = %dir.display(), "cannot write the status file");

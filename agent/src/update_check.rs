@@ -307,13 +307,8 @@ fn load(data_dir: &Path) -> Option<UpdateState> {
 /// Writes the result next to the credentials, replacing the old one at once (rename).
 fn save(data_dir: &Path, state: &UpdateState) -> std::io::Result<()> {
     std::fs::create_dir_all(data_dir)?;
-    let path = data_dir.join(STATE_FILE);
-    let temporary = data_dir.join(format!("{STATE_FILE}.tmp"));
-    std::fs::write(
-        &temporary,
-        serde_json::to_vec(state).expect("states serialise"),
-    )?;
-    std::fs::rename(&temporary, &path)
+    let json = serde_json::to_vec(state).expect("states serialise");
+    crate::replace::replace(&data_dir.join(STATE_FILE), &json, None)
 }
 
 #[cfg(test)]

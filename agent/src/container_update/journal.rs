@@ -4,7 +4,6 @@
 //! container to put back or finish (see [`super::recover`]).
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -59,18 +58,9 @@ fn file(data_dir: &Path, name: &str) -> PathBuf {
 
 /// Writes (or replaces) the entry of `entry.name`, durably.
 pub fn write(data_dir: &Path, entry: &Entry) -> std::io::Result<()> {
-    let dir = dir(data_dir);
-    fs::create_dir_all(&dir)?;
-    let path = file(data_dir, &entry.name);
-    let temp = path.with_extension("json.tmp");
+    fs::create_dir_all(dir(data_dir))?;
     let text = serde_json::to_vec_pretty(entry).map_err(std::io::Error::other)?;
-    {
-        let mut out = fs::File::create(&temp)?;
-        out.write_all(&text)?;
-        out.sync_all()?;
-    }
-    fs::rename(&temp, &path)?;
-    fs::File::open(&dir)?.sync_all()
+    crate::replace::replace(&file(data_dir, &entry.name), &text, None)
 }
 
 /// Removes the entry of `name` (done, or put back).
@@ -144,11 +134,11 @@ mod tests {
         };
         write(dir.path(), &entry).unwrap();
         fs::write(super::dir(dir.path()).join("bad.json"), b"{").unwrap();
-        fs::write(super::dir(dir.path()).join("cut.json.tmp"), b"{").unwrap();
+        fs::write(super::dir(dir.path()).join(".cut.json.tmp"), b"{").unwrap();
         let (entries, unreadable) = list(dir.path());
         assert_eq!(entries, vec![entry]);
         assert_eq!(unreadable.len(), 1);
-        assert!(!super::dir(dir.path()).join("cut.json.tmp").exists());
+        assert!(!super::dir(dir.path()).join(".cut.json.tmp").exists());
         remove(dir.path(), "game").unwrap();
         remove(dir.path(), "game").unwrap();
         assert!(list(dir.path()).0.is_empty());

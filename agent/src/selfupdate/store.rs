@@ -257,16 +257,8 @@ impl Store {
     }
 
     fn write_state<T: Serialize>(&self, name: &str, value: &T) -> io::Result<()> {
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(&serde_json::to_vec(value).map_err(io::Error::other)?)?;
-        file.sync_all()?;
-        fs::rename(&tmp, self.dir.join(name))
+        let json = serde_json::to_vec(value).map_err(io::Error::other)?;
+        crate::replace::replace(&self.dir.join(name), &json, Some(0o600))
     }
 }
 
