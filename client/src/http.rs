@@ -34,19 +34,16 @@ pub async fn login(
         device: device_name(),
     };
     let body = &body;
-    let (endpoint, response) = first_answer(relay, LOGIN_PATH, insecure, |endpoint| async move {
-        Ok(http_client(ca_file, &endpoint)?
-            .post(&endpoint)
-            .json(body)
-            .send()
-            .await?)
-    })
+    let (endpoint, response) = first_answer(
+        relay,
+        LOGIN_PATH,
+        ca_file,
+        insecure,
+        |http, endpoint| async move { http.post(&endpoint).json(body).send().await },
+    )
     .await?;
     let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| unreachable(&endpoint, &e))?;
+    let text = body_text(&endpoint, response).await?;
     if status.is_success() {
         return serde_json::from_str(&text)
             .map_err(|e| ClientError::protocol(format!("login answer: {e}")));
@@ -67,23 +64,16 @@ pub async fn agent_release(
     let (endpoint, response) = first_answer(
         relay,
         "/download/agent/version",
+        ca_file,
         insecure,
-        |endpoint| async move {
-            Ok(http_client(ca_file, &endpoint)?
-                .get(&endpoint)
-                .send()
-                .await?)
-        },
+        |http, endpoint| async move { http.get(&endpoint).send().await },
     )
     .await?;
     let status = response.status();
     if status == reqwest::StatusCode::NOT_FOUND {
         return Ok(None);
     }
-    let text = response
-        .text()
-        .await
-        .map_err(|e| unreachable(&endpoint, &e))?;
+    let text = body_text(&endpoint, response).await?;
     if !status.is_success() {
         return Err(http_error(&endpoint, status, &text));
     }
@@ -103,69 +93,50 @@ pub async fn logout(
     ca_file: Option<&Path>,
     insecure: bool,
 ) -> Result<(), ClientError> {
-    let (endpoint, response) = first_answer(relay, LOGOUT_PATH, insecure, |endpoint| async move {
-        Ok(http_client(ca_file, &endpoint)?
-            .post(&endpoint)
-            .bearer_auth(token)
-            .send()
-            .await?)
-    })
+    let (endpoint, response) = first_answer(
+        relay,
+        LOGOUT_PATH,
+        ca_file,
+        insecure,
+        |http, endpoint| async move { http.post(&endpoint).bearer_auth(token).send().await },
+    )
     .await?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
-    let text = response
-        .text()
-        .await
-        .map_err(|e| unreachable(&endpoint, &e))?;
+    let text = body_text(&endpoint, response).await?;
     Err(http_error(&endpoint, status, &text))
 }
 
-/// Why one relay of a list gave no answer: the next is tried only when the request never
-/// reached it (a bad CA file or URL is the same for every relay and is said at once).
-enum Attempt {
-    Setup(ClientError),
-    Unsent(reqwest::Error),
-}
-
-impl From<ClientError> for Attempt {
-    fn from(e: ClientError) -> Self {
-        Self::Setup(e)
-    }
-}
-
-impl From<reqwest::Error> for Attempt {
-    fn from(e: reqwest::Error) -> Self {
-        Self::Unsent(e)
-    }
-}
-
-/// Sends `send` to `path` of each relay of a comma-separated list in turn (the relays of a
-/// cluster share one database, so any can answer) and returns the first relay's answer with the
-/// endpoint that gave it. A relay that cannot be reached is passed over; an answer, even a
-/// refusal, is final, so a password is never sent twice to relays that both received it.
+/// Sends `send` with an HTTP client trusting `ca_file` to `path` of each relay of a
+/// comma-separated list in turn (the relays of a cluster share one database, so any can answer)
+/// and returns the first relay's answer with the endpoint that gave it. A relay that cannot be
+/// reached is passed over; an answer, even a refusal, is final, so a password is never sent
+/// twice to relays that both received it. A bad CA file or URL is the same for every relay and
+/// is said at once.
 ///
-/// `send` takes the endpoint owned: a future borrowing it would not be `Send` for every
-/// lifetime, which the app's commands need.
+/// `send` takes the client and the endpoint owned: a future borrowing them would not be `Send`
+/// for every lifetime, which the app's commands need.
 async fn first_answer<F, Fut>(
     relays: &str,
     path: &str,
+    ca_file: Option<&Path>,
     insecure: bool,
     send: F,
 ) -> Result<(String, reqwest::Response), ClientError>
 where
-    F: Fn(String) -> Fut,
-    Fut: Future<Output = Result<reqwest::Response, Attempt>>,
+    F: Fn(reqwest::Client, String) -> Fut,
+    Fut: Future<Output = Result<reqwest::Response, reqwest::Error>>,
 {
     let mut last = None;
     for relay in crate::connection::relay_list(relays) {
         let url = RelayUrl::parse(relay, insecure).map_err(|e| from_transport(e, relay))?;
         let endpoint = url.http(path);
-        match send(endpoint.clone()).await {
+        let http = http_client(ca_file, &endpoint)?;
+        match send(http, endpoint.clone()).await {
             Ok(response) => return Ok((endpoint, response)),
-            Err(Attempt::Setup(e)) => return Err(e),
-            Err(Attempt::Unsent(e)) => last = Some(unreachable(&endpoint, &e)),
+            Err(e) => last = Some(unreachable(&endpoint, &e)),
         }
     }
     Err(last.unwrap_or_else(|| ClientError::RelayUnreachable {
@@ -196,6 +167,11 @@ fn http_error(endpoint: &str, status: reqwest::StatusCode, body: &str) -> Client
         url: endpoint.to_string(),
         reason: format!("it answered HTTP {status}, which is not a ZedOps relay answer"),
     }
+}
+
+/// The body of `response` from `endpoint`, as text.
+async fn body_text(endpoint: &str, response: reqwest::Response) -> Result<String, ClientError> {
+    response.text().await.map_err(|e| unreachable(endpoint, &e))
 }
 
 fn unreachable(endpoint: &str, err: &reqwest::Error) -> ClientError {
