@@ -173,5 +173,5 @@ fn refused(inbox: &str, err: DockerError, what: &str) -> String {
     } else {
         tracing::warn!(%err, "{what}");
     }
-    Envelope::new(inbox, ErrorReply::new(err.code(), err.to_string())).to_json()
+    Envelope::new(inbox, ErrorReply::from(err)).to_json()
 }

@@ -15,8 +15,8 @@ use zedops_protocol::{
 };
 
 use crate::console::{SessionInbox, Sessions};
+use crate::docker::DockerClient;
 use crate::docker::archive::{Owner, tar_header, tar_trailer};
-use crate::docker::{DockerClient, DockerError};
 use crate::outbox::send;
 
 /// How long a listing may read the directory's archive before it answers with what it has
@@ -39,21 +39,14 @@ pub fn checked_path(path: &str) -> Result<String, ErrorReply> {
     })
 }
 
-fn reply(err: DockerError) -> ErrorReply {
-    ErrorReply::new(err.code(), err.to_string())
-}
-
 /// `file.list`: the entries of a directory (or the one entry of a file), by name.
 pub async fn list(
     docker: &DockerClient,
     request: &FilePathRequest,
 ) -> Result<FileList, ErrorReply> {
     let path = checked_path(&request.path)?;
-    let mut archive = docker
-        .archive(&request.container_id, &path)
-        .await
-        .map_err(reply)?;
-    let Some(top) = archive.next_entry().await.map_err(reply)? else {
+    let mut archive = docker.archive(&request.container_id, &path).await?;
+    let Some(top) = archive.next_entry().await? else {
         return Err(ErrorReply::new(
             ErrorCode::FileNotFound,
             format!("nothing at {path}"),
@@ -78,7 +71,7 @@ pub async fn list(
                 truncated = true;
                 break;
             }
-            Ok(next) => next.map_err(reply)?,
+            Ok(next) => next?,
         };
         let Some(entry) = next else { break };
         let Some(child) = child_name(&prefix, &entry.name) else {
@@ -134,10 +127,7 @@ pub async fn remove(
             format!("nothing at {path}"),
         ));
     }
-    docker
-        .remove_path(&request.container_id, &path)
-        .await
-        .map_err(reply)?;
+    docker.remove_path(&request.container_id, &path).await?;
     Ok(FileDone { path })
 }
 
@@ -160,16 +150,13 @@ pub async fn mkdir(
     tar.extend(tar_trailer(0));
     tx.send(Bytes::from(tar)).await.expect("queue has room");
     drop(tx);
-    docker
-        .extract(&request.container_id, &parent, rx)
-        .await
-        .map_err(reply)?;
+    docker.extract(&request.container_id, &parent, rx).await?;
     Ok(FileDone { path })
 }
 
 /// Whether there is anything at `path` in `container`.
 async fn exists(docker: &DockerClient, container: &str, path: &str) -> Result<bool, ErrorReply> {
-    Ok(docker.stat(container, path).await.map_err(reply)?.is_some())
+    Ok(docker.stat(container, path).await?.is_some())
 }
 
 /// The existing directory holding `path`, the name in it, and the directory's owner.
@@ -184,7 +171,7 @@ async fn parent_dir(
             "the container's root cannot be written",
         ));
     };
-    match docker.stat_owned(container, parent).await.map_err(reply)? {
+    match docker.stat_owned(container, parent).await? {
         Some((entry, owner)) if entry.kind == FileKind::Dir => {
             // The root's archive starts with what is in it, not with `/` itself; `/` is root's
             // in every image.
@@ -301,7 +288,7 @@ async fn get(
     };
     let mut archive = match docker.archive(&request.container_id, &path).await {
         Ok(archive) => archive,
-        Err(err) => return failed(reply(err)),
+        Err(err) => return failed(err.into()),
     };
     let entry = match archive.next_entry().await {
         Ok(Some(entry)) => entry,
@@ -311,7 +298,7 @@ async fn get(
                 format!("nothing at {path}"),
             ));
         }
-        Err(err) => return failed(reply(err)),
+        Err(err) => return failed(err.into()),
     };
     match entry.kind {
         FileKind::File => {}
@@ -370,7 +357,7 @@ async fn get(
             _ = &mut cancel => return StreamEnd::ended("cancelled"),
             read = archive.read(&mut buf[..want]) => match read {
                 Ok(n) => n,
-                Err(err) => return failed(reply(err)),
+                Err(err) => return failed(err.into()),
             },
         };
         if n == 0 {
@@ -411,10 +398,7 @@ async fn put(
     }
     let path = checked_path(&request.path)?;
     let (parent, name, parent_owner) = parent_dir(docker, &request.container_id, &path).await?;
-    let existing = docker
-        .stat_owned(&request.container_id, &path)
-        .await
-        .map_err(reply)?;
+    let existing = docker.stat_owned(&request.container_id, &path).await?;
     if let Some((entry, _)) = &existing
         && entry.kind == FileKind::Dir
     {
@@ -462,7 +446,7 @@ async fn put(
             }
             done = &mut upload => {
                 // Docker finished (or failed) before the last byte: whatever it said.
-                done.map_err(reply)?;
+                done?;
                 if body.is_some() {
                     return Err(ErrorReply::new(ErrorCode::FileFailed, "Docker ended the upload early"));
                 }
@@ -491,7 +475,7 @@ async fn put(
                 // Waits while Docker is behind: the back-pressure that bounds this queue.
                 let sent = tokio::select! {
                     sent = queue.send(Bytes::from(bytes)) => sent.is_ok(),
-                    done = &mut upload => { done.map_err(reply)?; false }
+                    done = &mut upload => { done?; false }
                 };
                 if !sent {
                     return Err(ErrorReply::new(ErrorCode::FileFailed, "Docker ended the upload early"));
@@ -514,7 +498,7 @@ async fn put(
                     let trailer = Bytes::from(tar_trailer(request.size));
                     tokio::select! {
                         _ = queue.send(trailer) => {}
-                        done = &mut upload => { done.map_err(reply)?; }
+                        done = &mut upload => { done?; }
                     }
                     // Dropping the queue ends the tar stream; the upload finishes with it.
                 }

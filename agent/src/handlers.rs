@@ -87,7 +87,7 @@ async fn inspect(docker: &DockerClient, container_id: &str, inbox: &str) -> Stri
         Ok(detail) => Envelope::new(inbox, detail).to_json(),
         Err(err) => {
             log_failure(&err, "inspecting a container failed");
-            Envelope::new(inbox, ErrorReply::new(err.code(), err.to_string())).to_json()
+            Envelope::new(inbox, ErrorReply::from(err)).to_json()
         }
     }
 }

@@ -539,7 +539,7 @@ fn dispatch(
                 let bytes = docker
                     .send_line(&request.container_id, &request.line)
                     .await
-                    .map_err(|e| ErrorReply::new(e.code(), e.to_string()))?;
+                    .map_err(ErrorReply::from)?;
                 Ok(SendResult { bytes })
             })
         }
@@ -570,10 +570,7 @@ fn dispatch(
         AgentRequest::UpdatesCheck(_) => {
             let updates = updates.clone();
             spawn_reply(tx, inbox, async move {
-                updates
-                    .check()
-                    .await
-                    .map_err(|e| ErrorReply::new(e.code(), e.to_string()))
+                updates.check().await.map_err(ErrorReply::from)
             })
         }
         AgentRequest::AgentToken(new) => rotate(new, inbox, data_dir.to_path_buf(), tx),

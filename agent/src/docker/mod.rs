@@ -31,7 +31,7 @@ use bollard::query_parameters::{
 };
 use bollard::{API_DEFAULT_VERSION, Docker};
 use tokio::sync::Mutex;
-use zedops_protocol::{Container, ContainerDetail, ErrorCode, STOP_GRACE_SECS};
+use zedops_protocol::{Container, ContainerDetail, ErrorCode, ErrorReply, STOP_GRACE_SECS};
 use zedops_transport::error_chain as chain;
 
 /// Docker's socket when neither `--docker-host` nor `DOCKER_HOST` names one.
@@ -68,6 +68,13 @@ impl DockerError {
             ErrorCode::DockerNotAvailable,
             "Docker closed its event stream",
         )
+    }
+}
+
+/// The answer to a request a failed Docker call ends: its code and message.
+impl From<DockerError> for ErrorReply {
+    fn from(err: DockerError) -> Self {
+        ErrorReply::new(err.code, err.message)
     }
 }
 
