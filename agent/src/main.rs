@@ -337,25 +337,15 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
     Ok(text.trim().to_string())
 }
 
-/// `/var/lib/zedops-agent` for a system service, else the user's data directory.
+/// The system service's data directory (`/var/lib/zedops-agent`) for root, else the user's.
 fn default_data_dir() -> anyhow::Result<PathBuf> {
-    if is_root() {
-        return Ok(PathBuf::from("/var/lib/zedops-agent"));
+    #[cfg(unix)]
+    if zedops_agent::install::is_root() {
+        return Ok(PathBuf::from(zedops_agent::install::DATA_DIR));
     }
     let base = directories::BaseDirs::new()
         .context("cannot find a data directory for this user; pass --data-dir")?;
     Ok(base.data_dir().join("zedops-agent"))
-}
-
-/// Whether the effective user is root, read from `/proc` to avoid unsafe code for one syscall.
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().nth(1).map(|euid| euid == "0"))
-            .unwrap_or(false)
-    })
 }
 
 /// Completes on Ctrl-C or SIGTERM (what systemd sends on stop).

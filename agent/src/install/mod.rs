@@ -658,7 +658,7 @@ fn removed(was_there: bool, path: &Path) -> bool {
 }
 
 /// Whether the effective user is root, read from `/proc` to avoid unsafe code for one syscall.
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     fs::read_to_string("/proc/self/status").is_ok_and(|status| {
         status
             .lines()
