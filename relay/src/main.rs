@@ -323,7 +323,10 @@ async fn migrate(from: String, to: String) -> anyhow::Result<()> {
     let target = Store::open(&to)
         .await
         .with_context(|| format!("opening {shown}"))?;
-    let copied = zedops_relay::store::copy::copy(&source, &target).await?;
+    let copied = zedops_relay::store::copy::copy(&source, &target).await;
+    source.close().await;
+    target.close().await;
+    let copied = copied?;
     for (table, rows) in &copied {
         eprintln!("{table}: {rows} rows");
     }
@@ -331,6 +334,20 @@ async fn migrate(from: String, to: String) -> anyhow::Result<()> {
         "copied {from} into {shown}; start the relays with --database (or ZEDOPS_DATABASE_URL)"
     );
     Ok(())
+}
+
+/// Runs `work` on the database `db`, then closes the database whatever `work` returned, before
+/// the command prints anything (a closed stdout ends the process at once): its last SQLite
+/// connection folds the WAL into the database file instead of being cut off by the exit, which
+/// left `relay.db-wal` and `relay.db-shm` beside the file after most commands.
+async fn with_store<T>(
+    db: &str,
+    work: impl AsyncFnOnce(&Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let store = Store::open(db).await?;
+    let result = work(&store).await;
+    store.close().await;
+    result
 }
 
 fn default_db() -> anyhow::Result<String> {
@@ -486,10 +503,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("{name:?} is not a valid user name: use 1 to 64 of A-Z a-z 0-9 . _ -");
             }
             let password = read_password(password_stdin, password_file)?;
-            Store::open(&db)
-                .await?
-                .add_user(&name, &password, role)
-                .await?;
+            with_store(&db, async |store| {
+                Ok(store.add_user(&name, &password, role).await?)
+            })
+            .await?;
             eprintln!("created {role} {name}");
             Ok(())
         }
@@ -502,26 +519,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let password = read_password(password_stdin, password_file)?;
-            let store = Store::open(&db).await?;
-            let ended = match store.set_password(&name, &password, None).await {
-                Ok(ended) => ended,
-                Err(zedops_relay::store::StoreError::NoSuchUser(_)) => bail!(
-                    "there is no user named {name:?}; create one with `zedops-relay user add {name} --role admin --password-stdin`"
-                ),
-                Err(e) => return Err(e.into()),
-            };
-            // Written from outside the relay's process: the audit names no session, only the
-            // command, and never the password.
-            store
-                .audit(zedops_relay::store::AuditEntry {
-                    user: Some("zedops-relay (local)"),
-                    operation: zedops_protocol::subject::USER_PASSWORD,
-                    result: "ok",
-                    target: Some(&name),
-                    detail: Some(&format!("{} session(s) ended", ended.len())),
-                    ..Default::default()
-                })
-                .await?;
+            let ended = with_store(&db, async |store| {
+                let ended = match store.set_password(&name, &password, None).await {
+                    Ok(ended) => ended,
+                    Err(zedops_relay::store::StoreError::NoSuchUser(_)) => bail!(
+                        "there is no user named {name:?}; create one with `zedops-relay user add {name} --role admin --password-stdin`"
+                    ),
+                    Err(e) => return Err(e.into()),
+                };
+                // Written from outside the relay's process: the audit names no session, only
+                // the command, and never the password.
+                store
+                    .audit(zedops_relay::store::AuditEntry {
+                        user: Some("zedops-relay (local)"),
+                        operation: zedops_protocol::subject::USER_PASSWORD,
+                        result: "ok",
+                        target: Some(&name),
+                        detail: Some(&format!("{} session(s) ended", ended.len())),
+                        ..Default::default()
+                    })
+                    .await?;
+                Ok(ended)
+            })
+            .await?;
             eprintln!(
                 "set a new password for {name}; ended {} device session(s) of theirs (they sign in again)",
                 ended.len()
@@ -547,10 +567,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                      https://relay.example.com or set ZEDOPS_PUBLIC_URL"
                 ),
             };
-            let token = Store::open(&db)
-                .await?
-                .create_registration_token(ttl)
-                .await?;
+            let token = with_store(&db, async |store| {
+                Ok(store.create_registration_token(ttl).await?)
+            })
+            .await?;
             match public_url {
                 Some(url) => {
                     if url.starts_with("http://") {
@@ -575,7 +595,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent {
             command: AgentCommand::List { json },
         } => {
-            let agents = Store::open(&db).await?.agents().await?;
+            let agents = with_store(&db, async |store| Ok(store.agents().await?)).await?;
             if json {
                 let list: Vec<_> = agents
                     .iter()
@@ -606,7 +626,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent {
             command: AgentCommand::Revoke { name_or_id },
         } => {
-            let agent = Store::open(&db).await?.revoke_agent(&name_or_id).await?;
+            let agent = with_store(&db, async |store| {
+                Ok(store.revoke_agent(&name_or_id).await?)
+            })
+            .await?;
             eprintln!("revoked agent {} ({})", agent.name, agent.id);
             Ok(())
         }

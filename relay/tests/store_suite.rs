@@ -597,3 +597,32 @@ async fn released_sqlite_migrations_keep_their_versions_and_checksums() {
         );
     }
 }
+
+/// Closing the store closes every connection, also one being given back to the pool at that
+/// moment, so on SQLite the last one folds the WAL into the database file and removes it: a
+/// stopped relay leaves one file to back up. sqlx's own close often left such a connection
+/// open, keeping the database open in the process; an admin command's write was then lost now
+/// and then (`zedops-relay agent revoke` undone by the next command).
+#[tokio::test]
+async fn closing_the_store_closes_every_connection_and_leaves_one_file() {
+    for round in 0..20 {
+        let db = sqlite().await;
+        // Several connections in use, given back as the store closes.
+        let asked = (0..8).map(|_| db.store.users());
+        for listed in futures_util::future::join_all(asked).await {
+            listed.unwrap();
+        }
+        db.store.close().await;
+        let dir = db.dir.as_ref().unwrap().path();
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(
+            files,
+            ["relay.db"],
+            "round {round}: a connection was left open"
+        );
+    }
+}

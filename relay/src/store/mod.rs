@@ -52,6 +52,8 @@ pub(crate) enum Backend {
 /// How long a request waits for a database connection before failing: a PostgreSQL server that
 /// is down fails requests within this, not after sqlx's default of 30 s.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`Store::close`] waits for connections still in use.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Whether `db` names a PostgreSQL database (`postgres://…` or `postgresql://…`).
 pub fn is_postgres(db: &str) -> bool {
@@ -305,8 +307,27 @@ impl Store {
         })
     }
 
-    /// Closes the pool (on SQLite, flushing the WAL).
+    /// Closes every connection (on SQLite the last one checkpoints the WAL into the database
+    /// file and removes it). sqlx's `Pool::close` can return with one connection left open: one
+    /// being given back to the pool as it closes lands in the idle queue after the last sweep.
+    /// Such a connection keeps the database open for the life of the process (its locks can
+    /// then be lost to any other open and close of the file in this process, after which another
+    /// process may remove the WAL under it), so close again until none is left, for at most
+    /// [`CLOSE_WAIT`].
     pub async fn close(&self) {
-        with_pool!(self, |pool| pool.close().await)
+        let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
+        with_pool!(self, |pool| {
+            pool.close().await;
+            while pool.size() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                pool.close().await;
+            }
+            if pool.size() > 0 {
+                tracing::warn!(
+                    connections = pool.size(),
+                    "database connections still in use after {CLOSE_WAIT:?}; closing without them"
+                );
+            }
+        })
     }
 }
