@@ -7,14 +7,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use zedops_protocol::{
-    AgentAuth, AgentForgetRequest, AgentForgotten, AgentWelcome, Envelope, ErrorReply,
-    PROTOCOL_VERSION, subject,
-};
+use zedops_protocol::{AgentForgetRequest, AgentForgotten, Envelope, ErrorReply, subject};
 use zedops_transport::{RelayUrl, TransportError};
 
 use crate::credentials::Credentials;
 use crate::docker::DockerClient;
+use crate::session::Identity;
 
 /// How long the whole exchange may take: uninstall must not hang on an unreachable relay.
 pub const FORGET_TIMEOUT: Duration = Duration::from_secs(15);
@@ -53,22 +51,13 @@ pub async fn forget(
         reason,
     };
     let exchange = async {
-        // No Docker engine is asked here: the relay only records what the hello says.
-        let info = crate::info::gather(&DockerClient::connect(None).await).await;
-        let (mut writer, mut reader) =
-            zedops_transport::connect(&relay.ws("/ws/agent"), tls).await?;
-        let auth = AgentAuth {
-            protocol_version: PROTOCOL_VERSION,
-            agent_id: credentials.agent_id.clone(),
-            token: credentials.token.clone(),
-            info,
-        };
-        let _: AgentWelcome = zedops_transport::hello(
-            &mut writer,
-            &mut reader,
-            subject::AGENT_AUTH,
-            &auth,
-            subject::AGENT_WELCOME,
+        // The running agent's hello. No container is touched here: the relay only records
+        // what the hello says.
+        let (mut writer, mut reader, _) = crate::session::hello(
+            &relay.ws("/ws/agent"),
+            &tls,
+            &Identity::Enrolled(credentials.clone()),
+            &DockerClient::connect(None).await,
         )
         .await?;
         let inbox = zedops_protocol::new_inbox_suffix(std::process::id());

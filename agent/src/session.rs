@@ -39,7 +39,7 @@ const OUTGOING_QUEUE: usize = 256;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Who the agent says it is in its hello.
-enum Identity {
+pub(crate) enum Identity {
     /// Stored credentials: `agent.auth`.
     Enrolled(Credentials),
     /// First start: `agent.register` with a single-use token.
@@ -264,7 +264,7 @@ fn identity(options: &AgentOptions, relay: &RelayUrl) -> anyhow::Result<Identity
 }
 
 /// Dials the relay and exchanges hellos.
-async fn hello(
+pub(crate) async fn hello(
     url: &str,
     tls: &Arc<rustls::ClientConfig>,
     identity: &Identity,
