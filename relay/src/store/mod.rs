@@ -161,12 +161,18 @@ fn private_file(path: &std::path::Path) -> std::io::Result<()> {
                 .mode(0o700)
                 .create(parent)?;
         }
-        std::fs::OpenOptions::new()
+        // An existing database is not opened here: closing a descriptor of it would drop the
+        // POSIX locks SQLite holds on it for any connection this process already has open.
+        match std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(false)
+            .create_new(true)
             .mode(0o600)
-            .open(path)?;
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
         let mut names = vec![path.as_os_str().to_owned()];
         for suffix in ["-wal", "-shm", "-journal"] {
             let mut name = path.as_os_str().to_owned();
