@@ -2,8 +2,7 @@
 //! with the same inputs leaves every file, its mtime included, untouched.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::Context;
@@ -33,34 +32,15 @@ pub fn write(path: &Path, content: &[u8], mode: u32, owner: Option<Owner>) -> an
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(err).with_context(|| format!("cannot inspect {}", path.display())),
     }
-    let dir = path
-        .parent()
-        .context("a file to install has a parent directory")?;
-    let name = path.file_name().context("a file to install has a name")?;
-    let temp = dir.join(format!(".{}.zedops-tmp", name.to_string_lossy()));
-    let attempt = || -> std::io::Result<()> {
-        // A temp file left by a crash may have other permissions; start afresh.
-        let _ = fs::remove_file(&temp);
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&temp)?;
-        file.write_all(content)?;
+    crate::replace::replace_with(path, content, Some(mode), |file| {
         // The umask may have taken bits off the mode given at creation.
         file.set_permissions(fs::Permissions::from_mode(mode))?;
-        file.sync_all()?;
         if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+            std::os::unix::fs::fchown(file, Some(uid), Some(gid))?;
         }
-        fs::rename(&temp, path)?;
-        fs::File::open(dir)?.sync_all()
-    };
-    attempt()
-        .inspect_err(|_| {
-            let _ = fs::remove_file(&temp);
-        })
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    })
+    .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(true)
 }
 
