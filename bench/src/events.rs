@@ -28,11 +28,7 @@ pub async fn run(cycles: usize, probe_list: bool) -> anyhow::Result<()> {
     let mut containers = TestContainers::new(&docker);
     let mut targets = Vec::new();
     for i in 0..4 {
-        targets.push(
-            containers
-                .create(&format!("e{i}"), &TestContainers::SLEEP_CMD, false)
-                .await,
-        );
+        targets.push(containers.created_sleeper(&format!("e{i}")).await);
     }
     let relay = TestRelay::builder().start().await;
     let agent = TestAgent::builder(&relay).name("bench").online().await;

@@ -16,9 +16,7 @@ pub async fn run(count: usize, rounds: usize) -> anyhow::Result<()> {
     let mut containers = TestContainers::new(&docker);
     // Created, not started: a list costs Docker the same, and 100 idle processes are not needed.
     for i in 0..count {
-        containers
-            .create(&format!("b{i}"), &TestContainers::SLEEP_CMD, false)
-            .await;
+        containers.created_sleeper(&format!("b{i}")).await;
     }
     let relay = TestRelay::builder().start().await;
     let agent = TestAgent::builder(&relay).name("bench").online().await;

@@ -147,9 +147,7 @@ async fn after_a_relay_restart_the_client_sees_what_docker_sees() {
     };
     let mut containers = TestContainers::new(&docker);
     let a = containers.sleeper("a").await;
-    let b = containers
-        .create("b", &TestContainers::SLEEP_CMD, false)
-        .await;
+    let b = containers.created_sleeper("b").await;
     let prefix = a.trim_end_matches("-a").to_string();
     let relay = TestRelay::builder().start().await;
     let _agent = TestAgent::builder(&relay).name("live-2").online().await;

@@ -27,9 +27,7 @@ async fn enrols_lists_and_drives_real_containers() {
     };
     let mut containers = TestContainers::new(&docker);
     let running = containers.sleeper("run").await;
-    let stopped = containers
-        .create("stopped", &TestContainers::SLEEP_CMD, false)
-        .await;
+    let stopped = containers.created_sleeper("stopped").await;
 
     let relay = TestRelay::builder().start().await;
     let data = tempfile::tempdir().unwrap();

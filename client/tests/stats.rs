@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use zedops_testkit::{Served, TestContainers};
+use zedops_testkit::Served;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -80,10 +80,8 @@ async fn stats_show_a_busy_container_and_stream_until_cancelled() {
 
 #[tokio::test]
 async fn stats_of_a_stopped_container_are_refused_not_zero() {
-    let Some((served, stopped)) = Served::open("stats-2", async |c| {
-        c.create("idle", &TestContainers::SLEEP_CMD, false).await
-    })
-    .await
+    let Some((served, stopped)) =
+        Served::open("stats-2", async |c| c.created_sleeper("idle").await).await
     else {
         return;
     };

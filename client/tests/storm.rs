@@ -228,9 +228,7 @@ async fn storm(containers: &mut TestContainers, names: &[String]) {
     });
     join_all(removals).await;
     for i in 0..10 {
-        containers
-            .create(&format!("new-{i}"), &TestContainers::SLEEP_CMD, false)
-            .await;
+        containers.created_sleeper(&format!("new-{i}")).await;
     }
 }
 
@@ -290,9 +288,7 @@ async fn an_event_storm_is_coalesced_without_refusals_and_the_client_converges()
     for attempt in 0.. {
         assert!(attempt < 40, "Docker's event stream never opened");
         let probe = format!("{}-{attempt}", PROBE.trim_matches('-'));
-        probes
-            .create(&probe, &TestContainers::SLEEP_CMD, false)
-            .await;
+        probes.created_sleeper(&probe).await;
         if tokio::time::timeout(Duration::from_millis(250), subscribed.notified())
             .await
             .is_ok()

@@ -178,6 +178,11 @@ impl TestContainers {
         self.create(suffix, &Self::SLEEP_CMD, true).await
     }
 
+    /// A long-running container, created but not started (Docker's state `created`).
+    pub async fn created_sleeper(&mut self, suffix: &str) -> String {
+        self.create(suffix, &Self::SLEEP_CMD, false).await
+    }
+
     /// Docker's own view of a container's state (`running`, `exited`, …).
     pub async fn state(&self, name: &str) -> String {
         self.inspected_state(name)
