@@ -30,21 +30,19 @@ async fn enrols_lists_and_drives_real_containers() {
     let stopped = containers.created_sleeper("stopped").await;
 
     let relay = TestRelay::builder().start().await;
-    let data = tempfile::tempdir().unwrap();
-    // A directory the agent creates itself, as on a fresh server.
-    let agent_dir = data.path().join("agent");
-    let agent = TestAgent::builder(&relay)
-        .name("server-1")
-        .data_dir(agent_dir.as_path())
-        .online()
-        .await;
+    // Its data directory, the builder's, is one the agent creates itself, as on a fresh server.
+    let agent = TestAgent::builder(&relay).name("server-1").online().await;
 
     // Credentials are private to the agent's user.
     use std::os::unix::fs::PermissionsExt;
     let creds = std::fs::metadata(agent.wait_credentials().await).expect("credentials stored");
     assert_eq!(creds.permissions().mode() & 0o777, 0o600);
     assert_eq!(
-        std::fs::metadata(&agent_dir).unwrap().permissions().mode() & 0o777,
+        std::fs::metadata(&agent.data_dir)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
         0o700
     );
 
