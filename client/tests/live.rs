@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
 use zedops_client::{ClientEvent, ContainerAction, ContainerEvent};
 use zedops_protocol::{Container, Operation, PROTOCOL_VERSION, Role, subject};
-use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
+use zedops_testkit::{Served, TestContainers, TestRelay};
 
 /// Generous: these are liveness deadlines, not performance assertions.
 const WAIT: Duration = Duration::from_secs(20);
@@ -142,16 +142,15 @@ async fn docker_picture(
 
 #[tokio::test]
 async fn after_a_relay_restart_the_client_sees_what_docker_sees() {
-    let Some(docker) = require_docker().await else {
+    let Some((mut s, (a, b))) = Served::open("live-2", async |c| {
+        (c.sleeper("a").await, c.created_sleeper("b").await)
+    })
+    .await
+    else {
         return;
     };
-    let mut containers = TestContainers::new(&docker);
-    let a = containers.sleeper("a").await;
-    let b = containers.created_sleeper("b").await;
     let prefix = a.trim_end_matches("-a").to_string();
-    let relay = TestRelay::builder().start().await;
-    let _agent = TestAgent::builder(&relay).name("live-2").online().await;
-    let client = relay.client("rita", Role::Viewer).await;
+    let client = &s.client;
     let mut events = client.events();
     client.subscribe(None).await.unwrap();
     let mut picture = Picture::default();
@@ -160,25 +159,25 @@ async fn after_a_relay_restart_the_client_sees_what_docker_sees() {
 
     // The relay goes away; meanwhile containers change.
     let relay = {
-        let stopped = relay.stop().await;
-        containers
+        let stopped = s.relay.stop().await;
+        s.containers
             .docker()
             .stop_container(&a, None::<bollard::query_parameters::StopContainerOptions>)
             .await
             .unwrap();
-        containers
+        s.containers
             .docker()
             .start_container(&b, None::<bollard::query_parameters::StartContainerOptions>)
             .await
             .unwrap();
-        let c = containers.sleeper("c").await;
+        let c = s.containers.sleeper("c").await;
         let relay = stopped.builder().start().await;
         (relay, c)
     };
     let (relay, c) = relay;
 
     // Pushes alone (plus a list on reconnect, as the app does) bring the picture back to Docker's.
-    let truth = docker_picture(&containers, &[&a, &b, &c]).await;
+    let truth = docker_picture(&s.containers, &[&a, &b, &c]).await;
     assert_eq!(truth[&a], "exited");
     let deadline = tokio::time::Instant::now() + WAIT;
     while picture.0 != truth {

@@ -19,13 +19,13 @@ pub struct Served {
 
 impl Served {
     /// Opens a test: requires Docker (`None` when it is missing outside CI: the test skips; see
-    /// [`require_docker`]), has `make` create the test's container, then starts a relay and an
-    /// agent named `agent` that sees it from its first listing, with a viewer signed in.
-    /// Returns the container's name beside the rest.
-    pub async fn open(
+    /// [`require_docker`]), has `make` create the test's containers, then starts a relay and an
+    /// agent named `agent` that sees them from its first listing, with a viewer signed in.
+    /// Returns what `make` returned (the containers' names) beside the rest.
+    pub async fn open<T>(
         agent: &str,
-        make: impl AsyncFnOnce(&mut TestContainers) -> String,
-    ) -> Option<(Self, String)> {
+        make: impl AsyncFnOnce(&mut TestContainers) -> T,
+    ) -> Option<(Self, T)> {
         let docker = require_docker().await?;
         let mut containers = TestContainers::new(&docker);
         let container = make(&mut containers).await;
