@@ -4,7 +4,7 @@
 //! is left inside the container's root filesystem.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -18,6 +18,7 @@ use crate::console::{SessionInbox, Sessions};
 use crate::docker::DockerClient;
 use crate::docker::archive::{Owner, tar_header, tar_trailer};
 use crate::outbox::send;
+use crate::unix_time::now;
 
 /// How long a listing may read the directory's archive before it answers with what it has
 /// (`truncated`); the relay waits 30 s for an answer.
@@ -187,12 +188,6 @@ async fn parent_dir(
             format!("the directory {parent} does not exist; make it first"),
         )),
     }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl Sessions {

@@ -26,6 +26,7 @@ mod session;
 pub mod status;
 mod streams;
 mod text;
+pub mod unix_time;
 pub mod update_check;
 
 use std::future::Future;

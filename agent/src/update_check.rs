@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::{Mutex, mpsc, watch};
@@ -115,7 +115,7 @@ impl UpdateChecker {
             .iter()
             .map(|u| ((u.container.as_str(), u.new_digest.as_str()), u.found_at))
             .collect();
-        let now = now();
+        let now = crate::unix_time::now() as i64;
         let checked: Vec<Checked> = futures_util::stream::iter(by_reference)
             .map(|(reference, containers)| self.check_reference(reference, containers))
             .buffer_unordered(REGISTRY_CALLS)
@@ -284,12 +284,6 @@ fn jitter(interval: Duration) -> Duration {
     use std::hash::BuildHasher;
     let random = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
     interval.mul_f64((random % 10_000) as f64 / 10_000.0)
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn load(data_dir: &Path) -> Option<UpdateState> {

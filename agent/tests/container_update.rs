@@ -600,7 +600,7 @@ async fn an_interrupted_update_is_undone_or_finished_at_the_next_start() {
         image: first.clone(),
         new_id: new_id.map(str::to_string),
         stage,
-        started_at: journal::now(),
+        started_at: zedops_agent::unix_time::now(),
     };
 
     // Killed after the rename, stop and create, before the new one was healthy: undone.

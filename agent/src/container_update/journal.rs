@@ -108,14 +108,6 @@ pub fn list(data_dir: &Path) -> (Vec<Entry>, Vec<(PathBuf, String)>) {
     (entries, unreadable)
 }
 
-/// Seconds since the Unix epoch.
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -170,7 +170,7 @@ pub async fn run(
             image: image.clone(),
             new_id: None,
             stage: Stage::Started,
-            started_at: journal::now(),
+            started_at: crate::unix_time::now(),
         },
         old,
         health_timeout: request.health_timeout(),

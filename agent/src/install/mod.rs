@@ -12,7 +12,7 @@ pub mod unit;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use zedops_protocol::MAX_TOKEN_LEN;
@@ -512,7 +512,7 @@ fn start_service(
     system.run("systemctl", &["enable", SERVICE])?;
     // A changed binary, configuration or group membership takes effect only on a restart.
     let action = if changed { "restart" } else { "start" };
-    let started_at = unix_now().saturating_sub(1);
+    let started_at = crate::unix_time::now().saturating_sub(1);
     if system.is_live() {
         // A process that will start now writes a new status; an old one (a refusal from the
         // last attempt) must not be mistaken for its answer.
@@ -604,13 +604,6 @@ fn wait_connected(
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Creates the directories a file goes into (in a prefix, none exist yet).

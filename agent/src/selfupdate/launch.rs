@@ -17,8 +17,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::store::{Installed, Store, now};
+use super::store::{Installed, Store};
 use crate::status::{self, Status};
+use crate::unix_time::now;
 
 /// Set in the installed build's environment by the launcher, to the launcher's path: tells the
 /// build that it is the update (it must not launch again) and where to restart through.

@@ -332,7 +332,7 @@ impl Updater {
         tracing::info!(to = %order.version, "agent update: verified; installing");
         let installed = Installed {
             version: order.version.clone(),
-            installed_at: store::now(),
+            installed_at: crate::unix_time::now(),
             revert_after_secs: self.revert_after.as_secs(),
             confirmed: false,
             allow_older: order.allow_downgrade,
