@@ -13,11 +13,12 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
+use zedops_testkit::registry::free_port;
 use zedops_testkit::{TestNats, TestPostgres};
 
 use crate::fake_peer;
 use crate::process::{UNLIMITED_ROUTING, seed_load};
-use crate::stats::{free_port, ms, percentile, rss_kib, verdict};
+use crate::stats::{ms, percentile, rss_kib, verdict};
 
 /// What to run: `agents` simulated agents, `rounds` timed requests of each kind, `seconds` of
 /// pipelined load on each path.

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use zedops_testkit::process::KillOnDrop;
 use zedops_testkit::{TestRelay, require_docker};
 
 use crate::fake_peer;
-use crate::process::{Reaper, run_agent, serve_relay};
+use crate::process::{run_agent, serve_relay};
 use crate::stats::{rss_kib, verdict};
 
 /// The release agent as its own process, enrolled on `relay` as `name` with its data in `dir`;
@@ -19,7 +20,7 @@ pub async fn spawn_agent(
     relay: &TestRelay,
     name: &str,
     dir: &Path,
-) -> anyhow::Result<Reaper> {
+) -> anyhow::Result<KillOnDrop> {
     let token_file = dir.join("token");
     std::fs::write(&token_file, relay.registration_token().await)?;
     let child = run_agent(binary, &relay.url, name, &token_file, &dir.join("data"))?;

@@ -3,14 +3,15 @@
 //! however it ends.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
-use crate::stats::free_port;
+use zedops_testkit::process::KillOnDrop;
+use zedops_testkit::registry::free_port;
 
 /// Relay options that lift the per-connection message rate and the per-agent limits, for the
 /// benchmarks whose load is routing itself: a few pipelined connections would otherwise hit
@@ -52,20 +53,14 @@ pub async fn seed_load(database: &str, agents: usize) -> anyhow::Result<(Vec<Str
     Ok((tokens, device))
 }
 
-/// Kills the child process when dropped, so a failed benchmark leaves nothing running.
-pub struct Reaper(pub Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the relay `binary` serving the SQLite database `db` on a free loopback port, with
 /// `args` after the usual ones and warnings only in its log, and waits (up to 10 s) until it
 /// listens. Returns the process and its port.
-pub async fn serve_relay(binary: &Path, db: &str, args: &[&str]) -> anyhow::Result<(Reaper, u16)> {
+pub async fn serve_relay(
+    binary: &Path,
+    db: &str,
+    args: &[&str],
+) -> anyhow::Result<(KillOnDrop, u16)> {
     let port = free_port();
     let child = Command::new(binary)
         .args([
@@ -85,7 +80,7 @@ pub async fn serve_relay(binary: &Path, db: &str, args: &[&str]) -> anyhow::Resu
                 binary.display()
             )
         })?;
-    let relay = Reaper(child);
+    let relay = KillOnDrop(child);
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -106,7 +101,7 @@ pub fn run_agent(
     name: &str,
     token_file: &Path,
     data_dir: &Path,
-) -> anyhow::Result<Reaper> {
+) -> anyhow::Result<KillOnDrop> {
     let child = Command::new(binary)
         .args(["run", "--relay", relay_url, "--name", name, "--token-file"])
         .arg(token_file)
@@ -121,5 +116,5 @@ pub fn run_agent(
                 binary.display()
             )
         })?;
-    Ok(Reaper(child))
+    Ok(KillOnDrop(child))
 }

@@ -41,15 +41,6 @@ pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// A free port on loopback (bound then released) for a relay started as a separate process.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// How a figure stands against its target, for the benchmarks' printout.
 pub fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT MET" }
