@@ -4,9 +4,7 @@
 
 use bollard::Docker;
 use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, RemoveContainerOptions,
-};
+use bollard::query_parameters::{InspectContainerOptions, RemoveContainerOptions};
 
 /// The image `scripts/setup` imports from busybox-static; nothing can be pulled here.
 pub const TEST_IMAGE: &str = "zedops-test/busybox:latest";
@@ -139,24 +137,9 @@ impl TestContainers {
         body.labels
             .get_or_insert_with(Default::default)
             .insert(TEST_LABEL.to_string(), "1".to_string());
-        let options = CreateContainerOptions {
-            name: Some(name.clone()),
-            ..Default::default()
-        };
-        self.docker
-            .create_container(Some(options), body)
-            .await
-            .expect("create test container");
+        // Removed on drop even when creating or starting it fails half way.
         self.names.push(name.clone());
-        if start {
-            self.docker
-                .start_container(
-                    &name,
-                    None::<bollard::query_parameters::StartContainerOptions>,
-                )
-                .await
-                .expect("start test container");
-        }
+        create_named(&self.docker, &name, body, start).await;
         name
     }
 
