@@ -12,13 +12,12 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::models::{ContainerConfig, ContainerCreateBody};
 use bollard::query_parameters::{
-    CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, PushImageOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, StartContainerOptions,
-    TagImageOptionsBuilder, WaitContainerOptions,
+    CommitContainerOptionsBuilder, PushImageOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder, TagImageOptionsBuilder, WaitContainerOptions,
 };
 use futures_util::StreamExt;
 
-use crate::docker::{TEST_IMAGE, unique_name};
+use crate::docker::{TEST_IMAGE, create_named, labelled, unique_name};
 
 /// The binary Debian's `docker-registry` package installs.
 pub const REGISTRY_BINARY: &str = "docker-registry";
@@ -212,20 +211,10 @@ impl TestRegistry {
         tag: &str,
     ) -> String {
         let body = ContainerCreateBody {
-            image: Some(TEST_IMAGE.to_string()),
             cmd: Some(cmd.to_vec()),
-            labels: Some([(crate::docker::TEST_LABEL.to_string(), "1".to_string())].into()),
-            ..Default::default()
+            ..labelled(TEST_IMAGE, None)
         };
-        let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        docker
-            .create_container(Some(options), body)
-            .await
-            .unwrap_or_else(|e| panic!("create the build container {name}: {e}"));
-        docker
-            .start_container(&name, None::<StartContainerOptions>)
-            .await
-            .unwrap_or_else(|e| panic!("start the build container {name}: {e}"));
+        create_named(docker, &name, body, true).await;
         let mut wait = docker.wait_container(&name, None::<WaitContainerOptions>);
         while let Some(status) = wait.next().await {
             status.unwrap_or_else(|e| panic!("the build container {name} ran: {e}"));
