@@ -9,12 +9,13 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
 use zedops_client::{ClientEvent, ContainerAction, ContainerEvent};
 use zedops_protocol::{Container, Operation, PROTOCOL_VERSION, Role, subject};
+use zedops_testkit::wire::{FakeAgent, Ws, hello, next_text, send};
 use zedops_testkit::{Served, TestContainers, TestRelay};
 
 /// Generous: these are liveness deadlines, not performance assertions.
@@ -206,20 +207,9 @@ async fn after_a_relay_restart_the_client_sees_what_docker_sees() {
     drop(relay);
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
+/// The next text frame, which must come within the liveness deadline.
 async fn next_frame(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a frame within the deadline")
-            .expect("connection open")
-            .expect("readable frame");
-        if let Message::Text(text) = msg {
-            return serde_json::from_str(text.as_str()).expect("JSON");
-        }
-    }
+    next_text(ws).await.expect("a frame within the deadline")
 }
 
 /// A client that subscribes to the fleet and then reads nothing, with a tiny receive buffer so
@@ -233,26 +223,12 @@ async fn stalled_client(relay: &TestRelay, token: &str) -> Ws {
         tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
             .await
             .unwrap();
-    let hello = json!({"subject": "client.hello", "data": {"protocolVersion": PROTOCOL_VERSION, "token": token}});
-    ws.send(Message::text(hello.to_string())).await.unwrap();
-    assert_eq!(next_frame(&mut ws).await["subject"], "client.welcome");
+    let frame = json!({"subject": "client.hello", "data": {"protocolVersion": PROTOCOL_VERSION, "token": token}});
+    hello(&mut ws, frame, "client.welcome").await;
     let subscribe =
         json!({"subject": subject::EVENT_SUBSCRIBE, "reply": "_INBOX.stalled", "data": {}});
-    ws.send(Message::text(subscribe.to_string())).await.unwrap();
+    send(&mut ws, subscribe).await;
     assert_eq!(next_frame(&mut ws).await["subject"], "_INBOX.stalled");
-    ws
-}
-
-/// An agent speaking the real protocol that pushes events as fast as the relay takes them: the
-/// real agent cannot make Docker produce thousands of events quickly.
-async fn pushing_agent(relay: &TestRelay) -> Ws {
-    let url = format!("ws://{}/ws/agent", relay.addr);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let hello = json!({"subject": "agent.register", "data": {
-        "protocolVersion": PROTOCOL_VERSION, "registrationToken": relay.registration_token().await,
-        "name": "pusher", "info": {"version": "test", "os": "linux", "arch": "x86_64"}}});
-    ws.send(Message::text(hello.to_string())).await.unwrap();
-    assert_eq!(next_frame(&mut ws).await["subject"], "agent.welcome");
     ws
 }
 
@@ -300,7 +276,12 @@ async fn a_stalled_client_loses_only_its_own_events() {
     let reader = relay.client("fast", Role::Viewer).await;
     let mut events = reader.events();
     reader.subscribe(None).await.unwrap();
-    let mut agent = pushing_agent(&relay).await;
+    // An agent speaking the real protocol that pushes events as fast as the relay takes them:
+    // the real agent cannot make Docker produce thousands of events quickly.
+    let mut agent = FakeAgent::enrol(&relay, "pusher")
+        .await
+        .expect("agent.welcome")
+        .ws;
 
     // Batches paced by the reading client, so only the stalled one can fall behind.
     let mut seen = 0i64;

@@ -6,12 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 use zedops_client::{Client, ClientEvent};
 use zedops_protocol::{Role, subject};
 use zedops_relay::policy::{self, CLIENT_SUBJECTS};
+use zedops_testkit::wire::{FakeAgent, dial, next_text, send};
 use zedops_testkit::{TEST_PASSWORD, TestAgent, TestRelay};
 
 /// A fresh relay and a client of its admin `root`.
@@ -560,55 +559,22 @@ async fn registration_tokens_are_listed_without_secrets_and_revocable() {
     agent.stop().await.unwrap();
 }
 
-/// An agent's WebSocket to the relay driven by hand, frame by frame, as JSON.
-struct RawAgent {
-    ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-}
-
-impl RawAgent {
-    /// Connects and sends an `agent.auth` hello for `agent_id` with `token`; returns the
-    /// connection and the relay's first answer.
-    async fn auth(relay: &TestRelay, agent_id: &str, token: &str) -> (Self, Value) {
-        let url = format!("ws://{}/ws/agent", relay.addr);
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        let mut agent = Self { ws };
-        agent
-            .send(json!({"subject": "agent.auth", "data": {
-                "protocolVersion": zedops_protocol::PROTOCOL_VERSION, "agentId": agent_id,
-                "token": token, "info": {"version": "0", "os": "linux", "arch": "x86_64"}}}))
-            .await;
-        let answer = agent.recv().await;
-        (agent, answer)
-    }
-
-    /// Sends `frame` as a text message.
-    async fn send(&mut self, frame: Value) {
-        self.ws
-            .send(Message::text(frame.to_string()))
-            .await
-            .unwrap();
-    }
-
-    /// The next text frame from the relay, within 10 s.
-    async fn recv(&mut self) -> Value {
-        loop {
-            let msg = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
-                .await
-                .expect("answer within 10 s")
-                .expect("an answer")
-                .unwrap();
-            if let Message::Text(text) = msg {
-                return serde_json::from_str(text.as_str()).unwrap();
-            }
-        }
-    }
-}
-
 /// Sends an `agent.auth` hello by hand and returns the relay's first answer.
 async fn raw_agent_auth(relay: &TestRelay, agent_id: &str, token: &str) -> Value {
-    RawAgent::auth(relay, agent_id, token).await.1
+    let mut ws = dial(relay, "/ws/agent").await;
+    let hello = json!({"subject": "agent.auth", "data": {
+        "protocolVersion": zedops_protocol::PROTOCOL_VERSION, "agentId": agent_id,
+        "token": token, "info": {"version": "0", "os": "linux", "arch": "x86_64"}}});
+    send(&mut ws, hello).await;
+    next_text(&mut ws).await.expect("an answer within 10 s")
+}
+
+/// Sends `frame` as `agent` and returns the relay's next frame: its answer.
+async fn ask(agent: &mut FakeAgent, frame: Value) -> Value {
+    agent.send(frame).await;
+    next_text(&mut agent.ws)
+        .await
+        .expect("an answer within 10 s")
 }
 
 /// `agent.forget` revokes the sending agent and no other: a frame naming another agent is
@@ -624,23 +590,25 @@ async fn an_agent_can_forget_itself_and_no_other() {
     leaver.stop().await.unwrap();
     relay.wait_agent("leaver", false).await;
 
-    let (mut ws, welcome) = RawAgent::auth(&relay, &id, &token).await;
-    assert_eq!(welcome["subject"], "agent.welcome");
+    // Back with its stored credentials (welcomed: checked by FakeAgent::auth).
+    let mut back = FakeAgent::auth(&relay, &id, &token).await;
     // Naming another agent is not a thing the subject takes.
-    ws.send(json!({"subject": "agent.forget", "reply": "_INBOX.a", "data": {"agentId": keep_id}}))
-        .await;
-    let refused = ws.recv().await;
+    let refused = ask(
+        &mut back,
+        json!({"subject": "agent.forget", "reply": "_INBOX.a", "data": {"agentId": keep_id}}),
+    )
+    .await;
     assert_eq!(refused["subject"], "_INBOX.a");
     assert_eq!(refused["data"]["errorCode"], "INVALID_REQUEST", "{refused}");
-    ws.send(json!({"subject": "agent.forget", "data": {}}))
-        .await;
-    let refused = ws.recv().await;
+    let refused = ask(&mut back, json!({"subject": "agent.forget", "data": {}})).await;
     assert_eq!(refused["data"]["errorCode"], "INVALID_REQUEST", "{refused}");
     assert_eq!(relay.agent_names().await.len(), 2, "nothing forgotten yet");
 
-    ws.send(json!({"subject": "agent.forget", "reply": "_INBOX.b", "data": {}}))
-        .await;
-    let forgotten = ws.recv().await;
+    let forgotten = ask(
+        &mut back,
+        json!({"subject": "agent.forget", "reply": "_INBOX.b", "data": {}}),
+    )
+    .await;
     assert_eq!(forgotten["subject"], "_INBOX.b");
     assert_eq!(forgotten["data"], json!({"agentId": id, "name": "leaver"}));
     assert_eq!(relay.agent_names().await, ["keeper"]);
