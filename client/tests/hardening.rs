@@ -8,13 +8,13 @@ mod support;
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use zedops_client::{Client, ClientEvent, LogsOptions, Operation};
-use zedops_protocol::{PROTOCOL_VERSION, Role};
+use zedops_protocol::Role;
 use zedops_relay::Limits;
-use zedops_testkit::wire::{FakeAgent, LIVENESS, next_text};
+use zedops_testkit::wire::{FakeAgent, LIVENESS, client_hello, next_text, send};
 use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
 
 fn row(name: &str) -> Value {
@@ -401,28 +401,10 @@ async fn a_stalled_viewer_gets_each_line_or_its_count_and_always_the_end() {
     let relay = TestRelay::builder().start().await;
     let mut agent = FakeAgent::enrol(&relay, "flooder").await.unwrap();
     let token = relay.login("viewer", Role::Viewer).await;
-    let mut viewer = tokio_tungstenite::connect_async(format!("ws://{}/ws/client", relay.addr))
-        .await
-        .unwrap()
-        .0;
-    viewer
-        .send(Message::text(
-            json!({"subject": "client.hello", "data": {"protocolVersion": PROTOCOL_VERSION, "token": token}}).to_string(),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(
-        next_text(&mut viewer).await.unwrap()["subject"],
-        "client.welcome"
-    );
-    viewer
-        .send(Message::text(
-            json!({"subject": "container.logs", "reply": "_INBOX.logs",
-                "data": {"agentId": "flooder", "containerId": "web", "follow": true}})
-            .to_string(),
-        ))
-        .await
-        .unwrap();
+    let mut viewer = client_hello(&relay, &token).await;
+    let follow = json!({"subject": "container.logs", "reply": "_INBOX.logs",
+        "data": {"agentId": "flooder", "containerId": "web", "follow": true}});
+    send(&mut viewer, follow).await;
     let request = agent.request().await.unwrap();
     let inbox = request["reply"].as_str().unwrap().to_string();
 
