@@ -58,8 +58,7 @@ struct Scene {
 /// engine or registry is missing outside CI.
 async fn scene(build: Build) -> Option<Scene> {
     let serial = ONE_AT_A_TIME.lock().await;
-    let docker = zedops_testkit::require_docker().await?;
-    let registry = TestRegistry::start().await?;
+    let (docker, registry) = zedops_testkit::registry::docker_and_registry().await?;
     let setup = Setup {
         docker,
         client: DockerClient::connect(None).await,

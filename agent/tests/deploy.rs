@@ -26,8 +26,7 @@ use zedops_testkit::docker::{Cleanup, TEST_IMAGE};
 use zedops_testkit::registry::{TestRegistry, free_port};
 
 async fn setup() -> Option<(Docker, DockerClient, TestRegistry)> {
-    let docker = zedops_testkit::require_docker().await?;
-    let registry = TestRegistry::start().await?;
+    let (docker, registry) = zedops_testkit::registry::docker_and_registry().await?;
     Some((docker, DockerClient::connect(None).await, registry))
 }
 

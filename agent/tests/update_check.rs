@@ -9,7 +9,6 @@ use bollard::models::ContainerCreateBody;
 use zedops_agent::docker::DockerClient;
 use zedops_agent::update_check::{STATE_FILE, UpdateChecker};
 use zedops_testkit::docker::{Cleanup, TEST_IMAGE, create_named, labelled, pull};
-use zedops_testkit::registry::TestRegistry;
 
 /// Creates (without starting) container `name` from `image` running `sleep 300`, with
 /// `zedops.update=<label>` when given.
@@ -23,10 +22,7 @@ async fn sleeper(docker: &Docker, name: &str, image: &str, label: Option<&str>) 
 
 #[tokio::test]
 async fn a_new_build_under_the_same_tag_is_listed_with_both_digests() {
-    let Some(docker) = zedops_testkit::require_docker().await else {
-        return;
-    };
-    let Some(registry) = TestRegistry::start().await else {
+    let Some((docker, registry)) = zedops_testkit::registry::docker_and_registry().await else {
         return;
     };
     let suffix = format!("{:08x}", rand::random::<u32>());

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use zedops_protocol::{PROTOCOL_VERSION, Role};
 use zedops_testkit::process::{rss_kib, seed_database, serve_relay};
-use zedops_testkit::wire::{Ws, send};
+use zedops_testkit::wire::{self, Ws, send};
 
 /// Log chunks the agent sends: as in the review that found the relay at 1.3 GiB.
 const CHUNKS: usize = 1_500;
@@ -31,16 +31,9 @@ async fn dial(addr: &str, path: &str) -> Ws {
 }
 
 async fn next_text(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("an answer within 10 s")
-            .expect("open")
-            .expect("readable");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(t.as_str()).unwrap();
-        }
-    }
+    wire::next_frame(ws)
+        .await
+        .expect("the connection stays open")
 }
 
 /// A client connection to `addr`, signed in with `token` (welcomed).

@@ -12,6 +12,8 @@ pub use clients::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use zedops_testkit::registry::free_port;
+
 /// A relay running as a process of its own (the built binary), so that a kill is a real one:
 /// no goodbye to its agents, clients or the other relays.
 pub struct RelayProcess {
@@ -112,15 +114,6 @@ impl Drop for RelayProcess {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// A free loopback TCP port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Status code of a plain GET (0 when nothing answers).
