@@ -87,6 +87,7 @@ impl std::fmt::Debug for InstallOptions {
             .field("start", &self.start)
             .field("ca_file", &self.ca_file)
             .field("insecure", &self.insecure)
+            .field("trusted_key", &self.trusted_key)
             .field("binary", &self.binary)
             .field("wait", &self.wait)
             .finish()
