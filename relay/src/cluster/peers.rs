@@ -789,11 +789,8 @@ impl Cluster {
             return true;
         }
         let superseded = self
-            .presence
-            .lock()
-            .expect("presence lock")
-            .get(&link.id)
-            .is_some_and(|h| h.since_ms > link.connected_ms);
+            .held(&link.id, |h| h.since_ms)
+            .is_some_and(|since| since > link.connected_ms);
         if superseded || link.tx.is_closed() {
             return false;
         }
@@ -871,13 +868,19 @@ impl Cluster {
         link
     }
 
-    /// Whether the relay holding `agent` reads batches, as far as this relay knows.
-    fn holder_reads_batches(&self, agent: &str) -> bool {
+    /// What `read` takes from this relay's knowledge of another relay holding `agent`, if one
+    /// does.
+    fn held<T>(&self, agent: &str, read: impl FnOnce(&Held) -> T) -> Option<T> {
         self.presence
             .lock()
             .expect("presence lock")
             .get(agent)
-            .is_some_and(|h| h.batches)
+            .map(read)
+    }
+
+    /// Whether the relay holding `agent` reads batches, as far as this relay knows.
+    fn holder_reads_batches(&self, agent: &str) -> bool {
+        self.held(agent, |h| h.batches).unwrap_or(false)
     }
 
     /// Carries the frames queued on a stand-in to the relay holding its agent, in order.
@@ -993,12 +996,7 @@ impl Cluster {
                 .client
                 .request_with_headers(subject.clone(), headers, payload);
             // The relay this batch goes to, as far as this relay knows.
-            let holder: Option<Arc<str>> = self
-                .presence
-                .lock()
-                .expect("presence lock")
-                .get(&link.id)
-                .map(|h| h.relay.as_str().into());
+            let holder: Option<Arc<str>> = self.held(&link.id, |h| h.relay.as_str().into());
             let gone = stand_in.gone.subscribe();
             in_flight.push_back(async move {
                 let outcome = tokio::select! {
@@ -1147,12 +1145,7 @@ impl Peers for Cluster {
             tokio::spawn(me.clone().hold(link.clone(), stop_rx));
             // It connected here from another relay: is that one still there to answer what
             // it took for the agent?
-            let before = self
-                .presence
-                .lock()
-                .expect("presence lock")
-                .get(&link.id)
-                .map(|h| h.relay.clone());
+            let before = self.held(&link.id, |h| h.relay.clone());
             if let Some(before) = before
                 && self.stand_in_of(&link.id).is_some()
             {
@@ -1175,11 +1168,8 @@ impl Peers for Cluster {
             return false;
         }
         let elsewhere = self
-            .presence
-            .lock()
-            .expect("presence lock")
-            .get(&link.id)
-            .is_some_and(|h| h.since_ms >= link.connected_ms);
+            .held(&link.id, |h| h.since_ms)
+            .is_some_and(|since| since >= link.connected_ms);
         if !elsewhere {
             self.announce(link, false);
         }
