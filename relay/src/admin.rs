@@ -32,13 +32,11 @@ async fn audit(
     agent_id: Option<&str>,
 ) -> Result<(), ErrorReply> {
     let entry = AuditEntry {
-        user: Some(&session.user),
-        session_id: Some(&session.id),
         agent_id,
         operation,
-        result: "ok",
-        ..Default::default()
-    };
+        ..AuditEntry::by(session)
+    }
+    .ended(None);
     Ok(state.store.audit(entry).await?)
 }
 
@@ -52,15 +50,12 @@ pub(crate) async fn audit_change(
     error: Option<&ErrorReply>,
 ) -> Result<(), ErrorReply> {
     let entry = AuditEntry {
-        user: Some(&session.user),
-        session_id: Some(&session.id),
         operation,
-        result: if error.is_none() { "ok" } else { "failed" },
-        error_code: error.map(|e| e.error_code.as_str()),
         target: Some(target),
         detail,
-        ..Default::default()
-    };
+        ..AuditEntry::by(session)
+    }
+    .ended(error);
     Ok(state.store.audit(entry).await?)
 }
 
@@ -421,14 +416,11 @@ pub(crate) async fn rotate_agent(
         Err((id, error)) => (id, String::new(), Some(error)),
     };
     let entry = AuditEntry {
-        user: Some(&session.user),
-        session_id: Some(&session.id),
         agent_id: Some(agent_id.as_deref().unwrap_or(&request.agent_id)),
         operation: subject::AGENT_ROTATE,
-        result: if error.is_none() { "ok" } else { "failed" },
-        error_code: error.as_ref().map(|e| e.error_code.as_str()),
-        ..Default::default()
-    };
+        ..AuditEntry::by(session)
+    }
+    .ended(error.as_ref());
     state.store.audit(entry).await?;
     match error {
         Some(error) => Err(error),

@@ -343,7 +343,7 @@ async fn audited_agent(
                 operation: what.operation,
                 result: "failed",
                 error_code: Some(error.error_code.as_str()),
-                ..audit_base(session)
+                ..AuditEntry::by(session)
             };
             audit(state, entry).await?;
             Err(error)
@@ -367,7 +367,7 @@ async fn audit_pending(
         result: "pending",
         target: what.target.as_deref(),
         detail: (!what.detail.is_empty()).then_some(what.detail.as_str()),
-        ..audit_base(session)
+        ..AuditEntry::by(session)
     };
     state.store.audit_begin(pending).await.map_err(|e| {
         let noun = what.noun;
@@ -405,7 +405,7 @@ async fn deploy(
                 error_code: Some(error.error_code.as_str()),
                 target: Some(&request.template),
                 detail: Some(&detail),
-                ..audit_base(session)
+                ..AuditEntry::by(session)
             };
             audit(state, entry).await?;
             return Err(error);
@@ -561,7 +561,7 @@ async fn refuse(
         agent_id: agent_id.as_deref(),
         container: target.as_ref().map(|t| t.container_id.as_str()),
         error_code: Some(ErrorCode::Forbidden.as_str()),
-        ..audit_base(session)
+        ..AuditEntry::by(session)
     };
     audit(state, entry).await?;
     let refusal = ErrorReply::new(
@@ -621,14 +621,6 @@ fn answer_error_code(raw: &str) -> Option<String> {
     match serde_json::from_str::<Outcome>(raw) {
         Ok(outcome) => outcome.error_code,
         Err(_) => Some(ErrorCode::InvalidRequest.as_str().into()),
-    }
-}
-
-fn audit_base(session: &Session) -> AuditEntry<'_> {
-    AuditEntry {
-        user: Some(&session.user),
-        session_id: Some(&session.id),
-        ..Default::default()
     }
 }
 

@@ -37,15 +37,12 @@ pub(crate) async fn update_agent(
         Err((id, version, error)) => (id.clone(), version.clone(), Some(error)),
     };
     let entry = AuditEntry {
-        user: Some(&session.user),
-        session_id: Some(&session.id),
         agent_id: Some(agent_id.as_deref().unwrap_or(&request.agent_id)),
         operation: subject::AGENT_UPDATE,
-        result: if error.is_none() { "ok" } else { "failed" },
-        error_code: error.map(|e| e.error_code.as_str()),
         detail: Some(&detail),
-        ..Default::default()
-    };
+        ..AuditEntry::by(session)
+    }
+    .ended(error);
     state.store.audit(entry).await.map_err(internal)?;
     match outcome {
         Ok(done) => {

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, now};
+use super::{Session, Store, StoreError, now};
 
 /// An audit log entry as stored.
 #[derive(Debug, Clone)]
@@ -35,6 +35,26 @@ pub struct AuditEntry<'a> {
     pub target: Option<&'a str>,
     /// How, in words (`role viewer -> admin`); never a secret.
     pub detail: Option<&'a str>,
+}
+
+impl<'a> AuditEntry<'a> {
+    /// An entry of something the user of `session` did.
+    pub fn by(session: &'a Session) -> Self {
+        Self {
+            user: Some(&session.user),
+            session_id: Some(&session.id),
+            ..Default::default()
+        }
+    }
+
+    /// How it ended: `ok`, or `failed` with the error's code.
+    pub fn ended(self, error: Option<&zedops_protocol::ErrorReply>) -> Self {
+        Self {
+            result: if error.is_none() { "ok" } else { "failed" },
+            error_code: error.map(|e| e.error_code.as_str()),
+            ..self
+        }
+    }
 }
 
 impl Store {
