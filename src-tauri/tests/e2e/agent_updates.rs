@@ -306,7 +306,7 @@ pub async fn update_agents_live() {
     );
     // The online rows say the new version in words and number.
     for name in NAMES {
-        let text = wd.text(&wd.wait_for(&row(name), UI_WAIT).await).await;
+        let text = wd.text_when_shown(&row(name), UI_WAIT).await;
         assert!(
             text.contains("online with the new version") && text.contains(NEW),
             "{name}'s row: {text}"

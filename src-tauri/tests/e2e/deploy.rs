@@ -112,11 +112,8 @@ pub async fn deploy_console_files_and_remove() {
         .await;
     assert_eq!(kind, "password", "a secret variable is typed masked");
     wd.type_into(&secret, "s3cret-token").await;
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="deploy-name"]"#, UI_WAIT).await,
-        &name,
-    )
-    .await;
+    wd.type_when_shown(r#"[data-testid="deploy-name"]"#, &name, UI_WAIT)
+        .await;
     shot(wd, "deploy-form.png").await;
     record(
         wd,
@@ -222,12 +219,8 @@ pub async fn deploy_console_files_and_remove() {
         .wait_for(r#"[data-testid="remove-confirm"]"#, UI_WAIT)
         .await;
     assert!(!wd.enabled(&confirm).await, "Remove waits for the name");
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="remove-confirm-name"]"#, UI_WAIT)
-            .await,
-        &name,
-    )
-    .await;
+    wd.type_when_shown(r#"[data-testid="remove-confirm-name"]"#, &name, UI_WAIT)
+        .await;
     assert!(
         !wd.enabled(&confirm).await,
         "a running container needs force too"

@@ -259,12 +259,8 @@ pub async fn edit_upload_mkdir_delete_and_attach() {
     // A new folder.
     wd.click_when_shown(r#"[data-testid="files-mkdir"]"#, UI_WAIT)
         .await;
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="files-mkdir-name"]"#, UI_WAIT)
-            .await,
-        "backups",
-    )
-    .await;
+    wd.type_when_shown(r#"[data-testid="files-mkdir-name"]"#, "backups", UI_WAIT)
+        .await;
     wd.click_when_shown(r#"[data-testid="files-mkdir-create"]"#, UI_WAIT)
         .await;
     wd.wait_for(

@@ -152,12 +152,8 @@ async fn pull_and_remove_an_image(
         &["data-percent"],
     )
     .await;
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="image-pull-ref"]"#, UI_WAIT)
-            .await,
-        &image,
-    )
-    .await;
+    wd.type_when_shown(r#"[data-testid="image-pull-ref"]"#, &image, UI_WAIT)
+        .await;
     wd.click_when_shown(r#"[data-testid="image-pull"]"#, UI_WAIT)
         .await;
     // A picture of the bar while it moves; the recording, not this, is what is checked.
@@ -526,10 +522,7 @@ async fn update_all(
         .await;
     }
     let tally = wd
-        .text(
-            &wd.wait_for(r#"[data-testid="fleet-update-tally"]"#, UI_WAIT)
-                .await,
-        )
+        .text_when_shown(r#"[data-testid="fleet-update-tally"]"#, UI_WAIT)
         .await;
     assert!(tally.starts_with("2 updated · 0 rolled back"), "{tally}");
 

@@ -298,10 +298,7 @@ async fn the_desktop_app_controls_real_containers() {
     )
     .await;
     let memory = wd
-        .text(
-            &wd.wait_for(r#"[data-testid="stats-memory-value"]"#, UI_WAIT)
-                .await,
-        )
+        .text_when_shown(r#"[data-testid="stats-memory-value"]"#, UI_WAIT)
         .await;
     assert!(memory.contains("iB"), "memory in bytes: {memory}");
     shot(&wd, "container-detail.png").await;
@@ -316,11 +313,8 @@ async fn the_desktop_app_controls_real_containers() {
         1,
         "stderr told apart"
     );
-    wd.type_into(
-        &wd.wait_for(r#"[data-testid="log-search"]"#, UI_WAIT).await,
-        "line 2",
-    )
-    .await;
+    wd.type_when_shown(r#"[data-testid="log-search"]"#, "line 2", UI_WAIT)
+        .await;
     // "talk line 2", "talk line 12" and "talk line 20" have both words.
     wd.wait_for(r#"[data-testid="log-count"][data-count="3"]"#, UI_WAIT)
         .await;
@@ -379,10 +373,7 @@ async fn the_desktop_app_controls_real_containers() {
     wd.click_when_shown(r#"[data-testid="create-token"]"#, UI_WAIT)
         .await;
     let command = wd
-        .text(
-            &wd.wait_for(r#"[data-testid="install-command"]"#, UI_WAIT)
-                .await,
-        )
+        .text_when_shown(r#"[data-testid="install-command"]"#, UI_WAIT)
         .await;
     let prefix = format!(
         "curl -fsSL {}/install.sh | ZEDOPS_TOKEN=",

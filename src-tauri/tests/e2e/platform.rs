@@ -381,19 +381,13 @@ pub async fn updates_itself_only_with_its_key() {
     wd.click_when_shown(check, UI_WAIT).await;
     wait_state(&wd, "available").await;
     let version = wd
-        .text(
-            &wd.wait_for(r#"[data-testid="app-update-version"]"#, UI_WAIT)
-                .await,
-        )
+        .text_when_shown(r#"[data-testid="app-update-version"]"#, UI_WAIT)
         .await;
     assert_eq!(version, "0.2.0");
     wd.click_when_shown(install, UI_WAIT).await;
     wait_state(&wd, "error").await;
     let error = wd
-        .text(
-            &wd.wait_for(r#"[data-testid="app-update-error"]"#, UI_WAIT)
-                .await,
-        )
+        .text_when_shown(r#"[data-testid="app-update-error"]"#, UI_WAIT)
         .await;
     assert!(
         error.contains("The update was refused: it is not signed with ZedOps's update key")

@@ -28,7 +28,7 @@ pub async fn select(wd: &WebDriver, css: &str, value: &str) {
 pub async fn fill_form(wd: &WebDriver, fields: &[(&str, &str)]) {
     for (field, value) in fields {
         let css = format!(r#"[data-testid="{field}"]"#);
-        wd.type_into(&wd.wait_for(&css, UI_WAIT).await, value).await;
+        wd.type_when_shown(&css, value, UI_WAIT).await;
     }
 }
 

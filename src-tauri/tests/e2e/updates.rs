@@ -210,7 +210,7 @@ pub async fn badge_update_and_rollback() {
         "the rollback in plain words: {text}"
     );
     let logs = wd
-        .text(&wd.wait_for(r#"[data-testid="update-logs"]"#, UI_WAIT).await)
+        .text_when_shown(r#"[data-testid="update-logs"]"#, UI_WAIT)
         .await;
     assert!(
         logs.contains("broken build: missing config"),

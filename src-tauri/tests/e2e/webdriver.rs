@@ -141,6 +141,18 @@ impl WebDriver {
         self.click(&element).await;
     }
 
+    /// Waits (up to `timeout`) until an element matches `css`, then returns its text.
+    pub async fn text_when_shown(&self, css: &str, timeout: Duration) -> String {
+        let element = self.wait_for(css, timeout).await;
+        self.text(&element).await
+    }
+
+    /// Waits (up to `timeout`) until an input matches `css`, then replaces its text with `text`.
+    pub async fn type_when_shown(&self, css: &str, text: &str, timeout: Duration) {
+        let element = self.wait_for(css, timeout).await;
+        self.type_into(&element, text).await;
+    }
+
     pub async fn click(&self, element: &str) {
         self.post(&format!("/element/{element}/click"), json!({}))
             .await
@@ -187,12 +199,8 @@ impl WebDriver {
 
     /// Replaces the text of an input.
     pub async fn type_into(&self, element: &str, text: &str) {
-        self.post(&format!("/element/{element}/clear"), json!({}))
-            .await
-            .expect("clear");
-        self.post(&format!("/element/{element}/value"), json!({"text": text}))
-            .await
-            .expect("type");
+        self.clear(element).await;
+        self.send_keys(element, text).await;
     }
 
     pub async fn text(&self, element: &str) -> String {
