@@ -164,16 +164,15 @@ async fn run(
 }
 
 /// The processes in `container` whose command line contains `needle`.
-async fn processes(docker: &DockerClient, container: &str, needle: &str) -> Vec<String> {
+async fn processes(docker: &Arc<DockerClient>, container: &str, needle: &str) -> Vec<String> {
     let sessions = Arc::new(Sessions::default());
     let mut ps = run(
-        &Arc::new(DockerClient::connect(None).await),
+        docker,
         &sessions,
         exec(container, &["busybox", "ps", "-o", "pid,args"]),
         "_INBOX.ps",
     )
     .await;
-    let _ = docker;
     let (code, _) = ps.finish().await;
     assert_eq!(code, Some(0));
     String::from_utf8_lossy(&ps.stdout)
