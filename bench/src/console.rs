@@ -5,13 +5,14 @@
 //! `docker exec -it C cat`, each under a pseudo-terminal here: a byte typed, the time until the
 //! remote terminal's echo of it is read back, alternating the two sessions key by key.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use portable_pty::CommandBuilder;
 use zedops_protocol::Role;
+use zedops_testkit::pty::PtyProcess;
 use zedops_testkit::{TestAgent, TestContainers, TestRelay, require_docker};
 
 use crate::stats::{ms, percentile};
@@ -124,30 +125,14 @@ const IMPOSSIBLE: Duration = Duration::from_micros(50);
 
 impl Session {
     fn spawn(name: &'static str, cmd: CommandBuilder) -> anyhow::Result<Self> {
-        let pair = native_pty_system().openpty(PtySize {
-            rows: 24,
-            cols: 80,
-            pixel_width: 0,
-            pixel_height: 0,
-        })?;
-        let child = pair.slave.spawn_command(cmd)?;
-        let mut reader = pair.master.try_clone_reader()?;
-        let writer = pair.master.take_writer()?;
-        let (tx, output) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                    break;
-                }
-            }
-        });
+        // The terminal's other end is dropped: reading ends when the client does.
+        let pty = PtyProcess::spawn(cmd, 24, 80)?;
         Ok(Self {
             name,
-            writer,
-            output,
-            _child: child,
-            master: pair.master,
+            writer: pty.writer,
+            output: pty.output,
+            _child: pty.child,
+            master: pty.master,
         })
     }
 

@@ -630,11 +630,13 @@ async fn exec_role_operator_opens_exec_to_operators_and_never_to_viewers() {
 /// The real `zedops` binary under a pseudo-terminal, as a person at a terminal runs it.
 #[cfg(unix)]
 mod terminal {
-    use std::io::{Read, Write};
+    use std::io::Write;
     use std::sync::mpsc;
     use std::time::{Duration, Instant};
 
-    use portable_pty::{Child, CommandBuilder, MasterPty, PtySize, SlavePty, native_pty_system};
+    use portable_pty::{Child, CommandBuilder, MasterPty, SlavePty};
+    use zedops_testkit::pty::PtyProcess;
+    pub use zedops_testkit::pty::size;
 
     pub struct Pty {
         pub master: Box<dyn MasterPty + Send>,
@@ -648,18 +650,8 @@ mod terminal {
         consumed: usize,
     }
 
-    pub fn size(rows: u16, cols: u16) -> PtySize {
-        PtySize {
-            rows,
-            cols,
-            pixel_width: 0,
-            pixel_height: 0,
-        }
-    }
-
     impl Pty {
         pub fn spawn(args: &[&str], env: &[(&str, &str)], rows: u16, cols: u16) -> Self {
-            let pair = native_pty_system().openpty(size(rows, cols)).unwrap();
             let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_zedops"));
             cmd.args(args);
             for (key, _) in std::env::vars() {
@@ -671,24 +663,13 @@ mod terminal {
             for (key, value) in env {
                 cmd.env(key, value);
             }
-            let child = pair.slave.spawn_command(cmd).unwrap();
-            let mut reader = pair.master.try_clone_reader().unwrap();
-            let writer = pair.master.take_writer().unwrap();
-            let (tx, output) = mpsc::channel();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = reader.read(&mut buf) {
-                    if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                        break;
-                    }
-                }
-            });
+            let pty = PtyProcess::spawn(cmd, rows, cols).unwrap();
             Self {
-                master: pair.master,
-                _slave: pair.slave,
-                child,
-                writer,
-                output,
+                master: pty.master,
+                _slave: pty.slave,
+                child: pty.child,
+                writer: pty.writer,
+                output: pty.output,
                 seen: Vec::new(),
                 consumed: 0,
             }

@@ -8,6 +8,7 @@ pub mod docker;
 pub mod nats;
 pub mod postgres;
 pub mod process;
+pub mod pty;
 pub mod registry;
 mod relay;
 mod served;
