@@ -31,7 +31,8 @@ use zedops_protocol::{
     Validate,
 };
 use zedops_testkit::docker::{Cleanup, TEST_LABEL, create_named, names_with_prefix, pull};
-use zedops_testkit::registry::{TestRegistry, free_port};
+use zedops_testkit::free_port;
+use zedops_testkit::registry::TestRegistry;
 
 /// One test at a time (see the file's comment).
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

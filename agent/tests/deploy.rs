@@ -23,7 +23,8 @@ use zedops_protocol::{
     RestartPolicy, StreamEnd, TemplateStamp, Validate, VolumeKind, VolumeSpec,
 };
 use zedops_testkit::docker::{Cleanup, TEST_IMAGE};
-use zedops_testkit::registry::{TestRegistry, free_port};
+use zedops_testkit::free_port;
+use zedops_testkit::registry::TestRegistry;
 
 async fn setup() -> Option<(Docker, DockerClient, TestRegistry)> {
     let (docker, registry) = zedops_testkit::registry::docker_and_registry().await?;

@@ -13,7 +13,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
-use zedops_testkit::registry::free_port;
+use zedops_testkit::free_port;
 use zedops_testkit::{TestNats, TestPostgres};
 
 use crate::fake_peer;

@@ -10,8 +10,8 @@ use anyhow::Context;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
+use zedops_testkit::free_port;
 use zedops_testkit::process::KillOnDrop;
-use zedops_testkit::registry::free_port;
 
 /// Relay options that lift the per-connection message rate and the per-agent limits, for the
 /// benchmarks whose load is routing itself: a few pipelined connections would otherwise hit

@@ -18,7 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use zedops_client::UpdateOptions;
 use zedops_protocol::Role;
-use zedops_testkit::registry::{TestRegistry, free_port};
+use zedops_testkit::free_port;
+use zedops_testkit::registry::TestRegistry;
 use zedops_testkit::{TestAgent, TestRelay, require_docker};
 
 use crate::stats::{ms, percentile};

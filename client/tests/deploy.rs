@@ -94,7 +94,7 @@ async fn templates_deploy_remove_and_images_through_relay_and_agent() {
     assert!(err.to_string().contains("hostConfig"), "{err}");
 
     // Deploy: viewers may not; a missing or unknown variable is refused by name.
-    let port = zedops_testkit::registry::free_port();
+    let port = zedops_testkit::free_port();
     let vars = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
         pairs
             .iter()

@@ -23,6 +23,7 @@ pub use nats::TestNats;
 pub use postgres::TestPostgres;
 pub use relay::{RelayBuilder, StoppedRelay, TestRelay};
 pub use served::Served;
+pub use server::free_port;
 pub use tls::TestPki;
 
 /// Password of the users [`TestRelay::login`] creates.

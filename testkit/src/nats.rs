@@ -7,8 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::registry::free_port;
-use crate::server::wait_started;
+use crate::server::{free_port, wait_started};
 
 /// A running `nats-server`.
 pub struct TestNats {

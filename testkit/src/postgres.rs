@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::registry::free_port;
-use crate::server::wait_started;
+use crate::server::{free_port, wait_started};
 
 /// Where Debian installs the server binaries (`/usr/lib/postgresql/<major>/bin`).
 const DEBIAN_DIR: &str = "/usr/lib/postgresql";

@@ -84,7 +84,7 @@ pub async fn serve_relay(
     db: &str,
     within: Duration,
 ) -> (KillOnDrop, String) {
-    let addr = format!("127.0.0.1:{}", crate::registry::free_port());
+    let addr = format!("127.0.0.1:{}", crate::server::free_port());
     let relay = KillOnDrop(
         Command::new(binary)
             .args(["--db", db, "serve", "--listen", &addr])

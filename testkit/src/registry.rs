@@ -3,7 +3,6 @@
 //! local test image. Docker treats 127.0.0.0/8 registries as insecure, so plain HTTP pushes and
 //! pulls work with no internet and no TLS. Under `CI=true` a missing `docker-registry` fails.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -18,6 +17,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use crate::docker::{TEST_IMAGE, create_named, labelled, unique_name};
+use crate::server::free_port;
 
 /// The binary Debian's `docker-registry` package installs.
 pub const REGISTRY_BINARY: &str = "docker-registry";
@@ -275,14 +275,6 @@ impl Drop for TestRegistry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A loopback port nobody listens on right now (a server started on it a moment later).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 fn find_binary() -> Option<PathBuf> {

@@ -12,7 +12,7 @@ pub use clients::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use zedops_testkit::registry::free_port;
+pub use zedops_testkit::free_port;
 
 /// A relay running as a process of its own (the built binary), so that a kill is a real one:
 /// no goodbye to its agents, clients or the other relays.

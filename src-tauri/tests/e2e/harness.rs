@@ -2,7 +2,6 @@
 //! D-Bus, WebKitWebDriver, tauri-driver, the built app), tauri-driver itself, and the app's own
 //! private directories.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,14 +15,6 @@ pub fn require(ok: bool, what: &str) {
         ok,
         "the desktop end-to-end test needs {what}; scripts/test-desktop sets everything up"
     );
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub fn run(cmd: &str, args: &[&str]) -> String {
@@ -159,7 +150,7 @@ pub struct Driver {
 
 impl Driver {
     pub fn start(bin: &Path, env: &[(&str, &Path)]) -> Self {
-        let (port, native) = (free_port(), free_port());
+        let (port, native) = (zedops_testkit::free_port(), zedops_testkit::free_port());
         let mut cmd = Command::new(bin);
         cmd.args([
             "--port",
