@@ -20,6 +20,11 @@ use zedops_protocol::Operation;
 use zedops_protocol::Role;
 use zedops_testkit::{TestAgent, TestContainers, TestNats, TestPki, TestPostgres, TestRelay};
 
+/// The tests of this file one at a time: each runs two relays, HAProxy and an agent moving
+/// between the relays, and two at once on a loaded machine slowed the agent's reconnection past
+/// what the drain test allows (about one run in ten).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// An app's connection through `proxy`, trusting the test CA.
 async fn connect(proxy: &TestHaproxy, token: &str, ca: &std::path::Path) -> Result<Client, String> {
     Client::connect(ConnectOptions {
@@ -128,6 +133,7 @@ impl Behind {
 
 #[tokio::test]
 async fn through_haproxy_an_agent_and_apps_move_to_the_other_relay_when_theirs_is_killed() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let Some(mut cluster) = Behind::start(&[]).await else {
         return;
     };
@@ -269,6 +275,7 @@ async fn through_haproxy_an_agent_and_apps_move_to_the_other_relay_when_theirs_i
 #[tokio::test]
 async fn through_haproxy_a_relay_drained_with_sigterm_finishes_its_requests_and_hands_everyone_over()
  {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let Some(mut cluster) = Behind::start(&["--drain-timeout", "20s"]).await else {
         return;
     };
