@@ -142,6 +142,9 @@ pub async fn run(
             }
             Err(err) => {
                 failures += 1;
+                // A draining relay asks for another try in a second (through a load balancer
+                // that is about to send it elsewhere); its pace, not a growing backoff.
+                let asked = err.retry_after();
                 // Logged once: an agent waiting for its relay for hours must not fill the journal.
                 if failures == 1 {
                     tracing::warn!(%err, "cannot connect to the relay; retrying with backoff");
@@ -157,7 +160,7 @@ pub async fn run(
                 }
                 tokio::select! {
                     () = &mut shutdown => return Ok(()),
-                    () = tokio::time::sleep(backoff.next_delay()) => continue,
+                    () = tokio::time::sleep(backoff.delay_after(asked)) => continue,
                 }
             }
         };

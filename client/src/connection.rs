@@ -133,7 +133,7 @@ pub(crate) async fn connect(
     let mut dialled = None;
     let mut failure = None;
     for (index, url) in ws_urls.iter().enumerate() {
-        match dial(url, &tls, &token).await {
+        match dial(url, &tls, &token).await.map_err(|f| f.error) {
             Ok(connected) => {
                 dialled = Some((index, connected));
                 break;
@@ -470,14 +470,33 @@ pub fn first_relay(relays: &str) -> &str {
 }
 
 /// Dials and authenticates one connection.
+/// A dial that failed: why, and how long the relay asked to wait before the next attempt
+/// (a draining relay's `Retry-After`, see `TransportError::retry_after`).
+struct DialFailure {
+    error: ClientError,
+    retry_after: Option<Duration>,
+}
+
+impl From<ClientError> for DialFailure {
+    fn from(error: ClientError) -> Self {
+        Self {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
 async fn dial(
     ws_url: &str,
     tls: &Arc<rustls::ClientConfig>,
     token: &str,
-) -> Result<(FrameWriter, FrameReader, ClientWelcome), ClientError> {
+) -> Result<(FrameWriter, FrameReader, ClientWelcome), DialFailure> {
     let (mut writer, mut reader) = zedops_transport::connect(ws_url, tls.clone())
         .await
-        .map_err(|e| from_transport(e, ws_url))?;
+        .map_err(|e| DialFailure {
+            retry_after: e.retry_after(),
+            error: from_transport(e, ws_url),
+        })?;
     let hello = ClientHello {
         protocol_version: PROTOCOL_VERSION,
         token: token.to_string(),
@@ -506,11 +525,12 @@ async fn dial(
                     "the relay speaks protocol version {}, this zedops speaks {PROTOCOL_VERSION}",
                     welcome.protocol_version
                 ),
-            )))
+            ))
+            .into())
         }
         Err(err) => {
             writer.close().await;
-            Err(from_transport(err, ws_url))
+            Err(from_transport(err, ws_url).into())
         }
     }
 }
@@ -611,8 +631,10 @@ async fn reconnect(
     use std::sync::atomic::Ordering;
     // The relay that dropped the connection is tried last.
     let mut index = shared.current.load(Ordering::Relaxed);
+    // The pace a draining relay asked for at the last attempt, if it named one.
+    let mut asked = None;
     loop {
-        let delay = backoff.next_delay();
+        let delay = backoff.delay_after(asked.take());
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = shutdown_requested(shutdown) => return None,
@@ -622,6 +644,10 @@ async fn reconnect(
             dialled = dial(&shared.ws_urls[index], &shared.tls, &shared.token) => dialled,
             () = shutdown_requested(shutdown) => return None,
         };
+        let dialled = dialled.map_err(|failure| {
+            asked = failure.retry_after;
+            failure.error
+        });
         match dialled {
             Ok((writer, reader, welcome)) => {
                 shared.current.store(index, Ordering::Relaxed);

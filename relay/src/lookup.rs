@@ -11,10 +11,6 @@ use crate::hub::AgentLink;
 use crate::state::AppState;
 use crate::subscription::Subscription;
 
-/// How long a request waits for an agent moving between relays of a cluster (its relay drains)
-/// to come back: the agent's first reconnection, with room to spare.
-const MOVING_WAIT: Duration = Duration::from_secs(5);
-
 /// The connected agent with this id or name, or why there is none.
 pub async fn online_agent(
     state: &AppState,
@@ -26,15 +22,19 @@ pub async fn online_agent(
     match state.store.find_agent(id_or_name).await {
         Ok(Some(agent)) if state.hub.agent_moving(&agent.id) => {
             // Its relay is draining (a rolling upgrade): the agent is on its way to another
-            // relay. The request waits for it rather than failing.
-            let deadline = tokio::time::Instant::now() + MOVING_WAIT;
-            while tokio::time::Instant::now() < deadline {
+            // relay. The request waits for it rather than failing, as long as the agent counts
+            // as moving (10 s from the drain's notice, see cluster/moving.rs): an agent whose
+            // reconnection first lands on the draining relay again takes a few seconds more.
+            while state.hub.agent_moving(&agent.id) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 if let Some(link) = state.hub.agent(&agent.id) {
                     return Ok(link);
                 }
             }
-            Err(offline(&agent.name))
+            state
+                .hub
+                .agent(&agent.id)
+                .ok_or_else(|| offline(&agent.name))
         }
         Ok(Some(agent)) => Err(offline(&agent.name)),
         Ok(None) => Err(ErrorReply::new(

@@ -354,6 +354,54 @@ async fn an_agent_moving_between_relays_replaces_its_old_connection_and_never_ge
     wait_seen(c, &id, true).await;
 }
 
+/// A relay that drains tells the others its agents are moving: a request on another relay for
+/// one of them waits while it counts as moving (10 s from the notice) — also past a first
+/// reconnection that took 6 s, as one that lands on the draining relay again through a load
+/// balancer does — and is answered by the agent once it is back elsewhere; a request for one
+/// that does not come back is AGENT_OFFLINE once the 10 s are over, not held longer.
+#[tokio::test]
+async fn a_request_for_an_agent_leaving_a_draining_relay_waits_while_it_moves() {
+    let Some((_nats, relays)) = cluster(2).await else {
+        return;
+    };
+    let (a, b) = (&relays[0], &relays[1]);
+    let back = FakeAgent::enrol(a, "back-later").await.expect("enrols");
+    let gone = FakeAgent::enrol(a, "never-back").await.expect("enrols");
+    let (back_id, back_token, gone_id) = (back.id.clone(), back.token.clone(), gone.id.clone());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let _on_a = [
+        answer_all_recording(back, seen.clone()),
+        answer_all_recording(gone, seen.clone()),
+    ];
+    wait_seen(b, &back_id, true).await;
+    wait_seen(b, &gone_id, true).await;
+    let mut asker = admin(b, "dana").await;
+    let mut other = admin(b, "erin").await;
+
+    a.drain(Duration::from_secs(5)).await;
+    wait_seen(b, &back_id, false).await;
+    let drained = Instant::now();
+    let asked = {
+        let back_id = back_id.clone();
+        tokio::spawn(
+            async move { ask(&mut asker, "container.list", json!({"agentId": back_id})).await },
+        )
+    };
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(!asked.is_finished(), "{:?}", asked.await);
+    let _on_b = answer_all_recording(FakeAgent::auth(b, &back_id, &back_token).await, seen);
+    let answer = asked.await.unwrap();
+    assert_eq!(answer["asked"], "container.list", "{answer}");
+
+    let answer = ask(&mut other, "container.list", json!({"agentId": gone_id})).await;
+    assert_eq!(answer["errorCode"], "AGENT_OFFLINE", "{answer}");
+    assert!(
+        drained.elapsed() >= Duration::from_secs(9),
+        "refused {:?} after the drain, while the agent still counted as moving",
+        drained.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn routing_resumes_after_nats_restarts() {
     let Some((nats, relays)) = cluster(2).await else {

@@ -66,11 +66,18 @@ async fn a_draining_relay_finishes_requests_in_flight_then_sends_everyone_elsewh
         }
         // Not ready for a load balancer; no new connection; no new request.
         assert_eq!(get_status(&relay, "/readyz").await, 503);
+        // Refused with 503 and a pace to retry at, which agents and clients keep instead of
+        // backing off (their load balancer may send them here again until it notices).
+        let tls = zedops_transport::client_config(None).unwrap();
         let refused =
-            tokio_tungstenite::connect_async(format!("ws://{}/ws/client", relay.addr)).await;
-        assert!(
-            refused.is_err(),
-            "a new connection was accepted while draining"
+            zedops_transport::connect(&format!("ws://{}/ws/client", relay.addr), tls).await;
+        let Err(refused) = refused else {
+            panic!("a new connection was accepted while draining");
+        };
+        assert_eq!(
+            refused.retry_after(),
+            Some(Duration::from_secs(1)),
+            "{refused}"
         );
         wire::send(
             &mut client,

@@ -46,3 +46,35 @@ pub enum TransportError {
     #[error("the relay refused: {0}")]
     Refused(zedops_protocol::ErrorReply),
 }
+
+impl TransportError {
+    /// How long the relay asked the dialler to wait before the next attempt: a WebSocket
+    /// upgrade answered 503 with `Retry-After` in seconds, as a draining relay answers ("try
+    /// again in a second, through the load balancer, to another relay"). None for every other
+    /// failure, whose retries keep their exponential backoff. At most [`backoff::MAX_DELAY`].
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        use tokio_tungstenite::tungstenite::Error;
+        let response = match self {
+            Self::Connect { source, .. } => match source.as_ref() {
+                Error::Http(response) => response,
+                _ => return None,
+            },
+            Self::WebSocket(Error::Http(response)) => response,
+            _ => return None,
+        };
+        if response.status()
+            != tokio_tungstenite::tungstenite::http::StatusCode::SERVICE_UNAVAILABLE
+        {
+            return None;
+        }
+        let seconds: u64 = response
+            .headers()
+            .get(tokio_tungstenite::tungstenite::http::header::RETRY_AFTER)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(std::time::Duration::from_secs(seconds).min(backoff::MAX_DELAY))
+    }
+}
