@@ -260,6 +260,33 @@ where
     .join();
 }
 
+/// Removes every local image reference (tag or digest) under `prefix` (a test registry's
+/// `<host>:<port>/`): what agents under test pulled from a registry that is gone is of no use,
+/// and each run's registry has a new port. References, not image ids, so an image also tagged
+/// otherwise (the test image itself) keeps its other names; not forced, so an image a container
+/// still uses stays.
+pub(crate) fn remove_images_under(prefix: String) {
+    with_fresh_client(move |docker| async move {
+        let options = bollard::query_parameters::ListImagesOptionsBuilder::new()
+            .all(true)
+            .build();
+        let images = docker.list_images(Some(options)).await.unwrap_or_default();
+        let references = images
+            .into_iter()
+            .flat_map(|image| image.repo_tags.into_iter().chain(image.repo_digests))
+            .filter(|reference| reference.starts_with(&prefix));
+        for reference in references {
+            let _ = docker
+                .remove_image(
+                    &reference,
+                    None::<bollard::query_parameters::RemoveImageOptions>,
+                    None,
+                )
+                .await;
+        }
+    });
+}
+
 impl Drop for TestContainers {
     fn drop(&mut self) {
         let names = std::mem::take(&mut self.names);

@@ -36,7 +36,8 @@ pub async fn docker_and_registry() -> Option<(Docker, TestRegistry)> {
     Some((docker, registry))
 }
 
-/// A running registry, stopped (and its storage deleted) on drop.
+/// A running registry, stopped on drop: its storage is deleted and what the engine pulled from
+/// it untagged (each registry has a port of its own, so nothing else refers to those images).
 pub struct TestRegistry {
     child: Child,
     port: u16,
@@ -274,6 +275,7 @@ impl Drop for TestRegistry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        crate::docker::remove_images_under(format!("{}/", self.host()));
     }
 }
 
@@ -283,4 +285,55 @@ fn find_binary() -> Option<PathBuf> {
         .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
         .map(|dir| dir.join(REGISTRY_BINARY))
         .find(|candidate| candidate.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The engine's references under `prefix`.
+    async fn references_under(docker: &Docker, prefix: &str) -> Vec<String> {
+        let options = bollard::query_parameters::ListImagesOptionsBuilder::new()
+            .all(true)
+            .build();
+        let images = docker.list_images(Some(options)).await.unwrap();
+        images
+            .into_iter()
+            .flat_map(|image| image.repo_tags.into_iter().chain(image.repo_digests))
+            .filter(|reference| reference.starts_with(prefix))
+            .collect()
+    }
+
+    /// Tests that pull from a registry (deploys, updates) leave nothing of it on the engine:
+    /// neither the tag nor an older build the tag moved away from; the test image keeps its
+    /// name.
+    #[tokio::test]
+    async fn what_was_pulled_from_a_registry_is_removed_with_it() {
+        let Some((docker, registry)) = docker_and_registry().await else {
+            return;
+        };
+        let prefix = format!("{}/", registry.host());
+        let first = registry
+            .push_build(&docker, "zt/left", "1", ContainerConfig::default())
+            .await;
+        crate::docker::pull(&docker, &first).await;
+        let second = registry
+            .push_build(&docker, "zt/left", "1", ContainerConfig::default())
+            .await;
+        crate::docker::pull(&docker, &second).await;
+        let test_image = registry.push_test_image(&docker, "zt/base", "1").await;
+        crate::docker::pull(&docker, &test_image).await;
+        let pulled = references_under(&docker, &prefix).await;
+        assert!(pulled.len() >= 3, "the pulls left {pulled:?}");
+
+        drop(registry);
+        assert_eq!(
+            references_under(&docker, &prefix).await,
+            Vec::<String>::new()
+        );
+        docker
+            .inspect_image(TEST_IMAGE)
+            .await
+            .expect("the test image keeps its name");
+    }
 }
