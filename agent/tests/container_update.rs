@@ -49,8 +49,10 @@ struct Setup {
 /// Every test's start: the engine and registry (None: skipped), what the test makes on the
 /// engine (removed on drop), and a first build of `build` pushed as `<prefix>/app:1`.
 struct Scene {
-    setup: Setup,
+    // Dropped first: the containers go before the registry, which then removes the images
+    // pulled from it (an image a container still uses would stay on the engine).
     cleanup: Cleanup,
+    setup: Setup,
     repo: String,
     first: String,
 }
@@ -70,8 +72,8 @@ async fn scene(build: Build) -> Option<Scene> {
     let cleanup = Cleanup::new("zu");
     let repo = format!("{}/app", cleanup.prefix);
     let mut scene = Scene {
-        setup,
         cleanup,
+        setup,
         repo,
         first: String::new(),
     };
@@ -834,6 +836,9 @@ async fn an_agent_killed_during_an_update_puts_the_container_back_when_it_starts
     // SIGKILL, then the agent starts again: before it serves, the journal puts the old back.
     agent.kill().await.unwrap();
     drop(stream);
+    // Gone at the relay first: else the killed process's connection could still count as the
+    // agent being online, and the checks below run before the new process has started.
+    relay.wait_agent(&agent_name, false).await;
     let _agent = agent_process(&relay, &agent_name, &data, None, false, &log);
     relay.wait_agent(&agent_name, true).await;
     let now = inspect(&setup.docker, &name).await;
