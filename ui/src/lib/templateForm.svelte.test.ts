@@ -1,6 +1,6 @@
 // The template form: JSON → form → JSON keeps what the form does not show; mistakes are named
 // by field in plain words and shown beside their field.
-import { render } from '@testing-library/svelte';
+import { fireEvent, render } from '@testing-library/svelte';
 import { describe, expect, it } from 'vitest';
 import TemplateFormEditor from './components/TemplateFormEditor.svelte';
 import { emptyForm, formErrors, formFromJson, formToJson } from './templateForm';
@@ -55,8 +55,9 @@ describe('template form', () => {
     expect(errors['variables.0.default']).toMatch(/secret variable has no default/);
   });
 
-  it('shows each mistake beside its field, named by the field', () => {
-    const form = emptyForm();
+  it('shows each mistake beside its field, named by the field', async () => {
+    // Reactive, as the templates view holds it: the fields are bound to it.
+    const form = $state(emptyForm());
     form.name = 'bad name';
     form.image = 'a b';
     form.variables = [{ name: '1X', description: '', default: 'x', required: false, secret: true }];
@@ -76,6 +77,9 @@ describe('template form', () => {
     expect(Object.fromEntries(shown)).toEqual(errors);
     expect(shown).toHaveLength(Object.keys(errors).length);
     expect(getByTestId('tf-variables-error')).toHaveTextContent(errors.variables);
+    // What is typed lands in the form the view saves.
+    await fireEvent.input(getByTestId('tf-image'), { target: { value: 'nginx:1.27' } });
+    expect(form.image).toBe('nginx:1.27');
   });
 
   it('says when a ${VARIABLE} is used but not declared', () => {
