@@ -391,6 +391,17 @@ async fn put(
     if request.size > max_file_size {
         return Err(too_large(request.size, max_file_size));
     }
+    // `dir/` names a directory, not a file to write (normalised, it would name `dir` itself
+    // and replace it with the file).
+    if request.path.ends_with('/') {
+        return Err(ErrorReply::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "{} names a directory; give the file's name in it, e.g. {}NAME",
+                request.path, request.path
+            ),
+        ));
+    }
     let path = checked_path(&request.path)?;
     let (parent, name, parent_owner) = parent_dir(docker, &request.container_id, &path).await?;
     let existing = docker.stat_owned(&request.container_id, &path).await?;
@@ -399,7 +410,7 @@ async fn put(
     {
         return Err(ErrorReply::new(
             ErrorCode::FileFailed,
-            format!("{path} is a directory"),
+            format!("{path} is a directory; give the file's name in it, e.g. {path}/NAME"),
         ));
     }
     // A replaced file keeps its owner (a game server running as its own user must still be

@@ -335,6 +335,22 @@ async fn limits_and_refusals() {
     let dir = f.get("/etc").await.unwrap_err();
     assert_eq!(dir.error_code, Some(ErrorCode::InvalidRequest));
     assert!(dir.reason.contains("directory"), "{}", dir.reason);
+    // `dir/` is not a file to write: refused, and nothing replaced (a missing `/made/` was
+    // written as a file `/made`, an existing `/work` refused as a directory).
+    for path in ["/made/", "/work/"] {
+        let end = f.put(path, b"x", None, LIMIT).await.end.unwrap();
+        assert_eq!(end.error_code, Some(ErrorCode::InvalidRequest), "{path}");
+        assert!(
+            end.reason.contains("give the file's name"),
+            "{}",
+            end.reason
+        );
+    }
+    let missing = f.get("/made").await.unwrap_err();
+    assert_eq!(missing.error_code, Some(ErrorCode::FileNotFound));
+    let dir = f.put("/work", b"x", None, LIMIT).await.end.unwrap();
+    assert_eq!(dir.error_code, Some(ErrorCode::FileFailed));
+    assert!(dir.reason.contains("/work/NAME"), "{}", dir.reason);
 }
 
 #[tokio::test]

@@ -365,6 +365,27 @@ async fn the_cli_lists_uploads_downloads_and_removes_files() {
         Sha256::digest(std::fs::read(&dest).unwrap()),
         Sha256::digest(&data)
     );
+    // Into a directory under the file's own name, as `cp` does; a missing one is said so.
+    let out = zed
+        .run(&on_agent(
+            &["files", "put"],
+            c,
+            &[source.to_str().unwrap(), "/data/"],
+        ))
+        .await;
+    assert_stderr_says(&out, "written to /data/up.bin");
+    let out = zed
+        .run(&on_agent(
+            &["files", "put"],
+            c,
+            &[source.to_str().unwrap(), "/nodir/"],
+        ))
+        .await;
+    assert_stderr_says(&out, "the directory /nodir does not exist");
+    let out = zed
+        .run(&on_agent(&["files", "rm"], c, &["/data/up.bin"]))
+        .await;
+    assert_ok(&out);
     let out = zed.run(&on_agent(&["files", "ls"], c, &["/data"])).await;
     let listing = support::text(&out.stdout);
     assert!(
@@ -380,6 +401,35 @@ async fn the_cli_lists_uploads_downloads_and_removes_files() {
         .run(&on_agent(&["files", "get"], c, &["/data/save.bin"]))
         .await;
     assert_stderr_says(&out, "FILE_NOT_FOUND");
+    // A failed download into an existing file leaves it as it was, and nothing beside it.
+    let out = zed
+        .run(&on_agent(
+            &["files", "get"],
+            c,
+            &["/data/save.bin", dest.to_str().unwrap()],
+        ))
+        .await;
+    assert_stderr_says(&out, "FILE_NOT_FOUND");
+    assert_eq!(
+        Sha256::digest(std::fs::read(&dest).unwrap()),
+        Sha256::digest(&data),
+        "the failed download changed the file it was to replace"
+    );
+    let mut left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["down.bin", "up.bin"]);
+    // A directory as the destination is refused before anything is asked.
+    let out = zed
+        .run(&on_agent(
+            &["files", "get"],
+            c,
+            &["/etc/hostname", dir.path().to_str().unwrap()],
+        ))
+        .await;
+    assert_stderr_says(&out, "is a directory");
 }
 
 #[tokio::test]

@@ -154,6 +154,39 @@ fn tokio_stream_from(mut rx: mpsc::Receiver<Bytes>) -> impl Stream<Item = Bytes>
 }
 
 /// Docker answers 404 for an unknown container and for a missing path alike; its message tells.
+/// Docker's message with the server's storage paths (`/var/lib/docker/overlay2/<id>/merged/…`)
+/// shown as the paths inside the container they are: the person reading it knows the
+/// container's paths, and the server's layout is none of their business.
+fn in_container_terms(message: &str) -> String {
+    message
+        .split(' ')
+        .map(|word| match storage_root_end(word) {
+            Some(at) => {
+                let inside = &word[at + "/merged".len()..];
+                if inside.is_empty() || inside.starts_with(':') {
+                    format!("/{inside}")
+                } else {
+                    inside.to_string()
+                }
+            }
+            _ => word.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Where a storage driver's mount of a container (`…/overlay2/<id>/merged`, fuse-overlayfs
+/// alike) ends in `word`, when it starts with one.
+fn storage_root_end(word: &str) -> Option<usize> {
+    if !word.starts_with('/') {
+        return None;
+    }
+    let at = word.find("/merged")?;
+    let end = at + "/merged".len();
+    let whole_segment = matches!(word.as_bytes().get(end), None | Some(b'/') | Some(b':'));
+    (whole_segment && word[..at].contains("overlay")).then_some(at)
+}
+
 fn archive_error(
     err: bollard::errors::Error,
     container: &str,
@@ -175,7 +208,7 @@ fn archive_error(
             format!("nothing at {path} in {container}"),
         ),
         bollard::errors::Error::DockerResponseServerError { message, .. } => {
-            DockerError::new(failure, message.clone())
+            DockerError::new(failure, in_container_terms(message))
         }
         _ => DockerError::new(failure, chain(&err)),
     }
@@ -439,6 +472,24 @@ pub fn tar_trailer(size: u64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_messages_name_paths_inside_the_container() {
+        assert_eq!(
+            in_container_terms(
+                "lstat /var/lib/docker/overlay2/ae5ed975e1/merged/tmp/rand.bin: not a directory"
+            ),
+            "lstat /tmp/rand.bin: not a directory"
+        );
+        assert_eq!(
+            in_container_terms("open /srv/docker/fuse-overlayfs/x/merged: denied"),
+            "open /: denied"
+        );
+        // A container's own paths are left alone.
+        for message in ["no /data/merged.txt here", "no /srv/merged/x here"] {
+            assert_eq!(in_container_terms(message), message);
+        }
+    }
 
     #[tokio::test]
     async fn reads_back_what_it_writes_with_long_names() {

@@ -81,7 +81,7 @@ pub async fn change(
         }
     })
     .await?;
-    eprintln!("{}", done.path);
+    eprintln!("{}", super::table::clean(&done.path));
     Ok(())
 }
 
@@ -99,16 +99,13 @@ pub async fn get(
         path: path.to_string(),
         window: None,
     };
+    let part = (dest != "-").then(|| Part::beside(dest)).transpose()?;
     let (client, mut transfer) =
         open_stream(global, |c| async move { c.file_get(&request).await }).await?;
-    let mut sink: Box<dyn tokio::io::AsyncWrite + Unpin + Send> =
-        if dest == "-" {
-            Box::new(tokio::io::stdout())
-        } else {
-            Box::new(tokio::fs::File::create(dest).await.map_err(|e| {
-                CliError::new("OUTPUT_FAILED", format!("cannot create {dest}: {e}"))
-            })?)
-        };
+    let mut sink: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match &part {
+        None => Box::new(tokio::io::stdout()),
+        Some(part) => Box::new(part.writer()?),
+    };
     let outcome = loop {
         let frame = match transfer.next().await {
             None => break Err(CliError::new("DISCONNECTED", "the download stopped")),
@@ -133,9 +130,79 @@ pub async fn get(
             };
         }
     };
-    let _ = sink.flush().await;
+    let flushed = sink.flush().await;
+    drop(sink);
     client.close().await;
-    outcome
+    outcome?;
+    flushed.map_err(|e| CliError::new("OUTPUT_FAILED", format!("cannot write {dest}: {e}")))?;
+    match part {
+        Some(part) => part.finish(dest),
+        None => Ok(()),
+    }
+}
+
+/// A download on its way to `dest`: a hidden file in the same directory, renamed over `dest`
+/// once the whole file arrived. A download that fails (a mistyped path, a file over the
+/// agent's limit, a broken connection) leaves `dest` as it was, and no empty file; the
+/// temporary file is deleted when this drops.
+struct Part {
+    file: tempfile::NamedTempFile,
+}
+
+impl Part {
+    fn beside(dest: &str) -> Result<Self, CliError> {
+        let path = std::path::Path::new(dest);
+        if path.is_dir() {
+            return Err(CliError::new(
+                "OUTPUT_FAILED",
+                format!("{dest} is a directory; give the file's name too, e.g. {dest}/NAME"),
+            ));
+        }
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => std::path::Path::new("."),
+        };
+        let file = tempfile::Builder::new()
+            .prefix(".zedops-get-")
+            .tempfile_in(dir)
+            .map_err(|e| CliError::new("OUTPUT_FAILED", format!("cannot create {dest}: {e}")))?;
+        Ok(Self { file })
+    }
+
+    fn writer(&self) -> Result<tokio::fs::File, CliError> {
+        let file = self
+            .file
+            .reopen()
+            .map_err(|e| CliError::new("OUTPUT_FAILED", format!("cannot write a file: {e}")))?;
+        Ok(tokio::fs::File::from_std(file))
+    }
+
+    /// Renames the complete download over `dest`, with `dest`'s permissions when it existed
+    /// (else the usual 0644: the temporary file was made 0600).
+    fn finish(self, dest: &str) -> CliResult {
+        let failed =
+            |e: std::io::Error| CliError::new("OUTPUT_FAILED", format!("cannot write {dest}: {e}"));
+        let permissions = match std::fs::metadata(dest) {
+            Ok(existing) => Some(existing.permissions()),
+            Err(_) => new_file_permissions(),
+        };
+        if let Some(permissions) = permissions {
+            std::fs::set_permissions(self.file.path(), permissions).map_err(failed)?;
+        }
+        self.file.persist(dest).map_err(|e| failed(e.error))?;
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+fn new_file_permissions() -> Option<std::fs::Permissions> {
+    use std::os::unix::fs::PermissionsExt;
+    Some(std::fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(not(unix))]
+fn new_file_permissions() -> Option<std::fs::Permissions> {
+    None
 }
 
 /// `files put`: the local file `source` to `path` in the container.
@@ -154,10 +221,24 @@ pub async fn put(
         .await
         .map_err(|e| CliError::new("INPUT_FAILED", format!("cannot read {source}: {e}")))?
         .len();
+    // `PATH/` puts the file into that directory under its own name, as `docker cp` and `cp` do.
+    let path = match path.ends_with('/') {
+        true => {
+            let name = std::path::Path::new(source)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| {
+                    CliError::new("INPUT_FAILED", format!("{source} has no file name to use"))
+                })?;
+            format!("{path}{name}")
+        }
+        false => path.to_string(),
+    };
+    let shown = super::table::clean(&path);
     let request = FilePutRequest {
         agent_id: agent.into(),
         container_id: container.into(),
-        path: path.to_string(),
+        path,
         size,
         mode: None,
     };
@@ -200,7 +281,7 @@ pub async fn put(
         if let Some(end) = frame.end {
             break match end.error_code {
                 None => {
-                    eprintln!("{size} bytes written to {path}");
+                    eprintln!("{size} bytes written to {shown}");
                     Ok(())
                 }
                 Some(code) => Err(CliError::new(code.as_str(), end.reason)),
