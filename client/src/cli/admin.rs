@@ -82,9 +82,11 @@ pub async fn create_token(global: &Global, ttl: Duration, json: bool) -> CliResu
 /// `--since`: a duration ago (`1h`, `2d`) or an RFC 3339 time, as RFC 3339 for the relay.
 pub fn since(text: &str) -> Result<String, String> {
     if let Ok(ago) = humantime::parse_duration(text) {
+        // Further back than the log can reach (before 1970) means all of it.
         let at = SystemTime::now()
             .checked_sub(ago)
-            .ok_or_else(|| format!("{text} ago is before 1970"))?;
+            .filter(|at| *at >= SystemTime::UNIX_EPOCH)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         return Ok(humantime::format_rfc3339_seconds(at).to_string());
     }
     humantime::parse_rfc3339_weak(text)
@@ -333,5 +335,13 @@ mod tests {
             "2026-11-23T09:00:00Z"
         );
         assert!(since("yesterday").unwrap_err().contains("neither"));
+        // Before 1970: the whole log, not a crash.
+        for long_ago in ["60y", "30000d", "100000y"] {
+            assert_eq!(
+                since(long_ago).unwrap(),
+                "1970-01-01T00:00:00Z",
+                "{long_ago}"
+            );
+        }
     }
 }
