@@ -316,6 +316,19 @@ async fn the_cli_runs_commands_with_their_exit_codes_and_sends_console_lines() {
         )
         .await;
     assert_eq!(out.status.code(), Some(127));
+    // -t from a script (no terminal on either side): a command that ends before its first
+    // resize still gives its output and exit code (the resize used to fail the exec).
+    for round in 0..3 {
+        let out = zed
+            .run_with(&on_agent(&["exec", "-t"], c, &["--", "echo", "quick"]), "")
+            .await;
+        assert_eq!(
+            (out.status.code(), support::text(&out.stdout).trim_end()),
+            (Some(0), "quick"),
+            "round {round}: {}",
+            support::text(&out.stderr)
+        );
+    }
     let out = zed
         .run_with(
             &on_agent(&["exec", "-i"], c, &["--", "cat"]),

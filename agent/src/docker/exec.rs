@@ -65,9 +65,13 @@ impl DockerClient {
                 "Docker started the exec detached",
             ));
         };
-        if let (true, Some(size)) = (request.tty, request.size) {
+        if let (true, Some(size)) = (request.tty, request.size)
             // Before the first keystroke, so the program sees the right size from the start.
-            self.exec_resize(&id, size).await?;
+            // Not fatal: a short command may have ended already ("cannot resize a stopped
+            // container"), and its output is still to be read.
+            && let Err(err) = self.exec_resize(&id, size).await
+        {
+            tracing::debug!(%err, "the exec's first resize failed");
         }
         Ok((
             id,
@@ -257,8 +261,11 @@ impl DockerClient {
                 d.attach_container(&name, Some(options)).await
             })
             .await?;
-        if let (true, Some(size)) = (tty, size) {
-            self.attach_resize(container, size).await?;
+        if let (true, Some(size)) = (tty, size)
+            && let Err(err) = self.attach_resize(container, size).await
+        {
+            // As for an exec: the container may have stopped meanwhile; what it wrote is read.
+            tracing::debug!(%err, "the attach's first resize failed");
         }
         Ok(ConsoleIo {
             output: tag(attached.output, self.host.clone()),
