@@ -184,4 +184,9 @@ async fn sigterm_drains_the_relay_binary_and_it_exits_cleanly() {
     let log = std::fs::read_to_string(dir.path().join("relay.log")).unwrap();
     assert!(status.success(), "{status:?}\n{log}");
     assert!(log.contains("draining"), "{log}");
+    // A log file (journald, a redirect) gets plain text, no terminal colour codes.
+    assert!(
+        !log.contains('\x1b'),
+        "colour codes in the log file: {log:?}"
+    );
 }

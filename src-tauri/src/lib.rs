@@ -110,6 +110,8 @@ pub fn export_bindings(path: &std::path::Path) -> Result<(), specta_typescript::
 
 pub fn run() {
     let _ = tracing_subscriber::fmt()
+        // Colours only on a terminal (not in a log file the app's output is sent to).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,zedops_desktop=debug".into()),
