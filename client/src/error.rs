@@ -312,11 +312,19 @@ fn remote_sentence(reply: &ErrorReply) -> String {
         | ErrorCode::DockerRestartFailed => {
             "Docker on that server refused; check the container there"
         }
-        ErrorCode::InvalidRequest => "check the agent and container names",
+        // The message names the value that is wrong; nothing to add but to correct it.
+        ErrorCode::InvalidRequest => "correct it and try again",
+        ErrorCode::DockerPullFailed
+        | ErrorCode::DockerCreateFailed
+        | ErrorCode::DockerRemoveFailed
+        | ErrorCode::ExecFailed
+        | ErrorCode::FileFailed => "that is Docker's answer on that server; check there",
         ErrorCode::UnsupportedVersion => "update zedops to the relay's version",
         ErrorCode::SelfProtected => "stop or restart the agent itself on that server instead",
-        // Codes added to the protocol later still print the relay's message.
-        _ => "see the relay's or agent's log",
+        ErrorCode::Unavailable => "retry in a moment",
+        ErrorCode::Internal => "the relay's log says more; retry, or report it",
+        // Other codes' messages stand alone (the relay and agent phrase them with the remedy).
+        _ => return what.to_string(),
     };
     format!("{what}: {hint}")
 }
@@ -417,6 +425,29 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "the device token is unknown or was revoked; log in again"
+        );
+    }
+
+    #[test]
+    fn each_kind_of_refusal_gets_advice_that_fits_it() {
+        let said = |code: &str, error: &str| {
+            decode_error_answer(&serde_json::json!({"errorCode": code, "error": error}).to_string())
+                .to_string()
+        };
+        // An invalid value is not blamed on agent or container names.
+        assert_eq!(
+            said("INVALID_REQUEST", "ttlSecs must be at most 31536000"),
+            "ttlSecs must be at most 31536000: correct it and try again"
+        );
+        assert_eq!(
+            said("DOCKER_REMOVE_FAILED", "image is being used by a container"),
+            "image is being used by a container: that is Docker's answer on that server; check there"
+        );
+        // A code without advice of its own shows the message as it is, not a pointer to logs
+        // that say nothing more.
+        assert_eq!(
+            said("PORT_IN_USE", "port 8080 is taken"),
+            "port 8080 is taken"
         );
     }
 

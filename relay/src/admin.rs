@@ -119,7 +119,10 @@ pub(crate) async fn revoke_session(
     if !state.store.revoke_session(&request.session_id).await? {
         return Err(ErrorReply::new(
             ErrorCode::NotFound,
-            format!("no live session with id {:?}", request.session_id),
+            format!(
+                "no live session with id {:?}; `zedops sessions` lists them",
+                request.session_id.as_str()
+            ),
         ));
     }
     audit(state, session, subject::SESSION_REVOKE, None).await?;
