@@ -581,7 +581,10 @@ async fn console_sessions_per_user_are_bounded_under_a_flood_and_exit_codes_are_
         .unwrap();
     assert_eq!(last(&mut ending).await.exit.unwrap().code, Some(0));
     drop(ending);
-    let mut again = s.admin_exec(&["sh", "-c", "exit 3"], false).await;
+    // A secret in the command is not kept in the audit log (the rest of it is).
+    let mut again = s
+        .admin_exec(&["sh", "-c", "DB_PASSWORD=hunter5 exit 3"], false)
+        .await;
     assert_eq!(run(&mut again, None).await.2, Some(3));
     let mut audited = String::new();
     for _ in 0..100 {
@@ -597,9 +600,13 @@ async fn console_sessions_per_user_are_bounded_under_a_flood_and_exit_codes_are_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        audited.contains(r#"tty=false cmd=[\"sh\", \"-c\", \"exit 3\"] exit=3"#),
+        audited.contains(&format!(
+            r#"tty=false cmd=[\"sh\", \"-c\", \"DB_PASSWORD={} exit 3\"] exit=3"#,
+            zedops_protocol::MASK
+        )),
         "{audited}"
     );
+    assert!(!audited.contains("hunter5"), "{audited}");
     // The refusals are on record as failed with their code.
     assert!(audited.contains("RATE_LIMITED"), "{audited}");
 }

@@ -441,9 +441,12 @@ async fn file_change(
     audited.once(ask, request, variant).await
 }
 
-/// An exec's command for the audit log, cut at 1,000 bytes (on a character boundary).
+/// An exec's command for the audit log, with secrets withheld as `container.inspect` shows a
+/// container's command (`DB_PASSWORD=…`, `--token …`, a URL's password: the audit log is read
+/// by every admin and kept on disk), cut at 1,000 bytes (on a character boundary).
 fn exec_detail(request: &ExecRequest) -> String {
-    let mut detail = format!("tty={} cmd={:?}", request.tty, request.cmd);
+    let cmd = zedops_protocol::mask_command(&request.cmd);
+    let mut detail = format!("tty={} cmd={cmd:?}", request.tty);
     if detail.len() > 1000 {
         let mut cut = 1000;
         while !detail.is_char_boundary(cut) {
