@@ -239,6 +239,23 @@ async fn echo_exit_codes_and_separate_outputs() {
         last.end.unwrap().error_code,
         Some(ErrorCode::ContainerNotFound)
     );
+
+    // A stopped container: said with the name given and what to do, not Docker's full id.
+    let mut stopped = Scratch::new().await.unwrap();
+    let (stopped_name, _) = stopped.create("console-stopped", Spec::STOPPED).await;
+    let mut refused = run(
+        &docker,
+        &sessions,
+        exec(&stopped_name, &["true"]),
+        "_INBOX.s",
+    )
+    .await;
+    let end = refused.finish().await.1.end.unwrap();
+    assert_eq!(end.error_code, Some(ErrorCode::ExecFailed));
+    assert_eq!(
+        end.reason,
+        format!("{stopped_name} is not running; start it first")
+    );
 }
 
 #[tokio::test]

@@ -103,8 +103,9 @@ async fn inspect_shows_the_container_and_masks_secrets() {
     );
     let json: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(json["restartPolicy"], "unless-stopped");
+    // As an env file or `$(cat token)` may give it: with a trailing newline, which is trimmed.
     let out = support::zedops(config.path())
-        .env("ZEDOPS_TOKEN", token)
+        .env("ZEDOPS_TOKEN", format!(" {token}\n"))
         .args([
             "inspect", "--agent", "detail-1", &game, "--relay", &relay.url,
         ])

@@ -96,7 +96,8 @@ impl DockerClient {
             .call(ErrorCode::ExecFailed, Some(container), |d| async move {
                 d.create_exec(&name, config).await
             })
-            .await?;
+            .await
+            .map_err(|err| not_running(err, container))?;
         let exec_id = created.id.clone();
         let started = self
             .call(ErrorCode::ExecFailed, Some(container), |d| async move {
@@ -331,6 +332,18 @@ fn namespace_pid(host_pid: i64) -> Option<i64> {
 fn parse_nspid(status: &str) -> Option<i64> {
     let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
     line.split_whitespace().last()?.parse().ok()
+}
+
+/// Docker's refusal to exec in a stopped container ("Container <64-hex id> is not running",
+/// HTTP 409) said in the words the person used, with what to do; other errors as they are.
+fn not_running(err: DockerError, container: &str) -> DockerError {
+    if err.code() == ErrorCode::ExecFailed && err.to_string().contains("is not running") {
+        return DockerError::new(
+            ErrorCode::ExecFailed,
+            format!("{container} is not running; start it first"),
+        );
+    }
+    err
 }
 
 #[cfg(test)]

@@ -205,7 +205,7 @@ async fn drive(mut session: ConsoleSession, options: Drive) -> i32 {
             None => break FAILED,
             Some(Err(err)) => {
                 drop(raw.take());
-                eprintln!("zedops: {}: {err}", err.code().as_str());
+                eprintln!("error: {}: {err}", err.code().as_str());
                 break FAILED;
             }
             Some(Ok(frame)) => frame,
@@ -246,7 +246,7 @@ async fn drive(mut session: ConsoleSession, options: Drive) -> i32 {
                 break 0;
             }
             if let Some(code) = end.error_code {
-                eprintln!("zedops: {code}: {}", end.reason);
+                eprintln!("error: {code}: {}", end.reason);
                 break FAILED;
             }
             if options.attach {

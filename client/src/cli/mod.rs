@@ -793,7 +793,11 @@ async fn relay(global: &Global) -> Result<Option<String>, CliError> {
 }
 
 fn env_token() -> Option<String> {
-    std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty())
+    // Trimmed as token files are: a value from an env file or `$(cat …)` may end in a newline.
+    std::env::var(TOKEN_ENV)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
 }
 
 /// True when the token comes from `ZEDOPS_TOKEN` rather than the keyring.
