@@ -214,6 +214,15 @@ impl Server {
             login_checks = self.state.login_limit.max_checks(),
             "relay listening"
         );
+        if self.tls.is_none() && !self.local_addr().ip().is_loopback() {
+            // Fine behind a TLS proxy on the same network; a mistake anywhere else.
+            tracing::warn!(
+                addr = %self.local_addr(),
+                "serving plain HTTP on an address other machines can reach: passwords and tokens \
+                 cross the network unencrypted unless a TLS proxy is in front; give --tls-cert \
+                 and --tls-key, or listen on 127.0.0.1 behind the proxy"
+            );
+        }
         tokio::spawn(crate::revocation::watch(self.state.clone()));
         self.listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(self.listener)?;

@@ -138,10 +138,11 @@ async fn a_drain_waits_at_most_its_bound_for_an_agent_that_never_answers() {
     );
 }
 
-#[tokio::test]
-async fn sigterm_drains_the_relay_binary_and_it_exits_cleanly() {
+/// Runs the relay binary on `ip`, sends it SIGTERM once it listens, and returns how it exited
+/// and its log (a file, as journald or a redirect would take it).
+async fn serve_until_sigterm(ip: &str) -> (std::process::ExitStatus, String) {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    let port = std::net::TcpListener::bind((ip, 0))
         .unwrap()
         .local_addr()
         .unwrap()
@@ -153,7 +154,7 @@ async fn sigterm_drains_the_relay_binary_and_it_exits_cleanly() {
         .args([
             "serve",
             "--listen",
-            &format!("127.0.0.1:{port}"),
+            &format!("{ip}:{port}"),
             "--drain-timeout",
             "5s",
         ])
@@ -182,11 +183,31 @@ async fn sigterm_drains_the_relay_binary_and_it_exits_cleanly() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let log = std::fs::read_to_string(dir.path().join("relay.log")).unwrap();
+    (status, log)
+}
+
+#[tokio::test]
+async fn sigterm_drains_the_relay_binary_and_it_exits_cleanly() {
+    let (status, log) = serve_until_sigterm("127.0.0.1").await;
     assert!(status.success(), "{status:?}\n{log}");
     assert!(log.contains("draining"), "{log}");
     // A log file (journald, a redirect) gets plain text, no terminal colour codes.
     assert!(
         !log.contains('\x1b'),
         "colour codes in the log file: {log:?}"
+    );
+    assert!(!log.contains("plain HTTP"), "{log}");
+}
+
+/// Plain HTTP where other machines can reach it is worth a warning (passwords cross the network
+/// unencrypted unless a TLS proxy is in front); on loopback it is not (above).
+#[tokio::test]
+async fn plain_http_on_an_address_others_reach_is_warned_about() {
+    let (status, log) = serve_until_sigterm("0.0.0.0").await;
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(
+        log.contains("WARN")
+            && log.contains("serving plain HTTP on an address other machines can reach"),
+        "{log}"
     );
 }
