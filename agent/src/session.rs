@@ -349,9 +349,15 @@ fn is_fatal(code: ErrorCode) -> bool {
 
 /// The relay's reason for a fatal refusal and what the operator can do about it.
 fn refusal_advice(reply: &ErrorReply, identity: &Identity, data_dir: &Path) -> String {
-    const NEW_TOKEN: &str = "create a new registration token with `zedops-relay token create` and run again with --token";
+    // Not `--token`: a token on the command line shows in `ps`.
+    const NEW_TOKEN: &str = "create a new registration token with `zedops-relay token create` and \
+         run again with it in ZEDOPS_TOKEN or --token-file";
     let relay_says = format!("the relay refused this agent ({reply})");
+    // The relay's message may carry the remedy already ("…; create a new one with …"): then it
+    // is not said a second time in other words.
+    let relay_advised = reply.error.contains("; ");
     match (reply.error_code, identity) {
+        (ErrorCode::Unauthorized, Identity::Enrolling { .. }) if relay_advised => relay_says,
         (ErrorCode::Unauthorized, Identity::Enrolled(_)) => format!(
             "{relay_says}: its stored credentials are no longer valid (revoked?). Delete {}, then {NEW_TOKEN}",
             credentials::path(data_dir).display()

@@ -246,7 +246,14 @@ async fn a_used_token_is_fatal_and_shutdown_is_clean() {
         .await;
     let second_dir = second.data_dir.clone();
     let err = second.exit().await.expect_err("a used token is refused");
-    assert_unauthorized(&err, "registration token");
+    let message = assert_unauthorized(&err, "registration token");
+    // The relay's own remedy once, and never a token on the command line (`ps` shows it).
+    assert_eq!(
+        message.matches("zedops-relay token create").count(),
+        1,
+        "{message}"
+    );
+    assert!(!message.contains("--token "), "{message}");
     assert!(
         zedops_agent::credentials::load(&second_dir)
             .unwrap()
