@@ -456,6 +456,42 @@ async fn an_update_keeps_name_ports_env_labels_and_volume_data() {
     assert_eq!(inspect(&setup.docker, &name).await.id, new.id);
 }
 
+/// A container kept stopped (a game server switched off) is updated but not started; an update
+/// of it that fails before anything changed says so, and leaves it stopped.
+#[tokio::test]
+async fn a_stopped_container_is_updated_and_left_stopped() {
+    let Some(scene) = scene(Build::Good).await else {
+        return;
+    };
+    let docker = &scene.setup.docker;
+    let (name, old_id) = scene.run("off", ContainerCreateBody::default()).await;
+    let stop = StopContainerOptionsBuilder::new().t(0).build();
+    docker.stop_container(&name, Some(stop)).await.unwrap();
+
+    let mut missing = request(&name);
+    missing.image = Some(scene.setup.registry.image("zt/no-such-build:1"));
+    let (_, last) = update(&scene.setup, missing).await;
+    let end = ended_with(&last, Some(ErrorCode::UpdateRolledBack));
+    assert_says(end, &format!("nothing was changed; {name} is as it was"));
+    let same = inspect(docker, &name).await;
+    assert_eq!(same.id.as_deref(), Some(old_id.as_str()));
+    assert_eq!(same.state.unwrap().running, Some(false));
+
+    scene.push(Build::Good).await;
+    let (frames, last) = update(&scene.setup, request(&name)).await;
+    ended_with(&last, None);
+    assert!(last.updated.unwrap().changed);
+    let new = inspect(docker, &name).await;
+    assert_ne!(new.id.as_deref(), Some(old_id.as_str()), "not replaced");
+    assert_eq!(
+        new.state.unwrap().running,
+        Some(false),
+        "the update started it"
+    );
+    assert!(!phases(&frames).contains(&UpdatePhase::Health));
+    assert_gone(docker, &format!("{name}.zedops-old")).await;
+}
+
 #[tokio::test]
 async fn a_build_that_exits_at_once_is_rolled_back_with_its_log_lines() {
     let Some(scene) = scene(Build::Good).await else {

@@ -152,7 +152,7 @@ async fn an_operator_updates_a_container_through_relay_and_agent_and_a_viewer_ma
         "{stderr}"
     );
     assert!(
-        stderr.contains(&format!("the old container runs again as {name}")),
+        stderr.contains(&format!("nothing was changed; {name} is as it was")),
         "{stderr}"
     );
     let same = docker

@@ -192,6 +192,17 @@ struct Update<'a> {
     stable: u32,
 }
 
+/// Where an update that failed left the old container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Back {
+    /// It failed before anything was changed (pull, hook, journal).
+    Untouched,
+    /// It was changed and has been put back.
+    Restored,
+    /// It could not be put back yet (the journal has it for the next start).
+    NotYet,
+}
+
 /// A failure of one step: the step, what happened, and its code when it had one.
 struct Failed {
     phase: UpdatePhase,
@@ -256,7 +267,7 @@ impl Update<'_> {
         )
         .await;
         if let Err(failed) = self.record(Stage::Started) {
-            return self.rolled_back(failed, Vec::new(), true);
+            return self.rolled_back(failed, Vec::new(), Back::Untouched);
         }
         // Until the rename nothing was changed: a failure only ends the journal entry.
         let pulled = match self.pull().await {
@@ -507,6 +518,16 @@ impl Update<'_> {
             })?;
         self.entry.new_id = Some(new_id.clone());
         self.record(Stage::Replacing)?;
+        if !self.old.running {
+            // A container stopped on purpose (a game server kept off) stays stopped: the new
+            // one is created, not started, so there is no health to wait for.
+            self.step(
+                UpdatePhase::Start,
+                "the old container was stopped: the new one is left stopped",
+            )
+            .await;
+            return Ok(new_id);
+        }
         self.step(UpdatePhase::Start, "starting the new container")
             .await;
         // Until it is healthy the new container is the update's to judge: if it exits, the
@@ -543,7 +564,7 @@ impl Update<'_> {
     async fn abandon(&self, failed: Failed) -> ContainerUpdateFrame {
         tracing::warn!(container = %self.old.name, phase = %failed.phase, reason = %failed.reason, "update abandoned before anything changed");
         let _ = journal::remove(self.data_dir, &self.old.name);
-        self.rolled_back(failed, Vec::new(), true)
+        self.rolled_back(failed, Vec::new(), Back::Untouched)
     }
 
     /// A failure after the rename: remove the new container, put the old one back.
@@ -567,34 +588,34 @@ impl Update<'_> {
             }
             None => Vec::new(),
         };
-        let restored = match restore(self.docker, &self.entry).await {
+        let back = match restore(self.docker, &self.entry).await {
             Ok(()) => {
                 let _ = journal::remove(self.data_dir, &self.old.name);
-                true
+                Back::Restored
             }
             Err(err) => {
                 // The journal stays: the next start of the agent tries again.
                 tracing::error!(container = %self.old.name, %err, "could not put the old container back");
-                false
+                Back::NotYet
             }
         };
-        self.rolled_back(failed, logs, restored)
+        self.rolled_back(failed, logs, back)
     }
 
-    fn rolled_back(
-        &self,
-        failed: Failed,
-        logs: Vec<String>,
-        restored: bool,
-    ) -> ContainerUpdateFrame {
+    fn rolled_back(&self, failed: Failed, logs: Vec<String>, back: Back) -> ContainerUpdateFrame {
         let name = &self.old.name;
-        let outcome = if restored {
-            format!("the old container runs again as {name}")
-        } else {
-            format!(
+        let outcome = match back {
+            Back::Untouched => format!("nothing was changed; {name} is as it was"),
+            Back::Restored if self.entry.was_running => {
+                format!("the old container runs again as {name}")
+            }
+            // It was stopped: it is back, and stays stopped.
+            Back::Restored => format!("the old container is back as {name}, stopped as it was"),
+            Back::NotYet => format!(
                 "the old container could not be put back yet (the agent retries at its next start); check {name} and {name}{UPDATE_OLD_SUFFIX} on the server"
-            )
+            ),
         };
+        let restored = back != Back::NotYet;
         let reason = format!(
             "the update of {name} failed at {} ({}); {outcome}",
             failed.phase, failed.reason
