@@ -620,6 +620,7 @@ fn dispatch(
         }
         AgentRequest::ContainerUpdate(request) => crate::container_update::start(
             docker.clone(),
+            updates.clone(),
             data_dir.to_path_buf(),
             request,
             inbox,

@@ -85,6 +85,24 @@ impl UpdateChecker {
         Ok(state)
     }
 
+    /// Container `name` was just updated to the newest build of its image: it no longer has an
+    /// update, so the state pushed to the relay (and `zedops updates`) stops listing it now
+    /// rather than at the next periodic check. Waits for a check in progress, whose result
+    /// could list it again.
+    pub async fn container_updated(&self, name: &str) {
+        let _one_run = self.running.lock().await;
+        let mut state = self.state();
+        let before = state.updates.len();
+        state.updates.retain(|update| update.container != name);
+        if state.updates.len() == before {
+            return;
+        }
+        if let Err(err) = save(&self.data_dir, &state) {
+            tracing::warn!(%err, "cannot keep the update check's result in the data directory");
+        }
+        self.state.send_replace(state);
+    }
+
     /// Checks every `interval`, the first time at a random point of the first interval.
     pub async fn every(self: Arc<Self>, interval: Duration) {
         tokio::time::sleep(jitter(interval)).await;

@@ -122,6 +122,8 @@ pub enum Outcome {
 #[serde(rename_all = "camelCase")]
 pub struct FleetSummary {
     pub updated: Vec<FleetTarget>,
+    /// Already on the newest build when its turn came (nothing was recreated).
+    pub unchanged: Vec<FleetTarget>,
     pub rolled_back: Vec<Skipped>,
     pub failed: Vec<Skipped>,
     /// Left alone by label or because an earlier update rolled back.
@@ -227,7 +229,9 @@ pub async fn run(
         reason: reason.to_string(),
     }));
     // Refresh what the relay lists (best effort: the next periodic check does it anyway).
-    let mut touched: Vec<&str> = summary.updated.iter().map(|t| t.agent.as_str()).collect();
+    let mut touched: Vec<&str> = (summary.updated.iter().chain(&summary.unchanged))
+        .map(|t| t.agent.as_str())
+        .collect();
     touched.sort_unstable();
     touched.dedup();
     for agent in touched {
@@ -241,6 +245,10 @@ pub async fn run(
 /// Adds one outcome to the summary; true when it stops the fleet update.
 fn record(summary: &mut FleetSummary, target: FleetTarget, outcome: Outcome) -> bool {
     match outcome {
+        Outcome::Updated { updated } if !updated.changed => {
+            summary.unchanged.push(target);
+            false
+        }
         Outcome::Updated { .. } => {
             summary.updated.push(target);
             false
@@ -352,6 +360,39 @@ mod tests {
     use zedops_protocol::{AgentUpdates, UpdateState};
 
     use super::*;
+
+    /// A container found already on the newest build when its turn came is counted apart: the
+    /// summary must not say it was updated when nothing was recreated.
+    #[test]
+    fn an_update_that_changed_nothing_is_not_counted_as_updated() {
+        let target = |container: &str| FleetTarget {
+            agent: "eu-1".into(),
+            container: container.into(),
+            image: "reg:5000/app:1".into(),
+            current_digest: String::new(),
+            new_digest: String::new(),
+        };
+        let outcome = |changed| Outcome::Updated {
+            updated: ContainerUpdated {
+                name: "x".into(),
+                image: "reg:5000/app:1".into(),
+                old_image_id: "sha256:1".into(),
+                old_digest: None,
+                new_image_id: "sha256:2".into(),
+                new_digest: None,
+                container_id: "c".into(),
+                changed,
+            },
+        };
+        let mut summary = FleetSummary::default();
+        assert!(!record(&mut summary, target("new"), outcome(true)));
+        assert!(!record(&mut summary, target("same"), outcome(false)));
+        assert_eq!(summary.updated, [target("new")]);
+        assert_eq!(summary.unchanged, [target("same")]);
+        assert!(summary.ok());
+        let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(json["unchanged"][0]["container"], "same");
+    }
 
     fn update(container: &str, label: Option<&str>) -> ImageUpdate {
         ImageUpdate {

@@ -204,6 +204,36 @@ async fn a_check_finds_a_new_build_and_everyone_can_list_it() {
     .await
     .expect("the agent's state again within 60 s of the relay's restart");
     assert!(again.agents[0].online);
+
+    // Updated: no longer listed, without waiting for the next check.
+    let as_operator = Zed::new(&relay.url, &operator);
+    let out = as_operator
+        .run(&[
+            "update",
+            "--agent",
+            &agent_name,
+            &container,
+            "--stable",
+            "1s",
+        ])
+        .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let gone = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let answer = viewer.updates(Some(&agent_name)).await.unwrap();
+            if !answer.agents[0]
+                .state
+                .updates
+                .iter()
+                .any(|u| u.container == container)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "still listed as having an update after it");
     viewer.close().await;
 }
 

@@ -592,8 +592,12 @@ pub async fn update_all(
         n(summary.failed.len()),
         n(summary.skipped.len()),
     );
+    let unchanged = match summary.unchanged.len() {
+        0 => String::new(),
+        n => format!(", {n} already on the newest build"),
+    };
     let mut message = format!(
-        "{updated} updated, {rolled_back} rolled back, {failed} failed, {skipped} skipped."
+        "{updated} updated{unchanged}, {rolled_back} rolled back, {failed} failed, {skipped} skipped."
     );
     if !summary.ok() {
         message.push_str(" The fleet update stopped at the first rollback or failure: see that container's row for why.");

@@ -62,6 +62,7 @@ impl Drop for ActiveGuard {
 /// Starts `request` in its own task, its frames going to `inbox` on `tx` (the last with `end`).
 pub fn start(
     docker: Arc<DockerClient>,
+    updates: Arc<crate::update_check::UpdateChecker>,
     data_dir: PathBuf,
     request: ContainerUpdateRequest,
     inbox: String,
@@ -88,6 +89,10 @@ pub fn start(
     tokio::spawn(
         async move {
             let last = run(&docker, &data_dir, request, &frames).await;
+            // On the newest build now (or already was): not to be listed as having an update.
+            if let Some(updated) = &last.updated {
+                updates.container_updated(&updated.name).await;
+            }
             let _ = frames.send(last).await;
         }
         .instrument(span),

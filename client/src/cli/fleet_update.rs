@@ -57,8 +57,12 @@ pub async fn update_all(global: &Global, args: UpdateArgs) -> CliResult {
     if args.output.json {
         print_json(&summary)?;
     }
+    let unchanged = match summary.unchanged.len() {
+        0 => String::new(),
+        n => format!(", {n} already on the newest build"),
+    };
     eprintln!(
-        "summary: {} updated, {} rolled back, {} failed, {} skipped",
+        "summary: {} updated{unchanged}, {} rolled back, {} failed, {} skipped",
         summary.updated.len(),
         summary.rolled_back.len(),
         summary.failed.len(),
@@ -126,6 +130,12 @@ fn print_progress(pulls: &PullLines, event: FleetProgress) {
             target, message, ..
         } => eprintln!("{}: {}", name(&target), table::clean(&message)),
         FleetProgress::Finished { target, outcome } => match outcome {
+            Outcome::Updated { updated } if !updated.changed => {
+                eprintln!(
+                    "{}: already on the newest build; left as it was",
+                    name(&target)
+                )
+            }
             Outcome::Updated { .. } => eprintln!("{}: updated", name(&target)),
             Outcome::RolledBack { reason, rollback } => {
                 eprintln!("{}: ROLLED BACK: {}", name(&target), table::clean(&reason));
