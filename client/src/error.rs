@@ -227,6 +227,9 @@ pub(crate) fn from_transport(err: TransportError, url: &str) -> ClientError {
             url: url.to_string(),
             reason: source.to_string(),
         },
+        TransportError::NoTls { .. } => ClientError::InvalidUrl {
+            reason: err.to_string(),
+        },
         TransportError::Timeout(after) => ClientError::RelayUnreachable {
             url: url.to_string(),
             reason: format!("no answer within {} s", after.as_secs()),

@@ -60,3 +60,25 @@ async fn wss_with_a_private_ca_works_and_without_it_is_refused() {
     );
     agent.stop().await.unwrap();
 }
+
+/// A relay without TLS given as `host:port` (taken as https://): the error says to use
+/// http:// with that address, instead of a TLS parser's "corrupt message".
+#[tokio::test]
+async fn a_plain_relay_given_without_a_scheme_is_told_to_use_http() {
+    let relay = TestRelay::builder().start().await;
+    let token = relay.login("bea", Role::Viewer).await;
+    let address = relay.addr.to_string();
+    let refused = Client::connect(ConnectOptions {
+        relay: address.clone(),
+        token,
+        ca_file: None,
+        insecure: false,
+    })
+    .await
+    .expect_err("TLS to a plain relay fails");
+    let said = refused.to_string();
+    assert!(
+        said.contains("answered without TLS") && said.contains(&format!("http://{address}")),
+        "{said}"
+    );
+}

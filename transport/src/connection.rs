@@ -40,6 +40,37 @@ pub fn websocket_config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_FRAME_BYTES))
 }
 
+/// Why dialling `url` failed. A TLS handshake answered with plain HTTP (the record's content
+/// type is not TLS) is said in plain words: the URL needs `http://`.
+fn connect_error(url: &str, err: tokio_tungstenite::tungstenite::Error) -> TransportError {
+    use tokio_tungstenite::tungstenite::Error;
+    let plain_answer = match &err {
+        Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .is_some_and(|tls| {
+                matches!(
+                    tls,
+                    rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+                )
+            }),
+        _ => false,
+    };
+    match url.strip_prefix("wss://") {
+        Some(rest) if plain_answer => {
+            let host = rest.split('/').next().unwrap_or(rest);
+            TransportError::NoTls {
+                url: url.to_string(),
+                plain: format!("http://{host}"),
+            }
+        }
+        _ => TransportError::Connect {
+            url: url.to_string(),
+            source: Box::new(err),
+        },
+    }
+}
+
 /// Dials `url` (`ws://` or `wss://`), trusting `tls` for `wss://`.
 pub async fn connect(
     url: &str,
@@ -54,10 +85,7 @@ pub async fn connect(
     let (ws, _response) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
         .await
         .map_err(|_| TransportError::Timeout(CONNECT_TIMEOUT))?
-        .map_err(|e| TransportError::Connect {
-            url: url.to_string(),
-            source: Box::new(e),
-        })?;
+        .map_err(|e| connect_error(url, e))?;
     let (sink, stream) = ws.split();
     Ok((
         FrameWriter { sink },

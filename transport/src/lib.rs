@@ -35,6 +35,13 @@ pub enum TransportError {
         #[source]
         source: Box<tokio_tungstenite::tungstenite::Error>,
     },
+    /// A `https://`/`wss://` URL (or one without a scheme, taken as `https://`) reached a relay
+    /// that speaks plain HTTP.
+    #[error(
+        "the relay at {url} answered without TLS; if it runs without --tls-cert (on loopback or \
+         behind a proxy), give its URL as {plain}"
+    )]
+    NoTls { url: String, plain: String },
     #[error("connection to the relay failed: {0}")]
     WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
     #[error("the relay sent a frame this version cannot read: {0}")]
