@@ -37,10 +37,12 @@ async fn run(docker: &Docker, name: &str, image: &str, label: Option<&str>) {
 /// A test's turn on the engine (see [`ENGINE`]) with the engine, a registry on loopback, a
 /// suffix for its names and what it makes there.
 struct Stage {
+    // Dropped first: the containers go before the registry, which then removes the images
+    // pulled from it (one a container still uses would stay on the engine).
+    cleanup: Cleanup,
     docker: Docker,
     registry: TestRegistry,
     suffix: String,
-    cleanup: Cleanup,
     _engine: tokio::sync::MutexGuard<'static, ()>,
 }
 
@@ -74,10 +76,10 @@ async fn stage() -> Option<Stage> {
     let engine = ENGINE.lock().await;
     let (docker, registry) = docker_and_registry().await?;
     Some(Stage {
+        cleanup: Cleanup::new("zt"),
         docker,
         registry,
         suffix: format!("{:08x}", rand::random::<u32>()),
-        cleanup: Cleanup::new("zt"),
         _engine: engine,
     })
 }
