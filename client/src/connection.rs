@@ -469,7 +469,6 @@ pub fn first_relay(relays: &str) -> &str {
     relay_list(relays).next().unwrap_or(relays)
 }
 
-/// Dials and authenticates one connection.
 /// A dial that failed: why, and how long the relay asked to wait before the next attempt
 /// (a draining relay's `Retry-After`, see `TransportError::retry_after`).
 struct DialFailure {
@@ -486,6 +485,7 @@ impl From<ClientError> for DialFailure {
     }
 }
 
+/// Dials and authenticates one connection.
 async fn dial(
     ws_url: &str,
     tls: &Arc<rustls::ClientConfig>,

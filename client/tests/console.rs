@@ -379,22 +379,19 @@ async fn the_cli_lists_uploads_downloads_and_removes_files() {
         Sha256::digest(&data)
     );
     // Into a directory under the file's own name, as `cp` does; a missing one is said so.
-    let out = zed
-        .run(&on_agent(
-            &["files", "put"],
-            c,
-            &[source.to_str().unwrap(), "/data/"],
-        ))
-        .await;
-    assert_stderr_says(&out, "written to /data/up.bin");
-    let out = zed
-        .run(&on_agent(
-            &["files", "put"],
-            c,
-            &[source.to_str().unwrap(), "/nodir/"],
-        ))
-        .await;
-    assert_stderr_says(&out, "the directory /nodir does not exist");
+    for (into, says) in [
+        ("/data/", "written to /data/up.bin"),
+        ("/nodir/", "the directory /nodir does not exist"),
+    ] {
+        let out = zed
+            .run(&on_agent(
+                &["files", "put"],
+                c,
+                &[source.to_str().unwrap(), into],
+            ))
+            .await;
+        assert_stderr_says(&out, says);
+    }
     let out = zed
         .run(&on_agent(&["files", "rm"], c, &["/data/up.bin"]))
         .await;

@@ -267,14 +267,7 @@ where
 /// still uses stays.
 pub(crate) fn remove_images_under(prefix: String) {
     with_fresh_client(move |docker| async move {
-        let options = bollard::query_parameters::ListImagesOptionsBuilder::new()
-            .all(true)
-            .build();
-        let images = docker.list_images(Some(options)).await.unwrap_or_default();
-        let references = images
-            .into_iter()
-            .flat_map(|image| image.repo_tags.into_iter().chain(image.repo_digests))
-            .filter(|reference| reference.starts_with(&prefix));
+        let references = references_under(&docker, &prefix).await.unwrap_or_default();
         for reference in references {
             let _ = docker
                 .remove_image(
@@ -285,6 +278,22 @@ pub(crate) fn remove_images_under(prefix: String) {
                 .await;
         }
     });
+}
+
+/// The engine's image references (tags and digests) that start with `prefix`.
+pub(crate) async fn references_under(
+    docker: &Docker,
+    prefix: &str,
+) -> Result<Vec<String>, bollard::errors::Error> {
+    let options = bollard::query_parameters::ListImagesOptionsBuilder::new()
+        .all(true)
+        .build();
+    let images = docker.list_images(Some(options)).await?;
+    Ok(images
+        .into_iter()
+        .flat_map(|image| image.repo_tags.into_iter().chain(image.repo_digests))
+        .filter(|reference| reference.starts_with(prefix))
+        .collect())
 }
 
 impl Drop for TestContainers {

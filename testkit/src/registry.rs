@@ -290,19 +290,7 @@ fn find_binary() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The engine's references under `prefix`.
-    async fn references_under(docker: &Docker, prefix: &str) -> Vec<String> {
-        let options = bollard::query_parameters::ListImagesOptionsBuilder::new()
-            .all(true)
-            .build();
-        let images = docker.list_images(Some(options)).await.unwrap();
-        images
-            .into_iter()
-            .flat_map(|image| image.repo_tags.into_iter().chain(image.repo_digests))
-            .filter(|reference| reference.starts_with(prefix))
-            .collect()
-    }
+    use crate::docker::references_under;
 
     /// Tests that pull from a registry (deploys, updates) leave nothing of it on the engine:
     /// neither the tag nor an older build the tag moved away from; the test image keeps its
@@ -323,12 +311,12 @@ mod tests {
         crate::docker::pull(&docker, &second).await;
         let test_image = registry.push_test_image(&docker, "zt/base", "1").await;
         crate::docker::pull(&docker, &test_image).await;
-        let pulled = references_under(&docker, &prefix).await;
+        let pulled = references_under(&docker, &prefix).await.unwrap();
         assert!(pulled.len() >= 3, "the pulls left {pulled:?}");
 
         drop(registry);
         assert_eq!(
-            references_under(&docker, &prefix).await,
+            references_under(&docker, &prefix).await.unwrap(),
             Vec::<String>::new()
         );
         docker

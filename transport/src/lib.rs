@@ -61,13 +61,12 @@ impl TransportError {
     /// failure, whose retries keep their exponential backoff. At most [`backoff::MAX_DELAY`].
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         use tokio_tungstenite::tungstenite::Error;
-        let response = match self {
-            Self::Connect { source, .. } => match source.as_ref() {
-                Error::Http(response) => response,
-                _ => return None,
-            },
-            Self::WebSocket(Error::Http(response)) => response,
-            _ => return None,
+        // An upgrade's answer only comes back from dialling (`connect`), never mid-connection.
+        let Self::Connect { source, .. } = self else {
+            return None;
+        };
+        let Error::Http(response) = source.as_ref() else {
+            return None;
         };
         if response.status()
             != tokio_tungstenite::tungstenite::http::StatusCode::SERVICE_UNAVAILABLE

@@ -153,7 +153,6 @@ fn tokio_stream_from(mut rx: mpsc::Receiver<Bytes>) -> impl Stream<Item = Bytes>
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// Docker answers 404 for an unknown container and for a missing path alike; its message tells.
 /// Docker's message with the server's storage paths (`/var/lib/docker/overlay2/<id>/merged/…`)
 /// shown as the paths inside the container they are: the person reading it knows the
 /// container's paths, and the server's layout is none of their business.
@@ -187,6 +186,7 @@ fn storage_root_end(word: &str) -> Option<usize> {
     (whole_segment && word[..at].contains("overlay")).then_some(at)
 }
 
+/// Docker answers 404 for an unknown container and for a missing path alike; its message tells.
 fn archive_error(
     err: bollard::errors::Error,
     container: &str,
