@@ -16,7 +16,7 @@ use zedops_protocol::{
 
 use super::tty::{self, DetachScanner, RawMode, Resizes};
 use super::vt::VtMode;
-use super::{CliError, CliResult, Global, connect, open_stream};
+use super::{CliError, CliResult, Global, connect, open_stream, table};
 
 /// Exit status for a failure of zedops itself (refused, agent offline), as `docker exec` uses.
 const FAILED: i32 = 125;
@@ -292,6 +292,9 @@ pub async fn send(global: &Global, agent: &str, container: &str, line: &str) -> 
             format!("the relay's answer is unreadable: {e}"),
         )
     })?;
-    eprintln!("sent {} bytes to {container}", sent.bytes);
+    eprintln!(
+        "sent {} to {container}",
+        table::count(sent.bytes, "byte", "bytes")
+    );
     Ok(())
 }

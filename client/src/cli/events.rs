@@ -152,9 +152,9 @@ fn show_sync(sync: &ContainerSync, agent: Option<&str>, json: bool) -> CliResult
         .filter(|c| c.state == "running")
         .count();
     eprintln!(
-        "{}: {} containers, {running} running ({})",
+        "{}: {}, {running} running ({})",
         table::clean(agent.unwrap_or(&sync.agent_id)),
-        sync.containers.len(),
+        table::count(sync.containers.len() as u64, "container", "containers"),
         table::clean(&sync.reason)
     );
     Ok(())

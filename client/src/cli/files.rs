@@ -281,7 +281,10 @@ pub async fn put(
         if let Some(end) = frame.end {
             break match end.error_code {
                 None => {
-                    eprintln!("{size} bytes written to {shown}");
+                    eprintln!(
+                        "{} written to {shown}",
+                        super::table::count(size, "byte", "bytes")
+                    );
                     Ok(())
                 }
                 Some(code) => Err(CliError::new(code.as_str(), end.reason)),

@@ -42,8 +42,8 @@ pub async fn update_all(global: &Global, args: UpdateArgs) -> CliResult {
         eprintln!("no container to update (`zedops updates --check` looks for new builds)");
     } else {
         eprintln!(
-            "updating {} containers: {} canary first, then {} at a time",
-            plan.targets.len(),
+            "updating {}: {} canary first, then {} at a time",
+            table::count(plan.targets.len() as u64, "container", "containers"),
             options.canary.min(plan.targets.len()),
             options.parallel
         );

@@ -131,17 +131,27 @@ pub fn ports(ports: &[Port]) -> String {
     shown.join(", ")
 }
 
-/// `pulling x:1: 3/5 layers, 12.5 MB of 40.1 MB`.
+/// `pulling x:1: 3/5 layers, 12.5 MB of 40.1 MB`; `pulling x:1: starting` before the registry
+/// has named any layer.
 pub fn pull_summary(progress: &PullProgress) -> String {
+    let image = clean(&progress.image);
+    if progress.layers_total == 0 {
+        return format!("pulling {image}: starting");
+    }
     let mb = |b: u64| b as f64 / 1_000_000.0;
     format!(
-        "pulling {}: {}/{} layers, {:.1} MB of {:.1} MB",
-        clean(&progress.image),
+        "pulling {image}: {}/{}, {:.1} MB of {:.1} MB",
         progress.layers_done,
-        progress.layers_total,
+        count(progress.layers_total, "layer", "layers"),
         mb(progress.current),
         mb(progress.total)
     )
+}
+
+/// `n` with its noun in the right number: `1 byte`, `2 bytes`, `0 containers`.
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// How long ago `unix` was at `now` (Unix seconds), in the largest whole unit (`3 days ago`).
@@ -178,6 +188,30 @@ mod tests {
             kind: kind.into(),
             ip: ip.map(String::from),
         }
+    }
+
+    #[test]
+    fn counts_and_pull_lines_read_as_sentences() {
+        assert_eq!(count(1u64, "byte", "bytes"), "1 byte");
+        assert_eq!(count(0u64, "container", "containers"), "0 containers");
+        assert_eq!(count(2u32, "layer", "layers"), "2 layers");
+        let mut progress = PullProgress {
+            image: "x:1".into(),
+            layers: Vec::new(),
+            layers_done: 0,
+            layers_total: 0,
+            current: 0,
+            total: 0,
+        };
+        assert_eq!(pull_summary(&progress), "pulling x:1: starting");
+        progress.layers_done = 1;
+        progress.layers_total = 1;
+        progress.current = 2_500_000;
+        progress.total = 2_500_000;
+        assert_eq!(
+            pull_summary(&progress),
+            "pulling x:1: 1/1 layer, 2.5 MB of 2.5 MB"
+        );
     }
 
     #[test]

@@ -36,6 +36,8 @@ describe('deploy logic', () => {
     expect(progressPercent(p)).toBe(25);
     expect(progressPercent({ ...p, current: p.total * 2 })).toBe(100);
     expect(progressText(p)).toBe('Pulling nginx:1: 3.00 MiB of 12.0 MiB, 1 of 3 layers');
+    expect(progressText({ ...p, current: 0, total: 0, layersDone: 0, layersTotal: 0 })).toBe('Pulling nginx:1: starting');
+    expect(progressText({ ...p, layersDone: 0, layersTotal: 1 })).toBe('Pulling nginx:1: 3.00 MiB of 12.0 MiB, 0 of 1 layer');
   });
 
   it('confirms a removal only with the exact name', () => {

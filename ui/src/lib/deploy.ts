@@ -60,8 +60,10 @@ export function progressPercent(p: PullProgressView | null): number | null {
 /** One line under the progress bar, e.g. "Pulling nginx:1: 3.0 MiB of 12.0 MiB, 1 of 3 layers". */
 export function progressText(p: PullProgressView): string {
   const total = p.total ?? 0;
+  if (p.layersTotal === 0) return `Pulling ${p.image}: starting`;
   const bytes = total > 0 ? `${formatBytes(p.current ?? 0)} of ${formatBytes(total)}` : 'starting';
-  return `Pulling ${p.image}: ${bytes}, ${p.layersDone} of ${p.layersTotal} layers`;
+  const layers = p.layersTotal === 1 ? 'layer' : 'layers';
+  return `Pulling ${p.image}: ${bytes}, ${p.layersDone} of ${p.layersTotal} ${layers}`;
 }
 
 /** What is wrong with an image reference typed to pull, in plain words, or null when it looks
