@@ -218,14 +218,75 @@ impl TemplateBody {
             }
         }
         let spec = substitute(&self.spec, None, &filled);
-        let spec: ContainerSpec =
-            serde_json::from_value(spec).map_err(|e| invalid(format!("spec: {e}")))?;
+        let spec: ContainerSpec = serde_path_to_error::deserialize(spec).map_err(|e| {
+            let field = dotted(e.path());
+            let at = if field.is_empty() {
+                String::new()
+            } else {
+                format!(".{field}")
+            };
+            self.blame(values, &field, format!("spec{at}: {}", e.inner()))
+        })?;
         spec.validate().map_err(|e| match e {
-            ProtocolError::Invalid { field, reason } => invalid(format!("spec.{field}: {reason}")),
+            ProtocolError::Invalid { field, reason } => {
+                self.blame(values, field, format!("spec.{field}: {reason}"))
+            }
             other => invalid(format!("spec: {other}")),
         })?;
         Ok(Resolved { spec, shown })
     }
+
+    /// `TEMPLATE_INVALID` with `message`, led by the deployer's values of the variables used in
+    /// `field` (`PORT=99999 does not fit the template: spec.ports.0.host: …`; a secret one
+    /// masked), so the one who typed the value learns which one to change.
+    fn blame(&self, values: &BTreeMap<String, String>, field: &str, message: String) -> ErrorReply {
+        let mut references = Vec::new();
+        // The spec's references were read once already: this cannot fail here.
+        let _ = collect_references(&self.spec, None, &mut references);
+        let field = unindexed(field);
+        let mut given: Vec<String> = Vec::new();
+        for (name, at) in references {
+            let Some(value) = values.get(&name) else {
+                continue;
+            };
+            let secret = self.variables.get(&name).is_some_and(|v| v.secret);
+            let said = format!("{name}={}", if secret { SECRET_MASK } else { value });
+            if unindexed(&at) == field && !given.contains(&said) {
+                given.push(said);
+            }
+        }
+        if given.is_empty() {
+            return invalid(message);
+        }
+        invalid(format!(
+            "{} does not fit the template: {message}",
+            given.join(", ")
+        ))
+    }
+}
+
+/// A decode error's place in the spec as references name it: `ports.0.host`.
+fn dotted(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let parts: Vec<String> = path
+        .iter()
+        .map(|segment| match segment {
+            Segment::Seq { index } => index.to_string(),
+            Segment::Map { key } => key.clone(),
+            Segment::Enum { variant } => variant.clone(),
+            Segment::Unknown => "?".to_string(),
+        })
+        .collect();
+    parts.join(".")
+}
+
+/// A field without its list positions (`ports.0.host` → `ports.host`), as checks name fields.
+fn unindexed(field: &str) -> String {
+    field
+        .split('.')
+        .filter(|part| part.parse::<usize>().is_err())
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Every `${NAME}` in `value` with where it is (`env.PASSWORD`, `ports.0.host`).
@@ -532,6 +593,40 @@ mod tests {
             ]))
             .unwrap_err();
         assert_eq!(bad_port.error_code, ErrorCode::TemplateInvalid);
+        assert!(
+            bad_port
+                .error
+                .starts_with("PORT=seventeen does not fit the template: spec.ports.0.host: "),
+            "{}",
+            bad_port.error
+        );
+        let too_high = t
+            .resolve(&BTreeMap::from([
+                ("ADMIN_PASSWORD".into(), "x".into()),
+                ("PORT".into(), "99999".into()),
+            ]))
+            .unwrap_err();
+        assert!(
+            too_high
+                .error
+                .starts_with("PORT=99999 does not fit the template: spec.ports.0.host")
+                && too_high.error.contains("u16"),
+            "{}",
+            too_high.error
+        );
+        let no_memory = t
+            .resolve(&BTreeMap::from([
+                ("ADMIN_PASSWORD".into(), "x".into()),
+                ("MEMORY".into(), "lots".into()),
+            ]))
+            .unwrap_err();
+        assert!(
+            no_memory
+                .error
+                .starts_with("MEMORY=lots does not fit the template: spec.resources.memoryBytes"),
+            "{}",
+            no_memory.error
+        );
 
         let mut undeclared = zomboid();
         undeclared.spec["cmd"] = serde_json::json!(["${WHO}"]);
