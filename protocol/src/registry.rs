@@ -28,12 +28,17 @@ pub fn registry_server(server: &str) -> Result<String, ProtocolError> {
         .trim()
         .trim_start_matches("https://")
         .trim_start_matches("http://");
-    // Docker's own config names Docker Hub `https://index.docker.io/v1/`.
-    let bare = bare
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let (bare, path) = bare.split_once('/').unwrap_or((bare, ""));
+    // Docker's own config names Docker Hub `https://index.docker.io/v1/`: an API version is
+    // the only path a registry's address has. A login covers the whole registry, so a path
+    // such as `/myorg` would read as a narrower login than it is.
+    if !matches!(path.trim_end_matches('/'), "" | "v1" | "v2") {
+        return Err(ProtocolError::invalid(
+            "server",
+            "a login covers a whole registry: give its host alone, e.g. ghcr.io rather than ghcr.io/myorg",
+        ));
+    }
+    let bare = bare.to_ascii_lowercase();
     let (host, port) = match bare.rsplit_once(':') {
         Some((host, port)) => (host, Some(port)),
         None => (bare.as_str(), None),
@@ -264,6 +269,15 @@ mod tests {
             DOCKER_HUB
         );
         assert_eq!(registry_server("127.0.0.1:5000").unwrap(), "127.0.0.1:5000");
+        assert_eq!(registry_server("https://ghcr.io/v2/").unwrap(), "ghcr.io");
+        // A path would read as a login for part of a registry: refused, not dropped.
+        for narrower in ["ghcr.io/myorg", "https://registry.example.com/team/"] {
+            let err = registry_server(narrower).unwrap_err().to_string();
+            assert!(
+                err.contains("ghcr.io rather than ghcr.io/myorg"),
+                "{narrower}: {err}"
+            );
+        }
         for bad in [
             "",
             "a b",
