@@ -165,7 +165,7 @@ async fn serve(state: Arc<AppState>, socket: Socket) {
                                 // one connection can have open.
                                 Reply::Stream { inbox, stream } => {
                                     drop(counted);
-                                    streams::pump(stream, &conn.streams, &inbox, &answers_tx).await;
+                                    streams::pump(stream, &conn.streams, &inbox, &answers_tx, &state.shutdown).await;
                                 }
                             }
                             drop(permit);
@@ -236,6 +236,10 @@ async fn serve(state: Arc<AppState>, socket: Socket) {
                 // close (one batch: a stream still running does not hold the close up).
                 if let Ok(first) = answers.try_recv() {
                     let _ = write_answers(&mut socket, first, &mut answers).await;
+                }
+                // Streams still open (a log follow never ends by itself) end saying why.
+                for end in conn.streams.relay_stopping_ends() {
+                    let _ = socket.send_text(end).await;
                 }
                 socket.close(axum::extract::ws::close_code::AWAY, "relay shutting down").await;
                 break;

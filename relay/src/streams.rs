@@ -91,6 +91,22 @@ impl ClientStreams {
             .await
     }
 
+    /// The last frame of every stream still open on this connection, for a relay that is
+    /// stopping: each says so (`UNAVAILABLE`), so a reader learns the relay, not its agent,
+    /// went away.
+    pub fn relay_stopping_ends(&self) -> Vec<String> {
+        let end = StreamEnd {
+            error_code: Some(ErrorCode::Unavailable),
+            reason: RELAY_STOPPING.to_string(),
+        };
+        self.routes
+            .lock()
+            .expect("streams lock")
+            .keys()
+            .map(|inbox| Envelope::new(inbox, serde_json::json!({ "end": &end })).to_json())
+            .collect()
+    }
+
     /// Whether this connection has a stream answering on the client's `inbox`.
     pub fn has(&self, inbox: &str) -> bool {
         self.routes
@@ -126,11 +142,13 @@ pub struct OpenStream {
 /// Carries `stream` to the client on `client_inbox` through `answers` (the connection's
 /// outgoing queue) until the agent ends it, the agent goes away, the client cancels it or the
 /// client disconnects. The client always gets a last frame with `end`, unless it is gone.
+/// `relay_stopping` tells an agent cut off by this relay's own shutdown from one that left.
 pub async fn pump(
     mut stream: OpenStream,
     streams: &ClientStreams,
     client_inbox: &str,
     answers: &mpsc::Sender<Outgoing>,
+    relay_stopping: &tokio::sync::watch::Receiver<bool>,
 ) {
     let activity = stream.console.as_ref().map(|c| c.activity.clone());
     let mut cancel = streams.register(client_inbox, &stream.link, &stream.agent_inbox, activity);
@@ -163,6 +181,12 @@ pub async fn pump(
                 None => match finish(&mut stream, client_inbox, answers).await {
                     Finished::Done => break None,
                     Finished::Unreadable => break Some(unreadable(&stream)),
+                    // The relay closed the agent's connection because it is stopping: the
+                    // agent is fine, and the command works again once the relay is back.
+                    Finished::NotYet if *relay_stopping.borrow() => break Some(end(
+                        ErrorCode::Unavailable,
+                        RELAY_STOPPING.to_string(),
+                    )),
                     Finished::NotYet => break Some(end(
                         ErrorCode::AgentOffline,
                         format!("agent {} disconnected; the stream ended", stream.link.name),
@@ -205,10 +229,12 @@ pub async fn pump(
         console.release();
     }
     if let Some((store, id)) = stream.audit.take() {
-        // The relay's own ending (agent gone, cancelled) or the agent's last frame.
+        // The relay's own ending (agent gone, cancelled) or the agent's last frame; a client
+        // that cancelled (a console detach) and left before the agent's last frame ended it
+        // as it meant to, not by being cut off.
         let outcome = match &last {
             Some(end) => Some(end.error_code),
-            None => stream.shared.end_code(),
+            None => stream.shared.end_code().or(cancelled_at.map(|_| None)),
         };
         let (result, code) = match outcome {
             Some(None) => ("ok", None),
@@ -231,6 +257,9 @@ pub async fn pump(
             .await;
     }
 }
+
+/// How a stream ends when the relay stops under it (a restart or an upgrade).
+const RELAY_STOPPING: &str = "the relay is shutting down (a restart or an upgrade) and ended the stream; run the command again once it is back";
 
 enum Finished {
     /// The last frame went to the client (or the client is gone).
