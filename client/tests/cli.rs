@@ -139,6 +139,23 @@ async fn admin_commands_create_tokens_revoke_and_read_the_audit_log() {
             .any(|l| l.contains("peek") && l.contains("enrolled") && l.contains("FORBIDDEN")),
         "{table}"
     );
+    // A table cut by --limit says so; an agent name nobody knows is an error, not an empty log.
+    let cut = as_admin.run(&["audit", "--limit", "1"]).await;
+    assert_eq!(
+        text(&cut.stdout).lines().count(),
+        2,
+        "{}",
+        text(&cut.stdout)
+    );
+    assert!(
+        text(&cut.stderr).contains("the newest 1 entry; --limit"),
+        "{}",
+        text(&cut.stderr)
+    );
+    failed_with(
+        &as_admin.run(&["audit", "--agent", "enroled"]).await,
+        "NOT_FOUND",
+    );
 
     let sessions = json(&as_admin.run(&["sessions", "--json"]).await);
     let peek = sessions["sessions"]

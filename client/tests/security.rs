@@ -267,6 +267,32 @@ async fn admins_create_tokens_and_read_the_audit_log() {
     assert_eq!(forbidden["operation"], "stop");
     assert_eq!(forbidden["container"], "web");
     assert_eq!(forbidden["errorCode"], "FORBIDDEN");
+    // A refusal of any subject records the agent and container its payload names.
+    let refused = viewer
+        .request_raw(
+            subject::FILE_LIST,
+            json!({"agentId": "from-api", "containerId": "db", "path": "/etc"}),
+        )
+        .await;
+    assert_eq!(refused.unwrap_err().code(), "FORBIDDEN");
+    let entries = audit(&admin, json!({"agentId": "from-api"})).await;
+    let listing = entries
+        .iter()
+        .find(|e| e["operation"] == "file.list")
+        .expect("the refused listing is audited under its agent");
+    assert_eq!(listing["result"], "forbidden");
+    assert_eq!(listing["container"], "db");
+    assert_eq!(
+        listing["agentId"], forbidden["agentId"],
+        "recorded by id, as the stop"
+    );
+    // An agent name that is neither known nor in the log is a mistake, said as one.
+    let typo = admin
+        .request_raw(subject::AUDIT_LIST, json!({"agentId": "from-apj"}))
+        .await
+        .unwrap_err();
+    assert_eq!(typo.code(), "NOT_FOUND");
+    assert!(typo.to_string().contains("from-apj"), "{typo}");
     let all = audit(&admin, json!({})).await;
     assert!(all.iter().any(|e| e["operation"] == "token.create"));
     let bad = admin

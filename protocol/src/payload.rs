@@ -372,6 +372,35 @@ pub(crate) fn check_target(agent_id: &str, container_id: &str) -> Result<(), Pro
     Ok(())
 }
 
+/// The agent and container a request's payload names (`agentId`, `containerId`), read
+/// leniently from any subject's payload and each kept only when it passes the checks a valid
+/// request's would (an agent as a name or id, a container as Docker's name alphabet): what the
+/// relay records of a request it refuses without decoding it.
+pub fn named_target(frame: &crate::envelope::Frame) -> (Option<String>, Option<String>) {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Named {
+        #[serde(default)]
+        agent_id: Option<String>,
+        #[serde(default)]
+        container_id: Option<String>,
+    }
+    let raw = frame
+        .data
+        .as_deref()
+        .map_or("{}", serde_json::value::RawValue::get);
+    let Ok(named) = serde_json::from_str::<Named>(raw) else {
+        return (None, None);
+    };
+    let agent = named
+        .agent_id
+        .filter(|a| a.len() <= MAX_AGENT_REF_LEN && is_valid_name(a));
+    let container = named
+        .container_id
+        .filter(|c| check_target("agent", c).is_ok());
+    (agent, container)
+}
+
 /// A published or exposed port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

@@ -168,19 +168,30 @@ pub(crate) async fn audit_list(
         ),
         None => None,
     };
-    // A name is resolved to the id the log records; an unknown one simply matches nothing.
-    let agent_id = match &request.agent_id {
-        Some(reference) => Some(match state.store.find_agent(reference).await? {
-            Some(agent) => agent.id,
-            None => reference.to_string(),
-        }),
-        None => None,
+    // A name is resolved to the id the log records; an unknown one is taken as the id of an
+    // agent since revoked, whose entries stay.
+    let (agent_id, known) = match &request.agent_id {
+        Some(reference) => match state.store.find_agent(reference).await? {
+            Some(agent) => (Some(agent.id), true),
+            None => (Some(reference.to_string()), false),
+        },
+        None => (None, true),
     };
     let limit = request.limit.unwrap_or(MAX_AUDIT_ENTRIES);
     let rows = state
         .store
         .audit_list(agent_id.as_deref(), since, limit)
         .await?;
+    // Neither an agent nor in the log: a typo, said as one rather than an empty log.
+    if let (Some(reference), false, true) = (&request.agent_id, known, rows.is_empty()) {
+        return Err(ErrorReply::new(
+            ErrorCode::NotFound,
+            format!(
+                "no agent {reference} is known and the audit log has no entries for it; \
+                 `zedops agents` lists the agents"
+            ),
+        ));
+    }
     let entries: Vec<AuditRecord> = rows
         .into_iter()
         .map(|r| AuditRecord {

@@ -6,7 +6,7 @@ use tracing::{info, warn};
 use zedops_protocol::{
     AgentListResponse, AgentRequest, AgentSummary, ClientPush, ClientRequest, ClientRequestKind,
     ContainerActionRequest, DeployRequest, Envelope, ErrorCode, ErrorReply, ExecRequest,
-    FilePathRequest, Frame, Operation, ProtocolError, StreamCancelled,
+    FilePathRequest, Frame, Operation, ProtocolError, StreamCancelled, named_target,
 };
 
 use crate::addressed::Addressed;
@@ -542,8 +542,9 @@ fn action_answer(
 }
 
 /// A request the sender's role may not send: audited (a container action under the same name
-/// as an allowed one, `stop` rather than `container.stop`, with its target when the payload
-/// names one) and refused with the role that would be allowed.
+/// as an allowed one, `stop` rather than `container.stop`, with the agent and container when
+/// the payload names them, whatever the subject) and refused with the role that would be
+/// allowed.
 async fn refuse(
     state: &AppState,
     session: &Session,
@@ -553,16 +554,16 @@ async fn refuse(
 ) -> Result<Answer, ErrorReply> {
     warn!(user = %session.user, role = %session.role, subject = %kind, "refused by policy");
     let operation = kind.operation();
-    let target = operation.and_then(|_| frame.payload::<ContainerActionRequest>().ok());
-    let agent_id = match &target {
-        Some(t) => Some(audited_agent_id(state, &t.agent_id).await),
+    let (agent, container) = named_target(frame);
+    let agent_id = match &agent {
+        Some(agent) => Some(audited_agent_id(state, agent).await),
         None => None,
     };
     let entry = AuditEntry {
         operation: operation.map_or(kind.subject(), Operation::as_str),
         result: "forbidden",
         agent_id: agent_id.as_deref(),
-        container: target.as_ref().map(|t| t.container_id.as_str()),
+        container: container.as_deref(),
         error_code: Some(ErrorCode::Forbidden.as_str()),
         ..AuditEntry::by(session)
     };
@@ -576,12 +577,10 @@ async fn refuse(
         ),
     );
     // A refused action answers like a failed one when its payload names the container.
-    match (operation, &target) {
-        (Some(operation), Some(target)) => Ok(action_answer(
-            Err(refusal),
-            operation,
-            target.container_id.as_str(),
-        )),
+    match (operation, agent, container) {
+        (Some(operation), Some(_), Some(container)) => {
+            Ok(action_answer(Err(refusal), operation, &container))
+        }
         _ => Err(refusal),
     }
 }

@@ -175,7 +175,15 @@ pub async fn audit(
             "CHANGED",
         ],
         &rows,
-    ))
+    ))?;
+    // The table alone would not say that older entries exist beyond it.
+    if rows.len() as u64 >= u64::from(limit) {
+        eprintln!(
+            "the newest {}; --limit (up to 1000) or --since shows others",
+            table::count(limit, "entry", "entries")
+        );
+    }
+    Ok(())
 }
 
 pub async fn rotate_agent(global: &Global, agent: &str, json: bool) -> CliResult {
