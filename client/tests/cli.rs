@@ -204,6 +204,13 @@ async fn admins_manage_users_tokens_and_agent_tokens_from_the_cli() {
         .run(&["user", "add", "erin", "--role", "viewer"])
         .await;
     assert_eq!(usage.status.code(), Some(2), "{}", text(&usage.stderr));
+    // The usage shown is the command's own, not the whole tool's.
+    let said = text(&usage.stderr);
+    assert!(
+        said.contains("--password-stdin or --password-file")
+            && said.contains("Usage: zedops user add"),
+        "{said}"
+    );
     failed_with(
         &as_admin
             .run_with(

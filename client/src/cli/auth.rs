@@ -28,14 +28,17 @@ pub struct LoginArgs {
 
 pub async fn login(global: &Global, args: LoginArgs) -> CliResult {
     let Some(relay) = relay(global).await? else {
-        usage_error("login needs --relay URL (or ZEDOPS_RELAY)")
+        usage_error(&["login"], "login needs --relay URL (or ZEDOPS_RELAY)")
     };
     let password = if args.password_stdin {
         read_password(std::io::stdin().lock(), "stdin")?
     } else if let Some(path) = &args.password_file {
         read_password_file(path)?
     } else {
-        usage_error("give the password with --password-stdin or --password-file FILE")
+        usage_error(
+            &["login"],
+            "give the password with --password-stdin or --password-file FILE",
+        )
     };
     let session = zedops_client::login(
         &relay,

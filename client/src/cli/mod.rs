@@ -656,6 +656,7 @@ async fn run(cli: Cli) -> CliResult {
                 output,
             } => {
                 let password = password.read(
+                    &["user", "add"],
                     "give the new user's password with --password-stdin or --password-file FILE",
                 )?;
                 admin::add_user(&global, &name, role, password, output.json).await
@@ -665,8 +666,10 @@ async fn run(cli: Cli) -> CliResult {
                 password,
                 output,
             } => {
-                let password = password
-                    .read("give the new password with --password-stdin or --password-file FILE")?;
+                let password = password.read(
+                    &["user", "set-password"],
+                    "give the new password with --password-stdin or --password-file FILE",
+                )?;
                 admin::set_password(&global, &name, password, output.json).await
             }
             UserCommand::SetRole { name, role, output } => {
@@ -754,23 +757,32 @@ struct NewPassword {
 }
 
 impl NewPassword {
-    /// The password; without --password-stdin or --password-file, a usage error that says
-    /// `missing`.
-    fn read(&self, missing: &str) -> Result<String, CliError> {
+    /// The password; without --password-stdin or --password-file, a usage error of `command`
+    /// that says `missing`.
+    fn read(&self, command: &[&str], missing: &str) -> Result<String, CliError> {
         if self.password_stdin {
             auth::read_password(std::io::stdin().lock(), "stdin")
         } else if let Some(path) = &self.password_file {
             auth::read_password_file(path)
         } else {
-            usage_error(missing)
+            usage_error(command, missing)
         }
     }
 }
 
-/// Exits with clap's usage error (code 2).
-fn usage_error(message: &str) -> ! {
-    Cli::command()
-        .error(clap::error::ErrorKind::MissingRequiredArgument, message)
+/// Exits with clap's usage error (code 2) for `command` (`["user", "add"]`): the message, then
+/// that command's usage line rather than the whole tool's.
+fn usage_error(command: &[&str], message: &str) -> ! {
+    let mut cli = Cli::command();
+    // Built, so a subcommand's usage line reads `zedops user add …`.
+    cli.build();
+    let mut cmd = &mut cli;
+    for name in command {
+        cmd = cmd
+            .find_subcommand_mut(name)
+            .expect("usage_error names a zedops command");
+    }
+    cmd.error(clap::error::ErrorKind::MissingRequiredArgument, message)
         .exit()
 }
 

@@ -43,8 +43,10 @@ pub async fn registry(global: &Global, command: RegistryCommand) -> CliResult {
             password,
             output,
         } => {
-            let password = password
-                .read("give the registry password with --password-stdin or --password-file FILE")?;
+            let password = password.read(
+                &["registry", "add"],
+                "give the registry password with --password-stdin or --password-file FILE",
+            )?;
             let added = call(global, |c| async move {
                 c.add_registry(&server, &user, password).await
             })
