@@ -99,6 +99,15 @@ async fn admin_commands_create_tokens_revoke_and_read_the_audit_log() {
     let admin = relay.login("root", Role::Admin).await;
     let as_admin = Zed::new(&relay.url, &admin);
 
+    // A lifetime the relay would refuse is refused before a request is sent, as a usage error.
+    let instant = as_admin.run(&["token", "create", "--ttl", "0s"]).await;
+    assert_eq!(instant.status.code(), Some(2), "{}", text(&instant.stderr));
+    assert!(
+        text(&instant.stderr).contains("at least 1s"),
+        "{}",
+        text(&instant.stderr)
+    );
+
     let out = as_admin.run(&["token", "create", "--ttl", "10m"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let token = text(&out.stdout);

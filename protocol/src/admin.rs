@@ -111,6 +111,18 @@ pub struct TokenCreateRequest {
     pub ttl_secs: Option<u64>,
 }
 
+/// Why a registration token lifetime cannot be asked for, in the words the command lines use:
+/// under a second, or over [`MAX_TOKEN_TTL_SECS`].
+pub fn check_token_ttl(ttl: std::time::Duration) -> Result<(), &'static str> {
+    if ttl < std::time::Duration::from_secs(1) {
+        Err("a token must stay valid for at least 1s")
+    } else if ttl > std::time::Duration::from_secs(MAX_TOKEN_TTL_SECS) {
+        Err("a token may stay valid for at most 30 days (30d)")
+    } else {
+        Ok(())
+    }
+}
+
 impl Validate for TokenCreateRequest {
     fn validate(&self) -> Result<(), ProtocolError> {
         match self.ttl_secs {

@@ -251,12 +251,19 @@ enum UserCommand {
     },
 }
 
+/// `token create --ttl`: from 1 second to 30 days, as the relay's API takes it.
+fn token_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))?;
+    zedops_protocol::check_token_ttl(ttl)?;
+    Ok(ttl)
+}
+
 #[derive(Subcommand)]
 enum TokenCommand {
     /// Print a new single-use registration token, alone on stdout.
     Create {
-        /// How long the token stays valid (e.g. 15m, 1h, 2d).
-        #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+        /// How long the token stays valid (e.g. 15m, 1h, 2d; at most 30 days).
+        #[arg(long, default_value = "15m", value_parser = token_ttl)]
         ttl: Duration,
         /// Print the one-line command that enrols a server with the token, instead of the token.
         #[arg(long)]

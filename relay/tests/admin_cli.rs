@@ -53,6 +53,12 @@ async fn administers_users_tokens_and_agents() {
     let hostile = add_user(&db, "../../x", "viewer", "x");
     assert!(!hostile.status.success());
 
+    // A token that could never be used, or one outliving the relay's limit, is not minted.
+    let instant = relay(&db, &["token", "create", "--ttl", "0s"], None);
+    assert_fails_saying(&instant, "at least 1s");
+    let forever = relay(&db, &["token", "create", "--ttl", "90d"], None);
+    assert_fails_saying(&forever, "at most 30 days");
+
     let out = relay(&db, &["token", "create", "--ttl", "1h"], None);
     assert_ok(&out);
     let token = text(&out.stdout);

@@ -66,7 +66,7 @@ pub async fn revoke_session(global: &Global, id: &str, json: bool) -> CliResult 
 
 pub async fn create_token(global: &Global, ttl: Duration, json: bool) -> CliResult {
     let created = call(global, |c| async move {
-        c.create_token(Some(ttl.as_secs().max(1))).await
+        c.create_token(Some(ttl.as_secs())).await
     })
     .await?;
     if json {
@@ -77,6 +77,13 @@ pub async fn create_token(global: &Global, ttl: Duration, json: bool) -> CliResu
         created.expires_at
     );
     print_stdout(&format!("{}\n", created.token))
+}
+
+/// `token create --ttl`: a whole number of seconds from 1 second to 30 days (`15m`, `2d`).
+pub fn token_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))?;
+    zedops_protocol::check_token_ttl(ttl)?;
+    Ok(ttl)
 }
 
 /// `--since`: a duration ago (`1h`, `2d`) or an RFC 3339 time, as RFC 3339 for the relay.
@@ -351,5 +358,20 @@ mod tests {
                 "{long_ago}"
             );
         }
+    }
+
+    #[test]
+    fn token_lifetimes_run_from_a_second_to_thirty_days() {
+        assert_eq!(token_ttl("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(token_ttl("30d").unwrap(), Duration::from_secs(30 * 86_400));
+        assert_eq!(token_ttl("1s").unwrap(), Duration::from_secs(1));
+        for short in ["0s", "500ms"] {
+            assert!(
+                token_ttl(short).unwrap_err().contains("at least 1s"),
+                "{short}"
+            );
+        }
+        assert!(token_ttl("31d").unwrap_err().contains("at most 30 days"));
+        assert!(token_ttl("soon").unwrap_err().contains("\"soon\""));
     }
 }

@@ -359,7 +359,7 @@ enum TokenCommand {
     /// Print a new token alone on stdout
     Create {
         /// How long the token stays valid (e.g. 15m, 1h, 2d; at most 30 days)
-        #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "15m", value_parser = admin::token_ttl)]
         ttl: std::time::Duration,
         #[command(flatten)]
         output: JsonArg,
