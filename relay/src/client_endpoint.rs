@@ -138,6 +138,17 @@ async fn serve(state: Arc<AppState>, socket: Socket) {
                             }
                         }
                     }
+                    // A cancel is handled here too, in order: a client that cancels and hangs
+                    // up at once (a console detach) has cancelled before its hang-up is seen.
+                    // It only stops a stream of this connection's, so it is cheap and never
+                    // refused while draining.
+                    Incoming::Frame(frame) if frame.subject == zedops_protocol::subject::STREAM_CANCEL => {
+                        if let Reply::Frame(answer) = router::handle(&state, &session, &conn, frame).await
+                            && socket.send_text(answer).await.is_err()
+                        {
+                            break;
+                        }
+                    }
                     Incoming::Frame(frame) => {
                         // Refused while draining; counted while it runs, so a draining relay can
                         // wait for it.
