@@ -229,6 +229,13 @@ fn identity(options: &AgentOptions, relay: &RelayUrl) -> anyhow::Result<Identity
         if options.registration_token.is_some() {
             tracing::info!(id = %stored.agent_id, "already enrolled; ignoring the registration token");
         }
+        if options.name.is_some() {
+            // A name is given once, at enrolment; said so rather than silently dropped.
+            tracing::warn!(
+                id = %stored.agent_id,
+                "already enrolled; --name (ZEDOPS_NAME) only names an agent as it enrols, so this one keeps the name it enrolled with"
+            );
+        }
         if stored.relay != relay.canonical() && !options.relay_url.contains(&stored.relay) {
             tracing::warn!(issued_by = %stored.relay, relay = %relay.canonical(), "credentials were issued for another relay URL; trying them anyway");
         }
@@ -239,9 +246,15 @@ fn identity(options: &AgentOptions, relay: &RelayUrl) -> anyhow::Result<Identity
         .clone()
         .filter(|t| !t.trim().is_empty())
     else {
+        let given = if options.registration_token.is_some() {
+            "the registration token given is empty"
+        } else {
+            "it has no registration token"
+        };
         bail!(
-            "this agent is not enrolled yet and has no registration token: create one with \
-             `zedops-relay token create` and run again with --token"
+            "this agent is not enrolled yet and {given}: create one with `zedops token create` \
+             (or `zedops-relay token create` on the relay) and run again with ZEDOPS_TOKEN set \
+             to it or --token-file FILE"
         );
     };
     ensure!(

@@ -278,11 +278,32 @@ async fn without_token_or_credentials_run_fails_at_once() {
         max_file_size: zedops_protocol::DEFAULT_MAX_FILE_SIZE,
         update_check_interval: Duration::ZERO,
     };
-    let run = zedops_agent::run(options, std::future::pending());
-    let err = tokio::time::timeout(Duration::from_secs(5), run)
-        .await
-        .expect("run ends at once")
-        .expect_err("nothing to enrol with");
-    assert!(matches!(err, RunError::Options(_)), "{err:?}");
-    assert!(format!("{err:#}").contains("--token"), "{err:#}");
+    let refusal = |options: AgentOptions| async {
+        let run = zedops_agent::run(options, std::future::pending());
+        let err = tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .expect("run ends at once")
+            .expect_err("nothing to enrol with");
+        assert!(matches!(err, RunError::Options(_)), "{err:?}");
+        format!("{err:#}")
+    };
+    // The way out, without a secret on a command line.
+    let none = refusal(options.clone()).await;
+    assert!(
+        none.contains("has no registration token")
+            && none.contains("ZEDOPS_TOKEN")
+            && none.contains("--token-file")
+            && !none.contains("--token "),
+        "{none}"
+    );
+    // An empty ZEDOPS_TOKEN= (an env file left half filled in) is named as such.
+    let empty = refusal(AgentOptions {
+        registration_token: Some("  ".into()),
+        ..options
+    })
+    .await;
+    assert!(
+        empty.contains("the registration token given is empty"),
+        "{empty}"
+    );
 }
