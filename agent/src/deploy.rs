@@ -43,6 +43,7 @@ pub async fn create(
     let request = &request;
     let work = async {
         // Before a pull that may take minutes, and whether or not the container is started.
+        docker.check_name_free(&request.name).await?;
         docker.check_host_ports(&request.spec).await?;
         let image = request.spec.image.as_str();
         let pulled = with_progress(inbox, tx, |progress| async move {

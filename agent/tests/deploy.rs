@@ -372,6 +372,10 @@ async fn name_and_port_clashes_are_told_apart_and_leave_nothing_behind() {
 
     let (_, end) = create(&client, &policy, request(&name, busybox(TEST_IMAGE), false)).await;
     assert_refused(&end, ErrorCode::ContainerNameInUse, "choose another name");
+    // The same deploy again (same name, same port, held by that very container) is told the
+    // name is taken, not that the port is.
+    let (_, end) = create(&client, &policy, request(&name, spec.clone(), true)).await;
+    assert_refused(&end, ErrorCode::ContainerNameInUse, "choose another name");
 
     let other = cleanup.name("clash2");
     let (_, end) = create(&client, &policy, request(&other, spec, true)).await;

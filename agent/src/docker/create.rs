@@ -120,6 +120,25 @@ fn clamp(bytes: u64) -> i64 {
 }
 
 impl DockerClient {
+    /// Refuses with `CONTAINER_NAME_IN_USE` when a container is named `name` already: checked
+    /// before the ports and any pull, so a deploy under a taken name says so (not that its port
+    /// is taken, as it is, by the container of that very name) and pulls nothing. Docker's
+    /// inspect also matches id prefixes: only a container of exactly this name counts.
+    pub async fn check_name_free(&self, name: &str) -> Result<(), DockerError> {
+        let found = self
+            .call(ErrorCode::DockerListFailed, Some(name), |d| async move {
+                d.inspect_container(name, None::<InspectContainerOptions>)
+                    .await
+            })
+            .await;
+        match found {
+            Ok(found) if found.name.as_deref().map(bare) == Some(name) => Err(name_in_use(name)),
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == ErrorCode::ContainerNotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Creates the container `request` describes (its image must be present) and starts it
     /// when asked. A start that fails removes the new container again, so a port clash leaves
     /// nothing behind and the same name can be used at once.
@@ -233,16 +252,21 @@ impl DockerClient {
     }
 }
 
+/// `CONTAINER_NAME_IN_USE` for `name`, with what to do.
+fn name_in_use(name: &str) -> DockerError {
+    DockerError::new(
+        ErrorCode::ContainerNameInUse,
+        format!(
+            "a container named {name} already exists on this server; choose another name or remove that one"
+        ),
+    )
+}
+
 /// A failed create, with its own code for a name already taken.
 fn create_error(err: DockerError, name: &str, spec: &ContainerSpec) -> DockerError {
     let message = err.to_string();
     if err.code() == ErrorCode::DockerCreateFailed && message.contains("is already in use") {
-        return DockerError::new(
-            ErrorCode::ContainerNameInUse,
-            format!(
-                "a container named {name} already exists on this server; choose another name or remove that one"
-            ),
-        );
+        return name_in_use(name);
     }
     if err.code() == ErrorCode::DockerCreateFailed && message.contains("No such image") {
         return DockerError::new(
