@@ -45,7 +45,7 @@ fn print(json: bool, agent: &str, step: &AgentStep) {
     let shown = table::clean(agent);
     let said = match step {
         AgentStep::Queued => "queued".to_string(),
-        AgentStep::Asked => "asked to update".to_string(),
+        AgentStep::Asked => "update requested from the relay".to_string(),
         AgentStep::Downloading { bytes, total } => format!(
             "downloading {:.1} of {:.1} MB",
             *bytes as f64 / 1e6,
