@@ -40,12 +40,26 @@ pub fn load_template(path: &Path) -> Result<TemplateBody, String> {
     let value: serde_json::Value = if is_json {
         serde_json::from_str(&text).map_err(|e| format!("{shown} is not valid JSON: {e}"))?
     } else {
-        toml::from_str(&text).map_err(|e| format!("{shown} is not valid TOML: {e}"))?
+        toml::from_str(&text)
+            .map_err(|e| format!("{shown} is not valid TOML: {}", toml_error(&text, &e)))?
     };
     let body: TemplateBody =
         serde_json::from_value(value).map_err(|e| format!("{shown} is not a template: {e}"))?;
     body.check().map_err(|e| format!("{shown}: {}", e.error))?;
     Ok(body)
+}
+
+/// A TOML mistake on one line, where and what (`line 3, column 8: invalid string`): the
+/// excerpt with a caret that toml draws takes several lines, which an error line
+/// (`error: CODE: …`) cannot carry.
+fn toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim().replace('\n', "; ");
+    let Some(before) = error.span().and_then(|span| text.get(..span.start)) else {
+        return message;
+    };
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!("line {line}, column {column}: {message}")
 }
 
 impl Client {
@@ -166,5 +180,23 @@ impl Client {
         };
         self.operation_request(ClientRequest::ImageRemove(request))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_toml_mistake_is_one_line_saying_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.toml");
+        std::fs::write(&path, "name = \"web\"\n[spec]\nimage = \"nginx\n").unwrap();
+        let error = load_template(&path).unwrap_err();
+        assert!(!error.contains('\n'), "{error}");
+        assert!(
+            error.contains("is not valid TOML: line 3, column "),
+            "{error}"
+        );
     }
 }
