@@ -155,9 +155,19 @@ impl LocalPolicy {
                 .collect();
             format!("binds are allowed only under {}", dirs.join(", "))
         };
+        // A link (or ..) that leads out of an allowed directory reads as inside it: say where
+        // it goes.
+        let leads = if resolved != lexical(source) {
+            format!(
+                " (which resolves to {})",
+                printable(&resolved.to_string_lossy())
+            )
+        } else {
+            String::new()
+        };
         Err(Denied::new(
             field,
-            format!("bind mount of {shown}: {allowed}; use a named volume instead"),
+            format!("bind mount of {shown}{leads}: {allowed}; use a named volume instead"),
         ))
     }
 
@@ -289,6 +299,14 @@ mod tests {
         assert_eq!(
             field(&policy, &bind(link.to_str().unwrap())),
             "volumes[0].source"
+        );
+        let said = policy
+            .check(&bind(link.to_str().unwrap()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            said.contains("etc (which resolves to /etc): binds are allowed only under"),
+            "{said}"
         );
         // The Docker socket and the directories above it, even when / is allowed.
         let everything = LocalPolicy::new(&[PathBuf::from("/")], None).unwrap();
