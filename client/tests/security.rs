@@ -249,38 +249,34 @@ async fn admins_create_tokens_and_read_the_audit_log() {
         .online()
         .await;
 
-    let refused = viewer
-        .request_raw(
+    // Refused: a stop, and a file listing (a refusal of any subject records the agent and
+    // container its payload names).
+    for (subject, data) in [
+        (
             subject::CONTAINER_STOP,
             json!({"agentId": "from-api", "containerId": "web"}),
-        )
-        .await;
-    assert_eq!(refused.unwrap_err().code(), "FORBIDDEN");
-
-    let entries = audit(&admin, json!({"agentId": "from-api"})).await;
-    let forbidden = entries
-        .iter()
-        .find(|e| e["result"] == "forbidden")
-        .expect("the refused stop is audited");
-    assert_eq!(forbidden["user"], "watcher");
-    // Named like an allowed stop, so one filter finds both.
-    assert_eq!(forbidden["operation"], "stop");
-    assert_eq!(forbidden["container"], "web");
-    assert_eq!(forbidden["errorCode"], "FORBIDDEN");
-    // A refusal of any subject records the agent and container its payload names.
-    let refused = viewer
-        .request_raw(
+        ),
+        (
             subject::FILE_LIST,
             json!({"agentId": "from-api", "containerId": "db", "path": "/etc"}),
-        )
-        .await;
-    assert_eq!(refused.unwrap_err().code(), "FORBIDDEN");
+        ),
+    ] {
+        let refused = viewer.request_raw(subject, data).await;
+        assert_eq!(refused.unwrap_err().code(), "FORBIDDEN", "{subject}");
+    }
     let entries = audit(&admin, json!({"agentId": "from-api"})).await;
-    let listing = entries
-        .iter()
-        .find(|e| e["operation"] == "file.list")
-        .expect("the refused listing is audited under its agent");
-    assert_eq!(listing["result"], "forbidden");
+    let refusal = |operation: &str| {
+        entries
+            .iter()
+            .find(|e| e["operation"] == operation && e["result"] == "forbidden")
+            .unwrap_or_else(|| panic!("the refused {operation} is audited under its agent"))
+    };
+    let forbidden = refusal("stop");
+    assert_eq!(forbidden["user"], "watcher");
+    // Named like an allowed stop, so one filter finds both.
+    assert_eq!(forbidden["container"], "web");
+    assert_eq!(forbidden["errorCode"], "FORBIDDEN");
+    let listing = refusal("file.list");
     assert_eq!(listing["container"], "db");
     assert_eq!(
         listing["agentId"], forbidden["agentId"],

@@ -586,47 +586,31 @@ mod tests {
             .resolve(&BTreeMap::from([("NOPE".into(), "1".into())]))
             .unwrap_err();
         assert_eq!(unknown.error_code, ErrorCode::UnknownVariable);
-        let bad_port = t
-            .resolve(&BTreeMap::from([
-                ("ADMIN_PASSWORD".into(), "x".into()),
-                ("PORT".into(), "seventeen".into()),
-            ]))
-            .unwrap_err();
-        assert_eq!(bad_port.error_code, ErrorCode::TemplateInvalid);
-        assert!(
-            bad_port
-                .error
-                .starts_with("PORT=seventeen does not fit the template: spec.ports.0.host: "),
-            "{}",
-            bad_port.error
-        );
-        let too_high = t
-            .resolve(&BTreeMap::from([
-                ("ADMIN_PASSWORD".into(), "x".into()),
-                ("PORT".into(), "99999".into()),
-            ]))
-            .unwrap_err();
-        assert!(
-            too_high
-                .error
-                .starts_with("PORT=99999 does not fit the template: spec.ports.0.host")
-                && too_high.error.contains("u16"),
-            "{}",
-            too_high.error
-        );
-        let no_memory = t
-            .resolve(&BTreeMap::from([
-                ("ADMIN_PASSWORD".into(), "x".into()),
-                ("MEMORY".into(), "lots".into()),
-            ]))
-            .unwrap_err();
-        assert!(
-            no_memory
-                .error
-                .starts_with("MEMORY=lots does not fit the template: spec.resources.memoryBytes"),
-            "{}",
-            no_memory.error
-        );
+        // A value that does not fit its field names the variable and the field.
+        for (variable, value, says) in [
+            ("PORT", "seventeen", "spec.ports.0.host: "),
+            (
+                "PORT",
+                "99999",
+                "spec.ports.0.host: invalid value: integer `99999`",
+            ),
+            ("MEMORY", "lots", "spec.resources.memoryBytes: "),
+        ] {
+            let err = t
+                .resolve(&BTreeMap::from([
+                    ("ADMIN_PASSWORD".into(), "x".into()),
+                    (variable.into(), value.into()),
+                ]))
+                .unwrap_err();
+            assert_eq!(err.error_code, ErrorCode::TemplateInvalid);
+            assert!(
+                err.error.starts_with(&format!(
+                    "{variable}={value} does not fit the template: {says}"
+                )),
+                "{}",
+                err.error
+            );
+        }
 
         let mut undeclared = zomboid();
         undeclared.spec["cmd"] = serde_json::json!(["${WHO}"]);

@@ -14,8 +14,8 @@ use zedops_testkit::wire::{self, FakeAgent, Ws};
 use zedops_testkit::{TestAgent, TestNats, TestPostgres, TestRelay};
 
 use cluster_support::{
-    admin, answer_all_recording, ask, cancel_across, exec_cat, push, request_for, stop_answered,
-    wait_ready, wait_seen,
+    admin, answer_all_recording, ask, cancel_across, exec_cat, push, stop_answered, wait_ready,
+    wait_seen,
 };
 
 /// A NATS server, and `n` relays on one fresh database joined through it.
@@ -140,7 +140,7 @@ async fn a_client_on_one_relay_reaches_an_agent_on_another() {
         let answer = ask(&mut client, "container.list", json!({"agentId": "web-1"})).await;
         (client, answer)
     });
-    let request = request_for(&mut agent, "container.list").await;
+    let request = agent.request_for("container.list").await;
     assert_eq!(request["data"]["agentId"], id.as_str());
     let inbox = request["reply"].as_str().unwrap().to_string();
     agent
@@ -181,7 +181,7 @@ async fn a_client_on_one_relay_reaches_an_agent_on_another() {
         "data": {"agentId": agent.id, "containerId": "c1", "follow": true}}),
     )
     .await;
-    let request = request_for(&mut agent, "container.logs").await;
+    let request = agent.request_for("container.logs").await;
     let agent_inbox = request["reply"].as_str().unwrap().to_string();
     for n in 0..3 {
         agent.send(json!({"subject": agent_inbox, "data": {"lines": [{"stream": "stdout", "text": format!("line {n}")}]}})).await;
@@ -521,7 +521,7 @@ async fn a_console_session_crosses_relays_with_its_input_and_cancel() {
         .await;
     }
     for chunk in ["YQ==", "Yg==", "Yw=="] {
-        let input = request_for(&mut agent, "stream.input").await;
+        let input = agent.request_for("stream.input").await;
         assert_eq!(input["data"]["inbox"], agent_inbox.as_str(), "{input}");
         assert_eq!(input["data"]["data"], chunk, "{input}");
     }
@@ -656,7 +656,7 @@ async fn a_stats_stream_and_a_pull_with_its_progress_cross_relays() {
         "data": {"agentId": "busy-1", "containerId": "c1", "stream": true}}),
     )
     .await;
-    let request = request_for(&mut agent, "container.stats").await;
+    let request = agent.request_for("container.stats").await;
     assert_eq!(request["data"]["stream"], true, "{request}");
     let agent_inbox = request["reply"].as_str().unwrap().to_string();
     for n in 0..3u64 {
@@ -690,7 +690,7 @@ async fn a_stats_stream_and_a_pull_with_its_progress_cross_relays() {
         "data": {"agentId": "busy-1", "image": "alpine:3"}}),
     )
     .await;
-    let request = request_for(&mut agent, "image.pull").await;
+    let request = agent.request_for("image.pull").await;
     assert_eq!(request["data"]["image"], "alpine:3", "{request}");
     let agent_inbox = request["reply"].as_str().unwrap().to_string();
     for current in [10u64, 60, 100] {
@@ -918,7 +918,7 @@ async fn a_relay_of_the_previous_version_is_served_one_frame_at_a_time() {
     };
     assert_eq!(&ack.payload[..], b"queued");
 
-    let request = request_for(&mut agent, "container.list").await;
+    let request = agent.request_for("container.list").await;
     assert_eq!(request["reply"], "_INBOX.old.1", "{request}");
     agent
         .send(json!({"subject": "_INBOX.old.1", "data": {"containers": []}}))

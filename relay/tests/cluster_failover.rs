@@ -14,7 +14,7 @@ use zedops_protocol::Role;
 
 use cluster_support::{
     RelayProcess, Seeded, admin, answer_all, ask, ask_keeping, enrol_at, http_status, relay_on,
-    request_for, seed, stop_answered, wait_ready, wait_seen,
+    seed, stop_answered, wait_ready, wait_seen,
 };
 use zedops_testkit::wire::{self, FakeAgent};
 use zedops_testkit::{TestAgent, TestContainers, TestNats, TestPostgres, TestRelay};
@@ -342,7 +342,7 @@ async fn with_postgres_stopped_a_cluster_routes_and_reads_refuses_writes_and_rec
         let answer = ask(&mut client, "container.list", json!({"agentId": "db-less"})).await;
         (client, answer)
     });
-    let request = request_for(&mut agent, "container.list").await;
+    let request = agent.request_for("container.list").await;
     let inbox = request["reply"].as_str().unwrap().to_string();
     agent
         .send(json!({"subject": inbox, "data": {"containers": [{"id": "c1"}]}}))
@@ -446,14 +446,14 @@ async fn requests_through_a_killed_relay_fail_fast_when_the_agent_moves_to_a_thi
         json!({"subject": "container.list", "reply": "_INBOX.list", "data": {"agentId": id}}),
     )
     .await;
-    request_for(&mut agent, "container.list").await;
+    agent.request_for("container.list").await;
     wire::send(
         &mut client,
         json!({"subject": "container.logs", "reply": "_INBOX.follow",
         "data": {"agentId": id, "containerId": "c1", "follow": true}}),
     )
     .await;
-    let logs = request_for(&mut agent, "container.logs").await;
+    let logs = agent.request_for("container.logs").await;
     agent
         .send(json!({"subject": logs["reply"], "data": {"lines": [{"stream": "stdout", "text": "hello"}]}}))
         .await;

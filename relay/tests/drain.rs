@@ -9,16 +9,6 @@ use zedops_protocol::Role;
 use zedops_testkit::TestRelay;
 use zedops_testkit::wire::{self, FakeAgent};
 
-/// The next request with this subject the agent receives (others left unanswered).
-async fn request_for(agent: &mut FakeAgent, subject: &str) -> Value {
-    loop {
-        let frame = agent.request().await.expect("a request reaches the agent");
-        if frame["subject"] == subject {
-            return frame;
-        }
-    }
-}
-
 /// The answer on `inbox` (pushes skipped), or the close code when the relay hangs up first.
 async fn answer_on(ws: &mut wire::Ws, inbox: &str) -> Result<Value, Option<u16>> {
     loop {
@@ -57,7 +47,7 @@ async fn a_draining_relay_finishes_requests_in_flight_then_sends_everyone_elsewh
         "data": {"agentId": "web-1"}}),
     )
     .await;
-    let held = request_for(&mut agent, "container.list").await;
+    let held = agent.request_for("container.list").await;
 
     let started = Instant::now();
     let steps = async {
@@ -116,47 +106,6 @@ async fn a_draining_relay_finishes_requests_in_flight_then_sends_everyone_elsewh
 }
 
 #[tokio::test]
-async fn a_log_follow_ended_by_the_relay_stopping_says_the_relay_stopped_not_the_agent() {
-    let relay = TestRelay::builder().start().await;
-    let mut agent = FakeAgent::enrol(&relay, "web-1").await.expect("enrols");
-    let token = relay.login("ann", Role::Admin).await;
-    let mut client = wire::client_hello(&relay, &token).await;
-    wire::send(
-        &mut client,
-        json!({"subject": "container.logs", "reply": "_INBOX.follow",
-        "data": {"agentId": "web-1", "containerId": "web", "follow": true}}),
-    )
-    .await;
-    let request = request_for(&mut agent, "container.logs").await;
-    let inbox = request["reply"].as_str().unwrap();
-    agent
-        .send(json!({"subject": inbox, "data": {"lines": [{"stream": "stdout", "text": "up"}]}}))
-        .await;
-    let first = answer_on(&mut client, "_INBOX.follow")
-        .await
-        .expect("a line");
-    assert_eq!(first["lines"][0]["text"], "up", "{first}");
-
-    // A follow never finishes by itself, so the drain ends it: the agent's connection closes
-    // under the stream because the relay stops, and the reader is told just that.
-    let ended = async {
-        let end = answer_on(&mut client, "_INBOX.follow").await;
-        while agent.request().await.is_some() {}
-        end
-    };
-    let ((), end) = tokio::join!(relay.drain(Duration::from_secs(5)), ended);
-    let end = end.expect("the stream's last frame before the connection closes");
-    assert_eq!(end["end"]["errorCode"], "UNAVAILABLE", "{end}");
-    assert!(
-        end["end"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("the relay is shutting down"),
-        "{end}"
-    );
-}
-
-#[tokio::test]
 async fn a_drain_waits_at_most_its_bound_for_an_agent_that_never_answers() {
     let relay = TestRelay::builder().start().await;
     let mut agent = FakeAgent::enrol(&relay, "mute-1").await.expect("enrols");
@@ -168,7 +117,7 @@ async fn a_drain_waits_at_most_its_bound_for_an_agent_that_never_answers() {
         "data": {"agentId": "mute-1"}}),
     )
     .await;
-    request_for(&mut agent, "container.list").await;
+    agent.request_for("container.list").await;
     let started = Instant::now();
     relay.drain(Duration::from_millis(300)).await;
     let waited = started.elapsed();

@@ -254,6 +254,27 @@ impl TestRelay {
         .expect("client connects")
     }
 
+    /// The newest audit entry of `operation` once it is no longer `pending` (still `pending`
+    /// after 10 s: returned as it is, for the caller's assert to show).
+    pub async fn settled_audit_entry(&self, operation: &str) -> zedops_relay::store::AuditRow {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let entries = self
+                .store
+                .audit_list(None, None, 100)
+                .await
+                .expect("read the audit log");
+            let entry = entries
+                .into_iter()
+                .find(|e| e.operation == operation)
+                .unwrap_or_else(|| panic!("no {operation} entry in the audit log"));
+            if entry.result != "pending" || std::time::Instant::now() > deadline {
+                return entry;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Names of the agents enrolled in the relay's database, online or not, in the store's order.
     pub async fn agent_names(&self) -> Vec<String> {
         let agents = self.store.agents().await.expect("list the enrolled agents");

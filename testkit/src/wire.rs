@@ -130,4 +130,18 @@ impl FakeAgent {
     pub async fn request(&mut self) -> Option<Value> {
         next_text(&mut self.ws).await
     }
+
+    /// The next request with this subject (others, such as the relay's own `registry.logins`
+    /// after a connect, are left unanswered); panics when the connection ends first.
+    pub async fn request_for(&mut self, subject: &str) -> Value {
+        loop {
+            let frame = self
+                .request()
+                .await
+                .unwrap_or_else(|| panic!("no {subject} reached the agent"));
+            if frame["subject"] == subject {
+                return frame;
+            }
+        }
+    }
 }

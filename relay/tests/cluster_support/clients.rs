@@ -64,20 +64,6 @@ pub async fn wait_seen(relay: &TestRelay, id: &str, online: bool) {
     }
 }
 
-/// The next request with this subject the agent receives (others, such as the relay's own
-/// `registry.logins` after a connect, are left unanswered).
-pub async fn request_for(agent: &mut FakeAgent, subject: &str) -> Value {
-    loop {
-        let frame = agent
-            .request()
-            .await
-            .unwrap_or_else(|| panic!("no {subject} reached the agent"));
-        if frame["subject"] == subject {
-            return frame;
-        }
-    }
-}
-
 /// Answers every request `agent` receives with an empty container list naming what was asked.
 pub fn answer_all(agent: FakeAgent) -> tokio::task::JoinHandle<()> {
     answer_all_recording(agent, Arc::default())
@@ -122,7 +108,7 @@ pub async fn stop_answered(mut client: Ws, agent: &mut FakeAgent, agent_ref: &st
         let answer = ask(&mut client, "container.stop", data).await;
         (client, answer)
     });
-    let request = request_for(agent, "container.stop").await;
+    let request = agent.request_for("container.stop").await;
     let inbox = request["reply"].as_str().unwrap().to_string();
     agent
         .send(json!({"subject": inbox, "data": {"success": true, "containerId": "c1", "operation": "stop"}}))
@@ -139,7 +125,7 @@ pub async fn exec_cat(client: &mut Ws, agent: &mut FakeAgent, name: &str) -> Str
         "data": {"agentId": name, "containerId": "c1", "cmd": ["cat"], "stdin": true}}),
     )
     .await;
-    let request = request_for(agent, "container.exec").await;
+    let request = agent.request_for("container.exec").await;
     request["reply"].as_str().unwrap().to_string()
 }
 
@@ -157,7 +143,7 @@ pub async fn cancel_across(
         "data": {"inbox": client_inbox}}),
     )
     .await;
-    let cancel = request_for(agent, "stream.cancel").await;
+    let cancel = agent.request_for("stream.cancel").await;
     assert_eq!(cancel["data"]["inbox"], agent_inbox, "{cancel}");
     agent
         .send(json!({"subject": agent_inbox, "data": {"end": {"errorCode": null, "reason": "cancelled"}}}))
