@@ -174,7 +174,7 @@ pub async fn run(
                 .map_err(RunError::Enrolment)?;
             identity = Identity::Enrolled(stored);
         }
-        tracing::info!(agent = ?welcome.name, id = ?welcome.agent_id, "connected to the relay; serving requests");
+        tracing::info!(agent = ?welcome.name, id = %welcome.agent_id, "connected to the relay; serving requests");
         // Registry logins live as long as the connection: the relay sends the current ones
         // after each welcome (none when it has none), so one removed meanwhile is not kept.
         docker.set_registry_logins(Vec::new());
