@@ -608,7 +608,9 @@ async fn supervise(
         if closed {
             return;
         }
-        warn!(%reason, "lost the connection to the relay; reconnecting");
+        // Info, not a warning: callers hear it as `ClientEvent::Disconnected` and say it in
+        // their own words (a CLI command that ends with it would print it twice).
+        info!(%reason, "lost the connection to the relay; reconnecting");
         match reconnect(&shared, &mut shutdown).await {
             Some((new_reader, new_writer_task)) => {
                 reader = new_reader;

@@ -1,7 +1,7 @@
 //! Container logs end to end on the real engine through the real agent and relay: numbered
 //! lines arrive complete and in order while following; a 10 MB line and binary output do not
 //! break the stream or the relay; cancel ends a follow; refusals are clear; `zedops logs`
-//! prints the lines.
+//! prints the lines, and says so in one line when the relay stops under a follow.
 
 mod support;
 
@@ -364,4 +364,50 @@ async fn a_10000_line_tail_arrives_complete_in_batched_chunks_and_in_a_file() {
     let lines: Vec<&str> = written.lines().collect();
     assert_eq!(lines.len(), 10_000);
     assert!(lines.iter().zip(&expected).all(|(a, b)| a == b), "in order");
+}
+
+/// `zedops logs --follow` open when the relay stops (a restart, an upgrade) ends with one line
+/// that says the relay stopped, not the agent, and exit code 1.
+#[tokio::test]
+async fn zedops_logs_follow_cut_by_the_relay_stopping_says_so_in_one_line() {
+    use tokio::io::AsyncBufReadExt;
+    let Some((s, talker)) = Served::open("logs-6", async |c| {
+        c.create("talker", &["/bin/sh", "-c", "echo up; sleep 3600"], true)
+            .await
+    })
+    .await
+    else {
+        return;
+    };
+    let config = tempfile::tempdir().unwrap();
+    let mut child = support::zedops(config.path())
+        .env("ZEDOPS_TOKEN", &s.token)
+        .args([
+            "logs",
+            "--agent",
+            "logs-6",
+            &talker,
+            "--follow",
+            "--relay",
+            &s.relay.url,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(WAIT, stdout.next_line()).await;
+    assert_eq!(first.unwrap().unwrap().as_deref(), Some("up"));
+    s.relay.drain(Duration::from_secs(5)).await;
+    let out = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("zedops logs ends with the relay")
+        .unwrap();
+    let stderr = support::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with("error: UNAVAILABLE: the relay is shutting down"),
+        "{stderr}"
+    );
 }
