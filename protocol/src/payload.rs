@@ -352,6 +352,11 @@ impl Validate for ContainerActionRequest {
 /// The checks of every request that names an agent and a container in it.
 pub(crate) fn check_target(agent_id: &str, container_id: &str) -> Result<(), ProtocolError> {
     check_len("agentId", agent_id, MAX_AGENT_REF_LEN)?;
+    check_container_ref(container_id)
+}
+
+/// A container id or name as Docker spells them, within [`MAX_CONTAINER_REF_LEN`].
+fn check_container_ref(container_id: &str) -> Result<(), ProtocolError> {
     check_len("containerId", container_id, MAX_CONTAINER_REF_LEN)?;
     // Docker resolves names and ids in URL paths; anything outside its name alphabet is refused
     // here so that no path tricks ("../") ever reach the engine.
@@ -397,7 +402,7 @@ pub fn named_target(frame: &crate::envelope::Frame) -> (Option<String>, Option<S
         .filter(|a| a.len() <= MAX_AGENT_REF_LEN && is_valid_name(a));
     let container = named
         .container_id
-        .filter(|c| check_target("agent", c).is_ok());
+        .filter(|c| check_container_ref(c).is_ok());
     (agent, container)
 }
 
@@ -546,6 +551,28 @@ impl Validate for OperationError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_request_names_only_valid_targets() {
+        let named = |data: &str| {
+            let frame = crate::envelope::Frame::decode(&format!(
+                r#"{{"subject":"file.list","reply":"_INBOX.1","data":{data}}}"#
+            ))
+            .unwrap();
+            named_target(&frame)
+        };
+        assert_eq!(
+            named(r#"{"agentId":"web-1","containerId":"db","path":"/etc"}"#),
+            (Some("web-1".into()), Some("db".into()))
+        );
+        // Hostile or malformed values are left out, never recorded as given.
+        assert_eq!(
+            named(r#"{"agentId":"\u001b[2Jx","containerId":"../etc"}"#),
+            (None, None)
+        );
+        assert_eq!(named(r#"{"agentId":7}"#), (None, None));
+        assert_eq!(named("[]"), (None, None));
+    }
 
     #[test]
     fn container_uses_seed_field_names() {

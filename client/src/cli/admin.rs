@@ -79,7 +79,7 @@ pub async fn create_token(global: &Global, ttl: Duration, json: bool) -> CliResu
     print_stdout(&format!("{}\n", created.token))
 }
 
-/// `token create --ttl`: a whole number of seconds from 1 second to 30 days (`15m`, `2d`).
+/// `token create --ttl`: from 1 second to 30 days (`15m`, `2d`); the relay takes whole seconds.
 pub fn token_ttl(text: &str) -> Result<Duration, String> {
     let ttl = humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))?;
     zedops_protocol::check_token_ttl(ttl)?;
